@@ -1,0 +1,48 @@
+// The streaming core of the handler: stdin → observers and zstd → the core file, in one pass.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string>
+
+namespace common {
+
+// Sees every byte of the core in stream order (the ELF scanner), whether or not it is stored.
+class StreamObserver {
+public:
+  virtual ~StreamObserver() = default;
+  virtual void observe(std::span<const std::byte> chunk) = 0;
+};
+
+struct CaptureOptions {
+  int level = 1;                                              // zstd level
+  int workers = 1;                                            // zstd worker threads
+  uint64_t max_raw = std::numeric_limits<uint64_t>::max();    // core bytes stored at most
+  uint64_t max_stored = std::numeric_limits<uint64_t>::max(); // compressed bytes at most
+};
+
+enum class CaptureStop {
+  none,       // the whole input was stored
+  max_raw,    // cut at max_raw (the size cap)
+  max_stored, // cut when the compressed output reached max_stored (free space or quota)
+  failed,     // writing or compressing failed; the output is unusable
+};
+
+struct CaptureResult {
+  uint64_t received = 0;    // all bytes read from the input
+  uint64_t stored_raw = 0;  // input bytes that went into the output
+  uint64_t stored_size = 0; // compressed bytes written
+  CaptureStop stop = CaptureStop::none;
+  std::string error;        // what failed (write, compress or read)
+  bool read_failed = false; // the input ended with a read error, not at EOF
+};
+
+// Reads `in_fd` to its end. Every byte goes to `observer` (may be null); bytes up to the limits
+// go through zstd to `out_fd` (skipped when out_fd < 0). Input is drained even after storing
+// stops, so the observer sees the whole core and `received` is its true size. Memory is bounded
+// by one read buffer plus zstd's window.
+CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& options,
+                             StreamObserver* observer);
+
+} // namespace common

@@ -1,0 +1,237 @@
+#include "common/config.hpp"
+
+#include "common/io.hpp"
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <optional>
+
+namespace common {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+template <typename T>
+std::optional<T> parse_int(std::string_view s) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<DiskAmount> parse_disk_amount(std::string_view s) {
+  if (s.ends_with('%')) {
+    double pct = 0;
+    const auto body = s.substr(0, s.size() - 1);
+    const auto [p, ec] = std::from_chars(body.data(), body.data() + body.size(), pct);
+    if (body.empty() || ec != std::errc() || p != body.data() + body.size() || pct < 0 ||
+        pct > 100) {
+      return std::nullopt;
+    }
+    return DiskAmount{0, pct};
+  }
+  if (auto b = parse_size(s)) {
+    return DiskAmount{*b, 0};
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+uint64_t DiskAmount::resolve(uint64_t fs_size, uint64_t cap) const {
+  if (percent <= 0) {
+    return bytes;
+  }
+  const auto v = static_cast<uint64_t>(static_cast<double>(fs_size) * percent / 100.0);
+  return cap != 0 ? std::min(v, cap) : v;
+}
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  std::string_view s = trim(text);
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+    case 'K':
+    case 'k':
+      mult = 1ULL << 10;
+      break;
+    case 'M':
+    case 'm':
+      mult = 1ULL << 20;
+      break;
+    case 'G':
+    case 'g':
+      mult = 1ULL << 30;
+      break;
+    case 'T':
+    case 't':
+      mult = 1ULL << 40;
+      break;
+    default:
+      break;
+    }
+    if (mult != 1) {
+      s.remove_suffix(1);
+    }
+  }
+  double v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v)) {
+    return std::nullopt;
+  }
+  const double bytes = v * static_cast<double>(mult);
+  if (bytes >= 1.8e19) {
+    return std::nullopt;
+  }
+  return static_cast<uint64_t>(bytes);
+}
+
+std::optional<uint64_t> parse_duration(std::string_view text) {
+  std::string_view s = trim(text);
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+    case 's': mult = 1; break;
+    case 'm': mult = 60; break;
+    case 'h': mult = 3600; break;
+    case 'd': mult = 86400; break;
+    case 'w': mult = 7 * 86400; break;
+    default: mult = 0; break;
+    }
+    if (mult != 0) {
+      s.remove_suffix(1);
+    } else {
+      mult = 1;
+    }
+  }
+  const auto v = parse_int<uint64_t>(s);
+  if (!v || *v > UINT64_MAX / mult) {
+    return std::nullopt;
+  }
+  return *v * mult;
+}
+
+ConfigResult parse_config(std::string_view text) {
+  ConfigResult out;
+  Config& c = out.config;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    ++line_no;
+    if (const size_t hash = line.find('#'); hash != std::string_view::npos) {
+      line = line.substr(0, hash);
+    }
+    line = trim(line);
+    if (line.empty()) {
+      continue;
+    }
+    const size_t eq = line.find('=');
+    const std::string where = "line " + std::to_string(line_no);
+    if (eq == std::string_view::npos) {
+      out.warnings.push_back(where + ": expected 'key = value'");
+      continue;
+    }
+    const std::string key(trim(line.substr(0, eq)));
+    const std::string value(trim(line.substr(eq + 1)));
+    bool ok = true;
+    auto set_uint = [&](unsigned& field, unsigned max) {
+      auto v = parse_int<unsigned>(value);
+      ok = v && *v <= max;
+      if (ok) {
+        field = *v;
+      }
+    };
+    if (key == "store") {
+      ok = value.starts_with('/');
+      if (ok) {
+        c.store = value;
+      }
+    } else if (key == "user") {
+      c.user = value;
+    } else if (key == "compression_level") {
+      auto v = parse_int<int>(value);
+      ok = v && *v >= 1 && *v <= 19;
+      if (ok) {
+        c.compression_level = *v;
+      }
+    } else if (key == "compression_threads") {
+      auto v = parse_int<int>(value);
+      ok = v && *v >= 0 && *v <= 16;
+      if (ok) {
+        c.compression_threads = *v;
+      }
+    } else if (key == "max_core_size") {
+      auto v = parse_size(value);
+      ok = v.has_value();
+      if (ok) {
+        c.max_core_size = *v;
+      }
+    } else if (key == "keep_free" || key == "max_use") {
+      auto v = parse_disk_amount(value);
+      ok = v.has_value();
+      if (ok) {
+        (key == "keep_free" ? c.keep_free : c.max_use) = *v;
+      }
+    } else if (key == "rate_limit_burst") {
+      set_uint(c.rate_limit_burst, 1000000);
+    } else if (key == "rate_limit_interval") {
+      set_uint(c.rate_limit_interval, 86400 * 366);
+    } else if (key == "max_executables_per_host") {
+      set_uint(c.max_executables_per_host, 1000000);
+    } else if (key == "max_records") {
+      auto v = parse_int<uint64_t>(value);
+      ok = v.has_value();
+      if (ok) {
+        c.max_records = *v;
+      }
+    } else if (key == "max_record_age") {
+      auto v = parse_duration(value);
+      ok = v.has_value();
+      if (ok) {
+        c.max_record_age = *v;
+      }
+    } else if (key == "listen") {
+      ok = value.find(':') != std::string::npos;
+      if (ok) {
+        c.listen = value;
+      }
+    } else {
+      out.warnings.push_back(where + ": unknown key '" + key + "'");
+      continue;
+    }
+    if (!ok) {
+      out.warnings.push_back(where + ": invalid value '" + value + "' for '" + key +
+                             "', keeping the default");
+    }
+  }
+  return out;
+}
+
+Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok) {
+  auto text = read_file(AT_FDCWD, path, 1 << 20);
+  if (!text) {
+    if (text.error().sys_errno == ENOENT && missing_ok == MissingOk::yes) {
+      return ConfigResult{};
+    }
+    return fail("Failed to read config " + quoted(path) + ": " + text.error().message);
+  }
+  return parse_config(*text);
+}
+
+} // namespace common

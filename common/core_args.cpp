@@ -1,0 +1,177 @@
+#include "common/core_args.hpp"
+
+#include <charconv>
+#include <limits>
+
+namespace common {
+
+namespace {
+
+template <typename T>
+std::optional<T> parse_number(std::string_view s) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+bool is_signal_number(const std::string& s) {
+  const auto v = parse_number<int>(s);
+  return v && *v > 0 && *v <= 64;
+}
+
+// Applies one short option `-X<value>`; returns false when `arg` is no option we know.
+bool apply_short(CoreArgs& out, const std::string& arg) {
+  if (arg.size() < 2 || arg[0] != '-' || arg[1] == '-') {
+    return false;
+  }
+  const char key = arg[1];
+  const std::string_view value = std::string_view(arg).substr(2);
+  auto number = [&](auto& field, const char* what) {
+    using T = typename std::remove_reference_t<decltype(field)>::value_type;
+    if (auto v = parse_number<T>(value)) {
+      field = *v;
+    } else {
+      out.warnings.push_back(std::string("malformed ") + what + " '" + std::string(value) + "'");
+    }
+  };
+  switch (key) {
+  case 'P':
+    number(out.pid, "pid (-P)");
+    break;
+  case 'p':
+    number(out.pid_ns, "namespace pid (-p)");
+    break;
+  case 'I':
+    number(out.tid, "tid (-I)");
+    break;
+  case 'i':
+    break; // the tid in the crasher's namespace adds nothing to -I
+  case 'u':
+    number(out.uid, "uid (-u)");
+    break;
+  case 'g':
+    number(out.gid, "gid (-g)");
+    break;
+  case 't':
+    number(out.time, "time (-t)");
+    break;
+  case 'c':
+    number(out.rlimit, "core limit (-c)");
+    break;
+  case 'd':
+    number(out.dump_mode, "dump mode (-d)");
+    break;
+  case 'F':
+    number(out.pidfd, "pidfd (-F)");
+    break;
+  case 'e':
+    out.comm = std::string(value);
+    break;
+  case 'C':
+    break; // CPU number: accepted, not recorded
+  default:
+    return false;
+  }
+  return true;
+}
+
+struct Interpretation {
+  CoreArgs args;
+  std::vector<std::string> positional;
+};
+
+// Reads leading options up to "--" or the first argument that is not one of ours.
+Interpretation read_options(const std::vector<std::string>& args) {
+  Interpretation in;
+  auto separator_after = [&](size_t pos) {
+    for (size_t k = pos + 1; k < args.size(); ++k) {
+      if (args[k] == "--") {
+        return true;
+      }
+    }
+    return false;
+  };
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    auto long_value = [&](std::string_view name) -> std::optional<std::string> {
+      if (a == name && i + 1 < args.size()) {
+        return args[++i];
+      }
+      if (a.starts_with(name) && a.size() > name.size() && a[name.size()] == '=') {
+        return a.substr(name.size() + 1);
+      }
+      return std::nullopt;
+    };
+    if (auto v = long_value("--config")) {
+      in.args.config_path = *v;
+    } else if (auto s = long_value("--store")) {
+      in.args.store_path = *s;
+    } else if (a == "--help" || a == "-h") {
+      in.args.help = true;
+    } else if (a == "--version") {
+      in.args.version = true;
+    } else if (!apply_short(in.args, a)) {
+      // Before a later "--" anything is meant as an option: an unknown one (or an empty
+      // argument, which is what the kernel makes of an unknown %X) is noted and skipped.
+      if (!separator_after(i)) {
+        break;
+      }
+      in.args.warnings.push_back("unknown argument '" + a + "'");
+    }
+  }
+  in.positional.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+  return in;
+}
+
+void apply_positional(CoreArgs& out, const std::vector<std::string>& pos) {
+  if (pos.empty()) {
+    out.warnings.push_back("no hostname, signal or executable arguments");
+    return;
+  }
+  out.hostname = pos[0];
+  if (pos.size() < 2) {
+    out.warnings.push_back("no signal argument");
+  } else if (is_signal_number(pos[1])) {
+    out.signal = *parse_number<int>(pos[1]);
+  } else {
+    out.warnings.push_back("malformed signal '" + pos[1] + "'");
+  }
+  if (pos.size() < 3) {
+    out.warnings.push_back("no executable argument");
+    return;
+  }
+  // Before Linux 5.3 the kernel split the expanded pattern on spaces, so an executable path with
+  // spaces arrives as several arguments: everything after the signal is %E.
+  for (size_t k = 2; k < pos.size(); ++k) {
+    if (k > 2) {
+      out.exe_raw += ' ';
+    }
+    out.exe_raw += pos[k];
+  }
+}
+
+} // namespace
+
+CoreArgs parse_core_args(const std::vector<std::string>& args) {
+  Interpretation in = read_options(args);
+  const bool plausible = in.positional.size() >= 2 && is_signal_number(in.positional[1]);
+  if (!plausible && !args.empty() && is_signal_number(args.size() > 1 ? args[1] : "")) {
+    // Minimal form whose hostname looks like an option ("-P5", "--"): all arguments are
+    // positional.
+    CoreArgs minimal;
+    apply_positional(minimal, args);
+    return minimal;
+  }
+  apply_positional(in.args, in.positional);
+  return std::move(in.args);
+}
+
+} // namespace common

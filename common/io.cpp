@@ -1,0 +1,122 @@
+#include "common/io.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace common {
+
+Error Error::from_errno(std::string what, int err) {
+  return Error{std::move(what) + ": " + std::strerror(err), err};
+}
+
+std::string quoted(std::string_view path) {
+  std::string out;
+  out.reserve(path.size() + 2);
+  out += '\'';
+  out += path;
+  out += '\'';
+  return out;
+}
+
+Expected<void> write_all(int fd, std::span<const std::byte> data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail_errno("write failed", errno);
+    }
+    data = data.subspan(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+Expected<void> write_all(int fd, std::string_view data) {
+  return write_all(fd, std::as_bytes(std::span(data.data(), data.size())));
+}
+
+Expected<size_t> read_some(int fd, std::span<std::byte> buf) {
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n >= 0) {
+      return static_cast<size_t>(n);
+    }
+    if (errno != EINTR) {
+      return fail_errno("read failed", errno);
+    }
+  }
+}
+
+Expected<size_t> read_full(int fd, std::span<std::byte> buf) {
+  size_t got = 0;
+  while (got < buf.size()) {
+    auto n = read_some(fd, buf.subspan(got));
+    if (!n) {
+      return std::unexpected(n.error());
+    }
+    if (*n == 0) {
+      break;
+    }
+    got += *n;
+  }
+  return got;
+}
+
+Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode) {
+  const int fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return fail_errno("Failed to open " + quoted(path), errno);
+  }
+  return UniqueFd(fd);
+}
+
+Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
+  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    auto n = read_some(fd->get(), std::as_writable_bytes(std::span(buf)));
+    if (!n) {
+      return fail("Failed to read " + quoted(path) + ": " + n.error().message);
+    }
+    if (*n == 0) {
+      break;
+    }
+    if (out.size() + *n > limit) {
+      return fail("Failed to read " + quoted(path) + ": larger than " + std::to_string(limit) +
+                  " bytes");
+    }
+    out.append(buf, *n);
+  }
+  return out;
+}
+
+bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn) {
+  // fdopendir() takes ownership of its descriptor, so give it a fresh one of the same directory.
+  const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dup < 0) {
+    return false;
+  }
+  DIR* dir = ::fdopendir(dup);
+  if (!dir) {
+    ::close(dup);
+    return false;
+  }
+  while (const dirent* de = ::readdir(dir)) {
+    if (de->d_name[0] != '.') {
+      fn(de->d_name);
+    }
+  }
+  ::closedir(dir);
+  return true;
+}
+
+} // namespace common

@@ -1,0 +1,36 @@
+// Read and write helpers that handle EINTR and short counts.
+#pragma once
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace common {
+
+// Writes all of `data` to `fd`, retrying on EINTR and short writes.
+Expected<void> write_all(int fd, std::span<const std::byte> data);
+Expected<void> write_all(int fd, std::string_view data);
+
+// Reads up to buf.size() bytes; returns the count, 0 only at end of input.
+Expected<size_t> read_some(int fd, std::span<std::byte> buf);
+
+// Fills `buf` as far as input allows; returns the count (< size only at end of input).
+Expected<size_t> read_full(int fd, std::span<std::byte> buf);
+
+// Reads a whole (small) file relative to `dirfd` (AT_FDCWD for a plain path), at most `limit`
+// bytes.
+Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit = 1 << 20);
+
+// Opens `path` relative to `dirfd` with O_CLOEXEC added to `flags`.
+Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
+
+// Calls `fn` with each name in directory `dirfd` except those starting with '.' (".", ".." and
+// hidden temporaries). `dirfd` stays open and positioned. Returns false if it cannot be listed.
+bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn);
+
+} // namespace common

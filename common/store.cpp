@@ -1,0 +1,156 @@
+#include "common/store.hpp"
+
+#include "common/atomic_file.hpp"
+#include "common/io.hpp"
+#include "common/names.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+namespace common {
+
+namespace {
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+Expected<UniqueFd> open_or_make_dir(int parent, const std::string& name) {
+  // mkdir first and ignore EEXIST: racing handlers of a crash storm create the same dirs.
+  if (::mkdirat(parent, name.c_str(), k_dir_mode) != 0 && errno != EEXIST) {
+    return fail_errno("Failed to create directory " + quoted(name), errno);
+  }
+  const int fd = ::openat(parent, name.c_str(), k_dir_flags);
+  if (fd < 0) {
+    return fail_errno("Failed to open directory " + quoted(name), errno);
+  }
+  return UniqueFd(fd);
+}
+
+} // namespace
+
+std::string new_record_id() {
+  return random_hex(8);
+}
+
+bool is_record_id(std::string_view id) {
+  if (id.size() != 16) {
+    return false;
+  }
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Expected<Store> Store::open(const std::string& root) {
+  const int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return fail_errno("Failed to open store " + quoted(root), errno);
+  }
+  return Store(root, UniqueFd(fd));
+}
+
+Expected<UniqueFd> Store::open_exe_dir(const std::string& host, const std::string& exe) const {
+  if (!is_safe_component(host) || !is_safe_component(exe)) {
+    return fail("refusing unsafe store path " + quoted(host + "/" + exe));
+  }
+  auto host_fd = open_or_make_dir(m_fd.get(), host);
+  if (!host_fd) {
+    return std::unexpected(host_fd.error());
+  }
+  return open_or_make_dir(host_fd->get(), exe);
+}
+
+size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) const {
+  size_t failures = 0;
+  const bool ok = list_dir(m_fd.get(), [&](std::string_view host) {
+    if (!is_safe_component(host)) {
+      return;
+    }
+    const int hfd = ::openat(m_fd.get(), std::string(host).c_str(), k_dir_flags);
+    if (hfd < 0) {
+      failures += errno == ENOTDIR ? 0 : 1;
+      return;
+    }
+    UniqueFd host_fd(hfd);
+    list_dir(host_fd.get(), [&](std::string_view exe) {
+      if (!is_safe_component(exe)) {
+        return;
+      }
+      const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir_flags);
+      if (efd < 0) {
+        failures += errno == ENOTDIR ? 0 : 1;
+        return;
+      }
+      UniqueFd exe_fd(efd);
+      std::vector<std::string> ids;
+      std::vector<std::string> cores;
+      list_dir(exe_fd.get(), [&](std::string_view name) {
+        if (name.ends_with(k_core_suffix)) {
+          cores.emplace_back(name.substr(0, name.size() - k_core_suffix.size()));
+        } else if (name.ends_with(k_record_suffix)) {
+          ids.emplace_back(name.substr(0, name.size() - k_record_suffix.size()));
+        }
+      });
+      std::sort(cores.begin(), cores.end());
+      for (const auto& id : ids) {
+        StoreEntry e{std::string(host), std::string(exe), id, exe_fd.get(),
+                     std::binary_search(cores.begin(), cores.end(), id)};
+        fn(e);
+      }
+    });
+  });
+  return ok ? failures : failures + 1;
+}
+
+uint64_t Store::disk_usage() const {
+  uint64_t total = 0;
+  list_dir(m_fd.get(), [&](std::string_view host) {
+    const int hfd = ::openat(m_fd.get(), std::string(host).c_str(), k_dir_flags);
+    if (hfd < 0) {
+      return;
+    }
+    UniqueFd host_fd(hfd);
+    list_dir(host_fd.get(), [&](std::string_view exe) {
+      const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir_flags);
+      if (efd < 0) {
+        return;
+      }
+      UniqueFd exe_fd(efd);
+      list_dir(exe_fd.get(), [&](std::string_view name) {
+        struct stat st {};
+        if (::fstatat(exe_fd.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+          total += static_cast<uint64_t>(st.st_blocks) * 512;
+        }
+      });
+    });
+  });
+  return total;
+}
+
+std::string core_relpath(const std::string& host, const std::string& exe, const std::string& id) {
+  return host + "/" + exe + "/" + id + std::string(k_core_suffix);
+}
+
+std::string record_relpath(const std::string& host, const std::string& exe, const std::string& id) {
+  return host + "/" + exe + "/" + id + std::string(k_record_suffix);
+}
+
+Expected<FsSpace> fs_space(int fd) {
+  struct statvfs sv {};
+  if (::fstatvfs(fd, &sv) != 0) {
+    return fail_errno("Failed to query free space", errno);
+  }
+  // f_bavail, not f_bfree: the root reserve is not ours once privileges are dropped.
+  return FsSpace{static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize,
+                 static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize};
+}
+
+} // namespace common

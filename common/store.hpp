@@ -1,0 +1,70 @@
+// The on-disk store: <root>/<host>/<executable>/<id>.core.zst + <id>.json.
+#pragma once
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace common {
+
+inline constexpr std::string_view k_core_suffix = ".core.zst";
+inline constexpr std::string_view k_record_suffix = ".json";
+inline constexpr unsigned k_dir_mode = 0750;  // the store user and its group (the exporter)
+inline constexpr unsigned k_file_mode = 0640; // never world-readable: cores hold memory
+
+// A new record id: 16 random hex characters (unique; any prefix works like a git hash).
+std::string new_record_id();
+// True when `id` has the form new_record_id() produces.
+bool is_record_id(std::string_view id);
+
+// One record found in the store.
+struct StoreEntry {
+  std::string host; // sanitized component
+  std::string exe;  // sanitized component
+  std::string id;
+  int exe_dirfd = -1; // valid during the callback only
+  bool has_core = false;
+};
+
+class Store {
+public:
+  // Opens an existing store root as a directory descriptor (O_PATH is not enough: we list it).
+  static Expected<Store> open(const std::string& root);
+
+  int fd() const { return m_fd.get(); }
+  const std::string& root() const { return m_root; }
+
+  // Opens (creating where missing, mode k_dir_mode) the directory <host>/<exe>. Both must be
+  // safe components (see names.hpp); symlinks are never followed.
+  Expected<UniqueFd> open_exe_dir(const std::string& host, const std::string& exe) const;
+
+  // Calls `fn` for every <id>.json in the store, in no particular order. Hidden and foreign
+  // names are skipped; returns the number of entries that could not be read (unreadable dirs).
+  size_t for_each_record(const std::function<void(const StoreEntry&)>& fn) const;
+
+  // Bytes used by the files of the store (allocated blocks).
+  uint64_t disk_usage() const;
+
+private:
+  Store(std::string root, UniqueFd fd) : m_root(std::move(root)), m_fd(std::move(fd)) {}
+
+  std::string m_root;
+  UniqueFd m_fd;
+};
+
+// The path of a core or record relative to the store root.
+std::string core_relpath(const std::string& host, const std::string& exe, const std::string& id);
+std::string record_relpath(const std::string& host, const std::string& exe, const std::string& id);
+
+// Free and total bytes of the file system holding `fd` (for the unprivileged user).
+struct FsSpace {
+  uint64_t available = 0;
+  uint64_t total = 0;
+};
+Expected<FsSpace> fs_space(int fd);
+
+} // namespace common

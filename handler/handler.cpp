@@ -1,0 +1,488 @@
+#include "handler/handler.hpp"
+
+#include "common/atomic_file.hpp"
+#include "common/capture.hpp"
+#include "common/io.hpp"
+#include "common/log.hpp"
+#include "common/names.hpp"
+#include "common/privileges.hpp"
+#include "common/signals.hpp"
+#include "process_core_version.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+
+namespace handler {
+
+namespace {
+
+using common::CoreReason;
+
+// The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
+// us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
+constexpr int k_pipe_size = 1 << 20;
+// Below this much room a core is not worth starting (it would be cut to nothing useful).
+constexpr uint64_t k_min_room = 1 << 20;
+// zstd's frame epilogue and the record must still fit after the compressed data stops.
+constexpr uint64_t k_room_margin = 256 << 10;
+
+// 1. Secure the process before anything else can go wrong.
+void secure_process(Context& ctx) {
+  // The kernel starts us with fds 1 and 2 closed: the first open() would land on 1 and a log
+  // line could end up inside a core. Move the pipe above 2 and fill 0-2 with /dev/null.
+  const int in = ::fcntl(0, F_DUPFD_CLOEXEC, 3);
+  if (in >= 0) {
+    ctx.input.reset(in);
+  }
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (fd == 0 || ::fcntl(fd, F_GETFD) < 0) {
+      const int null = ::open("/dev/null", O_RDWR | O_NOCTTY);
+      if (null >= 0 && null != fd) {
+        ::dup2(null, fd);
+        ::close(null);
+      }
+    }
+  }
+  // A handler that crashes must not dump into itself, and nothing we exec may gain privileges.
+  // RLIMIT_CORE stays the kernel's {1,1}: raising it would allow recursive dumps.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  ::umask(0027);
+  ctx.running_as_root = ::geteuid() == 0;
+  if (ctx.input) {
+    // Best effort: fails harmlessly when stdin is not a pipe.
+    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
+  }
+}
+
+// 2. Configuration: --config, else the default path (which may be absent).
+void load_configuration(Context& ctx) {
+  const std::string path = ctx.args.config_path.value_or(common::k_default_config_path);
+  auto loaded = common::load_config(path, ctx.args.config_path ? common::MissingOk::no
+                                                               : common::MissingOk::yes);
+  if (!loaded) {
+    ctx.warnings.push_back(loaded.error().message + ", using defaults");
+  } else {
+    ctx.config = std::move(loaded->config);
+    for (auto& w : loaded->warnings) {
+      ctx.warnings.push_back("config " + common::quoted(path) + " " + w);
+    }
+  }
+  if (ctx.args.store_path) {
+    ctx.config.store = *ctx.args.store_path;
+  }
+}
+
+std::string own_hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) {
+    return {};
+  }
+  return buf;
+}
+
+// 3. Identity of the crash from the arguments, and /proc while the process still exists.
+void identify_crash(Context& ctx) {
+  common::Record& r = ctx.record;
+  const common::CoreArgs& a = ctx.args;
+  r.id = common::new_record_id();
+  r.time = common::format_time(a.time.value_or(static_cast<int64_t>(::time(nullptr))));
+  r.hostname = a.hostname;
+  if (r.hostname.empty()) {
+    // The pattern has no %h: the crash happened on this host (or in a container of it).
+    r.hostname = own_hostname();
+    ctx.warnings.push_back("no hostname argument (%h): using this host's name");
+  }
+  r.signal = a.signal.value_or(0);
+  r.signal_name = a.signal ? common::signal_name(*a.signal) : "unknown";
+  r.pid = a.pid;
+  r.tid = a.tid;
+  r.uid = a.uid;
+  r.gid = a.gid;
+  r.dump_mode = a.dump_mode;
+  r.rlimit_core = a.rlimit;
+  r.executable = common::decode_exe(a.exe_raw);
+  r.executable_deleted = common::strip_deleted_suffix(r.executable);
+
+  if (a.pid) {
+    ctx.proc = gather_proc_facts(*a.pid, a.pidfd, r.executable);
+    for (auto& w : ctx.proc.warnings) {
+      ctx.warnings.push_back(w);
+    }
+  }
+  r.comm = a.comm.value_or(ctx.proc.comm.value_or(""));
+  r.cmdline = ctx.proc.cmdline.value_or("");
+  if (r.executable.empty() && ctx.proc.exe) {
+    r.executable = *ctx.proc.exe;
+    r.executable_deleted = common::strip_deleted_suffix(r.executable);
+  }
+  r.container = container_json(ctx.proc);
+  // A core of a process that changed privileges can hold secrets its user must not read.
+  r.core.access = a.dump_mode == 1 ? common::CoreAccess::owner : common::CoreAccess::root_only;
+  r.store_host = common::host_component(r.hostname);
+  r.store_exe = common::exe_component(r.executable.empty() ? "(unknown)" : r.executable);
+}
+
+// Creates the store root if it is missing, owned by the store user (as tmpfiles.d would).
+void ensure_store_root(Context& ctx, const std::optional<common::UserIds>& user) {
+  struct stat st {};
+  if (::stat(ctx.config.store.c_str(), &st) == 0) {
+    return;
+  }
+  if (::mkdir(ctx.config.store.c_str(), common::k_dir_mode) != 0 && errno != EEXIST) {
+    ctx.warnings.push_back("Failed to create store " + common::quoted(ctx.config.store) + ": " +
+                           std::strerror(errno));
+    return;
+  }
+  if (user && ::chown(ctx.config.store.c_str(), user->uid, user->gid) != 0) {
+    ctx.warnings.push_back("Failed to chown store " + common::quoted(ctx.config.store) + ": " +
+                           std::strerror(errno));
+  }
+}
+
+// 4. Open the store as root, then give root up for good.
+void open_store_and_drop(Context& ctx) {
+  std::optional<common::UserIds> user;
+  if (ctx.running_as_root && !ctx.config.user.empty()) {
+    auto ids = common::lookup_user(ctx.config.user);
+    if (ids) {
+      user = *ids;
+    } else {
+      // Losing the crash would be worse than storing it as root.
+      ctx.warnings.push_back(ids.error().message + ": continuing as root");
+    }
+  }
+  if (ctx.running_as_root) {
+    ensure_store_root(ctx, user);
+  }
+  auto store = common::Store::open(ctx.config.store);
+  if (!store) {
+    ctx.store_error = store.error().message;
+  } else {
+    ctx.store.emplace(std::move(*store));
+  }
+  if (user) {
+    if (auto r = common::drop_privileges(*user); !r) {
+      // Refuse to go on as root with attacker-controlled data: record nothing rather than run
+      // the parsers privileged. The log line still reports the crash.
+      ctx.store.reset();
+      ctx.store_error = r.error().message;
+      return;
+    }
+  }
+  if (ctx.store) {
+    auto dir = ctx.store->open_exe_dir(ctx.record.store_host, ctx.record.store_exe);
+    if (!dir) {
+      ctx.store_error = dir.error().message;
+    } else {
+      ctx.exe_dir = std::move(*dir);
+    }
+  }
+}
+
+// Cores of this executable younger than `interval` seconds (for the rate limit).
+unsigned recent_cores(int exe_dir, unsigned interval) {
+  const time_t cutoff = ::time(nullptr) - static_cast<time_t>(interval);
+  unsigned count = 0;
+  common::list_dir(exe_dir, [&](std::string_view name) {
+    struct stat st {};
+    if (name.ends_with(common::k_core_suffix) &&
+        ::fstatat(exe_dir, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_mtime >= cutoff) {
+      ++count;
+    }
+  });
+  return count;
+}
+
+// Pre-reads the first bytes to tell an ELF core from anything else.
+class MagicSniffer final : public common::StreamObserver {
+public:
+  void observe(std::span<const std::byte> chunk) override {
+    for (std::byte b : chunk) {
+      if (m_len == m_magic.size()) {
+        return;
+      }
+      m_magic[m_len++] = static_cast<char>(b);
+    }
+  }
+  bool is_elf() const {
+    return m_len == 4 && std::string_view(m_magic.data(), 4) == "\x7f"
+                                                                "ELF";
+  }
+
+private:
+  std::array<char, 4> m_magic{};
+  size_t m_len = 0;
+};
+
+std::string human_size(uint64_t bytes) {
+  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(k_units)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
+  return buf;
+}
+
+// 5. Stream the core: stdin → scanner and zstd → temp file → commit.
+void capture_core(Context& ctx) {
+  common::CoreInfo& core = ctx.record.core;
+  MagicSniffer sniffer;
+  CoreBudget budget;
+  if (ctx.exe_dir) {
+    PolicyInput in;
+    in.rlimit = ctx.args.rlimit;
+    in.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (auto space = common::fs_space(ctx.exe_dir.get())) {
+      in.fs_available = space->available;
+      in.fs_total = space->total;
+    }
+    in.store_usage = ctx.store->disk_usage();
+    if (ctx.config.rate_limit_burst > 0) {
+      in.recent_cores = recent_cores(ctx.exe_dir.get(), ctx.config.rate_limit_interval);
+    }
+    budget = decide_policy(ctx.config, in);
+  } else {
+    budget.store = false;
+    budget.reason = CoreReason::error;
+    budget.detail = ctx.store_error;
+  }
+
+  std::optional<common::AtomicFile> file;
+  const std::string core_name = ctx.record.id + std::string(common::k_core_suffix);
+  if (budget.store) {
+    auto f = common::AtomicFile::create(ctx.exe_dir.get(), core_name, common::k_file_mode);
+    if (!f) {
+      budget.store = false;
+      budget.reason = f.error().sys_errno == ENOSPC ? CoreReason::disk_full : CoreReason::error;
+      budget.detail = f.error().message;
+    } else {
+      file.emplace(std::move(*f));
+    }
+  }
+
+  common::CaptureOptions options;
+  options.level = ctx.config.compression_level;
+  options.workers = ctx.config.compression_threads;
+  options.max_raw = budget.max_raw;
+  options.max_stored = budget.max_stored;
+  common::CaptureResult result;
+  if (ctx.input) {
+    result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &sniffer);
+  } else {
+    result.error = "no input: stdin is closed";
+    result.read_failed = true;
+  }
+  core.size = result.received;
+
+  if (result.received == 0) {
+    // Nothing to keep (the file, if any, is discarded with `file`).
+    core.present = false;
+    core.reason = result.read_failed ? CoreReason::error : CoreReason::empty;
+    core.error = result.error;
+    return;
+  }
+  if (!file) {
+    core.present = false;
+    core.reason = budget.reason;
+    core.error = budget.detail;
+    return;
+  }
+  if (result.stop == common::CaptureStop::failed) {
+    core.present = false;
+    core.reason = result.error.find(std::strerror(ENOSPC)) != std::string::npos
+                      ? CoreReason::disk_full
+                      : CoreReason::error;
+    core.error = result.error + ", continuing without core";
+    return;
+  }
+  if (auto r = file->commit(); !r) {
+    core.present = false;
+    core.reason = r.error().sys_errno == ENOSPC ? CoreReason::disk_full : CoreReason::error;
+    core.error = r.error().message + ", continuing without core";
+    return;
+  }
+  core.present = true;
+  core.path = common::core_relpath(ctx.record.store_host, ctx.record.store_exe, ctx.record.id);
+  core.stored_size = result.stored_size;
+  core.truncated = result.stored_raw < result.received || result.read_failed;
+  if (result.read_failed) {
+    core.error = result.error;
+  }
+  if (!sniffer.is_elf()) {
+    core.reason = CoreReason::not_elf;
+  } else if (core.truncated) {
+    core.reason = CoreReason::truncated;
+    core.error =
+        result.stop == common::CaptureStop::max_stored ? budget.detail : "cut at max_core_size";
+  } else {
+    core.reason = CoreReason::stored;
+  }
+}
+
+std::string outcome_text(const common::CoreInfo& core) {
+  std::string text = std::string(common::to_string(core.reason));
+  if (core.present) {
+    text += " (" + human_size(core.size) + " → " + human_size(core.stored_size) + ")";
+  }
+  if (!core.error.empty()) {
+    text += ": " + core.error;
+  }
+  return text;
+}
+
+// 6. The record is the commit point; then one line in the log.
+int commit_record(Context& ctx) {
+  common::Record& r = ctx.record;
+  r.handler.version = PROCESS_CORE_VERSION;
+  r.handler.warnings = ctx.warnings;
+  r.handler.duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ctx.started)
+          .count();
+  int status = 0;
+  std::string where;
+  if (ctx.exe_dir) {
+    const std::string name = r.id + std::string(common::k_record_suffix);
+    if (auto w = common::write_file_atomic(ctx.exe_dir.get(), name, common::to_json_text(r),
+                                           common::k_file_mode);
+        !w) {
+      status = 1;
+      where = "record NOT written (" + w.error().message + ")";
+    } else {
+      where = "record " + ctx.config.store + "/" +
+              common::record_relpath(r.store_host, r.store_exe, r.id);
+    }
+  } else {
+    status = 1;
+    where = "record NOT written (" + ctx.store_error + ")";
+  }
+  for (const auto& w : ctx.warnings) {
+    spdlog::warn("{}: {}", r.id, w);
+  }
+  const std::string pid = r.pid ? std::to_string(*r.pid) : "?";
+  const std::string line =
+      fmt::format("Process {} ({}) of host {} crashed with SIG{}: core {}; {}", pid,
+                  common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
+                  r.signal_name, outcome_text(r.core), where);
+  if (status == 0) {
+    spdlog::info("{}", line);
+  } else {
+    // The record could not be stored: the log is all that is left of this crash, so it gets
+    // the whole record.
+    spdlog::error("{}: {}", line,
+                  to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  return status;
+}
+
+void print_usage() {
+  std::fputs("Usage: process-core [OPTIONS] [--] HOSTNAME SIGNAL EXECUTABLE...\n"
+             "Core dump handler, run by the kernel through /proc/sys/kernel/core_pattern:\n"
+             "  |/usr/sbin/process-core -P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E\n"
+             "Reads the core on stdin, stores it compressed with a JSON record.\n"
+             "  --config FILE   configuration (default /etc/process-core/process-core.conf)\n"
+             "  --store DIR     store root (overrides the configuration)\n"
+             "  --version       print the version\n",
+             stdout);
+}
+
+} // namespace
+
+CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
+  CoreBudget b;
+  b.max_raw = config.max_core_size;
+  if (in.rlimit && *in.rlimit < in.page_size) {
+    b.reason = CoreReason::rlimit;
+    b.detail = "RLIMIT_CORE is " + std::to_string(*in.rlimit) + ": the process asked for no core";
+    return b;
+  }
+  if (config.max_core_size < in.page_size) {
+    b.reason = CoreReason::too_large;
+    b.detail = "max_core_size is " + std::to_string(config.max_core_size) + " bytes";
+    return b;
+  }
+  if (config.rate_limit_burst > 0 && in.recent_cores >= config.rate_limit_burst) {
+    b.reason = CoreReason::rate_limited;
+    b.detail = std::to_string(in.recent_cores) + " cores of this executable in the last " +
+               std::to_string(config.rate_limit_interval) + " s";
+    return b;
+  }
+  // systemd's defaults cap both percentages at 4 GiB; ours are the same.
+  const uint64_t keep_free = config.keep_free.resolve(in.fs_total, 4ULL << 30);
+  const uint64_t max_use = config.max_use.resolve(in.fs_total, 4ULL << 30);
+  const uint64_t free_room = in.fs_available > keep_free ? in.fs_available - keep_free : 0;
+  const uint64_t quota_room = max_use > in.store_usage ? max_use - in.store_usage : 0;
+  if (free_room < k_min_room) {
+    b.reason = CoreReason::disk_full;
+    b.detail = "free space " + human_size(in.fs_available) + " is at or below keep_free " +
+               human_size(keep_free);
+    return b;
+  }
+  if (quota_room < k_min_room) {
+    b.reason = CoreReason::quota;
+    b.detail = "store uses " + human_size(in.store_usage) + " of max_use " + human_size(max_use);
+    return b;
+  }
+  b.store = true;
+  b.reason = CoreReason::stored;
+  if (free_room <= quota_room) {
+    b.max_stored = free_room - k_room_margin;
+    b.limit_reason = CoreReason::disk_full;
+    b.detail = "cut to keep " + human_size(keep_free) + " free (keep_free)";
+  } else {
+    b.max_stored = quota_room - k_room_margin;
+    b.limit_reason = CoreReason::quota;
+    b.detail = "cut at the store quota max_use " + human_size(max_use);
+  }
+  return b;
+}
+
+int run(const std::vector<std::string>& args) {
+  Context ctx;
+  try {
+    secure_process(ctx);                      // 1. fds, not dumpable, no new privileges
+    ctx.args = common::parse_core_args(args); // 2. the core_pattern table
+    if (ctx.args.help || ctx.args.version) {
+      if (ctx.args.help) {
+        print_usage();
+      } else {
+        std::puts("process-core " PROCESS_CORE_VERSION);
+      }
+      return 0;
+    }
+    ctx.warnings = ctx.args.warnings;
+    common::init_logging("process-core", common::LogTarget::syslog);
+    load_configuration(ctx);   // 3. config file, --store
+    identify_crash(ctx);       // 4. record identity, /proc before draining
+    open_store_and_drop(ctx);  // 5. open the store as root, drop privileges
+    capture_core(ctx);         // 6. policy, stream, compress, commit the core
+    return commit_record(ctx); // 7. the record, then one log line
+  } catch (const std::exception& e) {
+    // Nothing above should throw (allocation failure aside); if it does, the crash still gets
+    // its record when the store is open.
+    ctx.warnings.push_back(std::string("internal error: ") + e.what());
+    ctx.record.core.present = false;
+    ctx.record.core.reason = CoreReason::error;
+    try {
+      return commit_record(ctx);
+    } catch (...) {
+      return 1;
+    }
+  }
+}
+
+} // namespace handler

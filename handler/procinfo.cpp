@@ -1,0 +1,219 @@
+#include "handler/procinfo.hpp"
+
+#include "common/io.hpp"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+
+namespace handler {
+
+namespace {
+
+constexpr size_t k_cmdline_max = 4096;
+
+std::optional<std::string> read_proc(const std::string& dir, const char* name, size_t limit) {
+  auto text = common::read_file(AT_FDCWD, dir + "/" + name, limit);
+  if (!text) {
+    return std::nullopt;
+  }
+  return std::move(*text);
+}
+
+// The pid a pidfd refers to, from /proc/self/fdinfo ("Pid:\t<n>", -1 once the process is gone).
+std::optional<int64_t> pidfd_pid(int pidfd) {
+  auto info = common::read_file(AT_FDCWD, "/proc/self/fdinfo/" + std::to_string(pidfd), 8192);
+  if (!info) {
+    return std::nullopt;
+  }
+  const auto pos = info->find("\nPid:");
+  if (pos == std::string::npos) {
+    return std::nullopt;
+  }
+  return std::strtoll(info->c_str() + pos + 5, nullptr, 10);
+}
+
+bool pidfd_alive(int pidfd) {
+  return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0;
+}
+
+// Start time from field 22 of /proc/<pid>/stat (clock ticks since boot) and the boot time.
+std::optional<int64_t> start_time(const std::string& stat) {
+  // comm (field 2) may contain spaces and ')': the fields resume after the last ')'.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return std::nullopt;
+  }
+  const char* p = stat.c_str() + close + 1;
+  for (int field = 3; field < 22; ++field) {
+    p = std::strchr(p + 1, ' ');
+    if (!p) {
+      return std::nullopt;
+    }
+  }
+  const long long ticks = std::strtoll(p + 1, nullptr, 10);
+  struct timespec boot {};
+  struct timespec now {};
+  // CLOCK_BOOTTIME includes suspend, like the start time field.
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  clock_gettime(CLOCK_REALTIME, &now);
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  if (hz <= 0) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(now.tv_sec - boot.tv_sec) + ticks / hz;
+}
+
+bool is_hex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return !s.empty();
+}
+
+} // namespace
+
+void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
+  facts.cgroup = cgroup;
+  std::string_view rest = cgroup;
+  while (!rest.empty()) {
+    const auto slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    // systemd units: the last *.service / *.scope that is not a container runtime scope.
+    if (part.ends_with(".service") ||
+        (part.ends_with(".scope") && !part.starts_with("docker-") &&
+         !part.starts_with("cri-containerd-") && !part.starts_with("crio-"))) {
+      facts.unit = std::string(part);
+    }
+    // Runtimes name the container's cgroup by its 64-hex id, with a prefix and suffix that vary:
+    // docker-<id>.scope, cri-containerd-<id>.scope, crio-<id>.scope, or bare <id>.
+    std::string_view id = part;
+    if (id.ends_with(".scope")) {
+      id.remove_suffix(6);
+    }
+    if (const auto dash = id.rfind('-'); dash != std::string_view::npos && id.size() > 64) {
+      id = id.substr(dash + 1);
+    }
+    if (id.size() == 64 && is_hex(id)) {
+      facts.container_id = std::string(id);
+    }
+    // kubepods-burstable-pod<uid with _>.slice or pod<uid>
+    if (const auto pod = part.rfind("pod"); pod != std::string_view::npos) {
+      std::string uid(part.substr(pod + 3));
+      if (uid.ends_with(".slice")) {
+        uid.resize(uid.size() - 6);
+      }
+      for (char& c : uid) {
+        if (c == '_') {
+          c = '-';
+        }
+      }
+      if (uid.size() == 36 && uid[8] == '-' && uid[13] == '-') {
+        facts.pod_uid = uid;
+      }
+    }
+  }
+}
+
+ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
+                            const std::string& expected_exe) {
+  ProcFacts facts;
+  if (pid <= 0) {
+    return facts;
+  }
+  if (pidfd) {
+    const auto fd_pid = pidfd_pid(*pidfd);
+    if (!fd_pid || *fd_pid != pid) {
+      facts.warnings.push_back("pidfd " + std::to_string(*pidfd) + " does not refer to pid " +
+                               std::to_string(pid) + ": /proc not read");
+      return facts;
+    }
+  }
+  const std::string dir = "/proc/" + std::to_string(pid);
+  facts.comm = read_proc(dir, "comm", 64);
+  if (facts.comm && facts.comm->ends_with('\n')) {
+    facts.comm->pop_back();
+  }
+  if (auto raw = read_proc(dir, "cmdline", 1 << 20)) {
+    raw->resize(std::min(raw->size(), k_cmdline_max));
+    while (!raw->empty() && raw->back() == '\0') {
+      raw->pop_back();
+    }
+    for (char& c : *raw) {
+      if (c == '\0') {
+        c = ' ';
+      }
+    }
+    facts.cmdline = std::move(*raw);
+  }
+  char link[4096];
+  const ssize_t n = ::readlink((dir + "/exe").c_str(), link, sizeof link);
+  if (n > 0) {
+    facts.exe = std::string(link, static_cast<size_t>(n));
+  }
+  if (auto stat = read_proc(dir, "stat", 4096)) {
+    facts.start_time = start_time(*stat);
+  }
+  if (auto cg = read_proc(dir, "cgroup", 65536)) {
+    // cgroup v2: a single "0::/path" line; on hybrid hosts take the 0:: line.
+    const auto pos = cg->find("0::");
+    if (pos != std::string::npos) {
+      std::string path = cg->substr(pos + 3);
+      path = path.substr(0, path.find('\n'));
+      parse_cgroup_path(facts, path);
+    }
+  }
+  if (pidfd) {
+    // Reading /proc/<pid> proves nothing on its own: the pid may have been reused meanwhile.
+    // The pidfd pins the original process; if it is still alive and still has that pid, what
+    // we read was about it.
+    facts.verified = pidfd_alive(*pidfd) && pidfd_pid(*pidfd) == pid;
+    if (!facts.verified) {
+      facts.warnings.push_back("process " + std::to_string(pid) +
+                               " exited while /proc was read: /proc data discarded");
+    }
+  } else {
+    std::string exe = facts.exe.value_or("");
+    if (exe.ends_with(" (deleted)")) {
+      exe.resize(exe.size() - 10);
+    }
+    facts.verified = !expected_exe.empty() && exe == expected_exe;
+    if (!facts.verified && facts.exe) {
+      facts.warnings.push_back("/proc/" + std::to_string(pid) +
+                               "/exe does not match the executable: /proc data discarded");
+    }
+  }
+  if (!facts.verified) {
+    ProcFacts empty;
+    empty.warnings = std::move(facts.warnings);
+    return empty;
+  }
+  return facts;
+}
+
+nlohmann::json container_json(const ProcFacts& facts) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!facts.cgroup.empty()) {
+    j["cgroup"] = facts.cgroup;
+  }
+  if (!facts.unit.empty()) {
+    j["unit"] = facts.unit;
+  }
+  if (!facts.container_id.empty()) {
+    j["container_id"] = facts.container_id;
+  }
+  if (!facts.pod_uid.empty()) {
+    j["pod_uid"] = facts.pod_uid;
+  }
+  return j;
+}
+
+} // namespace handler

@@ -1,0 +1,37 @@
+// Facts about the crashed process that only /proc has, read while it still exists.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace handler {
+
+struct ProcFacts {
+  bool verified = false;              // read through a pidfd that still named the process after
+  std::optional<std::string> comm;    // /proc/<pid>/comm
+  std::optional<std::string> cmdline; // NULs as spaces, bounded
+  std::optional<std::string> exe;     // readlink /proc/<pid>/exe
+  std::optional<int64_t> start_time;  // process start, seconds since the epoch
+  std::string cgroup;                 // the unified (v2) cgroup path
+  std::string unit;                   // systemd unit from the cgroup path, if any
+  std::string container_id;           // 64-hex container id from the cgroup path, if any
+  std::string pod_uid;                // kubernetes pod UID from the cgroup path, if any
+  std::vector<std::string> warnings;  // what could not be read and why
+};
+
+// Reads /proc/<pid>. With a pidfd the data is kept only if the pidfd shows, after reading, that
+// <pid> is still the same process (the pid-reuse race of CVE-2025-4598); without one, only if
+// /proc/<pid>/exe matches `expected_exe` (best effort).
+ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd, const std::string& expected_exe);
+
+// Derives unit, container id and pod uid from a cgroup path (exposed for tests).
+void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);
+
+// The `container` section of the record.
+nlohmann::json container_json(const ProcFacts& facts);
+
+} // namespace handler

@@ -1,0 +1,138 @@
+// A program that crashes on demand, for tests and benchmarks.
+//   crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS [--heap MiB] [--threads N]
+// --heap fills MiB of memory, half compressible text and half random bytes, like a real heap.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+
+// Named, never inlined: tests look for these names as the crash site.
+__attribute__((noinline)) void pc_crash_null_write(volatile int* p) {
+  *p = 42;
+}
+
+__attribute__((noinline)) int pc_crash_divide(int divisor) {
+  volatile int d = divisor; // keeps the division (and its SIGFPE) at run time
+  return 1000 / d;
+}
+
+__attribute__((noinline)) void pc_crash_abort() {
+  std::abort();
+}
+
+__attribute__((noinline)) void pc_thread_crash() {
+  pc_crash_null_write(nullptr);
+}
+
+} // extern "C"
+
+namespace {
+
+std::vector<char*> g_heap; // kept reachable so the pages stay in the core
+
+void fill_heap(size_t mib) {
+  std::mt19937_64 rng(12345);
+  for (size_t i = 0; i < mib; ++i) {
+    char* block = static_cast<char*>(std::malloc(1 << 20));
+    if (!block) {
+      std::perror("malloc");
+      std::exit(2);
+    }
+    if (i % 2 == 0) {
+      for (size_t k = 0; k < (1 << 20); ++k) {
+        block[k] = "process-core heap text "[k % 23];
+      }
+    } else {
+      for (size_t k = 0; k < (1 << 20); k += 8) {
+        const uint64_t v = rng();
+        std::memcpy(block + k, &v, 8);
+      }
+    }
+    g_heap.push_back(block);
+  }
+}
+
+[[noreturn]] void usage() {
+  std::fputs("usage: crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS "
+             "[--heap MiB] [--threads N]\n",
+             stderr);
+  std::exit(2);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage();
+  }
+  const std::string mode = argv[1];
+  int seconds = 0;
+  int argi = 2;
+  if (mode == "segv-after" || mode == "sleep") {
+    if (argc < 3) {
+      usage();
+    }
+    seconds = std::atoi(argv[2]);
+    argi = 3;
+  }
+  size_t heap = 0;
+  int threads = 4;
+  for (; argi < argc; ++argi) {
+    const std::string opt = argv[argi];
+    if (opt == "--heap" && argi + 1 < argc) {
+      heap = std::strtoul(argv[++argi], nullptr, 10);
+    } else if (opt == "--threads" && argi + 1 < argc) {
+      threads = std::atoi(argv[++argi]);
+    } else {
+      usage();
+    }
+  }
+  fill_heap(heap);
+
+  if (mode == "segv") {
+    pc_crash_null_write(nullptr);
+  } else if (mode == "abort") {
+    pc_crash_abort();
+  } else if (mode == "fpe") {
+    std::printf("%d\n", pc_crash_divide(0));
+  } else if (mode == "thread") {
+    // Several threads idle while one of them crashes.
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> idle;
+    for (int i = 0; i < threads - 2; ++i) {
+      idle.emplace_back([&] {
+        while (!stop) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      });
+    }
+    std::thread crashing([] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      pc_thread_crash();
+    });
+    crashing.join();
+    stop = true;
+    for (auto& t : idle) {
+      t.join();
+    }
+  } else if (mode == "segv-after") {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    pc_crash_null_write(nullptr);
+  } else if (mode == "sleep") {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    return 0;
+  } else {
+    usage();
+  }
+  return 1;
+}

@@ -1,0 +1,56 @@
+#include "common/config.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace common;
+
+TEST_CASE("configuration keys and defaults", "[config]") {
+  const auto r = parse_config(R"(
+# comment
+store = /srv/cores
+user = crashes      # trailing comment
+compression_level = 3
+max_core_size = 2G
+keep_free = 5%
+max_use = 500M
+rate_limit_burst = 3
+rate_limit_interval = 60
+)");
+  CHECK(r.warnings.empty());
+  CHECK(r.config.store == "/srv/cores");
+  CHECK(r.config.user == "crashes");
+  CHECK(r.config.compression_level == 3);
+  CHECK(r.config.max_core_size == 2ULL << 30);
+  CHECK(r.config.keep_free.percent == 5);
+  CHECK(r.config.max_use.bytes == 500ULL << 20);
+  CHECK(r.config.max_use.percent == 0);
+  CHECK(r.config.rate_limit_burst == 3);
+  CHECK(r.config.rate_limit_interval == 60);
+}
+
+TEST_CASE("bad lines warn and keep defaults", "[config]") {
+  const auto r = parse_config("store = relative\ncompression_level = 99\nbogus = 1\nnoequals\n");
+  CHECK(r.warnings.size() == 4);
+  const Config defaults;
+  CHECK(r.config.store == defaults.store);
+  CHECK(r.config.compression_level == defaults.compression_level);
+}
+
+TEST_CASE("sizes and disk amounts", "[config]") {
+  CHECK(parse_size("4096") == 4096);
+  CHECK(parse_size("1K") == 1024);
+  CHECK(parse_size("1.5M") == 1572864);
+  CHECK_FALSE(parse_size("-1"));
+  CHECK_FALSE(parse_size("x"));
+  CHECK_FALSE(parse_size("99999999T"));
+  DiskAmount pct{0, 10};
+  CHECK(pct.resolve(1000) == 100);
+  CHECK(pct.resolve(100ULL << 40, 4ULL << 30) == 4ULL << 30);
+  DiskAmount abs{123, 0};
+  CHECK(abs.resolve(1000) == 123);
+}
+
+TEST_CASE("load_config: missing file", "[config]") {
+  CHECK(load_config("/nonexistent/pc.conf", MissingOk::yes).has_value());
+  CHECK_FALSE(load_config("/nonexistent/pc.conf", MissingOk::no).has_value());
+}

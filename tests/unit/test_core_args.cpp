@@ -1,0 +1,103 @@
+#include "common/core_args.hpp"
+
+#include <catch2/catch.hpp>
+
+using common::parse_core_args;
+using Args = std::vector<std::string>;
+
+TEST_CASE("minimal form: %h %s %E", "[core_args]") {
+  const auto a = parse_core_args({"web01", "11", "!usr!local!bin!ruby"});
+  CHECK(a.hostname == "web01");
+  CHECK(a.signal == 11);
+  CHECK(a.exe_raw == "!usr!local!bin!ruby");
+  CHECK_FALSE(a.pid);
+  CHECK(a.warnings.empty());
+}
+
+TEST_CASE("recommended form with every specifier", "[core_args]") {
+  const auto a = parse_core_args({"-P1234", "-I1235", "-u1000", "-g1001", "-t1700000000",
+                                  "-c18446744073709551615", "-d1", "-F3", "--", "web01", "6",
+                                  "!usr!bin!python3"});
+  CHECK(a.pid == 1234);
+  CHECK(a.tid == 1235);
+  CHECK(a.uid == 1000);
+  CHECK(a.gid == 1001);
+  CHECK(a.time == 1700000000);
+  CHECK(a.rlimit == UINT64_MAX);
+  CHECK(a.dump_mode == 1);
+  CHECK(a.pidfd == 3);
+  CHECK(a.hostname == "web01");
+  CHECK(a.signal == 6);
+  CHECK(a.exe_raw == "!usr!bin!python3");
+  CHECK(a.warnings.empty());
+}
+
+TEST_CASE("an executable split on spaces (pre-5.3 kernels) is joined", "[core_args]") {
+  const auto a = parse_core_args({"h", "11", "!tmp!my", "crashy", "app"});
+  CHECK(a.exe_raw == "!tmp!my crashy app");
+  const auto b = parse_core_args({"-P1", "--", "h", "11", "!tmp!a", "b"});
+  CHECK(b.exe_raw == "!tmp!a b");
+  CHECK(b.pid == 1);
+}
+
+TEST_CASE("hostnames that look like options stay hostnames", "[core_args]") {
+  SECTION("minimal form, hostname -P5") {
+    const auto a = parse_core_args({"-P5", "11", "!bin!x"});
+    CHECK(a.hostname == "-P5");
+    CHECK_FALSE(a.pid);
+    CHECK(a.signal == 11);
+  }
+  SECTION("minimal form, hostname --") {
+    const auto a = parse_core_args({"--", "11", "!bin!x"});
+    CHECK(a.hostname == "--");
+    CHECK(a.signal == 11);
+    CHECK(a.exe_raw == "!bin!x");
+  }
+  SECTION("recommended form, hostname --") {
+    const auto a = parse_core_args({"-P7", "--", "--", "11", "!bin!x"});
+    CHECK(a.pid == 7);
+    CHECK(a.hostname == "--");
+    CHECK(a.exe_raw == "!bin!x");
+  }
+  SECTION("recommended form, hostname --store") {
+    const auto a = parse_core_args({"-P7", "--", "--store", "11", "!bin!x"});
+    CHECK(a.hostname == "--store");
+    CHECK_FALSE(a.store_path);
+  }
+}
+
+TEST_CASE("malformed and unknown arguments become warnings, never failures", "[core_args]") {
+  SECTION("bad numbers") {
+    const auto a = parse_core_args({"-Pabc", "-F", "-d1", "--", "h", "11", "!x"});
+    CHECK_FALSE(a.pid);
+    CHECK_FALSE(a.pidfd);
+    CHECK(a.dump_mode == 1);
+    CHECK(a.warnings.size() == 2);
+  }
+  SECTION("unknown option and empty argument before --") {
+    const auto a = parse_core_args({"-X5", "", "-P9", "--", "h", "11", "!x"});
+    CHECK(a.pid == 9);
+    CHECK(a.hostname == "h");
+    CHECK(a.warnings.size() == 2);
+  }
+  SECTION("bad signal") {
+    const auto a = parse_core_args({"h", "SEGV", "!x"});
+    CHECK_FALSE(a.signal);
+    CHECK(a.hostname == "h");
+    CHECK_FALSE(a.warnings.empty());
+  }
+  SECTION("nothing at all") {
+    const auto a = parse_core_args({});
+    CHECK_FALSE(a.signal);
+    CHECK_FALSE(a.warnings.empty());
+  }
+}
+
+TEST_CASE("our own options", "[core_args]") {
+  const auto a = parse_core_args({"--config", "/etc/x.conf", "--store=/srv/s", "h", "4", "!x"});
+  CHECK(a.config_path == "/etc/x.conf");
+  CHECK(a.store_path == "/srv/s");
+  CHECK(a.signal == 4);
+  CHECK(parse_core_args({"--help"}).help);
+  CHECK(parse_core_args({"--version"}).version);
+}

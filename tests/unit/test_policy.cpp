@@ -1,0 +1,97 @@
+#include "handler/handler.hpp"
+
+#include <catch2/catch.hpp>
+
+using common::CoreReason;
+using handler::decide_policy;
+using handler::PolicyInput;
+
+namespace {
+PolicyInput roomy() {
+  PolicyInput in;
+  in.fs_total = 100ULL << 30;
+  in.fs_available = 80ULL << 30;
+  in.store_usage = 0;
+  return in;
+}
+} // namespace
+
+TEST_CASE("RLIMIT_CORE below a page means no core", "[policy]") {
+  common::Config c;
+  PolicyInput in = roomy();
+  in.rlimit = 0;
+  auto b = decide_policy(c, in);
+  CHECK_FALSE(b.store);
+  CHECK(b.reason == CoreReason::rlimit);
+  in.rlimit = 4095;
+  CHECK(decide_policy(c, in).reason == CoreReason::rlimit);
+  in.rlimit = 4096;
+  CHECK(decide_policy(c, in).store);
+  in.rlimit = UINT64_MAX;
+  CHECK(decide_policy(c, in).store);
+}
+
+TEST_CASE("size cap, free space and quota", "[policy]") {
+  common::Config c;
+  c.max_core_size = 1ULL << 30;
+  c.keep_free = {1ULL << 30, 0};
+  c.max_use = {10ULL << 30, 0};
+  PolicyInput in = roomy();
+
+  SECTION("plenty of room: the cap is max_core_size, output bounded by the tighter room") {
+    auto b = decide_policy(c, in);
+    REQUIRE(b.store);
+    CHECK(b.max_raw == 1ULL << 30);
+    CHECK(b.max_stored < 10ULL << 30);
+    CHECK(b.limit_reason == CoreReason::quota);
+  }
+  SECTION("free space at the floor") {
+    in.fs_available = 1ULL << 30;
+    auto b = decide_policy(c, in);
+    CHECK_FALSE(b.store);
+    CHECK(b.reason == CoreReason::disk_full);
+  }
+  SECTION("free space a little above the floor: stored, cut before the floor") {
+    in.fs_available = (1ULL << 30) + (64ULL << 20);
+    auto b = decide_policy(c, in);
+    REQUIRE(b.store);
+    CHECK(b.max_stored < 64ULL << 20);
+    CHECK(b.limit_reason == CoreReason::disk_full);
+  }
+  SECTION("quota used up") {
+    in.store_usage = 10ULL << 30;
+    auto b = decide_policy(c, in);
+    CHECK_FALSE(b.store);
+    CHECK(b.reason == CoreReason::quota);
+  }
+  SECTION("max_core_size below a page") {
+    c.max_core_size = 0;
+    CHECK(decide_policy(c, in).reason == CoreReason::too_large);
+  }
+}
+
+TEST_CASE("rate limit per executable", "[policy]") {
+  common::Config c;
+  c.rate_limit_burst = 3;
+  PolicyInput in = roomy();
+  in.recent_cores = 2;
+  CHECK(decide_policy(c, in).store);
+  in.recent_cores = 3;
+  auto b = decide_policy(c, in);
+  CHECK_FALSE(b.store);
+  CHECK(b.reason == CoreReason::rate_limited);
+  c.rate_limit_burst = 0; // off
+  CHECK(decide_policy(c, in).store);
+}
+
+TEST_CASE("percentages resolve against the file system, capped at 4 GiB", "[policy]") {
+  common::Config c; // keep_free 15%, max_use 10%
+  PolicyInput in;
+  in.fs_total = 1ULL << 30;       // 1 GiB: keep_free 153 MiB, max_use 102 MiB
+  in.fs_available = 160ULL << 20; // 7 MiB above the floor
+  auto b = decide_policy(c, in);
+  REQUIRE(b.store);
+  CHECK(b.max_stored < 8ULL << 20);
+  in.fs_available = 150ULL << 20;
+  CHECK(decide_policy(c, in).reason == CoreReason::disk_full);
+}

@@ -1,0 +1,55 @@
+#include "handler/procinfo.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+using handler::ProcFacts;
+
+TEST_CASE("cgroup paths give unit, container and pod", "[procinfo]") {
+  SECTION("systemd service") {
+    ProcFacts f;
+    handler::parse_cgroup_path(f, "/system.slice/nginx.service");
+    CHECK(f.unit == "nginx.service");
+    CHECK(f.container_id.empty());
+  }
+  SECTION("docker") {
+    ProcFacts f;
+    const std::string id(64, 'a');
+    handler::parse_cgroup_path(f, "/system.slice/docker-" + id + ".scope");
+    CHECK(f.container_id == id);
+    CHECK(f.unit.empty());
+  }
+  SECTION("kubernetes pod") {
+    ProcFacts f;
+    const std::string id(64, 'b');
+    handler::parse_cgroup_path(
+        f, "/kubepods.slice/kubepods-burstable.slice/"
+           "kubepods-burstable-pod1c2d3e4f_1111_2222_3333_444455556666.slice/cri-containerd-" +
+               id + ".scope");
+    CHECK(f.pod_uid == "1c2d3e4f-1111-2222-3333-444455556666");
+    CHECK(f.container_id == id);
+  }
+  SECTION("user session") {
+    ProcFacts f;
+    handler::parse_cgroup_path(f, "/user.slice/user-1000.slice/session-3.scope");
+    CHECK(f.unit == "session-3.scope");
+  }
+}
+
+TEST_CASE("/proc facts of a live process, verified without a pidfd by its executable",
+          "[procinfo]") {
+  char exe[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe);
+  REQUIRE(n > 0);
+  const auto facts = handler::gather_proc_facts(::getpid(), std::nullopt,
+                                                std::string(exe, static_cast<size_t>(n)));
+  CHECK(facts.verified);
+  CHECK(facts.comm.has_value());
+  CHECK(facts.start_time.has_value());
+  CHECK(facts.cmdline.value_or("").find("unit_tests") != std::string::npos);
+
+  const auto wrong = handler::gather_proc_facts(::getpid(), std::nullopt, "/not/this/program");
+  CHECK_FALSE(wrong.verified);
+  CHECK_FALSE(wrong.comm.has_value());
+}

@@ -1,0 +1,118 @@
+#include "common/capture.hpp"
+#include "common/io.hpp"
+#include "common/zstd_stream.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+
+#include <random>
+
+using namespace common;
+
+namespace {
+
+std::string mixed_data(size_t size) {
+  std::mt19937_64 rng(42);
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i) {
+    // Half compressible text, half random bytes, in 4 KiB pages.
+    s[i] = (i / 4096) % 2 ? static_cast<char>(rng()) : static_cast<char>('a' + (i % 7));
+  }
+  return s;
+}
+
+UniqueFd open_rw(const std::filesystem::path& p) {
+  return std::move(*open_at(AT_FDCWD, p, O_RDWR | O_CREAT | O_TRUNC, 0600));
+}
+
+std::string decompress(const std::filesystem::path& in, const std::filesystem::path& out) {
+  auto ifd = open_at(AT_FDCWD, in, O_RDONLY);
+  auto ofd = open_rw(out);
+  auto n = zstd_decompress(ifd->get(), ofd.get());
+  REQUIRE(n);
+  return test::slurp(out);
+}
+
+struct Counter : StreamObserver {
+  uint64_t bytes = 0;
+  void observe(std::span<const std::byte> c) override { bytes += c.size(); }
+};
+
+} // namespace
+
+TEST_CASE("capture round-trips through zstd", "[zstd]") {
+  test::TempDir dir;
+  const std::string data = mixed_data(5 << 20);
+  test::spit(dir.path() / "in", data);
+  for (int workers : {0, 1}) {
+    auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+    auto out = open_rw(dir.path() / "out.zst");
+    Counter counter;
+    CaptureOptions opt;
+    opt.workers = workers;
+    const auto r = capture_stream(in->get(), out.get(), opt, &counter);
+    CHECK(r.stop == CaptureStop::none);
+    CHECK(r.received == data.size());
+    CHECK(r.stored_raw == data.size());
+    CHECK(counter.bytes == data.size());
+    CHECK(r.stored_size < data.size());
+    CHECK(decompress(dir.path() / "out.zst", dir.path() / "out") == data);
+  }
+}
+
+TEST_CASE("capture cuts at the limits and still drains", "[zstd]") {
+  test::TempDir dir;
+  const std::string data = mixed_data(3 << 20);
+  test::spit(dir.path() / "in", data);
+  auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+  auto out = open_rw(dir.path() / "out.zst");
+  Counter counter;
+  CaptureOptions opt;
+  opt.max_raw = 1000000;
+  const auto r = capture_stream(in->get(), out.get(), opt, &counter);
+  CHECK(r.stop == CaptureStop::max_raw);
+  CHECK(r.received == data.size());
+  CHECK(counter.bytes == data.size());
+  CHECK(r.stored_raw == 1000000);
+  CHECK(decompress(dir.path() / "out.zst", dir.path() / "out") == data.substr(0, 1000000));
+
+  SECTION("compressed-size limit") {
+    auto in2 = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+    auto out2 = open_rw(dir.path() / "out2.zst");
+    CaptureOptions opt2;
+    opt2.max_stored = 100000;
+    opt2.workers = 0;
+    const auto r2 = capture_stream(in2->get(), out2.get(), opt2, nullptr);
+    CHECK(r2.stop == CaptureStop::max_stored);
+    CHECK(r2.stored_raw < data.size());
+    const std::string prefix = decompress(dir.path() / "out2.zst", dir.path() / "out2");
+    CHECK(prefix == data.substr(0, prefix.size()));
+  }
+}
+
+TEST_CASE("corrupted and truncated zstd input is reported", "[zstd]") {
+  test::TempDir dir;
+  const std::string data = mixed_data(1 << 20);
+  test::spit(dir.path() / "in", data);
+  auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+  auto out = open_rw(dir.path() / "out.zst");
+  capture_stream(in->get(), out.get(), CaptureOptions{}, nullptr);
+  std::string z = test::slurp(dir.path() / "out.zst");
+  SECTION("flipped byte") {
+    z[z.size() / 2] = static_cast<char>(z[z.size() / 2] ^ 0x55);
+  }
+  SECTION("cut short") {
+    z.resize(z.size() - 10);
+  }
+  SECTION("empty") {
+    z.clear();
+  }
+  test::spit(dir.path() / "bad.zst", z);
+  auto bad = open_at(AT_FDCWD, dir.path() / "bad.zst", O_RDONLY);
+  auto sink = open_rw(dir.path() / "sink");
+  auto r = zstd_decompress(bad->get(), sink.get());
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message.find("corrupted") != std::string::npos);
+}
