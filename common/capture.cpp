@@ -3,6 +3,8 @@
 #include "common/io.hpp"
 #include "common/zstd_stream.hpp"
 
+#include <zstd.h>
+
 #include <optional>
 #include <vector>
 
@@ -13,6 +15,12 @@ namespace {
 // One read of up to 1 MiB: large enough to amortise syscalls and let zstd's worker take whole
 // jobs, small enough to keep the handler's footprint far below a crashing process's.
 constexpr size_t k_read_size = 1 << 20;
+// Input zstd may hold before producing output: a few jobs when threaded, a block or so inline.
+constexpr uint64_t k_in_flight_threaded = 16 << 20;
+constexpr uint64_t k_in_flight_inline = 256 << 10;
+constexpr uint64_t k_threaded_min_room = 256 << 20;
+// Frame header, last block header and checksum.
+constexpr uint64_t k_frame_overhead = 64;
 
 } // namespace
 
@@ -21,8 +29,12 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
   CaptureResult result;
   std::optional<ZstdWriter> writer;
   bool storing = out_fd >= 0;
+  // Threaded zstd holds up to a few jobs of input before any output appears, so with little
+  // room the output limit could be overshot by that much: compress inline then.
+  const int workers = options.max_stored < k_threaded_min_room ? 0 : options.workers;
+  const uint64_t in_flight = workers > 0 ? k_in_flight_threaded : k_in_flight_inline;
   if (storing) {
-    auto w = ZstdWriter::create(out_fd, options.level, options.workers);
+    auto w = ZstdWriter::create(out_fd, options.level, workers);
     if (!w) {
       result.stop = CaptureStop::failed;
       result.error = w.error().message;
@@ -64,7 +76,21 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     if (!storing) {
       continue;
     }
-    const uint64_t room = options.max_raw - result.stored_raw;
+    // Feed no more than could fit in max_stored even if incompressible, counting what zstd may
+    // still hold: the output then never overshoots and never meets ENOSPC from our own writes.
+    const uint64_t out_room = options.max_stored - std::min(options.max_stored, result.stored_size);
+    const uint64_t held = std::min(result.stored_raw, in_flight);
+    const uint64_t worst = ZSTD_COMPRESSBOUND(held + chunk.size()) - held + k_frame_overhead;
+    uint64_t room = options.max_raw - result.stored_raw;
+    bool out_limited = false;
+    if (worst > out_room) {
+      const uint64_t slack = out_room > ZSTD_COMPRESSBOUND(held) + k_frame_overhead
+                                 ? out_room - ZSTD_COMPRESSBOUND(held) - k_frame_overhead
+                                 : 0;
+      // compressBound(n) is n + n/256 + a little: 255/256 of the slack is always safe.
+      room = std::min(room, slack - slack / 256);
+      out_limited = true;
+    }
     const auto part = chunk.first(static_cast<size_t>(std::min<uint64_t>(room, chunk.size())));
     if (auto r = writer->write(part); !r) {
       result.error = r.error().message;
@@ -73,10 +99,10 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     }
     result.stored_raw += part.size();
     result.stored_size = writer->bytes_out();
-    if (part.size() < chunk.size() || result.stored_raw == options.max_raw) {
-      stop_storing(CaptureStop::max_raw);
-    } else if (result.stored_size >= options.max_stored) {
+    if (out_limited && part.size() < chunk.size()) {
       stop_storing(CaptureStop::max_stored);
+    } else if (part.size() < chunk.size() || result.stored_raw == options.max_raw) {
+      stop_storing(CaptureStop::max_raw);
     }
   }
   if (storing) {

@@ -3,6 +3,7 @@
 
 #include <expected>
 #include <string>
+#include <string_view>
 
 namespace common {
 
@@ -26,7 +27,14 @@ inline std::unexpected<Error> fail_errno(std::string what, int err) {
   return std::unexpected(Error::from_errno(std::move(what), err));
 }
 
-// Quotes a path for messages: '<path>'.
+// Quotes a path for messages: '<path>'. The exact-match overloads keep std::quoted (found by
+// argument-dependent lookup on std::string) from being chosen instead.
 std::string quoted(std::string_view path);
+inline std::string quoted(const std::string& path) {
+  return quoted(std::string_view(path));
+}
+inline std::string quoted(const char* path) {
+  return quoted(std::string_view(path));
+}
 
 } // namespace common

@@ -58,10 +58,6 @@ void secure_process(Context& ctx) {
   ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   ::umask(0027);
   ctx.running_as_root = ::geteuid() == 0;
-  if (ctx.input) {
-    // Best effort: fails harmlessly when stdin is not a pipe.
-    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
-  }
 }
 
 // 2. Configuration: --config, else the default path (which may be absent).
@@ -118,6 +114,13 @@ void identify_crash(Context& ctx) {
     for (auto& w : ctx.proc.warnings) {
       ctx.warnings.push_back(w);
     }
+  }
+  // Only now enlarge the pipe: while it is full the kernel is blocked writing the core, which
+  // keeps the process and its /proc entries alive for the reads above even when
+  // core_pipe_limit is 0. From here on, draining fast matters more.
+  if (ctx.input) {
+    // Best effort: fails harmlessly when stdin is not a pipe.
+    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
   }
   r.comm = a.comm.value_or(ctx.proc.comm.value_or(""));
   r.cmdline = ctx.proc.cmdline.value_or("");

@@ -1,0 +1,149 @@
+"""Real crashes through the real kernel: core_pattern points at the built handler.
+
+Needs root and a writable /proc/sys/kernel/core_pattern; elsewhere the whole file is skipped
+(exit code 77 for CTest). The previous pattern is always restored, and one lock keeps tests
+that change machine-wide state from running at the same time.
+"""
+import os
+import pathlib
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import pctest
+
+if not pctest.can_set_core_pattern():
+    pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
+
+ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """Installs the handler in core_pattern for the module; yields (store, syslog, workdir)."""
+    # The pattern holds at most 127 characters, so the handler and config live under a short
+    # path of their own.
+    work = pathlib.Path(tempfile.mkdtemp(prefix="pce-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
+    store = pctest.make_store(work)
+    pctest.write_config(work / "c", store, rate_limit_burst=0)
+    pattern = f"|{work}/h --config={work}/c {ARGS}"
+    try:
+        with pctest.machine_lock(), pctest.SyslogCapture() as log, pctest.core_pattern(pattern):
+            yield store, log, work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def allow_cores():
+    # The kernel skips the dump entirely when RLIMIT_CORE is 1, and the CI shell may have set
+    # 0: give the crashing children an explicit limit.
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+def crash(argv, preexec=allow_cores):
+    proc = subprocess.run([str(a) for a in argv], preexec_fn=preexec, capture_output=True,
+                          timeout=60)
+    assert proc.returncode < 0, f"{argv} did not die from a signal: {proc.returncode}"
+    return -proc.returncode
+
+
+def record_for(store, pid, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for r in pctest.records(store):
+            if r["pid"] == pid:
+                return r
+        time.sleep(0.05)
+    raise AssertionError(f"no record for pid {pid} in {store}: {pctest.records(store)}")
+
+
+def run_crasher(mode, *extra, exe=None):
+    """Starts the crasher and returns (pid, signal it died of)."""
+    argv = [str(exe or pctest.env_path("PC_CRASHER")), mode, *extra]
+    proc = subprocess.Popen(argv, preexec_fn=allow_cores, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    proc.wait(timeout=60)
+    assert proc.returncode < 0, f"{argv} exited with {proc.returncode}"
+    return proc.pid, -proc.returncode
+
+
+@pytest.mark.parametrize("mode,signo,name", [
+    ("segv", signal.SIGSEGV, "SEGV"),
+    ("abort", signal.SIGABRT, "ABRT"),
+    ("fpe", signal.SIGFPE, "FPE"),
+    ("thread", signal.SIGSEGV, "SEGV"),
+])
+def test_crash_is_captured(kernel, mode, signo, name):
+    store, log, _ = kernel
+    pid, died = run_crasher(mode)
+    assert died == signo
+    r = record_for(store, pid)
+    assert (r["signal"], r["signal_name"]) == (int(signo), name)
+    assert r["executable"] == str(pctest.env_path("PC_CRASHER"))
+    assert r["hostname"] == os.uname().nodename
+    assert r["uid"] == os.getuid() and r["dump_mode"] == 1
+    assert r["comm"] == "pc_crasher"
+    assert "pc_crasher" in r["cmdline"] and mode in r["cmdline"]
+    assert r["core"]["present"] and r["core"]["reason"] == "stored", r
+    core = pctest.zstd_decompress(pathlib.Path(store) / r["core"]["path"])
+    assert core[:4] == b"\x7fELF" and len(core) == r["core"]["size"]
+    # fds 1 and 2 were closed by the kernel: nothing the handler logged may land in its files.
+    assert b"process-core" not in core[:4096]
+    if log.active:
+        assert log.wait_for(lambda l: r["id"] in l and f"crashed with SIG{name}" in l)
+
+
+def test_executable_path_with_spaces(kernel):
+    store, _, work = kernel
+    target = work / "my crashy app"
+    shutil.copy2(pctest.env_path("PC_CRASHER"), target)
+    pid, _ = run_crasher("segv", exe=target)
+    r = record_for(store, pid)
+    assert r["executable"] == str(target)
+    assert r["core"]["present"]
+
+
+def test_ulimit_c_0_records_without_core(kernel):
+    store, _, _ = kernel
+
+    def no_cores():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    proc = subprocess.Popen([str(pctest.env_path("PC_CRASHER")), "segv"], preexec_fn=no_cores,
+                            stderr=subprocess.DEVNULL)
+    proc.wait(timeout=60)
+    r = record_for(store, proc.pid)
+    assert r["rlimit_core"] == 0
+    assert not r["core"]["present"] and r["core"]["reason"] == "rlimit"
+    assert r["core"]["path"] is None
+
+
+def test_burst_of_50_simultaneous_crashes(kernel):
+    store, _, _ = kernel
+    # All 50 sleep until the same moment, then crash together.
+    start_at = time.time() + 1.0
+    procs = []
+    for _ in range(50):
+        procs.append(subprocess.Popen(
+            [str(pctest.env_path("PC_CRASHER")), "segv-after", "1"], preexec_fn=allow_cores,
+            stderr=subprocess.DEVNULL))
+    for p in procs:
+        p.wait(timeout=60)
+        assert p.returncode == -signal.SIGSEGV
+    assert time.time() >= start_at
+    pids = {p.pid for p in procs}
+    deadline = time.time() + 60
+    found = {}
+    while time.time() < deadline and len(found) < len(pids):
+        found = {r["pid"]: r for r in pctest.records(store) if r["pid"] in pids}
+        time.sleep(0.1)
+    assert set(found) == pids, f"missing records for {sorted(pids - set(found))}"
+    assert all(r["core"]["present"] for r in found.values())
+    assert len({r["id"] for r in found.values()}) == 50

@@ -1,0 +1,262 @@
+"""The real process-core binary, fed real cores with kernel-style argv."""
+import os
+import pathlib
+import stat
+import subprocess
+import time
+
+import pytest
+
+import pctest
+from conftest import all_files
+
+RECOMMENDED = ["-P{pid}", "-I{pid}", "-u1000", "-g1001", "-t1700000000",
+               "-c18446744073709551615", "-d1", "--"]
+
+
+def recommended(pid, host="web01", signal="11", exe="!usr!bin!crasher"):
+    return [a.format(pid=pid) for a in RECOMMENDED] + [host, signal, exe]
+
+
+def only(records):
+    assert len(records) == 1, records
+    return records[0]
+
+
+def test_real_core_is_stored_byte_identical(run_handler, real_core, store):
+    data, pid = real_core
+    proc, recs = run_handler(recommended(pid), stdin=data)
+    assert proc.returncode == 0, proc.stderr
+    r = only(recs)
+    assert r["hostname"] == "web01"
+    assert r["executable"] == "/usr/bin/crasher"
+    assert (r["signal"], r["signal_name"]) == (11, "SEGV")
+    assert (r["pid"], r["tid"], r["uid"], r["gid"]) == (pid, pid, 1000, 1001)
+    assert r["time"] == "2023-11-14T22:13:20Z"
+    assert r["dump_mode"] == 1 and r["rlimit_core"] == 2**64 - 1
+    core = r["core"]
+    assert core["present"] and core["reason"] == "stored" and not core["truncated"]
+    assert core["size"] == len(data)
+    core_path = pathlib.Path(store) / core["path"]
+    assert core["stored_size"] == core_path.stat().st_size < len(data)
+    assert pctest.zstd_decompress(core_path) == data
+    assert r["_path"] == str(pathlib.Path(store) / "web01" / "usr!bin!crasher" / f"{r['id']}.json")
+    for p in (core_path, pathlib.Path(r["_path"])):
+        mode = p.stat().st_mode
+        assert mode & (stat.S_IRWXO) == 0, f"{p} is readable by others"
+        if pctest.is_root():
+            assert p.stat().st_uid == 65534, "the handler did not drop to the store user"
+
+
+def test_minimal_form(run_handler, real_core, store):
+    data, _ = real_core
+    proc, recs = run_handler(["db-7", "6", "!opt!app!bin!server"], stdin=data)
+    assert proc.returncode == 0
+    r = only(recs)
+    assert (r["hostname"], r["signal_name"], r["executable"]) == ("db-7", "ABRT",
+                                                                 "/opt/app/bin/server")
+    assert r["pid"] is None and r["dump_mode"] is None
+    # Without %d the handler cannot rule out a privilege-changed process.
+    assert r["core"]["access"] == "root"
+    assert pctest.zstd_decompress(pathlib.Path(store) / r["core"]["path"]) == data
+
+
+def test_executable_split_on_spaces_is_joined(run_handler, real_core):
+    data, _ = real_core
+    _, recs = run_handler(["h", "11", "!tmp!my", "crashy", "app"], stdin=data)
+    r = only(recs)
+    assert r["executable"] == "/tmp/my crashy app"
+    assert r["store"]["executable"].startswith("tmp!my_crashy_app~")
+
+
+def test_setuid_core_is_root_only(run_handler, real_core):
+    data, pid = real_core
+    _, recs = run_handler([a.replace("-d1", "-d2") for a in recommended(pid)], stdin=data)
+    r = only(recs)
+    assert r["dump_mode"] == 2 and r["core"]["access"] == "root"
+
+
+def test_empty_stdin(run_handler, store):
+    proc, recs = run_handler(recommended(1), stdin=b"")
+    r = only(recs)
+    assert not r["core"]["present"] and r["core"]["reason"] == "empty"
+    assert r["core"]["path"] is None
+    assert all_files(store) == ["web01", "web01/usr!bin!crasher",
+                                f"web01/usr!bin!crasher/{r['id']}.json"]
+
+
+def test_non_elf_bytes_are_kept_and_flagged(run_handler, store):
+    junk = b"this is not an ELF core\n" * 1000
+    _, recs = run_handler(recommended(1), stdin=junk)
+    r = only(recs)
+    assert r["core"]["present"] and r["core"]["reason"] == "not_elf"
+    assert pctest.zstd_decompress(pathlib.Path(store) / r["core"]["path"]) == junk
+
+
+def test_core_cut_short_is_truncated(run_handler, real_core, store):
+    data, pid = real_core
+    cut = data[: len(data) // 2]
+    _, recs = run_handler(recommended(pid), stdin=cut)
+    r = only(recs)
+    core = r["core"]
+    assert core["present"] and core["truncated"] and core["reason"] == "truncated"
+    assert core["size"] == len(cut)
+    assert core["expected_size"] == len(data)
+    assert pctest.zstd_decompress(pathlib.Path(store) / core["path"]) == cut
+
+
+def test_rlimit_below_a_page_means_no_core(run_handler, real_core, store):
+    data, pid = real_core
+    args = [a.replace("-c18446744073709551615", "-c0") for a in recommended(pid)]
+    _, recs = run_handler(args, stdin=data)
+    r = only(recs)
+    assert r["rlimit_core"] == 0
+    assert not r["core"]["present"] and r["core"]["reason"] == "rlimit"
+    assert r["core"]["size"] == len(data), "the core must still be drained and measured"
+    assert not list(pathlib.Path(store).rglob("*.core.zst"))
+
+
+def test_size_cap_stores_a_truncated_prefix(run_handler, real_core, store):
+    data, pid = real_core
+    _, recs = run_handler(recommended(pid), stdin=data, max_core_size="256K")
+    core = only(recs)["core"]
+    assert core["present"] and core["truncated"] and core["reason"] == "truncated"
+    assert core["size"] == len(data)
+    assert pctest.zstd_decompress(pathlib.Path(store) / core["path"]) == data[: 256 * 1024]
+
+
+def test_rate_limit_per_executable(run_handler, real_core):
+    data, pid = real_core
+    for _ in range(3):
+        _, recs = run_handler(recommended(pid), stdin=data, rate_limit_burst=2)
+    reasons = sorted(r["core"]["reason"] for r in recs)
+    assert reasons == ["rate_limited", "stored", "stored"]
+    # Another executable is not affected.
+    _, recs = run_handler(recommended(pid, exe="!usr!bin!other"), stdin=data, rate_limit_burst=2)
+    assert [r["core"]["reason"] for r in recs if r["executable"] == "/usr/bin/other"] == ["stored"]
+
+
+def test_quota_reached(run_handler, real_core):
+    data, pid = real_core
+    _, recs = run_handler(recommended(pid), stdin=data, max_use="1K")
+    r = only(recs)
+    assert not r["core"]["present"] and r["core"]["reason"] == "quota"
+
+
+HOSTILE = [
+    "..", ".", "/", "../../../../tmp/evil", "a/b", 'quo"te', "new\nline", "x" * 300,
+    "bad\xff\xfeutf8", "-rf", "--", "$(reboot)", "",
+]
+
+
+@pytest.mark.parametrize("host", HOSTILE)
+def test_hostile_hostnames_stay_inside_the_store(run_handler, real_core, store, tmp_path, host):
+    data, pid = real_core
+    raw = host.encode("latin-1") if "\xff" in host else host.encode()
+    args = [a.encode() for a in recommended(pid)]
+    args[-3] = raw
+    proc, recs = run_handler(args, stdin=data[:8192])
+    assert proc.returncode == 0, proc.stderr
+    r = only(recs)
+    parent = pathlib.Path(r["_path"]).parent
+    assert parent.parent.parent == pathlib.Path(store)
+    assert r["hostname"] == (raw.decode("utf-8", "replace") if host else os.uname().nodename)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pc.conf", "store"]
+
+
+@pytest.mark.parametrize("exe", [
+    "!..!..!etc!passwd", "..", "!tmp!a b!c", '!tmp!"q"', "!tmp!new\nline", "!" + "y" * 400,
+    "!bin!bad\xff", "!usr!bin!app (deleted)", "",
+])
+def test_hostile_executables_stay_inside_the_store(run_handler, store, tmp_path, exe):
+    raw = exe.encode("latin-1")
+    args = [a.encode() for a in recommended(1)]
+    args[-1] = raw
+    proc, recs = run_handler(args, stdin=b"\x7fELF" + b"\0" * 100)
+    assert proc.returncode == 0, proc.stderr
+    r = only(recs)
+    assert pathlib.Path(r["_path"]).parent.parent.parent == pathlib.Path(store)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pc.conf", "store"]
+    if exe.endswith(" (deleted)"):
+        assert r["executable"] == "/usr/bin/app" and r["executable_deleted"]
+
+
+def test_unwritable_store_logs_the_whole_record(handler, tmp_path, real_core):
+    data, pid = real_core
+    store = tmp_path / "ro-store"
+    store.mkdir()
+    os.chmod(store, 0o555)  # root-owned when root: the dropped user cannot write it either
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    with pctest.machine_lock(), pctest.SyslogCapture() as log:
+        proc = subprocess.run([str(handler), "--config", str(conf), *recommended(pid)],
+                              input=data, capture_output=True, timeout=60)
+        assert proc.returncode == 1
+        assert list(store.iterdir()) == []
+        if log.active:
+            lines = log.wait_for(lambda l: "record NOT written" in l)
+            assert lines and '"hostname":"web01"' in lines[0], log.lines
+
+
+def test_one_syslog_line_per_crash(run_handler, real_core):
+    data, pid = real_core
+    with pctest.machine_lock(), pctest.SyslogCapture() as log:
+        if not log.active:
+            pytest.skip("needs root and no syslog daemon on /dev/log to capture lines")
+        _, recs = run_handler(recommended(pid), stdin=data)
+        r = only(recs)
+        lines = log.wait_for(lambda l: r["id"] in l and "crashed with SIGSEGV" in l)
+        assert len(lines) == 1, log.lines
+        assert f"Process {pid} (/usr/bin/crasher) of host web01" in lines[0]
+        assert "core stored" in lines[0]
+
+
+def test_tiny_tmpfs_that_fills_up(handler, tmp_path, crasher):
+    if not pctest.is_root():
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        store = pctest.make_store(mnt)
+        conf = pctest.write_config(tmp_path / "pc.conf", store, keep_free=0, max_use="100%")
+        incompressible = os.urandom(6 << 20)  # bigger than the whole file system
+
+        def run(stdin):
+            subprocess.run([str(handler), "--config", str(conf), *recommended(1)],
+                           input=stdin, capture_output=True, timeout=60)
+
+        run(b"\x7fELF" + incompressible)
+        recs = pctest.records(store)
+        first = only(recs)["core"]
+        assert first["present"] and first["truncated"] and first["reason"] == "truncated"
+        assert first["size"] == len(incompressible) + 4
+        # The file system is now nearly full: the next crash gets a record and no core.
+        run(b"\x7fELF" + incompressible)
+        recs = pctest.records(store)
+        assert len(recs) == 2
+        second = [r for r in recs if r["core"]["path"] != first["path"]][0]["core"]
+        assert not second["present"] and second["reason"] == "disk_full"
+        # Nothing but the records and the one core: no partial files.
+        names = [p.name for p in store.rglob("*") if p.is_file()]
+        assert sorted(n.split(".", 1)[1] for n in names) == ["core.zst", "json", "json"]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_help_does_not_read_stdin(handler):
+    proc = subprocess.run([str(handler), "--help"], input=b"", capture_output=True, timeout=10)
+    assert proc.returncode == 0 and b"core_pattern" in proc.stdout
+
+
+def test_handler_never_leaves_temporary_files_when_killed(handler, tmp_path, store):
+    """Killed mid-stream (OOM killer, admin), the handler leaves no partial core behind."""
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    proc = subprocess.Popen([str(handler), "--config", str(conf), *recommended(1)],
+                            stdin=subprocess.PIPE)
+    proc.stdin.write(b"\x7fELF" + os.urandom(4 << 20))
+    proc.stdin.flush()
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    assert [p for p in pathlib.Path(store).rglob("*") if p.is_file()] == []
