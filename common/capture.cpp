@@ -5,6 +5,8 @@
 
 #include <zstd.h>
 
+#include <fcntl.h>
+
 #include <optional>
 #include <vector>
 
@@ -21,6 +23,28 @@ constexpr uint64_t k_in_flight_inline = 256 << 10;
 constexpr uint64_t k_threaded_min_room = 256 << 20;
 // Frame header, last block header and checksum.
 constexpr uint64_t k_frame_overhead = 64;
+
+// Starts writeback of the output every few MiB, so that the fsync() that commits the core finds
+// little left to write: the disk works while we compress instead of after. Without it the final
+// fsync of a large core costs as much as a third of the handler's time.
+class WritebackPacer {
+public:
+  explicit WritebackPacer(int fd) : m_fd(fd) {}
+  void advance(uint64_t written) {
+    if (m_fd < 0 || written - m_started < k_writeback_window) {
+      return;
+    }
+    // Asynchronous: queues the range for writing and returns. Failure only costs speed.
+    ::sync_file_range(m_fd, static_cast<off_t>(m_started), static_cast<off_t>(written - m_started),
+                      SYNC_FILE_RANGE_WRITE);
+    m_started = written;
+  }
+
+private:
+  static constexpr uint64_t k_writeback_window = 8 << 20;
+  int m_fd;
+  uint64_t m_started = 0;
+};
 
 } // namespace
 
@@ -57,6 +81,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     result.stored_size = writer->bytes_out();
   };
 
+  WritebackPacer pacer(out_fd);
   std::vector<std::byte> buf(k_read_size);
   for (;;) {
     auto n = read_some(in_fd, buf);
@@ -99,6 +124,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     }
     result.stored_raw += part.size();
     result.stored_size = writer->bytes_out();
+    pacer.advance(result.stored_size);
     if (out_limited && part.size() < chunk.size()) {
       stop_storing(CaptureStop::max_stored);
     } else if (part.size() < chunk.size() || result.stored_raw == options.max_raw) {
