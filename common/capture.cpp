@@ -77,6 +77,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     if (auto r = writer->finish(); !r) {
       result.stop = CaptureStop::failed;
       result.error = r.error().message;
+      result.sys_errno = r.error().sys_errno;
     }
     result.stored_size = writer->bytes_out();
   };
@@ -88,6 +89,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     if (!n) {
       result.read_failed = true;
       result.error = "Failed to read the core from stdin: " + n.error().message;
+      result.sys_errno = n.error().sys_errno;
       break;
     }
     if (*n == 0) {
@@ -119,6 +121,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     const auto part = chunk.first(static_cast<size_t>(std::min<uint64_t>(room, chunk.size())));
     if (auto r = writer->write(part); !r) {
       result.error = r.error().message;
+      result.sys_errno = r.error().sys_errno;
       stop_storing(CaptureStop::failed);
       continue;
     }
@@ -135,6 +138,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     if (auto r = writer->finish(); !r) {
       result.stop = CaptureStop::failed;
       result.error = r.error().message;
+      result.sys_errno = r.error().sys_errno;
     }
     result.stored_size = writer->bytes_out();
   }

@@ -35,6 +35,7 @@ struct CaptureResult {
   uint64_t stored_size = 0; // compressed bytes written
   CaptureStop stop = CaptureStop::none;
   std::string error;        // what failed (write, compress or read)
+  int sys_errno = 0;        // errno of that failure, when it was a system call
   bool read_failed = false; // the input ended with a read error, not at EOF
 };
 

@@ -2,11 +2,13 @@
 
 #include "common/atomic_file.hpp"
 #include "common/capture.hpp"
+#include "common/crash_json.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "common/privileges.hpp"
 #include "common/signals.hpp"
+#include "common/symbolize.hpp"
 #include "process_core_version.hpp"
 
 #include <spdlog/spdlog.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdio>
 #include <ctime>
 #include <exception>
@@ -207,26 +210,36 @@ unsigned recent_cores(int exe_dir, unsigned interval) {
   return count;
 }
 
-// Pre-reads the first bytes to tell an ELF core from anything else.
-class MagicSniffer final : public common::StreamObserver {
-public:
-  void observe(std::span<const std::byte> chunk) override {
-    for (std::byte b : chunk) {
-      if (m_len == m_magic.size()) {
-        return;
-      }
-      m_magic[m_len++] = static_cast<char>(b);
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%" PRIx64, v);
+  return buf;
+}
+
+// Names the best-effort frames too, within a time budget: each lookup reads a module's symbol
+// table, and the crashed process may be waiting for us.
+void resolve_frame_symbols(nlohmann::json& frames, const common::CoreFacts& facts, int root) {
+  constexpr auto k_budget = std::chrono::milliseconds(200);
+  const auto deadline = std::chrono::steady_clock::now() + k_budget;
+  if (!frames.is_array()) {
+    return;
+  }
+  size_t i = 0;
+  for (nlohmann::json& frame : frames) {
+    if (i >= facts.frames.size()) {
+      break;
+    }
+    const common::StackFrame& f = facts.frames[i++];
+    if (f.module.empty() || !f.module_offset || std::chrono::steady_clock::now() > deadline) {
+      continue;
+    }
+    const auto it = facts.build_ids.find(f.module);
+    const std::string build_id = it == facts.build_ids.end() ? "" : it->second;
+    if (auto sym = common::resolve_symbol(f.module, *f.module_offset, build_id, root)) {
+      frame["symbol"] = common::to_valid_utf8(sym->name) + "+0x" + hex(sym->offset);
     }
   }
-  bool is_elf() const {
-    return m_len == 4 && std::string_view(m_magic.data(), 4) == "\x7f"
-                                                                "ELF";
-  }
-
-private:
-  std::array<char, 4> m_magic{};
-  size_t m_len = 0;
-};
+}
 
 std::string human_size(uint64_t bytes) {
   static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -244,7 +257,6 @@ std::string human_size(uint64_t bytes) {
 // 5. Stream the core: stdin → scanner and zstd → temp file → commit.
 void capture_core(Context& ctx) {
   common::CoreInfo& core = ctx.record.core;
-  MagicSniffer sniffer;
   CoreBudget budget;
   if (ctx.exe_dir) {
     PolicyInput in;
@@ -285,12 +297,17 @@ void capture_core(Context& ctx) {
   options.max_stored = budget.max_stored;
   common::CaptureResult result;
   if (ctx.input) {
-    result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &sniffer);
+    result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &ctx.scanner);
   } else {
     result.error = "no input: stdin is closed";
     result.read_failed = true;
   }
+  ctx.scanner.finish();
+  const common::CoreFacts& facts = ctx.scanner.facts();
   core.size = result.received;
+  if (facts.is_elf && facts.expected_size > 0) {
+    core.expected_size = facts.expected_size;
+  }
 
   if (result.received == 0) {
     // Nothing to keep (the file, if any, is discarded with `file`).
@@ -307,9 +324,7 @@ void capture_core(Context& ctx) {
   }
   if (result.stop == common::CaptureStop::failed) {
     core.present = false;
-    core.reason = result.error.find(std::strerror(ENOSPC)) != std::string::npos
-                      ? CoreReason::disk_full
-                      : CoreReason::error;
+    core.reason = result.sys_errno == ENOSPC ? CoreReason::disk_full : CoreReason::error;
     core.error = result.error + ", continuing without core";
     return;
   }
@@ -322,18 +337,88 @@ void capture_core(Context& ctx) {
   core.present = true;
   core.path = common::core_relpath(ctx.record.store_host, ctx.record.store_exe, ctx.record.id);
   core.stored_size = result.stored_size;
-  core.truncated = result.stored_raw < result.received || result.read_failed;
-  if (result.read_failed) {
-    core.error = result.error;
-  }
-  if (!sniffer.is_elf()) {
+  const bool cut_by_us = result.stored_raw < result.received;
+  // The kernel sends no trailer: a core that ends before its last PT_LOAD was cut short on the
+  // way (the process was killed mid-dump, or a helper before us in a chain gave up).
+  const bool cut_short = facts.is_elf && facts.truncated;
+  core.truncated = cut_by_us || cut_short || result.read_failed;
+  if (!facts.is_elf) {
     core.reason = CoreReason::not_elf;
   } else if (core.truncated) {
     core.reason = CoreReason::truncated;
-    core.error =
-        result.stop == common::CaptureStop::max_stored ? budget.detail : "cut at max_core_size";
   } else {
     core.reason = CoreReason::stored;
+  }
+  if (cut_by_us) {
+    core.error =
+        result.stop == common::CaptureStop::max_stored ? budget.detail : "cut at max_core_size";
+  } else if (result.read_failed) {
+    core.error = result.error;
+  } else if (cut_short) {
+    core.error = "the core stream ended after " + std::to_string(result.received) + " of " +
+                 std::to_string(facts.expected_size) + " bytes";
+  }
+}
+
+// 6. What the notes say: fill what the arguments did not give, the setuid policy, the crash
+// site with its symbol, and findings about the mapped files.
+void analyze_crash(Context& ctx) {
+  const common::CoreFacts& facts = ctx.scanner.facts();
+  common::Record& r = ctx.record;
+  if (!facts.is_elf) {
+    return;
+  }
+  // The minimal pattern (%h %s %E) gives no pid, uid, gid: NT_PRPSINFO has them. Note that
+  // they are in the crasher's own namespaces, unlike %P/%u/%g.
+  if (!r.pid && facts.pid) {
+    r.pid = facts.pid;
+  }
+  if (!r.tid && facts.tid) {
+    r.tid = facts.tid;
+  }
+  if (!r.uid && facts.uid) {
+    r.uid = *facts.uid;
+  }
+  if (!r.gid && facts.gid) {
+    r.gid = *facts.gid;
+  }
+  if (r.comm.empty()) {
+    r.comm = facts.fname;
+  }
+  if (r.cmdline.empty()) {
+    r.cmdline = facts.psargs;
+  }
+  if (r.signal == 0 && (facts.si_signo || facts.cursig)) {
+    r.signal = facts.si_signo.value_or(facts.cursig.value_or(0));
+    r.signal_name = common::signal_name(r.signal);
+  }
+  // A core may be given to its user only when nothing says the process held more privileges
+  // than that user: dump mode 1 and, where the core has an auxv, no AT_SECURE and real ids equal
+  // to effective ids (CVE-2022-4415 was a setuid core handed to its user).
+  const bool auxv_clean = facts.at_secure.value_or(0) == 0 &&
+                          facts.at_uid.value_or(0) == facts.at_euid.value_or(0) &&
+                          facts.at_gid.value_or(0) == facts.at_egid.value_or(0);
+  r.core.access =
+      r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
+
+  const int root = ctx.proc.root ? ctx.proc.root.get() : -1;
+  std::optional<common::ResolvedSymbol> symbol;
+  if (facts.module && facts.module_offset) {
+    symbol = common::resolve_symbol(*facts.module, *facts.module_offset,
+                                    facts.build_id.value_or(""), root);
+  }
+  std::optional<std::chrono::system_clock::time_point> started;
+  if (ctx.proc.start_time) {
+    started = std::chrono::system_clock::from_time_t(static_cast<time_t>(*ctx.proc.start_time));
+  }
+  const auto findings = common::check_mapped_files(facts.files, facts.build_ids, started, root);
+  r.crash = common::crash_to_json(facts, symbol);
+  r.mappings = common::mappings_to_json(facts, findings);
+  resolve_frame_symbols(r.crash["frames"], facts, root);
+  for (const auto& f : findings) {
+    ctx.warnings.push_back("mapped file " + common::to_valid_utf8(f.path) + " " +
+                           std::string(common::to_string(f.kind)) +
+                           (f.detail.empty() ? "" : ": " + common::to_valid_utf8(f.detail)));
   }
 }
 
@@ -348,7 +433,7 @@ std::string outcome_text(const common::CoreInfo& core) {
   return text;
 }
 
-// 6. The record is the commit point; then one line in the log.
+// 8. The record is the commit point; then one line in the log.
 int commit_record(Context& ctx) {
   common::Record& r = ctx.record;
   r.handler.version = PROCESS_CORE_VERSION;
@@ -377,10 +462,21 @@ int commit_record(Context& ctx) {
     spdlog::warn("{}: {}", r.id, w);
   }
   const std::string pid = r.pid ? std::to_string(*r.pid) : "?";
+  std::string site;
+  if (r.crash.contains("module") && r.crash["module"].is_string()) {
+    const auto& sym = r.crash["symbol"];
+    site = " at " + (sym.is_object() ? sym.value("name", std::string()) + "+" +
+                                           sym.value("offset", std::string("0x0"))
+                                     : r.crash["module"].get<std::string>() + "+" +
+                                           r.crash.value("module_offset", std::string("?")));
+    if (sym.is_object()) {
+      site += " (" + r.crash["module"].get<std::string>() + ")";
+    }
+  }
   const std::string line =
-      fmt::format("Process {} ({}) of host {} crashed with SIG{}: core {}; {}", pid,
+      fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
                   common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
-                  r.signal_name, outcome_text(r.core), where);
+                  r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), where);
   if (status == 0) {
     spdlog::info("{}", line);
   } else {
@@ -473,13 +569,16 @@ int run(const std::vector<std::string>& args) {
     identify_crash(ctx);       // 4. record identity, /proc before draining
     open_store_and_drop(ctx);  // 5. open the store as root, drop privileges
     capture_core(ctx);         // 6. policy, stream, compress, commit the core
-    return commit_record(ctx); // 7. the record, then one log line
+    analyze_crash(ctx);        // 7. crash site, symbol, mapped files
+    return commit_record(ctx); // 8. the record, then one log line
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.
     ctx.warnings.push_back(std::string("internal error: ") + e.what());
-    ctx.record.core.present = false;
-    ctx.record.core.reason = CoreReason::error;
+    if (ctx.record.core.path.empty()) { // a committed core stays described as it is
+      ctx.record.core.present = false;
+      ctx.record.core.reason = CoreReason::error;
+    }
     try {
       return commit_record(ctx);
     } catch (...) {

@@ -3,12 +3,14 @@
 
 #include "common/config.hpp"
 #include "common/core_args.hpp"
+#include "common/elf_core.hpp"
 #include "common/fd.hpp"
 #include "common/record.hpp"
 #include "common/store.hpp"
 #include "handler/procinfo.hpp"
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +29,7 @@ struct Context {
   common::UniqueFd exe_dir; // <store>/<host>/<exe>, opened after dropping privileges
   std::string store_error;  // why the store cannot be written, if so
   bool running_as_root = false;
+  common::CoreScanner scanner; // sees every byte of the core as it streams past
   common::Record record;
 };
 

@@ -162,6 +162,12 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
   if (auto stat = read_proc(dir, "stat", 4096)) {
     facts.start_time = start_time(*stat);
   }
+  // NT_FILE paths name files in the crasher's mount namespace (a container's image): keep a
+  // handle on its root so modules are looked up there after the process is gone.
+  if (const int root = ::open((dir + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+      root >= 0) {
+    facts.root.reset(root);
+  }
   if (auto cg = read_proc(dir, "cgroup", 65536)) {
     // cgroup v2: a single "0::/path" line; on hybrid hosts take the 0:: line.
     const auto pos = cg->find("0::");

@@ -1,6 +1,8 @@
 // Facts about the crashed process that only /proc has, read while it still exists.
 #pragma once
 
+#include "common/fd.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -20,6 +22,7 @@ struct ProcFacts {
   std::string unit;                   // systemd unit from the cgroup path, if any
   std::string container_id;           // 64-hex container id from the cgroup path, if any
   std::string pod_uid;                // kubernetes pod UID from the cgroup path, if any
+  common::UniqueFd root;              // /proc/<pid>/root: the crasher's view of its files
   std::vector<std::string> warnings;  // what could not be read and why
 };
 

@@ -98,6 +98,58 @@ def test_crash_is_captured(kernel, mode, signo, name):
     assert b"process-core" not in core[:4096]
     if log.active:
         assert log.wait_for(lambda l: r["id"] in l and f"crashed with SIG{name}" in l)
+    check_crash_site(r, mode)
+
+
+def readelf_build_id(path):
+    out = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split("Build ID:")[1].split()[0]
+
+
+# What the scanner must find in the core, per crash mode: (si_code_name, module, symbol).
+CRASH_SITES = {
+    "segv": ("SEGV_MAPERR", "crasher", "pc_crash_null_write"),
+    "thread": ("SEGV_MAPERR", "crasher", "pc_crash_null_write"),
+    "fpe": ("FPE_INTDIV", "crasher", "pc_crash_divide"),
+    "abort": ("SI_TKILL", "libc", None),
+}
+
+
+def check_crash_site(r, mode):
+    crash = r["crash"]
+    code_name, module, symbol = CRASH_SITES[mode]
+    crasher = str(pctest.env_path("PC_CRASHER"))
+    assert crash["si_code_name"] == code_name, crash
+    if module == "crasher":
+        assert crash["module"] == crasher
+        assert crash["build_id"] == readelf_build_id(crasher)
+        assert crash["symbol"]["name"] == symbol and crash["symbol"]["verified"]
+    else:
+        assert "/libc.so" in crash["module"], crash["module"]
+        libc = [m for m in r["mappings"] if m["path"] == crash["module"]][0]
+        assert libc["build_id"] == readelf_build_id(crash["module"])
+    if mode in ("segv", "thread"):
+        assert crash["fault_address"] == "0x0"
+    if mode == "thread":
+        # The crashing thread is not the main thread, and its siblings are counted.
+        assert crash["threads"] == 4
+        assert crash["tid"] != r["pid"] and r["tid"] == crash["tid"]
+        assert any((f.get("symbol") or "").startswith("pc_thread_crash") for f in crash["frames"])
+    else:
+        assert crash["threads"] == 1
+    assert len(crash["signature"]) == 16
+    assert not r["core"]["truncated"] and r["core"]["expected_size"] == r["core"]["size"]
+
+
+def test_same_crash_same_signature(kernel):
+    """Two runs of the same crash (other pids, other ASLR layouts) group together."""
+    store, _, _ = kernel
+    pids = [run_crasher("segv")[0] for _ in range(2)]
+    first, second = (record_for(store, p) for p in pids)
+    assert first["crash"]["signature"] == second["crash"]["signature"]
+    fpe = record_for(store, run_crasher("fpe")[0])
+    assert fpe["crash"]["signature"] != first["crash"]["signature"]
 
 
 def test_executable_path_with_spaces(kernel):

@@ -49,13 +49,14 @@ def test_real_core_is_stored_byte_identical(run_handler, real_core, store):
 
 
 def test_minimal_form(run_handler, real_core, store):
-    data, _ = real_core
+    data, pid = real_core
     proc, recs = run_handler(["db-7", "6", "!opt!app!bin!server"], stdin=data)
     assert proc.returncode == 0
     r = only(recs)
     assert (r["hostname"], r["signal_name"], r["executable"]) == ("db-7", "ABRT",
                                                                  "/opt/app/bin/server")
-    assert r["pid"] is None and r["dump_mode"] is None
+    # No %P: the pid comes from the core's NT_PRPSINFO (the crasher's own pid namespace).
+    assert r["pid"] == pid and r["dump_mode"] is None
     # Without %d the handler cannot rule out a privilege-changed process.
     assert r["core"]["access"] == "root"
     assert pctest.zstd_decompress(pathlib.Path(store) / r["core"]["path"]) == data
@@ -101,7 +102,10 @@ def test_core_cut_short_is_truncated(run_handler, real_core, store):
     core = r["core"]
     assert core["present"] and core["truncated"] and core["reason"] == "truncated"
     assert core["size"] == len(cut)
-    assert core["expected_size"] == len(data)
+    # gdb appends section headers the program headers do not cover: the expected size lies
+    # between what was cut and the whole file.
+    assert len(cut) < core["expected_size"] <= len(data)
+    assert "ended after" in core["error"]
     assert pctest.zstd_decompress(pathlib.Path(store) / core["path"]) == cut
 
 

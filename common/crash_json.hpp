@@ -1,0 +1,27 @@
+// The record's `crash` object and `mappings` array, from the scanner's facts.
+//
+// Shape (documented in docs/record-crash.md): every key of `crash` is always present and null
+// when unknown, so readers need no existence checks; addresses and offsets are "0x…" strings
+// (JSON numbers lose precision past 2^53); strings from the core are made valid UTF-8.
+#pragma once
+
+#include "common/elf_core.hpp"
+#include "common/symbolize.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <span>
+
+namespace common {
+
+// The `crash` object; `symbol` is resolve_symbol()'s result for facts.module/module_offset.
+nlohmann::json crash_to_json(const CoreFacts& facts,
+                             const std::optional<ResolvedSymbol>& symbol = std::nullopt);
+
+// The `mappings` array: one object per distinct NT_FILE path (at most 1024, in address order)
+// with its build-id from the core and the findings about it from check_mapped_files().
+nlohmann::json mappings_to_json(const CoreFacts& facts,
+                                std::span<const MappingFinding> findings = {});
+
+} // namespace common

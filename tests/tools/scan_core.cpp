@@ -1,0 +1,94 @@
+// scan_core: reads an ELF core on stdin, prints the scanner's facts as JSON (for the integration
+// tests and for looking at a core by hand). With --resolve, also resolves the crash symbol and
+// checks the mapped files on disk, as the handler would.
+//
+//   scan_core [--resolve] [--chunk N] < core
+#include "common/crash_json.hpp"
+#include "common/elf_core.hpp"
+#include "common/names.hpp"
+#include "common/symbolize.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+nlohmann::json extra_facts(const common::CoreFacts& f) {
+  nlohmann::json j;
+  j["is_elf"] = f.is_elf;
+  j["phnum"] = f.phnum;
+  j["pid"] = f.pid ? nlohmann::json(*f.pid) : nullptr;
+  j["uid"] = f.uid ? nlohmann::json(*f.uid) : nullptr;
+  j["gid"] = f.gid ? nlohmann::json(*f.gid) : nullptr;
+  j["fname"] = common::to_valid_utf8(f.fname);
+  j["psargs"] = common::to_valid_utf8(f.psargs);
+  j["at_secure"] = f.at_secure ? nlohmann::json(*f.at_secure) : nullptr;
+  j["at_uid"] = f.at_uid ? nlohmann::json(*f.at_uid) : nullptr;
+  j["at_euid"] = f.at_euid ? nlohmann::json(*f.at_euid) : nullptr;
+  j["files"] = f.files.size();
+  j["signature_input"] = common::to_valid_utf8(f.signature_input);
+  nlohmann::json ids = nlohmann::json::object();
+  for (const auto& [path, id] : f.build_ids) {
+    ids[common::to_valid_utf8(path)] = id;
+  }
+  j["build_ids"] = std::move(ids);
+  return j;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bool resolve = false;
+  size_t chunk = 65536;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--resolve") {
+      resolve = true;
+    } else if (a == "--chunk" && i + 1 < argc) {
+      chunk = std::max<size_t>(1, std::strtoul(argv[++i], nullptr, 10));
+    } else {
+      std::cerr << "usage: scan_core [--resolve] [--chunk N] < core\n";
+      return 2;
+    }
+  }
+  common::CoreScanner scanner;
+  std::vector<std::byte> buf(chunk);
+  for (;;) {
+    const ssize_t n = read(STDIN_FILENO, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      std::cerr << "scan_core: read failed: " << std::strerror(errno) << "\n";
+      return 1;
+    }
+    if (n == 0) {
+      break;
+    }
+    scanner.observe(std::span(buf).first(static_cast<size_t>(n)));
+  }
+  scanner.finish();
+  const auto& f = scanner.facts();
+  std::optional<common::ResolvedSymbol> symbol;
+  std::vector<common::MappingFinding> findings;
+  if (resolve) {
+    if (f.module && f.module_offset) {
+      symbol = common::resolve_symbol(*f.module, *f.module_offset, f.build_id.value_or(""));
+    }
+    findings = common::check_mapped_files(f.files, f.build_ids, std::nullopt);
+  }
+  nlohmann::json out;
+  out["crash"] = common::crash_to_json(f, symbol);
+  out["mappings"] = common::mappings_to_json(f, findings);
+  out["facts"] = extra_facts(f);
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}

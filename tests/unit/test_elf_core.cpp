@@ -1,0 +1,689 @@
+// The streaming ELF core scanner, on synthetic cores built here (no kernel needed).
+#include "common/crash_json.hpp"
+#include "common/elf_core.hpp"
+#include "common/elf_notes.hpp"
+#include "common/symbolize.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <dlfcn.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+using common::CoreFacts;
+using common::CoreScanner;
+using Bytes = std::vector<std::byte>;
+
+namespace {
+
+void put(Bytes& b, size_t at, uint64_t v, size_t width) {
+  if (b.size() < at + width) {
+    b.resize(at + width);
+  }
+  for (size_t i = 0; i < width; ++i) {
+    b[at + i] = static_cast<std::byte>((v >> (8 * i)) & 0xff);
+  }
+}
+void put_str(Bytes& b, size_t at, std::string_view s) {
+  if (b.size() < at + s.size()) {
+    b.resize(at + s.size());
+  }
+  std::memcpy(b.data() + at, s.data(), s.size());
+}
+void append(Bytes& b, const Bytes& more) {
+  b.insert(b.end(), more.begin(), more.end());
+}
+void pad4(Bytes& b) {
+  b.resize((b.size() + 3) & ~size_t{3});
+}
+
+Bytes note(std::string_view name, uint32_t type, const Bytes& desc) {
+  Bytes n;
+  put(n, 0, name.size() + 1, 4);
+  put(n, 4, desc.size(), 4);
+  put(n, 8, type, 4);
+  put_str(n, 12, name);
+  n.push_back(std::byte{0});
+  pad4(n);
+  append(n, desc);
+  pad4(n);
+  return n;
+}
+
+Bytes prstatus(uint16_t machine, int32_t tid, uint64_t pc, uint64_t sp, uint64_t lr = 0) {
+  Bytes d(machine == common::elf::k_em_aarch64 ? 392 : 336);
+  put(d, 0, 11, 4);
+  put(d, 12, 11, 2);
+  put(d, 32, static_cast<uint32_t>(tid), 4);
+  put(d, 36, 1, 4);
+  if (machine == common::elf::k_em_aarch64) {
+    put(d, 112 + 30 * 8, lr, 8);
+    put(d, 112 + 31 * 8, sp, 8);
+    put(d, 112 + 32 * 8, pc, 8);
+  } else {
+    put(d, 112 + 16 * 8, pc, 8);
+    put(d, 112 + 19 * 8, sp, 8);
+  }
+  return d;
+}
+
+Bytes siginfo(int32_t signo, int32_t code, uint64_t addr_or_pid, uint32_t uid = 0) {
+  Bytes d(128);
+  put(d, 0, static_cast<uint32_t>(signo), 4);
+  put(d, 8, static_cast<uint32_t>(code), 4);
+  put(d, 16, addr_or_pid, 8);
+  if (uid != 0) {
+    put(d, 20, uid, 4);
+  }
+  return d;
+}
+
+Bytes prpsinfo(int32_t pid, uint32_t uid, std::string_view fname, std::string_view args) {
+  Bytes d(136);
+  put(d, 16, uid, 4);
+  put(d, 20, uid + 1, 4);
+  put(d, 24, static_cast<uint32_t>(pid), 4);
+  put_str(d, 40, fname.substr(0, 16));
+  put_str(d, 56, args.substr(0, 80));
+  return d;
+}
+
+Bytes auxv(std::vector<std::pair<uint64_t, uint64_t>> entries) {
+  Bytes d;
+  entries.emplace_back(0, 0);
+  for (const auto& [k, v] : entries) {
+    put(d, d.size(), k, 8);
+    put(d, d.size(), v, 8);
+  }
+  return d;
+}
+
+struct FileEntry {
+  uint64_t start, end, pages;
+  std::string name;
+};
+Bytes nt_file(const std::vector<FileEntry>& entries, uint64_t count_override = 0,
+              bool terminate = true) {
+  Bytes d;
+  put(d, 0, count_override != 0 ? count_override : entries.size(), 8);
+  put(d, 8, 4096, 8);
+  for (const auto& e : entries) {
+    put(d, d.size(), e.start, 8);
+    put(d, d.size(), e.end, 8);
+    put(d, d.size(), e.pages, 8);
+  }
+  for (const auto& e : entries) {
+    put_str(d, d.size(), e.name);
+    if (terminate) {
+      d.push_back(std::byte{0});
+    }
+  }
+  return d;
+}
+
+// The first page of a loaded ELF image: header, one PT_NOTE, a GNU build-id note.
+Bytes module_image(const Bytes& build_id) {
+  Bytes img(4096);
+  put_str(img, 0,
+          "\x7f"
+          "ELF");
+  put(img, 4, 2, 1);
+  put(img, 5, 1, 1);
+  put(img, 16, 3, 2); // ET_DYN
+  put(img, 32, 64, 8);
+  put(img, 54, 56, 2);
+  put(img, 56, 1, 2);
+  const Bytes n = note("GNU", 3, build_id);
+  put(img, 64, common::elf::k_pt_note, 4);
+  put(img, 64 + 8, 0x200, 8);
+  put(img, 64 + 32, n.size(), 8);
+  std::memcpy(img.data() + 0x200, n.data(), n.size());
+  return img;
+}
+
+struct Segment {
+  uint64_t vaddr, memsz;
+  uint32_t flags;
+  Bytes data;
+};
+
+// Lays a core out as the kernel does: header, PT_NOTE + PT_LOAD headers, notes, page padding,
+// PT_LOAD data back to back; with PN_XNUM, section header 0 at the end.
+struct CoreBuilder {
+  uint16_t machine = common::elf::k_em_x86_64;
+  bool xnum = false;
+  uint32_t xnum_shinfo_delta = 0; // makes sh_info disagree with the table, when set
+  Bytes notes;
+  std::vector<Segment> loads;
+
+  Bytes build() const {
+    Bytes b(64);
+    put_str(b, 0,
+            "\x7f"
+            "ELF");
+    put(b, 4, 2, 1);
+    put(b, 5, 1, 1);
+    put(b, 6, 1, 1);
+    put(b, 16, common::elf::k_et_core, 2);
+    put(b, 18, machine, 2);
+    put(b, 32, 64, 8);
+    put(b, 52, 64, 2);
+    put(b, 54, 56, 2);
+    const uint64_t segs = 1 + loads.size();
+    put(b, 56, xnum ? 0xffff : segs, 2);
+    const uint64_t notes_at = 64 + segs * 56;
+    uint64_t data_at = (notes_at + notes.size() + 4095) & ~uint64_t{4095};
+    Bytes ph;
+    put(ph, 0, common::elf::k_pt_note, 4);
+    put(ph, 8, notes_at, 8);
+    put(ph, 32, notes.size(), 8);
+    ph.resize(56);
+    uint64_t off = data_at;
+    for (const auto& s : loads) {
+      const size_t at = ph.size();
+      put(ph, at, common::elf::k_pt_load, 4);
+      put(ph, at + 4, s.flags, 4);
+      put(ph, at + 8, off, 8);
+      put(ph, at + 16, s.vaddr, 8);
+      put(ph, at + 32, s.data.size(), 8);
+      put(ph, at + 40, s.memsz, 8);
+      put(ph, at + 48, 4096, 8); // the last field: the entry is 56 bytes
+      off += s.data.size();
+    }
+    append(b, ph);
+    append(b, notes);
+    b.resize(data_at);
+    for (const auto& s : loads) {
+      append(b, s.data);
+    }
+    if (xnum) {
+      put(b, 40, b.size(), 8); // e_shoff
+      put(b, 58, 64, 2);
+      put(b, 60, 1, 2);
+      Bytes sh(64);
+      put(sh, 44, segs + xnum_shinfo_delta, 4);
+      append(b, sh);
+    }
+    return b;
+  }
+};
+
+constexpr uint64_t k_exe = 0x555555554000;
+constexpr uint64_t k_lib = 0x7f0000000000;
+constexpr uint64_t k_stack = 0x7ffc00000000;
+const Bytes k_exe_id = {std::byte{0xde}, std::byte{0xad}, std::byte{0xbe}, std::byte{0xef},
+                        std::byte{0x01}, std::byte{0x02}, std::byte{0x03}, std::byte{0x04}};
+const Bytes k_lib_id = {std::byte{0x11}, std::byte{0x22}, std::byte{0x33}, std::byte{0x44}};
+
+// A two-thread process: exe (r-- page with build-id, r-x text not dumped), libc the same, a
+// stack holding a return address into libc's text; pc in the exe's text.
+CoreBuilder typical(uint16_t machine = common::elf::k_em_x86_64) {
+  CoreBuilder c;
+  c.machine = machine;
+  const uint64_t pc = k_exe + 0x1000 + 0x139;
+  const uint64_t sp = k_stack + 0x1f00;
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                       prstatus(machine, 4242, pc, sp, k_lib + 0x1000 + 0x77)));
+  append(c.notes, note("CORE", common::elf::k_nt_prpsinfo,
+                       prpsinfo(4240, 1000, "crashy", "./crashy --flag ")));
+  append(c.notes, note("CORE", common::elf::k_nt_siginfo, siginfo(11, 1, 0)));
+  append(c.notes, note("CORE", common::elf::k_nt_auxv,
+                       auxv({{6, 4096}, {11, 1000}, {12, 1000}, {13, 1001}, {14, 1001}, {23, 0}})));
+  append(c.notes, note("CORE", common::elf::k_nt_file,
+                       nt_file({{k_exe, k_exe + 0x1000, 0, "/usr/bin/crashy"},
+                                {k_exe + 0x1000, k_exe + 0x3000, 1, "/usr/bin/crashy"},
+                                {k_lib, k_lib + 0x1000, 0, "/usr/lib/libc.so.6"},
+                                {k_lib + 0x1000, k_lib + 0x5000, 1, "/usr/lib/libc.so.6"}})));
+  append(c.notes, note("CORE", 2, Bytes(512)));     // NT_FPREGSET
+  append(c.notes, note("LINUX", 0x202, Bytes(64))); // NT_X86_XSTATE
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus, prstatus(machine, 4243, 1, 2)));
+  Bytes stack(0x2000);
+  put(stack, 0x1f00 + 0x18, k_lib + 0x1000 + 0x42, 8); // a return address into libc
+  put(stack, 0x1f00 + 0x28, 0x1234, 8);                // not code
+  c.loads = {{k_exe, 0x1000, 4, module_image(k_exe_id)},
+             {k_exe + 0x1000, 0x2000, 5, {}},
+             {k_lib, 0x1000, 4, module_image(k_lib_id)},
+             {k_lib + 0x1000, 0x4000, 5, {}},
+             {k_stack, 0x2000, 6, stack}};
+  return c;
+}
+
+CoreFacts scan(std::span<const std::byte> core, size_t chunk = 65536) {
+  CoreScanner s;
+  for (size_t i = 0; i < core.size(); i += chunk) {
+    s.observe(core.subspan(i, std::min(chunk, core.size() - i)));
+  }
+  s.finish();
+  return s.facts();
+}
+
+CoreFacts scan_random(std::span<const std::byte> core, uint32_t seed) {
+  std::mt19937 rng(seed);
+  CoreScanner s;
+  size_t i = 0;
+  while (i < core.size()) {
+    const size_t n = std::min<size_t>(
+        core.size() - i, std::uniform_int_distribution<size_t>(0, rng() % 3 == 0 ? 3 : 5000)(rng));
+    s.observe(core.subspan(i, n));
+    i += n;
+  }
+  s.finish();
+  return s.facts();
+}
+
+std::string dump(const CoreFacts& f) {
+  return common::crash_to_json(f).dump() + common::mappings_to_json(f).dump() +
+         std::to_string(f.files.size()) + f.fname + f.psargs;
+}
+
+} // namespace
+
+TEST_CASE("x86_64 core: notes, build-ids, crash site, frames", "[elf_core]") {
+  const Bytes core = typical().build();
+  const CoreFacts f = scan(core);
+  CHECK(f.is_elf);
+  CHECK(f.format_error.empty());
+  CHECK(f.warnings.empty());
+  CHECK(f.machine == "x86_64");
+  CHECK(f.phnum == 6);
+  CHECK(f.pc == k_exe + 0x1139);
+  CHECK(f.sp == k_stack + 0x1f00);
+  CHECK(f.tid == 4242);
+  CHECK(f.threads == 2);
+  CHECK(f.si_signo == 11);
+  CHECK(f.si_code == 1);
+  CHECK(f.si_code_name == "SEGV_MAPERR");
+  CHECK(f.fault_address == 0u);
+  CHECK_FALSE(f.sender_pid);
+  CHECK(f.pid == 4240);
+  CHECK(f.uid == 1000u);
+  CHECK(f.gid == 1001u);
+  CHECK(f.fname == "crashy");
+  CHECK(f.psargs == "./crashy --flag");
+  CHECK(f.at_secure == 0u);
+  CHECK(f.at_uid == 1000u);
+  CHECK(f.at_egid == 1001u);
+  REQUIRE(f.files.size() == 4);
+  CHECK(f.files[1].file_offset == 0x1000);
+  CHECK(f.build_ids.at("/usr/bin/crashy") == "deadbeef01020304");
+  CHECK(f.build_ids.at("/usr/lib/libc.so.6") == "11223344");
+  CHECK(f.module == "/usr/bin/crashy");
+  CHECK(f.module_offset == 0x1139u);
+  CHECK(f.build_id == "deadbeef01020304");
+  REQUIRE(f.frames.size() == 1);
+  CHECK(f.frames[0].address == k_lib + 0x1042);
+  CHECK(f.frames[0].module == "/usr/lib/libc.so.6");
+  CHECK(f.frames[0].module_offset == 0x1042u);
+  CHECK(f.signature_input == "v1|11|1|b:deadbeef01020304+0x1139");
+  CHECK(f.signature.size() == 16);
+  CHECK(f.expected_size == core.size());
+  CHECK(f.received == core.size());
+  CHECK_FALSE(f.truncated);
+
+  const auto j = common::crash_to_json(f);
+  CHECK(j["pc"] == "0x555555555139");
+  CHECK(j["fault_address"] == "0x0");
+  CHECK(j["module_offset"] == "0x1139");
+  CHECK(j["si_code_name"] == "SEGV_MAPERR");
+  CHECK(j["symbol"].is_null());
+  CHECK(j["frames"][0]["best_effort"] == true);
+  const auto m = common::mappings_to_json(f);
+  REQUIRE(m.size() == 2);
+  CHECK(m[1]["build_id"] == "11223344");
+}
+
+TEST_CASE("aarch64 prstatus layout; lr is the first frame", "[elf_core]") {
+  const CoreFacts f = scan(typical(common::elf::k_em_aarch64).build());
+  CHECK(f.machine == "aarch64");
+  CHECK(f.pc == k_exe + 0x1139);
+  CHECK(f.sp == k_stack + 0x1f00);
+  CHECK(f.lr == k_lib + 0x1077);
+  REQUIRE(f.frames.size() == 2);
+  CHECK(f.frames[0].address == k_lib + 0x1077);
+  CHECK(f.frames[1].address == k_lib + 0x1042);
+}
+
+TEST_CASE("the same facts whatever the chunking", "[elf_core]") {
+  for (const bool xnum : {false, true}) {
+    CoreBuilder c = typical();
+    c.xnum = xnum;
+    const Bytes core = c.build();
+    const std::string expected = dump(scan(core));
+    CHECK(dump(scan(core, 1)) == expected);
+    CHECK(dump(scan(core, 7)) == expected);
+    for (uint32_t seed = 1; seed <= 20; ++seed) {
+      CHECK(dump(scan_random(core, seed)) == expected);
+    }
+  }
+}
+
+TEST_CASE("PN_XNUM: the table ends where the notes begin", "[elf_core]") {
+  CoreBuilder c = typical();
+  c.xnum = true;
+  const Bytes core = c.build();
+  const CoreFacts f = scan(core);
+  CHECK(f.phnum == 6);
+  CHECK(f.warnings.empty());
+  CHECK(f.pc == k_exe + 0x1139);
+  CHECK(f.build_ids.size() == 2);
+  CHECK(f.expected_size == core.size()); // includes the section header at the end
+  CHECK_FALSE(f.truncated);
+  CHECK(scan(std::span(core).first(core.size() - 1)).truncated);
+
+  SECTION("a disagreeing sh_info is reported") {
+    c.xnum_shinfo_delta = 3;
+    const CoreFacts g = scan(c.build());
+    CHECK(g.phnum == 6);
+    REQUIRE(g.warnings.size() == 1);
+    CHECK(g.warnings[0].find("PN_XNUM") != std::string::npos);
+  }
+  SECTION("more than 65535 segments") {
+    CoreBuilder big = typical();
+    big.xnum = true;
+    for (uint64_t i = 0; i < 70000; ++i) {
+      big.loads.push_back({0x100000000 + i * 0x1000, 0x1000, 4, {}});
+    }
+    const CoreFacts g = scan(big.build());
+    CHECK(g.phnum == 70006);
+    CHECK(g.warnings.empty());
+    CHECK(g.module == "/usr/bin/crashy");
+  }
+}
+
+TEST_CASE("truncated streams keep what arrived", "[elf_core]") {
+  const Bytes core = typical().build();
+  const CoreFacts full = scan(core);
+  for (const size_t cut :
+       {size_t{0}, size_t{3}, size_t{63}, size_t{64}, size_t{100}, size_t{64 + 6 * 56}, size_t{600},
+        size_t{4096}, size_t{4096 + 100}, size_t{3 * 4096 + 10}, core.size() - 1}) {
+    const auto part = std::span(core).first(cut);
+    const CoreFacts f = scan(part);
+    INFO("cut at " << cut);
+    CHECK(f.received == cut);
+    if (cut == 0) {
+      CHECK(f.format_error == "empty input");
+      CHECK_FALSE(f.truncated);
+      continue;
+    }
+    CHECK(f.truncated);
+    CHECK(f.expected_size > cut);
+    if (cut >= 64 + 6 * 56) {
+      CHECK(f.expected_size == core.size());
+    }
+    if (cut >= 4096) { // all notes arrived
+      CHECK(f.pc == full.pc);
+      CHECK(f.threads == 2);
+      CHECK(f.module == "/usr/bin/crashy");
+    }
+    CHECK_NOTHROW(common::crash_to_json(f).dump());
+  }
+}
+
+TEST_CASE("garbage and foreign ELF files", "[elf_core]") {
+  std::mt19937 rng(42);
+  for (int i = 0; i < 200; ++i) {
+    Bytes junk(static_cast<size_t>(rng() % 5000));
+    for (auto& b : junk) {
+      b = static_cast<std::byte>(rng());
+    }
+    if (i % 2 == 0 && junk.size() >= 64) { // a plausible header over random contents
+      const Bytes hdr = typical().build();
+      std::memcpy(junk.data(), hdr.data(), 64);
+    }
+    const CoreFacts f = scan(junk, 1 + rng() % 100);
+    CHECK_NOTHROW(common::crash_to_json(f).dump());
+    CHECK_NOTHROW(common::mappings_to_json(f).dump());
+  }
+  Bytes core = typical().build();
+  SECTION("not ELF") {
+    core[0] = std::byte{'#'};
+    CHECK(scan(core).format_error == "not an ELF file");
+    CHECK_FALSE(scan(core).is_elf);
+  }
+  SECTION("32-bit") {
+    core[4] = std::byte{1};
+    CHECK(scan(core).format_error.find("ELFCLASS64") != std::string::npos);
+  }
+  SECTION("big-endian") {
+    core[5] = std::byte{2};
+    CHECK(scan(core).format_error.find("little-endian") != std::string::npos);
+  }
+  SECTION("not a core") {
+    core[16] = std::byte{2};
+    const CoreFacts f = scan(core);
+    CHECK(f.is_elf);
+    CHECK(f.format_error.find("not a core") != std::string::npos);
+    CHECK_FALSE(f.pc);
+  }
+  SECTION("unknown machine: notes without registers") {
+    core[18] = std::byte{243};
+    core[19] = std::byte{0};
+    const CoreFacts f = scan(core);
+    CHECK(f.machine == "EM_243");
+    CHECK_FALSE(f.pc);
+    CHECK(f.si_code_name == "SEGV_MAPERR");
+    CHECK(f.threads == 2);
+  }
+  SECTION("absurd program header offset") {
+    put(core, 32, ~uint64_t{0} - 10, 8);
+    CHECK_FALSE(scan(core).format_error.empty());
+  }
+  SECTION("segment sizes that overflow") {
+    put(core, 64 + 56 + 32, ~uint64_t{0}, 8); // first PT_LOAD p_filesz
+    const CoreFacts f = scan(core);
+    CHECK_FALSE(f.warnings.empty());
+    CHECK(f.pc);
+  }
+}
+
+TEST_CASE("hostile notes", "[elf_core]") {
+  SECTION("huge n_descsz ends the note walk, not the scan") {
+    CoreBuilder c = typical();
+    Bytes bad;
+    put(bad, 0, 5, 4);
+    put(bad, 4, 0xffffffff, 4);
+    put(bad, 8, common::elf::k_nt_file, 4);
+    put_str(bad, 12, "CORE");
+    bad.resize(20);
+    Bytes notes = note("CORE", common::elf::k_nt_prstatus, prstatus(62, 7, 0x10, 0x20));
+    append(notes, bad);
+    c.notes = notes;
+    const Bytes core = c.build();
+    const CoreFacts f = scan(core);
+    CHECK(f.tid == 7);
+    CHECK(f.threads == 1);
+    CHECK(f.files.empty());
+    CHECK_FALSE(f.warnings.empty()); // the segment ended inside a note
+    CHECK(dump(scan(core, 1)) == dump(f));
+  }
+  SECTION("zero-length notes and descriptors") {
+    CoreBuilder c = typical();
+    c.notes.clear();
+    CHECK(scan(c.build()).threads == 0);
+    append(c.notes, note("CORE", common::elf::k_nt_prstatus, {}));
+    append(c.notes, note("CORE", common::elf::k_nt_siginfo, {}));
+    append(c.notes, note("", 0, {}));
+    const CoreFacts f = scan(c.build(), 1);
+    CHECK(f.threads == 1);
+    CHECK_FALSE(f.pc);
+    CHECK_FALSE(f.si_signo);
+  }
+  SECTION("NT_FILE names without NUL, counts that do not fit") {
+    const std::vector<FileEntry> entries = {{0x1000, 0x2000, 0, "/a"}, {0x2000, 0x3000, 0, "/b"}};
+    auto unterminated = common::decode_nt_file(nt_file(entries, 0, false));
+    REQUIRE(unterminated.mappings.size() == 2);
+    CHECK(unterminated.mappings[0].path == "/a/b");
+    CHECK(unterminated.mappings[1].path.empty());
+    for (const uint64_t count : {uint64_t{3}, uint64_t{1} << 40, ~uint64_t{0}, ~uint64_t{0} / 24}) {
+      const auto f = common::decode_nt_file(nt_file(entries, count));
+      CHECK(f.mappings.empty());
+      CHECK_FALSE(f.error.empty());
+    }
+    CHECK(common::decode_nt_file(Bytes(15)).mappings.empty());
+    Bytes zero_page = nt_file(entries);
+    put(zero_page, 8, 0, 8);
+    CHECK(common::decode_nt_file(zero_page).mappings.empty());
+    Bytes long_name = nt_file({{0x1000, 0x2000, 0, std::string(10000, 'x')}});
+    CHECK(common::decode_nt_file(long_name).mappings.at(0).path.size() == common::k_max_path);
+  }
+  SECTION("invalid UTF-8 in names still gives valid JSON") {
+    CoreBuilder c = typical();
+    c.notes = note("CORE", common::elf::k_nt_prstatus, prstatus(62, 1, k_exe + 0x1001, 0));
+    append(c.notes, note("CORE", common::elf::k_nt_prpsinfo, prpsinfo(1, 0, "\xff\xfe", "\xc3")));
+    append(c.notes, note("CORE", common::elf::k_nt_file,
+                         nt_file({{k_exe, k_exe + 0x3000, 0, "/tmp/\xff\"x\n"}})));
+    const CoreFacts f = scan(c.build());
+    CHECK(f.module == "/tmp/\xff\"x\n");
+    CHECK_NOTHROW(common::crash_to_json(f).dump());
+    CHECK_NOTHROW(common::mappings_to_json(f).dump());
+  }
+}
+
+TEST_CASE("siginfo: fault address or sender, and code names", "[elf_core]") {
+  const auto user = common::decode_siginfo(siginfo(6, -6, 321, 1000));
+  REQUIRE(user);
+  CHECK(user->sender_pid == 321);
+  CHECK(user->sender_uid == 1000u);
+  CHECK_FALSE(user->fault_address);
+  const auto gp = common::decode_siginfo(siginfo(11, 0x80, 0));
+  REQUIRE(gp);
+  CHECK_FALSE(gp->fault_address);
+  CHECK_FALSE(gp->sender_pid);
+  const auto bus = common::decode_siginfo(siginfo(7, 1, 0x1003));
+  CHECK(bus->fault_address == 0x1003u);
+  CHECK_FALSE(common::decode_siginfo(Bytes(11)));
+  CHECK(common::si_code_name(11, 2) == "SEGV_ACCERR");
+  CHECK(common::si_code_name(7, 1) == "BUS_ADRALN");
+  CHECK(common::si_code_name(8, 1) == "FPE_INTDIV");
+  CHECK(common::si_code_name(4, 2) == "ILL_ILLOPN");
+  CHECK(common::si_code_name(5, 1) == "TRAP_BRKPT");
+  CHECK(common::si_code_name(6, 0) == "SI_USER");
+  CHECK(common::si_code_name(11, 0x80) == "SI_KERNEL");
+  CHECK(common::si_code_name(6, -6) == "SI_TKILL");
+  CHECK(common::si_code_name(10, -1) == "SI_QUEUE");
+  CHECK(common::si_code_name(31, 1) == "SYS_SECCOMP");
+  CHECK(common::si_code_name(11, 99).empty());
+  CHECK(common::si_code_name(6, 1).empty());
+}
+
+TEST_CASE("a stream note parser fed in pieces equals the buffer walk", "[elf_core]") {
+  Bytes notes = typical().notes;
+  struct Collect : common::NoteSink {
+    std::vector<std::string> seen;
+    bool want(std::string_view, uint32_t) override { return true; }
+    void on_note(const common::ElfNote& n) override {
+      seen.push_back(std::string(n.name) + "/" + std::to_string(n.type) + "/" +
+                     common::hex_bytes(n.desc));
+    }
+  };
+  Collect whole;
+  common::NoteIterator it(notes);
+  while (const auto n = it.next()) {
+    whole.on_note(*n);
+  }
+  CHECK_FALSE(it.stopped_early());
+  for (const size_t piece : {size_t{1}, size_t{5}, size_t{64}}) {
+    Collect streamed;
+    common::NoteStream s(1 << 20);
+    for (size_t i = 0; i < notes.size(); i += piece) {
+      s.feed(std::span(notes).subspan(i, std::min(piece, notes.size() - i)), streamed);
+    }
+    CHECK_FALSE(s.mid_note());
+    CHECK(streamed.seen == whole.seen);
+  }
+}
+
+TEST_CASE("empty facts give all keys, null when unknown", "[elf_core]") {
+  const auto j = common::crash_to_json(CoreFacts{});
+  for (const char* key : {"si_code", "si_code_name", "fault_address", "pc", "sp", "tid", "module",
+                          "module_offset", "build_id", "symbol", "signature"}) {
+    INFO(key);
+    REQUIRE(j.contains(key));
+    CHECK(j[key].is_null());
+  }
+  CHECK(j["threads"] == 0);
+  CHECK(j["frames"].empty());
+}
+
+extern "C" __attribute__((noinline)) int pc_test_symbol_target(int x) {
+  return x * 3 + 1;
+}
+
+TEST_CASE("resolve_symbol on this test binary and on hostile files", "[elf_core][symbolize]") {
+  Dl_info info{};
+  const auto fn = reinterpret_cast<void*>(&pc_test_symbol_target);
+  REQUIRE(dladdr(fn, &info) != 0);
+  const uint64_t vaddr =
+      reinterpret_cast<uint64_t>(fn) - reinterpret_cast<uint64_t>(info.dli_fbase);
+  // GNU ld maps text at file offset == virtual address (see CoreFacts::module_offset).
+  // The real path: /proc/self/exe is a symlink, and modules are opened O_NOFOLLOW.
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  CHECK_FALSE(common::resolve_symbol("/proc/self/exe", vaddr, ""));
+  const auto sym = common::resolve_symbol(exe, vaddr + 2, "");
+  REQUIRE(sym);
+  CHECK(sym->name == "pc_test_symbol_target");
+  CHECK(sym->offset == 2);
+  CHECK_FALSE(sym->verified);
+  const auto id = common::read_build_id(exe);
+  if (id) {
+    CHECK(common::resolve_symbol(exe, vaddr, *id)->verified);
+    CHECK_FALSE(common::resolve_symbol(exe, vaddr, "00"));
+  }
+
+  test::TempDir dir;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 50; ++i) {
+    Bytes junk = module_image(k_exe_id);
+    for (int k = 0; k < 40; ++k) {
+      junk[rng() % 200] = static_cast<std::byte>(rng());
+    }
+    test::spit(dir.path() / "junk",
+               std::string(reinterpret_cast<const char*>(junk.data()), junk.size()));
+    CHECK_NOTHROW(common::resolve_symbol((dir.path() / "junk").string(), rng() % 5000, ""));
+  }
+  CHECK_FALSE(common::resolve_symbol("/nonexistent/x", 0, ""));
+  CHECK_FALSE(common::resolve_symbol("/dev/zero", 0, ""));
+  CHECK_FALSE(common::resolve_symbol(dir.str(), 0, ""));
+}
+
+TEST_CASE("mapped-file findings", "[elf_core][symbolize]") {
+  test::TempDir dir;
+  const auto lib = (dir.path() / "lib.so").string();
+  const Bytes img = module_image(k_lib_id);
+  test::spit(lib, std::string(reinterpret_cast<const char*>(img.data()), img.size()));
+  const std::vector<common::FileMapping> files = {
+      {0x1000, 0x2000, 0, lib},
+      {0x2000, 0x3000, 0x1000, lib},
+      {0x4000, 0x5000, 0, (dir.path() / "gone.so").string()},
+      {0x6000, 0x7000, 0, "/usr/lib/old.so (deleted)"}};
+  using common::FindingKind;
+  auto kinds = [](const std::vector<common::MappingFinding>& v) {
+    std::vector<std::pair<std::string, FindingKind>> out;
+    for (const auto& x : v) {
+      out.emplace_back(x.path, x.kind);
+    }
+    return out;
+  };
+  const auto same = common::check_mapped_files(files, {{lib, "11223344"}}, std::nullopt);
+  CHECK(kinds(same) == std::vector<std::pair<std::string, FindingKind>>{
+                           {(dir.path() / "gone.so").string(), FindingKind::missing},
+                           {"/usr/lib/old.so (deleted)", FindingKind::deleted}});
+  const auto changed = common::check_mapped_files(
+      files, {{lib, "99"}}, std::chrono::system_clock::now() - std::chrono::hours(1));
+  const auto k = kinds(changed);
+  CHECK(k.at(0) == std::pair<std::string, FindingKind>{lib, FindingKind::replaced});
+  CHECK(k.at(1) == std::pair<std::string, FindingKind>{lib, FindingKind::modified_after_start});
+  CHECK(k.size() == 4);
+  CoreFacts f;
+  f.files = files;
+  const auto j = common::mappings_to_json(f, changed);
+  CHECK(j.size() == 3);
+  CHECK(j[0]["findings"].size() == 2);
+  CHECK(j[0]["findings"][0]["kind"] == "replaced");
+}
