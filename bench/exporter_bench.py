@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Exporter benchmark: start-up (spawn → "listening", which includes the full scan), /metrics
+scrape time, RSS. Generates the store with gen_exporter_store.py unless --store is given.
+
+    bench/exporter_bench.py --exporter build/exporter/process-core-exporter [--records 100000]
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def rss_kib(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def drop_caches():
+    try:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def run_once(exporter, store, conf, cold):
+    cached = "cold" if cold and drop_caches() else "warm"
+    start = time.monotonic()
+    log = tempfile.TemporaryFile(mode="w+")
+    p = subprocess.Popen([exporter, "--store", store, "--config", conf, "--listen", "127.0.0.1:0"],
+                         stderr=log, stdout=subprocess.DEVNULL)
+    port = None
+    while port is None:
+        log.seek(0)
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", log.read())
+        if m:
+            port = int(m.group(1))
+        elif p.poll() is not None:
+            log.seek(0)
+            sys.exit("exporter failed:\n" + log.read())
+        else:
+            time.sleep(0.005)
+    startup = time.monotonic() - start
+    log.seek(0)
+    scan = re.search(r"scanned (\d+) records .* in ([0-9.]+) s", log.read())
+    times = []
+    size = 0
+    for _ in range(30):
+        t = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as r:
+            size = len(r.read())
+        times.append(time.monotonic() - t)
+    rss, hwm = rss_kib(p.pid, "VmRSS"), rss_kib(p.pid, "VmHWM")
+    p.terminate()
+    p.wait()
+    return dict(cache=cached, startup_s=startup, scan_s=float(scan.group(2)), records=int(scan.group(1)),
+                scrape_ms_median=statistics.median(times) * 1000, scrape_ms_max=max(times) * 1000,
+                metrics_bytes=size, rss_mib=rss / 1024, peak_rss_mib=hwm / 1024)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exporter", required=True)
+    ap.add_argument("--store")
+    ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--cap", type=int, default=200)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="pc-bench-exporter-")
+    store = a.store or os.path.join(tmp, "store")
+    if not a.store:
+        t = time.monotonic()
+        subprocess.run([sys.executable, os.path.join(HERE, "gen_exporter_store.py"), store,
+                        "--records", str(a.records)], check=True)
+        print(f"generated {a.records} records in {time.monotonic() - t:.1f} s", file=sys.stderr)
+    conf = os.path.join(tmp, "c.conf")
+    with open(conf, "w") as f:
+        f.write(f"store = {store}\nmax_executables_per_host = {a.cap}\n")
+    for cold in (True, False, False):
+        r = run_once(a.exporter, store, conf, cold)
+        print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+
+
+if __name__ == "__main__":
+    main()

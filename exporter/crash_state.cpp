@@ -1,0 +1,291 @@
+#include "exporter/crash_state.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+namespace exporter {
+
+std::string_view to_string(SkipReason r) {
+  switch (r) {
+  case SkipReason::malformed:
+    return "malformed";
+  case SkipReason::io:
+    return "io";
+  case SkipReason::foreign:
+    return "foreign";
+  }
+  return "malformed";
+}
+
+std::optional<uint64_t> parse_record_id(std::string_view id) {
+  if (!common::is_record_id(id)) {
+    return std::nullopt;
+  }
+  uint64_t v = 0;
+  for (char c : id) {
+    v = (v << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return v;
+}
+
+std::string format_record_id(uint64_t id) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (size_t i = 0; i < 16; ++i) {
+    out[15 - i] = k_hex[(id >> (4 * i)) & 0xf];
+  }
+  return out;
+}
+
+CrashState::CrashState(unsigned max_executables_per_host) : m_cap(max_executables_per_host) {}
+
+uint32_t CrashState::series_index(const common::SeriesKey& key) {
+  if (auto it = m_series_index.find(key); it != m_series_index.end()) {
+    return it->second;
+  }
+  auto exe_key = std::make_pair(key.hostname, key.executable);
+  auto [exe_it, exe_new] =
+      m_executable_index.try_emplace(exe_key, static_cast<uint32_t>(m_executables.size()));
+  if (exe_new) {
+    m_executables.push_back(Executable{key.hostname, key.executable});
+  }
+  const auto index = static_cast<uint32_t>(m_series.size());
+  m_series.push_back(Series{key, exe_it->second});
+  m_series_index.emplace(key, index);
+  return index;
+}
+
+bool CrashState::add_record(uint64_t id, uint32_t dir, const common::SeriesKey& key, int64_t time,
+                            uint64_t record_bytes, uint64_t core_bytes) {
+  if (m_records.contains(id)) {
+    return false;
+  }
+  const uint32_t s = series_index(key);
+  Series& series = m_series[s];
+  Executable& exe = m_executables[series.executable];
+  if (time > 0) {
+    exe.earliest = std::min(exe.earliest, time);
+    series.last = std::max(series.last, time);
+  }
+  Entry e;
+  e.core_bytes = core_bytes;
+  e.series = s;
+  e.dir = dir;
+  e.record_bytes = static_cast<uint32_t>(std::min<uint64_t>(record_bytes, UINT32_MAX));
+  e.generation = m_generation;
+  e.counted = !m_pending.contains(id);
+  series.live += e.counted ? 1U : 0U;
+  series.bytes += e.core_bytes + e.record_bytes;
+  m_records.emplace(id, e);
+  return true;
+}
+
+void CrashState::drop(std::unordered_map<uint64_t, Entry>::iterator it) {
+  Series& series = m_series[it->second.series];
+  series.live -= it->second.counted ? 1U : 0U;
+  series.bytes -= it->second.core_bytes + it->second.record_bytes;
+  m_records.erase(it);
+}
+
+void CrashState::remove_record(uint64_t id, uint32_t dir) {
+  auto it = m_records.find(id);
+  // A copy of a record under another directory going away does not remove the original.
+  if (it != m_records.end() && it->second.dir == dir) {
+    drop(it);
+  }
+}
+
+void CrashState::set_core_bytes(uint64_t id, uint32_t dir, uint64_t bytes) {
+  auto it = m_records.find(id);
+  if (it == m_records.end() || it->second.dir != dir) {
+    return;
+  }
+  Series& series = m_series[it->second.series];
+  series.bytes = series.bytes - it->second.core_bytes + bytes;
+  it->second.core_bytes = bytes;
+}
+
+void CrashState::begin_rescan() {
+  ++m_generation;
+}
+
+void CrashState::touch(uint64_t id) {
+  if (auto it = m_records.find(id); it != m_records.end()) {
+    it->second.generation = m_generation;
+  }
+}
+
+void CrashState::end_rescan() {
+  for (auto it = m_records.begin(); it != m_records.end();) {
+    auto next = std::next(it);
+    if (it->second.generation != m_generation) {
+      drop(it);
+    }
+    it = next;
+  }
+}
+
+void CrashState::set_ledger(const common::Ledger& ledger,
+                            const std::function<bool(uint64_t id, uint32_t dir)>& exists) {
+  std::vector<uint64_t> before(m_series.size());
+  for (size_t i = 0; i < m_series.size(); ++i) {
+    before[i] = std::exchange(m_series[i].ledger, 0);
+  }
+  for (const auto& [key, count] : ledger.counts) {
+    Series& series = m_series[series_index(key)];
+    series.ledger = count;
+    if (auto t = ledger.times.find(key); t != ledger.times.end()) {
+      Executable& exe = m_executables[series.executable];
+      if (t->second.first > 0) {
+        exe.earliest = std::min(exe.earliest, t->second.first);
+      }
+      series.last = std::max(series.last, t->second.last);
+    }
+  }
+  // Only series whose ledger count grew can have records counted twice; checking them costs an
+  // fstatat() per record of those series, and ledgers change only when someone runs a vacuum.
+  std::vector<bool> grew(m_series.size(), false);
+  bool any_grew = false;
+  for (size_t i = 0; i < m_series.size(); ++i) {
+    grew[i] = m_series[i].ledger > (i < before.size() ? before[i] : 0);
+    any_grew = any_grew || grew[i];
+  }
+  m_pending.clear();
+  for (const auto& id : ledger.pending) {
+    if (auto n = parse_record_id(id)) {
+      m_pending.insert(*n);
+    }
+  }
+  for (auto& series : m_series) {
+    series.live = 0;
+  }
+  for (auto it = m_records.begin(); it != m_records.end();) {
+    auto next = std::next(it);
+    Entry& e = it->second;
+    e.counted = !m_pending.contains(it->first);
+    if (any_grew && e.counted && grew[e.series] && !exists(it->first, e.dir)) {
+      // Already retired into the ledger; its deletion event is still on its way.
+      e.counted = false;
+      drop(it);
+    } else {
+      m_series[e.series].live += e.counted ? 1U : 0U;
+    }
+    it = next;
+  }
+}
+
+void CrashState::set_skipped(const std::string& relpath, std::optional<SkipReason> reason) {
+  if (reason) {
+    m_skipped[relpath] = *reason;
+  } else {
+    m_skipped.erase(relpath);
+  }
+}
+
+void CrashState::settle() {
+  // 1. Give executables seen for the first time their label, earliest crash first. At start-up
+  // this orders the whole store; earliest crash times only move back when the ledger brings
+  // older ones, and new executables crash "now", so the same executables win the per-host cap
+  // on every start (see docs/exporter.md for where this can still change).
+  std::vector<uint32_t> fresh;
+  for (uint32_t i = 0; i < m_executables.size(); ++i) {
+    if (m_executables[i].fold == Fold::unassigned) {
+      fresh.push_back(i);
+    }
+  }
+  std::sort(fresh.begin(), fresh.end(), [&](uint32_t a, uint32_t b) {
+    const Executable& x = m_executables[a];
+    const Executable& y = m_executables[b];
+    return std::tie(x.earliest, x.hostname, x.executable) <
+           std::tie(y.earliest, y.hostname, y.executable);
+  });
+  for (uint32_t i : fresh) {
+    Executable& exe = m_executables[i];
+    auto& [own, other] = m_host_folds[exe.hostname];
+    if (m_cap == 0 || own < m_cap) {
+      exe.fold = Fold::own;
+      ++own;
+    } else {
+      exe.fold = Fold::other;
+      ++other;
+    }
+  }
+  for (Series& series : m_series) {
+    if (series.exported != k_unassigned) {
+      continue;
+    }
+    common::SeriesKey labels = series.key;
+    if (m_executables[series.executable].fold == Fold::other) {
+      labels.executable = k_other_executable;
+    }
+    auto [it, added] =
+        m_exported_index.try_emplace(labels, static_cast<uint32_t>(m_exported.size()));
+    if (added) {
+      m_exported.push_back(Exported{labels});
+    }
+    series.exported = it->second;
+  }
+
+  // 2. Sum the true series into the exported ones.
+  std::vector<uint64_t> raw(m_exported.size(), 0);
+  for (const Series& series : m_series) {
+    raw[series.exported] += series.live + series.ledger;
+    Exported& e = m_exported[series.exported];
+    e.last = std::max(e.last, series.last);
+  }
+
+  // 3. Never export less than before. By the ledger protocol the sum cannot drop, but a record
+  // deleted by hand (or by a tool that skips the ledger) would make it drop, and Prometheus
+  // reads any drop as a counter reset: increase() then counts the whole value again and alerts
+  // fire for crashes long past. The missing crashes go into `carry` rather than a clamp, so a
+  // later crash still raises the counter by one.
+  for (size_t i = 0; i < m_exported.size(); ++i) {
+    Exported& e = m_exported[i];
+    const uint64_t total = raw[i] + e.carry;
+    if (total < e.value) {
+      spdlog::warn("coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
+                   "drop by {} (records removed without the ledger?); keeping the count",
+                   e.labels.hostname, e.labels.executable, e.labels.signal, e.value - total);
+      e.carry += e.value - total;
+    } else {
+      e.value = total;
+    }
+  }
+}
+
+Snapshot CrashState::snapshot() const {
+  Snapshot snap;
+  snap.series.reserve(m_exported.size());
+  for (const Exported& e : m_exported) {
+    // A series is shown from its first crash on; it then never goes back to zero.
+    if (e.value > 0) {
+      snap.series.push_back(SeriesSample{e.labels, e.value, e.last});
+    }
+  }
+  std::map<std::string, HostSample> hosts;
+  for (const Series& series : m_series) {
+    HostSample& h = hosts[series.key.hostname];
+    h.hostname = series.key.hostname;
+    h.stored_bytes += series.bytes;
+  }
+  for (const auto& [hostname, folds] : m_host_folds) {
+    HostSample& h = hosts[hostname];
+    h.hostname = hostname;
+    h.folded_executables = folds.second;
+  }
+  for (auto& [hostname, h] : hosts) {
+    snap.hosts.push_back(std::move(h));
+  }
+  for (const auto& [path, reason] : m_skipped) {
+    ++snap.skipped[static_cast<size_t>(reason)];
+  }
+  snap.records = m_records.size();
+  snap.rescans = m_rescans;
+  snap.scan_seconds = m_scan_seconds;
+  return snap;
+}
+
+} // namespace exporter

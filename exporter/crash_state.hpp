@@ -1,0 +1,169 @@
+// The exporter's counting model: which crashes each coredumps_total series counts, kept
+// consistent with the store's records and ledger, and never lower than a value already exported.
+// No I/O here: the store watcher feeds it, the metrics collector reads snapshots of it.
+#pragma once
+
+#include "common/ledger.hpp"
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace exporter {
+
+// The executable label of the series that executables beyond the per-host cap are folded into.
+inline constexpr std::string_view k_other_executable = "other";
+
+// Why a file in the store was not counted.
+enum class SkipReason : uint8_t {
+  malformed, // not a valid record (or ledger): bad JSON, wrong types, id mismatch
+  io,        // could not be opened or read
+  foreign,   // a name the store layout does not produce
+};
+inline constexpr size_t k_skip_reasons = 3;
+// "malformed", "io", "foreign": the `reason` label value.
+std::string_view to_string(SkipReason r);
+
+// A record id (16 lower-case hex characters) as a number: ids are the bulk of the per-record
+// state, and 8 bytes beat a heap-allocated 16-character string. nullopt for anything else.
+std::optional<uint64_t> parse_record_id(std::string_view id);
+// The id text parse_record_id() accepted.
+std::string format_record_id(uint64_t id);
+
+// One exported coredumps_total series (labels after folding).
+struct SeriesSample {
+  common::SeriesKey labels;
+  uint64_t count = 0;
+  int64_t last_crash = 0; // epoch seconds of the latest crash counted, 0 when unknown
+};
+
+// Per-hostname gauges.
+struct HostSample {
+  std::string hostname;
+  uint64_t stored_bytes = 0;       // allocated bytes of its records and cores
+  uint64_t folded_executables = 0; // distinct executables counted under "other"
+};
+
+// Everything /metrics shows, copied under the lock so serialisation happens outside it.
+struct Snapshot {
+  std::vector<SeriesSample> series;
+  std::vector<HostSample> hosts;
+  std::array<uint64_t, k_skip_reasons> skipped{}; // files not counted, by SkipReason
+  uint64_t records = 0;                           // records currently in the store
+  uint64_t rescans = 0;                           // full rescans after the first scan
+  double scan_seconds = 0;                        // duration of the last full scan
+};
+
+class CrashState {
+public:
+  // `max_executables_per_host` = 0 means no cap.
+  explicit CrashState(unsigned max_executables_per_host);
+
+  // True when a record with this id is known (in any directory).
+  bool has_record(uint64_t id) const { return m_records.contains(id); }
+  // A committed record file <id>.json in store directory `dir`. Returns false, changing
+  // nothing, when the id is already known (a second event for the same file, or a copy).
+  bool add_record(uint64_t id, uint32_t dir, const common::SeriesKey& key, int64_t time,
+                  uint64_t record_bytes, uint64_t core_bytes);
+  // The record file left `dir`. Its crash stays counted if the ledger has it; if not (removed
+  // outside `corectl vacuum`), settle() keeps the count anyway for the life of this process.
+  void remove_record(uint64_t id, uint32_t dir);
+  // The core file of a known record appeared or went away (bytes 0).
+  void set_core_bytes(uint64_t id, uint32_t dir, uint64_t bytes);
+
+  // Full rescans: begin_rescan(), then touch() every record still there (add_record() for new
+  // ones), then end_rescan() removes the records that were not seen.
+  void begin_rescan();
+  void touch(uint64_t id);
+  void end_rescan();
+
+  // Installs a newly read ledger. `exists(id, dir)` says whether a record file is still there:
+  // records of series whose ledger count grew are checked, because the ledger may already
+  // count (and no longer list as pending) records whose deletion events are still queued.
+  void set_ledger(const common::Ledger& ledger,
+                  const std::function<bool(uint64_t id, uint32_t dir)>& exists);
+  // True when `id` is pending in the current ledger.
+  bool is_pending(uint64_t id) const { return m_pending.contains(id); }
+
+  // Marks a store file (path relative to the root) as skipped, or as fine again (nullopt).
+  void set_skipped(const std::string& relpath, std::optional<SkipReason> reason);
+  void set_scan_seconds(double seconds) { m_scan_seconds = seconds; }
+  void count_rescan() { ++m_rescans; }
+
+  // Call after each batch of changes: assigns labels to new executables (earliest crash first)
+  // and lifts any series that would otherwise go down (see crash_state.cpp).
+  void settle();
+
+  // What /metrics shows now (as of the last settle()).
+  Snapshot snapshot() const;
+
+private:
+  static constexpr uint32_t k_unassigned = UINT32_MAX;
+
+  enum class Fold : uint8_t { unassigned, own, other };
+
+  // One (hostname, executable): the unit the per-host cap counts.
+  struct Executable {
+    std::string hostname;
+    std::string executable;
+    int64_t earliest = INT64_MAX; // earliest crash seen (records and ledger)
+    Fold fold = Fold::unassigned;
+  };
+
+  // One true series (real executable label), before folding.
+  struct Series {
+    common::SeriesKey key;
+    uint32_t executable = 0;          // index into m_executables
+    uint32_t exported = k_unassigned; // index into m_exported, once the fold is decided
+    uint64_t live = 0;                // records present and not pending in the ledger
+    uint64_t ledger = 0;              // crashes whose records were retired
+    uint64_t bytes = 0;               // allocated bytes of its records and cores
+    int64_t last = 0;                 // latest crash ever seen for it
+  };
+
+  // An exported series. `carry` holds crashes this process counted whose records vanished
+  // without reaching the ledger; `value` is the last value exported.
+  struct Exported {
+    common::SeriesKey labels;
+    uint64_t carry = 0;
+    uint64_t value = 0;
+    int64_t last = 0;
+  };
+
+  // Per record: 8-byte key + 24 bytes, so 100,000 records take a few MiB.
+  struct Entry {
+    uint64_t core_bytes = 0;
+    uint32_t series = 0;
+    uint32_t dir = 0;
+    uint32_t record_bytes = 0;
+    uint16_t generation = 0;
+    bool counted = false; // included in its series' `live`
+  };
+
+  uint32_t series_index(const common::SeriesKey& key);
+  void drop(std::unordered_map<uint64_t, Entry>::iterator it);
+
+  unsigned m_cap;
+  std::unordered_map<uint64_t, Entry> m_records;
+  std::unordered_set<uint64_t> m_pending;
+  std::vector<Series> m_series;
+  std::map<common::SeriesKey, uint32_t> m_series_index;
+  std::vector<Executable> m_executables;
+  std::map<std::pair<std::string, std::string>, uint32_t> m_executable_index;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> m_host_folds; // hostname → (own, other)
+  std::vector<Exported> m_exported;
+  std::map<common::SeriesKey, uint32_t> m_exported_index;
+  std::map<std::string, SkipReason> m_skipped;
+  uint16_t m_generation = 0;
+  uint64_t m_rescans = 0;
+  double m_scan_seconds = 0;
+};
+
+} // namespace exporter

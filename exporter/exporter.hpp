@@ -1,0 +1,28 @@
+// process-core-exporter: serves the store as Prometheus metrics (see docs/exporter.md).
+#pragma once
+
+#include "common/error.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace exporter {
+
+// The command line; unset values come from the configuration file.
+struct Options {
+  std::string config_path;           // --config (default: the shared configuration file)
+  bool config_given = false;         // a missing --config file is an error, a default one not
+  std::optional<std::string> store;  // --store DIR
+  std::optional<std::string> listen; // --listen ADDR:PORT
+  bool help = false;                 // --help
+  bool version = false;              // --version
+};
+
+// Parses the arguments after argv[0]; the error names the offending argument.
+common::Expected<Options> parse_options(const std::vector<std::string>& args);
+
+// Runs the exporter until SIGTERM or SIGINT; returns the process exit status.
+int run(const std::vector<std::string>& args);
+
+} // namespace exporter

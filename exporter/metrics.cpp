@@ -1,0 +1,115 @@
+#include "exporter/metrics.hpp"
+
+#include "process_core_version.hpp"
+
+#include <prometheus/client_metric.h>
+#include <prometheus/metric_type.h>
+
+namespace exporter {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, const char* help, MetricType type) {
+  return MetricFamily{name, help, type, {}};
+}
+
+ClientMetric gauge(double value, std::vector<ClientMetric::Label> labels = {}) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = value;
+  return m;
+}
+
+std::vector<ClientMetric::Label> series_labels(const common::SeriesKey& k) {
+  return {{"core_present", k.core_present ? "true" : "false"},
+          {"executable", k.executable},
+          {"hostname", k.hostname},
+          {"signal", k.signal}};
+}
+
+} // namespace
+
+std::vector<MetricFamily> to_families(const Snapshot& snap) {
+  std::vector<MetricFamily> out;
+
+  auto crashes = family(k_metric_crashes,
+                        "Crashes captured, by host, executable, signal and whether a core was "
+                        "stored. Never decreases (retired records are kept in the ledger).",
+                        MetricType::Counter);
+  auto last =
+      family(k_metric_last_crash, "Time of the latest crash of the series.", MetricType::Gauge);
+  for (const auto& s : snap.series) {
+    ClientMetric m;
+    m.label = series_labels(s.labels);
+    m.counter.value = static_cast<double>(s.count);
+    crashes.metric.push_back(std::move(m));
+    if (s.last_crash > 0) {
+      last.metric.push_back(gauge(static_cast<double>(s.last_crash), series_labels(s.labels)));
+    }
+  }
+  out.push_back(std::move(crashes));
+  out.push_back(std::move(last));
+
+  auto bytes = family(k_metric_stored_bytes, "Bytes on disk of the records and cores of a host.",
+                      MetricType::Gauge);
+  auto folded = family(k_metric_folded,
+                       "Distinct executables of a host counted under executable=\"other\" "
+                       "(beyond max_executables_per_host).",
+                       MetricType::Gauge);
+  for (const auto& h : snap.hosts) {
+    bytes.metric.push_back(gauge(static_cast<double>(h.stored_bytes), {{"hostname", h.hostname}}));
+    folded.metric.push_back(
+        gauge(static_cast<double>(h.folded_executables), {{"hostname", h.hostname}}));
+  }
+  out.push_back(std::move(bytes));
+  out.push_back(std::move(folded));
+
+  auto unreadable = family(k_metric_unreadable,
+                           "Files in the store that are not counted: malformed records, files "
+                           "that could not be read, names the store does not use.",
+                           MetricType::Gauge);
+  for (size_t i = 0; i < k_skip_reasons; ++i) {
+    unreadable.metric.push_back(
+        gauge(static_cast<double>(snap.skipped[i]),
+              {{"reason", std::string(to_string(static_cast<SkipReason>(i)))}}));
+  }
+  out.push_back(std::move(unreadable));
+
+  auto records = family(k_metric_records, "Records currently in the store.", MetricType::Gauge);
+  records.metric.push_back(gauge(static_cast<double>(snap.records)));
+  out.push_back(std::move(records));
+
+  auto scan = family(k_metric_scan_duration, "Duration of the last full scan of the store.",
+                     MetricType::Gauge);
+  scan.metric.push_back(gauge(snap.scan_seconds));
+  out.push_back(std::move(scan));
+
+  auto rescans = family(k_metric_rescans,
+                        "Full rescans after start-up (inotify overflow, moved directories, "
+                        "watch limit).",
+                        MetricType::Counter);
+  ClientMetric r;
+  r.counter.value = static_cast<double>(snap.rescans);
+  rescans.metric.push_back(std::move(r));
+  out.push_back(std::move(rescans));
+
+  auto info = family(k_metric_build_info, "Version of process-core-exporter.", MetricType::Gauge);
+  info.metric.push_back(gauge(1, {{"version", PROCESS_CORE_VERSION}}));
+  out.push_back(std::move(info));
+  return out;
+}
+
+std::vector<MetricFamily> MetricsCollector::Collect() const {
+  Snapshot snap;
+  {
+    std::lock_guard lock(m_mutex);
+    snap = m_state.snapshot();
+  }
+  return to_families(snap);
+}
+
+} // namespace exporter

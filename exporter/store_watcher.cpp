@@ -1,0 +1,503 @@
+#include "exporter/store_watcher.hpp"
+
+#include "common/io.hpp"
+#include "common/ledger.hpp"
+#include "common/names.hpp"
+#include "common/record.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace exporter {
+
+namespace {
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
+// Records are a few KiB; anything this large is not one, and reading it would only cost memory.
+constexpr size_t k_record_limit = 1 << 20;
+
+// What a record file needs to be counted, and what every exe directory is watched for.
+// IN_CREATE covers linkat() of the handler's O_TMPFILE, IN_MOVED_TO a rename into place (the
+// hidden-temp fallback, or a record written elsewhere and moved in); both mean "complete".
+// IN_CLOSE_WRITE catches a file written in place, which is read again when it was incomplete.
+constexpr uint32_t k_exe_mask = IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE |
+                                IN_MOVED_FROM | IN_ONLYDIR | IN_DONT_FOLLOW;
+constexpr uint32_t k_host_mask =
+    IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR | IN_DONT_FOLLOW;
+// The root also carries the ledger, which corectl replaces by rename (IN_MOVED_TO).
+constexpr uint32_t k_root_mask = k_exe_mask | IN_DELETE_SELF | IN_MOVE_SELF;
+
+std::string relpath(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
+  std::string out(a);
+  for (std::string_view part : {b, c}) {
+    if (!part.empty()) {
+      out += '/';
+      out += part;
+    }
+  }
+  return out;
+}
+
+// <id>.json → id, <id>.core.zst → id; nullopt for other names.
+std::optional<uint64_t> id_of(std::string_view name, std::string_view suffix) {
+  if (!name.ends_with(suffix)) {
+    return std::nullopt;
+  }
+  return parse_record_id(name.substr(0, name.size() - suffix.size()));
+}
+
+// The kernel names an O_TMPFILE inode "#<inode number>" in events about it (the handler's
+// unnamed temporaries get IN_MODIFY/IN_CLOSE_WRITE before linkat gives them a real name).
+bool is_tmpfile_name(std::string_view name) {
+  return name.size() > 1 && name[0] == '#' &&
+         name.find_first_not_of("0123456789", 1) == std::string_view::npos;
+}
+
+// What the exporter needs from a record, parsed without building the rest: at 100,000 records a
+// full common::parse_record() (crash, mappings, container sections) dominated start-up. The
+// fields used are checked for type like record_from_json() does; the rest is not looked at.
+struct RecordLabels {
+  common::SeriesKey key;
+  std::string id;
+  int64_t time = 0;
+};
+
+std::optional<RecordLabels> parse_labels(std::string_view text) {
+  using nlohmann::json;
+  static const std::array<std::string_view, 7> k_top = {
+      "id", "time", "hostname", "executable", "signal", "signal_name", "core"};
+  const json::parser_callback_t keep = [](int depth, json::parse_event_t event, json& parsed) {
+    if (event != json::parse_event_t::key) {
+      return true;
+    }
+    const auto& key = parsed.get_ref<const std::string&>();
+    if (depth == 1) {
+      return std::find(k_top.begin(), k_top.end(), key) != k_top.end();
+    }
+    return depth != 2 || key == "present";
+  };
+  const json j = json::parse(text, keep, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return std::nullopt;
+  }
+  auto str = [&](const char* k) -> std::optional<std::string> {
+    auto it = j.find(k);
+    if (it == j.end() || it->is_null()) {
+      return std::string();
+    }
+    return it->is_string() ? std::optional(it->get<std::string>()) : std::nullopt;
+  };
+  const auto id = str("id"), time = str("time"), host = str("hostname"), exe = str("executable"),
+             sig_name = str("signal_name");
+  const auto sig = j.find("signal");
+  const auto core = j.find("core");
+  if (!id || id->empty() || !time || !host || !exe || !sig_name ||
+      (sig != j.end() && !sig->is_number_integer()) ||
+      (core != j.end() && !core->is_null() && !core->is_object())) {
+    return std::nullopt;
+  }
+  common::Record r; // series_of() decides the labels, as for every other reader
+  r.hostname = *host;
+  r.executable = *exe;
+  r.signal = sig == j.end() ? 0 : sig->get<int>();
+  r.signal_name = *sig_name;
+  if (r.signal < 0) {
+    return std::nullopt;
+  }
+  if (core != j.end() && core->is_object()) {
+    auto present = core->find("present");
+    if (present != core->end() && !present->is_null() && !present->is_boolean()) {
+      return std::nullopt;
+    }
+    r.core.present = present != core->end() && present->is_boolean() && present->get<bool>();
+  }
+  return RecordLabels{common::series_of(r), *id, common::parse_time(*time).value_or(0)};
+}
+
+uint64_t allocated(const struct stat& st) {
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+} // namespace
+
+common::Expected<std::unique_ptr<StoreWatcher>>
+StoreWatcher::create(const std::string& root, CrashState& state, std::mutex& mutex) {
+  auto store = common::Store::open(root);
+  if (!store) {
+    return std::unexpected(store.error());
+  }
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) {
+    return common::fail_errno("Failed to create an inotify instance", errno);
+  }
+  return std::unique_ptr<StoreWatcher>(
+      new StoreWatcher(std::move(*store), common::UniqueFd(fd), state, mutex));
+}
+
+StoreWatcher::StoreWatcher(common::Store store, common::UniqueFd inotify, CrashState& state,
+                           std::mutex& mutex)
+    : m_store(std::move(store)), m_inotify(std::move(inotify)), m_state(state), m_mutex(mutex) {}
+
+uint32_t StoreWatcher::dir_index(const std::string& host, const std::string& exe) {
+  auto [it, added] =
+      m_dir_index.try_emplace(std::make_pair(host, exe), static_cast<uint32_t>(m_dirs.size()));
+  if (added) {
+    m_dirs.emplace_back(host, exe);
+  }
+  return it->second;
+}
+
+bool StoreWatcher::add_watch(const std::string& rel, Watch watch) {
+  const std::string path = rel.empty() ? m_store.root() : m_store.root() + "/" + rel;
+  const uint32_t mask = watch.kind == Kind::root   ? k_root_mask
+                        : watch.kind == Kind::host ? k_host_mask
+                                                   : k_exe_mask;
+  const int wd = ::inotify_add_watch(m_inotify.get(), path.c_str(), mask);
+  if (wd < 0) {
+    if (errno == ENOSPC && !m_degraded) {
+      spdlog::error("Failed to watch {}: inotify watch limit reached (fs.inotify.max_user_watches);"
+                    " continuing with a full rescan every 30 s",
+                    common::quoted(path));
+      m_degraded = true;
+    } else if (errno != ENOSPC && errno != ENOENT) {
+      spdlog::warn("Failed to watch {}: {}", common::quoted(path), std::strerror(errno));
+    }
+    return false;
+  }
+  m_watches[wd] = std::move(watch);
+  return true;
+}
+
+common::Expected<common::UniqueFd> StoreWatcher::open_exe_dir(const std::string& host,
+                                                              const std::string& exe) const {
+  // One component at a time with O_NOFOLLOW: a symlink planted in the store must not lead the
+  // exporter (and its counts) outside it.
+  auto hfd = common::open_at(m_store.fd(), host, k_dir_flags);
+  if (!hfd) {
+    return hfd;
+  }
+  return common::open_at(hfd->get(), exe, k_dir_flags);
+}
+
+uint64_t StoreWatcher::core_bytes(int exe_dirfd, uint64_t id) const {
+  struct stat st {};
+  const std::string name = format_record_id(id) + std::string(common::k_core_suffix);
+  if (::fstatat(exe_dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+    return 0;
+  }
+  return allocated(st);
+}
+
+bool StoreWatcher::record_exists(uint64_t id, uint32_t dir) const {
+  const auto& [host, exe] = m_dirs[dir];
+  struct stat st {};
+  const std::string path =
+      relpath(host, exe, format_record_id(id) + std::string(common::k_record_suffix));
+  return ::fstatat(m_store.fd(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string& name,
+                                 uint64_t id) {
+  const auto& [host, exe] = m_dirs[dir];
+  const std::string rel = relpath(host, exe, name);
+  // O_NONBLOCK: a FIFO under a record's name must not hang the exporter.
+  auto fd = common::open_at(exe_dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!fd) {
+    // Gone already (retired between listing and reading) is not an error.
+    m_state.set_skipped(rel, fd.error().sys_errno == ENOENT
+                                 ? std::nullopt
+                                 : std::optional<SkipReason>(SkipReason::io));
+    return;
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) > k_record_limit) {
+    m_state.set_skipped(rel, SkipReason::malformed);
+    return;
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  auto got = common::read_full(fd->get(), std::as_writable_bytes(std::span(text)));
+  if (!got) {
+    m_state.set_skipped(rel, SkipReason::io);
+    return;
+  }
+  text.resize(*got);
+  auto record = parse_labels(text);
+  // The file name is the identity the store and the ledger use; a record that claims another
+  // id was not written by the handler and cannot be retired consistently, so it is not counted.
+  if (!record || record->id != format_record_id(id)) {
+    m_state.set_skipped(rel, SkipReason::malformed);
+    return;
+  }
+  m_state.set_skipped(rel, std::nullopt);
+  m_state.add_record(id, dir, record->key, record->time, allocated(st), core_bytes(exe_dirfd, id));
+}
+
+void StoreWatcher::scan_exe(const std::string& host, const std::string& exe, bool rescan) {
+  const uint32_t dir = dir_index(host, exe);
+  // Watch first, list second: a record linked in between is then both listed and reported,
+  // and add_record() ignores the second sighting.
+  add_watch(relpath(host, exe), Watch{Kind::exe, host, dir});
+  auto dfd = open_exe_dir(host, exe);
+  if (!dfd) {
+    if (dfd.error().sys_errno != ENOENT) {
+      m_state.set_skipped(relpath(host, exe), SkipReason::io);
+    }
+    return;
+  }
+  m_state.set_skipped(relpath(host, exe), std::nullopt);
+  common::list_dir(dfd->get(), [&](std::string_view n) {
+    const std::string name(n);
+    if (auto id = id_of(name, common::k_record_suffix)) {
+      if (m_state.has_record(*id)) {
+        if (rescan) {
+          m_state.touch(*id);
+        }
+      } else {
+        ingest_record(dfd->get(), dir, name, *id);
+      }
+    } else if (!id_of(name, common::k_core_suffix)) {
+      m_state.set_skipped(relpath(host, exe, name), SkipReason::foreign);
+    }
+  });
+}
+
+void StoreWatcher::scan_host(const std::string& host, bool rescan) {
+  add_watch(host, Watch{Kind::host, host, 0});
+  auto hfd = common::open_at(m_store.fd(), host, k_dir_flags);
+  if (!hfd) {
+    if (hfd.error().sys_errno != ENOENT) {
+      m_state.set_skipped(host, SkipReason::io);
+    }
+    return;
+  }
+  m_state.set_skipped(host, std::nullopt);
+  std::vector<std::string> exes;
+  common::list_dir(hfd->get(), [&](std::string_view n) {
+    struct stat st {};
+    const std::string name(n);
+    if (common::is_safe_component(name) &&
+        ::fstatat(hfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+      exes.push_back(name);
+    } else {
+      m_state.set_skipped(relpath(host, name), SkipReason::foreign);
+    }
+  });
+  for (const auto& exe : exes) {
+    scan_exe(host, exe, rescan);
+  }
+}
+
+void StoreWatcher::scan_root(bool rescan) {
+  add_watch("", Watch{Kind::root, {}, 0});
+  std::vector<std::string> hosts;
+  common::list_dir(m_store.fd(), [&](std::string_view n) {
+    struct stat st {};
+    const std::string name(n);
+    if (common::is_safe_component(name) &&
+        ::fstatat(m_store.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(st.st_mode)) {
+      hosts.push_back(name);
+    } else {
+      m_state.set_skipped(name, SkipReason::foreign);
+    }
+  });
+  for (const auto& host : hosts) {
+    scan_host(host, rescan);
+  }
+}
+
+StoreWatcher::Stamp StoreWatcher::ledger_stamp() const {
+  struct stat st {};
+  if (::fstatat(m_store.fd(), common::k_ledger_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    return Stamp{};
+  }
+  return Stamp{true, st.st_ino, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
+               st.st_size};
+}
+
+void StoreWatcher::reload_ledger(bool force, bool check_records) {
+  const Stamp stamp = ledger_stamp();
+  if (!force && stamp == m_ledger_stamp) {
+    return;
+  }
+  auto ledger = common::read_ledger(m_store);
+  if (!ledger) {
+    // Keep the last good ledger: dropping it would make every retired crash vanish from the
+    // counts. The file is replaced atomically, so this means real corruption, not a race.
+    if (stamp != m_ledger_stamp) {
+      spdlog::error("{}, keeping the previous counts", ledger.error().message);
+    }
+    m_ledger_stamp = stamp;
+    m_state.set_skipped(common::k_ledger_name, SkipReason::malformed);
+    return;
+  }
+  m_ledger_stamp = stamp;
+  m_state.set_skipped(common::k_ledger_name, std::nullopt);
+  m_state.set_ledger(
+      *ledger, [&](uint64_t id, uint32_t dir) { return !check_records || record_exists(id, dir); });
+}
+
+double StoreWatcher::scan() {
+  const auto start = std::chrono::steady_clock::now();
+  std::lock_guard lock(m_mutex);
+  const bool rescan = m_scanned;
+  if (rescan) {
+    m_state.count_rescan();
+  }
+  // The ledger is read after the listing: a vacuum running meanwhile has counted (as pending)
+  // every record it deletes before deleting it, and set_ledger() checks the records of series
+  // whose ledger count grew, so each crash is counted once whatever the interleaving.
+  const Stamp before = ledger_stamp();
+  m_state.begin_rescan();
+  scan_root(rescan);
+  m_state.end_rescan();
+  // When the ledger did not change while we listed, every record we saw was there with that
+  // ledger in place, so the per-record existence check (an fstatat() each) can be skipped.
+  reload_ledger(/*force=*/true, /*check_records=*/ledger_stamp() != before || rescan);
+  m_state.settle();
+  m_scanned = true;
+  m_rescan = false;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m_state.set_scan_seconds(seconds);
+  return seconds;
+}
+
+void StoreWatcher::handle_exe_event(const Watch& w, uint32_t mask, std::string_view n) {
+  const auto& [host, exe] = m_dirs[w.dir];
+  const std::string name(n);
+  const bool appeared = (mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) != 0;
+  const bool vanished = (mask & (IN_DELETE | IN_MOVED_FROM)) != 0;
+  if (auto id = id_of(name, common::k_record_suffix)) {
+    if (appeared && !m_state.has_record(*id)) {
+      if (auto dfd = open_exe_dir(host, exe)) {
+        ingest_record(dfd->get(), w.dir, name, *id);
+      }
+    } else if (vanished) {
+      // Normally the ledger event that marks this id pending came first. If we have not seen
+      // one, look at the ledger file before deciding the crash is gone from both.
+      if (!m_state.is_pending(*id)) {
+        reload_ledger(/*force=*/false, /*check_records=*/true);
+      }
+      m_state.remove_record(*id, w.dir);
+      m_state.set_skipped(relpath(host, exe, name), std::nullopt);
+    }
+  } else if (auto cid = id_of(name, common::k_core_suffix)) {
+    if (appeared) {
+      if (auto dfd = open_exe_dir(host, exe)) {
+        m_state.set_core_bytes(*cid, w.dir, core_bytes(dfd->get(), *cid));
+      }
+    } else if (vanished) {
+      m_state.set_core_bytes(*cid, w.dir, 0);
+    }
+  } else if (!name.starts_with('.') && (mask & IN_ISDIR) == 0) {
+    m_state.set_skipped(relpath(host, exe, name),
+                        appeared ? std::optional(SkipReason::foreign) : std::nullopt);
+  }
+}
+
+void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
+  if (mask & IN_Q_OVERFLOW) {
+    spdlog::warn("inotify queue overflowed; rescanning the store");
+    m_rescan = true;
+    return;
+  }
+  auto it = m_watches.find(wd);
+  if (it == m_watches.end()) {
+    return;
+  }
+  if (mask & IN_IGNORED) {
+    m_watches.erase(it);
+    return;
+  }
+  const Watch w = it->second;
+  if (w.kind == Kind::root && (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
+    spdlog::error("Store {} was removed or moved; counts stay as they are",
+                  common::quoted(m_store.root()));
+    m_degraded = true;
+    return;
+  }
+  if (name.empty() || is_tmpfile_name(name)) {
+    return;
+  }
+  if (w.kind == Kind::exe) {
+    handle_exe_event(w, mask, name);
+    return;
+  }
+  if (name == common::k_ledger_name && w.kind == Kind::root) {
+    if (mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) {
+      reload_ledger(/*force=*/false, /*check_records=*/true);
+    }
+    return;
+  }
+  if (name.starts_with('.')) {
+    return; // temporaries of atomic writes
+  }
+  const std::string child(name);
+  const std::string rel = w.kind == Kind::root ? child : relpath(w.host, child);
+  if (mask & IN_MOVED_FROM && mask & IN_ISDIR) {
+    // Its records left without an event each: only a listing tells what is still there.
+    m_rescan = true;
+  } else if (mask & (IN_CREATE | IN_MOVED_TO)) {
+    if ((mask & IN_ISDIR) && common::is_safe_component(child)) {
+      if (w.kind == Kind::root) {
+        scan_host(child, false);
+      } else {
+        scan_exe(w.host, child, false);
+      }
+    } else {
+      m_state.set_skipped(rel, SkipReason::foreign);
+    }
+  } else if (mask & (IN_DELETE | IN_MOVED_FROM)) {
+    m_state.set_skipped(rel, std::nullopt);
+  }
+}
+
+common::Expected<void> StoreWatcher::process_events() {
+  // Big enough for a burst of a crash storm in one read(); events are variable-length.
+  alignas(struct inotify_event) char buf[64 * 1024];
+  {
+    std::lock_guard lock(m_mutex);
+    for (;;) {
+      const ssize_t n = ::read(m_inotify.get(), buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR) {
+          continue;
+        }
+        if (errno == EAGAIN) {
+          break;
+        }
+        return common::fail_errno("Failed to read inotify events", errno);
+      }
+      size_t off = 0;
+      while (off + sizeof(struct inotify_event) <= static_cast<size_t>(n)) {
+        struct inotify_event ev {};
+        std::memcpy(&ev, buf + off, sizeof ev);
+        const char* name_start = buf + off + sizeof ev;
+        // The name is NUL-padded to the event's length.
+        const std::string_view name(name_start, ::strnlen(name_start, ev.len));
+        handle_event(ev.wd, ev.mask, ev.len ? name : std::string_view{});
+        off += sizeof ev + ev.len;
+      }
+    }
+    if (!m_rescan) {
+      m_state.settle();
+      return {};
+    }
+  }
+  scan();
+  return {};
+}
+
+} // namespace exporter

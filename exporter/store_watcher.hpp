@@ -1,0 +1,92 @@
+// Follows the store: a full scan at start, then inotify on the root, every host directory and
+// every executable directory, feeding a CrashState.
+#pragma once
+
+#include "common/error.hpp"
+#include "common/fd.hpp"
+#include "common/store.hpp"
+#include "exporter/crash_state.hpp"
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace exporter {
+
+class StoreWatcher {
+public:
+  // Opens the store root and an inotify instance; every change to `state` happens under `mutex`.
+  static common::Expected<std::unique_ptr<StoreWatcher>>
+  create(const std::string& root, CrashState& state, std::mutex& mutex);
+
+  // Lists the whole store (watching each directory before listing it, so nothing created
+  // meanwhile is missed), reads every record not yet known and the ledger, then settles the
+  // state. Records no longer there are removed. Returns the scan's duration in seconds.
+  double scan();
+
+  // The inotify descriptor, to poll for readability.
+  int fd() const { return m_inotify.get(); }
+
+  // Reads the events available now and applies them (a full scan() after a queue overflow).
+  // Returns an error only when the inotify descriptor itself fails.
+  common::Expected<void> process_events();
+
+  // True when some directory could not be watched (the inotify watch limit): the caller then
+  // calls scan() periodically, so changes show up late but are never lost.
+  bool degraded() const { return m_degraded; }
+
+private:
+  enum class Kind { root, host, exe };
+  struct Watch {
+    Kind kind = Kind::root;
+    std::string host; // host component (host and exe watches)
+    uint32_t dir = 0; // directory index (exe watches)
+  };
+  // When the ledger file last changed, to reread it only when it did.
+  struct Stamp {
+    bool exists = false;
+    ino_t ino = 0;
+    int64_t mtime_ns = 0;
+    off_t size = 0;
+    bool operator==(const Stamp&) const = default;
+  };
+
+  StoreWatcher(common::Store store, common::UniqueFd inotify, CrashState& state, std::mutex& mutex);
+
+  uint32_t dir_index(const std::string& host, const std::string& exe);
+  bool add_watch(const std::string& relpath, Watch watch);
+  void scan_root(bool rescan);
+  void scan_host(const std::string& host, bool rescan);
+  void scan_exe(const std::string& host, const std::string& exe, bool rescan);
+  void ingest_record(int exe_dirfd, uint32_t dir, const std::string& name, uint64_t id);
+  uint64_t core_bytes(int exe_dirfd, uint64_t id) const;
+  bool record_exists(uint64_t id, uint32_t dir) const;
+  Stamp ledger_stamp() const;
+  // Rereads the ledger when its file changed (or always, with `force`); `check_records` makes
+  // set_ledger() verify that records of grown series still exist.
+  void reload_ledger(bool force, bool check_records);
+  void handle_event(int wd, uint32_t mask, std::string_view name);
+  void handle_exe_event(const Watch& w, uint32_t mask, std::string_view name);
+  common::Expected<common::UniqueFd> open_exe_dir(const std::string& host,
+                                                  const std::string& exe) const;
+
+  common::Store m_store;
+  common::UniqueFd m_inotify;
+  CrashState& m_state;
+  std::mutex& m_mutex;
+  std::vector<std::pair<std::string, std::string>> m_dirs; // index → (host, exe) components
+  std::map<std::pair<std::string, std::string>, uint32_t> m_dir_index;
+  std::unordered_map<int, Watch> m_watches;
+  Stamp m_ledger_stamp;
+  bool m_degraded = false;
+  bool m_rescan = false;
+  bool m_scanned = false;
+};
+
+} // namespace exporter

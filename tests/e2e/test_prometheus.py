@@ -1,0 +1,159 @@
+"""End to end: a real Prometheus server scrapes the exporter every second and evaluates the
+shipped alert rules; a crash must show up in its query API and fire ProcessCrashed.
+
+The crash goes through the real kernel (core_pattern → handler) when the test runs as root with
+a writable core_pattern; the handler-run variant always runs.
+"""
+import json
+import os
+import pathlib
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+import pctest
+from pcexporter import Exporter, crash, value
+
+RULES = pctest.env_path("PC_SOURCE_DIR") / "packaging" / "prometheus" / "process-core.rules.yml"
+DEADLINE = 60  # seconds for each thing we wait for
+
+
+def prometheus_binary():
+    path = os.environ.get("PC_PROMETHEUS", "")
+    if not path or not os.access(path, os.X_OK):
+        path = shutil.which("prometheus") or ""
+    if not path:
+        pytest.skip("prometheus not installed (Debian package prometheus)")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Prometheus:
+    def __init__(self, workdir, exporter_port):
+        self.dir = pathlib.Path(workdir) / "prometheus"
+        self.dir.mkdir()
+        self.port = free_port()
+        # The shipped rules have no `for:`, so they are used as they are; only the intervals
+        # are shortened.
+        (self.dir / "prometheus.yml").write_text(json.dumps({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(RULES)],
+            "scrape_configs": [{"job_name": "process-core",
+                                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+        }))
+        self.log = open(self.dir / "prometheus.log", "w")
+        self.proc = subprocess.Popen(
+            [prometheus_binary(), f"--config.file={self.dir / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.dir)
+
+    def get(self, path, **params):
+        url = f"http://127.0.0.1:{self.port}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
+
+    def wait_until(self, what, fn):
+        deadline = time.time() + DEADLINE
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"prometheus exited:\n{(self.dir / 'prometheus.log').read_text()}")
+            try:
+                last = fn()
+                if last:
+                    return last
+            except OSError as e:
+                last = e
+            time.sleep(0.25)
+        raise AssertionError(f"timed out waiting for {what}; last: {last}")
+
+    def query(self, expr):
+        return json.loads(self.get("/api/v1/query", query=expr))["data"]["result"]
+
+    def alerts(self):
+        return json.loads(self.get("/api/v1/alerts"))["data"]["alerts"]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def check_alert_flow(store, config, workdir, make_crash, executable):
+    """Exporter + Prometheus up, one crash, then the counter and the firing alert."""
+    with Exporter(store, config, workdir) as ex:
+        prom = Prometheus(workdir, ex.port)
+        try:
+            prom.wait_until("the first scrape", lambda: prom.query('up{job="process-core"} == 1'))
+            assert prom.query("coredumps_total") == []
+            make_crash()
+            ex.wait_for(lambda m: value(m, "coredumps_total", signal="SEGV") == 1, timeout=5)
+            result = prom.wait_until("coredumps_total in Prometheus",
+                                     lambda: prom.query('coredumps_total{signal="SEGV"}'))
+            assert result[0]["metric"]["executable"] == executable
+            assert result[0]["value"][1] == "1"
+            alert = prom.wait_until("ProcessCrashed firing", lambda: [
+                a for a in prom.alerts()
+                if a["labels"].get("alertname") == "ProcessCrashed" and a["state"] == "firing"])[0]
+            assert alert["labels"]["executable"] == executable
+            assert alert["labels"]["signal"] == "SEGV"
+            assert "corectl list" in alert["annotations"]["description"]
+            assert alert["annotations"]["description"].startswith("1 crash(es)")
+        finally:
+            prom.stop()
+
+
+def test_handler_run_fires_alert(tmp_path):
+    prometheus_binary()
+    store, config = pctest.make_store(tmp_path), tmp_path / "process-core.conf"
+    pctest.write_config(config, store)
+    check_alert_flow(store, config, tmp_path,
+                     lambda: crash(store, config, "e2e-host", 11, "/usr/bin/e2e-crasher"),
+                     "/usr/bin/e2e-crasher")
+
+
+def allow_cores():
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+@pytest.mark.skipif(not pctest.can_set_core_pattern(), reason="needs root and a writable core_pattern")
+def test_kernel_crash_fires_alert(tmp_path):
+    prometheus_binary()
+    # core_pattern holds at most 127 characters: the handler and config get a short path.
+    work = pathlib.Path(tempfile.mkdtemp(prefix="pcp-", dir="/tmp"))
+    try:
+        os.chmod(work, 0o755)
+        shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
+        store = pctest.make_store(work)
+        pctest.write_config(work / "c", store, rate_limit_burst=0)
+        crasher = pctest.env_path("PC_CRASHER")
+
+        def kernel_crash():
+            pattern = f"|{work}/h --config={work}/c -P%P -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
+            with pctest.machine_lock(), pctest.core_pattern(pattern):
+                proc = subprocess.run([str(crasher), "segv"], preexec_fn=allow_cores,
+                                      capture_output=True, timeout=60)
+                assert proc.returncode == -11
+                pctest.wait_for_records(store, 1)
+
+        check_alert_flow(store, work / "c", tmp_path, kernel_crash, str(crasher))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,199 @@
+"""process-core-exporter against a store filled by the real handler, scraped over HTTP."""
+import json
+import os
+import pathlib
+import time
+
+import pctest
+from pcexporter import Exporter, crash, crashes, retire, setup_store, value
+
+SEGV, ABRT, QUIT = 11, 6, 3
+
+
+def test_counts_follow_the_handler_within_a_second(tmp_path):
+    store, config = setup_store(tmp_path)
+    crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    with Exporter(store, config, tmp_path) as ex:
+        m = ex.scrape()
+        assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1}
+        assert value(m, "process_core_build_info") == 1
+        assert value(m, "process_core_records") == 1
+        assert value(m, "process_core_stored_bytes", hostname="web-1") > 0
+        assert value(m, "process_core_last_crash_timestamp_seconds", executable="/usr/bin/ruby") > time.time() - 120
+
+        # New records (and a new host directory) show up through inotify, within one second.
+        for host, signo, exe in [("web-1", SEGV, "/usr/bin/ruby"), ("web-1", ABRT, "/usr/bin/ruby"),
+                                 ("db-2", SEGV, "/usr/sbin/mysqld"), ("db-2", QUIT, "/usr/bin/python3")]:
+            crash(store, config, host, signo, exe)
+        m, waited = ex.wait_for(lambda m: value(m, "coredumps_total") == 5, timeout=1.0)
+        assert waited <= 1.0
+        assert crashes(m) == {
+            ("web-1", "/usr/bin/ruby", "SEGV", "true"): 2,
+            ("web-1", "/usr/bin/ruby", "ABRT", "true"): 1,
+            ("db-2", "/usr/sbin/mysqld", "SEGV", "true"): 1,
+            ("db-2", "/usr/bin/python3", "QUIT", "true"): 1,
+        }
+        assert value(m, "process_core_records_unreadable") == 0
+        assert ex.stop() == 0  # clean exit on SIGTERM
+    assert "stopping on SIGTERM" in ex.log()
+
+
+def test_counts_survive_a_restart(tmp_path):
+    store, config = setup_store(tmp_path)
+    for _ in range(3):
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    crash(store, config, "web-1", ABRT, "/usr/bin/ruby")
+    with Exporter(store, config, tmp_path) as ex:
+        before = crashes(ex.scrape())
+    assert sum(before.values()) == 4
+    with Exporter(store, config, tmp_path) as ex:
+        assert crashes(ex.scrape()) == before
+
+
+def test_counts_survive_retention(tmp_path):
+    store, config = setup_store(tmp_path)
+    for _ in range(3):
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    crash(store, config, "web-1", ABRT, "/usr/bin/ruby")
+    crash(store, config, "db-2", SEGV, "/usr/sbin/mysqld")
+    with Exporter(store, config, tmp_path) as ex:
+        before = ex.scrape()
+        expected = crashes(before)
+        bytes_before = value(before, "process_core_stored_bytes")
+
+        # Retention removes cores but keeps records: counts stay, bytes go down.
+        for core in store.glob("*/*/*.core.zst"):
+            core.unlink()
+        m, _ = ex.wait_for(lambda m: value(m, "process_core_stored_bytes") < bytes_before, timeout=2)
+        assert crashes(m) == expected
+
+        # Retention removes records through the ledger: counts stay, watched live.
+        records = sorted(store.glob("web-1/*/*.json"))
+        assert retire(store, records[:3]) == 3
+        m, _ = ex.wait_for(lambda m: value(m, "process_core_records") == 2, timeout=2)
+        assert crashes(m) == expected
+        assert json.loads((store / ".ledger.json").read_text())["pending"] == []
+
+        # A later crash still counts on top.
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+        expected[("web-1", "/usr/bin/ruby", "SEGV", "true")] += 1
+        m, _ = ex.wait_for(lambda m: crashes(m) == expected, timeout=1)
+
+    # And after a restart, from the ledger plus the remaining records.
+    with Exporter(store, config, tmp_path) as ex:
+        assert crashes(ex.scrape()) == expected
+
+
+def test_interrupted_retirement_counts_once(tmp_path):
+    """A vacuum that died after writing the ledger (records still there, ids pending)."""
+    store, config = setup_store(tmp_path)
+    for _ in range(2):
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    recs = [json.loads(p.read_text()) for p in store.glob("*/*/*.json")]
+    ledger = {"schema": 1, "pending": [recs[0]["id"]],
+              "series": [{"hostname": "web-1", "executable": "/usr/bin/ruby", "signal": "SEGV",
+                          "core_present": True, "count": 1, "first": 1, "last": 1}]}
+    (store / ".ledger.json").write_text(json.dumps(ledger))
+    with Exporter(store, config, tmp_path) as ex:
+        assert crashes(ex.scrape()) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 2}
+
+
+def test_records_removed_by_hand_do_not_lower_the_counter(tmp_path):
+    store, config = setup_store(tmp_path)
+    for _ in range(2):
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    with Exporter(store, config, tmp_path) as ex:
+        ex.wait_for(lambda m: value(m, "coredumps_total") == 2)
+        next(store.glob("*/*/*.json")).unlink()
+        ex.wait_for(lambda m: value(m, "process_core_records") == 1, timeout=2)
+        assert value(ex.scrape(), "coredumps_total") == 2
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+        ex.wait_for(lambda m: value(m, "coredumps_total") == 3, timeout=1)
+        assert "would drop by 1" in ex.log()
+
+
+def test_cardinality_cap_folds_into_other(tmp_path):
+    store, config = setup_store(tmp_path, max_executables_per_host=2)
+    exes = ["/usr/bin/a", "/usr/bin/b", "/usr/bin/c", "/usr/bin/d"]
+    for exe in exes:
+        crash(store, config, "web-1", SEGV, exe)
+        time.sleep(1.05)  # distinct crash times: the fold follows the earliest crash
+    crash(store, config, "db-2", SEGV, "/usr/bin/d")  # another host has its own cap
+    expected = {
+        ("web-1", "/usr/bin/a", "SEGV", "true"): 1,
+        ("web-1", "/usr/bin/b", "SEGV", "true"): 1,
+        ("web-1", "other", "SEGV", "true"): 2,
+        ("db-2", "/usr/bin/d", "SEGV", "true"): 1,
+    }
+    with Exporter(store, config, tmp_path) as ex:
+        m = ex.scrape()
+        assert crashes(m) == expected
+        assert value(m, "process_core_executables_folded", hostname="web-1") == 2
+        assert value(m, "process_core_executables_folded", hostname="db-2") == 0
+        # A new executable after start-up goes to "other"; a known one keeps its label.
+        crash(store, config, "web-1", SEGV, "/usr/bin/e")
+        crash(store, config, "web-1", SEGV, "/usr/bin/a")
+        expected[("web-1", "other", "SEGV", "true")] += 1
+        expected[("web-1", "/usr/bin/a", "SEGV", "true")] += 1
+        m, _ = ex.wait_for(lambda m: crashes(m) == expected, timeout=1)
+        assert value(m, "process_core_executables_folded", hostname="web-1") == 3
+    # Same labels after a restart; and after the earliest executable's records are retired
+    # (the ledger keeps its earliest crash time, so it keeps its place under the cap).
+    retire(store, list(store.glob("web-1/usr!bin!a/*.json")))
+    with Exporter(store, config, tmp_path) as ex:
+        assert crashes(ex.scrape()) == expected
+
+
+def test_malformed_and_foreign_files_are_counted_not_fatal(tmp_path):
+    store, config = setup_store(tmp_path)
+    crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    exe_dir = next(store.glob("web-1/*"))
+    (exe_dir / "0000000000000bad.json").write_text('{"id": "0000000000000bad", "signal": ')  # partial
+    (exe_dir / "0000000000000bae.json").write_text('{"id": "0000000000000bae", "signal": "x"}')  # wrong type
+    (exe_dir / "notes.txt").write_text("hello")
+    (store / "README").write_text("not a host")
+    with Exporter(store, config, tmp_path) as ex:
+        m = ex.scrape()
+        assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1}
+        assert value(m, "process_core_records_unreadable", reason="malformed") == 2
+        assert value(m, "process_core_records_unreadable", reason="foreign") == 2
+        # Live: another bad record, then a file written in place that becomes complete.
+        (exe_dir / "0000000000000baf.json").write_text("[]")
+        ex.wait_for(lambda m: value(m, "process_core_records_unreadable", reason="malformed") == 3, timeout=1)
+        rec = json.loads([p for p in exe_dir.glob("*.json") if not p.name.startswith("0000")][0].read_text())
+        rec["id"] = "0000000000000bad"
+        (exe_dir / "0000000000000bad.json").write_text(json.dumps(rec))  # IN_CLOSE_WRITE: read again
+        m, _ = ex.wait_for(lambda m: value(m, "coredumps_total") == 2, timeout=1)
+        assert value(m, "process_core_records_unreadable", reason="malformed") == 2
+        (exe_dir / "notes.txt").unlink()
+        ex.wait_for(lambda m: value(m, "process_core_records_unreadable", reason="foreign") == 1, timeout=1)
+
+
+def test_bad_arguments_and_missing_store(tmp_path):
+    import subprocess
+    exe = str(pctest.env_path("PC_EXPORTER"))
+    r = subprocess.run([exe, "--bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown argument" in r.stderr
+    r = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("process-core-exporter ")
+    conf = pctest.write_config(tmp_path / "c.conf", tmp_path / "missing")
+    r = subprocess.run([exe, "--config", str(conf), "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "Failed to open store" in r.stderr
+
+
+def test_systemd_unit_verifies(tmp_path):
+    import shutil
+    import subprocess
+    import pytest
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    unit = (pctest.env_path("PC_SOURCE_DIR") / "systemd" / "process-core-exporter.service").read_text()
+    # verify checks that ExecStart exists: point it at the built binary.
+    unit = unit.replace("/usr/sbin/process-core-exporter", str(pctest.env_path("PC_EXPORTER")))
+    path = tmp_path / "process-core-exporter.service"
+    path.write_text(unit)
+    r = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for key in ["User=process-core", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
+                "RestrictAddressFamilies=", "SystemCallFilter=@system-service"]:
+        assert key in unit

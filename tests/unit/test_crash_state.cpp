@@ -1,0 +1,163 @@
+#include "exporter/crash_state.hpp"
+#include "exporter/metrics.hpp"
+
+#include <catch2/catch.hpp>
+#include <prometheus/text_serializer.h>
+
+using namespace exporter;
+using common::SeriesKey;
+
+namespace {
+
+uint64_t count_of(const Snapshot& s, const SeriesKey& k) {
+  for (const auto& e : s.series) {
+    if (e.labels == k) {
+      return e.count;
+    }
+  }
+  return 0;
+}
+
+const auto k_none = [](uint64_t, uint32_t) { return true; };
+
+} // namespace
+
+TEST_CASE("record ids round-trip as numbers", "[crash_state]") {
+  CHECK(parse_record_id("00000000000000ff") == 255u);
+  CHECK(format_record_id(255) == "00000000000000ff");
+  CHECK(format_record_id(*parse_record_id("0123456789abcdef")) == "0123456789abcdef");
+  CHECK_FALSE(parse_record_id("0123456789ABCDEF"));
+  CHECK_FALSE(parse_record_id("short"));
+}
+
+TEST_CASE("counts are ledger plus live records not pending", "[crash_state]") {
+  CrashState st(0);
+  const SeriesKey k{"h", "/bin/a", "SEGV", true};
+  st.add_record(1, 0, k, 100, 10, 20);
+  st.add_record(2, 0, k, 200, 10, 0);
+  CHECK_FALSE(st.add_record(2, 0, k, 200, 10, 0)); // a second event for the same file
+  st.settle();
+  auto snap = st.snapshot();
+  CHECK(count_of(snap, k) == 2);
+  CHECK(snap.series.at(0).last_crash == 200);
+  CHECK(snap.hosts.at(0).stored_bytes == 40);
+
+  SECTION("retirement through the ledger keeps the count at every step") {
+    common::Ledger l;
+    l.counts[k] = 1;
+    l.pending.insert(format_record_id(1));
+    st.set_ledger(l, k_none); // step 1: counted in the ledger, pending
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+    st.remove_record(1, 0); // step 2: the record goes
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+    l.pending.clear(); // step 3: no longer pending
+    st.set_ledger(l, k_none);
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+    st.add_record(3, 0, k, 300, 10, 0);
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 3);
+  }
+  SECTION("a ledger read late (already past step 3) does not count twice") {
+    common::Ledger l;
+    l.counts[k] = 1; // record 1 retired and no longer pending; its IN_DELETE still queued
+    st.set_ledger(l, [](uint64_t id, uint32_t) { return id != 1; });
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+    st.remove_record(1, 0); // the queued deletion: a no-op now
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+  }
+  SECTION("a record deleted outside the ledger does not lower the counter") {
+    st.remove_record(2, 0);
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 2);
+    st.add_record(4, 0, k, 400, 10, 0); // and a later crash still counts
+    st.settle();
+    CHECK(count_of(st.snapshot(), k) == 3);
+  }
+  SECTION("a full rescan drops what is gone, keeps what is there") {
+    st.begin_rescan();
+    st.touch(1);
+    st.end_rescan();
+    st.settle();
+    auto s = st.snapshot();
+    CHECK(s.records == 1);
+    CHECK(count_of(s, k) == 2);
+  }
+  SECTION("core removal lowers bytes, not counts") {
+    st.set_core_bytes(1, 0, 0);
+    st.settle();
+    auto s = st.snapshot();
+    CHECK(s.hosts.at(0).stored_bytes == 20);
+    CHECK(count_of(s, k) == 2);
+  }
+}
+
+TEST_CASE("executables beyond the cap fold into other, earliest first", "[crash_state]") {
+  CrashState st(2);
+  // Added out of time order: the fold follows the earliest crash, not the scan order.
+  st.add_record(1, 0, {"h", "/bin/late", "SEGV", true}, 300, 1, 0);
+  st.add_record(2, 1, {"h", "/bin/early", "SEGV", true}, 100, 1, 0);
+  st.add_record(3, 2, {"h", "/bin/middle", "ABRT", false}, 200, 1, 0);
+  st.add_record(4, 3, {"g", "/bin/late", "SEGV", true}, 300, 1, 0); // another host: own cap
+  st.settle();
+  auto s = st.snapshot();
+  CHECK(count_of(s, {"h", "/bin/early", "SEGV", true}) == 1);
+  CHECK(count_of(s, {"h", "/bin/middle", "ABRT", false}) == 1);
+  CHECK(count_of(s, {"h", "other", "SEGV", true}) == 1);
+  CHECK(count_of(s, {"g", "/bin/late", "SEGV", true}) == 1);
+  for (const auto& h : s.hosts) {
+    CHECK(h.folded_executables == (h.hostname == "h" ? 1u : 0u));
+  }
+  // A new executable after start-up goes to "other" too; known ones keep their label.
+  st.add_record(5, 4, {"h", "/bin/new", "SEGV", true}, 50, 1, 0);
+  st.add_record(6, 1, {"h", "/bin/early", "SEGV", true}, 400, 1, 0);
+  st.settle();
+  s = st.snapshot();
+  CHECK(count_of(s, {"h", "other", "SEGV", true}) == 2);
+  CHECK(count_of(s, {"h", "/bin/early", "SEGV", true}) == 2);
+
+  SECTION("the ledger's earliest time keeps a retired executable's place") {
+    CrashState again(2);
+    common::Ledger l;
+    l.counts[{"h", "/bin/early", "SEGV", true}] = 2;
+    l.times[{"h", "/bin/early", "SEGV", true}] = {100, 400};
+    again.set_ledger(l, k_none);
+    again.add_record(1, 0, {"h", "/bin/late", "SEGV", true}, 300, 1, 0);
+    again.add_record(3, 2, {"h", "/bin/middle", "ABRT", false}, 200, 1, 0);
+    again.add_record(5, 4, {"h", "/bin/new", "SEGV", true}, 500, 1, 0);
+    again.settle();
+    auto t = again.snapshot();
+    CHECK(count_of(t, {"h", "/bin/early", "SEGV", true}) == 2);
+    CHECK(count_of(t, {"h", "/bin/middle", "ABRT", false}) == 1);
+    CHECK(count_of(t, {"h", "other", "SEGV", true}) == 2);
+  }
+}
+
+TEST_CASE("skipped files are counted by reason", "[crash_state]") {
+  CrashState st(0);
+  st.set_skipped("h/a/x.json", SkipReason::malformed);
+  st.set_skipped("h/a/notes.txt", SkipReason::foreign);
+  st.set_skipped("h/a/y.json", SkipReason::malformed);
+  st.set_skipped("h/a/y.json", std::nullopt);
+  auto s = st.snapshot();
+  CHECK(s.skipped[static_cast<size_t>(SkipReason::malformed)] == 1);
+  CHECK(s.skipped[static_cast<size_t>(SkipReason::foreign)] == 1);
+  CHECK(s.skipped[static_cast<size_t>(SkipReason::io)] == 0);
+}
+
+TEST_CASE("metric families carry the documented names and labels", "[crash_state]") {
+  CrashState st(0);
+  st.add_record(1, 0, {"web-1", "/usr/bin/ruby", "SEGV", true}, 1700000000, 4096, 8192);
+  st.settle();
+  const std::string text = prometheus::TextSerializer().Serialize(to_families(st.snapshot()));
+  CHECK_THAT(text, Catch::Contains("# TYPE coredumps_total counter"));
+  CHECK_THAT(text, Catch::Contains("coredumps_total{core_present=\"true\",executable=\"/usr/bin/"
+                                   "ruby\",hostname=\"web-1\",signal=\"SEGV\"} 1"));
+  CHECK_THAT(text, Catch::Contains("process_core_stored_bytes{hostname=\"web-1\"} 12288"));
+  CHECK_THAT(text, Catch::Contains("process_core_build_info{version="));
+  CHECK_THAT(text, Catch::Contains("process_core_records_unreadable{reason=\"malformed\"} 0"));
+}

@@ -1,0 +1,122 @@
+#include "common/ledger.hpp"
+#include "common/record.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+using namespace common;
+
+namespace {
+
+// Writes a minimal record <root>/<host>/<exe>/<id>.json (and a core) and returns its item.
+RetireItem put_record(const test::TempDir& dir, const std::string& host, const std::string& exe,
+                      const std::string& id, const std::string& signal = "SEGV") {
+  const auto d = dir.path() / host / exe;
+  std::filesystem::create_directories(d);
+  Record r;
+  r.id = id;
+  r.hostname = host;
+  r.executable = "/usr/bin/" + exe;
+  r.signal = signal == "SEGV" ? 11 : 6;
+  r.signal_name = signal;
+  r.time = "2026-01-02T03:04:05Z";
+  r.core.present = true;
+  r.core.reason = CoreReason::stored;
+  test::spit(d / (id + ".json"), to_json_text(r));
+  test::spit(d / (id + ".core.zst"), "core");
+  return RetireItem{host, exe, id, series_of(r), *parse_time(r.time)};
+}
+
+} // namespace
+
+TEST_CASE("ledger text round-trips", "[ledger]") {
+  Ledger l;
+  const SeriesKey k{"web-1", "/usr/bin/ruby", "SEGV", true};
+  l.counts[k] = 7;
+  l.times[k] = SeriesTimes{100, 200};
+  l.pending.insert("0123456789abcdef");
+  auto back = parse_ledger(ledger_to_text(l));
+  REQUIRE(back);
+  CHECK(back->counts == l.counts);
+  CHECK(back->pending == l.pending);
+  CHECK(back->times.at(k).first == 100);
+  CHECK(back->times.at(k).last == 200);
+}
+
+TEST_CASE("malformed ledgers are errors, a missing one is empty", "[ledger]") {
+  CHECK_FALSE(parse_ledger("not json"));
+  CHECK_FALSE(parse_ledger(R"({"schema": 1, "series": [{"hostname": 3}]})"));
+  CHECK_FALSE(parse_ledger(R"({"schema": 99})"));
+  test::TempDir dir;
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  auto l = read_ledger(*store);
+  REQUIRE(l);
+  CHECK(l->counts.empty());
+  test::spit(dir.path() / k_ledger_name, "{broken");
+  CHECK_FALSE(read_ledger(*store));
+}
+
+TEST_CASE("series_of uses the record's labels", "[ledger]") {
+  Record r;
+  r.hostname = "h";
+  r.executable = "/bin/x";
+  r.signal = 6;
+  r.core.present = false;
+  CHECK(series_of(r) == SeriesKey{"h", "/bin/x", "ABRT", false});
+  r.signal_name = "SEGV";
+  CHECK(series_of(r).signal == "SEGV");
+}
+
+TEST_CASE("retire_records counts each crash once and removes its files", "[ledger]") {
+  test::TempDir dir;
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  const auto a = put_record(dir, "h", "a", "00000000000000a1");
+  const auto b = put_record(dir, "h", "a", "00000000000000a2");
+  const auto c = put_record(dir, "h", "b", "00000000000000b1", "ABRT");
+
+  auto removed = retire_records(*store, {a, b});
+  REQUIRE(removed);
+  CHECK(*removed == 2);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "h/a/00000000000000a1.json"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "h/a/00000000000000a1.core.zst"));
+  CHECK(std::filesystem::exists(dir.path() / "h/a")); // directories stay for the handler
+
+  auto l = read_ledger(*store);
+  REQUIRE(l);
+  CHECK(l->counts.at(a.key) == 2);
+  CHECK(l->pending.empty());
+  CHECK(l->times.at(a.key).first == a.time);
+
+  SECTION("retiring the same items again counts nothing") {
+    auto again = retire_records(*store, {a, b});
+    REQUIRE(again);
+    CHECK(*again == 0);
+    CHECK(read_ledger(*store)->counts.at(a.key) == 2);
+  }
+  SECTION("a pending id left by an interrupted run is not counted twice") {
+    Ledger interrupted = *l;
+    interrupted.counts[c.key] += 1;
+    interrupted.pending.insert(c.id);
+    REQUIRE(write_ledger(*store, interrupted));
+    auto r = retire_records(*store, {c});
+    REQUIRE(r);
+    CHECK(*r == 1);
+    auto after = read_ledger(*store);
+    CHECK(after->counts.at(c.key) == 1);
+    CHECK(after->pending.empty());
+  }
+  SECTION("stale pending ids are dropped once their record is gone") {
+    Ledger stale = *l;
+    stale.pending.insert("00000000000000ff"); // no such record
+    stale.pending.insert(c.id);               // still there: must stay pending
+    REQUIRE(write_ledger(*store, stale));
+    const auto d = put_record(dir, "h", "b", "00000000000000b2", "ABRT");
+    REQUIRE(retire_records(*store, {d}));
+    auto after = read_ledger(*store);
+    CHECK(after->pending == std::set<std::string>{c.id});
+  }
+}
