@@ -1,0 +1,227 @@
+#include "cli/cache.hpp"
+
+#include "common/atomic_file.hpp"
+#include "common/io.hpp"
+#include "common/sha256.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <cstdlib>
+
+namespace cli {
+
+namespace {
+
+constexpr std::string_view k_magic = "corectl-summary-cache 1";
+constexpr size_t k_cache_limit = 1ULL << 30;
+
+void put(std::string& out, std::string_view s) {
+  for (char ch : s) {
+    switch (ch) {
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    default:
+      out += ch;
+    }
+  }
+  out += '\t';
+}
+
+void put(std::string& out, int64_t v) {
+  out += std::to_string(v);
+  out += '\t';
+}
+
+std::string unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      const char n = s[++i];
+      out += n == 't' ? '\t' : n == 'n' ? '\n' : n;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Splits one line on tabs.
+std::vector<std::string_view> fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= line.size(); ++i) {
+    if (i == line.size() || line[i] == '\t') {
+      out.push_back(line.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+template <typename T>
+bool num(std::string_view s, T& v) {
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+} // namespace
+
+std::string cache_path_for(const std::string& store_root) {
+  if (const char* off = std::getenv("CORECTL_CACHE");
+      off != nullptr && std::string_view(off) == "0") {
+    return {};
+  }
+  std::string base;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && x[0] == '/') {
+    base = x;
+  } else if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
+    base = std::string(home) + "/.cache";
+  } else {
+    return {};
+  }
+  ::mkdir(base.c_str(), 0700);
+  const std::string dir = base + "/process-core";
+  ::mkdir(dir.c_str(), 0700);
+  // Only a directory of our own: `sudo corectl` with the caller's HOME must not leave root-owned
+  // files there, nor read a cache another user could have written.
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+    return {};
+  }
+  char real[PATH_MAX];
+  const std::string key = ::realpath(store_root.c_str(), real) != nullptr ? real : store_root;
+  return dir + "/corectl-" + common::sha256_hex(key, 16);
+}
+
+SummaryCache read_cache(const std::string& path, const std::string& store_root) {
+  SummaryCache cache;
+  if (path.empty()) {
+    return cache;
+  }
+  auto text = common::read_file(AT_FDCWD, path, k_cache_limit);
+  if (!text) {
+    return cache;
+  }
+  std::string_view rest = *text;
+  auto next_line = [&]() {
+    const size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    return line;
+  };
+  const auto head = fields(next_line());
+  if (head.size() != 2 || head[0] != k_magic || unescape(head[1]) != store_root) {
+    return cache;
+  }
+  CachedDir* dir = nullptr;
+  while (!rest.empty()) {
+    const auto f = fields(next_line());
+    if (f.size() == 8 && f[0] == "D") {
+      CachedDir d;
+      if (!num(f[3], d.stamp.ino) || !num(f[4], d.stamp.mtime_sec) ||
+          !num(f[5], d.stamp.mtime_nsec) || !num(f[6], d.malformed)) {
+        return {};
+      }
+      dir = &cache[{unescape(f[1]), unescape(f[2])}];
+      *dir = std::move(d);
+    } else if (f.size() == 17 && f[0] == "R" && dir != nullptr) {
+      Crash c;
+      int deleted = 0, present = 0, removed = 0, core_file = 0;
+      c.id = unescape(f[1]);
+      c.hostname = unescape(f[3]);
+      c.executable = unescape(f[4]);
+      c.signal_name = unescape(f[7]);
+      c.signature = unescape(f[14]);
+      c.site = unescape(f[15]);
+      const auto reason = common::parse_core_reason(f[9]);
+      int64_t pid = 0;
+      if (!num(f[2], c.time) || !num(f[5], deleted) || !num(f[6], c.signal) || !reason ||
+          !num(f[10], present) || !num(f[11], c.core_size) || !num(f[12], removed) ||
+          !num(f[13], core_file) || (!f[8].empty() && !num(f[8], pid))) {
+        return {};
+      }
+      if (!f[8].empty()) {
+        c.pid = pid;
+      }
+      c.core_reason = *reason;
+      c.executable_deleted = deleted != 0;
+      c.core_present = present != 0;
+      c.core_removed = removed != 0;
+      c.core_file = core_file != 0;
+      dir->ids.push_back(c.id);
+      dir->crashes.push_back(std::move(c));
+    } else if (f.size() == 2 && f[0] == "I" && dir != nullptr) {
+      dir->ids.emplace_back(f[1]); // an id whose record did not parse
+    } else if (!(f.size() == 1 && f[0].empty())) {
+      return {};
+    }
+  }
+  return cache;
+}
+
+void write_cache(const std::string& path, const std::string& store_root, const SummaryCache& c) {
+  if (path.empty()) {
+    return;
+  }
+  std::string out;
+  put(out, k_magic);
+  out.pop_back();
+  out += '\t';
+  put(out, store_root);
+  out.back() = '\n';
+  for (const auto& [key, d] : c) {
+    out += "D\t";
+    put(out, key.first);
+    put(out, key.second);
+    put(out, static_cast<int64_t>(d.stamp.ino));
+    put(out, d.stamp.mtime_sec);
+    put(out, d.stamp.mtime_nsec);
+    put(out, static_cast<int64_t>(d.malformed));
+    out += "\n";
+    for (const auto& r : d.crashes) {
+      out += "R\t";
+      put(out, r.id);
+      put(out, r.time);
+      put(out, r.hostname);
+      put(out, r.executable);
+      put(out, r.executable_deleted ? 1 : 0);
+      put(out, r.signal);
+      put(out, r.signal_name);
+      if (r.pid) {
+        put(out, *r.pid);
+      } else {
+        out += '\t';
+      }
+      put(out, common::to_string(r.core_reason));
+      put(out, r.core_present ? 1 : 0);
+      put(out, static_cast<int64_t>(r.core_size));
+      put(out, r.core_removed ? 1 : 0);
+      put(out, r.core_file ? 1 : 0);
+      put(out, r.signature);
+      put(out, r.site);
+      out += "\n";
+    }
+    for (size_t i = d.crashes.size(); i < d.ids.size(); ++i) {
+      out += "I\t" + d.ids[i] + "\n";
+    }
+  }
+  const size_t slash = path.rfind('/');
+  auto dir = common::open_at(AT_FDCWD, path.substr(0, slash), O_RDONLY | O_DIRECTORY);
+  if (dir) {
+    (void)common::write_file_atomic(dir->get(), path.substr(slash + 1), out, 0600,
+                                    common::Replace::yes);
+  }
+}
+
+} // namespace cli

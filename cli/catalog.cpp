@@ -1,0 +1,529 @@
+#include "cli/catalog.hpp"
+
+#include "cli/cache.hpp"
+#include "common/io.hpp"
+#include "common/names.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+constexpr size_t k_record_limit = 4 << 20; // records are a few KiB; anything larger is not ours
+
+std::string_view basename_of(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+const std::string& str_or_empty(const json& j, const char* key) {
+  static const std::string empty;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get_ref<const std::string&>() : empty;
+}
+
+// The crash site in one short phrase: the symbol when the scanner resolved one, else the module
+// and offset (enough to run addr2line), else nothing.
+std::string site_of(const json& crash) {
+  if (const auto& sym = str_or_empty(crash, "symbol"); !sym.empty()) {
+    return sym;
+  }
+  if (const auto& mod = str_or_empty(crash, "module"); !mod.empty()) {
+    std::string site(basename_of(mod));
+    if (const auto& off = str_or_empty(crash, "module_offset"); !off.empty()) {
+      site += "+" + off;
+    }
+    return site;
+  }
+  return {};
+}
+
+// Extracts the summary straight from the parsed JSON: a Record would copy the free-form
+// sections (frames can be large), which dominates the time of listing a big store.
+std::optional<Crash> summarise(const json& j) {
+  if (!j.is_object()) {
+    return std::nullopt;
+  }
+  Crash c;
+  c.id = str_or_empty(j, "id");
+  if (!common::is_record_id(c.id)) {
+    return std::nullopt;
+  }
+  c.time = common::parse_time(str_or_empty(j, "time")).value_or(0);
+  c.hostname = str_or_empty(j, "hostname");
+  c.executable = str_or_empty(j, "executable");
+  c.executable_deleted = j.value("executable_deleted", false);
+  if (auto it = j.find("signal"); it != j.end() && it->is_number_integer()) {
+    c.signal = it->get<int>();
+  }
+  c.signal_name = str_or_empty(j, "signal_name");
+  if (auto it = j.find("pid"); it != j.end() && it->is_number_integer()) {
+    c.pid = it->get<int64_t>();
+  }
+  if (auto it = j.find("core"); it != j.end() && it->is_object()) {
+    const json& core = *it;
+    c.core_present = core.value("present", false);
+    c.core_reason =
+        common::parse_core_reason(str_or_empty(core, "reason")).value_or(common::CoreReason::error);
+    if (auto s = core.find("size"); s != core.end() && s->is_number_unsigned()) {
+      c.core_size = s->get<uint64_t>();
+    }
+    c.core_removed = core.contains("removed") && core["removed"].is_string();
+  }
+  if (auto it = j.find("crash"); it != j.end() && it->is_object()) {
+    c.signature = str_or_empty(*it, "signature");
+    c.site = site_of(*it);
+  }
+  return c;
+}
+
+// Listing of one directory, with the errno of a failure.
+int list_names(int dirfd, std::vector<std::string>& out) {
+  if (!common::list_dir(dirfd, [&](std::string_view name) { out.emplace_back(name); })) {
+    return errno != 0 ? errno : EIO;
+  }
+  return 0;
+}
+
+struct WorkerResult {
+  std::vector<Crash> crashes;
+  LoadProblems problems;
+  std::vector<std::string> ids; // every id seen (for the abbreviation length)
+  std::vector<std::pair<std::pair<std::string, std::string>, CachedDir>> fresh; // for the cache
+  size_t reused = 0;
+};
+
+void note(LoadProblems& p, int err, const std::string& what) {
+  if (err == EACCES || err == EPERM) {
+    ++p.denied;
+  } else {
+    ++p.unreadable;
+  }
+  if (p.first.empty()) {
+    p.first = common::Error::from_errno(what, err).message;
+  }
+}
+
+// Reads the records of <host>/<exe>; with Parse::no only their ids are collected (directories
+// the filter rules out still count for the id abbreviation, which must hold store-wide).
+enum class Parse { no, yes };
+
+// Appends the records of a cached (or freshly read) directory that pass the filter.
+void take(const CachedDir& d, const std::string& host, const std::string& exe, const Filter& filter,
+          Parse parse, WorkerResult& out) {
+  out.ids.insert(out.ids.end(), d.ids.begin(), d.ids.end());
+  if (parse == Parse::no) {
+    return;
+  }
+  if (d.malformed > 0) {
+    out.problems.malformed += d.malformed;
+    if (out.problems.first.empty()) {
+      out.problems.first = "Malformed record(s) in " + common::quoted(host + "/" + exe);
+    }
+  }
+  for (const auto& c : d.crashes) {
+    if (filter.matches(c)) {
+      out.crashes.push_back(c);
+      out.crashes.back().host_dir = host;
+      out.crashes.back().exe_dir = exe;
+    }
+  }
+}
+
+void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
+                  const Filter& filter, Parse parse, const SummaryCache& cache, WorkerResult& out) {
+  const std::string rel = host + "/" + exe;
+  const int hfd = ::openat(store_fd, host.c_str(), k_dir_flags);
+  if (hfd < 0) {
+    note(out.problems, errno, "Failed to open " + common::quoted(host));
+    return;
+  }
+  common::UniqueFd host_fd(hfd);
+  // Opened (which needs read permission) even when the cache answers: see cache.hpp.
+  const int efd = ::openat(hfd, exe.c_str(), k_dir_flags);
+  if (efd < 0) {
+    note(out.problems, errno, "Failed to open " + common::quoted(rel));
+    return;
+  }
+  common::UniqueFd exe_fd(efd);
+  struct stat st {};
+  if (::fstat(efd, &st) != 0) {
+    note(out.problems, errno, "Failed to stat " + common::quoted(rel));
+    return;
+  }
+  const DirStamp stamp{static_cast<uint64_t>(st.st_ino), st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  if (auto it = cache.find({host, exe}); it != cache.end() && it->second.stamp == stamp) {
+    ++out.reused;
+    take(it->second, host, exe, filter, parse, out);
+    return;
+  }
+  std::vector<std::string> names;
+  if (const int err = list_names(efd, names); err != 0) {
+    note(out.problems, err, "Failed to list " + common::quoted(rel));
+    return;
+  }
+  std::sort(names.begin(), names.end());
+  const std::string core_suffix(common::k_core_suffix);
+  CachedDir d;
+  d.stamp = stamp;
+  std::vector<std::string> bad_ids;
+  bool complete = true;
+  for (const auto& name : names) {
+    if (!name.ends_with(common::k_record_suffix)) {
+      continue;
+    }
+    const std::string id = name.substr(0, name.size() - common::k_record_suffix.size());
+    if (!common::is_record_id(id)) {
+      continue;
+    }
+    if (parse == Parse::no) {
+      d.ids.push_back(id);
+      continue;
+    }
+    auto text = common::read_file(efd, name, k_record_limit);
+    if (!text) {
+      note(out.problems, text.error().sys_errno,
+           "Failed to read " + common::quoted(rel + "/" + name));
+      bad_ids.push_back(id);
+      complete = false;
+      continue;
+    }
+    const json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    auto crash = summarise(j);
+    if (!crash || crash->id != id) {
+      ++d.malformed;
+      bad_ids.push_back(id);
+      continue;
+    }
+    crash->core_file = std::binary_search(names.begin(), names.end(), id + core_suffix);
+    d.ids.push_back(id);
+    d.crashes.push_back(std::move(*crash));
+  }
+  // Crash ids first, then the ids of records that did not parse (the cache's layout).
+  d.ids.insert(d.ids.end(), bad_ids.begin(), bad_ids.end());
+  take(d, host, exe, filter, parse, out);
+  // Not cached: partial reads, id-only listings, and directories changed in the last 2 s.
+  const auto now = static_cast<int64_t>(std::time(nullptr));
+  if (parse == Parse::yes && complete && st.st_mtim.tv_sec < now - 2) {
+    out.fresh.emplace_back(std::pair{host, exe}, std::move(d));
+  }
+}
+
+// The directory names a filter value can live under; empty when any name can (basename filters).
+bool dir_allowed(const std::vector<std::string>& wanted, const std::string& dir) {
+  return wanted.empty() || std::find(wanted.begin(), wanted.end(), dir) != wanted.end();
+}
+
+size_t abbrev_length(std::vector<std::string>& ids) {
+  std::sort(ids.begin(), ids.end());
+  size_t need = 8;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const auto& a = ids[i - 1];
+    const auto& b = ids[i];
+    size_t common_len = 0;
+    while (common_len < a.size() && common_len < b.size() && a[common_len] == b[common_len]) {
+      ++common_len;
+    }
+    need = std::max(need, std::min(common_len + 1, a.size()));
+  }
+  return need;
+}
+
+std::optional<int64_t> parse_num(std::string_view s) {
+  int64_t v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+} // namespace
+
+bool Filter::matches(const Crash& c) const {
+  if (!hosts.empty() && std::find(hosts.begin(), hosts.end(), c.hostname) == hosts.end()) {
+    return false;
+  }
+  if (!executables.empty() &&
+      std::none_of(executables.begin(), executables.end(), [&](const std::string& e) {
+        return e.find('/') != std::string::npos ? e == c.executable
+                                                : e == basename_of(c.executable);
+      })) {
+    return false;
+  }
+  if (!signals.empty() && std::find(signals.begin(), signals.end(), c.signal) == signals.end()) {
+    return false;
+  }
+  if ((since && c.time < *since) || (until && c.time > *until)) {
+    return false;
+  }
+  return true;
+}
+
+Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {
+  Catalog cat;
+  // Host and full-path executable filters name their directories exactly (the components are a
+  // pure function of the name), so other directories need not be read at all.
+  std::vector<std::string> host_dirs;
+  for (const auto& h : filter.hosts) {
+    host_dirs.push_back(common::host_component(h));
+  }
+  std::vector<std::string> exe_dirs;
+  const bool exe_by_path =
+      !filter.executables.empty() &&
+      std::all_of(filter.executables.begin(), filter.executables.end(),
+                  [](const std::string& e) { return e.find('/') != std::string::npos; });
+  if (exe_by_path) {
+    for (const auto& e : filter.executables) {
+      exe_dirs.push_back(common::exe_component(e));
+    }
+  }
+
+  struct Dir {
+    std::string host;
+    std::string exe;
+    Parse parse;
+  };
+  std::vector<Dir> dirs;
+  std::vector<std::string> hosts;
+  if (const int err = list_names(store.fd(), hosts); err != 0) {
+    note(cat.problems, err, "Failed to list store " + common::quoted(store.root()));
+    return cat;
+  }
+  for (const auto& host : hosts) {
+    if (!common::is_safe_component(host)) {
+      continue;
+    }
+    const bool host_wanted = dir_allowed(host_dirs, host);
+    const int hfd = ::openat(store.fd(), host.c_str(), k_dir_flags);
+    if (hfd < 0) {
+      if (errno != ENOTDIR) {
+        note(cat.problems, errno, "Failed to open " + common::quoted(host));
+      }
+      continue;
+    }
+    common::UniqueFd host_fd(hfd);
+    std::vector<std::string> exes;
+    if (const int err = list_names(hfd, exes); err != 0) {
+      note(cat.problems, err, "Failed to list " + common::quoted(host));
+      continue;
+    }
+    for (auto& exe : exes) {
+      struct stat st {};
+      if (common::is_safe_component(exe) &&
+          ::fstatat(hfd, exe.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+        const bool wanted = host_wanted && dir_allowed(exe_dirs, exe);
+        dirs.push_back({host, std::move(exe), wanted ? Parse::yes : Parse::no});
+      }
+    }
+  }
+
+  // Reading and parsing records is CPU-bound (JSON) with some I/O: one worker per CPU, each
+  // taking the next directory, results merged and sorted once at the end.
+  const size_t workers =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(dirs.size(), 1));
+  std::vector<WorkerResult> results(std::min<size_t>(workers, 16));
+  const std::string cache_path =
+      use_cache == Cache::yes ? cache_path_for(store.root()) : std::string();
+  SummaryCache cache = read_cache(cache_path, store.root());
+  std::atomic<size_t> next{0};
+  auto work = [&](WorkerResult& out) {
+    for (size_t i = next++; i < dirs.size(); i = next++) {
+      load_exe_dir(store.fd(), dirs[i].host, dirs[i].exe, filter, dirs[i].parse, cache, out);
+    }
+  };
+  std::vector<std::jthread> threads;
+  for (size_t w = 1; w < results.size(); ++w) {
+    threads.emplace_back(work, std::ref(results[w]));
+  }
+  work(results[0]);
+  threads.clear(); // joins
+
+  std::vector<std::string> ids;
+  for (auto& r : results) {
+    cat.crashes.insert(cat.crashes.end(), std::make_move_iterator(r.crashes.begin()),
+                       std::make_move_iterator(r.crashes.end()));
+    ids.insert(ids.end(), std::make_move_iterator(r.ids.begin()),
+               std::make_move_iterator(r.ids.end()));
+    cat.problems.denied += r.problems.denied;
+    cat.problems.unreadable += r.problems.unreadable;
+    cat.problems.malformed += r.problems.malformed;
+    if (cat.problems.first.empty()) {
+      cat.problems.first = r.problems.first;
+    }
+  }
+  // The new cache: fresh directories replace their entries; directories gone from the store drop
+  // out. Written only when something changed.
+  size_t fresh = 0;
+  for (auto& r : results) {
+    for (auto& [key, d] : r.fresh) {
+      cache[key] = std::move(d);
+      ++fresh;
+    }
+  }
+  std::set<std::pair<std::string, std::string>> present;
+  for (const auto& d : dirs) {
+    present.insert({d.host, d.exe});
+  }
+  const size_t before = cache.size();
+  std::erase_if(cache, [&](const auto& kv) { return !present.contains(kv.first); });
+  if (!cache_path.empty() && (fresh > 0 || cache.size() != before)) {
+    write_cache(cache_path, store.root(), cache);
+  }
+  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
+    return a.time != b.time ? a.time < b.time : a.id < b.id;
+  });
+  cat.id_abbrev = abbrev_length(ids);
+  return cat;
+}
+
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix) {
+  std::string want;
+  for (char ch : prefix) {
+    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (want.empty() || want.size() > 16 ||
+      want.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return std::unexpected(LookupFailure{LookupError::bad_prefix,
+                                         "'" + std::string(prefix) +
+                                             "' is not a record id (ids are 16 hex characters)",
+                                         {}});
+  }
+  std::vector<Located> found;
+  size_t denied = 0;
+  std::string denied_what;
+  store.for_each_record([&](const common::StoreEntry& e) {
+    if (e.id.starts_with(want) && common::is_record_id(e.id)) {
+      found.push_back({e.host, e.exe, e.id});
+    }
+  });
+  if (found.empty()) {
+    // for_each_record skips directories it cannot open; tell "not there" from "not allowed".
+    std::vector<std::string> hosts;
+    if (const int err = list_names(store.fd(), hosts); err == 0) {
+      for (const auto& host : hosts) {
+        const int hfd = ::openat(store.fd(), host.c_str(), k_dir_flags);
+        if (hfd < 0) {
+          if (errno == EACCES) {
+            ++denied;
+            denied_what = host;
+          }
+          continue;
+        }
+        common::UniqueFd host_fd(hfd);
+        std::vector<std::string> exes;
+        if (list_names(hfd, exes) == EACCES) {
+          ++denied;
+          denied_what = host;
+        }
+        for (const auto& exe : exes) {
+          const int efd = ::openat(hfd, exe.c_str(), k_dir_flags);
+          if (efd < 0 && errno == EACCES) {
+            ++denied;
+            denied_what = host + "/" + exe;
+          } else if (efd >= 0) {
+            ::close(efd);
+          }
+        }
+      }
+    }
+    if (denied > 0) {
+      return std::unexpected(LookupFailure{
+          LookupError::denied,
+          "No record " + std::string(prefix) + " among the records readable to you; " +
+              std::to_string(denied) + " store director" + (denied == 1 ? "y is" : "ies are") +
+              " not readable (e.g. " + common::quoted(denied_what) + ": Permission denied)",
+          {}});
+    }
+    return std::unexpected(
+        LookupFailure{LookupError::not_found, "No record with id " + std::string(prefix), {}});
+  }
+  if (found.size() > 1) {
+    std::sort(found.begin(), found.end(),
+              [](const Located& a, const Located& b) { return a.id < b.id; });
+    return std::unexpected(LookupFailure{LookupError::ambiguous,
+                                         "Id prefix " + std::string(prefix) + " is ambiguous",
+                                         std::move(found)});
+  }
+  return found.front();
+}
+
+common::Expected<FullRecord> read_record(const common::Store& store, const Located& where) {
+  const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+  auto text = common::read_file(store.fd(), rel, k_record_limit);
+  if (!text) {
+    return common::fail_errno("Failed to read record " + common::quoted(store.root() + "/" + rel),
+                              text.error().sys_errno);
+  }
+  FullRecord out;
+  out.json = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  auto rec = common::record_from_json(out.json);
+  if (!rec) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
+                        rec.error().message);
+  }
+  out.record = std::move(*rec);
+  return out;
+}
+
+std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
+  if (text == "now") {
+    return now;
+  }
+  if (text == "today" || text == "yesterday") {
+    const auto t = static_cast<time_t>(now);
+    struct tm tm {};
+    localtime_r(&t, &tm);
+    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+    tm.tm_isdst = -1;
+    return static_cast<int64_t>(mktime(&tm)) - (text == "yesterday" ? 86400 : 0);
+  }
+  // Relative: a number and a unit, counted back from now.
+  if (!text.empty() && std::string_view("smhdw").find(text.back()) != std::string_view::npos) {
+    if (auto n = parse_num(text.substr(0, text.size() - 1)); n && *n >= 0) {
+      static constexpr std::pair<char, int64_t> k_units[] = {
+          {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 7 * 86400}};
+      for (const auto& [unit, secs] : k_units) {
+        if (unit == text.back() && *n <= (INT64_MAX / secs)) {
+          return now - *n * secs;
+        }
+      }
+    }
+  }
+  if (text.ends_with('Z')) {
+    return common::parse_time(text);
+  }
+  // A local date, optionally with a time.
+  struct tm tm {};
+  const std::string s(text);
+  const char* end = nullptr;
+  for (const char* fmt :
+       {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"}) {
+    tm = {};
+    end = strptime(s.c_str(), fmt, &tm);
+    if (end != nullptr && *end == '\0') {
+      tm.tm_isdst = -1;
+      return static_cast<int64_t>(mktime(&tm));
+    }
+  }
+  return std::nullopt;
+}
+
+} // namespace cli

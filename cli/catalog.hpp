@@ -1,0 +1,98 @@
+// The store as corectl sees it: every record summarised, filtered, and found by id prefix.
+#pragma once
+
+#include "common/error.hpp"
+#include "common/record.hpp"
+#include "common/store.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+// What list and groups need from one record; kept small so 100,000 of them load in well under
+// a second (the full record is re-read for info, dump and --json).
+struct Crash {
+  std::string host_dir; // store components
+  std::string exe_dir;
+  std::string id;
+  int64_t time = 0; // seconds since the epoch; 0 when the record's time is malformed
+  std::string hostname;
+  std::string executable;
+  bool executable_deleted = false;
+  int signal = 0;
+  std::string signal_name;
+  std::optional<int64_t> pid;
+  common::CoreReason core_reason = common::CoreReason::error;
+  bool core_present = false;
+  uint64_t core_size = 0;
+  bool core_removed = false; // retention removed the stored core (core.removed)
+  bool core_file = false;    // <id>.core.zst exists
+  std::string signature;     // crash.signature, "" when the record has none
+  std::string site;          // crash.symbol, else module+offset, else ""
+};
+
+// Which records a read verb shows; an empty list means "any". Values of one option are OR-ed,
+// different options AND-ed.
+struct Filter {
+  std::vector<std::string> hosts;       // exact hostname
+  std::vector<std::string> executables; // full path, or basename when it has no '/'
+  std::vector<int> signals;
+  std::optional<int64_t> since; // inclusive, seconds since the epoch
+  std::optional<int64_t> until; // inclusive
+  bool matches(const Crash& c) const;
+};
+
+// Why some of the store could not be read; corectl turns these into one message each.
+struct LoadProblems {
+  size_t denied = 0;     // directories or records we may not read
+  size_t unreadable = 0; // other read errors
+  size_t malformed = 0;  // records that did not parse
+  std::string first;     // the first message, for the error report
+};
+
+struct Catalog {
+  std::vector<Crash> crashes; // sorted by time, then id (oldest first)
+  LoadProblems problems;
+  size_t id_abbrev = 8; // prefix length that tells every id of the store apart (at least 8)
+};
+
+// Loads every record matching `filter` (directories are pruned by the sanitized host or
+// executable name where the filter allows it), reading directories in parallel. With
+// Cache::yes, summaries of unchanged directories come from the per-user cache (cache.hpp).
+enum class Cache { no, yes };
+Catalog load_catalog(const common::Store& store, const Filter& filter, Cache cache = Cache::yes);
+
+// One record id located in the store.
+struct Located {
+  std::string host_dir;
+  std::string exe_dir;
+  std::string id;
+};
+
+// Why an id prefix did not resolve.
+enum class LookupError { bad_prefix, not_found, ambiguous, denied };
+struct LookupFailure {
+  LookupError kind;
+  std::string message;
+  std::vector<Located> candidates; // for ambiguous prefixes
+};
+
+// Resolves a full id or any unique prefix of one (like git) by listing names only.
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix);
+
+// Reads and parses one record; the raw JSON is kept for --json and sections we render.
+struct FullRecord {
+  common::Record record;
+  nlohmann::json json;
+};
+common::Expected<FullRecord> read_record(const common::Store& store, const Located& where);
+
+// Parses a --since/--until value: "2h", "3d", "90m", "1w" (before `now`), "2026-11-22",
+// "2026-11-22 10:30[:00]" (local time) or RFC 3339 ("2026-11-22T10:30:00Z").
+std::optional<int64_t> parse_when(std::string_view text, int64_t now);
+
+} // namespace cli

@@ -1,0 +1,263 @@
+// The verbs that give the core back: dump and debug.
+#include "cli/corectl.hpp"
+#include "common/atomic_file.hpp"
+#include "common/io.hpp"
+#include "common/zstd_stream.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace cli {
+
+namespace {
+
+// Opens the stored core of a record, or reports why there is none to give.
+std::expected<common::UniqueFd, Exit> open_core(Context& ctx, const Located& where,
+                                                const common::Record& r) {
+  if (r.core.removed) {
+    return std::unexpected(report(Exit::failure, "The core of " + r.id +
+                                                     " was removed by retention at " +
+                                                     *r.core.removed + "; the record is kept"));
+  }
+  if (!r.core.present) {
+    std::string why =
+        "No core was stored for " + r.id + ": " + std::string(common::to_string(r.core.reason));
+    if (!r.core.error.empty()) {
+      why += " (" + r.core.error + ")";
+    }
+    return std::unexpected(report(Exit::failure, why));
+  }
+  // The path comes from the directory the record was found in, not from the record's text.
+  const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
+  const std::string path = ctx.store->root() + "/" + rel;
+  auto fd = common::open_at(ctx.store->fd(), rel, O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    const int err = fd.error().sys_errno;
+    if (err == ENOENT) {
+      return std::unexpected(
+          report(Exit::failure, "The core file " + common::quoted(path) + " is missing"));
+    }
+    if (err == EACCES || err == EPERM) {
+      return std::unexpected(
+          report(Exit::denied,
+                 "Permission denied reading " + common::quoted(path) +
+                     (r.core.access == common::CoreAccess::root_only
+                          ? " (this core is for root only: the process changed privileges or the "
+                            "handler could not tell)"
+                          : "")));
+    }
+    return std::unexpected(report(Exit::failure, "Failed to open " + common::quoted(path) + ": " +
+                                                     std::strerror(err)));
+  }
+  if (r.core.truncated) {
+    std::fprintf(stderr, "corectl: note: the core of %s is truncated (%s)\n", r.id.c_str(),
+                 std::string(common::to_string(r.core.reason)).c_str());
+  }
+  return std::move(*fd);
+}
+
+Exit decompress(int in, int out, const std::string& id) {
+  auto n = common::zstd_decompress(in, out);
+  if (!n) {
+    // zstd_decompress says "corrupted" for checksum and format failures.
+    return report(Exit::failure, "Core of " + id + ": " + n.error().message);
+  }
+  return Exit::ok;
+}
+
+// Splits a --debugger command line on blanks, honouring '…' and "…" quotes. No shell is run:
+// the debugger gets exactly these words, then the executable and the core.
+std::vector<std::string> split_words(std::string_view s) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool in_word = false;
+  char quote = 0;
+  for (char ch : s) {
+    if (quote != 0) {
+      if (ch == quote) {
+        quote = 0;
+      } else {
+        cur += ch;
+      }
+    } else if (ch == '\'' || ch == '"') {
+      quote = ch;
+      in_word = true;
+    } else if (ch == ' ' || ch == '\t' || ch == '\n') {
+      if (in_word) {
+        out.push_back(std::move(cur));
+        cur.clear();
+        in_word = false;
+      }
+    } else {
+      cur += ch;
+      in_word = true;
+    }
+  }
+  if (in_word) {
+    out.push_back(std::move(cur));
+  }
+  return out;
+}
+
+// The temporary core of `debug`, removed when corectl ends, also by SIGTERM or SIGHUP.
+char g_tmp_core[4096];
+char g_tmp_dir[4096];
+
+void remove_tmp() {
+  if (g_tmp_core[0] != '\0') {
+    ::unlink(g_tmp_core);
+  }
+  if (g_tmp_dir[0] != '\0') {
+    ::rmdir(g_tmp_dir);
+  }
+}
+
+extern "C" void on_fatal_signal(int signo) {
+  remove_tmp(); // unlink and rmdir are async-signal-safe
+  ::signal(signo, SIG_DFL);
+  ::raise(signo);
+}
+
+} // namespace
+
+Exit cmd_dump(Context& ctx) {
+  if (ctx.opts.args.size() != 1) {
+    return report(Exit::usage, "dump needs exactly one record id");
+  }
+  auto found = find_record(ctx, ctx.opts.args.front());
+  if (!found) {
+    return found.error();
+  }
+  const auto& [where, full] = *found;
+  if (!ctx.opts.output && ::isatty(STDOUT_FILENO) == 1) {
+    return report(Exit::usage,
+                  "Refusing to write a binary core to a terminal: use -o FILE or redirect");
+  }
+  auto in = open_core(ctx, where, full.record);
+  if (!in) {
+    return in.error();
+  }
+  if (!ctx.opts.output || *ctx.opts.output == "-") {
+    return decompress(in->get(), STDOUT_FILENO, full.record.id);
+  }
+  // Written under a temporary name and renamed when complete and verified: a corrupted core
+  // leaves no half-written FILE that looks like a core. 0600: a core holds process memory.
+  const std::string& out = *ctx.opts.output;
+  const size_t slash = out.rfind('/');
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
+  const std::string name = slash == std::string::npos ? out : out.substr(slash + 1);
+  auto dfd = common::open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
+  if (!dfd) {
+    return report(Exit::failure, dfd.error().message);
+  }
+  auto file = common::AtomicFile::create(dfd->get(), name, 0600);
+  if (!file) {
+    return report(Exit::failure, file.error().message);
+  }
+  if (auto e = decompress(in->get(), file->fd(), full.record.id); e != Exit::ok) {
+    return e;
+  }
+  if (auto c = file->commit(common::Replace::yes); !c) {
+    return report(Exit::failure, c.error().message);
+  }
+  return Exit::ok;
+}
+
+Exit cmd_debug(Context& ctx) {
+  if (ctx.opts.args.size() != 1) {
+    return report(Exit::usage, "debug needs exactly one record id");
+  }
+  auto found = find_record(ctx, ctx.opts.args.front());
+  if (!found) {
+    return found.error();
+  }
+  const auto& [where, full] = *found;
+  const common::Record& r = full.record;
+  auto argv = split_words(ctx.opts.debugger.value_or("gdb"));
+  if (argv.empty()) {
+    return report(Exit::usage, "--debugger is empty");
+  }
+  auto in = open_core(ctx, where, r);
+  if (!in) {
+    return in.error();
+  }
+  if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
+                 common::quoted(r.executable).c_str(),
+                 r.executable_deleted ? "deleted since the crash" : "not readable here");
+  }
+
+  // A private directory (0700) in TMPDIR or /var/tmp: cores can be far larger than a tmpfs /tmp.
+  const char* base = std::getenv("TMPDIR");
+  std::string dir =
+      std::string(base != nullptr && *base != '\0' ? base : "/var/tmp") + "/corectl-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) {
+    return report(Exit::failure, "Failed to create a temporary directory " + common::quoted(dir) +
+                                     ": " + std::strerror(errno));
+  }
+  const std::string core = dir + "/" + r.id + ".core";
+  std::snprintf(g_tmp_dir, sizeof g_tmp_dir, "%s", dir.c_str());
+  std::snprintf(g_tmp_core, sizeof g_tmp_core, "%s", core.c_str());
+  ::signal(SIGTERM, on_fatal_signal);
+  ::signal(SIGHUP, on_fatal_signal);
+
+  Exit result = Exit::ok;
+  {
+    auto out = common::open_at(AT_FDCWD, core, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    if (!out) {
+      result = report(Exit::failure, out.error().message);
+    } else {
+      result = decompress(in->get(), out->get(), r.id);
+    }
+  }
+  if (result == Exit::ok) {
+    argv.push_back(r.executable);
+    argv.push_back(core);
+    std::vector<char*> cargv;
+    for (auto& a : argv) {
+      cargv.push_back(a.data());
+    }
+    cargv.push_back(nullptr);
+    std::fflush(stdout);
+    // The debugger owns the terminal: Ctrl-C interrupts it, not us (we would leave the core).
+    auto old_int = ::signal(SIGINT, SIG_IGN);
+    auto old_quit = ::signal(SIGQUIT, SIG_IGN);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGQUIT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      ::signal(SIGHUP, SIG_DFL);
+      ::execvp(cargv[0], cargv.data());
+      std::fprintf(stderr, "corectl: Failed to run '%s': %s\n", cargv[0], std::strerror(errno));
+      ::_exit(127);
+    }
+    if (pid < 0) {
+      result = report(Exit::failure, std::string("fork failed: ") + std::strerror(errno));
+    } else {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        result = Exit::failure;
+      }
+    }
+    ::signal(SIGINT, old_int);
+    ::signal(SIGQUIT, old_quit);
+  }
+  remove_tmp();
+  g_tmp_core[0] = g_tmp_dir[0] = '\0';
+  return result;
+}
+
+} // namespace cli

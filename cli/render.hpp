@@ -1,0 +1,76 @@
+// Human output: aligned tables that fit the terminal, colour only on a terminal, and names from
+// crashed processes made harmless before they reach it.
+#pragma once
+
+#include "cli/catalog.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cli {
+
+enum class Colour { auto_, always, never };
+
+// What we know about standard output.
+struct Term {
+  bool colour = false;
+  size_t width = 0; // 0 = not a terminal: never truncate (pipes get whole lines, like git)
+  // Detects stdout; NO_COLOR and TERM=dumb turn colour off under Colour::auto_.
+  static Term detect(Colour colour);
+  // `text` wrapped in an SGR sequence when colour is on ("1" bold, "31" red …).
+  std::string paint(std::string_view sgr, std::string_view text) const;
+};
+
+// Text safe for a terminal: control characters (C0, DEL, C1, which could move the cursor or
+// rewrite the screen) become \xNN. Host names, paths and comm come from the crashed process.
+std::string printable(std::string_view s);
+
+// "1.5 MiB"; "0 B".
+std::string human_size(uint64_t bytes);
+
+// Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
+std::string local_time(int64_t epoch_seconds);
+
+// One-word core state: "stored", "truncated" (or another reason a core was kept with),
+// "removed" (by retention), or "none:<reason>".
+std::string core_state(const Crash& c);
+
+// Crashes that share a crash.signature (or, without one, an executable and a signal).
+struct Group {
+  std::string signature; // empty for the fallback group (executable + signal)
+  std::string executable_key;
+  int signal = 0;
+  std::string signal_name;
+  size_t count = 0;
+  int64_t first = 0;
+  int64_t last = 0;
+  std::vector<std::string> hosts;       // distinct, sorted
+  std::vector<std::string> executables; // distinct, sorted
+  std::string site;
+  std::string last_id;
+};
+// Groups crashes by crash.signature, or by executable + signal when a record has none; groups
+// are ordered by last crash (newest last), like list.
+std::vector<Group> group_crashes(const std::vector<Crash>& crashes);
+
+// A table: a header and rows of cells; `shrink` columns give up width (from the left, keeping
+// the end of the text, which is the informative part of a path) when the terminal is narrow.
+struct Column {
+  std::string header;
+  bool right = false;    // right-aligned (numbers)
+  size_t min_width = 0;  // when > 0 the column may shrink down to this
+  bool keep_end = false; // shrink by cutting the start (paths) rather than the end
+  std::string_view (*sgr)(std::string_view cell) = nullptr; // colour of a cell, "" for none
+};
+void print_table(const Term& term, const std::vector<Column>& columns,
+                 const std::vector<std::vector<std::string>>& rows);
+
+void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev);
+void print_groups(const Term& term, const std::vector<Group>& groups);
+// Everything in a record, readable; `store_root` makes the core's path absolute.
+void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
+                bool core_file_exists);
+
+} // namespace cli

@@ -1,0 +1,114 @@
+// vacuum: the retention policy (common/retention.hpp) applied now, saying what it removes.
+#include "cli/corectl.hpp"
+#include "common/ledger.hpp"
+#include "common/retention.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace cli {
+
+namespace {
+
+std::string describe(const common::RetentionEntry& e, const Crash& c) {
+  return c.id + "  " + local_time(c.time) + "  " + printable(c.hostname) + "  " +
+         printable(c.executable) + (e.core_bytes > 0 ? "  " + human_size(e.core_bytes) : "");
+}
+
+} // namespace
+
+Exit cmd_vacuum(Context& ctx) {
+  const bool dry = ctx.opts.dry_run;
+  const common::Store& store = *ctx.store;
+  // Fresh from the records: deletions must not be decided on a cached view.
+  Catalog cat = load_catalog(store, Filter{}, Cache::no);
+  if (cat.problems.denied + cat.problems.unreadable > 0) {
+    // Deciding on part of the store would remove the wrong cores: refuse.
+    return report(cat.problems.denied > 0 ? Exit::denied : Exit::failure,
+                  "Cannot read the whole store, not vacuuming: " + cat.problems.first);
+  }
+  auto space = common::fs_space(store.fd());
+  if (!space) {
+    return report(Exit::failure, space.error().message);
+  }
+  const std::string now_text = common::format_time(std::time(nullptr));
+
+  std::vector<common::RetentionEntry> entries;
+  entries.reserve(cat.crashes.size());
+  Exit result = Exit::ok;
+  size_t finished = 0;
+  for (const auto& c : cat.crashes) {
+    common::RetentionEntry e{c.host_dir, c.exe_dir, c.id, c.time, 0};
+    if (c.core_file) {
+      struct stat st {};
+      const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
+      if (::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        e.core_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+      // A record already marked removed beside its core: an earlier vacuum stopped between the
+      // two steps. Finish it whatever the quota says.
+      if (c.core_removed) {
+        std::printf("%s core %s (finishing an interrupted removal)\n",
+                    dry ? "Would remove" : "Removing", describe(e, c).c_str());
+        if (!dry) {
+          if (auto r = common::remove_core(store, e, now_text); !r) {
+            result = report(Exit::failure, r.error().message);
+          }
+        }
+        space->available += e.core_bytes;
+        e.core_bytes = 0;
+        ++finished;
+      }
+    }
+    entries.push_back(std::move(e));
+  }
+
+  const auto plan = common::plan_retention(
+      ctx.config, entries,
+      {space->total, space->available, static_cast<int64_t>(std::time(nullptr))});
+
+  // Records first (through the ledger, so the crash counters never go down), then cores.
+  std::vector<common::RetireItem> retire;
+  for (const auto& step : plan.retire) {
+    const auto& e = entries[step.entry];
+    const auto& c = cat.crashes[step.entry];
+    std::printf("%s record %s: %s\n", dry ? "Would retire" : "Retiring", describe(e, c).c_str(),
+                std::string(common::to_string(step.cause)).c_str());
+    auto full = read_record(store, {c.host_dir, c.exe_dir, c.id});
+    if (!full) {
+      result = report(Exit::failure, full.error().message + ", keeping it");
+      continue;
+    }
+    retire.push_back({e.host, e.exe, e.id, common::series_of(full->record), e.time});
+  }
+  if (!dry && !retire.empty()) {
+    if (auto n = common::retire_records(store, retire); !n) {
+      result = report(Exit::failure, n.error().message);
+    }
+  }
+  for (const auto& step : plan.remove_cores) {
+    const auto& e = entries[step.entry];
+    std::printf("%s core %s: %s\n", dry ? "Would remove" : "Removing",
+                describe(e, cat.crashes[step.entry]).c_str(),
+                std::string(common::to_string(step.cause)).c_str());
+    if (!dry) {
+      if (auto r = common::remove_core(store, e, now_text); !r) {
+        result = report(Exit::failure, r.error().message);
+      }
+    }
+  }
+
+  const uint64_t freed = plan.core_bytes_before - plan.core_bytes_after;
+  std::printf("%s %zu record(s) and %zu core(s), %s. Cores now %s (max_use %s); "
+              "free space %s (keep_free %s).\n",
+              dry ? "Would remove" : "Removed", plan.retire.size(),
+              plan.remove_cores.size() + finished, human_size(freed).c_str(),
+              human_size(plan.core_bytes_after).c_str(), human_size(plan.max_use).c_str(),
+              human_size(space->available + freed).c_str(), human_size(plan.keep_free).c_str());
+  return result;
+}
+
+} // namespace cli
