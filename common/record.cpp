@@ -192,6 +192,7 @@ json to_json(const Record& r) {
       {"handler",
        {{"version", r.handler.version},
         {"duration_ms", r.handler.duration_ms},
+        {"drained_ms", r.handler.drained_ms},
         {"warnings", clean(json(r.handler.warnings))}}},
   };
   if (!r.crash.empty()) {
@@ -255,6 +256,7 @@ Expected<Record> record_from_json(const json& j) {
            get(store, "executable", r.store_exe),
            get(handler, "version", r.handler.version),
            get(handler, "duration_ms", r.handler.duration_ms),
+           get(handler, "drained_ms", r.handler.drained_ms),
            get(handler, "warnings", r.handler.warnings),
        }) {
     if (!result) {

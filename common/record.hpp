@@ -53,6 +53,9 @@ struct CoreInfo {
 struct HandlerInfo {
   std::string version;
   double duration_ms = 0;
+  // Milliseconds from the start to the end of the core stream: how long the crashed process
+  // waited on us (the rest is durability and analysis after its pipe was closed).
+  double drained_ms = 0;
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
 };
 

@@ -210,6 +210,11 @@ unsigned recent_cores(int exe_dir, unsigned interval) {
   return count;
 }
 
+double elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+      .count();
+}
+
 std::string hex(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "%" PRIx64, v);
@@ -302,6 +307,10 @@ void capture_core(Context& ctx) {
     result.error = "no input: stdin is closed";
     result.read_failed = true;
   }
+  // The stream is over: close the pipe now, before fsync and analysis, so that with
+  // core_pipe_limit > 0 the kernel releases the crashed process (and its memory) at once.
+  ctx.input.reset();
+  ctx.record.handler.drained_ms = elapsed_ms(ctx.started);
   ctx.scanner.finish();
   const common::CoreFacts& facts = ctx.scanner.facts();
   core.size = result.received;
@@ -438,9 +447,7 @@ int commit_record(Context& ctx) {
   common::Record& r = ctx.record;
   r.handler.version = PROCESS_CORE_VERSION;
   r.handler.warnings = ctx.warnings;
-  r.handler.duration_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ctx.started)
-          .count();
+  r.handler.duration_ms = elapsed_ms(ctx.started);
   int status = 0;
   std::string where;
   if (ctx.exe_dir) {
