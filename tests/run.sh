@@ -13,7 +13,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 build=${BUILD_DIR:-build-tests}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPC_WERROR=ON -DPC_FUZZ=ON >/dev/null
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPC_WERROR=ON -DPC_FUZZ=ON -DCMAKE_INSTALL_PREFIX=/usr >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 exec ctest --output-on-failure -j"$(nproc)" --timeout 900

@@ -1,0 +1,101 @@
+"""Packaging files that need no root: the dashboard, the sysctl drop-in, maintainer scripts."""
+import json
+import pathlib
+import re
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import pctest
+
+SOURCE = pctest.env_path("PC_SOURCE_DIR")
+PACKAGING = SOURCE / "packaging"
+
+
+def settings(text):
+    return dict(re.findall(r"^([a-z_.]+)\s*=\s*(.+?)\s*$", text, re.M))
+
+
+def test_shipped_sysctl_dropin_matches_corectl_install(tmp_path):
+    """The package's drop-in says what `corectl install` applies on a 6.16+ kernel."""
+    handler = pctest.env_path("PC_HANDLER")  # install checks that the handler exists
+    proc = tmp_path / "proc"
+    (proc / "kernel").mkdir(parents=True)
+    (proc / "fs").mkdir()
+    for name, value in [("kernel/core_pattern", "core"), ("kernel/core_pipe_limit", "0"),
+                        ("fs/suid_dumpable", "0")]:
+        (proc / name).write_text(value + "\n")
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "install", "--kernel-release",
+                        "6.18.0", "--handler", str(handler), "--sysctl-dir",
+                        str(tmp_path / "sysctl.d"), "--state-dir", str(tmp_path / "state"),
+                        "--proc-sys", str(proc)], capture_output=True)
+    assert r.returncode == 0, r.stderr
+    written = settings((tmp_path / "sysctl.d" / "50-process-core.conf").read_text()
+                       .replace(str(handler), "/usr/sbin/process-core"))
+    shipped = settings((PACKAGING / "sysctl" / "50-process-core.conf").read_text())
+    assert shipped == written
+    assert len(shipped["kernel.core_pattern"]) <= 127
+
+
+def test_maintainer_scripts_are_valid_sh():
+    for script in ("postinst", "prerm", "postrm"):
+        path = PACKAGING / "debian" / script
+        assert path.stat().st_mode & 0o111, f"{script} is not executable"
+        r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+# PromQL words that are not metric names.
+PROMQL_WORDS = {
+    "sum", "by", "without", "increase", "rate", "topk", "bottomk", "count", "max", "min", "avg",
+    "label_values", "on", "ignoring", "group_left", "group_right", "and", "or", "unless",
+    "offset", "bool", "time", "vector", "absent", "changes", "delta", "irate", "resets",
+}
+
+
+def dashboard_metrics(dashboard):
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["query"]["query"] for v in dashboard["templating"]["list"]
+              if isinstance(v.get("query"), dict)]
+    names = set()
+    for expr in exprs:
+        # Drop label matchers, strings and [ranges]; what remains are functions and metrics.
+        bare = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', " ", expr)
+        for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare):
+            if word not in PROMQL_WORDS and not word.startswith("$"):
+                names.add(word)
+    # Label names inside by (...) are not metrics either.
+    for expr in exprs:
+        for group in re.findall(r"by \(([^)]*)\)", expr):
+            names -= {g.strip() for g in group.split(",")}
+    return exprs, names
+
+
+def test_dashboard_queries_use_only_metrics_the_exporter_serves(tmp_path):
+    dashboard = json.loads((PACKAGING / "grafana" / "process-core.json").read_text())
+    assert dashboard["panels"], "no panels"
+    exprs, used = dashboard_metrics(dashboard)
+    assert "coredumps_total" in used
+
+    # Serve a store with a crash in it from the real exporter and read which families exist.
+    store = pctest.make_store(tmp_path)
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    subprocess.run([str(pctest.env_path("PC_HANDLER")), "--config", str(conf), "--", "h", "11",
+                    "!usr!bin!x"], input=b"\x7fELF" + b"\0" * 64, check=True)
+    exporter = subprocess.Popen([str(pctest.env_path("PC_EXPORTER")), "--store", str(store),
+                                 "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.time() + 20
+        while port is None and time.time() < deadline:
+            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", exporter.stderr.readline())
+            port = int(m.group(1)) if m else None
+        assert port, "exporter did not start"
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)
+    served = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    assert used <= served, f"dashboard uses metrics the exporter does not serve: {used - served}"
