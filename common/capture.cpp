@@ -7,7 +7,11 @@
 
 #include <fcntl.h>
 
+#include <array>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace common {
@@ -44,6 +48,83 @@ private:
   static constexpr uint64_t k_writeback_window = 8 << 20;
   int m_fd;
   uint64_t m_started = 0;
+};
+
+// Reads the input on a thread of its own into a few buffers, so that copying out of the pipe
+// overlaps scanning, compressing and writing (the zstd CLI's asynchronous I/O does the same).
+// The consumer always drains to the end, so the reader never has to be stopped early.
+class AsyncReader {
+public:
+  struct Chunk {
+    std::span<const std::byte> data; // empty at the end of input
+    std::optional<Error> error;      // the read that ended the input failed
+  };
+
+  explicit AsyncReader(int fd) : m_fd(fd) {
+    for (auto& slot : m_slots) {
+      slot.resize(k_read_size);
+    }
+    m_thread = std::thread([this] { run(); });
+  }
+  AsyncReader(const AsyncReader&) = delete;
+  AsyncReader& operator=(const AsyncReader&) = delete;
+  ~AsyncReader() { m_thread.join(); }
+
+  // The next chunk, in order; valid until the following call.
+  Chunk next() {
+    std::unique_lock lock(m_mutex);
+    if (m_holding) {
+      m_holding = false;
+      ++m_consumed;
+      m_changed.notify_all();
+    }
+    m_changed.wait(lock, [&] { return m_consumed < m_filled || m_done; });
+    if (m_consumed == m_filled) {
+      return Chunk{{}, m_error};
+    }
+    m_holding = true;
+    const size_t i = m_consumed % k_slots;
+    return Chunk{std::span<const std::byte>(m_slots[i].data(), m_sizes[i]), std::nullopt};
+  }
+
+private:
+  static constexpr size_t k_slots = 4;
+
+  void run() {
+    for (;;) {
+      size_t i = 0;
+      {
+        std::unique_lock lock(m_mutex);
+        m_changed.wait(lock, [&] { return m_filled - m_consumed < k_slots; });
+        i = m_filled % k_slots;
+      }
+      auto n = read_some(m_fd, m_slots[i]);
+      std::lock_guard lock(m_mutex);
+      if (!n || *n == 0) {
+        if (!n) {
+          m_error = n.error();
+        }
+        m_done = true;
+        m_changed.notify_all();
+        return;
+      }
+      m_sizes[i] = *n;
+      ++m_filled;
+      m_changed.notify_all();
+    }
+  }
+
+  int m_fd;
+  std::array<std::vector<std::byte>, k_slots> m_slots;
+  std::array<size_t, k_slots> m_sizes{};
+  std::mutex m_mutex;
+  std::condition_variable m_changed;
+  uint64_t m_filled = 0;   // slots handed to the consumer so far
+  uint64_t m_consumed = 0; // slots the consumer has given back
+  bool m_holding = false;  // the consumer holds slot m_consumed
+  bool m_done = false;
+  std::optional<Error> m_error;
+  std::thread m_thread;
 };
 
 } // namespace
@@ -83,20 +164,20 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
   };
 
   WritebackPacer pacer(out_fd);
-  std::vector<std::byte> buf(k_read_size);
+  AsyncReader reader(in_fd);
   for (;;) {
-    auto n = read_some(in_fd, buf);
-    if (!n) {
+    const AsyncReader::Chunk next = reader.next();
+    if (next.error) {
       result.read_failed = true;
-      result.error = "Failed to read the core from stdin: " + n.error().message;
-      result.sys_errno = n.error().sys_errno;
+      result.error = "Failed to read the core from stdin: " + next.error->message;
+      result.sys_errno = next.error->sys_errno;
       break;
     }
-    if (*n == 0) {
+    if (next.data.empty()) {
       break;
     }
-    const std::span<const std::byte> chunk(buf.data(), *n);
-    result.received += *n;
+    const std::span<const std::byte> chunk = next.data;
+    result.received += chunk.size();
     if (observer) {
       observer->observe(chunk);
     }
