@@ -80,12 +80,13 @@ bool apply_short(CoreArgs& out, const std::string& arg) {
 
 struct Interpretation {
   CoreArgs args;
-  std::vector<std::string> positional;
+  size_t first_positional = 0;
 };
 
-// Reads leading options up to "--" or the first argument that is not one of ours.
-Interpretation read_options(const std::vector<std::string>& args) {
-  Interpretation in;
+// Every way of reading leading options: candidate k has consumed the first k options (the last
+// one stops at "--" or at the first argument that is not one of ours). The caller picks one.
+std::vector<Interpretation> read_options(const std::vector<std::string>& args) {
+  std::vector<Interpretation> out{{CoreArgs{}, 0}};
   auto separator_after = [&](size_t pos) {
     for (size_t k = pos + 1; k < args.size(); ++k) {
       if (args[k] == "--") {
@@ -94,12 +95,13 @@ Interpretation read_options(const std::vector<std::string>& args) {
     }
     return false;
   };
+  CoreArgs cur;
   size_t i = 0;
   for (; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--") {
-      ++i;
-      break;
+      out.push_back({cur, i + 1});
+      return out;
     }
     auto long_value = [&](std::string_view name) -> std::optional<std::string> {
       if (a == name && i + 1 < args.size()) {
@@ -111,24 +113,20 @@ Interpretation read_options(const std::vector<std::string>& args) {
       return std::nullopt;
     };
     if (auto v = long_value("--config")) {
-      in.args.config_path = *v;
-    } else if (auto s = long_value("--store")) {
-      in.args.store_path = *s;
-    } else if (a == "--help" || a == "-h") {
-      in.args.help = true;
-    } else if (a == "--version") {
-      in.args.version = true;
-    } else if (!apply_short(in.args, a)) {
+      cur.config_path = *v;
+    } else if (auto st = long_value("--store")) {
+      cur.store_path = *st;
+    } else if (!apply_short(cur, a)) {
       // Before a later "--" anything is meant as an option: an unknown one (or an empty
       // argument, which is what the kernel makes of an unknown %X) is noted and skipped.
       if (!separator_after(i)) {
         break;
       }
-      in.args.warnings.push_back("unknown argument '" + a + "'");
+      cur.warnings.push_back("unknown argument '" + a + "'");
     }
+    out.push_back({cur, i + 1});
   }
-  in.positional.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
-  return in;
+  return out;
 }
 
 void apply_positional(CoreArgs& out, const std::vector<std::string>& pos) {
@@ -161,17 +159,39 @@ void apply_positional(CoreArgs& out, const std::vector<std::string>& pos) {
 } // namespace
 
 CoreArgs parse_core_args(const std::vector<std::string>& args) {
-  Interpretation in = read_options(args);
-  const bool plausible = in.positional.size() >= 2 && is_signal_number(in.positional[1]);
-  if (!plausible && !args.empty() && is_signal_number(args.size() > 1 ? args[1] : "")) {
-    // Minimal form whose hostname looks like an option ("-P5", "--"): all arguments are
-    // positional.
-    CoreArgs minimal;
-    apply_positional(minimal, args);
-    return minimal;
+  // For humans only, and only alone: a hostname "--help" must never end a capture.
+  if (args.size() == 1 && (args[0] == "--help" || args[0] == "-h")) {
+    CoreArgs help;
+    help.help = true;
+    return help;
   }
-  apply_positional(in.args, in.positional);
-  return std::move(in.args);
+  if (args.size() == 1 && args[0] == "--version") {
+    CoreArgs version;
+    version.version = true;
+    return version;
+  }
+  // %h is attacker-controlled and may look like any option ("--config=/x", "-P5", "--"). Take
+  // the reading that consumes the most options and still leaves "HOST SIGNAL EXE...": the
+  // argument after the hostname must be a signal number, and what follows the signal is %E,
+  // which starts with '!' (an encoded absolute path), so a hostname consumed as an option can
+  // never leave a plausible rest behind.
+  const std::vector<Interpretation> candidates = read_options(args);
+  const Interpretation* chosen = nullptr;
+  for (auto it = candidates.rbegin(); it != candidates.rend(); ++it) {
+    const size_t p = it->first_positional;
+    if (p + 1 < args.size() && is_signal_number(args[p + 1])) {
+      chosen = &*it;
+      break;
+    }
+  }
+  if (!chosen) {
+    chosen = &candidates.back(); // nothing fits: report what is wrong with the fullest reading
+  }
+  CoreArgs out = chosen->args;
+  apply_positional(
+      out, std::vector<std::string>(
+               args.begin() + static_cast<std::ptrdiff_t>(chosen->first_positional), args.end()));
+  return out;
 }
 
 } // namespace common

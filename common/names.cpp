@@ -117,6 +117,24 @@ std::string to_valid_utf8(std::string_view s) {
   return out;
 }
 
+std::string printable(std::string_view s) {
+  const std::string valid = to_valid_utf8(s);
+  std::string out;
+  out.reserve(valid.size());
+  static constexpr char k_hex[] = "0123456789abcdef";
+  for (char c : valid) {
+    const auto b = static_cast<unsigned char>(c);
+    if (b < 0x20 || b == 0x7f) {
+      out += "\\x";
+      out += k_hex[b >> 4];
+      out += k_hex[b & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string host_component(std::string_view host) {
   // '!' is no host character: make_component keeps it, so map it here and note the change.
   std::string mapped(host);

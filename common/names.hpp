@@ -16,6 +16,10 @@ bool strip_deleted_suffix(std::string& exe);
 // Returns `s` as valid UTF-8: each byte of an invalid sequence becomes U+FFFD.
 std::string to_valid_utf8(std::string_view s);
 
+// `s` made safe for one log line or terminal cell: valid UTF-8, with control characters (C0,
+// DEL) written as \xNN so a hostname cannot forge a second syslog line or drive a terminal.
+std::string printable(std::string_view s);
+
 // A single, safe path component for a host name: only [A-Za-z0-9._+-], never starting with '.',
 // at most 64 characters before the suffix. When anything had to change, "~" and 12 hex
 // characters of SHA-256 of the raw name are appended, so distinct names never share a directory.

@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,6 +37,12 @@ Expected<void> drop_privileges(UserIds ids) {
   }
   if (ids.uid != 0 && ::setuid(0) == 0) {
     return fail("privileges could be regained after dropping them");
+  }
+  // Changing credentials resets the dumpable flag to fs.suid_dumpable (commit_creds), which
+  // corectl install sets to 2: clear it again so no process of the store user can ptrace us.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return fail("could not make the process non-dumpable after dropping privileges");
   }
   return {};
 }

@@ -14,7 +14,10 @@ namespace common {
 inline constexpr std::string_view k_core_suffix = ".core.zst";
 inline constexpr std::string_view k_record_suffix = ".json";
 inline constexpr unsigned k_dir_mode = 0750;  // the store user and its group (the exporter)
-inline constexpr unsigned k_file_mode = 0640; // never world-readable: cores hold memory
+inline constexpr unsigned k_file_mode = 0640; // records: the store user and its group (exporter)
+// Cores hold process memory (of setuid programs too): the store user only, not its group, which
+// the exporter runs as and which never needs a core. corectl reads them as root.
+inline constexpr unsigned k_core_mode = 0600;
 
 // A new record id: 16 random hex characters (unique; any prefix works like a git hash).
 std::string new_record_id();

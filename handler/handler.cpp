@@ -33,6 +33,8 @@ using common::CoreReason;
 // The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
 // us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
 constexpr int k_pipe_size = 1 << 20;
+// The overflow uid/gid: what we become when the configured user does not exist.
+constexpr uid_t k_nobody = 65534;
 // Below this much room a core is not worth starting (it would be cut to nothing useful).
 constexpr uint64_t k_min_room = 1 << 20;
 // zstd's frame epilogue and the record must still fit after the compressed data stops.
@@ -163,8 +165,11 @@ void open_store_and_drop(Context& ctx) {
     if (ids) {
       user = *ids;
     } else {
-      // Losing the crash would be worse than storing it as root.
-      ctx.warnings.push_back(ids.error().message + ": continuing as root");
+      // Fail closed: never parse hostile data as root, and never create store directories
+      // that the real store user could not write later. nobody will most likely not be able
+      // to write the store either; then the whole record goes to syslog.
+      ctx.warnings.push_back(ids.error().message + ": continuing as nobody");
+      user = common::UserIds{k_nobody, k_nobody};
     }
   }
   if (ctx.running_as_root) {
@@ -285,7 +290,7 @@ void capture_core(Context& ctx) {
   std::optional<common::AtomicFile> file;
   const std::string core_name = ctx.record.id + std::string(common::k_core_suffix);
   if (budget.store) {
-    auto f = common::AtomicFile::create(ctx.exe_dir.get(), core_name, common::k_file_mode);
+    auto f = common::AtomicFile::create(ctx.exe_dir.get(), core_name, common::k_core_mode);
     if (!f) {
       budget.store = false;
       budget.reason = f.error().sys_errno == ENOSPC ? CoreReason::disk_full : CoreReason::error;
@@ -466,7 +471,7 @@ int commit_record(Context& ctx) {
     where = "record NOT written (" + ctx.store_error + ")";
   }
   for (const auto& w : ctx.warnings) {
-    spdlog::warn("{}: {}", r.id, w);
+    spdlog::warn("{}: {}", r.id, common::printable(w));
   }
   const std::string pid = r.pid ? std::to_string(*r.pid) : "?";
   std::string site;
@@ -485,11 +490,11 @@ int commit_record(Context& ctx) {
                   common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
                   r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), where);
   if (status == 0) {
-    spdlog::info("{}", line);
+    spdlog::info("{}", common::printable(line));
   } else {
     // The record could not be stored: the log is all that is left of this crash, so it gets
     // the whole record.
-    spdlog::error("{}: {}", line,
+    spdlog::error("{}: {}", common::printable(line),
                   to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   return status;

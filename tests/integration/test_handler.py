@@ -41,6 +41,8 @@ def test_real_core_is_stored_byte_identical(run_handler, real_core, store):
     assert core["stored_size"] == core_path.stat().st_size < len(data)
     assert pctest.zstd_decompress(core_path) == data
     assert r["_path"] == str(pathlib.Path(store) / "web01" / "usr!bin!crasher" / f"{r['id']}.json")
+    # Cores hold process memory: the store user only. Records: also its group (the exporter).
+    assert core_path.stat().st_mode & 0o077 == 0, "core readable beyond the store user"
     for p in (core_path, pathlib.Path(r["_path"])):
         mode = p.stat().st_mode
         assert mode & (stat.S_IRWXO) == 0, f"{p} is readable by others"
@@ -264,3 +266,34 @@ def test_handler_never_leaves_temporary_files_when_killed(handler, tmp_path, sto
     proc.kill()
     proc.wait()
     assert [p for p in pathlib.Path(store).rglob("*") if p.is_file()] == []
+
+
+def test_hostname_cannot_forge_log_lines(run_handler, real_core):
+    data, pid = real_core
+    forged = "h\nJan  1 00:00:00 host sshd[1]: Accepted password for root"
+    with pctest.machine_lock(), pctest.SyslogCapture() as log:
+        if not log.active:
+            pytest.skip("needs root and no syslog daemon on /dev/log to capture lines")
+        _, recs = run_handler([*recommended(pid)[:-3], forged, "11", "!usr!bin!crasher"],
+                              stdin=data[:65536])
+        r = only(recs)
+        lines = log.wait_for(lambda l: r["id"] in l and "crashed with" in l)
+        assert len(lines) == 1 and "\n" not in lines[0].rstrip("\n")
+        assert "host h\\x0aJan  1" in lines[0]
+        assert not any(l.startswith("Jan  1 00:00:00 host sshd") for l in log.lines)
+
+
+def test_missing_store_user_fails_closed(handler, tmp_path, real_core):
+    """A configured user that does not exist never leaves the handler running as root."""
+    if not pctest.is_root():
+        pytest.skip("privilege dropping needs root")
+    data, pid = real_core
+    store = pctest.make_store(tmp_path)  # owned by nobody
+    conf = pctest.write_config(tmp_path / "pc.conf", store, user="no-such-user-pc")
+    proc = subprocess.run([str(handler), "--config", str(conf), *recommended(pid)], input=data,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0
+    r = only(pctest.records(store))
+    assert any("continuing as nobody" in w for w in r["handler"]["warnings"])
+    for p in pathlib.Path(store).rglob("*"):
+        assert p.stat().st_uid == 65534, f"{p} was created as uid {p.stat().st_uid}"

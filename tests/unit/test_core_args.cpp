@@ -59,6 +59,32 @@ TEST_CASE("hostnames that look like options stay hostnames", "[core_args]") {
     CHECK(a.hostname == "--");
     CHECK(a.exe_raw == "!bin!x");
   }
+  SECTION("options without --, hostname --config=...") {
+    // A container's hostname must never choose the handler's configuration.
+    const auto a = parse_core_args({"-P7", "--config=/tmp/evil.conf", "11", "!usr!bin!app"});
+    CHECK(a.pid == 7);
+    CHECK_FALSE(a.config_path);
+    CHECK(a.hostname == "--config=/tmp/evil.conf");
+    CHECK(a.exe_raw == "!usr!bin!app");
+    const auto b = parse_core_args({"--config=/etc/real.conf", "--store=/x", "11", "!bin!x"});
+    CHECK(b.config_path == "/etc/real.conf");
+    CHECK_FALSE(b.store_path);
+    CHECK(b.hostname == "--store=/x");
+    const auto c = parse_core_args({"--config", "/etc/real.conf", "--config", "11", "!bin!x"});
+    CHECK(c.config_path == "/etc/real.conf");
+    CHECK(c.hostname == "--config");
+  }
+  SECTION("hostname --help or --version never ends a capture") {
+    for (const char* host : {"--help", "-h", "--version"}) {
+      const auto a = parse_core_args({"-P7", host, "11", "!bin!x"});
+      CHECK_FALSE(a.help);
+      CHECK_FALSE(a.version);
+      CHECK(a.hostname == host);
+      const auto m = parse_core_args({host, "6", "!bin!x"});
+      CHECK_FALSE(m.help);
+      CHECK(m.hostname == host);
+    }
+  }
   SECTION("recommended form, hostname --store") {
     const auto a = parse_core_args({"-P7", "--", "--store", "11", "!bin!x"});
     CHECK(a.hostname == "--store");
