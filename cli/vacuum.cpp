@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <ctime>
@@ -101,6 +102,10 @@ Exit cmd_vacuum(Context& ctx) {
     }
   }
 
+  if (!dry && (!retire.empty() || !plan.remove_cores.empty())) {
+    // The handler's usage estimate now overstates the store: have the next crash measure it.
+    ::unlinkat(store.fd(), common::k_usage_name, 0);
+  }
   const uint64_t freed = plan.core_bytes_before - plan.core_bytes_after;
   std::printf("%s %zu record(s) and %zu core(s), %s. Cores now %s (max_use %s); "
               "free space %s (keep_free %s).\n",

@@ -5,12 +5,15 @@
 #include "common/names.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <ctime>
 #include <vector>
 
 namespace common {
@@ -133,6 +136,75 @@ uint64_t Store::disk_usage() const {
     });
   });
   return total;
+}
+
+namespace {
+
+// The usage file: "<bytes> <epoch seconds of the last full walk>\n", locked while read and
+// updated. Missing, malformed or foreign (not a regular file) means "walk now".
+struct UsageFile {
+  UniqueFd fd;
+  uint64_t bytes = 0;
+  int64_t walked = 0;
+  bool valid = false;
+};
+
+UsageFile open_usage(int store_fd) {
+  UsageFile u;
+  const int fd = ::openat(store_fd, k_usage_name,
+                          O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, k_file_mode);
+  if (fd < 0) {
+    return u;
+  }
+  u.fd.reset(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || ::flock(fd, LOCK_EX) != 0) {
+    u.fd.reset();
+    return u;
+  }
+  char buf[64] = {};
+  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  unsigned long long bytes = 0;
+  long long walked = 0;
+  if (n > 0 && std::sscanf(buf, "%llu %lld", &bytes, &walked) == 2) {
+    u.bytes = bytes;
+    u.walked = walked;
+    u.valid = true;
+  }
+  return u;
+}
+
+void store_usage(const UsageFile& u, uint64_t bytes, int64_t walked) {
+  char buf[64];
+  const int n =
+      std::snprintf(buf, sizeof buf, "%llu %lld\n", static_cast<unsigned long long>(bytes),
+                    static_cast<long long>(walked));
+  if (n > 0 && ::ftruncate(u.fd.get(), 0) == 0) {
+    (void)!::pwrite(u.fd.get(), buf, static_cast<size_t>(n), 0);
+  }
+}
+
+} // namespace
+
+uint64_t Store::usage_estimate(unsigned max_age) const {
+  UsageFile u = open_usage(m_fd.get());
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  if (u.valid && now - u.walked < static_cast<int64_t>(max_age) && now >= u.walked) {
+    return u.bytes;
+  }
+  // Others wait on the lock meanwhile and then find a fresh value instead of walking too.
+  const uint64_t bytes = disk_usage();
+  if (u.fd) {
+    store_usage(u, bytes, now);
+  }
+  return bytes;
+}
+
+void Store::add_usage(uint64_t bytes) const {
+  UsageFile u = open_usage(m_fd.get());
+  if (u.fd && u.valid) {
+    store_usage(u, u.bytes + bytes, u.walked);
+  }
 }
 
 std::string core_relpath(const std::string& host, const std::string& exe, const std::string& id) {

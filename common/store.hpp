@@ -13,6 +13,7 @@ namespace common {
 
 inline constexpr std::string_view k_core_suffix = ".core.zst";
 inline constexpr std::string_view k_record_suffix = ".json";
+inline constexpr const char* k_usage_name = ".usage";
 inline constexpr unsigned k_dir_mode = 0750;  // the store user and its group (the exporter)
 inline constexpr unsigned k_file_mode = 0640; // records: the store user and its group (exporter)
 // Cores hold process memory (of setuid programs too): the store user only, not its group, which
@@ -49,8 +50,15 @@ public:
   // names are skipped; returns the number of entries that could not be read (unreadable dirs).
   size_t for_each_record(const std::function<void(const StoreEntry&)>& fn) const;
 
-  // Bytes used by the files of the store (allocated blocks).
+  // Bytes used by the files of the store (allocated blocks): walks the whole store.
   uint64_t disk_usage() const;
+
+  // disk_usage() as of at most `max_age` seconds ago, from <store>/.usage (kept under flock),
+  // walking the store only when that is older. Each crash would otherwise stat every file of a
+  // large store while the crashed process waits.
+  uint64_t usage_estimate(unsigned max_age) const;
+  // Adds `bytes` just written to the estimate.
+  void add_usage(uint64_t bytes) const;
 
 private:
   Store(std::string root, UniqueFd fd) : m_root(std::move(root)), m_fd(std::move(fd)) {}

@@ -33,6 +33,8 @@ using common::CoreReason;
 // The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
 // us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
 constexpr int k_pipe_size = 1 << 20;
+// How stale the store's usage estimate may be before a crash walks the store again.
+constexpr unsigned k_usage_max_age = 300;
 // The overflow uid/gid: what we become when the configured user does not exist.
 constexpr uid_t k_nobody = 65534;
 // Below this much room a core is not worth starting (it would be cut to nothing useful).
@@ -276,7 +278,7 @@ void capture_core(Context& ctx) {
       in.fs_available = space->available;
       in.fs_total = space->total;
     }
-    in.store_usage = ctx.store->disk_usage();
+    in.store_usage = ctx.store->usage_estimate(k_usage_max_age);
     if (ctx.config.rate_limit_burst > 0) {
       in.recent_cores = recent_cores(ctx.exe_dir.get(), ctx.config.rate_limit_interval);
     }
@@ -348,6 +350,7 @@ void capture_core(Context& ctx) {
     core.error = r.error().message + ", continuing without core";
     return;
   }
+  ctx.store->add_usage(result.stored_size);
   core.present = true;
   core.path = common::core_relpath(ctx.record.store_host, ctx.record.store_exe, ctx.record.id);
   core.stored_size = result.stored_size;

@@ -44,4 +44,6 @@ def run_handler(handler, tmp_path, store):
 
 
 def all_files(root):
-    return sorted(str(p.relative_to(root)) for p in pathlib.Path(root).rglob("*"))
+    """Everything in a store but its usage estimate (.usage), which every capture keeps."""
+    return sorted(str(p.relative_to(root)) for p in pathlib.Path(root).rglob("*")
+                  if p.name != ".usage")
