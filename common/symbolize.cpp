@@ -7,6 +7,7 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,11 +27,26 @@ constexpr size_t k_max_name = 4096;          // symbol name bytes
 constexpr size_t k_max_demangle = 1024;      // longer names are printed mangled
 constexpr size_t k_max_checked_files = 4096;
 
+// File systems whose reads may block indefinitely (a hung server, a malicious FUSE daemon).
+bool is_remote(const struct statfs& fs) {
+  constexpr long k_fuse = 0x65735546, k_nfs = 0x6969, k_cifs = 0xff534d42, k_smb2 = 0xfe534d42,
+                 k_9p = 0x01021997, k_ceph = 0x00c36400, k_afs = 0x5346414f;
+  for (long magic : {k_fuse, k_nfs, k_cifs, k_smb2, k_9p, k_ceph, k_afs}) {
+    if (static_cast<long>(fs.f_type) == magic) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // A read-only ELF64 little-endian file, read with bounded preads.
 class ElfFile {
 public:
   bool open(const std::string& path, int root_fd) {
-    constexpr int k_flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW;
+    // O_PATH first: a path from the core may name a device, a FIFO or a file on a network or
+    // FUSE file system, and merely opening those can have side effects or block forever. Only
+    // a regular file on a local file system is then opened for reading.
+    constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
     if (root_fd >= 0) {
       open_how how{};
       how.flags = k_flags;
@@ -42,7 +58,15 @@ public:
     }
     m_errno = m_fd ? 0 : errno;
     struct stat st {};
-    if (!m_fd || fstat(m_fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    struct statfs fs {};
+    if (!m_fd || fstat(m_fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        fstatfs(m_fd.get(), &fs) != 0 || is_remote(fs)) {
+      return false;
+    }
+    const std::string proc = "/proc/self/fd/" + std::to_string(m_fd.get());
+    m_fd.reset(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    if (!m_fd) {
+      m_errno = errno;
       return false;
     }
     m_size = static_cast<uint64_t>(st.st_size);

@@ -428,7 +428,16 @@ void analyze_crash(Context& ctx) {
   if (ctx.proc.start_time) {
     started = std::chrono::system_clock::from_time_t(static_cast<time_t>(*ctx.proc.start_time));
   }
-  const auto findings = common::check_mapped_files(facts.files, facts.build_ids, started, root);
+  // NT_FILE paths are the crasher's: looked up anywhere but in its own root (a container's
+  // image) they name unrelated files, and "missing" or "replaced" would be false alarms. Symbols
+  // are still looked up, since a build-id mismatch rejects a wrong file.
+  std::vector<common::MappingFinding> findings;
+  if (root >= 0) {
+    findings = common::check_mapped_files(facts.files, facts.build_ids, started, root);
+  } else if (!facts.files.empty()) {
+    ctx.warnings.push_back("mapped files not checked: the crashed process's root could not be "
+                           "verified (no -P%P -F%F, or it exited too early)");
+  }
   r.crash = common::crash_to_json(facts, symbol);
   r.mappings = common::mappings_to_json(facts, findings);
   resolve_frame_symbols(r.crash["frames"], facts, root);

@@ -199,3 +199,27 @@ def test_burst_of_50_simultaneous_crashes(kernel):
     assert set(found) == pids, f"missing records for {sorted(pids - set(found))}"
     assert all(r["core"]["present"] for r in found.values())
     assert len({r["id"] for r in found.values()}) == 50
+
+
+@pytest.mark.parametrize("change", ["deleted", "modified_after_start"])
+def test_executable_changed_under_the_process_is_reported(kernel, change):
+    """A binary unlinked, or rewritten, while its process runs: the record says so."""
+    store, _, work = kernel
+    target = work / f"victim-{change}"
+    shutil.copy2(pctest.env_path("PC_CRASHER"), target)
+    proc = subprocess.Popen([str(target), "segv-after", "2"], preexec_fn=allow_cores,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    if change == "deleted":
+        target.unlink()
+    else:
+        os.utime(target)  # as an in-place rewrite would: mtime after the process started
+    proc.wait(timeout=60)
+    r = record_for(store, proc.pid)
+    mapping = [m for m in r["mappings"] if m["path"].startswith(str(target))]
+    assert mapping, r["mappings"]
+    kinds = [f["kind"] if isinstance(f, dict) else f for f in mapping[0]["findings"]]
+    assert change in kinds, mapping
+    if change == "deleted":
+        assert r["executable_deleted"] and r["executable"] == str(target)
+    assert any(change in w for w in r["handler"]["warnings"])
