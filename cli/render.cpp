@@ -161,19 +161,6 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-std::string human_size(uint64_t bytes) {
-  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(k_units)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
-  return buf;
-}
-
 std::string local_time(int64_t epoch_seconds) {
   if (epoch_seconds == 0) {
     return "-";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "cli/catalog.hpp"
+#include "common/config.hpp"
 
 #include <cstdint>
 #include <string>
@@ -27,8 +28,7 @@ struct Term {
 // rewrite the screen) become \xNN. Host names, paths and comm come from the crashed process.
 std::string printable(std::string_view s);
 
-// "1.5 MiB"; "0 B".
-std::string human_size(uint64_t bytes);
+using common::human_size; // "1.5 MiB"; "0 B" (common/config.hpp)
 
 // Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
 std::string local_time(int64_t epoch_seconds);

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <iterator>
 #include <optional>
 
 namespace common {
@@ -105,12 +107,24 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
   uint64_t mult = 1;
   if (!s.empty()) {
     switch (s.back()) {
-    case 's': mult = 1; break;
-    case 'm': mult = 60; break;
-    case 'h': mult = 3600; break;
-    case 'd': mult = 86400; break;
-    case 'w': mult = 7 * 86400; break;
-    default: mult = 0; break;
+    case 's':
+      mult = 1;
+      break;
+    case 'm':
+      mult = 60;
+      break;
+    case 'h':
+      mult = 3600;
+      break;
+    case 'd':
+      mult = 86400;
+      break;
+    case 'w':
+      mult = 7 * 86400;
+      break;
+    default:
+      mult = 0;
+      break;
     }
     if (mult != 0) {
       s.remove_suffix(1);
@@ -123,6 +137,19 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
     return std::nullopt;
   }
   return *v * mult;
+}
+
+std::string human_size(uint64_t bytes) {
+  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(k_units)) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
+  return buf;
 }
 
 ConfigResult parse_config(std::string_view text) {

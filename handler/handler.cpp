@@ -253,19 +253,6 @@ void resolve_frame_symbols(nlohmann::json& frames, const common::CoreFacts& fact
   }
 }
 
-std::string human_size(uint64_t bytes) {
-  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(k_units)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
-  return buf;
-}
-
 // 5. Stream the core: stdin → scanner and zstd → temp file → commit.
 void capture_core(Context& ctx) {
   common::CoreInfo& core = ctx.record.core;
@@ -451,7 +438,8 @@ void analyze_crash(Context& ctx) {
 std::string outcome_text(const common::CoreInfo& core) {
   std::string text = std::string(common::to_string(core.reason));
   if (core.present) {
-    text += " (" + human_size(core.size) + " → " + human_size(core.stored_size) + ")";
+    text +=
+        " (" + common::human_size(core.size) + " → " + common::human_size(core.stored_size) + ")";
   }
   if (!core.error.empty()) {
     text += ": " + core.error;
@@ -551,13 +539,14 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
   const uint64_t quota_room = max_use > in.store_usage ? max_use - in.store_usage : 0;
   if (free_room < k_min_room) {
     b.reason = CoreReason::disk_full;
-    b.detail = "free space " + human_size(in.fs_available) + " is at or below keep_free " +
-               human_size(keep_free);
+    b.detail = "free space " + common::human_size(in.fs_available) + " is at or below keep_free " +
+               common::human_size(keep_free);
     return b;
   }
   if (quota_room < k_min_room) {
     b.reason = CoreReason::quota;
-    b.detail = "store uses " + human_size(in.store_usage) + " of max_use " + human_size(max_use);
+    b.detail = "store uses " + common::human_size(in.store_usage) + " of max_use " +
+               common::human_size(max_use);
     return b;
   }
   b.store = true;
@@ -565,11 +554,11 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
   if (free_room <= quota_room) {
     b.max_stored = free_room - k_room_margin;
     b.limit_reason = CoreReason::disk_full;
-    b.detail = "cut to keep " + human_size(keep_free) + " free (keep_free)";
+    b.detail = "cut to keep " + common::human_size(keep_free) + " free (keep_free)";
   } else {
     b.max_stored = quota_room - k_room_margin;
     b.limit_reason = CoreReason::quota;
-    b.detail = "cut at the store quota max_use " + human_size(max_use);
+    b.detail = "cut at the store quota max_use " + common::human_size(max_use);
   }
   return b;
 }
