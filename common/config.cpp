@@ -1,6 +1,7 @@
 #include "common/config.hpp"
 
 #include "common/io.hpp"
+#include "common/parse.hpp"
 
 #include <fcntl.h>
 
@@ -23,16 +24,6 @@ std::string_view trim(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
-}
-
-template <typename T>
-std::optional<T> parse_int(std::string_view s) {
-  T v{};
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
 }
 
 std::optional<DiskAmount> parse_disk_amount(std::string_view s) {
@@ -132,7 +123,7 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
       mult = 1;
     }
   }
-  const auto v = parse_int<uint64_t>(s);
+  const auto v = parse_number<uint64_t>(s);
   if (!v || *v > UINT64_MAX / mult) {
     return std::nullopt;
   }
@@ -178,7 +169,7 @@ ConfigResult parse_config(std::string_view text) {
     const std::string value(trim(line.substr(eq + 1)));
     bool ok = true;
     auto set_uint = [&](unsigned& field, unsigned max) {
-      auto v = parse_int<unsigned>(value);
+      auto v = parse_number<unsigned>(value);
       ok = v && *v <= max;
       if (ok) {
         field = *v;
@@ -192,13 +183,13 @@ ConfigResult parse_config(std::string_view text) {
     } else if (key == "user") {
       c.user = value;
     } else if (key == "compression_level") {
-      auto v = parse_int<int>(value);
+      auto v = parse_number<int>(value);
       ok = v && *v >= 1 && *v <= 19;
       if (ok) {
         c.compression_level = *v;
       }
     } else if (key == "compression_threads") {
-      auto v = parse_int<int>(value);
+      auto v = parse_number<int>(value);
       ok = v && *v >= 0 && *v <= 16;
       if (ok) {
         c.compression_threads = *v;
@@ -222,7 +213,7 @@ ConfigResult parse_config(std::string_view text) {
     } else if (key == "max_executables_per_host") {
       set_uint(c.max_executables_per_host, 1000000);
     } else if (key == "max_records") {
-      auto v = parse_int<uint64_t>(value);
+      auto v = parse_number<uint64_t>(value);
       ok = v.has_value();
       if (ok) {
         c.max_records = *v;

@@ -1,21 +1,13 @@
 #include "common/core_args.hpp"
 
+#include "common/parse.hpp"
+
 #include <charconv>
 #include <limits>
 
 namespace common {
 
 namespace {
-
-template <typename T>
-std::optional<T> parse_number(std::string_view s) {
-  T v{};
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
 
 bool is_signal_number(const std::string& s) {
   const auto v = parse_number<int>(s);

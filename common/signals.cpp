@@ -1,5 +1,7 @@
 #include "common/signals.hpp"
 
+#include "common/parse.hpp"
+
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -22,15 +24,6 @@ constexpr std::array<std::pair<int, std::string_view>, 31> k_names = {{
 constexpr int k_rtmin = 34; // the kernel's SIGRTMIN; glibc reserves two above it
 constexpr int k_rtmax = 64;
 
-std::optional<int> parse_int(std::string_view s) {
-  int v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
-
 } // namespace
 
 std::string signal_name(int signo) {
@@ -49,7 +42,7 @@ std::string signal_name(int signo) {
 }
 
 std::optional<int> parse_signal(std::string_view text) {
-  if (auto n = parse_int(text)) {
+  if (auto n = parse_number<int>(text)) {
     return *n > 0 && *n <= k_rtmax ? n : std::nullopt;
   }
   std::string upper;
@@ -72,12 +65,13 @@ std::optional<int> parse_signal(std::string_view text) {
     return k_rtmin;
   }
   if (name.starts_with("RTMIN+")) {
-    if (auto off = parse_int(name.substr(6)); off && *off > 0 && k_rtmin + *off <= k_rtmax) {
+    if (auto off = parse_number<int>(name.substr(6));
+        off && *off > 0 && k_rtmin + *off <= k_rtmax) {
       return k_rtmin + *off;
     }
   }
   // "SIG40", the form signal_name() gives unnamed numbers.
-  if (auto n = parse_int(name); n && *n > 0 && *n <= k_rtmax) {
+  if (auto n = parse_number<int>(name); n && *n > 0 && *n <= k_rtmax) {
     return n;
   }
   return std::nullopt;
