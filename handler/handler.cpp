@@ -203,16 +203,28 @@ void open_store_and_drop(Context& ctx) {
 }
 
 // Cores of this executable younger than `interval` seconds (for the rate limit).
-unsigned recent_cores(int exe_dir, unsigned interval) {
+// Cores of this executable younger than `interval` seconds, under every host directory: %h is
+// the crasher's to choose (a container can change it at will, and every new pod has a new one),
+// so a limit keyed on it alone would not hold a crash loop back.
+unsigned recent_cores(int store_fd, const std::string& exe, unsigned interval) {
   const time_t cutoff = ::time(nullptr) - static_cast<time_t>(interval);
   unsigned count = 0;
-  common::list_dir(exe_dir, [&](std::string_view name) {
-    struct stat st {};
-    if (name.ends_with(common::k_core_suffix) &&
-        ::fstatat(exe_dir, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        st.st_mtime >= cutoff) {
-      ++count;
+  common::list_dir(store_fd, [&](std::string_view host) {
+    const std::string path = std::string(host) + "/" + exe;
+    const int fd =
+        ::openat(store_fd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      return;
     }
+    const common::UniqueFd dir(fd);
+    common::list_dir(dir.get(), [&](std::string_view name) {
+      struct stat st {};
+      if (name.ends_with(common::k_core_suffix) &&
+          ::fstatat(dir.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          st.st_mtime >= cutoff) {
+        ++count;
+      }
+    });
   });
   return count;
 }
@@ -267,7 +279,8 @@ void capture_core(Context& ctx) {
     }
     in.store_usage = ctx.store->usage_estimate(k_usage_max_age);
     if (ctx.config.rate_limit_burst > 0) {
-      in.recent_cores = recent_cores(ctx.exe_dir.get(), ctx.config.rate_limit_interval);
+      in.recent_cores =
+          recent_cores(ctx.store->fd(), ctx.record.store_exe, ctx.config.rate_limit_interval);
     }
     budget = decide_policy(ctx.config, in);
   } else {

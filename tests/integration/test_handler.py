@@ -137,6 +137,9 @@ def test_rate_limit_per_executable(run_handler, real_core):
         _, recs = run_handler(recommended(pid), stdin=data, rate_limit_burst=2)
     reasons = sorted(r["core"]["reason"] for r in recs)
     assert reasons == ["rate_limited", "stored", "stored"]
+    # A crasher that changes its hostname (a container can) is still the same executable.
+    _, recs = run_handler(recommended(pid, host="elsewhere"), stdin=data, rate_limit_burst=2)
+    assert [r["core"]["reason"] for r in recs if r["hostname"] == "elsewhere"] == ["rate_limited"]
     # Another executable is not affected.
     _, recs = run_handler(recommended(pid, exe="!usr!bin!other"), stdin=data, rate_limit_burst=2)
     assert [r["core"]["reason"] for r in recs if r["executable"] == "/usr/bin/other"] == ["stored"]
