@@ -223,3 +223,18 @@ def test_executable_changed_under_the_process_is_reported(kernel, change):
     if change == "deleted":
         assert r["executable_deleted"] and r["executable"] == str(target)
     assert any(change in w for w in r["handler"]["warnings"])
+
+
+def test_minimal_pattern_through_the_kernel(kernel):
+    """|process-core %h %s %E: no pid, uid or pidfd from the kernel; the core's notes fill in."""
+    store, _, work = kernel
+    # Already under the machine lock (the module fixture); restores the recommended pattern.
+    with pctest.core_pattern(f"|{work}/h --config={work}/c %h %s %E"):
+        pid, _ = run_crasher("abort")
+        r = record_for(store, pid)
+    assert r["signal_name"] == "ABRT" and r["hostname"] == os.uname().nodename
+    assert r["executable"] == str(pctest.env_path("PC_CRASHER"))
+    assert r["uid"] == os.getuid() and r["dump_mode"] is None
+    assert r["comm"] == "pc_crasher" and "abort" in r["cmdline"]
+    assert r["core"]["present"] and r["core"]["access"] == "root"
+    assert r["crash"]["si_code_name"] == "SI_TKILL"
