@@ -108,23 +108,60 @@ std::vector<std::string> split_words(std::string_view s) {
   return out;
 }
 
-// The temporary core of `debug`, removed when corectl ends, also by SIGTERM or SIGHUP.
-char g_tmp_core[4096];
-char g_tmp_dir[4096];
+// The temporary core of `debug`, removed when corectl ends, also by a signal. Descriptors and a
+// fixed name rather than paths: nothing from the record reaches a path we unlink, and the
+// handler only makes async-signal-safe calls. g_core_made is set only once we created the core,
+// so a failed open never removes a file that was there before.
+constexpr const char* k_tmp_core = "core";
+volatile sig_atomic_t g_tmp_parent = -1; // the directory holding ours
+volatile sig_atomic_t g_tmp_dir = -1;    // ours, made by mkdtemp (0700)
+volatile sig_atomic_t g_core_made = 0;
+char g_tmp_name[32]; // "corectl-XXXXXX"
 
 void remove_tmp() {
-  if (g_tmp_core[0] != '\0') {
-    ::unlink(g_tmp_core);
+  if (g_core_made != 0 && g_tmp_dir >= 0) {
+    ::unlinkat(g_tmp_dir, k_tmp_core, 0);
   }
-  if (g_tmp_dir[0] != '\0') {
-    ::rmdir(g_tmp_dir);
+  if (g_tmp_parent >= 0 && g_tmp_name[0] != '\0') {
+    ::unlinkat(g_tmp_parent, g_tmp_name, AT_REMOVEDIR);
   }
 }
 
 extern "C" void on_fatal_signal(int signo) {
-  remove_tmp(); // unlink and rmdir are async-signal-safe
+  remove_tmp(); // unlinkat is async-signal-safe
   ::signal(signo, SIG_DFL);
   ::raise(signo);
+}
+
+constexpr int k_fatal_signals[] = {SIGTERM, SIGHUP, SIGINT, SIGQUIT};
+
+// Where the private directory goes: $TMPDIR, unless another user could have prepared it for us
+// (corectl often runs as root via sudo, which may keep the caller's TMPDIR): it must be a
+// directory of ours or root's, and writable by others only with the sticky bit. Else /var/tmp,
+// as cores can be far larger than a tmpfs /tmp.
+std::string temp_base() {
+  const char* base = std::getenv("TMPDIR");
+  struct stat st {};
+  if (base == nullptr || *base != '/' || ::stat(base, &st) != 0 || !S_ISDIR(st.st_mode) ||
+      (st.st_uid != ::getuid() && st.st_uid != 0) ||
+      ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)) {
+    return "/var/tmp";
+  }
+  return base;
+}
+
+// The record of `prefix`, checked to be the one its file name says: the id is used in messages
+// and must not be able to pose as another record (or as a path).
+std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx,
+                                                                 const std::string& prefix) {
+  auto found = find_record(ctx, prefix);
+  if (found &&
+      (found->second.record.id != found->first.id || !common::is_record_id(found->first.id))) {
+    return std::unexpected(report(
+        Exit::failure, "The record " + common::quoted(found->first.id) + " names another id (" +
+                           common::quoted(found->second.record.id) + "), not using it"));
+  }
+  return found;
 }
 
 } // namespace
@@ -133,7 +170,7 @@ Exit cmd_dump(Context& ctx) {
   if (ctx.opts.args.size() != 1) {
     return report(Exit::usage, "dump needs exactly one record id");
   }
-  auto found = find_record(ctx, ctx.opts.args.front());
+  auto found = find_checked(ctx, ctx.opts.args.front());
   if (!found) {
     return found.error();
   }
@@ -177,7 +214,7 @@ Exit cmd_debug(Context& ctx) {
   if (ctx.opts.args.size() != 1) {
     return report(Exit::usage, "debug needs exactly one record id");
   }
-  auto found = find_record(ctx, ctx.opts.args.front());
+  auto found = find_checked(ctx, ctx.opts.args.front());
   if (!found) {
     return found.error();
   }
@@ -191,36 +228,60 @@ Exit cmd_debug(Context& ctx) {
   if (!in) {
     return in.error();
   }
+  // The executable goes on the debugger's command line as root: a record saying
+  // "--eval-command=shell …" would be an option. The handler always records an absolute path.
+  if (!r.executable.starts_with('/')) {
+    return report(Exit::failure, "The record " + r.id + " names the executable " +
+                                     common::quoted(r.executable) +
+                                     ", not an absolute path; not passing it to the debugger");
+  }
   if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
                  common::quoted(r.executable).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");
   }
 
-  // A private directory (0700) in TMPDIR or /var/tmp: cores can be far larger than a tmpfs /tmp.
-  const char* base = std::getenv("TMPDIR");
-  std::string dir =
-      std::string(base != nullptr && *base != '\0' ? base : "/var/tmp") + "/corectl-XXXXXX";
+  const std::string base = temp_base();
+  auto parent = common::open_at(AT_FDCWD, base, O_RDONLY | O_DIRECTORY);
+  if (!parent) {
+    return report(Exit::failure, parent.error().message);
+  }
+  std::string dir = base + "/corectl-XXXXXX";
   if (::mkdtemp(dir.data()) == nullptr) {
     return report(Exit::failure, "Failed to create a temporary directory " + common::quoted(dir) +
                                      ": " + std::strerror(errno));
   }
-  const std::string core = dir + "/" + r.id + ".core";
-  std::snprintf(g_tmp_dir, sizeof g_tmp_dir, "%s", dir.c_str());
-  std::snprintf(g_tmp_core, sizeof g_tmp_core, "%s", core.c_str());
-  ::signal(SIGTERM, on_fatal_signal);
-  ::signal(SIGHUP, on_fatal_signal);
+  std::snprintf(g_tmp_name, sizeof g_tmp_name, "%s", dir.c_str() + base.size() + 1);
+  g_tmp_parent = parent->get();
+  for (int sig : k_fatal_signals) {
+    ::signal(sig, on_fatal_signal);
+  }
+  const std::string core = dir + "/" + k_tmp_core;
+  auto tmp = common::open_at(parent->get(), g_tmp_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (tmp) {
+    g_tmp_dir = tmp->get();
+  }
 
   Exit result = Exit::ok;
   {
-    auto out = common::open_at(AT_FDCWD, core, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    auto out = tmp ? common::open_at(tmp->get(), k_tmp_core,
+                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600)
+                   : common::Expected<common::UniqueFd>(std::unexpected(tmp.error()));
     if (!out) {
-      result = report(Exit::failure, out.error().message);
+      result = report(Exit::failure,
+                      "Failed to create " + common::quoted(core) + ": " + out.error().message);
     } else {
+      g_core_made = 1;
       result = decompress(in->get(), out->get(), r.id);
     }
   }
   if (result == Exit::ok) {
+    // gdb takes "--" as the end of its options (gdb -nx -batch -ex bt -- EXE CORE); other
+    // debuggers get the two paths as they are, which is safe because both start with '/'.
+    const std::string_view prog = argv.front();
+    if (prog == "gdb" || prog.ends_with("/gdb")) {
+      argv.emplace_back("--");
+    }
     argv.push_back(r.executable);
     argv.push_back(core);
     std::vector<char*> cargv;
@@ -234,10 +295,9 @@ Exit cmd_debug(Context& ctx) {
     auto old_quit = ::signal(SIGQUIT, SIG_IGN);
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGQUIT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      ::signal(SIGHUP, SIG_DFL);
+      for (int sig : k_fatal_signals) {
+        ::signal(sig, SIG_DFL);
+      }
       ::execvp(cargv[0], cargv.data());
       std::fprintf(stderr, "corectl: Failed to run '%s': %s\n", cargv[0], std::strerror(errno));
       ::_exit(127);
@@ -256,7 +316,13 @@ Exit cmd_debug(Context& ctx) {
     ::signal(SIGQUIT, old_quit);
   }
   remove_tmp();
-  g_tmp_core[0] = g_tmp_dir[0] = '\0';
+  for (int sig : k_fatal_signals) {
+    ::signal(sig, SIG_DFL);
+  }
+  g_core_made = 0;
+  g_tmp_dir = -1;
+  g_tmp_parent = -1;
+  g_tmp_name[0] = '\0';
   return result;
 }
 

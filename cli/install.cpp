@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 namespace cli {
@@ -61,6 +62,110 @@ common::Expected<common::UniqueFd> open_or_make_dir(const std::string& path, uns
   return common::open_at(AT_FDCWD, path, O_RDONLY | O_DIRECTORY);
 }
 
+// The state file decides what uninstall (run as root) writes into the kernel, core_pattern
+// included: whoever can write it can make root run any program on the next crash. So it lives in
+// a root-only directory and is used only when both are root's and writable by root alone.
+common::Expected<void> check_root_only(int fd, const std::string& path, bool want_dir) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return common::fail_errno("Failed to stat " + common::quoted(path), errno);
+  }
+  std::string why;
+  if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+    why = want_dir ? "not a directory" : "not a regular file";
+  } else if (st.st_uid != 0) {
+    why = "owned by uid " + std::to_string(st.st_uid) + ", not root";
+  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    why = "writable by group or others";
+  }
+  if (!why.empty()) {
+    return common::fail("Refusing to use " + common::quoted(path) + ": " + why +
+                        " (it decides the kernel settings root writes; see corectl(1))");
+  }
+  return {};
+}
+
+// Opens the state directory, creating it root-only, and checks that only root can change it.
+common::Expected<common::UniqueFd> open_state_dir(const std::string& path, bool create) {
+  const bool made = create && ::mkdir(path.c_str(), 0755) == 0;
+  if (create && !made && errno != EEXIST) {
+    return common::fail_errno("Failed to create " + common::quoted(path), errno);
+  }
+  auto fd = common::open_at(AT_FDCWD, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  if (made) {
+    ::fchmod(fd->get(), 0755); // whatever the umask: the check below wants no group write
+  }
+  if (auto ok = check_root_only(fd->get(), path, true); !ok) {
+    return std::unexpected(ok.error());
+  }
+  return fd;
+}
+
+// Reads the state file in `dirfd`; ENOENT when there is none. O_NONBLOCK: a FIFO planted there
+// must not hang uninstall (it is refused by the S_ISREG check below anyway).
+common::Expected<json> read_state(int dirfd, const std::string& path) {
+  auto fd = common::open_at(dirfd, k_state_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  if (auto ok = check_root_only(fd->get(), path, false); !ok) {
+    return std::unexpected(ok.error());
+  }
+  auto text = common::read_fd(fd->get(), path, 1 << 20);
+  if (!text) {
+    return std::unexpected(text.error());
+  }
+  json state = json::parse(*text, nullptr, false);
+  if (!state.is_object() || !state.contains("settings") || !state["settings"].is_object()) {
+    return common::fail("Malformed " + common::quoted(path) + ", not touching the kernel settings");
+  }
+  return state;
+}
+
+// The kernel runs the handler as root for every crash: refuse one that someone other than root
+// could replace, by writing the file or renaming it away in a directory on its path. A sticky
+// directory (/tmp) protects root's entries from other users, so it passes. Checked only when we
+// are root: an unprivileged run (tests on a fake /proc) cannot install for real anyway.
+// Symbolic links on the way count by owner only (their mode is always 0777); their targets are
+// checked through realpath().
+common::Expected<void> check_handler_owner(const std::string& handler) {
+  if (::geteuid() != 0) {
+    return {};
+  }
+  if (char* real = ::realpath(handler.c_str(), nullptr); real != nullptr) {
+    const std::string resolved = real;
+    std::free(real);
+    if (resolved != handler) {
+      if (auto ok = check_handler_owner(resolved); !ok) {
+        return ok;
+      }
+    }
+  }
+  std::string path = handler;
+  for (bool file = true;; file = false) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      return common::fail_errno("Failed to stat " + common::quoted(path), errno);
+    }
+    const bool mode_ok = S_ISLNK(st.st_mode) || (!file && (st.st_mode & S_ISVTX) != 0) ||
+                         (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
+    if (st.st_uid != 0 || !mode_ok) {
+      return common::fail("Refusing the handler " + common::quoted(handler) + ": " +
+                          common::quoted(path) +
+                          " is not owned by root or is writable by others, and the kernel runs "
+                          "the handler as root");
+    }
+    if (path == "/") {
+      return {};
+    }
+    const size_t slash = path.rfind('/');
+    path = slash == 0 ? "/" : path.substr(0, slash);
+  }
+}
+
 Exit error_exit(const common::Error& e) {
   return report(e.sys_errno == EACCES || e.sys_errno == EPERM ? Exit::denied : Exit::failure,
                 e.message +
@@ -103,6 +208,21 @@ std::string handler_pattern(std::string_view handler, bool with_pidfd) {
          (with_pidfd ? " -F%F" : "") + " -- %h %s %E";
 }
 
+bool is_our_pattern(std::string_view pattern, std::string_view handler,
+                    std::string_view installed) {
+  if (!installed.empty() && pattern == installed) {
+    return true;
+  }
+  if (!pattern.starts_with('|')) {
+    return false;
+  }
+  // The program is the first word; compare it whole, so /usr/sbin/process-core-evil is not ours.
+  const std::string_view program = pattern.substr(1, pattern.find(' ') - 1);
+  const size_t slash = program.rfind('/');
+  return program.starts_with('/') &&
+         (program == handler || program.substr(slash + 1) == "process-core");
+}
+
 std::vector<Setting> install_settings(std::string_view pattern) {
   return {
       {"kernel.core_pattern", std::string(pattern)},
@@ -142,6 +262,9 @@ Exit install(const InstallOptions& o) {
     return report(Exit::failure, "The handler " + common::quoted(o.handler) +
                                      " is not an executable file (see --handler)");
   }
+  if (auto ok = check_handler_owner(o.handler); !ok) {
+    return report(Exit::failure, ok.error().message);
+  }
 
   // 2. The pattern for this kernel.
   std::string release;
@@ -168,60 +291,79 @@ Exit install(const InstallOptions& o) {
   }
   const auto settings = install_settings(pattern);
 
-  // 3. Save what is there now, once: a second install must not save our own pattern.
+  // 3. Save what is there now, once: a second install must not save our own pattern. The
+  // pattern we write is saved too, so uninstall can tell whether it is still in place.
   auto previous = current_settings(o);
   if (!previous) {
     return error_exit(previous.error());
   }
-  auto state_dir = open_or_make_dir(o.state_dir, 0750);
+  auto state_dir = open_state_dir(o.state_dir, true);
   if (!state_dir) {
     return error_exit(state_dir.error());
   }
   const std::string state_path = o.state_dir + "/" + k_state_name;
-  if (::faccessat(state_dir->get(), k_state_name, F_OK, 0) == 0) {
+  auto state = read_state(state_dir->get(), state_path);
+  if (state) {
     std::printf("Keeping the settings saved by an earlier install in %s\n",
                 common::quoted(state_path).c_str());
-  } else {
+  } else if (state.error().sys_errno == ENOENT) {
     json saved = json::object();
     for (const auto& s : *previous) {
       // Our own pattern (installed by hand or by a package) is not worth restoring.
-      const bool ours = s.name == "kernel.core_pattern" && s.value.starts_with("|" + o.handler);
+      const bool ours = s.name == "kernel.core_pattern" && is_our_pattern(s.value, o.handler, "");
       saved[s.name] = ours ? "core" : s.value;
     }
-    const json state = {{"saved", common::format_time(std::time(nullptr))}, {"settings", saved}};
-    if (auto w = common::write_file_atomic(state_dir->get(), k_state_name, state.dump(2) + "\n",
-                                           0600, common::Replace::yes);
-        !w) {
-      return error_exit(w.error());
-    }
-    std::printf("Saved the previous settings in %s\n", common::quoted(state_path).c_str());
+    state = json{{"saved", common::format_time(std::time(nullptr))}, {"settings", saved}};
+  } else {
+    return error_exit(state.error());
+  }
+  (*state)["installed"] = pattern;
+  if (auto w = common::write_file_atomic(state_dir->get(), k_state_name, state->dump(2) + "\n",
+                                         0600, common::Replace::yes);
+      !w) {
+    return error_exit(w.error());
   }
 
-  // 4. Persist, then apply; on failure put back what was applied.
+  // 4. Persist, then apply; on any failure put back every setting written and the drop-in as
+  // it was (a failed re-install must not take away a working drop-in).
   auto sysctl_dir = open_or_make_dir(o.sysctl_dir, 0755);
   if (!sysctl_dir) {
     return error_exit(sysctl_dir.error());
   }
+  auto old_dropin = common::read_file(sysctl_dir->get(), k_dropin_name, 1 << 20);
+  if (!old_dropin && old_dropin.error().sys_errno != ENOENT) {
+    return error_exit(old_dropin.error());
+  }
+  size_t written = 0;
+  auto roll_back = [&] {
+    for (size_t k = 0; k < written; ++k) {
+      (void)write_setting(o, (*previous)[k]);
+    }
+    if (old_dropin) {
+      (void)common::write_file_atomic(sysctl_dir->get(), k_dropin_name, *old_dropin, 0644,
+                                      common::Replace::yes);
+    } else {
+      ::unlinkat(sysctl_dir->get(), k_dropin_name, 0);
+    }
+  };
   if (auto w = common::write_file_atomic(sysctl_dir->get(), k_dropin_name, dropin_text(settings),
                                          0644, common::Replace::yes);
       !w) {
     return error_exit(w.error());
   }
-  for (size_t i = 0; i < settings.size(); ++i) {
-    auto w = write_setting(o, settings[i]);
+  for (; written < settings.size(); ++written) {
+    auto w = write_setting(o, settings[written]);
     if (!w) {
-      for (size_t k = 0; k < i; ++k) {
-        (void)write_setting(o, (*previous)[k]);
-      }
-      ::unlinkat(sysctl_dir->get(), k_dropin_name, 0);
+      roll_back();
       return error_exit(w.error());
     }
   }
   auto now = read_setting(o, "kernel.core_pattern");
   if (!now || *now != pattern) {
-    (void)write_setting(o, (*previous)[0]);
+    roll_back();
     return report(Exit::failure, "The kernel did not take the core_pattern (read back " +
-                                     common::quoted(now ? *now : now.error().message) + ")");
+                                     common::quoted(now ? *now : now.error().message) +
+                                     "); put the previous settings back");
   }
   std::printf("Wrote %s and applied:\n",
               common::quoted(o.sysctl_dir + "/" + k_dropin_name).c_str());
@@ -236,31 +378,34 @@ Exit uninstall(const InstallOptions& o) {
   const std::string state_path = o.state_dir + "/" + k_state_name;
   const std::string dropin_path = o.sysctl_dir + "/" + k_dropin_name;
   std::vector<Setting> restore;
-  auto text = common::read_file(AT_FDCWD, state_path, 1 << 20);
-  if (text) {
-    const json state = json::parse(*text, nullptr, false);
-    if (!state.is_object() || !state.contains("settings") || !state["settings"].is_object()) {
-      return report(Exit::failure, "Malformed " + common::quoted(state_path) +
-                                       ", not touching "
-                                       "the kernel settings");
+  std::string installed; // the pattern install wrote, when it saved it
+  auto state_dir = open_state_dir(o.state_dir, false);
+  auto state = state_dir ? read_state(state_dir->get(), state_path)
+                         : common::Expected<json>(std::unexpected(state_dir.error()));
+  if (state) {
+    if (auto it = state->find("installed"); it != state->end() && it->is_string()) {
+      installed = it->get<std::string>();
     }
     for (const auto& s : install_settings("")) {
-      if (auto it = state["settings"].find(s.name);
-          it != state["settings"].end() && it->is_string()) {
+      if (auto it = (*state)["settings"].find(s.name);
+          it != (*state)["settings"].end() && it->is_string()) {
         restore.push_back({s.name, it->get<std::string>()});
       }
     }
-  } else if (text.error().sys_errno == ENOENT) {
+  } else if (state.error().sys_errno == ENOENT) {
     // Nothing saved (installed another way): take our pattern out, leave the rest as it is.
-    auto now = read_setting(o, "kernel.core_pattern");
-    if (now && now->starts_with("|" + o.handler)) {
-      restore.push_back({"kernel.core_pattern", "core"});
-    }
-    std::printf("No saved settings in %s; %s\n", common::quoted(state_path).c_str(),
-                restore.empty() ? "the core_pattern is not ours, leaving it"
-                                : "resetting core_pattern to the kernel default 'core'");
+    restore.push_back({"kernel.core_pattern", "core"});
+    std::printf("No saved settings in %s\n", common::quoted(state_path).c_str());
   } else {
-    return error_exit(text.error());
+    return error_exit(state.error());
+  }
+  // Someone (an administrator, another crash tool) may have set a pattern since install: that
+  // one stays.
+  auto now = read_setting(o, "kernel.core_pattern");
+  if (!now || !is_our_pattern(*now, o.handler, installed)) {
+    std::erase_if(restore, [](const Setting& s) { return s.name == "kernel.core_pattern"; });
+    std::printf("The core_pattern %s is not process-core's, leaving it\n",
+                now ? common::quoted(*now).c_str() : "(unreadable)");
   }
 
   Exit result = Exit::ok;
@@ -282,7 +427,7 @@ Exit uninstall(const InstallOptions& o) {
     return error_exit(
         common::Error::from_errno("Failed to remove " + common::quoted(dropin_path), errno));
   }
-  if (::unlink(state_path.c_str()) != 0 && errno != ENOENT) {
+  if (state_dir && ::unlinkat(state_dir->get(), k_state_name, 0) != 0 && errno != ENOENT) {
     return error_exit(
         common::Error::from_errno("Failed to remove " + common::quoted(state_path), errno));
   }

@@ -15,7 +15,7 @@ enum class Exit : int;
 struct InstallOptions {
   std::string handler;    // absolute path of process-core
   std::string sysctl_dir; // where 50-process-core.conf goes (/etc/sysctl.d)
-  std::string state_dir;  // where the previous values are kept (/var/lib/process-core)
+  std::string state_dir;  // where the previous values are kept (/etc/process-core, root-only)
   std::string proc_sys;   // /proc/sys, or a fake tree in tests
   std::optional<std::string> kernel_release; // uname -r unless given
 };
@@ -40,6 +40,10 @@ bool kernel_has_pidfd(std::string_view release);
 
 // The recommended pattern for `handler`, with or without -F%F.
 std::string handler_pattern(std::string_view handler, bool with_pidfd);
+
+// True when core_pattern `pattern` is process-core's: exactly `installed` (what install wrote,
+// "" if unknown), or a pipe to `handler` or to any absolute path whose file name is process-core.
+bool is_our_pattern(std::string_view pattern, std::string_view handler, std::string_view installed);
 
 // The settings install applies, in order.
 std::vector<Setting> install_settings(std::string_view pattern);

@@ -38,7 +38,8 @@ struct Options {
   // install / uninstall.
   std::string handler = "/usr/sbin/process-core";
   std::string sysctl_dir = "/etc/sysctl.d";
-  std::string state_dir = "/var/lib/process-core";
+  // Root-only: uninstall writes what it finds there into the kernel (see install.cpp).
+  std::string state_dir = "/etc/process-core";
   std::string proc_sys = "/proc/sys";        // tests point this at a fake tree
   std::optional<std::string> kernel_release; // overrides uname -r (tests)
 };

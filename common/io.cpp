@@ -75,15 +75,11 @@ Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsign
   return UniqueFd(fd);
 }
 
-Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
-  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY);
-  if (!fd) {
-    return std::unexpected(fd.error());
-  }
+Expected<std::string> read_fd(int fd, const std::string& path, size_t limit) {
   std::string out;
   char buf[8192];
   for (;;) {
-    auto n = read_some(fd->get(), std::as_writable_bytes(std::span(buf)));
+    auto n = read_some(fd, std::as_writable_bytes(std::span(buf)));
     if (!n) {
       return fail("Failed to read " + quoted(path) + ": " + n.error().message);
     }
@@ -97,6 +93,14 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
     out.append(buf, *n);
   }
   return out;
+}
+
+Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
+  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  return read_fd(fd->get(), path, limit);
 }
 
 bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn) {

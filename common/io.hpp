@@ -22,6 +22,8 @@ Expected<size_t> read_some(int fd, std::span<std::byte> buf);
 // Fills `buf` as far as input allows; returns the count (< size only at end of input).
 Expected<size_t> read_full(int fd, std::span<std::byte> buf);
 
+// Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages.
+Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 << 20);
 // Reads a whole (small) file relative to `dirfd` (AT_FDCWD for a plain path), at most `limit`
 // bytes.
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit = 1 << 20);

@@ -119,29 +119,60 @@ std::string ledger_to_text(const Ledger& ledger) {
 }
 
 Expected<Ledger> read_ledger(const Store& store) {
-  auto text = read_file(store.fd(), k_ledger_name, k_ledger_limit);
+  const std::string path = store.root() + "/" + k_ledger_name;
+  // The store user controls this file and root's vacuum reads it: no symlink, and O_NONBLOCK so
+  // a FIFO put in its place cannot hang the read (it fails the S_ISREG check instead).
+  auto fd = open_at(store.fd(), k_ledger_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!fd) {
+    if (fd.error().sys_errno == ENOENT) {
+      return Ledger{};
+    }
+    return std::unexpected(fd.error());
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) {
+    return fail_errno("Failed to stat " + quoted(path), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail("Failed to read ledger " + quoted(path) + ": not a regular file");
+  }
+  auto text = read_fd(fd->get(), path, k_ledger_limit);
   if (!text) {
-    if (text.error().sys_errno == ENOENT) {
-      return Ledger{};
-    }
-    // read_file() folds open errors into a message; look again to tell "missing" from "broken".
-    struct stat st {};
-    if (::fstatat(store.fd(), k_ledger_name, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT) {
-      return Ledger{};
-    }
     return std::unexpected(text.error());
   }
   auto ledger = parse_ledger(*text);
   if (!ledger) {
-    return fail("Failed to read ledger " + quoted(store.root() + "/" + k_ledger_name) + ": " +
-                ledger.error().message);
+    return fail("Failed to read ledger " + quoted(path) + ": " + ledger.error().message);
   }
   return ledger;
 }
 
 Expected<void> write_ledger(const Store& store, const Ledger& ledger) {
-  return write_file_atomic(store.fd(), k_ledger_name, ledger_to_text(ledger), k_file_mode,
-                           Replace::yes);
+  // The exporter reads the ledger as the store user after a restart; a vacuum run by root must
+  // leave it owned like the store root, as remove_core() keeps the owner of records.
+  struct stat st {};
+  if (::fstat(store.fd(), &st) != 0) {
+    return fail_errno("Failed to stat " + quoted(store.root()), errno);
+  }
+  auto file = AtomicFile::create(store.fd(), k_ledger_name, k_file_mode);
+  if (!file) {
+    return std::unexpected(file.error());
+  }
+  // EPERM: an unprivileged writer (the store user) cannot give files away, and need not.
+  if (::fchown(file->fd(), st.st_uid, st.st_gid) != 0 && errno != EPERM) {
+    return fail_errno("Failed to give " + quoted(store.root() + "/" + k_ledger_name) +
+                          " to the store owner",
+                      errno);
+  }
+  // Set explicitly so the exporter's group can read it whatever our umask is.
+  if (::fchmod(file->fd(), k_file_mode) != 0) {
+    return fail_errno("Failed to set the mode of " + quoted(store.root() + "/" + k_ledger_name),
+                      errno);
+  }
+  if (auto w = file->write(ledger_to_text(ledger)); !w) {
+    return w;
+  }
+  return file->commit(Replace::yes);
 }
 
 Expected<size_t> retire_records(const Store& store, const std::vector<RetireItem>& items) {

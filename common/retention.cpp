@@ -140,17 +140,23 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
 
 Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
                            const std::string& removed_at) {
+  // Root runs this in a directory tree the store user owns: each component is opened without
+  // following symlinks, and the record is read and checked through one descriptor, so nothing can
+  // be swapped in between the check and the read. O_NONBLOCK: a FIFO must not hang vacuum.
   const std::string dir = entry.host + "/" + entry.exe;
-  const int dfd = ::openat(store.fd(), dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    return fail_errno("Failed to open " + quoted(store.root() + "/" + dir), errno);
+  auto host_fd = open_at(store.fd(), entry.host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  auto dir_fd = host_fd ? open_at(host_fd->get(), entry.exe, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                        : Expected<UniqueFd>(std::unexpected(host_fd.error()));
+  if (!dir_fd) {
+    return fail("Failed to open " + quoted(store.root() + "/" + dir) + ": " +
+                dir_fd.error().message);
   }
-  UniqueFd dir_fd(dfd);
+  const int dfd = dir_fd->get();
   const std::string record_name = entry.id + std::string(k_record_suffix);
   const std::string core_name = entry.id + std::string(k_core_suffix);
   const std::string where = store.root() + "/" + dir + "/";
 
-  auto old = open_at(dfd, record_name, O_RDONLY | O_NOFOLLOW);
+  auto old = open_at(dfd, record_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   if (!old) {
     return fail("Failed to open record " + quoted(where + record_name) + ": " +
                 old.error().message);
@@ -159,7 +165,11 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
   if (::fstat(old->get(), &st) != 0) {
     return fail_errno("Failed to stat " + quoted(where + record_name), errno);
   }
-  auto text = read_file(dfd, record_name, 4 << 20);
+  if (!S_ISREG(st.st_mode)) {
+    return fail("Record " + quoted(where + record_name) +
+                " is not a regular file, keeping its core");
+  }
+  auto text = read_fd(old->get(), where + record_name, 4 << 20);
   if (!text) {
     return fail("Failed to read record " + quoted(where + record_name) + ": " +
                 text.error().message);

@@ -6,7 +6,9 @@ what the handler records), regenerate them with PC_UPDATE_GOLDEN=1 and review th
 import json
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -134,6 +136,71 @@ def test_dump_reports_corruption(tmp_path):
     assert not out.exists()
 
 
+def fake_gdb(tmp_path):
+    """A 'gdb' that writes its arguments, one a line, next to itself."""
+    gdb = tmp_path / "gdb"
+    gdb.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/gdb-args\n")
+    gdb.chmod(0o755)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir(mode=0o700)
+    return gdb, tmpdir
+
+
+def edit_record(store, rid, **fields):
+    path = next(store.glob(f"*/*/{rid}.json"))
+    data = json.loads(path.read_text())
+    data.update(fields)
+    path.write_text(json.dumps(data))  # in place: keeps the owner
+
+
+def test_debug_ends_the_debuggers_options_and_cleans_up(tmp_path):
+    store, config, _ = corefixture.build_store(tmp_path)
+    gdb, tmpdir = fake_gdb(tmp_path)
+    r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    args = (tmp_path / "gdb-args").read_text().splitlines()
+    assert args[0] == "--" and args[1].startswith("/") and len(args) == 3, args
+    assert pathlib.Path(args[2]).name == "core" and args[2].startswith(str(tmpdir) + "/corectl-")
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_debug_refuses_an_executable_that_is_an_option(tmp_path):
+    store, config, _ = corefixture.build_store(tmp_path)
+    gdb, tmpdir = fake_gdb(tmp_path)
+    edit_record(store, "c0ffee00a1b2c3d4", executable=f"--eval-command=shell touch {tmp_path}/pwned")
+    r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 1 and b"not an absolute path" in r.stderr, r.stderr
+    assert not (tmp_path / "gdb-args").exists()
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("verb", ["debug", "dump"])
+def test_record_id_must_match_its_file(tmp_path, verb):
+    """A record's own "id" could name a path; dump and debug use the id of the file instead."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    gdb, tmpdir = fake_gdb(tmp_path)
+    victim = tmp_path / "victim.core"
+    victim.write_text("precious")
+    edit_record(store, "c0ffee00a1b2c3d4", id="../" * 30 + str(tmp_path / "victim")[1:])
+    args = ["--debugger", str(gdb)] if verb == "debug" else ["-o", str(tmp_path / "out")]
+    r = corectl(config, verb, "c0ffee00a1b2c3d4", *args, env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 1 and b"names another id" in r.stderr, r.stderr
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "gdb-args").exists()
+
+
+def test_debug_ignores_a_tmpdir_others_can_write(tmp_path):
+    store, config, _ = corefixture.build_store(tmp_path)
+    gdb, _ = fake_gdb(tmp_path)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # no sticky bit: anyone could swap our directory
+    r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(shared)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "gdb-args").read_text().splitlines()[2].startswith("/var/tmp/corectl-")
+    assert list(shared.iterdir()) == []
+
+
 def test_unreadable_store_is_an_error_not_an_empty_list(fixture):
     if not pctest.is_root():
         pytest.skip("needs root to run corectl as another user")
@@ -155,9 +222,33 @@ def fake_proc(base, pattern="core"):
     return proc
 
 
-def test_install_on_a_fake_proc_tree(tmp_path):
+def needs_root():
+    # install and uninstall trust only a state directory and file owned by root.
+    if not pctest.is_root():
+        pytest.skip("needs root: the saved settings must be root's")
+
+
+@pytest.fixture
+def safe_handler():
+    """A root-owned copy of the handler in a root-owned 0755 directory (install checks both),
+    under a short path: the core_pattern must fit in 127 characters."""
+    d = pathlib.Path(tempfile.mkdtemp(prefix="pc-"))
+    d.chmod(0o755)
+    handler = d / "process-core"
+    handler.write_bytes(pctest.env_path("PC_HANDLER").read_bytes())
+    handler.chmod(0o755)
+    yield handler
+    shutil.rmtree(d)
+
+
+def run_corectl(*args):
+    return subprocess.run([str(pctest.env_path("PC_CORECTL")), *args], capture_output=True)
+
+
+def test_install_on_a_fake_proc_tree(tmp_path, safe_handler):
+    needs_root()
     proc = fake_proc(tmp_path, "|/usr/share/apport/apport -p%p -s%s -c%c")
-    handler = pctest.env_path("PC_HANDLER")
+    handler = safe_handler
     args = ["--handler", str(handler), "--sysctl-dir", str(tmp_path / "sysctl.d"),
             "--state-dir", str(tmp_path / "state"), "--proc-sys", str(proc)]
     r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "install", "--kernel-release",
@@ -173,10 +264,116 @@ def test_install_on_a_fake_proc_tree(tmp_path):
     assert not (tmp_path / "sysctl.d" / "50-process-core.conf").exists()
 
 
+def install_args(tmp_path, handler, proc):
+    return ["--handler", str(handler), "--sysctl-dir", str(tmp_path / "sysctl.d"),
+            "--state-dir", str(tmp_path / "state"), "--proc-sys", str(proc),
+            "--kernel-release", "6.18.0"]
+
+
+def write_state(state_dir, mode=0o600, settings=None):
+    state_dir.mkdir(mode=0o755, exist_ok=True)
+    path = state_dir / ".previous-sysctl.json"
+    path.write_text(json.dumps({"settings": settings or {"kernel.core_pattern": "|/tmp/evil"}}))
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("case", ["dir_of_store_user", "dir_group_writable", "file_of_store_user",
+                                  "file_world_writable", "file_is_symlink", "file_is_fifo"])
+def test_uninstall_refuses_settings_others_could_write(tmp_path, case, safe_handler):
+    """The saved settings go into the kernel as root: only root may have written them."""
+    needs_root()
+    handler = safe_handler
+    ours = f"|{handler} -P%P -- %h %s %E"
+    proc = fake_proc(tmp_path, ours)
+    state = tmp_path / "state"
+    if case == "file_is_symlink":
+        state.mkdir(mode=0o755)
+        write_state(tmp_path / "elsewhere")
+        (state / ".previous-sysctl.json").symlink_to(tmp_path / "elsewhere" / ".previous-sysctl.json")
+    elif case == "file_is_fifo":
+        state.mkdir(mode=0o755)
+        os.mkfifo(state / ".previous-sysctl.json", 0o600)
+    else:
+        path = write_state(state, mode=0o666 if case == "file_world_writable" else 0o600)
+        if case == "dir_of_store_user":
+            shutil.chown(state, user="nobody")
+        elif case == "dir_group_writable":
+            state.chmod(0o775)
+        elif case == "file_of_store_user":
+            shutil.chown(path, user="nobody")
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "uninstall",
+                        *install_args(tmp_path, handler, proc)], capture_output=True, timeout=20)
+    assert r.returncode != 0 and b"Refusing to use" in r.stderr or \
+        case == "file_is_symlink" and r.returncode != 0, r.stderr
+    assert (proc / "kernel" / "core_pattern").read_text().strip() == ours
+
+
+def test_default_state_dir_is_root_only():
+    r = run_corectl("--help")
+    assert b"/etc/process-core" in r.stdout + r.stderr
+    assert b"/var/lib/process-core)" not in r.stdout + r.stderr
+
+
+def test_uninstall_leaves_a_pattern_that_is_no_longer_ours(tmp_path, safe_handler):
+    needs_root()
+    handler = safe_handler
+    proc = fake_proc(tmp_path, "core")
+    args = install_args(tmp_path, handler, proc)
+    r = run_corectl("install", *args)
+    assert r.returncode == 0, r.stderr
+    state = json.loads((tmp_path / "state" / ".previous-sysctl.json").read_text())
+    assert state["installed"] == (proc / "kernel" / "core_pattern").read_text().strip()
+    assert (tmp_path / "state" / ".previous-sysctl.json").stat().st_mode & 0o777 == 0o600
+    # An administrator points the kernel elsewhere; a prefix of our handler's path is not ours.
+    other = f"|{handler}-other %p"
+    (proc / "kernel" / "core_pattern").write_text(other + "\n")
+    r = run_corectl("uninstall", *args)
+    assert r.returncode == 0, r.stderr
+    assert b"not process-core's, leaving it" in r.stdout
+    assert (proc / "kernel" / "core_pattern").read_text().strip() == other
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+
+
+def test_failed_install_puts_everything_back(tmp_path, safe_handler):
+    needs_root()
+    handler = safe_handler
+    proc = fake_proc(tmp_path, "core")
+    # A "kernel" that drops the pattern: the read-back check fails after every write.
+    (proc / "kernel" / "core_pattern").unlink()
+    (proc / "kernel" / "core_pattern").symlink_to("/dev/null")
+    sysctl = tmp_path / "sysctl.d"
+    sysctl.mkdir()
+    (sysctl / "50-process-core.conf").write_text("# an earlier, working install\n")
+    r = run_corectl("install", *install_args(tmp_path, handler, proc))
+    assert r.returncode == 1 and b"did not take" in r.stderr, r.stderr
+    assert (sysctl / "50-process-core.conf").read_text() == "# an earlier, working install\n"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+    assert (proc / "fs" / "suid_dumpable").read_text().strip() == "0"
+
+
+@pytest.mark.parametrize("case", ["handler_of_store_user", "handler_group_writable",
+                                  "dir_world_writable"])
+def test_install_refuses_a_handler_others_could_replace(tmp_path, case, safe_handler):
+    needs_root()
+    handler = safe_handler
+    if case == "handler_of_store_user":
+        shutil.chown(handler, user="nobody")
+    elif case == "handler_group_writable":
+        handler.chmod(0o775)
+    else:
+        handler.parent.chmod(0o777)
+    proc = fake_proc(tmp_path, "core")
+    r = run_corectl("install", *install_args(tmp_path, handler, proc))
+    assert r.returncode == 1 and b"Refusing the handler" in r.stderr, r.stderr
+    assert (proc / "kernel" / "core_pattern").read_text().strip() == "core"
+
+
 def test_install_refuses_a_pattern_the_kernel_would_cut(tmp_path):
     proc = fake_proc(tmp_path)
     long_dir = tmp_path / ("d" * 80)
-    long_dir.mkdir()
+    long_dir.mkdir(mode=0o755)
+    long_dir.chmod(0o755)
     handler = long_dir / "process-core"
     handler.write_bytes(pctest.env_path("PC_HANDLER").read_bytes())
     handler.chmod(0o755)

@@ -117,3 +117,20 @@ TEST_CASE("install: pattern for the kernel, within 127 characters", "[corectl][i
   CHECK(text.find("kernel.core_pattern = " + p + "\n") != std::string::npos);
   CHECK(text.find("kernel.core_pipe_limit = 16\n") != std::string::npos);
 }
+
+TEST_CASE("install: which core_pattern is ours", "[corectl][install]") {
+  const std::string h = "/usr/sbin/process-core";
+  const auto p = handler_pattern(h, true);
+  CHECK(is_our_pattern(p, h, ""));
+  CHECK(is_our_pattern(p, h, p));
+  CHECK(is_our_pattern("|/opt/pc/bin/process-core -P%P", h, ""));
+  CHECK(is_our_pattern("|/opt/x/pc %p", "/opt/x/pc", ""));
+  CHECK(is_our_pattern("|/somewhere/else %p", h, "|/somewhere/else %p"));
+  // Not a prefix match: another program whose path starts like ours is not ours.
+  CHECK_FALSE(is_our_pattern("|/usr/sbin/process-core-evil %p", h, ""));
+  CHECK_FALSE(is_our_pattern("|/usr/sbin/process-coreX", h, ""));
+  CHECK_FALSE(is_our_pattern("|process-core", h, ""));
+  CHECK_FALSE(is_our_pattern("|/usr/share/apport/apport -p%p", h, p));
+  CHECK_FALSE(is_our_pattern("core", h, ""));
+  CHECK_FALSE(is_our_pattern("/usr/sbin/process-core", h, ""));
+}

@@ -4,6 +4,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 using namespace common;
@@ -119,4 +122,31 @@ TEST_CASE("retire_records counts each crash once and removes its files", "[ledge
     auto after = read_ledger(*store);
     CHECK(after->pending == std::set<std::string>{c.id});
   }
+}
+
+TEST_CASE("a ledger that is a FIFO is an error, not a hang", "[ledger]") {
+  test::TempDir dir;
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  REQUIRE(::mkfifo((dir.path() / k_ledger_name).c_str(), 0640) == 0);
+  CHECK_FALSE(read_ledger(*store));
+}
+
+TEST_CASE("a ledger written by root belongs to the store owner", "[ledger]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: needs root to give files away");
+    return;
+  }
+  test::TempDir dir;
+  // nobody:nogroup stands in for the store user.
+  REQUIRE(::chown(dir.str().c_str(), 65534, 65534) == 0);
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  REQUIRE(write_ledger(*store, Ledger{}));
+  struct stat st {};
+  REQUIRE(::stat((dir.path() / k_ledger_name).c_str(), &st) == 0);
+  CHECK(st.st_uid == 65534);
+  CHECK(st.st_gid == 65534);
+  CHECK((st.st_mode & 0777) == 0640);
+  CHECK(read_ledger(*store));
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -132,4 +133,34 @@ TEST_CASE("remove_core keeps the record and marks it", "[retention]") {
   CHECK((st.st_mode & 0777) == 0640);
   // Idempotent: a second removal (an interrupted vacuum finished) succeeds.
   CHECK(remove_core(*store, e, "2026-01-02T00:00:00Z"));
+}
+
+TEST_CASE("remove_core follows no symlink and reads no FIFO", "[retention]") {
+  test::TempDir dir;
+  const std::string id = "0123456789abcdef";
+  std::filesystem::create_directories(dir.path() / "elsewhere" / "e");
+  test::spit(dir.path() / "elsewhere" / "e" / (id + ".json"), R"({"core":{"present":true}})");
+  test::spit(dir.path() / "elsewhere" / "e" / (id + ".core.zst"), "zstd bytes");
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+
+  SECTION("a host directory that is a symlink") {
+    std::filesystem::create_directory_symlink(dir.path() / "elsewhere", dir.path() / "h");
+    CHECK_FALSE(remove_core(*store, RetentionEntry{"h", "e", id, 1, 4096}, "2026-01-01T00:00:00Z"));
+    CHECK(std::filesystem::exists(dir.path() / "elsewhere" / "e" / (id + ".core.zst")));
+  }
+  SECTION("an exe directory that is a symlink") {
+    std::filesystem::create_directories(dir.path() / "h");
+    std::filesystem::create_directory_symlink(dir.path() / "elsewhere" / "e",
+                                              dir.path() / "h" / "e");
+    CHECK_FALSE(remove_core(*store, RetentionEntry{"h", "e", id, 1, 4096}, "2026-01-01T00:00:00Z"));
+    CHECK(std::filesystem::exists(dir.path() / "elsewhere" / "e" / (id + ".core.zst")));
+  }
+  SECTION("a record that is a FIFO fails at once instead of blocking") {
+    std::filesystem::create_directories(dir.path() / "h" / "e");
+    REQUIRE(::mkfifo((dir.path() / "h" / "e" / (id + ".json")).c_str(), 0640) == 0);
+    test::spit(dir.path() / "h" / "e" / (id + ".core.zst"), "zstd bytes");
+    CHECK_FALSE(remove_core(*store, RetentionEntry{"h", "e", id, 1, 4096}, "2026-01-01T00:00:00Z"));
+    CHECK(std::filesystem::exists(dir.path() / "h" / "e" / (id + ".core.zst")));
+  }
 }
