@@ -3,6 +3,7 @@
 #include "cli/cache.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
+#include "common/record_summary.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,21 +33,16 @@ std::string_view basename_of(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-const std::string& str_or_empty(const json& j, const char* key) {
-  static const std::string empty;
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get_ref<const std::string&>() : empty;
-}
-
 // The crash site in one short phrase: the symbol when the scanner resolved one, else the module
-// and offset (enough to run addr2line), else nothing.
-std::string site_of(const json& crash) {
-  if (const auto& sym = str_or_empty(crash, "symbol"); !sym.empty()) {
+// and offset (enough to run addr2line), else nothing. Only a string `symbol` counts, as before
+// this reader existed; the handler's object form {name, offset} falls back to module+offset.
+std::string site_of(const common::RecordSummary::Crash& crash) {
+  if (const auto& sym = crash.symbol.str_or_empty(); !sym.empty()) {
     return sym;
   }
-  if (const auto& mod = str_or_empty(crash, "module"); !mod.empty()) {
+  if (const auto& mod = crash.module.str_or_empty(); !mod.empty()) {
     std::string site(basename_of(mod));
-    if (const auto& off = str_or_empty(crash, "module_offset"); !off.empty()) {
+    if (const auto& off = crash.module_offset.str_or_empty(); !off.empty()) {
       site += "+" + off;
     }
     return site;
@@ -54,41 +50,59 @@ std::string site_of(const json& crash) {
   return {};
 }
 
-// Extracts the summary straight from the parsed JSON: a Record would copy the free-form
-// sections (frames can be large), which dominates the time of listing a big store.
-std::optional<Crash> summarise(const json& j) {
-  if (!j.is_object()) {
-    return std::nullopt;
+// A boolean field: false when missing or null, nullopt (a malformed record) for other types.
+// The DOM version used json::value(), which threw on those and took the whole process down.
+std::optional<bool> flag(const common::SummaryValue& v) {
+  if (v.kind == common::JsonKind::absent || v.kind == common::JsonKind::null) {
+    return false;
   }
+  return v.kind == common::JsonKind::boolean ? std::optional(v.boolean) : std::nullopt;
+}
+
+// A string field's text (moved out), "" for other types.
+std::string take_string(common::SummaryValue& v) {
+  return v.is_string() ? std::move(v.text) : std::string();
+}
+
+// The summary from common::read_record_summary(), which skips the free-form sections (frames
+// can be large) without building them: a DOM parse dominated the time of listing a big store.
+std::optional<Crash> summarise(common::RecordSummary& s) {
   Crash c;
-  c.id = str_or_empty(j, "id");
+  c.id = take_string(s.id);
   if (!common::is_record_id(c.id)) {
     return std::nullopt;
   }
-  c.time = common::parse_time(str_or_empty(j, "time")).value_or(0);
-  c.hostname = str_or_empty(j, "hostname");
-  c.executable = str_or_empty(j, "executable");
-  c.executable_deleted = j.value("executable_deleted", false);
-  if (auto it = j.find("signal"); it != j.end() && it->is_number_integer()) {
-    c.signal = it->get<int>();
+  c.time = common::parse_time(s.time.str_or_empty()).value_or(0);
+  c.hostname = take_string(s.hostname);
+  c.executable = take_string(s.executable);
+  const auto deleted = flag(s.executable_deleted);
+  if (!deleted) {
+    return std::nullopt;
   }
-  c.signal_name = str_or_empty(j, "signal_name");
-  if (auto it = j.find("pid"); it != j.end() && it->is_number_integer()) {
-    c.pid = it->get<int64_t>();
+  c.executable_deleted = *deleted;
+  if (s.signal.is_integer()) {
+    c.signal = static_cast<int>(*s.signal.as_int64()); // nlohmann's get<int>() truncates alike
   }
-  if (auto it = j.find("core"); it != j.end() && it->is_object()) {
-    const json& core = *it;
-    c.core_present = core.value("present", false);
-    c.core_reason =
-        common::parse_core_reason(str_or_empty(core, "reason")).value_or(common::CoreReason::error);
-    if (auto s = core.find("size"); s != core.end() && s->is_number_unsigned()) {
-      c.core_size = s->get<uint64_t>();
+  c.signal_name = take_string(s.signal_name);
+  if (s.pid.is_integer()) {
+    c.pid = s.pid.as_int64();
+  }
+  if (s.core.self.kind == common::JsonKind::object) {
+    const auto present = flag(s.core.present);
+    if (!present) {
+      return std::nullopt;
     }
-    c.core_removed = core.contains("removed") && core["removed"].is_string();
+    c.core_present = *present;
+    c.core_reason =
+        common::parse_core_reason(s.core.reason.str_or_empty()).value_or(common::CoreReason::error);
+    if (s.core.size.kind == common::JsonKind::unsigned_integer) {
+      c.core_size = s.core.size.unsigned_integer;
+    }
+    c.core_removed = s.core.removed.is_string();
   }
-  if (auto it = j.find("crash"); it != j.end() && it->is_object()) {
-    c.signature = str_or_empty(*it, "signature");
-    c.site = site_of(*it);
+  if (s.crash.self.kind == common::JsonKind::object) {
+    c.signature = take_string(s.crash.signature);
+    c.site = site_of(s.crash);
   }
   return c;
 }
@@ -184,6 +198,8 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
   d.stamp = stamp;
   std::vector<std::string> bad_ids;
   bool complete = true;
+  common::RecordSummary summary;
+  std::string error;
   for (const auto& name : names) {
     if (!name.ends_with(common::k_record_suffix)) {
       continue;
@@ -204,8 +220,10 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       complete = false;
       continue;
     }
-    const json j = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    auto crash = summarise(j);
+    std::optional<Crash> crash;
+    if (common::read_record_summary(*text, summary, error)) {
+      crash = summarise(summary);
+    }
     if (!crash || crash->id != id) {
       ++d.malformed;
       bad_ids.push_back(id);
