@@ -33,10 +33,13 @@ std::string_view basename_of(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-// The crash site in one short phrase: the symbol when the scanner resolved one, else the module
-// and offset (enough to run addr2line), else nothing. Only a string `symbol` counts, as before
-// this reader existed; the handler's object form {name, offset} falls back to module+offset.
+// The crash site in one short phrase: the symbol when the handler resolved one ("name+0x10"),
+// else the module and offset (enough to run addr2line), else nothing.
 std::string site_of(const common::RecordSummary::Crash& crash) {
+  if (const auto& name = crash.symbol_name.str_or_empty(); !name.empty()) {
+    const auto& off = crash.symbol_offset.str_or_empty();
+    return off.empty() || off == "0x0" ? name : name + "+" + off;
+  }
   if (const auto& sym = crash.symbol.str_or_empty(); !sym.empty()) {
     return sym;
   }

@@ -384,7 +384,16 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     module += " + " + field(crash, "module_offset");
   }
   line("Module", module);
-  line("Symbol", field(crash, "symbol"));
+  // The handler writes {name, offset, verified}: verified means the module on disk had the
+  // core's build-id when the name was looked up.
+  if (const auto it = crash.find("symbol"); it != crash.end() && it->is_object()) {
+    const std::string off = it->value("offset", std::string());
+    line("Symbol", printable(it->value("name", std::string())) +
+                       (off.empty() || off == "0x0" ? "" : "+" + printable(off)) +
+                       (it->value("verified", false) ? " (build-id verified)" : " (unverified)"));
+  } else {
+    line("Symbol", field(crash, "symbol"));
+  }
   line("Build-ID", field(crash, "build_id"));
   line("Signature", field(crash, "signature"));
   if (auto it = crash.find("threads"); it != crash.end()) {

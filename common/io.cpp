@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -96,9 +97,19 @@ Expected<std::string> read_fd(int fd, const std::string& path, size_t limit) {
 }
 
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
-  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY);
+  // O_NONBLOCK and a regular file only: a FIFO planted where a record or config is expected
+  // must not stall a reader (root's corectl among them) forever.
+  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
   if (!fd) {
     return std::unexpected(fd.error());
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) {
+    return fail_errno("Failed to stat " + quoted(path), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return std::unexpected(
+        Error{"Failed to read " + quoted(path) + ": not a regular file", EINVAL});
   }
   return read_fd(fd->get(), path, limit);
 }

@@ -339,17 +339,23 @@ def test_failed_install_puts_everything_back(tmp_path, safe_handler):
     needs_root()
     handler = safe_handler
     proc = fake_proc(tmp_path, "core")
-    # A "kernel" that drops the pattern: the read-back check fails after every write.
-    (proc / "kernel" / "core_pattern").unlink()
-    (proc / "kernel" / "core_pattern").symlink_to("/dev/null")
-    sysctl = tmp_path / "sysctl.d"
-    sysctl.mkdir()
-    (sysctl / "50-process-core.conf").write_text("# an earlier, working install\n")
-    r = run_corectl("install", *install_args(tmp_path, handler, proc))
-    assert r.returncode == 1 and b"did not take" in r.stderr, r.stderr
-    assert (sysctl / "50-process-core.conf").read_text() == "# an earlier, working install\n"
-    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
-    assert (proc / "fs" / "suid_dumpable").read_text().strip() == "0"
+    # A "kernel" that refuses the last setting (an immutable file; /proc/sys entries are
+    # regular files, so a stand-in must be one too): the two written before it are put back.
+    refused = proc / "fs" / "suid_dumpable"
+    if subprocess.run(["chattr", "+i", str(refused)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i not supported here")
+    try:
+        sysctl = tmp_path / "sysctl.d"
+        sysctl.mkdir()
+        (sysctl / "50-process-core.conf").write_text("# an earlier, working install\n")
+        r = run_corectl("install", *install_args(tmp_path, handler, proc))
+        assert r.returncode != 0 and b"suid_dumpable" in r.stderr, r.stderr
+        assert (sysctl / "50-process-core.conf").read_text() == "# an earlier, working install\n"
+        assert (proc / "kernel" / "core_pattern").read_text().strip() == "core"
+        assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+        assert refused.read_text().strip() == "0"
+    finally:
+        subprocess.run(["chattr", "-i", str(refused)], capture_output=True)
 
 
 @pytest.mark.parametrize("case", ["handler_of_store_user", "handler_group_writable",
