@@ -5,7 +5,7 @@
 # the exporter when systemd runs. `apt purge process-core` undoes all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo packaging/install.sh)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root " >&2; exit 1; }
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
