@@ -13,6 +13,12 @@
 namespace cli {
 
 namespace {
+// A core without a record younger than this may still be getting its record (the handler
+// analyses the crash between the two): only older ones are orphans.
+constexpr int64_t k_orphan_min_age = 600;
+} // namespace
+
+namespace {
 
 std::string describe(const common::RetentionEntry& e, const Crash& c) {
   return c.id + "  " + local_time(c.time) + "  " + printable(c.hostname) + "  " +
@@ -65,6 +71,16 @@ Exit cmd_vacuum(Context& ctx) {
       }
     }
     entries.push_back(std::move(e));
+  }
+
+  // Files no record accounts for are removed whatever the quota says: nothing else would ever
+  // remove them, and they would count against max_use forever.
+  for (const auto& o : common::remove_orphans(store, static_cast<int64_t>(std::time(nullptr)),
+                                              k_orphan_min_age, dry)) {
+    std::printf("%s %s (%s, no record)\n", dry ? "Would remove" : "Removing",
+                printable(o.path).c_str(), human_size(o.bytes).c_str());
+    space->available += o.bytes;
+    ++finished;
   }
 
   const auto plan = common::plan_retention(

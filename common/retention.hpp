@@ -68,4 +68,15 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
 Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
                            const std::string& removed_at);
 
+// A file retention removes that no record accounts for.
+struct Orphan {
+  std::string path;   // relative to the store root
+  uint64_t bytes = 0; // allocated
+};
+
+// Cores without a record (a handler killed between committing the core and its record) and
+// hidden temporaries (left where O_TMPFILE is unsupported), older than `min_age` seconds so a
+// capture still under way is never touched. Removes them unless `dry_run`; returns them.
+std::vector<Orphan> remove_orphans(const Store& store, int64_t now, int64_t min_age, bool dry_run);
+
 } // namespace common

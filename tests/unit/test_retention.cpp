@@ -6,9 +6,12 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
 #include <filesystem>
 
 using namespace common;
@@ -163,4 +166,43 @@ TEST_CASE("remove_core follows no symlink and reads no FIFO", "[retention]") {
     CHECK_FALSE(remove_core(*store, RetentionEntry{"h", "e", id, 1, 4096}, "2026-01-01T00:00:00Z"));
     CHECK(std::filesystem::exists(dir.path() / "h" / "e" / (id + ".core.zst")));
   }
+}
+
+TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[retention]") {
+  test::TempDir dir;
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  REQUIRE(store->open_exe_dir("h", "e"));
+  const auto base = dir.path() / "h" / "e";
+  test::spit(base / "1111111111111111.core.zst", "orphan, old");
+  test::spit(base / "2222222222222222.core.zst", "orphan, fresh: its record may still come");
+  test::spit(base / "3333333333333333.core.zst", "has a record");
+  test::spit(base / "3333333333333333.json", "{}");
+  test::spit(base / ".#4444444444444444.json.abcdef", "stale temporary");
+  test::spit(base / "notes.txt", "foreign, left alone");
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  auto age = [&](const char* name, int64_t seconds) {
+    const struct timespec t[2] = {{now - seconds, 0}, {now - seconds, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, (base / name).c_str(), t, 0) == 0);
+  };
+  age("1111111111111111.core.zst", 3600);
+  age("3333333333333333.core.zst", 3600);
+  age(".#4444444444444444.json.abcdef", 3600);
+
+  const auto dry = remove_orphans(*store, now, 600, /*dry_run=*/true);
+  CHECK(dry.size() == 2);
+  CHECK(std::filesystem::exists(base / "1111111111111111.core.zst"));
+
+  const auto removed = remove_orphans(*store, now, 600, /*dry_run=*/false);
+  std::vector<std::string> paths;
+  for (const auto& o : removed) {
+    paths.push_back(o.path);
+  }
+  std::sort(paths.begin(), paths.end());
+  CHECK(paths == std::vector<std::string>{"h/e/.#4444444444444444.json.abcdef",
+                                          "h/e/1111111111111111.core.zst"});
+  CHECK_FALSE(std::filesystem::exists(base / "1111111111111111.core.zst"));
+  CHECK(std::filesystem::exists(base / "2222222222222222.core.zst"));
+  CHECK(std::filesystem::exists(base / "3333333333333333.core.zst"));
+  CHECK(std::filesystem::exists(base / "notes.txt"));
 }
