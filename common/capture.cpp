@@ -6,7 +6,9 @@
 #include <zstd.h>
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <mutex>
@@ -25,6 +27,10 @@ constexpr size_t k_read_size = 1 << 20;
 constexpr uint64_t k_in_flight_threaded = 16 << 20;
 constexpr uint64_t k_in_flight_inline = 256 << 10;
 constexpr uint64_t k_threaded_min_room = 256 << 20;
+// What another capture may write between our look at the free space and our write.
+constexpr uint64_t k_concurrent_slack = 2 * k_read_size;
+// Kept free for the record, written after the core.
+constexpr uint64_t k_record_room = 256 << 10;
 // Frame header, last block header and checksum.
 constexpr uint64_t k_frame_overhead = 64;
 
@@ -186,7 +192,16 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     }
     // Feed no more than could fit in max_stored even if incompressible, counting what zstd may
     // still hold: the output then never overshoots and never meets ENOSPC from our own writes.
-    const uint64_t out_room = options.max_stored - std::min(options.max_stored, result.stored_size);
+    uint64_t out_room = options.max_stored - std::min(options.max_stored, result.stored_size);
+    // max_stored was decided alone; other captures running now take from the same free space,
+    // so look again before every chunk (one fstatvfs per MiB costs nothing measurable). Keep
+    // room for the record, and for a chunk another writer may write between our look and ours.
+    struct statvfs sv {};
+    if (::fstatvfs(out_fd, &sv) == 0) {
+      const uint64_t avail = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
+      const uint64_t reserve = options.min_free + k_record_room + k_concurrent_slack;
+      out_room = std::min(out_room, avail > reserve ? avail - reserve : 0);
+    }
     const uint64_t held = std::min(result.stored_raw, in_flight);
     const uint64_t worst = ZSTD_COMPRESSBOUND(held + chunk.size()) - held + k_frame_overhead;
     uint64_t room = options.max_raw - result.stored_raw;

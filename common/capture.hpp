@@ -20,6 +20,9 @@ struct CaptureOptions {
   int workers = 1;                                            // zstd worker threads
   uint64_t max_raw = std::numeric_limits<uint64_t>::max();    // core bytes stored at most
   uint64_t max_stored = std::numeric_limits<uint64_t>::max(); // compressed bytes at most
+  // Free space to leave on the output's file system, checked before every chunk: max_stored
+  // was decided alone, and other captures running at the same time take from the same space.
+  uint64_t min_free = 0;
 };
 
 enum class CaptureStop {

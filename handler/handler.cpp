@@ -307,6 +307,7 @@ void capture_core(Context& ctx) {
   options.workers = ctx.config.compression_threads;
   options.max_raw = budget.max_raw;
   options.max_stored = budget.max_stored;
+  options.min_free = budget.keep_free;
   common::CaptureResult result;
   if (ctx.input) {
     result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &ctx.scanner);
@@ -548,6 +549,7 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
   // systemd's defaults cap both percentages at 4 GiB; ours are the same.
   const uint64_t keep_free = config.keep_free.resolve(in.fs_total, 4ULL << 30);
   const uint64_t max_use = config.max_use.resolve(in.fs_total, 4ULL << 30);
+  b.keep_free = keep_free;
   const uint64_t free_room = in.fs_available > keep_free ? in.fs_available - keep_free : 0;
   const uint64_t quota_room = max_use > in.store_usage ? max_use - in.store_usage : 0;
   if (free_room < k_min_room) {

@@ -43,6 +43,7 @@ struct CoreBudget {
   common::CoreReason reason = common::CoreReason::stored; // why not, when !store
   uint64_t max_raw = 0;    // core bytes to store at most (max_core_size)
   uint64_t max_stored = 0; // compressed bytes at most (free space and quota)
+  uint64_t keep_free = 0;  // resolved keep_free: checked again while storing
   common::CoreReason limit_reason = common::CoreReason::truncated; // what max_stored stands for
   std::string detail; // human explanation for the record and log
 };

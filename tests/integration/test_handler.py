@@ -240,7 +240,10 @@ def test_tiny_tmpfs_that_fills_up(handler, tmp_path, crasher):
         first = only(recs)["core"]
         assert first["present"] and first["truncated"] and first["reason"] == "truncated"
         assert first["size"] == len(incompressible) + 4
-        # The file system is now nearly full: the next crash gets a record and no core.
+        # Fill the file system to within 512 KiB: the next crash gets a record and no core.
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        with open(mnt / "filler", "wb") as f:
+            f.write(b"\0" * max(0, free - (512 << 10)))
         run(b"\x7fELF" + incompressible)
         recs = pctest.records(store)
         assert len(recs) == 2
@@ -300,3 +303,40 @@ def test_missing_store_user_fails_closed(handler, tmp_path, real_core):
     assert any("continuing as nobody" in w for w in r["handler"]["warnings"])
     for p in pathlib.Path(store).rglob("*"):
         assert p.stat().st_uid == 65534, f"{p} was created as uid {p.stat().st_uid}"
+
+
+def test_concurrent_captures_share_a_small_disk(handler, tmp_path):
+    """Two big crashes at once on a small file system: each budget was decided alone, so the
+    handlers look at the free space again as they write; both keep a (cut) core, neither runs
+    the disk out of space, and both records are written."""
+    if not pctest.is_root():
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)],
+                   check=True)
+    try:
+        store = pctest.make_store(mnt)
+        conf = pctest.write_config(tmp_path / "pc.conf", store, keep_free=0, max_use="100%",
+                                   rate_limit_burst=0)
+        procs = [subprocess.Popen([str(handler), "--config", str(conf), *recommended(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+                 for n in (1, 2)]
+        time.sleep(0.3)  # both have decided their budgets on an empty file system
+        for p in procs:
+            p.stdin.write(b"\x7fELF")
+        for _ in range(12):  # 12 MiB of incompressible data each: 24 MiB for 16 MiB of disk
+            for p in procs:
+                p.stdin.write(os.urandom(1 << 20))
+                p.stdin.flush()
+        for p in procs:
+            p.stdin.close()
+            assert p.wait(timeout=60) == 0
+        recs = pctest.records(store)
+        assert len(recs) == 2
+        for r in recs:
+            core = r["core"]
+            assert core["present"] and core["truncated"] and core["reason"] == "truncated", core
+            assert core["size"] == (12 << 20) + 4
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
