@@ -207,58 +207,46 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
 }
 
 std::vector<Orphan> remove_orphans(const Store& store, int64_t now, int64_t min_age, bool dry_run) {
-  constexpr int k_dir = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
   std::vector<Orphan> out;
-  list_dir(store.fd(), [&](std::string_view host) {
-    const int hfd = ::openat(store.fd(), std::string(host).c_str(), k_dir);
-    if (hfd < 0) {
-      return;
-    }
-    const UniqueFd host_fd(hfd);
-    list_dir(host_fd.get(), [&](std::string_view exe) {
-      const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir);
-      if (efd < 0) {
-        return;
-      }
-      const UniqueFd exe_fd(efd);
-      // list_dir skips dot names, which is where the temporaries are: read the directory whole.
-      std::vector<std::string> names;
-      const int dup = ::openat(exe_fd.get(), ".", k_dir);
-      if (DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr) {
-        while (const dirent* de = ::readdir(dir)) {
-          names.emplace_back(de->d_name);
+  store.for_each_exe_dir(
+      Store::Listing::all, [&](std::string_view host, std::string_view exe, int dirfd) {
+        // list_dir skips dot names, which is where the temporaries are: read the directory whole.
+        std::vector<std::string> names;
+        const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr) {
+          while (const dirent* de = ::readdir(dir)) {
+            names.emplace_back(de->d_name);
+          }
+          ::closedir(dir);
+        } else if (dup >= 0) {
+          ::close(dup);
         }
-        ::closedir(dir);
-      } else if (dup >= 0) {
-        ::close(dup);
-      }
-      std::sort(names.begin(), names.end());
-      for (const std::string& name : names) {
-        const bool temporary = name.starts_with(".#");
-        const bool core = name.ends_with(k_core_suffix) && !name.starts_with('.');
-        if (!temporary && !core) {
-          continue;
-        }
-        if (core) {
-          const std::string record =
-              name.substr(0, name.size() - k_core_suffix.size()) + std::string(k_record_suffix);
-          if (std::binary_search(names.begin(), names.end(), record)) {
+        std::sort(names.begin(), names.end());
+        for (const std::string& name : names) {
+          const bool temporary = name.starts_with(".#");
+          const bool core = name.ends_with(k_core_suffix) && !name.starts_with('.');
+          if (!temporary && !core) {
             continue;
           }
+          if (core) {
+            const std::string record =
+                name.substr(0, name.size() - k_core_suffix.size()) + std::string(k_record_suffix);
+            if (std::binary_search(names.begin(), names.end(), record)) {
+              continue;
+            }
+          }
+          struct stat st {};
+          if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+              !S_ISREG(st.st_mode) || now - st.st_mtime < min_age) {
+            continue;
+          }
+          if (!dry_run && ::unlinkat(dirfd, name.c_str(), 0) != 0) {
+            continue;
+          }
+          out.push_back({std::string(host) + "/" + std::string(exe) + "/" + name,
+                         static_cast<uint64_t>(st.st_blocks) * 512});
         }
-        struct stat st {};
-        if (::fstatat(exe_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-            !S_ISREG(st.st_mode) || now - st.st_mtime < min_age) {
-          continue;
-        }
-        if (!dry_run && ::unlinkat(exe_fd.get(), name.c_str(), 0) != 0) {
-          continue;
-        }
-        out.push_back({std::string(host) + "/" + std::string(exe) + "/" + name,
-                       static_cast<uint64_t>(st.st_blocks) * 512});
-      }
-    });
-  });
+      });
   return out;
 }
 

@@ -71,10 +71,15 @@ Expected<UniqueFd> Store::open_exe_dir(const std::string& host, const std::strin
   return open_or_make_dir(host_fd->get(), exe);
 }
 
-size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) const {
+size_t Store::for_each_exe_dir(
+    Listing listing,
+    const std::function<void(std::string_view host, std::string_view exe, int dirfd)>& fn) const {
   size_t failures = 0;
+  auto wanted = [&](std::string_view name) {
+    return listing == Listing::all || is_safe_component(name);
+  };
   const bool ok = list_dir(m_fd.get(), [&](std::string_view host) {
-    if (!is_safe_component(host)) {
+    if (!wanted(host)) {
       return;
     }
     const int hfd = ::openat(m_fd.get(), std::string(host).c_str(), k_dir_flags);
@@ -82,9 +87,9 @@ size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) 
       failures += errno == ENOTDIR ? 0 : 1;
       return;
     }
-    UniqueFd host_fd(hfd);
+    const UniqueFd host_fd(hfd);
     list_dir(host_fd.get(), [&](std::string_view exe) {
-      if (!is_safe_component(exe)) {
+      if (!wanted(exe)) {
         return;
       }
       const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir_flags);
@@ -92,47 +97,42 @@ size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) 
         failures += errno == ENOTDIR ? 0 : 1;
         return;
       }
-      UniqueFd exe_fd(efd);
-      std::vector<std::string> ids;
-      std::vector<std::string> cores;
-      list_dir(exe_fd.get(), [&](std::string_view name) {
-        if (name.ends_with(k_core_suffix)) {
-          cores.emplace_back(name.substr(0, name.size() - k_core_suffix.size()));
-        } else if (name.ends_with(k_record_suffix)) {
-          ids.emplace_back(name.substr(0, name.size() - k_record_suffix.size()));
-        }
-      });
-      std::sort(cores.begin(), cores.end());
-      for (const auto& id : ids) {
-        StoreEntry e{std::string(host), std::string(exe), id, exe_fd.get(),
-                     std::binary_search(cores.begin(), cores.end(), id)};
-        fn(e);
-      }
+      const UniqueFd exe_fd(efd);
+      fn(host, exe, exe_fd.get());
     });
   });
   return ok ? failures : failures + 1;
 }
 
-uint64_t Store::disk_usage() const {
-  uint64_t total = 0;
-  list_dir(m_fd.get(), [&](std::string_view host) {
-    const int hfd = ::openat(m_fd.get(), std::string(host).c_str(), k_dir_flags);
-    if (hfd < 0) {
-      return;
-    }
-    UniqueFd host_fd(hfd);
-    list_dir(host_fd.get(), [&](std::string_view exe) {
-      const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir_flags);
-      if (efd < 0) {
-        return;
-      }
-      UniqueFd exe_fd(efd);
-      list_dir(exe_fd.get(), [&](std::string_view name) {
-        struct stat st {};
-        if (::fstatat(exe_fd.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-          total += static_cast<uint64_t>(st.st_blocks) * 512;
+size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) const {
+  return for_each_exe_dir(
+      Listing::ours, [&](std::string_view host, std::string_view exe, int dirfd) {
+        std::vector<std::string> ids;
+        std::vector<std::string> cores;
+        list_dir(dirfd, [&](std::string_view name) {
+          if (name.ends_with(k_core_suffix)) {
+            cores.emplace_back(name.substr(0, name.size() - k_core_suffix.size()));
+          } else if (name.ends_with(k_record_suffix)) {
+            ids.emplace_back(name.substr(0, name.size() - k_record_suffix.size()));
+          }
+        });
+        std::sort(cores.begin(), cores.end());
+        for (const auto& id : ids) {
+          const StoreEntry e{std::string(host), std::string(exe), id, dirfd,
+                             std::binary_search(cores.begin(), cores.end(), id)};
+          fn(e);
         }
       });
+}
+
+uint64_t Store::disk_usage() const {
+  uint64_t total = 0;
+  for_each_exe_dir(Listing::all, [&](std::string_view, std::string_view, int dirfd) {
+    list_dir(dirfd, [&](std::string_view name) {
+      struct stat st {};
+      if (::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        total += static_cast<uint64_t>(st.st_blocks) * 512;
+      }
     });
   });
   return total;

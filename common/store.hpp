@@ -46,6 +46,17 @@ public:
   // safe components (see names.hpp); symlinks are never followed.
   Expected<UniqueFd> open_exe_dir(const std::string& host, const std::string& exe) const;
 
+  // Which <host>/<exe> directories a walk visits: only names names.hpp could have produced, or
+  // every directory (to account for all the space, or clean up whatever is there).
+  enum class Listing { ours, all };
+
+  // Calls `fn(host, exe, exe_dirfd)` for every <host>/<exe> directory, never following links;
+  // the descriptor is valid during the call only. Returns how many directories could not be
+  // opened or listed.
+  size_t for_each_exe_dir(
+      Listing listing,
+      const std::function<void(std::string_view host, std::string_view exe, int dirfd)>& fn) const;
+
   // Calls `fn` for every <id>.json in the store, in no particular order. Hidden and foreign
   // names are skipped; returns the number of entries that could not be read (unreadable dirs).
   size_t for_each_record(const std::function<void(const StoreEntry&)>& fn) const;
