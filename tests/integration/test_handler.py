@@ -222,11 +222,7 @@ def test_one_syslog_line_per_crash(run_handler, real_core):
 def test_tiny_tmpfs_that_fills_up(handler, tmp_path, crasher):
     if not pctest.is_root():
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with pctest.tmpfs(tmp_path / "tiny", "3m") as mnt:
         store = pctest.make_store(mnt)
         conf = pctest.write_config(tmp_path / "pc.conf", store, keep_free=0, max_use="100%")
         incompressible = os.urandom(6 << 20)  # bigger than the whole file system
@@ -252,8 +248,6 @@ def test_tiny_tmpfs_that_fills_up(handler, tmp_path, crasher):
         # Nothing but the records and the one core: no partial files.
         names = [p.name for p in store.rglob("*") if p.is_file() and p.name != ".usage"]
         assert sorted(n.split(".", 1)[1] for n in names) == ["core.zst", "json", "json"]
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
 
 
 def test_help_does_not_read_stdin(handler):
@@ -311,11 +305,7 @@ def test_concurrent_captures_share_a_small_disk(handler, tmp_path):
     the disk out of space, and both records are written."""
     if not pctest.is_root():
         pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mnt)],
-                   check=True)
-    try:
+    with pctest.tmpfs(tmp_path / "small", "16m") as mnt:
         store = pctest.make_store(mnt)
         conf = pctest.write_config(tmp_path / "pc.conf", store, keep_free=0, max_use="100%",
                                    rate_limit_burst=0)
@@ -338,5 +328,3 @@ def test_concurrent_captures_share_a_small_disk(handler, tmp_path):
             core = r["core"]
             assert core["present"] and core["truncated"] and core["reason"] == "truncated", core
             assert core["size"] == (12 << 20) + 4
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)

@@ -132,6 +132,18 @@ class SyslogCapture:
                 os.unlink("/dev/log")
 
 
+@contextlib.contextmanager
+def tmpfs(path, size):
+    """A tmpfs of `size` (e.g. "16m") mounted at `path` for the duration (root only)."""
+    pathlib.Path(path).mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                   check=True)
+    try:
+        yield pathlib.Path(path)
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
 def records(store):
     """All records in a store, parsed, with their paths."""
     out = []
