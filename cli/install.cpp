@@ -309,8 +309,11 @@ Exit install(const InstallOptions& o) {
   } else if (state.error().sys_errno == ENOENT) {
     json saved = json::object();
     for (const auto& s : *previous) {
-      // Our own pattern (installed by hand or by a package) is not worth restoring.
-      const bool ours = s.name == "kernel.core_pattern" && is_our_pattern(s.value, o.handler, "");
+      // Our own pattern (this very handler, whose state was lost) is not worth restoring. The
+      // pattern of another process-core installation (a package, while a build tree installs
+      // its handler) is: uninstalling this one must give that one back.
+      const bool ours = s.name == "kernel.core_pattern" &&
+                        (s.value == "|" + o.handler || s.value.starts_with("|" + o.handler + " "));
       saved[s.name] = ours ? "core" : s.value;
     }
     state = json{{"saved", common::format_time(std::time(nullptr))}, {"settings", saved}};

@@ -335,6 +335,30 @@ def test_uninstall_leaves_a_pattern_that_is_no_longer_ours(tmp_path, safe_handle
     assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
 
 
+def test_install_over_another_installation_gives_its_pattern_back(tmp_path, safe_handler):
+    """A build tree's handler installed over a package's: uninstall restores the package's."""
+    needs_root()
+    package = "|/usr/sbin/process-core -P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
+    proc = fake_proc(tmp_path, package)
+    args = install_args(tmp_path, safe_handler, proc)
+    r = run_corectl("install", *args)
+    assert r.returncode == 0, r.stderr
+    assert (proc / "kernel" / "core_pattern").read_text().startswith(f"|{safe_handler} ")
+    r = run_corectl("uninstall", *args)
+    assert r.returncode == 0, r.stderr
+    assert (proc / "kernel" / "core_pattern").read_text().strip() == package
+
+
+def test_reinstall_of_the_same_handler_without_state_saves_core(tmp_path, safe_handler):
+    """Its own pattern, found without saved state, is not what uninstall should restore."""
+    needs_root()
+    proc = fake_proc(tmp_path, f"|{safe_handler} -P%P -- %h %s %E")
+    args = install_args(tmp_path, safe_handler, proc)
+    assert run_corectl("install", *args).returncode == 0
+    assert run_corectl("uninstall", *args).returncode == 0
+    assert (proc / "kernel" / "core_pattern").read_text().strip() == "core"
+
+
 def test_failed_install_puts_everything_back(tmp_path, safe_handler):
     needs_root()
     handler = safe_handler
