@@ -1,5 +1,5 @@
 // The ledger: per-series crash counts of records that retention has removed, so that
-// coredumps_total (ledger + live records) never goes down.
+// processcore_coredumps_total (ledger + live records) never goes down.
 //
 // File: <store>/.ledger.json (hidden: store listings skip it), written atomically by whoever
 // retires records (corectl vacuum), read by the exporter.
@@ -25,7 +25,7 @@ namespace common {
 
 inline constexpr const char* k_ledger_name = ".ledger.json";
 
-// The labels of one coredumps_total series.
+// The labels of one processcore_coredumps_total series.
 struct SeriesKey {
   std::string hostname;   // record.hostname
   std::string executable; // record.executable (decoded path)
@@ -41,7 +41,7 @@ SeriesKey series_of(const Record& r);
 // Earliest and latest crash time (epoch seconds, 0 = unknown) of a series' removed records. The
 // exporter needs them once the records are gone: the earliest orders executables for the label
 // cap (so folding into "other" is stable across restarts), the latest feeds
-// process_core_last_crash_timestamp_seconds.
+// processcore_last_crash_timestamp_seconds.
 struct SeriesTimes {
   int64_t first = 0;
   int64_t last = 0;

@@ -246,9 +246,10 @@ void CrashState::settle() {
     Exported& e = m_exported[i];
     const uint64_t total = raw[i] + e.carry;
     if (total < e.value) {
-      spdlog::warn("coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
-                   "drop by {} (records removed without the ledger?); keeping the count",
-                   e.labels.hostname, e.labels.executable, e.labels.signal, e.value - total);
+      spdlog::warn(
+          "processcore_coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
+          "drop by {} (records removed without the ledger?); keeping the count",
+          e.labels.hostname, e.labels.executable, e.labels.signal, e.value - total);
       e.carry += e.value - total;
     } else {
       e.value = total;

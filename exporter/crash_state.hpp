@@ -1,4 +1,4 @@
-// The exporter's counting model: which crashes each coredumps_total series counts, kept
+// The exporter's counting model: which crashes each processcore_coredumps_total series counts, kept
 // consistent with the store's records and ledger, and never lower than a value already exported.
 // No I/O here: the store watcher feeds it, the metrics collector reads snapshots of it.
 #pragma once
@@ -37,7 +37,7 @@ std::optional<uint64_t> parse_record_id(std::string_view id);
 // The id text parse_record_id() accepted.
 std::string format_record_id(uint64_t id);
 
-// One exported coredumps_total series (labels after folding).
+// One exported processcore_coredumps_total series (labels after folding).
 struct SeriesSample {
   common::SeriesKey labels;
   uint64_t count = 0;

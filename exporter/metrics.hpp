@@ -13,15 +13,15 @@
 namespace exporter {
 
 // Metric names (documented in docs/exporter.md).
-inline constexpr const char* k_metric_crashes = "coredumps_total";
-inline constexpr const char* k_metric_last_crash = "process_core_last_crash_timestamp_seconds";
-inline constexpr const char* k_metric_stored_bytes = "process_core_stored_bytes";
-inline constexpr const char* k_metric_folded = "process_core_executables_folded";
-inline constexpr const char* k_metric_unreadable = "process_core_records_unreadable";
-inline constexpr const char* k_metric_records = "process_core_records";
-inline constexpr const char* k_metric_scan_duration = "process_core_scan_duration_seconds";
-inline constexpr const char* k_metric_rescans = "process_core_rescans_total";
-inline constexpr const char* k_metric_build_info = "process_core_build_info";
+inline constexpr const char* k_metric_crashes = "processcore_coredumps_total";
+inline constexpr const char* k_metric_last_crash = "processcore_last_crash_timestamp_seconds";
+inline constexpr const char* k_metric_stored_bytes = "processcore_stored_bytes";
+inline constexpr const char* k_metric_folded = "processcore_executables_folded";
+inline constexpr const char* k_metric_unreadable = "processcore_records_unreadable";
+inline constexpr const char* k_metric_records = "processcore_records";
+inline constexpr const char* k_metric_scan_duration = "processcore_scan_duration_seconds";
+inline constexpr const char* k_metric_rescans = "processcore_rescans_total";
+inline constexpr const char* k_metric_build_info = "processcore_build_info";
 
 // Turns a snapshot into metric families (pure: used by the collector and by tests).
 std::vector<prometheus::MetricFamily> to_families(const Snapshot& snap);

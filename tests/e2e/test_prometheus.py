@@ -103,11 +103,11 @@ def check_alert_flow(store, config, workdir, make_crash, executable):
         prom = Prometheus(workdir, ex.port)
         try:
             prom.wait_until("the first scrape", lambda: prom.query('up{job="process-core"} == 1'))
-            assert prom.query("coredumps_total") == []
+            assert prom.query("processcore_coredumps_total") == []
             make_crash()
-            ex.wait_for(lambda m: value(m, "coredumps_total", signal="SEGV") == 1, timeout=5)
-            result = prom.wait_until("coredumps_total in Prometheus",
-                                     lambda: prom.query('coredumps_total{signal="SEGV"}'))
+            ex.wait_for(lambda m: value(m, "processcore_coredumps_total", signal="SEGV") == 1, timeout=5)
+            result = prom.wait_until("processcore_coredumps_total in Prometheus",
+                                     lambda: prom.query('processcore_coredumps_total{signal="SEGV"}'))
             assert result[0]["metric"]["executable"] == executable
             assert result[0]["value"][1] == "1"
             alert = prom.wait_until("ProcessCrashed firing", lambda: [

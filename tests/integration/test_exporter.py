@@ -16,16 +16,16 @@ def test_counts_follow_the_handler_within_a_second(tmp_path):
     with Exporter(store, config, tmp_path) as ex:
         m = ex.scrape()
         assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1}
-        assert value(m, "process_core_build_info") == 1
-        assert value(m, "process_core_records") == 1
-        assert value(m, "process_core_stored_bytes", hostname="web-1") > 0
-        assert value(m, "process_core_last_crash_timestamp_seconds", executable="/usr/bin/ruby") > time.time() - 120
+        assert value(m, "processcore_build_info") == 1
+        assert value(m, "processcore_records") == 1
+        assert value(m, "processcore_stored_bytes", hostname="web-1") > 0
+        assert value(m, "processcore_last_crash_timestamp_seconds", executable="/usr/bin/ruby") > time.time() - 120
 
         # New records (and a new host directory) show up through inotify, within one second.
         for host, signo, exe in [("web-1", SEGV, "/usr/bin/ruby"), ("web-1", ABRT, "/usr/bin/ruby"),
                                  ("db-2", SEGV, "/usr/sbin/mysqld"), ("db-2", QUIT, "/usr/bin/python3")]:
             crash(store, config, host, signo, exe)
-        m, waited = ex.wait_for(lambda m: value(m, "coredumps_total") == 5, timeout=1.0)
+        m, waited = ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 5, timeout=1.0)
         assert waited <= 1.0
         assert crashes(m) == {
             ("web-1", "/usr/bin/ruby", "SEGV", "true"): 2,
@@ -33,7 +33,7 @@ def test_counts_follow_the_handler_within_a_second(tmp_path):
             ("db-2", "/usr/sbin/mysqld", "SEGV", "true"): 1,
             ("db-2", "/usr/bin/python3", "QUIT", "true"): 1,
         }
-        assert value(m, "process_core_records_unreadable") == 0
+        assert value(m, "processcore_records_unreadable") == 0
         assert ex.stop() == 0  # clean exit on SIGTERM
     assert "stopping on SIGTERM" in ex.log()
 
@@ -59,18 +59,18 @@ def test_counts_survive_retention(tmp_path):
     with Exporter(store, config, tmp_path) as ex:
         before = ex.scrape()
         expected = crashes(before)
-        bytes_before = value(before, "process_core_stored_bytes")
+        bytes_before = value(before, "processcore_stored_bytes")
 
         # Retention removes cores but keeps records: counts stay, bytes go down.
         for core in store.glob("*/*/*.core.zst"):
             core.unlink()
-        m, _ = ex.wait_for(lambda m: value(m, "process_core_stored_bytes") < bytes_before, timeout=2)
+        m, _ = ex.wait_for(lambda m: value(m, "processcore_stored_bytes") < bytes_before, timeout=2)
         assert crashes(m) == expected
 
         # Retention removes records through the ledger: counts stay, watched live.
         records = sorted(store.glob("web-1/*/*.json"))
         assert retire(store, records[:3]) == 3
-        m, _ = ex.wait_for(lambda m: value(m, "process_core_records") == 2, timeout=2)
+        m, _ = ex.wait_for(lambda m: value(m, "processcore_records") == 2, timeout=2)
         assert crashes(m) == expected
         assert json.loads((store / ".ledger.json").read_text())["pending"] == []
 
@@ -103,12 +103,12 @@ def test_records_removed_by_hand_do_not_lower_the_counter(tmp_path):
     for _ in range(2):
         crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
     with Exporter(store, config, tmp_path) as ex:
-        ex.wait_for(lambda m: value(m, "coredumps_total") == 2)
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 2)
         next(store.glob("*/*/*.json")).unlink()
-        ex.wait_for(lambda m: value(m, "process_core_records") == 1, timeout=2)
-        assert value(ex.scrape(), "coredumps_total") == 2
+        ex.wait_for(lambda m: value(m, "processcore_records") == 1, timeout=2)
+        assert value(ex.scrape(), "processcore_coredumps_total") == 2
         crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
-        ex.wait_for(lambda m: value(m, "coredumps_total") == 3, timeout=1)
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 3, timeout=1)
         assert "would drop by 1" in ex.log()
 
 
@@ -128,15 +128,15 @@ def test_cardinality_cap_folds_into_other(tmp_path):
     with Exporter(store, config, tmp_path) as ex:
         m = ex.scrape()
         assert crashes(m) == expected
-        assert value(m, "process_core_executables_folded", hostname="web-1") == 2
-        assert value(m, "process_core_executables_folded", hostname="db-2") == 0
+        assert value(m, "processcore_executables_folded", hostname="web-1") == 2
+        assert value(m, "processcore_executables_folded", hostname="db-2") == 0
         # A new executable after start-up goes to "other"; a known one keeps its label.
         crash(store, config, "web-1", SEGV, "/usr/bin/e")
         crash(store, config, "web-1", SEGV, "/usr/bin/a")
         expected[("web-1", "other", "SEGV", "true")] += 1
         expected[("web-1", "/usr/bin/a", "SEGV", "true")] += 1
         m, _ = ex.wait_for(lambda m: crashes(m) == expected, timeout=1)
-        assert value(m, "process_core_executables_folded", hostname="web-1") == 3
+        assert value(m, "processcore_executables_folded", hostname="web-1") == 3
     # Same labels after a restart; and after the earliest executable's records are retired
     # (the ledger keeps its earliest crash time, so it keeps its place under the cap).
     retire(store, list(store.glob("web-1/usr!bin!a/*.json")))
@@ -155,18 +155,18 @@ def test_malformed_and_foreign_files_are_counted_not_fatal(tmp_path):
     with Exporter(store, config, tmp_path) as ex:
         m = ex.scrape()
         assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1}
-        assert value(m, "process_core_records_unreadable", reason="malformed") == 2
-        assert value(m, "process_core_records_unreadable", reason="foreign") == 2
+        assert value(m, "processcore_records_unreadable", reason="malformed") == 2
+        assert value(m, "processcore_records_unreadable", reason="foreign") == 2
         # Live: another bad record, then a file written in place that becomes complete.
         (exe_dir / "0000000000000baf.json").write_text("[]")
-        ex.wait_for(lambda m: value(m, "process_core_records_unreadable", reason="malformed") == 3, timeout=1)
+        ex.wait_for(lambda m: value(m, "processcore_records_unreadable", reason="malformed") == 3, timeout=1)
         rec = json.loads([p for p in exe_dir.glob("*.json") if not p.name.startswith("0000")][0].read_text())
         rec["id"] = "0000000000000bad"
         (exe_dir / "0000000000000bad.json").write_text(json.dumps(rec))  # IN_CLOSE_WRITE: read again
-        m, _ = ex.wait_for(lambda m: value(m, "coredumps_total") == 2, timeout=1)
-        assert value(m, "process_core_records_unreadable", reason="malformed") == 2
+        m, _ = ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 2, timeout=1)
+        assert value(m, "processcore_records_unreadable", reason="malformed") == 2
         (exe_dir / "notes.txt").unlink()
-        ex.wait_for(lambda m: value(m, "process_core_records_unreadable", reason="foreign") == 1, timeout=1)
+        ex.wait_for(lambda m: value(m, "processcore_records_unreadable", reason="foreign") == 1, timeout=1)
 
 
 def test_bad_arguments_and_missing_store(tmp_path):

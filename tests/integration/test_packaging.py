@@ -77,7 +77,7 @@ def test_dashboard_queries_use_only_metrics_the_exporter_serves(tmp_path):
     dashboard = json.loads((PACKAGING / "grafana" / "process-core.json").read_text())
     assert dashboard["panels"], "no panels"
     exprs, used = dashboard_metrics(dashboard)
-    assert "coredumps_total" in used
+    assert "processcore_coredumps_total" in used
 
     # Serve a store with a crash in it from the real exporter and read which families exist.
     store = pctest.make_store(tmp_path)

@@ -39,9 +39,9 @@ def value(metrics, name, **labels):
 
 
 def crashes(metrics):
-    """coredumps_total as {(hostname, executable, signal, core_present): value}."""
+    """processcore_coredumps_total as {(hostname, executable, signal, core_present): value}."""
     out = {}
-    for l, v in series(metrics, "coredumps_total").items():
+    for l, v in series(metrics, "processcore_coredumps_total").items():
         d = dict(l)
         out[(d["hostname"], d["executable"], d["signal"], d["core_present"])] = v
     return out

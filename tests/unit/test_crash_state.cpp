@@ -154,10 +154,11 @@ TEST_CASE("metric families carry the documented names and labels", "[crash_state
   st.add_record(1, 0, {"web-1", "/usr/bin/ruby", "SEGV", true}, 1700000000, 4096, 8192);
   st.settle();
   const std::string text = prometheus::TextSerializer().Serialize(to_families(st.snapshot()));
-  CHECK_THAT(text, Catch::Contains("# TYPE coredumps_total counter"));
-  CHECK_THAT(text, Catch::Contains("coredumps_total{core_present=\"true\",executable=\"/usr/bin/"
-                                   "ruby\",hostname=\"web-1\",signal=\"SEGV\"} 1"));
-  CHECK_THAT(text, Catch::Contains("process_core_stored_bytes{hostname=\"web-1\"} 12288"));
-  CHECK_THAT(text, Catch::Contains("process_core_build_info{version="));
-  CHECK_THAT(text, Catch::Contains("process_core_records_unreadable{reason=\"malformed\"} 0"));
+  CHECK_THAT(text, Catch::Contains("# TYPE processcore_coredumps_total counter"));
+  CHECK_THAT(text, Catch::Contains(
+                       "processcore_coredumps_total{core_present=\"true\",executable=\"/usr/bin/"
+                       "ruby\",hostname=\"web-1\",signal=\"SEGV\"} 1"));
+  CHECK_THAT(text, Catch::Contains("processcore_stored_bytes{hostname=\"web-1\"} 12288"));
+  CHECK_THAT(text, Catch::Contains("processcore_build_info{version="));
+  CHECK_THAT(text, Catch::Contains("processcore_records_unreadable{reason=\"malformed\"} 0"));
 }
