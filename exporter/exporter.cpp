@@ -3,15 +3,19 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "exporter/crash_state.hpp"
+#include "exporter/http_server.hpp"
 #include "exporter/metrics.hpp"
+#include "exporter/process_metrics.hpp"
 #include "exporter/store_watcher.hpp"
+#include "exporter/web_config.hpp"
 #include "process_core_version.hpp"
 
-#include <prometheus/exposer.h>
+#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +33,8 @@ constexpr int k_exit_error = 1;
 constexpr int k_exit_usage = 2;
 // How often a degraded watcher (inotify limit) lists the whole store instead.
 constexpr int k_degraded_rescan_ms = 30'000;
+// The cap on max_use/keep_free given as percentages, as the handler and vacuum apply it.
+constexpr uint64_t k_percent_cap = 4ULL << 30;
 // civetweb worker threads: Prometheus scrapes one at a time; a second serves a curious human.
 constexpr size_t k_http_threads = 2;
 
@@ -40,18 +46,24 @@ struct Context {
   std::mutex mutex;
   std::unique_ptr<CrashState> state;
   std::unique_ptr<StoreWatcher> watcher;
-  std::shared_ptr<MetricsCollector> collector;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  WebConfig web;
+  std::unique_ptr<HttpServer> server;
 };
 
 void print_usage() {
-  std::fputs("Usage: process-core-exporter [OPTIONS]\n"
-             "Serves crash counts from the process-core store as Prometheus metrics.\n"
-             "  --config FILE       configuration (default /etc/process-core/process-core.conf)\n"
-             "  --store DIR         store root (overrides `store` of the configuration)\n"
-             "  --listen ADDR:PORT  HTTP address (overrides `listen`; default 127.0.0.1:9464)\n"
-             "  --version           print the version\n",
-             stdout);
+  std::fputs(
+      "Usage: process-core-exporter [OPTIONS]\n"
+      "Serves crash counts from the process-core store as Prometheus metrics.\n"
+      "  --config FILE                  configuration (default "
+      "/etc/process-core/process-core.conf)\n"
+      "  --store DIR                    store root (overrides `store` of the configuration)\n"
+      "  --web.listen-address ADDR:PORT address to serve on, repeatable; [::1]:9464 for IPv6,\n"
+      "                                 :9464 for every address (overrides `listen`; default\n"
+      "                                 127.0.0.1:9464). --listen is the old name\n"
+      "  --web.telemetry-path PATH      path of the metrics (default /metrics)\n"
+      "  --web.config.file FILE         TLS and basic authentication, exporter-toolkit format\n"
+      "  --version                      print the version\n",
+      stdout);
 }
 
 bool load_configuration(Context& ctx) {
@@ -69,8 +81,16 @@ bool load_configuration(Context& ctx) {
   if (ctx.options.store) {
     ctx.config.store = *ctx.options.store;
   }
-  if (ctx.options.listen) {
-    ctx.config.listen = *ctx.options.listen;
+  if (ctx.options.listen_deprecated) {
+    spdlog::warn("--listen is deprecated, use --web.listen-address");
+  }
+  if (ctx.options.web_config) {
+    auto web = load_web_config(*ctx.options.web_config);
+    if (!web) {
+      spdlog::error("{}", web.error().message);
+      return false;
+    }
+    ctx.web = std::move(*web);
   }
   return true;
 }
@@ -116,19 +136,68 @@ bool scan_store(Context& ctx) {
   return true;
 }
 
+const char* k_landing = R"(<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>process-core exporter</title></head>
+<body><h1>process-core exporter</h1>
+<p>Crashes captured by process-core on this host, as Prometheus metrics.</p>
+<ul><li><a href="{path}">{path}</a>: metrics</li>
+<li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a>: probes</li></ul>
+<p>Version {version}.</p></body></html>
+)";
+
+// What each path serves. The scan is done before the server starts, so the exporter is ready
+// as soon as it answers; /-/ready still exists for probes that expect it.
+HttpResponse route(const Context& ctx, const MetricsCollector& collector,
+                   const HttpRequest& request) {
+  if (request.path == ctx.options.telemetry_path) {
+    auto families = collector.Collect();
+    // max_use may be a share of the store's file system, which can be resized: resolved per
+    // scrape, as the handler does per crash (with the same 4 GiB cap on percentages).
+    struct statvfs fs {};
+    if (::statvfs(ctx.config.store.c_str(), &fs) == 0) {
+      families.push_back(max_use_family(ctx.config.max_use.resolve(
+          static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize, k_percent_cap)));
+    }
+    auto process = process_families();
+    families.insert(families.end(), std::make_move_iterator(process.begin()),
+                    std::make_move_iterator(process.end()));
+    return {200, "text/plain; version=0.0.4; charset=utf-8",
+            prometheus::TextSerializer().Serialize(families)};
+  }
+  if (request.path == "/-/healthy") {
+    return {200, "text/plain; charset=utf-8", "Healthy\n"};
+  }
+  if (request.path == "/-/ready") {
+    return {200, "text/plain; charset=utf-8", "Ready\n"};
+  }
+  if (request.path == "/") {
+    std::string page = k_landing;
+    for (size_t at; (at = page.find("{path}")) != std::string::npos;) {
+      page.replace(at, 6, ctx.options.telemetry_path);
+    }
+    page.replace(page.find("{version}"), 9, PROCESS_CORE_VERSION);
+    return {200, "text/html; charset=utf-8", std::move(page)};
+  }
+  return {404, "text/plain; charset=utf-8", "Not found\n"};
+}
+
 bool serve(Context& ctx) {
-  try {
-    ctx.exposer = std::make_unique<prometheus::Exposer>(ctx.config.listen, k_http_threads);
-  } catch (const std::exception& e) {
-    spdlog::error("Failed to listen on {}: {}", common::quoted(ctx.config.listen), e.what());
+  auto collector = std::make_shared<MetricsCollector>(*ctx.state, ctx.mutex);
+  const auto& addresses =
+      ctx.options.listen.empty() ? std::vector<std::string>{ctx.config.listen} : ctx.options.listen;
+  auto server = HttpServer::start(addresses, ctx.web, [&ctx, collector](const HttpRequest& r) {
+    return route(ctx, *collector, r);
+  });
+  if (!server) {
+    spdlog::error("{}", server.error().message);
     return false;
   }
-  ctx.collector = std::make_shared<MetricsCollector>(*ctx.state, ctx.mutex);
-  ctx.exposer->RegisterCollectable(ctx.collector);
-  const auto ports = ctx.exposer->GetListeningPorts();
+  ctx.server = std::move(*server);
   // With port 0 the kernel picks one; tests read it from this line.
-  const std::string host = ctx.config.listen.substr(0, ctx.config.listen.rfind(':'));
-  spdlog::info("listening on {}:{}", host, ports.empty() ? 0 : ports.front());
+  for (const auto& a : ctx.server->bound()) {
+    spdlog::info("listening on {}{}{}", a, ctx.web.tls() ? " (TLS)" : "",
+                 ctx.web.users.empty() ? "" : " (basic auth)");
+  }
   return true;
 }
 
@@ -188,7 +257,9 @@ common::Expected<Options> parse_options(const std::vector<std::string>& args) {
       o.help = true;
     } else if (arg == "--version") {
       o.version = true;
-    } else if (arg == "--config" || arg == "--store" || arg == "--listen") {
+    } else if (arg == "--config" || arg == "--store" || arg == "--listen" ||
+               arg == "--web.listen-address" || arg == "--web.telemetry-path" ||
+               arg == "--web.config.file") {
       auto v = value();
       if (!v) {
         return std::unexpected(v.error());
@@ -198,11 +269,20 @@ common::Expected<Options> parse_options(const std::vector<std::string>& args) {
         o.config_given = true;
       } else if (arg == "--store") {
         o.store = *v;
-      } else {
-        if (v->rfind(':') == std::string::npos) {
-          return common::fail("--listen needs ADDR:PORT, got '" + *v + "'");
+      } else if (arg == "--web.telemetry-path") {
+        // "/" is the landing page and /-/ the probes: the metrics cannot live there.
+        if (!v->starts_with('/') || *v == "/" || v->starts_with("/-/")) {
+          return common::fail("--web.telemetry-path needs a path like /metrics, got '" + *v + "'");
         }
-        o.listen = *v;
+        o.telemetry_path = *v;
+      } else if (arg == "--web.config.file") {
+        o.web_config = *v;
+      } else {
+        if (auto a = parse_listen_address(*v); !a) {
+          return std::unexpected(a.error());
+        }
+        o.listen.push_back(*v);
+        o.listen_deprecated |= arg == "--listen";
       }
     } else {
       return common::fail("unknown argument '" + args[i] + "'");
@@ -228,7 +308,7 @@ int run(const std::vector<std::string>& args) {
   if (!load_configuration(ctx) || // 1. configuration file, then flags
       !take_signals(ctx) ||       // 2. SIGTERM/SIGINT through a signalfd
       !scan_store(ctx) ||         // 3. the whole store and its ledger, then watch it
-      !serve(ctx)) {              // 4. /metrics
+      !serve(ctx)) {              // 4. /metrics, /-/healthy, /-/ready and / over HTTP(S)
     return k_exit_error;
   }
   return follow_store(ctx); // 5. inotify events until SIGTERM

@@ -11,12 +11,15 @@ namespace exporter {
 
 // The command line; unset values come from the configuration file.
 struct Options {
-  std::string config_path;           // --config (default: the shared configuration file)
-  bool config_given = false;         // a missing --config file is an error, a default one not
-  std::optional<std::string> store;  // --store DIR
-  std::optional<std::string> listen; // --listen ADDR:PORT
-  bool help = false;                 // --help
-  bool version = false;              // --version
+  std::string config_path;                 // --config (default: the shared configuration file)
+  bool config_given = false;               // a missing --config file is an error, a default one not
+  std::optional<std::string> store;        // --store DIR
+  std::vector<std::string> listen;         // --web.listen-address ADDR:PORT, repeatable (--listen)
+  bool listen_deprecated = false;          // the old --listen spelling was used
+  std::string telemetry_path = "/metrics"; // --web.telemetry-path
+  std::optional<std::string> web_config;   // --web.config.file FILE (TLS, basic auth)
+  bool help = false;                       // --help
+  bool version = false;                    // --version
 };
 
 // Parses the arguments after argv[0]; the error names the offending argument.

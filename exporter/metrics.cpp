@@ -103,6 +103,15 @@ std::vector<MetricFamily> to_families(const Snapshot& snap) {
   return out;
 }
 
+MetricFamily max_use_family(uint64_t max_use_bytes) {
+  auto f = family(k_metric_max_use,
+                  "The store's size cap (max_use) in bytes; compare with the sum of "
+                  "processcore_stored_bytes.",
+                  MetricType::Gauge);
+  f.metric.push_back(gauge(static_cast<double>(max_use_bytes)));
+  return f;
+}
+
 std::vector<MetricFamily> MetricsCollector::Collect() const {
   Snapshot snap;
   {

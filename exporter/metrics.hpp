@@ -23,6 +23,11 @@ inline constexpr const char* k_metric_scan_duration = "processcore_scan_duration
 inline constexpr const char* k_metric_rescans = "processcore_rescans_total";
 inline constexpr const char* k_metric_build_info = "processcore_build_info";
 
+inline constexpr const char* k_metric_max_use = "processcore_store_max_use_bytes";
+
+// processcore_store_max_use_bytes: the store's max_use, resolved for its file system.
+prometheus::MetricFamily max_use_family(uint64_t max_use_bytes);
+
 // Turns a snapshot into metric families (pure: used by the collector and by tests).
 std::vector<prometheus::MetricFamily> to_families(const Snapshot& snap);
 

@@ -50,12 +50,16 @@ def crashes(metrics):
 class Exporter:
     """process-core-exporter on 127.0.0.1:0; the port comes from its "listening on" log line."""
 
-    def __init__(self, store, config, workdir, extra=()):
+    def __init__(self, store, config, workdir, extra=(), listen=("127.0.0.1:0",)):
         self.log_path = pathlib.Path(workdir) / f"exporter-{time.monotonic_ns()}.log"
-        self.argv = [str(pctest.env_path("PC_EXPORTER")), "--store", str(store), "--config", str(config),
-                     "--listen", "127.0.0.1:0", *extra]
+        self.argv = [str(pctest.env_path("PC_EXPORTER")), "--store", str(store), "--config", str(config)]
+        for address in listen:
+            self.argv += ["--web.listen-address", address]
+        self.argv += list(extra)
+        self.listen = listen
         self.proc = None
         self.port = None
+        self.bound = []  # "127.0.0.1:PORT", "[::1]:PORT", one per --web.listen-address
 
     def __enter__(self):
         self.start()
@@ -66,9 +70,10 @@ class Exporter:
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.time() + timeout
         while time.time() < deadline:
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log())
-            if m:
-                self.port = int(m.group(1))
+            bound = re.findall(r"listening on (\S+):(\d+)", self.log())
+            if len(bound) == len(self.listen):
+                self.bound = [f"{host}:{port}" for host, port in bound]
+                self.port = int(bound[0][1])
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")

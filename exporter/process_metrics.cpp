@@ -1,0 +1,126 @@
+#include "exporter/process_metrics.hpp"
+
+#include "common/io.hpp"
+
+#include <prometheus/client_metric.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <ctime>
+#include <string>
+
+namespace exporter {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+void add(std::vector<MetricFamily>& out, const char* name, const char* help, MetricType type,
+         double value) {
+  ClientMetric m;
+  if (type == MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  out.push_back(MetricFamily{name, help, type, {m}});
+}
+
+// The boot time as the wall clock sees it now. Not /proc/stat's btime: the exporter's unit has
+// ProcSubset=pid, which hides it. The process start time in /proc/<pid>/stat counts from boot
+// on CLOCK_BOOTTIME (suspend included), so this is its epoch.
+double boot_time() {
+  timespec real{};
+  timespec boot{};
+  ::clock_gettime(CLOCK_REALTIME, &real);
+  ::clock_gettime(CLOCK_BOOTTIME, &boot);
+  return static_cast<double>(real.tv_sec - boot.tv_sec) +
+         static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9;
+}
+
+long open_fds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    return -1;
+  }
+  long n = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    n += e->d_name[0] != '.';
+  }
+  ::closedir(dir);
+  return n - 1; // the directory's own descriptor
+}
+
+} // namespace
+
+bool parse_proc_stat(std::string_view stat, long ticks_per_second, ProcStat& out) {
+  // The command name is in parentheses and may itself contain ") ": the fields start after
+  // the last one.
+  const size_t close = stat.rfind(')');
+  if (close == std::string_view::npos || ticks_per_second <= 0) {
+    return false;
+  }
+  stat.remove_prefix(close + 1);
+  // Fields after ")" are numbered from 3 (state) in proc(5).
+  unsigned long long field[25] = {};
+  int index = 3;
+  size_t pos = 0;
+  while (index <= 24 && pos < stat.size()) {
+    while (pos < stat.size() && stat[pos] == ' ') {
+      ++pos;
+    }
+    const size_t end = std::min(stat.find(' ', pos), stat.size());
+    if (index > 3) {
+      long long v = 0;
+      if (std::from_chars(stat.data() + pos, stat.data() + end, v).ec != std::errc()) {
+        return false;
+      }
+      field[index] = static_cast<unsigned long long>(v);
+    }
+    pos = end;
+    ++index;
+  }
+  if (index <= 24) {
+    return false;
+  }
+  const double hz = static_cast<double>(ticks_per_second);
+  out.cpu_seconds = static_cast<double>(field[14] + field[15]) / hz;
+  out.start_seconds = static_cast<double>(field[22]) / hz;
+  out.virtual_bytes = static_cast<double>(field[23]);
+  out.resident_pages = static_cast<double>(field[24]);
+  return true;
+}
+
+std::vector<MetricFamily> process_families() {
+  std::vector<MetricFamily> out;
+  ProcStat st;
+  auto text = common::read_file(AT_FDCWD, "/proc/self/stat", 4096);
+  if (text && parse_proc_stat(*text, ::sysconf(_SC_CLK_TCK), st)) {
+    add(out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+        MetricType::Counter, st.cpu_seconds);
+    add(out, "process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+        st.resident_pages * static_cast<double>(::sysconf(_SC_PAGESIZE)));
+    add(out, "process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
+        st.virtual_bytes);
+    add(out, "process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        MetricType::Gauge, boot_time() + st.start_seconds);
+  }
+  if (const long fds = open_fds(); fds >= 0) {
+    add(out, "process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+        static_cast<double>(fds));
+  }
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+    add(out, "process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
+        static_cast<double>(lim.rlim_cur));
+  }
+  return out;
+}
+
+} // namespace exporter
