@@ -33,6 +33,8 @@ using common::CoreReason;
 // The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
 // us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
 constexpr int k_pipe_size = 1 << 20;
+// MESSAGE_ID of the crash line in the journal (documented in docs/record.md).
+constexpr std::string_view k_crash_message_id = "dbba4d8a928544e79ac34a21f9399051";
 // How stale the store's usage estimate may be before a crash walks the store again.
 constexpr unsigned k_usage_max_age = 300;
 // The overflow uid/gid: what we become when the configured user does not exist.
@@ -449,6 +451,35 @@ void analyze_crash(Context& ctx) {
   }
 }
 
+// The crash line's journal fields, named like systemd-coredump's COREDUMP_* ones (see
+// docs/record.md). Values are printable: journalctl shows them to operators as they are.
+std::vector<common::LogField> journal_fields(const common::Record& r, const std::string& where) {
+  // `journalctl MESSAGE_ID=…` finds every crash process-core logged.
+  std::vector<common::LogField> f = {{"MESSAGE_ID", std::string(k_crash_message_id)}};
+  auto add = [&](const char* name, const std::string& value) {
+    if (!value.empty()) {
+      f.push_back({name, common::printable(value)});
+    }
+  };
+  add("PROCESS_CORE_RECORD_ID", r.id);
+  add("PROCESS_CORE_HOSTNAME", common::to_valid_utf8(r.hostname));
+  add("PROCESS_CORE_EXECUTABLE", common::to_valid_utf8(r.executable));
+  add("PROCESS_CORE_SIGNAL", std::to_string(r.signal));
+  add("PROCESS_CORE_SIGNAL_NAME", r.signal_name);
+  add("PROCESS_CORE_PID", r.pid ? std::to_string(*r.pid) : "");
+  add("PROCESS_CORE_UID", r.uid ? std::to_string(*r.uid) : "");
+  add("PROCESS_CORE_COMM", common::to_valid_utf8(r.comm));
+  add("PROCESS_CORE_CORE", std::string(common::to_string(r.core.reason)));
+  add("PROCESS_CORE_RECORD", where.starts_with("record /") ? where.substr(7) : where);
+  if (auto it = r.crash.find("signature"); it != r.crash.end() && it->is_string()) {
+    add("PROCESS_CORE_SIGNATURE", it->get<std::string>());
+  }
+  if (auto it = r.container.find("unit"); it != r.container.end() && it->is_string()) {
+    add("PROCESS_CORE_UNIT", it->get<std::string>());
+  }
+  return f;
+}
+
 std::string outcome_text(const common::CoreInfo& core) {
   std::string text = std::string(common::to_string(core.reason));
   if (core.present) {
@@ -503,13 +534,16 @@ int commit_record(Context& ctx) {
       fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
                   common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
                   r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), where);
+  const auto fields = journal_fields(r, where);
   if (status == 0) {
-    spdlog::info("{}", common::printable(line));
+    common::log_event(spdlog::level::info, common::printable(line), fields);
   } else {
     // The record could not be stored: the log is all that is left of this crash, so it gets
     // the whole record.
-    spdlog::error("{}: {}", common::printable(line),
-                  to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    common::log_event(spdlog::level::err,
+                      common::printable(line) + ": " +
+                          to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                      fields);
   }
   return status;
 }
