@@ -41,17 +41,19 @@ def free_port():
 
 
 class Prometheus:
-    def __init__(self, workdir, exporter_port):
+    def __init__(self, workdir, exporter_port, target=None, scrape=None):
         self.dir = pathlib.Path(workdir) / "prometheus"
         self.dir.mkdir()
         self.port = free_port()
         # The shipped rules have no `for:`, so they are used as they are; only the intervals
-        # are shortened.
+        # are shortened. `scrape` adds to the scrape config (TLS, basic auth, metrics_path).
+        job = {"job_name": "process-core",
+               "static_configs": [{"targets": [target or f"127.0.0.1:{exporter_port}"]}]}
+        job.update(scrape or {})
         (self.dir / "prometheus.yml").write_text(json.dumps({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(RULES)],
-            "scrape_configs": [{"job_name": "process-core",
-                                "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}],
+            "scrape_configs": [job],
         }))
         self.log = open(self.dir / "prometheus.log", "w")
         self.proc = subprocess.Popen(
@@ -157,3 +159,43 @@ def test_kernel_crash_fires_alert(tmp_path):
         check_alert_flow(store, work / "c", tmp_path, kernel_crash, str(crasher))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_prometheus_scrapes_through_tls_basic_auth_and_ipv6(tmp_path):
+    """A real Prometheus scrapes the exporter over IPv6, with TLS, basic auth and a custom path."""
+    prometheus_binary()
+    import crypt
+    import socket as sock
+    try:
+        with sock.socket(sock.AF_INET6) as s6:
+            s6.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    store, config = pctest.make_store(tmp_path), tmp_path / "process-core.conf"
+    pctest.write_config(config, store)
+    crash(store, config, "tls-host", 11, "/usr/bin/tls-crasher")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert),
+                    "-addext", "subjectAltName=IP:::1,IP:127.0.0.1"], check=True, capture_output=True)
+    password = "scrape-me"
+    (tmp_path / "web.yml").write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: '{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))}'\n")
+    (tmp_path / "password").write_text(password)
+    with Exporter(store, config, tmp_path, listen=["[::1]:0"],
+                  extra=["--web.config.file", str(tmp_path / "web.yml"),
+                         "--web.telemetry-path", "/crashes"]) as ex:
+        prom = Prometheus(tmp_path, ex.port, target=ex.bound[0], scrape={
+            "scheme": "https", "metrics_path": "/crashes",
+            "tls_config": {"ca_file": str(cert)},
+            "basic_auth": {"username": "prometheus", "password_file": str(tmp_path / "password")}})
+        try:
+            prom.wait_until("a successful scrape", lambda: prom.query('up{job="process-core"} == 1'))
+            result = prom.wait_until("the crash in Prometheus", lambda: prom.query(
+                'processcore_coredumps_total{executable="/usr/bin/tls-crasher"}'))
+            assert result[0]["value"][1] == "1"
+            assert prom.query("process_resident_memory_bytes")
+        finally:
+            prom.stop()
