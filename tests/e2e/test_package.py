@@ -1,9 +1,14 @@
 """The Debian package on this machine: install, capture, export, purge — and nothing left over.
 
 Needs root; builds the package from the tested build tree with cpack (the build must be
-configured with CMAKE_INSTALL_PREFIX=/usr, as tests/run.sh does). Skipped when process-core is
-already installed here: the test never touches a real installation.
+configured with CMAKE_INSTALL_PREFIX=/usr, as tests/run.sh does). When process-core is already
+installed here (packaging/install.sh, then tests/run.sh), that installation is set aside first —
+repacked with dpkg-repack, its store and /etc/process-core kept, then purged — and put back
+afterwards; the test then checks that it is exactly as it was (package files, settings, store,
+configuration, user, exporter).
 """
+import contextlib
+import hashlib
 import json
 import os
 import pathlib
@@ -12,6 +17,7 @@ import grp
 import re
 import resource
 import shlex
+import shutil
 import subprocess
 import tempfile
 import time
@@ -23,8 +29,6 @@ import pctest
 
 if not pctest.can_set_core_pattern():
     pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
-if subprocess.run(["dpkg", "-s", "process-core"], capture_output=True).returncode == 0:
-    pytest.skip("process-core is installed on this machine: not touching it", allow_module_level=True)
 
 SETTINGS = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/core_pipe_limit",
             "/proc/sys/fs/suid_dumpable"]
@@ -33,6 +37,120 @@ WATCHED = ["/etc", "/lib/systemd", "/usr/lib/sysctl.d", "/usr/lib/tmpfiles.d",
            "/usr/share/doc/process-core", "/usr/share/man/man1", "/usr/share/man/man8",
            "/var/lib/process-core", "/var/lib/systemd"]
 UNIT = "/lib/systemd/system/process-core-exporter.service"
+STORE = "/var/lib/process-core"
+ETC = "/etc/process-core"
+DROPIN = "/etc/sysctl.d/50-process-core.conf"
+
+
+def installed():
+    return subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "process-core"],
+                          capture_output=True, text=True).stdout == "install ok installed"
+
+
+def tree(top):
+    """Every entry under `top` (and `top` itself): type, mode, owner, mtime, content hash."""
+    out = {}
+    if not os.path.lexists(top):
+        return out
+    for root, dirs, names in os.walk(top):
+        for n in [""] + dirs + names:
+            path = os.path.join(root, n) if n else root
+            if n == "" and root != top:
+                continue
+            st = os.lstat(path)
+            entry = (st.st_mode, st.st_uid, st.st_gid)
+            if os.path.islink(path):
+                entry += (os.readlink(path),)
+            elif os.path.isfile(path):
+                entry += (st.st_mtime_ns, hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest())
+            out[path] = entry
+    return out
+
+
+def unit_state(verb):
+    if not os.path.isdir("/run/systemd/system"):
+        return None
+    return subprocess.run(["systemctl", verb, "process-core-exporter.service"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def installation():
+    """What an installation is made of, for an exact before/after comparison."""
+    owned = subprocess.run(["dpkg-query", "-L", "process-core"], capture_output=True,
+                           text=True).stdout.split()
+    files = {p: hashlib.sha256(pathlib.Path(p).read_bytes()).hexdigest()
+             for p in owned if os.path.isfile(p) and not os.path.islink(p)}
+    return {
+        "version": subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "process-core"],
+                                  capture_output=True, text=True).stdout,
+        "package files": files,
+        "settings": {p: pathlib.Path(p).read_text() for p in SETTINGS},
+        "etc": tree(ETC),
+        "sysctl drop-in": tree(DROPIN),
+        "store": tree(STORE),
+        "user": [tuple(u) for u in pwd.getpwall() if u.pw_name == "process-core"],
+        "group": [tuple(g) for g in grp.getgrall() if g.gr_name == "process-core"],
+        "exporter": (unit_state("is-active"), unit_state("is-enabled")),
+        "wants": {p for p in tree("/etc/systemd/system") if "process-core" in p},
+    }
+
+
+@contextlib.contextmanager
+def installation_set_aside(tmp):
+    """Lets the test install and purge its own package on a host where process-core is installed.
+
+    The installed package is repacked, its store moved aside (a rename keeps every inode, owner
+    and time), /etc/process-core copied, then it is purged. Afterwards the user and group are
+    recreated with their old ids (the store's files are owned by them), the repacked package is
+    installed again, and the store, configuration and kernel settings are put back exactly."""
+    if not installed():
+        yield
+        return
+    before = installation()
+    subprocess.run(["dpkg-repack", "process-core"], cwd=tmp, check=True, capture_output=True)
+    repacked = next(pathlib.Path(tmp).glob("process-core_*.deb"))
+    exporter_active = before["exporter"][0] == "active"
+    if exporter_active:
+        subprocess.run(["systemctl", "stop", "process-core-exporter.service"], check=True)
+    aside = pathlib.Path(tempfile.mkdtemp(prefix=".process-core-tests-", dir="/var/lib"))
+    etc_copy = pathlib.Path(tmp) / "etc-process-core"
+    dropin_copy = pathlib.Path(tmp) / "dropin"
+    if os.path.lexists(STORE):
+        os.rename(STORE, aside / "store")
+    shutil.copytree(ETC, etc_copy, symlinks=True)
+    if os.path.lexists(DROPIN):
+        shutil.copy2(DROPIN, dropin_copy)
+    subprocess.run(["dpkg", "--purge", "process-core"], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        (user,), (group,) = before["user"], before["group"]
+        if not any(g.gr_name == "process-core" for g in grp.getgrall()):
+            subprocess.run(["groupadd", "--system", "--gid", str(group[2]), "process-core"],
+                           check=True)
+        if not any(u.pw_name == "process-core" for u in pwd.getpwall()):
+            subprocess.run(["useradd", "--system", "--uid", str(user[2]), "--gid", str(user[3]),
+                            "--comment", user[4], "--home-dir", user[5], "--no-create-home",
+                            "--shell", user[6], "process-core"], check=True)
+        subprocess.run(["dpkg", "-i", str(repacked)], check=True, capture_output=True)
+        if unit_state("is-active") == "active":
+            subprocess.run(["systemctl", "stop", "process-core-exporter.service"], check=True)
+        if (aside / "store").exists():
+            shutil.rmtree(STORE, ignore_errors=True)
+            os.rename(aside / "store", STORE)
+        aside.rmdir()
+        shutil.rmtree(ETC)
+        shutil.copytree(etc_copy, ETC, symlinks=True)
+        shutil.copystat(etc_copy, ETC)
+        if dropin_copy.exists():  # corectl install (postinst) rewrote it: same text, new time
+            shutil.copy2(dropin_copy, DROPIN)
+        for path, value in before["settings"].items():
+            pathlib.Path(path).write_text(value)
+        if exporter_active:
+            subprocess.run(["systemctl", "start", "process-core-exporter.service"], check=True)
+    after = installation()
+    for key in before:
+        assert after[key] == before[key], key
 
 
 def snapshot():
@@ -79,7 +197,7 @@ def start_exporter_like_the_unit():
     unit = pathlib.Path(UNIT).read_text()
     user = re.search(r"^User=(\S+)", unit, re.M).group(1)
     argv = shlex.split(re.search(r"^ExecStart=(.+)$", unit, re.M).group(1))
-    proc = subprocess.Popen(["runuser", "-u", user, "--", *argv, "--listen", "127.0.0.1:0"],
+    proc = subprocess.Popen(["runuser", "-u", user, "--", *argv, "--web.listen-address", "127.0.0.1:0"],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 20
     while time.time() < deadline:
@@ -91,8 +209,8 @@ def start_exporter_like_the_unit():
     raise AssertionError("the exporter did not start")
 
 
-def test_install_capture_export_purge(deb):
-    with pctest.machine_lock():
+def test_install_capture_export_purge(deb, tmp_path):
+    with pctest.machine_lock(), installation_set_aside(tmp_path):
         before = snapshot()
         try:
             subprocess.run(["dpkg", "-i", str(deb)], check=True, capture_output=True)
@@ -102,6 +220,10 @@ def test_install_capture_export_purge(deb):
             assert pattern.startswith("|/usr/sbin/process-core -P%P"), pattern
             assert pattern.endswith(" -- %h %s %E")
             assert pathlib.Path(SETTINGS[1]).read_text().strip() == "16"
+            # Retention runs by itself: the timer is installed and enabled.
+            assert pathlib.Path("/lib/systemd/system/process-core-vacuum.timer").exists()
+            assert pathlib.Path("/lib/systemd/system/process-core-vacuum.service").exists()
+            assert os.path.islink("/etc/systemd/system/timers.target.wants/process-core-vacuum.timer")
             store = pathlib.Path("/var/lib/process-core")
             st = store.stat()
             assert pwd.getpwuid(st.st_uid).pw_name == "process-core"
@@ -135,7 +257,7 @@ def test_install_capture_export_purge(deb):
                         f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
                     time.sleep(0.2)
                 series = [l for l in metrics.splitlines()
-                          if l.startswith("coredumps_total{") and 'signal="SEGV"' in l]
+                          if l.startswith("processcore_coredumps_total{") and 'signal="SEGV"' in l]
                 assert series and float(series[0].split()[-1]) >= 1, metrics
             finally:
                 exporter.terminate()
