@@ -38,7 +38,7 @@ def run_once(exporter, store, conf, cold):
     cached = "cold" if cold and drop_caches() else "warm"
     start = time.monotonic()
     log = tempfile.TemporaryFile(mode="w+")
-    p = subprocess.Popen([exporter, "--store", store, "--config", conf, "--listen", "127.0.0.1:0"],
+    p = subprocess.Popen([exporter, "--store", store, "--config", conf, "--web.listen-address", "127.0.0.1:0"],
                          stderr=log, stdout=subprocess.DEVNULL)
     port = None
     while port is None:
