@@ -31,7 +31,8 @@ using Clock = std::chrono::steady_clock;
 // Every cost a client controls has a bound: the request head, the time a connection may take
 // (a slow client cannot hold a worker longer), the connections waiting for a worker.
 constexpr size_t k_max_request = 8192;
-constexpr auto k_connection_time = std::chrono::seconds(5);
+constexpr auto k_request_time = std::chrono::seconds(5);   // TLS handshake and request head
+constexpr auto k_response_time = std::chrono::seconds(30); // the response, a large one included
 constexpr size_t k_workers = 2; // Prometheus scrapes one at a time; a second serves a human
 constexpr size_t k_max_queued = 16;
 constexpr int k_backlog = 16;
@@ -369,7 +370,7 @@ bool HttpServer::Impl::wait(int fd, short events, Clock::time_point deadline) co
 }
 
 void HttpServer::Impl::serve(int fd) {
-  const auto deadline = Clock::now() + k_connection_time;
+  auto deadline = Clock::now() + k_request_time;
   std::unique_ptr<SSL, SslDeleter> ssl;
   // One step of TLS I/O: retries while OpenSSL wants the socket readable or writable.
   auto tls_io = [&](auto&& op) -> int {
@@ -452,6 +453,7 @@ void HttpServer::Impl::serve(int fd) {
     response = respond(head);
   }
   const bool is_head = head.starts_with("HEAD ");
+  deadline = Clock::now() + k_response_time;
   std::string out =
       "HTTP/1.1 " + std::to_string(response.status) + " " +
       std::string(status_text(response.status)) + "\r\nContent-Type: " + response.content_type +
