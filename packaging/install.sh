@@ -16,8 +16,8 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
   -DPC_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)"
 (cd "$build" && cpack -G DEB >/dev/null)
-deb=$(ls -t "$build"/process-core_*.deb | head -1)
-apt-get install -y -qq "./$deb" >/dev/null
+deb=$(realpath "$(ls -t "$build"/process-core_*.deb | head -1)")
+apt-get install -y -qq "$deb" >/dev/null
 
 echo
 echo "process-core is installed: kernel.core_pattern = $(cat /proc/sys/kernel/core_pattern)"
