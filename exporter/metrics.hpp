@@ -17,6 +17,7 @@ inline constexpr const char* k_metric_crashes = "coredumps_total";
 inline constexpr const char* k_metric_last_crash = "process_core_last_crash_timestamp_seconds";
 inline constexpr const char* k_metric_stored_bytes = "process_core_stored_bytes";
 inline constexpr const char* k_metric_folded = "process_core_executables_folded";
+inline constexpr const char* k_metric_folded_hosts = "processcore_hosts_folded";
 inline constexpr const char* k_metric_unreadable = "process_core_records_unreadable";
 inline constexpr const char* k_metric_records = "process_core_records";
 inline constexpr const char* k_metric_scan_duration = "process_core_scan_duration_seconds";
