@@ -531,7 +531,7 @@ common::Expected<FullRecord> read_record(const common::Store& store, const Locat
   // the text, and an id that differs from the file name would point root at another crash.
   if (rec->id != where.id) {
     return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) +
-                        ": its id does not match its file name");
+                        ": it names another id (" + common::quoted(rec->id) + ")");
   }
   rec->store_host = where.host_dir;
   rec->store_exe = where.exe_dir;
