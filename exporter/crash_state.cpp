@@ -221,8 +221,11 @@ void CrashState::settle() {
     const std::string& label_host =
         exe.host_fold == Fold::other ? std::string(k_other_host) : exe.hostname;
     auto& [own, other] = m_host_folds[label_host];
-    if (m_cap == 0 || own < m_cap) {
+    if (m_cap == 0 || m_labelled.contains({label_host, exe.executable})) {
+      exe.fold = Fold::own; // under "other", folded hosts share an executable's series
+    } else if (own < m_cap) {
       exe.fold = Fold::own;
+      m_labelled.emplace(label_host, exe.executable);
       ++own;
     } else {
       exe.fold = Fold::other;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -162,6 +163,8 @@ private:
   std::unordered_map<std::string, Fold> m_hosts; // hostname → own or other, once decided
   uint64_t m_own_hosts = 0;
   uint64_t m_folded_hosts = 0;
+  std::set<std::pair<std::string, std::string>>
+      m_labelled; // (label host, executable) with own label
   std::unordered_map<uint64_t, Entry> m_records;
   std::unordered_set<uint64_t> m_pending;
   std::vector<Series> m_series;
