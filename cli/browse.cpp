@@ -62,11 +62,11 @@ std::expected<Catalog, Exit> load(Context& ctx) {
     std::fprintf(stderr,
                  "corectl: warning: %zu part(s) of the store could not be read, the "
                  "list is incomplete: %s\n",
-                 p.denied + p.unreadable, p.first.c_str());
+                 p.denied + p.unreadable, printable(p.first).c_str());
   }
   if (p.malformed > 0) {
     std::fprintf(stderr, "corectl: warning: %zu malformed record(s) skipped (first: %s)\n",
-                 p.malformed, p.first.c_str());
+                 p.malformed, printable(p.first).c_str());
   }
   return cat;
 }

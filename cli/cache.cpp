@@ -105,15 +105,19 @@ std::string cache_path_for(const std::string& store_root) {
 }
 
 SummaryCache read_cache(const std::string& path, const std::string& store_root) {
-  SummaryCache cache;
   if (path.empty()) {
-    return cache;
+    return {};
   }
   auto text = common::read_file(AT_FDCWD, path, k_cache_limit);
   if (!text) {
-    return cache;
+    return {};
   }
-  std::string_view rest = *text;
+  return parse_cache(*text, store_root);
+}
+
+SummaryCache parse_cache(std::string_view text, const std::string& store_root) {
+  SummaryCache cache;
+  std::string_view rest = text;
   auto next_line = [&]() {
     const size_t nl = rest.find('\n');
     std::string_view line = rest.substr(0, nl);

@@ -42,6 +42,8 @@ std::string cache_path_for(const std::string& store_root);
 
 // Reads a cache file; anything missing, foreign or malformed is an empty cache.
 SummaryCache read_cache(const std::string& path, const std::string& store_root);
+// The same from the file's text (for tests and the fuzz target).
+SummaryCache parse_cache(std::string_view text, const std::string& store_root);
 
 // Replaces the cache file atomically; failures are ignored (the cache is only an optimisation).
 void write_cache(const std::string& path, const std::string& store_root, const SummaryCache& c);

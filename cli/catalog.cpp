@@ -26,7 +26,7 @@ namespace {
 using nlohmann::json;
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-constexpr size_t k_record_limit = 4 << 20; // records are a few KiB; anything larger is not ours
+constexpr size_t k_record_limit = common::k_max_record_bytes;
 
 std::string_view basename_of(std::string_view path) {
   const size_t slash = path.rfind('/');
@@ -126,9 +126,20 @@ struct WorkerResult {
   size_t reused = 0;
 };
 
+void first_problem(LoadProblems& p, const std::string& message) {
+  if (p.first.empty()) {
+    p.first = message;
+  }
+}
+
 void note(LoadProblems& p, int err, const std::string& what) {
   if (err == EACCES || err == EPERM) {
     ++p.denied;
+  } else if (err == ELOOP || err == ENOTDIR || err == EINVAL) {
+    // A symbolic link, a file where a directory belongs, a FIFO or device where a record
+    // belongs: put there by the store's owner, not an I/O failure. Skipped and reported, so it
+    // cannot hide the rest of the store or stop retention.
+    ++p.malformed;
   } else {
     ++p.unreadable;
   }
@@ -216,19 +227,30 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       continue;
     }
     auto text = common::read_file(efd, name, k_record_limit);
+    const std::string what = common::quoted(rel + "/" + name);
     if (!text) {
-      note(out.problems, text.error().sys_errno,
-           "Failed to read " + common::quoted(rel + "/" + name));
+      const int err = text.error().sys_errno;
       bad_ids.push_back(id);
+      if (err == ELOOP || err == EINVAL) { // not a regular file: skipped like a bad record
+        ++d.malformed;
+        first_problem(out.problems, text.error().message);
+        continue;
+      }
+      note(out.problems, err, "Failed to read " + what);
       complete = false;
       continue;
     }
     std::optional<Crash> crash;
+    error.clear();
     if (common::read_record_summary(*text, summary, error)) {
       crash = summarise(summary);
     }
     if (!crash || crash->id != id) {
       ++d.malformed;
+      first_problem(out.problems, "Malformed record " + what + ": " +
+                                      (!error.empty() ? error
+                                       : crash        ? "its id does not match its file name"
+                                                      : "unexpected field types"));
       bad_ids.push_back(id);
       continue;
     }
@@ -494,12 +516,25 @@ common::Expected<FullRecord> read_record(const common::Store& store, const Locat
                               text.error().sys_errno);
   }
   FullRecord out;
-  out.json = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  auto parsed = common::parse_record_json(*text);
+  if (!parsed) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
+                        parsed.error().message);
+  }
+  out.json = std::move(*parsed);
   auto rec = common::record_from_json(out.json);
   if (!rec) {
     return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
                         rec.error().message);
   }
+  // The id and the directories come from where the file was found: the store's owner writes
+  // the text, and an id that differs from the file name would point root at another crash.
+  if (rec->id != where.id) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) +
+                        ": it names another id (" + common::quoted(rec->id) + ")");
+  }
+  rec->store_host = where.host_dir;
+  rec->store_exe = where.exe_dir;
   out.record = std::move(*rec);
   return out;
 }

@@ -54,7 +54,19 @@ Exit open_store(Context& ctx) {
 } // namespace
 
 Exit report(Exit code, const std::string& message) {
-  std::fprintf(stderr, "corectl: %s\n", message.c_str());
+  // Messages quote record fields and store paths: escaped here, once, line by line (a message
+  // may list several lines on purpose).
+  std::string out;
+  size_t start = 0;
+  for (size_t nl = message.find('\n');; nl = message.find('\n', start)) {
+    out += common::printable(std::string_view(message).substr(start, nl - start));
+    if (nl == std::string::npos) {
+      break;
+    }
+    out += '\n';
+    start = nl + 1;
+  }
+  std::fprintf(stderr, "corectl: %s\n", out.c_str());
   return code;
 }
 

@@ -32,7 +32,7 @@ std::expected<common::UniqueFd, Exit> open_core(Context& ctx, const Located& whe
     std::string why =
         "No core was stored for " + r.id + ": " + std::string(common::to_string(r.core.reason));
     if (!r.core.error.empty()) {
-      why += " (" + r.core.error + ")";
+      why += " (" + common::printable(r.core.error) + ")";
     }
     return std::unexpected(report(Exit::failure, why));
   }
@@ -237,7 +237,7 @@ Exit cmd_debug(Context& ctx) {
   }
   if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
-                 common::quoted(r.executable).c_str(),
+                 common::printable(common::quoted(r.executable)).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");
   }
 

@@ -103,7 +103,7 @@ std::string_view sig_sgr(std::string_view) {
 }
 
 std::string short_sig(const std::string& sig) {
-  return sig.empty() ? "-" : sig.substr(0, 12);
+  return sig.empty() ? "-" : printable(sig.substr(0, 12));
 }
 
 std::string with_more(const std::vector<std::string>& names) {
@@ -139,26 +139,6 @@ std::string Term::paint(std::string_view sgr, std::string_view s) const {
     return std::string(s);
   }
   return "\x1b[" + std::string(sgr) + "m" + std::string(s) + "\x1b[0m";
-}
-
-std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    // C1 controls are U+0080..U+009F, encoded C2 80..C2 9F.
-    const bool c1 = b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
-                    static_cast<unsigned char>(s[i + 1]) <= 0x9F;
-    if (b < 0x20 || b == 0x7F || c1) {
-      const unsigned v = c1 ? static_cast<unsigned char>(s[++i]) : b;
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", v);
-      out += buf;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 std::string local_time(int64_t epoch_seconds) {
@@ -353,7 +333,7 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
   };
   auto opt = [](const auto& v) { return v ? std::to_string(*v) : std::string("-"); };
 
-  line("ID", r.id);
+  line("ID", printable(r.id));
   const auto t = common::parse_time(r.time);
   line("Time", t ? local_time(*t) + " (" + printable(r.time) + ")" : printable(r.time));
   line("Hostname", printable(r.hostname));
@@ -387,10 +367,13 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
   // The handler writes {name, offset, verified}: verified means the module on disk had the
   // core's build-id when the name was looked up.
   if (const auto it = crash.find("symbol"); it != crash.end() && it->is_object()) {
-    const std::string off = it->value("offset", std::string());
-    line("Symbol", printable(it->value("name", std::string())) +
-                       (off.empty() || off == "0x0" ? "" : "+" + printable(off)) +
-                       (it->value("verified", false) ? " (build-id verified)" : " (unverified)"));
+    // Typed by the store's owner, not by us: a field of the wrong type is shown, never thrown.
+    const std::string off = has(*it, "offset") ? field(*it, "offset") : "";
+    const auto verified = it->find("verified");
+    line("Symbol", field(*it, "name") + (off.empty() || off == "0x0" ? "" : "+" + off) +
+                       (verified != it->end() && verified->is_boolean() && verified->get<bool>()
+                            ? " (build-id verified)"
+                            : " (unverified)"));
   } else {
     line("Symbol", field(crash, "symbol"));
   }
@@ -435,12 +418,14 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     line("Core size", sizes);
     line("Core access",
          core.access == common::CoreAccess::owner ? "crashing user and root" : "root only");
-    line("Core file", core.removed ? "-"
-                                   : store_root + "/" +
-                                         common::core_relpath(r.store_host, r.store_exe, r.id) +
-                                         (core_file_exists ? "" : " (missing)"));
+    line("Core file",
+         core.removed
+             ? "-"
+             : printable(store_root + "/" + common::core_relpath(r.store_host, r.store_exe, r.id)) +
+                   (core_file_exists ? "" : " (missing)"));
   }
-  line("Record", store_root + "/" + common::record_relpath(r.store_host, r.store_exe, r.id));
+  line("Record",
+       printable(store_root + "/" + common::record_relpath(r.store_host, r.store_exe, r.id)));
   line("Handler", (r.handler.version.empty() ? "-" : printable(r.handler.version)));
   for (size_t i = 0; i < r.handler.warnings.size(); ++i) {
     line(i == 0 ? "Warnings" : "", printable(r.handler.warnings[i]));

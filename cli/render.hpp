@@ -4,6 +4,7 @@
 
 #include "cli/catalog.hpp"
 #include "common/config.hpp"
+#include "common/escape.hpp"
 
 #include <cstdint>
 #include <string>
@@ -24,9 +25,9 @@ struct Term {
   std::string paint(std::string_view sgr, std::string_view text) const;
 };
 
-// Text safe for a terminal: control characters (C0, DEL, C1, which could move the cursor or
-// rewrite the screen) become \xNN. Host names, paths and comm come from the crashed process.
-std::string printable(std::string_view s);
+// Text safe for a terminal (common/escape.hpp): every string from crash data or the store goes
+// through it before it is printed.
+using common::printable;
 
 using common::human_size; // "1.5 MiB"; "0 B" (common/config.hpp)
 

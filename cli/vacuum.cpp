@@ -37,6 +37,13 @@ Exit cmd_vacuum(Context& ctx) {
     return report(cat.problems.denied > 0 ? Exit::denied : Exit::failure,
                   "Cannot read the whole store, not vacuuming: " + cat.problems.first);
   }
+  if (cat.problems.malformed > 0) {
+    // Bad entries (a record that does not parse, a symlink or FIFO in its place) are the store
+    // owner's doing: left alone and reported, while the rest of the store is vacuumed.
+    std::fprintf(stderr, "corectl: warning: skipping %zu malformed or foreign entr%s (first: %s)\n",
+                 cat.problems.malformed, cat.problems.malformed == 1 ? "y" : "ies",
+                 printable(cat.problems.first).c_str());
+  }
   auto space = common::fs_space(store.fd());
   if (!space) {
     return report(Exit::failure, space.error().message);

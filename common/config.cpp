@@ -4,6 +4,8 @@
 #include "common/parse.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -181,7 +183,11 @@ ConfigResult parse_config(std::string_view text) {
         c.store = value;
       }
     } else if (key == "user") {
-      c.user = value;
+      // The handler parses hostile cores as this user: never root, and never "stay root".
+      ok = !value.empty() && value != "root" && value != "0";
+      if (ok) {
+        c.user = value;
+      }
     } else if (key == "compression_level") {
       auto v = parse_number<int>(value);
       ok = v && *v >= 1 && *v <= 19;
@@ -212,6 +218,8 @@ ConfigResult parse_config(std::string_view text) {
       set_uint(c.rate_limit_interval, 86400 * 366);
     } else if (key == "max_executables_per_host") {
       set_uint(c.max_executables_per_host, 1000000);
+    } else if (key == "max_hosts") {
+      set_uint(c.max_hosts, 1000000);
     } else if (key == "max_records") {
       auto v = parse_number<uint64_t>(value);
       ok = v.has_value();
@@ -242,11 +250,38 @@ ConfigResult parse_config(std::string_view text) {
 }
 
 Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok) {
-  auto text = read_file(AT_FDCWD, path, 1 << 20);
-  if (!text) {
-    if (text.error().sys_errno == ENOENT && missing_ok == MissingOk::yes) {
+  // Not read_file(): a link to the configuration (/etc managed by a tool) is fine, because what
+  // matters is checked on the file itself below.
+  auto fd = open_at(AT_FDCWD, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+  if (!fd) {
+    if (fd.error().sys_errno == ENOENT && missing_ok == MissingOk::yes) {
       return ConfigResult{};
     }
+    return fail("Failed to read config " + quoted(path) + ": " + fd.error().message);
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) {
+    return fail_errno("Failed to stat config " + quoted(path), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail("Failed to read config " + quoted(path) + ": not a regular file");
+  }
+  // The handler runs as root with this file's `store` and `user`: a file someone else could
+  // have written is ignored (the defaults are safe), said once in the warnings.
+  std::string distrust;
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    distrust = "owned by uid " + std::to_string(st.st_uid) + ", not root";
+  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    distrust = "writable by group or others";
+  }
+  if (!distrust.empty()) {
+    ConfigResult defaults;
+    defaults.warnings.push_back("ignoring " + quoted(path) + " (" + distrust +
+                                "); using the defaults");
+    return defaults;
+  }
+  auto text = read_fd(fd->get(), path, 1 << 20);
+  if (!text) {
     return fail("Failed to read config " + quoted(path) + ": " + text.error().message);
   }
   return parse_config(*text);

@@ -22,7 +22,7 @@ struct DiskAmount {
 
 struct Config {
   std::string store = "/var/lib/process-core"; // store root
-  std::string user = "process-core";           // the handler drops to this user ("" = do not)
+  std::string user = "process-core";           // the handler drops to this user (never root)
   int compression_level = 1;                   // zstd level, 1..19
   int compression_threads = 1;                 // zstd worker threads (0 = inline)
   uint64_t max_core_size = 16ULL << 30;        // cores are cut (and marked truncated) here
@@ -31,6 +31,7 @@ struct Config {
   unsigned rate_limit_burst = 10;              // cores per executable per interval (0 = off)
   unsigned rate_limit_interval = 3600;         // seconds
   unsigned max_executables_per_host = 200;     // exporter label cap (per host)
+  unsigned max_hosts = 500;                    // exporter label cap (hostnames)
   std::string listen = "127.0.0.1:9464";       // exporter address
   // Record retention (corectl vacuum); records beyond these are retired through the ledger.
   uint64_t max_records = 0;    // newest records kept, store-wide (0 = no limit)
@@ -39,7 +40,8 @@ struct Config {
 
 // Reads `key = value` lines ('#' comments). Unknown keys and bad values are reported in
 // `warnings` and leave the default in place; a missing file is not an error when
-// `missing_ok` (the defaults apply).
+// `missing_ok` (the defaults apply). A file owned by someone other than root (or the caller),
+// or writable by group or others, is ignored with a warning: the defaults apply.
 struct ConfigResult {
   Config config;
   std::vector<std::string> warnings;

@@ -186,4 +186,44 @@ CoreArgs parse_core_args(const std::vector<std::string>& args) {
   return out;
 }
 
+void keep_pattern_options(CoreArgs& args, std::string_view core_pattern) {
+  // The pattern's own words: whitespace-separated, and only those no specifier expands into.
+  std::vector<std::string_view> words;
+  for (size_t i = 0; i < core_pattern.size();) {
+    const size_t start = core_pattern.find_first_not_of(" \t\n", i);
+    if (start == std::string_view::npos) {
+      break;
+    }
+    size_t end = core_pattern.find_first_of(" \t\n", start);
+    if (end == std::string_view::npos) {
+      end = core_pattern.size();
+    }
+    words.push_back(core_pattern.substr(start, end - start));
+    i = end;
+  }
+  auto literal = [&](std::string_view name, const std::string& value) {
+    for (size_t k = 0; k < words.size(); ++k) {
+      if (words[k].find('%') != std::string_view::npos) {
+        continue;
+      }
+      if (words[k].size() == name.size() + 1 + value.size() && words[k].starts_with(name) &&
+          words[k][name.size()] == '=' && words[k].substr(name.size() + 1) == value) {
+        return true;
+      }
+      if (words[k] == name && k + 1 < words.size() && words[k + 1] == value) {
+        return true;
+      }
+    }
+    return false;
+  };
+  for (auto [name, field] : {std::pair{std::string_view("--config"), &args.config_path},
+                             std::pair{std::string_view("--store"), &args.store_path}}) {
+    if (*field && !literal(name, **field)) {
+      args.warnings.push_back("ignored " + std::string(name) + " '" + **field +
+                              "': not written in core_pattern (it came from crash data)");
+      field->reset();
+    }
+  }
+}
+
 } // namespace common

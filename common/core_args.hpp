@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace common {
@@ -41,5 +42,11 @@ struct CoreArgs {
 // A hostname may itself look like an option or be "--" (a container can set it to anything), so
 // an interpretation is accepted only when the argument after the hostname is a signal number.
 CoreArgs parse_core_args(const std::vector<std::string>& args);
+
+// Keeps --config and --store only when `core_pattern` has them as literal text ("--store=/x",
+// or "--store" followed by "/x"), and drops them with a warning otherwise. For a handler the
+// kernel started: with the minimal pattern, and on kernels that split %h on spaces (< 5.3), a
+// hostname can look exactly like these options, and they choose what root reads and writes.
+void keep_pattern_options(CoreArgs& args, std::string_view core_pattern);
 
 } // namespace common

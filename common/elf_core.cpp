@@ -169,13 +169,17 @@ void CoreScanner::settle() {
   while (!m_pending.empty() && m_pending.back().begin <= m_pos) {
     Region r = std::move(m_pending.back());
     m_pending.pop_back();
+    // Note segments count too, for the descriptor their stream may buffer: 16 PT_NOTE headers
+    // over one 16 MiB note would otherwise hold 16 copies of it at once.
+    const uint64_t size = r.end - r.begin; // each capture kind is capped at registration
+    r.charge = r.kind == RegionKind::notes ? std::min(size, k_max_note_desc) : size;
+    if (m_active_bytes + r.charge > k_max_buffered) {
+      warn(r.kind == RegionKind::notes ? "too many overlapping note segments; skipped some"
+                                       : "too many overlapping windows; skipped some");
+      continue;
+    }
+    m_active_bytes += r.charge;
     if (r.kind != RegionKind::notes) {
-      const uint64_t size = r.end - r.begin; // each capture kind is capped at registration
-      if (m_active_bytes + size > k_max_buffered) {
-        warn("too many overlapping windows; skipped some");
-        continue;
-      }
-      m_active_bytes += size;
       r.data.reserve(static_cast<size_t>(size));
     }
     m_active.push_back(std::move(r));
@@ -298,6 +302,7 @@ void CoreScanner::register_region(Region r) {
 }
 
 void CoreScanner::complete_region(Region& r) {
+  m_active_bytes -= std::min(m_active_bytes, r.charge);
   const std::span<const std::byte> data(r.data);
   switch (r.kind) {
   case RegionKind::notes:
@@ -333,7 +338,6 @@ void CoreScanner::complete_region(Region& r) {
     }
     break;
   }
-  m_active_bytes -= std::min<uint64_t>(m_active_bytes, r.end - r.begin);
 }
 
 const CoreScanner::Load* CoreScanner::find_load(uint64_t addr) const {

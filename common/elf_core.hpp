@@ -121,7 +121,8 @@ private:
     uint64_t begin = 0;
     uint64_t end = 0;
     RegionKind kind = RegionKind::notes;
-    std::string path; // build_id: the module
+    std::string path;    // build_id: the module
+    uint64_t charge = 0; // bytes counted against the buffer budget while active
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };

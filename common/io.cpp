@@ -97,10 +97,15 @@ Expected<std::string> read_fd(int fd, const std::string& path, size_t limit) {
 }
 
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
-  // O_NONBLOCK and a regular file only: a FIFO planted where a record or config is expected
-  // must not stall a reader (root's corectl among them) forever.
-  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+  // O_NONBLOCK and a regular file only: a FIFO planted where a record is expected must not
+  // stall a reader (root's corectl among them) forever. O_NOFOLLOW: the store's owner may plant
+  // "<id>.json -> /etc/shadow", and root must not read (and print) where it points.
+  auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
   if (!fd) {
+    if (fd.error().sys_errno == ELOOP) {
+      return std::unexpected(
+          Error{"Failed to read " + quoted(path) + ": a symbolic link, not followed", ELOOP});
+    }
     return std::unexpected(fd.error());
   }
   struct stat st {};

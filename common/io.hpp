@@ -25,8 +25,8 @@ Expected<size_t> read_full(int fd, std::span<std::byte> buf);
 // Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages.
 Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 << 20);
 // Reads a whole (small) file relative to `dirfd` (AT_FDCWD for a plain path), at most `limit`
-// It must be a regular file (a FIFO or device is an error, never a wait).
-// bytes.
+// bytes. The last component must be a regular file and is never followed if it is a symbolic
+// link (an error with errno ELOOP); a FIFO or device is an error (EINVAL), never a wait.
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit = 1 << 20);
 
 // Opens `path` relative to `dirfd` with O_CLOEXEC added to `flags`.

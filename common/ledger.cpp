@@ -2,6 +2,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/json_bounds.hpp"
 #include "common/signals.hpp"
 
 #include <fcntl.h>
@@ -72,6 +73,10 @@ SeriesKey series_of(const Record& r) {
 }
 
 Expected<Ledger> parse_ledger(std::string_view text) {
+  // Written by the store's owner, read by root's vacuum and the exporter: bounded before a DOM.
+  if (const std::string why = json_bounds_error(text, k_ledger_limit); !why.empty()) {
+    return fail("ledger is " + why);
+  }
   const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
     return fail("ledger is not a JSON object");

@@ -58,6 +58,21 @@ std::string decode_exe(std::string_view raw) {
       c = '/';
     }
   }
+  // The kernel writes '/' as '!' but leaves a '!' in a name as it is, so decoding cannot tell
+  // them apart: "a!..!..!usr!bin!passwd" is one file name, not a way up the tree. A real path
+  // from the kernel never has "." or ".." components, so one here came from a '!': keep the
+  // argument as it is rather than make up a path.
+  for (size_t start = 0; start <= out.size();) {
+    size_t end = out.find('/', start);
+    if (end == std::string::npos) {
+      end = out.size();
+    }
+    const std::string_view part = std::string_view(out).substr(start, end - start);
+    if (part == "." || part == "..") {
+      return std::string(raw);
+    }
+    start = end + 1;
+  }
   return out;
 }
 
@@ -68,71 +83,6 @@ bool strip_deleted_suffix(std::string& exe) {
     return true;
   }
   return false;
-}
-
-std::string to_valid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    uint32_t min = 0;
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
-      continue;
-    }
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      min = 0x10000;
-    }
-    bool ok = len != 0 && i + len <= s.size();
-    uint32_t cp = len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) {
-        ok = false;
-      }
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
-    if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))) {
-      ok = false;
-    }
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len;
-    } else {
-      out += "\xef\xbf\xbd";
-      ++i;
-    }
-  }
-  return out;
-}
-
-std::string printable(std::string_view s) {
-  const std::string valid = to_valid_utf8(s);
-  std::string out;
-  out.reserve(valid.size());
-  static constexpr char k_hex[] = "0123456789abcdef";
-  for (char c : valid) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b < 0x20 || b == 0x7f) {
-      out += "\\x";
-      out += k_hex[b >> 4];
-      out += k_hex[b & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return out;
 }
 
 std::string host_component(std::string_view host) {

@@ -1,24 +1,21 @@
 // Turning attacker-controlled names (%h, %E, comm, NT_FILE paths) into safe text and paths.
 #pragma once
 
+#include "common/escape.hpp" // printable, to_valid_utf8
+
 #include <string>
 #include <string_view>
 
 namespace common {
 
 // Decodes the kernel's %E form: '!' stands for '/'. ("!usr!bin!ruby" → "/usr/bin/ruby")
+// When the result would have a "." or ".." component (which only a '!' in a file name can
+// produce), `raw` is returned unchanged: never a path that climbs the tree.
 std::string decode_exe(std::string_view raw);
 
 // Splits a trailing " (deleted)" (the kernel's mark for an unlinked executable) off `exe`;
 // returns true when it was there.
 bool strip_deleted_suffix(std::string& exe);
-
-// Returns `s` as valid UTF-8: each byte of an invalid sequence becomes U+FFFD.
-std::string to_valid_utf8(std::string_view s);
-
-// `s` made safe for one log line or terminal cell: valid UTF-8, with control characters (C0,
-// DEL) written as \xNN so a hostname cannot forge a second syslog line or drive a terminal.
-std::string printable(std::string_view s);
 
 // A single, safe path component for a host name: only [A-Za-z0-9._+-], never starting with '.',
 // at most 64 characters before the suffix. When anything had to change, "~" and 12 hex

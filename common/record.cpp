@@ -1,5 +1,6 @@
 #include "common/record.hpp"
 
+#include "common/json_bounds.hpp"
 #include "common/names.hpp"
 
 #include <array>
@@ -195,6 +196,9 @@ json to_json(const Record& r) {
         {"drained_ms", r.handler.drained_ms},
         {"warnings", clean(json(r.handler.warnings))}}},
   };
+  if (!r.executable_raw.empty()) {
+    j["executable_raw"] = utf8(r.executable_raw);
+  }
   if (!r.crash.empty()) {
     j["crash"] = clean(r.crash);
   }
@@ -232,6 +236,7 @@ Expected<Record> record_from_json(const json& j) {
            get(j, "hostname", r.hostname),
            get(j, "executable", r.executable),
            get(j, "executable_deleted", r.executable_deleted),
+           get(j, "executable_raw", r.executable_raw),
            get(j, "signal", r.signal),
            get(j, "signal_name", r.signal_name),
            get_opt(j, "pid", r.pid),
@@ -290,12 +295,23 @@ Expected<Record> record_from_json(const json& j) {
   return r;
 }
 
-Expected<Record> parse_record(std::string_view text) {
+Expected<json> parse_record_json(std::string_view text) {
+  if (const std::string why = json_bounds_error(text, k_max_record_bytes); !why.empty()) {
+    return fail("record is " + why);
+  }
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return fail("record is not valid JSON");
   }
-  return record_from_json(j);
+  return j;
+}
+
+Expected<Record> parse_record(std::string_view text) {
+  auto j = parse_record_json(text);
+  if (!j) {
+    return std::unexpected(j.error());
+  }
+  return record_from_json(*j);
 }
 
 } // namespace common

@@ -66,6 +66,7 @@ struct Record {
   std::string hostname;
   std::string executable; // decoded path, valid UTF-8
   bool executable_deleted = false;
+  std::string executable_raw; // %E exactly as the kernel passed it (empty: not recorded)
   int signal = 0;
   std::string signal_name;
   std::optional<int64_t> pid;
@@ -92,6 +93,13 @@ struct Record {
 nlohmann::json to_json(const Record& r);
 // Pretty JSON text with a trailing newline.
 std::string to_json_text(const Record& r);
+
+// Records are a few KiB; a reader refuses anything larger than this before parsing it.
+inline constexpr size_t k_max_record_bytes = 4 << 20;
+
+// Parses record text into a DOM after checking its size and nesting depth
+// (common/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's stack.
+Expected<nlohmann::json> parse_record_json(std::string_view text);
 
 // Parses a record; missing optional fields take their defaults, wrong types are errors.
 Expected<Record> record_from_json(const nlohmann::json& j);

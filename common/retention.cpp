@@ -2,6 +2,7 @@
 
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/record.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -170,17 +171,19 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
     return fail("Record " + quoted(where + record_name) +
                 " is not a regular file, keeping its core");
   }
-  auto text = read_fd(old->get(), where + record_name, 4 << 20);
+  auto text = read_fd(old->get(), where + record_name, k_max_record_bytes);
   if (!text) {
     return fail("Failed to read record " + quoted(where + record_name) + ": " +
                 text.error().message);
   }
   // Edit the JSON itself rather than round-tripping a Record: fields this version does not know
   // (a newer handler's) must survive.
-  auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("core") || !j["core"].is_object()) {
+  auto parsed = parse_record_json(*text);
+  if (!parsed || !parsed->is_object() || !parsed->contains("core") ||
+      !(*parsed)["core"].is_object()) {
     return fail("Malformed record " + quoted(where + record_name) + ", keeping its core");
   }
+  nlohmann::json& j = *parsed;
   if (!j["core"].contains("removed")) {
     j["core"]["removed"] = removed_at;
     auto file = AtomicFile::create(dfd, record_name, st.st_mode & 07777);

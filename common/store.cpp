@@ -3,6 +3,7 @@
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
+#include "common/parse.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -163,13 +164,13 @@ UsageFile open_usage(int store_fd) {
     return u;
   }
   char buf[64] = {};
-  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  unsigned long long bytes = 0;
-  long long walked = 0;
-  if (n > 0 && std::sscanf(buf, "%llu %lld", &bytes, &walked) == 2) {
-    u.bytes = bytes;
-    u.walked = walked;
-    u.valid = true;
+  const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
+  if (n > 0) {
+    if (const auto v = parse_usage(std::string_view(buf, static_cast<size_t>(n)))) {
+      u.bytes = v->bytes;
+      u.walked = v->walked;
+      u.valid = true;
+    }
   }
   return u;
 }
@@ -185,6 +186,28 @@ void store_usage(const UsageFile& u, uint64_t bytes, int64_t walked) {
 }
 
 } // namespace
+
+std::optional<UsageValue> parse_usage(std::string_view text) {
+  if (text.ends_with('\n')) {
+    text.remove_suffix(1);
+  }
+  const size_t sp = text.find(' ');
+  if (sp == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const std::string_view a = text.substr(0, sp);
+  const std::string_view b = text.substr(sp + 1);
+  // from_chars takes a '-' for signed types: only digits are ours.
+  auto digits = [](std::string_view s) {
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  const auto bytes = digits(a) ? parse_number<uint64_t>(a) : std::nullopt;
+  const auto walked = digits(b) ? parse_number<int64_t>(b) : std::nullopt;
+  if (!bytes || !walked) {
+    return std::nullopt;
+  }
+  return UsageValue{*bytes, *walked};
+}
 
 uint64_t Store::usage_estimate(unsigned max_age) const {
   UsageFile u = open_usage(m_fd.get());

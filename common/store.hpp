@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,15 @@ namespace common {
 inline constexpr std::string_view k_core_suffix = ".core.zst";
 inline constexpr std::string_view k_record_suffix = ".json";
 inline constexpr const char* k_usage_name = ".usage";
+
+// The usage file's text, "<bytes> <epoch seconds of the last full walk>\n", as written by the
+// handler; the store's owner can write anything there. Both numbers plain decimal, nothing
+// else; nullopt otherwise (a "-1" must not read as 2^64 - 1 bytes and starve every core).
+struct UsageValue {
+  uint64_t bytes = 0;
+  int64_t walked = 0;
+};
+std::optional<UsageValue> parse_usage(std::string_view text);
 inline constexpr unsigned k_dir_mode = 0750;  // the store user and its group (the exporter)
 inline constexpr unsigned k_file_mode = 0640; // records: the store user and its group (exporter)
 // Cores hold process memory (of setuid programs too): the store user only, not its group, which

@@ -19,13 +19,22 @@ namespace common {
 
 namespace {
 
-constexpr uint64_t k_max_notes = 64u << 10;  // per PT_NOTE segment
-constexpr uint64_t k_max_table = 4u << 20;   // program/section header tables
-constexpr uint64_t k_max_symbols = 4u << 20; // entries scanned per symbol table
-constexpr size_t k_symbol_batch = 2730;      // 64 KiB of Elf64_Sym per read
-constexpr size_t k_max_name = 4096;          // symbol name bytes
-constexpr size_t k_max_demangle = 1024;      // longer names are printed mangled
+// What reading one module file may cost. A crasher chooses its mapped files: one ELF file with
+// 65535 PT_NOTE headers, mapped through 8 hard links, once kept the handler busy for 40 s. The
+// build-id is in the first note segment of every real module; a file gets a few segments and a
+// few KiB of notes, and each (device, inode) is read once per crash.
+constexpr uint64_t k_max_note_bytes = 64u << 10; // notes read per file, all segments together
+constexpr unsigned k_max_note_segments = 4;      // PT_NOTE segments looked at per file
+constexpr uint64_t k_max_phdrs = 1024;           // program headers per file (real ones: < 20)
+constexpr uint64_t k_max_table = 4u << 20;       // section header table
+constexpr uint64_t k_max_symbols = 4u << 20;     // entries scanned per symbol table
+constexpr size_t k_symbol_batch = 2730;          // 64 KiB of Elf64_Sym per read
+constexpr size_t k_max_name = 4096;              // symbol name bytes
+constexpr size_t k_max_demangle = 1024;          // longer names are printed mangled
 constexpr size_t k_max_checked_files = 4096;
+// What all mapped files of one crash may cost together: a few hundred real modules read a few
+// KiB each; hostile ones stop the checks here instead of running for hours.
+constexpr uint64_t k_max_mapped_bytes = 16u << 20;
 
 // File systems whose reads may block indefinitely (a hung server, a malicious FUSE daemon).
 bool is_remote(const struct statfs& fs) {
@@ -71,6 +80,8 @@ public:
     }
     m_size = static_cast<uint64_t>(st.st_size);
     m_mtime = st.st_mtim;
+    m_dev = static_cast<uint64_t>(st.st_dev);
+    m_ino = static_cast<uint64_t>(st.st_ino);
     return read(0, m_ehdr) && m_ehdr[0] == std::byte{0x7f} && m_ehdr[1] == std::byte{'E'} &&
            m_ehdr[2] == std::byte{'L'} && m_ehdr[3] == std::byte{'F'} &&
            m_ehdr[4] == std::byte{2} && m_ehdr[5] == std::byte{1};
@@ -78,6 +89,13 @@ public:
 
   // Fills `out` from `offset`; false when the file is shorter or unreadable.
   bool read(uint64_t offset, std::span<std::byte> out) const {
+    if (m_budget != nullptr) {
+      if (*m_budget < out.size()) {
+        *m_budget = 0;
+        return false;
+      }
+      *m_budget -= out.size();
+    }
     size_t done = 0;
     while (done < out.size()) {
       if (offset > static_cast<uint64_t>(INT64_MAX) - done) {
@@ -121,18 +139,26 @@ public:
     if (entsize != 56) {
       return {};
     }
-    return read_vec(off, uint64_t{num} * 56, k_max_table).value_or(std::vector<std::byte>{});
+    const uint64_t count = std::min<uint64_t>(num, k_max_phdrs);
+    return read_vec(off, count * 56, k_max_phdrs * 56).value_or(std::vector<std::byte>{});
   }
 
   std::optional<std::string> build_id() const {
     const auto ph = phdrs();
-    for (uint64_t at = 0; at + 56 <= ph.size(); at += 56) {
+    uint64_t note_bytes = 0;
+    unsigned segments = 0;
+    for (uint64_t at = 0; at + 56 <= ph.size() && segments < k_max_note_segments; at += 56) {
       if (read_le<uint32_t>(ph, at) != elf::k_pt_note) {
         continue;
       }
+      ++segments;
       const uint64_t off = read_le<uint64_t>(ph, at + 8).value_or(0);
       const uint64_t size = read_le<uint64_t>(ph, at + 32).value_or(0);
-      if (const auto notes = read_vec(off, size, k_max_notes)) {
+      if (size > k_max_note_bytes - note_bytes) {
+        break;
+      }
+      note_bytes += size;
+      if (const auto notes = read_vec(off, size, k_max_note_bytes)) {
         if (auto id = gnu_build_id_in_notes(*notes)) {
           return id;
         }
@@ -141,10 +167,19 @@ public:
     return std::nullopt;
   }
 
+  // Identifies the file whatever the path: hard links and bind mounts of one file are one.
+  std::pair<uint64_t, uint64_t> identity() const { return {m_dev, m_ino}; }
+
+  // Makes every later read() draw from `*budget` (bytes) and fail once it is spent.
+  void charge_to(uint64_t* budget) { m_budget = budget; }
+
 private:
   UniqueFd m_fd;
   uint64_t m_size = 0;
   timespec m_mtime{};
+  uint64_t m_dev = 0;
+  uint64_t m_ino = 0;
+  uint64_t* m_budget = nullptr;
   int m_errno = 0;
   std::array<std::byte, 64> m_ehdr{};
 };
@@ -324,8 +359,11 @@ std::vector<MappingFinding> check_mapped_files(
     std::optional<std::chrono::system_clock::time_point> process_start, int root_fd) {
   std::vector<MappingFinding> out;
   std::set<std::string_view> seen;
+  // Every file read once: the build-id of each (device, inode) already read, by identity.
+  std::map<std::pair<uint64_t, uint64_t>, std::optional<std::string>> read_ids;
+  uint64_t budget = k_max_mapped_bytes;
   for (const auto& m : files) {
-    if (seen.size() >= k_max_checked_files) {
+    if (seen.size() >= k_max_checked_files || budget == 0) {
       break;
     }
     if (!seen.insert(m.path).second) {
@@ -336,13 +374,18 @@ std::vector<MappingFinding> check_mapped_files(
       continue;
     }
     ElfFile f;
+    f.charge_to(&budget);
     const bool elf = f.open(m.path, root_fd);
     if (f.error() == ENOENT) {
       out.push_back({m.path, FindingKind::missing, "no file at this path any more"});
       continue;
     }
     if (const auto id = build_ids.find(m.path); elf && id != build_ids.end()) {
-      const auto disk = f.build_id();
+      auto [known, fresh] = read_ids.try_emplace(f.identity());
+      if (fresh) {
+        known->second = f.build_id();
+      }
+      const auto& disk = known->second;
       if (disk != id->second) {
         out.push_back(
             {m.path, FindingKind::replaced,

@@ -55,7 +55,10 @@ struct MappingFinding {
 };
 
 // Checks each distinct file of `files` (at most 4096) on disk: deleted, missing, replaced
-// (against `build_ids` from the core), modified after `process_start` (when known).
+// (against `build_ids` from the core), modified after `process_start` (when known). The cost is
+// bounded whatever the core names: each file reads at most 4 note segments and 64 KiB of notes,
+// a file reached through several paths (hard links) is read once, and all files together read
+// at most 16 MiB; files past that bound are not checked.
 std::vector<MappingFinding> check_mapped_files(
     std::span<const FileMapping> files, const std::map<std::string, std::string>& build_ids,
     std::optional<std::chrono::system_clock::time_point> process_start, int root_fd = -1);

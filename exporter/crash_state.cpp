@@ -1,5 +1,7 @@
 #include "exporter/crash_state.hpp"
 
+#include "common/escape.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -40,7 +42,8 @@ std::string format_record_id(uint64_t id) {
   return out;
 }
 
-CrashState::CrashState(unsigned max_executables_per_host) : m_cap(max_executables_per_host) {}
+CrashState::CrashState(unsigned max_executables_per_host, unsigned max_hosts)
+    : m_cap(max_executables_per_host), m_host_cap(max_hosts) {}
 
 uint32_t CrashState::series_index(const common::SeriesKey& key) {
   if (auto it = m_series_index.find(key); it != m_series_index.end()) {
@@ -204,9 +207,25 @@ void CrashState::settle() {
   });
   for (uint32_t i : fresh) {
     Executable& exe = m_executables[i];
-    auto& [own, other] = m_host_folds[exe.hostname];
-    if (m_cap == 0 || own < m_cap) {
+    // The host first, by the same earliest-first order: a host keeps its own label once given.
+    auto [host, host_new] = m_hosts.try_emplace(exe.hostname, Fold::own);
+    if (host_new) {
+      if (m_host_cap == 0 || m_own_hosts < m_host_cap) {
+        ++m_own_hosts;
+      } else {
+        host->second = Fold::other;
+        ++m_folded_hosts;
+      }
+    }
+    exe.host_fold = host->second;
+    const std::string& label_host =
+        exe.host_fold == Fold::other ? std::string(k_other_host) : exe.hostname;
+    auto& [own, other] = m_host_folds[label_host];
+    if (m_cap == 0 || m_labelled.contains({label_host, exe.executable})) {
+      exe.fold = Fold::own; // under "other", folded hosts share an executable's series
+    } else if (own < m_cap) {
       exe.fold = Fold::own;
+      m_labelled.emplace(label_host, exe.executable);
       ++own;
     } else {
       exe.fold = Fold::other;
@@ -218,7 +237,11 @@ void CrashState::settle() {
       continue;
     }
     common::SeriesKey labels = series.key;
-    if (m_executables[series.executable].fold == Fold::other) {
+    const Executable& exe = m_executables[series.executable];
+    if (exe.host_fold == Fold::other) {
+      labels.hostname = k_other_host;
+    }
+    if (exe.fold == Fold::other) {
       labels.executable = k_other_executable;
     }
     auto [it, added] =
@@ -246,10 +269,10 @@ void CrashState::settle() {
     Exported& e = m_exported[i];
     const uint64_t total = raw[i] + e.carry;
     if (total < e.value) {
-      spdlog::warn(
-          "processcore_coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
-          "drop by {} (records removed without the ledger?); keeping the count",
-          e.labels.hostname, e.labels.executable, e.labels.signal, e.value - total);
+      spdlog::warn("processcore_coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
+                   "drop by {} (records removed without the ledger?); keeping the count",
+                   common::printable(e.labels.hostname), common::printable(e.labels.executable),
+                   common::printable(e.labels.signal), e.value - total);
       e.carry += e.value - total;
     } else {
       e.value = total;
@@ -268,10 +291,13 @@ Snapshot CrashState::snapshot() const {
   }
   std::map<std::string, HostSample> hosts;
   for (const Series& series : m_series) {
-    HostSample& h = hosts[series.key.hostname];
-    h.hostname = series.key.hostname;
+    const bool folded = m_executables[series.executable].host_fold == Fold::other;
+    const std::string& name = folded ? std::string(k_other_host) : series.key.hostname;
+    HostSample& h = hosts[name];
+    h.hostname = name;
     h.stored_bytes += series.bytes;
   }
+  snap.folded_hosts = m_folded_hosts;
   for (const auto& [hostname, folds] : m_host_folds) {
     HostSample& h = hosts[hostname];
     h.hostname = hostname;

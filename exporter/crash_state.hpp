@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +21,9 @@ namespace exporter {
 
 // The executable label of the series that executables beyond the per-host cap are folded into.
 inline constexpr std::string_view k_other_executable = "other";
+// The hostname label that hosts beyond the host cap are folded into (a container chooses its
+// hostname, so distinct hostnames cost an attacker nothing).
+inline constexpr std::string_view k_other_host = "other";
 
 // Why a file in the store was not counted.
 enum class SkipReason : uint8_t {
@@ -54,7 +58,8 @@ struct HostSample {
 // Everything /metrics shows, copied under the lock so serialisation happens outside it.
 struct Snapshot {
   std::vector<SeriesSample> series;
-  std::vector<HostSample> hosts;
+  std::vector<HostSample> hosts; // after folding: hostname "other" stands for the folded hosts
+  uint64_t folded_hosts = 0;     // distinct hostnames counted under hostname="other"
   std::array<uint64_t, k_skip_reasons> skipped{}; // files not counted, by SkipReason
   uint64_t records = 0;                           // records currently in the store
   uint64_t rescans = 0;                           // full rescans after the first scan
@@ -63,8 +68,10 @@ struct Snapshot {
 
 class CrashState {
 public:
-  // `max_executables_per_host` = 0 means no cap.
-  explicit CrashState(unsigned max_executables_per_host);
+  // `max_executables_per_host` = 0 means no cap; so does `max_hosts` = 0. Hosts beyond
+  // `max_hosts` (latest first crash first) are counted under hostname="other", whose
+  // executables the per-host cap bounds like any host's.
+  explicit CrashState(unsigned max_executables_per_host, unsigned max_hosts = 0);
 
   // True when a record with this id is known (in any directory).
   bool has_record(uint64_t id) const { return m_records.contains(id); }
@@ -115,6 +122,7 @@ private:
     std::string executable;
     int64_t earliest = INT64_MAX; // earliest crash seen (records and ledger)
     Fold fold = Fold::unassigned;
+    Fold host_fold = Fold::unassigned; // its host's: own, or counted under "other"
   };
 
   // One true series (real executable label), before folding.
@@ -151,6 +159,12 @@ private:
   void drop(std::unordered_map<uint64_t, Entry>::iterator it);
 
   unsigned m_cap;
+  unsigned m_host_cap;
+  std::unordered_map<std::string, Fold> m_hosts; // hostname → own or other, once decided
+  uint64_t m_own_hosts = 0;
+  uint64_t m_folded_hosts = 0;
+  std::set<std::pair<std::string, std::string>>
+      m_labelled; // (label host, executable) with own label
   std::unordered_map<uint64_t, Entry> m_records;
   std::unordered_set<uint64_t> m_pending;
   std::vector<Series> m_series;

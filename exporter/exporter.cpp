@@ -1,6 +1,7 @@
 #include "exporter/exporter.hpp"
 
 #include "common/config.hpp"
+#include "common/escape.hpp"
 #include "common/log.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
@@ -71,11 +72,11 @@ bool load_configuration(Context& ctx) {
   auto loaded = common::load_config(given ? ctx.options.config_path : common::k_default_config_path,
                                     given ? common::MissingOk::no : common::MissingOk::yes);
   if (!loaded) {
-    spdlog::error("{}", loaded.error().message);
+    spdlog::error("{}", common::printable(loaded.error().message));
     return false;
   }
   for (const auto& w : loaded->warnings) {
-    spdlog::warn("{}", w);
+    spdlog::warn("{}", common::printable(w));
   }
   ctx.config = std::move(loaded->config);
   if (ctx.options.store) {
@@ -118,10 +119,11 @@ bool take_signals(Context& ctx) {
 }
 
 bool scan_store(Context& ctx) {
-  ctx.state = std::make_unique<CrashState>(ctx.config.max_executables_per_host);
+  ctx.state =
+      std::make_unique<CrashState>(ctx.config.max_executables_per_host, ctx.config.max_hosts);
   auto watcher = StoreWatcher::create(ctx.config.store, *ctx.state, ctx.mutex);
   if (!watcher) {
-    spdlog::error("{}", watcher.error().message);
+    spdlog::error("{}", common::printable(watcher.error().message));
     return false;
   }
   ctx.watcher = std::move(*watcher);
@@ -226,7 +228,7 @@ int follow_store(Context& ctx) {
     }
     if (fds[0].revents & POLLIN) {
       if (auto r = ctx.watcher->process_events(); !r) {
-        spdlog::error("{}", r.error().message);
+        spdlog::error("{}", common::printable(r.error().message));
         return k_exit_error;
       }
     }

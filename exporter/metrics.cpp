@@ -67,6 +67,12 @@ std::vector<MetricFamily> to_families(const Snapshot& snap) {
   }
   out.push_back(std::move(bytes));
   out.push_back(std::move(folded));
+  auto folded_hosts = family(k_metric_folded_hosts,
+                             "Distinct hostnames counted under hostname=\"other\" (beyond "
+                             "max_hosts).",
+                             MetricType::Gauge);
+  folded_hosts.metric.push_back(gauge(static_cast<double>(snap.folded_hosts), {}));
+  out.push_back(std::move(folded_hosts));
 
   auto unreadable = family(k_metric_unreadable,
                            "Files in the store that are not counted: malformed records, files "

@@ -17,6 +17,7 @@ inline constexpr const char* k_metric_crashes = "processcore_coredumps_total";
 inline constexpr const char* k_metric_last_crash = "processcore_last_crash_timestamp_seconds";
 inline constexpr const char* k_metric_stored_bytes = "processcore_stored_bytes";
 inline constexpr const char* k_metric_folded = "processcore_executables_folded";
+inline constexpr const char* k_metric_folded_hosts = "processcore_hosts_folded";
 inline constexpr const char* k_metric_unreadable = "processcore_records_unreadable";
 inline constexpr const char* k_metric_records = "processcore_records";
 inline constexpr const char* k_metric_scan_duration = "processcore_scan_duration_seconds";

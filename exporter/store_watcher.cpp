@@ -1,5 +1,6 @@
 #include "exporter/store_watcher.hpp"
 
+#include "common/escape.hpp"
 #include "common/io.hpp"
 #include "common/ledger.hpp"
 #include "common/names.hpp"
@@ -155,10 +156,11 @@ bool StoreWatcher::add_watch(const std::string& rel, Watch watch) {
     if (errno == ENOSPC && !m_degraded) {
       spdlog::error("Failed to watch {}: inotify watch limit reached (fs.inotify.max_user_watches);"
                     " continuing with a full rescan every 30 s",
-                    common::quoted(path));
+                    common::printable(common::quoted(path)));
       m_degraded = true;
     } else if (errno != ENOSPC && errno != ENOENT) {
-      spdlog::warn("Failed to watch {}: {}", common::quoted(path), std::strerror(errno));
+      spdlog::warn("Failed to watch {}: {}", common::printable(common::quoted(path)),
+                   std::strerror(errno));
     }
     return false;
   }
@@ -324,7 +326,7 @@ void StoreWatcher::reload_ledger(bool force, bool check_records) {
     // Keep the last good ledger: dropping it would make every retired crash vanish from the
     // counts. The file is replaced atomically, so this means real corruption, not a race.
     if (stamp != m_ledger_stamp) {
-      spdlog::error("{}, keeping the previous counts", ledger.error().message);
+      spdlog::error("{}, keeping the previous counts", common::printable(ledger.error().message));
     }
     m_ledger_stamp = stamp;
     m_state.set_skipped(common::k_ledger_name, SkipReason::malformed);
@@ -412,7 +414,7 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
   const Watch w = it->second;
   if (w.kind == Kind::root && (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
     spdlog::error("Store {} was removed or moved; counts stay as they are",
-                  common::quoted(m_store.root()));
+                  common::printable(common::quoted(m_store.root())));
     m_degraded = true;
     return;
   }

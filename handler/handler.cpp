@@ -6,6 +6,7 @@
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
+#include "common/parse.hpp"
 #include "common/privileges.hpp"
 #include "common/signals.hpp"
 #include "common/symbolize.hpp"
@@ -70,7 +71,41 @@ void secure_process(Context& ctx) {
 }
 
 // 2. Configuration: --config, else the default path (which may be absent).
+// True when the kernel started us for a core dump: usermode helpers are children of kthreadd
+// (CLONE_PARENT in kernel/umh.c), a kernel thread.
+bool started_by_kernel() {
+  const pid_t parent = ::getppid();
+  auto stat = common::read_file(AT_FDCWD, "/proc/" + std::to_string(parent) + "/stat", 4096);
+  if (!stat) {
+    return parent == 2;
+  }
+  // Field 9 (flags) follows "pid (comm) state ppid pgrp session tty tpgid"; comm may hold
+  // spaces and parentheses, so count from the last ')'.
+  const size_t close = stat->rfind(')');
+  if (close == std::string::npos) {
+    return parent == 2;
+  }
+  std::string_view rest = std::string_view(*stat).substr(close + 1);
+  for (int field = 3; field < 9; ++field) {
+    const size_t sp = rest.find(' ', 1);
+    if (sp == std::string_view::npos) {
+      return parent == 2;
+    }
+    rest = rest.substr(sp);
+  }
+  constexpr uint64_t k_pf_kthread = 0x00200000;
+  const auto flags = common::parse_number<uint64_t>(rest.substr(1, rest.find(' ', 1) - 1));
+  return flags ? (*flags & k_pf_kthread) != 0 : parent == 2;
+}
+
 void load_configuration(Context& ctx) {
+  if (started_by_kernel() && (ctx.args.config_path || ctx.args.store_path)) {
+    // Options can hide in positional data (a hostname "--store=/x h" on a kernel that splits
+    // it): from the kernel, only those core_pattern itself spells out count.
+    auto pattern = common::read_file(AT_FDCWD, "/proc/sys/kernel/core_pattern", 4096);
+    common::keep_pattern_options(ctx.args, pattern ? *pattern : std::string());
+    ctx.warnings = ctx.args.warnings;
+  }
   const std::string path = ctx.args.config_path.value_or(common::k_default_config_path);
   auto loaded = common::load_config(path, ctx.args.config_path ? common::MissingOk::no
                                                                : common::MissingOk::yes);
@@ -117,6 +152,7 @@ void identify_crash(Context& ctx) {
   r.rlimit_core = a.rlimit;
   r.executable = common::decode_exe(a.exe_raw);
   r.executable_deleted = common::strip_deleted_suffix(r.executable);
+  r.executable_raw = a.exe_raw;
 
   if (a.pid) {
     ctx.proc = gather_proc_facts(*a.pid, a.pidfd, r.executable);
@@ -133,7 +169,10 @@ void identify_crash(Context& ctx) {
   }
   r.comm = a.comm.value_or(ctx.proc.comm.value_or(""));
   r.cmdline = ctx.proc.cmdline.value_or("");
-  if (r.executable.empty() && ctx.proc.exe) {
+  // %E cannot be decoded without loss (a '!' in a name reads as '/'); /proc/<pid>/exe is the
+  // kernel's own path of the executable. ctx.proc holds it only when verified: through the
+  // pidfd, or (without one) when it matched %E anyway.
+  if (ctx.proc.exe) {
     r.executable = *ctx.proc.exe;
     r.executable_deleted = common::strip_deleted_suffix(r.executable);
   }
@@ -166,7 +205,13 @@ void open_store_and_drop(Context& ctx) {
   std::optional<common::UserIds> user;
   if (ctx.running_as_root && !ctx.config.user.empty()) {
     auto ids = common::lookup_user(ctx.config.user);
-    if (ids) {
+    if (ids && ids->uid == 0) {
+      // Another name for root ("toor"): the cores would be root's files and the parsers would
+      // run privileged. Same fallback as an unknown user.
+      ctx.warnings.push_back("the store user " + common::quoted(ctx.config.user) +
+                             " is root: continuing as nobody");
+      user = common::UserIds{k_nobody, k_nobody};
+    } else if (ids) {
       user = *ids;
     } else {
       // Fail closed: never parse hostile data as root, and never create store directories

@@ -156,7 +156,7 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
   }
   char link[4096];
   const ssize_t n = ::readlink((dir + "/exe").c_str(), link, sizeof link);
-  if (n > 0) {
+  if (n > 0 && static_cast<size_t>(n) < sizeof link) { // a full buffer may be cut short
     facts.exe = std::string(link, static_cast<size_t>(n));
   }
   if (auto stat = read_proc(dir, "stat", 4096)) {

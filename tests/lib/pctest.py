@@ -174,7 +174,9 @@ def make_store(base, owner="nobody"):
 
 
 def write_config(path, store, **keys):
-    lines = [f"store = {store}", f"user = {keys.pop('user', 'nobody' if is_root() else '')}"]
+    # Not root: the handler cannot drop privileges, and an empty user is refused, so none.
+    user = keys.pop("user", "nobody" if is_root() else None)
+    lines = [f"store = {store}"] + ([f"user = {user}"] if user is not None else [])
     lines += [f"{k} = {v}" for k, v in keys.items()]
     pathlib.Path(path).write_text("\n".join(lines) + "\n")
     return path

@@ -1,6 +1,12 @@
 #include "common/config.hpp"
+#include "test_support.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 using namespace common;
 
@@ -53,4 +59,43 @@ TEST_CASE("sizes and disk amounts", "[config]") {
 TEST_CASE("load_config: missing file", "[config]") {
   CHECK(load_config("/nonexistent/pc.conf", MissingOk::yes).has_value());
   CHECK_FALSE(load_config("/nonexistent/pc.conf", MissingOk::no).has_value());
+}
+
+TEST_CASE("the store user is never root", "[config]") {
+  for (const char* user : {"root", "0", ""}) {
+    const auto r = parse_config(std::string("user = ") + user + "\n");
+    CHECK(r.config.user == "process-core");
+    REQUIRE(r.warnings.size() == 1);
+    CHECK(r.warnings[0].find("for 'user'") != std::string::npos);
+  }
+  CHECK(parse_config("user = crashes\n").config.user == "crashes");
+}
+
+TEST_CASE("load_config: a file others could write is ignored", "[config]") {
+  test::TempDir dir;
+  const auto path = dir.path() / "pc.conf";
+  test::spit(path, "store = /evil\nuser = crashes\n");
+  ::chmod(path.c_str(), 0644);
+  auto ok = load_config(path.string(), MissingOk::no);
+  REQUIRE(ok.has_value());
+  CHECK(ok->config.store == "/evil");
+  for (mode_t mode : {mode_t{0664}, mode_t{0646}, mode_t{0666}}) {
+    ::chmod(path.c_str(), mode);
+    auto r = load_config(path.string(), MissingOk::no);
+    REQUIRE(r.has_value());
+    CHECK(r->config.store == Config{}.store);
+    REQUIRE(r->warnings.size() == 1);
+    CHECK(r->warnings[0].find("writable by group or others") != std::string::npos);
+  }
+  if (::geteuid() == 0) {
+    ::chmod(path.c_str(), 0644);
+    REQUIRE(::chown(path.c_str(), 65534, 65534) == 0);
+    auto r = load_config(path.string(), MissingOk::no);
+    REQUIRE(r.has_value());
+    CHECK(r->config.store == Config{}.store);
+    CHECK(r->warnings.at(0).find("owned by uid 65534") != std::string::npos);
+  }
+  std::filesystem::remove(path);
+  ::mkfifo(path.c_str(), 0644);
+  CHECK_FALSE(load_config(path.string(), MissingOk::no).has_value()); // no wait on a FIFO
 }

@@ -127,3 +127,26 @@ TEST_CASE("our own options", "[core_args]") {
   CHECK(parse_core_args({"--help"}).help);
   CHECK(parse_core_args({"--version"}).version);
 }
+
+TEST_CASE("from the kernel, --config and --store only as core_pattern spells them", "[core_args]") {
+  // Linux < 5.3 splits the expanded pattern: the hostname "--store=/x h" becomes two arguments,
+  // which read exactly like an option before the hostname.
+  auto a = parse_core_args({"--store=/x", "h", "11", "!bin!a"});
+  REQUIRE(a.store_path == "/x");
+  common::keep_pattern_options(a, "|/usr/local/sbin/process-core %h %s %E\n");
+  CHECK_FALSE(a.store_path);
+  CHECK(a.warnings.back().find("not written in core_pattern") != std::string::npos);
+
+  auto b = parse_core_args({"--config=/etc/pc.conf", "--store", "/var/s", "--", "h", "11", "!a"});
+  common::keep_pattern_options(b, "|/p --config=/etc/pc.conf --store /var/s -- %h %s %E");
+  CHECK(b.config_path == "/etc/pc.conf");
+  CHECK(b.store_path == "/var/s");
+
+  // The right option name with another value, or a value that a specifier expands into.
+  auto c = parse_core_args({"--config=/tmp/evil", "--", "h", "11", "!a"});
+  common::keep_pattern_options(c, "|/p --config=/etc/pc.conf -- %h %s %E");
+  CHECK_FALSE(c.config_path);
+  auto d = parse_core_args({"--store", "x", "--", "h", "11", "!a"});
+  common::keep_pattern_options(d, "|/p --store %h -- %h %s %E");
+  CHECK_FALSE(d.store_path);
+}

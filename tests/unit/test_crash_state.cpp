@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <prometheus/text_serializer.h>
 
+#include <set>
+
 using namespace exporter;
 using common::SeriesKey;
 
@@ -135,6 +137,47 @@ TEST_CASE("executables beyond the cap fold into other, earliest first", "[crash_
     CHECK(count_of(t, {"h", "/bin/middle", "ABRT", false}) == 1);
     CHECK(count_of(t, {"h", "other", "SEGV", true}) == 2);
   }
+}
+
+TEST_CASE("hostnames beyond the host cap fold into other, totals kept", "[crash_state]") {
+  CrashState st(2, 3);
+  uint64_t id = 1;
+  // Ten hosts, one crash each, first crashes at times 100..1000 (added newest first).
+  for (int i = 9; i >= 0; --i) {
+    const std::string host = "host-" + std::to_string(i);
+    st.add_record(id++, 0, {host, "/bin/a", "SEGV", true}, 100 * (i + 1), 1, 0);
+  }
+  // Folded hosts' executables count against the cap of "other" like any host's.
+  st.add_record(id++, 0, {"host-9", "/bin/b", "SEGV", true}, 2000, 1, 0);
+  st.add_record(id++, 0, {"host-8", "/bin/c", "SEGV", true}, 2000, 1, 0);
+  st.settle();
+  auto s = st.snapshot();
+  CHECK(count_of(s, {"host-0", "/bin/a", "SEGV", true}) == 1);
+  CHECK(count_of(s, {"host-2", "/bin/a", "SEGV", true}) == 1);
+  CHECK(count_of(s, {"host-3", "/bin/a", "SEGV", true}) == 0);
+  CHECK(count_of(s, {"other", "/bin/a", "SEGV", true}) == 7);
+  CHECK(count_of(s, {"other", "/bin/c", "SEGV", true}) == 1); // host-8 sorts before host-9
+  CHECK(count_of(s, {"other", "other", "SEGV", true}) == 1);
+  CHECK(s.folded_hosts == 7);
+  uint64_t total = 0;
+  std::set<std::string> hosts;
+  for (const auto& e : s.series) {
+    total += e.count;
+    hosts.insert(e.labels.hostname);
+  }
+  CHECK(total == 12);
+  CHECK(hosts.size() == 4);
+  for (const auto& h : s.hosts) {
+    CHECK((h.hostname == "other" || h.hostname <= "host-2"));
+  }
+  // A new host later: counted, under "other"; known hosts keep their label.
+  st.add_record(id++, 0, {"late", "/bin/a", "SEGV", true}, 50, 1, 0);
+  st.add_record(id++, 0, {"host-1", "/bin/a", "SEGV", true}, 3000, 1, 0);
+  st.settle();
+  s = st.snapshot();
+  CHECK(count_of(s, {"other", "/bin/a", "SEGV", true}) == 8);
+  CHECK(count_of(s, {"host-1", "/bin/a", "SEGV", true}) == 2);
+  CHECK(s.folded_hosts == 8);
 }
 
 TEST_CASE("skipped files are counted by reason", "[crash_state]") {

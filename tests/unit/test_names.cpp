@@ -15,6 +15,14 @@ TEST_CASE("%E decoding", "[names]") {
   CHECK_FALSE(strip_deleted_suffix(plain));
 }
 
+TEST_CASE("%E with '!' in a file name never decodes into . or ..", "[names]") {
+  // The kernel leaves a '!' in a name as it is: decoding would climb to /usr/bin/passwd.
+  CHECK(decode_exe("!tmp!a!..!..!..!usr!bin!passwd") == "!tmp!a!..!..!..!usr!bin!passwd");
+  CHECK(decode_exe("!tmp!x!.!y") == "!tmp!x!.!y");
+  CHECK(decode_exe("!tmp!a!b") == "/tmp/a/b"); // ambiguous, but no way up: decoded
+  CHECK(decode_exe("!tmp!..x!.y") == "/tmp/..x/.y");
+}
+
 TEST_CASE("plain names map without a hash", "[names]") {
   CHECK(host_component("web01.example.com") == "web01.example.com");
   CHECK(exe_component("/usr/local/bin/ruby") == "usr!local!bin!ruby");

@@ -61,3 +61,15 @@ TEST_CASE("usage estimate: walked when stale, incremented by writers", "[store]"
   test::spit(dir.path() / ".usage", "garbage");
   CHECK(store->usage_estimate(300) == store->disk_usage());
 }
+
+TEST_CASE("the usage file is parsed strictly", "[store]") {
+  const auto v = common::parse_usage("123 456\n");
+  REQUIRE(v);
+  CHECK(v->bytes == 123);
+  CHECK(v->walked == 456);
+  CHECK(common::parse_usage("18446744073709551615 0"));
+  for (const char* bad : {"-1 0", "1 -5", " 1 2", "1  2", "1 2 3", "1", "", "1 2\n\n", "0x10 1",
+                          "18446744073709551616 0", "+1 2"}) {
+    CHECK_FALSE(common::parse_usage(bad));
+  }
+}
