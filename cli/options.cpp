@@ -128,6 +128,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   auto verb = [&](const char* name, const char* help) {
     CLI::App* sub = app.add_subcommand(name, help);
     sub->fallthrough(); // the options above work after the verb too
+    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN and --no-pager "
+                "(corectl --help).\n" +
+                std::string(k_footer));
     return sub;
   };
   CLI::App* list = verb("list", "crashes, one per line, newest last");
