@@ -67,7 +67,7 @@ def test_store_values(store):
     assert complete(config, "dump", "/usr/") == ["/usr/bin/app"]
     assert complete(config, "list", "--exe", "/opt") == ["/opt/db/bin/dbd"]
     assert complete(config, "list", "--host", "web") == ["web1", "web2"]
-    assert "fixture" in complete(config, "list", "fix")
+    assert "pc_crasher" in complete(config, "list", "pc_")
     assert complete(config, "list", "SIG") == ["SIGNAL=", "SIGNATURE="]
     # The hostile hostname is offered quoted, and nothing ran it.
     hosts = complete(config, "list", "--host", "$")

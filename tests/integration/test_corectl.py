@@ -1,6 +1,7 @@
 """corectl against a store written by the real handler (tests/lib/corefixture.py).
 
-Golden files live in tests/golden/corectl_*.txt; after an intended change of the output (or of
+Golden files live in tests/golden/corectl_*.txt, made from real cores (see corefixture.py); after
+an intended change of the output (or of
 what the handler records), regenerate them with PC_UPDATE_GOLDEN=1 and review the diff.
 """
 import json
@@ -78,7 +79,7 @@ def test_json_is_the_record_schema(fixture):
     assert json.loads(info.stdout)["id"] == "0123456789abcdef"
     groups = [json.loads(l) for l in corectl(config, "groups", "--json", check=True).stdout.splitlines()]
     assert sum(g["count"] for g in groups) == len(corefixture.CRASHES)
-    assert groups[0]["grouped_by"] == "signature" and groups[0]["signature"] == "5a1e5a1e5a1e5a1e"
+    assert groups[0]["grouped_by"] == "signature" and groups[0]["signature"] == "1" * 16
     assert groups[0]["count"] == 2
     # The non-ELF core has no crash section: grouped by executable + signal, and labelled so.
     fallback = [g for g in groups if g["grouped_by"] == "executable+signal"]
@@ -118,7 +119,7 @@ def ids_of(listing):
     (["5000002"], ["7e57ab1e"]),                                 # a PID
     (["5000001", "5000002"], ["c0ffee00a", "7e57ab1e"]),          # one field: OR
     (["app"], ["c0ffee00a", "7e57ab1e", "c0ffee00b"]),           # executable name
-    (["fixture"], ["c0ffee00a", "7e57ab1e", "c0ffee00b", "01234567"]),  # comm
+    (["pc_crasher"], ["c0ffee00a", "7e57ab1e", "c0ffee00b", "01234567"]),  # comm
     (["/usr/bin/app", "HOST=web1"], ["c0ffee00a", "7e57ab1e"]),  # path AND field
     (["COREDUMP_PID=5000004"], ["01234567"]),                    # coredumpctl's field names
     (["SIGNAL=abrt"], ["c0ffee00b"]),
