@@ -1,8 +1,8 @@
 """corectl against a store written by the real handler (tests/lib/corefixture.py).
 
-Golden files live in tests/golden/corectl_*.txt, made from real cores (see corefixture.py); after
-an intended change of the output (or of
-what the handler records), regenerate them with PC_UPDATE_GOLDEN=1 and review the diff.
+Golden files live in tests/golden/corectl_*.txt, made from real cores (see corefixture.py);
+after an intended change of the output (or of what the handler records), regenerate them with
+PC_UPDATE_GOLDEN=1 and review the diff.
 """
 import json
 import os
