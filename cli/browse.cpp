@@ -1,5 +1,7 @@
 // The read verbs: list, groups, info.
 #include "cli/corectl.hpp"
+#include "cli/match.hpp"
+#include "cli/when.hpp"
 #include "common/signals.hpp"
 
 #include <fcntl.h>
@@ -8,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <set>
 
 namespace cli {
 
@@ -15,16 +18,30 @@ namespace {
 
 using nlohmann::json;
 
-void print_json_line(const json& j) {
-  const std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  std::fwrite(line.data(), 1, line.size(), stdout);
+// One object: a line (short) or indented (pretty).
+void print_json(const json& j, JsonMode mode) {
+  const std::string text =
+      j.dump(mode == JsonMode::pretty ? 2 : -1, ' ', false, json::error_handler_t::replace) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
-// Builds the filter from the options; a value that does not parse is a usage error.
+Legend legend(const Options& o) {
+  return o.no_legend ? Legend::hide : Legend::show;
+}
+
+Exit nothing_matched() {
+  std::fputs("No crashes found.\n", stderr);
+  return Exit::no_match;
+}
+
+// Builds the filter from the options and matches; a value that does not parse is a usage error.
 std::expected<Filter, std::string> make_filter(const Options& o) {
   Filter f;
   f.hosts = o.hosts;
   f.executables = o.exes;
+  if (auto m = add_matches(o.matches, f); !m) {
+    return std::unexpected(m.error());
+  }
   for (const auto& s : o.signals) {
     auto n = common::parse_signal(s);
     if (!n) {
@@ -38,7 +55,8 @@ std::expected<Filter, std::string> make_filter(const Options& o) {
       *field = parse_when(**text, now);
       if (!*field) {
         return std::unexpected("cannot read the time '" + **text +
-                               "' (try 2h, 3d, 2026-11-22 or 2026-11-22T10:30:00Z)");
+                               "' (try -2h, '2 hours ago', 08:00, 'yesterday 14:00', "
+                               "2026-11-22 or 2026-11-22T10:30:00Z)");
       }
     }
   }
@@ -54,11 +72,14 @@ std::expected<Catalog, Exit> load(Context& ctx) {
   }
   Catalog cat = load_catalog(*ctx.store, *filter);
   const auto& p = cat.problems;
-  if (p.denied > 0 && cat.crashes.empty()) {
-    return std::unexpected(report(
-        Exit::denied, p.first + " (crash records are readable to root and the store's group)"));
+  if (p.denied > 0 && cat.crashes.empty() && p.readable_dirs == 0) {
+    return std::unexpected(
+        report(Exit::denied, p.first + " (crash records are readable to root, the store's "
+                                       "group, and each user for their own crashes)"));
   }
-  if (p.denied + p.unreadable > 0) {
+  // Directories and records a user may not read are other users' crashes: skipped quietly, as
+  // coredumpctl shows a user only theirs. Other read errors make the list incomplete.
+  if (p.unreadable > 0 || (p.denied > 0 && p.readable_dirs == 0)) {
     std::fprintf(stderr,
                  "corectl: warning: %zu part(s) of the store could not be read, the "
                  "list is incomplete: %s\n",
@@ -103,15 +124,46 @@ Exit lookup_failure(const LookupFailure& f) {
 
 } // namespace
 
+// list --list-values=FIELD: the distinct values of one field, for shell completion.
+Exit print_values(const Catalog& cat, const std::string& field) {
+  std::set<std::string> values;
+  for (const auto& c : cat.crashes) {
+    if (field == "ids") {
+      values.insert(c.id.substr(0, cat.id_abbrev));
+    } else if (field == "exes") {
+      values.insert(c.executable);
+    } else if (field == "comms") {
+      values.insert(c.comm);
+    } else if (field == "hosts") {
+      values.insert(c.hostname);
+    } else {
+      return report(Exit::usage, "--list-values takes ids, exes, comms or hosts");
+    }
+  }
+  for (const auto& v : values) {
+    // One a line: a value with a line break (a hostile name) would be two completions.
+    if (!v.empty() && v.find_first_of("\n\r") == std::string::npos) {
+      std::printf("%s\n", printable(v).c_str());
+    }
+  }
+  return Exit::ok;
+}
+
 Exit cmd_list(Context& ctx) {
   auto cat = load(ctx);
   if (!cat) {
     return cat.error();
   }
+  if (ctx.opts.values) {
+    return print_values(*cat, *ctx.opts.values);
+  }
   auto& crashes = cat->crashes;
   limit_and_order(crashes, ctx.opts);
-  if (ctx.opts.json) {
-    // The records themselves, exactly as stored (one per line), so scripts get every field.
+  if (crashes.empty()) {
+    return nothing_matched();
+  }
+  if (ctx.opts.json != JsonMode::off) {
+    // The records themselves, exactly as stored, so scripts get every field.
     Exit worst = Exit::ok;
     for (const auto& c : crashes) {
       auto full = read_record(*ctx.store, {c.host_dir, c.exe_dir, c.id});
@@ -119,15 +171,11 @@ Exit cmd_list(Context& ctx) {
         worst = report(Exit::failure, full.error().message);
         continue;
       }
-      print_json_line(full->json);
+      print_json(full->json, ctx.opts.json);
     }
     return worst;
   }
-  if (crashes.empty()) {
-    std::fputs("No crashes found.\n", stderr);
-    return Exit::ok;
-  }
-  print_list(ctx.term, crashes, cat->id_abbrev);
+  print_list(ctx.term, crashes, cat->id_abbrev, legend(ctx.opts));
   return Exit::ok;
 }
 
@@ -138,66 +186,119 @@ Exit cmd_groups(Context& ctx) {
   }
   auto groups = group_crashes(cat->crashes);
   limit_and_order(groups, ctx.opts);
-  if (ctx.opts.json) {
+  if (groups.empty()) {
+    return nothing_matched();
+  }
+  if (ctx.opts.json != JsonMode::off) {
     for (const auto& g : groups) {
-      print_json_line({
-          {"signature", g.signature.empty() ? json(nullptr) : json(g.signature)},
-          // Without a signature, crashes group by executable and signal: say so explicitly.
-          {"grouped_by", g.signature.empty() ? "executable+signal" : "signature"},
-          {"count", g.count},
-          {"first", common::format_time(g.first)},
-          {"last", common::format_time(g.last)},
-          {"last_id", g.last_id},
-          {"hosts", g.hosts},
-          {"executables", g.executables},
-          {"signal", g.signal},
-          {"signal_name", g.signal_name},
-          {"site", g.site.empty() ? json(nullptr) : json(g.site)},
-      });
+      print_json(
+          {
+              {"signature", g.signature.empty() ? json(nullptr) : json(g.signature)},
+              // Without a signature, crashes group by executable and signal: say so explicitly.
+              {"grouped_by", g.signature.empty() ? "executable+signal" : "signature"},
+              {"count", g.count},
+              {"first", common::format_time(g.first)},
+              {"last", common::format_time(g.last)},
+              {"last_id", g.last_id},
+              {"hosts", g.hosts},
+              {"executables", g.executables},
+              {"signal", g.signal},
+              {"signal_name", g.signal_name},
+              {"site", g.site.empty() ? json(nullptr) : json(g.site)},
+          },
+          ctx.opts.json);
     }
     return Exit::ok;
   }
-  if (groups.empty()) {
-    std::fputs("No crashes found.\n", stderr);
-    return Exit::ok;
-  }
-  print_groups(ctx.term, groups);
+  print_groups(ctx.term, groups, legend(ctx.opts));
   return Exit::ok;
 }
 
-Exit cmd_info(Context& ctx) {
-  if (ctx.opts.args.empty()) {
-    return report(Exit::usage, "info needs at least one record id");
+// Prints one record for info; `first` separates records with a blank line.
+void show_record(Context& ctx, const Located& where, const FullRecord& full, bool& first) {
+  if (ctx.opts.json != JsonMode::off) {
+    print_json(full.json, ctx.opts.json);
+    return;
   }
-  Exit worst = Exit::ok;
+  if (!first) {
+    std::fputs("\n", stdout);
+  }
+  first = false;
+  const std::string core = common::core_relpath(where.host_dir, where.exe_dir, where.id);
+  struct stat st {};
+  const bool exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  print_info(ctx.term, full, ctx.store->root(), exists);
+}
+
+// An id word as given, without ID= (match.hpp says which words are ids).
+std::string id_of(const std::string& word) {
+  const size_t eq = word.find('=');
+  return eq == std::string::npos ? word : word.substr(eq + 1);
+}
+
+Exit cmd_info(Context& ctx) {
+  const Options& o = ctx.opts;
   bool first = true;
-  for (const auto& prefix : ctx.opts.args) {
-    auto where = resolve_id(*ctx.store, prefix);
-    if (!where) {
-      worst = std::max(worst, lookup_failure(where.error()));
-      continue;
+  Exit worst = Exit::ok;
+  if (only_ids(o.matches) && !o.has_filter_options()) {
+    // Ids alone: each is looked up by name (fast, and ambiguous or unknown ids say so).
+    for (const auto& word : o.matches) {
+      auto found = find_record(ctx, id_of(word));
+      if (!found) {
+        worst = std::max(worst, found.error());
+        continue;
+      }
+      show_record(ctx, found->first, found->second, first);
     }
-    auto full = read_record(*ctx.store, *where);
+    return worst;
+  }
+  auto cat = load(ctx);
+  if (!cat) {
+    return cat.error();
+  }
+  auto& crashes = cat->crashes;
+  // Like coredumpctl: without any match, the newest crash.
+  if (o.matches.empty() && !o.has_filter_options() && !o.limit && !crashes.empty()) {
+    crashes.erase(crashes.begin(), crashes.end() - 1);
+  }
+  limit_and_order(crashes, o);
+  if (crashes.empty()) {
+    return nothing_matched();
+  }
+  for (const auto& c : crashes) {
+    const Located where{c.host_dir, c.exe_dir, c.id};
+    auto full = read_record(*ctx.store, where);
     if (!full) {
       worst =
           std::max(worst, report(full.error().sys_errno == EACCES ? Exit::denied : Exit::failure,
                                  full.error().message));
       continue;
     }
-    if (ctx.opts.json) {
-      print_json_line(full->json);
-      continue;
-    }
-    if (!first) {
-      std::fputs("\n", stdout);
-    }
-    first = false;
-    const std::string core = common::core_relpath(where->host_dir, where->exe_dir, where->id);
-    struct stat st {};
-    const bool exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-    print_info(ctx.term, *full, ctx.store->root(), exists);
+    show_record(ctx, where, *full, first);
   }
   return worst;
+}
+
+std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) {
+  const Options& o = ctx.opts;
+  if (o.matches.size() == 1 && only_ids(o.matches) && !o.has_filter_options()) {
+    return find_record(ctx, id_of(o.matches.front()));
+  }
+  auto cat = load(ctx);
+  if (!cat) {
+    return std::unexpected(cat.error());
+  }
+  if (cat->crashes.empty()) {
+    return std::unexpected(nothing_matched());
+  }
+  const Crash& newest = cat->crashes.back();
+  const Located where{newest.host_dir, newest.exe_dir, newest.id};
+  auto full = read_record(*ctx.store, where);
+  if (!full) {
+    return std::unexpected(report(full.error().sys_errno == EACCES ? Exit::denied : Exit::failure,
+                                  full.error().message));
+  }
+  return std::pair{where, std::move(*full)};
 }
 
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,

@@ -15,7 +15,7 @@ namespace cli {
 
 namespace {
 
-constexpr std::string_view k_magic = "corectl-summary-cache 1";
+constexpr std::string_view k_magic = "corectl-summary-cache 2";
 constexpr size_t k_cache_limit = 1ULL << 30;
 
 void put(std::string& out, std::string_view s) {
@@ -139,7 +139,7 @@ SummaryCache parse_cache(std::string_view text, const std::string& store_root) {
       }
       dir = &cache[{unescape(f[1]), unescape(f[2])}];
       *dir = std::move(d);
-    } else if (f.size() == 17 && f[0] == "R" && dir != nullptr) {
+    } else if (f.size() == 19 && f[0] == "R" && dir != nullptr) {
       Crash c;
       int deleted = 0, present = 0, removed = 0, core_file = 0;
       c.id = unescape(f[1]);
@@ -148,6 +148,14 @@ SummaryCache parse_cache(std::string_view text, const std::string& store_root) {
       c.signal_name = unescape(f[7]);
       c.signature = unescape(f[14]);
       c.site = unescape(f[15]);
+      c.comm = unescape(f[17]);
+      int64_t uid = 0;
+      if (!f[16].empty() && !num(f[16], uid)) {
+        return {};
+      }
+      if (!f[16].empty()) {
+        c.uid = uid;
+      }
       const auto reason = common::parse_core_reason(f[9]);
       int64_t pid = 0;
       if (!num(f[2], c.time) || !num(f[5], deleted) || !num(f[6], c.signal) || !reason ||
@@ -214,6 +222,12 @@ void write_cache(const std::string& path, const std::string& store_root, const S
       put(out, r.core_file ? 1 : 0);
       put(out, r.signature);
       put(out, r.site);
+      if (r.uid) {
+        put(out, *r.uid);
+      } else {
+        out += '\t';
+      }
+      put(out, r.comm);
       out += "\n";
     }
     for (size_t i = d.crashes.size(); i < d.ids.size(); ++i) {

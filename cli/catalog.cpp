@@ -90,6 +90,10 @@ std::optional<Crash> summarise(common::RecordSummary& s) {
   if (s.pid.is_integer()) {
     c.pid = s.pid.as_int64();
   }
+  if (s.uid.is_integer()) {
+    c.uid = s.uid.as_int64();
+  }
+  c.comm = take_string(s.comm);
   if (s.core.self.kind == common::JsonKind::object) {
     const auto present = flag(s.core.present);
     if (!present) {
@@ -190,6 +194,7 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
     return;
   }
   common::UniqueFd exe_fd(efd);
+  ++out.problems.readable_dirs;
   struct stat st {};
   if (::fstat(efd, &st) != 0) {
     note(out.problems, errno, "Failed to stat " + common::quoted(rel));
@@ -288,35 +293,29 @@ size_t abbrev_length(std::vector<std::string>& ids) {
   return need;
 }
 
-std::optional<int64_t> parse_num(std::string_view s) {
-  int64_t v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
-    return std::nullopt;
-  }
-  return v;
-}
-
 } // namespace
 
 bool Filter::matches(const Crash& c) const {
-  if (!hosts.empty() && std::find(hosts.begin(), hosts.end(), c.hostname) == hosts.end()) {
-    return false;
-  }
-  if (!executables.empty() &&
-      std::none_of(executables.begin(), executables.end(), [&](const std::string& e) {
-        return e.find('/') != std::string::npos ? e == c.executable
-                                                : e == basename_of(c.executable);
-      })) {
-    return false;
-  }
-  if (!signals.empty() && std::find(signals.begin(), signals.end(), c.signal) == signals.end()) {
-    return false;
-  }
-  if ((since && c.time < *since) || (until && c.time > *until)) {
-    return false;
-  }
-  return true;
+  auto any = [](const auto& wanted, auto&& pred) {
+    return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
+  };
+  const std::string_view base = basename_of(c.executable);
+  return any(hosts, [&](const std::string& h) { return h == c.hostname; }) &&
+         any(executables,
+             [&](const std::string& e) {
+               return e.find('/') != std::string::npos ? e == c.executable : e == base;
+             }) &&
+         any(signals, [&](int s) { return s == c.signal; }) &&
+         any(ids, [&](const std::string& p) { return c.id.starts_with(p); }) &&
+         any(pids, [&](int64_t p) { return c.pid == p; }) &&
+         any(uids, [&](int64_t u) { return c.uid == u; }) &&
+         any(comms, [&](const std::string& n) { return n == c.comm; }) &&
+         any(names, [&](const std::string& n) { return n == c.comm || n == base; }) &&
+         any(signatures,
+             [&](const std::string& p) {
+               return !c.signature.empty() && c.signature.starts_with(p);
+             }) &&
+         !(since && c.time < *since) && !(until && c.time > *until);
 }
 
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {
@@ -407,6 +406,7 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
     cat.problems.denied += r.problems.denied;
     cat.problems.unreadable += r.problems.unreadable;
     cat.problems.malformed += r.problems.malformed;
+    cat.problems.readable_dirs += r.problems.readable_dirs;
     if (cat.problems.first.empty()) {
       cat.problems.first = r.problems.first;
     }
@@ -537,49 +537,6 @@ common::Expected<FullRecord> read_record(const common::Store& store, const Locat
   rec->store_exe = where.exe_dir;
   out.record = std::move(*rec);
   return out;
-}
-
-std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
-  if (text == "now") {
-    return now;
-  }
-  if (text == "today" || text == "yesterday") {
-    const auto t = static_cast<time_t>(now);
-    struct tm tm {};
-    localtime_r(&t, &tm);
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    return static_cast<int64_t>(mktime(&tm)) - (text == "yesterday" ? 86400 : 0);
-  }
-  // Relative: a number and a unit, counted back from now.
-  if (!text.empty() && std::string_view("smhdw").find(text.back()) != std::string_view::npos) {
-    if (auto n = parse_num(text.substr(0, text.size() - 1)); n && *n >= 0) {
-      static constexpr std::pair<char, int64_t> k_units[] = {
-          {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 7 * 86400}};
-      for (const auto& [unit, secs] : k_units) {
-        if (unit == text.back() && *n <= (INT64_MAX / secs)) {
-          return now - *n * secs;
-        }
-      }
-    }
-  }
-  if (text.ends_with('Z')) {
-    return common::parse_time(text);
-  }
-  // A local date, optionally with a time.
-  struct tm tm {};
-  const std::string s(text);
-  const char* end = nullptr;
-  for (const char* fmt :
-       {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"}) {
-    tm = {};
-    end = strptime(s.c_str(), fmt, &tm);
-    if (end != nullptr && *end == '\0') {
-      tm.tm_isdst = -1;
-      return static_cast<int64_t>(mktime(&tm));
-    }
-  }
-  return std::nullopt;
 }
 
 } // namespace cli

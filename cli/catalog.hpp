@@ -25,6 +25,8 @@ struct Crash {
   int signal = 0;
   std::string signal_name;
   std::optional<int64_t> pid;
+  std::optional<int64_t> uid;
+  std::string comm;
   common::CoreReason core_reason = common::CoreReason::error;
   bool core_present = false;
   uint64_t core_size = 0;
@@ -40,17 +42,24 @@ struct Filter {
   std::vector<std::string> hosts;       // exact hostname
   std::vector<std::string> executables; // full path, or basename when it has no '/'
   std::vector<int> signals;
-  std::optional<int64_t> since; // inclusive, seconds since the epoch
-  std::optional<int64_t> until; // inclusive
+  std::vector<std::string> ids; // id prefixes (lower case)
+  std::vector<int64_t> pids;
+  std::vector<int64_t> uids;
+  std::vector<std::string> comms;      // exact comm
+  std::vector<std::string> names;      // comm or executable basename (a bare word match)
+  std::vector<std::string> signatures; // crash.signature prefixes
+  std::optional<int64_t> since;        // inclusive, seconds since the epoch
+  std::optional<int64_t> until;        // inclusive
   bool matches(const Crash& c) const;
 };
 
 // Why some of the store could not be read; corectl turns these into one message each.
 struct LoadProblems {
-  size_t denied = 0;     // directories or records we may not read
-  size_t unreadable = 0; // other read errors
-  size_t malformed = 0;  // records that did not parse
-  std::string first;     // the first message, for the error report
+  size_t denied = 0;        // directories or records we may not read
+  size_t unreadable = 0;    // other read errors
+  size_t malformed = 0;     // records that did not parse
+  size_t readable_dirs = 0; // <host>/<exe> directories read (a user may read only their own)
+  std::string first;        // the first message, for the error report
 };
 
 struct Catalog {
@@ -90,9 +99,5 @@ struct FullRecord {
   nlohmann::json json;
 };
 common::Expected<FullRecord> read_record(const common::Store& store, const Located& where);
-
-// Parses a --since/--until value: "2h", "3d", "90m", "1w" (before `now`), "2026-11-22",
-// "2026-11-22 10:30[:00]" (local time) or RFC 3339 ("2026-11-22T10:30:00Z").
-std::optional<int64_t> parse_when(std::string_view text, int64_t now);
 
 } // namespace cli

@@ -1,6 +1,7 @@
 #include "cli/corectl.hpp"
 
 #include "cli/install.hpp"
+#include "cli/pager.hpp"
 #include "common/signals.hpp"
 #include "process_core_version.hpp"
 
@@ -78,8 +79,8 @@ int run(const std::vector<std::string>& argv) {
     return static_cast<int>(report(Exit::usage, opts.error()));
   }
   ctx.opts = std::move(*opts);
-  if (ctx.opts.help) {
-    std::fputs(k_usage, stdout);
+  if (!ctx.opts.help_text.empty()) {
+    std::fputs(ctx.opts.help_text.c_str(), stdout);
     return 0;
   }
   if (ctx.opts.version) {
@@ -103,8 +104,14 @@ int run(const std::vector<std::string>& argv) {
     return static_cast<int>(e);
   }
 
-  // 4. The verb.
+  // 4. Long output goes through a pager on a terminal (after Term::detect saw the terminal).
   const std::string& verb = ctx.opts.verb;
+  Pager pager;
+  if (!ctx.opts.no_pager && (verb == "list" || verb == "groups" || verb == "info")) {
+    pager.start();
+  }
+
+  // 5. The verb.
   Exit e = Exit::usage;
   if (verb == "list") {
     e = cmd_list(ctx);
@@ -123,6 +130,7 @@ int run(const std::vector<std::string>& argv) {
   if (std::ferror(stdout) && e == Exit::ok) {
     e = errno == EPIPE ? Exit::ok : report(Exit::failure, "Failed to write output");
   }
+  pager.finish();
   return static_cast<int>(e);
 }
 

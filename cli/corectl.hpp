@@ -15,6 +15,7 @@ namespace cli {
 enum class Exit : int {
   ok = 0,
   failure = 1,   // the operation failed (I/O error, corrupted core, no core stored)
+  no_match = 1,  // nothing matched the filters and matches (as coredumpctl)
   usage = 2,     // bad command line, or an ambiguous id prefix
   not_found = 3, // no such record
   denied = 4,    // the store, a record or a core is not readable (or writable) to this user
@@ -43,6 +44,10 @@ Exit cmd_vacuum(Context& ctx);
 // The record behind an id or unique prefix, or the exit status after reporting why not.
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
                                                                 const std::string& prefix);
+
+// The record dump and debug work on: the one id given, else the newest crash the matches and
+// filters select (the newest of the store without any).
+std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx);
 
 // Prints "corectl: <message>" on stderr and returns `code`.
 Exit report(Exit code, const std::string& message);

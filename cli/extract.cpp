@@ -150,11 +150,10 @@ std::string temp_base() {
   return base;
 }
 
-// The record of `prefix`, checked to be the one its file name says: the id is used in messages
-// and must not be able to pose as another record (or as a path).
-std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx,
-                                                                 const std::string& prefix) {
-  auto found = find_record(ctx, prefix);
+// The record to work on (select_record()), checked to be the one its file name says: the id is
+// used in messages and must not be able to pose as another record (or as a path).
+std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx) {
+  auto found = select_record(ctx);
   if (found &&
       (found->second.record.id != found->first.id || !common::is_record_id(found->first.id))) {
     return std::unexpected(report(
@@ -167,10 +166,7 @@ std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx,
 } // namespace
 
 Exit cmd_dump(Context& ctx) {
-  if (ctx.opts.args.size() != 1) {
-    return report(Exit::usage, "dump needs exactly one record id");
-  }
-  auto found = find_checked(ctx, ctx.opts.args.front());
+  auto found = find_checked(ctx);
   if (!found) {
     return found.error();
   }
@@ -211,10 +207,7 @@ Exit cmd_dump(Context& ctx) {
 }
 
 Exit cmd_debug(Context& ctx) {
-  if (ctx.opts.args.size() != 1) {
-    return report(Exit::usage, "debug needs exactly one record id");
-  }
-  auto found = find_checked(ctx, ctx.opts.args.front());
+  auto found = find_checked(ctx);
   if (!found) {
     return found.error();
   }

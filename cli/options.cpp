@@ -1,198 +1,237 @@
 #include "cli/options.hpp"
 
-#include <charconv>
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <string_view>
 
 namespace cli {
 
-const char* const k_usage =
-    "Usage: corectl [OPTIONS] VERB [ARGS]\n"
-    "Browse, extract and debug the crashes process-core captured.\n"
-    "\n"
-    "Verbs:\n"
-    "  list                 crashes, one per line, newest last\n"
-    "  info ID...           everything a record says\n"
-    "  dump ID [-o FILE]    the original core (decompressed, checksum verified)\n"
-    "  debug ID [--debugger CMD]\n"
-    "                       run a debugger (gdb) on the executable and the core\n"
-    "  groups               crashes grouped by signature\n"
-    "  vacuum [--dry-run]   apply the retention policy now\n"
-    "  install              point kernel.core_pattern at the handler (root)\n"
-    "  uninstall            restore the previous kernel settings (root)\n"
-    "IDs may be abbreviated to any unique prefix.\n"
-    "\n"
-    "Options:\n"
-    "  --store DIR          store root (default: from the configuration)\n"
-    "  --config FILE        configuration (default /etc/process-core/process-core.conf)\n"
-    "  --json               JSON output, one object per line (list, info, groups)\n"
-    "  --color=WHEN         auto (default: only on a terminal), always, never\n"
-    "  --host NAME          only crashes of this hostname (repeatable)\n"
-    "  --exe PATH|NAME      only this executable, by full path or basename (repeatable)\n"
-    "  --signal SIG         only this signal, by name or number (repeatable)\n"
-    "  -S, --since WHEN     only crashes at or after WHEN: 2h, 3d, 1w, today, 2026-11-22,\n"
-    "                       '2026-11-22 10:30' (local time) or 2026-11-22T10:30:00Z\n"
-    "  -U, --until WHEN     only crashes at or before WHEN\n"
-    "  -n, --limit N        only the newest N\n"
-    "  -r, --reverse        newest first\n"
-    "  -o, --output FILE    dump: write the core to FILE\n"
-    "  --debugger CMD       debug: debugger command line (default gdb); the executable and\n"
-    "                       the core are appended\n"
-    "  --dry-run            vacuum: only say what would be removed\n"
-    "  --handler PATH       install: the handler (default /usr/sbin/process-core)\n"
-    "  --sysctl-dir DIR     install: where the drop-in goes (default /etc/sysctl.d)\n"
-    "  --state-dir DIR      install: where previous settings are kept, a directory only\n"
-    "                       root may write (default /etc/process-core)\n"
-    "  -h, --help           this text\n"
-    "  --version            the version\n"
-    "\n"
-    "Exit status: 0 success, 1 failure, 2 usage error or ambiguous id, 3 no such record,\n"
-    "4 permission denied, 5 store missing.\n";
-
 namespace {
 
-bool is_verb(std::string_view s) {
-  for (const char* v :
-       {"list", "info", "dump", "debug", "groups", "vacuum", "install", "uninstall"}) {
-    if (s == v) {
-      return true;
+constexpr std::array<std::string_view, 8> k_verbs = {"list",   "info",   "dump",    "debug",
+                                                     "groups", "vacuum", "install", "uninstall"};
+
+constexpr const char* k_footer =
+    "Exit status: 0 success, 1 failure or nothing matched, 2 usage error or ambiguous id,\n"
+    "3 no such record, 4 permission denied, 5 store missing. See corectl(1).";
+
+constexpr const char* k_match_help =
+    "ID (8 to 16 hex digits), PID (digits), /path/of/executable, NAME (comm or executable "
+    "name), or FIELD=VALUE with FIELD one of ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE. "
+    "Matches of one field are OR-ed, different fields AND-ed";
+
+// "--json{short}" is CLI11's spelling of "a flag whose value defaults to short"; users read
+// "--json[=MODE]".
+class Formatter : public CLI::Formatter {
+public:
+  std::string make_option_name(const CLI::Option* opt, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, positional);
+    if (const size_t brace = name.find("{short}"); brace != std::string::npos) {
+      name.replace(brace, 7, "[=MODE]");
     }
+    return name;
   }
-  return false;
+};
+
+// One value per occurrence (CLI11 lets a vector option swallow every following word).
+CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std::string>& field,
+                        const std::string& type, const std::string& help) {
+  return app->add_option(name, field, help)->type_name(type)->allow_extra_args(false);
+}
+
+// What the parser binds before it fills Options (CLI11 binds plain values; which options were
+// given is asked afterwards).
+struct Raw {
+  std::string store, config, since, until, values, output, debugger, kernel_release;
+  size_t limit = 0;
+  std::string json = "off";
+  bool one = false;
+  std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
+      output_opt, debugger_opt, release_opt;
+};
+
+bool given(const std::vector<CLI::Option*>& opts) {
+  return std::any_of(opts.begin(), opts.end(), [](CLI::Option* o) { return o->count() > 0; });
+}
+
+// The filters and matches of every verb that reads records. dump and debug take the newest match.
+void add_filters(CLI::App* sub, Options& o, Raw& raw, bool newest) {
+  repeatable(sub, "--host", o.hosts, "NAME", "only crashes of this hostname (repeatable)");
+  repeatable(sub, "--exe", o.exes, "PATH|NAME",
+             "only this executable, by full path or basename (repeatable)");
+  repeatable(sub, "--signal", o.signals, "SIG", "only this signal, by name or number (repeatable)");
+  raw.since_opt.push_back(
+      sub->add_option("-S,--since", raw.since,
+                      "only crashes at or after WHEN: -2h, '2 hours ago', 10min, 08:00, today, "
+                      "'yesterday 14:00', 2026-11-22, '2026-11-22 10:30', 2026-11-22T10:30:00Z")
+          ->type_name("WHEN"));
+  raw.until_opt.push_back(sub->add_option("-U,--until", raw.until, "only crashes at or before WHEN")
+                              ->type_name("WHEN"));
+  sub->add_option("MATCH", o.matches,
+                  std::string(k_match_help) + (newest ? "; the newest match is used" : ""));
+}
+
+// How list, groups and info print.
+void add_output(CLI::App* sub, Options& o, Raw& raw) {
+  raw.limit_opt.push_back(sub->add_option("-n,--limit", raw.limit, "only the newest N")
+                              ->type_name("N")
+                              ->check(CLI::NonNegativeNumber));
+  sub->add_flag("-1", raw.one, "only the newest one (-n 1)");
+  sub->add_flag("-r,--reverse", o.reverse, "newest first");
+  sub->add_flag("--json{short}", raw.json,
+                "JSON: short (one object per line; a bare --json), pretty, off");
+  sub->add_flag("--no-legend", o.no_legend, "no column headers");
 }
 
 } // namespace
 
-std::expected<Options, std::string> parse_options(const std::vector<std::string>& argv) {
+bool Options::has_filter_options() const {
+  return !hosts.empty() || !exes.empty() || !signals.empty() || since || until;
+}
+
+std::expected<Options, std::string> parse_options(const std::vector<std::string>& argv_in) {
   Options o;
-  bool only_args = false;
-  for (size_t i = 0; i < argv.size(); ++i) {
-    std::string arg = argv[i];
-    if (only_args || arg == "-" || !arg.starts_with('-')) {
-      if (o.verb.empty()) {
-        if (!is_verb(arg)) {
-          return std::unexpected("unknown verb '" + arg + "' (see corectl --help)");
-        }
-        o.verb = arg;
-      } else {
-        o.args.push_back(arg);
-      }
-      continue;
-    }
-    if (arg == "--") {
-      only_args = true;
-      continue;
-    }
-    // "--opt=value", "-nVALUE" and "--opt value" / "-n value" are all accepted.
-    std::optional<std::string> inline_value;
-    if (arg.starts_with("--")) {
-      if (const size_t eq = arg.find('='); eq != std::string::npos) {
-        inline_value = arg.substr(eq + 1);
-        arg.resize(eq);
-      }
-    } else if (arg.size() > 2) {
-      inline_value = arg.substr(2);
-      arg.resize(2);
-    }
-    auto value = [&]() -> std::expected<std::string, std::string> {
-      if (inline_value) {
-        return *inline_value;
-      }
-      if (i + 1 >= argv.size()) {
-        return std::unexpected("option " + arg + " needs a value");
-      }
-      return argv[++i];
-    };
-    auto flag = [&](bool& field) -> std::expected<void, std::string> {
-      if (inline_value) {
-        return std::unexpected("option " + arg + " takes no value");
-      }
-      field = true;
-      return {};
-    };
-    std::expected<void, std::string> ok;
-    auto set = [&](auto& field) {
-      auto v = value();
-      if (!v) {
-        ok = std::unexpected(v.error());
-      } else {
-        field = *v;
-      }
-    };
-    auto add = [&](std::vector<std::string>& field) {
-      auto v = value();
-      if (!v) {
-        ok = std::unexpected(v.error());
-      } else {
-        field.push_back(*v);
-      }
-    };
-    if (arg == "--store") {
-      set(o.store);
-    } else if (arg == "--config") {
-      set(o.config);
-    } else if (arg == "--json") {
-      ok = flag(o.json);
-    } else if (arg == "--color" || arg == "--colour") {
-      std::string when;
-      set(when);
-      if (when == "auto") {
-        o.colour = Colour::auto_;
-      } else if (when == "always") {
-        o.colour = Colour::always;
-      } else if (when == "never") {
-        o.colour = Colour::never;
-      } else if (ok) {
-        ok = std::unexpected("--color takes auto, always or never");
-      }
-    } else if (arg == "--host") {
-      add(o.hosts);
-    } else if (arg == "--exe") {
-      add(o.exes);
-    } else if (arg == "--signal") {
-      add(o.signals);
-    } else if (arg == "-S" || arg == "--since") {
-      set(o.since);
-    } else if (arg == "-U" || arg == "--until") {
-      set(o.until);
-    } else if (arg == "-n" || arg == "--limit") {
-      std::string text;
-      set(text);
-      size_t n = 0;
-      const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-      if (ok && (text.empty() || ec != std::errc() || p != text.data() + text.size())) {
-        ok = std::unexpected("--limit takes a number, not '" + text + "'");
-      }
-      o.limit = n;
-    } else if (arg == "-r" || arg == "--reverse") {
-      ok = flag(o.reverse);
-    } else if (arg == "-o" || arg == "--output") {
-      set(o.output);
-    } else if (arg == "--debugger") {
-      set(o.debugger);
-    } else if (arg == "--dry-run") {
-      ok = flag(o.dry_run);
-    } else if (arg == "--handler") {
-      set(o.handler);
-    } else if (arg == "--sysctl-dir") {
-      set(o.sysctl_dir);
-    } else if (arg == "--state-dir") {
-      set(o.state_dir);
-    } else if (arg == "--proc-sys") {
-      set(o.proc_sys);
-    } else if (arg == "--kernel-release") {
-      set(o.kernel_release);
-    } else if (arg == "-h" || arg == "--help") {
-      ok = flag(o.help);
-    } else if (arg == "--version") {
-      ok = flag(o.version);
-    } else {
-      return std::unexpected("unknown option '" + argv[i] + "' (see corectl --help)");
-    }
-    if (!ok) {
-      return std::unexpected(ok.error());
-    }
+  std::vector<std::string> argv = argv_in;
+  // Like coredumpctl, no verb lists: "corectl --host web1" is "corectl list --host web1".
+  const bool has_verb = std::any_of(argv.begin(), argv.end(), [](const std::string& a) {
+    return std::find(k_verbs.begin(), k_verbs.end(), a) != k_verbs.end();
+  });
+  const bool top_level = std::any_of(argv.begin(), argv.end(), [](const std::string& a) {
+    return a == "-h" || a == "--help" || a == "--version";
+  });
+  if (!has_verb && !top_level) {
+    argv.insert(argv.begin(), "list");
   }
-  if (o.verb.empty() && !o.help && !o.version) {
-    o.verb = "list"; // like coredumpctl: no verb lists
+
+  CLI::App app{"Browse, extract and debug the crashes process-core captured.", "corectl"};
+  app.formatter(std::make_shared<Formatter>());
+  app.footer(k_footer);
+  app.require_subcommand(0, 1);
+  app.set_help_flag("-h,--help", "this text (after a verb: that verb's options)");
+  Raw raw;
+  raw.store_opt.push_back(
+      app.add_option("--store", raw.store, "store root (default: from the configuration)")
+          ->type_name("DIR"));
+  raw.config_opt.push_back(
+      app.add_option("--config", raw.config,
+                     "configuration (default /etc/process-core/process-core.conf)")
+          ->type_name("FILE"));
+  std::string colour = "auto";
+  app.add_option("--color,--colour", colour, "auto (default: only on a terminal), always, never")
+      ->type_name("WHEN")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  app.add_flag("--no-pager", o.no_pager,
+               "never page (default on a terminal: $CORECTL_PAGER, $PAGER or less)");
+  app.add_flag("--version", o.version, "the version");
+
+  auto verb = [&](const char* name, const char* help) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    sub->fallthrough(); // the options above work after the verb too
+    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN and --no-pager "
+                "(corectl --help).\n" +
+                std::string(k_footer));
+    return sub;
+  };
+  CLI::App* list = verb("list", "crashes, one per line, newest last");
+  add_filters(list, o, raw, false);
+  add_output(list, o, raw);
+  raw.values_opt.push_back(
+      list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
+          ->group("")); // for the shell completions
+  for (auto [name, help] : {std::pair{"groups", "crashes grouped by signature"},
+                            std::pair{"info", "everything the matching records say (default: "
+                                              "the newest)"}}) {
+    CLI::App* sub = verb(name, help);
+    add_filters(sub, o, raw, false);
+    add_output(sub, o, raw);
+  }
+  CLI::App* dump =
+      verb("dump", "the original core of the newest match (decompressed, checksum verified)");
+  add_filters(dump, o, raw, true);
+  raw.output_opt.push_back(
+      dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
+          ->type_name("FILE"));
+  CLI::App* debug =
+      verb("debug", "run a debugger (gdb) on the executable and the core of the newest match");
+  add_filters(debug, o, raw, true);
+  raw.debugger_opt.push_back(
+      debug
+          ->add_option("--debugger", raw.debugger,
+                       "debugger command line (default gdb); the executable and the core are "
+                       "appended")
+          ->type_name("CMD"));
+  verb("vacuum", "apply the retention policy now")
+      ->add_flag("--dry-run", o.dry_run, "only say what would be removed");
+  for (const char* name : {"install", "uninstall"}) {
+    CLI::App* sub = verb(name, name == std::string_view("install")
+                                   ? "point kernel.core_pattern at the handler (root)"
+                                   : "restore the previous kernel settings (root)");
+    sub->add_option("--handler", o.handler, "the handler")
+        ->type_name("PATH")
+        ->capture_default_str();
+    sub->add_option("--sysctl-dir", o.sysctl_dir, "where the drop-in goes")
+        ->type_name("DIR")
+        ->capture_default_str();
+    sub->add_option("--state-dir", o.state_dir,
+                    "where previous settings are kept, a directory only root may write")
+        ->type_name("DIR")
+        ->capture_default_str();
+    sub->add_option("--proc-sys", o.proc_sys)->group(""); // tests: a fake /proc/sys
+    raw.release_opt.push_back(sub->add_option("--kernel-release", raw.kernel_release)->group(""));
+  }
+
+  std::vector<const char*> cargv{"corectl"};
+  for (const auto& a : argv) {
+    cargv.push_back(a.c_str());
+  }
+  try {
+    app.parse(static_cast<int>(cargv.size()), cargv.data());
+  } catch (const CLI::CallForHelp&) {
+    o.help_text = app.help(); // the chosen verb's help when there is one
+    return o;
+  } catch (const CLI::ParseError& e) {
+    return std::unexpected(std::string(e.what()) + " (see corectl --help)");
+  }
+  if (const auto subs = app.get_subcommands(); !subs.empty()) {
+    o.verb = subs.front()->get_name();
+  } else if (!o.version) {
+    o.verb = "list";
+  }
+  auto take = [](const std::vector<CLI::Option*>& opts, std::string& value,
+                 std::optional<std::string>& field) {
+    if (given(opts)) {
+      field = std::move(value);
+    }
+  };
+  take(raw.store_opt, raw.store, o.store);
+  take(raw.config_opt, raw.config, o.config);
+  take(raw.since_opt, raw.since, o.since);
+  take(raw.until_opt, raw.until, o.until);
+  take(raw.values_opt, raw.values, o.values);
+  take(raw.output_opt, raw.output, o.output);
+  take(raw.debugger_opt, raw.debugger, o.debugger);
+  take(raw.release_opt, raw.kernel_release, o.kernel_release);
+  if (given(raw.limit_opt)) {
+    o.limit = raw.limit;
+  }
+  o.colour = colour == "always"  ? Colour::always
+             : colour == "never" ? Colour::never
+                                 : Colour::auto_;
+  if (raw.json == "off") {
+    o.json = JsonMode::off;
+  } else if (raw.json == "short") {
+    o.json = JsonMode::short_;
+  } else if (raw.json == "pretty") {
+    o.json = JsonMode::pretty;
+  } else {
+    return std::unexpected("--json takes short, pretty or off, not '" + raw.json + "'");
+  }
+  if (raw.one) {
+    if (o.limit && *o.limit != 1) {
+      return std::unexpected("-1 and -n " + std::to_string(*o.limit) + " contradict each other");
+    }
+    o.limit = 1;
   }
   return o;
 }

@@ -209,7 +209,7 @@ std::vector<Group> group_crashes(const std::vector<Crash>& crashes) {
 }
 
 void print_table(const Term& term, const std::vector<Column>& columns,
-                 const std::vector<std::vector<std::string>>& rows) {
+                 const std::vector<std::vector<std::string>>& rows, Legend legend) {
   std::vector<size_t> widths;
   for (const auto& c : columns) {
     widths.push_back(width_of(c.header));
@@ -258,13 +258,16 @@ void print_table(const Term& term, const std::vector<Column>& columns,
   for (const auto& c : columns) {
     header.push_back(c.header);
   }
-  emit(header, true);
+  if (legend == Legend::show) {
+    emit(header, true);
+  }
   for (const auto& row : rows) {
     emit(row, false);
   }
 }
 
-void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev) {
+void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev,
+                Legend legend) {
   const std::vector<Column> columns = {
       {"TIME"},
       {"ID"},
@@ -291,10 +294,10 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
         short_sig(c.signature),
     });
   }
-  print_table(term, columns, rows);
+  print_table(term, columns, rows, legend);
 }
 
-void print_groups(const Term& term, const std::vector<Group>& groups) {
+void print_groups(const Term& term, const std::vector<Group>& groups, Legend legend) {
   const std::vector<Column> columns = {
       {"SIGNATURE"},
       {"COUNT", true},
@@ -318,7 +321,7 @@ void print_groups(const Term& term, const std::vector<Group>& groups) {
         g.site.empty() ? "-" : printable(g.site),
     });
   }
-  print_table(term, columns, rows);
+  print_table(term, columns, rows, legend);
 }
 
 void print_info(const Term& term, const FullRecord& full, const std::string& store_root,

@@ -65,11 +65,14 @@ struct Column {
   bool keep_end = false; // shrink by cutting the start (paths) rather than the end
   std::string_view (*sgr)(std::string_view cell) = nullptr; // colour of a cell, "" for none
 };
+// Legend::hide leaves the header line out (--no-legend), for scripts that read columns.
+enum class Legend { show, hide };
 void print_table(const Term& term, const std::vector<Column>& columns,
-                 const std::vector<std::vector<std::string>>& rows);
+                 const std::vector<std::vector<std::string>>& rows, Legend legend = Legend::show);
 
-void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev);
-void print_groups(const Term& term, const std::vector<Group>& groups);
+void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev,
+                Legend legend = Legend::show);
+void print_groups(const Term& term, const std::vector<Group>& groups, Legend legend = Legend::show);
 // Everything in a record, readable; `store_root` makes the core's path absolute.
 void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
                 bool core_file_exists);

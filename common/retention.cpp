@@ -1,5 +1,6 @@
 #include "common/retention.hpp"
 
+#include "common/acl.hpp"
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
 #include "common/record.hpp"
@@ -194,6 +195,11 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
     if (::fchown(file->fd(), st.st_uid, st.st_gid) != 0 ||
         ::fchmod(file->fd(), st.st_mode & 07777) != 0) {
       return fail_errno("Failed to keep the owner of " + quoted(where + record_name), errno);
+    }
+    // And who else may read it: the crashing user's ACL (set by the handler) must survive.
+    if (auto a = copy_access_acl(old->get(), file->fd()); !a) {
+      return fail("Failed to keep the ACL of " + quoted(where + record_name) + ": " +
+                  a.error().message);
     }
     const std::string out = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (auto w = file->write(out); !w) {

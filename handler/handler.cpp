@@ -1,5 +1,6 @@
 #include "handler/handler.hpp"
 
+#include "common/acl.hpp"
 #include "common/atomic_file.hpp"
 #include "common/capture.hpp"
 #include "common/crash_json.hpp"
@@ -525,6 +526,50 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   return f;
 }
 
+// 8. Let the crashing user read this crash, as coredumpctl does, when the core may be theirs
+// (core.access "owner": dump mode 1, no AT_SECURE, real ids equal to effective ids). Only %u
+// counts: the uid in NT_PRPSINFO is the crasher's own namespace's, which may name another user
+// here. POSIX ACLs rather than group or mode bits: one named user, on this crash's files and the
+// directories above them, nothing for anyone else. The directories' r-x shows that user the
+// names of the store's hosts, executables and record ids beside theirs, not their contents.
+void grant_owner_access(Context& ctx) {
+  const common::Record& r = ctx.record;
+  if (!ctx.exe_dir || r.core.access != common::CoreAccess::owner || !ctx.args.uid ||
+      *ctx.args.uid == 0 || ctx.args.dump_mode != 1) {
+    return;
+  }
+  const auto uid = static_cast<uid_t>(*ctx.args.uid);
+  std::string failed;
+  auto grant = [&](int fd, common::AclAccess access, const std::string& what) {
+    if (auto g = common::grant_user_access(fd, uid, access); !g && failed.empty()) {
+      failed = common::quoted(what) + ": " + g.error().message;
+    }
+  };
+  grant(ctx.store->fd(), common::AclAccess::list, ctx.config.store);
+  const int host = ::openat(ctx.store->fd(), r.store_host.c_str(),
+                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (host >= 0) {
+    const common::UniqueFd host_fd(host);
+    grant(host, common::AclAccess::list, r.store_host);
+  }
+  grant(ctx.exe_dir.get(), common::AclAccess::list, r.store_host + "/" + r.store_exe);
+  if (r.core.present) {
+    const std::string name = r.id + std::string(common::k_core_suffix);
+    const int core =
+        ::openat(ctx.exe_dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (core >= 0) {
+      const common::UniqueFd core_fd(core);
+      grant(core, common::AclAccess::read, name);
+    }
+  }
+  if (!failed.empty()) {
+    ctx.warnings.push_back("Failed to let uid " + std::to_string(uid) + " read this crash (" +
+                           failed + "), continuing: the user needs root to see it");
+    return;
+  }
+  ctx.reader = uid; // and the record, when it is written
+}
+
 std::string outcome_text(const common::CoreInfo& core) {
   std::string text = std::string(common::to_string(core.reason));
   if (core.present) {
@@ -537,7 +582,7 @@ std::string outcome_text(const common::CoreInfo& core) {
   return text;
 }
 
-// 8. The record is the commit point; then one line in the log.
+// 9. The record is the commit point; then one line in the log.
 int commit_record(Context& ctx) {
   common::Record& r = ctx.record;
   r.handler.version = PROCESS_CORE_VERSION;
@@ -547,9 +592,24 @@ int commit_record(Context& ctx) {
   std::string where;
   if (ctx.exe_dir) {
     const std::string name = r.id + std::string(common::k_record_suffix);
-    if (auto w = common::write_file_atomic(ctx.exe_dir.get(), name, common::to_json_text(r),
-                                           common::k_file_mode);
-        !w) {
+    // The crashing user's ACL goes on before the record is linked in: it is never visible
+    // without it.
+    auto file = common::AtomicFile::create(ctx.exe_dir.get(), name, common::k_file_mode);
+    common::Expected<void> w = file ? common::Expected<void>() : std::unexpected(file.error());
+    if (w && ctx.reader) {
+      if (auto g = common::grant_user_access(file->fd(), *ctx.reader, common::AclAccess::read);
+          !g) {
+        spdlog::warn("{}: Failed to let uid {} read the record: {}", r.id, *ctx.reader,
+                     g.error().message);
+      }
+    }
+    if (w) {
+      w = file->write(common::to_json_text(r));
+    }
+    if (w) {
+      w = file->commit();
+    }
+    if (!w) {
       status = 1;
       where = "record NOT written (" + w.error().message + ")";
     } else {
@@ -677,7 +737,8 @@ int run(const std::vector<std::string>& args) {
     open_store_and_drop(ctx);  // 5. open the store as root, drop privileges
     capture_core(ctx);         // 6. policy, stream, compress, commit the core
     analyze_crash(ctx);        // 7. crash site, symbol, mapped files
-    return commit_record(ctx); // 8. the record, then one log line
+    grant_owner_access(ctx);   // 8. the crashing user may read their own crash
+    return commit_record(ctx); // 9. the record, then one log line
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.

@@ -31,6 +31,7 @@ struct Context {
   bool running_as_root = false;
   common::CoreScanner scanner; // sees every byte of the core as it streams past
   common::Record record;
+  std::optional<uid_t> reader; // the crashing user, granted read access by ACL (step 8)
 };
 
 // Runs one capture: `args` is argv without argv[0]. Returns the exit status; the kernel ignores

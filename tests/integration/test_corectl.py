@@ -1,7 +1,8 @@
 """corectl against a store written by the real handler (tests/lib/corefixture.py).
 
-Golden files live in tests/golden/corectl_*.txt; after an intended change of the output (or of
-what the handler records), regenerate them with PC_UPDATE_GOLDEN=1 and review the diff.
+Golden files live in tests/golden/corectl_*.txt, made from real cores (see corefixture.py);
+after an intended change of the output (or of what the handler records), regenerate them with
+PC_UPDATE_GOLDEN=1 and review the diff.
 """
 import json
 import os
@@ -54,7 +55,7 @@ def golden(name, text, store):
     ("list_since", ["list", "--since", "2025-11-22T03:00:00Z", "-r"]),
     ("list_host", ["list", "--host", "web2"]),
     ("groups", ["groups"]),
-    ("info", ["info", "c0ffee00a", "0123", "fedc"]),
+    ("info", ["info", "c0ffee00a", "ID=0123", "ID=fedc"]),
 ])
 def test_golden(fixture, name, args):
     store, config, _ = fixture
@@ -78,7 +79,7 @@ def test_json_is_the_record_schema(fixture):
     assert json.loads(info.stdout)["id"] == "0123456789abcdef"
     groups = [json.loads(l) for l in corectl(config, "groups", "--json", check=True).stdout.splitlines()]
     assert sum(g["count"] for g in groups) == len(corefixture.CRASHES)
-    assert groups[0]["grouped_by"] == "signature" and groups[0]["signature"] == "5a1e5a1e5a1e5a1e"
+    assert groups[0]["grouped_by"] == "signature" and groups[0]["signature"] == "1" * 16
     assert groups[0]["count"] == 2
     # The non-ELF core has no crash section: grouped by executable + signal, and labelled so.
     fallback = [g for g in groups if g["grouped_by"] == "executable+signal"]
@@ -97,14 +98,162 @@ def test_id_errors(fixture):
     r = corectl(config, "info", "c0ffee00")
     assert r.returncode == 2 and b"ambiguous" in r.stderr
     assert b"c0ffee00a1b2c3d4" in r.stderr and b"c0ffee00b2c3d4e5" in r.stderr
-    r = corectl(config, "info", "99")
+    r = corectl(config, "info", "99999999")
     assert r.returncode == 3 and b"No record" in r.stderr
-    r = corectl(config, "info", "xyz")
+    r = corectl(config, "info", "ID=99")
+    assert r.returncode == 3 and b"No record" in r.stderr
+    r = corectl(config, "info", "ID=xyz")
     assert r.returncode == 2
     r = corectl(config, "list", "--store", "/nonexistent/store")
     assert r.returncode == 5 and b"does not exist" in r.stderr
     r = corectl(config, "list", "--since", "yesterdayish")
     assert r.returncode == 2
+
+
+def ids_of(listing):
+    """The ids column of a list without legend."""
+    return [line.split()[2] for line in listing.decode().splitlines()]
+
+
+@pytest.mark.parametrize("matches,expected", [
+    (["5000002"], ["7e57ab1e"]),                                 # a PID
+    (["5000001", "5000002"], ["c0ffee00a", "7e57ab1e"]),          # one field: OR
+    (["app"], ["c0ffee00a", "7e57ab1e", "c0ffee00b"]),           # executable name
+    (["pc_crasher"], ["c0ffee00a", "7e57ab1e", "c0ffee00b", "01234567"]),  # comm
+    (["/usr/bin/app", "HOST=web1"], ["c0ffee00a", "7e57ab1e"]),  # path AND field
+    (["COREDUMP_PID=5000004"], ["01234567"]),                    # coredumpctl's field names
+    (["SIGNAL=abrt"], ["c0ffee00b"]),
+    (["ID=7e57"], ["7e57ab1e"]),
+    (["c0ffee00b2c3d4e5"], ["c0ffee00b"]),                       # a whole id
+])
+def test_positional_matches(fixture, matches, expected):
+    _, config, _ = fixture
+    r = corectl(config, "list", "--no-legend", *matches)
+    assert r.returncode == 0, r.stderr
+    assert [i[:len(e)] for i, e in zip(ids_of(r.stdout), expected)] == expected
+    assert len(ids_of(r.stdout)) == len(expected)
+
+
+def test_nothing_matched_is_exit_1(fixture):
+    _, config, _ = fixture
+    for verb in ("list", "groups", "info", "dump", "debug"):
+        r = corectl(config, verb, "no-such-program")
+        assert r.returncode == 1 and b"No crashes found" in r.stderr, (verb, r.stderr)
+        assert r.stdout == b""
+    r = corectl(config, "list", "--json", "99999")
+    assert r.returncode == 1 and r.stdout == b""
+    r = corectl(config, "list", "COLOUR=red")
+    assert r.returncode == 2 and b"unknown match field" in r.stderr
+
+
+def test_options_belong_to_their_verb(fixture):
+    _, config, _ = fixture
+    for args in (["vacuum", "--host", "web1"], ["list", "--dry-run"], ["list", "-o", "x"],
+                 ["dump", "--json"], ["install", "--exe", "app"], ["groups", "--debugger", "gdb"]):
+        r = corectl(config, *args)
+        assert r.returncode == 2, (args, r.stderr)
+    r = corectl(config, "dump", "--help", check=True)
+    assert b"--output" in r.stdout and b"--dry-run" not in r.stdout and b"MATCH" in r.stdout
+    r = corectl(config, "--help", check=True)
+    for verb in (b"list", b"info", b"dump", b"debug", b"groups", b"vacuum", b"install"):
+        assert verb in r.stdout
+    # No verb lists, with list's options.
+    r = corectl(config, "--host", "web2", "--no-legend", check=True)
+    assert ids_of(r.stdout) == ["c0ffee00b"]
+
+
+def test_newest_one_legend_and_json_modes(fixture):
+    _, config, _ = fixture
+    r = corectl(config, "list", "-1", check=True).stdout.decode().splitlines()
+    assert len(r) == 2 and r[0].startswith("TIME") and "fedcba98" in r[1]
+    r = corectl(config, "list", "--no-legend", check=True).stdout.decode().splitlines()
+    assert len(r) == len(corefixture.CRASHES) and not r[0].startswith("TIME")
+    pretty = corectl(config, "list", "--json=pretty", "app", check=True).stdout.decode()
+    objects, decoder, pos = [], json.JSONDecoder(), 0
+    while pos < len(pretty.rstrip()):
+        obj, pos = decoder.raw_decode(pretty, pos)
+        objects.append(obj)
+        pos += 1
+    assert [o["id"] for o in objects] == ["c0ffee00a1b2c3d4", "7e57ab1e00000002", "c0ffee00b2c3d4e5"]
+    assert "\n  \"id\"" in pretty
+    short = corectl(config, "list", "--json=short", "app", check=True).stdout.splitlines()
+    assert [json.loads(l)["id"] for l in short] == [o["id"] for o in objects]
+    assert corectl(config, "list", "--json=off", "-1", check=True).stdout.startswith(b"TIME")
+    g = corectl(config, "groups", "--json=pretty", "-1", check=True).stdout
+    assert json.loads(g)["count"] >= 1
+
+
+def test_info_dump_debug_take_the_newest_match(fixture, tmp_path):
+    _, config, sent = fixture
+    def records_shown(text):
+        return [l.split()[1] for l in text.splitlines() if l.lstrip().startswith("ID: ")]
+    r = corectl(config, "info", check=True).stdout.decode()
+    assert records_shown(r) == ["fedcba9876543210"]
+    r = corectl(config, "info", "app", check=True).stdout.decode()
+    assert records_shown(r) == ["c0ffee00a1b2c3d4", "7e57ab1e00000002", "c0ffee00b2c3d4e5"]
+    r = corectl(config, "info", "app", "-1", "--json", check=True).stdout
+    assert json.loads(r)["id"] == "c0ffee00b2c3d4e5"
+    r = corectl(config, "dump", "HOST=web1", check=True)
+    assert r.stdout == sent["7e57ab1e00000002"]
+    r = corectl(config, "dump", "/usr/bin/app", "--until", "2025-11-22T02:54:00Z", check=True)
+    assert r.stdout == sent["c0ffee00a1b2c3d4"]
+    r = corectl(config, "dump", "--since", "2025-11-22 03:00 UTC", "-o", str(tmp_path / "c"),
+                check=True)
+    assert (tmp_path / "c").read_bytes() == sent["fedcba9876543210"]
+    gdb, tmpdir = fake_gdb(tmp_path)
+    r = corectl(config, "debug", "--debugger", str(gdb), "5000002", env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "gdb-args").read_text().splitlines()[1] == "/usr/bin/app"
+
+
+def run_on_terminal(args, env):
+    """Runs corectl with stdout on a pseudo-terminal; returns (exit status, terminal output)."""
+    import pty
+    import select
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([str(pctest.env_path("PC_CORECTL")), *args], stdout=follower,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 10)
+        if not ready:
+            break
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    return proc.wait(timeout=10), out
+
+
+def test_pager_on_a_terminal_only(fixture, tmp_path):
+    _, config, _ = fixture
+    paged = tmp_path / "paged"
+    env = dict(os.environ, TZ="UTC", NO_COLOR="1", XDG_CACHE_HOME=CACHE_HOME,
+               CORECTL_PAGER=f"cat > {paged}", PAGER="false")
+    status, out = run_on_terminal(["--config", str(config), "list"], env)
+    assert status == 0
+    assert b"TIME" in paged.read_bytes() and b"TIME" not in out
+    paged.unlink()
+    status, out = run_on_terminal(["--config", str(config), "list", "--no-pager"], env)
+    assert status == 0 and b"TIME" in out and not paged.exists()
+    # $PAGER when CORECTL_PAGER is not set; "cat" means no pager at all.
+    env.pop("CORECTL_PAGER")
+    env["PAGER"] = f"cat > {paged}"
+    status, out = run_on_terminal(["--config", str(config), "info"], env)
+    assert status == 0 and b"fedcba9876543210" in paged.read_bytes()
+    env["PAGER"] = "cat"
+    status, out = run_on_terminal(["--config", str(config), "groups"], env)
+    assert status == 0 and b"SIGNATURE" in out
+    # Not a terminal: never paged.
+    env["PAGER"] = f"cat > {paged}"
+    paged.unlink()
+    r = corectl(config, "list", env={"PAGER": f"cat > {paged}"})
+    assert r.returncode == 0 and b"TIME" in r.stdout and not paged.exists()
 
 
 def test_dump_is_byte_identical(fixture, tmp_path):

@@ -132,3 +132,30 @@ def test_retention_timer_and_service_verify(tmp_path):
     cmake = (pctest.env_path("PC_SOURCE_DIR") / "exporter" / "CMakeLists.txt").read_text()
     assert "process-core-vacuum.timer" in cmake and "process-core-vacuum.service" in cmake
     assert "process-core-vacuum.timer" in (PACKAGING / "debian" / "postinst").read_text()
+
+
+def test_every_configuration_key_is_documented():
+    """Every key the configuration parser reads is in the shipped file (as a commented default)
+    and in the handler's man page; and the shipped file names no key the parser does not read."""
+    code = (SOURCE / "common" / "config.cpp").read_text()
+    keys = set(re.findall(r'key == "([a-z_]+)"', code))
+    assert {"store", "max_records", "max_record_age"} <= keys, keys
+    shipped = (PACKAGING / "process-core.conf").read_text()
+    documented = set(re.findall(r"^#([a-z_]+) = ", shipped, re.M))
+    assert keys == documented, (keys - documented, documented - keys)
+    man = (PACKAGING / "man" / "process-core.8").read_text().replace("\\_", "_").replace("\\fB", "")
+    missing = [k for k in keys if k not in man]
+    assert not missing, f"not in process-core.8: {missing}"
+
+
+def test_corectl_man_page_covers_every_option():
+    """Each option `corectl VERB --help` lists is in corectl(1), with the sections users look for."""
+    man = (PACKAGING / "man" / "corectl.1").read_text().replace("\\-", "-").replace("\\fB", "")
+    for section in ("ENVIRONMENT", "FILES", "EXAMPLES", "EXIT STATUS", "MATCHES"):
+        assert f".SH {section}" in man or f'.SH "{section}"' in man, section
+    corectl = str(pctest.env_path("PC_CORECTL"))
+    for verb in ["", "list", "info", "dump", "debug", "groups", "vacuum", "install", "uninstall"]:
+        out = subprocess.run([corectl, *([verb] if verb else []), "--help"], capture_output=True,
+                             check=True).stdout.decode()
+        for opt in set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-zA-Z1])\b", out)):
+            assert opt in man, f"corectl {verb} --help lists {opt}, corectl.1 does not"

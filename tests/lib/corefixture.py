@@ -1,17 +1,24 @@
-"""A deterministic store for corectl's golden tests, written by the real handler.
+"""A deterministic store for corectl's golden tests, written by the real handler from real cores.
 
-Every crash is fed to $PC_HANDLER exactly as the kernel would (argv + a core on stdin, a fixed
-`-t` time). The handler picks random ids and measures its own duration, so afterwards each record
-is renamed to a fixed id (files and `id`/`core.path` inside) and `handler.duration_ms` /
-`handler.version` are pinned. Nothing else is touched, except that two records get a `crash`
-section and `mappings` in the documented schema (marked AUGMENTED below), so that rendering of
-crash sites and grouping by signature are covered before the scanner (issue 3) fills them itself.
+The cores are pc_crasher's own, written by gdb's gcore at the moment the crashing signal arrives
+(`gdb -batch -ex run -ex gcore`): real notes, registers, mappings and memory, with no root and
+no core_pattern needed. gdb runs the program with address randomisation off. Each core goes to
+$PC_HANDLER exactly as the kernel would send it (argv + the core on stdin, a fixed `-t` time,
+`-P`/`-I` pids). The one core that is not ELF is plain text, as a broken sender could send.
+
+What varies between runs and machines is then normalised in the records (see normalise()):
+random ids become fixed ids, timings and the handler version are pinned, the build directory's
+path of pc_crasher becomes `<crasher>`, stack, pc and offsets (which move with the compiler's
+code layout) become placeholders, core sizes (which follow the environment's size) become fixed
+round numbers, and each distinct signature becomes a fixed one, so crashes at one site still
+group together.
 """
 import json
 import os
 import pathlib
 import struct
 import subprocess
+import tempfile
 
 import pctest
 
@@ -51,39 +58,38 @@ def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core f
     return head + b"\0" * (load_off - len(head)) + data
 
 
-# (fixed id, hostname, %E, signal, time offset, extra handler args, config keys, core)
+# (fixed id, hostname, %E, signal, time offset, extra handler args, config keys, core:
+#  a pc_crasher mode, or "text")
 CRASHES = [
-    ("c0ffee00a1b2c3d4", "web1", "!usr!bin!app", 11, 0, ["-P5000001", "-u1000", "-g1000"], {}, "elf"),
-    ("7e57ab1e00000002", "web1", "!usr!bin!app", 11, 60, ["-P5000002", "-u1000", "-g1000"], {}, "elf"),
-    ("c0ffee00b2c3d4e5", "web2", "!usr!bin!app", 6, 120, ["-P5000003", "-u1000", "-g1000", "-c0"], {}, "elf"),
-    ("0123456789abcdef", "db1", "!opt!db!bin!dbd", 11, 3600, ["-P5000004", "-u0", "-g0"], {"max_core_size": "4096"}, "elf"),
-    ("fedcba9876543210", "evil\x1b[31mred", "!tmp!evil (deleted)", 8, 7200, ["-P5000005", "-u1001", "-g1001"], {}, "text"),
+    ("c0ffee00a1b2c3d4", "web1", "!usr!bin!app", 11, 0, ["-P5000001", "-I5000001", "-u1000", "-g1000"], {}, "segv"),
+    ("7e57ab1e00000002", "web1", "!usr!bin!app", 11, 60, ["-P5000002", "-I5000002", "-u1000", "-g1000"], {}, "segv"),
+    ("c0ffee00b2c3d4e5", "web2", "!usr!bin!app", 6, 120, ["-P5000003", "-I5000003", "-u1000", "-g1000", "-c0"], {}, "abort"),
+    ("0123456789abcdef", "db1", "!opt!db!bin!dbd", 8, 3600, ["-P5000004", "-I5000004", "-u0", "-g0"], {"max_core_size": "4096"}, "fpe"),
+    ("fedcba9876543210", "evil\x1b[31mred", "!tmp!evil (deleted)", 8, 7200, ["-P5000005", "-I5000005", "-u1001", "-g1001"], {}, "text"),
 ]
 
-AUGMENTED_CRASH = {
-    "si_code": 1,
-    "si_code_name": "SEGV_MAPERR",
-    "fault_address": "0x0",
-    "pc": "0x401136",
-    "sp": "0x7ffc0000",
-    "module": "/usr/bin/app",
-    "module_offset": "0x1136",
-    "build_id": "3f2a9c5d0e1b4a7f8c6d2e9b1a0f3c4d5e6f7a8b",
-    "symbol": "pc_crash_null_write",
-    "signature": "5a1e5a1e5a1e5a1e",
-    "threads": 4,
-    "frames": [
-        {"address": "0x401136", "module": "/usr/bin/app", "offset": "0x1136", "symbol": "pc_crash_null_write"},
-        {"address": "0x401200", "module": "/usr/bin/app", "offset": "0x1200", "symbol": "main"},
-    ],
-}
-AUGMENTED_MAPPINGS = [
-    {"path": "/usr/lib/libjson.so.2", "build_id": "aa11bb22", "findings": ["modified after the process started"]},
-]
+_CORES = {}
 
 
-def fixture_core(kind, signo):
-    return elf_core(signo=signo) if kind == "elf" else b"this is not an ELF core\n" * 50
+def crasher_core(mode):
+    """A real core of pc_crasher dying in `mode` (segv, abort, fpe), made once per test process."""
+    if mode not in _CORES:
+        crasher = pctest.env_path("PC_CRASHER")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "core")
+            # A fixed, small environment: the stack (and the core's size) depend on it.
+            r = subprocess.run(["gdb", "-nx", "-batch", "-ex", "run", "-ex", f"gcore {path}",
+                                "--args", str(crasher), mode],
+                               env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, cwd=tmp,
+                               capture_output=True, timeout=120)
+            if not os.path.exists(path):
+                raise RuntimeError(f"gdb wrote no core for {mode}: {r.stdout!r} {r.stderr!r}")
+            _CORES[mode] = pathlib.Path(path).read_bytes()
+    return _CORES[mode]
+
+
+def fixture_core(kind):
+    return b"this is not an ELF core\n" * 50 if kind == "text" else crasher_core(kind)
 
 
 def build_store(base):
@@ -92,32 +98,72 @@ def build_store(base):
     store = pctest.make_store(base)
     handler = pctest.env_path("PC_HANDLER")
     sent = {}
+    signatures = {}
     for fixed, host, exe, signo, offset, extra, keys, kind in CRASHES:
         config = pctest.write_config(base / f"{fixed}.conf", store, **keys)
-        core = fixture_core(kind, signo)
+        core = fixture_core(kind)
         before = {p.name for p in store.glob("*/*/*.json")}
         subprocess.run([str(handler), "--config", str(config), *extra, f"-t{BASE_TIME + offset}",
                         "-d1", "--", host, str(signo), exe], input=core, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         new = [p for p in store.glob("*/*/*.json") if p.name not in before]
         assert len(new) == 1, f"the handler wrote {len(new)} records for {fixed}"
-        rename(new[0], fixed)
+        rename(new[0], fixed, signatures if kind != "text" else None)
         sent[fixed] = core
     # The store's config for corectl (no per-crash keys).
     return store, pctest.write_config(base / "corectl.conf", store), sent
 
 
-def rename(record_path, fixed):
-    old = record_path.name[:-len(".json")]
-    data = json.loads(record_path.read_text())
-    data["id"] = fixed
+def normalise(data, signatures):
+    """Replaces what varies between runs and machines (see the module's docstring); `signatures`
+    is None for the text core, whose record has nothing that varies but timings."""
+    crasher = str(pctest.env_path("PC_CRASHER"))
     data["handler"]["duration_ms"] = 0
     data["handler"]["version"] = "0.0.0-fixture"
+    if "drained_ms" in data["handler"]:
+        data["handler"]["drained_ms"] = 0
+    if signatures is None:
+        return data
+    core = data["core"]
+    core["size"] = 1 << 20
+    if core.get("present"):
+        core["stored_size"] = 1024 if core.get("truncated") else 256 << 10
+    if "expected_size" in core:
+        core["expected_size"] = 1 << 20
+    crash = data.get("crash")
+    if isinstance(crash, dict) and crash:
+        if crash.get("fault_address") not in (None, "0x0"):
+            crash["fault_address"] = "<fault_address>"  # SIGFPE's is the pc
+        for key in ("pc", "sp", "module_offset"):
+            if crash.get(key) is not None:
+                crash[key] = f"<{key}>"
+        for key in ("received", "expected_size"):
+            if crash.get(key) is not None:
+                crash[key] = 1 << 20
+        if crash.get("build_id") is not None:
+            crash["build_id"] = "<build-id>"
+        crash["tid"] = data.get("tid")
+        for frame in crash.get("frames") or []:
+            for key in ("address", "offset", "module_offset"):
+                if isinstance(frame, dict) and frame.get(key) is not None:
+                    frame[key] = f"<{key}>"
+        if crash.get("signature"):
+            n = signatures.setdefault(crash["signature"], len(signatures) + 1)
+            crash["signature"] = f"{n:x}" * 16
+    for mapping in data.get("mappings") or []:
+        if mapping.get("build_id") is not None:
+            mapping["build_id"] = "<build-id>"
+        mapping.pop("start", None)
+    text = json.dumps(data).replace(crasher, "<crasher>")
+    return json.loads(text)
+
+
+def rename(record_path, fixed, signatures):
+    old = record_path.name[:-len(".json")]
+    data = normalise(json.loads(record_path.read_text()), signatures)
+    data["id"] = fixed
     if data["core"].get("path"):
         data["core"]["path"] = data["core"]["path"].replace(old, fixed)
-    if fixed in ("c0ffee00a1b2c3d4", "7e57ab1e00000002"):  # AUGMENTED
-        data["crash"] = AUGMENTED_CRASH
-        data["mappings"] = AUGMENTED_MAPPINGS
     folder = record_path.parent
     new_record = folder / f"{fixed}.json"
     new_record.write_text(json.dumps(data, indent=2) + "\n")

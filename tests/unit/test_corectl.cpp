@@ -1,7 +1,9 @@
 #include "cli/catalog.hpp"
 #include "cli/install.hpp"
+#include "cli/match.hpp"
 #include "cli/options.hpp"
 #include "cli/render.hpp"
+#include "cli/when.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -9,37 +11,162 @@ using namespace cli;
 
 TEST_CASE("corectl options", "[corectl]") {
   auto o = parse_options({"--store=/s", "list", "--host", "a", "--host", "b", "-n5", "-r",
-                          "--signal", "segv", "--json"});
+                          "--signal", "segv", "--json", "3756"});
   REQUIRE(o);
   CHECK(o->verb == "list");
   CHECK(o->store == "/s");
   CHECK(o->hosts == std::vector<std::string>{"a", "b"});
   CHECK(o->limit == 5);
   CHECK(o->reverse);
-  CHECK(o->json);
+  CHECK(o->json == JsonMode::short_);
+  CHECK(o->matches == std::vector<std::string>{"3756"}); // a bare --json takes no word
   CHECK(parse_options({})->verb == "list");
+  // No verb: the options are list's.
+  auto implicit = parse_options({"--host", "web1"});
+  REQUIRE(implicit);
+  CHECK(implicit->verb == "list");
+  CHECK(implicit->hosts == std::vector<std::string>{"web1"});
   auto d = parse_options({"dump", "abc", "-o", "out"});
   REQUIRE(d);
-  CHECK(d->args == std::vector<std::string>{"abc"});
+  CHECK(d->matches == std::vector<std::string>{"abc"});
   CHECK(d->output == "out");
-  CHECK_FALSE(parse_options({"frobnicate"}));
+  // Global options work after the verb, verb options only after their verb.
+  auto g = parse_options({"info", "--store", "/s", "--json=pretty", "-1", "--no-legend"});
+  REQUIRE(g);
+  CHECK(g->store == "/s");
+  CHECK(g->json == JsonMode::pretty);
+  CHECK(g->limit == 1);
+  CHECK(g->no_legend);
+  CHECK(parse_options({"list", "--json=off"})->json == JsonMode::off);
+  CHECK(parse_options({"--no-pager", "groups"})->no_pager);
+  CHECK_FALSE(parse_options({"frobnicate", "list"}));
   CHECK_FALSE(parse_options({"list", "--bogus"}));
   CHECK_FALSE(parse_options({"list", "-n"}));
   CHECK_FALSE(parse_options({"list", "-n", "x"}));
   CHECK_FALSE(parse_options({"list", "--json=1"}));
+  CHECK_FALSE(parse_options({"list", "-1", "-n", "3"}));
+  // An option of another verb is an error, not silently ignored.
+  CHECK_FALSE(parse_options({"vacuum", "--host", "x"}));
+  CHECK_FALSE(parse_options({"list", "--dry-run"}));
+  CHECK_FALSE(parse_options({"list", "-o", "f"}));
+  CHECK_FALSE(parse_options({"dump", "--json"}));
+  CHECK_FALSE(parse_options({"install", "--exe", "x"}));
+  // Per-verb help.
+  auto h = parse_options({"dump", "--help"});
+  REQUIRE(h);
+  CHECK(h->help_text.find("--output") != std::string::npos);
+  CHECK(h->help_text.find("--dry-run") == std::string::npos);
+  auto top = parse_options({"--help"});
+  REQUIRE(top);
+  CHECK(top->help_text.find("vacuum") != std::string::npos);
 }
 
 TEST_CASE("times for --since and --until", "[corectl]") {
-  const int64_t now = 1763780000;
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+  const int64_t now = 1763780000; // 2025-11-22T02:53:20Z
+  const int64_t midnight = 1763769600;
   CHECK(parse_when("2h", now) == now - 7200);
+  CHECK(parse_when("-2h", now) == now - 7200);
+  CHECK(parse_when("+2h", now) == now + 7200);
+  CHECK(parse_when("2 hours ago", now) == now - 7200);
+  CHECK(parse_when("2h ago", now) == now - 7200);
+  CHECK(parse_when("10min", now) == now - 600);
+  CHECK(parse_when("1h30min", now) == now - 5400);
+  CHECK(parse_when("1h 30m ago", now) == now - 5400);
   CHECK(parse_when("3d", now) == now - 3 * 86400);
   CHECK(parse_when("90m", now) == now - 5400);
+  CHECK(parse_when("1 week", now) == now - 604800);
   CHECK(parse_when("2025-11-22T02:53:20Z", now) == now);
+  CHECK(parse_when("2025-11-22T04:53:20+02:00", now) == now);
+  CHECK(parse_when("2025-11-22 02:53:20 UTC", now) == now);
+  CHECK(parse_when("@1763780000", now) == now);
   CHECK(parse_when("now", now) == now);
-  CHECK(parse_when("2025-11-22", now).has_value());
-  CHECK(parse_when("2025-11-22 10:30", now).has_value());
+  CHECK(parse_when("today", now) == midnight);
+  CHECK(parse_when("yesterday", now) == midnight - 86400);
+  CHECK(parse_when("tomorrow", now) == midnight + 86400);
+  CHECK(parse_when("yesterday 14:00", now) == midnight - 86400 + 14 * 3600);
+  CHECK(parse_when("today 08:00:30", now) == midnight + 8 * 3600 + 30);
+  CHECK(parse_when("08:00", now) == midnight + 8 * 3600);
+  CHECK(parse_when("2025-11-22", now) == midnight);
+  CHECK(parse_when("2025-11-22 10:30", now) == midnight + 10 * 3600 + 1800);
+  CHECK(parse_when("2025-11-22T10:30:15", now) == midnight + 10 * 3600 + 1815);
   CHECK_FALSE(parse_when("soon", now));
+  CHECK_FALSE(parse_when("", now));
+  CHECK_FALSE(parse_when("2 parsecs ago", now));
+  CHECK_FALSE(parse_when("yesterdayish", now));
+  CHECK_FALSE(parse_when("25:00", now));
   CHECK_FALSE(parse_when("2025-13-45", now));
+  CHECK_FALSE(parse_when("2025-02-31", now));
+  CHECK_FALSE(parse_when("99999999999999999999h", now));
+  CHECK_FALSE(parse_when(std::string(100, '1') + "s", now));
+  // Local time follows TZ.
+  ::setenv("TZ", "Europe/Berlin", 1);
+  ::tzset();
+  CHECK(parse_when("2025-11-22 03:53:20", now) == now);
+  ::setenv("TZ", "UTC", 1);
+  ::tzset();
+}
+
+TEST_CASE("positional matches", "[corectl]") {
+  CHECK(classify_match("3756") == MatchKind::pid);
+  CHECK(classify_match("4194304") == MatchKind::pid);
+  CHECK(classify_match("12345678") == MatchKind::id);
+  CHECK(classify_match("c0ffee00") == MatchKind::id);
+  CHECK(classify_match("C0FFEE00A1B2C3D4") == MatchKind::id);
+  CHECK(classify_match("c0ffee") == MatchKind::name); // short hex: a name ("dead", "cafe")
+  CHECK(classify_match("segvme") == MatchKind::name);
+  CHECK(classify_match("/usr/bin/ruby") == MatchKind::executable);
+  CHECK(classify_match("PID=1") == MatchKind::field);
+  CHECK(classify_match("a=b=c") == MatchKind::field);
+  CHECK(classify_match("=x") == MatchKind::name);
+  CHECK(only_ids({"c0ffee00", "ID=0123"}));
+  CHECK_FALSE(only_ids({"c0ffee00", "3756"}));
+  CHECK_FALSE(only_ids({}));
+
+  Filter f;
+  REQUIRE(add_matches({"3756", "segvme", "/usr/bin/ruby", "UID=1000", "COREDUMP_COMM=x",
+                       "SIGNAL=segv", "host=web1", "ID=ABC", "SIGNATURE=5A1E"},
+                      f));
+  CHECK(f.pids == std::vector<int64_t>{3756});
+  CHECK(f.names == std::vector<std::string>{"segvme"});
+  CHECK(f.executables == std::vector<std::string>{"/usr/bin/ruby"});
+  CHECK(f.uids == std::vector<int64_t>{1000});
+  CHECK(f.comms == std::vector<std::string>{"x"});
+  CHECK(f.signals == std::vector<int>{11});
+  CHECK(f.hosts == std::vector<std::string>{"web1"});
+  CHECK(f.ids == std::vector<std::string>{"abc"});
+  CHECK(f.signatures == std::vector<std::string>{"5a1e"});
+  Filter bad;
+  CHECK_FALSE(add_matches({"COLOUR=red"}, bad));
+  CHECK_FALSE(add_matches({"PID=x"}, bad));
+  CHECK_FALSE(add_matches({"PID=-1"}, bad));
+  CHECK_FALSE(add_matches({"ID=xyz"}, bad));
+  CHECK_FALSE(add_matches({"SIGNAL=SIGNOPE"}, bad));
+  CHECK_FALSE(add_matches({"UID="}, bad));
+
+  Crash c;
+  c.id = "c0ffee00a1b2c3d4";
+  c.executable = "/usr/bin/segvme";
+  c.comm = "worker-1";
+  c.pid = 3756;
+  c.uid = 1000;
+  c.signal = 11;
+  auto matches = [&](std::vector<std::string> words) {
+    Filter m;
+    REQUIRE(add_matches(words, m));
+    return m.matches(c);
+  };
+  CHECK(matches({"3756"}));
+  CHECK(matches({"3756", "3757"}));        // one field: OR
+  CHECK_FALSE(matches({"3756", "UID=0"})); // two fields: AND
+  CHECK(matches({"segvme"}));
+  CHECK(matches({"worker-1"}));
+  CHECK_FALSE(matches({"COMM=segvme"}));
+  CHECK(matches({"/usr/bin/segvme", "c0ffee00"}));
+  CHECK_FALSE(matches({"/usr/segvme"}));
+  CHECK_FALSE(matches({"c0ffee01"}));
+  CHECK_FALSE(matches({"SIGNATURE=5a"})); // no signature: no match
 }
 
 TEST_CASE("filters", "[corectl]") {
