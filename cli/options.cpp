@@ -56,7 +56,8 @@ bool given(const std::vector<CLI::Option*>& opts) {
 }
 
 // The filters and matches of every verb that reads records. dump and debug take the newest match.
-void add_filters(CLI::App* sub, Options& o, Raw& raw, bool newest) {
+enum class Selects { all, newest };
+void add_filters(CLI::App* sub, Options& o, Raw& raw, Selects selects) {
   repeatable(sub, "--host", o.hosts, "NAME", "only crashes of this hostname (repeatable)");
   repeatable(sub, "--exe", o.exes, "PATH|NAME",
              "only this executable, by full path or basename (repeatable)");
@@ -69,7 +70,8 @@ void add_filters(CLI::App* sub, Options& o, Raw& raw, bool newest) {
   raw.until_opt.push_back(sub->add_option("-U,--until", raw.until, "only crashes at or before WHEN")
                               ->type_name("WHEN"));
   sub->add_option("MATCH", o.matches,
-                  std::string(k_match_help) + (newest ? "; the newest match is used" : ""));
+                  std::string(k_match_help) +
+                      (selects == Selects::newest ? "; the newest match is used" : ""));
 }
 
 // How list, groups and info print.
@@ -134,7 +136,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     return sub;
   };
   CLI::App* list = verb("list", "crashes, one per line, newest last");
-  add_filters(list, o, raw, false);
+  add_filters(list, o, raw, Selects::all);
   add_output(list, o, raw);
   raw.values_opt.push_back(
       list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
@@ -143,18 +145,18 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                             std::pair{"info", "everything the matching records say (default: "
                                               "the newest)"}}) {
     CLI::App* sub = verb(name, help);
-    add_filters(sub, o, raw, false);
+    add_filters(sub, o, raw, Selects::all);
     add_output(sub, o, raw);
   }
   CLI::App* dump =
       verb("dump", "the original core of the newest match (decompressed, checksum verified)");
-  add_filters(dump, o, raw, true);
+  add_filters(dump, o, raw, Selects::newest);
   raw.output_opt.push_back(
       dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
           ->type_name("FILE"));
   CLI::App* debug =
       verb("debug", "run a debugger (gdb) on the executable and the core of the newest match");
-  add_filters(debug, o, raw, true);
+  add_filters(debug, o, raw, Selects::newest);
   raw.debugger_opt.push_back(
       debug
           ->add_option("--debugger", raw.debugger,
