@@ -39,6 +39,16 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK(g->no_legend);
   CHECK(parse_options({"list", "--json=off"})->json == JsonMode::off);
   CHECK(parse_options({"--no-pager", "groups"})->no_pager);
+  // Options before the verb, as corectl took them before it had per-verb options.
+  auto before = parse_options({"--json", "--host", "web1", "--store", "/s", "-n2", "groups", "x"});
+  REQUIRE(before);
+  CHECK(before->verb == "groups");
+  CHECK(before->json == JsonMode::short_);
+  CHECK(before->hosts == std::vector<std::string>{"web1"});
+  CHECK(before->store == "/s");
+  CHECK(before->limit == 2);
+  CHECK(before->matches == std::vector<std::string>{"x"});
+  CHECK_FALSE(parse_options({"--dry-run", "list"})); // still not list's option
   CHECK_FALSE(parse_options({"frobnicate", "list"}));
   CHECK_FALSE(parse_options({"list", "--bogus"}));
   CHECK_FALSE(parse_options({"list", "-n"}));
