@@ -294,6 +294,12 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
     return std::unexpected(nothing_matched());
   }
   const Crash& newest = cat->crashes.back();
+  // Say which one was taken, as coredumpctl does: a match can select more than the user meant.
+  std::fprintf(stderr, "corectl: %s %s, %s, pid %s, %s (the newest of %zu)\n",
+               ctx.opts.verb == "debug" ? "Debugging" : "Dumping", newest.id.c_str(),
+               local_time(newest.time).c_str(),
+               newest.pid ? std::to_string(*newest.pid).c_str() : "?",
+               printable(newest.executable).c_str(), cat->crashes.size());
   const Located where{newest.host_dir, newest.exe_dir, newest.id};
   auto full = read_record(*ctx.store, where);
   if (!full) {

@@ -195,6 +195,7 @@ def test_info_dump_debug_take_the_newest_match(fixture, tmp_path):
     assert json.loads(r)["id"] == "c0ffee00b2c3d4e5"
     r = corectl(config, "dump", "HOST=web1", check=True)
     assert r.stdout == sent["7e57ab1e00000002"]
+    assert b"Dumping 7e57ab1e00000002" in r.stderr and b"(the newest of 2)" in r.stderr
     r = corectl(config, "dump", "/usr/bin/app", "--until", "2025-11-22T02:54:00Z", check=True)
     assert r.stdout == sent["c0ffee00a1b2c3d4"]
     r = corectl(config, "dump", "--since", "2025-11-22 03:00 UTC", "-o", str(tmp_path / "c"),
