@@ -122,32 +122,34 @@ Exit lookup_failure(const LookupFailure& f) {
   return Exit::failure;
 }
 
-} // namespace
-
-// list --list-values=FIELD: the distinct values of one field, for shell completion.
+// list --list-values=FIELD: the distinct values of one field, for shell completion. printable()
+// keeps each value on one line (a hostile name with a line break would be two completions).
 Exit print_values(const Catalog& cat, const std::string& field) {
+  std::string (*value)(const Crash&, size_t) = nullptr;
+  if (field == "ids") {
+    value = [](const Crash& c, size_t abbrev) { return c.id.substr(0, abbrev); };
+  } else if (field == "exes") {
+    value = [](const Crash& c, size_t) { return c.executable; };
+  } else if (field == "comms") {
+    value = [](const Crash& c, size_t) { return c.comm; };
+  } else if (field == "hosts") {
+    value = [](const Crash& c, size_t) { return c.hostname; };
+  } else {
+    return report(Exit::usage, "--list-values takes ids, exes, comms or hosts");
+  }
   std::set<std::string> values;
   for (const auto& c : cat.crashes) {
-    if (field == "ids") {
-      values.insert(c.id.substr(0, cat.id_abbrev));
-    } else if (field == "exes") {
-      values.insert(c.executable);
-    } else if (field == "comms") {
-      values.insert(c.comm);
-    } else if (field == "hosts") {
-      values.insert(c.hostname);
-    } else {
-      return report(Exit::usage, "--list-values takes ids, exes, comms or hosts");
+    if (std::string v = value(c, cat.id_abbrev); !v.empty()) {
+      values.insert(printable(v));
     }
   }
   for (const auto& v : values) {
-    // One a line: a value with a line break (a hostile name) would be two completions.
-    if (!v.empty() && v.find_first_of("\n\r") == std::string::npos) {
-      std::printf("%s\n", printable(v).c_str());
-    }
+    std::printf("%s\n", v.c_str());
   }
   return Exit::ok;
 }
+
+} // namespace
 
 Exit cmd_list(Context& ctx) {
   auto cat = load(ctx);
@@ -292,6 +294,12 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
     return std::unexpected(nothing_matched());
   }
   const Crash& newest = cat->crashes.back();
+  // Say which one was taken, as coredumpctl does: a match can select more than the user meant.
+  std::fprintf(stderr, "corectl: %s %s, %s, pid %s, %s (the newest of %zu)\n",
+               ctx.opts.verb == "debug" ? "Debugging" : "Dumping", newest.id.c_str(),
+               local_time(newest.time).c_str(),
+               newest.pid ? std::to_string(*newest.pid).c_str() : "?",
+               printable(newest.executable).c_str(), cat->crashes.size());
   const Located where{newest.host_dir, newest.exe_dir, newest.id};
   auto full = read_record(*ctx.store, where);
   if (!full) {

@@ -56,7 +56,8 @@ bool given(const std::vector<CLI::Option*>& opts) {
 }
 
 // The filters and matches of every verb that reads records. dump and debug take the newest match.
-void add_filters(CLI::App* sub, Options& o, Raw& raw, bool newest) {
+enum class Selects { all, newest };
+void add_filters(CLI::App* sub, Options& o, Raw& raw, Selects selects) {
   repeatable(sub, "--host", o.hosts, "NAME", "only crashes of this hostname (repeatable)");
   repeatable(sub, "--exe", o.exes, "PATH|NAME",
              "only this executable, by full path or basename (repeatable)");
@@ -69,7 +70,8 @@ void add_filters(CLI::App* sub, Options& o, Raw& raw, bool newest) {
   raw.until_opt.push_back(sub->add_option("-U,--until", raw.until, "only crashes at or before WHEN")
                               ->type_name("WHEN"));
   sub->add_option("MATCH", o.matches,
-                  std::string(k_match_help) + (newest ? "; the newest match is used" : ""));
+                  std::string(k_match_help) +
+                      (selects == Selects::newest ? "; the newest match is used" : ""));
 }
 
 // How list, groups and info print.
@@ -84,6 +86,44 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
   sub->add_flag("--no-legend", o.no_legend, "no column headers");
 }
 
+// Options before the verb were accepted anywhere by corectl before it had per-verb options
+// ("corectl --json list"): those that are not everyone's move behind the verb, where the verb
+// accepts them or says it does not. `verb` is the verb's index.
+std::vector<std::string> verb_options_after_verb(const std::vector<std::string>& argv,
+                                                 size_t verb) {
+  static constexpr std::array<std::string_view, 4> k_global_with_value = {"--store", "--config",
+                                                                          "--color", "--colour"};
+  static constexpr std::array<std::string_view, 17> k_verb_with_value = {
+      "--host",    "--exe",        "--signal",    "-S",         "--since",         "-U",
+      "--until",   "-n",           "--limit",     "-o",         "--output",        "--debugger",
+      "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+  auto name_of = [](const std::string& a) { return std::string_view(a).substr(0, a.find('=')); };
+  auto in = [](const auto& set, std::string_view name) {
+    return std::find(set.begin(), set.end(), name) != set.end();
+  };
+  std::vector<std::string> global, moved;
+  for (size_t i = 0; i < verb; ++i) {
+    const std::string_view name = name_of(argv[i]);
+    // A word that is no option stays before the verb, where it is an error ("corectl x list").
+    const bool global_option =
+        in(k_global_with_value, name) || name == "--no-pager" || !argv[i].starts_with('-');
+    const bool takes_value = in(k_global_with_value, name) || in(k_verb_with_value, name);
+    // "--host web1" moves as a pair; "--host=web1" and "-n5" are one word.
+    const bool separate_value =
+        takes_value && argv[i].find('=') == std::string::npos && i + 1 < verb;
+    auto& to = global_option ? global : moved;
+    to.push_back(argv[i]);
+    if (separate_value) {
+      to.push_back(argv[++i]);
+    }
+  }
+  std::vector<std::string> out = std::move(global);
+  out.push_back(argv[verb]);
+  out.insert(out.end(), moved.begin(), moved.end());
+  out.insert(out.end(), argv.begin() + static_cast<std::ptrdiff_t>(verb) + 1, argv.end());
+  return out;
+}
+
 } // namespace
 
 bool Options::has_filter_options() const {
@@ -93,14 +133,16 @@ bool Options::has_filter_options() const {
 std::expected<Options, std::string> parse_options(const std::vector<std::string>& argv_in) {
   Options o;
   std::vector<std::string> argv = argv_in;
-  // Like coredumpctl, no verb lists: "corectl --host web1" is "corectl list --host web1".
-  const bool has_verb = std::any_of(argv.begin(), argv.end(), [](const std::string& a) {
+  const auto verb_word = std::find_if(argv.begin(), argv.end(), [](const std::string& a) {
     return std::find(k_verbs.begin(), k_verbs.end(), a) != k_verbs.end();
   });
   const bool top_level = std::any_of(argv.begin(), argv.end(), [](const std::string& a) {
     return a == "-h" || a == "--help" || a == "--version";
   });
-  if (!has_verb && !top_level) {
+  if (verb_word != argv.end()) {
+    argv = verb_options_after_verb(argv, static_cast<size_t>(verb_word - argv.begin()));
+  } else if (!top_level) {
+    // Like coredumpctl, no verb lists: "corectl --host web1" is "corectl list --host web1".
     argv.insert(argv.begin(), "list");
   }
 
@@ -134,7 +176,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     return sub;
   };
   CLI::App* list = verb("list", "crashes, one per line, newest last");
-  add_filters(list, o, raw, false);
+  add_filters(list, o, raw, Selects::all);
   add_output(list, o, raw);
   raw.values_opt.push_back(
       list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
@@ -143,18 +185,18 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                             std::pair{"info", "everything the matching records say (default: "
                                               "the newest)"}}) {
     CLI::App* sub = verb(name, help);
-    add_filters(sub, o, raw, false);
+    add_filters(sub, o, raw, Selects::all);
     add_output(sub, o, raw);
   }
   CLI::App* dump =
       verb("dump", "the original core of the newest match (decompressed, checksum verified)");
-  add_filters(dump, o, raw, true);
+  add_filters(dump, o, raw, Selects::newest);
   raw.output_opt.push_back(
       dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
           ->type_name("FILE"));
   CLI::App* debug =
       verb("debug", "run a debugger (gdb) on the executable and the core of the newest match");
-  add_filters(debug, o, raw, true);
+  add_filters(debug, o, raw, Selects::newest);
   raw.debugger_opt.push_back(
       debug
           ->add_option("--debugger", raw.debugger,

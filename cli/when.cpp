@@ -63,7 +63,9 @@ std::optional<int64_t> parse_span(std::string_view s) {
       ++digits;
     }
     auto n = common::parse_number<int64_t>(s.substr(0, digits));
-    if (!n || *n > (int64_t{1} << 40)) {
+    // At most 2^32 of a unit of at most 2^25 s, and (64 bytes of text) at most 32 terms: the sum
+    // stays below 2^62.
+    if (!n || *n > (int64_t{1} << 32)) {
       return std::nullopt;
     }
     s = trim(s.substr(digits));
@@ -77,7 +79,7 @@ std::optional<int64_t> parse_span(std::string_view s) {
     if (it == k_units.end()) {
       return std::nullopt;
     }
-    total += *n * it->second; // at most 2^40 * 2^25 each, a handful of terms: no overflow
+    total += *n * it->second;
     any = true;
     s = trim(s.substr(letters));
   }

@@ -236,8 +236,11 @@ def test_install_capture_export_purge(deb, tmp_path):
             deadline = time.time() + 30
             record = None
             while time.time() < deadline and record is None:
-                out = subprocess.run(["/usr/bin/corectl", "list", "--json"], capture_output=True,
-                                     text=True, check=True).stdout
+                # Exit status 1 while nothing is there yet (nothing matched).
+                listing = subprocess.run(["/usr/bin/corectl", "list", "--json"],
+                                         capture_output=True, text=True)
+                assert listing.returncode in (0, 1), listing.stderr
+                out = listing.stdout
                 for line in out.splitlines():
                     r = json.loads(line)
                     if r["executable"] == str(pctest.env_path("PC_CRASHER")):

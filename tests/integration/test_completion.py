@@ -1,5 +1,6 @@
-"""The shell completions shipped for corectl, exercised in a real interactive bash (and checked
-by zsh), against a store the real handler wrote."""
+"""The shell completions shipped for corectl, exercised in a real interactive bash (compgen-style,
+through COMP_WORDS) and a real interactive zsh (typing Tab through zpty), against a store the
+real handler wrote."""
 import os
 import pathlib
 import shutil
@@ -85,3 +86,34 @@ def test_zsh_completion_parses():
               "print -r -- $_comps[corectl]")
     r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, timeout=60)
     assert r.stdout.decode().strip() == "_corectl", r.stdout + r.stderr
+
+
+def zsh_complete(config, line):
+    """What zsh's line editor shows after typing `line` and Tab in an interactive zsh (zpty)."""
+    script = f"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "stty columns 1000; PS1='> '; fpath=({SOURCE} \\$fpath); autoload -Uz compinit; compinit -u -d /dev/null; \\
+PATH={pctest.env_path('PC_CORECTL').parent}:\\$PATH; export CORECTL_CACHE=0 HOME=/nonexistent"
+zpty -w -n z {_q(f"corectl --config {config} {line}")}$'\\t'
+sleep 2
+out=
+while zpty -r -t z chunk; do out+=$chunk; done
+print -r -- $out
+zpty -d z
+"""
+    r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, timeout=60)
+    return r.stdout.decode(errors="replace")
+
+
+def test_zsh_completes_from_the_store(store):
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed")
+    config, pwned = store
+    assert "list --host web" in zsh_complete(config, "list --host we")
+    assert "info c0ffee00" in zsh_complete(config, "info c0f")
+    assert "--exe /opt/db/bin/dbd" in zsh_complete(config, "groups --exe /op")
+    assert "vacuum --dry-run" in zsh_complete(config, "vacuum --dr")
+    # The hostile hostname is inserted quoted, and never run.
+    assert "--host \\$\\(touch" in zsh_complete(config, "list --host \\$")
+    assert not pwned.exists()

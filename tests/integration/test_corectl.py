@@ -195,6 +195,7 @@ def test_info_dump_debug_take_the_newest_match(fixture, tmp_path):
     assert json.loads(r)["id"] == "c0ffee00b2c3d4e5"
     r = corectl(config, "dump", "HOST=web1", check=True)
     assert r.stdout == sent["7e57ab1e00000002"]
+    assert b"Dumping 7e57ab1e00000002" in r.stderr and b"(the newest of 2)" in r.stderr
     r = corectl(config, "dump", "/usr/bin/app", "--until", "2025-11-22T02:54:00Z", check=True)
     assert r.stdout == sent["c0ffee00a1b2c3d4"]
     r = corectl(config, "dump", "--since", "2025-11-22 03:00 UTC", "-o", str(tmp_path / "c"),
@@ -617,3 +618,19 @@ def test_vacuum_retires_records_through_the_ledger(tmp_path):
     assert len(pctest.records(store)) == 3
     ledger = json.loads((store / ".ledger.json").read_text())
     assert ledger, "the ledger keeps the retired crashes counted"
+
+
+def test_root_under_sudo_pages_only_with_less(fixture, tmp_path):
+    """A pager from a user's environment could run commands as root: under sudo corectl takes
+    only less (in its secure mode), and prints directly when there is no less."""
+    if not pctest.is_root():
+        pytest.skip("needs root")
+    _, config, _ = fixture
+    paged = tmp_path / "paged"
+    bindir = tmp_path / "bin"  # a PATH without less
+    bindir.mkdir()
+    env = dict(os.environ, TZ="UTC", NO_COLOR="1", XDG_CACHE_HOME=CACHE_HOME, SUDO_UID="1000",
+               CORECTL_PAGER=f"cat > {paged}", PATH=str(bindir))
+    status, out = run_on_terminal(["--config", str(config), "list"], env)
+    assert status == 0 and b"TIME" in out
+    assert not paged.exists(), "a pager from the environment ran as root"

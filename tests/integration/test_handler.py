@@ -41,8 +41,12 @@ def test_real_core_is_stored_byte_identical(run_handler, real_core, store):
     assert core["stored_size"] == core_path.stat().st_size < len(data)
     assert pctest.zstd_decompress(core_path) == data
     assert r["_path"] == str(pathlib.Path(store) / "web01" / "usr!bin!crasher" / f"{r['id']}.json")
-    # Cores hold process memory: the store user only. Records: also its group (the exporter).
-    assert core_path.stat().st_mode & 0o077 == 0, "core readable beyond the store user"
+    # Cores hold process memory: the store user, and through an ACL entry the crashing user
+    # (%u, dump mode 1) only. Records: also the store's group (the exporter).
+    acl = subprocess.run(["getfacl", "-cn", str(core_path)], capture_output=True,
+                         check=True).stdout.decode().split()
+    expected = ["user::rw-", "user:1000:r--", "group::---", "mask::r--", "other::---"]
+    assert sorted(acl) == sorted(expected), f"core readable beyond the store user: {acl}"
     for p in (core_path, pathlib.Path(r["_path"])):
         mode = p.stat().st_mode
         assert mode & (stat.S_IRWXO) == 0, f"{p} is readable by others"

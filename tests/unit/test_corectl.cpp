@@ -39,6 +39,16 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK(g->no_legend);
   CHECK(parse_options({"list", "--json=off"})->json == JsonMode::off);
   CHECK(parse_options({"--no-pager", "groups"})->no_pager);
+  // Options before the verb, as corectl took them before it had per-verb options.
+  auto before = parse_options({"--json", "--host", "web1", "--store", "/s", "-n2", "groups", "x"});
+  REQUIRE(before);
+  CHECK(before->verb == "groups");
+  CHECK(before->json == JsonMode::short_);
+  CHECK(before->hosts == std::vector<std::string>{"web1"});
+  CHECK(before->store == "/s");
+  CHECK(before->limit == 2);
+  CHECK(before->matches == std::vector<std::string>{"x"});
+  CHECK_FALSE(parse_options({"--dry-run", "list"})); // still not list's option
   CHECK_FALSE(parse_options({"frobnicate", "list"}));
   CHECK_FALSE(parse_options({"list", "--bogus"}));
   CHECK_FALSE(parse_options({"list", "-n"}));
@@ -99,6 +109,8 @@ TEST_CASE("times for --since and --until", "[corectl]") {
   CHECK_FALSE(parse_when("2025-13-45", now));
   CHECK_FALSE(parse_when("2025-02-31", now));
   CHECK_FALSE(parse_when("99999999999999999999h", now));
+  CHECK_FALSE(parse_when("4294967297y", now)); // no overflow, whatever the span
+  CHECK(parse_when("4294967296y", now).has_value());
   CHECK_FALSE(parse_when(std::string(100, '1') + "s", now));
   // Local time follows TZ.
   ::setenv("TZ", "Europe/Berlin", 1);
