@@ -292,3 +292,17 @@ def test_hostname_options_stay_positional(tmp_path):
     assert sorted(r["hostname"] for r in pctest.records(store)) == sorted(
         ["--store=" + str(other), "--config=/etc/shadow", "--", "-P1"])
     assert not list(other.iterdir())
+
+
+def test_linked_store_directory_is_not_followed(fixture, tmp_path):
+    """A <host> directory replaced by a link to elsewhere: its records are neither read nor shown."""
+    store, config = fixture
+    host = pathlib.Path(store) / "db1"
+    outside = tmp_path / "outside"
+    host.rename(outside)
+    host.symlink_to(outside)
+    r = corectl(config, "list")
+    assert r.returncode == 0, r.stderr
+    assert b"0123456789abcdef"[:8] not in r.stdout and b"dbd" not in r.stdout
+    r = corectl(config, "info", "0123456789abcdef")
+    assert r.returncode == 1, r.stdout
