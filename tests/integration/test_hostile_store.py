@@ -245,11 +245,18 @@ def test_overlapping_note_segments_stay_within_the_memory_budget(tmp_path):
     assert any("overlapping note segments" in w for w in rec["crash"]["warnings"]), rec["crash"]
 
 
+def open_store(base):
+    """A store any user can write: the default store user may or may not exist on this host."""
+    store = pctest.make_store(base)
+    store.chmod(0o1777)
+    return store
+
+
 def test_config_others_can_write_is_ignored(tmp_path):
     """A config writable by others saying user = root must not make root-owned cores."""
     if not pctest.is_root():
         pytest.skip("needs root: the handler drops privileges only as root")
-    store = pctest.make_store(tmp_path)
+    store = open_store(tmp_path)
     conf = tmp_path / "evil.conf"
     conf.write_text(f"store = {store}\nuser = root\nmax_core_size = 1G\n")
     conf.chmod(0o666)
@@ -267,12 +274,13 @@ def test_config_others_can_write_is_ignored(tmp_path):
 def test_config_refuses_root_as_the_store_user(tmp_path, user):
     if not pctest.is_root():
         pytest.skip("needs root: the handler drops privileges only as root")
-    store = pctest.make_store(tmp_path)
+    store = open_store(tmp_path)
     conf = pctest.write_config(tmp_path / "c.conf", store, user=user)
     subprocess.run([str(pctest.env_path("PC_HANDLER")), "--config", str(conf),
                     "--", "h", "11", "!usr!bin!app"],
                    input=corefixture.elf_core(), check=True, timeout=30)
     recs = pctest.records(store)
+    assert recs
     # The default user may not exist here: then the handler continues as nobody (or logs the
     # record to syslog when nobody cannot write the store). Either way, nothing root-owned.
     for f in pathlib.Path(store).glob("*/*/*"):
@@ -305,4 +313,4 @@ def test_linked_store_directory_is_not_followed(fixture, tmp_path):
     assert r.returncode == 0, r.stderr
     assert b"0123456789abcdef"[:8] not in r.stdout and b"dbd" not in r.stdout
     r = corectl(config, "info", "0123456789abcdef")
-    assert r.returncode == 1, r.stdout
+    assert r.returncode != 0 and b"dbd" not in r.stdout, r.stdout
