@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -16,7 +17,10 @@ namespace {
 using nlohmann::json;
 
 void print_json_line(const json& j) {
-  const std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  // JSON escapes C0 controls but passes C1 ones (U+009B is CSI to some terminals) and bidi
+  // overrides through: on a terminal, everything beyond ASCII is written as \uNNNN.
+  static const bool ascii = ::isatty(STDOUT_FILENO) == 1;
+  const std::string line = j.dump(-1, ' ', ascii, json::error_handler_t::replace) + "\n";
   std::fwrite(line.data(), 1, line.size(), stdout);
 }
 
