@@ -142,7 +142,8 @@ def test_store_text_never_reaches_the_terminal_raw(fixture):
         d["crash"]["signature"] = "\x1b[2J" + "a" * 20
         d["crash"]["symbol"] = {"name": title, "offset": title}
         d["store"] = {"host": title, "executable": title}
-        d["mappings"] = [{"path": title, "findings": [title, {"k": title}]}]
+        d["mappings"] = [{"path": title,
+                          "findings": [title, {"k": title}, {"kind": "replaced", "detail": title}]}]
         d["handler"]["warnings"] = [title]
         d["container"] = {title: title}
     edit_record(store, "c0ffee00a1b2c3d4", edit)
@@ -152,7 +153,8 @@ def test_store_text_never_reaches_the_terminal_raw(fixture):
         out = r.stdout + r.stderr
         assert ESC not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
         assert "\u202e".encode() not in out
-    assert b"\\x1b" in corectl(config, "info", "c0ffee00a1b2c3d4").stdout
+    info = corectl(config, "info", "c0ffee00a1b2c3d4").stdout
+    assert b"\\x1b" in info and b"! replaced: \\x1b]0;PWNED\\x07" in info, info
 
 
 def test_info_refuses_a_record_whose_id_names_another(fixture):
