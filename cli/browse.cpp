@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -20,8 +21,11 @@ using nlohmann::json;
 
 // One object: a line (short) or indented (pretty).
 void print_json(const json& j, JsonMode mode) {
+  // JSON escapes C0 controls but passes C1 ones (U+009B is CSI to some terminals) and bidi
+  // overrides through: on a terminal, everything beyond ASCII is written as \uNNNN.
+  static const bool ascii = ::isatty(STDOUT_FILENO) == 1;
   const std::string text =
-      j.dump(mode == JsonMode::pretty ? 2 : -1, ' ', false, json::error_handler_t::replace) + "\n";
+      j.dump(mode == JsonMode::pretty ? 2 : -1, ' ', ascii, json::error_handler_t::replace) + "\n";
   std::fwrite(text.data(), 1, text.size(), stdout);
 }
 

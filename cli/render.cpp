@@ -457,7 +457,11 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
       if (auto f = m.is_object() ? m.find("findings") : m.end();
           m.is_object() && f != m.end() && f->is_array()) {
         for (const auto& finding : *f) {
-          out += "    " + term.paint("33", "! " + text(finding)) + "\n";
+          // {kind, detail} as the handler writes it; anything else (the store owner's) as text.
+          const std::string shown = has(finding, "kind")
+                                        ? field(finding, "kind") + ": " + field(finding, "detail")
+                                        : text(finding);
+          out += "    " + term.paint("33", "! " + shown) + "\n";
         }
       }
     }

@@ -25,11 +25,13 @@ Expected<size_t> read_full(int fd, std::span<std::byte> buf);
 // Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages.
 Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 << 20);
 // Reads a whole (small) file relative to `dirfd` (AT_FDCWD for a plain path), at most `limit`
-// bytes. The last component must be a regular file and is never followed if it is a symbolic
-// link (an error with errno ELOOP); a FIFO or device is an error (EINVAL), never a wait.
+// bytes. It must be a regular file, reached without following a symbolic link (an error with
+// errno ELOOP; see open_at); a FIFO or device is an error (EINVAL), never a wait.
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit = 1 << 20);
 
-// Opens `path` relative to `dirfd` with O_CLOEXEC added to `flags`.
+// Opens `path` relative to `dirfd` with O_CLOEXEC added to `flags`. With O_NOFOLLOW and a real
+// `dirfd`, no component may be a symbolic link and the path may not leave `dirfd` (ELOOP,
+// EXDEV), not only the last component.
 Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
 
 // Calls `fn` with each name in directory `dirfd` except those starting with '.' (".", ".." and

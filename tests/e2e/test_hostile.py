@@ -188,3 +188,13 @@ def test_minimal_pattern_hostname_is_no_option(kernel):
     assert found, pctest.records(store)
     assert not pathlib.Path("/tmp/pc-hostile-elsewhere").exists()
     assert pid > 0
+
+
+def test_options_expanded_from_specifiers_are_ignored(kernel):
+    """From the kernel, --config counts only as core_pattern spells it, not as %h expands it."""
+    store, work = kernel
+    with pctest.core_pattern(f"|{work}/h --config=%h --store={store} -P%P -F%F -- %h %s %E"):
+        pid = crash_as_nobody(in_own_uts("evil.conf", pctest.env_path("PC_CRASHER"), "segv"))
+        r = record_for(store, pid)
+    assert r["hostname"] == "evil.conf"
+    assert any("ignored --config 'evil.conf'" in w for w in r["handler"]["warnings"]), r["handler"]

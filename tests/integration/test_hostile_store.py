@@ -103,6 +103,11 @@ def test_deep_json_is_skipped_not_fatal(fixture, tmp_path, where):
     assert r.returncode == 1 and b"nested deeper than 64 levels" in r.stderr, r.stderr
     r = corectl(config, "list")
     assert r.returncode == 0 and b"c0ffee00" in r.stdout
+    with pcexporter.Exporter(store, config, tmp_path) as ex:
+        m, _ = ex.wait_for(lambda m: pcexporter.value(m, "process_core_records") >= 4)
+        assert ex.proc.poll() is None
+        if where == "record":
+            assert pcexporter.value(m, "process_core_records_unreadable") >= 1
 
 
 def test_deep_ledger_is_reported_not_fatal(fixture, tmp_path):
@@ -137,7 +142,8 @@ def test_store_text_never_reaches_the_terminal_raw(fixture):
         d["crash"]["signature"] = "\x1b[2J" + "a" * 20
         d["crash"]["symbol"] = {"name": title, "offset": title}
         d["store"] = {"host": title, "executable": title}
-        d["mappings"] = [{"path": title, "findings": [title, {"k": title}]}]
+        d["mappings"] = [{"path": title,
+                          "findings": [title, {"k": title}, {"kind": "replaced", "detail": title}]}]
         d["handler"]["warnings"] = [title]
         d["container"] = {title: title}
     edit_record(store, "c0ffee00a1b2c3d4", edit)
@@ -147,7 +153,8 @@ def test_store_text_never_reaches_the_terminal_raw(fixture):
         out = r.stdout + r.stderr
         assert ESC not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
         assert "\u202e".encode() not in out
-    assert b"\\x1b" in corectl(config, "info", "c0ffee00a1b2c3d4").stdout
+    info = corectl(config, "info", "c0ffee00a1b2c3d4").stdout
+    assert b"\\x1b" in info and b"! replaced: \\x1b]0;PWNED\\x07" in info, info
 
 
 def test_info_refuses_a_record_whose_id_names_another(fixture):
@@ -245,11 +252,18 @@ def test_overlapping_note_segments_stay_within_the_memory_budget(tmp_path):
     assert any("overlapping note segments" in w for w in rec["crash"]["warnings"]), rec["crash"]
 
 
+def open_store(base):
+    """A store any user can write: the default store user may or may not exist on this host."""
+    store = pctest.make_store(base)
+    store.chmod(0o1777)
+    return store
+
+
 def test_config_others_can_write_is_ignored(tmp_path):
     """A config writable by others saying user = root must not make root-owned cores."""
     if not pctest.is_root():
         pytest.skip("needs root: the handler drops privileges only as root")
-    store = pctest.make_store(tmp_path)
+    store = open_store(tmp_path)
     conf = tmp_path / "evil.conf"
     conf.write_text(f"store = {store}\nuser = root\nmax_core_size = 1G\n")
     conf.chmod(0o666)
@@ -267,12 +281,13 @@ def test_config_others_can_write_is_ignored(tmp_path):
 def test_config_refuses_root_as_the_store_user(tmp_path, user):
     if not pctest.is_root():
         pytest.skip("needs root: the handler drops privileges only as root")
-    store = pctest.make_store(tmp_path)
+    store = open_store(tmp_path)
     conf = pctest.write_config(tmp_path / "c.conf", store, user=user)
     subprocess.run([str(pctest.env_path("PC_HANDLER")), "--config", str(conf),
                     "--", "h", "11", "!usr!bin!app"],
                    input=corefixture.elf_core(), check=True, timeout=30)
     recs = pctest.records(store)
+    assert recs
     # The default user may not exist here: then the handler continues as nobody (or logs the
     # record to syslog when nobody cannot write the store). Either way, nothing root-owned.
     for f in pathlib.Path(store).glob("*/*/*"):
@@ -292,3 +307,17 @@ def test_hostname_options_stay_positional(tmp_path):
     assert sorted(r["hostname"] for r in pctest.records(store)) == sorted(
         ["--store=" + str(other), "--config=/etc/shadow", "--", "-P1"])
     assert not list(other.iterdir())
+
+
+def test_linked_store_directory_is_not_followed(fixture, tmp_path):
+    """A <host> directory replaced by a link to elsewhere: its records are neither read nor shown."""
+    store, config = fixture
+    host = pathlib.Path(store) / "db1"
+    outside = tmp_path / "outside"
+    host.rename(outside)
+    host.symlink_to(outside)
+    r = corectl(config, "list")
+    assert r.returncode == 0, r.stderr
+    assert b"0123456789abcdef"[:8] not in r.stdout and b"dbd" not in r.stdout
+    r = corectl(config, "info", "0123456789abcdef")
+    assert r.returncode != 0 and b"dbd" not in r.stdout, r.stdout
