@@ -2,7 +2,8 @@
 //
 // Records are the history (and feed the crash counters), cores are the bulk. So:
 // 1. Records go only beyond `max_records` (newest kept) or `max_record_age`, and only through
-//    the ledger (retire_records), so processcore_coredumps_total never goes down. Their cores go with them.
+//    the ledger (retire_records), so processcore_coredumps_total never goes down. Their cores go
+//    with them.
 // 2. Then cores go, records kept, while the store's core bytes exceed max_use or the file
 //    system's free space is below keep_free. The order keeps rare cores: always the OLDEST core
 //    of the (host, executable) that currently holds the MOST cores; ties go to the executable

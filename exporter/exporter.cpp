@@ -36,8 +36,6 @@ constexpr int k_exit_usage = 2;
 constexpr int k_degraded_rescan_ms = 30'000;
 // The cap on max_use/keep_free given as percentages, as the handler and vacuum apply it.
 constexpr uint64_t k_percent_cap = 4ULL << 30;
-// civetweb worker threads: Prometheus scrapes one at a time; a second serves a curious human.
-constexpr size_t k_http_threads = 2;
 
 // Everything main() sets up, in the order it is set up (and torn down in reverse).
 struct Context {
@@ -97,7 +95,7 @@ bool load_configuration(Context& ctx) {
 }
 
 // SIGTERM/SIGINT arrive on a descriptor polled with the inotify one. They are blocked before
-// any thread exists, so civetweb's threads inherit the mask and never take them.
+// any thread exists, so the HTTP server's threads inherit the mask and never take them.
 bool take_signals(Context& ctx) {
   sigset_t set;
   sigemptyset(&set);

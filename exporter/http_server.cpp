@@ -326,7 +326,13 @@ void HttpServer::Impl::accept_loop() {
       }
       common::UniqueFd conn(::accept4(fds[i].fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (conn.get() < 0) {
-        continue; // the client gave up, or fds ran out: the next poll() tries again
+        if (errno == EMFILE || errno == ENFILE) {
+          // The connection stays pending and poll() would report it again at once: wait a
+          // little (or for the stop) instead of spinning.
+          pollfd stop{stop_fd.get(), POLLIN, 0};
+          ::poll(&stop, 1, 100);
+        }
+        continue; // otherwise the client gave up: the next poll() goes on
       }
       std::lock_guard lock(mutex);
       if (queue.size() < k_max_queued) { // beyond: closed at once, the client retries

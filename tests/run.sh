@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends $(cat packaging/build-deps.txt packaging/test-deps.txt) >/dev/null
+  # Waits for a dpkg run of someone else (another suite installing its package) to finish.
+  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
+    $(cat packaging/build-deps.txt packaging/test-deps.txt) >/dev/null
 fi
 
 build=${BUILD_DIR:-build-tests}

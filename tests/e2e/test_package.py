@@ -60,7 +60,7 @@ def tree(top):
             st = os.lstat(path)
             entry = (st.st_mode, st.st_uid, st.st_gid)
             if os.path.islink(path):
-                entry += (os.readlink(path),)
+                entry += (os.readlink(path), st.st_mtime_ns)
             elif os.path.isfile(path):
                 entry += (st.st_mtime_ns, hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest())
             out[path] = entry
@@ -91,7 +91,7 @@ def installation():
         "user": [tuple(u) for u in pwd.getpwall() if u.pw_name == "process-core"],
         "group": [tuple(g) for g in grp.getgrall() if g.gr_name == "process-core"],
         "exporter": (unit_state("is-active"), unit_state("is-enabled")),
-        "wants": {p for p in tree("/etc/systemd/system") if "process-core" in p},
+        "wants": {p: e for p, e in tree("/etc/systemd/system").items() if "process-core" in p},
     }
 
 
@@ -144,6 +144,10 @@ def installation_set_aside(tmp):
         shutil.copystat(etc_copy, ETC)
         if dropin_copy.exists():  # corectl install (postinst) rewrote it: same text, new time
             shutil.copy2(dropin_copy, DROPIN)
+        # deb-systemd-helper made the enablement links anew: give them their old times back.
+        for path, entry in before["wants"].items():
+            if os.path.islink(path):
+                os.utime(path, ns=(entry[-1], entry[-1]), follow_symlinks=False)
         for path, value in before["settings"].items():
             pathlib.Path(path).write_text(value)
         if exporter_active:

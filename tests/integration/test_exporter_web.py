@@ -193,3 +193,28 @@ def test_slow_and_oversized_requests_are_bounded(tmp_path):
             with socket.create_connection(("127.0.0.1", ex.port), timeout=10) as s:
                 s.sendall(garbage)
                 assert s.recv(100).startswith(b"HTTP/1.1 400"), garbage
+
+
+def test_random_requests_never_break_it(tmp_path):
+    """Random bytes, random header lines and hostile Authorization values, with and without
+    basic auth: every connection ends, and the exporter still serves afterwards."""
+    import random
+    rng = random.Random(12)
+    store, config = setup_store(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  u: '{bcrypt(PASSWORD)}'\n")
+    pieces = [b"GET ", b"HEAD ", b"/metrics", b"/", b"?", b" HTTP/1.1", b"\r\n", b"\r\n\r\n", b":",
+              b"Authorization: Basic ", b"dTpw", b"=", b"\0", b"\xff", b" ", b"a" * 300]
+    with Exporter(store, config, tmp_path, extra=["--web.config.file", str(web)]) as ex:
+        for i in range(300):
+            if i % 2:
+                data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 600)))
+            else:
+                data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(1, 40)))
+            with socket.create_connection(("127.0.0.1", ex.port), timeout=10) as s:
+                s.sendall(data + b"\r\n\r\n")
+                reply = s.recv(64)
+                assert reply == b"" or reply.startswith(b"HTTP/1.1 "), (data, reply)
+        status, _, body = get(f"http://127.0.0.1:{ex.port}/metrics", ("u", PASSWORD))
+        assert status == 200 and "processcore_build_info" in body
+        assert ex.proc.poll() is None

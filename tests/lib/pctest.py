@@ -78,6 +78,17 @@ def core_pattern(pattern):
             signal.signal(s, h)
 
 
+@contextlib.contextmanager
+def sysctl(path, value):
+    """Sets a /proc/sys file for the duration, restoring the previous value (machine_lock())."""
+    previous = pathlib.Path(path).read_text()
+    try:
+        pathlib.Path(path).write_text(f"{value}\n")
+        yield previous.rstrip("\n")
+    finally:
+        pathlib.Path(path).write_text(previous)
+
+
 class SyslogCapture:
     """Receives syslog datagrams on /dev/log while no syslog daemon owns it (root only).
 
