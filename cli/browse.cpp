@@ -1,6 +1,7 @@
 // The read verbs: list, groups, info.
 #include "cli/corectl.hpp"
 #include "cli/match.hpp"
+#include "cli/pager.hpp"
 #include "cli/when.hpp"
 #include "common/signals.hpp"
 
@@ -23,7 +24,7 @@ using nlohmann::json;
 void print_json(const json& j, JsonMode mode) {
   // JSON escapes C0 controls but passes C1 ones (U+009B is CSI to some terminals) and bidi
   // overrides through: on a terminal, everything beyond ASCII is written as \uNNNN.
-  static const bool ascii = ::isatty(STDOUT_FILENO) == 1;
+  const bool ascii = paging() || ::isatty(STDOUT_FILENO) == 1;
   const std::string text =
       j.dump(mode == JsonMode::pretty ? 2 : -1, ' ', ascii, json::error_handler_t::replace) + "\n";
   std::fwrite(text.data(), 1, text.size(), stdout);

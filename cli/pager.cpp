@@ -65,7 +65,13 @@ bool secure_mode() {
   return ::getuid() != ::geteuid();
 }
 
+bool g_paging = false;
+
 } // namespace
+
+bool paging() {
+  return g_paging;
+}
 
 void Pager::start() {
   if (m_pid >= 0 || ::isatty(STDOUT_FILENO) != 1) {
@@ -106,6 +112,7 @@ void Pager::start() {
   ::close(fds[0]);
   ::dup2(fds[1], STDOUT_FILENO);
   ::close(fds[1]);
+  g_paging = true;
   // A user who quits the pager early ends the output: writes then fail with EPIPE, which
   // corectl takes for success, instead of a SIGPIPE death.
   ::signal(SIGPIPE, SIG_IGN);

@@ -6,6 +6,9 @@
 
 namespace cli {
 
+// True once a Pager has pointed stdout at a pager: the output still reaches a terminal.
+bool paging();
+
 class Pager {
 public:
   // Starts the pager and points stdout at it, when stdout is a terminal and a pager is wanted
