@@ -71,7 +71,6 @@ void secure_process(Context& ctx) {
   ctx.running_as_root = ::geteuid() == 0;
 }
 
-// 2. Configuration: --config, else the default path (which may be absent).
 // True when the kernel started us for a core dump: usermode helpers are children of kthreadd
 // (CLONE_PARENT in kernel/umh.c), a kernel thread.
 bool started_by_kernel() {
@@ -99,6 +98,7 @@ bool started_by_kernel() {
   return flags ? (*flags & k_pf_kthread) != 0 : parent == 2;
 }
 
+// 2. Configuration: --config, else the default path (which may be absent).
 void load_configuration(Context& ctx) {
   if (started_by_kernel() && (ctx.args.config_path || ctx.args.store_path)) {
     // Options can hide in positional data (a hostname "--store=/x h" on a kernel that splits
