@@ -104,10 +104,10 @@ def test_deep_json_is_skipped_not_fatal(fixture, tmp_path, where):
     r = corectl(config, "list")
     assert r.returncode == 0 and b"c0ffee00" in r.stdout
     with pcexporter.Exporter(store, config, tmp_path) as ex:
-        m, _ = ex.wait_for(lambda m: pcexporter.value(m, "process_core_records") >= 4)
+        m, _ = ex.wait_for(lambda m: pcexporter.value(m, "processcore_records") >= 4)
         assert ex.proc.poll() is None
         if where == "record":
-            assert pcexporter.value(m, "process_core_records_unreadable") >= 1
+            assert pcexporter.value(m, "processcore_records_unreadable") >= 1
 
 
 def test_deep_ledger_is_reported_not_fatal(fixture, tmp_path):
