@@ -12,7 +12,7 @@
 
 namespace common {
 
-inline constexpr int k_record_schema = 1;
+inline constexpr int k_record_schema = 2;
 
 // Why a core is (or is not) stored; each policy decision of the handler is one of these.
 enum class CoreReason {

@@ -1,8 +1,10 @@
 // scan_core: reads an ELF core on stdin, prints the scanner's facts as JSON (for the integration
 // tests and for looking at a core by hand). With --resolve, also resolves the crash symbol and
-// checks the mapped files on disk, as the handler would.
+// checks the mapped files on disk, as the handler would; with --unwind, unwinds every thread and
+// prints the schema-2 crash object (stacks, signature v2) instead.
 //
-//   scan_core [--resolve] [--chunk N] < core
+//   scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--chunk N] < core
+#include "common/analysis.hpp"
 #include "common/crash_json.hpp"
 #include "common/elf_core.hpp"
 #include "common/names.hpp"
@@ -12,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,15 +50,22 @@ nlohmann::json extra_facts(const common::CoreFacts& f) {
 
 int main(int argc, char** argv) {
   bool resolve = false;
+  bool unwind = false;
+  std::vector<std::string> debug_dirs;
   size_t chunk = 65536;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--resolve") {
       resolve = true;
+    } else if (a == "--unwind") {
+      unwind = true;
+    } else if (a == "--debug-dir" && i + 1 < argc) {
+      debug_dirs.emplace_back(argv[++i]);
     } else if (a == "--chunk" && i + 1 < argc) {
       chunk = std::max<size_t>(1, std::strtoul(argv[++i], nullptr, 10));
     } else {
-      std::cerr << "usage: scan_core [--resolve] [--chunk N] < core\n";
+      std::cerr
+          << "usage: scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--chunk N] < core\n";
       return 2;
     }
   }
@@ -86,7 +96,18 @@ int main(int argc, char** argv) {
     findings = common::check_mapped_files(f.files, f.build_ids, std::nullopt);
   }
   nlohmann::json out;
-  out["crash"] = common::crash_to_json(f, symbol);
+  if (unwind) {
+    const auto start = std::chrono::steady_clock::now();
+    common::UnwindOptions options;
+    options.deadline = start + std::chrono::seconds(10);
+    options.debug_dirs.insert(options.debug_dirs.begin(), debug_dirs.begin(), debug_dirs.end());
+    const common::CrashAnalysis analysis = common::analyze_crash(f, options);
+    out["crash"] = common::crash_to_json(f, analysis);
+    out["analysis_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  } else {
+    out["crash"] = common::crash_to_json(f, symbol);
+  }
   out["mappings"] = common::mappings_to_json(f, findings);
   out["facts"] = extra_facts(f);
   std::cout << out.dump(2) << "\n";
