@@ -42,6 +42,30 @@ std::string frame_id(const Frame& f) {
   return "?";
 }
 
+// The C and C++ runtimes and the sanitizers: an unnamed frame there, among the crash machinery
+// (libstdc++'s terminate handlers are local symbols, stripped from .dynsym), is machinery too.
+bool is_runtime_library(std::string_view path) {
+  const std::string_view base = basename_of(path);
+  for (const std::string_view prefix :
+       {"libc.so", "libstdc++.so", "libc++abi.so", "libc++.so", "libgcc_s.so", "libasan.so",
+        "libubsan.so", "libtsan.so", "liblsan.so", "libpthread.so", "ld-linux"}) {
+    if (base.starts_with(prefix)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool skippable(const Frame& f) {
+  if (f.signal_frame) {
+    return false; // the crash happened in a signal handler: that is part of the bug
+  }
+  if (f.symbol && !f.symbol->name.empty()) {
+    return is_crash_machinery(f.symbol->name);
+  }
+  return is_runtime_library(f.module);
+}
+
 } // namespace
 
 // Names from glibc, libstdc++/libc++abi and the sanitizer runtimes that are on the stack because
@@ -109,8 +133,7 @@ std::optional<SignatureV2> signature_v2(int signo, std::span<const Frame> frames
     return std::nullopt;
   }
   size_t first = 0;
-  while (first < frames.size() && frames[first].symbol &&
-         is_crash_machinery(frames[first].symbol->name)) {
+  while (first < frames.size() && skippable(frames[first])) {
     ++first;
   }
   if (first == frames.size()) {
