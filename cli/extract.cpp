@@ -2,6 +2,7 @@
 #include "cli/corectl.hpp"
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/symbolize.hpp"
 #include "common/zstd_stream.hpp"
 
 #include <fcntl.h>
@@ -210,6 +211,24 @@ Exit cmd_dump(Context& ctx) {
   return Exit::ok;
 }
 
+namespace {
+
+// The build-id the core saw for the executable (its entry in `mappings`); "" when unknown.
+std::string recorded_build_id(const common::Record& r) {
+  if (!r.mappings.is_array()) {
+    return {};
+  }
+  for (const auto& m : r.mappings) {
+    if (m.is_object() && m.value("path", std::string()) == r.executable) {
+      const auto id = m.find("build_id");
+      return id != m.end() && id->is_string() ? id->get<std::string>() : std::string();
+    }
+  }
+  return {};
+}
+
+} // namespace
+
 Exit cmd_debug(Context& ctx) {
   if (ctx.opts.args.size() != 1) {
     return report(Exit::usage, "debug needs exactly one record id");
@@ -239,6 +258,17 @@ Exit cmd_debug(Context& ctx) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
                  common::quoted(r.executable).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");
+  } else if (const std::string recorded = recorded_build_id(r); !recorded.empty()) {
+    // A rebuilt or upgraded executable at the same path gives the debugger wrong symbols and
+    // wrong unwinding, silently: say so before it starts.
+    const auto on_disk = common::read_build_id(r.executable);
+    if (on_disk != recorded) {
+      std::fprintf(stderr,
+                   "corectl: warning: the executable %s has build-id %s, the crashed one had "
+                   "%s; the backtrace may be wrong\n",
+                   common::quoted(r.executable).c_str(), on_disk.value_or("(none)").c_str(),
+                   recorded.c_str());
+    }
   }
 
   const std::string base = temp_base();

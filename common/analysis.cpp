@@ -52,6 +52,11 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
       exe_id = id != f.build_ids.end() ? "b:" + id->second : "n:" + basename_of(exe);
     }
     a.signature = signature_v2(*signo, a.stacks[0].frames, exe, exe_id);
+    // Nothing named and no module known: v1 (signal, si_code, site) says more than "?".
+    if (a.signature && std::ranges::all_of(a.signature->chain,
+                                           [](const std::string& c) { return c == "?"; })) {
+      a.signature.reset();
+    }
   }
   return a;
 }

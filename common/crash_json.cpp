@@ -82,15 +82,17 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
   if (a.signature) {
     j["signature"] = a.signature->signature;
     j["signature_version"] = 2;
-    nlohmann::json chain = nlohmann::json::array();
+    // One string, so that list views (which read only scalar fields) can show it; "←" cannot
+    // occur in a symbol name or in build-id+offset.
+    std::string chain;
     for (const auto& c : a.signature->chain) {
-      chain.push_back(to_valid_utf8(c));
+      chain += (chain.empty() ? "" : " ← ") + to_valid_utf8(c);
     }
-    j["signature_frames"] = std::move(chain);
+    j["signature_chain"] = std::move(chain);
   } else {
     j["signature"] = text(f.signature);
     j["signature_version"] = f.signature.empty() ? nlohmann::json(nullptr) : nlohmann::json(1);
-    j["signature_frames"] = nlohmann::json::array();
+    j["signature_chain"] = nullptr;
   }
   nlohmann::json stacks = nlohmann::json::array();
   for (const auto& t : a.stacks) {

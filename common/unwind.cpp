@@ -397,7 +397,10 @@ int Session::on_thread(Dwfl_Thread* thread, void* arg) {
   s->m_stopped_by_us = false;
   const int rc = dwfl_thread_getframes(thread, on_frame, s);
   if (rc != 0 && !s->m_stopped_by_us) {
-    t.error = dwfl_errmsg(-1);
+    const uint64_t last = t.frames.empty() ? state.pc.value_or(0) : t.frames.back().pc;
+    t.error = dwfl_addrmodule(s->m_dwfl.get(), last) == nullptr
+                  ? "no module with a verified file at " + hex_u64(last)
+                  : std::string("no call-frame information: ") + dwfl_errmsg(-1);
   }
   if (t.frames.empty() && state.pc) {
     Frame f;
