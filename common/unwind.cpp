@@ -134,6 +134,16 @@ struct Module {
   Elf* elf = nullptr; // handed to libdwfl by find_elf, which then owns it
   bool symbolize = true;
   const UnwindOptions* options = nullptr;
+
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+  // libdwfl asks for a module's ELF only when it needs it: the others are still ours.
+  ~Module() {
+    if (elf != nullptr) {
+      elf_end(elf);
+    }
+  }
 };
 
 int find_elf(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, Dwarf_Addr /*base*/,
@@ -215,10 +225,11 @@ private:
   const CoreFacts& m_facts;
   const UnwindOptions& m_options;
   Arch m_arch;
-  std::unique_ptr<Dwfl, DwflDeleter> m_dwfl;
-  std::unique_ptr<Elf, ElfDeleter> m_arch_elf;
   std::vector<std::byte> m_arch_image;
+  std::unique_ptr<Elf, ElfDeleter> m_arch_elf;
   std::vector<std::unique_ptr<Module>> m_modules;
+  // Declared last, ended first: it uses the architecture ELF and the modules' userdata.
+  std::unique_ptr<Dwfl, DwflDeleter> m_dwfl;
   std::vector<ThreadTrace> m_traces;
   size_t m_next_thread = 0;
   // The frame walk of the current thread.
@@ -330,15 +341,11 @@ void Session::report_modules() {
     // dwfl_report_elf would use) of a file its owner can truncate could SIGBUS us.
     m->elf = elf_begin(m->fd.get(), ELF_C_READ, nullptr);
     if (m->elf == nullptr || build_id_hex(m->elf) != m->build_id) {
-      if (m->elf != nullptr) {
-        elf_end(m->elf);
-      }
-      continue;
+      continue; // ~Module ends the Elf
     }
     m->symbolize = symbol_bytes(m->elf) <= m_options.max_symbol_bytes;
     Dwfl_Module* dm = dwfl_report_module(m_dwfl.get(), m->path.c_str(), m->start, m->end);
     if (dm == nullptr) {
-      elf_end(m->elf);
       continue;
     }
     void** userdata = nullptr;
