@@ -137,6 +137,13 @@ def test_zoo_backtrace_matches_gdb(kernel, var, mode, expected):
            if f["symbol"] and f["symbol"]["name"] in expected and f["file"]]
     assert own and all(f["line"] > 0 for f in own)
     assert crash_obj["signature_version"] == 2
+    # Thread names and states from /proc, the crashing thread marked.
+    by_name = {t["name"]: t for t in crash_obj["stacks"]}
+    assert "zoo-idle" in by_name or var == "PC_ZOO_CXX"
+    assert [t["crashing"] for t in crash_obj["stacks"]].count(True) == 1
+    if mode == "thread-abort":
+        assert crash_obj["stacks"][0]["name"] == "zoo-worker"
+    assert all(t["state"] for t in crash_obj["stacks"])
 
 
 def test_stripped_binary_with_separate_debug_file(kernel):

@@ -1,7 +1,8 @@
 // The crash zoo: one program, built several ways by the test build (-O0; -O2
 // -fomit-frame-pointer; stripped with a separate debug file), that crashes in the ways whose
-// backtraces are hard to get right. `zoo <mode>`; every mode also starts an idle thread, so
-// every core has more than one thread.
+// backtraces are hard to get right. `zoo <mode>`; every mode also starts an idle thread named
+// "zoo-idle", so every core has more than one thread (thread-abort's worker is "zoo-worker").
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +15,12 @@
 #define NOINLINE __attribute__((noinline))
 
 static volatile int g_sink;
+static volatile int g_idle_ready;
 
 static void* idle_thread(void* arg) {
   (void)arg;
+  pthread_setname_np(pthread_self(), "zoo-idle");
+  g_idle_ready = 1;
   for (;;) {
     pause();
   }
@@ -70,6 +74,7 @@ NOINLINE static void dirty_caller(void) {
 
 NOINLINE static void* thread_worker(void* arg) {
   (void)arg;
+  pthread_setname_np(pthread_self(), "zoo-worker");
   abort_caller();
   return NULL;
 }
@@ -93,7 +98,10 @@ int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "segv";
   pthread_t idle;
   pthread_create(&idle, NULL, idle_thread, NULL);
-  usleep(1000);
+  while (!g_idle_ready) {
+    usleep(1000);
+  }
+  usleep(1000); // into pause()
   if (strcmp(mode, "segv") == 0) {
     segv_level1(NULL);
   } else if (strcmp(mode, "abort") == 0) {
