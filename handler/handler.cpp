@@ -412,7 +412,9 @@ void analyze_crash(Context& ctx) {
   common::UnwindOptions unwind;
   unwind.root_fd = root;
   unwind.deadline = std::chrono::steady_clock::now() + k_analysis_budget;
+  const auto analysis_start = std::chrono::steady_clock::now();
   common::CrashAnalysis analysis = common::analyze_crash(facts, unwind);
+  r.handler.analysis_ms = elapsed_ms(analysis_start);
   attach_thread_names(analysis.stacks, ctx.proc.threads);
   std::optional<std::chrono::system_clock::time_point> started;
   if (ctx.proc.start_time) {
