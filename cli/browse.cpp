@@ -1,5 +1,6 @@
 // The read verbs: list, groups, info.
 #include "cli/corectl.hpp"
+#include "cli/enrich.hpp"
 #include "common/signals.hpp"
 
 #include <fcntl.h>
@@ -195,6 +196,9 @@ Exit cmd_info(Context& ctx) {
     const std::string core = common::core_relpath(where->host_dir, where->exe_dir, where->id);
     struct stat st {};
     const bool exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    // With debuginfod servers configured, frames the handler could not name get names and
+    // lines here, after the fact (the handler never uses the network).
+    enrich_with_debuginfod(full->record.crash, full->record.mappings);
     print_info(ctx.term, *full, ctx.store->root(), exists);
   }
   return worst;

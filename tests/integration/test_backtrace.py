@@ -12,8 +12,12 @@ import pathlib
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -185,3 +189,57 @@ def test_signatures_group_by_bug(kernel):
         for f in chain(r):
             assert f not in ("raise", "abort", "__pthread_kill_implementation", "std::terminate")
             assert not f.startswith("b:") or r is py
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("debuginfod") is None, reason="needs debuginfod")
+def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
+    """The handler never uses the network; `corectl info` asks the servers DEBUGINFOD_URLS
+    names for the debug files of frames it could not name (here: a real debuginfod on
+    127.0.0.1 serving the stripped program's separate debug file)."""
+    store, work = kernel
+    exe = pctest.env_path("PC_ZOO_STRIPPED")
+    record, _ = crash(store, [exe, "segv"])
+    assert "segv_level1" not in names(record["crash"]["stacks"][0]["frames"])
+    served = tmp_path / "served"
+    shutil.copytree(pctest.env_path("PC_ZOO_DEBUG_DIR"), served)
+    port = free_port()
+    server = subprocess.Popen(["debuginfod", "-F", "-p", str(port), "-d",
+                               str(tmp_path / "db.sqlite"), str(served)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        build_id = record["crash"]["build_id"]
+        url = f"http://127.0.0.1:{port}"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+        for _ in range(200):  # until the directory has been scanned
+            try:
+                with direct.open(f"{url}/buildid/{build_id}/debuginfo", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            pytest.fail("debuginfod never served the debug file")
+        config = work / "c"
+        env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
+                   NO_COLOR="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+        out = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(config), "info",
+                              record["id"]], env=env, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        frames = [l for l in lines if re.match(r"\s+#\d+\s", l)]
+        assert any("crash_null" in l and "zoo.c:" in l for l in frames), out.stdout
+        assert any("segv_level1" in l for l in frames), out.stdout
+        # Without the servers, the same record shows no names for the program's frames.
+        env.pop("DEBUGINFOD_URLS")
+        plain = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(config), "info",
+                                record["id"]], env=env, capture_output=True, text=True)
+        assert "segv_level1" not in plain.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
