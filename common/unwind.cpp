@@ -219,6 +219,7 @@ private:
   std::optional<uint64_t> read_word(uint64_t addr) const;
   const FileMapping* mapping_at(uint64_t addr) const;
   bool follows_call(uint64_t ret) const;
+  bool has_cfi(uint64_t pc) const;
   void fall_back(ThreadTrace& t, uint64_t sp, std::optional<uint64_t> fp);
   void describe(Frame f, std::vector<Frame>& out) const;
 
@@ -403,7 +404,7 @@ int Session::on_thread(Dwfl_Thread* thread, void* arg) {
   s->m_last_fp.reset();
   s->m_stopped_by_us = false;
   const int rc = dwfl_thread_getframes(thread, on_frame, s);
-  if (rc != 0 && !s->m_stopped_by_us) {
+  if (rc != 0 && !s->m_stopped_by_us && t.error.empty()) {
     const uint64_t last = t.frames.empty() ? state.pc.value_or(0) : t.frames.back().pc;
     t.error = dwfl_addrmodule(s->m_dwfl.get(), last) == nullptr
                   ? "no module with a verified file at " + hex_u64(last)
@@ -456,13 +457,44 @@ int Session::on_frame(Dwfl_Frame* frame, void* arg) {
   Frame f;
   f.pc = pc;
   f.exact_pc = activation;
-  f.trust = t.frames.empty() ? FrameTrust::context : FrameTrust::cfi;
+  f.trust = FrameTrust::context;
+  if (!t.frames.empty()) {
+    // libdwfl's x86_64 backend falls back to the frame-pointer chain, silently, where the
+    // callee has no CFI: call such a frame what it is, and keep it only when a call
+    // instruction precedes its return address.
+    const Frame& callee = t.frames.back();
+    f.trust = s->has_cfi(callee.exact_pc ? callee.pc : callee.pc - 1) ? FrameTrust::cfi
+                                                                      : FrameTrust::frame_pointer;
+    if (f.trust == FrameTrust::frame_pointer && !s->follows_call(pc)) {
+      // Not stopped_by_us: the stack scan may still find the real caller.
+      t.error = "frame pointer leads to " + hex_u64(pc) + ", not after a call";
+      return DWARF_CB_ABORT;
+    }
+  }
   t.frames.push_back(std::move(f));
   if (t.frames.size() >= s->m_options.max_frames || deadline_passed(s->m_options)) {
     s->m_stopped_by_us = true;
     return DWARF_CB_ABORT;
   }
   return DWARF_CB_OK;
+}
+
+// Whether a verified module has call-frame information for `pc` (.eh_frame, else .debug_frame).
+bool Session::has_cfi(uint64_t pc) const {
+  Dwfl_Module* mod = m_dwfl ? dwfl_addrmodule(m_dwfl.get(), pc) : nullptr;
+  if (mod == nullptr) {
+    return false;
+  }
+  for (auto* get : {dwfl_module_eh_cfi, dwfl_module_dwarf_cfi}) {
+    Dwarf_Addr bias = 0;
+    Dwarf_CFI* cfi = get(mod, &bias);
+    Dwarf_Frame* frame = nullptr;
+    if (cfi != nullptr && dwarf_cfi_addrframe(cfi, pc - bias, &frame) == 0) {
+      std::free(frame); // NOLINT(cppcoreguidelines-no-malloc): libdw allocates it with malloc
+      return true;
+    }
+  }
+  return false;
 }
 
 // Whether the instruction before `ret` is a call, read from the verified module file: what
