@@ -130,6 +130,34 @@ std::map<std::string, uint64_t> module_starts(const nlohmann::json& mappings) {
   return out;
 }
 
+std::optional<std::string> fetch_executable(const std::string& build_id,
+                                            std::chrono::milliseconds budget) {
+  const char* urls = std::getenv("DEBUGINFOD_URLS");
+  if (urls == nullptr || *urls == '\0' || build_id.empty() ||
+      build_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return std::nullopt;
+  }
+  std::unique_ptr<debuginfod_client, ClientDeleter> client(debuginfod_begin());
+  if (!client) {
+    return std::nullopt;
+  }
+  const Clock::time_point deadline = Clock::now() + budget;
+  debuginfod_set_user_data(client.get(), const_cast<Clock::time_point*>(&deadline));
+  debuginfod_set_progressfn(client.get(), progress);
+  char* path = nullptr;
+  const int fd = debuginfod_find_executable(
+      client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path);
+  std::optional<std::string> out;
+  if (fd >= 0) {
+    ::close(fd);
+    if (path != nullptr && path[0] == '/') {
+      out = std::string(path);
+    }
+  }
+  std::free(path); // NOLINT(cppcoreguidelines-no-malloc): the client strdup()s it
+  return out;
+}
+
 size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappings,
                               const EnrichOptions& options) {
   const char* urls = std::getenv("DEBUGINFOD_URLS");

@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
+#include <string>
 
 namespace cli {
 
@@ -24,5 +26,11 @@ struct EnrichOptions {
 // each module was loaded.
 size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappings,
                               const EnrichOptions& options = {});
+
+// The executable with this build-id (hex) from the servers DEBUGINFOD_URLS names: an absolute
+// path in the client's cache, or nullopt (no servers, not found, or `budget` ran out).
+std::optional<std::string>
+fetch_executable(const std::string& build_id,
+                 std::chrono::milliseconds budget = std::chrono::milliseconds(30000));
 
 } // namespace cli

@@ -1,5 +1,6 @@
 // The verbs that give the core back: dump and debug.
 #include "cli/corectl.hpp"
+#include "cli/enrich.hpp"
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
 #include "common/symbolize.hpp"
@@ -254,11 +255,17 @@ Exit cmd_debug(Context& ctx) {
                                      common::quoted(r.executable) +
                                      ", not an absolute path; not passing it to the debugger");
   }
+  // The executable the debugger gets: the one at the recorded path when it is still the one
+  // that crashed, else the copy debuginfod servers hold for the recorded build-id.
+  std::string executable = r.executable;
+  const std::string recorded = recorded_build_id(r);
+  bool usable = true;
   if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
                  common::quoted(r.executable).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");
-  } else if (const std::string recorded = recorded_build_id(r); !recorded.empty()) {
+    usable = false;
+  } else if (!recorded.empty()) {
     // A rebuilt or upgraded executable at the same path gives the debugger wrong symbols and
     // wrong unwinding, silently: say so before it starts.
     const auto on_disk = common::read_build_id(r.executable);
@@ -268,6 +275,14 @@ Exit cmd_debug(Context& ctx) {
                    "%s; the backtrace may be wrong\n",
                    common::quoted(r.executable).c_str(), on_disk.value_or("(none)").c_str(),
                    recorded.c_str());
+      usable = false;
+    }
+  }
+  if (!usable && !recorded.empty()) {
+    if (auto copy = fetch_executable(recorded)) {
+      std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
+                   common::quoted(*copy).c_str(), recorded.c_str());
+      executable = std::move(*copy);
     }
   }
 
@@ -312,7 +327,7 @@ Exit cmd_debug(Context& ctx) {
     if (prog == "gdb" || prog.ends_with("/gdb")) {
       argv.emplace_back("--");
     }
-    argv.push_back(r.executable);
+    argv.push_back(executable);
     argv.push_back(core);
     std::vector<char*> cargv;
     for (auto& a : argv) {

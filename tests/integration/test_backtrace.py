@@ -243,3 +243,45 @@ def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("debuginfod") is None, reason="needs debuginfod")
+def test_corectl_debug_takes_the_executable_from_debuginfod(kernel, tmp_path):
+    """The executable was removed since the crash: `corectl debug` says so and hands gdb the
+    copy a debuginfod server holds for the recorded build-id."""
+    store, work = kernel
+    gone = tmp_path / "zoo-gone"
+    shutil.copy2(pctest.env_path("PC_ZOO_O0"), gone)
+    served = tmp_path / "served"
+    served.mkdir()
+    shutil.copy2(gone, served / "zoo-gone")
+    record, _ = crash(store, [gone, "segv"])
+    gone.unlink()
+    port = free_port()
+    server = subprocess.Popen(["debuginfod", "-F", "-p", str(port), "-d",
+                               str(tmp_path / "db.sqlite"), str(served)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        build_id = next(m["build_id"] for m in record["mappings"] if m["path"] == str(gone))
+        url = f"http://127.0.0.1:{port}"
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        for _ in range(200):
+            try:
+                with direct.open(f"{url}/buildid/{build_id}/executable", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        else:
+            pytest.fail("debuginfod never served the executable")
+        env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
+                   NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+        out = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(work / "c"), "debug",
+                              record["id"], "--debugger", "gdb -nx -batch -ex bt"], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "deleted since the crash" in out.stderr or "not readable here" in out.stderr
+        assert f"from debuginfod (build-id {build_id})" in out.stderr, out.stderr
+        assert "segv_level1" in out.stdout, out.stdout  # gdb had the symbols of the copy
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
