@@ -1,5 +1,6 @@
 // The read verbs: list, groups, info.
 #include "cli/corectl.hpp"
+#include "cli/enrich.hpp"
 #include "cli/match.hpp"
 #include "cli/pager.hpp"
 #include "cli/when.hpp"
@@ -222,7 +223,7 @@ Exit cmd_groups(Context& ctx) {
 }
 
 // Prints one record for info; `first` separates records with a blank line.
-void show_record(Context& ctx, const Located& where, const FullRecord& full, bool& first) {
+void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
   if (ctx.opts.json != JsonMode::off) {
     print_json(full.json, ctx.opts.json);
     return;
@@ -234,6 +235,9 @@ void show_record(Context& ctx, const Located& where, const FullRecord& full, boo
   const std::string core = common::core_relpath(where.host_dir, where.exe_dir, where.id);
   struct stat st {};
   const bool exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  // With debuginfod servers configured, frames the handler could not name get names and
+  // lines here, after the fact (the handler never uses the network).
+  enrich_with_debuginfod(full.record.crash, full.record.mappings);
   print_info(ctx.term, full, ctx.store->root(), exists);
 }
 

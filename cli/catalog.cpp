@@ -33,9 +33,13 @@ std::string_view basename_of(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-// The crash site in one short phrase: the symbol when the handler resolved one ("name+0x10"),
-// else the module and offset (enough to run addr2line), else nothing.
+// The crash site in one short phrase: the frames signature v2 grouped by ("f ← g ← h"), else
+// the symbol when the handler resolved one ("name+0x10"), else the module and offset (enough to
+// run addr2line), else nothing.
 std::string site_of(const common::RecordSummary::Crash& crash) {
+  if (const auto& chain = crash.signature_chain.str_or_empty(); !chain.empty()) {
+    return chain;
+  }
   if (const auto& name = crash.symbol_name.str_or_empty(); !name.empty()) {
     const auto& off = crash.symbol_offset.str_or_empty();
     return off.empty() || off == "0x0" ? name : name + "+" + off;

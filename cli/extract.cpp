@@ -1,7 +1,9 @@
 // The verbs that give the core back: dump and debug.
 #include "cli/corectl.hpp"
+#include "cli/enrich.hpp"
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/symbolize.hpp"
 #include "common/zstd_stream.hpp"
 
 #include <fcntl.h>
@@ -206,6 +208,24 @@ Exit cmd_dump(Context& ctx) {
   return Exit::ok;
 }
 
+namespace {
+
+// The build-id the core saw for the executable (its entry in `mappings`); "" when unknown.
+std::string recorded_build_id(const common::Record& r) {
+  if (!r.mappings.is_array()) {
+    return {};
+  }
+  for (const auto& m : r.mappings) {
+    if (m.is_object() && m.value("path", std::string()) == r.executable) {
+      const auto id = m.find("build_id");
+      return id != m.end() && id->is_string() ? id->get<std::string>() : std::string();
+    }
+  }
+  return {};
+}
+
+} // namespace
+
 Exit cmd_debug(Context& ctx) {
   auto found = find_checked(ctx);
   if (!found) {
@@ -228,10 +248,35 @@ Exit cmd_debug(Context& ctx) {
                                      common::quoted(r.executable) +
                                      ", not an absolute path; not passing it to the debugger");
   }
+  // The executable the debugger gets: the one at the recorded path when it is still the one
+  // that crashed, else the copy debuginfod servers hold for the recorded build-id.
+  std::string executable = r.executable;
+  const std::string recorded = recorded_build_id(r);
+  bool usable = true;
   if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
                  common::printable(common::quoted(r.executable)).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");
+    usable = false;
+  } else if (!recorded.empty()) {
+    // A rebuilt or upgraded executable at the same path gives the debugger wrong symbols and
+    // wrong unwinding, silently: say so before it starts.
+    const auto on_disk = common::read_build_id(r.executable);
+    if (on_disk != recorded) {
+      std::fprintf(stderr,
+                   "corectl: warning: the executable %s has build-id %s, the crashed one had "
+                   "%s; the backtrace may be wrong\n",
+                   common::quoted(r.executable).c_str(), on_disk.value_or("(none)").c_str(),
+                   recorded.c_str());
+      usable = false;
+    }
+  }
+  if (!usable && !recorded.empty()) {
+    if (auto copy = fetch_executable(recorded)) {
+      std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
+                   common::quoted(*copy).c_str(), recorded.c_str());
+      executable = std::move(*copy);
+    }
   }
 
   const std::string base = temp_base();
@@ -275,7 +320,7 @@ Exit cmd_debug(Context& ctx) {
     if (prog == "gdb" || prog.ends_with("/gdb")) {
       argv.emplace_back("--");
     }
-    argv.push_back(r.executable);
+    argv.push_back(executable);
     argv.push_back(core);
     std::vector<char*> cargv;
     for (auto& a : argv) {

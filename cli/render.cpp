@@ -324,6 +324,67 @@ void print_groups(const Term& term, const std::vector<Group>& groups, Legend leg
   print_table(term, columns, rows, legend);
 }
 
+namespace {
+
+// Schema 2: every thread's backtrace, the crashing thread first (the handler writes it first).
+// Frames found by CFI or from the registers are the norm; the others say how they were found.
+void print_stacks(const Term& term, const json& stacks, std::string& out) {
+  for (const auto& t : stacks) {
+    if (!t.is_object()) {
+      continue;
+    }
+    std::string title = "Thread " + field(t, "tid");
+    if (has(t, "name")) {
+      title += " (" + field(t, "name") + ")";
+    }
+    if (has(t, "state")) {
+      title += " state " + field(t, "state");
+    }
+    if (t.value("crashing", false)) {
+      title += ", crashed";
+    }
+    out += "\n" + term.paint("1", title) + ":\n";
+    const auto frames = t.find("frames");
+    size_t n = 0;
+    for (const auto& f : frames != t.end() && frames->is_array() ? *frames : json::array()) {
+      if (!f.is_object()) {
+        continue;
+      }
+      std::string name = "??";
+      if (const auto sym = f.find("symbol"); sym != f.end() && sym->is_object()) {
+        name = printable(sym->value("name", std::string("??")));
+        const std::string off = sym->value("offset", std::string());
+        if (!off.empty() && off != "0x0" && !f.value("inlined", false)) {
+          name += "+" + printable(off);
+        }
+      }
+      if (f.value("signal_frame", false)) {
+        name += " <signal handler called>";
+      }
+      std::string line = "  #" + std::to_string(n++) + "  " + field(f, "pc") + "  " + name;
+      if (f.value("inlined", false)) {
+        line += " (inlined)";
+      }
+      if (has(f, "file")) {
+        line += " at " + field(f, "file") + (has(f, "line") ? ":" + field(f, "line") : "");
+      } else if (has(f, "module")) {
+        line += " (" + field(f, "module") +
+                (has(f, "module_offset") ? " + " + field(f, "module_offset") : "") + ")";
+      }
+      const std::string trust = f.value("trust", std::string());
+      if (trust != "cfi" && trust != "context") {
+        line += " [" + printable(trust.empty() ? "?" : trust) + "]";
+      }
+      out += line + "\n";
+    }
+    if (has(t, "error")) {
+      out += "  (" + field(t, "error") + ")\n";
+    }
+  }
+}
+
+} // namespace
+
 void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
                 bool core_file_exists) {
   const common::Record& r = full.record;
@@ -381,7 +442,9 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     line("Symbol", field(crash, "symbol"));
   }
   line("Build-ID", field(crash, "build_id"));
-  line("Signature", field(crash, "signature"));
+  line("Signature",
+       field(crash, "signature") +
+           (has(crash, "signature_chain") ? " (" + field(crash, "signature_chain") + ")" : ""));
   if (auto it = crash.find("threads"); it != crash.end()) {
     line("Threads", it->is_array() ? std::to_string(it->size()) : text(*it));
   } else {
@@ -434,10 +497,13 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     line(i == 0 ? "Warnings" : "", printable(r.handler.warnings[i]));
   }
 
-  if (auto it = crash.find("frames"); it != crash.end() && it->is_array() && !it->empty()) {
+  if (auto it = crash.find("stacks"); it != crash.end() && it->is_array() && !it->empty()) {
+    print_stacks(term, *it, out);
+  } else if (auto fr = crash.find("frames"); fr != crash.end() && fr->is_array() && !fr->empty()) {
+    // Schema 1: best-effort candidates of the crashing thread only.
     out += "\n" + term.paint("1", "Frames") + ":\n";
     size_t n = 0;
-    for (const auto& f : *it) {
+    for (const auto& f : *fr) {
       std::string where = field(f, "module");
       if (has(f, "offset")) {
         where += " + " + field(f, "offset");

@@ -30,6 +30,87 @@ nlohmann::json text_opt(const std::optional<std::string>& s) {
 
 } // namespace
 
+nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol) {
+  if (!symbol) {
+    return nullptr;
+  }
+  return {{"name", to_valid_utf8(symbol->name)},
+          {"offset", hex_u64(symbol->offset)},
+          {"verified", symbol->verified}};
+}
+
+nlohmann::json frame_to_json(const Frame& f) {
+  return {{"pc", hex_u64(f.pc)},
+          {"trust", std::string(to_string(f.trust))},
+          {"module", text(f.module)},
+          {"module_offset", hex(f.module_offset)},
+          {"build_id", text(f.build_id)},
+          {"symbol", symbol_to_json(f.symbol)},
+          {"file", f.source ? text(f.source->file) : nlohmann::json(nullptr)},
+          {"line", f.source ? nlohmann::json(f.source->line) : nlohmann::json(nullptr)},
+          {"inlined", f.inlined},
+          {"signal_frame", f.signal_frame}};
+}
+
+nlohmann::json thread_to_json(const ThreadTrace& t) {
+  nlohmann::json frames = nlohmann::json::array();
+  for (const auto& f : t.frames) {
+    frames.push_back(frame_to_json(f));
+  }
+  return {{"tid", t.tid},           {"name", text(t.name)},        {"state", text(t.state)},
+          {"crashing", t.crashing}, {"frames", std::move(frames)}, {"error", text(t.error)}};
+}
+
+nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
+  nlohmann::json j = nlohmann::json::object();
+  j["machine"] = text(f.machine);
+  j["si_signo"] = opt(f.si_signo);
+  j["si_code"] = opt(f.si_code);
+  j["si_code_name"] = text(f.si_code_name);
+  j["si_errno"] = opt(f.si_errno);
+  j["fault_address"] = hex(f.fault_address);
+  j["sender_pid"] = opt(f.sender_pid);
+  j["sender_uid"] = opt(f.sender_uid);
+  j["pc"] = hex(f.pc);
+  j["sp"] = hex(f.sp);
+  j["tid"] = opt(f.tid);
+  j["threads"] = f.threads;
+  j["module"] = text_opt(f.module);
+  j["module_offset"] = hex(f.module_offset);
+  j["build_id"] = text_opt(f.build_id);
+  j["symbol"] = symbol_to_json(a.symbol);
+  if (a.signature) {
+    j["signature"] = a.signature->signature;
+    j["signature_version"] = 2;
+    // One string, so that list views (which read only scalar fields) can show it; "←" cannot
+    // occur in a symbol name or in build-id+offset.
+    std::string chain;
+    for (const auto& c : a.signature->chain) {
+      chain += (chain.empty() ? "" : " ← ") + to_valid_utf8(c);
+    }
+    j["signature_chain"] = std::move(chain);
+  } else {
+    j["signature"] = text(f.signature);
+    j["signature_version"] = f.signature.empty() ? nlohmann::json(nullptr) : nlohmann::json(1);
+    j["signature_chain"] = nullptr;
+  }
+  nlohmann::json stacks = nlohmann::json::array();
+  for (const auto& t : a.stacks) {
+    stacks.push_back(thread_to_json(t));
+  }
+  j["stacks"] = std::move(stacks);
+  j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
+  j["received"] = f.received;
+  j["truncated"] = f.truncated;
+  j["format_error"] = text(f.format_error);
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& w : f.warnings) {
+    warnings.push_back(to_valid_utf8(w));
+  }
+  j["warnings"] = std::move(warnings);
+  return j;
+}
+
 nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSymbol>& symbol) {
   nlohmann::json j = nlohmann::json::object();
   j["machine"] = text(f.machine);
@@ -47,13 +128,7 @@ nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSym
   j["module"] = text_opt(f.module);
   j["module_offset"] = hex(f.module_offset);
   j["build_id"] = text_opt(f.build_id);
-  if (symbol) {
-    j["symbol"] = {{"name", to_valid_utf8(symbol->name)},
-                   {"offset", hex_u64(symbol->offset)},
-                   {"verified", symbol->verified}};
-  } else {
-    j["symbol"] = nullptr;
-  }
+  j["symbol"] = symbol_to_json(symbol);
   j["signature"] = text(f.signature);
   nlohmann::json frames = nlohmann::json::array();
   for (const auto& fr : f.frames) {

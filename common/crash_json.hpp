@@ -5,6 +5,7 @@
 // (JSON numbers lose precision past 2^53); strings from the core are made valid UTF-8.
 #pragma once
 
+#include "common/analysis.hpp"
 #include "common/elf_core.hpp"
 #include "common/symbolize.hpp"
 
@@ -15,7 +16,17 @@
 
 namespace common {
 
-// The `crash` object; `symbol` is resolve_symbol()'s result for facts.module/module_offset.
+// The one JSON mapping of a symbol: {"name", "offset", "verified"} (crash.symbol and every
+// frame's symbol), or null.
+nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol);
+// One frame: {"pc", "trust", "module", "module_offset", "build_id", "symbol", "file", "line"}.
+nlohmann::json frame_to_json(const Frame& frame);
+// One thread: {"tid", "name", "state", "crashing", "frames", "error"}.
+nlohmann::json thread_to_json(const ThreadTrace& thread);
+
+// The `crash` object (record schema 2 with `analysis`; without, the scanner's facts only).
+nlohmann::json crash_to_json(const CoreFacts& facts, const CrashAnalysis& analysis);
+// Schema-1 shape kept for callers that resolve only the crash symbol.
 nlohmann::json crash_to_json(const CoreFacts& facts,
                              const std::optional<ResolvedSymbol>& symbol = std::nullopt);
 

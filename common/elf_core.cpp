@@ -27,7 +27,12 @@ constexpr uint64_t k_max_note_segments = 16;
 // 64 KiB covers 64 KiB pages on aarch64.
 constexpr uint64_t k_build_id_window = 64u << 10;
 constexpr uint64_t k_max_build_id_windows = 4096;
+// Stack windows: enough for the frames of typical code at the crash (the unwinder stops where a
+// window ends), bounded whatever the thread count.
 constexpr uint64_t k_stack_window = 256u << 10;
+constexpr uint64_t k_thread_stack_window = 64u << 10;
+constexpr uint64_t k_max_stack_bytes = 4u << 20;
+constexpr size_t k_max_threads = 64;
 constexpr size_t k_max_frames = 32;
 // Capture windows alive at once; only overlapping (hostile) windows can come near it.
 constexpr uint64_t k_max_buffered = 32u << 20;
@@ -319,6 +324,12 @@ void CoreScanner::complete_region(Region& r) {
     }
     break;
   case RegionKind::stack:
+    if (r.thread < m_facts.thread_states.size()) {
+      m_facts.thread_states[r.thread].stack = r.data; // r.data is still scanned below
+    }
+    if (r.thread != 0) {
+      break;
+    }
     // Any 8-byte value pointing into executable memory may be a return address. This finds
     // callers even without frame pointers, at the price of stale values: hence "best effort".
     for (uint64_t off = 0; off + 8 <= data.size(); off += 8) {
@@ -356,17 +367,28 @@ void CoreScanner::register_windows() {
   if (m_phase != Phase::body) {
     return;
   }
-  if (!m_stack_registered && m_facts.sp) {
-    m_stack_registered = true;
-    const Load* l = find_load(*m_facts.sp);
-    const uint64_t delta = l != nullptr ? *m_facts.sp - l->vaddr : 0;
-    if (l != nullptr && delta < l->filesz) {
-      Region r;
-      r.begin = sat_add(l->offset, delta);
-      r.end = sat_add(r.begin, std::min(l->filesz - delta, k_stack_window));
-      r.kind = RegionKind::stack;
-      register_region(std::move(r));
+  while (m_stacks_registered < m_facts.thread_states.size()) {
+    const size_t index = m_stacks_registered++;
+    ThreadState& t = m_facts.thread_states[index];
+    const Load* l = t.sp ? find_load(*t.sp) : nullptr;
+    const uint64_t delta = l != nullptr ? *t.sp - l->vaddr : 0;
+    if (l == nullptr || delta >= l->filesz) {
+      continue; // sp outside dumped memory (a stack overflow into a guard page, garbage)
     }
+    const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
+    const uint64_t size = std::min({l->filesz - delta, cap, k_max_stack_bytes - m_stack_bytes});
+    if (size == 0) {
+      warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
+      continue;
+    }
+    m_stack_bytes += size;
+    t.stack_base = *t.sp;
+    Region r;
+    r.begin = sat_add(l->offset, delta);
+    r.end = sat_add(r.begin, size);
+    r.kind = RegionKind::stack;
+    r.thread = index;
+    register_region(std::move(r));
   }
   if (!m_build_ids_registered && m_seen_file) {
     m_build_ids_registered = true;
@@ -403,7 +425,7 @@ bool CoreScanner::want(std::string_view name, uint32_t type) {
   }
   switch (type) {
   case elf::k_nt_prstatus:
-    return !m_seen_prstatus;
+    return m_facts.thread_states.size() < k_max_threads;
   case elf::k_nt_siginfo:
     return !m_seen_siginfo;
   case elf::k_nt_prpsinfo:
@@ -425,17 +447,31 @@ void CoreScanner::on_note(const ElfNote& note) {
   switch (note.type) {
   case elf::k_nt_prstatus:
     ++f.threads;
-    // Only the first prstatus is the crashing thread, even when its descriptor was unusable.
-    if (!std::exchange(m_seen_prstatus, true)) {
-      // Windows a note asks for must start after its note segment: the note completes at a
-      // position that depends on the chunking, the segment's end does not.
-      m_window_floor = std::max(m_window_floor, m_notes_end);
-      if (const auto p = decode_prstatus(note.desc, m_machine)) {
+    // Windows a note asks for must start after its note segment: the note completes at a
+    // position that depends on the chunking, the segment's end does not.
+    m_window_floor = std::max(m_window_floor, m_notes_end);
+    {
+      auto p = decode_prstatus(note.desc, m_machine);
+      // Only the first prstatus is the crashing thread, even when its descriptor was unusable.
+      if (!std::exchange(m_seen_prstatus, true) && p) {
         f.pc = p->pc;
         f.sp = p->sp;
         f.lr = p->lr;
         f.tid = p->pid;
         f.cursig = p->cursig;
+      }
+      if (f.thread_states.size() < k_max_threads) {
+        ThreadState t;
+        if (p) {
+          t.tid = p->pid;
+          t.cursig = p->cursig;
+          t.pc = p->pc;
+          t.sp = p->sp;
+          t.gregs = std::move(p->gregs);
+        }
+        f.thread_states.push_back(std::move(t));
+      } else if (f.threads == k_max_threads + 1) {
+        warn("more than " + std::to_string(k_max_threads) + " threads; no registers for the rest");
       }
     }
     break;
@@ -471,6 +507,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       f.at_euid = a.at_euid;
       f.at_gid = a.at_gid;
       f.at_egid = a.at_egid;
+      f.at_entry = a.at_entry;
     }
     break;
   case elf::k_nt_file:

@@ -3,7 +3,9 @@
 //
 // What it keeps: the ELF header, one program header at a time (PT_LOADs as 40-byte summaries),
 // one note descriptor at a time (≤ 16 MiB), the first ≤ 64 KiB of each file mapping that starts
-// at file offset 0 (for its build-id note) and ≤ 256 KiB of the crashing thread's stack above sp.
+// at file offset 0 (for its build-id note), and a window of each thread's stack from its sp up:
+// ≤ 256 KiB for the crashing thread, ≤ 64 KiB for each other thread, at most 64 threads and
+// 4 MiB of stacks in all (the registers of every thread are kept for the unwinder).
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
@@ -28,6 +30,18 @@ struct StackFrame {
   std::optional<uint64_t> module_offset; // file offset in `module` (see CoreFacts::module_offset)
 };
 
+// One thread of the core (one NT_PRSTATUS), for the unwinder: its registers and the bytes of
+// its stack from sp upwards that were dumped (possibly fewer than the window, or none).
+struct ThreadState {
+  int64_t tid = 0;
+  int cursig = 0;
+  std::optional<uint64_t> pc;
+  std::optional<uint64_t> sp;
+  std::vector<uint64_t> gregs; // PrStatus::gregs
+  uint64_t stack_base = 0;     // address of stack[0] (== sp when dumped)
+  std::vector<std::byte> stack;
+};
+
 // Everything the scanner learned. Optional fields are unknown when empty.
 struct CoreFacts {
   bool is_elf = false;               // starts with the ELF magic
@@ -43,6 +57,8 @@ struct CoreFacts {
   std::optional<int64_t> tid; // its pr_pid (a thread id, in the crasher's pid namespace)
   std::optional<int> cursig;
   uint64_t threads = 0; // NT_PRSTATUS notes seen
+  // The first k_max_threads threads in note order: [0] is the crashing thread.
+  std::vector<ThreadState> thread_states;
 
   // NT_SIGINFO.
   std::optional<int> si_signo;
@@ -66,6 +82,7 @@ struct CoreFacts {
   std::optional<uint64_t> at_euid;
   std::optional<uint64_t> at_gid;
   std::optional<uint64_t> at_egid;
+  std::optional<uint64_t> at_entry; // inside the main executable
 
   // NT_FILE, in the kernel's order (ascending start).
   std::vector<FileMapping> files;
@@ -109,6 +126,7 @@ public:
 private:
   enum class Phase { header, phdrs, body, dead };
   enum class RegionKind { notes, build_id, stack, shdr };
+  static constexpr size_t k_no_thread = SIZE_MAX;
   struct Load {
     uint64_t vaddr = 0;
     uint64_t memsz = 0;
@@ -121,8 +139,9 @@ private:
     uint64_t begin = 0;
     uint64_t end = 0;
     RegionKind kind = RegionKind::notes;
-    std::string path;    // build_id: the module
-    uint64_t charge = 0; // bytes counted against the buffer budget while active
+    std::string path;            // build_id: the module
+    uint64_t charge = 0;         // bytes counted against the buffer budget while active
+    size_t thread = k_no_thread; // stack: index in thread_states
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };
@@ -174,7 +193,8 @@ private:
   bool m_seen_prpsinfo = false;
   bool m_seen_auxv = false;
   bool m_seen_file = false;
-  bool m_stack_registered = false;
+  size_t m_stacks_registered = 0; // thread_states with a stack window decided
+  uint64_t m_stack_bytes = 0;     // reserved for stack windows
   bool m_build_ids_registered = false;
   std::vector<uint64_t> m_stack_candidates;
 };

@@ -206,6 +206,13 @@ std::optional<PrStatus> decode_prstatus(std::span<const std::byte> desc, uint16_
     p.sp = read_le<uint64_t>(desc, k_reg + 31 * 8);
     p.pc = read_le<uint64_t>(desc, k_reg + 32 * 8);
   }
+  const size_t nregs = machine == elf::k_em_x86_64 ? 27 : machine == elf::k_em_aarch64 ? 34 : 0;
+  if (nregs > 0 && desc.size() >= k_reg + nregs * 8) {
+    p.gregs.reserve(nregs);
+    for (size_t i = 0; i < nregs; ++i) {
+      p.gregs.push_back(read_le<uint64_t>(desc, k_reg + i * 8).value_or(0));
+    }
+  }
   return p;
 }
 

@@ -127,6 +127,9 @@ struct PrStatus {
   std::optional<uint64_t> pc;
   std::optional<uint64_t> sp;
   std::optional<uint64_t> lr; // aarch64 x30, the return address of a leaf call
+  // The general registers of pr_reg in the kernel's order (x86_64 user_regs_struct: 27,
+  // aarch64 user_pt_regs: 34); empty for other machines or a short descriptor.
+  std::vector<uint64_t> gregs;
 };
 // Decodes a prstatus for e_machine `machine` (registers only for x86_64 and aarch64).
 std::optional<PrStatus> decode_prstatus(std::span<const std::byte> desc, uint16_t machine);

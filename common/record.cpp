@@ -194,6 +194,7 @@ json to_json(const Record& r) {
        {{"version", r.handler.version},
         {"duration_ms", r.handler.duration_ms},
         {"drained_ms", r.handler.drained_ms},
+        {"analysis_ms", r.handler.analysis_ms},
         {"warnings", clean(json(r.handler.warnings))}}},
   };
   if (!r.executable_raw.empty()) {
@@ -262,6 +263,7 @@ Expected<Record> record_from_json(const json& j) {
            get(handler, "version", r.handler.version),
            get(handler, "duration_ms", r.handler.duration_ms),
            get(handler, "drained_ms", r.handler.drained_ms),
+           get(handler, "analysis_ms", r.handler.analysis_ms),
            get(handler, "warnings", r.handler.warnings),
        }) {
     if (!result) {

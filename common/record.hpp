@@ -12,7 +12,7 @@
 
 namespace common {
 
-inline constexpr int k_record_schema = 1;
+inline constexpr int k_record_schema = 2;
 
 // Why a core is (or is not) stored; each policy decision of the handler is one of these.
 enum class CoreReason {
@@ -56,6 +56,8 @@ struct HandlerInfo {
   // Milliseconds from the start to the end of the core stream: how long the crashed process
   // waited on us (the rest is durability and analysis after its pipe was closed).
   double drained_ms = 0;
+  // Milliseconds spent unwinding and symbolizing after the core was committed.
+  double analysis_ms = 0;
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
 };
 

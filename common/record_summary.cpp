@@ -606,12 +606,13 @@ bool Reader::crash(RecordSummary::Crash& c) {
         return field != nullptr ? value(*field) : skip_value();
       });
     }
-    SummaryValue* field = key == "signature"       ? &c.signature
-                          : key == "module"        ? &c.module
-                          : key == "module_offset" ? &c.module_offset
-                          : key == "si_code_name"  ? &c.si_code_name
-                          : key == "fault_address" ? &c.fault_address
-                                                   : nullptr;
+    SummaryValue* field = key == "signature"         ? &c.signature
+                          : key == "signature_chain" ? &c.signature_chain
+                          : key == "module"          ? &c.module
+                          : key == "module_offset"   ? &c.module_offset
+                          : key == "si_code_name"    ? &c.si_code_name
+                          : key == "fault_address"   ? &c.fault_address
+                                                     : nullptr;
     return field != nullptr ? value(*field) : skip_value();
   });
 }

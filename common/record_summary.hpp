@@ -89,6 +89,7 @@ struct RecordSummary {
   struct Crash {
     SummaryValue self;
     SummaryValue signature;
+    SummaryValue signature_chain; // schema 2: the frames signature v2 hashed, "a ← b ← c"
     SummaryValue symbol; // the handler writes an object {name, offset}; older tools a string
     SummaryValue symbol_name;
     SummaryValue symbol_offset;

@@ -45,6 +45,9 @@ constexpr uid_t k_nobody = 65534;
 constexpr uint64_t k_min_room = 1 << 20;
 // zstd's frame epilogue and the record must still fit after the compressed data stops.
 constexpr uint64_t k_room_margin = 256 << 10;
+// Unwinding and symbolizing every thread, after the core is committed and the crashed process
+// released; what is not done by then is left out of the record (the threads keep frame #0).
+constexpr auto k_analysis_budget = std::chrono::seconds(2);
 
 // 1. Secure the process before anything else can go wrong.
 void secure_process(Context& ctx) {
@@ -282,33 +285,17 @@ double elapsed_ms(std::chrono::steady_clock::time_point since) {
       .count();
 }
 
-std::string hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%" PRIx64, v);
-  return buf;
-}
-
-// Names the best-effort frames too, within a time budget: each lookup reads a module's symbol
-// table, and the crashed process may be waiting for us.
-void resolve_frame_symbols(nlohmann::json& frames, const common::CoreFacts& facts, int root) {
-  constexpr auto k_budget = std::chrono::milliseconds(200);
-  const auto deadline = std::chrono::steady_clock::now() + k_budget;
-  if (!frames.is_array()) {
-    return;
-  }
-  size_t i = 0;
-  for (nlohmann::json& frame : frames) {
-    if (i >= facts.frames.size()) {
-      break;
-    }
-    const common::StackFrame& f = facts.frames[i++];
-    if (f.module.empty() || !f.module_offset || std::chrono::steady_clock::now() > deadline) {
-      continue;
-    }
-    const auto it = facts.build_ids.find(f.module);
-    const std::string build_id = it == facts.build_ids.end() ? "" : it->second;
-    if (auto sym = common::resolve_symbol(f.module, *f.module_offset, build_id, root)) {
-      frame["symbol"] = common::to_valid_utf8(sym->name) + "+0x" + hex(sym->offset);
+// Threads in the core carry tids of the crasher's pid namespace, like /proc/<pid>/task seen
+// through its pidfd: names and states are matched by tid.
+void attach_thread_names(std::vector<common::ThreadTrace>& stacks,
+                         const std::vector<ThreadInfo>& threads) {
+  for (auto& t : stacks) {
+    for (const auto& info : threads) {
+      if (info.tid == t.tid) {
+        t.name = info.name;
+        t.state = info.state;
+        break;
+      }
     }
   }
 }
@@ -468,11 +455,15 @@ void analyze_crash(Context& ctx) {
       r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
 
   const int root = ctx.proc.root ? ctx.proc.root.get() : -1;
-  std::optional<common::ResolvedSymbol> symbol;
-  if (facts.module && facts.module_offset) {
-    symbol = common::resolve_symbol(*facts.module, *facts.module_offset,
-                                    facts.build_id.value_or(""), root);
-  }
+  // Every thread unwound with the module files' CFI, symbols and lines, signature v2. The
+  // crashed process was released when stdin was closed; the budget bounds the handler's run.
+  common::UnwindOptions unwind;
+  unwind.root_fd = root;
+  unwind.deadline = std::chrono::steady_clock::now() + k_analysis_budget;
+  const auto analysis_start = std::chrono::steady_clock::now();
+  common::CrashAnalysis analysis = common::analyze_crash(facts, unwind);
+  r.handler.analysis_ms = elapsed_ms(analysis_start);
+  attach_thread_names(analysis.stacks, ctx.proc.threads);
   std::optional<std::chrono::system_clock::time_point> started;
   if (ctx.proc.start_time) {
     started = std::chrono::system_clock::from_time_t(static_cast<time_t>(*ctx.proc.start_time));
@@ -487,9 +478,8 @@ void analyze_crash(Context& ctx) {
     ctx.warnings.push_back("mapped files not checked: the crashed process's root could not be "
                            "verified (no -P%P -F%F, or it exited too early)");
   }
-  r.crash = common::crash_to_json(facts, symbol);
+  r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);
-  resolve_frame_symbols(r.crash["frames"], facts, root);
   for (const auto& f : findings) {
     ctx.warnings.push_back("mapped file " + common::to_valid_utf8(f.path) + " " +
                            std::string(common::to_string(f.kind)) +

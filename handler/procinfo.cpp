@@ -2,6 +2,7 @@
 
 #include "common/io.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -123,6 +124,56 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
   }
 }
 
+std::vector<ThreadInfo> read_threads(const std::string& dir) {
+  // A process may have thousands of threads; the record keeps 64 and each costs three reads.
+  constexpr size_t k_max_thread_infos = 256;
+  std::vector<ThreadInfo> out;
+  DIR* d = ::opendir((dir + "/task").c_str());
+  if (d == nullptr) {
+    return out;
+  }
+  while (const dirent* e = ::readdir(d)) {
+    if (out.size() >= k_max_thread_infos) {
+      break;
+    }
+    const std::string_view name = e->d_name;
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string_view::npos) {
+      continue;
+    }
+    const std::string task = dir + "/task/" + std::string(name);
+    ThreadInfo t;
+    t.tid = std::strtoll(e->d_name, nullptr, 10);
+    if (auto comm = read_proc(task, "comm", 64)) {
+      if (comm->ends_with('\n')) {
+        comm->pop_back();
+      }
+      t.name = std::move(*comm);
+    }
+    if (auto stat = read_proc(task, "stat", 4096)) {
+      // "<tid> (<comm>) <state> …": comm may hold ") ", so the last ')' ends it.
+      const size_t close = stat->rfind(')');
+      if (close != std::string::npos && close + 2 < stat->size()) {
+        t.state = stat->substr(close + 2, 1);
+      }
+    }
+    if (auto status = read_proc(task, "status", 8192)) {
+      // The core names threads by their id in the crasher's pid namespace: the last NSpid.
+      const size_t pos = status->find("\nNSpid:");
+      if (pos != std::string::npos) {
+        const size_t end = status->find('\n', pos + 1);
+        const std::string line =
+            status->substr(pos + 7, end == std::string::npos ? end : end - pos - 7);
+        const size_t last = line.find_last_of(" \t");
+        t.tid =
+            std::strtoll(line.c_str() + (last == std::string::npos ? 0 : last + 1), nullptr, 10);
+      }
+    }
+    out.push_back(std::move(t));
+  }
+  ::closedir(d);
+  return out;
+}
+
 ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
                             const std::string& expected_exe) {
   ProcFacts facts;
@@ -162,6 +213,7 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
   if (auto stat = read_proc(dir, "stat", 4096)) {
     facts.start_time = start_time(*stat);
   }
+  facts.threads = read_threads(dir);
   // NT_FILE paths name files in the crasher's mount namespace (a container's image): keep a
   // handle on its root so modules are looked up there after the process is gone.
   if (const int root = ::open((dir + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);

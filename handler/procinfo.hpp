@@ -12,6 +12,13 @@
 
 namespace handler {
 
+// One thread from /proc/<pid>/task/<tid>.
+struct ThreadInfo {
+  int64_t tid = 0;   // in the crasher's own pid namespace (last NSpid), as in its core
+  std::string name;  // comm (raw bytes, at most 16)
+  std::string state; // the state letter of stat ("R", "S", "D", "t" …)
+};
+
 struct ProcFacts {
   bool verified = false;              // read through a pidfd that still named the process after
   std::optional<std::string> comm;    // /proc/<pid>/comm
@@ -23,6 +30,7 @@ struct ProcFacts {
   std::string container_id;           // 64-hex container id from the cgroup path, if any
   std::string pod_uid;                // kubernetes pod UID from the cgroup path, if any
   common::UniqueFd root;              // /proc/<pid>/root: the crasher's view of its files
+  std::vector<ThreadInfo> threads;    // the first k_max_thread_infos tasks
   std::vector<std::string> warnings;  // what could not be read and why
 };
 
@@ -30,6 +38,9 @@ struct ProcFacts {
 // <pid> is still the same process (the pid-reuse race of CVE-2025-4598); without one, only if
 // /proc/<pid>/exe matches `expected_exe` (best effort).
 ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd, const std::string& expected_exe);
+
+// Reads the tasks of /proc/<pid> (`dir`): at most 256, in directory order.
+std::vector<ThreadInfo> read_threads(const std::string& dir);
 
 // Derives unit, container id and pod uid from a cgroup path (exposed for tests).
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);

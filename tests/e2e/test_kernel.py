@@ -138,7 +138,8 @@ def check_crash_site(r, mode):
         # The crashing thread is not the main thread, and its siblings are counted.
         assert crash["threads"] == 4
         assert crash["tid"] != r["pid"] and r["tid"] == crash["tid"]
-        assert any((f.get("symbol") or "").startswith("pc_thread_crash") for f in crash["frames"])
+        assert any((f["symbol"] or {}).get("name", "").startswith("pc_thread_crash")
+                   for f in crash["stacks"][0]["frames"])
     else:
         assert crash["threads"] == 1
     assert len(crash["signature"]) == 16

@@ -6,7 +6,7 @@
 #
 # Compiled directly with clang++ rather than through CMake: the main build uses g++. clang 14
 # with libstdc++ 12 has no <expected>, so only sources free of std::expected are linked here
-# (the scanner, note decoders, symbolizer, JSON, names, sha256, fd). Exit 77 (skipped) without clang++.
+# (the scanner, note decoders, symbolizer, unwinder, JSON, names, sha256, fd). Exit 77 (skipped) without clang++.
 set -euo pipefail
 
 seconds=${1:-60}
@@ -20,7 +20,8 @@ flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
 clang++ "${flags[@]}" -o "$work/fuzz_elf_core" \
   "$src/tests/fuzz/fuzz_elf_core.cpp" "$src/common/elf_core.cpp" "$src/common/elf_notes.cpp" \
   "$src/common/crash_json.cpp" "$src/common/symbolize.cpp" "$src/common/fd.cpp" \
-  "$src/common/names.cpp" "$src/common/escape.cpp" "$src/common/sha256.cpp"
+  "$src/common/names.cpp" "$src/common/escape.cpp" "$src/common/sha256.cpp" \
+  "$src/common/unwind.cpp" "$src/common/analysis.cpp" "$src/common/signature.cpp" -ldw -lelf
 
 # Seeds: the first 64 KiB of real cores (kernel file cores when core_pattern is a plain file
 # name, else gdb's), plus a few small hand-made prefixes.

@@ -1,8 +1,11 @@
 // scan_core: reads an ELF core on stdin, prints the scanner's facts as JSON (for the integration
 // tests and for looking at a core by hand). With --resolve, also resolves the crash symbol and
-// checks the mapped files on disk, as the handler would.
+// checks the mapped files on disk, as the handler would; with --unwind, unwinds every thread and
+// prints the schema-2 crash object (stacks, signature v2) instead; with --legacy-frames, adds the
+// names the schema-1 handler gave the crash site and its best-effort frames.
 //
-//   scan_core [--resolve] [--chunk N] < core
+//   scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] [--chunk N] < core
+#include "common/analysis.hpp"
 #include "common/crash_json.hpp"
 #include "common/elf_core.hpp"
 #include "common/names.hpp"
@@ -12,6 +15,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,15 +51,25 @@ nlohmann::json extra_facts(const common::CoreFacts& f) {
 
 int main(int argc, char** argv) {
   bool resolve = false;
+  bool unwind = false;
+  bool legacy = false;
+  std::vector<std::string> debug_dirs;
   size_t chunk = 65536;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if (a == "--resolve") {
       resolve = true;
+    } else if (a == "--unwind") {
+      unwind = true;
+    } else if (a == "--legacy-frames") {
+      legacy = true;
+    } else if (a == "--debug-dir" && i + 1 < argc) {
+      debug_dirs.emplace_back(argv[++i]);
     } else if (a == "--chunk" && i + 1 < argc) {
       chunk = std::max<size_t>(1, std::strtoul(argv[++i], nullptr, 10));
     } else {
-      std::cerr << "usage: scan_core [--resolve] [--chunk N] < core\n";
+      std::cerr << "usage: scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] "
+                   "[--chunk N] < core\n";
       return 2;
     }
   }
@@ -86,7 +100,37 @@ int main(int argc, char** argv) {
     findings = common::check_mapped_files(f.files, f.build_ids, std::nullopt);
   }
   nlohmann::json out;
-  out["crash"] = common::crash_to_json(f, symbol);
+  if (legacy) {
+    // What the schema-1 handler showed: the crash symbol, then each best-effort stack candidate
+    // resolved the same way (for the benchmark against the unwinder).
+    nlohmann::json names = nlohmann::json::array();
+    auto name_of = [&](const std::string& module, std::optional<uint64_t> offset) {
+      if (module.empty() || !offset) {
+        return std::string("??");
+      }
+      const auto id = f.build_ids.find(module);
+      const auto sym =
+          common::resolve_symbol(module, *offset, id == f.build_ids.end() ? "" : id->second);
+      return sym ? common::to_valid_utf8(sym->name) : std::string("??");
+    };
+    names.push_back(name_of(f.module.value_or(""), f.module_offset));
+    for (const auto& fr : f.frames) {
+      names.push_back(name_of(fr.module, fr.module_offset));
+    }
+    out["legacy_frames"] = std::move(names);
+  }
+  if (unwind) {
+    const auto start = std::chrono::steady_clock::now();
+    common::UnwindOptions options;
+    options.deadline = start + std::chrono::seconds(10);
+    options.debug_dirs.insert(options.debug_dirs.begin(), debug_dirs.begin(), debug_dirs.end());
+    const common::CrashAnalysis analysis = common::analyze_crash(f, options);
+    out["crash"] = common::crash_to_json(f, analysis);
+    out["analysis_ms"] =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  } else {
+    out["crash"] = common::crash_to_json(f, symbol);
+  }
   out["mappings"] = common::mappings_to_json(f, findings);
   out["facts"] = extra_facts(f);
   std::cout << out.dump(2) << "\n";

@@ -90,6 +90,7 @@ inline RecordSummary summary_from(const json& j) {
   s.core.path = expected_at(j, {"core", "path"});
   s.crash.self = expected_at(j, {"crash"});
   s.crash.signature = expected_at(j, {"crash", "signature"});
+  s.crash.signature_chain = expected_at(j, {"crash", "signature_chain"});
   s.crash.symbol = expected_at(j, {"crash", "symbol"});
   s.crash.symbol_name = expected_at(j, {"crash", "symbol", "name"});
   s.crash.symbol_offset = expected_at(j, {"crash", "symbol", "offset"});

@@ -278,8 +278,13 @@ CoreFacts scan_random(std::span<const std::byte> core, uint32_t seed) {
 }
 
 std::string dump(const CoreFacts& f) {
+  std::string threads;
+  for (const auto& t : f.thread_states) {
+    threads += std::to_string(t.tid) + ":" + std::to_string(t.stack_base) + ":" +
+               std::to_string(t.stack.size()) + ":" + std::to_string(t.gregs.size()) + ";";
+  }
   return common::crash_to_json(f).dump() + common::mappings_to_json(f).dump() +
-         std::to_string(f.files.size()) + f.fname + f.psargs;
+         std::to_string(f.files.size()) + f.fname + f.psargs + threads;
 }
 
 } // namespace
@@ -336,6 +341,50 @@ TEST_CASE("x86_64 core: notes, build-ids, crash site, frames", "[elf_core]") {
   const auto m = common::mappings_to_json(f);
   REQUIRE(m.size() == 2);
   CHECK(m[1]["build_id"] == "11223344");
+}
+
+TEST_CASE("every thread's registers and a stack window from its sp", "[elf_core]") {
+  CoreBuilder c = typical();
+  // A third thread whose sp is in the dumped stack segment, below the crashing thread's.
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                       prstatus(c.machine, 4244, k_lib + 0x1010, k_stack + 0x1000)));
+  const CoreFacts f = scan(c.build());
+  REQUIRE(f.thread_states.size() == 3);
+  const auto& crashing = f.thread_states[0];
+  CHECK(crashing.tid == 4242);
+  CHECK(crashing.pc == k_exe + 0x1139);
+  REQUIRE(crashing.gregs.size() == 27);
+  CHECK(crashing.gregs[16] == k_exe + 0x1139);   // rip
+  CHECK(crashing.gregs[19] == k_stack + 0x1f00); // rsp
+  // The window runs from sp to the end of the segment (less than the 256 KiB cap).
+  CHECK(crashing.stack_base == k_stack + 0x1f00);
+  CHECK(crashing.stack.size() == 0x100);
+  CHECK(common::read_le<uint64_t>(crashing.stack, 0x18) == k_lib + 0x1042);
+  // sp 2 is in no segment: registers, no stack.
+  CHECK(f.thread_states[1].tid == 4243);
+  CHECK(f.thread_states[1].stack.empty());
+  CHECK(f.thread_states[2].tid == 4244);
+  CHECK(f.thread_states[2].stack_base == k_stack + 0x1000);
+  CHECK(f.thread_states[2].stack.size() == 0x1000);
+}
+
+TEST_CASE("threads past 64 are counted, without registers", "[elf_core]") {
+  CoreBuilder c = typical();
+  for (int i = 0; i < 70; ++i) {
+    append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                         prstatus(c.machine, 5000 + i, k_lib + 0x1010, k_stack + 0x1000)));
+  }
+  const CoreFacts f = scan(c.build());
+  CHECK(f.threads == 72);
+  CHECK(f.thread_states.size() == 64);
+  CHECK(std::find(f.warnings.begin(), f.warnings.end(),
+                  "more than 64 threads; no registers for the rest") != f.warnings.end());
+  // 62 other threads × 4 KiB from sp to the segment's end, plus the crashing thread's window.
+  size_t total = 0;
+  for (const auto& t : f.thread_states) {
+    total += t.stack.size();
+  }
+  CHECK(total == 0x100 + 62 * 0x1000);
 }
 
 TEST_CASE("aarch64 prstatus layout; lr is the first frame", "[elf_core]") {
