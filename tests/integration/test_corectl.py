@@ -217,7 +217,8 @@ def fake_proc(base, pattern="core"):
     (proc / "kernel").mkdir(parents=True)
     (proc / "fs").mkdir()
     (proc / "kernel" / "core_pattern").write_text(pattern + "\n")
-    (proc / "kernel" / "core_pipe_limit").write_text("0\n")
+    # 16 is what systemd-coredump ships: install replaces it with 0, uninstall restores it.
+    (proc / "kernel" / "core_pipe_limit").write_text("16\n")
     (proc / "fs" / "suid_dumpable").write_text("0\n")
     return proc
 
@@ -257,10 +258,11 @@ def test_install_on_a_fake_proc_tree(tmp_path, safe_handler):
     assert b"older than 6.16" in r.stdout
     pattern = (proc / "kernel" / "core_pattern").read_text().strip()
     assert pattern == f"|{handler} -P%P -I%I -u%u -g%g -t%t -c%c -d%d -- %h %s %E"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
     r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "uninstall", *args], capture_output=True)
     assert r.returncode == 0, r.stderr
     assert (proc / "kernel" / "core_pattern").read_text().strip() == "|/usr/share/apport/apport -p%p -s%s -c%c"
-    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
     assert not (tmp_path / "sysctl.d" / "50-process-core.conf").exists()
 
 
@@ -332,7 +334,7 @@ def test_uninstall_leaves_a_pattern_that_is_no_longer_ours(tmp_path, safe_handle
     assert r.returncode == 0, r.stderr
     assert b"not process-core's, leaving it" in r.stdout
     assert (proc / "kernel" / "core_pattern").read_text().strip() == other
-    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
 
 
 def test_failed_install_puts_everything_back(tmp_path, safe_handler):
@@ -352,7 +354,7 @@ def test_failed_install_puts_everything_back(tmp_path, safe_handler):
         assert r.returncode != 0 and b"suid_dumpable" in r.stderr, r.stderr
         assert (sysctl / "50-process-core.conf").read_text() == "# an earlier, working install\n"
         assert (proc / "kernel" / "core_pattern").read_text().strip() == "core"
-        assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+        assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
         assert refused.read_text().strip() == "0"
     finally:
         subprocess.run(["chattr", "-i", str(refused)], capture_output=True)
