@@ -13,7 +13,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<CoreReason, std::string_view>, 10> k_reasons = {{
+constexpr std::array<std::pair<CoreReason, std::string_view>, 11> k_reasons = {{
     {CoreReason::stored, "stored"},
     {CoreReason::truncated, "truncated"},
     {CoreReason::rlimit, "rlimit"},
@@ -21,6 +21,7 @@ constexpr std::array<std::pair<CoreReason, std::string_view>, 10> k_reasons = {{
     {CoreReason::disk_full, "disk_full"},
     {CoreReason::quota, "quota"},
     {CoreReason::rate_limited, "rate_limited"},
+    {CoreReason::busy, "busy"},
     {CoreReason::empty, "empty"},
     {CoreReason::not_elf, "not_elf"},
     {CoreReason::error, "error"},

@@ -23,6 +23,7 @@ enum class CoreReason {
   disk_full,    // free space was already below keep_free
   quota,        // the store already uses max_use
   rate_limited, // too many cores from this executable recently
+  busy,         // max_captures captures were already running: recorded on the lean path
   empty,        // the kernel sent no data
   not_elf,      // the data was not an ELF core; stored as received for inspection
   error,        // an I/O or other failure; see core.error

@@ -174,6 +174,9 @@ def make_store(base, owner="nobody"):
 
 
 def write_config(path, store, **keys):
+    # Capture slots and rate-limit locks of the test's own (the handler creates the directory),
+    # so that tests running side by side never take each other's slots.
+    keys.setdefault("runtime_dir", pathlib.Path(store).parent / "run")
     lines = [f"store = {store}", f"user = {keys.pop('user', 'nobody' if is_root() else '')}"]
     lines += [f"{k} = {v}" for k, v in keys.items()]
     pathlib.Path(path).write_text("\n".join(lines) + "\n")
