@@ -708,13 +708,16 @@ int run(const std::vector<std::string>& args) {
     admit_capture(ctx);       // 5. a capture slot, or the lean path (pipe closed)
     open_store_and_drop(ctx); // 6. open the store as root, drop privileges
     {
-      common::Record& r = ctx.record;
-      r.core.present = false;
-      r.core.reason = CoreReason::error;
-      r.core.error = "the handler reached its deadline before the core was read";
+      // What the watchdog writes if the capture never ends; the run's own record starts over.
+      const common::CoreInfo before = ctx.record.core;
+      common::CoreInfo& core = ctx.record.core;
+      core.present = false;
+      core.reason = CoreReason::error;
+      core.error = "the handler reached its deadline before the core was read";
       arm_watchdog(ctx, hard_deadline,
-                   "stopped at the deadline (capture_timeout + "
-                   "analysis_timeout) before the capture ended");
+                   "stopped at the deadline (capture_timeout + analysis_timeout) before the "
+                   "capture ended");
+      ctx.record.core = before;
     }
     capture_core(ctx); // 7. policy, stream, compress, commit the core
     arm_watchdog(ctx,
