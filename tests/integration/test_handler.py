@@ -1,5 +1,6 @@
 """The real process-core binary, fed real cores with kernel-style argv."""
 import contextlib
+import fcntl
 import os
 import pathlib
 import stat
@@ -353,3 +354,34 @@ def test_concurrent_captures_share_a_small_disk(handler, tmp_path):
             core = r["core"]
             assert core["present"] and core["truncated"] and core["reason"] == "truncated", core
             assert core["size"] <= (12 << 20) + 4
+
+
+def test_no_free_capture_slot_takes_the_lean_path(handler, tmp_path, store, real_core):
+    """With every capture slot held, the crash is still recorded, without reading the core."""
+    if not pctest.is_root():
+        pytest.skip("slot files are root-only")
+    data, pid = real_core
+    run = tmp_path / "run"
+    conf = pctest.write_config(tmp_path / "pc.conf", store, max_captures=1, runtime_dir=run)
+    run.mkdir(mode=0o700)
+    slot = os.open(run / "capture.0", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(slot, fcntl.LOCK_EX)
+        r_fd, w_fd = os.pipe()
+        os.write(w_fd, data[:65536])  # the kernel's first pipeful; the writer stays open
+        start = time.time()
+        proc = subprocess.run([str(handler), "--config", str(conf), *recommended(pid)],
+                              stdin=r_fd, capture_output=True, timeout=30)
+        os.close(r_fd)
+        assert proc.returncode == 0, proc.stderr
+        assert time.time() - start < 5
+        # Our end of the pipe is the only reader left: the handler closed its copy at once.
+        with pytest.raises(BrokenPipeError):
+            os.write(w_fd, b"x")
+        os.close(w_fd)
+    finally:
+        os.close(slot)
+    r = only(pctest.records(store))
+    assert r["core"]["reason"] == "busy" and not r["core"]["present"]
+    assert r["core"]["size"] == 0 and "max_captures" in r["core"]["error"]
+    assert not list(pathlib.Path(store).rglob("*.core.zst"))
