@@ -101,7 +101,7 @@ def test_install_capture_export_purge(deb):
             pattern = pathlib.Path(SETTINGS[0]).read_text().strip()
             assert pattern.startswith("|/usr/sbin/process-core -P%P"), pattern
             assert pattern.endswith(" -- %h %s %E")
-            assert pathlib.Path(SETTINGS[1]).read_text().strip() == "16"
+            assert pathlib.Path(SETTINGS[1]).read_text().strip() == "0"
             store = pathlib.Path("/var/lib/process-core")
             st = store.stat()
             assert pwd.getpwuid(st.st_uid).pw_name == "process-core"
