@@ -205,6 +205,9 @@ json to_json(const Record& r) {
   if (!r.container.empty()) {
     j["container"] = clean(r.container);
   }
+  if (!r.handler.cut.empty()) {
+    j["handler"]["cut"] = clean(json(r.handler.cut));
+  }
   return j;
 }
 
@@ -259,6 +262,7 @@ Expected<Record> record_from_json(const json& j) {
            get(handler, "duration_ms", r.handler.duration_ms),
            get(handler, "drained_ms", r.handler.drained_ms),
            get(handler, "warnings", r.handler.warnings),
+           get(handler, "cut", r.handler.cut),
        }) {
     if (!result) {
       return std::unexpected(result.error());

@@ -58,6 +58,8 @@ struct HandlerInfo {
   // waited on us (the rest is durability and analysis after its pipe was closed).
   double drained_ms = 0;
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
+  // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
+  std::vector<std::string> cut;
 };
 
 struct Record {

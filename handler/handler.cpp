@@ -7,6 +7,7 @@
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "common/privileges.hpp"
+#include "common/record_bound.hpp"
 #include "common/signals.hpp"
 #include "common/symbolize.hpp"
 #include "handler/admission.hpp"
@@ -540,6 +541,7 @@ void arm_watchdog(Context& ctx, Watchdog::Clock::time_point deadline, const std:
   r.handler.warnings = ctx.warnings;
   r.handler.warnings.push_back(what);
   r.handler.duration_ms = std::chrono::duration<double, std::milli>(deadline - ctx.started).count();
+  common::bound_record(r);
   const int dirfd = ctx.exe_dir ? ctx.exe_dir.get() : -1;
   const std::string line =
       fmt::format("Process {} ({}) of host {} crashed with SIG{}: core {}; {}",
@@ -573,6 +575,8 @@ int commit_record(Context& ctx) {
   r.handler.version = PROCESS_CORE_VERSION;
   r.handler.warnings = ctx.warnings;
   r.handler.duration_ms = elapsed_ms(ctx.started);
+  // Hundreds of mapped files with long names must not make a record no reader will load.
+  common::bound_record(r);
   int status = 0;
   std::string where;
   if (ctx.exe_dir) {
