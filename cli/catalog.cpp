@@ -110,6 +110,24 @@ std::optional<Crash> summarise(common::RecordSummary& s) {
   return c;
 }
 
+// A record that cannot be parsed (or read whole) is still a crash: listed from its place in
+// the store (host and executable directories, id, file time), so nothing hides a crash from
+// `corectl list` by making its record unreadable.
+Crash by_place(int efd, const std::string& exe, const std::string& host, const std::string& id) {
+  Crash c;
+  c.id = id;
+  c.hostname = host;
+  c.executable = "/" + common::decode_exe(exe);
+  c.signal_name = "unknown";
+  c.site = "(unreadable record)";
+  struct stat st {};
+  const std::string name = id + std::string(common::k_record_suffix);
+  if (::fstatat(efd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    c.time = static_cast<int64_t>(st.st_mtime);
+  }
+  return c;
+}
+
 // Listing of one directory, with the errno of a failure.
 int list_names(int dirfd, std::vector<std::string>& out) {
   if (!common::list_dir(dirfd, [&](std::string_view name) { out.emplace_back(name); })) {
@@ -216,7 +234,8 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       continue;
     }
     auto text = common::read_file(efd, name, k_record_limit);
-    if (!text) {
+    // An error without errno: too large, or not a regular file. Listed by place below.
+    if (!text && text.error().sys_errno != 0) {
       note(out.problems, text.error().sys_errno,
            "Failed to read " + common::quoted(rel + "/" + name));
       bad_ids.push_back(id);
@@ -224,13 +243,12 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       continue;
     }
     std::optional<Crash> crash;
-    if (common::read_record_summary(*text, summary, error)) {
+    if (text && common::read_record_summary(*text, summary, error)) {
       crash = summarise(summary);
     }
     if (!crash || crash->id != id) {
       ++d.malformed;
-      bad_ids.push_back(id);
-      continue;
+      crash = by_place(efd, exe, host, id);
     }
     crash->core_file = std::binary_search(names.begin(), names.end(), id + core_suffix);
     d.ids.push_back(id);

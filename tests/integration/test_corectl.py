@@ -446,3 +446,20 @@ def test_vacuum_retires_records_through_the_ledger(tmp_path):
     assert len(pctest.records(store)) == 3
     ledger = json.loads((store / ".ledger.json").read_text())
     assert ledger, "the ledger keeps the retired crashes counted"
+
+
+def test_unreadable_records_are_listed_from_their_place(tmp_path):
+    """A crash cannot hide from `corectl list` by making its record unreadable or huge."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    exe_dir = next(p for p in store.glob("*/*") if p.is_dir())
+    (exe_dir / "00000000000000b1.json").write_text('{"id": "00000000000000b1", "signal": ')
+    huge = {"id": "00000000000000b2", "mappings": [{"path": "/" + "x" * 4000}] * 1000}
+    (exe_dir / "00000000000000b2.json").write_text(json.dumps(huge))
+    r = corectl(config, "list")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    broken = [l for l in out.splitlines() if "00000000000000b1" in l]
+    assert len(broken) == 1 and "unknown" in broken[0], out
+    assert "/opt/db/bin/dbd" in broken[0] or "/usr/bin/app" in broken[0], out
+    assert "00000000000000b2" in out, out
+    assert b"malformed" in r.stderr
