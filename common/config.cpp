@@ -243,6 +243,11 @@ ConfigResult parse_config(std::string_view text) {
       if (ok) {
         c.max_record_age = *v;
       }
+    } else if (key == "kernel_log") {
+      ok = value.empty() || value.starts_with('/');
+      if (ok) {
+        c.kernel_log = value;
+      }
     } else if (key == "listen") {
       ok = value.find(':') != std::string::npos;
       if (ok) {

@@ -38,6 +38,7 @@ struct Config {
   unsigned analysis_timeout = 30; // seconds for everything after the stream, record included
   unsigned max_executables_per_host = 200; // exporter label cap (per host)
   std::string listen = "127.0.0.1:9464";   // exporter address
+  std::string kernel_log = "/dev/kmsg";    // exporter: counts dumps the kernel lost ("" = off)
   // Record retention (corectl vacuum); records beyond these are retired through the ledger.
   uint64_t max_records = 0;    // newest records kept, store-wide (0 = no limit)
   uint64_t max_record_age = 0; // seconds; older records are retired (0 = no limit)

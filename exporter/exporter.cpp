@@ -3,6 +3,7 @@
 #include "common/config.hpp"
 #include "common/log.hpp"
 #include "exporter/crash_state.hpp"
+#include "exporter/kmsg_follower.hpp"
 #include "exporter/metrics.hpp"
 #include "exporter/store_watcher.hpp"
 #include "process_core_version.hpp"
@@ -41,7 +42,8 @@ struct Context {
   std::unique_ptr<CrashState> state;
   std::unique_ptr<StoreWatcher> watcher;
   std::shared_ptr<MetricsCollector> collector;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::shared_ptr<KmsgFollower> kmsg;
+  std::unique_ptr<prometheus::Exposer> exposer; // destroyed first: no scrape outlives the rest
 };
 
 void print_usage() {
@@ -125,6 +127,18 @@ bool serve(Context& ctx) {
   }
   ctx.collector = std::make_shared<MetricsCollector>(*ctx.state, ctx.mutex);
   ctx.exposer->RegisterCollectable(ctx.collector);
+  if (!ctx.config.kernel_log.empty()) {
+    // Reading /dev/kmsg needs CAP_SYSLOG with kernel.dmesg_restrict = 1 (Debian's default):
+    // the shipped unit grants it as an ambient capability.
+    auto kmsg = std::make_shared<KmsgFollower>(ctx.config.kernel_log);
+    std::string error;
+    if (kmsg->start(error)) {
+      ctx.kmsg = std::move(kmsg);
+      ctx.exposer->RegisterCollectable(ctx.kmsg);
+    } else {
+      spdlog::warn("{}: dumps the kernel skipped are not counted", error);
+    }
+  }
   const auto ports = ctx.exposer->GetListeningPorts();
   // With port 0 the kernel picks one; tests read it from this line.
   const std::string host = ctx.config.listen.substr(0, ctx.config.listen.rfind(':'));
