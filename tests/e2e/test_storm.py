@@ -230,3 +230,25 @@ def test_locks_held_on_the_store_do_not_delay_a_crash(rig):
         finally:
             for fd in held:
                 os.close(fd)
+
+
+def test_a_dump_the_kernel_skips_is_counted(rig):
+    """With core_pipe_limit = 1 and one helper held busy, the kernel skips the next dump and
+    says so in its log only: the exporter, following /dev/kmsg, counts it."""
+    from pcexporter import Exporter, value
+    config = rig.config(kernel_log="/dev/kmsg")
+    sleep = shutil.which("sleep")
+    with Exporter(rig.store, config, rig.work) as ex:
+        before = value(ex.scrape(), "processcore_kernel_dumps_lost_total", reason="pipe_limit")
+        # A helper that never reads its stdin holds the only slot for 4 s.
+        with sysctl({"kernel.core_pipe_limit": "1"}), pctest.core_pattern(f"|{sleep} 4"):
+            held = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            skipped = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
+                                       stderr=subprocess.DEVNULL)
+            skipped.wait(timeout=30)
+            held.wait(timeout=30)
+        m, _ = ex.wait_for(lambda m: value(m, "processcore_kernel_dumps_lost_total",
+                                           reason="pipe_limit") >= before + 1, timeout=10)
+        assert value(m, "processcore_kernel_dumps_lost_total", reason="pipe_failed") == 0
