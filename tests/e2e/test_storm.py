@@ -252,3 +252,40 @@ def test_a_dump_the_kernel_skips_is_counted(rig):
         m, _ = ex.wait_for(lambda m: value(m, "processcore_kernel_dumps_lost_total",
                                            reason="pipe_limit") >= before + 1, timeout=10)
         assert value(m, "processcore_kernel_dumps_lost_total", reason="pipe_failed") == 0
+
+
+def test_a_crash_with_400_long_mapped_paths_is_counted_and_listed(rig):
+    """400 mapped files with ~3.8 KB paths would make a 1.5 MB record: the handler bounds it
+    (saying what it cut), the exporter counts it and corectl lists it."""
+    from pcexporter import Exporter, crashes
+    config = rig.config(kernel_log="")
+    deep = rig.work / "m"
+    for _ in range(14):
+        deep = deep / ("d" * 250)
+    deep.mkdir(parents=True)
+    dirfd = os.open(deep, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(400):
+            fd = os.open(f"{i:03d}" + "f" * 240, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dirfd)
+            os.write(fd, b"x" * 4096)
+            os.close(fd)
+    finally:
+        os.close(dirfd)
+    with pctest.core_pattern(rig.pattern()):
+        p = subprocess.Popen([str(rig.crasher), "segv", "--map-dir", str(deep)],
+                             preexec_fn=allow_cores, stderr=subprocess.DEVNULL)
+        p.wait(timeout=60)
+        r = wait_records(rig.store, {p.pid}, 30)[p.pid]
+    assert pathlib.Path(r["_path"]).stat().st_size <= 256 * 1024
+    assert any(c.startswith("mappings: ") for c in r["handler"]["cut"]), r["handler"]
+    assert r["core"]["present"]
+    with Exporter(rig.store, config, rig.work) as ex:
+        counted = crashes(ex.scrape())
+    assert counted.get(("%s" % r["hostname"], str(rig.crasher), "SEGV", "true")) == 1, counted
+    listed = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(config), "list"],
+                            capture_output=True, text=True,
+                            env=dict(os.environ, TZ="UTC", XDG_CACHE_HOME=str(rig.work / "cache")))
+    # Listed under its (abbreviated) id, with its executable and signal.
+    line = [l for l in listed.stdout.splitlines() if r["id"][:8] in l]
+    assert listed.returncode == 0 and len(line) == 1, listed
+    assert str(rig.crasher) in line[0] and "SEGV" in line[0]
