@@ -73,3 +73,10 @@ TEST_CASE("admission and deadline keys", "[config]") {
   CHECK(bad.config.analysis_timeout == defaults.analysis_timeout);
   CHECK(bad.config.runtime_dir == defaults.runtime_dir);
 }
+
+TEST_CASE("kernel_log: a path or empty", "[config]") {
+  CHECK(Config{}.kernel_log == "/dev/kmsg");
+  CHECK(parse_config("kernel_log =\n").config.kernel_log.empty());
+  CHECK(parse_config("kernel_log = /tmp/k\n").config.kernel_log == "/tmp/k");
+  CHECK(parse_config("kernel_log = k\n").warnings.size() == 1);
+}
