@@ -385,3 +385,26 @@ def test_no_free_capture_slot_takes_the_lean_path(handler, tmp_path, store, real
     assert r["core"]["reason"] == "busy" and not r["core"]["present"]
     assert r["core"]["size"] == 0 and "max_captures" in r["core"]["error"]
     assert not list(pathlib.Path(store).rglob("*.core.zst"))
+
+
+def test_capture_timeout_ends_a_stream_that_never_ends(handler, tmp_path, store, real_core):
+    """A core stream that stalls (or never ends) is cut at capture_timeout: the prefix is kept
+    as a valid core, marked truncated, and the handler exits."""
+    data, pid = real_core
+    conf = pctest.write_config(tmp_path / "pc.conf", store, capture_timeout=2)
+    r_fd, w_fd = os.pipe()
+    proc = subprocess.Popen([str(handler), "--config", str(conf), *recommended(pid)],
+                            stdin=r_fd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(r_fd)
+    start = time.time()
+    try:
+        os.write(w_fd, data[:65536])  # then nothing more, and the pipe stays open
+        assert proc.wait(timeout=20) == 0
+    finally:
+        os.close(w_fd)
+    assert 1.5 < time.time() - start < 10
+    core = only(pctest.records(store))["core"]
+    assert core["present"] and core["truncated"] and core["reason"] == "truncated", core
+    assert core["error"] == "cut at capture_timeout (2 s)"
+    assert core["size"] == 65536
+    assert pctest.zstd_decompress(pathlib.Path(store) / core["path"]) == data[:65536]
