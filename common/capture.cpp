@@ -60,8 +60,9 @@ private:
 
 // Reads the input on a thread of its own into a few buffers, so that copying out of the pipe
 // overlaps scanning, compressing and writing (the zstd CLI's asynchronous I/O does the same).
-// The reader waits in poll() with a short timeout rather than in read(), so that it can be
-// stopped while the kernel is still writing (a thread blocked in read() cannot be woken).
+// The input is read non-blocking, and an empty pipe waited for in poll() with a short timeout,
+// so that the reader can be stopped while the kernel is still writing (a thread blocked in
+// read() cannot be woken).
 class AsyncReader {
 public:
   struct Chunk {
@@ -73,6 +74,10 @@ public:
   explicit AsyncReader(int fd) : m_fd(fd) {
     for (auto& slot : m_slots) {
       slot.resize(k_read_size);
+    }
+    // Our end of the pipe only: the kernel's writing end is another open file.
+    if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0) {
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     }
     m_thread = std::thread([this] { run(); });
   }
@@ -139,8 +144,17 @@ private:
         i = m_filled % k_slots;
       }
       std::optional<Expected<size_t>> n;
-      if (wait_readable()) {
+      for (;;) {
         n = read_some(m_fd, m_slots[i]);
+        // Non-blocking: with data waiting (nearly always, the kernel writes ahead of us) the
+        // read alone does it; poll() only when the pipe is empty, so that a stop is seen.
+        if (*n || n->error().sys_errno != EAGAIN) {
+          break;
+        }
+        if (!wait_readable()) {
+          n.reset();
+          break;
+        }
       }
       std::lock_guard lock(m_mutex);
       if (!n || !*n || **n == 0) {
