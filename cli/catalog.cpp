@@ -118,6 +118,24 @@ std::optional<Crash> summarise(common::RecordSummary& s) {
   return c;
 }
 
+// A record that cannot be parsed (or read whole) is still a crash: listed from its place in
+// the store (host and executable directories, id, file time), so nothing hides a crash from
+// `corectl list` by making its record unreadable.
+Crash by_place(int efd, const std::string& exe, const std::string& host, const std::string& id) {
+  Crash c;
+  c.id = id;
+  c.hostname = host;
+  c.executable = "/" + common::decode_exe(exe);
+  c.signal_name = "unknown";
+  c.site = "(unreadable record)";
+  struct stat st {};
+  const std::string name = id + std::string(common::k_record_suffix);
+  if (::fstatat(efd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    c.time = static_cast<int64_t>(st.st_mtime);
+  }
+  return c;
+}
+
 // Listing of one directory, with the errno of a failure.
 int list_names(int dirfd, std::vector<std::string>& out) {
   if (!common::list_dir(dirfd, [&](std::string_view name) { out.emplace_back(name); })) {
@@ -239,29 +257,34 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
     const std::string what = common::quoted(rel + "/" + name);
     if (!text) {
       const int err = text.error().sys_errno;
-      bad_ids.push_back(id);
       if (err == ELOOP || err == EINVAL) { // not a regular file: skipped like a bad record
+        bad_ids.push_back(id);
         ++d.malformed;
         first_problem(out.problems, text.error().message);
         continue;
       }
-      note(out.problems, err, "Failed to read " + what);
-      complete = false;
-      continue;
+      if (err != 0) {
+        bad_ids.push_back(id);
+        note(out.problems, err, "Failed to read " + what);
+        complete = false;
+        continue;
+      }
+      // Too large to read: listed by its place in the store below.
     }
     std::optional<Crash> crash;
     error.clear();
-    if (common::read_record_summary(*text, summary, error)) {
+    if (text && common::read_record_summary(*text, summary, error)) {
       crash = summarise(summary);
     }
     if (!crash || crash->id != id) {
       ++d.malformed;
       first_problem(out.problems, "Malformed record " + what + ": " +
-                                      (!error.empty() ? error
-                                       : crash        ? "its id does not match its file name"
-                                                      : "unexpected field types"));
-      bad_ids.push_back(id);
-      continue;
+                                      (!text            ? text.error().message
+                                       : !error.empty() ? error
+                                       : crash          ? "its id does not match its file name"
+                                                        : "unexpected field types"));
+      // Still a crash: listed (and counted) by its place, host and executable directory and id.
+      crash = by_place(efd, exe, host, id);
     }
     crash->core_file = std::binary_search(names.begin(), names.end(), id + core_suffix);
     d.ids.push_back(id);

@@ -240,8 +240,8 @@ std::string dropin_text(const std::vector<Setting>& settings) {
       "# %F (pidfd, Linux 6.16+) lets the handler read /proc without a pid-reuse race.\n";
   for (const auto& s : settings) {
     if (s.name == "kernel.core_pipe_limit") {
-      out += "# Non-zero: the kernel keeps the crashed process until the handler has read /proc;\n"
-             "# at most this many handlers at once (further dumps are skipped in a storm).\n";
+      out +=
+          "# 0: the kernel never skips a dump; the handler bounds its own work (max_captures).\n";
     } else if (s.name == "fs.suid_dumpable") {
       out += "# Also dump setuid processes; process-core makes their cores root-only.\n";
     }

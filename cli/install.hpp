@@ -24,10 +24,10 @@ inline constexpr const char* k_dropin_name = "50-process-core.conf";
 inline constexpr const char* k_state_name = ".previous-sysctl.json";
 // The kernel keeps at most this many characters of core_pattern and silently cuts the rest.
 inline constexpr size_t k_core_pattern_max = 127;
-// Handlers allowed to run at once. Non-zero makes the kernel keep the crashed process until the
-// handler has read /proc (with 0 it may already be gone); during a storm further dumps are
-// skipped rather than queued behind slow handlers. systemd-coredump uses the same value.
-inline constexpr int k_core_pipe_limit = 16;
+// Handlers allowed to run at once: 0, no limit. With N > 0 the kernel skips every dump beyond N
+// (systemd-coredump ships 16 and loses crashes in a storm); the handler bounds its own work
+// with capture slots instead, and reads /proc while the kernel is blocked on the full pipe.
+inline constexpr int k_core_pipe_limit = 0;
 
 // One kernel setting we manage: its sysctl name and value.
 struct Setting {

@@ -6,10 +6,12 @@
 #include <zstd.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -58,63 +60,112 @@ private:
 
 // Reads the input on a thread of its own into a few buffers, so that copying out of the pipe
 // overlaps scanning, compressing and writing (the zstd CLI's asynchronous I/O does the same).
-// The consumer always drains to the end, so the reader never has to be stopped early.
+// The input is read non-blocking, and an empty pipe waited for in poll() with a short timeout,
+// so that the reader can be stopped while the kernel is still writing (a thread blocked in
+// read() cannot be woken).
 class AsyncReader {
 public:
   struct Chunk {
     std::span<const std::byte> data; // empty at the end of input
     std::optional<Error> error;      // the read that ended the input failed
+    bool timed_out = false;          // the deadline passed first
   };
 
   explicit AsyncReader(int fd) : m_fd(fd) {
     for (auto& slot : m_slots) {
       slot.resize(k_read_size);
     }
+    // Our end of the pipe only: the kernel's writing end is another open file.
+    if (const int flags = ::fcntl(fd, F_GETFL); flags >= 0) {
+      ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    }
     m_thread = std::thread([this] { run(); });
   }
   AsyncReader(const AsyncReader&) = delete;
   AsyncReader& operator=(const AsyncReader&) = delete;
-  ~AsyncReader() { m_thread.join(); }
+  ~AsyncReader() {
+    {
+      std::lock_guard lock(m_mutex);
+      m_stop = true;
+    }
+    m_changed.notify_all();
+    m_thread.join();
+  }
 
-  // The next chunk, in order; valid until the following call.
-  Chunk next() {
+  // The next chunk, in order, waiting until `deadline` at most; valid until the following call.
+  Chunk next(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(m_mutex);
     if (m_holding) {
       m_holding = false;
       ++m_consumed;
       m_changed.notify_all();
     }
-    m_changed.wait(lock, [&] { return m_consumed < m_filled || m_done; });
+    if (!m_changed.wait_until(lock, deadline, [&] { return m_consumed < m_filled || m_done; })) {
+      return Chunk{{}, std::nullopt, true};
+    }
     if (m_consumed == m_filled) {
-      return Chunk{{}, m_error};
+      return Chunk{{}, m_error, false};
     }
     m_holding = true;
     const size_t i = m_consumed % k_slots;
-    return Chunk{std::span<const std::byte>(m_slots[i].data(), m_sizes[i]), std::nullopt};
+    return Chunk{std::span<const std::byte>(m_slots[i].data(), m_sizes[i]), std::nullopt, false};
   }
 
 private:
   static constexpr size_t k_slots = 4;
+  static constexpr int k_poll_ms = 50;
+
+  // Waits until the input is readable; false when asked to stop first.
+  bool wait_readable() {
+    for (;;) {
+      {
+        std::lock_guard lock(m_mutex);
+        if (m_stop) {
+          return false;
+        }
+      }
+      pollfd p{m_fd, POLLIN, 0};
+      const int n = ::poll(&p, 1, k_poll_ms);
+      if (n != 0 && !(n < 0 && errno == EINTR)) {
+        return true; // readable, hung up, or an error that read() will report
+      }
+    }
+  }
 
   void run() {
     for (;;) {
       size_t i = 0;
       {
         std::unique_lock lock(m_mutex);
-        m_changed.wait(lock, [&] { return m_filled - m_consumed < k_slots; });
+        m_changed.wait(lock, [&] { return m_filled - m_consumed < k_slots || m_stop; });
+        if (m_stop) {
+          return;
+        }
         i = m_filled % k_slots;
       }
-      auto n = read_some(m_fd, m_slots[i]);
+      std::optional<Expected<size_t>> n;
+      for (;;) {
+        n = read_some(m_fd, m_slots[i]);
+        // Non-blocking: with data waiting (nearly always, the kernel writes ahead of us) the
+        // read alone does it; poll() only when the pipe is empty, so that a stop is seen.
+        if (*n || n->error().sys_errno != EAGAIN) {
+          break;
+        }
+        if (!wait_readable()) {
+          n.reset();
+          break;
+        }
+      }
       std::lock_guard lock(m_mutex);
-      if (!n || *n == 0) {
-        if (!n) {
-          m_error = n.error();
+      if (!n || !*n || **n == 0) {
+        if (n && !*n) {
+          m_error = n->error();
         }
         m_done = true;
         m_changed.notify_all();
         return;
       }
-      m_sizes[i] = *n;
+      m_sizes[i] = **n;
       ++m_filled;
       m_changed.notify_all();
     }
@@ -129,6 +180,7 @@ private:
   uint64_t m_consumed = 0; // slots the consumer has given back
   bool m_holding = false;  // the consumer holds slot m_consumed
   bool m_done = false;
+  bool m_stop = false;
   std::optional<Error> m_error;
   std::thread m_thread;
 };
@@ -172,7 +224,21 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
   WritebackPacer pacer(out_fd);
   AsyncReader reader(in_fd);
   for (;;) {
-    const AsyncReader::Chunk next = reader.next();
+    // Nothing more to store, and nothing the observer still needs (or max_raw read): stop
+    // here. Draining a core we do not keep would hold the crashed process, a handler and a
+    // capture slot for as long as the kernel cares to write (1 TiB of a sparse mapping).
+    if (!storing && (!observer || !observer->wants_more() || result.received >= options.max_raw)) {
+      break;
+    }
+    const AsyncReader::Chunk next = reader.next(options.deadline);
+    if (next.timed_out) {
+      if (storing) {
+        stop_storing(CaptureStop::deadline);
+      } else if (result.stop == CaptureStop::none) {
+        result.stop = CaptureStop::deadline;
+      }
+      break;
+    }
     if (next.error) {
       result.read_failed = true;
       result.error = "Failed to read the core from stdin: " + next.error->message;
@@ -180,6 +246,7 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
       break;
     }
     if (next.data.empty()) {
+      result.complete = true;
       break;
     }
     const std::span<const std::byte> chunk = next.data;

@@ -1,6 +1,7 @@
 // The streaming core of the handler: stdin → observers and zstd → the core file, in one pass.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <span>
@@ -13,6 +14,9 @@ class StreamObserver {
 public:
   virtual ~StreamObserver() = default;
   virtual void observe(std::span<const std::byte> chunk) = 0;
+  // False when no later byte matters to the observer; then a capture that stores nothing more
+  // stops reading.
+  virtual bool wants_more() const { return true; }
 };
 
 struct CaptureOptions {
@@ -23,12 +27,15 @@ struct CaptureOptions {
   // Free space to leave on the output's file system, checked before every chunk: max_stored
   // was decided alone, and other captures running at the same time take from the same space.
   uint64_t min_free = 0;
+  // When reading stops, whatever the core still holds: the stored prefix stays a valid frame.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 enum class CaptureStop {
   none,       // the whole input was stored
   max_raw,    // cut at max_raw (the size cap)
   max_stored, // cut when the compressed output reached max_stored (free space or quota)
+  deadline,   // cut when the capture deadline passed
   failed,     // writing or compressing failed; the output is unusable
 };
 
@@ -40,12 +47,14 @@ struct CaptureResult {
   std::string error;        // what failed (write, compress or read)
   int sys_errno = 0;        // errno of that failure, when it was a system call
   bool read_failed = false; // the input ended with a read error, not at EOF
+  bool complete = false;    // the input was read to its end (else `received` is a prefix)
 };
 
-// Reads `in_fd` to its end. Every byte goes to `observer` (may be null); bytes up to the limits
-// go through zstd to `out_fd` (skipped when out_fd < 0). Input is drained even after storing
-// stops, so the observer sees the whole core and `received` is its true size. Memory is bounded
-// by one read buffer plus zstd's window.
+// Reads `in_fd`. Every byte read goes to `observer` (may be null); bytes up to the limits go
+// through zstd to `out_fd` (skipped when out_fd < 0). Once nothing more is stored, reading goes
+// on only while the observer wants more and `max_raw` bytes have not been read; it always ends
+// at `deadline`. The caller closes `in_fd` then, which ends the kernel's dump: a huge or endless
+// core costs bounded time. Memory is bounded by the read buffers plus zstd's window.
 CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& options,
                              StreamObserver* observer);
 

@@ -216,6 +216,25 @@ ConfigResult parse_config(std::string_view text) {
       set_uint(c.rate_limit_burst, 1000000);
     } else if (key == "rate_limit_interval") {
       set_uint(c.rate_limit_interval, 86400 * 366);
+    } else if (key == "max_captures") {
+      set_uint(c.max_captures, 4096);
+      ok = ok && c.max_captures > 0;
+      if (!ok) {
+        c.max_captures = Config{}.max_captures;
+      }
+    } else if (key == "runtime_dir") {
+      ok = value.starts_with('/');
+      if (ok) {
+        c.runtime_dir = value;
+      }
+    } else if (key == "capture_timeout" || key == "analysis_timeout") {
+      // At least a second each, at most a day: a handler must always end.
+      auto v = parse_duration(value);
+      ok = v && *v >= 1 && *v <= 86400;
+      if (ok) {
+        (key == "capture_timeout" ? c.capture_timeout : c.analysis_timeout) =
+            static_cast<unsigned>(*v);
+      }
     } else if (key == "max_executables_per_host") {
       set_uint(c.max_executables_per_host, 1000000);
     } else if (key == "max_hosts") {
@@ -231,6 +250,11 @@ ConfigResult parse_config(std::string_view text) {
       ok = v.has_value();
       if (ok) {
         c.max_record_age = *v;
+      }
+    } else if (key == "kernel_log") {
+      ok = value.empty() || value.starts_with('/');
+      if (ok) {
+        c.kernel_log = value;
       }
     } else if (key == "listen") {
       ok = value.find(':') != std::string::npos;

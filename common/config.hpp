@@ -30,9 +30,16 @@ struct Config {
   DiskAmount max_use{4ULL << 30, 10};          // the store's total size cap
   unsigned rate_limit_burst = 10;              // cores per executable per interval (0 = off)
   unsigned rate_limit_interval = 3600;         // seconds
-  unsigned max_executables_per_host = 200;     // exporter label cap (per host)
-  unsigned max_hosts = 500;                    // exporter label cap (hostnames)
-  std::string listen = "127.0.0.1:9464";       // exporter address
+  // Admission control: full captures (stream + compress) at once; later crashes take the lean
+  // path (record without core, reason "busy"). Slots are lock files under runtime_dir.
+  unsigned max_captures = 8;
+  std::string runtime_dir = "/run/process-core"; // root-only: capture slots, rate-limit locks
+  unsigned capture_timeout = 300;                // seconds of streaming the core before it is cut
+  unsigned analysis_timeout = 30; // seconds for everything after the stream, record included
+  unsigned max_executables_per_host = 200; // exporter label cap (per host)
+  unsigned max_hosts = 500;                // exporter label cap (hostnames)
+  std::string listen = "127.0.0.1:9464";   // exporter address
+  std::string kernel_log = "/dev/kmsg";    // exporter: counts dumps the kernel lost ("" = off)
   // Record retention (corectl vacuum); records beyond these are retired through the ledger.
   uint64_t max_records = 0;    // newest records kept, store-wide (0 = no limit)
   uint64_t max_record_age = 0; // seconds; older records are retired (0 = no limit)

@@ -112,6 +112,13 @@ void CoreScanner::observe(std::span<const std::byte> chunk) {
   }
 }
 
+bool CoreScanner::wants_more() const {
+  if (m_finished || m_phase == Phase::dead) {
+    return false;
+  }
+  return m_phase != Phase::body || !m_pending.empty() || !m_active.empty();
+}
+
 uint64_t CoreScanner::next_boundary() const {
   uint64_t b = k_max;
   if (m_phase == Phase::header) {

@@ -122,6 +122,9 @@ public:
   void finish();
   // The facts; complete only after finish().
   const CoreFacts& facts() const { return m_facts; }
+  // False once the rest of the stream holds nothing the scanner would look at (every note,
+  // build-id and stack window seen, or the input is not a core): the capture may stop reading.
+  bool wants_more() const override;
 
 private:
   enum class Phase { header, phdrs, body, dead };

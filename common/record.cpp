@@ -14,7 +14,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<CoreReason, std::string_view>, 10> k_reasons = {{
+constexpr std::array<std::pair<CoreReason, std::string_view>, 11> k_reasons = {{
     {CoreReason::stored, "stored"},
     {CoreReason::truncated, "truncated"},
     {CoreReason::rlimit, "rlimit"},
@@ -22,6 +22,7 @@ constexpr std::array<std::pair<CoreReason, std::string_view>, 10> k_reasons = {{
     {CoreReason::disk_full, "disk_full"},
     {CoreReason::quota, "quota"},
     {CoreReason::rate_limited, "rate_limited"},
+    {CoreReason::busy, "busy"},
     {CoreReason::empty, "empty"},
     {CoreReason::not_elf, "not_elf"},
     {CoreReason::error, "error"},
@@ -209,6 +210,9 @@ json to_json(const Record& r) {
   if (!r.container.empty()) {
     j["container"] = clean(r.container);
   }
+  if (!r.handler.cut.empty()) {
+    j["handler"]["cut"] = clean(json(r.handler.cut));
+  }
   return j;
 }
 
@@ -265,6 +269,7 @@ Expected<Record> record_from_json(const json& j) {
            get(handler, "drained_ms", r.handler.drained_ms),
            get(handler, "analysis_ms", r.handler.analysis_ms),
            get(handler, "warnings", r.handler.warnings),
+           get(handler, "cut", r.handler.cut),
        }) {
     if (!result) {
       return std::unexpected(result.error());

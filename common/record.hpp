@@ -23,6 +23,7 @@ enum class CoreReason {
   disk_full,    // free space was already below keep_free
   quota,        // the store already uses max_use
   rate_limited, // too many cores from this executable recently
+  busy,         // max_captures captures were already running: recorded on the lean path
   empty,        // the kernel sent no data
   not_elf,      // the data was not an ELF core; stored as received for inspection
   error,        // an I/O or other failure; see core.error
@@ -59,6 +60,8 @@ struct HandlerInfo {
   // Milliseconds spent unwinding and symbolizing after the core was committed.
   double analysis_ms = 0;
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
+  // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
+  std::vector<std::string> cut;
 };
 
 struct Record {

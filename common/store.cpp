@@ -141,14 +141,18 @@ uint64_t Store::disk_usage() const {
 
 namespace {
 
-// The usage file: "<bytes> <epoch seconds of the last full walk>\n", locked while read and
-// updated. Missing, malformed or foreign (not a regular file) means "walk now".
+// The usage file: "<bytes> <epoch seconds of the last full walk>\n", locked while updated.
+// Missing, malformed or foreign (not a regular file) means "walk now".
 struct UsageFile {
   UniqueFd fd;
   uint64_t bytes = 0;
   int64_t walked = 0;
   bool valid = false;
+  bool locked = false; // we hold the lock and may write
 };
+
+// How long a crash waits for the usage lock another capture holds for a moment.
+constexpr int k_usage_lock_tries = 50; // × 1 ms
 
 UsageFile open_usage(int store_fd) {
   UsageFile u;
@@ -159,9 +163,22 @@ UsageFile open_usage(int store_fd) {
   }
   u.fd.reset(fd);
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || ::flock(fd, LOCK_EX) != 0) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     u.fd.reset();
     return u;
+  }
+  // Never a blocking lock: anyone who can open the file (the store user, the exporter) could
+  // hold it for ever and stall every crash. Other handlers hold it for a read and a write; past
+  // a few milliseconds, go on unlocked (read what is there, write nothing).
+  for (int i = 0; i < k_usage_lock_tries; ++i) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      u.locked = true;
+      break;
+    }
+    if (errno != EWOULDBLOCK && errno != EINTR) {
+      break;
+    }
+    ::usleep(1000);
   }
   char buf[64] = {};
   const ssize_t n = ::pread(fd, buf, sizeof buf, 0);
@@ -176,6 +193,9 @@ UsageFile open_usage(int store_fd) {
 }
 
 void store_usage(const UsageFile& u, uint64_t bytes, int64_t walked) {
+  if (!u.locked) {
+    return; // the next locked update or walk corrects the estimate
+  }
   char buf[64];
   const int n =
       std::snprintf(buf, sizeof buf, "%llu %lld\n", static_cast<unsigned long long>(bytes),
@@ -215,7 +235,8 @@ uint64_t Store::usage_estimate(unsigned max_age) const {
   if (u.valid && now - u.walked < static_cast<int64_t>(max_age) && now >= u.walked) {
     return u.bytes;
   }
-  // Others wait on the lock meanwhile and then find a fresh value instead of walking too.
+  // Others see the lock meanwhile, and walk too rather than wait: each walk is bounded by the
+  // store, a wait on a lock is not.
   const uint64_t bytes = disk_usage();
   if (u.fd) {
     store_usage(u, bytes, now);

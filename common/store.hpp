@@ -74,9 +74,10 @@ public:
   // Bytes used by the files of the store (allocated blocks): walks the whole store.
   uint64_t disk_usage() const;
 
-  // disk_usage() as of at most `max_age` seconds ago, from <store>/.usage (kept under flock),
-  // walking the store only when that is older. Each crash would otherwise stat every file of a
-  // large store while the crashed process waits.
+  // disk_usage() as of at most `max_age` seconds ago, from <store>/.usage (updated under an
+  // flock that is never waited for long: when someone holds it, the file is read unlocked and
+  // left alone), walking the store only when that is older. Each crash would otherwise stat
+  // every file of a large store while the crashed process waits.
   uint64_t usage_estimate(unsigned max_age) const;
   // Adds `bytes` just written to the estimate.
   void add_usage(uint64_t bytes) const;

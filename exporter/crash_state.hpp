@@ -101,6 +101,8 @@ public:
 
   // Marks a store file (path relative to the root) as skipped, or as fine again (nullopt).
   void set_skipped(const std::string& relpath, std::optional<SkipReason> reason);
+  // True when that file is currently marked skipped.
+  bool is_skipped(const std::string& relpath) const { return m_skipped.contains(relpath); }
   void set_scan_seconds(double seconds) { m_scan_seconds = seconds; }
   void count_rescan() { ++m_rescans; }
 

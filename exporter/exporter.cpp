@@ -5,6 +5,7 @@
 #include "common/log.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
+#include "exporter/kmsg_follower.hpp"
 #include "exporter/metrics.hpp"
 #include "exporter/process_metrics.hpp"
 #include "exporter/store_watcher.hpp"
@@ -46,7 +47,8 @@ struct Context {
   std::unique_ptr<CrashState> state;
   std::unique_ptr<StoreWatcher> watcher;
   WebConfig web;
-  std::unique_ptr<HttpServer> server;
+  std::shared_ptr<KmsgFollower> kmsg;
+  std::unique_ptr<HttpServer> server; // destroyed first: no request outlives the rest
 };
 
 void print_usage() {
@@ -158,6 +160,11 @@ HttpResponse route(const Context& ctx, const MetricsCollector& collector,
       families.push_back(max_use_family(ctx.config.max_use.resolve(
           static_cast<uint64_t>(fs.f_blocks) * fs.f_frsize, k_percent_cap)));
     }
+    if (ctx.kmsg) {
+      auto lost = ctx.kmsg->Collect();
+      families.insert(families.end(), std::make_move_iterator(lost.begin()),
+                      std::make_move_iterator(lost.end()));
+    }
     auto process = process_families();
     families.insert(families.end(), std::make_move_iterator(process.begin()),
                     std::make_move_iterator(process.end()));
@@ -181,7 +188,24 @@ HttpResponse route(const Context& ctx, const MetricsCollector& collector,
   return {404, "text/plain; charset=utf-8", "Not found\n"};
 }
 
+// Dumps the kernel skipped (core_pipe_limit, a failed pipe), from the kernel log.
+void follow_kernel_log(Context& ctx) {
+  if (ctx.config.kernel_log.empty()) {
+    return;
+  }
+  // Reading /dev/kmsg needs CAP_SYSLOG with kernel.dmesg_restrict = 1 (Debian's default):
+  // the shipped unit grants it as an ambient capability.
+  auto kmsg = std::make_shared<KmsgFollower>(ctx.config.kernel_log);
+  std::string error;
+  if (kmsg->start(error)) {
+    ctx.kmsg = std::move(kmsg);
+  } else {
+    spdlog::warn("{}: dumps the kernel skipped are not counted", error);
+  }
+}
+
 bool serve(Context& ctx) {
+  follow_kernel_log(ctx);
   auto collector = std::make_shared<MetricsCollector>(*ctx.state, ctx.mutex);
   const auto& addresses =
       ctx.options.listen.empty() ? std::vector<std::string>{ctx.config.listen} : ctx.options.listen;

@@ -210,9 +210,12 @@ void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string&
     return;
   }
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      static_cast<uint64_t>(st.st_size) > k_record_limit) {
+  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode)) {
     m_state.set_skipped(rel, SkipReason::malformed);
+    return;
+  }
+  if (static_cast<uint64_t>(st.st_size) > k_record_limit) {
+    count_by_place(exe_dirfd, dir, rel, id, st);
     return;
   }
   std::string text(static_cast<size_t>(st.st_size), '\0');
@@ -223,14 +226,33 @@ void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string&
   }
   text.resize(*got);
   auto record = parse_labels(text);
-  // The file name is the identity the store and the ledger use; a record that claims another
-  // id was not written by the handler and cannot be retired consistently, so it is not counted.
+  // The file name is the identity the store and the ledger use: a record that claims another
+  // id, or that cannot be read at all, is counted by its name and place instead.
   if (!record || record->id != format_record_id(id)) {
-    m_state.set_skipped(rel, SkipReason::malformed);
+    count_by_place(exe_dirfd, dir, rel, id, st);
     return;
   }
   m_state.set_skipped(rel, std::nullopt);
   m_state.add_record(id, dir, record->key, record->time, allocated(st), core_bytes(exe_dirfd, id));
+}
+
+void StoreWatcher::count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,
+                                  const struct stat& st) {
+  // A crash must not hide from the counters by making its record unreadable (a 3 MiB record
+  // of long mapped paths, or a broken one): it still counts, under the labels its place in the
+  // store gives (host and executable directories, signal "unknown"), and it stays listed as
+  // unreadable so the alert on those fires.
+  m_state.set_skipped(rel, SkipReason::malformed);
+  const auto& [host, exe] = m_dirs[dir];
+  common::SeriesKey key;
+  key.hostname = host;
+  // The component of "/usr/bin/app" is "usr!bin!app": the same label as its readable records
+  // when the name needed no hash.
+  key.executable = "/" + common::decode_exe(exe);
+  key.signal = "unknown";
+  const uint64_t core = core_bytes(exe_dirfd, id);
+  key.core_present = core > 0;
+  m_state.add_record(id, dir, key, static_cast<int64_t>(st.st_mtime), allocated(st), core);
 }
 
 void StoreWatcher::scan_exe(const std::string& host, const std::string& exe, bool rescan) {
@@ -370,7 +392,9 @@ void StoreWatcher::handle_exe_event(const Watch& w, uint32_t mask, std::string_v
   const bool appeared = (mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) != 0;
   const bool vanished = (mask & (IN_DELETE | IN_MOVED_FROM)) != 0;
   if (auto id = id_of(name, common::k_record_suffix)) {
-    if (appeared && !m_state.has_record(*id)) {
+    // A record counted by its place is read again when rewritten: once readable, it is no
+    // longer reported unreadable (its crash stays in the series it was first counted in).
+    if (appeared && (!m_state.has_record(*id) || m_state.is_skipped(relpath(host, exe, name)))) {
       if (auto dfd = open_exe_dir(host, exe)) {
         ingest_record(dfd->get(), w.dir, name, *id);
       }

@@ -7,6 +7,7 @@
 #include "common/store.hpp"
 #include "exporter/crash_state.hpp"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -65,6 +66,9 @@ private:
   void scan_host(const std::string& host, bool rescan);
   void scan_exe(const std::string& host, const std::string& exe, bool rescan);
   void ingest_record(int exe_dirfd, uint32_t dir, const std::string& name, uint64_t id);
+  // Counts a record that cannot be parsed (or is too large) from its place in the store.
+  void count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,
+                      const struct stat& st);
   uint64_t core_bytes(int exe_dirfd, uint64_t id) const;
   bool record_exists(uint64_t id, uint32_t dir) const;
   Stamp ledger_stamp() const;

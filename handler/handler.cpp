@@ -9,8 +9,10 @@
 #include "common/names.hpp"
 #include "common/parse.hpp"
 #include "common/privileges.hpp"
+#include "common/record_bound.hpp"
 #include "common/signals.hpp"
 #include "common/symbolize.hpp"
+#include "handler/admission.hpp"
 #include "process_core_version.hpp"
 
 #include <spdlog/spdlog.h>
@@ -48,6 +50,11 @@ constexpr uint64_t k_room_margin = 256 << 10;
 // Unwinding and symbolizing every thread, after the core is committed and the crashed process
 // released; what is not done by then is left out of the record (the threads keep frame #0).
 constexpr auto k_analysis_budget = std::chrono::seconds(2);
+// How long a capture waits for its executable's rate-limit lock (held by other handlers for one
+// walk of the store) before it gives up the core.
+constexpr auto k_rate_lock_wait = std::chrono::seconds(2);
+// Beyond capture_timeout + analysis_timeout: writing the record and the log line.
+constexpr auto k_deadline_grace = std::chrono::seconds(5);
 
 // 1. Secure the process before anything else can go wrong.
 void secure_process(Context& ctx) {
@@ -101,7 +108,7 @@ bool started_by_kernel() {
   return flags ? (*flags & k_pf_kthread) != 0 : parent == 2;
 }
 
-// 2. Configuration: --config, else the default path (which may be absent).
+// 3. Configuration: --config, else the default path (which may be absent).
 void load_configuration(Context& ctx) {
   if (started_by_kernel() && (ctx.args.config_path || ctx.args.store_path)) {
     // Options can hide in positional data (a hostname "--store=/x h" on a kernel that splits
@@ -134,7 +141,7 @@ std::string own_hostname() {
   return buf;
 }
 
-// 3. Identity of the crash from the arguments, and /proc while the process still exists.
+// 4. Identity of the crash from the arguments, and /proc while the process still exists.
 void identify_crash(Context& ctx) {
   common::Record& r = ctx.record;
   const common::CoreArgs& a = ctx.args;
@@ -164,13 +171,6 @@ void identify_crash(Context& ctx) {
       ctx.warnings.push_back(w);
     }
   }
-  // Only now enlarge the pipe: while it is full the kernel is blocked writing the core, which
-  // keeps the process and its /proc entries alive for the reads above even when
-  // core_pipe_limit is 0. From here on, draining fast matters more.
-  if (ctx.input) {
-    // Best effort: fails harmlessly when stdin is not a pipe.
-    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
-  }
   r.comm = a.comm.value_or(ctx.proc.comm.value_or(""));
   r.cmdline = ctx.proc.cmdline.value_or("");
   // %E cannot be decoded without loss (a '!' in a name reads as '/'); /proc/<pid>/exe is the
@@ -185,6 +185,48 @@ void identify_crash(Context& ctx) {
   r.core.access = a.dump_mode == 1 ? common::CoreAccess::owner : common::CoreAccess::root_only;
   r.store_host = common::host_component(r.hostname);
   r.store_exe = common::exe_component(r.executable.empty() ? "(unknown)" : r.executable);
+}
+
+// 5. Admission, as root: a capture slot, or the lean path. A storm of crashes must cost a
+// bounded amount of memory and CPU, and the kernel must never skip a dump because handlers are
+// busy (core_pipe_limit = 0): past max_captures, a handler records the crash without its core.
+void admit_capture(Context& ctx) {
+  auto dir = open_runtime_dir(ctx.config.runtime_dir);
+  if (!dir) {
+    // Fail open: a core for every crash as before, rather than no core at all.
+    ctx.warnings.push_back(dir.error().message + ": no admission control, capturing anyway");
+  } else {
+    ctx.runtime_dir = std::move(*dir);
+    auto slot = try_capture_slot(ctx.runtime_dir.get(), ctx.config.max_captures);
+    if (!slot) {
+      ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
+    } else if (!*slot) {
+      ctx.lean = true;
+    } else {
+      ctx.slot = std::move(*slot);
+    }
+    if (!ctx.lean && ctx.config.rate_limit_burst > 0) {
+      auto lock = open_rate_lock(ctx.runtime_dir.get(), ctx.record.store_exe);
+      if (lock) {
+        ctx.rate_lock = std::move(*lock);
+      } else {
+        ctx.warnings.push_back(lock.error().message + ": rate limit without a lock");
+      }
+    }
+  }
+  if (ctx.lean) {
+    // Close the pipe at once: the kernel's next write fails and it stops dumping, the crashed
+    // process is released, and nothing of the core is read or compressed.
+    ctx.input.reset();
+    return;
+  }
+  // Only now enlarge the pipe: while it is full the kernel is blocked writing the core, which
+  // keeps the process and its /proc entries alive for the reads in identify_crash even when
+  // core_pipe_limit is 0. From here on, draining fast matters more.
+  if (ctx.input) {
+    // Best effort: fails harmlessly when stdin is not a pipe.
+    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
+  }
 }
 
 // Creates the store root if it is missing, owned by the store user (as tmpfiles.d would).
@@ -204,7 +246,7 @@ void ensure_store_root(Context& ctx, const std::optional<common::UserIds>& user)
   }
 }
 
-// 4. Open the store as root, then give root up for good.
+// 6. Open the store as root, then give root up for good.
 void open_store_and_drop(Context& ctx) {
   std::optional<common::UserIds> user;
   if (ctx.running_as_root && !ctx.config.user.empty()) {
@@ -253,33 +295,6 @@ void open_store_and_drop(Context& ctx) {
   }
 }
 
-// Cores of this executable younger than `interval` seconds (for the rate limit).
-// Cores of this executable younger than `interval` seconds, under every host directory: %h is
-// the crasher's to choose (a container can change it at will, and every new pod has a new one),
-// so a limit keyed on it alone would not hold a crash loop back.
-unsigned recent_cores(int store_fd, const std::string& exe, unsigned interval) {
-  const time_t cutoff = ::time(nullptr) - static_cast<time_t>(interval);
-  unsigned count = 0;
-  common::list_dir(store_fd, [&](std::string_view host) {
-    const std::string path = std::string(host) + "/" + exe;
-    const int fd =
-        ::openat(store_fd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-      return;
-    }
-    const common::UniqueFd dir(fd);
-    common::list_dir(dir.get(), [&](std::string_view name) {
-      struct stat st {};
-      if (name.ends_with(common::k_core_suffix) &&
-          ::fstatat(dir.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-          st.st_mtime >= cutoff) {
-        ++count;
-      }
-    });
-  });
-  return count;
-}
-
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
       .count();
@@ -300,24 +315,65 @@ void attach_thread_names(std::vector<common::ThreadTrace>& stacks,
   }
 }
 
-// 5. Stream the core: stdin → scanner and zstd → temp file → commit.
-void capture_core(Context& ctx) {
+// The policy decision, with the rate limit counted and this capture's place reserved under
+// the executable's lock: concurrent crashes of one executable then never store more than the
+// burst (counting committed cores alone, all of them would see the same count).
+CoreBudget decide_with_reservation(Context& ctx) {
+  PolicyInput in;
+  in.rlimit = ctx.args.rlimit;
+  in.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  if (auto space = common::fs_space(ctx.exe_dir.get())) {
+    in.fs_available = space->available;
+    in.fs_total = space->total;
+  }
+  in.store_usage = ctx.store->usage_estimate(k_usage_max_age);
+  if (ctx.config.rate_limit_burst == 0) {
+    return decide_policy(ctx.config, in);
+  }
+  LockGuard guard;
+  if (ctx.rate_lock) {
+    guard = lock_within(ctx.rate_lock.get(), k_rate_lock_wait);
+    if (!guard) {
+      CoreBudget b;
+      b.reason = CoreReason::rate_limited;
+      b.detail = "the rate-limit lock of this executable stayed busy";
+      return b;
+    }
+  }
+  in.recent_cores =
+      recent_cores(ctx.store->fd(), ctx.record.store_exe, ctx.config.rate_limit_interval);
+  CoreBudget budget = decide_policy(ctx.config, in);
+  if (budget.store) {
+    auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id);
+    if (!reserved) {
+      budget.store = false;
+      budget.reason =
+          reserved.error().sys_errno == ENOSPC ? CoreReason::disk_full : CoreReason::error;
+      budget.detail = reserved.error().message;
+    } else {
+      ctx.reservation = std::move(*reserved);
+    }
+  }
+  return budget;
+}
+
+std::string seconds_text(unsigned s) {
+  return std::to_string(s) + " s";
+}
+
+// 7. Stream the core: stdin → scanner and zstd → temp file → commit.
+void stream_core(Context& ctx) {
   common::CoreInfo& core = ctx.record.core;
+  if (ctx.lean) {
+    core.present = false;
+    core.reason = CoreReason::busy;
+    core.error = std::to_string(ctx.config.max_captures) +
+                 " captures already running (max_captures): recorded without reading the core";
+    return;
+  }
   CoreBudget budget;
   if (ctx.exe_dir) {
-    PolicyInput in;
-    in.rlimit = ctx.args.rlimit;
-    in.page_size = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    if (auto space = common::fs_space(ctx.exe_dir.get())) {
-      in.fs_available = space->available;
-      in.fs_total = space->total;
-    }
-    in.store_usage = ctx.store->usage_estimate(k_usage_max_age);
-    if (ctx.config.rate_limit_burst > 0) {
-      in.recent_cores =
-          recent_cores(ctx.store->fd(), ctx.record.store_exe, ctx.config.rate_limit_interval);
-    }
-    budget = decide_policy(ctx.config, in);
+    budget = decide_with_reservation(ctx);
   } else {
     budget.store = false;
     budget.reason = CoreReason::error;
@@ -343,6 +399,9 @@ void capture_core(Context& ctx) {
   options.max_raw = budget.max_raw;
   options.max_stored = budget.max_stored;
   options.min_free = budget.keep_free;
+  // From the start of the run, so that whatever came before (the /proc reads, a walk of the
+  // store) counts against the same bound.
+  options.deadline = ctx.started + std::chrono::seconds(ctx.config.capture_timeout);
   common::CaptureResult result;
   if (ctx.input) {
     result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &ctx.scanner);
@@ -364,8 +423,13 @@ void capture_core(Context& ctx) {
   if (result.received == 0) {
     // Nothing to keep (the file, if any, is discarded with `file`).
     core.present = false;
-    core.reason = result.read_failed ? CoreReason::error : CoreReason::empty;
-    core.error = result.error;
+    core.reason = result.read_failed || result.stop == common::CaptureStop::deadline
+                      ? CoreReason::error
+                      : CoreReason::empty;
+    core.error =
+        result.stop == common::CaptureStop::deadline
+            ? "no data before capture_timeout (" + seconds_text(ctx.config.capture_timeout) + ")"
+            : result.error;
     return;
   }
   if (!file) {
@@ -390,7 +454,8 @@ void capture_core(Context& ctx) {
   core.present = true;
   core.path = common::core_relpath(ctx.record.store_host, ctx.record.store_exe, ctx.record.id);
   core.stored_size = result.stored_size;
-  const bool cut_by_us = result.stored_raw < result.received;
+  // We stopped reading before the end (at a limit or the deadline): the core is a prefix.
+  const bool cut_by_us = !result.complete && !result.read_failed;
   // The kernel sends no trailer: a core that ends before its last PT_LOAD was cut short on the
   // way (the process was killed mid-dump, or a helper before us in a chain gave up).
   const bool cut_short = facts.is_elf && facts.truncated;
@@ -403,8 +468,17 @@ void capture_core(Context& ctx) {
     core.reason = CoreReason::stored;
   }
   if (cut_by_us) {
-    core.error =
-        result.stop == common::CaptureStop::max_stored ? budget.detail : "cut at max_core_size";
+    switch (result.stop) {
+    case common::CaptureStop::max_stored:
+      core.error = budget.detail;
+      break;
+    case common::CaptureStop::deadline:
+      core.error = "cut at capture_timeout (" + seconds_text(ctx.config.capture_timeout) + ")";
+      break;
+    default:
+      core.error = "cut at max_core_size";
+      break;
+    }
   } else if (result.read_failed) {
     core.error = result.error;
   } else if (cut_short) {
@@ -413,7 +487,15 @@ void capture_core(Context& ctx) {
   }
 }
 
-// 6. What the notes say: fill what the arguments did not give, the setuid policy, the crash
+void capture_core(Context& ctx) {
+  stream_core(ctx);
+  // The core is linked (or abandoned): it counts for the rate limit by itself from now on.
+  if (ctx.reservation) {
+    release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
+  }
+}
+
+// 8. What the notes say: fill what the arguments did not give, the setuid policy, the crash
 // site with its symbol, and findings about the mapped files.
 void analyze_crash(Context& ctx) {
   const common::CoreFacts& facts = ctx.scanner.facts();
@@ -459,7 +541,11 @@ void analyze_crash(Context& ctx) {
   // crashed process was released when stdin was closed; the budget bounds the handler's run.
   common::UnwindOptions unwind;
   unwind.root_fd = root;
-  unwind.deadline = std::chrono::steady_clock::now() + k_analysis_budget;
+  // The unwinder's own budget, inside the configured analysis_timeout (which also covers the
+  // mapped files and the record).
+  unwind.deadline = std::chrono::steady_clock::now() +
+                    std::min<std::chrono::seconds>(
+                        k_analysis_budget, std::chrono::seconds(ctx.config.analysis_timeout));
   const auto analysis_start = std::chrono::steady_clock::now();
   common::CrashAnalysis analysis = common::analyze_crash(facts, unwind);
   r.handler.analysis_ms = elapsed_ms(analysis_start);
@@ -516,7 +602,7 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   return f;
 }
 
-// 8. Let the crashing user read this crash, as coredumpctl does, when the core may be theirs
+// 9. Let the crashing user read this crash, as coredumpctl does, when the core may be theirs
 // (core.access "owner": dump mode 1, no AT_SECURE, real ids equal to effective ids). Only %u
 // counts: the uid in NT_PRPSINFO is the crasher's own namespace's, which may name another user
 // here. POSIX ACLs rather than group or mode bits: one named user, on this crash's files and the
@@ -560,6 +646,26 @@ void grant_owner_access(Context& ctx) {
   ctx.reader = uid; // and the record, when it is written
 }
 
+std::string outcome_text(const common::CoreInfo& core);
+
+// Gives the watchdog what to write if the run is still going at `deadline`: the record as it
+// is now, with `what` (the step that ran out of time) among its warnings.
+void arm_watchdog(Context& ctx, Watchdog::Clock::time_point deadline, const std::string& what) {
+  common::Record r = ctx.record;
+  r.handler.version = PROCESS_CORE_VERSION;
+  r.handler.warnings = ctx.warnings;
+  r.handler.warnings.push_back(what);
+  r.handler.duration_ms = std::chrono::duration<double, std::milli>(deadline - ctx.started).count();
+  common::bound_record(r);
+  const int dirfd = ctx.exe_dir ? ctx.exe_dir.get() : -1;
+  const std::string line =
+      fmt::format("Process {} ({}) of host {} crashed with SIG{}: core {}; {}",
+                  r.pid ? std::to_string(*r.pid) : "?", common::to_valid_utf8(r.executable),
+                  common::to_valid_utf8(r.hostname), r.signal_name, outcome_text(r.core), what);
+  ctx.watchdog->arm(deadline, dirfd, r.id + std::string(common::k_record_suffix),
+                    common::to_json_text(r), line);
+}
+
 std::string outcome_text(const common::CoreInfo& core) {
   std::string text = std::string(common::to_string(core.reason));
   if (core.present) {
@@ -574,10 +680,18 @@ std::string outcome_text(const common::CoreInfo& core) {
 
 // 9. The record is the commit point; then one line in the log.
 int commit_record(Context& ctx) {
+  if (ctx.watchdog && !ctx.watchdog->claim()) {
+    // The watchdog is writing the record it was given and ends the process.
+    for (;;) {
+      ::pause();
+    }
+  }
   common::Record& r = ctx.record;
   r.handler.version = PROCESS_CORE_VERSION;
   r.handler.warnings = ctx.warnings;
   r.handler.duration_ms = elapsed_ms(ctx.started);
+  // Hundreds of mapped files with long names must not make a record no reader will load.
+  common::bound_record(r);
   int status = 0;
   std::string where;
   if (ctx.exe_dir) {
@@ -722,13 +836,36 @@ int run(const std::vector<std::string>& args) {
     }
     ctx.warnings = ctx.args.warnings;
     common::init_logging("process-core", common::LogTarget::syslog);
-    load_configuration(ctx);   // 3. config file, --store
-    identify_crash(ctx);       // 4. record identity, /proc before draining
-    open_store_and_drop(ctx);  // 5. open the store as root, drop privileges
-    capture_core(ctx);         // 6. policy, stream, compress, commit the core
-    analyze_crash(ctx);        // 7. crash site, symbol, mapped files
-    grant_owner_access(ctx);   // 8. the crashing user may read their own crash
-    return commit_record(ctx); // 9. the record, then one log line
+    load_configuration(ctx); // 3. config file, --store
+    // Whatever blocks from here on, the run ends by this time.
+    const auto hard_deadline = ctx.started + std::chrono::seconds(ctx.config.capture_timeout) +
+                               std::chrono::seconds(ctx.config.analysis_timeout) + k_deadline_grace;
+    ctx.watchdog = std::make_unique<Watchdog>();
+    identify_crash(ctx);      // 4. record identity, /proc before draining
+    admit_capture(ctx);       // 5. a capture slot, or the lean path (pipe closed)
+    open_store_and_drop(ctx); // 6. open the store as root, drop privileges
+    {
+      // What the watchdog writes if the capture never ends; the run's own record starts over.
+      const common::CoreInfo before = ctx.record.core;
+      common::CoreInfo& core = ctx.record.core;
+      core.present = false;
+      core.reason = CoreReason::error;
+      core.error = "the handler reached its deadline before the core was read";
+      arm_watchdog(ctx, hard_deadline,
+                   "stopped at the deadline (capture_timeout + analysis_timeout) before the "
+                   "capture ended");
+      ctx.record.core = before;
+    }
+    capture_core(ctx); // 7. policy, stream, compress, commit the core
+    arm_watchdog(ctx,
+                 std::min(hard_deadline, std::chrono::steady_clock::now() +
+                                             std::chrono::seconds(ctx.config.analysis_timeout)),
+                 "analysis stopped at analysis_timeout (" +
+                     seconds_text(ctx.config.analysis_timeout) +
+                     "): crash site and mappings may be missing");
+    analyze_crash(ctx);        // 8. crash site, backtraces, symbols, mapped files
+    grant_owner_access(ctx);   // 9. the crashing user may read their own crash
+    return commit_record(ctx); // 10. the record, then one log line
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.

@@ -8,6 +8,7 @@
 #include "common/record.hpp"
 #include "common/store.hpp"
 #include "handler/procinfo.hpp"
+#include "handler/watchdog.hpp"
 
 #include <chrono>
 #include <memory>
@@ -26,8 +27,14 @@ struct Context {
   common::UniqueFd input;            // the core pipe, moved above fd 2
   ProcFacts proc;
   std::optional<common::Store> store;
-  common::UniqueFd exe_dir; // <store>/<host>/<exe>, opened after dropping privileges
-  std::string store_error;  // why the store cannot be written, if so
+  common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
+  common::UniqueFd runtime_dir; // root-only: capture slots and rate-limit locks
+  common::UniqueFd slot;        // the capture slot held (flock), when not lean
+  common::UniqueFd rate_lock;   // this executable's rate-limit lock file
+  bool lean = false;            // no slot: record without reading the core
+  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the capture
+  std::unique_ptr<Watchdog> watchdog;
+  std::string store_error; // why the store cannot be written, if so
   bool running_as_root = false;
   common::CoreScanner scanner; // sees every byte of the core as it streams past
   common::Record record;

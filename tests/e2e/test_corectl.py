@@ -71,7 +71,7 @@ def test_install_and_uninstall_restore_the_machine(tmp_path):
                 expected = f"|{handler} -P%P -I%I -u%u -g%g -t%t -c%c -d%d"
                 assert read("kernel.core_pattern").startswith(expected), r.stdout
                 assert read("kernel.core_pattern").endswith(" -- %h %s %E")
-                assert read("kernel.core_pipe_limit") == "16"
+                assert read("kernel.core_pipe_limit") == "0"
                 assert read("fs.suid_dumpable") == "2"
                 dropin = (sysctl_dir / "50-process-core.conf").read_text()
                 assert f"kernel.core_pattern = {read('kernel.core_pattern')}\n" in dropin

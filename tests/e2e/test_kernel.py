@@ -32,7 +32,8 @@ def kernel():
     os.chmod(work, 0o755)
     shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
     store = pctest.make_store(work)
-    pctest.write_config(work / "c", store, rate_limit_burst=0)
+    # Enough capture slots that the burst test below stores every core.
+    pctest.write_config(work / "c", store, rate_limit_burst=0, max_captures=64)
     pattern = f"|{work}/h --config={work}/c {ARGS}"
     try:
         # core_pipe_limit 0 (the kernel's default): a host with process-core installed has 16,

@@ -223,7 +223,7 @@ def test_install_capture_export_purge(deb, tmp_path):
             pattern = pathlib.Path(SETTINGS[0]).read_text().strip()
             assert pattern.startswith("|/usr/sbin/process-core -P%P"), pattern
             assert pattern.endswith(" -- %h %s %E")
-            assert pathlib.Path(SETTINGS[1]).read_text().strip() == "16"
+            assert pathlib.Path(SETTINGS[1]).read_text().strip() == "0"
             # Retention runs by itself: the timer is installed and enabled.
             assert pathlib.Path("/lib/systemd/system/process-core-vacuum.timer").exists()
             assert pathlib.Path("/lib/systemd/system/process-core-vacuum.service").exists()

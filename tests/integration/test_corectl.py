@@ -367,7 +367,8 @@ def fake_proc(base, pattern="core"):
     (proc / "kernel").mkdir(parents=True)
     (proc / "fs").mkdir()
     (proc / "kernel" / "core_pattern").write_text(pattern + "\n")
-    (proc / "kernel" / "core_pipe_limit").write_text("0\n")
+    # 16 is what systemd-coredump ships: install replaces it with 0, uninstall restores it.
+    (proc / "kernel" / "core_pipe_limit").write_text("16\n")
     (proc / "fs" / "suid_dumpable").write_text("0\n")
     return proc
 
@@ -407,10 +408,11 @@ def test_install_on_a_fake_proc_tree(tmp_path, safe_handler):
     assert b"older than 6.16" in r.stdout
     pattern = (proc / "kernel" / "core_pattern").read_text().strip()
     assert pattern == f"|{handler} -P%P -I%I -u%u -g%g -t%t -c%c -d%d -- %h %s %E"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
     r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "uninstall", *args], capture_output=True)
     assert r.returncode == 0, r.stderr
     assert (proc / "kernel" / "core_pattern").read_text().strip() == "|/usr/share/apport/apport -p%p -s%s -c%c"
-    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
     assert not (tmp_path / "sysctl.d" / "50-process-core.conf").exists()
 
 
@@ -482,7 +484,7 @@ def test_uninstall_leaves_a_pattern_that_is_no_longer_ours(tmp_path, safe_handle
     assert r.returncode == 0, r.stderr
     assert b"not process-core's, leaving it" in r.stdout
     assert (proc / "kernel" / "core_pattern").read_text().strip() == other
-    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+    assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
 
 
 def test_install_over_another_installation_gives_its_pattern_back(tmp_path, safe_handler):
@@ -526,7 +528,7 @@ def test_failed_install_puts_everything_back(tmp_path, safe_handler):
         assert r.returncode != 0 and b"suid_dumpable" in r.stderr, r.stderr
         assert (sysctl / "50-process-core.conf").read_text() == "# an earlier, working install\n"
         assert (proc / "kernel" / "core_pattern").read_text().strip() == "core"
-        assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "0"
+        assert (proc / "kernel" / "core_pipe_limit").read_text().strip() == "16"
         assert refused.read_text().strip() == "0"
     finally:
         subprocess.run(["chattr", "-i", str(refused)], capture_output=True)
@@ -634,3 +636,20 @@ def test_root_under_sudo_pages_only_with_less(fixture, tmp_path):
     status, out = run_on_terminal(["--config", str(config), "list"], env)
     assert status == 0 and b"TIME" in out
     assert not paged.exists(), "a pager from the environment ran as root"
+
+
+def test_unreadable_records_are_listed_from_their_place(tmp_path):
+    """A crash cannot hide from `corectl list` by making its record unreadable or huge."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    exe_dir = next(p for p in store.glob("*/*") if p.is_dir())
+    (exe_dir / "00000000000000b1.json").write_text('{"id": "00000000000000b1", "signal": ')
+    huge = {"id": "00000000000000b2", "mappings": [{"path": "/" + "x" * 4000}] * 1000}
+    (exe_dir / "00000000000000b2.json").write_text(json.dumps(huge))
+    r = corectl(config, "list")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    broken = [l for l in out.splitlines() if "00000000000000b1" in l]
+    assert len(broken) == 1 and "unknown" in broken[0], out
+    assert "/opt/db/bin/dbd" in broken[0] or "/usr/bin/app" in broken[0], out
+    assert "00000000000000b2" in out, out
+    assert b"malformed" in r.stderr

@@ -154,7 +154,9 @@ def test_malformed_and_foreign_files_are_counted_not_fatal(tmp_path):
     (store / "README").write_text("not a host")
     with Exporter(store, config, tmp_path) as ex:
         m = ex.scrape()
-        assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1}
+        # Records that cannot be read still count, by their place in the store.
+        assert crashes(m) == {("web-1", "/usr/bin/ruby", "SEGV", "true"): 1,
+                              ("web-1", "/usr/bin/ruby", "unknown", "false"): 2}
         assert value(m, "processcore_records_unreadable", reason="malformed") == 2
         assert value(m, "processcore_records_unreadable", reason="foreign") == 2
         # Live: another bad record, then a file written in place that becomes complete.
@@ -163,8 +165,11 @@ def test_malformed_and_foreign_files_are_counted_not_fatal(tmp_path):
         rec = json.loads([p for p in exe_dir.glob("*.json") if not p.name.startswith("0000")][0].read_text())
         rec["id"] = "0000000000000bad"
         (exe_dir / "0000000000000bad.json").write_text(json.dumps(rec))  # IN_CLOSE_WRITE: read again
-        m, _ = ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 2, timeout=1)
-        assert value(m, "processcore_records_unreadable", reason="malformed") == 2
+        m, _ = ex.wait_for(
+            lambda m: value(m, "processcore_records_unreadable", reason="malformed") == 2,
+            timeout=1)
+        # Counted once, where it was first counted: a counter never moves between series.
+        assert value(m, "processcore_coredumps_total") == 4
         (exe_dir / "notes.txt").unlink()
         ex.wait_for(lambda m: value(m, "processcore_records_unreadable", reason="foreign") == 1, timeout=1)
 
@@ -197,3 +202,28 @@ def test_systemd_unit_verifies(tmp_path):
     for key in ["User=process-core", "ProtectSystem=strict", "NoNewPrivileges=yes", "PrivateTmp=yes",
                 "RestrictAddressFamilies=", "SystemCallFilter=@system-service"]:
         assert key in unit
+
+
+def test_kernel_log_losses_are_counted(tmp_path):
+    """Lines the kernel logs when it skips a dump become processcore_kernel_dumps_lost_total;
+    lines logged before the exporter started are not counted (it reads from the end)."""
+    fifo = tmp_path / "kmsg"
+    os.mkfifo(fifo)
+    store, config = setup_store(tmp_path, kernel_log=fifo)
+    with Exporter(store, config, tmp_path) as ex:
+        m = ex.scrape()
+        # Every reason is there from the start, at 0: increase() then sees the first loss.
+        for reason in ("pipe_limit", "pipe_failed", "other"):
+            assert m[("processcore_kernel_dumps_lost_total",
+                      frozenset({("reason", reason)}))] == 0, m
+        with open(fifo, "w") as w:
+            w.write("4,100,1,-;coredump: 17653(acc-crasher): over core_pipe_limit, skipping core dump\n"
+                    "4,101,1,-;coredump: 17654(acc-crasher): over core_pipe_limit, skipping core dump\n"
+                    "6,102,1,-;coredump: 9(x): |/usr/sbin/process-core pipe failed\n"
+                    "4,103,1,-;coredump: 9(x): RLIMIT_CORE is set to 1, aborting core\n"
+                    "6,104,1,-;evil[1]: segfault at 0; over core_pipe_limit\n")
+        m, _ = ex.wait_for(
+            lambda m: value(m, "processcore_kernel_dumps_lost_total", reason="pipe_limit") == 2,
+            timeout=5)
+        assert value(m, "processcore_kernel_dumps_lost_total", reason="pipe_failed") == 1
+        assert value(m, "processcore_kernel_dumps_lost_total", reason="other") == 0

@@ -185,6 +185,9 @@ def make_store(base, owner="nobody"):
 
 
 def write_config(path, store, **keys):
+    # Capture slots and rate-limit locks of the test's own (the handler creates the directory),
+    # so that tests running side by side never take each other's slots.
+    keys.setdefault("runtime_dir", pathlib.Path(store).parent / "run")
     # Not root: the handler cannot drop privileges, and an empty user is refused, so none.
     user = keys.pop("user", "nobody" if is_root() else None)
     lines = [f"store = {store}"] + ([f"user = {user}"] if user is not None else [])

@@ -1,6 +1,13 @@
 // A program that crashes on demand, for tests and benchmarks.
 //   crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS [--heap MiB] [--threads N]
+//           [--sparse GiB] [--map-dir DIR]
 // --heap fills MiB of memory, half compressible text and half random bytes, like a real heap.
+// --sparse maps GiB of MAP_NORESERVE memory and touches one page: the kernel streams the whole
+// mapping, as zeros, into the core (a cheap way for anyone to make a huge core).
+// --map-dir maps every file of DIR (one page each): a core whose NT_FILE lists them all.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -64,7 +71,7 @@ void fill_heap(size_t mib) {
 
 [[noreturn]] void usage() {
   std::fputs("usage: crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS "
-             "[--heap MiB] [--threads N]\n",
+             "[--heap MiB] [--threads N] [--sparse GiB] [--map-dir DIR]\n",
              stderr);
   std::exit(2);
 }
@@ -91,6 +98,34 @@ int main(int argc, char** argv) {
     const std::string opt = argv[argi];
     if (opt == "--heap" && argi + 1 < argc) {
       heap = std::strtoul(argv[++argi], nullptr, 10);
+    } else if (opt == "--sparse" && argi + 1 < argc) {
+      const size_t size = std::strtoull(argv[++argi], nullptr, 10) << 30;
+      void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+      if (p == MAP_FAILED) {
+        std::perror("mmap");
+        std::exit(2);
+      }
+      static_cast<char*>(p)[4096] = 1;
+    } else if (opt == "--map-dir" && argi + 1 < argc) {
+      const std::string dir = argv[++argi];
+      DIR* d = ::opendir(dir.c_str());
+      if (d == nullptr) {
+        std::perror("opendir");
+        std::exit(2);
+      }
+      while (const dirent* e = ::readdir(d)) {
+        const std::string path = dir + "/" + e->d_name;
+        const int fd = e->d_name[0] == '.' ? -1 : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && ::mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED) {
+          std::perror("mmap");
+          std::exit(2);
+        }
+        if (fd >= 0) {
+          ::close(fd);
+        }
+      }
+      ::closedir(d);
     } else if (opt == "--threads" && argi + 1 < argc) {
       threads = std::atoi(argv[++argi]);
     } else {

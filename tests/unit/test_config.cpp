@@ -99,3 +99,29 @@ TEST_CASE("load_config: a file others could write is ignored", "[config]") {
   ::mkfifo(path.c_str(), 0644);
   CHECK_FALSE(load_config(path.string(), MissingOk::no).has_value()); // no wait on a FIFO
 }
+
+TEST_CASE("admission and deadline keys", "[config]") {
+  const auto r = parse_config("max_captures = 3\nruntime_dir = /run/pc-test\n"
+                              "capture_timeout = 2m\nanalysis_timeout = 5\n");
+  CHECK(r.warnings.empty());
+  CHECK(r.config.max_captures == 3);
+  CHECK(r.config.runtime_dir == "/run/pc-test");
+  CHECK(r.config.capture_timeout == 120);
+  CHECK(r.config.analysis_timeout == 5);
+  // No captures at all, or a handler without an end, are refused.
+  const auto bad = parse_config("max_captures = 0\ncapture_timeout = 0\nanalysis_timeout = 2d\n"
+                                "runtime_dir = run\n");
+  CHECK(bad.warnings.size() == 4);
+  const Config defaults;
+  CHECK(bad.config.max_captures == defaults.max_captures);
+  CHECK(bad.config.capture_timeout == defaults.capture_timeout);
+  CHECK(bad.config.analysis_timeout == defaults.analysis_timeout);
+  CHECK(bad.config.runtime_dir == defaults.runtime_dir);
+}
+
+TEST_CASE("kernel_log: a path or empty", "[config]") {
+  CHECK(Config{}.kernel_log == "/dev/kmsg");
+  CHECK(parse_config("kernel_log =\n").config.kernel_log.empty());
+  CHECK(parse_config("kernel_log = /tmp/k\n").config.kernel_log == "/tmp/k");
+  CHECK(parse_config("kernel_log = k\n").warnings.size() == 1);
+}

@@ -254,7 +254,7 @@ TEST_CASE("install: pattern for the kernel, within 127 characters", "[corectl][i
   CHECK(handler_pattern("/usr/sbin/process-core", false).find("%F") == std::string::npos);
   const auto text = dropin_text(install_settings(p));
   CHECK(text.find("kernel.core_pattern = " + p + "\n") != std::string::npos);
-  CHECK(text.find("kernel.core_pipe_limit = 16\n") != std::string::npos);
+  CHECK(text.find("kernel.core_pipe_limit = 0\n") != std::string::npos);
 }
 
 TEST_CASE("install: which core_pattern is ours", "[corectl][install]") {

@@ -5,7 +5,9 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
 
+#include <chrono>
 #include <ctime>
 #include <set>
 
@@ -72,4 +74,29 @@ TEST_CASE("the usage file is parsed strictly", "[store]") {
                           "18446744073709551616 0", "+1 2"}) {
     CHECK_FALSE(common::parse_usage(bad));
   }
+}
+
+TEST_CASE("usage estimate never waits on a lock someone else holds", "[store]") {
+  test::TempDir dir;
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  REQUIRE(store->open_exe_dir("h", "e"));
+  test::spit(dir.path() / "h/e/0123456789abcdef.core.zst", std::string(100000, 'x'));
+  const uint64_t walked = store->usage_estimate(300);
+  // The store user (or a compromised exporter) holds the usage file's lock for ever.
+  auto holder = open_at(AT_FDCWD, dir.path() / ".usage", O_RDONLY);
+  REQUIRE(holder);
+  REQUIRE(::flock(holder->get(), LOCK_SH) == 0);
+  const auto start = std::chrono::steady_clock::now();
+  // Fresh: the value is read without the lock.
+  CHECK(store->usage_estimate(300) == walked);
+  // An update cannot be written without the lock: it is dropped, not waited for.
+  store->add_usage(50000);
+  CHECK(store->usage_estimate(300) == walked);
+  // Stale: walked, not written.
+  CHECK(store->usage_estimate(0) == store->disk_usage());
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+  ::flock(holder->get(), LOCK_UN);
+  store->add_usage(50000);
+  CHECK(store->usage_estimate(300) == walked + 50000);
 }

@@ -6,8 +6,13 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <unistd.h>
 
+#include <array>
+#include <chrono>
+#include <csignal>
 #include <random>
+#include <thread>
 
 using namespace common;
 
@@ -37,7 +42,32 @@ std::string decompress(const std::filesystem::path& in, const std::filesystem::p
 
 struct Counter : StreamObserver {
   uint64_t bytes = 0;
+  uint64_t wanted = UINT64_MAX; // reports wanting no more after this many bytes
   void observe(std::span<const std::byte> c) override { bytes += c.size(); }
+  bool wants_more() const override { return bytes < wanted; }
+};
+
+// A pipe whose writer never ends: a thread keeps writing zeros until the reader closes it.
+struct EndlessPipe {
+  int read_end = -1;
+  int write_end = -1;
+  std::thread writer;
+  EndlessPipe() {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    read_end = fds[0];
+    write_end = fds[1];
+    writer = std::thread([fd = write_end] {
+      static const std::array<char, 65536> zeros{};
+      while (::write(fd, zeros.data(), zeros.size()) > 0) {
+      }
+    });
+  }
+  ~EndlessPipe() {
+    ::close(read_end); // the writer gets EPIPE (SIGPIPE is ignored by the test main)
+    writer.join();
+    ::close(write_end);
+  }
 };
 
 } // namespace
@@ -54,6 +84,7 @@ TEST_CASE("capture round-trips through zstd", "[zstd]") {
     opt.workers = workers;
     const auto r = capture_stream(in->get(), out.get(), opt, &counter);
     CHECK(r.stop == CaptureStop::none);
+    CHECK(r.complete);
     CHECK(r.received == data.size());
     CHECK(r.stored_raw == data.size());
     CHECK(counter.bytes == data.size());
@@ -62,7 +93,7 @@ TEST_CASE("capture round-trips through zstd", "[zstd]") {
   }
 }
 
-TEST_CASE("capture cuts at the limits and still drains", "[zstd]") {
+TEST_CASE("capture cuts at the limits and stops reading", "[zstd]") {
   test::TempDir dir;
   const std::string data = mixed_data(3 << 20);
   test::spit(dir.path() / "in", data);
@@ -73,8 +104,10 @@ TEST_CASE("capture cuts at the limits and still drains", "[zstd]") {
   opt.max_raw = 1000000;
   const auto r = capture_stream(in->get(), out.get(), opt, &counter);
   CHECK(r.stop == CaptureStop::max_raw);
-  CHECK(r.received == data.size());
-  CHECK(counter.bytes == data.size());
+  // The rest is never read: one read of 1 MiB held the cut, and nothing after it.
+  CHECK(r.received == 1 << 20);
+  CHECK_FALSE(r.complete);
+  CHECK(counter.bytes == r.received);
   CHECK(r.stored_raw == 1000000);
   CHECK(decompress(dir.path() / "out.zst", dir.path() / "out") == data.substr(0, 1000000));
 
@@ -90,6 +123,74 @@ TEST_CASE("capture cuts at the limits and still drains", "[zstd]") {
     const std::string prefix = decompress(dir.path() / "out2.zst", dir.path() / "out2");
     CHECK(prefix == data.substr(0, prefix.size()));
   }
+}
+
+TEST_CASE("capture stops reading once nothing more is stored or wanted", "[zstd]") {
+  test::TempDir dir;
+  const std::string data = mixed_data(6 << 20);
+  test::spit(dir.path() / "in", data);
+  SECTION("not storing: read while the observer wants more") {
+    auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+    Counter counter;
+    counter.wanted = 2 << 20;
+    const auto r = capture_stream(in->get(), -1, CaptureOptions{}, &counter);
+    CHECK(r.received == 2 << 20);
+    CHECK_FALSE(r.complete);
+  }
+  SECTION("not storing: never past max_raw, even for a greedy observer") {
+    auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+    Counter counter;
+    CaptureOptions opt;
+    opt.max_raw = 3 << 20;
+    const auto r = capture_stream(in->get(), -1, opt, &counter);
+    CHECK(r.received == 3 << 20);
+  }
+  SECTION("cut at max_raw: an observer still wanting bytes reads up to max_raw only") {
+    auto in = open_at(AT_FDCWD, dir.path() / "in", O_RDONLY);
+    auto out = open_rw(dir.path() / "out.zst");
+    Counter counter;
+    CaptureOptions opt;
+    opt.max_raw = (2 << 20) + 5;
+    const auto r = capture_stream(in->get(), out.get(), opt, &counter);
+    CHECK(r.stop == CaptureStop::max_raw);
+    CHECK(r.received == 3 << 20);
+  }
+}
+
+TEST_CASE("capture ends at the deadline on an endless input", "[zstd]") {
+  std::signal(SIGPIPE, SIG_IGN);
+  test::TempDir dir;
+  EndlessPipe pipe;
+  auto out = open_rw(dir.path() / "out.zst");
+  CaptureOptions opt;
+  const auto start = std::chrono::steady_clock::now();
+  opt.deadline = start + std::chrono::milliseconds(500);
+  Counter counter;
+  const auto r = capture_stream(pipe.read_end, out.get(), opt, &counter);
+  const auto took = std::chrono::steady_clock::now() - start;
+  CHECK(r.stop == CaptureStop::deadline);
+  CHECK_FALSE(r.complete);
+  CHECK(r.received > 0);
+  CHECK(took < std::chrono::seconds(3));
+  // What was kept is a valid frame of the prefix (all zeros).
+  const std::string prefix = decompress(dir.path() / "out.zst", dir.path() / "out");
+  CHECK(prefix.size() == r.stored_raw);
+  CHECK(prefix.find_first_not_of('\0') == std::string::npos);
+}
+
+TEST_CASE("capture ends at the deadline when the input is silent", "[zstd]") {
+  int fds[2];
+  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  const UniqueFd rd(fds[0]);
+  const UniqueFd wr(fds[1]); // open, never written: read() would block forever
+  CaptureOptions opt;
+  const auto start = std::chrono::steady_clock::now();
+  opt.deadline = start + std::chrono::milliseconds(300);
+  Counter counter;
+  const auto r = capture_stream(rd.get(), -1, opt, &counter);
+  CHECK(r.stop == CaptureStop::deadline);
+  CHECK(r.received == 0);
+  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
 }
 
 TEST_CASE("corrupted and truncated zstd input is reported", "[zstd]") {

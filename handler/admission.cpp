@@ -1,0 +1,216 @@
+#include "handler/admission.hpp"
+
+#include "common/io.hpp"
+#include "common/sha256.hpp"
+#include "common/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <set>
+#include <thread>
+
+namespace handler {
+
+namespace {
+
+// Rate-limit lock files: enough that unrelated executables rarely wait on each other (the lock
+// is held for one walk of the store), few enough that a name flood cannot fill /run.
+constexpr size_t k_rate_bucket_hex = 2; // 256 files
+constexpr std::string_view k_reservation_suffix = ".reserved";
+
+common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& name) {
+  // Root-only files in a root-only directory: the store user (and so a compromised exporter)
+  // can neither open them nor hold their locks to stall a crash.
+  const int fd =
+      ::openat(dir, name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return common::fail_errno("Failed to open " + common::quoted(name), errno);
+  }
+  common::UniqueFd out(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::geteuid()) {
+    return common::fail("refusing " + common::quoted(name) + ": not our regular file");
+  }
+  return out;
+}
+
+// Reads every name of a directory, hidden ones included (list_dir skips them).
+template <typename Fn>
+void each_name(int dirfd, Fn&& fn) {
+  const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr;
+  if (!dir) {
+    if (dup >= 0) {
+      ::close(dup);
+    }
+    return;
+  }
+  while (const dirent* de = ::readdir(dir)) {
+    fn(std::string_view(de->d_name));
+  }
+  ::closedir(dir);
+}
+
+} // namespace
+
+common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return common::fail_errno("Failed to create " + common::quoted(path), errno);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return common::fail_errno("Failed to open " + common::quoted(path), errno);
+  }
+  common::UniqueFd dir(fd);
+  struct stat st {};
+  // Anyone else able to write here could plant the slot files and hold their locks.
+  if (::fstat(fd, &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
+    return common::fail("refusing " + common::quoted(path) +
+                        ": not owned by us or writable by others");
+  }
+  return dir;
+}
+
+common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned max_captures) {
+  for (unsigned i = 0; i < max_captures; ++i) {
+    auto slot = open_lock_file(runtime_dir, "capture." + std::to_string(i));
+    if (!slot) {
+      return std::unexpected(slot.error());
+    }
+    if (::flock(slot->get(), LOCK_EX | LOCK_NB) == 0) {
+      return std::move(*slot);
+    }
+    if (errno != EWOULDBLOCK) {
+      return common::fail_errno("Failed to lock capture slot " + std::to_string(i), errno);
+    }
+  }
+  return common::UniqueFd();
+}
+
+common::Expected<common::UniqueFd> open_rate_lock(int runtime_dir, const std::string& exe) {
+  return open_lock_file(runtime_dir, "rate." + common::sha256_hex(exe, k_rate_bucket_hex));
+}
+
+LockGuard::~LockGuard() {
+  if (m_fd >= 0) {
+    ::flock(m_fd, LOCK_UN);
+  }
+}
+
+LockGuard& LockGuard::operator=(LockGuard&& other) noexcept {
+  if (this != &other) {
+    if (m_fd >= 0) {
+      ::flock(m_fd, LOCK_UN);
+    }
+    m_fd = std::exchange(other.m_fd, -1);
+  }
+  return *this;
+}
+
+LockGuard lock_within(int fd, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      return LockGuard(fd);
+    }
+    if ((errno != EWOULDBLOCK && errno != EINTR) || std::chrono::steady_clock::now() > deadline) {
+      return LockGuard();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+namespace {
+
+std::string reservation_name(const std::string& id) {
+  return ".#" + id + std::string(k_reservation_suffix);
+}
+
+// True when the handler that made the reservation still runs (it holds the lock). A dead one's
+// reservation is removed: it would hold a place of the burst for a whole interval.
+bool reservation_alive(int dirfd, const std::string& name) {
+  const int fd =
+      ::openat(dirfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  const common::UniqueFd file(fd);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return false;
+  }
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    return errno == EWOULDBLOCK;
+  }
+  // Under the rate-limit lock no one can be between creating and locking a reservation.
+  ::unlinkat(dirfd, name.c_str(), 0);
+  return false;
+}
+
+} // namespace
+
+common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id) {
+  const std::string name = reservation_name(id);
+  const int fd = ::openat(exe_dir, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                          common::k_file_mode);
+  if (fd < 0) {
+    return common::fail_errno("Failed to create " + common::quoted(name), errno);
+  }
+  common::UniqueFd file(fd);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::unlinkat(exe_dir, name.c_str(), 0);
+    return common::fail_errno("Failed to lock " + common::quoted(name), err);
+  }
+  return file;
+}
+
+void release_reservation(int exe_dir, const std::string& id, common::UniqueFd fd) {
+  // Unlink while still holding the lock: a counter never sees it unlocked and alive.
+  ::unlinkat(exe_dir, reservation_name(id).c_str(), 0);
+  fd.reset();
+}
+
+unsigned recent_cores(int store_fd, const std::string& exe, unsigned interval) {
+  const time_t cutoff = ::time(nullptr) - static_cast<time_t>(interval);
+  // By id: a capture that has just linked its core and not yet removed its reservation is
+  // one core, not two.
+  std::set<std::string, std::less<>> ids;
+  common::list_dir(store_fd, [&](std::string_view host) {
+    const std::string path = std::string(host) + "/" + exe;
+    const int fd =
+        ::openat(store_fd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      return;
+    }
+    const common::UniqueFd dir(fd);
+    each_name(dir.get(), [&](std::string_view name) {
+      std::string_view id;
+      if (name.ends_with(common::k_core_suffix) && !name.starts_with('.')) {
+        id = name.substr(0, name.size() - common::k_core_suffix.size());
+      } else if (name.starts_with(".#") && name.ends_with(k_reservation_suffix)) {
+        id = name.substr(2, name.size() - 2 - k_reservation_suffix.size());
+      } else {
+        return;
+      }
+      struct stat st {};
+      if (::fstatat(dir.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          st.st_mtime < cutoff) {
+        return;
+      }
+      if (name.starts_with(".#") && !reservation_alive(dir.get(), std::string(name))) {
+        return;
+      }
+      ids.emplace(id);
+    });
+  });
+  return static_cast<unsigned>(ids.size());
+}
+
+} // namespace handler
