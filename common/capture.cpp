@@ -227,7 +227,8 @@ CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& option
     // Nothing more to store, and nothing the observer still needs (or max_raw read): stop
     // here. Draining a core we do not keep would hold the crashed process, a handler and a
     // capture slot for as long as the kernel cares to write (1 TiB of a sparse mapping).
-    if (!storing && (!observer || !observer->wants_more() || result.received >= options.max_raw)) {
+    if (!storing && (!observer || !observer->wants_more() ||
+                     result.received >= std::max(options.max_raw, options.min_observed))) {
       break;
     }
     const AsyncReader::Chunk next = reader.next(options.deadline);

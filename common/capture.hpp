@@ -27,6 +27,9 @@ struct CaptureOptions {
   // Free space to leave on the output's file system, checked before every chunk: max_stored
   // was decided alone, and other captures running at the same time take from the same space.
   uint64_t min_free = 0;
+  // Once nothing more is stored, the observer may still be fed up to this many bytes even past
+  // max_raw: a size cap below the notes (a few KiB to a few MiB) must not cost the crash site.
+  uint64_t min_observed = 0;
   // When reading stops, whatever the core still holds: the stored prefix stays a valid frame.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
@@ -52,7 +55,8 @@ struct CaptureResult {
 
 // Reads `in_fd`. Every byte read goes to `observer` (may be null); bytes up to the limits go
 // through zstd to `out_fd` (skipped when out_fd < 0). Once nothing more is stored, reading goes
-// on only while the observer wants more and `max_raw` bytes have not been read; it always ends
+// on only while the observer wants more and neither `max_raw` nor `min_observed` bytes (the
+// larger) have been read; it always ends
 // at `deadline`. The caller closes `in_fd` then, which ends the kernel's dump: a huge or endless
 // core costs bounded time. Memory is bounded by the read buffers plus zstd's window.
 CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& options,

@@ -47,6 +47,8 @@ constexpr uid_t k_nobody = 65534;
 constexpr uint64_t k_min_room = 1 << 20;
 // zstd's frame epilogue and the record must still fit after the compressed data stops.
 constexpr uint64_t k_room_margin = 256 << 10;
+// How far the scanner may read past a small max_core_size for the notes and the first build-ids.
+constexpr uint64_t k_min_observed = 32ULL << 20;
 // Unwinding and symbolizing every thread, after the core is committed and the crashed process
 // released; what is not done by then is left out of the record (the threads keep frame #0).
 constexpr auto k_analysis_budget = std::chrono::seconds(2);
@@ -399,6 +401,9 @@ void stream_core(Context& ctx) {
   options.max_raw = budget.max_raw;
   options.max_stored = budget.max_stored;
   options.min_free = budget.keep_free;
+  // The notes (registers, signal, mapped files) lie right after the headers and stay within the
+  // scanner's 32 MiB buffer budget: read that far whatever the cap, never the rest.
+  options.min_observed = k_min_observed;
   // From the start of the run, so that whatever came before (the /proc reads, a walk of the
   // store) counts against the same bound.
   options.deadline = ctx.started + std::chrono::seconds(ctx.config.capture_timeout);

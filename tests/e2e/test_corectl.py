@@ -43,7 +43,7 @@ def test_debug_shows_the_crashing_function():
         pattern = f"|{handler} --config {config} -P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
         if len(pattern) > 127:
             pattern = f"|{handler} --config {config} -P%P -u%u -g%g -t%t -c%c -d%d -- %h %s %E"
-        with pctest.machine_lock(), pctest.core_pattern(pattern):
+        with pctest.machine_lock(), pctest.core_pattern(pattern), pctest.shipped_kernel_settings():
             proc = subprocess.run([str(pctest.env_path("PC_CRASHER")), "segv"],
                                   preexec_fn=unlimited_core)
             assert proc.returncode < 0
@@ -110,7 +110,7 @@ def test_users_see_their_own_crashes_and_nothing_else():
         if len(pattern) > 127:
             pattern = f"|{handler} --config {config} -P%P -u%u -g%g -t%t -c%c -d%d -- %h %s %E"
         suid_dumpable = pathlib.Path("/proc/sys/fs/suid_dumpable")
-        with pctest.machine_lock(), pctest.core_pattern(pattern):
+        with pctest.machine_lock(), pctest.core_pattern(pattern), pctest.shipped_kernel_settings():
             previous = suid_dumpable.read_text()
             try:
                 suid_dumpable.write_text("2\n")

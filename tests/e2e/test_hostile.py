@@ -35,7 +35,7 @@ def kernel():
     store = pctest.make_store(work)
     pctest.write_config(work / "c", store, rate_limit_burst=0)
     try:
-        with pctest.machine_lock(), pctest.core_pattern(f"|{work}/h --config={work}/c {ARGS}"):
+        with pctest.machine_lock(), pctest.core_pattern(f"|{work}/h --config={work}/c {ARGS}"), pctest.shipped_kernel_settings():
             yield store, work
     finally:
         shutil.rmtree(work, ignore_errors=True)

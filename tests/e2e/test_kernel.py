@@ -36,10 +36,9 @@ def kernel():
     pctest.write_config(work / "c", store, rate_limit_burst=0, max_captures=64)
     pattern = f"|{work}/h --config={work}/c {ARGS}"
     try:
-        # core_pipe_limit 0 (the kernel's default): a host with process-core installed has 16,
-        # and the burst test below needs all 50 dumps at once.
+        # The kernel settings the package ships (core_pipe_limit, suid_dumpable).
         with pctest.machine_lock(), pctest.SyslogCapture() as log, pctest.core_pattern(pattern), \
-                pctest.sysctl("/proc/sys/kernel/core_pipe_limit", 0):
+                pctest.shipped_kernel_settings():
             yield store, log, work
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -150,7 +150,7 @@ def test_kernel_crash_fires_alert(tmp_path):
 
         def kernel_crash():
             pattern = f"|{work}/h --config={work}/c -P%P -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
-            with pctest.machine_lock(), pctest.core_pattern(pattern):
+            with pctest.machine_lock(), pctest.core_pattern(pattern), pctest.shipped_kernel_settings():
                 proc = subprocess.run([str(crasher), "segv"], preexec_fn=allow_cores,
                                       capture_output=True, timeout=60)
                 assert proc.returncode == -11

@@ -28,32 +28,6 @@ ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
 SYSCTL = pathlib.Path("/proc/sys")
 
 
-def shipped_sysctl():
-    """The values packaging/sysctl/50-process-core.conf sets, core_pattern aside."""
-    text = (pctest.env_path("PC_SOURCE_DIR") / "packaging" / "sysctl" /
-            "50-process-core.conf").read_text()
-    out = {}
-    for line in text.splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = (p.strip() for p in line.split("=", 1))
-            if key != "kernel.core_pattern":
-                out[key] = value
-    return out
-
-
-@contextlib.contextmanager
-def sysctl(values):
-    """Sets sysctl values for the duration, always restoring the previous ones."""
-    previous = {k: (SYSCTL / k.replace(".", "/")).read_text().strip() for k in values}
-    try:
-        for k, v in values.items():
-            (SYSCTL / k.replace(".", "/")).write_text(v + "\n")
-        yield
-    finally:
-        for k, v in previous.items():
-            (SYSCTL / k.replace(".", "/")).write_text(v + "\n")
-
-
 class Rig:
     """A handler copy, a store and a core_pattern pointing at them, per test."""
 
@@ -87,7 +61,7 @@ def rig():
     shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
     shutil.copy2(pctest.env_path("PC_CRASHER"), work / "crasher")
     try:
-        with pctest.machine_lock(), sysctl(shipped_sysctl()):
+        with pctest.machine_lock(), pctest.shipped_kernel_settings():
             assert (SYSCTL / "kernel/core_pipe_limit").read_text().strip() == "0"
             yield Rig(work)
     finally:
@@ -241,7 +215,7 @@ def test_a_dump_the_kernel_skips_is_counted(rig):
     with Exporter(rig.store, config, rig.work) as ex:
         before = value(ex.scrape(), "processcore_kernel_dumps_lost_total", reason="pipe_limit")
         # A helper that never reads its stdin holds the only slot for 4 s.
-        with sysctl({"kernel.core_pipe_limit": "1"}), pctest.core_pattern(f"|{sleep} 4"):
+        with pctest.sysctl("/proc/sys/kernel/core_pipe_limit", 1), pctest.core_pattern(f"|{sleep} 4"):
             held = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
                                     stderr=subprocess.DEVNULL)
             time.sleep(1)

@@ -41,7 +41,7 @@ def kernel():
     pctest.write_config(work / "c", store, rate_limit_burst=0)
     pattern = f"|{work}/h --config={work}/c {ARGS}"
     try:
-        with pctest.machine_lock(), pctest.core_pattern(pattern):
+        with pctest.machine_lock(), pctest.core_pattern(pattern), pctest.shipped_kernel_settings():
             yield store, work
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -16,6 +16,7 @@ group together.
 import json
 import os
 import pathlib
+import re
 import struct
 import subprocess
 import tempfile
@@ -147,6 +148,18 @@ def normalise(data, signatures):
             for key in ("address", "offset", "module_offset"):
                 if isinstance(frame, dict) and frame.get(key) is not None:
                     frame[key] = f"<{key}>"
+        for stack in crash.get("stacks") or []:
+            if isinstance(stack, dict):
+                stack["tid"] = data.get("tid") if stack.get("crashing") else stack.get("tid")
+                if isinstance(stack.get("error"), str):
+                    stack["error"] = re.sub(r"0x[0-9a-f]+", "<address>", stack["error"])
+                for frame in stack.get("frames") or []:
+                    for key in ("pc", "module_offset"):
+                        if isinstance(frame, dict) and frame.get(key) is not None:
+                            frame[key] = f"<{key}>"
+        if isinstance(crash.get("signature_chain"), str):
+            # Frames without a name are module+offset, which moves with the code layout.
+            crash["signature_chain"] = re.sub(r"\+0x[0-9a-f]+", "+<offset>", crash["signature_chain"])
         if crash.get("signature"):
             n = signatures.setdefault(crash["signature"], len(signatures) + 1)
             crash["signature"] = f"{n:x}" * 16

@@ -62,8 +62,12 @@ def core_pattern(pattern):
 
     def on_signal(signo, frame):
         restore()
-        signal.signal(signo, signal.SIG_DFL)
-        os.kill(os.getpid(), signo)
+        old = old_handlers[signo]
+        if callable(old):
+            old(signo, frame)  # an outer shipped_kernel_settings() or core_pattern() restores too
+        else:
+            signal.signal(signo, signal.SIG_DFL)
+            os.kill(os.getpid(), signo)
 
     for s in old_handlers:
         signal.signal(s, on_signal)
@@ -72,6 +76,57 @@ def core_pattern(pattern):
         if pathlib.Path(CORE_PATTERN).read_text().rstrip("\n") != pattern:
             raise RuntimeError("core_pattern did not take the value written")
         yield previous
+    finally:
+        restore()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+
+def shipped_sysctl():
+    """The kernel settings the package ships (packaging/sysctl/50-process-core.conf), as
+    {"kernel.core_pipe_limit": "0", ...}, core_pattern aside (each test points it at its own
+    handler)."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "packaging" / "sysctl" /
+            "50-process-core.conf").read_text()
+    out = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = (p.strip() for p in line.split("=", 1))
+            if key != "kernel.core_pattern":
+                out[key] = value
+    return out
+
+
+@contextlib.contextmanager
+def shipped_kernel_settings():
+    """Applies shipped_sysctl() for the duration, so that kernel end-to-end tests run under what
+    users run; always restores the previous values, also on SIGTERM/SIGINT/SIGHUP (use inside
+    machine_lock(); nested with core_pattern() either way, both restore on a signal)."""
+    values = shipped_sysctl()
+    paths = {k: pathlib.Path("/proc/sys") / k.replace(".", "/") for k in values}
+    previous = {k: p.read_text() for k, p in paths.items()}
+
+    def restore():
+        for k, p in paths.items():
+            p.write_text(previous[k])
+
+    old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+    def on_signal(signo, frame):
+        restore()
+        old = old_handlers[signo]
+        if callable(old):
+            old(signo, frame)
+        else:
+            signal.signal(signo, signal.SIG_DFL)
+            os.kill(os.getpid(), signo)
+
+    for s in old_handlers:
+        signal.signal(s, on_signal)
+    try:
+        for k, p in paths.items():
+            p.write_text(values[k] + "\n")
+        yield values
     finally:
         restore()
         for s, h in old_handlers.items():
