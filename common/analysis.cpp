@@ -4,19 +4,6 @@
 
 namespace common {
 
-namespace {
-
-std::string basename_of(std::string_view path) {
-  constexpr std::string_view k_deleted = " (deleted)";
-  if (path.ends_with(k_deleted)) {
-    path.remove_suffix(k_deleted.size());
-  }
-  const size_t slash = path.rfind('/');
-  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
-} // namespace
-
 std::string executable_mapping(const CoreFacts& f) {
   if (!f.at_entry) {
     return {};
@@ -49,12 +36,12 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
     std::string exe_id;
     if (!exe.empty()) {
       const auto id = f.build_ids.find(exe);
-      exe_id = id != f.build_ids.end() ? "b:" + id->second : "n:" + basename_of(exe);
+      exe_id = id != f.build_ids.end() ? "b:" + id->second : "n:" + module_basename(exe);
     }
     a.signature = signature_v2(*signo, a.stacks[0].frames, exe, exe_id);
     // Nothing named and no module known: v1 (signal, si_code, site) says more than "?".
-    if (a.signature && std::ranges::all_of(a.signature->chain,
-                                           [](const std::string& c) { return c == "?"; })) {
+    if (a.signature &&
+        std::ranges::all_of(a.signature->chain, [](const std::string& c) { return c == "?"; })) {
       a.signature.reset();
     }
   }

@@ -61,7 +61,10 @@ nlohmann::json thread_to_json(const ThreadTrace& t) {
           {"crashing", t.crashing}, {"frames", std::move(frames)}, {"error", text(t.error)}};
 }
 
-nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
+namespace {
+
+// The fields both schemas share: signal, fault, registers, the module at pc.
+nlohmann::json site_to_json(const CoreFacts& f) {
   nlohmann::json j = nlohmann::json::object();
   j["machine"] = text(f.machine);
   j["si_signo"] = opt(f.si_signo);
@@ -78,6 +81,13 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
   j["module"] = text_opt(f.module);
   j["module_offset"] = hex(f.module_offset);
   j["build_id"] = text_opt(f.build_id);
+  return j;
+}
+
+} // namespace
+
+nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
+  nlohmann::json j = site_to_json(f);
   j["symbol"] = symbol_to_json(a.symbol);
   if (a.signature) {
     j["signature"] = a.signature->signature;
@@ -112,22 +122,7 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
 }
 
 nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSymbol>& symbol) {
-  nlohmann::json j = nlohmann::json::object();
-  j["machine"] = text(f.machine);
-  j["si_signo"] = opt(f.si_signo);
-  j["si_code"] = opt(f.si_code);
-  j["si_code_name"] = text(f.si_code_name);
-  j["si_errno"] = opt(f.si_errno);
-  j["fault_address"] = hex(f.fault_address);
-  j["sender_pid"] = opt(f.sender_pid);
-  j["sender_uid"] = opt(f.sender_uid);
-  j["pc"] = hex(f.pc);
-  j["sp"] = hex(f.sp);
-  j["tid"] = opt(f.tid);
-  j["threads"] = f.threads;
-  j["module"] = text_opt(f.module);
-  j["module_offset"] = hex(f.module_offset);
-  j["build_id"] = text_opt(f.build_id);
+  nlohmann::json j = site_to_json(f);
   j["symbol"] = symbol_to_json(symbol);
   j["signature"] = text(f.signature);
   nlohmann::json frames = nlohmann::json::array();

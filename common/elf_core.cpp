@@ -53,15 +53,6 @@ std::string machine_name(uint16_t m) {
   }
 }
 
-std::string basename_of(std::string_view path) {
-  constexpr std::string_view k_deleted = " (deleted)";
-  if (path.ends_with(k_deleted)) {
-    path.remove_suffix(k_deleted.size());
-  }
-  const size_t slash = path.rfind('/');
-  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
-}
-
 const FileMapping* mapping_at(const std::vector<FileMapping>& files, uint64_t addr) {
   for (const auto& m : files) {
     if (addr >= m.start && addr < m.end) {
@@ -72,6 +63,15 @@ const FileMapping* mapping_at(const std::vector<FileMapping>& files, uint64_t ad
 }
 
 } // namespace
+
+std::string module_basename(std::string_view path) {
+  constexpr std::string_view k_deleted = " (deleted)";
+  if (path.ends_with(k_deleted)) {
+    path.remove_suffix(k_deleted.size());
+  }
+  const size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
 
 void CoreScanner::fail(std::string why) {
   if (m_facts.format_error.empty()) {
@@ -584,7 +584,7 @@ void CoreScanner::derive() {
     const uint64_t off = addr - m.start + m.file_offset;
     const auto id = f.build_ids.find(m.path);
     const std::string module_id =
-        id != f.build_ids.end() ? "b:" + id->second : "n:" + basename_of(m.path);
+        id != f.build_ids.end() ? "b:" + id->second : "n:" + module_basename(m.path);
     return module_id + "+" + hex_u64(off);
   };
   std::string site;

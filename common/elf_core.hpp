@@ -202,4 +202,7 @@ private:
   std::vector<uint64_t> m_stack_candidates;
 };
 
+// The file name of a mapped path, without the kernel's " (deleted)" suffix.
+std::string module_basename(std::string_view path);
+
 } // namespace common

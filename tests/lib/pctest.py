@@ -46,6 +46,34 @@ def machine_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_signal_stack = []
+
+
+def _on_signals(restore):
+    """Runs restore() before the process dies of SIGTERM/SIGINT/SIGHUP, then whatever handled the
+    signal before (an outer restore, and finally the default action). Undone by _off_signals()."""
+    old_handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+    _signal_stack.append(old_handlers)
+
+    def on_signal(signo, frame):
+        restore()
+        old = old_handlers[signo]
+        if callable(old):
+            old(signo, frame)
+        else:
+            signal.signal(signo, signal.SIG_DFL)
+            os.kill(os.getpid(), signo)
+
+    for s in _SIGNALS:
+        signal.signal(s, on_signal)
+
+
+def _off_signals():
+    for s, h in _signal_stack.pop().items():
+        signal.signal(s, h)
+
+
 @contextlib.contextmanager
 def core_pattern(pattern):
     """Sets core_pattern for the duration, always restoring the previous one, even on SIGTERM.
@@ -58,28 +86,15 @@ def core_pattern(pattern):
     def restore(*_):
         pathlib.Path(CORE_PATTERN).write_text(previous + "\n")
 
-    old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-
-    def on_signal(signo, frame):
-        restore()
-        old = old_handlers[signo]
-        if callable(old):
-            old(signo, frame)  # an outer shipped_kernel_settings() or core_pattern() restores too
-        else:
-            signal.signal(signo, signal.SIG_DFL)
-            os.kill(os.getpid(), signo)
-
-    for s in old_handlers:
-        signal.signal(s, on_signal)
     try:
+        _on_signals(restore)
         pathlib.Path(CORE_PATTERN).write_text(pattern + "\n")
         if pathlib.Path(CORE_PATTERN).read_text().rstrip("\n") != pattern:
             raise RuntimeError("core_pattern did not take the value written")
         yield previous
     finally:
         restore()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        _off_signals()
 
 
 def shipped_sysctl():
@@ -110,27 +125,14 @@ def shipped_kernel_settings():
         for k, p in paths.items():
             p.write_text(previous[k])
 
-    old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-
-    def on_signal(signo, frame):
-        restore()
-        old = old_handlers[signo]
-        if callable(old):
-            old(signo, frame)
-        else:
-            signal.signal(signo, signal.SIG_DFL)
-            os.kill(os.getpid(), signo)
-
-    for s in old_handlers:
-        signal.signal(s, on_signal)
     try:
+        _on_signals(restore)
         for k, p in paths.items():
             p.write_text(values[k] + "\n")
         yield values
     finally:
         restore()
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
+        _off_signals()
 
 
 @contextlib.contextmanager
