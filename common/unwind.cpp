@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <linux/openat2.h>
+#include <lzma.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -20,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 
 namespace common {
 
@@ -97,9 +99,68 @@ std::string build_id_hex(Elf* elf) {
   return hex_bytes(std::span(static_cast<const std::byte*>(bits), static_cast<size_t>(n)));
 }
 
-// Bytes libdwfl would read into memory to symbolize: symbol tables and DWARF. A compressed
-// MiniDebugInfo larger than k_max_gnu_debugdata counts as too large (its inflated size is not
-// known in advance).
+// The size a MiniDebugInfo section inflates to, from its xz index (at the end of the stream),
+// or nothing when the index cannot be read. The compressed size is bounded before we look.
+std::optional<uint64_t> xz_inflated_size(std::span<const std::byte> xz) {
+  if (xz.size() < 2 * LZMA_STREAM_HEADER_SIZE) {
+    return std::nullopt;
+  }
+  lzma_stream_flags footer{};
+  const auto* end = reinterpret_cast<const uint8_t*>(xz.data() + xz.size());
+  if (lzma_stream_footer_decode(&footer, end - LZMA_STREAM_HEADER_SIZE) != LZMA_OK ||
+      footer.backward_size > xz.size() - 2 * LZMA_STREAM_HEADER_SIZE) {
+    return std::nullopt;
+  }
+  lzma_index* index = nullptr;
+  uint64_t memlimit = 1u << 20;
+  size_t pos = 0;
+  const uint8_t* in = end - LZMA_STREAM_HEADER_SIZE - footer.backward_size;
+  if (lzma_index_buffer_decode(&index, &memlimit, nullptr, in, &pos, footer.backward_size) !=
+      LZMA_OK) {
+    return std::nullopt;
+  }
+  const uint64_t size = lzma_index_uncompressed_size(index);
+  lzma_index_end(index, nullptr);
+  return size;
+}
+
+// What one section costs in memory once libdw has it: the inflated size of a compressed one
+// (SHF_COMPRESSED's header, a GNU .zdebug_ "ZLIB" header, MiniDebugInfo's xz index), which an
+// attacker's file cannot understate: libelf inflates into a buffer of the declared size and
+// fails beyond it. UINT64_MAX when the size cannot be known.
+uint64_t inflated_size(Elf_Scn* scn, const GElf_Shdr& sh, std::string_view name) {
+  if ((sh.sh_flags & SHF_COMPRESSED) != 0) {
+    GElf_Chdr ch{};
+    return gelf_getchdr(scn, &ch) != nullptr ? ch.ch_size : UINT64_MAX;
+  }
+  if (name.starts_with(".zdebug_") || name == ".gnu_debugdata") {
+    if (name == ".gnu_debugdata" && sh.sh_size > k_max_gnu_debugdata) {
+      return UINT64_MAX;
+    }
+    Elf_Data* raw = elf_rawdata(scn, nullptr);
+    if (raw == nullptr || raw->d_buf == nullptr) {
+      return UINT64_MAX;
+    }
+    const std::span bytes(static_cast<const std::byte*>(raw->d_buf), raw->d_size);
+    if (name == ".gnu_debugdata") {
+      return xz_inflated_size(bytes).value_or(UINT64_MAX);
+    }
+    // "ZLIB" and the inflated size as 8 big-endian bytes.
+    if (bytes.size() < 12 || std::memcmp(bytes.data(), "ZLIB", 4) != 0) {
+      return UINT64_MAX;
+    }
+    uint64_t size = 0;
+    for (size_t i = 4; i < 12; ++i) {
+      size = (size << 8) | std::to_integer<uint64_t>(bytes[i]);
+    }
+    return size;
+  }
+  return sh.sh_size;
+}
+
+// Bytes libdwfl would hold in memory to symbolize: symbol tables and DWARF, compressed sections
+// counted at their inflated size (a zlib or xz bomb in a crasher's own file is refused here, not
+// discovered by the handler's memory).
 uint64_t symbol_bytes(Elf* elf) {
   size_t shstrndx = 0;
   if (elf_getshdrstrndx(elf, &shstrndx) != 0) {
@@ -113,12 +174,13 @@ uint64_t symbol_bytes(Elf* elf) {
     }
     const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
     const std::string_view n = name != nullptr ? name : "";
-    if (n == ".gnu_debugdata" && sh.sh_size > k_max_gnu_debugdata) {
-      return UINT64_MAX;
-    }
     if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_STRTAB ||
         n.starts_with(".debug_") || n.starts_with(".zdebug_") || n == ".gnu_debugdata") {
-      total += std::min<uint64_t>(sh.sh_size, UINT64_MAX - total);
+      const uint64_t size = inflated_size(scn, sh, n);
+      if (size == UINT64_MAX) {
+        return UINT64_MAX;
+      }
+      total += std::min<uint64_t>(size, UINT64_MAX - total);
     }
   }
   return total;

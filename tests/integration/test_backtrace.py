@@ -285,3 +285,28 @@ def test_corectl_debug_takes_the_executable_from_debuginfod(kernel, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_compressed_debug_bomb_is_not_inflated(kernel, tmp_path):
+    """A crasher's own file whose DWARF inflates to far more than the handler's symbol budget
+    (100 MiB of zeros, zlib-compressed to a few hundred KiB) is unwound, not symbolized: the
+    handler never inflates it."""
+    store, work = kernel
+    zeros = tmp_path / "zeros"
+    with open(zeros, "wb") as f:
+        f.truncate(100 << 20)
+    plain, bomb = tmp_path / "plain", work / "bomb"
+    subprocess.run(["objcopy", f"--add-section=.debug_junk={zeros}",
+                    str(pctest.env_path("PC_ZOO_O0")), str(plain)], check=True)
+    subprocess.run(["objcopy", "--compress-debug-sections=zlib", str(plain), str(bomb)],
+                   check=True)
+    assert bomb.stat().st_size < (8 << 20)
+    sections = subprocess.run(["readelf", "-SW", str(bomb)], capture_output=True, text=True).stdout
+    assert ".debug_junk" in sections
+    record, _ = crash(store, [bomb, "segv"])
+    frames = record["crash"]["stacks"][0]["frames"]
+    own = [f for f in frames if f["module"] and f["module"].endswith("/bomb")]
+    assert own, frames
+    assert all(f["symbol"] is None for f in own), own
+    # Still unwound through the file's CFI (its .eh_frame is not compressed).
+    assert len(own) >= 3 and any(f["trust"] == "cfi" for f in own), own
