@@ -53,8 +53,12 @@ fi
 size=$(stat -c %s "$core")
 cat "$core" >/dev/null # into the page cache: both tools read the same cached bytes
 
-printf 'store = %s/store\nuser =\nrate_limit_burst = 0\nkeep_free = 0\nmax_use = 100%%\n' "$work" >"$work/pc.conf"
+# The handler drops root to a store user as it does in production (an empty user is refused):
+# nobody, owning the store. Its own capture slots, so the installed handler's never count.
+printf 'store = %s/store\nuser = nobody\nruntime_dir = %s/run\nrate_limit_burst = 0\nkeep_free = 0\nmax_use = 100%%\n' \
+  "$work" "$work" >"$work/pc.conf"
 mkdir -p "$work/store"
+chown nobody "$work/store"
 
 # Runs "$@" with the core on a pipe; prints "wall_seconds max_rss_kib".
 measure() {

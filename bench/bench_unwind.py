@@ -99,9 +99,11 @@ def handler_run(work, core):
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir()
+    # The handler drops root to a store user, as in production (an empty user is refused).
+    shutil.chown(store, user="nobody")
     conf = work / "pc.conf"
-    conf.write_text(f"store = {store}\nuser =\nrate_limit_burst = 0\nkeep_free = 0\n"
-                    "max_use = 100%\n")
+    conf.write_text(f"store = {store}\nuser = nobody\nruntime_dir = {work}/run\n"
+                    "rate_limit_burst = 0\nkeep_free = 0\nmax_use = 100%\n")
     timing = work / "time.txt"
     subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(timing), "bash", "-c",
                     'cat "$0" | "${@:1}"', str(core), str(BUILD / "handler" / "process-core"),
