@@ -84,6 +84,19 @@ nlohmann::json site_to_json(const CoreFacts& f) {
   return j;
 }
 
+// The fields both schemas end with: how much of the core was seen, and what parsing noticed.
+void add_stream_fields(nlohmann::json& j, const CoreFacts& f) {
+  j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
+  j["received"] = f.received;
+  j["truncated"] = f.truncated;
+  j["format_error"] = text(f.format_error);
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& w : f.warnings) {
+    warnings.push_back(to_valid_utf8(w));
+  }
+  j["warnings"] = std::move(warnings);
+}
+
 } // namespace
 
 nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
@@ -109,15 +122,7 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
     stacks.push_back(thread_to_json(t));
   }
   j["stacks"] = std::move(stacks);
-  j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
-  j["received"] = f.received;
-  j["truncated"] = f.truncated;
-  j["format_error"] = text(f.format_error);
-  nlohmann::json warnings = nlohmann::json::array();
-  for (const auto& w : f.warnings) {
-    warnings.push_back(to_valid_utf8(w));
-  }
-  j["warnings"] = std::move(warnings);
+  add_stream_fields(j, f);
   return j;
 }
 
@@ -133,15 +138,7 @@ nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSym
                       {"best_effort", true}});
   }
   j["frames"] = std::move(frames);
-  j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
-  j["received"] = f.received;
-  j["truncated"] = f.truncated;
-  j["format_error"] = text(f.format_error);
-  nlohmann::json warnings = nlohmann::json::array();
-  for (const auto& w : f.warnings) {
-    warnings.push_back(to_valid_utf8(w));
-  }
-  j["warnings"] = std::move(warnings);
+  add_stream_fields(j, f);
   return j;
 }
 
