@@ -56,16 +56,6 @@ def crash_as_nobody(argv, timeout=120):
     return proc.pid
 
 
-def record_for(store, pid, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for r in pctest.records(store):
-            if r["pid"] == pid:
-                return r
-        time.sleep(0.05)
-    raise AssertionError(f"no record for pid {pid}")
-
-
 def build_id_page(build_id):
     """An ELF header page whose one PT_NOTE holds a GNU build-id note."""
     note = struct.pack("<III", 4, len(build_id), 3) + b"GNU\0" + build_id
@@ -112,7 +102,7 @@ def test_mapped_note_bombs_cost_little(kernel):
     fake = build_id_page(bytes(range(20)))
     start = time.monotonic()
     pid = crash_as_nobody([sys.executable, "-c", MAPPER, fake.hex(), *links])
-    r = record_for(store, pid)
+    r = pctest.record_for(store, pid, timeout=120)
     elapsed = time.monotonic() - start
     assert r["handler"]["duration_ms"] < 5000, r["handler"]
     assert elapsed < 30
@@ -129,7 +119,7 @@ def test_bang_in_a_file_name_is_not_a_path(kernel):
     shutil.copy2(pctest.env_path("PC_CRASHER"), target)
     os.chmod(target, 0o755)
     pid = crash_as_nobody([target, "segv"])
-    r = record_for(store, pid)
+    r = pctest.record_for(store, pid, timeout=120)
     assert r["executable"] == str(target)
     assert r["executable_raw"] == str(target).replace("/", "!")
     assert r["uid"] == NOBODY
@@ -160,7 +150,7 @@ def test_hostname_is_data(kernel, hostname):
     store, work = kernel
     elsewhere = pathlib.Path("/tmp/pc-hostile-elsewhere")
     pid = crash_as_nobody(in_own_uts(hostname, pctest.env_path("PC_CRASHER"), "segv"))
-    r = record_for(store, pid)
+    r = pctest.record_for(store, pid, timeout=120)
     # The kernel writes '/' in %h as '!' (cn_esc_printf), like in %E.
     assert r["hostname"] == hostname.replace("/", "!")
     assert not elsewhere.exists()
@@ -195,6 +185,6 @@ def test_options_expanded_from_specifiers_are_ignored(kernel):
     store, work = kernel
     with pctest.core_pattern(f"|{work}/h --config=%h --store={store} -P%P -F%F -- %h %s %E"):
         pid = crash_as_nobody(in_own_uts("evil.conf", pctest.env_path("PC_CRASHER"), "segv"))
-        r = record_for(store, pid)
+        r = pctest.record_for(store, pid, timeout=120)
     assert r["hostname"] == "evil.conf"
     assert any("ignored --config 'evil.conf'" in w for w in r["handler"]["warnings"]), r["handler"]

@@ -57,16 +57,6 @@ def crash(argv, preexec=allow_cores):
     return -proc.returncode
 
 
-def record_for(store, pid, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for r in pctest.records(store):
-            if r["pid"] == pid:
-                return r
-        time.sleep(0.05)
-    raise AssertionError(f"no record for pid {pid} in {store}: {pctest.records(store)}")
-
-
 def run_crasher(mode, *extra, exe=None):
     """Starts the crasher and returns (pid, signal it died of)."""
     argv = [str(exe or pctest.env_path("PC_CRASHER")), mode, *extra]
@@ -87,7 +77,7 @@ def test_crash_is_captured(kernel, mode, signo, name):
     store, log, _ = kernel
     pid, died = run_crasher(mode)
     assert died == signo
-    r = record_for(store, pid)
+    r = pctest.record_for(store, pid)
     assert (r["signal"], r["signal_name"]) == (int(signo), name)
     assert r["executable"] == str(pctest.env_path("PC_CRASHER"))
     assert r["hostname"] == os.uname().nodename
@@ -150,9 +140,9 @@ def test_same_crash_same_signature(kernel):
     """Two runs of the same crash (other pids, other ASLR layouts) group together."""
     store, _, _ = kernel
     pids = [run_crasher("segv")[0] for _ in range(2)]
-    first, second = (record_for(store, p) for p in pids)
+    first, second = (pctest.record_for(store, p) for p in pids)
     assert first["crash"]["signature"] == second["crash"]["signature"]
-    fpe = record_for(store, run_crasher("fpe")[0])
+    fpe = pctest.record_for(store, run_crasher("fpe")[0])
     assert fpe["crash"]["signature"] != first["crash"]["signature"]
 
 
@@ -161,7 +151,7 @@ def test_executable_path_with_spaces(kernel):
     target = work / "my crashy app"
     shutil.copy2(pctest.env_path("PC_CRASHER"), target)
     pid, _ = run_crasher("segv", exe=target)
-    r = record_for(store, pid)
+    r = pctest.record_for(store, pid)
     assert r["executable"] == str(target)
     assert r["core"]["present"]
 
@@ -175,7 +165,7 @@ def test_ulimit_c_0_records_without_core(kernel):
     proc = subprocess.Popen([str(pctest.env_path("PC_CRASHER")), "segv"], preexec_fn=no_cores,
                             stderr=subprocess.DEVNULL)
     proc.wait(timeout=60)
-    r = record_for(store, proc.pid)
+    r = pctest.record_for(store, proc.pid)
     assert r["rlimit_core"] == 0
     assert not r["core"]["present"] and r["core"]["reason"] == "rlimit"
     assert r["core"]["path"] is None
@@ -219,7 +209,7 @@ def test_executable_changed_under_the_process_is_reported(kernel, change):
     else:
         os.utime(target)  # as an in-place rewrite would: mtime after the process started
     proc.wait(timeout=60)
-    r = record_for(store, proc.pid)
+    r = pctest.record_for(store, proc.pid)
     mapping = [m for m in r["mappings"] if m["path"].startswith(str(target))]
     assert mapping, r["mappings"]
     kinds = [f["kind"] if isinstance(f, dict) else f for f in mapping[0]["findings"]]
@@ -235,7 +225,7 @@ def test_minimal_pattern_through_the_kernel(kernel):
     # Already under the machine lock (the module fixture); restores the recommended pattern.
     with pctest.core_pattern(f"|{work}/h --config={work}/c %h %s %E"):
         pid, _ = run_crasher("abort")
-        r = record_for(store, pid)
+        r = pctest.record_for(store, pid)
     assert r["signal_name"] == "ABRT" and r["hostname"] == os.uname().nodename
     assert r["executable"] == str(pctest.env_path("PC_CRASHER"))
     assert r["uid"] == os.getuid() and r["dump_mode"] is None

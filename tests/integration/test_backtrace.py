@@ -57,14 +57,7 @@ def crash(store, argv, env=None):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.wait(timeout=60)
     assert proc.returncode < 0, f"{argv} exited with {proc.returncode}"
-    record = None
-    for _ in range(600):
-        found = [r for r in pctest.records(store) if r["pid"] == proc.pid]
-        if found:
-            record = found[0]
-            break
-        subprocess.run(["sleep", "0.05"])
-    assert record is not None, f"no record for {argv}"
+    record = pctest.record_for(store, proc.pid)
     assert record["schema"] == 2
     core_zst = pathlib.Path(record["_path"]).parent / f"{record['id']}.core.zst"
     core = pathlib.Path(store).parent / f"{record['id']}.core"

@@ -232,6 +232,17 @@ def wait_for_records(store, count, timeout=30.0):
     return records(store)
 
 
+def record_for(store, pid, timeout=30.0):
+    """The record of the crash of `pid`, waited for; fails the test when none comes in time."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for r in records(store):
+            if r["pid"] == pid:
+                return r
+        time.sleep(0.05)
+    raise AssertionError(f"no record for pid {pid} in {store}: {records(store)}")
+
+
 def make_store(base, owner="nobody"):
     """A store directory the handler can write after dropping to `owner`."""
     store = pathlib.Path(base) / "store"
