@@ -3,7 +3,7 @@
 #include "cli/cache.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
-#include "common/record_summary.hpp"
+#include "common/record_summary_view.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,95 +26,36 @@ namespace {
 using nlohmann::json;
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-constexpr size_t k_record_limit = common::k_max_record_bytes;
 
 std::string_view basename_of(std::string_view path) {
   const size_t slash = path.rfind('/');
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-// The crash site in one short phrase: the frames signature v2 grouped by ("f ← g ← h"), else
-// the symbol when the handler resolved one ("name+0x10"), else the module and offset (enough to
-// run addr2line), else nothing.
-std::string site_of(const common::RecordSummary::Crash& crash) {
-  if (const auto& chain = crash.signature_chain.str_or_empty(); !chain.empty()) {
-    return chain;
+// The Crash of a record's text, through the one summary adapter (common/record_summary_view):
+// a DOM parse dominated the time of listing a big store.
+common::Expected<Crash> summarise(std::string_view text) {
+  auto view = common::read_record_view(text);
+  if (!view) {
+    return std::unexpected(view.error());
   }
-  if (const auto& name = crash.symbol_name.str_or_empty(); !name.empty()) {
-    const auto& off = crash.symbol_offset.str_or_empty();
-    return off.empty() || off == "0x0" ? name : name + "+" + off;
-  }
-  if (const auto& sym = crash.symbol.str_or_empty(); !sym.empty()) {
-    return sym;
-  }
-  if (const auto& mod = crash.module.str_or_empty(); !mod.empty()) {
-    std::string site(basename_of(mod));
-    if (const auto& off = crash.module_offset.str_or_empty(); !off.empty()) {
-      site += "+" + off;
-    }
-    return site;
-  }
-  return {};
-}
-
-// A boolean field: false when missing or null, nullopt (a malformed record) for other types.
-// The DOM version used json::value(), which threw on those and took the whole process down.
-std::optional<bool> flag(const common::SummaryValue& v) {
-  if (v.kind == common::JsonKind::absent || v.kind == common::JsonKind::null) {
-    return false;
-  }
-  return v.kind == common::JsonKind::boolean ? std::optional(v.boolean) : std::nullopt;
-}
-
-// A string field's text (moved out), "" for other types.
-std::string take_string(common::SummaryValue& v) {
-  return v.is_string() ? std::move(v.text) : std::string();
-}
-
-// The summary from common::read_record_summary(), which skips the free-form sections (frames
-// can be large) without building them: a DOM parse dominated the time of listing a big store.
-std::optional<Crash> summarise(common::RecordSummary& s) {
   Crash c;
-  c.id = take_string(s.id);
-  if (!common::is_record_id(c.id)) {
-    return std::nullopt;
-  }
-  c.time = common::parse_time(s.time.str_or_empty()).value_or(0);
-  c.hostname = take_string(s.hostname);
-  c.executable = take_string(s.executable);
-  const auto deleted = flag(s.executable_deleted);
-  if (!deleted) {
-    return std::nullopt;
-  }
-  c.executable_deleted = *deleted;
-  if (s.signal.is_integer()) {
-    c.signal = static_cast<int>(*s.signal.as_int64()); // nlohmann's get<int>() truncates alike
-  }
-  c.signal_name = take_string(s.signal_name);
-  if (s.pid.is_integer()) {
-    c.pid = s.pid.as_int64();
-  }
-  if (s.uid.is_integer()) {
-    c.uid = s.uid.as_int64();
-  }
-  c.comm = take_string(s.comm);
-  if (s.core.self.kind == common::JsonKind::object) {
-    const auto present = flag(s.core.present);
-    if (!present) {
-      return std::nullopt;
-    }
-    c.core_present = *present;
-    c.core_reason =
-        common::parse_core_reason(s.core.reason.str_or_empty()).value_or(common::CoreReason::error);
-    if (s.core.size.kind == common::JsonKind::unsigned_integer) {
-      c.core_size = s.core.size.unsigned_integer;
-    }
-    c.core_removed = s.core.removed.is_string();
-  }
-  if (s.crash.self.kind == common::JsonKind::object) {
-    c.signature = take_string(s.crash.signature);
-    c.site = site_of(s.crash);
-  }
+  c.id = std::move(view->id);
+  c.time = view->time;
+  c.hostname = std::move(view->hostname);
+  c.executable = std::move(view->executable);
+  c.executable_deleted = view->executable_deleted;
+  c.signal = view->signal;
+  c.signal_name = std::move(view->signal_name);
+  c.pid = view->pid;
+  c.uid = view->uid;
+  c.comm = std::move(view->comm);
+  c.core_present = view->core.present;
+  c.core_reason = common::parse_core_reason(view->core.reason).value_or(common::CoreReason::error);
+  c.core_size = view->core.size;
+  c.core_removed = view->core.removed;
+  c.signature = std::move(view->signature);
+  c.site = std::move(view->site);
   return c;
 }
 
@@ -134,14 +75,6 @@ Crash by_place(int efd, const std::string& exe, const std::string& host, const s
     c.time = static_cast<int64_t>(st.st_mtime);
   }
   return c;
-}
-
-// Listing of one directory, with the errno of a failure.
-int list_names(int dirfd, std::vector<std::string>& out) {
-  if (!common::list_dir(dirfd, [&](std::string_view name) { out.emplace_back(name); })) {
-    return errno != 0 ? errno : EIO;
-  }
-  return 0;
 }
 
 struct WorkerResult {
@@ -229,8 +162,9 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
     return;
   }
   std::vector<std::string> names;
-  if (const int err = list_names(efd, names); err != 0) {
-    note(out.problems, err, "Failed to list " + common::quoted(rel));
+  if (auto listed = common::list_dir(efd, [&](std::string_view n) { names.emplace_back(n); });
+      !listed) {
+    note(out.problems, listed.error().sys_errno, "Failed to list " + common::quoted(rel));
     return;
   }
   std::sort(names.begin(), names.end());
@@ -239,8 +173,6 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
   d.stamp = stamp;
   std::vector<std::string> bad_ids;
   bool complete = true;
-  common::RecordSummary summary;
-  std::string error;
   for (const auto& name : names) {
     if (!name.ends_with(common::k_record_suffix)) {
       continue;
@@ -253,7 +185,7 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       d.ids.push_back(id);
       continue;
     }
-    auto text = common::read_file(efd, name, k_record_limit);
+    auto text = common::read_file(efd, name, common::k_max_record_bytes);
     const std::string what = common::quoted(rel + "/" + name);
     if (!text) {
       const int err = text.error().sys_errno;
@@ -271,18 +203,12 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
       }
       // Too large to read: listed by its place in the store below.
     }
-    std::optional<Crash> crash;
-    error.clear();
-    if (text && common::read_record_summary(*text, summary, error)) {
-      crash = summarise(summary);
-    }
+    common::Expected<Crash> crash = text ? summarise(*text) : std::unexpected(text.error());
     if (!crash || crash->id != id) {
       ++d.malformed;
-      first_problem(out.problems, "Malformed record " + what + ": " +
-                                      (!text            ? text.error().message
-                                       : !error.empty() ? error
-                                       : crash          ? "its id does not match its file name"
-                                                        : "unexpected field types"));
+      first_problem(out.problems,
+                    "Malformed record " + what + ": " +
+                        (!crash ? crash.error().message : "its id does not match its file name"));
       // Still a crash: listed (and counted) by its place, host and executable directory and id.
       crash = by_place(efd, exe, host, id);
     }
@@ -370,37 +296,20 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
     Parse parse;
   };
   std::vector<Dir> dirs;
-  std::vector<std::string> hosts;
-  if (const int err = list_names(store.fd(), hosts); err != 0) {
-    note(cat.problems, err, "Failed to list store " + common::quoted(store.root()));
+  common::Store::WalkEvents events;
+  events.failed = [&](std::string_view, const common::Error& e) {
+    note(cat.problems, e.sys_errno, e.message);
+  };
+  // Foreign entries (a link or a file where a directory belongs, names the handler never
+  // writes) are not ours: skipped without a word, the exporter reports them.
+  auto walked = store.walk({}, events, [&](std::string_view host, std::string_view exe, int) {
+    const bool wanted =
+        dir_allowed(host_dirs, std::string(host)) && dir_allowed(exe_dirs, std::string(exe));
+    dirs.push_back({std::string(host), std::string(exe), wanted ? Parse::yes : Parse::no});
+  });
+  if (!walked) {
+    note(cat.problems, walked.error().sys_errno, walked.error().message);
     return cat;
-  }
-  for (const auto& host : hosts) {
-    if (!common::is_safe_component(host)) {
-      continue;
-    }
-    const bool host_wanted = dir_allowed(host_dirs, host);
-    const int hfd = ::openat(store.fd(), host.c_str(), k_dir_flags);
-    if (hfd < 0) {
-      if (errno != ENOTDIR) {
-        note(cat.problems, errno, "Failed to open " + common::quoted(host));
-      }
-      continue;
-    }
-    common::UniqueFd host_fd(hfd);
-    std::vector<std::string> exes;
-    if (const int err = list_names(hfd, exes); err != 0) {
-      note(cat.problems, err, "Failed to list " + common::quoted(host));
-      continue;
-    }
-    for (auto& exe : exes) {
-      struct stat st {};
-      if (common::is_safe_component(exe) &&
-          ::fstatat(hfd, exe.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-        const bool wanted = host_wanted && dir_allowed(exe_dirs, exe);
-        dirs.push_back({host, std::move(exe), wanted ? Parse::yes : Parse::no});
-      }
-    }
   }
 
   // Reading and parsing records is CPU-bound (JSON) with some I/O: one worker per CPU, each
@@ -477,43 +386,31 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
                                          {}});
   }
   std::vector<Located> found;
+  // Directories we may not read: "not there" must be told from "not allowed".
   size_t denied = 0;
   std::string denied_what;
-  store.for_each_record([&](const common::StoreEntry& e) {
-    if (e.id.starts_with(want) && common::is_record_id(e.id)) {
-      found.push_back({e.host, e.exe, e.id});
+  common::Store::WalkEvents events;
+  events.failed = [&](std::string_view rel, const common::Error& e) {
+    if (e.sys_errno == EACCES || e.sys_errno == EPERM) {
+      ++denied;
+      denied_what = rel;
     }
-  });
+  };
+  auto walked = store.for_each_record(
+      [&](const common::StoreEntry& e) {
+        if (e.id.starts_with(want) && common::is_record_id(e.id)) {
+          found.push_back({e.host, e.exe, e.id});
+        }
+      },
+      events);
+  if (!walked) {
+    const int err = walked.error().sys_errno;
+    return std::unexpected(
+        LookupFailure{err == EACCES || err == EPERM ? LookupError::denied : LookupError::not_found,
+                      "No record " + std::string(prefix) + " found: " + walked.error().message,
+                      {}});
+  }
   if (found.empty()) {
-    // for_each_record skips directories it cannot open; tell "not there" from "not allowed".
-    std::vector<std::string> hosts;
-    if (const int err = list_names(store.fd(), hosts); err == 0) {
-      for (const auto& host : hosts) {
-        const int hfd = ::openat(store.fd(), host.c_str(), k_dir_flags);
-        if (hfd < 0) {
-          if (errno == EACCES) {
-            ++denied;
-            denied_what = host;
-          }
-          continue;
-        }
-        common::UniqueFd host_fd(hfd);
-        std::vector<std::string> exes;
-        if (list_names(hfd, exes) == EACCES) {
-          ++denied;
-          denied_what = host;
-        }
-        for (const auto& exe : exes) {
-          const int efd = ::openat(hfd, exe.c_str(), k_dir_flags);
-          if (efd < 0 && errno == EACCES) {
-            ++denied;
-            denied_what = host + "/" + exe;
-          } else if (efd >= 0) {
-            ::close(efd);
-          }
-        }
-      }
-    }
     if (denied > 0) {
       return std::unexpected(LookupFailure{
           LookupError::denied,
@@ -537,10 +434,14 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
 
 common::Expected<FullRecord> read_record(const common::Store& store, const Located& where) {
   const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
-  auto text = common::read_file(store.fd(), rel, k_record_limit);
+  auto text = common::read_file(store.fd(), rel, common::k_max_record_bytes);
   if (!text) {
-    return common::fail_errno("Failed to read record " + common::quoted(store.root() + "/" + rel),
-                              text.error().sys_errno);
+    const std::string what = "Failed to read record " + common::quoted(store.root() + "/" + rel);
+    if (text.error().sys_errno == 0) { // the one failure without errno: the size limit
+      return common::fail(what + ": larger than " + std::to_string(common::k_max_record_bytes) +
+                          " bytes");
+    }
+    return common::fail_errno(what, text.error().sys_errno);
   }
   FullRecord out;
   auto parsed = common::parse_record_json(*text);

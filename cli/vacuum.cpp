@@ -82,12 +82,20 @@ Exit cmd_vacuum(Context& ctx) {
 
   // Files no record accounts for are removed whatever the quota says: nothing else would ever
   // remove them, and they would count against max_use forever.
-  for (const auto& o : common::remove_orphans(store, static_cast<int64_t>(std::time(nullptr)),
-                                              k_orphan_min_age, dry)) {
-    std::printf("%s %s (%s, no record)\n", dry ? "Would remove" : "Removing",
-                printable(o.path).c_str(), human_size(o.bytes).c_str());
-    space->available += o.bytes;
-    ++finished;
+  auto sweep = common::remove_orphans(store, static_cast<int64_t>(std::time(nullptr)),
+                                      k_orphan_min_age, dry);
+  if (!sweep) {
+    result = report(Exit::failure, sweep.error().message + ", not looking for orphans");
+  } else {
+    for (const auto& o : sweep->orphans) {
+      std::printf("%s %s (%s, no record)\n", dry ? "Would remove" : "Removing",
+                  printable(o.path).c_str(), human_size(o.bytes).c_str());
+      space->available += o.bytes;
+      ++finished;
+    }
+    for (const auto& failure : sweep->failed) {
+      result = report(Exit::failure, failure.message + ", not looking for orphans there");
+    }
   }
 
   const auto plan = common::plan_retention(

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace common {
 
@@ -99,7 +100,8 @@ Expected<std::string> read_fd(int fd, const std::string& path, size_t limit) {
   for (;;) {
     auto n = read_some(fd, std::as_writable_bytes(std::span(buf)));
     if (!n) {
-      return fail("Failed to read " + quoted(path) + ": " + n.error().message);
+      return std::unexpected(
+          Error{"Failed to read " + quoted(path) + ": " + n.error().message, n.error().sys_errno});
     }
     if (*n == 0) {
       break;
@@ -136,24 +138,39 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
   return read_fd(fd->get(), path, limit);
 }
 
-bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn) {
+Expected<void> list_dir(int dirfd, const std::function<void(std::string_view name)>& fn,
+                        Hidden hidden) {
   // fdopendir() takes ownership of its descriptor, so give it a fresh one of the same directory.
   const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dup < 0) {
-    return false;
+    return fail_errno("Failed to open directory", errno);
   }
   DIR* dir = ::fdopendir(dup);
   if (!dir) {
+    const int err = errno;
     ::close(dup);
-    return false;
+    return fail_errno("Failed to open directory", err);
   }
-  while (const dirent* de = ::readdir(dir)) {
-    if (de->d_name[0] != '.') {
-      fn(de->d_name);
+  const std::unique_ptr<DIR, int (*)(DIR*)> closer(dir, ::closedir);
+  for (;;) {
+    // readdir() returns NULL both at the end and on an error (EIO, or ENOENT once the
+    // directory's /proc process is gone): only errno tells them apart, so it is cleared first.
+    // Without this a failing directory reads as a short one, and vacuum would decide on it.
+    errno = 0;
+    const dirent* de = ::readdir(dir);
+    if (!de) {
+      if (errno != 0) {
+        return fail_errno("Failed to read directory", errno);
+      }
+      return {};
     }
+    const std::string_view name(de->d_name);
+    if (name == "." || name == ".." || (hidden == Hidden::skip && name.starts_with('.'))) {
+      continue;
+    }
+    // fn may change errno (it often does: fstatat on a vanished name); the loop resets it.
+    fn(name);
   }
-  ::closedir(dir);
-  return true;
 }
 
 } // namespace common

@@ -22,7 +22,8 @@ Expected<size_t> read_some(int fd, std::span<std::byte> buf);
 // Fills `buf` as far as input allows; returns the count (< size only at end of input).
 Expected<size_t> read_full(int fd, std::span<std::byte> buf);
 
-// Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages.
+// Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages. More
+// input than `limit` is an error with errno 0 (every other error keeps the errno of the read).
 Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 << 20);
 // Reads a whole (small) file relative to `dirfd` (AT_FDCWD for a plain path), at most `limit`
 // bytes. It must be a regular file, reached without following a symbolic link (an error with
@@ -34,8 +35,14 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
 // EXDEV), not only the last component.
 Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
 
-// Calls `fn` with each name in directory `dirfd` except those starting with '.' (".", ".." and
-// hidden temporaries). `dirfd` stays open and positioned. Returns false if it cannot be listed.
-bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn);
+// Which names list_dir() passes on: hidden ones (a leading '.', where the store keeps its
+// temporaries, reservations and the ledger) or not. "." and ".." never.
+enum class Hidden { skip, include };
+
+// Calls `fn` with each name in directory `dirfd` (which stays open and where it was). An error
+// with the errno of the failing call when the directory cannot be opened for listing or a
+// readdir() fails part-way (the names before the failure have been passed to `fn`).
+Expected<void> list_dir(int dirfd, const std::function<void(std::string_view name)>& fn,
+                        Hidden hidden = Hidden::skip);
 
 } // namespace common

@@ -261,11 +261,16 @@ Expected<size_t> retire_records(const Store& store, const std::vector<RetireItem
     earlier_unknown.erase(item->id);
   }
   if (!earlier_unknown.empty()) {
-    store.for_each_record([&](const StoreEntry& e) {
+    const auto walked = store.for_each_record([&](const StoreEntry& e) {
       if (earlier_unknown.contains(e.id)) {
         still_there.insert(e.id);
       }
     });
+    if (!walked || *walked > 0) {
+      // Part of the store unseen: its records may still be there, and dropping their ids from
+      // `pending` would count those crashes twice (in the ledger and live). They stay pending.
+      still_there.insert(earlier_unknown.begin(), earlier_unknown.end());
+    }
   }
   ledger->pending = std::move(still_there);
   if (auto w = write_ledger(store, *ledger); !w) {

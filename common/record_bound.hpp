@@ -8,9 +8,6 @@
 
 namespace common {
 
-// The largest record the handler writes (its JSON text), documented in docs/record.md.
-inline constexpr size_t k_record_max = 256 << 10;
-
 // Cuts `r` until its JSON text fits in `max` bytes: long strings first, then the tails of the
 // warnings, mappings and frames, then whole optional sections. Each cut is described in
 // r.handler.cut. Identity, signal and the core section are never cut.

@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -215,20 +214,24 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
   return {};
 }
 
-std::vector<Orphan> remove_orphans(const Store& store, int64_t now, int64_t min_age, bool dry_run) {
-  std::vector<Orphan> out;
-  store.for_each_exe_dir(
-      Store::Listing::all, [&](std::string_view host, std::string_view exe, int dirfd) {
-        // list_dir skips dot names, which is where the temporaries are: read the directory whole.
+Expected<OrphanSweep> remove_orphans(const Store& store, int64_t now, int64_t min_age,
+                                     bool dry_run) {
+  OrphanSweep out;
+  Store::WalkEvents events;
+  events.failed = [&](std::string_view, const Error& e) { out.failed.push_back(e); };
+  auto walked = store.walk(
+      {Store::Listing::all, {}, {}}, events,
+      [&](std::string_view host, std::string_view exe, int dirfd) {
+        // The temporaries are dot names: the whole directory is read.
         std::vector<std::string> names;
-        const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr) {
-          while (const dirent* de = ::readdir(dir)) {
-            names.emplace_back(de->d_name);
-          }
-          ::closedir(dir);
-        } else if (dup >= 0) {
-          ::close(dup);
+        const std::string rel = std::string(host) + "/" + std::string(exe);
+        if (auto listed = list_dir(
+                dirfd, [&](std::string_view n) { names.emplace_back(n); }, Hidden::include);
+            !listed) {
+          // Only names read before the failure are looked at: a core whose record was not
+          // listed is not taken for an orphan, as the record's name is looked up among them.
+          out.failed.push_back(
+              Error::from_errno("Failed to list " + quoted(rel), listed.error().sys_errno));
         }
         std::sort(names.begin(), names.end());
         for (const std::string& name : names) {
@@ -252,10 +255,12 @@ std::vector<Orphan> remove_orphans(const Store& store, int64_t now, int64_t min_
           if (!dry_run && ::unlinkat(dirfd, name.c_str(), 0) != 0) {
             continue;
           }
-          out.push_back({std::string(host) + "/" + std::string(exe) + "/" + name,
-                         static_cast<uint64_t>(st.st_blocks) * 512});
+          out.orphans.push_back({rel + "/" + name, static_cast<uint64_t>(st.st_blocks) * 512});
         }
       });
+  if (!walked) {
+    return std::unexpected(walked.error());
+  }
   return out;
 }
 

@@ -77,7 +77,13 @@ struct Orphan {
 
 // Cores without a record (a handler killed between committing the core and its record) and
 // hidden temporaries (left where O_TMPFILE is unsupported), older than `min_age` seconds so a
-// capture still under way is never touched. Removes them unless `dry_run`; returns them.
-std::vector<Orphan> remove_orphans(const Store& store, int64_t now, int64_t min_age, bool dry_run);
+// capture still under way is never touched. Removes them unless `dry_run`. An error when the
+// store root cannot be listed; directories below that cannot be are skipped and listed.
+struct OrphanSweep {
+  std::vector<Orphan> orphans; // removed (or, with dry_run, that would be)
+  std::vector<Error> failed;   // directories that could not be opened or listed
+};
+Expected<OrphanSweep> remove_orphans(const Store& store, int64_t now, int64_t min_age,
+                                     bool dry_run);
 
 } // namespace common

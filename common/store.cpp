@@ -72,64 +72,140 @@ Expected<UniqueFd> Store::open_exe_dir(const std::string& host, const std::strin
   return open_or_make_dir(host_fd->get(), exe);
 }
 
-size_t Store::for_each_exe_dir(
-    Listing listing,
-    const std::function<void(std::string_view host, std::string_view exe, int dirfd)>& fn) const {
+Expected<size_t> Store::walk(const WalkScope& scope, const WalkEvents& events,
+                             const ExeDirFn& fn) const {
   size_t failures = 0;
-  auto wanted = [&](std::string_view name) {
-    return listing == Listing::all || is_safe_component(name);
+  auto failed = [&](const std::string& rel, const Error& error) {
+    ++failures;
+    if (events.failed) {
+      events.failed(rel, error);
+    }
   };
-  const bool ok = list_dir(m_fd.get(), [&](std::string_view host) {
-    if (!wanted(host)) {
+  auto foreign = [&](const std::string& rel, int err) {
+    if (events.foreign) {
+      events.foreign(rel, err);
+    }
+  };
+  auto wanted = [&](std::string_view name) {
+    return scope.listing == Listing::all || is_safe_component(name);
+  };
+  // One component at a time with O_NOFOLLOW: a link planted in the store (which its owner, not
+  // root, controls) must not lead a reader, or root's vacuum, outside it.
+  auto open_child = [&](int parent, const std::string& rel, const std::string& name) {
+    const int fd = ::openat(parent, name.c_str(), k_dir_flags);
+    if (fd < 0) {
+      int err = errno;
+      struct stat st {};
+      if (err == ENOTDIR && ::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISLNK(st.st_mode)) {
+        err = ELOOP; // O_DIRECTORY answers ENOTDIR for a link: tell it apart from a file
+      }
+      if (err == ELOOP || err == ENOTDIR) {
+        foreign(rel, err);
+      } else if (err != ENOENT) {
+        failed(rel, Error::from_errno("Failed to open " + quoted(rel), err));
+      }
+    }
+    return UniqueFd(fd);
+  };
+  // Names are collected before anything below is opened: one directory stream open at a time.
+  auto names_of = [&](int dirfd, const std::string& rel) {
+    std::vector<std::string> names;
+    if (auto listed = list_dir(dirfd, [&](std::string_view n) { names.emplace_back(n); });
+        !listed) {
+      failed(rel, Error::from_errno("Failed to list " + quoted(rel), listed.error().sys_errno));
+    }
+    return names;
+  };
+  auto walk_host = [&](const std::string& host) {
+    const UniqueFd host_fd = open_child(m_fd.get(), host, host);
+    if (!host_fd) {
       return;
     }
-    const int hfd = ::openat(m_fd.get(), std::string(host).c_str(), k_dir_flags);
-    if (hfd < 0) {
-      failures += errno == ENOTDIR ? 0 : 1;
-      return;
+    std::vector<std::string> exes;
+    if (scope.exe.empty()) {
+      if (events.host_opened) {
+        events.host_opened(host);
+      }
+      exes = names_of(host_fd.get(), host);
+    } else {
+      exes.push_back(scope.exe);
     }
-    const UniqueFd host_fd(hfd);
-    list_dir(host_fd.get(), [&](std::string_view exe) {
+    for (const auto& exe : exes) {
+      const std::string rel = host + "/" + exe;
       if (!wanted(exe)) {
-        return;
+        foreign(rel, 0);
+        continue;
       }
-      const int efd = ::openat(host_fd.get(), std::string(exe).c_str(), k_dir_flags);
-      if (efd < 0) {
-        failures += errno == ENOTDIR ? 0 : 1;
-        return;
+      const UniqueFd exe_fd = open_child(host_fd.get(), rel, exe);
+      if (exe_fd) {
+        fn(host, exe, exe_fd.get());
       }
-      const UniqueFd exe_fd(efd);
-      fn(host, exe, exe_fd.get());
-    });
-  });
-  return ok ? failures : failures + 1;
+    }
+  };
+
+  if (!scope.host.empty()) {
+    if (wanted(scope.host)) {
+      walk_host(scope.host);
+    } else {
+      foreign(scope.host, 0);
+    }
+    return failures;
+  }
+  std::vector<std::string> hosts;
+  if (auto listed = list_dir(m_fd.get(), [&](std::string_view n) { hosts.emplace_back(n); });
+      !listed) {
+    return fail_errno("Failed to list store " + quoted(m_root), listed.error().sys_errno);
+  }
+  for (const auto& host : hosts) {
+    if (wanted(host)) {
+      walk_host(host);
+    } else {
+      foreign(host, 0);
+    }
+  }
+  return failures;
 }
 
-size_t Store::for_each_record(const std::function<void(const StoreEntry&)>& fn) const {
-  return for_each_exe_dir(
-      Listing::ours, [&](std::string_view host, std::string_view exe, int dirfd) {
-        std::vector<std::string> ids;
-        std::vector<std::string> cores;
-        list_dir(dirfd, [&](std::string_view name) {
-          if (name.ends_with(k_core_suffix)) {
-            cores.emplace_back(name.substr(0, name.size() - k_core_suffix.size()));
-          } else if (name.ends_with(k_record_suffix)) {
-            ids.emplace_back(name.substr(0, name.size() - k_record_suffix.size()));
-          }
-        });
-        std::sort(cores.begin(), cores.end());
-        for (const auto& id : ids) {
-          const StoreEntry e{std::string(host), std::string(exe), id, dirfd,
-                             std::binary_search(cores.begin(), cores.end(), id)};
-          fn(e);
-        }
-      });
+Expected<size_t> Store::for_each_record(const std::function<void(const StoreEntry&)>& fn,
+                                        const WalkEvents& events) const {
+  size_t unlisted = 0;
+  auto walked = walk({}, events, [&](std::string_view host, std::string_view exe, int dirfd) {
+    std::vector<std::string> ids;
+    std::vector<std::string> cores;
+    auto listed = list_dir(dirfd, [&](std::string_view name) {
+      if (name.ends_with(k_core_suffix)) {
+        cores.emplace_back(name.substr(0, name.size() - k_core_suffix.size()));
+      } else if (name.ends_with(k_record_suffix)) {
+        ids.emplace_back(name.substr(0, name.size() - k_record_suffix.size()));
+      }
+    });
+    if (!listed) {
+      ++unlisted;
+      if (events.failed) {
+        const std::string rel = std::string(host) + "/" + std::string(exe);
+        events.failed(rel,
+                      Error::from_errno("Failed to list " + quoted(rel), listed.error().sys_errno));
+      }
+    }
+    std::sort(cores.begin(), cores.end());
+    for (const auto& id : ids) {
+      const StoreEntry e{std::string(host), std::string(exe), id, dirfd,
+                         std::binary_search(cores.begin(), cores.end(), id)};
+      fn(e);
+    }
+  });
+  if (!walked) {
+    return walked;
+  }
+  return *walked + unlisted;
 }
 
 uint64_t Store::disk_usage() const {
   uint64_t total = 0;
-  for_each_exe_dir(Listing::all, [&](std::string_view, std::string_view, int dirfd) {
-    list_dir(dirfd, [&](std::string_view name) {
+  // An estimate for the quota: what cannot be listed is not counted (the next walk retries).
+  (void)walk({Listing::all, {}, {}}, {}, [&](std::string_view, std::string_view, int dirfd) {
+    (void)list_dir(dirfd, [&](std::string_view name) {
       struct stat st {};
       if (::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         total += static_cast<uint64_t>(st.st_blocks) * 512;

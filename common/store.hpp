@@ -60,16 +60,41 @@ public:
   // every directory (to account for all the space, or clean up whatever is there).
   enum class Listing { ours, all };
 
-  // Calls `fn(host, exe, exe_dirfd)` for every <host>/<exe> directory, never following links;
-  // the descriptor is valid during the call only. Returns how many directories could not be
-  // opened or listed.
-  size_t for_each_exe_dir(
-      Listing listing,
-      const std::function<void(std::string_view host, std::string_view exe, int dirfd)>& fn) const;
+  // The part of the store a walk covers.
+  struct WalkScope {
+    Listing listing = Listing::ours;
+    std::string host; // only this host, opened by name (the root is not listed); "" = every host
+    std::string exe;  // only this executable, opened by name in each host; "" = every one
+  };
 
-  // Calls `fn` for every <id>.json in the store, in no particular order. Hidden and foreign
-  // names are skipped; returns the number of entries that could not be read (unreadable dirs).
-  size_t for_each_record(const std::function<void(const StoreEntry&)>& fn) const;
+  // What a walk reports besides the directories it visits; every callback may be left empty.
+  // `rel` is the path below the store root ("host" or "host/exe").
+  struct WalkEvents {
+    // A host directory opened, before it is listed (the exporter watches it there, so that an
+    // executable directory created between the listing and the watch is not missed).
+    std::function<void(std::string_view host)> host_opened;
+    // A name that is not a store directory and is never entered: one names.hpp does not produce
+    // (Listing::ours; err 0), a symbolic link (ELOOP) or something else than a directory
+    // (ENOTDIR). The store's owner put it there; not an I/O failure.
+    std::function<void(std::string_view rel, int err)> foreign;
+    // A directory that could not be opened or listed (EACCES, EIO…); the walk goes on without
+    // it (or with the part of its listing read before the failure).
+    std::function<void(std::string_view rel, const Error& error)> failed;
+  };
+
+  using ExeDirFn = std::function<void(std::string_view host, std::string_view exe, int dirfd)>;
+
+  // The one walk of the store, shared by every reader: calls `fn(host, exe, dirfd)` for each
+  // <host>/<exe> directory in `scope`, each component opened without following a link (the
+  // descriptor is valid during the call only). A name gone since it was listed (ENOENT) is
+  // skipped. Returns the number of directories that failed (each reported to events.failed),
+  // or an error with errno when the store root itself cannot be listed.
+  Expected<size_t> walk(const WalkScope& scope, const WalkEvents& events, const ExeDirFn& fn) const;
+
+  // Calls `fn` for every <id>.json in the store (Listing::ours), in no particular order.
+  // Hidden and foreign names are skipped; failures are reported and counted as by walk().
+  Expected<size_t> for_each_record(const std::function<void(const StoreEntry&)>& fn,
+                                   const WalkEvents& events = {}) const;
 
   // Bytes used by the files of the store (allocated blocks): walks the whole store.
   uint64_t disk_usage() const;

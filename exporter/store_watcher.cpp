@@ -5,7 +5,7 @@
 #include "common/ledger.hpp"
 #include "common/names.hpp"
 #include "common/record.hpp"
-#include "common/record_summary.hpp"
+#include "common/record_summary_view.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -24,8 +24,6 @@ namespace exporter {
 namespace {
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
-// Records are a few KiB; anything this large is not one, and reading it would only cost memory.
-constexpr size_t k_record_limit = 1 << 20;
 
 // What a record file needs to be counted, and what every exe directory is watched for.
 // IN_CREATE covers linkat() of the handler's O_TMPFILE, IN_MOVED_TO a rename into place (the
@@ -37,6 +35,9 @@ constexpr uint32_t k_host_mask =
     IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR | IN_DONT_FOLLOW;
 // The root also carries the ledger, which corectl replaces by rename (IN_MOVED_TO).
 constexpr uint32_t k_root_mask = k_exe_mask | IN_DELETE_SELF | IN_MOVE_SELF;
+
+// The store root's own entry among the skipped paths (a root that cannot be listed).
+constexpr const char* k_root_relpath = ".";
 
 std::string relpath(std::string_view a, std::string_view b = {}, std::string_view c = {}) {
   std::string out(a);
@@ -64,9 +65,9 @@ bool is_tmpfile_name(std::string_view name) {
          name.find_first_not_of("0123456789", 1) == std::string_view::npos;
 }
 
-// What the exporter needs from a record, read by common::read_record_summary() without building
-// a DOM: at 100,000 records even a filtered nlohmann parse dominated start-up. The fields used
-// are checked for type like record_from_json() does; the rest is only validated as JSON.
+// What the exporter needs from a record: its series, id and time, read through the one summary
+// adapter (common/record_summary_view) without building a DOM: at 100,000 records even a
+// filtered nlohmann parse dominated start-up.
 struct RecordLabels {
   common::SeriesKey key;
   std::string id;
@@ -74,43 +75,17 @@ struct RecordLabels {
 };
 
 std::optional<RecordLabels> parse_labels(std::string_view text) {
-  common::RecordSummary s;
-  std::string error;
-  if (!common::read_record_summary(text, s, error)) {
-    return std::nullopt;
-  }
-  // A string field: "" when missing or null, not counted when of another type.
-  auto str = [](common::SummaryValue& v) -> std::optional<std::string> {
-    if (v.kind == common::JsonKind::absent || v.kind == common::JsonKind::null) {
-      return std::string();
-    }
-    return v.is_string() ? std::optional(std::move(v.text)) : std::nullopt;
-  };
-  auto id = str(s.id), time = str(s.time), host = str(s.hostname), exe = str(s.executable),
-       sig_name = str(s.signal_name);
-  const auto core_kind = s.core.self.kind;
-  if (!id || id->empty() || !time || !host || !exe || !sig_name ||
-      (s.signal.kind != common::JsonKind::absent && !s.signal.is_integer()) ||
-      (core_kind != common::JsonKind::absent && core_kind != common::JsonKind::null &&
-       core_kind != common::JsonKind::object)) {
+  auto view = common::read_record_view(text);
+  if (!view) {
     return std::nullopt;
   }
   common::Record r; // series_of() decides the labels, as for every other reader
-  r.hostname = std::move(*host);
-  r.executable = std::move(*exe);
-  // Truncated to int like nlohmann's get<int>(), which the full parse uses.
-  r.signal = static_cast<int>(s.signal.as_int64().value_or(0));
-  r.signal_name = std::move(*sig_name);
-  if (r.signal < 0) {
-    return std::nullopt;
-  }
-  const auto present = s.core.present.kind;
-  if (present != common::JsonKind::absent && present != common::JsonKind::null &&
-      present != common::JsonKind::boolean) {
-    return std::nullopt;
-  }
-  r.core.present = present == common::JsonKind::boolean && s.core.present.boolean;
-  return RecordLabels{common::series_of(r), std::move(*id), common::parse_time(*time).value_or(0)};
+  r.hostname = std::move(view->hostname);
+  r.executable = std::move(view->executable);
+  r.signal = view->signal;
+  r.signal_name = std::move(view->signal_name);
+  r.core.present = view->core.present;
+  return RecordLabels{common::series_of(r), std::move(view->id), view->time};
 }
 
 uint64_t allocated(const struct stat& st) {
@@ -214,7 +189,7 @@ void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string&
     m_state.set_skipped(rel, SkipReason::malformed);
     return;
   }
-  if (static_cast<uint64_t>(st.st_size) > k_record_limit) {
+  if (static_cast<uint64_t>(st.st_size) > common::k_max_record_bytes) {
     count_by_place(exe_dirfd, dir, rel, id, st);
     return;
   }
@@ -255,20 +230,14 @@ void StoreWatcher::count_by_place(int exe_dirfd, uint32_t dir, const std::string
   m_state.add_record(id, dir, key, static_cast<int64_t>(st.st_mtime), allocated(st), core);
 }
 
-void StoreWatcher::scan_exe(const std::string& host, const std::string& exe, bool rescan) {
+void StoreWatcher::scan_exe_dir(const std::string& host, const std::string& exe, int dirfd,
+                                bool rescan) {
   const uint32_t dir = dir_index(host, exe);
+  const std::string rel = relpath(host, exe);
   // Watch first, list second: a record linked in between is then both listed and reported,
   // and add_record() ignores the second sighting.
-  add_watch(relpath(host, exe), Watch{Kind::exe, host, dir});
-  auto dfd = open_exe_dir(host, exe);
-  if (!dfd) {
-    if (dfd.error().sys_errno != ENOENT) {
-      m_state.set_skipped(relpath(host, exe), SkipReason::io);
-    }
-    return;
-  }
-  m_state.set_skipped(relpath(host, exe), std::nullopt);
-  common::list_dir(dfd->get(), [&](std::string_view n) {
+  add_watch(rel, Watch{Kind::exe, host, dir});
+  auto listed = common::list_dir(dirfd, [&](std::string_view n) {
     const std::string name(n);
     if (auto id = id_of(name, common::k_record_suffix)) {
       if (m_state.has_record(*id)) {
@@ -276,56 +245,40 @@ void StoreWatcher::scan_exe(const std::string& host, const std::string& exe, boo
           m_state.touch(*id);
         }
       } else {
-        ingest_record(dfd->get(), dir, name, *id);
+        ingest_record(dirfd, dir, name, *id);
       }
     } else if (!id_of(name, common::k_core_suffix)) {
       m_state.set_skipped(relpath(host, exe, name), SkipReason::foreign);
     }
   });
+  // The records listed before a failing readdir() are counted; the directory stays reported.
+  m_state.set_skipped(rel, listed ? std::nullopt : std::optional(SkipReason::io));
 }
 
-void StoreWatcher::scan_host(const std::string& host, bool rescan) {
-  add_watch(host, Watch{Kind::host, host, 0});
-  auto hfd = common::open_at(m_store.fd(), host, k_dir_flags);
-  if (!hfd) {
-    if (hfd.error().sys_errno != ENOENT) {
-      m_state.set_skipped(host, SkipReason::io);
+void StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
+  common::Store::WalkEvents events;
+  events.host_opened = [&](std::string_view h) {
+    const std::string host(h);
+    // Watched before it is listed, like an executable directory.
+    add_watch(host, Watch{Kind::host, host, 0});
+    m_state.set_skipped(host, std::nullopt);
+  };
+  events.foreign = [&](std::string_view rel, int) {
+    m_state.set_skipped(std::string(rel), SkipReason::foreign);
+  };
+  events.failed = [&](std::string_view rel, const common::Error&) {
+    m_state.set_skipped(std::string(rel), SkipReason::io);
+  };
+  auto walked =
+      m_store.walk(scope, events, [&](std::string_view host, std::string_view exe, int dirfd) {
+        scan_exe_dir(std::string(host), std::string(exe), dirfd, rescan);
+      });
+  if (scope.host.empty()) {
+    if (!walked) {
+      spdlog::error("{}; counts stay as they are until the next scan",
+                    common::printable(walked.error().message));
     }
-    return;
-  }
-  m_state.set_skipped(host, std::nullopt);
-  std::vector<std::string> exes;
-  common::list_dir(hfd->get(), [&](std::string_view n) {
-    struct stat st {};
-    const std::string name(n);
-    if (common::is_safe_component(name) &&
-        ::fstatat(hfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
-      exes.push_back(name);
-    } else {
-      m_state.set_skipped(relpath(host, name), SkipReason::foreign);
-    }
-  });
-  for (const auto& exe : exes) {
-    scan_exe(host, exe, rescan);
-  }
-}
-
-void StoreWatcher::scan_root(bool rescan) {
-  add_watch("", Watch{Kind::root, {}, 0});
-  std::vector<std::string> hosts;
-  common::list_dir(m_store.fd(), [&](std::string_view n) {
-    struct stat st {};
-    const std::string name(n);
-    if (common::is_safe_component(name) &&
-        ::fstatat(m_store.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISDIR(st.st_mode)) {
-      hosts.push_back(name);
-    } else {
-      m_state.set_skipped(name, SkipReason::foreign);
-    }
-  });
-  for (const auto& host : hosts) {
-    scan_host(host, rescan);
+    m_state.set_skipped(k_root_relpath, walked ? std::nullopt : std::optional(SkipReason::io));
   }
 }
 
@@ -372,7 +325,8 @@ double StoreWatcher::scan() {
   // whose ledger count grew, so each crash is counted once whatever the interleaving.
   const Stamp before = ledger_stamp();
   m_state.begin_rescan();
-  scan_root(rescan);
+  add_watch("", Watch{Kind::root, {}, 0});
+  walk({}, rescan);
   m_state.end_rescan();
   // When the ledger did not change while we listed, every record we saw was there with that
   // ledger in place, so the per-record existence check (an fstatat() each) can be skipped.
@@ -466,9 +420,9 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
   } else if (mask & (IN_CREATE | IN_MOVED_TO)) {
     if ((mask & IN_ISDIR) && common::is_safe_component(child)) {
       if (w.kind == Kind::root) {
-        scan_host(child, false);
+        walk({common::Store::Listing::ours, child, {}}, false);
       } else {
-        scan_exe(w.host, child, false);
+        walk({common::Store::Listing::ours, w.host, child}, false);
       }
     } else {
       m_state.set_skipped(rel, SkipReason::foreign);

@@ -62,9 +62,10 @@ private:
 
   uint32_t dir_index(const std::string& host, const std::string& exe);
   bool add_watch(const std::string& relpath, Watch watch);
-  void scan_root(bool rescan);
-  void scan_host(const std::string& host, bool rescan);
-  void scan_exe(const std::string& host, const std::string& exe, bool rescan);
+  // Walks the part of the store in `scope` (common::Store::walk), watching each directory
+  // before listing it and reading the records not yet known.
+  void walk(const common::Store::WalkScope& scope, bool rescan);
+  void scan_exe_dir(const std::string& host, const std::string& exe, int dirfd, bool rescan);
   void ingest_record(int exe_dirfd, uint32_t dir, const std::string& name, uint64_t id);
   // Counts a record that cannot be parsed (or is too large) from its place in the store.
   void count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,

@@ -4,7 +4,6 @@
 #include "common/sha256.hpp"
 #include "common/store.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -38,23 +37,6 @@ common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& na
     return common::fail("refusing " + common::quoted(name) + ": not our regular file");
   }
   return out;
-}
-
-// Reads every name of a directory, hidden ones included (list_dir skips them).
-template <typename Fn>
-void each_name(int dirfd, Fn&& fn) {
-  const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr;
-  if (!dir) {
-    if (dup >= 0) {
-      ::close(dup);
-    }
-    return;
-  }
-  while (const dirent* de = ::readdir(dir)) {
-    fn(std::string_view(de->d_name));
-  }
-  ::closedir(dir);
 }
 
 } // namespace
@@ -153,6 +135,28 @@ bool reservation_alive(int dirfd, const std::string& name) {
   return false;
 }
 
+// Adds the id of `name` to `ids` when it is a core or a live reservation newer than `cutoff`.
+void count_recent(int dirfd, std::string_view name, time_t cutoff,
+                  std::set<std::string, std::less<>>& ids) {
+  std::string_view id;
+  if (name.ends_with(common::k_core_suffix) && !name.starts_with('.')) {
+    id = name.substr(0, name.size() - common::k_core_suffix.size());
+  } else if (name.starts_with(".#") && name.ends_with(k_reservation_suffix)) {
+    id = name.substr(2, name.size() - 2 - k_reservation_suffix.size());
+  } else {
+    return;
+  }
+  struct stat st {};
+  if (::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      st.st_mtime < cutoff) {
+    return;
+  }
+  if (name.starts_with(".#") && !reservation_alive(dirfd, std::string(name))) {
+    return;
+  }
+  ids.emplace(id);
+}
+
 } // namespace
 
 common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id) {
@@ -177,39 +181,24 @@ void release_reservation(int exe_dir, const std::string& id, common::UniqueFd fd
   fd.reset();
 }
 
-unsigned recent_cores(int store_fd, const std::string& exe, unsigned interval) {
+unsigned recent_cores(const common::Store& store, const std::string& exe, unsigned interval) {
+  if (exe.empty()) {
+    return 0; // an empty scope would mean every executable
+  }
   const time_t cutoff = ::time(nullptr) - static_cast<time_t>(interval);
   // By id: a capture that has just linked its core and not yet removed its reservation is
   // one core, not two.
   std::set<std::string, std::less<>> ids;
-  common::list_dir(store_fd, [&](std::string_view host) {
-    const std::string path = std::string(host) + "/" + exe;
-    const int fd =
-        ::openat(store_fd, path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-      return;
-    }
-    const common::UniqueFd dir(fd);
-    each_name(dir.get(), [&](std::string_view name) {
-      std::string_view id;
-      if (name.ends_with(common::k_core_suffix) && !name.starts_with('.')) {
-        id = name.substr(0, name.size() - common::k_core_suffix.size());
-      } else if (name.starts_with(".#") && name.ends_with(k_reservation_suffix)) {
-        id = name.substr(2, name.size() - 2 - k_reservation_suffix.size());
-      } else {
-        return;
-      }
-      struct stat st {};
-      if (::fstatat(dir.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-          st.st_mtime < cutoff) {
-        return;
-      }
-      if (name.starts_with(".#") && !reservation_alive(dir.get(), std::string(name))) {
-        return;
-      }
-      ids.emplace(id);
-    });
-  });
+  // <host>/<exe> of every host (not only ours: %h is the crasher's to choose). A directory that
+  // cannot be read counts nothing: the limit errs towards keeping a core.
+  (void)store.walk({common::Store::Listing::all, {}, exe}, {},
+                   [&](std::string_view, std::string_view, int dirfd) {
+                     // Hidden names too: the reservations are ".#<id>.reserved".
+                     (void)common::list_dir(
+                         dirfd,
+                         [&](std::string_view name) { count_recent(dirfd, name, cutoff, ids); },
+                         common::Hidden::include);
+                   });
   return static_cast<unsigned>(ids.size());
 }
 

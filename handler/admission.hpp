@@ -5,6 +5,7 @@
 
 #include "common/error.hpp"
 #include "common/fd.hpp"
+#include "common/store.hpp"
 
 #include <chrono>
 #include <string>
@@ -46,7 +47,7 @@ LockGuard lock_within(int fd, std::chrono::milliseconds timeout);
 // once per record id. %h is the crasher's to choose, so the count never depends on it.
 // Reservations nobody holds any more (their handler died) are removed, not counted. Call it
 // under the executable's rate-limit lock.
-unsigned recent_cores(int store_fd, const std::string& exe, unsigned interval);
+unsigned recent_cores(const common::Store& store, const std::string& exe, unsigned interval);
 
 // The reservation a capture holds in its executable directory from the rate-limit decision
 // until its core is committed or abandoned: ".#<id>.reserved", created and flock()ed (the lock

@@ -343,7 +343,7 @@ CoreBudget decide_with_reservation(Context& ctx) {
     }
   }
   in.recent_cores =
-      recent_cores(ctx.store->fd(), ctx.record.store_exe, ctx.config.rate_limit_interval);
+      recent_cores(*ctx.store, ctx.record.store_exe, ctx.config.rate_limit_interval);
   CoreBudget budget = decide_policy(ctx.config, in);
   if (budget.store) {
     auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id);

@@ -8,9 +8,11 @@ tests/e2e/test_hostile.py.
 import json
 import os
 import pathlib
+import shutil
 import stat
 import struct
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -86,10 +88,11 @@ def test_fifo_and_symlink_do_not_stop_vacuum(fixture):
 
 @pytest.mark.parametrize("where", ["record", "crash"])
 def test_deep_json_is_skipped_not_fatal(fixture, tmp_path, where):
-    """10^6 nested '[' in a record: corectl warns and goes on; info reports it; nothing crashes."""
+    """10^5 nested '[' in a record: corectl warns and goes on; info reports it; nothing crashes.
+    (Within the readers' size limit, so that the depth check is what stops it.)"""
     store, config = fixture
     path = record_path(store, "7e57ab1e00000002")
-    deep = "[" * 1_000_000 + "]" * 1_000_000
+    deep = "[" * 100_000 + "]" * 100_000
     if where == "record":
         path.write_text(deep)
     else:  # valid at the top, deep inside: the summary reader accepts it, the full reader must not
@@ -321,3 +324,70 @@ def test_linked_store_directory_is_not_followed(fixture, tmp_path):
     assert b"0123456789abcdef"[:8] not in r.stdout and b"dbd" not in r.stdout
     r = corectl(config, "info", "0123456789abcdef")
     assert r.returncode != 0 and b"dbd" not in r.stdout, r.stdout
+
+
+# The one record size limit of every reader (common/record.hpp k_max_record_bytes): the
+# handler's 256 KiB bound plus a 64 KiB margin.
+READER_LIMIT = 256 * 1024 + 64 * 1024
+
+
+def test_one_record_size_limit_for_every_reader(fixture, tmp_path):
+    """A record of exactly the readers' limit is read; one byte more is listed and counted as
+    unreadable (by its place in the store) by corectl and the exporter alike."""
+    store, config = fixture
+    for rid, size in (("7e57ab1e00000002", READER_LIMIT), ("0123456789abcdef", READER_LIMIT + 1)):
+        path = record_path(store, rid)
+        text = path.read_bytes().rstrip()
+        path.write_bytes(text + b" " * (size - len(text)))  # still valid JSON
+        assert path.stat().st_size == size
+    r = corectl(config, "list")
+    assert r.returncode == 0, r.stderr
+    assert b"larger than %d bytes" % READER_LIMIT in r.stderr, r.stderr
+    rows = {line.split()[2][:8]: line.split() for line in r.stdout.decode().splitlines()[1:]}
+    assert rows["7e57ab1e"][5] == "SEGV", rows
+    assert rows["01234567"][5] == "unknown", rows  # listed from its place in the store only
+    assert corectl(config, "info", "7e57ab1e00000002").returncode == 0
+    r = corectl(config, "info", "0123456789abcdef")
+    assert r.returncode == 1 and b"larger than %d bytes" % READER_LIMIT in r.stderr, r.stderr
+    with pcexporter.Exporter(store, config, tmp_path) as ex:
+        m, _ = ex.wait_for(lambda m: pcexporter.value(m, "processcore_records") >= 5)
+        assert pcexporter.value(m, "processcore_records_unreadable") == 1
+        counted = pcexporter.crashes(m)
+        assert counted[("db1", "/opt/db/bin/dbd", "unknown", "true")] == 1, counted
+        assert counted[("web1", "/usr/bin/app", "SEGV", "true")] == 2, counted
+
+
+def test_vacuum_as_the_store_user_refuses_a_directory_it_cannot_read():
+    """The hourly vacuum runs as the store user: a host directory it may not open (mode 000)
+    is a failure to read the store, never a smaller store to decide on."""
+    if not pctest.is_root():
+        pytest.skip("needs root to run corectl as the store user")
+    # The store user must reach the store and read the configuration: a base others may enter.
+    base = pathlib.Path(tempfile.mkdtemp(prefix="pc-vacuum-"))
+    try:
+        base.chmod(0o755)
+        store, _, _ = corefixture.build_store(base)
+        conf = pctest.write_config(base / "vacuum.conf", store, max_use=1)
+        conf.chmod(0o644)
+        host = pathlib.Path(store) / "web2"
+        host.chmod(0)
+        cores = sorted(pathlib.Path(store).glob("*/*/*.core.zst"))
+        r = subprocess.run(["setpriv", f"--reuid={os.stat(store).st_uid}",
+                            f"--regid={os.stat(store).st_gid}", "--clear-groups",
+                            str(pctest.env_path("PC_CORECTL")), "--config", str(conf), "vacuum"],
+                           capture_output=True, timeout=30)
+        host.chmod(0o750)
+        assert r.returncode == 4, (r.returncode, r.stderr)
+        assert b"Cannot read the whole store, not vacuuming" in r.stderr, r.stderr
+        assert b"'web2': Permission denied" in r.stderr, r.stderr
+        assert sorted(pathlib.Path(store).glob("*/*/*.core.zst")) == cores
+        # The same vacuum with the directory readable again goes on to remove cores (max_use =
+        # 1 byte; the fixture's root group makes keeping a record's group fail, not the walk).
+        r = subprocess.run(["setpriv", f"--reuid={os.stat(store).st_uid}",
+                            f"--regid={os.stat(store).st_gid}", "--clear-groups",
+                            str(pctest.env_path("PC_CORECTL")), "--config", str(conf), "vacuum"],
+                           capture_output=True, timeout=30)
+        assert b"not vacuuming" not in r.stderr, r.stderr
+        assert b"Removing core" in r.stdout, r.stdout
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

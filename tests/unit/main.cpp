@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -50,6 +52,23 @@ std::string slurp(const std::filesystem::path& path) {
 void spit(const std::filesystem::path& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary);
   out << data;
+}
+
+int reaped_proc_dir() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::_exit(0);
+  }
+  if (pid < 0) {
+    return -1;
+  }
+  // Opened while the child is at least a zombie, which keeps /proc/<pid> in place; once it is
+  // reaped the kernel answers getdents() on it with ENOENT.
+  const int fd =
+      ::open(("/proc/" + std::to_string(pid) + "/fd").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return fd;
 }
 
 // Tracks failures of the running test case so TempDir knows whether to keep its directory.

@@ -1,11 +1,15 @@
 #include "cli/catalog.hpp"
+#include "cli/corectl.hpp"
 #include "cli/install.hpp"
 #include "cli/match.hpp"
 #include "cli/options.hpp"
 #include "cli/render.hpp"
 #include "cli/when.hpp"
+#include "test_support.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <cerrno>
 
 using namespace cli;
 
@@ -272,4 +276,23 @@ TEST_CASE("install: which core_pattern is ours", "[corectl][install]") {
   CHECK_FALSE(is_our_pattern("|/usr/share/apport/apport -p%p", h, p));
   CHECK_FALSE(is_our_pattern("core", h, ""));
   CHECK_FALSE(is_our_pattern("/usr/sbin/process-core", h, ""));
+}
+
+TEST_CASE("vacuum refuses a store whose listing fails part-way", "[corectl][vacuum]") {
+  // A real readdir() error (not an open or permission failure): the store root is a /proc
+  // directory whose process is gone. Deciding on a partial listing would remove the wrong cores.
+  const common::UniqueFd gone(test::reaped_proc_dir());
+  REQUIRE(gone);
+  Context ctx;
+  auto store = common::Store::open("/proc/self/fd/" + std::to_string(gone.get()));
+  REQUIRE(store);
+  ctx.store.emplace(std::move(*store));
+  const Catalog cat = load_catalog(*ctx.store, Filter{}, Cache::no);
+  CHECK(cat.problems.unreadable == 1);
+  CHECK(cat.problems.first.find("Failed to list store") != std::string::npos);
+  CHECK(cat.problems.first.find("No such file or directory") != std::string::npos);
+  CHECK(cmd_vacuum(ctx) == Exit::failure);
+  const auto found = resolve_id(*ctx.store, "0123");
+  REQUIRE_FALSE(found);
+  CHECK(found.error().message.find("Failed to list store") != std::string::npos);
 }

@@ -190,12 +190,15 @@ TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[rete
   age(".#4444444444444444.json.abcdef", 3600);
 
   const auto dry = remove_orphans(*store, now, 600, /*dry_run=*/true);
-  CHECK(dry.size() == 2);
+  REQUIRE(dry);
+  CHECK(dry->orphans.size() == 2);
+  CHECK(dry->failed.empty());
   CHECK(std::filesystem::exists(base / "1111111111111111.core.zst"));
 
   const auto removed = remove_orphans(*store, now, 600, /*dry_run=*/false);
   std::vector<std::string> paths;
-  for (const auto& o : removed) {
+  REQUIRE(removed);
+  for (const auto& o : removed->orphans) {
     paths.push_back(o.path);
   }
   std::sort(paths.begin(), paths.end());

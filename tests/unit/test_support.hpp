@@ -27,6 +27,10 @@ std::string slurp(const std::filesystem::path& path);
 // Writes bytes to a file.
 void spit(const std::filesystem::path& path, const std::string& data);
 
+// A descriptor of a directory whose readdir() fails for real (errno ENOENT): /proc/<pid>/fd of
+// a child reaped since it was opened. -1 when it cannot be made. The caller closes it.
+int reaped_proc_dir();
+
 // True once an assertion of the current test case has failed.
 bool current_test_failed();
 
