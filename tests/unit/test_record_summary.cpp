@@ -4,6 +4,7 @@
 #include "common/crash_json.hpp"
 #include "common/record.hpp"
 #include "common/record_summary.hpp"
+#include "common/record_summary_view.hpp"
 #include "tests/unit/record_summary_oracle.hpp"
 
 #include <catch2/catch.hpp>
@@ -326,4 +327,99 @@ TEST_CASE("summary rejects every truncation and survives every byte change", "[r
       check_same_as_nlohmann(mutated);
     }
   }
+}
+
+TEST_CASE("one summary adapter: the full reader's type rules, its values", "[record_summary]") {
+  const json base = to_json(handler_like());
+  // Each edit of a field the adapter reads: the adapter accepts the record exactly when the full
+  // reader (record_from_json) does, and then both read the same values.
+  const std::vector<std::pair<std::string, json>> edits = {
+      {"/hostname", 1},
+      {"/hostname", nullptr},
+      {"/executable", json::array()},
+      {"/signal", "x"},
+      {"/signal", 11.0},
+      {"/signal", -1},
+      {"/signal", nullptr},
+      {"/signal", 7.9},
+      {"/signal_name", false},
+      {"/executable_deleted", "yes"},
+      {"/executable_deleted", nullptr},
+      {"/core", nullptr},
+      {"/core", json::array()},
+      {"/core", "x"},
+      {"/core/present", 1},
+      {"/core/present", nullptr},
+      {"/core/size", -1},
+      {"/core/size", "x"},
+      {"/core/size", 12.5},
+      {"/core/reason", 3},
+      {"/pid", "1"},
+      {"/pid", 1.5},
+      {"/pid", nullptr},
+      {"/uid", json::object()},
+      {"/store", 1},
+      {"/store", nullptr},
+      {"/id", ""},
+      {"/id", 5},
+      {"/time", 5},
+      {"/time", "not a time"},
+      {"/comm", json::array()},
+      {"/crash", "x"},
+      {"/crash/signature", 7},
+  };
+  auto check = [](const json& j, const std::string& label) {
+    INFO(label);
+    const std::string text = j.dump();
+    const auto full = parse_record(text);
+    const auto view = read_record_view(text);
+    REQUIRE(view.has_value() == full.has_value());
+    if (!view) {
+      CHECK_FALSE(view.error().message.empty());
+      return;
+    }
+    CHECK(view->id == full->id);
+    CHECK(view->time == parse_time(full->time).value_or(0));
+    CHECK(view->hostname == full->hostname);
+    CHECK(view->executable == full->executable);
+    CHECK(view->executable_deleted == full->executable_deleted);
+    CHECK(view->signal == full->signal);
+    CHECK(view->signal_name == full->signal_name);
+    CHECK(view->pid == full->pid);
+    CHECK(view->uid == full->uid);
+    CHECK(view->comm == full->comm);
+    CHECK(view->core.present == full->core.present);
+    CHECK(parse_core_reason(view->core.reason).value_or(CoreReason::error) == full->core.reason);
+    CHECK(view->core.size == full->core.size);
+    CHECK(view->core.removed == full->core.removed.has_value());
+  };
+  check(base, "as written");
+  for (const auto& [pointer, value] : edits) {
+    json j = base;
+    j[json::json_pointer(pointer)] = value;
+    check(j, pointer + " = " + value.dump());
+  }
+  for (const char* key : {"/id", "/hostname", "/signal", "/core", "/store", "/crash"}) {
+    json j = base;
+    j.erase(std::string(key + 1));
+    check(j, std::string(key) + " missing");
+  }
+}
+
+TEST_CASE("one summary adapter: the crash site in one phrase", "[record_summary]") {
+  auto site = [](json crash) {
+    json j = to_json(sample());
+    j["crash"] = std::move(crash);
+    auto view = read_record_view(j.dump());
+    REQUIRE(view);
+    return view->site;
+  };
+  CHECK(site({{"signature_chain", "f ← g"}, {"module", "/x/lib.so"}}) == "f ← g");
+  CHECK(site({{"symbol", {{"name", "main"}, {"offset", "0x10"}}}}) == "main+0x10");
+  CHECK(site({{"symbol", {{"name", "main"}, {"offset", "0x0"}}}}) == "main");
+  CHECK(site({{"symbol", "old+0x4"}}) == "old+0x4");
+  CHECK(site({{"module", "/usr/lib/libc.so.6"}, {"module_offset", "0x29d90"}}) ==
+        "libc.so.6+0x29d90");
+  CHECK(site({{"module", "bare"}}) == "bare");
+  CHECK(site(json::object()).empty());
 }
