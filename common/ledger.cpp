@@ -29,10 +29,18 @@ Expected<UniqueFd> open_dir(int parent, const std::string& name) {
   return open_at(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
 }
 
-bool record_exists(int exe_dirfd, const std::string& id) {
+// Whether <id>.json is there; an error (with errno) when that cannot be told: a record that
+// cannot be seen must not be taken for a removed one.
+Expected<bool> record_exists(int exe_dirfd, const std::string& id) {
   struct stat st {};
   const std::string name = id + std::string(k_record_suffix);
-  return ::fstatat(exe_dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (::fstatat(exe_dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return true;
+  }
+  if (errno == ENOENT) {
+    return false;
+  }
+  return fail_errno("Failed to stat " + quoted(name), errno);
 }
 
 void merge_time(SeriesTimes& t, int64_t time) {
@@ -216,8 +224,8 @@ Expected<size_t> retire_records(const Store& store, const std::vector<RetireItem
   std::vector<const RetireItem*> todo;
   for (const auto& item : items) {
     const int dfd = exe_dir(item);
-    if (dfd < 0 || !record_exists(dfd, item.id)) {
-      continue;
+    if (dfd < 0 || !record_exists(dfd, item.id).value_or(false)) {
+      continue; // gone, or not to be seen: not retired by this run
     }
     if (ledger->pending.insert(item.id).second) {
       ledger->counts[item.key] += 1;
@@ -252,7 +260,7 @@ Expected<size_t> retire_records(const Store& store, const std::vector<RetireItem
   // earlier run are checked too (a listing, no reads), so the set does not grow forever.
   std::set<std::string> still_there;
   for (const RetireItem* item : todo) {
-    if (record_exists(exe_dir(*item), item->id)) {
+    if (record_exists(exe_dir(*item), item->id).value_or(true)) { // unknown: still pending
       still_there.insert(item->id);
     }
   }
