@@ -1,5 +1,7 @@
 #include "exporter/crash_state.hpp"
 #include "exporter/metrics.hpp"
+#include "exporter/store_watcher.hpp"
+#include "test_support.hpp"
 
 #include <catch2/catch.hpp>
 #include <prometheus/text_serializer.h>
@@ -204,4 +206,51 @@ TEST_CASE("metric families carry the documented names and labels", "[crash_state
   CHECK_THAT(text, Catch::Contains("processcore_stored_bytes{hostname=\"web-1\"} 12288"));
   CHECK_THAT(text, Catch::Contains("processcore_build_info{version="));
   CHECK_THAT(text, Catch::Contains("processcore_records_unreadable{reason=\"malformed\"} 0"));
+}
+
+TEST_CASE("the watcher reports a store it cannot list, and one record over the limit",
+          "[crash_state][store_watcher]") {
+  const auto io = static_cast<size_t>(SkipReason::io);
+  const auto malformed = static_cast<size_t>(SkipReason::malformed);
+  SECTION("a readdir() that fails on the root") {
+    const common::UniqueFd gone(test::reaped_proc_dir());
+    REQUIRE(gone);
+    CrashState state(0);
+    std::mutex mutex;
+    auto watcher =
+        StoreWatcher::create("/proc/self/fd/" + std::to_string(gone.get()), state, mutex);
+    REQUIRE(watcher);
+    (*watcher)->scan();
+    CHECK(state.snapshot().skipped[io] == 1);
+    CHECK(state.is_skipped("."));
+  }
+  SECTION("records at the readers' limit and one byte over it") {
+    test::TempDir dir;
+    auto store = common::Store::open(dir.str());
+    REQUIRE(store);
+    REQUIRE(store->open_exe_dir("h", "usr!bin!app"));
+    auto record = [](const std::string& id, size_t size) {
+      std::string text = R"({"id": ")" + id +
+                         R"(", "hostname": "h", "executable": "/usr/bin/app",)" +
+                         R"( "signal": 11, "signal_name": "SEGV"})";
+      text.append(size - text.size(), ' ');
+      return text;
+    };
+    test::spit(dir.path() / "h/usr!bin!app/00000000000000a1.json",
+               record("00000000000000a1", common::k_max_record_bytes));
+    test::spit(dir.path() / "h/usr!bin!app/00000000000000a2.json",
+               record("00000000000000a2", common::k_max_record_bytes + 1));
+    CrashState state(0);
+    std::mutex mutex;
+    auto watcher = StoreWatcher::create(dir.str(), state, mutex);
+    REQUIRE(watcher);
+    (*watcher)->scan();
+    const Snapshot s = state.snapshot();
+    CHECK(s.records == 2);
+    CHECK(s.skipped[malformed] == 1);
+    CHECK(s.skipped[io] == 0);
+    CHECK(state.is_skipped("h/usr!bin!app/00000000000000a2.json"));
+    CHECK(count_of(s, SeriesKey{"h", "/usr/bin/app", "SEGV", false}) == 1);
+    CHECK(count_of(s, SeriesKey{"h", "/usr/bin/app", "unknown", false}) == 1); // by its place
+  }
 }
