@@ -87,6 +87,10 @@ Expected<size_t> Store::walk(const WalkScope& scope, const WalkEvents& events,
     }
   };
   auto wanted = [&](std::string_view name) {
+    // A scope's names come from callers: even Listing::all never leaves its directory.
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos) {
+      return false;
+    }
     return scope.listing == Listing::all || is_safe_component(name);
   };
   // One component at a time with O_NOFOLLOW: a link planted in the store (which its owner, not

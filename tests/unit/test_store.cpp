@@ -193,6 +193,8 @@ TEST_CASE("the store walk: links never followed, foreign names reported, scopes"
     CHECK(visited.empty());
     CHECK(foreign == std::map<std::string, int>{{"lh", ELOOP}});
     CHECK(std::get<0>(run({Store::Listing::ours, "gone", {}})).empty()); // ENOENT: nothing
+    CHECK(std::get<0>(run({Store::Listing::all, "..", {}})).empty());
+    CHECK(std::get<0>(run({Store::Listing::all, {}, "../h1/e1"})).empty());
   }
 }
 
