@@ -123,10 +123,12 @@ def setup_store(tmp_path, **config_keys):
     return store, config
 
 
-def crash(store, config, host, signo, exe, data=b"\x7fNOTELF" * 512):
-    """Runs the real handler with kernel-style argv (%h %s %E) and `data` as the core."""
+def crash(store, config, host, signo, exe, data=b"\x7fNOTELF" * 512, when=None):
+    """Runs the real handler with kernel-style argv (%h %s %E, and -t%t when `when`, the crash
+    time in seconds since the epoch, is given) and `data` as the core."""
+    times = [f"-t{when}"] if when is not None else []
     subprocess.run([str(pctest.env_path("PC_HANDLER")), "--store", str(store), "--config", str(config),
-                    "--", host, str(signo), exe.replace("/", "!")],
+                    *times, "--", host, str(signo), exe.replace("/", "!")],
                    input=data, check=True, timeout=30)
 
 
