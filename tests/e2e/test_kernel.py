@@ -152,20 +152,9 @@ def test_ulimit_c_0_records_without_core(kernel):
 
 def test_burst_of_50_simultaneous_crashes(kernel):
     store, _, _ = kernel
-    # All 50 start and say they are ready; closing their stdin makes them crash together.
-    procs = [subprocess.Popen([str(pctest.env_path("PC_CRASHER")), "segv-on-eof"],
-                              preexec_fn=allow_cores, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-             for _ in range(50)]
-    for p in procs:
-        assert p.stdout.readline() == b"ready\n"
-    for p in procs:
-        p.stdin.close()
-    for p in procs:
-        p.wait(timeout=60)
-        assert p.returncode == -signal.SIGSEGV
-        p.stdout.close()
-    found = pctest.records_for(store, {p.pid for p in procs}, timeout=60)
+    # All 50 start and say they are ready, then crash together.
+    pids = pctest.crash_together([pctest.env_path("PC_CRASHER"), "segv-on-eof"], 50, timeout=60)
+    found = pctest.records_for(store, pids, timeout=60)
     assert all(r["core"]["present"] for r in found.values())
     assert len({r["id"] for r in found.values()}) == 50
 

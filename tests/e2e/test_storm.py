@@ -11,7 +11,6 @@ import os
 import pathlib
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 
@@ -53,23 +52,6 @@ def as_nobody():
     os.setuid(nobody.pw_uid)
 
 
-def crash_together(argv, n, preexec=allow_cores):
-    """Starts n crashers (mode segv-on-eof) and, once all are ready, makes them crash at the same
-    moment; returns their pids once all died."""
-    procs = [subprocess.Popen([str(a) for a in argv], preexec_fn=preexec, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-             for _ in range(n)]
-    for p in procs:
-        assert p.stdout.readline() == b"ready\n"
-    for p in procs:
-        p.stdin.close()
-    for p in procs:
-        p.wait(timeout=120)
-        p.stdout.close()
-        assert p.returncode == -signal.SIGSEGV, p.returncode
-    return {p.pid for p in procs}
-
-
 def wait_no_handlers(rig, timeout):
     pctest.wait_until(lambda: not rig.handlers_running(), timeout,
                       what="every handler has exited")
@@ -79,7 +61,7 @@ def test_100_simultaneous_crashes_all_recorded(rig):
     # Few slots and 8 MiB processes, so that captures overlap on any machine.
     storm_config(rig, max_captures=4)
     with pctest.core_pattern(rig.pattern()):
-        pids = crash_together([rig.crasher, "segv-on-eof", "--heap", "8"], 100)
+        pids = pctest.crash_together([rig.crasher, "segv-on-eof", "--heap", "8"], 100)
         found = pctest.records_for(rig.store, pids, 90)
         wait_no_handlers(rig, 30)
     reasons = [r["core"]["reason"] for r in found.values()]
@@ -134,7 +116,7 @@ def test_huge_sparse_cores_do_not_silence_capture(rig):
 def test_rate_limit_is_exact_under_concurrency(rig):
     storm_config(rig, rate_limit_burst=10, rate_limit_interval=3600, max_captures=64)
     with pctest.core_pattern(rig.pattern()):
-        pids = crash_together([rig.crasher, "segv-on-eof"], 50)
+        pids = pctest.crash_together([rig.crasher, "segv-on-eof"], 50)
         found = pctest.records_for(rig.store, pids, 90)
         wait_no_handlers(rig, 30)
     reasons = sorted(r["core"]["reason"] for r in found.values())

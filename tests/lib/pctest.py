@@ -138,6 +138,23 @@ class KernelRig:
         return pids
 
 
+def crash_together(argv, n, preexec=allow_cores, timeout=120):
+    """Starts n crashers (pc_crasher segv-on-eof …) and, once all are ready, makes them crash at
+    the same moment by closing their stdin; returns their pids once all died of SIGSEGV."""
+    procs = [subprocess.Popen([str(a) for a in argv], preexec_fn=preexec, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline() == b"ready\n"
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        p.wait(timeout=timeout)
+        p.stdout.close()
+        assert p.returncode == -signal.SIGSEGV, p.returncode
+    return {p.pid for p in procs}
+
+
 @contextlib.contextmanager
 def kernel_rig(prefix, syslog=False, install=True, **config_keys):
     """Real crashes through the kernel: under the machine lock and the kernel settings the
@@ -247,13 +264,8 @@ class SyslogCapture:
             self.lines.append(text)
 
     def wait_for(self, predicate, timeout=10.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = [l for l in list(self.lines) if predicate(l)]
-            if found:
-                return found
-            time.sleep(0.05)
-        return []
+        """The lines matching predicate, once there is one ([] after `timeout` seconds)."""
+        return wait_until(lambda: [l for l in list(self.lines) if predicate(l)], timeout) or []
 
     def __exit__(self, *exc):
         if self._sock is not None:
