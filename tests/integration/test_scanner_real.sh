@@ -45,7 +45,6 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "thread") == 0) {
     pthread_t a, b;
     pthread_create(&a, NULL, idle, NULL);
-    usleep(10000);
     pthread_create(&b, NULL, thread_crash, NULL);
     pthread_join(b, NULL);
     return 0;
