@@ -45,6 +45,27 @@ std::string random_hex(size_t bytes) {
   return out;
 }
 
+namespace {
+
+// renameat2(RENAME_NOREPLACE), or where the file system refuses the flag (NFS, FUSE: EINVAL,
+// the very file systems that lack O_TMPFILE) a hard link, which never replaces a file either,
+// and the old name removed (systemd's rename_noreplace() does the same).
+int rename_noreplace(int dirfd, const char* from, const char* to) {
+  if (::renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0) {
+    return 0;
+  }
+  if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+    return -1;
+  }
+  if (::linkat(dirfd, from, dirfd, to, 0) != 0) {
+    return -1;
+  }
+  ::unlinkat(dirfd, from, 0);
+  return 0;
+}
+
+} // namespace
+
 Expected<void> sync_fd(int fd, std::string_view what) {
   if (::fsync(fd) != 0) {
     return fail_errno("Failed to sync " + quoted(what), errno);
@@ -129,8 +150,10 @@ Expected<void> AtomicFile::commit(Replace replace) {
       }
     }
   } else {
-    const unsigned flags = replace == Replace::no ? RENAME_NOREPLACE : 0;
-    if (::renameat2(m_dirfd, m_tmp_name.c_str(), m_dirfd, m_name.c_str(), flags) != 0) {
+    const int r = replace == Replace::no
+                      ? rename_noreplace(m_dirfd, m_tmp_name.c_str(), m_name.c_str())
+                      : ::renameat(m_dirfd, m_tmp_name.c_str(), m_dirfd, m_name.c_str());
+    if (r != 0) {
       return fail_errno("Failed to rename " + quoted(m_tmp_name) + " to " + quoted(m_name), errno);
     }
     m_tmp_name.clear();

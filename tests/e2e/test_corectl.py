@@ -3,7 +3,6 @@ install/uninstall on this machine. Root only; every kernel setting is restored w
 """
 import os
 import pathlib
-import resource
 import subprocess
 import tempfile
 
@@ -30,8 +29,7 @@ def corectl(*args, check=True):
                           check=check, env=dict(os.environ, TZ="UTC"))
 
 
-def unlimited_core():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+unlimited_core = pctest.allow_cores
 
 
 def test_debug_shows_the_crashing_function():

@@ -13,7 +13,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -23,22 +22,13 @@ import pctest
 if not pctest.can_set_core_pattern():
     pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
 
-ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
 NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pch-", dir="/tmp"))
-    os.chmod(work, 0o755)
-    shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
-    store = pctest.make_store(work)
-    pctest.write_config(work / "c", store, rate_limit_burst=0)
-    try:
-        with pctest.machine_lock(), pctest.core_pattern(f"|{work}/h --config={work}/c {ARGS}"), pctest.shipped_kernel_settings():
-            yield store, work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with pctest.kernel_rig("pch-", rate_limit_burst=0) as rig:
+        yield rig.store, rig.work
 
 
 def as_nobody():
@@ -169,12 +159,10 @@ def test_minimal_pattern_hostname_is_no_option(kernel):
     with pctest.core_pattern(f"|{work}/h --config={work}/c %h %s %E"):
         pid = crash_as_nobody(in_own_uts("--store=/tmp/pc-hostile-elsewhere",
                                          pctest.env_path("PC_CRASHER"), "abort"))
-        deadline = time.time() + 60
-        found = []
-        while not found and time.time() < deadline:
-            found = [r for r in pctest.records(store)
-                     if r["hostname"] == "--store=!tmp!pc-hostile-elsewhere" and r["signal_name"] == "ABRT"]
-            time.sleep(0.05)
+        found = pctest.wait_until(lambda: [
+            r for r in pctest.records(store)
+            if r["hostname"] == "--store=!tmp!pc-hostile-elsewhere" and r["signal_name"] == "ABRT"],
+            timeout=60)
     assert found, pctest.records(store)
     assert not pathlib.Path("/tmp/pc-hostile-elsewhere").exists()
     assert pid > 0

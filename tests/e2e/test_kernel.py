@@ -10,8 +10,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
 
 import pytest
 
@@ -20,34 +18,15 @@ import pctest
 if not pctest.can_set_core_pattern():
     pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
 
-ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
-
-
 @pytest.fixture(scope="module")
 def kernel():
     """Installs the handler in core_pattern for the module; yields (store, syslog, workdir)."""
-    # The pattern holds at most 127 characters, so the handler and config live under a short
-    # path of their own.
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pce-", dir="/tmp"))
-    os.chmod(work, 0o755)
-    shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
-    store = pctest.make_store(work)
     # Enough capture slots that the burst test below stores every core.
-    pctest.write_config(work / "c", store, rate_limit_burst=0, max_captures=64)
-    pattern = f"|{work}/h --config={work}/c {ARGS}"
-    try:
-        # The kernel settings the package ships (core_pipe_limit, suid_dumpable).
-        with pctest.machine_lock(), pctest.SyslogCapture() as log, pctest.core_pattern(pattern), \
-                pctest.shipped_kernel_settings():
-            yield store, log, work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with pctest.kernel_rig("pce-", syslog=True, rate_limit_burst=0, max_captures=64) as rig:
+        yield rig.store, rig.log, rig.work
 
 
-def allow_cores():
-    # The kernel skips the dump entirely when RLIMIT_CORE is 1, and the CI shell may have set
-    # 0: give the crashing children an explicit limit.
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 def crash(argv, preexec=allow_cores):
@@ -173,24 +152,9 @@ def test_ulimit_c_0_records_without_core(kernel):
 
 def test_burst_of_50_simultaneous_crashes(kernel):
     store, _, _ = kernel
-    # All 50 sleep until the same moment, then crash together.
-    start_at = time.time() + 1.0
-    procs = []
-    for _ in range(50):
-        procs.append(subprocess.Popen(
-            [str(pctest.env_path("PC_CRASHER")), "segv-after", "1"], preexec_fn=allow_cores,
-            stderr=subprocess.DEVNULL))
-    for p in procs:
-        p.wait(timeout=60)
-        assert p.returncode == -signal.SIGSEGV
-    assert time.time() >= start_at
-    pids = {p.pid for p in procs}
-    deadline = time.time() + 60
-    found = {}
-    while time.time() < deadline and len(found) < len(pids):
-        found = {r["pid"]: r for r in pctest.records(store) if r["pid"] in pids}
-        time.sleep(0.1)
-    assert set(found) == pids, f"missing records for {sorted(pids - set(found))}"
+    # All 50 start and say they are ready, then crash together.
+    pids = pctest.crash_together([pctest.env_path("PC_CRASHER"), "segv-on-eof"], 50, timeout=60)
+    found = pctest.records_for(store, pids, timeout=60)
     assert all(r["core"]["present"] for r in found.values())
     assert len({r["id"] for r in found.values()}) == 50
 
@@ -201,14 +165,17 @@ def test_executable_changed_under_the_process_is_reported(kernel, change):
     store, _, work = kernel
     target = work / f"victim-{change}"
     shutil.copy2(pctest.env_path("PC_CRASHER"), target)
-    proc = subprocess.Popen([str(target), "segv-after", "2"], preexec_fn=allow_cores,
+    proc = subprocess.Popen([str(target), "segv-on-eof"], preexec_fn=allow_cores,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    assert proc.stdout.readline() == b"ready\n"  # running, its executable mapped
     if change == "deleted":
         target.unlink()
     else:
         os.utime(target)  # as an in-place rewrite would: mtime after the process started
+    proc.stdin.close()  # now crash
     proc.wait(timeout=60)
+    proc.stdout.close()
     r = pctest.record_for(store, proc.pid)
     mapping = [m for m in r["mappings"] if m["path"].startswith(str(target))]
     assert mapping, r["mappings"]

@@ -15,7 +15,6 @@ import pathlib
 import pwd
 import grp
 import re
-import resource
 import shlex
 import shutil
 import subprocess
@@ -192,8 +191,7 @@ def test_lintian_finds_no_errors_or_warnings(deb):
     assert not problems, proc.stdout
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 def start_exporter_like_the_unit():
@@ -237,32 +235,29 @@ def test_install_capture_export_purge(deb, tmp_path):
             crash = subprocess.run([str(pctest.env_path("PC_CRASHER")), "segv"],
                                    preexec_fn=allow_cores, capture_output=True)
             assert crash.returncode < 0
-            deadline = time.time() + 30
-            record = None
-            while time.time() < deadline and record is None:
+
+            def listed():
                 # Exit status 1 while nothing is there yet (nothing matched).
                 listing = subprocess.run(["/usr/bin/corectl", "list", "--json"],
                                          capture_output=True, text=True)
                 assert listing.returncode in (0, 1), listing.stderr
-                out = listing.stdout
-                for line in out.splitlines():
-                    r = json.loads(line)
-                    if r["executable"] == str(pctest.env_path("PC_CRASHER")):
-                        record = r
-                time.sleep(0.1)
-            assert record is not None, "corectl list does not show the crash"
+                return next((r for r in map(json.loads, listing.stdout.splitlines())
+                             if r["executable"] == str(pctest.env_path("PC_CRASHER"))), None)
+
+            record = pctest.wait_until(listed, timeout=30, what="corectl list shows the crash")
             assert record["signal_name"] == "SEGV" and record["core"]["present"]
             assert record["crash"]["symbol"]["name"] == "pc_crash_null_write"
 
             # The exporter as its unit runs it, scraped over HTTP.
             exporter, port = start_exporter_like_the_unit()
             try:
-                deadline = time.time() + 10
-                metrics = ""
-                while time.time() < deadline and 'signal="SEGV"' not in metrics:
-                    metrics = urllib.request.urlopen(
-                        f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-                    time.sleep(0.2)
+
+                def scrape():
+                    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                  timeout=5).read().decode()
+
+                pctest.wait_until(lambda: 'signal="SEGV"' in scrape(), timeout=10)
+                metrics = scrape()
                 series = [l for l in metrics.splitlines()
                           if l.startswith("processcore_coredumps_total{") and 'signal="SEGV"' in l]
                 assert series and float(series[0].split()[-1]) >= 1, metrics

@@ -7,12 +7,10 @@ a writable core_pattern; the handler-run variant always runs.
 import json
 import os
 import pathlib
-import resource
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 
@@ -69,19 +67,21 @@ class Prometheus:
             return r.read().decode()
 
     def wait_until(self, what, fn):
-        deadline = time.time() + DEADLINE
-        last = None
-        while time.time() < deadline:
+        last = [None]
+
+        def attempt():
             if self.proc.poll() is not None:
                 raise AssertionError(f"prometheus exited:\n{(self.dir / 'prometheus.log').read_text()}")
             try:
-                last = fn()
-                if last:
-                    return last
+                last[0] = fn()
             except OSError as e:
-                last = e
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; last: {last}")
+                last[0] = e
+                return None
+            return last[0]
+
+        if not pctest.wait_until(attempt, DEADLINE, interval=0.1):
+            raise AssertionError(f"timed out waiting for {what}; last: {last[0]}")
+        return last[0]
 
     def query(self, expr):
         return json.loads(self.get("/api/v1/query", query=expr))["data"]["result"]
@@ -132,8 +132,7 @@ def test_handler_run_fires_alert(tmp_path):
                      "/usr/bin/e2e-crasher")
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 @pytest.mark.skipif(not pctest.can_set_core_pattern(), reason="needs root and a writable core_pattern")

@@ -10,11 +10,8 @@ import fcntl
 import os
 import pathlib
 import pwd
-import resource
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -24,52 +21,27 @@ import pctest
 if not pctest.can_set_core_pattern():
     pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
 
-ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
 SYSCTL = pathlib.Path("/proc/sys")
-
-
-class Rig:
-    """A handler copy, a store and a core_pattern pointing at them, per test."""
-
-    def __init__(self, work):
-        self.work = work
-        self.store = pctest.make_store(work)
-        self.crasher = work / "crasher"
-
-    def config(self, name="c", **keys):
-        keys.setdefault("rate_limit_burst", 0)
-        return pctest.write_config(self.work / name, self.store, **keys)
-
-    def pattern(self, config="c"):
-        return f"|{self.work}/h --config={self.work}/{config} {ARGS}"
-
-    def handlers_running(self):
-        """Pids of handlers (our copy) still running."""
-        pids = []
-        for d in pathlib.Path("/proc").iterdir():
-            if d.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if os.readlink(d / "exe") == str(self.work / "h"):
-                        pids.append(int(d.name))
-        return pids
 
 
 @pytest.fixture
 def rig():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pcs-", dir="/tmp"))
-    os.chmod(work, 0o755)
-    shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
-    shutil.copy2(pctest.env_path("PC_CRASHER"), work / "crasher")
-    try:
-        with pctest.machine_lock(), pctest.shipped_kernel_settings():
-            assert (SYSCTL / "kernel/core_pipe_limit").read_text().strip() == "0"
-            yield Rig(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """A handler copy and a store (pctest.KernelRig); each test sets its configuration and
+    core_pattern (storm_config(), rig.pattern())."""
+    with pctest.kernel_rig("pcs-", install=False) as rig:
+        assert (SYSCTL / "kernel/core_pipe_limit").read_text().strip() == "0"
+        rig.crasher = rig.work / "crasher"
+        shutil.copy2(pctest.env_path("PC_CRASHER"), rig.crasher)
+        yield rig
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+def storm_config(rig, name="c", **keys):
+    """rig.config() without the rate limit unless a test sets one."""
+    keys.setdefault("rate_limit_burst", 0)
+    return rig.config(name, **keys)
+
+
+allow_cores = pctest.allow_cores
 
 
 def as_nobody():
@@ -80,42 +52,17 @@ def as_nobody():
     os.setuid(nobody.pw_uid)
 
 
-def crash_together(argv, n, preexec=allow_cores):
-    """Starts n crashers that crash at the same moment; returns their pids once all died."""
-    procs = [subprocess.Popen([str(a) for a in argv], preexec_fn=preexec,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-             for _ in range(n)]
-    for p in procs:
-        p.wait(timeout=120)
-        assert p.returncode == -signal.SIGSEGV, p.returncode
-    return {p.pid for p in procs}
-
-
-def wait_records(store, pids, timeout):
-    deadline = time.time() + timeout
-    found = {}
-    while time.time() < deadline:
-        found = {r["pid"]: r for r in pctest.records(store) if r["pid"] in pids}
-        if len(found) == len(pids):
-            break
-        time.sleep(0.1)
-    assert set(found) == pids, f"no record for {len(pids - set(found))} of {len(pids)} crashes"
-    return found
-
-
 def wait_no_handlers(rig, timeout):
-    deadline = time.time() + timeout
-    while rig.handlers_running() and time.time() < deadline:
-        time.sleep(0.1)
-    assert not rig.handlers_running()
+    pctest.wait_until(lambda: not rig.handlers_running(), timeout,
+                      what="every handler has exited")
 
 
 def test_100_simultaneous_crashes_all_recorded(rig):
     # Few slots and 8 MiB processes, so that captures overlap on any machine.
-    rig.config(max_captures=4)
+    storm_config(rig, max_captures=4)
     with pctest.core_pattern(rig.pattern()):
-        pids = crash_together([rig.crasher, "segv-after", "2", "--heap", "8"], 100)
-        found = wait_records(rig.store, pids, 90)
+        pids = pctest.crash_together([rig.crasher, "segv-on-eof", "--heap", "8"], 100)
+        found = pctest.records_for(rig.store, pids, 90)
         wait_no_handlers(rig, 30)
     reasons = [r["core"]["reason"] for r in found.values()]
     # Crashes beyond the free slots took the lean path and say so; a lean record has
@@ -126,7 +73,7 @@ def test_100_simultaneous_crashes_all_recorded(rig):
     for r in busy:
         assert not r["core"]["present"] and r["core"]["path"] is None
         assert r["signal_name"] == "SEGV" and r["comm"] == "crasher"
-        assert "segv-after" in r["cmdline"]
+        assert "segv-on-eof" in r["cmdline"]
         assert "max_captures" in r["core"]["error"]
     assert len({r["id"] for r in found.values()}) == 100
 
@@ -134,18 +81,20 @@ def test_100_simultaneous_crashes_all_recorded(rig):
 def test_huge_sparse_cores_do_not_silence_capture(rig):
     """Unprivileged processes with 1 TiB sparse mappings: the kernel streams 1 TiB of zeros each.
     Their handlers stop at the deadline; an ordinary crash afterwards still gets its core."""
-    rig.config(capture_timeout=10)
+    storm_config(rig, capture_timeout=10)
     with pctest.core_pattern(rig.pattern()):
         start = time.time()
         hogs = [subprocess.Popen([str(rig.crasher), "segv", "--sparse", "1024"],
                                  preexec_fn=as_nobody, stderr=subprocess.DEVNULL)
                 for _ in range(3)]
-        time.sleep(1)
+        # Their handlers hold capture slots and stream when the ordinary crash comes.
+        pctest.wait_until(lambda: len(rig.handlers_running()) >= len(hogs), timeout=30,
+                          what="a handler for each hog")
         pid = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=as_nobody,
                                stderr=subprocess.DEVNULL)
         pid.wait(timeout=60)
         try:
-            found = wait_records(rig.store, {h.pid for h in hogs} | {pid.pid},
+            found = pctest.records_for(rig.store, {h.pid for h in hogs} | {pid.pid},
                                  60 - (time.time() - start))
             wait_no_handlers(rig, 60 - (time.time() - start))
             assert time.time() - start < 60
@@ -165,10 +114,10 @@ def test_huge_sparse_cores_do_not_silence_capture(rig):
 
 
 def test_rate_limit_is_exact_under_concurrency(rig):
-    rig.config(rate_limit_burst=10, rate_limit_interval=3600, max_captures=64)
+    storm_config(rig, rate_limit_burst=10, rate_limit_interval=3600, max_captures=64)
     with pctest.core_pattern(rig.pattern()):
-        pids = crash_together([rig.crasher, "segv-after", "1"], 50)
-        found = wait_records(rig.store, pids, 90)
+        pids = pctest.crash_together([rig.crasher, "segv-on-eof"], 50)
+        found = pctest.records_for(rig.store, pids, 90)
         wait_no_handlers(rig, 30)
     reasons = sorted(r["core"]["reason"] for r in found.values())
     assert reasons.count("stored") == 10, reasons
@@ -180,12 +129,12 @@ def test_rate_limit_is_exact_under_concurrency(rig):
 def test_locks_held_on_the_store_do_not_delay_a_crash(rig):
     """Whoever can open the store's files (the store user, the exporter) may hold locks on all
     of them: a crash's record is not delayed."""
-    rig.config(rate_limit_burst=10)
+    storm_config(rig, rate_limit_burst=10)
     with pctest.core_pattern(rig.pattern()):
         first = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
                                  stderr=subprocess.DEVNULL)
         first.wait(timeout=60)
-        wait_records(rig.store, {first.pid}, 30)
+        pctest.records_for(rig.store, {first.pid}, 30)
         held = []
         try:
             for path in [rig.store, *rig.store.rglob("*")]:
@@ -198,7 +147,7 @@ def test_locks_held_on_the_store_do_not_delay_a_crash(rig):
             p = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
                                  stderr=subprocess.DEVNULL)
             p.wait(timeout=60)
-            r = wait_records(rig.store, {p.pid}, 10)[p.pid]
+            r = pctest.records_for(rig.store, {p.pid}, 10)[p.pid]
             assert time.time() - start < 5
             assert r["core"]["present"], r["core"]
         finally:
@@ -206,11 +155,24 @@ def test_locks_held_on_the_store_do_not_delay_a_crash(rig):
                 os.close(fd)
 
 
+def kernel_helpers(argv):
+    """Pids of the processes the kernel started (children of kthreadd) with command line argv."""
+    want = ("\0".join(argv) + "\0").encode()
+    pids = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (d / "stat").read_text()
+                if (d / "cmdline").read_bytes() == want and stat.rsplit(")", 1)[1].split()[1] == "2":
+                    pids.append(int(d.name))
+    return pids
+
+
 def test_a_dump_the_kernel_skips_is_counted(rig):
     """With core_pipe_limit = 1 and one helper held busy, the kernel skips the next dump and
     says so in its log only: the exporter, following /dev/kmsg, counts it."""
     from pcexporter import Exporter, value
-    config = rig.config(kernel_log="/dev/kmsg")
+    config = storm_config(rig, kernel_log="/dev/kmsg")
     sleep = shutil.which("sleep")
     with Exporter(rig.store, config, rig.work) as ex:
         before = value(ex.scrape(), "processcore_kernel_dumps_lost_total", reason="pipe_limit")
@@ -218,7 +180,9 @@ def test_a_dump_the_kernel_skips_is_counted(rig):
         with pctest.sysctl("/proc/sys/kernel/core_pipe_limit", 1), pctest.core_pattern(f"|{sleep} 4"):
             held = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
                                     stderr=subprocess.DEVNULL)
-            time.sleep(1)
+            # The kernel runs the helper for the held dump: the only slot is taken.
+            pctest.wait_until(lambda: kernel_helpers([sleep, "4"]), timeout=30,
+                              what="the kernel's helper for the held dump")
             skipped = subprocess.Popen([str(rig.crasher), "segv"], preexec_fn=allow_cores,
                                        stderr=subprocess.DEVNULL)
             skipped.wait(timeout=30)
@@ -232,7 +196,7 @@ def test_a_crash_with_400_long_mapped_paths_is_counted_and_listed(rig):
     """400 mapped files with ~3.8 KB paths would make a 1.5 MB record: the handler bounds it
     (saying what it cut), the exporter counts it and corectl lists it."""
     from pcexporter import Exporter, crashes
-    config = rig.config(kernel_log="")
+    config = storm_config(rig, kernel_log="")
     deep = rig.work / "m"
     for _ in range(14):
         deep = deep / ("d" * 250)
@@ -249,7 +213,7 @@ def test_a_crash_with_400_long_mapped_paths_is_counted_and_listed(rig):
         p = subprocess.Popen([str(rig.crasher), "segv", "--map-dir", str(deep)],
                              preexec_fn=allow_cores, stderr=subprocess.DEVNULL)
         p.wait(timeout=60)
-        r = wait_records(rig.store, {p.pid}, 30)[p.pid]
+        r = pctest.records_for(rig.store, {p.pid}, 30)[p.pid]
     assert pathlib.Path(r["_path"]).stat().st_size <= 256 * 1024
     assert any(c.startswith("mappings: ") for c in r["handler"]["cut"]), r["handler"]
     assert r["core"]["present"]

@@ -1,27 +1,11 @@
 #!/usr/bin/env bash
-# Builds the ELF core scanner fuzz target with clang (libFuzzer + ASan + UBSan) and runs it for a
-# bounded time on a seed corpus of real core prefixes.
+# Runs the ELF core scanner fuzz target (libFuzzer + ASan + UBSan, built by tests/fuzz/CMakeLists.txt)
+# for a bounded time on a seed corpus of real core prefixes.
 #
-#   run_fuzz.sh [seconds]          (default 60; PC_FUZZ_DIR to keep the build and corpus)
-#
-# Compiled directly with clang++ rather than through CMake: the main build uses g++. clang 14
-# with libstdc++ 12 has no <expected>, so only sources free of std::expected are linked here
-# (the scanner, note decoders, symbolizer, unwinder, JSON, names, sha256, fd). Exit 77 (skipped) without clang++.
-set -euo pipefail
-
+#   run_fuzz.sh [seconds]          (default 60; see fuzz_common.sh for PC_FUZZ_BIN, PC_FUZZ_DIR)
+source "$(dirname "$0")/fuzz_common.sh"
 seconds=${1:-60}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang++ >/dev/null || { echo "skipped: no clang++" >&2; exit 77; }
-work=${PC_FUZZ_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pc-fuzz-XXXXXX")}
-mkdir -p "$work/corpus" "$work/artifacts"
-
-flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$src")
-clang++ "${flags[@]}" -o "$work/fuzz_elf_core" \
-  "$src/tests/fuzz/fuzz_elf_core.cpp" "$src/common/elf_core.cpp" "$src/common/elf_notes.cpp" \
-  "$src/common/crash_json.cpp" "$src/common/symbolize.cpp" "$src/common/fd.cpp" \
-  "$src/common/names.cpp" "$src/common/escape.cpp" "$src/common/sha256.cpp" \
-  "$src/common/unwind.cpp" "$src/common/analysis.cpp" "$src/common/signature.cpp" -ldw -lelf -llzma
+fuzz_setup fuzz_elf_core
 
 # Seeds: the first 64 KiB of real cores (kernel file cores when core_pattern is a plain file
 # name, else gdb's), plus a few small hand-made prefixes.
@@ -48,8 +32,4 @@ fi
 rm -rf "$seed_dir"
 printf '\x7fELF\x02\x01\x01' > "$work/corpus/magic"
 
-# -error_exitcode: libFuzzer's default (77) would read as "skipped" to CTest.
-"$work/fuzz_elf_core" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 -rss_limit_mb=2048 \
-  -max_len=131072 -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$work/corpus"
-echo "fuzzing finished without findings ($work)"
-[ -n "${PC_FUZZ_DIR:-}" ] || rm -rf "$work"
+fuzz_run "$seconds" 131072 -timeout=10

@@ -1,23 +1,11 @@
 #!/usr/bin/env bash
-# Builds the record summary fuzz target with clang (libFuzzer + ASan + UBSan) and runs it for a
-# bounded time on a seed corpus of record-shaped JSON.
+# Runs the record summary fuzz target (libFuzzer + ASan + UBSan, built by tests/fuzz/CMakeLists.txt)
+# for a bounded time on a seed corpus of record-shaped JSON.
 #
-#   run_fuzz_record_summary.sh [seconds]   (default 30; PC_FUZZ_DIR to keep the build and corpus)
-#
-# Built like run_fuzz.sh, directly with clang++: clang 14 with libstdc++ 12 has no <expected>,
-# and record_summary.{hpp,cpp} and the nlohmann oracle do not need it. Exit 77 without clang++.
-set -euo pipefail
-
+#   run_fuzz_record_summary.sh [seconds]   (default 30; see fuzz_common.sh)
+source "$(dirname "$0")/fuzz_common.sh"
 seconds=${1:-30}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang++ >/dev/null || { echo "skipped: no clang++" >&2; exit 77; }
-work=${PC_FUZZ_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pc-fuzz-summary-XXXXXX")}
-mkdir -p "$work/corpus" "$work/artifacts"
-
-flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$src")
-clang++ "${flags[@]}" -o "$work/fuzz_record_summary" \
-  "$src/tests/fuzz/fuzz_record_summary.cpp" "$src/common/record_summary.cpp"
+fuzz_setup fuzz_record_summary
 
 # Seeds: a record as the handler writes it (abridged), and the corners of the grammar.
 cat > "$work/corpus/record" <<'JSON'
@@ -39,9 +27,4 @@ JSON
 printf '{"crash":{"symbol":"f"},"core":null,"store":[1,-0,1E+2,0.5e-400]}' > "$work/corpus/small"
 printf '\xef\xbb\xbf{"id":"\\u0000\xf4\x8f\xbf\xbf"}' > "$work/corpus/bom"
 
-# -error_exitcode: libFuzzer's default (77) would read as "skipped" to CTest.
-"$work/fuzz_record_summary" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 \
-  -rss_limit_mb=2048 -max_len=16384 -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
-  "$work/corpus"
-echo "fuzzing finished without findings ($work)"
-[ -n "${PC_FUZZ_DIR:-}" ] || rm -rf "$work"
+fuzz_run "$seconds" 16384 -timeout=10

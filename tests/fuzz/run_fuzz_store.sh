@@ -1,37 +1,16 @@
 #!/usr/bin/env bash
-# Builds one store-reader fuzz target with clang (libFuzzer + ASan + UBSan) and runs it for a
-# bounded time on seeds of the file it reads.
+# Runs one store-reader fuzz target (libFuzzer + ASan + UBSan, built by tests/fuzz/CMakeLists.txt)
+# for a bounded time on seeds of the file it reads.
 #
-#   run_fuzz_store.sh record|ledger|cache|usage [seconds]   (default 30; PC_FUZZ_DIR keeps the work)
-#
-# clang 14 with libstdc++ 12 has no std::expected, which the readers return: expected_shim.hpp
-# (force-included) stands in for it in this build only. Exit 77 without clang++.
-set -euo pipefail
-
+#   run_fuzz_store.sh record|ledger|cache|usage [seconds]   (default 30; see fuzz_common.sh)
+source "$(dirname "$0")/fuzz_common.sh"
 reader=${1:?record, ledger, cache or usage}
 seconds=${2:-30}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang++ >/dev/null || { echo "skipped: no clang++" >&2; exit 77; }
-work=${PC_FUZZ_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pc-fuzz-$reader-XXXXXX")}
-mkdir -p "$work/corpus" "$work/artifacts"
-
 case $reader in
-  record) id=1 ;;
-  ledger) id=2 ;;
-  cache) id=3 ;;
-  usage) id=4 ;;
+  record | ledger | cache | usage) ;;
   *) echo "unknown reader '$reader'" >&2; exit 2 ;;
 esac
-
-flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -include "$src/tests/fuzz/expected_shim.hpp" -DPC_FUZZ_READER=$id -I"$src" -w)
-sources=()
-for unit in fd io json_bounds escape names sha256 record record_summary ledger store atomic_file \
-            signals; do
-  sources+=("$src/common/$unit.cpp")
-done
-clang++ "${flags[@]}" -o "$work/fuzz_$reader" "$src/tests/fuzz/fuzz_store_readers.cpp" \
-  "${sources[@]}" "$src/cli/cache.cpp"
+fuzz_setup fuzz_store_"$reader"
 
 # Seeds (first byte: the shape, then two bytes of depth or repeat count; see the target).
 seed() { printf "$1" > "$work/corpus/$2"; cat >> "$work/corpus/$2"; }
@@ -71,9 +50,4 @@ JSON
     ;;
 esac
 
-# -error_exitcode: libFuzzer's default (77) would read as "skipped" to CTest.
-"$work/fuzz_$reader" -max_total_time="$seconds" -timeout=20 -error_exitcode=1 \
-  -rss_limit_mb=2048 -max_len=65536 -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
-  "$work/corpus"
-echo "fuzzing the $reader reader finished without findings ($work)"
-[ -n "${PC_FUZZ_DIR:-}" ] || rm -rf "$work"
+fuzz_run "$seconds" 65536 -timeout=20

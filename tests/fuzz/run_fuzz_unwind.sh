@@ -1,21 +1,11 @@
 #!/usr/bin/env bash
-# Builds the unwinder fuzz target with clang (libFuzzer + ASan + UBSan) and runs it for a bounded
-# time. Built like run_fuzz.sh, directly with clang++ (the unwinder needs no std::expected).
+# Runs the unwinder fuzz target (libFuzzer + ASan + UBSan, built by tests/fuzz/CMakeLists.txt) for a
+# bounded time.
 #
-#   run_fuzz_unwind.sh [seconds]     (default 30; PC_FUZZ_DIR to keep the build and corpus)
-set -euo pipefail
-
+#   run_fuzz_unwind.sh [seconds]     (default 30; see fuzz_common.sh)
+source "$(dirname "$0")/fuzz_common.sh"
 seconds=${1:-30}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang++ >/dev/null || { echo "skipped: no clang++" >&2; exit 77; }
-work=${PC_FUZZ_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pc-fuzz-unwind-XXXXXX")}
-mkdir -p "$work/corpus" "$work/artifacts"
-
-flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$src")
-clang++ "${flags[@]}" -o "$work/fuzz_unwind" \
-  "$src/tests/fuzz/fuzz_unwind.cpp" "$src/common/unwind.cpp" "$src/common/elf_notes.cpp" \
-  "$src/common/symbolize.cpp" "$src/common/fd.cpp" -ldw -lelf -llzma
+fuzz_setup fuzz_unwind
 
 # Seeds: a zero stack (the walk ends at once), a stack of self-pointers (a frame-pointer cycle)
 # and a stack of descending words (sp going down).
@@ -32,7 +22,4 @@ open(f"{d}/down", "wb").write(struct.pack("<Q", 1) + struct.pack("<27Q", *regs)
                               + b"".join(struct.pack("<Q", base - 8 * i) for i in range(512)))
 PY
 
-"$work/fuzz_unwind" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 -rss_limit_mb=2048 \
-  -max_len=16384 -artifact_prefix="$work/artifacts/" -print_final_stats=1 "$work/corpus"
-echo "fuzzing finished without findings ($work)"
-[ -n "${PC_FUZZ_DIR:-}" ] || rm -rf "$work"
+fuzz_run "$seconds" 16384 -timeout=10

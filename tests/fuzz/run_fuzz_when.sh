@@ -1,22 +1,11 @@
 #!/usr/bin/env bash
-# Builds the --since/--until parser's fuzz target with clang (libFuzzer + ASan + UBSan) and runs
-# it for a bounded time on seeds of every form it reads.
+# Runs the --since/--until parser's fuzz target (libFuzzer + ASan + UBSan, built by
+# tests/fuzz/CMakeLists.txt) for a bounded time on seeds of every form it reads.
 #
-#   run_fuzz_when.sh [seconds]   (default 20; PC_FUZZ_DIR to keep the build and corpus)
-#
-# Built directly with clang++ like run_fuzz.sh; cli/when.cpp needs no <expected>, which clang 14
-# with libstdc++ 12 lacks. Exit 77 without clang++.
-set -euo pipefail
-
+#   run_fuzz_when.sh [seconds]   (default 20; see fuzz_common.sh)
+source "$(dirname "$0")/fuzz_common.sh"
 seconds=${1:-20}
-src=$(cd "$(dirname "$0")/../.." && pwd)
-command -v clang++ >/dev/null || { echo "skipped: no clang++" >&2; exit 77; }
-work=${PC_FUZZ_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pc-fuzz-when-XXXXXX")}
-mkdir -p "$work/corpus" "$work/artifacts"
-
-flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-       -I"$src")
-clang++ "${flags[@]}" -o "$work/fuzz_when" "$src/tests/fuzz/fuzz_when.cpp" "$src/cli/when.cpp"
+fuzz_setup fuzz_when
 
 i=0
 for seed in "-2h" "2 hours ago" "1h30min" "+10min" "3 weeks left" "08:00" "yesterday 14:00" \
@@ -26,9 +15,5 @@ for seed in "-2h" "2 hours ago" "1h30min" "+10min" "3 weeks left" "08:00" "yeste
   printf '\x80\x1d\x21\x69%s' "$seed" > "$work/corpus/seed$((i++))"
 done
 
-# TZ fixed: local times go through mktime. -error_exitcode: libFuzzer's 77 reads as "skipped".
-TZ=Europe/Berlin "$work/fuzz_when" -max_total_time="$seconds" -timeout=10 -error_exitcode=1 \
-  -rss_limit_mb=2048 -max_len=128 -artifact_prefix="$work/artifacts/" -print_final_stats=1 \
-  "$work/corpus"
-echo "fuzzing finished without findings ($work)"
-[ -n "${PC_FUZZ_DIR:-}" ] || rm -rf "$work"
+# TZ fixed: local times go through mktime.
+TZ=Europe/Berlin fuzz_run "$seconds" 128 -timeout=10

@@ -6,16 +6,14 @@ must name the same functions as gdb's `bt` on the same core, and every thread mu
 The stripped program is checked with scan_core and its separate debug directory (the handler
 looks only in the host's /usr/lib/debug). Skipped without root or a writable core_pattern.
 """
+import contextlib
 import json
 import os
 import pathlib
 import re
-import resource
 import shutil
 import socket
 import subprocess
-import tempfile
-import time
 import urllib.error
 import urllib.request
 
@@ -28,27 +26,16 @@ if not pctest.can_set_core_pattern():
 if shutil.which("gdb") is None:
     pytest.skip("needs gdb", allow_module_level=True)
 
-ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
 TOP = 5
 
 
 @pytest.fixture(scope="module")
 def kernel():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="pcb-", dir="/tmp"))
-    os.chmod(work, 0o755)
-    shutil.copy2(pctest.env_path("PC_HANDLER"), work / "h")
-    store = pctest.make_store(work)
-    pctest.write_config(work / "c", store, rate_limit_burst=0)
-    pattern = f"|{work}/h --config={work}/c {ARGS}"
-    try:
-        with pctest.machine_lock(), pctest.core_pattern(pattern), pctest.shipped_kernel_settings():
-            yield store, work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with pctest.kernel_rig("pcb-", rate_limit_burst=0) as rig:
+        yield rig.store, rig.work
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 def crash(store, argv, env=None):
@@ -190,6 +177,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def debuginfod(served, tmp_path, ready):
+    """A real debuginfod on 127.0.0.1 serving the directory `served`; yields its URL once it
+    serves `ready` (e.g. /buildid/<id>/debuginfo: the directory has been scanned)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    server = subprocess.Popen(["debuginfod", "-F", "-p", url.rsplit(":", 1)[1], "-d",
+                               str(tmp_path / "db.sqlite"), str(served)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+
+    def serves():
+        try:
+            with direct.open(url + ready, timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError):
+            return server.poll() is not None  # exited: fails below
+    try:
+        pctest.wait_until(serves, timeout=30, what=f"debuginfod serving {ready}")
+        assert server.poll() is None, f"debuginfod exited with {server.returncode}"
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.mark.skipif(shutil.which("debuginfod") is None, reason="needs debuginfod")
 def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     """The handler never uses the network; `corectl info` asks the servers DEBUGINFOD_URLS
@@ -201,22 +213,8 @@ def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     assert "segv_level1" not in names(record["crash"]["stacks"][0]["frames"])
     served = tmp_path / "served"
     shutil.copytree(pctest.env_path("PC_ZOO_DEBUG_DIR"), served)
-    port = free_port()
-    server = subprocess.Popen(["debuginfod", "-F", "-p", str(port), "-d",
-                               str(tmp_path / "db.sqlite"), str(served)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        build_id = record["crash"]["build_id"]
-        url = f"http://127.0.0.1:{port}"
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-        for _ in range(200):  # until the directory has been scanned
-            try:
-                with direct.open(f"{url}/buildid/{build_id}/debuginfo", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        else:
-            pytest.fail("debuginfod never served the debug file")
+    build_id = record["crash"]["build_id"]
+    with debuginfod(served, tmp_path, f"/buildid/{build_id}/debuginfo") as url:
         config = work / "c"
         env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
                    NO_COLOR="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
@@ -233,9 +231,6 @@ def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
         plain = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(config), "info",
                                 record["id"]], env=env, capture_output=True, text=True)
         assert "segv_level1" not in plain.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.skipif(shutil.which("debuginfod") is None, reason="needs debuginfod")
@@ -250,22 +245,8 @@ def test_corectl_debug_takes_the_executable_from_debuginfod(kernel, tmp_path):
     shutil.copy2(gone, served / "zoo-gone")
     record, _ = crash(store, [gone, "segv"])
     gone.unlink()
-    port = free_port()
-    server = subprocess.Popen(["debuginfod", "-F", "-p", str(port), "-d",
-                               str(tmp_path / "db.sqlite"), str(served)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        build_id = next(m["build_id"] for m in record["mappings"] if m["path"] == str(gone))
-        url = f"http://127.0.0.1:{port}"
-        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        for _ in range(200):
-            try:
-                with direct.open(f"{url}/buildid/{build_id}/executable", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.1)
-        else:
-            pytest.fail("debuginfod never served the executable")
+    build_id = next(m["build_id"] for m in record["mappings"] if m["path"] == str(gone))
+    with debuginfod(served, tmp_path, f"/buildid/{build_id}/executable") as url:
         env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
                    NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
         out = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(work / "c"), "debug",
@@ -275,9 +256,6 @@ def test_corectl_debug_takes_the_executable_from_debuginfod(kernel, tmp_path):
         assert "deleted since the crash" in out.stderr or "not readable here" in out.stderr
         assert f"from debuginfod (build-id {build_id})" in out.stderr, out.stderr
         assert "segv_level1" in out.stdout, out.stdout  # gdb had the symbols of the copy
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_compressed_debug_bomb_is_not_inflated(kernel, tmp_path):

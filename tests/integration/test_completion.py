@@ -93,12 +93,19 @@ def zsh_complete(config, line):
     script = f"""
 zmodload zsh/zpty
 zpty z zsh -f -i
-zpty -w z "stty columns 1000; PS1='> '; fpath=({SOURCE} \\$fpath); autoload -Uz compinit; compinit -u -d /dev/null; \\
+zpty -w z "stty columns 1000; bindkey -e; PS1='> '; pc-done() {{ zle -R; print -r -- __PC_\\${{BUFFER}}__DO''NE__ }}; \\
+zle -N pc-done; bindkey '^T' pc-done; fpath=({SOURCE} \\$fpath); autoload -Uz compinit; compinit -u -d /dev/null; \\
 PATH={pctest.env_path('PC_CORECTL').parent}:\\$PATH; export CORECTL_CACHE=0 HOME=/nonexistent"
 zpty -w -n z {_q(f"corectl --config {config} {line}")}$'\\t'
-sleep 2
+# Keys are handled in order: once the completion is done, a widget redraws the line and prints
+# it between markers (zle redraws nothing while more keys are pending).
+zpty -w -n z $'\\x14'
 out=
-while zpty -r -t z chunk; do out+=$chunk; done
+for i in {{1..600}}; do  # at most 30 s
+  while zpty -r -t z chunk; do out+=$chunk; done
+  [[ $out == *__DONE__* ]] && break
+  sleep 0.05
+done
 print -r -- $out
 zpty -d z
 """

@@ -3,6 +3,8 @@ import contextlib
 import fcntl
 import os
 import pathlib
+import re
+import shutil
 import stat
 import subprocess
 import time
@@ -269,24 +271,90 @@ def test_help_does_not_read_stdin(handler):
     assert proc.returncode == 0 and b"core_pattern" in proc.stdout
 
 
-def test_handler_never_leaves_temporary_files_when_killed(handler, tmp_path, store):
-    """Killed mid-stream (OOM killer, admin), the handler leaves no partial core behind."""
-    conf = pctest.write_config(tmp_path / "pc.conf", store)
+def kill_mid_stream(handler, conf, store):
+    """Starts the handler on a 4 MiB core and kills it (SIGKILL: the OOM killer, an admin) while
+    its temporary core holds compressed data. Returns that file's path as /proc showed it."""
     proc = subprocess.Popen([str(handler), "--config", str(conf), *recommended(1)],
                             stdin=subprocess.PIPE)
-    proc.stdin.write(b"\x7fELF" + os.urandom(4 << 20))
-    proc.stdin.flush()
-    time.sleep(0.3)
-    proc.kill()
-    proc.wait()
-    left = [p for p in pathlib.Path(store).rglob("*") if p.is_file() and p.name != ".usage"]
-    # At most its empty rate-limit reservation, which no longer counts: nobody holds its lock.
-    assert all(p.name.endswith(".reserved") and p.stat().st_size == 0 for p in left), left
-    # The next capture of the executable finds it dead and removes it.
-    subprocess.run([str(handler), "--config", str(conf), *recommended(2)], input=b"\x7fELF",
-                   capture_output=True, timeout=60, check=True)
-    assert not list(pathlib.Path(store).rglob("*.reserved"))
-    assert not list(pathlib.Path(store).rglob(".#*"))
+    try:
+        # Returns once the handler has read all but the last pipeful: it is streaming.
+        proc.stdin.write(b"\x7fELF" + os.urandom(4 << 20))
+        proc.stdin.flush()
+        temporaries = pctest.wait_until(
+            lambda: [target for fd, target in pctest.open_files(proc.pid, store).items()
+                     if not target.endswith(".reserved") and fd.stat().st_size > 0],
+            timeout=30, what="a temporary core with data in it")
+    finally:
+        proc.kill()
+        proc.wait()
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    assert len(temporaries) == 1, temporaries
+    return temporaries[0]
+
+
+def left_behind(store):
+    return sorted(str(p.relative_to(store)) for p in pathlib.Path(store).rglob("*")
+                  if p.is_file() and p.name != ".usage")
+
+
+def test_handler_killed_mid_stream_leaves_nothing_with_o_tmpfile(handler, tmp_path):
+    """On a file system with O_TMPFILE (tmpfs, ext4, xfs, btrfs) the partial core has no name:
+    the kernel frees it with the killed handler."""
+    if not pctest.is_root():
+        pytest.skip("mounting a tmpfs and reading the handler's /proc/<pid>/fd need root")
+    with pctest.tmpfs(tmp_path / "tmpfs", "64m") as mnt:
+        store = pctest.make_store(mnt)
+        conf = pctest.write_config(tmp_path / "pc.conf", store)
+        temporary = kill_mid_stream(handler, conf, store)
+        assert re.fullmatch(r".*/#\d+ \(deleted\)", temporary), temporary  # unnamed
+        left = left_behind(store)
+        # At most its empty rate-limit reservation, which no longer counts: nobody holds its lock.
+        assert all(p.endswith(".reserved") and (store / p).stat().st_size == 0 for p in left), left
+        # The next capture of the executable finds it dead and removes it.
+        subprocess.run([str(handler), "--config", str(conf), *recommended(2)], input=b"\x7fELF",
+                       capture_output=True, timeout=60, check=True)
+        assert not list(store.rglob("*.reserved"))
+        assert not list(store.rglob(".#*"))
+        assert len(pctest.records(store)) == 1
+
+
+def test_handler_killed_mid_stream_leaves_a_hidden_temporary_without_o_tmpfile(handler, tmp_path):
+    """Where the file system lacks O_TMPFILE (FUSE, vfat, NFS) the partial core has a hidden
+    name that nothing takes for a core: no record points at it, and `corectl vacuum` removes
+    it once it is older than any capture still under way."""
+    if not pctest.is_root():
+        pytest.skip("mounting a FUSE file system and reading /proc/<pid>/fd need root")
+    if shutil.which("bindfs") is None:
+        pytest.skip("needs bindfs (a FUSE file system without O_TMPFILE)")
+    with pctest.bindfs(tmp_path / "fuse") as mnt:
+        store = pctest.make_store(mnt)
+        conf = pctest.write_config(tmp_path / "pc.conf", store)
+        temporary = pathlib.Path(kill_mid_stream(handler, conf, store))
+        m = re.fullmatch(r"\.#([0-9a-f]{16})\.core\.zst\.[0-9a-f]{12}", temporary.name)
+        assert m and temporary.parent.parent.parent == store, temporary
+        # Its partial core under the hidden name, and its empty, unlocked reservation.
+        exe_dir = temporary.parent.relative_to(store)
+        assert left_behind(store) == sorted([str(exe_dir / temporary.name),
+                                             str(exe_dir / f".#{m[1]}.reserved")])
+        assert temporary.stat().st_size > 0
+        assert not pctest.records(store)
+        # The next capture of the executable removes the dead reservation, not the temporary:
+        # a capture still under way could own it.
+        subprocess.run([str(handler), "--config", str(conf), *recommended(2)], input=b"\x7fELF",
+                       capture_output=True, timeout=60, check=True)
+        assert not list(store.rglob("*.reserved"))
+        assert len(pctest.records(store)) == 1 and temporary.exists()
+        # Vacuum leaves a young one alone and removes it once older than any capture can be.
+        vacuum = [str(pctest.env_path("PC_CORECTL")), "--config", str(conf), "vacuum"]
+        subprocess.run(vacuum, capture_output=True, timeout=60, check=True)
+        assert temporary.exists()
+        old = time.time() - 3600
+        os.utime(temporary, (old, old))
+        out = subprocess.run(vacuum, capture_output=True, text=True, timeout=60, check=True)
+        assert f"Removing {exe_dir / temporary.name}" in out.stdout, out.stdout
+        assert not temporary.exists()
+        assert not list(store.rglob(".#*")) and len(pctest.records(store)) == 1
 
 
 def test_hostname_cannot_forge_log_lines(run_handler, real_core):
@@ -333,7 +401,10 @@ def test_concurrent_captures_share_a_small_disk(handler, tmp_path):
         procs = [subprocess.Popen([str(handler), "--config", str(conf), *recommended(n)],
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
                  for n in (1, 2)]
-        time.sleep(0.3)  # both have decided their budgets on an empty file system
+        # Both have decided their budgets on an empty file system once their cores are open.
+        pctest.wait_until(lambda: all(
+            any(not f.endswith(".reserved") for f in pctest.open_files(p.pid, store).values())
+            for p in procs), timeout=30, what="both handlers writing their cores")
         open_pipes = set(procs)
 
         def feed(p, data):

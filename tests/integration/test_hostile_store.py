@@ -13,7 +13,6 @@ import stat
 import struct
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -190,10 +189,7 @@ def test_exporter_logs_escape_record_text(tmp_path):
         ex.wait_for(lambda m: sum(pcexporter.crashes(m).values()) == 1)
         # A record removed outside the ledger makes the exporter log the series' labels.
         os.unlink(rec["_path"])
-        deadline = time.time() + 10
-        while "would drop" not in ex.log() and time.time() < deadline:
-            ex.scrape()
-            time.sleep(0.05)
+        pctest.wait_until(lambda: ex.scrape() and "would drop" in ex.log(), timeout=10)
         log = ex.log()
     assert "would drop" in log, log
     assert "\x1b" not in log and "\nFORGED" not in log and "\\x0aFORGED line\\x1b[31m" in log

@@ -45,7 +45,6 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "thread") == 0) {
     pthread_t a, b;
     pthread_create(&a, NULL, idle, NULL);
-    usleep(10000);
     pthread_create(&b, NULL, thread_crash, NULL);
     pthread_join(b, NULL);
     return 0;
@@ -56,6 +55,12 @@ EOF
 cc -g -O0 -pthread -o "$work/crashy" "$work/crashy.c"
 exe=$(realpath "$work/crashy")
 
+# Kernel file cores follow core_pattern, which the end-to-end tests change while they hold the
+# machine lock (tests/lib/pctest.py): hold it too, so that the pattern read stays in force.
+lock=/run/lock/process-core-tests.lock
+[ -d /run/lock ] || lock=/tmp/process-core-tests.lock
+exec 9>"$lock"
+flock 9
 pattern=$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo "|")
 if [ -n "${PC_CORE_SOURCE:-}" ]; then # kernel or gdb, to exercise one path on purpose
   source=$PC_CORE_SOURCE

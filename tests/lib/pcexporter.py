@@ -1,5 +1,4 @@
 """Helpers for tests of process-core-exporter: start it, scrape it, make records with the handler."""
-import os
 import pathlib
 import re
 import signal
@@ -68,17 +67,18 @@ class Exporter:
     def start(self, timeout=10.0):
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=self._log)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            bound = re.findall(r"listening on (\S+):(\d+)", self.log())
-            if len(bound) == len(self.listen):
-                self.bound = [f"{host}:{port}" for host, port in bound]
-                self.port = int(bound[0][1])
-                return
+
+        def listening():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"exporter exited with {self.proc.returncode}:\n{self.log()}")
-            time.sleep(0.02)
-        raise RuntimeError(f"exporter did not start:\n{self.log()}")
+            bound = re.findall(r"listening on (\S+):(\d+)", self.log())
+            return bound if len(bound) == len(self.listen) else None
+
+        bound = pctest.wait_until(listening, timeout)
+        if not bound:
+            raise RuntimeError(f"exporter did not start:\n{self.log()}")
+        self.bound = [f"{host}:{port}" for host, port in bound]
+        self.port = int(bound[0][1])
 
     def log(self):
         return self.log_path.read_text(errors="replace")
@@ -90,13 +90,15 @@ class Exporter:
     def wait_for(self, predicate, timeout=5.0):
         """Scrapes until predicate(metrics) holds; returns (metrics, seconds waited)."""
         start = time.monotonic()
-        while True:
-            m = self.scrape()
-            if predicate(m):
-                return m, time.monotonic() - start
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"condition not met within {timeout} s; last scrape: {crashes(m)}\n{self.log()}")
-            time.sleep(0.02)
+        last = [None]
+
+        def met():
+            last[0] = self.scrape()
+            return predicate(last[0])
+
+        if not pctest.wait_until(met, timeout):
+            raise AssertionError(f"condition not met within {timeout} s; last scrape: {crashes(last[0])}\n{self.log()}")
+        return last[0], time.monotonic() - start
 
     def stop(self):
         """SIGTERM; returns the exit status."""
@@ -123,10 +125,12 @@ def setup_store(tmp_path, **config_keys):
     return store, config
 
 
-def crash(store, config, host, signo, exe, data=b"\x7fNOTELF" * 512):
-    """Runs the real handler with kernel-style argv (%h %s %E) and `data` as the core."""
+def crash(store, config, host, signo, exe, data=b"\x7fNOTELF" * 512, when=None):
+    """Runs the real handler with kernel-style argv (%h %s %E, and -t%t when `when`, the crash
+    time in seconds since the epoch, is given) and `data` as the core."""
+    times = [f"-t{when}"] if when is not None else []
     subprocess.run([str(pctest.env_path("PC_HANDLER")), "--store", str(store), "--config", str(config),
-                    "--", host, str(signo), exe.replace("/", "!")],
+                    *times, "--", host, str(signo), exe.replace("/", "!")],
                    input=data, check=True, timeout=30)
 
 

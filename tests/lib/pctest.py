@@ -8,9 +8,11 @@ import fcntl
 import json
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -95,6 +97,85 @@ def core_pattern(pattern):
     finally:
         restore()
         _off_signals()
+
+
+# The recommended core_pattern arguments (packaging/sysctl/50-process-core.conf).
+RECOMMENDED_ARGS = "-P%P -I%I -u%u -g%g -t%t -c%c -d%d -F%F -- %h %s %E"
+
+
+def allow_cores():
+    """preexec_fn for crashing children: the kernel skips the dump entirely when RLIMIT_CORE is
+    1, and the CI shell may have set 0, so give them an explicit unlimited one."""
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+
+class KernelRig:
+    """A copy of the built handler, its store and configurations under a short directory of its
+    own (core_pattern holds at most 127 characters)."""
+
+    def __init__(self, work):
+        self.work = work
+        self.handler = work / "h"
+        self.store = make_store(work)
+        self.log = None  # a SyslogCapture when asked for
+
+    def config(self, name="c", **keys):
+        """Writes the configuration `name` in the rig's directory; returns its path."""
+        return write_config(self.work / name, self.store, **keys)
+
+    def pattern(self, config="c", args=RECOMMENDED_ARGS):
+        """The core_pattern that runs the rig's handler with configuration `config`."""
+        return f"|{self.handler} --config={self.work}/{config} {args}"
+
+    def handlers_running(self):
+        """Pids of the rig's handlers still running."""
+        pids = []
+        for d in pathlib.Path("/proc").iterdir():
+            if d.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(d / "exe") == str(self.handler):
+                        pids.append(int(d.name))
+        return pids
+
+
+def crash_together(argv, n, preexec=allow_cores, timeout=120):
+    """Starts n crashers (pc_crasher segv-on-eof …) and, once all are ready, makes them crash at
+    the same moment by closing their stdin; returns their pids once all died of SIGSEGV."""
+    procs = [subprocess.Popen([str(a) for a in argv], preexec_fn=preexec, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+             for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline() == b"ready\n"
+    for p in procs:
+        p.stdin.close()
+    for p in procs:
+        p.wait(timeout=timeout)
+        p.stdout.close()
+        assert p.returncode == -signal.SIGSEGV, p.returncode
+    return {p.pid for p in procs}
+
+
+@contextlib.contextmanager
+def kernel_rig(prefix, syslog=False, install=True, **config_keys):
+    """Real crashes through the kernel: under the machine lock and the kernel settings the
+    package ships, a KernelRig whose handler core_pattern runs with configuration "c" made of
+    `config_keys` (unless `install` is false: the test sets its own patterns). `syslog` captures
+    /dev/log into rig.log. Everything is restored and removed afterwards."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        os.chmod(work, 0o755)
+        shutil.copy2(env_path("PC_HANDLER"), work / "h")
+        rig = KernelRig(work)
+        with machine_lock(), contextlib.ExitStack() as stack:
+            if syslog:
+                rig.log = stack.enter_context(SyslogCapture())
+            stack.enter_context(shipped_kernel_settings())
+            if install:
+                rig.config(**config_keys)
+                stack.enter_context(core_pattern(rig.pattern()))
+            yield rig
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def shipped_sysctl():
@@ -183,13 +264,8 @@ class SyslogCapture:
             self.lines.append(text)
 
     def wait_for(self, predicate, timeout=10.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = [l for l in list(self.lines) if predicate(l)]
-            if found:
-                return found
-            time.sleep(0.05)
-        return []
+        """The lines matching predicate, once there is one ([] after `timeout` seconds)."""
+        return wait_until(lambda: [l for l in list(self.lines) if predicate(l)], timeout) or []
 
     def __exit__(self, *exc):
         if self._sock is not None:
@@ -212,6 +288,22 @@ def tmpfs(path, size):
         subprocess.run(["umount", str(path)], check=True)
 
 
+@contextlib.contextmanager
+def bindfs(path):
+    """A FUSE file system (bindfs, of a directory beside `path`) mounted at `path` for the
+    duration (root only). FUSE file systems whose daemon has no tmpfile operation, bindfs among
+    them, refuse O_TMPFILE with EOPNOTSUPP, as vfat, NFS or CIFS do."""
+    path = pathlib.Path(path)
+    backing = path.with_name(path.name + ".backing")
+    backing.mkdir()
+    path.mkdir()
+    subprocess.run(["bindfs", str(backing), str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
 def records(store):
     """All records in a store, parsed, with their paths."""
     out = []
@@ -222,25 +314,59 @@ def records(store):
     return out
 
 
+def wait_until(condition, timeout=30.0, what=None, interval=0.02):
+    """Polls condition() until it returns something true, and returns that. Past `timeout`
+    seconds: the last value when `what` is None, else fails the test saying what never came."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    if not value and what is not None:
+        raise AssertionError(f"{what}: not within {timeout} s")
+    return value
+
+
 def wait_for_records(store, count, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = records(store)
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
+    """The records of `store` once there are at least `count` (all there are after `timeout`)."""
+    wait_until(lambda: len(records(store)) >= count, timeout)
     return records(store)
+
+
+def records_for(store, pids, timeout=30.0):
+    """{pid: record} for the crashes of `pids`, waited for; fails the test when any is missing."""
+    pids = set(pids)
+
+    def mine():
+        found = {r["pid"]: r for r in records(store) if r["pid"] in pids}
+        return found if len(found) == len(pids) else None
+
+    found = wait_until(mine, timeout)
+    if not found:
+        got = sorted(r["pid"] for r in records(store))
+        raise AssertionError(f"no record within {timeout} s for pids {sorted(pids - set(got))} "
+                             f"in {store}; records for {got}")
+    return found
 
 
 def record_for(store, pid, timeout=30.0):
     """The record of the crash of `pid`, waited for; fails the test when none comes in time."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for r in records(store):
-            if r["pid"] == pid:
-                return r
-        time.sleep(0.05)
-    raise AssertionError(f"no record for pid {pid} in {store}: {records(store)}")
+    return records_for(store, {pid}, timeout)[pid]
+
+
+def open_files(pid, under):
+    """{descriptor path in /proc: target} for the regular files process `pid` has open under the
+    directory `under`: an unnamed O_TMPFILE shows as "<dir>/#<inode> (deleted)"."""
+    out = {}
+    fd_dir = pathlib.Path(f"/proc/{pid}/fd")
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for fd in fd_dir.iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith(f"{under}/") and stat.S_ISREG(fd.stat().st_mode):
+                    out[fd] = target
+    return out
 
 
 def make_store(base, owner="nobody"):
@@ -264,11 +390,13 @@ def write_config(path, store, **keys):
     return path
 
 
-def gcore(argv, settle=0.3):
-    """Starts `argv` (which must sleep), dumps it with gcore and kills it. Returns (core bytes, pid)."""
-    proc = subprocess.Popen(argv)
+def gcore(argv):
+    """Starts `argv` (which must write "ready" on stdout, then wait), dumps it with gcore and kills
+    it. Returns (core bytes, pid)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     try:
-        time.sleep(settle)
+        if proc.stdout.readline() != b"ready\n":
+            raise RuntimeError(f"{argv} did not get ready")
         with tempfile.TemporaryDirectory() as tmp:
             prefix = os.path.join(tmp, "core")
             subprocess.run(["gcore", "-o", prefix, str(proc.pid)], check=True,
@@ -278,6 +406,7 @@ def gcore(argv, settle=0.3):
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def zstd_decompress(path):

@@ -1,6 +1,9 @@
 // A program that crashes on demand, for tests and benchmarks.
-//   crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS [--heap MiB] [--threads N]
-//           [--sparse GiB] [--map-dir DIR]
+//   crasher segv|abort|fpe|thread|segv-after SECONDS|segv-on-eof|sleep SECONDS [--heap MiB]
+//           [--threads N] [--sparse GiB] [--map-dir DIR]
+// segv-on-eof and sleep write "ready" to stdout once set up; segv-on-eof then crashes when its
+// stdin reaches end of file, so a test starts many and makes them crash at the same moment by
+// closing their pipes.
 // --heap fills MiB of memory, half compressible text and half random bytes, like a real heap.
 // --sparse maps GiB of MAP_NORESERVE memory and touches one page: the kernel streams the whole
 // mapping, as zeros, into the core (a cheap way for anyone to make a huge core).
@@ -10,12 +13,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <latch>
 #include <random>
 #include <string>
 #include <thread>
@@ -70,7 +75,7 @@ void fill_heap(size_t mib) {
 }
 
 [[noreturn]] void usage() {
-  std::fputs("usage: crasher segv|abort|fpe|thread|segv-after SECONDS|sleep SECONDS "
+  std::fputs("usage: crasher segv|abort|fpe|thread|segv-after SECONDS|segv-on-eof|sleep SECONDS "
              "[--heap MiB] [--threads N] [--sparse GiB] [--map-dir DIR]\n",
              stderr);
   std::exit(2);
@@ -133,6 +138,10 @@ int main(int argc, char** argv) {
     }
   }
   fill_heap(heap);
+  if (mode == "segv-on-eof" || mode == "sleep") {
+    std::puts("ready");
+    std::fflush(stdout);
+  }
 
   if (mode == "segv") {
     pc_crash_null_write(nullptr);
@@ -141,18 +150,21 @@ int main(int argc, char** argv) {
   } else if (mode == "fpe") {
     std::printf("%d\n", pc_crash_divide(0));
   } else if (mode == "thread") {
-    // Several threads idle while one of them crashes.
+    // Several threads idle while one of them crashes, once they all run.
+    const int idlers = std::max(threads - 2, 0);
+    std::latch started(idlers);
     std::atomic<bool> stop{false};
     std::vector<std::thread> idle;
-    for (int i = 0; i < threads - 2; ++i) {
+    for (int i = 0; i < idlers; ++i) {
       idle.emplace_back([&] {
+        started.count_down();
         while (!stop) {
           std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
       });
     }
-    std::thread crashing([] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::thread crashing([&] {
+      started.wait();
       pc_thread_crash();
     });
     crashing.join();
@@ -162,6 +174,11 @@ int main(int argc, char** argv) {
     }
   } else if (mode == "segv-after") {
     std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    pc_crash_null_write(nullptr);
+  } else if (mode == "segv-on-eof") {
+    char buf[256];
+    while (::read(STDIN_FILENO, buf, sizeof buf) > 0) {
+    }
     pc_crash_null_write(nullptr);
   } else if (mode == "sleep") {
     std::this_thread::sleep_for(std::chrono::seconds(seconds));

@@ -50,12 +50,25 @@ TEST_CASE("store layout: safe components only, records listed, foreign files ski
   CHECK_FALSE(is_record_id("../etc/passwd"));
 }
 
-TEST_CASE("usage estimate: walked when stale, incremented by writers", "[store]") {
+namespace {
+
+// A store holding one 100000-byte core under h/e.
+struct StoreWithCore {
   test::TempDir dir;
-  auto store = Store::open(dir.str());
-  REQUIRE(store);
-  REQUIRE(store->open_exe_dir("h", "e"));
-  test::spit(dir.path() / "h/e/0123456789abcdef.core.zst", std::string(100000, 'x'));
+  Expected<Store> store = Store::open(dir.str());
+
+  StoreWithCore() {
+    REQUIRE(store);
+    REQUIRE(store->open_exe_dir("h", "e"));
+    test::spit(dir.path() / "h/e/0123456789abcdef.core.zst", std::string(100000, 'x'));
+  }
+};
+
+} // namespace
+
+TEST_CASE("usage estimate: walked when stale, incremented by writers", "[store]") {
+  StoreWithCore s;
+  auto& [dir, store] = s;
   const uint64_t walked = store->usage_estimate(300);
   CHECK(walked >= 100000);
   CHECK(walked == store->disk_usage());
@@ -86,11 +99,8 @@ TEST_CASE("the usage file is parsed strictly", "[store]") {
 }
 
 TEST_CASE("usage estimate never waits on a lock someone else holds", "[store]") {
-  test::TempDir dir;
-  auto store = Store::open(dir.str());
-  REQUIRE(store);
-  REQUIRE(store->open_exe_dir("h", "e"));
-  test::spit(dir.path() / "h/e/0123456789abcdef.core.zst", std::string(100000, 'x'));
+  StoreWithCore s;
+  auto& [dir, store] = s;
   const uint64_t walked = store->usage_estimate(300);
   // The store user (or a compromised exporter) holds the usage file's lock for ever.
   auto holder = open_at(AT_FDCWD, dir.path() / ".usage", O_RDONLY);
