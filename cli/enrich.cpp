@@ -1,5 +1,7 @@
 #include "cli/enrich.hpp"
 
+#include "common/hex.hpp"
+
 #include <cxxabi.h>
 #include <elfutils/debuginfod.h>
 #include <elfutils/libdwfl.h>
@@ -133,8 +135,7 @@ std::map<std::string, uint64_t> module_starts(const nlohmann::json& mappings) {
 std::optional<std::string> fetch_executable(const std::string& build_id,
                                             std::chrono::milliseconds budget) {
   const char* urls = std::getenv("DEBUGINFOD_URLS");
-  if (urls == nullptr || *urls == '\0' || build_id.empty() ||
-      build_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+  if (urls == nullptr || *urls == '\0' || !common::is_hex(build_id)) {
     return std::nullopt;
   }
   std::unique_ptr<debuginfod_client, ClientDeleter> client(debuginfod_begin());
@@ -200,7 +201,7 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
           f.value("module", nlohmann::json()).is_string() ? f["module"].get<std::string>() : "";
       uint64_t pc = 0;
       const auto start = starts.find(module);
-      if (build_id.empty() || build_id.find_first_not_of("0123456789abcdef") != std::string::npos ||
+      if (!common::is_hex(build_id) ||
           !pc_text.starts_with("0x") || start == starts.end() ||
           std::from_chars(pc_text.data() + 2, pc_text.data() + pc_text.size(), pc, 16).ec !=
               std::errc()) {

@@ -45,11 +45,6 @@ std::optional<T> read_le(std::span<const std::byte> data, uint64_t offset) {
   return v;
 }
 
-// Lower-case hex of `bytes` ("a1b2…").
-std::string hex_bytes(std::span<const std::byte> bytes);
-// "0x" and lower-case hex digits without padding ("0x0", "0x7f12…").
-std::string hex_u64(uint64_t v);
-
 // One note. `desc` is empty when the descriptor was not kept (see NoteStream); `desc_size` is the
 // size the note header claims.
 struct ElfNote {

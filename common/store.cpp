@@ -1,6 +1,7 @@
 #include "common/store.hpp"
 
 #include "common/atomic_file.hpp"
+#include "common/hex.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
 #include "common/parse.hpp"

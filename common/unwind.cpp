@@ -2,6 +2,7 @@
 
 #include "common/fd.hpp"
 
+#include "common/hex.hpp"
 #include <cxxabi.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>

@@ -1,5 +1,6 @@
 #include "handler/procinfo.hpp"
 
+#include "common/hex.hpp"
 #include "common/io.hpp"
 
 #include <dirent.h>
@@ -70,15 +71,6 @@ std::optional<int64_t> start_time(const std::string& stat) {
   return static_cast<int64_t>(now.tv_sec - boot.tv_sec) + ticks / hz;
 }
 
-bool is_hex(std::string_view s) {
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return !s.empty();
-}
-
 } // namespace
 
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
@@ -103,7 +95,7 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
     if (const auto dash = id.rfind('-'); dash != std::string_view::npos && id.size() > 64) {
       id = id.substr(dash + 1);
     }
-    if (id.size() == 64 && is_hex(id)) {
+    if (id.size() == 64 && common::is_hex(id)) {
       facts.container_id = std::string(id);
     }
     // kubepods-burstable-pod<uid with _>.slice or pod<uid>

@@ -3,6 +3,7 @@
 #include "common/elf_core.hpp"
 #include "common/elf_notes.hpp"
 #include "common/symbolize.hpp"
+#include "common/hex.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
