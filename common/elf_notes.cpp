@@ -1,5 +1,6 @@
 #include "common/elf_notes.hpp"
 
+#include "common/bytes.hpp"
 #include "common/hex.hpp"
 
 #include <algorithm>

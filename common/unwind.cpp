@@ -1,8 +1,9 @@
 #include "common/unwind.hpp"
 
+#include "common/bytes.hpp"
 #include "common/fd.hpp"
-
 #include "common/hex.hpp"
+
 #include <cxxabi.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
