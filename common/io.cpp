@@ -8,22 +8,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 namespace common {
-
-Error Error::from_errno(std::string what, int err) {
-  return Error{std::move(what) + ": " + std::strerror(err), err};
-}
-
-std::string quoted(std::string_view path) {
-  std::string out;
-  out.reserve(path.size() + 2);
-  out += '\'';
-  out += path;
-  out += '\'';
-  return out;
-}
 
 Expected<void> write_all(int fd, std::span<const std::byte> data) {
   while (!data.empty()) {

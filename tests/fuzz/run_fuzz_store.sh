@@ -26,7 +26,7 @@ esac
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -include "$src/tests/fuzz/expected_shim.hpp" -DPC_FUZZ_READER=$id -I"$src" -w)
 sources=()
-for unit in fd hex io json_bounds escape names sha256 record record_summary ledger store atomic_file \
+for unit in error fd hex io json_bounds escape names sha256 record record_summary ledger store atomic_file \
             signals; do
   sources+=("$src/common/$unit.cpp")
 done
