@@ -12,6 +12,7 @@
 #include "common/record_bound.hpp"
 #include "common/signals.hpp"
 #include "common/symbolize.hpp"
+#include "common/units.hpp"
 #include "handler/admission.hpp"
 #include "process_core_version.hpp"
 

@@ -16,7 +16,8 @@ mkdir -p "$work/corpus" "$work/artifacts"
 
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
-clang++ "${flags[@]}" -o "$work/fuzz_when" "$src/tests/fuzz/fuzz_when.cpp" "$src/cli/when.cpp"
+clang++ "${flags[@]}" -o "$work/fuzz_when" "$src/tests/fuzz/fuzz_when.cpp" "$src/cli/when.cpp" \
+  "$src/common/units.cpp"
 
 i=0
 for seed in "-2h" "2 hours ago" "1h30min" "+10min" "3 weeks left" "08:00" "yesterday 14:00" \
