@@ -2,8 +2,10 @@
 #pragma once
 
 #include <charconv>
+#include <cstdint>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
 namespace common {
 
@@ -17,6 +19,26 @@ std::optional<T> parse_number(std::string_view s) {
     return std::nullopt;
   }
   return v;
+}
+
+// The whole of `s` as an integer of type T in `base` (2..36, digits of either case, no prefix);
+// nullopt as above.
+template <typename T>
+requires std::is_integral_v<T> std::optional<T> parse_number(std::string_view s, int base) {
+  T v{};
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (s.empty() || ec != std::errc() || p != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+// An address as the record writes it (common/hex.hpp hex_u64): "0x" and 1 to 16 hex digits.
+inline std::optional<uint64_t> parse_hex_u64(std::string_view s) {
+  if (!s.starts_with("0x")) {
+    return std::nullopt;
+  }
+  return parse_number<uint64_t>(s.substr(2), 16);
 }
 
 } // namespace common

@@ -1,6 +1,7 @@
 #include "exporter/http_server.hpp"
 
 #include "common/fd.hpp"
+#include "common/parse.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -128,8 +129,7 @@ common::Expected<ListenAddress> parse_listen_address(std::string_view text) {
   }
   std::string_view host = text.substr(0, colon);
   const std::string_view port = text.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != port.npos ||
-      std::stoul(std::string(port)) > 65535) {
+  if (!common::parse_number<uint16_t>(port)) {
     return common::fail("listen address " + common::quoted(text) + " has no valid port");
   }
   if (host.starts_with('[')) {
