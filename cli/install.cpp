@@ -55,13 +55,6 @@ common::Expected<void> write_setting(const InstallOptions& o, const Setting& s) 
   return {};
 }
 
-common::Expected<common::UniqueFd> open_or_make_dir(const std::string& path, unsigned mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return common::fail_errno("Failed to create " + common::quoted(path), errno);
-  }
-  return common::open_at(AT_FDCWD, path, O_RDONLY | O_DIRECTORY);
-}
-
 // The state file decides what uninstall (run as root) writes into the kernel, core_pattern
 // included: whoever can write it can make root run any program on the next crash. So it lives in
 // a root-only directory and is used only when both are root's and writable by root alone.
@@ -329,7 +322,8 @@ Exit install(const InstallOptions& o) {
 
   // 4. Persist, then apply; on any failure put back every setting written and the drop-in as
   // it was (a failed re-install must not take away a working drop-in).
-  auto sysctl_dir = open_or_make_dir(o.sysctl_dir, 0755);
+  auto sysctl_dir =
+      common::open_or_make_dir(AT_FDCWD, o.sysctl_dir, 0755, common::FollowLinks::yes);
   if (!sysctl_dir) {
     return error_exit(sysctl_dir.error());
   }

@@ -122,6 +122,19 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
   return read_fd(fd->get(), path, limit);
 }
 
+Expected<UniqueFd> open_or_make_dir(int dirfd, const std::string& path, unsigned mode,
+                                    FollowLinks follow) {
+  if (follow == FollowLinks::no && dirfd != AT_FDCWD && path.find('/') != std::string::npos) {
+    return fail_errno("Failed to create directory " + quoted(path), EINVAL);
+  }
+  // mkdir first and ignore EEXIST: racing handlers of a crash storm create the same dirs.
+  if (::mkdirat(dirfd, path.c_str(), mode) != 0 && errno != EEXIST) {
+    return fail_errno("Failed to create directory " + quoted(path), errno);
+  }
+  return open_at(dirfd, path,
+                 O_RDONLY | O_DIRECTORY | (follow == FollowLinks::no ? O_NOFOLLOW : 0));
+}
+
 bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn) {
   // fdopendir() takes ownership of its descriptor, so give it a fresh one of the same directory.
   const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -34,6 +34,15 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
 // EXDEV), not only the last component.
 Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
 
+enum class FollowLinks { no, yes };
+// Opens directory `path` relative to `dirfd` (AT_FDCWD for a plain path), creating it with
+// `mode` (less the umask) first when it does not exist: racing processes that create the same
+// directory both succeed. With FollowLinks::no a symbolic link in its place is an error (ELOOP
+// or ENOTDIR), and under a real `dirfd` `path` must be one component (EINVAL otherwise), since
+// mkdir would follow a link on the way.
+Expected<UniqueFd> open_or_make_dir(int dirfd, const std::string& path, unsigned mode,
+                                    FollowLinks follow = FollowLinks::no);
+
 // Calls `fn` with each name in directory `dirfd` except those starting with '.' (".", ".." and
 // hidden temporaries). `dirfd` stays open and positioned. Returns false if it cannot be listed.
 bool list_dir(int dirfd, const std::function<void(std::string_view name)>& fn);

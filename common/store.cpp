@@ -24,18 +24,6 @@ namespace {
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
-Expected<UniqueFd> open_or_make_dir(int parent, const std::string& name) {
-  // mkdir first and ignore EEXIST: racing handlers of a crash storm create the same dirs.
-  if (::mkdirat(parent, name.c_str(), k_dir_mode) != 0 && errno != EEXIST) {
-    return fail_errno("Failed to create directory " + quoted(name), errno);
-  }
-  const int fd = ::openat(parent, name.c_str(), k_dir_flags);
-  if (fd < 0) {
-    return fail_errno("Failed to open directory " + quoted(name), errno);
-  }
-  return UniqueFd(fd);
-}
-
 } // namespace
 
 std::string new_record_id() {
@@ -66,11 +54,11 @@ Expected<UniqueFd> Store::open_exe_dir(const std::string& host, const std::strin
   if (!is_safe_component(host) || !is_safe_component(exe)) {
     return fail("refusing unsafe store path " + quoted(host + "/" + exe));
   }
-  auto host_fd = open_or_make_dir(m_fd.get(), host);
+  auto host_fd = open_or_make_dir(m_fd.get(), host, k_dir_mode);
   if (!host_fd) {
     return std::unexpected(host_fd.error());
   }
-  return open_or_make_dir(host_fd->get(), exe);
+  return open_or_make_dir(host_fd->get(), exe, k_dir_mode);
 }
 
 size_t Store::for_each_exe_dir(
