@@ -1,5 +1,6 @@
 #include "common/crash_json.hpp"
 
+#include "common/escape.hpp"
 #include "common/hex.hpp"
 #include "common/names.hpp"
 

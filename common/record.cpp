@@ -1,5 +1,6 @@
 #include "common/record.hpp"
 
+#include "common/escape.hpp"
 #include "common/json_bounds.hpp"
 #include "common/names.hpp"
 #include "common/parse.hpp"

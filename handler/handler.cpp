@@ -4,6 +4,7 @@
 #include "common/atomic_file.hpp"
 #include "common/capture.hpp"
 #include "common/crash_json.hpp"
+#include "common/escape.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
