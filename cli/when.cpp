@@ -16,16 +16,6 @@ namespace {
 
 constexpr size_t k_max_text = 64;
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && s.back() == ' ') {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 bool eat(std::string_view& s, std::string_view word) {
   if (s.starts_with(word)) {
     s.remove_prefix(word.size());
@@ -36,7 +26,7 @@ bool eat(std::string_view& s, std::string_view word) {
 
 bool ends_with_word(std::string_view& s, std::string_view word) {
   if (s.size() > word.size() && s.ends_with(word) && s[s.size() - word.size() - 1] == ' ') {
-    s = trim(s.substr(0, s.size() - word.size()));
+    s = common::trim_blanks(s.substr(0, s.size() - word.size()));
     return true;
   }
   return false;
@@ -88,7 +78,7 @@ std::optional<int64_t> parse_date(std::string_view s) {
         return std::nullopt;
       }
       offset = (s[sign] == '-' ? -1 : 1) * ((*hhmm / 100) * 3600 + (*hhmm % 100) * 60);
-      s = trim(s.substr(0, sign));
+      s = common::trim_blanks(s.substr(0, sign));
     }
   }
   const std::string text(s);
@@ -129,7 +119,7 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
   if (text.size() > k_max_text) {
     return std::nullopt;
   }
-  std::string_view s = trim(text);
+  std::string_view s = common::trim_blanks(text);
   if (s.empty()) {
     return std::nullopt;
   }
@@ -150,7 +140,7 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
     if (eat(rest, word) && (rest.empty() || rest.front() == ' ')) {
       struct tm tm = today;
       tm.tm_mday += days; // mktime normalises, across months and DST
-      if (!rest.empty() && !parse_clock(trim(rest), tm)) {
+      if (!rest.empty() && !parse_clock(common::trim_blanks(rest), tm)) {
         return std::nullopt;
       }
       return local(tm);

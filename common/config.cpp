@@ -15,16 +15,6 @@ namespace common {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<DiskAmount> parse_disk_amount(std::string_view s) {
   if (s.ends_with('%')) {
     const auto pct = parse_number<double>(s.substr(0, s.size() - 1));
@@ -61,7 +51,7 @@ ConfigResult parse_config(std::string_view text) {
     if (const size_t hash = line.find('#'); hash != std::string_view::npos) {
       line = line.substr(0, hash);
     }
-    line = trim(line);
+    line = trim_blanks(line);
     if (line.empty()) {
       continue;
     }
@@ -71,8 +61,8 @@ ConfigResult parse_config(std::string_view text) {
       out.warnings.push_back(where + ": expected 'key = value'");
       continue;
     }
-    const std::string key(trim(line.substr(0, eq)));
-    const std::string value(trim(line.substr(eq + 1)));
+    const std::string key(trim_blanks(line.substr(0, eq)));
+    const std::string value(trim_blanks(line.substr(eq + 1)));
     bool ok = true;
     auto set_uint = [&](unsigned& field, unsigned max) {
       auto v = parse_number<unsigned>(value);

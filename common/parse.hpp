@@ -9,6 +9,18 @@
 
 namespace common {
 
+// `s` without the blanks (spaces, tabs) and carriage returns at either end.
+inline std::string_view trim_blanks(std::string_view s) {
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
+  while (!s.empty() && blank(s.front())) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && blank(s.back())) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 // The whole of `s` as a number of type T (integer or floating point); nullopt when `s` is
 // empty, has anything else in it, or does not fit T.
 template <typename T>

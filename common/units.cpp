@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -12,6 +13,14 @@
 namespace common {
 
 namespace {
+
+// Binary size units, K M G T in either case.
+constexpr std::array<std::pair<char, uint64_t>, 4> k_size_units = {{
+    {'K', uint64_t{1} << 10},
+    {'M', uint64_t{1} << 20},
+    {'G', uint64_t{1} << 30},
+    {'T', uint64_t{1} << 40},
+}};
 
 // Units as systemd.time(7) spells them; months and years as its averages.
 constexpr std::array<std::pair<std::string_view, uint64_t>, 26> k_time_units = {{
@@ -29,20 +38,6 @@ constexpr std::array<std::pair<std::string_view, uint64_t>, 26> k_time_units = {
 constexpr uint64_t k_max_count = uint64_t{1} << 32;
 constexpr uint64_t k_max_seconds = uint64_t{1} << 62;
 
-bool blank(char c) {
-  return c == ' ' || c == '\t';
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (blank(s.front()) || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (blank(s.back()) || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // The length of the run at the start of `s` whose characters satisfy `pred`.
 template <typename Pred>
 size_t run_of(std::string_view s, Pred pred) {
@@ -53,30 +48,14 @@ size_t run_of(std::string_view s, Pred pred) {
 } // namespace
 
 std::optional<uint64_t> parse_size(std::string_view text) {
-  std::string_view s = trim(text);
+  std::string_view s = trim_blanks(text);
   uint64_t mult = 1;
   if (!s.empty()) {
-    switch (s.back()) {
-    case 'K':
-    case 'k':
-      mult = 1ULL << 10;
-      break;
-    case 'M':
-    case 'm':
-      mult = 1ULL << 20;
-      break;
-    case 'G':
-    case 'g':
-      mult = 1ULL << 30;
-      break;
-    case 'T':
-    case 't':
-      mult = 1ULL << 40;
-      break;
-    default:
-      break;
-    }
-    if (mult != 1) {
+    const auto unit = static_cast<char>(std::toupper(static_cast<unsigned char>(s.back())));
+    const auto it = std::find_if(k_size_units.begin(), k_size_units.end(),
+                                 [&](const auto& u) { return u.first == unit; });
+    if (it != k_size_units.end()) {
+      mult = it->second;
       s.remove_suffix(1);
     }
   }
@@ -105,7 +84,7 @@ std::string human_size(uint64_t bytes) {
 }
 
 std::optional<uint64_t> parse_duration(std::string_view text) {
-  std::string_view s = trim(text);
+  std::string_view s = trim_blanks(text);
   const auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
   const auto is_letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   if (!s.empty() && run_of(s, is_digit) == s.size()) {
@@ -121,7 +100,7 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
     if (!n || *n > k_max_count) {
       return std::nullopt;
     }
-    s = trim(s.substr(digits));
+    s = trim_blanks(s.substr(digits));
     const size_t letters = run_of(s, is_letter);
     const std::string_view unit = s.substr(0, letters);
     const auto it = std::find_if(k_time_units.begin(), k_time_units.end(),
@@ -134,7 +113,7 @@ std::optional<uint64_t> parse_duration(std::string_view text) {
       return std::nullopt;
     }
     any = true;
-    s = trim(s.substr(letters));
+    s = trim_blanks(s.substr(letters));
   }
   return any ? std::optional(total) : std::nullopt;
 }

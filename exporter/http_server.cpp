@@ -72,16 +72,6 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 struct SslCtxDeleter {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
@@ -515,11 +505,11 @@ bool HttpServer::Impl::authorized(std::string_view headers) const {
     if (colon == std::string_view::npos || !iequals(line.substr(0, colon), "authorization")) {
       continue;
     }
-    const std::string_view value = trim(line.substr(colon + 1));
+    const std::string_view value = common::trim_blanks(line.substr(colon + 1));
     if (value.size() < 6 || !iequals(value.substr(0, 6), "basic ")) {
       return false;
     }
-    auto decoded = base64_decode(trim(value.substr(6)));
+    auto decoded = base64_decode(common::trim_blanks(value.substr(6)));
     if (!decoded) {
       return false;
     }

@@ -44,3 +44,11 @@ TEST_CASE("addresses read back what hex_u64 writes", "[parse][hex]") {
   CHECK_FALSE(parse_hex_u64("0X12"));
   CHECK_FALSE(parse_hex_u64("0x-1"));
 }
+
+TEST_CASE("blanks and carriage returns are trimmed at both ends only", "[parse]") {
+  CHECK(common::trim_blanks(" \t key = value \r") == "key = value");
+  CHECK(common::trim_blanks("\r\n") == "\n"); // a line feed is not a blank
+  CHECK(common::trim_blanks("   ").empty());
+  CHECK(common::trim_blanks("").empty());
+  CHECK(common::trim_blanks("a b") == "a b");
+}
