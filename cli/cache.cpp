@@ -2,13 +2,13 @@
 
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/parse.hpp"
 #include "common/sha256.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdlib>
 
 namespace cli {
@@ -71,8 +71,11 @@ std::vector<std::string_view> fields(std::string_view line) {
 
 template <typename T>
 bool num(std::string_view s, T& v) {
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size();
+  const auto n = common::parse_number<T>(s);
+  if (n) {
+    v = *n;
+  }
+  return n.has_value();
 }
 
 } // namespace

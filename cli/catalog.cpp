@@ -1,6 +1,7 @@
 #include "cli/catalog.hpp"
 
 #include "cli/cache.hpp"
+#include "common/hex.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
 #include "common/record_summary_view.hpp"
@@ -378,8 +379,7 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
   for (char ch : prefix) {
     want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   }
-  if (want.empty() || want.size() > 16 ||
-      want.find_first_not_of("0123456789abcdef") != std::string::npos) {
+  if (want.size() > 16 || !common::is_hex(want)) {
     return std::unexpected(LookupFailure{LookupError::bad_prefix,
                                          "'" + std::string(prefix) +
                                              "' is not a record id (ids are 16 hex characters)",

@@ -1,5 +1,8 @@
 #include "cli/enrich.hpp"
 
+#include "common/hex.hpp"
+#include "common/parse.hpp"
+
 #include <cxxabi.h>
 #include <elfutils/debuginfod.h>
 #include <elfutils/libdwfl.h>
@@ -7,7 +10,6 @@
 #include <gelf.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -120,11 +122,8 @@ std::map<std::string, uint64_t> module_starts(const nlohmann::json& mappings) {
         !m["start"].is_string()) {
       continue;
     }
-    const std::string text = m["start"].get<std::string>();
-    uint64_t v = 0;
-    if (text.starts_with("0x") &&
-        std::from_chars(text.data() + 2, text.data() + text.size(), v, 16).ec == std::errc()) {
-      out.emplace(m["path"].get<std::string>(), v);
+    if (const auto v = common::parse_hex_u64(m["start"].get<std::string>())) {
+      out.emplace(m["path"].get<std::string>(), *v);
     }
   }
   return out;
@@ -133,8 +132,7 @@ std::map<std::string, uint64_t> module_starts(const nlohmann::json& mappings) {
 std::optional<std::string> fetch_executable(const std::string& build_id,
                                             std::chrono::milliseconds budget) {
   const char* urls = std::getenv("DEBUGINFOD_URLS");
-  if (urls == nullptr || *urls == '\0' || build_id.empty() ||
-      build_id.find_first_not_of("0123456789abcdef") != std::string::npos) {
+  if (urls == nullptr || *urls == '\0' || !common::is_hex(build_id)) {
     return std::nullopt;
   }
   std::unique_ptr<debuginfod_client, ClientDeleter> client(debuginfod_begin());
@@ -198,12 +196,9 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
           f.value("pc", nlohmann::json()).is_string() ? f["pc"].get<std::string>() : std::string();
       const std::string module =
           f.value("module", nlohmann::json()).is_string() ? f["module"].get<std::string>() : "";
-      uint64_t pc = 0;
+      const auto pc = common::parse_hex_u64(pc_text);
       const auto start = starts.find(module);
-      if (build_id.empty() || build_id.find_first_not_of("0123456789abcdef") != std::string::npos ||
-          !pc_text.starts_with("0x") || start == starts.end() ||
-          std::from_chars(pc_text.data() + 2, pc_text.data() + pc_text.size(), pc, 16).ec !=
-              std::errc()) {
+      if (!common::is_hex(build_id) || !pc || start == starts.end()) {
         continue;
       }
       auto it = files.find(build_id);
@@ -230,7 +225,7 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
       if (!it->second) {
         continue;
       }
-      const auto address = it->second->address_of(pc, start->second);
+      const auto address = it->second->address_of(*pc, start->second);
       if (!address) {
         continue;
       }

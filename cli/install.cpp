@@ -3,6 +3,7 @@
 #include "cli/corectl.hpp"
 #include "common/atomic_file.hpp"
 #include "common/io.hpp"
+#include "common/parse.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -12,7 +13,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -53,13 +53,6 @@ common::Expected<void> write_setting(const InstallOptions& o, const Setting& s) 
     return common::fail_errno("Failed to write " + common::quoted(path), w.error().sys_errno);
   }
   return {};
-}
-
-common::Expected<common::UniqueFd> open_or_make_dir(const std::string& path, unsigned mode) {
-  if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return common::fail_errno("Failed to create " + common::quoted(path), errno);
-  }
-  return common::open_at(AT_FDCWD, path, O_RDONLY | O_DIRECTORY);
 }
 
 // The state file decides what uninstall (run as root) writes into the kernel, core_pattern
@@ -188,19 +181,19 @@ common::Expected<std::vector<Setting>> current_settings(const InstallOptions& o)
 } // namespace
 
 bool kernel_has_pidfd(std::string_view release) {
-  unsigned major = 0;
-  unsigned minor = 0;
-  const char* p = release.data();
-  const char* end = release.data() + release.size();
-  auto r1 = std::from_chars(p, end, major);
-  if (r1.ec != std::errc() || r1.ptr == end || *r1.ptr != '.') {
+  // "6.16.0-1-amd64": the major number, a dot, and the digits of the minor number.
+  const size_t dot = release.find('.');
+  if (dot == std::string_view::npos) {
     return false;
   }
-  auto r2 = std::from_chars(r1.ptr + 1, end, minor);
-  if (r2.ec != std::errc()) {
+  const std::string_view rest = release.substr(dot + 1);
+  const auto major = common::parse_number<unsigned>(release.substr(0, dot));
+  const auto minor =
+      common::parse_number<unsigned>(rest.substr(0, rest.find_first_not_of("0123456789")));
+  if (!major || !minor) {
     return false;
   }
-  return major > 6 || (major == 6 && minor >= 16);
+  return *major > 6 || (*major == 6 && *minor >= 16);
 }
 
 std::string handler_pattern(std::string_view handler, bool with_pidfd) {
@@ -329,7 +322,8 @@ Exit install(const InstallOptions& o) {
 
   // 4. Persist, then apply; on any failure put back every setting written and the drop-in as
   // it was (a failed re-install must not take away a working drop-in).
-  auto sysctl_dir = open_or_make_dir(o.sysctl_dir, 0755);
+  auto sysctl_dir =
+      common::open_or_make_dir(AT_FDCWD, o.sysctl_dir, 0755, common::FollowLinks::yes);
   if (!sysctl_dir) {
     return error_exit(sysctl_dir.error());
   }

@@ -3,8 +3,8 @@
 #pragma once
 
 #include "cli/catalog.hpp"
-#include "common/config.hpp"
 #include "common/escape.hpp"
+#include "common/units.hpp"
 
 #include <cstdint>
 #include <string>
@@ -29,7 +29,7 @@ struct Term {
 // through it before it is printed.
 using common::printable;
 
-using common::human_size; // "1.5 MiB"; "0 B" (common/config.hpp)
+using common::human_size; // "1.5 MiB"; "0 B" (common/units.hpp)
 
 // Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
 std::string local_time(int64_t epoch_seconds);

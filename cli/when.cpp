@@ -1,6 +1,7 @@
 #include "cli/when.hpp"
 
 #include "common/parse.hpp"
+#include "common/units.hpp"
 
 #include <algorithm>
 #include <array>
@@ -15,27 +16,6 @@ namespace {
 
 constexpr size_t k_max_text = 64;
 
-// Units as systemd.time(7) spells them; months and years as its averages.
-constexpr std::array<std::pair<std::string_view, int64_t>, 26> k_units = {{
-    {"s", 1},           {"sec", 1},          {"secs", 1},      {"second", 1},
-    {"seconds", 1},     {"m", 60},           {"min", 60},      {"mins", 60},
-    {"minute", 60},     {"minutes", 60},     {"h", 3600},      {"hr", 3600},
-    {"hour", 3600},     {"hours", 3600},     {"d", 86400},     {"day", 86400},
-    {"days", 86400},    {"w", 604800},       {"week", 604800}, {"weeks", 604800},
-    {"month", 2629800}, {"months", 2629800}, {"M", 2629800},   {"y", 31557600},
-    {"year", 31557600}, {"years", 31557600},
-}};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && s.front() == ' ') {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && s.back() == ' ') {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 bool eat(std::string_view& s, std::string_view word) {
   if (s.starts_with(word)) {
     s.remove_prefix(word.size());
@@ -46,44 +26,10 @@ bool eat(std::string_view& s, std::string_view word) {
 
 bool ends_with_word(std::string_view& s, std::string_view word) {
   if (s.size() > word.size() && s.ends_with(word) && s[s.size() - word.size() - 1] == ' ') {
-    s = trim(s.substr(0, s.size() - word.size()));
+    s = common::trim_blanks(s.substr(0, s.size() - word.size()));
     return true;
   }
   return false;
-}
-
-// "1h30min", "2 hours", "10min": a sum of number-unit pairs, blanks allowed between them.
-std::optional<int64_t> parse_span(std::string_view s) {
-  int64_t total = 0;
-  bool any = false;
-  s = trim(s);
-  while (!s.empty()) {
-    size_t digits = 0;
-    while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits])) != 0) {
-      ++digits;
-    }
-    auto n = common::parse_number<int64_t>(s.substr(0, digits));
-    // At most 2^32 of a unit of at most 2^25 s, and (64 bytes of text) at most 32 terms: the sum
-    // stays below 2^62.
-    if (!n || *n > (int64_t{1} << 32)) {
-      return std::nullopt;
-    }
-    s = trim(s.substr(digits));
-    size_t letters = 0;
-    while (letters < s.size() && std::isalpha(static_cast<unsigned char>(s[letters])) != 0) {
-      ++letters;
-    }
-    const std::string_view unit = s.substr(0, letters);
-    const auto it = std::find_if(k_units.begin(), k_units.end(),
-                                 [&](const auto& u) { return u.first == unit; });
-    if (it == k_units.end()) {
-      return std::nullopt;
-    }
-    total += *n * it->second;
-    any = true;
-    s = trim(s.substr(letters));
-  }
-  return any ? std::optional(total) : std::nullopt;
 }
 
 // "HH:MM" or "HH:MM:SS" into tm's time fields.
@@ -132,7 +78,7 @@ std::optional<int64_t> parse_date(std::string_view s) {
         return std::nullopt;
       }
       offset = (s[sign] == '-' ? -1 : 1) * ((*hhmm / 100) * 3600 + (*hhmm % 100) * 60);
-      s = trim(s.substr(0, sign));
+      s = common::trim_blanks(s.substr(0, sign));
     }
   }
   const std::string text(s);
@@ -173,7 +119,7 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
   if (text.size() > k_max_text) {
     return std::nullopt;
   }
-  std::string_view s = trim(text);
+  std::string_view s = common::trim_blanks(text);
   if (s.empty()) {
     return std::nullopt;
   }
@@ -194,7 +140,7 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
     if (eat(rest, word) && (rest.empty() || rest.front() == ' ')) {
       struct tm tm = today;
       tm.tm_mday += days; // mktime normalises, across months and DST
-      if (!rest.empty() && !parse_clock(trim(rest), tm)) {
+      if (!rest.empty() && !parse_clock(common::trim_blanks(rest), tm)) {
         return std::nullopt;
       }
       return local(tm);
@@ -216,9 +162,12 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
   } else if (ends_with_word(span, "left")) {
     direction = 1;
   }
-  if (!span.empty() && std::isdigit(static_cast<unsigned char>(span.front())) != 0) {
-    if (auto secs = parse_span(span)) {
-      return now + direction * *secs;
+  // A span names its unit here ("2h", "1h30min", "2 hours"): a bare number is no time.
+  if (!span.empty() && std::isdigit(static_cast<unsigned char>(span.front())) != 0 &&
+      span.find_first_not_of("0123456789") != std::string_view::npos) {
+    // At most 2^62 s: `now` plus or minus it cannot overflow.
+    if (auto secs = common::parse_duration(span)) {
+      return now + direction * static_cast<int64_t>(*secs);
     }
   }
   return parse_date(s);

@@ -1,9 +1,9 @@
 #include "common/atomic_file.hpp"
 
+#include "common/hex.hpp"
 #include "common/io.hpp"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,38 +12,6 @@
 #include <ctime>
 
 namespace common {
-
-std::string random_hex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      // getrandom() only fails before the pool is initialised on very old kernels; a weak but
-      // unique fallback still keeps names apart.
-      const auto seed = static_cast<unsigned long long>(::getpid()) ^
-                        static_cast<unsigned long long>(::time(nullptr)) ^
-                        reinterpret_cast<uintptr_t>(&raw);
-      for (size_t i = got; i < bytes; ++i) {
-        raw[i] = static_cast<char>((seed >> ((i % 8) * 8)) ^ i);
-      }
-      break;
-    }
-    got += static_cast<size_t>(n);
-  }
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes * 2);
-  for (char c : raw) {
-    const auto b = static_cast<unsigned char>(c);
-    out += k_hex[b >> 4];
-    out += k_hex[b & 0xf];
-  }
-  return out;
-}
 
 namespace {
 

@@ -52,7 +52,4 @@ Expected<void> write_file_atomic(int dirfd, const std::string& name, std::string
 // fsync() on a descriptor, with a message naming `what`.
 Expected<void> sync_fd(int fd, std::string_view what);
 
-// A random lower-case hex string of 2 * `bytes` characters (getrandom).
-std::string random_hex(size_t bytes);
-
 } // namespace common

@@ -2,42 +2,26 @@
 
 #include "common/io.hpp"
 #include "common/parse.hpp"
+#include "common/units.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
-#include <cmath>
-#include <cstdio>
-#include <iterator>
 #include <optional>
 
 namespace common {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 std::optional<DiskAmount> parse_disk_amount(std::string_view s) {
   if (s.ends_with('%')) {
-    double pct = 0;
-    const auto body = s.substr(0, s.size() - 1);
-    const auto [p, ec] = std::from_chars(body.data(), body.data() + body.size(), pct);
-    if (body.empty() || ec != std::errc() || p != body.data() + body.size() || pct < 0 ||
-        pct > 100) {
+    const auto pct = parse_number<double>(s.substr(0, s.size() - 1));
+    if (!pct || *pct < 0 || *pct > 100) {
       return std::nullopt;
     }
-    return DiskAmount{0, pct};
+    return DiskAmount{0, *pct};
   }
   if (auto b = parse_size(s)) {
     return DiskAmount{*b, 0};
@@ -55,96 +39,6 @@ uint64_t DiskAmount::resolve(uint64_t fs_size, uint64_t cap) const {
   return cap != 0 ? std::min(v, cap) : v;
 }
 
-std::optional<uint64_t> parse_size(std::string_view text) {
-  std::string_view s = trim(text);
-  uint64_t mult = 1;
-  if (!s.empty()) {
-    switch (s.back()) {
-    case 'K':
-    case 'k':
-      mult = 1ULL << 10;
-      break;
-    case 'M':
-    case 'm':
-      mult = 1ULL << 20;
-      break;
-    case 'G':
-    case 'g':
-      mult = 1ULL << 30;
-      break;
-    case 'T':
-    case 't':
-      mult = 1ULL << 40;
-      break;
-    default:
-      break;
-    }
-    if (mult != 1) {
-      s.remove_suffix(1);
-    }
-  }
-  double v = 0;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc() || p != s.data() + s.size() || v < 0 || !std::isfinite(v)) {
-    return std::nullopt;
-  }
-  const double bytes = v * static_cast<double>(mult);
-  if (bytes >= 1.8e19) {
-    return std::nullopt;
-  }
-  return static_cast<uint64_t>(bytes);
-}
-
-std::optional<uint64_t> parse_duration(std::string_view text) {
-  std::string_view s = trim(text);
-  uint64_t mult = 1;
-  if (!s.empty()) {
-    switch (s.back()) {
-    case 's':
-      mult = 1;
-      break;
-    case 'm':
-      mult = 60;
-      break;
-    case 'h':
-      mult = 3600;
-      break;
-    case 'd':
-      mult = 86400;
-      break;
-    case 'w':
-      mult = 7 * 86400;
-      break;
-    default:
-      mult = 0;
-      break;
-    }
-    if (mult != 0) {
-      s.remove_suffix(1);
-    } else {
-      mult = 1;
-    }
-  }
-  const auto v = parse_number<uint64_t>(s);
-  if (!v || *v > UINT64_MAX / mult) {
-    return std::nullopt;
-  }
-  return *v * mult;
-}
-
-std::string human_size(uint64_t bytes) {
-  static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = static_cast<double>(bytes);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(k_units)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
-  return buf;
-}
-
 ConfigResult parse_config(std::string_view text) {
   ConfigResult out;
   Config& c = out.config;
@@ -157,7 +51,7 @@ ConfigResult parse_config(std::string_view text) {
     if (const size_t hash = line.find('#'); hash != std::string_view::npos) {
       line = line.substr(0, hash);
     }
-    line = trim(line);
+    line = trim_blanks(line);
     if (line.empty()) {
       continue;
     }
@@ -167,8 +61,8 @@ ConfigResult parse_config(std::string_view text) {
       out.warnings.push_back(where + ": expected 'key = value'");
       continue;
     }
-    const std::string key(trim(line.substr(0, eq)));
-    const std::string value(trim(line.substr(eq + 1)));
+    const std::string key(trim_blanks(line.substr(0, eq)));
+    const std::string value(trim_blanks(line.substr(eq + 1)));
     bool ok = true;
     auto set_uint = [&](unsigned& field, unsigned max) {
       auto v = parse_number<unsigned>(value);

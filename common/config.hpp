@@ -58,13 +58,4 @@ Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok
 // Parses configuration text (for tests and tools).
 ConfigResult parse_config(std::string_view text);
 
-// Parses "16G", "512M", "4096", "1.5T" (binary units); nullopt when malformed.
-std::optional<uint64_t> parse_size(std::string_view text);
-
-// The other way round, for people: "512 B", "1.5 MiB", "16.0 GiB".
-std::string human_size(uint64_t bytes);
-
-// Parses a duration: "90" (seconds), "30s", "15m", "2h", "3d", "2w"; nullopt when malformed.
-std::optional<uint64_t> parse_duration(std::string_view text);
-
 } // namespace common

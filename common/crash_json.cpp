@@ -1,5 +1,7 @@
 #include "common/crash_json.hpp"
 
+#include "common/escape.hpp"
+#include "common/hex.hpp"
 #include "common/names.hpp"
 
 #include <set>

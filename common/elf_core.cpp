@@ -1,5 +1,7 @@
 #include "common/elf_core.hpp"
 
+#include "common/bytes.hpp"
+#include "common/hex.hpp"
 #include "common/sha256.hpp"
 
 #include <algorithm>

@@ -1,5 +1,8 @@
 #include "common/elf_notes.hpp"
 
+#include "common/bytes.hpp"
+#include "common/hex.hpp"
+
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -37,32 +40,6 @@ std::optional<int32_t> read_i32(std::span<const std::byte> d, uint64_t off) {
 }
 
 } // namespace
-
-std::string hex_bytes(std::span<const std::byte> bytes) {
-  static constexpr char k_digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const std::byte b : bytes) {
-    out += k_digits[std::to_integer<unsigned>(b) >> 4];
-    out += k_digits[std::to_integer<unsigned>(b) & 0xf];
-  }
-  return out;
-}
-
-std::string hex_u64(uint64_t v) {
-  static constexpr char k_digits[] = "0123456789abcdef";
-  std::array<char, 16> buf{};
-  size_t n = 0;
-  do {
-    buf[n++] = k_digits[v & 0xf];
-    v >>= 4;
-  } while (v != 0);
-  std::string out = "0x";
-  while (n > 0) {
-    out += buf[--n];
-  }
-  return out;
-}
 
 std::optional<ElfNote> NoteIterator::next() {
   if (m_pos >= m_data.size()) {

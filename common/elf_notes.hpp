@@ -32,24 +32,6 @@ inline constexpr uint32_t k_nt_file = 0x46494c45;    // "FILE"
 inline constexpr uint32_t k_nt_gnu_build_id = 3;
 } // namespace elf
 
-// Reads an unsigned little-endian integer of type T at `offset`; nullopt when it does not fit.
-template <typename T>
-std::optional<T> read_le(std::span<const std::byte> data, uint64_t offset) {
-  if (offset > data.size() || data.size() - offset < sizeof(T)) {
-    return std::nullopt;
-  }
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    v = static_cast<T>(v | static_cast<T>(static_cast<T>(data[offset + i]) << (8 * i)));
-  }
-  return v;
-}
-
-// Lower-case hex of `bytes` ("a1b2…").
-std::string hex_bytes(std::span<const std::byte> bytes);
-// "0x" and lower-case hex digits without padding ("0x0", "0x7f12…").
-std::string hex_u64(uint64_t v);
-
 // One note. `desc` is empty when the descriptor was not kept (see NoteStream); `desc_size` is the
 // size the note header claims.
 struct ElfNote {

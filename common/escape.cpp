@@ -1,12 +1,12 @@
 #include "common/escape.hpp"
 
+#include "common/hex.hpp"
+
 #include <cstdint>
 
 namespace common {
 
 namespace {
-
-constexpr char k_hex[] = "0123456789abcdef";
 
 // Decodes the code point starting at s[i] of valid UTF-8; sets `len` to its length.
 uint32_t code_point_at(std::string_view s, size_t i, size_t& len) {
@@ -87,15 +87,9 @@ std::string printable(std::string_view s) {
   for (size_t i = 0; i < valid.size(); i += len) {
     const uint32_t cp = code_point_at(valid, i, len);
     if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f)) {
-      out += "\\x";
-      out += k_hex[cp >> 4];
-      out += k_hex[cp & 0xf];
+      out += "\\x" + hex_digits(cp, 2);
     } else if (is_invisible_reorder(cp)) {
-      out += "\\u{";
-      for (int shift = 12; shift >= 0; shift -= 4) {
-        out += k_hex[(cp >> shift) & 0xf];
-      }
-      out += '}';
+      out += "\\u{" + hex_digits(cp, 4) + "}";
     } else {
       out.append(valid, i, len);
     }

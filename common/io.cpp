@@ -13,19 +13,6 @@
 
 namespace common {
 
-Error Error::from_errno(std::string what, int err) {
-  return Error{std::move(what) + ": " + std::strerror(err), err};
-}
-
-std::string quoted(std::string_view path) {
-  std::string out;
-  out.reserve(path.size() + 2);
-  out += '\'';
-  out += path;
-  out += '\'';
-  return out;
-}
-
 Expected<void> write_all(int fd, std::span<const std::byte> data) {
   while (!data.empty()) {
     const ssize_t n = ::write(fd, data.data(), data.size());
@@ -136,6 +123,19 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
         Error{"Failed to read " + quoted(path) + ": not a regular file", EINVAL});
   }
   return read_fd(fd->get(), path, limit);
+}
+
+Expected<UniqueFd> open_or_make_dir(int dirfd, const std::string& path, unsigned mode,
+                                    FollowLinks follow) {
+  if (follow == FollowLinks::no && dirfd != AT_FDCWD && path.find('/') != std::string::npos) {
+    return fail_errno("Failed to create directory " + quoted(path), EINVAL);
+  }
+  // mkdir first and ignore EEXIST: racing handlers of a crash storm create the same dirs.
+  if (::mkdirat(dirfd, path.c_str(), mode) != 0 && errno != EEXIST) {
+    return fail_errno("Failed to create directory " + quoted(path), errno);
+  }
+  return open_at(dirfd, path,
+                 O_RDONLY | O_DIRECTORY | (follow == FollowLinks::no ? O_NOFOLLOW : 0));
 }
 
 Expected<void> list_dir(int dirfd, const std::function<void(std::string_view name)>& fn,

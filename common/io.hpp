@@ -35,6 +35,15 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
 // EXDEV), not only the last component.
 Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
 
+enum class FollowLinks { no, yes };
+// Opens directory `path` relative to `dirfd` (AT_FDCWD for a plain path), creating it with
+// `mode` (less the umask) first when it does not exist: racing processes that create the same
+// directory both succeed. With FollowLinks::no a symbolic link in its place is an error (ELOOP
+// or ENOTDIR), and under a real `dirfd` `path` must be one component (EINVAL otherwise), since
+// mkdir would follow a link on the way.
+Expected<UniqueFd> open_or_make_dir(int dirfd, const std::string& path, unsigned mode,
+                                    FollowLinks follow = FollowLinks::no);
+
 // Which names list_dir() passes on: hidden ones (a leading '.', where the store keeps its
 // temporaries, reservations and the ledger) or not. "." and ".." never.
 enum class Hidden { skip, include };

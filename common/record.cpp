@@ -1,10 +1,11 @@
 #include "common/record.hpp"
 
+#include "common/escape.hpp"
 #include "common/json_bounds.hpp"
 #include "common/names.hpp"
+#include "common/parse.hpp"
 
 #include <array>
-#include <charconv>
 #include <ctime>
 #include <utility>
 
@@ -122,15 +123,7 @@ std::optional<int64_t> parse_time(std::string_view text) {
   if (text.size() < 20 || text.back() != 'Z') {
     return std::nullopt;
   }
-  auto num = [&](size_t pos, size_t len) -> std::optional<int> {
-    int v = 0;
-    const auto* b = text.data() + pos;
-    const auto [p, ec] = std::from_chars(b, b + len, v);
-    if (ec != std::errc() || p != b + len) {
-      return std::nullopt;
-    }
-    return v;
-  };
+  auto num = [&](size_t pos, size_t len) { return parse_number<int>(text.substr(pos, len)); };
   if (text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != ' ') || text[13] != ':' ||
       text[16] != ':') {
     return std::nullopt;

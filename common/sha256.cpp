@@ -2,6 +2,8 @@
 // test vectors in tests/unit/test_sha256.cpp pin it down.
 #include "common/sha256.hpp"
 
+#include "common/hex.hpp"
+
 #include <cstring>
 
 namespace common {
@@ -116,12 +118,7 @@ std::string sha256_hex(std::string_view data, size_t hex_chars) {
   Sha256 h;
   h.update(data);
   const auto digest = h.finish();
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : digest) {
-    out += k_hex[b >> 4];
-    out += k_hex[b & 0xf];
-  }
+  std::string out = hex_bytes(std::as_bytes(std::span(digest)));
   out.resize(std::min(hex_chars, out.size()));
   return out;
 }

@@ -1,5 +1,6 @@
 #include "common/signature.hpp"
 
+#include "common/hex.hpp"
 #include "common/sha256.hpp"
 
 #include <array>

@@ -1,6 +1,7 @@
 #include "common/store.hpp"
 
 #include "common/atomic_file.hpp"
+#include "common/hex.hpp"
 #include "common/io.hpp"
 #include "common/names.hpp"
 #include "common/parse.hpp"
@@ -22,18 +23,6 @@ namespace common {
 namespace {
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-Expected<UniqueFd> open_or_make_dir(int parent, const std::string& name) {
-  // mkdir first and ignore EEXIST: racing handlers of a crash storm create the same dirs.
-  if (::mkdirat(parent, name.c_str(), k_dir_mode) != 0 && errno != EEXIST) {
-    return fail_errno("Failed to create directory " + quoted(name), errno);
-  }
-  const int fd = ::openat(parent, name.c_str(), k_dir_flags);
-  if (fd < 0) {
-    return fail_errno("Failed to open directory " + quoted(name), errno);
-  }
-  return UniqueFd(fd);
-}
 
 } // namespace
 
@@ -65,11 +54,11 @@ Expected<UniqueFd> Store::open_exe_dir(const std::string& host, const std::strin
   if (!is_safe_component(host) || !is_safe_component(exe)) {
     return fail("refusing unsafe store path " + quoted(host + "/" + exe));
   }
-  auto host_fd = open_or_make_dir(m_fd.get(), host);
+  auto host_fd = open_or_make_dir(m_fd.get(), host, k_dir_mode);
   if (!host_fd) {
     return std::unexpected(host_fd.error());
   }
-  return open_or_make_dir(host_fd->get(), exe);
+  return open_or_make_dir(host_fd->get(), exe, k_dir_mode);
 }
 
 Expected<size_t> Store::walk(const WalkScope& scope, const WalkEvents& events,

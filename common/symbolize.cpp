@@ -1,5 +1,6 @@
 #include "common/symbolize.hpp"
 
+#include "common/bytes.hpp"
 #include "common/fd.hpp"
 
 #include <cxxabi.h>

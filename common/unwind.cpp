@@ -1,6 +1,8 @@
 #include "common/unwind.hpp"
 
+#include "common/bytes.hpp"
 #include "common/fd.hpp"
+#include "common/hex.hpp"
 
 #include <cxxabi.h>
 #include <dwarf.h>

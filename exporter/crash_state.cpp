@@ -1,6 +1,7 @@
 #include "exporter/crash_state.hpp"
 
 #include "common/escape.hpp"
+#include "common/hex.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -34,12 +35,7 @@ std::optional<uint64_t> parse_record_id(std::string_view id) {
 }
 
 std::string format_record_id(uint64_t id) {
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out(16, '0');
-  for (size_t i = 0; i < 16; ++i) {
-    out[15 - i] = k_hex[(id >> (4 * i)) & 0xf];
-  }
-  return out;
+  return common::hex_digits(id, 16);
 }
 
 CrashState::CrashState(unsigned max_executables_per_host, unsigned max_hosts)

@@ -1,6 +1,7 @@
 #include "exporter/http_server.hpp"
 
 #include "common/fd.hpp"
+#include "common/parse.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -71,16 +72,6 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 struct SslCtxDeleter {
   void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
 };
@@ -128,8 +119,7 @@ common::Expected<ListenAddress> parse_listen_address(std::string_view text) {
   }
   std::string_view host = text.substr(0, colon);
   const std::string_view port = text.substr(colon + 1);
-  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != port.npos ||
-      std::stoul(std::string(port)) > 65535) {
+  if (!common::parse_number<uint16_t>(port)) {
     return common::fail("listen address " + common::quoted(text) + " has no valid port");
   }
   if (host.starts_with('[')) {
@@ -515,11 +505,11 @@ bool HttpServer::Impl::authorized(std::string_view headers) const {
     if (colon == std::string_view::npos || !iequals(line.substr(0, colon), "authorization")) {
       continue;
     }
-    const std::string_view value = trim(line.substr(colon + 1));
+    const std::string_view value = common::trim_blanks(line.substr(colon + 1));
     if (value.size() < 6 || !iequals(value.substr(0, 6), "basic ")) {
       return false;
     }
-    auto decoded = base64_decode(trim(value.substr(6)));
+    auto decoded = base64_decode(common::trim_blanks(value.substr(6)));
     if (!decoded) {
       return false;
     }

@@ -1,6 +1,8 @@
 #include "exporter/process_metrics.hpp"
 
 #include "common/io.hpp"
+#include "common/parse.hpp"
+#include "common/proc_stat.hpp"
 
 #include <prometheus/client_metric.h>
 
@@ -9,7 +11,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <ctime>
 #include <string>
 
@@ -60,40 +61,22 @@ long open_fds() {
 } // namespace
 
 bool parse_proc_stat(std::string_view stat, long ticks_per_second, ProcStat& out) {
-  // The command name is in parentheses and may itself contain ") ": the fields start after
-  // the last one.
-  const size_t close = stat.rfind(')');
-  if (close == std::string_view::npos || ticks_per_second <= 0) {
+  const auto fields = common::stat_fields(stat);
+  if (fields.size() < 24 || ticks_per_second <= 0) {
     return false;
   }
-  stat.remove_prefix(close + 1);
-  // Fields after ")" are numbered from 3 (state) in proc(5).
-  unsigned long long field[25] = {};
-  int index = 3;
-  size_t pos = 0;
-  while (index <= 24 && pos < stat.size()) {
-    while (pos < stat.size() && stat[pos] == ' ') {
-      ++pos;
-    }
-    const size_t end = std::min(stat.find(' ', pos), stat.size());
-    if (index > 3) {
-      long long v = 0;
-      if (std::from_chars(stat.data() + pos, stat.data() + end, v).ec != std::errc()) {
-        return false;
-      }
-      field[index] = static_cast<unsigned long long>(v);
-    }
-    pos = end;
-    ++index;
-  }
-  if (index <= 24) {
+  // Fields numbered as in proc(5): utime 14, stime 15, starttime 22, vsize 23, rss 24.
+  auto field = [&](size_t n) { return common::parse_number<uint64_t>(fields[n - 1]); };
+  const auto utime = field(14), stime = field(15), start = field(22), vsize = field(23);
+  const auto rss = common::parse_number<int64_t>(fields[24 - 1]);
+  if (!utime || !stime || !start || !vsize || !rss) {
     return false;
   }
   const double hz = static_cast<double>(ticks_per_second);
-  out.cpu_seconds = static_cast<double>(field[14] + field[15]) / hz;
-  out.start_seconds = static_cast<double>(field[22]) / hz;
-  out.virtual_bytes = static_cast<double>(field[23]);
-  out.resident_pages = static_cast<double>(field[24]);
+  out.cpu_seconds = static_cast<double>(*utime + *stime) / hz;
+  out.start_seconds = static_cast<double>(*start) / hz;
+  out.virtual_bytes = static_cast<double>(*vsize);
+  out.resident_pages = static_cast<double>(*rss);
   return true;
 }
 

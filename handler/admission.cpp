@@ -42,17 +42,13 @@ common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& na
 } // namespace
 
 common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-    return common::fail_errno("Failed to create " + common::quoted(path), errno);
+  auto dir = common::open_or_make_dir(AT_FDCWD, path, 0700);
+  if (!dir) {
+    return std::unexpected(dir.error());
   }
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return common::fail_errno("Failed to open " + common::quoted(path), errno);
-  }
-  common::UniqueFd dir(fd);
   struct stat st {};
   // Anyone else able to write here could plant the slot files and hold their locks.
-  if (::fstat(fd, &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
+  if (::fstat(dir->get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
     return common::fail("refusing " + common::quoted(path) +
                         ": not owned by us or writable by others");
   }

@@ -4,14 +4,17 @@
 #include "common/atomic_file.hpp"
 #include "common/capture.hpp"
 #include "common/crash_json.hpp"
+#include "common/escape.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
 #include "common/parse.hpp"
 #include "common/privileges.hpp"
+#include "common/proc_stat.hpp"
 #include "common/record_bound.hpp"
 #include "common/signals.hpp"
 #include "common/symbolize.hpp"
+#include "common/units.hpp"
 #include "handler/admission.hpp"
 #include "process_core_version.hpp"
 
@@ -91,22 +94,10 @@ bool started_by_kernel() {
   if (!stat) {
     return parent == 2;
   }
-  // Field 9 (flags) follows "pid (comm) state ppid pgrp session tty tpgid"; comm may hold
-  // spaces and parentheses, so count from the last ')'.
-  const size_t close = stat->rfind(')');
-  if (close == std::string::npos) {
-    return parent == 2;
-  }
-  std::string_view rest = std::string_view(*stat).substr(close + 1);
-  for (int field = 3; field < 9; ++field) {
-    const size_t sp = rest.find(' ', 1);
-    if (sp == std::string_view::npos) {
-      return parent == 2;
-    }
-    rest = rest.substr(sp);
-  }
+  // Field 9: the task's flags.
   constexpr uint64_t k_pf_kthread = 0x00200000;
-  const auto flags = common::parse_number<uint64_t>(rest.substr(1, rest.find(' ', 1) - 1));
+  const auto field = common::stat_field(*stat, 9);
+  const auto flags = field ? common::parse_number<uint64_t>(*field) : std::nullopt;
   return flags ? (*flags & k_pf_kthread) != 0 : parent == 2;
 }
 

@@ -1,6 +1,9 @@
 #include "handler/procinfo.hpp"
 
+#include "common/hex.hpp"
 #include "common/io.hpp"
+#include "common/parse.hpp"
+#include "common/proc_stat.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -36,7 +39,10 @@ std::optional<int64_t> pidfd_pid(int pidfd) {
   if (pos == std::string::npos) {
     return std::nullopt;
   }
-  return std::strtoll(info->c_str() + pos + 5, nullptr, 10);
+  std::string_view value = std::string_view(*info).substr(pos + 5);
+  value = value.substr(0, value.find('\n'));
+  value.remove_prefix(std::min(value.find_first_not_of(" \t"), value.size()));
+  return common::parse_number<int64_t>(value);
 }
 
 bool pidfd_alive(int pidfd) {
@@ -45,19 +51,11 @@ bool pidfd_alive(int pidfd) {
 
 // Start time from field 22 of /proc/<pid>/stat (clock ticks since boot) and the boot time.
 std::optional<int64_t> start_time(const std::string& stat) {
-  // comm (field 2) may contain spaces and ')': the fields resume after the last ')'.
-  const auto close = stat.rfind(')');
-  if (close == std::string::npos) {
+  const auto field = common::stat_field(stat, 22);
+  const auto ticks = field ? common::parse_number<int64_t>(*field) : std::nullopt;
+  if (!ticks) {
     return std::nullopt;
   }
-  const char* p = stat.c_str() + close + 1;
-  for (int field = 3; field < 22; ++field) {
-    p = std::strchr(p + 1, ' ');
-    if (!p) {
-      return std::nullopt;
-    }
-  }
-  const long long ticks = std::strtoll(p + 1, nullptr, 10);
   struct timespec boot {};
   struct timespec now {};
   // CLOCK_BOOTTIME includes suspend, like the start time field.
@@ -67,16 +65,7 @@ std::optional<int64_t> start_time(const std::string& stat) {
   if (hz <= 0) {
     return std::nullopt;
   }
-  return static_cast<int64_t>(now.tv_sec - boot.tv_sec) + ticks / hz;
-}
-
-bool is_hex(std::string_view s) {
-  for (char c : s) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return false;
-    }
-  }
-  return !s.empty();
+  return static_cast<int64_t>(now.tv_sec - boot.tv_sec) + *ticks / hz;
 }
 
 } // namespace
@@ -103,7 +92,7 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
     if (const auto dash = id.rfind('-'); dash != std::string_view::npos && id.size() > 64) {
       id = id.substr(dash + 1);
     }
-    if (id.size() == 64 && is_hex(id)) {
+    if (id.size() == 64 && common::is_hex(id)) {
       facts.container_id = std::string(id);
     }
     // kubepods-burstable-pod<uid with _>.slice or pod<uid>
@@ -142,7 +131,7 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
     }
     const std::string task = dir + "/task/" + std::string(name);
     ThreadInfo t;
-    t.tid = std::strtoll(e->d_name, nullptr, 10);
+    t.tid = common::parse_number<int64_t>(name).value_or(0);
     if (auto comm = read_proc(task, "comm", 64)) {
       if (comm->ends_with('\n')) {
         comm->pop_back();
@@ -150,10 +139,8 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
       t.name = std::move(*comm);
     }
     if (auto stat = read_proc(task, "stat", 4096)) {
-      // "<tid> (<comm>) <state> …": comm may hold ") ", so the last ')' ends it.
-      const size_t close = stat->rfind(')');
-      if (close != std::string::npos && close + 2 < stat->size()) {
-        t.state = stat->substr(close + 2, 1);
+      if (const auto state = common::stat_field(*stat, 3)) {
+        t.state = std::string(state->substr(0, 1));
       }
     }
     if (auto status = read_proc(task, "status", 8192)) {
@@ -161,11 +148,13 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
       const size_t pos = status->find("\nNSpid:");
       if (pos != std::string::npos) {
         const size_t end = status->find('\n', pos + 1);
-        const std::string line =
-            status->substr(pos + 7, end == std::string::npos ? end : end - pos - 7);
+        const std::string_view line = std::string_view(*status).substr(
+            pos + 7, end == std::string::npos ? end : end - pos - 7);
         const size_t last = line.find_last_of(" \t");
-        t.tid =
-            std::strtoll(line.c_str() + (last == std::string::npos ? 0 : last + 1), nullptr, 10);
+        if (auto tid = common::parse_number<int64_t>(
+                line.substr(last == std::string_view::npos ? 0 : last + 1))) {
+          t.tid = *tid;
+        }
       }
     }
     out.push_back(std::move(t));

@@ -1,6 +1,7 @@
 #include "handler/watchdog.hpp"
 
 #include "common/atomic_file.hpp"
+#include "common/escape.hpp"
 #include "common/names.hpp"
 #include "common/store.hpp"
 

@@ -8,6 +8,7 @@
 #include "common/analysis.hpp"
 #include "common/crash_json.hpp"
 #include "common/elf_core.hpp"
+#include "common/escape.hpp"
 #include "common/names.hpp"
 #include "common/symbolize.hpp"
 

@@ -53,10 +53,3 @@ TEST_CASE("an atomic file appears only on commit", "[atomic_file]") {
     CHECK(count_entries(dir.path()) == 1);
   }
 }
-
-TEST_CASE("random ids are hex and distinct", "[atomic_file]") {
-  const auto a = random_hex(8);
-  CHECK(a.size() == 16);
-  CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
-  CHECK(random_hex(8) != a);
-}

@@ -1,7 +1,9 @@
 // The streaming ELF core scanner, on synthetic cores built here (no kernel needed).
+#include "common/bytes.hpp"
 #include "common/crash_json.hpp"
 #include "common/elf_core.hpp"
 #include "common/elf_notes.hpp"
+#include "common/hex.hpp"
 #include "common/symbolize.hpp"
 #include "test_support.hpp"
 

@@ -35,6 +35,16 @@ TEST_CASE("printable is idempotent and its output has no controls", "[escape]") 
   CHECK(once.find("\xc2\x80") == std::string::npos);
 }
 
+TEST_CASE("invalid UTF-8 is replaced, valid text is kept", "[escape]") {
+  CHECK(to_valid_utf8("héllo ✓") == "héllo ✓");
+  CHECK(to_valid_utf8("a\xff"
+                      "b") == "a\xef\xbf\xbd"
+                              "b");
+  CHECK(to_valid_utf8("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");                 // overlong '/'
+  CHECK(to_valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); // surrogate
+  CHECK(to_valid_utf8("\xe2\x9c") == "\xef\xbf\xbd\xef\xbf\xbd");                 // cut short
+}
+
 TEST_CASE("JSON bounds: depth and size before any DOM", "[escape]") {
   CHECK(json_bounds_error(R"({"a": [1, {"b": []}], "s": "[[[[{{{{"})", 100).empty());
   CHECK(json_bounds_error(std::string(64, '[') + std::string(64, ']'), 1000).empty());

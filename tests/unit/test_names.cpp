@@ -58,20 +58,3 @@ TEST_CASE("executable components", "[names]") {
   CHECK(is_safe_component(exe_component("")));
   CHECK(exe_component(std::string(500, 'y')).size() <= 120 + 13);
 }
-
-TEST_CASE("invalid UTF-8 is replaced, valid text is kept", "[names]") {
-  CHECK(to_valid_utf8("héllo ✓") == "héllo ✓");
-  CHECK(to_valid_utf8("a\xff"
-                      "b") == "a\xef\xbf\xbd"
-                              "b");
-  CHECK(to_valid_utf8("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");                 // overlong '/'
-  CHECK(to_valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); // surrogate
-  CHECK(to_valid_utf8("\xe2\x9c") == "\xef\xbf\xbd\xef\xbf\xbd");                 // cut short
-}
-
-TEST_CASE("printable text for logs and terminals", "[names]") {
-  CHECK(printable("web01") == "web01");
-  CHECK(printable("h\nJan  1 sshd[1]: Accepted") == "h\\x0aJan  1 sshd[1]: Accepted");
-  CHECK(printable("a\x1b[31mb\x7f") == "a\\x1b[31mb\\x7f");
-  CHECK(printable("caf\xc3\xa9 \xff") == "caf\xc3\xa9 \xef\xbf\xbd");
-}

@@ -44,15 +44,12 @@ TEST_CASE("retention config keys", "[retention][config]") {
   CHECK(r.warnings.empty());
   CHECK(r.config.max_records == 5000);
   CHECK(r.config.max_record_age == 30 * 86400);
-  const auto bad = parse_config("max_records = -1\nmax_record_age = 3 weeks\n");
+  const auto bad = parse_config("max_records = -1\nmax_record_age = 3 fortnights\n");
   CHECK(bad.warnings.size() == 2);
   CHECK(bad.config.max_records == 0);
   CHECK(bad.config.max_record_age == 0);
-  CHECK(parse_duration("90") == 90);
-  CHECK(parse_duration("2h") == 7200);
-  CHECK(parse_duration("1w") == 604800);
-  CHECK_FALSE(parse_duration("h"));
-  CHECK_FALSE(parse_duration("1y"));
+  // Durations are spelled as everywhere else (systemd.time).
+  CHECK(parse_config("max_record_age = 3 weeks\n").config.max_record_age == 21 * 86400);
 }
 
 TEST_CASE("nothing is removed within the limits", "[retention]") {

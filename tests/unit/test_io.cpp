@@ -1,0 +1,74 @@
+#include "common/io.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+using common::FollowLinks;
+using common::open_or_make_dir;
+
+TEST_CASE("open_or_make_dir creates once and opens ever after", "[io]") {
+  test::TempDir dir;
+  const auto old_mask = ::umask(022);
+  auto made = open_or_make_dir(AT_FDCWD, dir.str() + "/a", 0750);
+  ::umask(old_mask);
+  REQUIRE(made);
+  struct stat st {};
+  REQUIRE(::fstat(made->get(), &st) == 0);
+  CHECK(S_ISDIR(st.st_mode));
+  CHECK((st.st_mode & 07777) == 0750);
+  // Again (a racing handler that lost the mkdir): the same directory, not an error.
+  auto again = open_or_make_dir(AT_FDCWD, dir.str() + "/a", 0700);
+  REQUIRE(again);
+  struct stat st2 {};
+  REQUIRE(::fstat(again->get(), &st2) == 0);
+  CHECK(st2.st_ino == st.st_ino);
+  CHECK((st2.st_mode & 07777) == 0750); // an existing directory keeps its mode
+  // Relative to a directory descriptor.
+  auto inner = open_or_make_dir(made->get(), "b", 0700);
+  REQUIRE(inner);
+  CHECK(std::filesystem::is_directory(dir.path() / "a/b"));
+}
+
+TEST_CASE("open_or_make_dir refuses links unless told to follow them", "[io]") {
+  test::TempDir dir;
+  std::filesystem::create_directory(dir.path() / "real");
+  std::filesystem::create_directory_symlink(dir.path() / "real", dir.path() / "link");
+  auto root = common::open_at(AT_FDCWD, dir.str(), O_RDONLY | O_DIRECTORY);
+  REQUIRE(root);
+
+  auto refused = open_or_make_dir(root->get(), "link", 0700);
+  REQUIRE_FALSE(refused);
+  CHECK((refused.error().sys_errno == ELOOP || refused.error().sys_errno == ENOTDIR));
+  CHECK(refused.error().message.find("'link'") != std::string::npos);
+  // Nor through a linked directory on the way: under a descriptor, one component only.
+  auto deeper = open_or_make_dir(root->get(), "link/sub", 0700);
+  REQUIRE_FALSE(deeper);
+  CHECK(deeper.error().sys_errno == EINVAL);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "real/sub"));
+
+  auto followed = open_or_make_dir(AT_FDCWD, dir.str() + "/link", 0700, FollowLinks::yes);
+  REQUIRE(followed);
+  struct stat a {
+  }, b{};
+  REQUIRE(::fstat(followed->get(), &a) == 0);
+  REQUIRE(::stat((dir.str() + "/real").c_str(), &b) == 0);
+  CHECK(a.st_ino == b.st_ino);
+}
+
+TEST_CASE("open_or_make_dir says what failed", "[io]") {
+  test::TempDir dir;
+  test::spit(dir.path() / "file", "x");
+  auto not_dir = open_or_make_dir(AT_FDCWD, dir.str() + "/file", 0700);
+  REQUIRE_FALSE(not_dir);
+  CHECK(not_dir.error().sys_errno == ENOTDIR);
+  auto missing_parent = open_or_make_dir(AT_FDCWD, dir.str() + "/no/such", 0700);
+  REQUIRE_FALSE(missing_parent);
+  CHECK(missing_parent.error().sys_errno == ENOENT);
+  CHECK(missing_parent.error().message.starts_with("Failed to create directory '"));
+}
