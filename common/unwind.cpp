@@ -1,5 +1,6 @@
 #include "common/unwind.hpp"
 
+#include "common/debug_file.hpp"
 #include "common/fd.hpp"
 
 #include <cxxabi.h>
@@ -232,10 +233,12 @@ int find_debuginfo(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, 
     const std::string path =
         dir + "/.build-id/" + m->build_id.substr(0, 2) + "/" + m->build_id.substr(2) + ".debug";
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-    struct stat st {};
-    if (fd && fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
-        static_cast<uint64_t>(st.st_size) <= m->options->max_symbol_bytes) {
-      return fd.release(); // libdwfl checks its build-id before using it
+    if (!fd) {
+      continue;
+    }
+    // Inflated here, faster and only the sections we read, rather than all of them by libdw.
+    if (UniqueFd ready = prepare_debug_file(std::move(fd), m->options->max_symbol_bytes)) {
+      return ready.release(); // libdwfl checks its build-id before using it
     }
   }
   return -1;

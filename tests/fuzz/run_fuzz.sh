@@ -21,7 +21,8 @@ clang++ "${flags[@]}" -o "$work/fuzz_elf_core" \
   "$src/tests/fuzz/fuzz_elf_core.cpp" "$src/common/elf_core.cpp" "$src/common/elf_notes.cpp" \
   "$src/common/crash_json.cpp" "$src/common/symbolize.cpp" "$src/common/fd.cpp" \
   "$src/common/names.cpp" "$src/common/escape.cpp" "$src/common/sha256.cpp" \
-  "$src/common/unwind.cpp" "$src/common/analysis.cpp" "$src/common/signature.cpp" -ldw -lelf -llzma
+  "$src/common/unwind.cpp" "$src/common/analysis.cpp" "$src/common/signature.cpp" \
+  "$src/common/debug_file.cpp" -ldw -lelf -llzma -ldeflate
 
 # Seeds: the first 64 KiB of real cores (kernel file cores when core_pattern is a plain file
 # name, else gdb's), plus a few small hand-made prefixes.
