@@ -52,36 +52,16 @@ bool is_remote(const struct statfs& fs) {
 class ElfFile {
 public:
   bool open(const std::string& path, int root_fd) {
-    // O_PATH first: a path from the core may name a device, a FIFO or a file on a network or
-    // FUSE file system, and merely opening those can have side effects or block forever. Only
-    // a regular file on a local file system is then opened for reading.
-    constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
-    if (root_fd >= 0) {
-      open_how how{};
-      how.flags = k_flags;
-      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-      const std::string rel = path.starts_with('/') ? path.substr(1) : path;
-      m_fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
-    } else {
-      m_fd.reset(::open(path.c_str(), k_flags));
-    }
-    m_errno = m_fd ? 0 : errno;
-    struct stat st {};
-    struct statfs fs {};
-    if (!m_fd || fstat(m_fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        fstatfs(m_fd.get(), &fs) != 0 || is_remote(fs)) {
+    ModuleFile f = open_module_file(path, root_fd);
+    m_errno = f.error;
+    if (!f.fd) {
       return false;
     }
-    const std::string proc = "/proc/self/fd/" + std::to_string(m_fd.get());
-    m_fd.reset(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-    if (!m_fd) {
-      m_errno = errno;
-      return false;
-    }
-    m_size = static_cast<uint64_t>(st.st_size);
-    m_mtime = st.st_mtim;
-    m_dev = static_cast<uint64_t>(st.st_dev);
-    m_ino = static_cast<uint64_t>(st.st_ino);
+    m_fd = std::move(f.fd);
+    m_size = static_cast<uint64_t>(f.st.st_size);
+    m_mtime = f.st.st_mtim;
+    m_dev = static_cast<uint64_t>(f.st.st_dev);
+    m_ino = static_cast<uint64_t>(f.st.st_ino);
     return read(0, m_ehdr) && m_ehdr[0] == std::byte{0x7f} && m_ehdr[1] == std::byte{'E'} &&
            m_ehdr[2] == std::byte{'L'} && m_ehdr[3] == std::byte{'F'} &&
            m_ehdr[4] == std::byte{2} && m_ehdr[5] == std::byte{1};
@@ -286,6 +266,40 @@ std::string demangle(const std::string& name) {
 }
 
 } // namespace
+
+ModuleFile open_module_file(const std::string& path, int root_fd) {
+  // O_PATH first: a path from the core may name a device, a FIFO or a file on a network or
+  // FUSE file system, and merely opening those can have side effects or block forever. Only a
+  // regular file on a local file system is then opened for reading, through the O_PATH fd (the
+  // same file, whatever happens to the path meanwhile).
+  constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
+  ModuleFile out;
+  UniqueFd fd;
+  if (root_fd >= 0) {
+    open_how how{};
+    how.flags = k_flags;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    const std::string rel = path.starts_with('/') ? path.substr(1) : path;
+    fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
+  } else {
+    fd.reset(::open(path.c_str(), k_flags));
+  }
+  if (!fd) {
+    out.error = errno;
+    return out;
+  }
+  struct statfs fs {};
+  if (fstat(fd.get(), &out.st) != 0 || !S_ISREG(out.st.st_mode) || fstatfs(fd.get(), &fs) != 0 ||
+      is_remote(fs)) {
+    return out;
+  }
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
+  out.fd.reset(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!out.fd) {
+    out.error = errno;
+  }
+  return out;
+}
 
 std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t file_offset,
                                              std::string_view expected_build_id, int root_fd) {

@@ -10,11 +10,7 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <linux/openat2.h>
 #include <lzma.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -58,37 +54,6 @@ std::string demangle(const char* name) {
   std::string s = status == 0 && out != nullptr ? std::string(out) : std::string(name, len);
   std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
   return s;
-}
-
-// Opens a module path from the core for reading, the way symbolize.cpp does: O_PATH first (a
-// path may name a FIFO or a device), regular files on local file systems only, inside the
-// crasher's root when one is given.
-UniqueFd open_module_file(const std::string& path, int root_fd) {
-  constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
-  UniqueFd fd;
-  if (root_fd >= 0) {
-    open_how how{};
-    how.flags = k_flags;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    const std::string rel = path.starts_with('/') ? path.substr(1) : path;
-    fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
-  } else {
-    fd.reset(::open(path.c_str(), k_flags));
-  }
-  struct stat st {};
-  struct statfs fs {};
-  if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || fstatfs(fd.get(), &fs) != 0) {
-    return {};
-  }
-  constexpr long k_fuse = 0x65735546, k_nfs = 0x6969, k_cifs = 0xff534d42, k_smb2 = 0xfe534d42,
-                 k_9p = 0x01021997, k_ceph = 0x00c36400, k_afs = 0x5346414f;
-  for (long magic : {k_fuse, k_nfs, k_cifs, k_smb2, k_9p, k_ceph, k_afs}) {
-    if (static_cast<long>(fs.f_type) == magic) {
-      return {};
-    }
-  }
-  const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
-  return UniqueFd(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
 }
 
 std::string build_id_hex(Elf* elf) {
@@ -399,7 +364,7 @@ void Session::report_modules() {
     }
     m->build_id = id->second;
     m->options = &m_options;
-    m->fd = open_module_file(first.path, m_options.root_fd);
+    m->fd = open_module_file(first.path, m_options.root_fd).fd;
     if (!m->fd) {
       continue;
     }
