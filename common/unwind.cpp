@@ -229,9 +229,9 @@ public:
   Session(const CoreFacts& facts, const UnwindOptions& options)
       : m_facts(facts), m_options(options) {
     if (facts.machine == "x86_64") {
-      m_arch = Arch{elf::k_em_x86_64, 7, 6};
+      m_arch = Arch{EM_X86_64, 7, 6};
     } else if (facts.machine == "aarch64") {
-      m_arch = Arch{elf::k_em_aarch64, 31, 29};
+      m_arch = Arch{EM_AARCH64, 31, 29};
     }
   }
 
@@ -557,7 +557,7 @@ bool Session::follows_call(uint64_t ret) const {
       return false;
     }
     const auto* b = static_cast<const uint8_t*>(d->d_buf); // b[8] would be at ret
-    if (m_arch.machine == elf::k_em_aarch64) {
+    if (m_arch.machine == EM_AARCH64) {
       uint32_t insn = 0;
       std::memcpy(&insn, b + 4, 4);
       return (insn & 0xfc000000u) == 0x94000000u || (insn & 0xfffffc1fu) == 0xd63f0000u;
