@@ -86,25 +86,64 @@ struct DecompressorDeleter {
   void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
 };
 
-// Fills the image with `plans`' sections from `file`: copied, or inflated to exactly the
+bool pwrite_full(int fd, std::span<const std::byte> data, uint64_t offset) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n =
+        pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Writes `plans`' sections from `file` into the image: copied, or inflated to exactly the
 // declared size (libdeflate checks the zlib stream's checksum and refuses shorter and longer
-// output). A section that does not inflate is dropped, as libdw would skip it.
-void copy_sections(std::span<const std::byte> file, const std::vector<Plan*>& plans,
-                   std::span<std::byte> out) {
+// output) in a scratch buffer first. A section that does not inflate is dropped, as libdw would
+// skip it. False when the image cannot be written.
+bool copy_sections(std::span<const std::byte> file, const std::vector<Plan*>& plans, int image) {
   const std::unique_ptr<libdeflate_decompressor, DecompressorDeleter> inflater(
       libdeflate_alloc_decompressor());
+  uint64_t largest = 0;
+  for (const Plan* p : plans) {
+    largest = p->inflate ? std::max(largest, p->out.sh_size) : largest;
+  }
+  // Written with pwrite rather than through a shared mapping of the memfd: no page of it is
+  // zeroed first or mapped twice. The scratch buffer asks for huge pages (a few faults instead
+  // of thousands) where the kernel gives them.
+  void* scratch = largest > 0 ? mmap(nullptr, largest, PROT_READ | PROT_WRITE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                              : nullptr;
+  if (scratch == MAP_FAILED) {
+    return false;
+  }
+  const std::unique_ptr<void, Unmap> owner(scratch, Unmap{largest});
+  if (scratch != nullptr) {
+    madvise(scratch, largest, MADV_HUGEPAGE);
+  }
   for (Plan* p : plans) {
     const auto src = file.subspan(p->src_offset, p->src_size);
-    const auto dest = out.subspan(p->out.sh_offset, p->out.sh_size);
     if (!p->inflate) {
-      std::memcpy(dest.data(), src.data(), src.size());
-    } else if (!inflater ||
-               libdeflate_zlib_decompress(inflater.get(), src.data(), src.size(), dest.data(),
-                                          dest.size(), nullptr) != LIBDEFLATE_SUCCESS) {
+      if (!pwrite_full(image, src, p->out.sh_offset)) {
+        return false;
+      }
+      continue;
+    }
+    const std::span dest(static_cast<std::byte*>(scratch), p->out.sh_size);
+    if (!inflater || libdeflate_zlib_decompress(inflater.get(), src.data(), src.size(), dest.data(),
+                                                dest.size(), nullptr) != LIBDEFLATE_SUCCESS) {
       p->out.sh_type = SHT_NOBITS;
       p->out.sh_offset = 0;
+    } else if (!pwrite_full(image, dest, p->out.sh_offset)) {
+      return false;
     }
   }
+  return true;
 }
 
 } // namespace
@@ -220,15 +259,6 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
   if (!image || ftruncate(image.get(), static_cast<off_t>(size)) != 0) {
     return as_is();
   }
-  // MAP_POPULATE: the pages are allocated in one go rather than one fault at a time. (Two
-  // threads inflating half each measured slower on two CPUs, not faster.)
-  void* map =
-      mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, image.get(), 0);
-  if (map == MAP_FAILED) {
-    return as_is();
-  }
-  std::unique_ptr<void, Unmap> mapping(map, Unmap{size});
-  const std::span out(static_cast<std::byte*>(map), size);
   // The debug file is the host's (found by build-id under root's directories, never a path
   // from the core), so it is mapped, as libdw itself would: the compressed bytes are read in
   // place instead of copied. A crasher's own files are never mapped.
@@ -243,16 +273,22 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
       copies.push_back(&p);
     }
   }
-  copy_sections(std::span(static_cast<const std::byte*>(src), file_size), copies, out);
+  if (!copy_sections(std::span(static_cast<const std::byte*>(src), file_size), copies,
+                     image.get())) {
+    return as_is();
+  }
   Elf64_Ehdr head = *eh;
   head.e_phoff = phnum != 0 ? sizeof(Elf64_Ehdr) : 0;
   head.e_shoff = shoff;
-  std::memcpy(out.data(), &head, sizeof head);
-  std::memcpy(out.data() + sizeof head, phdrs.data(), phnum * sizeof(Elf64_Phdr));
-  for (uint64_t i = 0; i < shnum; ++i) {
-    std::memcpy(out.data() + shoff + i * sizeof(Elf64_Shdr), &plans[i].out, sizeof(Elf64_Shdr));
+  std::vector<Elf64_Shdr> table;
+  for (const Plan& p : plans) {
+    table.push_back(p.out);
   }
-  mapping.reset();
+  if (!pwrite_full(image.get(), std::as_bytes(std::span(&head, 1)), 0) ||
+      !pwrite_full(image.get(), std::as_bytes(std::span(phdrs)), sizeof head) ||
+      !pwrite_full(image.get(), std::as_bytes(std::span(table)), shoff)) {
+    return as_is();
+  }
   // Sealed read-only: libdwfl maps it privately and reads what was written here, nothing else.
   if (fcntl(image.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
       0) {
