@@ -2,7 +2,8 @@
 """Backtrace benchmark: the CFI unwinder against the old stack scanner, with gdb as the referee,
 and the handler's analysis time on a small and a big core.
 
-    sudo bench/bench_unwind.py [BUILD_DIR] [BIG_HEAP_MIB]      (defaults: build, 800)
+    sudo bench/bench_unwind.py [BUILD_DIR] [BIG_HEAP_MIB] [BASELINE_BUILD_DIR]
+                                                        (defaults: build, 800, none)
 
 Needs root and a writable core_pattern: cores come from the kernel (notes first, as the handler
 sees them), under the test suite's machine lock, the previous pattern always restored.
@@ -15,9 +16,13 @@ sees them), under the test suite's machine lock, the previous pattern always res
    are compared position by position with gdb's (tail-call frames, which gdb infers from DWARF
    call sites rather than finding on the stack, left out; positions past gdb's last frame are
    not counted). Target: >= 95 % for the unwinder.
-2. Time: the real handler on a small core (the zoo's segv) and on a big one (pc_crasher with a
-   heap of BIG_HEAP_MIB), core on a pipe from the page cache: handler.analysis_ms against
-   handler.duration_ms from the record, and peak RSS. Targets: analysis <= 30 ms on the small
+2. Time: the real handler on a small core (the zoo's segv, SMALL_RUNS runs) and on a big one
+   (pc_crasher with a heap of BIG_HEAP_MIB, 3 runs), core on a pipe from the page cache: the
+   median handler.analysis_ms and handler.duration_ms from the records (with min-max), the
+   median share of the run, and peak RSS. With BASELINE_BUILD_DIR (another build's handler, e.g.
+   of the previous commit), the small core's runs alternate between the two handlers, and the
+   medians of both and of the per-pair ratio are printed: on a shared machine only a paired
+   comparison says whether a change made the analysis faster. Targets: analysis <= 30 ms on the small
    core and <= 5 % of the run on the big one; peak RSS <= 32 MiB.
 """
 import json
@@ -25,6 +30,7 @@ import os
 import pathlib
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +42,9 @@ import pctest  # noqa: E402
 
 BUILD = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parent / "build").resolve()
 BIG_MIB = int(sys.argv[2]) if len(sys.argv) > 2 else 800
+BASELINE = pathlib.Path(sys.argv[3]).resolve() if len(sys.argv) > 3 else None
 TOP = 5
+SMALL_RUNS = 15
 T = BUILD / "tests"
 ZOO = [
     ("C -O0 segv", [T / "pc_zoo_O0", "segv"]),
@@ -95,7 +103,7 @@ def agreement(ours, theirs):
     return sum(1 for i in range(n) if i < len(ours) and ours[i] == theirs[i]), n
 
 
-def handler_run(work, core):
+def handler_run(work, core, build=BUILD):
     store = work / "store"
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir()
@@ -106,7 +114,7 @@ def handler_run(work, core):
                     "rate_limit_burst = 0\nkeep_free = 0\nmax_use = 100%\n")
     timing = work / "time.txt"
     subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(timing), "bash", "-c",
-                    'cat "$0" | "${@:1}"', str(core), str(BUILD / "handler" / "process-core"),
+                    'cat "$0" | "${@:1}"', str(core), str(build / "handler" / "process-core"),
                     "--config", str(conf), "-P1", "-u0", "-g0", "-d1", "--", "bench", "11",
                     "!usr!bin!bench"], check=True)
     record = json.loads(next(store.glob("*/*/*.json")).read_text())
@@ -149,15 +157,27 @@ def main():
                                          str(BIG_MIB // 200 + 1), "--heap", str(BIG_MIB)])])
         big_core = big["big"][1]
         print()
-        for label, core in (("small core", small), ("big core", big_core)):
+        for label, core, n in (("small core", small, SMALL_RUNS), ("big core", big_core, 3)):
             subprocess.run(["cat", str(core)], stdout=subprocess.DEVNULL)  # page cache
-            runs = [handler_run(work, core) for _ in range(3)]
-            h, rss = min(runs, key=lambda r: r[0]["analysis_ms"])
+            runs = [handler_run(work, core) for _ in range(n)]
+            analysis = [r[0]["analysis_ms"] for r in runs]
+            whole = [r[0]["duration_ms"] for r in runs]
+            share = [100 * a / w for a, w in zip(analysis, whole)]
             size = core.stat().st_size / 1048576
-            print(f"{label:12} {size:8.1f} MiB: analysis {h['analysis_ms']:7.1f} ms of "
-                  f"{h['duration_ms']:8.1f} ms ({100 * h['analysis_ms'] / h['duration_ms']:.1f} %),"
-                  f" peak RSS {max(r[1] for r in runs) / 1024:.1f} MiB")
+            print(f"{label:12} {size:8.1f} MiB, median of {n}: analysis "
+                  f"{statistics.median(analysis):7.1f} ms ({min(analysis):.1f}-{max(analysis):.1f})"
+                  f" of {statistics.median(whole):8.1f} ms ({min(whole):.1f}-{max(whole):.1f}),"
+                  f" share {statistics.median(share):.1f} %, peak RSS "
+                  f"{max(r[1] for r in runs) / 1024:.1f} MiB")
         print("targets: analysis <= 30 ms (small), <= 5 % of the run (big); peak RSS <= 32 MiB")
+        if BASELINE:
+            pairs = [(handler_run(work, small)[0], handler_run(work, small, BASELINE)[0])
+                     for _ in range(SMALL_RUNS)]
+            ours = [p[0]["analysis_ms"] for p in pairs]
+            theirs = [p[1]["analysis_ms"] for p in pairs]
+            print(f"small core, {SMALL_RUNS} pairs: analysis {statistics.median(ours):.1f} ms, "
+                  f"baseline {statistics.median(theirs):.1f} ms, ratio per pair (median) "
+                  f"{statistics.median(a / b for a, b in zip(ours, theirs)):.2f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 #include "common/bytes.hpp"
 #include "common/hex.hpp"
+#include "common/elf_struct.hpp"
 #include "common/sha256.hpp"
 
 #include <algorithm>
@@ -15,10 +16,9 @@ namespace common {
 namespace {
 
 constexpr uint64_t k_max = std::numeric_limits<uint64_t>::max();
-constexpr uint64_t k_ehdr_size = 64;
-constexpr uint64_t k_phdr_size = 56;
-constexpr uint64_t k_shdr_size = 64;
-constexpr uint16_t k_pn_xnum = 0xffff;
+constexpr uint64_t k_ehdr_size = sizeof(Elf64_Ehdr);
+constexpr uint64_t k_phdr_size = sizeof(Elf64_Phdr);
+constexpr uint64_t k_shdr_size = sizeof(Elf64_Shdr);
 // The kernel needs PN_XNUM past 65535 mappings; vm.max_map_count defaults to 65530, and a
 // million program headers (40 MB of summaries) is far past any real process.
 constexpr uint64_t k_max_phdrs = uint64_t{1} << 20;
@@ -46,9 +46,9 @@ uint64_t sat_add(uint64_t a, uint64_t b) {
 
 std::string machine_name(uint16_t m) {
   switch (m) {
-  case elf::k_em_x86_64:
+  case EM_X86_64:
     return "x86_64";
-  case elf::k_em_aarch64:
+  case EM_AARCH64:
     return "aarch64";
   default:
     return "EM_" + std::to_string(m);
@@ -201,40 +201,35 @@ void CoreScanner::settle() {
 }
 
 void CoreScanner::parse_header() {
-  const auto& h = m_ehdr;
-  m_facts.is_elf = h[0] == std::byte{0x7f} && h[1] == std::byte{'E'} && h[2] == std::byte{'L'} &&
-                   h[3] == std::byte{'F'};
+  static_assert(sizeof(m_ehdr) == k_ehdr_size && sizeof(m_phdr) == k_phdr_size);
+  const Elf64_Ehdr eh = read_struct<Elf64_Ehdr>(m_ehdr, 0).value();
+  m_facts.is_elf = std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0;
   if (!m_facts.is_elf) {
     return fail("not an ELF file");
   }
-  if (h[4] != std::byte{2}) {
-    return fail("not ELFCLASS64 (class " + std::to_string(std::to_integer<int>(h[4])) + ")");
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64) {
+    return fail("not ELFCLASS64 (class " + std::to_string(eh.e_ident[EI_CLASS]) + ")");
   }
-  if (h[5] != std::byte{1}) {
-    return fail("not little-endian (data " + std::to_string(std::to_integer<int>(h[5])) + ")");
+  if (eh.e_ident[EI_DATA] != ELFDATA2LSB) {
+    return fail("not little-endian (data " + std::to_string(eh.e_ident[EI_DATA]) + ")");
   }
-  const std::span<const std::byte> ehdr(h);
-  const uint16_t type = read_le<uint16_t>(ehdr, 16).value_or(0);
-  m_machine = read_le<uint16_t>(ehdr, 18).value_or(0);
+  m_machine = eh.e_machine;
   m_facts.machine = machine_name(m_machine);
-  if (type != elf::k_et_core) {
-    return fail("not a core file (e_type " + std::to_string(type) + ")");
+  if (eh.e_type != ET_CORE) {
+    return fail("not a core file (e_type " + std::to_string(eh.e_type) + ")");
   }
-  if (m_machine != elf::k_em_x86_64 && m_machine != elf::k_em_aarch64) {
+  if (m_machine != EM_X86_64 && m_machine != EM_AARCH64) {
     warn("unsupported machine " + m_facts.machine + ": no registers");
   }
-  m_phoff = read_le<uint64_t>(ehdr, 32).value_or(0);
-  const uint64_t shoff = read_le<uint64_t>(ehdr, 40).value_or(0);
-  const uint16_t phentsize = read_le<uint16_t>(ehdr, 54).value_or(0);
-  const uint16_t phnum = read_le<uint16_t>(ehdr, 56).value_or(0);
-  const uint16_t shentsize = read_le<uint16_t>(ehdr, 58).value_or(0);
-  m_xnum = phnum == k_pn_xnum;
-  m_ph_limit = m_xnum ? k_max_phdrs : phnum;
-  if (phnum == 0) {
+  m_phoff = eh.e_phoff;
+  const uint64_t shoff = eh.e_shoff;
+  m_xnum = eh.e_phnum == PN_XNUM;
+  m_ph_limit = m_xnum ? k_max_phdrs : eh.e_phnum;
+  if (eh.e_phnum == 0) {
     return fail("no program headers");
   }
-  if (phentsize != k_phdr_size) {
-    return fail("e_phentsize " + std::to_string(phentsize) + " is not 56");
+  if (eh.e_phentsize != k_phdr_size) {
+    return fail("e_phentsize " + std::to_string(eh.e_phentsize) + " is not 56");
   }
   // The kernel writes the table right after the header; anything else we would already have
   // streamed past.
@@ -242,7 +237,8 @@ void CoreScanner::parse_header() {
     return fail("program header offset " + std::to_string(m_phoff) + " out of range");
   }
   m_phase = Phase::phdrs;
-  if (m_xnum && shentsize == k_shdr_size && shoff >= k_ehdr_size && shoff < k_max - k_shdr_size) {
+  if (m_xnum && eh.e_shentsize == k_shdr_size && shoff >= k_ehdr_size &&
+      shoff < k_max - k_shdr_size) {
     // The real count is in sh_info of section header 0, written after all the memory; the
     // table's end is inferred meanwhile (see parse_phdr) and checked against it at the end.
     Region r;
@@ -255,22 +251,19 @@ void CoreScanner::parse_header() {
 }
 
 void CoreScanner::parse_phdr() {
-  const std::span<const std::byte> p(m_phdr);
-  const uint32_t type = read_le<uint32_t>(p, 0).value_or(0);
-  const uint32_t flags = read_le<uint32_t>(p, 4).value_or(0);
-  const uint64_t offset = read_le<uint64_t>(p, 8).value_or(0);
-  const uint64_t vaddr = read_le<uint64_t>(p, 16).value_or(0);
-  const uint64_t filesz = read_le<uint64_t>(p, 32).value_or(0);
-  const uint64_t memsz = read_le<uint64_t>(p, 40).value_or(0);
+  const Elf64_Phdr ph = read_struct<Elf64_Phdr>(m_phdr, 0).value();
+  const uint32_t type = ph.p_type;
+  const uint64_t offset = ph.p_offset;
+  const uint64_t filesz = ph.p_filesz;
   ++m_ph_index;
   const uint64_t table_end = m_phoff + m_ph_index * k_phdr_size;
-  if (type == elf::k_pt_load || type == elf::k_pt_note) {
+  if (type == PT_LOAD || type == PT_NOTE) {
     if (filesz > k_max - offset) {
       warn("a segment's offset + size overflows; ignored");
     } else {
       m_facts.expected_size = std::max(m_facts.expected_size, offset + filesz);
-      if (type == elf::k_pt_load) {
-        m_loads.push_back(Load{vaddr, memsz, offset, filesz, flags});
+      if (type == PT_LOAD) {
+        m_loads.push_back(Load{ph.p_vaddr, ph.p_memsz, offset, filesz, ph.p_flags});
       } else if (filesz > 0 && m_note_segments++ < k_max_note_segments) {
         Region r;
         r.begin = offset;
@@ -344,7 +337,7 @@ void CoreScanner::complete_region(Region& r) {
     for (uint64_t off = 0; off + 8 <= data.size(); off += 8) {
       const uint64_t v = read_le<uint64_t>(data, off).value_or(0);
       const Load* l = find_load(v);
-      if (l != nullptr && (l->flags & elf::k_pf_x) != 0) {
+      if (l != nullptr && (l->flags & PF_X) != 0) {
         m_stack_candidates.push_back(v);
         if (m_stack_candidates.size() >= k_max_frames) {
           break;
@@ -353,8 +346,8 @@ void CoreScanner::complete_region(Region& r) {
     }
     break;
   case RegionKind::shdr:
-    if (data.size() == k_shdr_size) {
-      m_xnum_count = read_le<uint32_t>(data, 44);
+    if (const auto sh = read_struct<Elf64_Shdr>(data, 0)) {
+      m_xnum_count = sh->sh_info;
     }
     break;
   }
@@ -433,15 +426,15 @@ bool CoreScanner::want(std::string_view name, uint32_t type) {
     return false;
   }
   switch (type) {
-  case elf::k_nt_prstatus:
+  case NT_PRSTATUS:
     return m_facts.thread_states.size() < k_max_threads;
-  case elf::k_nt_siginfo:
+  case NT_SIGINFO:
     return !m_seen_siginfo;
-  case elf::k_nt_prpsinfo:
+  case NT_PRPSINFO:
     return !m_seen_prpsinfo;
-  case elf::k_nt_auxv:
+  case NT_AUXV:
     return !m_seen_auxv;
-  case elf::k_nt_file:
+  case NT_FILE:
     return !m_seen_file;
   default:
     return false;
@@ -454,7 +447,7 @@ void CoreScanner::on_note(const ElfNote& note) {
   }
   auto& f = m_facts;
   switch (note.type) {
-  case elf::k_nt_prstatus:
+  case NT_PRSTATUS:
     ++f.threads;
     // Windows a note asks for must start after its note segment: the note completes at a
     // position that depends on the chunking, the segment's end does not.
@@ -484,7 +477,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       }
     }
     break;
-  case elf::k_nt_siginfo:
+  case NT_SIGINFO:
     if (!std::exchange(m_seen_siginfo, true)) {
       if (const auto s = decode_siginfo(note.desc)) {
         f.si_signo = s->signo;
@@ -497,7 +490,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       }
     }
     break;
-  case elf::k_nt_prpsinfo:
+  case NT_PRPSINFO:
     if (!std::exchange(m_seen_prpsinfo, true)) {
       if (auto p = decode_prpsinfo(note.desc)) {
         f.pid = p->pid;
@@ -508,7 +501,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       }
     }
     break;
-  case elf::k_nt_auxv:
+  case NT_AUXV:
     if (!std::exchange(m_seen_auxv, true)) {
       const AuxvFacts a = decode_auxv(note.desc);
       f.at_secure = a.at_secure;
@@ -519,7 +512,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       f.at_entry = a.at_entry;
     }
     break;
-  case elf::k_nt_file:
+  case NT_FILE:
     if (!m_seen_file && note.complete) {
       m_seen_file = true;
       m_window_floor = std::max(m_window_floor, m_notes_end);
@@ -604,7 +597,7 @@ void CoreScanner::derive() {
   std::vector<uint64_t> candidates;
   if (f.lr) {
     const Load* l = find_load(*f.lr);
-    if (l != nullptr && (l->flags & elf::k_pf_x) != 0) {
+    if (l != nullptr && (l->flags & PF_X) != 0) {
       candidates.push_back(*f.lr);
     }
   }

@@ -2,6 +2,10 @@
 
 #include "common/bytes.hpp"
 #include "common/hex.hpp"
+#include "common/elf_struct.hpp"
+
+#include <signal.h>
+#include <sys/procfs.h>
 
 #include <algorithm>
 #include <array>
@@ -32,6 +36,35 @@ std::string c_field(std::span<const std::byte> desc, size_t offset, size_t size)
   return std::string(name_of(field));
 }
 
+// The kernel's LP64 note layouts (struct elf_prstatus, elf_prpsinfo, siginfo_t), the same on
+// x86_64 and aarch64 up to pr_reg. Named from <sys/procfs.h> and <signal.h>; the values are
+// pinned because a core's layout is the crasher's architecture, not necessarily ours.
+constexpr uint64_t k_prstatus_signo = offsetof(elf_prstatus, pr_info.si_signo);
+constexpr uint64_t k_prstatus_cursig = offsetof(elf_prstatus, pr_cursig);
+constexpr uint64_t k_prstatus_pid = offsetof(elf_prstatus, pr_pid);
+constexpr uint64_t k_prstatus_ppid = offsetof(elf_prstatus, pr_ppid);
+constexpr uint64_t k_prstatus_reg = offsetof(elf_prstatus, pr_reg);
+static_assert(k_prstatus_signo == 0 && k_prstatus_cursig == 12 && k_prstatus_pid == 32 &&
+              k_prstatus_ppid == 36 && k_prstatus_reg == 112);
+constexpr uint64_t k_siginfo_signo = offsetof(siginfo_t, si_signo);
+constexpr uint64_t k_siginfo_errno = offsetof(siginfo_t, si_errno);
+constexpr uint64_t k_siginfo_code = offsetof(siginfo_t, si_code);
+constexpr uint64_t k_siginfo_addr = offsetof(siginfo_t, si_addr);
+constexpr uint64_t k_siginfo_pid = offsetof(siginfo_t, si_pid);
+constexpr uint64_t k_siginfo_uid = offsetof(siginfo_t, si_uid);
+static_assert(k_siginfo_signo == 0 && k_siginfo_errno == 4 && k_siginfo_code == 8 &&
+              k_siginfo_addr == 16 && k_siginfo_pid == 16 && k_siginfo_uid == 20);
+constexpr uint64_t k_prpsinfo_uid = offsetof(elf_prpsinfo, pr_uid);
+constexpr uint64_t k_prpsinfo_gid = offsetof(elf_prpsinfo, pr_gid);
+constexpr uint64_t k_prpsinfo_pid = offsetof(elf_prpsinfo, pr_pid);
+constexpr uint64_t k_prpsinfo_ppid = offsetof(elf_prpsinfo, pr_ppid);
+constexpr uint64_t k_prpsinfo_fname = offsetof(elf_prpsinfo, pr_fname);
+constexpr uint64_t k_prpsinfo_psargs = offsetof(elf_prpsinfo, pr_psargs);
+static_assert(k_prpsinfo_uid == 16 && k_prpsinfo_gid == 20 && k_prpsinfo_pid == 24 &&
+              k_prpsinfo_ppid == 28 && k_prpsinfo_fname == 40 && k_prpsinfo_psargs == 56);
+constexpr size_t k_fname_size = sizeof(elf_prpsinfo::pr_fname);   // 16
+constexpr size_t k_psargs_size = sizeof(elf_prpsinfo::pr_psargs); // 80
+
 std::optional<int32_t> read_i32(std::span<const std::byte> d, uint64_t off) {
   if (const auto v = read_le<uint32_t>(d, off)) {
     return static_cast<int32_t>(*v);
@@ -45,23 +78,21 @@ std::optional<ElfNote> NoteIterator::next() {
   if (m_pos >= m_data.size()) {
     return std::nullopt;
   }
-  const auto namesz = read_le<uint32_t>(m_data, m_pos);
-  const auto descsz = read_le<uint32_t>(m_data, m_pos + 4);
-  const auto type = read_le<uint32_t>(m_data, m_pos + 8);
+  const auto nh = read_struct<Elf64_Nhdr>(m_data, m_pos);
   // 64-bit arithmetic: the 32-bit sizes cannot overflow it, and the span bounds every read.
-  const uint64_t name_at = m_pos + 12;
-  const uint64_t desc_at = name_at + align4(namesz.value_or(0));
-  const uint64_t end = desc_at + align4(descsz.value_or(0));
-  if (!type || desc_at + *descsz > m_data.size()) {
+  const uint64_t name_at = m_pos + sizeof(Elf64_Nhdr);
+  const uint64_t desc_at = name_at + align4(nh ? nh->n_namesz : 0);
+  const uint64_t end = desc_at + align4(nh ? nh->n_descsz : 0);
+  if (!nh || desc_at + nh->n_descsz > m_data.size()) {
     m_stopped_early = true;
     m_pos = m_data.size();
     return std::nullopt;
   }
   ElfNote note;
-  note.name = name_of(m_data.subspan(name_at, *namesz));
-  note.type = *type;
-  note.desc = m_data.subspan(desc_at, *descsz);
-  note.desc_size = *descsz;
+  note.name = name_of(m_data.subspan(name_at, nh->n_namesz));
+  note.type = nh->n_type;
+  note.desc = m_data.subspan(desc_at, nh->n_descsz);
+  note.desc_size = nh->n_descsz;
   note.complete = true;
   // A final note may omit its padding; the next call then ends the walk cleanly.
   m_pos = std::min<uint64_t>(end, m_data.size());
@@ -69,9 +100,11 @@ std::optional<ElfNote> NoteIterator::next() {
 }
 
 void NoteStream::start_note() {
-  m_namesz = read_le<uint32_t>(m_header, 0).value_or(0);
-  m_descsz = read_le<uint32_t>(m_header, 4).value_or(0);
-  m_type = read_le<uint32_t>(m_header, 8).value_or(0);
+  static_assert(sizeof(m_header) == sizeof(Elf64_Nhdr));
+  const Elf64_Nhdr nh = read_struct<Elf64_Nhdr>(m_header, 0).value();
+  m_namesz = nh.n_namesz;
+  m_descsz = nh.n_descsz;
+  m_type = nh.n_type;
   m_header_have = 0;
   m_name.clear();
   m_name_pos = 0;
@@ -160,11 +193,11 @@ void NoteStream::feed(std::span<const std::byte> bytes, NoteSink& sink) {
 
 std::optional<PrStatus> decode_prstatus(std::span<const std::byte> desc, uint16_t machine) {
   // struct elf_prstatus (LP64): si_signo@0, pr_cursig@12, pr_pid@32, pr_ppid@36, pr_reg@112.
-  constexpr uint64_t k_reg = 112;
-  const auto signo = read_i32(desc, 0);
-  const auto cursig = read_le<uint16_t>(desc, 12);
-  const auto pid = read_i32(desc, 32);
-  const auto ppid = read_i32(desc, 36);
+  constexpr uint64_t k_reg = k_prstatus_reg;
+  const auto signo = read_i32(desc, k_prstatus_signo);
+  const auto cursig = read_le<uint16_t>(desc, k_prstatus_cursig);
+  const auto pid = read_i32(desc, k_prstatus_pid);
+  const auto ppid = read_i32(desc, k_prstatus_ppid);
   if (!signo || !cursig || !pid || !ppid) {
     return std::nullopt;
   }
@@ -173,17 +206,17 @@ std::optional<PrStatus> decode_prstatus(std::span<const std::byte> desc, uint16_
   p.cursig = static_cast<int16_t>(*cursig);
   p.pid = *pid;
   p.ppid = *ppid;
-  if (machine == elf::k_em_x86_64) {
+  if (machine == EM_X86_64) {
     // user_regs_struct: rip is index 16, rsp index 19.
     p.pc = read_le<uint64_t>(desc, k_reg + 16 * 8);
     p.sp = read_le<uint64_t>(desc, k_reg + 19 * 8);
-  } else if (machine == elf::k_em_aarch64) {
+  } else if (machine == EM_AARCH64) {
     // user_pt_regs: regs[31] (x30 = lr), then sp (index 31), pc (index 32).
     p.lr = read_le<uint64_t>(desc, k_reg + 30 * 8);
     p.sp = read_le<uint64_t>(desc, k_reg + 31 * 8);
     p.pc = read_le<uint64_t>(desc, k_reg + 32 * 8);
   }
-  const size_t nregs = machine == elf::k_em_x86_64 ? 27 : machine == elf::k_em_aarch64 ? 34 : 0;
+  const size_t nregs = machine == EM_X86_64 ? 27 : machine == EM_AARCH64 ? 34 : 0;
   if (nregs > 0 && desc.size() >= k_reg + nregs * 8) {
     p.gregs.reserve(nregs);
     for (size_t i = 0; i < nregs; ++i) {
@@ -194,9 +227,9 @@ std::optional<PrStatus> decode_prstatus(std::span<const std::byte> desc, uint16_
 }
 
 std::optional<SigInfo> decode_siginfo(std::span<const std::byte> desc) {
-  const auto signo = read_i32(desc, 0);
-  const auto err = read_i32(desc, 4);
-  const auto code = read_i32(desc, 8);
+  const auto signo = read_i32(desc, k_siginfo_signo);
+  const auto err = read_i32(desc, k_siginfo_errno);
+  const auto code = read_i32(desc, k_siginfo_code);
   if (!signo || !err || !code) {
     return std::nullopt;
   }
@@ -204,32 +237,26 @@ std::optional<SigInfo> decode_siginfo(std::span<const std::byte> desc) {
   s.signo = *signo;
   s.err = *err;
   s.code = *code;
-  constexpr int k_si_user = 0;
-  constexpr int k_si_kernel = 0x80;
-  constexpr int k_si_queue = -1;
-  constexpr int k_si_mesgq = -3;
-  constexpr int k_si_tkill = -6;
-  const bool fault_signal = s.signo == 4 || s.signo == 5 || s.signo == 7 || s.signo == 8 ||
-                            s.signo == 11; // ILL TRAP BUS FPE SEGV
-  if (fault_signal && s.code > 0 && s.code != k_si_kernel) {
+  const bool fault_signal = s.signo == SIGILL || s.signo == SIGTRAP || s.signo == SIGBUS ||
+                            s.signo == SIGFPE || s.signo == SIGSEGV;
+  if (fault_signal && s.code > 0 && s.code != SI_KERNEL) {
     // Raised by the kernel for a fault: si_addr is meaningful. (SI_KERNEL, e.g. a general
     // protection fault, carries 0 there, which would read as a NULL dereference.)
-    s.fault_address = read_le<uint64_t>(desc, 16);
-  } else if (s.code == k_si_user || s.code == k_si_tkill || s.code == k_si_queue ||
-             s.code == k_si_mesgq) {
+    s.fault_address = read_le<uint64_t>(desc, k_siginfo_addr);
+  } else if (s.code == SI_USER || s.code == SI_TKILL || s.code == SI_QUEUE || s.code == SI_MESGQ) {
     // kill(), tgkill() (raise/abort), sigqueue(), mq_notify: si_pid/si_uid of the sender.
-    s.sender_pid = read_i32(desc, 16);
-    s.sender_uid = read_le<uint32_t>(desc, 20);
+    s.sender_pid = read_i32(desc, k_siginfo_pid);
+    s.sender_uid = read_le<uint32_t>(desc, k_siginfo_uid);
   }
   return s;
 }
 
 std::optional<PrPsInfo> decode_prpsinfo(std::span<const std::byte> desc) {
   // struct elf_prpsinfo (136 B): uid@16, gid@20, pid@24, ppid@28, fname@40[16], psargs@56[80].
-  const auto uid = read_le<uint32_t>(desc, 16);
-  const auto gid = read_le<uint32_t>(desc, 20);
-  const auto pid = read_i32(desc, 24);
-  const auto ppid = read_i32(desc, 28);
+  const auto uid = read_le<uint32_t>(desc, k_prpsinfo_uid);
+  const auto gid = read_le<uint32_t>(desc, k_prpsinfo_gid);
+  const auto pid = read_i32(desc, k_prpsinfo_pid);
+  const auto ppid = read_i32(desc, k_prpsinfo_ppid);
   if (!uid || !gid || !pid || !ppid) {
     return std::nullopt;
   }
@@ -238,8 +265,8 @@ std::optional<PrPsInfo> decode_prpsinfo(std::span<const std::byte> desc) {
   p.gid = *gid;
   p.pid = *pid;
   p.ppid = *ppid;
-  p.fname = c_field(desc, 40, 16);
-  p.psargs = c_field(desc, 56, 80);
+  p.fname = c_field(desc, k_prpsinfo_fname, k_fname_size);
+  p.psargs = c_field(desc, k_prpsinfo_psargs, k_psargs_size);
   while (!p.psargs.empty() && p.psargs.back() == ' ') {
     p.psargs.pop_back();
   }
@@ -248,31 +275,31 @@ std::optional<PrPsInfo> decode_prpsinfo(std::span<const std::byte> desc) {
 
 AuxvFacts decode_auxv(std::span<const std::byte> desc) {
   AuxvFacts a;
-  for (uint64_t off = 0; off + 16 <= desc.size(); off += 16) {
-    const uint64_t type = read_le<uint64_t>(desc, off).value_or(0);
-    const uint64_t value = read_le<uint64_t>(desc, off + 8).value_or(0);
-    switch (type) {
-    case 0: // AT_NULL
+  for (uint64_t off = 0; off + sizeof(Elf64_auxv_t) <= desc.size(); off += sizeof(Elf64_auxv_t)) {
+    const Elf64_auxv_t entry = read_struct<Elf64_auxv_t>(desc, off).value();
+    const uint64_t value = entry.a_un.a_val;
+    switch (entry.a_type) {
+    case AT_NULL:
       return a;
-    case 6:
+    case AT_PAGESZ:
       a.at_pagesz = value;
       break;
-    case 9:
+    case AT_ENTRY:
       a.at_entry = value;
       break;
-    case 11:
+    case AT_UID:
       a.at_uid = value;
       break;
-    case 12:
+    case AT_EUID:
       a.at_euid = value;
       break;
-    case 13:
+    case AT_GID:
       a.at_gid = value;
       break;
-    case 14:
+    case AT_EGID:
       a.at_egid = value;
       break;
-    case 23:
+    case AT_SECURE:
       a.at_secure = value;
       break;
     default:
@@ -328,36 +355,22 @@ NtFile decode_nt_file(std::span<const std::byte> desc) {
 }
 
 std::optional<std::string> find_gnu_build_id(std::span<const std::byte> image) {
-  static constexpr std::byte k_magic[] = {std::byte{0x7f}, std::byte{'E'}, std::byte{'L'},
-                                          std::byte{'F'}};
-  if (image.size() < 64 || !std::equal(std::begin(k_magic), std::end(k_magic), image.begin())) {
+  const auto eh = read_struct<Elf64_Ehdr>(image, 0);
+  if (!eh || !is_elf64_le(eh->e_ident) || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+      eh->e_phoff > image.size()) {
     return std::nullopt;
   }
-  if (image[4] != std::byte{2} || image[5] != std::byte{1}) { // ELFCLASS64, little-endian
-    return std::nullopt;
-  }
-  const uint64_t phoff = read_le<uint64_t>(image, 32).value_or(0);
-  const uint16_t phentsize = read_le<uint16_t>(image, 54).value_or(0);
-  const uint16_t phnum = read_le<uint16_t>(image, 56).value_or(0);
-  if (phentsize != 56) {
-    return std::nullopt;
-  }
-  for (uint64_t i = 0; i < phnum; ++i) {
-    const uint64_t at = phoff + i * 56;
-    if (at > image.size() || image.size() - at < 56) {
+  for (uint64_t i = 0; i < eh->e_phnum; ++i) {
+    const auto ph = read_struct<Elf64_Phdr>(image, eh->e_phoff + i * sizeof(Elf64_Phdr));
+    if (!ph) {
       break; // the table runs past what we have
     }
-    if (read_le<uint32_t>(image, at) != elf::k_pt_note) {
-      continue;
-    }
-    const uint64_t off = read_le<uint64_t>(image, at + 8).value_or(0);
-    const uint64_t size = read_le<uint64_t>(image, at + 32).value_or(0);
-    if (off >= image.size()) {
+    if (ph->p_type != PT_NOTE || ph->p_offset >= image.size()) {
       continue;
     }
     // Notes partly outside the window are walked as far as they are inside it.
-    if (auto id = gnu_build_id_in_notes(
-            image.subspan(off, std::min<uint64_t>(size, image.size() - off)))) {
+    if (auto id = gnu_build_id_in_notes(image.subspan(
+            ph->p_offset, std::min<uint64_t>(ph->p_filesz, image.size() - ph->p_offset)))) {
       return id;
     }
   }
@@ -367,7 +380,7 @@ std::optional<std::string> find_gnu_build_id(std::span<const std::byte> image) {
 std::optional<std::string> gnu_build_id_in_notes(std::span<const std::byte> notes) {
   NoteIterator it(notes);
   while (const auto note = it.next()) {
-    if (note->name == "GNU" && note->type == elf::k_nt_gnu_build_id && !note->desc.empty()) {
+    if (note->name == ELF_NOTE_GNU && note->type == NT_GNU_BUILD_ID && !note->desc.empty()) {
       // Build-ids are 8–20 bytes in practice; 64 bounds what a hostile image can make us print.
       return hex_bytes(note->desc.first(std::min<size_t>(note->desc.size(), 64)));
     }

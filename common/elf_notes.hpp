@@ -2,10 +2,12 @@
 //
 // Everything here reads from spans of untrusted bytes: lengths are checked before use, reads go
 // through memcpy-like byte assembly (no alignment assumptions), and nothing allocates more than
-// the input's own size (or a fixed cap). Layouts are LP64 little-endian, per
-// /work/shared/brief/kernel.md. No std::expected here on purpose: the fuzz build uses clang 14,
+// the input's own size (or a fixed cap). Layouts are LP64 little-endian, as the kernel writes
+// them (fs/binfmt_elf.c). No std::expected here on purpose: the fuzz build uses clang 14,
 // whose libstdc++ 12 headers do not provide it.
 #pragma once
+
+#include <elf.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -17,19 +19,20 @@
 
 namespace common {
 
+// The <elf.h> values the scanner acts on, typed (the parsers use the <elf.h> names directly).
 namespace elf {
-inline constexpr uint16_t k_em_x86_64 = 62;
-inline constexpr uint16_t k_em_aarch64 = 183;
-inline constexpr uint16_t k_et_core = 4;
-inline constexpr uint32_t k_pt_load = 1;
-inline constexpr uint32_t k_pt_note = 4;
-inline constexpr uint32_t k_pf_x = 1;
-inline constexpr uint32_t k_nt_prstatus = 1;
-inline constexpr uint32_t k_nt_prpsinfo = 3;
-inline constexpr uint32_t k_nt_auxv = 6;
-inline constexpr uint32_t k_nt_siginfo = 0x53494749; // "SIGI"
-inline constexpr uint32_t k_nt_file = 0x46494c45;    // "FILE"
-inline constexpr uint32_t k_nt_gnu_build_id = 3;
+inline constexpr uint16_t k_em_x86_64 = EM_X86_64;
+inline constexpr uint16_t k_em_aarch64 = EM_AARCH64;
+inline constexpr uint16_t k_et_core = ET_CORE;
+inline constexpr uint32_t k_pt_load = PT_LOAD;
+inline constexpr uint32_t k_pt_note = PT_NOTE;
+inline constexpr uint32_t k_pf_x = PF_X;
+inline constexpr uint32_t k_nt_prstatus = NT_PRSTATUS;
+inline constexpr uint32_t k_nt_prpsinfo = NT_PRPSINFO;
+inline constexpr uint32_t k_nt_auxv = NT_AUXV;
+inline constexpr uint32_t k_nt_siginfo = NT_SIGINFO; // "SIGI"
+inline constexpr uint32_t k_nt_file = NT_FILE;       // "FILE"
+inline constexpr uint32_t k_nt_gnu_build_id = NT_GNU_BUILD_ID;
 } // namespace elf
 
 // One note. `desc` is empty when the descriptor was not kept (see NoteStream); `desc_size` is the

@@ -2,6 +2,7 @@
 
 #include "common/bytes.hpp"
 #include "common/fd.hpp"
+#include "common/elf_struct.hpp"
 
 #include <cxxabi.h>
 #include <fcntl.h>
@@ -53,39 +54,17 @@ bool is_remote(const struct statfs& fs) {
 class ElfFile {
 public:
   bool open(const std::string& path, int root_fd) {
-    // O_PATH first: a path from the core may name a device, a FIFO or a file on a network or
-    // FUSE file system, and merely opening those can have side effects or block forever. Only
-    // a regular file on a local file system is then opened for reading.
-    constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
-    if (root_fd >= 0) {
-      open_how how{};
-      how.flags = k_flags;
-      how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-      const std::string rel = path.starts_with('/') ? path.substr(1) : path;
-      m_fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
-    } else {
-      m_fd.reset(::open(path.c_str(), k_flags));
-    }
-    m_errno = m_fd ? 0 : errno;
-    struct stat st {};
-    struct statfs fs {};
-    if (!m_fd || fstat(m_fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
-        fstatfs(m_fd.get(), &fs) != 0 || is_remote(fs)) {
+    ModuleFile f = open_module_file(path, root_fd);
+    m_errno = f.error;
+    if (!f.fd) {
       return false;
     }
-    const std::string proc = "/proc/self/fd/" + std::to_string(m_fd.get());
-    m_fd.reset(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-    if (!m_fd) {
-      m_errno = errno;
-      return false;
-    }
-    m_size = static_cast<uint64_t>(st.st_size);
-    m_mtime = st.st_mtim;
-    m_dev = static_cast<uint64_t>(st.st_dev);
-    m_ino = static_cast<uint64_t>(st.st_ino);
-    return read(0, m_ehdr) && m_ehdr[0] == std::byte{0x7f} && m_ehdr[1] == std::byte{'E'} &&
-           m_ehdr[2] == std::byte{'L'} && m_ehdr[3] == std::byte{'F'} &&
-           m_ehdr[4] == std::byte{2} && m_ehdr[5] == std::byte{1};
+    m_fd = std::move(f.fd);
+    m_size = static_cast<uint64_t>(f.st.st_size);
+    m_mtime = f.st.st_mtim;
+    m_dev = static_cast<uint64_t>(f.st.st_dev);
+    m_ino = static_cast<uint64_t>(f.st.st_ino);
+    return read(0, std::as_writable_bytes(std::span(&m_ehdr, 1))) && is_elf64_le(m_ehdr.e_ident);
   }
 
   // Fills `out` from `offset`; false when the file is shorter or unreadable.
@@ -128,38 +107,49 @@ public:
     return v;
   }
 
-  std::span<const std::byte> ehdr() const { return m_ehdr; }
+  const Elf64_Ehdr& ehdr() const { return m_ehdr; }
   int error() const { return m_errno; }
   const timespec& mtime() const { return m_mtime; }
 
-  // The program header table (Elf64_Phdr entries), empty when unusable.
-  std::vector<std::byte> phdrs() const {
-    const uint64_t off = read_le<uint64_t>(ehdr(), 32).value_or(0);
-    const uint16_t entsize = read_le<uint16_t>(ehdr(), 54).value_or(0);
-    const uint16_t num = read_le<uint16_t>(ehdr(), 56).value_or(0);
-    if (entsize != 56) {
+  // The program header table (at most k_max_phdrs entries), empty when unusable.
+  std::vector<Elf64_Phdr> phdrs() const {
+    if (m_ehdr.e_phentsize != sizeof(Elf64_Phdr)) {
       return {};
     }
-    const uint64_t count = std::min<uint64_t>(num, k_max_phdrs);
-    return read_vec(off, count * 56, k_max_phdrs * 56).value_or(std::vector<std::byte>{});
+    return read_table<Elf64_Phdr>(m_ehdr.e_phoff, std::min<uint64_t>(m_ehdr.e_phnum, k_max_phdrs),
+                                  k_max_phdrs * sizeof(Elf64_Phdr));
+  }
+
+  // `count` entries of T at `offset`, if they take at most `limit` bytes and the file holds
+  // them; else none.
+  template <typename T>
+  std::vector<T> read_table(uint64_t offset, uint64_t count, uint64_t limit) const {
+    if (count > limit / sizeof(T) || count * sizeof(T) > m_size) {
+      return {};
+    }
+    std::vector<T> v(static_cast<size_t>(count));
+    if (!read(offset, std::as_writable_bytes(std::span(v)))) {
+      return {};
+    }
+    return v;
   }
 
   std::optional<std::string> build_id() const {
-    const auto ph = phdrs();
     uint64_t note_bytes = 0;
     unsigned segments = 0;
-    for (uint64_t at = 0; at + 56 <= ph.size() && segments < k_max_note_segments; at += 56) {
-      if (read_le<uint32_t>(ph, at) != elf::k_pt_note) {
+    for (const Elf64_Phdr& ph : phdrs()) {
+      if (segments >= k_max_note_segments) {
+        break;
+      }
+      if (ph.p_type != PT_NOTE) {
         continue;
       }
       ++segments;
-      const uint64_t off = read_le<uint64_t>(ph, at + 8).value_or(0);
-      const uint64_t size = read_le<uint64_t>(ph, at + 32).value_or(0);
-      if (size > k_max_note_bytes - note_bytes) {
+      if (ph.p_filesz > k_max_note_bytes - note_bytes) {
         break;
       }
-      note_bytes += size;
-      if (const auto notes = read_vec(off, size, k_max_note_bytes)) {
+      note_bytes += ph.p_filesz;
+      if (const auto notes = read_vec(ph.p_offset, ph.p_filesz, k_max_note_bytes)) {
         if (auto id = gnu_build_id_in_notes(*notes)) {
           return id;
         }
@@ -182,93 +172,57 @@ private:
   uint64_t m_ino = 0;
   uint64_t* m_budget = nullptr;
   int m_errno = 0;
-  std::array<std::byte, 64> m_ehdr{};
+  Elf64_Ehdr m_ehdr{};
 };
 
-struct Section {
-  uint32_t type = 0;
-  uint32_t link = 0;
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  uint64_t entsize = 0;
-};
-
-std::vector<Section> sections(const ElfFile& f) {
-  const uint64_t off = read_le<uint64_t>(f.ehdr(), 40).value_or(0);
-  const uint16_t entsize = read_le<uint16_t>(f.ehdr(), 58).value_or(0);
-  const uint16_t num = read_le<uint16_t>(f.ehdr(), 60).value_or(0);
-  if (off == 0 || entsize != 64) {
+// The section header table, empty when unusable.
+std::vector<Elf64_Shdr> sections(const ElfFile& f) {
+  const Elf64_Ehdr& eh = f.ehdr();
+  if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(Elf64_Shdr)) {
     return {};
   }
-  const auto table = f.read_vec(off, uint64_t{num} * 64, k_max_table);
-  std::vector<Section> out;
-  for (uint64_t at = 0; table && at + 64 <= table->size(); at += 64) {
-    Section s;
-    s.type = read_le<uint32_t>(*table, at + 4).value_or(0);
-    s.offset = read_le<uint64_t>(*table, at + 24).value_or(0);
-    s.size = read_le<uint64_t>(*table, at + 32).value_or(0);
-    s.link = read_le<uint32_t>(*table, at + 40).value_or(0);
-    s.entsize = read_le<uint64_t>(*table, at + 56).value_or(0);
-    out.push_back(s);
-  }
-  return out;
+  return f.read_table<Elf64_Shdr>(eh.e_shoff, eh.e_shnum, k_max_table);
 }
 
 std::optional<uint64_t> offset_to_vaddr(const ElfFile& f, uint64_t file_offset) {
-  const auto ph = f.phdrs();
-  for (uint64_t at = 0; at + 56 <= ph.size(); at += 56) {
-    if (read_le<uint32_t>(ph, at) != elf::k_pt_load) {
-      continue;
-    }
-    const uint64_t off = read_le<uint64_t>(ph, at + 8).value_or(0);
-    const uint64_t vaddr = read_le<uint64_t>(ph, at + 16).value_or(0);
-    const uint64_t filesz = read_le<uint64_t>(ph, at + 32).value_or(0);
-    if (file_offset >= off && file_offset - off < filesz) {
-      return vaddr + (file_offset - off);
+  for (const Elf64_Phdr& ph : f.phdrs()) {
+    if (ph.p_type == PT_LOAD && file_offset >= ph.p_offset &&
+        file_offset - ph.p_offset < ph.p_filesz) {
+      return ph.p_vaddr + (file_offset - ph.p_offset);
     }
   }
   return std::nullopt;
 }
 
-struct Match {
-  uint64_t value = 0;
-  uint64_t size = 0;
-  uint32_t name = 0;
-  int binding = 0;
-};
-
 // The best symbol of table `sym` containing `addr`: the smallest, and among equal ones a global
 // (aliases such as __GI_abort and abort share a range).
-std::optional<Match> find_in_table(const ElfFile& f, const Section& sym, uint64_t addr) {
-  constexpr uint64_t k_entsize = 24;
-  if (sym.entsize != 0 && sym.entsize != k_entsize) {
+std::optional<Elf64_Sym> find_in_table(const ElfFile& f, const Elf64_Shdr& sym, uint64_t addr) {
+  if (sym.sh_entsize != 0 && sym.sh_entsize != sizeof(Elf64_Sym)) {
     return std::nullopt;
   }
-  const uint64_t count = std::min(sym.size / k_entsize, k_max_symbols);
-  std::optional<Match> best;
-  std::vector<std::byte> buf(k_symbol_batch * k_entsize);
+  const uint64_t count = std::min<uint64_t>(sym.sh_size / sizeof(Elf64_Sym), k_max_symbols);
+  std::optional<Elf64_Sym> best;
+  std::vector<Elf64_Sym> buf(k_symbol_batch);
   for (uint64_t first = 0; first < count; first += k_symbol_batch) {
     const uint64_t n = std::min<uint64_t>(k_symbol_batch, count - first);
-    const std::span<std::byte> batch(buf.data(), static_cast<size_t>(n * k_entsize));
-    if (sym.offset > UINT64_MAX - first * k_entsize ||
-        !f.read(sym.offset + first * k_entsize, batch)) {
+    const std::span<Elf64_Sym> batch(buf.data(), static_cast<size_t>(n));
+    if (sym.sh_offset > UINT64_MAX - first * sizeof(Elf64_Sym) ||
+        !f.read(sym.sh_offset + first * sizeof(Elf64_Sym), std::as_writable_bytes(batch))) {
       break;
     }
-    for (uint64_t at = 0; at < batch.size(); at += k_entsize) {
-      const uint8_t info = read_le<uint8_t>(batch, at + 4).value_or(0);
-      const uint16_t shndx = read_le<uint16_t>(batch, at + 6).value_or(0);
-      const uint64_t value = read_le<uint64_t>(batch, at + 8).value_or(0);
-      const uint64_t size = read_le<uint64_t>(batch, at + 16).value_or(0);
-      const int type = info & 0xf;
-      const int binding = info >> 4;
-      // STT_FUNC, STT_GNU_IFUNC, or an untyped symbol with a size (hand-written assembly).
-      const bool code = type == 2 || type == 10 || (type == 0 && size > 0);
-      if (!code || shndx == 0 || size == 0 || addr < value || addr - value >= size) {
+    for (const Elf64_Sym& s : batch) {
+      const unsigned type = ELF64_ST_TYPE(s.st_info);
+      // Functions, GNU indirect functions, or an untyped symbol with a size (hand-written
+      // assembly).
+      const bool code = type == STT_FUNC || type == STT_GNU_IFUNC || type == STT_NOTYPE;
+      if (!code || s.st_shndx == SHN_UNDEF || s.st_size == 0 || addr < s.st_value ||
+          addr - s.st_value >= s.st_size) {
         continue;
       }
-      if (!best || size < best->size ||
-          (size == best->size && binding == 1 && best->binding != 1)) {
-        best = Match{value, size, read_le<uint32_t>(batch, at).value_or(0), binding};
+      const bool global = ELF64_ST_BIND(s.st_info) == STB_GLOBAL;
+      if (!best || s.st_size < best->st_size ||
+          (s.st_size == best->st_size && global && ELF64_ST_BIND(best->st_info) != STB_GLOBAL)) {
+        best = s;
       }
     }
   }
@@ -288,6 +242,40 @@ std::string demangle(const std::string& name) {
 
 } // namespace
 
+ModuleFile open_module_file(const std::string& path, int root_fd) {
+  // O_PATH first: a path from the core may name a device, a FIFO or a file on a network or
+  // FUSE file system, and merely opening those can have side effects or block forever. Only a
+  // regular file on a local file system is then opened for reading, through the O_PATH fd (the
+  // same file, whatever happens to the path meanwhile).
+  constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
+  ModuleFile out;
+  UniqueFd fd;
+  if (root_fd >= 0) {
+    open_how how{};
+    how.flags = k_flags;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    const std::string rel = path.starts_with('/') ? path.substr(1) : path;
+    fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
+  } else {
+    fd.reset(::open(path.c_str(), k_flags));
+  }
+  if (!fd) {
+    out.error = errno;
+    return out;
+  }
+  struct statfs fs {};
+  if (fstat(fd.get(), &out.st) != 0 || !S_ISREG(out.st.st_mode) || fstatfs(fd.get(), &fs) != 0 ||
+      is_remote(fs)) {
+    return out;
+  }
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
+  out.fd.reset(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!out.fd) {
+    out.error = errno;
+  }
+  return out;
+}
+
 std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t file_offset,
                                              std::string_view expected_build_id, int root_fd) {
   ElfFile f;
@@ -302,25 +290,25 @@ std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t f
     return std::nullopt;
   }
   const auto secs = sections(f);
-  for (const uint32_t wanted : {2u /* SHT_SYMTAB */, 11u /* SHT_DYNSYM */}) {
-    const auto sym =
-        std::find_if(secs.begin(), secs.end(), [&](const Section& s) { return s.type == wanted; });
-    if (sym == secs.end() || sym->link >= secs.size()) {
+  for (const uint32_t wanted : {uint32_t{SHT_SYMTAB}, uint32_t{SHT_DYNSYM}}) {
+    const auto sym = std::find_if(secs.begin(), secs.end(),
+                                  [&](const Elf64_Shdr& s) { return s.sh_type == wanted; });
+    if (sym == secs.end() || sym->sh_link >= secs.size()) {
       continue;
     }
-    const Section& strtab = secs[sym->link];
+    const Elf64_Shdr& strtab = secs[sym->sh_link];
     const auto match = find_in_table(f, *sym, *addr);
-    if (!match || match->name >= strtab.size) {
+    if (!match || match->st_name >= strtab.sh_size) {
       continue;
     }
     std::vector<std::byte> raw(
-        static_cast<size_t>(std::min<uint64_t>(k_max_name, strtab.size - match->name)));
-    if (strtab.offset > UINT64_MAX - match->name) {
+        static_cast<size_t>(std::min<uint64_t>(k_max_name, strtab.sh_size - match->st_name)));
+    if (strtab.sh_offset > UINT64_MAX - match->st_name) {
       continue;
     }
     // A name near the end of the file reads short: take what is there.
     size_t got = raw.size();
-    while (got > 0 && !f.read(strtab.offset + match->name, std::span(raw).first(got))) {
+    while (got > 0 && !f.read(strtab.sh_offset + match->st_name, std::span(raw).first(got))) {
       got /= 2;
     }
     std::string name(reinterpret_cast<const char*>(raw.data()), got);
@@ -328,7 +316,7 @@ std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t f
     if (name.empty()) {
       continue;
     }
-    return ResolvedSymbol{demangle(name), *addr - match->value, !expected_build_id.empty()};
+    return ResolvedSymbol{demangle(name), *addr - match->st_value, !expected_build_id.empty()};
   }
   return std::nullopt;
 }

@@ -11,6 +11,9 @@
 #pragma once
 
 #include "common/elf_notes.hpp"
+#include "common/fd.hpp"
+
+#include <sys/stat.h>
 
 #include <chrono>
 #include <cstdint>
@@ -28,6 +31,15 @@ struct ResolvedSymbol {
   uint64_t offset = 0;   // address − symbol start
   bool verified = false; // the file's build-id equals the one from the core
 };
+
+// A module file named by the core, open for pread: see above for how (O_PATH and O_NOFOLLOW
+// first, then only a regular file on a local file system). The one way this code opens them.
+struct ModuleFile {
+  UniqueFd fd; // O_RDONLY | O_NONBLOCK; empty when the file could not be opened or was refused
+  struct stat st {}; // of the file, when it was found
+  int error = 0;     // errno of a failed open (ENOENT: no such file); 0 when refused for its kind
+};
+ModuleFile open_module_file(const std::string& path, int root_fd = -1);
 
 // The symbol containing `file_offset` (a CoreFacts::module_offset) of the ELF file `path`:
 // converts the file offset to a virtual address through the file's PT_LOADs, then searches

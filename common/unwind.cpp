@@ -1,6 +1,7 @@
 #include "common/unwind.hpp"
 
 #include "common/bytes.hpp"
+#include "common/debug_file.hpp"
 #include "common/fd.hpp"
 #include "common/hex.hpp"
 
@@ -11,11 +12,7 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
-#include <linux/openat2.h>
 #include <lzma.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,37 +56,6 @@ std::string demangle(const char* name) {
   std::string s = status == 0 && out != nullptr ? std::string(out) : std::string(name, len);
   std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
   return s;
-}
-
-// Opens a module path from the core for reading, the way symbolize.cpp does: O_PATH first (a
-// path may name a FIFO or a device), regular files on local file systems only, inside the
-// crasher's root when one is given.
-UniqueFd open_module_file(const std::string& path, int root_fd) {
-  constexpr int k_flags = O_PATH | O_CLOEXEC | O_NOFOLLOW;
-  UniqueFd fd;
-  if (root_fd >= 0) {
-    open_how how{};
-    how.flags = k_flags;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    const std::string rel = path.starts_with('/') ? path.substr(1) : path;
-    fd.reset(static_cast<int>(syscall(SYS_openat2, root_fd, rel.c_str(), &how, sizeof how)));
-  } else {
-    fd.reset(::open(path.c_str(), k_flags));
-  }
-  struct stat st {};
-  struct statfs fs {};
-  if (!fd || fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || fstatfs(fd.get(), &fs) != 0) {
-    return {};
-  }
-  constexpr long k_fuse = 0x65735546, k_nfs = 0x6969, k_cifs = 0xff534d42, k_smb2 = 0xfe534d42,
-                 k_9p = 0x01021997, k_ceph = 0x00c36400, k_afs = 0x5346414f;
-  for (long magic : {k_fuse, k_nfs, k_cifs, k_smb2, k_9p, k_ceph, k_afs}) {
-    if (static_cast<long>(fs.f_type) == magic) {
-      return {};
-    }
-  }
-  const std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
-  return UniqueFd(::open(proc.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
 }
 
 std::string build_id_hex(Elf* elf) {
@@ -234,10 +200,12 @@ int find_debuginfo(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, 
     const std::string path =
         dir + "/.build-id/" + m->build_id.substr(0, 2) + "/" + m->build_id.substr(2) + ".debug";
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-    struct stat st {};
-    if (fd && fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
-        static_cast<uint64_t>(st.st_size) <= m->options->max_symbol_bytes) {
-      return fd.release(); // libdwfl checks its build-id before using it
+    if (!fd) {
+      continue;
+    }
+    // Inflated here, faster and only the sections we read, rather than all of them by libdw.
+    if (UniqueFd ready = prepare_debug_file(std::move(fd), m->options->max_symbol_bytes)) {
+      return ready.release(); // libdwfl checks its build-id before using it
     }
   }
   return -1;
@@ -263,9 +231,9 @@ public:
   Session(const CoreFacts& facts, const UnwindOptions& options)
       : m_facts(facts), m_options(options) {
     if (facts.machine == "x86_64") {
-      m_arch = Arch{elf::k_em_x86_64, 7, 6};
+      m_arch = Arch{EM_X86_64, 7, 6};
     } else if (facts.machine == "aarch64") {
-      m_arch = Arch{elf::k_em_aarch64, 31, 29};
+      m_arch = Arch{EM_AARCH64, 31, 29};
     }
   }
 
@@ -398,7 +366,7 @@ void Session::report_modules() {
     }
     m->build_id = id->second;
     m->options = &m_options;
-    m->fd = open_module_file(first.path, m_options.root_fd);
+    m->fd = open_module_file(first.path, m_options.root_fd).fd;
     if (!m->fd) {
       continue;
     }
@@ -591,7 +559,7 @@ bool Session::follows_call(uint64_t ret) const {
       return false;
     }
     const auto* b = static_cast<const uint8_t*>(d->d_buf); // b[8] would be at ret
-    if (m_arch.machine == elf::k_em_aarch64) {
+    if (m_arch.machine == EM_AARCH64) {
       uint32_t insn = 0;
       std::memcpy(&insn, b + 4, 4);
       return (insn & 0xfc000000u) == 0x94000000u || (insn & 0xfffffc1fu) == 0xd63f0000u;
