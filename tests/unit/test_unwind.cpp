@@ -1,4 +1,5 @@
 #include "common/elf_core.hpp"
+#include "common/hex.hpp"
 #include "common/unwind.hpp"
 #include "test_support.hpp"
 
