@@ -43,18 +43,15 @@ common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& na
 // Reads every name of a directory, hidden ones included (list_dir skips them).
 template <typename Fn>
 void each_name(int dirfd, Fn&& fn) {
-  const int dup = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR* dir = dup >= 0 ? ::fdopendir(dup) : nullptr;
+  common::UniqueFd dup(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const common::UniqueDir dir(dup ? ::fdopendir(dup.get()) : nullptr);
   if (!dir) {
-    if (dup >= 0) {
-      ::close(dup);
-    }
-    return;
+    return; // `dup` closes the descriptor fdopendir() did not take
   }
-  while (const dirent* de = ::readdir(dir)) {
+  dup.release(); // the stream owns it now
+  while (const dirent* de = ::readdir(dir.get())) {
     fn(std::string_view(de->d_name));
   }
-  ::closedir(dir);
 }
 
 } // namespace

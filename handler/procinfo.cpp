@@ -1,5 +1,6 @@
 #include "handler/procinfo.hpp"
 
+#include "common/fd.hpp"
 #include "common/io.hpp"
 
 #include <dirent.h>
@@ -128,11 +129,11 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
   // A process may have thousands of threads; the record keeps 64 and each costs three reads.
   constexpr size_t k_max_thread_infos = 256;
   std::vector<ThreadInfo> out;
-  DIR* d = ::opendir((dir + "/task").c_str());
-  if (d == nullptr) {
+  const common::UniqueDir d(::opendir((dir + "/task").c_str()));
+  if (!d) {
     return out;
   }
-  while (const dirent* e = ::readdir(d)) {
+  while (const dirent* e = ::readdir(d.get())) {
     if (out.size() >= k_max_thread_infos) {
       break;
     }
@@ -170,7 +171,6 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
     }
     out.push_back(std::move(t));
   }
-  ::closedir(d);
   return out;
 }
 
