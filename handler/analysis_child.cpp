@@ -72,9 +72,10 @@ void close_other_fds(std::vector<int> keep) {
 
 // Bytes of the child's own address space (`field` "VmSize:") or private writable memory
 // ("VmData:") now, from /proc/self/status; 0 when unreadable (the limit is then absolute).
-// What the child inherits is the handler's: about 170 MiB of address space, most of it malloc
-// arenas that its threads reserved and never touched. Counting the limit above it makes
-// analysis_memory_limit what the analysis itself may take, whatever the handler looked like.
+// What the child inherits is the handler's: about 165 MiB of address space after a capture
+// (measured), most of it malloc arenas that its threads reserved and never touched, and 25 MiB
+// of data. Counting the limit above that makes analysis_memory_limit what the analysis itself
+// may take, whatever the handler looked like.
 uint64_t in_use(std::string_view field) {
   auto status = common::read_file(AT_FDCWD, "/proc/self/status", 16 << 10);
   if (!status) {
