@@ -18,6 +18,7 @@
 #include "common/symbolize.hpp"
 #include "handler/admission.hpp"
 #include "handler/analysis_child.hpp"
+#include "handler/analysis_wire.hpp"
 #include "handler/procinfo.hpp"
 #include "handler/watchdog.hpp"
 #include "process_core_version.hpp"
@@ -561,14 +562,12 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.max_output = common::k_record_max;
   const int keep[] = {root};
   const ChildResult child = run_in_child(
-      [&] {
-        return common::analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output);
-      },
+      [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
       std::span<const int>(keep, root >= 0 ? 1 : 0), limits, kill_at);
   common::Record& r = ctx.record;
   std::string failure = child.failure;
   if (child.output) {
-    auto wire = common::analysis_from_wire(*child.output, limits.max_output);
+    auto wire = analysis_from_wire(*child.output, limits.max_output);
     if (wire) {
       r.handler.analysis = "ok";
       if (!wire->cut.empty()) {
@@ -955,8 +954,15 @@ int run(const std::vector<std::string>& args) {
     if (ctx.record.core.path.empty()) { // a committed core stays described as it is
       ctx.record.core.present = false;
       ctx.record.core.reason = CoreReason::error;
+      if (ctx.record.core.error.empty()) {
+        ctx.record.core.error = std::string("internal error: ") + e.what();
+      }
     }
     try {
+      // A capture that threw left its rate-limit reservation behind: it is over, either way.
+      if (ctx.reservation) {
+        release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
+      }
       return commit_record(ctx);
     } catch (...) {
       return 1;

@@ -1,10 +1,12 @@
-#include "common/analysis.hpp"
+#include "handler/analysis_wire.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 
 using namespace common;
+using handler::analysis_from_wire;
+using handler::analysis_to_wire;
 
 namespace {
 
@@ -43,7 +45,7 @@ CrashAnalysis sample(size_t threads, size_t frames) {
 
 } // namespace
 
-TEST_CASE("the analysis crosses the pipe unchanged", "[analysis]") {
+TEST_CASE("the analysis crosses the pipe unchanged", "[analysis_wire]") {
   CrashAnalysis a = sample(3, 5);
   Frame& f = a.stacks[1].frames[2];
   f.source = SourceLine{"src/main.c", 42};
@@ -94,7 +96,7 @@ TEST_CASE("the analysis crosses the pipe unchanged", "[analysis]") {
   CHECK(b.stacks[1].frames[2].source->line == 42);
 }
 
-TEST_CASE("an empty analysis crosses the pipe as empty", "[analysis]") {
+TEST_CASE("an empty analysis crosses the pipe as empty", "[analysis_wire]") {
   auto back = analysis_from_wire(analysis_to_wire(CrashAnalysis{}, 4096), 4096);
   REQUIRE(back);
   CHECK(back->analysis.stacks.empty());
@@ -102,7 +104,7 @@ TEST_CASE("an empty analysis crosses the pipe as empty", "[analysis]") {
   CHECK_FALSE(back->analysis.signature);
 }
 
-TEST_CASE("a large analysis is cut to its bound, crashing thread first", "[analysis]") {
+TEST_CASE("a large analysis is cut to its bound, crashing thread first", "[analysis_wire]") {
   const CrashAnalysis a = sample(64, 64);
   constexpr size_t k_max = 256 << 10;
   const std::string full = analysis_to_wire(a, 64 << 20);
@@ -134,7 +136,7 @@ TEST_CASE("a large analysis is cut to its bound, crashing thread first", "[analy
   CHECK(one->cut == "crashing thread: " + std::to_string(kept) + " of 64 frames kept");
 }
 
-TEST_CASE("a malformed analysis result is refused, not guessed at", "[analysis]") {
+TEST_CASE("a malformed analysis result is refused, not guessed at", "[analysis_wire]") {
   const std::string good = analysis_to_wire(sample(1, 2), 1 << 20);
   REQUIRE(analysis_from_wire(good, 1 << 20));
   const char* bad[] = {
