@@ -1,5 +1,6 @@
 #include "common/capture.hpp"
 
+#include "common/fd.hpp"
 #include "common/io.hpp"
 #include "common/zstd_stream.hpp"
 
@@ -7,12 +8,14 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -60,9 +63,12 @@ private:
 
 // Reads the input on a thread of its own into a few buffers, so that copying out of the pipe
 // overlaps scanning, compressing and writing (the zstd CLI's asynchronous I/O does the same).
-// The input is read non-blocking, and an empty pipe waited for in poll() with a short timeout,
-// so that the reader can be stopped while the kernel is still writing (a thread blocked in
-// read() cannot be woken).
+// The thread always ends when the reader is destroyed, whatever the consumer was doing (an
+// exception in the scanner or the writer unwinds through here): the input is read
+// non-blocking, and an empty pipe waited for in poll() together with an eventfd that the
+// destructor signals (a thread blocked in read() cannot be woken, and a kernel that stalls
+// mid-dump would hang the join). An exception on the thread (an allocation) does not
+// std::terminate: it is handed to the consumer, which rethrows it from next().
 class AsyncReader {
 public:
   struct Chunk {
@@ -71,7 +77,7 @@ public:
     bool timed_out = false;          // the deadline passed first
   };
 
-  explicit AsyncReader(int fd) : m_fd(fd) {
+  explicit AsyncReader(int fd) : m_fd(fd), m_wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     for (auto& slot : m_slots) {
       slot.resize(k_read_size);
     }
@@ -89,6 +95,11 @@ public:
       m_stop = true;
     }
     m_changed.notify_all();
+    if (m_wake) {
+      const uint64_t one = 1;
+      // Cannot fail short of a counter at its maximum, which one write per run never reaches.
+      [[maybe_unused]] const ssize_t n = ::write(m_wake.get(), &one, sizeof one);
+    }
     m_thread.join();
   }
 
@@ -104,6 +115,9 @@ public:
       return Chunk{{}, std::nullopt, true};
     }
     if (m_consumed == m_filled) {
+      if (m_failure) {
+        std::rethrow_exception(m_failure);
+      }
       return Chunk{{}, m_error, false};
     }
     m_holding = true;
@@ -113,6 +127,7 @@ public:
 
 private:
   static constexpr size_t k_slots = 4;
+  // Without an eventfd (out of descriptors), a stop is noticed within this time.
   static constexpr int k_poll_ms = 50;
 
   // Waits until the input is readable; false when asked to stop first.
@@ -124,8 +139,11 @@ private:
           return false;
         }
       }
-      pollfd p{m_fd, POLLIN, 0};
-      const int n = ::poll(&p, 1, k_poll_ms);
+      std::array<pollfd, 2> p{pollfd{m_fd, POLLIN, 0}, pollfd{m_wake.get(), POLLIN, 0}};
+      const int n = ::poll(p.data(), m_wake ? 2 : 1, m_wake ? -1 : k_poll_ms);
+      if (n > 0 && p[1].revents != 0) {
+        continue; // woken by the destructor: m_stop is set
+      }
       if (n != 0 && !(n < 0 && errno == EINTR)) {
         return true; // readable, hung up, or an error that read() will report
       }
@@ -133,6 +151,17 @@ private:
   }
 
   void run() {
+    try {
+      read_loop();
+    } catch (...) {
+      std::lock_guard lock(m_mutex);
+      m_failure = std::current_exception();
+      m_done = true;
+      m_changed.notify_all();
+    }
+  }
+
+  void read_loop() {
     for (;;) {
       size_t i = 0;
       {
@@ -182,6 +211,8 @@ private:
   bool m_done = false;
   bool m_stop = false;
   std::optional<Error> m_error;
+  std::exception_ptr m_failure; // thrown on the thread, rethrown by next()
+  UniqueFd m_wake;              // eventfd: the destructor wakes a poll() on the input
   std::thread m_thread;
 };
 

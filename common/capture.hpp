@@ -58,7 +58,10 @@ struct CaptureResult {
 // on only while the observer wants more and neither `max_raw` nor `min_observed` bytes (the
 // larger) have been read; it always ends
 // at `deadline`. The caller closes `in_fd` then, which ends the kernel's dump: a huge or endless
-// core costs bounded time. Memory is bounded by the read buffers plus zstd's window.
+// core costs bounded time. Memory is bounded by the read buffers plus zstd's window. An
+// exception from `observer` (or from the reading thread) ends the capture: the reading thread
+// is stopped and joined at once, even while the input stays open and silent, and the exception
+// reaches the caller.
 CaptureResult capture_stream(int in_fd, int out_fd, const CaptureOptions& options,
                              StreamObserver* observer);
 

@@ -129,6 +129,13 @@ ConfigResult parse_config(std::string_view text) {
         (key == "capture_timeout" ? c.capture_timeout : c.analysis_timeout) =
             static_cast<unsigned>(*v);
       }
+    } else if (key == "analysis_memory_limit") {
+      // Below a MiB the child could not even start; past 64 GiB it would bound nothing.
+      auto v = parse_size(value);
+      ok = v && *v >= (1ULL << 20) && *v <= (64ULL << 30);
+      if (ok) {
+        c.analysis_memory_limit = *v;
+      }
     } else if (key == "max_executables_per_host") {
       set_uint(c.max_executables_per_host, 1000000);
     } else if (key == "max_hosts") {

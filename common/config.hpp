@@ -36,6 +36,9 @@ struct Config {
   std::string runtime_dir = "/run/process-core"; // root-only: capture slots, rate-limit locks
   unsigned capture_timeout = 300;                // seconds of streaming the core before it is cut
   unsigned analysis_timeout = 30; // seconds for everything after the stream, record included
+  // Memory the forked child that unwinds and symbolizes may map beyond what it inherits
+  // (its RLIMIT_AS and RLIMIT_DATA are set this far above its use when it starts).
+  uint64_t analysis_memory_limit = 512ULL << 20;
   unsigned max_executables_per_host = 200; // exporter label cap (per host)
   unsigned max_hosts = 500;                // exporter label cap (hostnames)
   std::string listen = "127.0.0.1:9464";   // exporter address

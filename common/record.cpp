@@ -206,6 +206,9 @@ json to_json(const Record& r) {
   if (!r.handler.cut.empty()) {
     j["handler"]["cut"] = clean(json(r.handler.cut));
   }
+  if (!r.handler.analysis.empty()) {
+    j["handler"]["analysis"] = utf8(r.handler.analysis);
+  }
   return j;
 }
 
@@ -261,6 +264,7 @@ Expected<Record> record_from_json(const json& j) {
            get(handler, "duration_ms", r.handler.duration_ms),
            get(handler, "drained_ms", r.handler.drained_ms),
            get(handler, "analysis_ms", r.handler.analysis_ms),
+           get(handler, "analysis", r.handler.analysis),
            get(handler, "warnings", r.handler.warnings),
            get(handler, "cut", r.handler.cut),
        }) {

@@ -59,6 +59,9 @@ struct HandlerInfo {
   double drained_ms = 0;
   // Milliseconds spent unwinding and symbolizing after the core was committed.
   double analysis_ms = 0;
+  // How the analysis child ended: "ok", or why the backtraces are missing ("timeout", "out of
+  // memory", "killed by SIGSEGV" …). Empty when no analysis ran (no ELF core).
+  std::string analysis;
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
   // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
   std::vector<std::string> cut;

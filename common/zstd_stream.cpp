@@ -14,36 +14,24 @@ std::string zstd_message(size_t code) {
 
 } // namespace
 
-ZstdWriter::ZstdWriter(int fd, ZSTD_CCtx_s* cctx)
-    : m_fd(fd), m_cctx(cctx), m_out(ZSTD_CStreamOutSize()) {}
-
-ZstdWriter::ZstdWriter(ZstdWriter&& other) noexcept
-    : m_fd(other.m_fd), m_cctx(std::exchange(other.m_cctx, nullptr)), m_out(std::move(other.m_out)),
-      m_bytes_out(other.m_bytes_out) {}
-
-ZstdWriter& ZstdWriter::operator=(ZstdWriter&& other) noexcept {
-  if (this != &other) {
-    ZSTD_freeCCtx(m_cctx);
-    m_fd = other.m_fd;
-    m_cctx = std::exchange(other.m_cctx, nullptr);
-    m_out = std::move(other.m_out);
-    m_bytes_out = other.m_bytes_out;
-  }
-  return *this;
+void ZstdFree::operator()(ZSTD_CCtx_s* cctx) const {
+  ZSTD_freeCCtx(cctx);
 }
 
-ZstdWriter::~ZstdWriter() {
-  ZSTD_freeCCtx(m_cctx);
+void ZstdFree::operator()(ZSTD_DCtx_s* dctx) const {
+  ZSTD_freeDCtx(dctx);
 }
+
+ZstdWriter::ZstdWriter(int fd, ZstdCCtxPtr cctx)
+    : m_fd(fd), m_cctx(std::move(cctx)), m_out(ZSTD_CStreamOutSize()) {}
 
 Expected<ZstdWriter> ZstdWriter::create(int fd, int level, int workers) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZstdCCtxPtr cctx(ZSTD_createCCtx());
   if (!cctx) {
     return fail("Failed to create a zstd context: out of memory");
   }
-  ZstdWriter writer(fd, cctx);
   auto set = [&](ZSTD_cParameter p, int v) -> Expected<void> {
-    const size_t r = ZSTD_CCtx_setParameter(cctx, p, v);
+    const size_t r = ZSTD_CCtx_setParameter(cctx.get(), p, v);
     if (ZSTD_isError(r)) {
       return fail("Failed to set zstd parameter " + std::to_string(static_cast<int>(p)) + " to " +
                   std::to_string(v) + ": " + zstd_message(r));
@@ -60,7 +48,7 @@ Expected<ZstdWriter> ZstdWriter::create(int fd, int level, int workers) {
     // A libzstd built without threads refuses this; compressing inline is still correct.
     (void)set(ZSTD_c_nbWorkers, workers);
   }
-  return writer;
+  return ZstdWriter(fd, std::move(cctx));
 }
 
 Expected<void> ZstdWriter::flush_out(size_t n) {
@@ -79,7 +67,7 @@ Expected<void> ZstdWriter::write(std::span<const std::byte> in) {
   // The loop of zstd's streaming example: continue until all input is consumed.
   while (input.pos < input.size) {
     ZSTD_outBuffer output{m_out.data(), m_out.size(), 0};
-    const size_t r = ZSTD_compressStream2(m_cctx, &output, &input, ZSTD_e_continue);
+    const size_t r = ZSTD_compressStream2(m_cctx.get(), &output, &input, ZSTD_e_continue);
     if (ZSTD_isError(r)) {
       return fail(std::string("zstd compression failed: ") + zstd_message(r));
     }
@@ -94,7 +82,7 @@ Expected<void> ZstdWriter::finish() {
   ZSTD_inBuffer input{nullptr, 0, 0};
   for (;;) {
     ZSTD_outBuffer output{m_out.data(), m_out.size(), 0};
-    const size_t remaining = ZSTD_compressStream2(m_cctx, &output, &input, ZSTD_e_end);
+    const size_t remaining = ZSTD_compressStream2(m_cctx.get(), &output, &input, ZSTD_e_end);
     if (ZSTD_isError(remaining)) {
       return fail(std::string("zstd compression failed: ") + zstd_message(remaining));
     }
@@ -108,7 +96,7 @@ Expected<void> ZstdWriter::finish() {
 }
 
 Expected<uint64_t> zstd_decompress(int in_fd, int out_fd) {
-  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) {
     return fail("Failed to create a zstd context: out of memory");
   }

@@ -9,8 +9,17 @@
 #include <vector>
 
 struct ZSTD_CCtx_s;
+struct ZSTD_DCtx_s;
 
 namespace common {
+
+// Frees a zstd context (and joins its worker threads); for std::unique_ptr.
+struct ZstdFree {
+  void operator()(ZSTD_CCtx_s* cctx) const;
+  void operator()(ZSTD_DCtx_s* dctx) const;
+};
+using ZstdCCtxPtr = std::unique_ptr<ZSTD_CCtx_s, ZstdFree>;
+using ZstdDCtxPtr = std::unique_ptr<ZSTD_DCtx_s, ZstdFree>;
 
 // Compresses a stream of chunks into one zstd frame with a content checksum, written to `fd`.
 // Memory is bounded by the window of `level`, whatever the input size.
@@ -19,9 +28,8 @@ public:
   // `workers` > 0 moves compression to zstd's own threads so reading input overlaps it.
   static Expected<ZstdWriter> create(int fd, int level, int workers);
 
-  ZstdWriter(ZstdWriter&&) noexcept;
-  ZstdWriter& operator=(ZstdWriter&&) noexcept;
-  ~ZstdWriter();
+  ZstdWriter(ZstdWriter&&) noexcept = default;
+  ZstdWriter& operator=(ZstdWriter&&) noexcept = default;
 
   // Compresses `in`, writing whatever output is ready.
   Expected<void> write(std::span<const std::byte> in);
@@ -31,11 +39,11 @@ public:
   uint64_t bytes_out() const { return m_bytes_out; }
 
 private:
-  ZstdWriter(int fd, ZSTD_CCtx_s* cctx);
+  ZstdWriter(int fd, ZstdCCtxPtr cctx);
   Expected<void> flush_out(size_t n);
 
   int m_fd;
-  ZSTD_CCtx_s* m_cctx;
+  ZstdCCtxPtr m_cctx;
   std::vector<std::byte> m_out;
   uint64_t m_bytes_out = 0;
 };

@@ -3,8 +3,11 @@
 #include "common/acl.hpp"
 #include "common/atomic_file.hpp"
 #include "common/capture.hpp"
+#include "common/core_args.hpp"
 #include "common/crash_json.hpp"
 #include "common/escape.hpp"
+#include "common/elf_core.hpp"
+#include "common/fd.hpp"
 #include "common/io.hpp"
 #include "common/log.hpp"
 #include "common/names.hpp"
@@ -13,9 +16,14 @@
 #include "common/proc_stat.hpp"
 #include "common/record_bound.hpp"
 #include "common/signals.hpp"
+#include "common/store.hpp"
 #include "common/symbolize.hpp"
 #include "common/units.hpp"
 #include "handler/admission.hpp"
+#include "handler/analysis_child.hpp"
+#include "handler/analysis_wire.hpp"
+#include "handler/procinfo.hpp"
+#include "handler/watchdog.hpp"
 #include "process_core_version.hpp"
 
 #include <spdlog/spdlog.h>
@@ -26,16 +34,41 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <ctime>
 #include <exception>
+#include <memory>
 
 namespace handler {
 
 namespace {
 
 using common::CoreReason;
+
+// Everything one run knows, filled step by step.
+struct Context {
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  common::CoreArgs args;
+  common::Config config;
+  std::vector<std::string> warnings; // go into record.handler.warnings and the log
+  common::UniqueFd input;            // the core pipe, moved above fd 2
+  ProcFacts proc;
+  std::optional<common::Store> store;
+  common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
+  common::UniqueFd runtime_dir; // root-only: capture slots and rate-limit locks
+  common::UniqueFd slot;        // the capture slot held (flock), when not lean
+  common::UniqueFd rate_lock;   // this executable's rate-limit lock file
+  bool lean = false;            // no slot: record without reading the core
+  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the capture
+  std::unique_ptr<Watchdog> watchdog;
+  std::string store_error; // why the store cannot be written, if so
+  bool running_as_root = false;
+  common::CoreScanner scanner; // sees every byte of the core as it streams past
+  common::Record record;
+  std::optional<uid_t> reader; // the crashing user, granted read access by ACL (step 8)
+};
 
 // The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
 // us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
@@ -58,6 +91,10 @@ constexpr auto k_analysis_budget = std::chrono::seconds(2);
 // How long a capture waits for its executable's rate-limit lock (held by other handlers for one
 // walk of the store) before it gives up the core.
 constexpr auto k_rate_lock_wait = std::chrono::seconds(2);
+// The analysis child's time to send its result after the unwinder's deadline, and what is kept
+// of analysis_timeout for the mapped files and the record after the child is gone.
+constexpr auto k_child_grace = std::chrono::milliseconds(500);
+constexpr auto k_record_reserve = std::chrono::milliseconds(250);
 // Beyond capture_timeout + analysis_timeout: writing the record and the log line.
 constexpr auto k_deadline_grace = std::chrono::seconds(5);
 
@@ -491,6 +528,52 @@ void capture_core(Context& ctx) {
   }
 }
 
+// Every thread unwound with the module files' CFI, symbols and lines, signature v2 — in a
+// forked child under hard limits (handler/analysis_child): libdw and libelf may exit or crash on
+// hostile module files or out of memory, and the record must not go with them. The child works
+// on the scanner's facts as they are in memory (shared copy-on-write) and sends the analysis
+// back over a pipe; on any failure the record keeps the scanner's crash site and v1 signature,
+// and handler.analysis says why.
+common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
+  const common::CoreFacts& facts = ctx.scanner.facts();
+  const auto now = std::chrono::steady_clock::now();
+  // The child's whole life fits in analysis_timeout, leaving time for the mapped files and the
+  // record; the unwinder stops a little before the child is killed, to send what it has.
+  const auto window = std::min<std::chrono::milliseconds>(
+      k_analysis_budget + k_child_grace,
+      std::chrono::seconds(ctx.config.analysis_timeout) - k_record_reserve);
+  const auto kill_at = now + window;
+  common::UnwindOptions unwind;
+  unwind.root_fd = root;
+  unwind.deadline = kill_at - std::min<std::chrono::milliseconds>(k_child_grace, window / 3);
+  ChildLimits limits;
+  limits.memory = ctx.config.analysis_memory_limit;
+  limits.cpu_seconds =
+      static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
+  limits.max_output = common::k_record_max;
+  const int keep[] = {root};
+  const ChildResult child = run_in_child(
+      [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
+      std::span<const int>(keep, root >= 0 ? 1 : 0), limits, kill_at);
+  common::Record& r = ctx.record;
+  std::string failure = child.failure;
+  if (child.output) {
+    auto wire = analysis_from_wire(*child.output, limits.max_output);
+    if (wire) {
+      r.handler.analysis = "ok";
+      if (!wire->cut.empty()) {
+        ctx.warnings.push_back("backtraces cut to fit the record: " + wire->cut);
+      }
+      return std::move(wire->analysis);
+    }
+    failure = wire.error().message;
+  }
+  r.handler.analysis = failure;
+  ctx.warnings.push_back("crash analysis failed (" + failure +
+                         "), continuing with the crash site from the core's notes");
+  return {};
+}
+
 // 8. What the notes say: fill what the arguments did not give, the setuid policy, the crash
 // site with its symbol, and findings about the mapped files.
 void analyze_crash(Context& ctx) {
@@ -533,17 +616,8 @@ void analyze_crash(Context& ctx) {
       r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
 
   const int root = ctx.proc.root ? ctx.proc.root.get() : -1;
-  // Every thread unwound with the module files' CFI, symbols and lines, signature v2. The
-  // crashed process was released when stdin was closed; the budget bounds the handler's run.
-  common::UnwindOptions unwind;
-  unwind.root_fd = root;
-  // The unwinder's own budget, inside the configured analysis_timeout (which also covers the
-  // mapped files and the record).
-  unwind.deadline = std::chrono::steady_clock::now() +
-                    std::min<std::chrono::seconds>(
-                        k_analysis_budget, std::chrono::seconds(ctx.config.analysis_timeout));
   const auto analysis_start = std::chrono::steady_clock::now();
-  common::CrashAnalysis analysis = common::analyze_crash(facts, unwind);
+  common::CrashAnalysis analysis = analyze_in_child(ctx, root);
   r.handler.analysis_ms = elapsed_ms(analysis_start);
   attach_thread_names(analysis.stacks, ctx.proc.threads);
   std::optional<std::chrono::system_clock::time_point> started;
@@ -866,11 +940,20 @@ int run(const std::vector<std::string>& args) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.
     ctx.warnings.push_back(std::string("internal error: ") + e.what());
+    // Stop the kernel's dump (and, with core_pipe_limit > 0, release the crashed process).
+    ctx.input.reset();
     if (ctx.record.core.path.empty()) { // a committed core stays described as it is
       ctx.record.core.present = false;
       ctx.record.core.reason = CoreReason::error;
+      if (ctx.record.core.error.empty()) {
+        ctx.record.core.error = std::string("internal error: ") + e.what();
+      }
     }
     try {
+      // A capture that threw left its rate-limit reservation behind: it is over, either way.
+      if (ctx.reservation) {
+        release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
+      }
       return commit_record(ctx);
     } catch (...) {
       return 1;

@@ -2,44 +2,14 @@
 #pragma once
 
 #include "common/config.hpp"
-#include "common/core_args.hpp"
-#include "common/elf_core.hpp"
-#include "common/fd.hpp"
 #include "common/record.hpp"
-#include "common/store.hpp"
-#include "handler/procinfo.hpp"
-#include "handler/watchdog.hpp"
 
-#include <chrono>
-#include <memory>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace handler {
-
-// Everything one run knows, filled step by step.
-struct Context {
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  common::CoreArgs args;
-  common::Config config;
-  std::vector<std::string> warnings; // go into record.handler.warnings and the log
-  common::UniqueFd input;            // the core pipe, moved above fd 2
-  ProcFacts proc;
-  std::optional<common::Store> store;
-  common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
-  common::UniqueFd runtime_dir; // root-only: capture slots and rate-limit locks
-  common::UniqueFd slot;        // the capture slot held (flock), when not lean
-  common::UniqueFd rate_lock;   // this executable's rate-limit lock file
-  bool lean = false;            // no slot: record without reading the core
-  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the capture
-  std::unique_ptr<Watchdog> watchdog;
-  std::string store_error; // why the store cannot be written, if so
-  bool running_as_root = false;
-  common::CoreScanner scanner; // sees every byte of the core as it streams past
-  common::Record record;
-  std::optional<uid_t> reader; // the crashing user, granted read access by ACL (step 8)
-};
 
 // Runs one capture: `args` is argv without argv[0]. Returns the exit status; the kernel ignores
 // it, tests and humans read it (0 = a record was written, 1 = it could only be logged).

@@ -1,6 +1,7 @@
 #include "handler/procinfo.hpp"
 
 #include "common/hex.hpp"
+#include "common/fd.hpp"
 #include "common/io.hpp"
 #include "common/parse.hpp"
 #include "common/proc_stat.hpp"
@@ -117,11 +118,11 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
   // A process may have thousands of threads; the record keeps 64 and each costs three reads.
   constexpr size_t k_max_thread_infos = 256;
   std::vector<ThreadInfo> out;
-  DIR* d = ::opendir((dir + "/task").c_str());
-  if (d == nullptr) {
+  const common::UniqueDir d(::opendir((dir + "/task").c_str()));
+  if (!d) {
     return out;
   }
-  while (const dirent* e = ::readdir(d)) {
+  while (const dirent* e = ::readdir(d.get())) {
     if (out.size() >= k_max_thread_infos) {
       break;
     }
@@ -159,7 +160,6 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
     }
     out.push_back(std::move(t));
   }
-  ::closedir(d);
   return out;
 }
 

@@ -119,3 +119,16 @@ TEST_CASE("kernel_log: a path or empty", "[config]") {
   CHECK(parse_config("kernel_log = /tmp/k\n").config.kernel_log == "/tmp/k");
   CHECK(parse_config("kernel_log = k\n").warnings.size() == 1);
 }
+
+TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") {
+  CHECK(Config{}.analysis_memory_limit == 512ULL << 20);
+  const auto r = parse_config("analysis_memory_limit = 1G\n");
+  CHECK(r.warnings.empty());
+  CHECK(r.config.analysis_memory_limit == 1ULL << 30);
+  for (const char* bad : {"analysis_memory_limit = 4K\n", "analysis_memory_limit = 1T\n",
+                          "analysis_memory_limit = lots\n"}) {
+    const auto b = parse_config(bad);
+    CHECK(b.warnings.size() == 1);
+    CHECK(b.config.analysis_memory_limit == Config{}.analysis_memory_limit);
+  }
+}

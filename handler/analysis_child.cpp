@@ -1,0 +1,255 @@
+#include "handler/analysis_child.hpp"
+
+#include "common/fd.hpp"
+#include "common/io.hpp"
+#include "common/signals.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string_view>
+#include <vector>
+
+namespace handler {
+
+namespace {
+
+// The child's exit statuses. 1 is not ours: it is what libdw's out-of-memory handler
+// (__libdw_oom: error(EXIT_FAILURE, ENOMEM, …)) exits with.
+constexpr int k_exit_libdw_oom = 1;
+constexpr int k_exit_limits = 70;    // a limit could not be set: nothing was analysed
+constexpr int k_exit_no_memory = 71; // std::bad_alloc
+constexpr int k_exit_exception = 72; // any other exception
+constexpr int k_exit_write = 73;     // the result could not be written to the pipe
+
+using Clock = std::chrono::steady_clock;
+
+int remaining_ms(Clock::time_point deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(left, 0, 1 << 30));
+}
+
+// Soft and hard limit alike (the hard one `slack` above): an unprivileged child cannot raise a
+// hard limit again. A value above the current hard limit is refused by the kernel, so that one
+// stays.
+bool set_limit(int resource, uint64_t value, uint64_t slack = 0) {
+  rlimit now{};
+  if (::getrlimit(resource, &now) != 0) {
+    return false;
+  }
+  const rlim_t hard = std::min<rlim_t>(static_cast<rlim_t>(value + slack), now.rlim_max);
+  const rlimit want{std::min<rlim_t>(static_cast<rlim_t>(value), hard), hard};
+  return ::setrlimit(resource, &want) == 0;
+}
+
+// Closes every descriptor but 0-2 and `keep`: the child must not hold the store, the capture
+// slot's lock or the watchdog's directory (it may outlive nothing, but it must reach nothing).
+void close_other_fds(std::vector<int> keep) {
+  keep.push_back(2);
+  std::ranges::sort(keep);
+  unsigned next = 3;
+  for (const int fd : keep) {
+    if (fd >= static_cast<int>(next)) {
+      if (fd > static_cast<int>(next)) {
+        ::close_range(next, static_cast<unsigned>(fd) - 1, 0);
+      }
+      next = static_cast<unsigned>(fd) + 1;
+    }
+  }
+  ::close_range(next, ~0U, 0);
+}
+
+// Bytes of the child's own address space (`field` "VmSize:") or private writable memory
+// ("VmData:") now, from /proc/self/status; 0 when unreadable (the limit is then absolute).
+// What the child inherits is the handler's: about 165 MiB of address space after a capture
+// (measured), most of it malloc arenas that its threads reserved and never touched, and 25 MiB
+// of data. Counting the limit above that makes analysis_memory_limit what the analysis itself
+// may take, whatever the handler looked like.
+uint64_t in_use(std::string_view field) {
+  auto status = common::read_file(AT_FDCWD, "/proc/self/status", 16 << 10);
+  if (!status) {
+    return 0;
+  }
+  const size_t at = status->find(field);
+  if (at == std::string::npos) {
+    return 0;
+  }
+  const char* p = status->c_str() + at + field.size();
+  char* end = nullptr;
+  const unsigned long long kib = std::strtoull(p, &end, 10);
+  return end != p ? static_cast<uint64_t>(kib) << 10 : 0;
+}
+
+[[noreturn]] void child_main(const std::function<std::string()>& work, std::span<const int> keep,
+                             int out_fd, const ChildLimits& limits, pid_t parent) {
+  // Dies with the handler (the watchdog's _exit included): nobody else would reap or kill it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (::getppid() != parent) {
+    ::_exit(k_exit_limits);
+  }
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // A fault in the child ends the child: no handler the parent may have installed runs here,
+  // and no signal the parent blocked is held back.
+  for (const int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGXCPU, SIGPIPE, SIGTERM}) {
+    ::signal(sig, SIG_DFL);
+  }
+  sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  std::vector<int> fds(keep.begin(), keep.end());
+  fds.push_back(out_fd);
+  close_other_fds(std::move(fds));
+  // RLIMIT_CORE {1,1}, not 0: for a pipe core_pattern the kernel ignores 0 and dumps anyway,
+  // while 1 is its guard against a helper that crashes into itself (the handler starts so).
+  const bool limited =
+      (set_limit(RLIMIT_CORE, 1) || set_limit(RLIMIT_CORE, 0)) &&
+      set_limit(RLIMIT_AS, in_use("VmSize:") + limits.memory) &&
+      set_limit(RLIMIT_DATA, in_use("VmData:") + limits.memory) &&
+      // SIGXCPU at the soft limit says why the child ended; SIGKILL a second later.
+      set_limit(RLIMIT_CPU, limits.cpu_seconds, 1) && set_limit(RLIMIT_NOFILE, limits.files);
+  if (!limited) {
+    ::_exit(k_exit_limits); // never parse hostile data without its bounds
+  }
+  std::string out;
+  try {
+    out = work();
+  } catch (const std::bad_alloc&) {
+    ::_exit(k_exit_no_memory);
+  } catch (...) {
+    ::_exit(k_exit_exception);
+  }
+  // _exit, never exit: the parent's atexit handlers and static destructors (the logger, the
+  // watchdog) are not the child's to run.
+  ::_exit(common::write_all(out_fd, out) ? 0 : k_exit_write);
+}
+
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    if (sig == SIGXCPU) {
+      return "cpu time limit (killed by SIGXCPU)";
+    }
+    const std::string name = common::signal_name(sig);
+    return "killed by " + (name.starts_with("SIG") ? name : "SIG" + name);
+  }
+  switch (WEXITSTATUS(status)) {
+  case k_exit_libdw_oom:
+    return "out of memory (libdw exited with status 1)";
+  case k_exit_limits:
+    return "could not set the analysis child's limits";
+  case k_exit_no_memory:
+    return "out of memory";
+  case k_exit_exception:
+    return "internal error in the analysis child";
+  case k_exit_write:
+    return "could not write the analysis result";
+  default:
+    return "exited with status " + std::to_string(WEXITSTATUS(status));
+  }
+}
+
+// Waits for `pid` until `deadline`, then kills it; true when it ended by itself.
+bool reap(pid_t pid, Clock::time_point deadline, int& status) {
+  const common::UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) {
+      return r == pid;
+    }
+    if (Clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return false;
+    }
+    if (pidfd) {
+      pollfd p{pidfd.get(), POLLIN, 0};
+      ::poll(&p, 1, remaining_ms(deadline));
+    } else {
+      // Kernels before 5.3: no pidfd to wait on. The child exits right after closing its end
+      // of the pipe, so this rarely sleeps more than once.
+      ::usleep(1000);
+    }
+  }
+}
+
+} // namespace
+
+ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
+                         const ChildLimits& limits, Clock::time_point deadline) {
+  ChildResult result;
+  int ends[2] = {-1, -1};
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    result.failure = std::string("could not create a pipe: ") + std::strerror(errno);
+    return result;
+  }
+  common::UniqueFd in(ends[0]);
+  common::UniqueFd out(ends[1]);
+  const pid_t parent = ::getpid();
+  const auto t0 = Clock::now();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    in.release(); // closed by close_other_fds; no destructor runs in the child anyway
+    child_main(work, keep, out.get(), limits, parent);
+  }
+  result.fork_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (pid < 0) {
+    result.failure = std::string("could not fork the analysis child: ") + std::strerror(errno);
+    return result;
+  }
+  out.reset(); // EOF on `in` when the child's end closes
+
+  std::string data;
+  std::string failure;
+  std::vector<std::byte> buf(64 << 10);
+  for (;;) {
+    pollfd p{in.get(), POLLIN, 0};
+    const int n = ::poll(&p, 1, remaining_ms(deadline));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n == 0) {
+      failure = "timeout";
+      break;
+    }
+    auto got = common::read_some(in.get(), buf);
+    if (!got) {
+      failure = "could not read the analysis result: " + got.error().message;
+      break;
+    }
+    if (*got == 0) {
+      break;
+    }
+    if (data.size() + *got > limits.max_output) {
+      failure = "analysis result larger than " + std::to_string(limits.max_output) + " bytes";
+      break;
+    }
+    data.append(reinterpret_cast<const char*>(buf.data()), *got);
+  }
+  // A failure above ends the child at once; otherwise it has until the deadline to exit.
+  int status = 0;
+  const bool exited = reap(pid, failure.empty() ? deadline : Clock::now(), status);
+  if (!failure.empty()) {
+    result.failure = failure;
+  } else if (!exited) {
+    result.failure = "timeout";
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    result.output = std::move(data);
+  } else {
+    result.failure = describe_exit(status);
+  }
+  return result;
+}
+
+} // namespace handler
