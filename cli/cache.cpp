@@ -1,8 +1,8 @@
 #include "cli/cache.hpp"
 
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
-#include "common/sha256.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/base/sha256.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 #include "cli/catalog.hpp"
 
 #include "cli/cache.hpp"
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "common/names.hpp"
 #include "common/record_summary.hpp"
 

@@ -1,7 +1,7 @@
 // The store as corectl sees it: every record summarised, filtered, and found by id prefix.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 #include "common/record.hpp"
 #include "common/store.hpp"
 

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "cli/options.hpp"
-#include "common/config.hpp"
+#include "common/base/config.hpp"
 #include "common/store.hpp"
 
 #include <optional>

@@ -1,8 +1,8 @@
 // The verbs that give the core back: dump and debug.
 #include "cli/corectl.hpp"
 #include "cli/enrich.hpp"
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
 #include "common/symbolize.hpp"
 #include "common/zstd_stream.hpp"
 

@@ -1,8 +1,8 @@
 #include "cli/install.hpp"
 
 #include "cli/corectl.hpp"
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,6 @@
 #include "cli/when.hpp"
 
-#include "common/parse.hpp"
+#include "common/base/parse.hpp"
 
 #include <algorithm>
 #include <array>

@@ -2,7 +2,7 @@
 // shows a user their own crashes without making anything readable to others.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <sys/types.h>
 

@@ -1,6 +1,6 @@
 #include "common/capture.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "common/zstd_stream.hpp"
 
 #include <zstd.h>

@@ -1,6 +1,6 @@
 #include "common/core_args.hpp"
 
-#include "common/parse.hpp"
+#include "common/base/parse.hpp"
 
 #include <charconv>
 #include <limits>

@@ -1,6 +1,6 @@
 #include "common/elf_core.hpp"
 
-#include "common/sha256.hpp"
+#include "common/base/sha256.hpp"
 
 #include <algorithm>
 #include <cstring>

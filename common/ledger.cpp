@@ -1,9 +1,9 @@
 #include "common/ledger.hpp"
 
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
-#include "common/json_bounds.hpp"
-#include "common/signals.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/base/json_bounds.hpp"
+#include "common/base/signals.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

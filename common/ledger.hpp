@@ -10,7 +10,7 @@
 // (and after a crash between the steps) each crash is counted exactly once.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 #include "common/record.hpp"
 #include "common/store.hpp"
 

@@ -1,6 +1,6 @@
 #include "common/names.hpp"
 
-#include "common/sha256.hpp"
+#include "common/base/sha256.hpp"
 
 namespace common {
 

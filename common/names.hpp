@@ -1,7 +1,7 @@
 // Turning attacker-controlled names (%h, %E, comm, NT_FILE paths) into safe text and paths.
 #pragma once
 
-#include "common/escape.hpp" // printable, to_valid_utf8
+#include "common/base/escape.hpp" // printable, to_valid_utf8
 
 #include <string>
 #include <string_view>

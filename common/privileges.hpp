@@ -1,7 +1,7 @@
 // Dropping root for the unprivileged store user.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <sys/types.h>
 

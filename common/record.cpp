@@ -1,6 +1,6 @@
 #include "common/record.hpp"
 
-#include "common/json_bounds.hpp"
+#include "common/base/json_bounds.hpp"
 #include "common/names.hpp"
 
 #include <array>

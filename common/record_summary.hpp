@@ -19,7 +19,7 @@
 #include <version>
 
 #if defined(__cpp_lib_expected)
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 #endif
 
 namespace common {

@@ -1,8 +1,8 @@
 #include "common/retention.hpp"
 
 #include "common/acl.hpp"
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
 #include "common/record.hpp"
 
 #include <nlohmann/json.hpp>

@@ -12,8 +12,8 @@
 //    the last core of an executable goes only when every executable is down to one.
 #pragma once
 
-#include "common/config.hpp"
-#include "common/error.hpp"
+#include "common/base/config.hpp"
+#include "common/base/error.hpp"
 #include "common/store.hpp"
 
 #include <cstdint>

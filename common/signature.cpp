@@ -1,6 +1,6 @@
 #include "common/signature.hpp"
 
-#include "common/sha256.hpp"
+#include "common/base/sha256.hpp"
 
 #include <array>
 

@@ -1,9 +1,9 @@
 #include "common/store.hpp"
 
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
 #include "common/names.hpp"
-#include "common/parse.hpp"
+#include "common/base/parse.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,8 +1,8 @@
 // The on-disk store: <root>/<host>/<executable>/<id>.core.zst + <id>.json.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
 
 #include <cstdint>
 #include <functional>

@@ -1,6 +1,6 @@
 #include "common/symbolize.hpp"
 
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
 
 #include <cxxabi.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 #include "common/zstd_stream.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <zstd.h>
 

@@ -1,7 +1,7 @@
 // Streaming zstd compression into a file descriptor, and decompression back out.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <cstdint>
 #include <memory>

@@ -1,6 +1,6 @@
 #include "exporter/crash_state.hpp"
 
-#include "common/escape.hpp"
+#include "common/base/escape.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,6 +1,6 @@
 #include "exporter/http_server.hpp"
 
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

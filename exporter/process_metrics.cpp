@@ -1,6 +1,6 @@
 #include "exporter/process_metrics.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <prometheus/client_metric.h>
 

@@ -1,7 +1,7 @@
 #include "exporter/store_watcher.hpp"
 
-#include "common/escape.hpp"
-#include "common/io.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/io.hpp"
 #include "common/ledger.hpp"
 #include "common/names.hpp"
 #include "common/record.hpp"

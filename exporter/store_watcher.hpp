@@ -2,8 +2,8 @@
 // every executable directory, feeding a CrashState.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
 #include "common/store.hpp"
 #include "exporter/crash_state.hpp"
 

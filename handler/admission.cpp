@@ -1,7 +1,7 @@
 #include "handler/admission.hpp"
 
-#include "common/io.hpp"
-#include "common/sha256.hpp"
+#include "common/base/io.hpp"
+#include "common/base/sha256.hpp"
 #include "common/store.hpp"
 
 #include <dirent.h>

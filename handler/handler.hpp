@@ -1,10 +1,10 @@
 // The core_pattern helper, as a library: main() is a shim over run().
 #pragma once
 
-#include "common/config.hpp"
+#include "common/base/config.hpp"
 #include "common/core_args.hpp"
 #include "common/elf_core.hpp"
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
 #include "common/record.hpp"
 #include "common/store.hpp"
 #include "handler/procinfo.hpp"

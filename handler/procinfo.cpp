@@ -1,6 +1,6 @@
 #include "handler/procinfo.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

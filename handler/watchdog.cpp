@@ -1,6 +1,6 @@
 #include "handler/watchdog.hpp"
 
-#include "common/atomic_file.hpp"
+#include "common/base/atomic_file.hpp"
 #include "common/names.hpp"
 #include "common/store.hpp"
 

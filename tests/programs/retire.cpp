@@ -1,7 +1,7 @@
 // pc_retire STORE RELPATH...: retires records through common::retire_records(), the way
 // `corectl vacuum` does, so exporter tests exercise the real ledger code without depending on
 // the CLI's retention policy. RELPATH is <host>/<exe>/<id>.json relative to STORE.
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "common/ledger.hpp"
 #include "common/record.hpp"
 

@@ -1,4 +1,4 @@
-#include "common/config.hpp"
+#include "common/base/config.hpp"
 #include "common/retention.hpp"
 #include "common/store.hpp"
 #include "test_support.hpp"

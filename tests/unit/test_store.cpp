@@ -1,4 +1,4 @@
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "common/store.hpp"
 #include "test_support.hpp"
 

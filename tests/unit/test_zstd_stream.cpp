@@ -1,5 +1,5 @@
 #include "common/capture.hpp"
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "common/zstd_stream.hpp"
 #include "test_support.hpp"
 

@@ -1,4 +1,4 @@
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
 
 #include <unistd.h>
 

@@ -1,6 +1,6 @@
-#include "common/atomic_file.hpp"
+#include "common/base/atomic_file.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <fcntl.h>
 #include <sys/random.h>

@@ -1,4 +1,4 @@
-#include "common/log.hpp"
+#include "common/base/log.hpp"
 
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>

@@ -1,6 +1,6 @@
-#include "common/signals.hpp"
+#include "common/base/signals.hpp"
 
-#include "common/parse.hpp"
+#include "common/base/parse.hpp"
 
 #include <array>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "common/escape.hpp"
+#include "common/base/escape.hpp"
 
 #include <cstdint>
 

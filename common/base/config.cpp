@@ -1,7 +1,7 @@
-#include "common/config.hpp"
+#include "common/base/config.hpp"
 
-#include "common/io.hpp"
-#include "common/parse.hpp"
+#include "common/base/io.hpp"
+#include "common/base/parse.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,8 +1,8 @@
 // Read and write helpers that handle EINTR and short counts.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
 
 #include <cstddef>
 #include <functional>

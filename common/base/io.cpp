@@ -1,4 +1,4 @@
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // The configuration file shared by the handler, the exporter and corectl.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <cstdint>
 #include <optional>

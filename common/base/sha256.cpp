@@ -1,6 +1,6 @@
 // FIPS 180-4 SHA-256. Written out here because the handler links nothing heavier than zstd; the
 // test vectors in tests/unit/test_sha256.cpp pin it down.
-#include "common/sha256.hpp"
+#include "common/base/sha256.hpp"
 
 #include <cstring>
 

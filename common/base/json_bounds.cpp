@@ -1,4 +1,4 @@
-#include "common/json_bounds.hpp"
+#include "common/base/json_bounds.hpp"
 
 namespace common {
 

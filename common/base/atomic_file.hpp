@@ -1,8 +1,8 @@
 // A file that appears under its final name only once it is complete and durable.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
 
 #include <span>
 #include <string>
