@@ -2,8 +2,8 @@
 
 #include "cli/cache.hpp"
 #include "common/base/io.hpp"
-#include "common/names.hpp"
-#include "common/record_summary.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record_summary.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

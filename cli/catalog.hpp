@@ -2,8 +2,8 @@
 #pragma once
 
 #include "common/base/error.hpp"
-#include "common/record.hpp"
-#include "common/store.hpp"
+#include "common/store/record.hpp"
+#include "common/store/store.hpp"
 
 #include <cstdint>
 #include <optional>

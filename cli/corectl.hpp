@@ -3,7 +3,7 @@
 
 #include "cli/options.hpp"
 #include "common/base/config.hpp"
-#include "common/store.hpp"
+#include "common/store/store.hpp"
 
 #include <optional>
 #include <string>

@@ -1,6 +1,6 @@
 #include "common/crash_json.hpp"
 
-#include "common/names.hpp"
+#include "common/store/names.hpp"
 
 #include <set>
 #include <string_view>

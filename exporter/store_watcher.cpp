@@ -2,10 +2,10 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
-#include "common/ledger.hpp"
-#include "common/names.hpp"
-#include "common/record.hpp"
-#include "common/record_summary.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record.hpp"
+#include "common/store/record_summary.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -4,7 +4,7 @@
 
 #include "common/base/error.hpp"
 #include "common/base/fd.hpp"
-#include "common/store.hpp"
+#include "common/store/store.hpp"
 #include "exporter/crash_state.hpp"
 
 #include <sys/stat.h>

@@ -2,7 +2,7 @@
 
 #include "common/base/io.hpp"
 #include "common/base/sha256.hpp"
-#include "common/store.hpp"
+#include "common/store/store.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -5,8 +5,8 @@
 #include "common/core_args.hpp"
 #include "common/elf_core.hpp"
 #include "common/base/fd.hpp"
-#include "common/record.hpp"
-#include "common/store.hpp"
+#include "common/store/record.hpp"
+#include "common/store/store.hpp"
 #include "handler/procinfo.hpp"
 #include "handler/watchdog.hpp"
 

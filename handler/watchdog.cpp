@@ -1,8 +1,8 @@
 #include "handler/watchdog.hpp"
 
 #include "common/base/atomic_file.hpp"
-#include "common/names.hpp"
-#include "common/store.hpp"
+#include "common/store/names.hpp"
+#include "common/store/store.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -17,7 +17,7 @@ mkdir -p "$work/corpus" "$work/artifacts"
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
 clang++ "${flags[@]}" -o "$work/fuzz_record_summary" \
-  "$src/tests/fuzz/fuzz_record_summary.cpp" "$src/common/record_summary.cpp"
+  "$src/tests/fuzz/fuzz_record_summary.cpp" "$src/common/store/record_summary.cpp"
 
 # Seeds: a record as the handler writes it (abridged), and the corners of the grammar.
 cat > "$work/corpus/record" <<'JSON'

@@ -26,8 +26,8 @@ esac
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -include "$src/tests/fuzz/expected_shim.hpp" -DPC_FUZZ_READER=$id -I"$src" -w)
 sources=()
-for unit in base/fd base/io base/json_bounds base/escape names base/sha256 record record_summary \
-            ledger store base/atomic_file base/signals; do
+for unit in base/fd base/io base/json_bounds base/escape store/names base/sha256 store/record \
+            store/record_summary store/ledger store/store base/atomic_file base/signals; do
   sources+=("$src/common/$unit.cpp")
 done
 clang++ "${flags[@]}" -o "$work/fuzz_$reader" "$src/tests/fuzz/fuzz_store_readers.cpp" \

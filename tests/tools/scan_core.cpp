@@ -8,7 +8,7 @@
 #include "common/analysis.hpp"
 #include "common/crash_json.hpp"
 #include "common/elf_core.hpp"
-#include "common/names.hpp"
+#include "common/store/names.hpp"
 #include "common/symbolize.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,4 +1,4 @@
-#include "common/acl.hpp"
+#include "common/store/acl.hpp"
 #include "common/base/fd.hpp"
 #include "test_support.hpp"
 

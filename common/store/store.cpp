@@ -1,8 +1,8 @@
-#include "common/store.hpp"
+#include "common/store/store.hpp"
 
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
-#include "common/names.hpp"
+#include "common/store/names.hpp"
 #include "common/base/parse.hpp"
 
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "common/acl.hpp"
+#include "common/store/acl.hpp"
 
 #include <acl/libacl.h>
 #include <sys/acl.h>

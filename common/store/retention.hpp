@@ -14,7 +14,7 @@
 
 #include "common/base/config.hpp"
 #include "common/base/error.hpp"
-#include "common/store.hpp"
+#include "common/store/store.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,7 +1,7 @@
 // Longer than our usual 400 lines: the lexer (strings, numbers, validating skip) and the record's
 // field map share one private cursor class, and splitting them would publish a JSON lexer that
 // nothing else should use instead of nlohmann.
-#include "common/record_summary.hpp"
+#include "common/store/record_summary.hpp"
 
 #include <charconv>
 #include <cstring>

@@ -1,7 +1,7 @@
-#include "common/record.hpp"
+#include "common/store/record.hpp"
 
 #include "common/base/json_bounds.hpp"
-#include "common/names.hpp"
+#include "common/store/names.hpp"
 
 #include <array>
 #include <charconv>

@@ -1,9 +1,9 @@
-#include "common/retention.hpp"
+#include "common/store/retention.hpp"
 
-#include "common/acl.hpp"
+#include "common/store/acl.hpp"
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
-#include "common/record.hpp"
+#include "common/store/record.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 // looked like (hundreds of mapped files with 4 KiB paths, endless warnings).
 #pragma once
 
-#include "common/record.hpp"
+#include "common/store/record.hpp"
 
 #include <cstddef>
 

@@ -1,4 +1,4 @@
-#include "common/ledger.hpp"
+#include "common/store/ledger.hpp"
 
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
