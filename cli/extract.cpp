@@ -3,8 +3,8 @@
 #include "cli/enrich.hpp"
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
-#include "common/symbolize.hpp"
-#include "common/zstd_stream.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/crash/zstd_stream.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

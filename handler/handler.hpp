@@ -2,11 +2,11 @@
 #pragma once
 
 #include "common/base/config.hpp"
-#include "common/core_args.hpp"
-#include "common/elf_core.hpp"
 #include "common/base/fd.hpp"
+#include "common/crash/elf_core.hpp"
 #include "common/store/record.hpp"
 #include "common/store/store.hpp"
+#include "handler/core_args.hpp"
 #include "handler/procinfo.hpp"
 #include "handler/watchdog.hpp"
 

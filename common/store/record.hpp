@@ -103,7 +103,8 @@ std::string to_json_text(const Record& r);
 inline constexpr size_t k_max_record_bytes = 4 << 20;
 
 // Parses record text into a DOM after checking its size and nesting depth
-// (common/base/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's stack.
+// (common/base/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's
+// stack.
 Expected<nlohmann::json> parse_record_json(std::string_view text);
 
 // Parses a record; missing optional fields take their defaults, wrong types are errors.

@@ -1,8 +1,8 @@
 #include "common/store/retention.hpp"
 
-#include "common/store/acl.hpp"
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
+#include "common/store/acl.hpp"
 #include "common/store/record.hpp"
 
 #include <nlohmann/json.hpp>

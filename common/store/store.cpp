@@ -2,8 +2,8 @@
 
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
-#include "common/store/names.hpp"
 #include "common/base/parse.hpp"
+#include "common/store/names.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

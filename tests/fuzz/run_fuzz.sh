@@ -18,10 +18,10 @@ mkdir -p "$work/corpus" "$work/artifacts"
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
 clang++ "${flags[@]}" -o "$work/fuzz_elf_core" \
-  "$src/tests/fuzz/fuzz_elf_core.cpp" "$src/common/elf_core.cpp" "$src/common/elf_notes.cpp" \
-  "$src/common/crash_json.cpp" "$src/common/symbolize.cpp" "$src/common/base/fd.cpp" \
+  "$src/tests/fuzz/fuzz_elf_core.cpp" "$src/common/crash/elf_core.cpp" "$src/common/crash/elf_notes.cpp" \
+  "$src/common/crash/crash_json.cpp" "$src/common/crash/symbolize.cpp" "$src/common/base/fd.cpp" \
   "$src/common/store/names.cpp" "$src/common/base/escape.cpp" "$src/common/base/sha256.cpp" \
-  "$src/common/unwind.cpp" "$src/common/analysis.cpp" "$src/common/signature.cpp" -ldw -lelf -llzma
+  "$src/common/crash/unwind.cpp" "$src/common/crash/analysis.cpp" "$src/common/crash/signature.cpp" -ldw -lelf -llzma
 
 # Seeds: the first 64 KiB of real cores (kernel file cores when core_pattern is a plain file
 # name, else gdb's), plus a few small hand-made prefixes.

@@ -14,8 +14,8 @@ mkdir -p "$work/corpus" "$work/artifacts"
 flags=(-std=c++2b -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src")
 clang++ "${flags[@]}" -o "$work/fuzz_unwind" \
-  "$src/tests/fuzz/fuzz_unwind.cpp" "$src/common/unwind.cpp" "$src/common/elf_notes.cpp" \
-  "$src/common/symbolize.cpp" "$src/common/base/fd.cpp" -ldw -lelf -llzma
+  "$src/tests/fuzz/fuzz_unwind.cpp" "$src/common/crash/unwind.cpp" "$src/common/crash/elf_notes.cpp" \
+  "$src/common/crash/symbolize.cpp" "$src/common/base/fd.cpp" -ldw -lelf -llzma
 
 # Seeds: a zero stack (the walk ends at once), a stack of self-pointers (a frame-pointer cycle)
 # and a stack of descending words (sp going down).

@@ -1,7 +1,7 @@
 // The summary reader against the full parser: for every text, read_record_summary() must accept
 // exactly what nlohmann accepts (as an object) and find the same value, of the same JSON type,
 // at every path it reports.
-#include "common/crash_json.hpp"
+#include "common/crash/crash_json.hpp"
 #include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"
 #include "tests/unit/record_summary_oracle.hpp"

@@ -1,4 +1,4 @@
-#include "common/unwind.hpp"
+#include "common/crash/unwind.hpp"
 
 #include <catch2/catch.hpp>
 

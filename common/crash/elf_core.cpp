@@ -1,4 +1,4 @@
-#include "common/elf_core.hpp"
+#include "common/crash/elf_core.hpp"
 
 #include "common/base/sha256.hpp"
 

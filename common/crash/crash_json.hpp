@@ -5,9 +5,9 @@
 // (JSON numbers lose precision past 2^53); strings from the core are made valid UTF-8.
 #pragma once
 
-#include "common/analysis.hpp"
-#include "common/elf_core.hpp"
-#include "common/symbolize.hpp"
+#include "common/crash/analysis.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/symbolize.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,4 +1,4 @@
-#include "common/core_args.hpp"
+#include "handler/core_args.hpp"
 
 #include "common/base/parse.hpp"
 

@@ -10,8 +10,8 @@
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
 
-#include "common/capture.hpp"
-#include "common/elf_notes.hpp"
+#include "common/crash/capture.hpp"
+#include "common/crash/elf_notes.hpp"
 
 #include <array>
 #include <cstdint>

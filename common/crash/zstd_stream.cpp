@@ -1,4 +1,4 @@
-#include "common/zstd_stream.hpp"
+#include "common/crash/zstd_stream.hpp"
 
 #include "common/base/io.hpp"
 

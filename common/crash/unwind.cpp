@@ -1,4 +1,4 @@
-#include "common/unwind.hpp"
+#include "common/crash/unwind.hpp"
 
 #include "common/base/fd.hpp"
 

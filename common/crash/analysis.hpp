@@ -1,10 +1,10 @@
 // The analysis after the drain: every thread unwound, the crash site named, signature v2.
 #pragma once
 
-#include "common/elf_core.hpp"
-#include "common/signature.hpp"
-#include "common/symbolize.hpp"
-#include "common/unwind.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/signature.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/crash/unwind.hpp"
 
 #include <optional>
 #include <vector>

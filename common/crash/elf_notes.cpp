@@ -1,4 +1,4 @@
-#include "common/elf_notes.hpp"
+#include "common/crash/elf_notes.hpp"
 
 #include <algorithm>
 #include <array>

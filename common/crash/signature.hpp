@@ -8,7 +8,7 @@
 // the same library code do not share a signature. Documented in docs/record-crash.md.
 #pragma once
 
-#include "common/unwind.hpp"
+#include "common/crash/unwind.hpp"
 
 #include <optional>
 #include <span>

@@ -9,8 +9,8 @@
 // build-id only, under the host's debug directories.
 #pragma once
 
-#include "common/elf_core.hpp"
-#include "common/symbolize.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/symbolize.hpp"
 
 #include <chrono>
 #include <cstdint>

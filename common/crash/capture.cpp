@@ -1,7 +1,7 @@
-#include "common/capture.hpp"
+#include "common/crash/capture.hpp"
 
 #include "common/base/io.hpp"
-#include "common/zstd_stream.hpp"
+#include "common/crash/zstd_stream.hpp"
 
 #include <zstd.h>
 

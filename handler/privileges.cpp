@@ -1,4 +1,4 @@
-#include "common/privileges.hpp"
+#include "handler/privileges.hpp"
 
 #include <grp.h>
 #include <pwd.h>

@@ -1,6 +1,6 @@
-#include "common/crash_json.hpp"
+#include "common/crash/crash_json.hpp"
 
-#include "common/store/names.hpp"
+#include "common/base/escape.hpp"
 
 #include <set>
 #include <string_view>

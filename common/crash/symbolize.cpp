@@ -1,4 +1,4 @@
-#include "common/symbolize.hpp"
+#include "common/crash/symbolize.hpp"
 
 #include "common/base/fd.hpp"
 

@@ -1,4 +1,4 @@
-#include "common/analysis.hpp"
+#include "common/crash/analysis.hpp"
 
 #include <algorithm>
 

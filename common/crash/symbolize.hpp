@@ -10,7 +10,7 @@
 // exist to explain).
 #pragma once
 
-#include "common/elf_notes.hpp"
+#include "common/crash/elf_notes.hpp"
 
 #include <chrono>
 #include <cstdint>
