@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes a synthetic store for the exporter benchmark: N records (same JSON schema as the
-handler's, see common/record.cpp to_json) over many hosts and executables, half with a small
+handler's, see common/store/record.cpp to_json) over many hosts and executables, half with a small
 core file, plus a ledger. Deterministic for a given --seed.
 
     bench/gen_exporter_store.py STORE [--records 100000] [--hosts 50] [--exes 300]

@@ -4,7 +4,7 @@
 #include "cli/match.hpp"
 #include "cli/pager.hpp"
 #include "cli/when.hpp"
-#include "common/signals.hpp"
+#include "common/base/signals.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

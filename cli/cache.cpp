@@ -1,9 +1,9 @@
 #include "cli/cache.hpp"
 
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
-#include "common/parse.hpp"
-#include "common/sha256.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/sha256.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

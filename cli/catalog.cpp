@@ -1,10 +1,10 @@
 #include "cli/catalog.hpp"
 
 #include "cli/cache.hpp"
-#include "common/hex.hpp"
-#include "common/io.hpp"
-#include "common/names.hpp"
-#include "common/record_summary_view.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/io.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record_summary_view.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -33,7 +33,7 @@ std::string_view basename_of(std::string_view path) {
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
 }
 
-// The Crash of a record's text, through the one summary adapter (common/record_summary_view):
+// The Crash of a record's text, through the one summary adapter (common/store/record_summary_view):
 // a DOM parse dominated the time of listing a big store.
 common::Expected<Crash> summarise(std::string_view text) {
   auto view = common::read_record_view(text);

@@ -1,9 +1,9 @@
 // The store as corectl sees it: every record summarised, filtered, and found by id prefix.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/record.hpp"
-#include "common/store.hpp"
+#include "common/base/error.hpp"
+#include "common/store/record.hpp"
+#include "common/store/store.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -2,7 +2,7 @@
 
 #include "cli/install.hpp"
 #include "cli/pager.hpp"
-#include "common/signals.hpp"
+#include "common/base/signals.hpp"
 #include "process_core_version.hpp"
 
 #include <cerrno>

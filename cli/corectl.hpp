@@ -2,8 +2,8 @@
 #pragma once
 
 #include "cli/options.hpp"
-#include "common/config.hpp"
-#include "common/store.hpp"
+#include "common/base/config.hpp"
+#include "common/store/store.hpp"
 
 #include <optional>
 #include <string>

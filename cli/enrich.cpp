@@ -1,7 +1,7 @@
 #include "cli/enrich.hpp"
 
-#include "common/hex.hpp"
-#include "common/parse.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/parse.hpp"
 
 #include <cxxabi.h>
 #include <elfutils/debuginfod.h>

@@ -1,10 +1,10 @@
 // The verbs that give the core back: dump and debug.
 #include "cli/corectl.hpp"
 #include "cli/enrich.hpp"
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
-#include "common/symbolize.hpp"
-#include "common/zstd_stream.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/crash/zstd_stream.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

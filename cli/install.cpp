@@ -1,9 +1,9 @@
 #include "cli/install.hpp"
 
 #include "cli/corectl.hpp"
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
-#include "common/parse.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/base/parse.hpp"
 
 #include <nlohmann/json.hpp>
 

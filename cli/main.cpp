@@ -1,6 +1,6 @@
 // corectl: browse, extract and debug the crashes process-core captured (see docs/corectl.md).
 #include "cli/corectl.hpp"
-#include "common/escape.hpp"
+#include "common/base/escape.hpp"
 
 #include <cstdio>
 #include <exception>

@@ -1,7 +1,7 @@
 #include "cli/match.hpp"
 
-#include "common/parse.hpp"
-#include "common/signals.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/signals.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -3,8 +3,8 @@
 #pragma once
 
 #include "cli/catalog.hpp"
-#include "common/escape.hpp"
-#include "common/units.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/units.hpp"
 
 #include <cstdint>
 #include <string>
@@ -25,11 +25,11 @@ struct Term {
   std::string paint(std::string_view sgr, std::string_view text) const;
 };
 
-// Text safe for a terminal (common/escape.hpp): every string from crash data or the store goes
+// Text safe for a terminal (common/base/escape.hpp): every string from crash data or the store goes
 // through it before it is printed.
 using common::printable;
 
-using common::human_size; // "1.5 MiB"; "0 B" (common/units.hpp)
+using common::human_size; // "1.5 MiB"; "0 B" (common/base/units.hpp)
 
 // Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
 std::string local_time(int64_t epoch_seconds);

@@ -1,7 +1,7 @@
-// vacuum: the retention policy (common/retention.hpp) applied now, saying what it removes.
+// vacuum: the retention policy (common/store/retention.hpp) applied now, saying what it removes.
 #include "cli/corectl.hpp"
-#include "common/ledger.hpp"
-#include "common/retention.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/retention.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 #include "cli/when.hpp"
 
-#include "common/parse.hpp"
-#include "common/units.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/units.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,7 +1,7 @@
 #include "exporter/crash_state.hpp"
 
-#include "common/escape.hpp"
-#include "common/hex.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/hex.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -265,10 +265,11 @@ void CrashState::settle() {
     Exported& e = m_exported[i];
     const uint64_t total = raw[i] + e.carry;
     if (total < e.value) {
-      spdlog::warn("processcore_coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
-                   "drop by {} (records removed without the ledger?); keeping the count",
-                   common::printable(e.labels.hostname), common::printable(e.labels.executable),
-                   common::printable(e.labels.signal), e.value - total);
+      spdlog::warn(
+          "processcore_coredumps_total{{hostname=\"{}\", executable=\"{}\", signal=\"{}\"}} would "
+          "drop by {} (records removed without the ledger?); keeping the count",
+          common::printable(e.labels.hostname), common::printable(e.labels.executable),
+          common::printable(e.labels.signal), e.value - total);
       e.carry += e.value - total;
     } else {
       e.value = total;

@@ -3,7 +3,7 @@
 // No I/O here: the store watcher feeds it, the metrics collector reads snapshots of it.
 #pragma once
 
-#include "common/ledger.hpp"
+#include "common/store/ledger.hpp"
 
 #include <array>
 #include <cstdint>

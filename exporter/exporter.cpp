@@ -1,8 +1,8 @@
 #include "exporter/exporter.hpp"
 
-#include "common/config.hpp"
-#include "common/escape.hpp"
-#include "common/log.hpp"
+#include "common/base/config.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/log.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
 #include "exporter/kmsg_follower.hpp"

@@ -1,7 +1,7 @@
 // process-core-exporter: serves the store as Prometheus metrics (see docs/exporter.md).
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <optional>
 #include <string>

@@ -1,7 +1,7 @@
 #include "exporter/http_server.hpp"
 
-#include "common/fd.hpp"
-#include "common/parse.hpp"
+#include "common/base/fd.hpp"
+#include "common/base/parse.hpp"
 
 #include <arpa/inet.h>
 #include <netdb.h>

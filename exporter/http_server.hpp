@@ -5,7 +5,7 @@
 // OpenSSL by its development name and takes up to 2 s to stop (see docs/exporter.md).
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 #include "exporter/web_config.hpp"
 
 #include <functional>

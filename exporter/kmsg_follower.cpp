@@ -1,6 +1,6 @@
 #include "exporter/kmsg_follower.hpp"
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 // process-core-exporter: Prometheus metrics for the process-core store.
-#include "common/escape.hpp"
+#include "common/base/escape.hpp"
 #include "exporter/exporter.hpp"
 
 #include <spdlog/spdlog.h>

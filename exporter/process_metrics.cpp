@@ -1,8 +1,8 @@
 #include "exporter/process_metrics.hpp"
 
-#include "common/io.hpp"
-#include "common/parse.hpp"
-#include "common/proc_stat.hpp"
+#include "common/base/io.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/proc_stat.hpp"
 
 #include <prometheus/client_metric.h>
 

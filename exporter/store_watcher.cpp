@@ -1,11 +1,11 @@
 #include "exporter/store_watcher.hpp"
 
-#include "common/escape.hpp"
-#include "common/io.hpp"
-#include "common/ledger.hpp"
-#include "common/names.hpp"
-#include "common/record.hpp"
-#include "common/record_summary_view.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/io.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record.hpp"
+#include "common/store/record_summary_view.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -66,7 +66,7 @@ bool is_tmpfile_name(std::string_view name) {
 }
 
 // What the exporter needs from a record: its series, id and time, read through the one summary
-// adapter (common/record_summary_view) without building a DOM: at 100,000 records even a
+// adapter (common/store/record_summary_view) without building a DOM: at 100,000 records even a
 // filtered nlohmann parse dominated start-up.
 struct RecordLabels {
   common::SeriesKey key;

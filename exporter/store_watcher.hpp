@@ -2,9 +2,9 @@
 // every executable directory, feeding a CrashState.
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
-#include "common/store.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
+#include "common/store/store.hpp"
 #include "exporter/crash_state.hpp"
 
 #include <sys/stat.h>

@@ -1,6 +1,6 @@
 #include "exporter/web_config.hpp"
 
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 
 #include <crypt.h>
 #include <fcntl.h>

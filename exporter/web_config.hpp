@@ -1,7 +1,7 @@
 // The --web.config.file of the Prometheus exporter-toolkit: TLS and basic authentication.
 #pragma once
 
-#include "common/error.hpp"
+#include "common/base/error.hpp"
 
 #include <map>
 #include <string>

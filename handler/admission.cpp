@@ -1,8 +1,8 @@
 #include "handler/admission.hpp"
 
-#include "common/io.hpp"
-#include "common/sha256.hpp"
-#include "common/store.hpp"
+#include "common/base/io.hpp"
+#include "common/base/sha256.hpp"
+#include "common/store/store.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

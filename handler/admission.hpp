@@ -3,9 +3,9 @@
 // releases when a handler exits or dies, and which no unprivileged user can open (or hold).
 #pragma once
 
-#include "common/error.hpp"
-#include "common/fd.hpp"
-#include "common/store.hpp"
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
+#include "common/store/store.hpp"
 
 #include <chrono>
 #include <string>

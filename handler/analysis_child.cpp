@@ -1,8 +1,8 @@
 #include "handler/analysis_child.hpp"
 
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/signals.hpp"
+#include "common/base/fd.hpp"
+#include "common/base/io.hpp"
+#include "common/base/signals.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -3,7 +3,7 @@
 // crash, and none of that may cost the record, which the parent writes whatever the child did.
 #pragma once
 
-#include "common/record_bound.hpp"
+#include "common/store/record_bound.hpp"
 
 #include <chrono>
 #include <cstdint>

@@ -1,7 +1,7 @@
 #include "handler/analysis_wire.hpp"
 
-#include "common/escape.hpp"
-#include "common/json_bounds.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/json_bounds.hpp"
 
 #include <nlohmann/json.hpp>
 

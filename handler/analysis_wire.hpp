@@ -1,8 +1,8 @@
 // The crash analysis as it crosses the pipe from the forked analysis child to the handler.
 #pragma once
 
-#include "common/analysis.hpp"
-#include "common/error.hpp"
+#include "common/base/error.hpp"
+#include "common/crash/analysis.hpp"
 
 #include <cstddef>
 #include <string>

@@ -1,27 +1,27 @@
 #include "handler/handler.hpp"
 
-#include "common/acl.hpp"
-#include "common/atomic_file.hpp"
-#include "common/capture.hpp"
-#include "common/core_args.hpp"
-#include "common/crash_json.hpp"
-#include "common/escape.hpp"
-#include "common/elf_core.hpp"
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/log.hpp"
-#include "common/names.hpp"
-#include "common/parse.hpp"
-#include "common/privileges.hpp"
-#include "common/proc_stat.hpp"
-#include "common/record_bound.hpp"
-#include "common/signals.hpp"
-#include "common/store.hpp"
-#include "common/symbolize.hpp"
-#include "common/units.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/fd.hpp"
+#include "common/base/io.hpp"
+#include "common/base/log.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/proc_stat.hpp"
+#include "common/base/signals.hpp"
+#include "common/base/units.hpp"
+#include "common/crash/capture.hpp"
+#include "common/crash/crash_json.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/store/acl.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record_bound.hpp"
+#include "common/store/store.hpp"
 #include "handler/admission.hpp"
 #include "handler/analysis_child.hpp"
 #include "handler/analysis_wire.hpp"
+#include "handler/core_args.hpp"
+#include "handler/privileges.hpp"
 #include "handler/procinfo.hpp"
 #include "handler/watchdog.hpp"
 #include "process_core_version.hpp"
@@ -370,8 +370,7 @@ CoreBudget decide_with_reservation(Context& ctx) {
       return b;
     }
   }
-  in.recent_cores =
-      recent_cores(*ctx.store, ctx.record.store_exe, ctx.config.rate_limit_interval);
+  in.recent_cores = recent_cores(*ctx.store, ctx.record.store_exe, ctx.config.rate_limit_interval);
   CoreBudget budget = decide_policy(ctx.config, in);
   if (budget.store) {
     auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id);

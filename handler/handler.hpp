@@ -1,8 +1,8 @@
 // The core_pattern helper, as a library: main() is a shim over run().
 #pragma once
 
-#include "common/config.hpp"
-#include "common/record.hpp"
+#include "common/base/config.hpp"
+#include "common/store/record.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -1,6 +1,6 @@
 // process-core: run by the kernel for every core dump (see core_pattern in core(5)).
-#include "common/escape.hpp"
-#include "common/log.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/log.hpp"
 #include "handler/handler.hpp"
 
 #include <exception>

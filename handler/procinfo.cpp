@@ -1,10 +1,10 @@
 #include "handler/procinfo.hpp"
 
-#include "common/hex.hpp"
-#include "common/fd.hpp"
-#include "common/io.hpp"
-#include "common/parse.hpp"
-#include "common/proc_stat.hpp"
+#include "common/base/fd.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/io.hpp"
+#include "common/base/parse.hpp"
+#include "common/base/proc_stat.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 // Facts about the crashed process that only /proc has, read while it still exists.
 #pragma once
 
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
 
 #include <nlohmann/json.hpp>
 

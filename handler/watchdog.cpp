@@ -1,9 +1,9 @@
 #include "handler/watchdog.hpp"
 
-#include "common/atomic_file.hpp"
-#include "common/escape.hpp"
-#include "common/names.hpp"
-#include "common/store.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/escape.hpp"
+#include "common/store/names.hpp"
+#include "common/store/store.hpp"
 
 #include <spdlog/spdlog.h>
 

@@ -1,9 +1,9 @@
 // libFuzzer target for the ELF core scanner and the note decoders (built by run_fuzz.sh).
 // The same input goes through the scanner whole, byte by byte and in input-derived splits (the
 // facts must not depend on the splits), then straight into each note decoder.
-#include "common/crash_json.hpp"
-#include "common/elf_core.hpp"
-#include "common/elf_notes.hpp"
+#include "common/crash/crash_json.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/elf_notes.hpp"
 
 #include <cstddef>
 #include <cstdint>

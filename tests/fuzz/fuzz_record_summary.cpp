@@ -2,7 +2,7 @@
 // Differential: whatever the input, read_record_summary() must accept exactly what nlohmann
 // accepts as an object and report the same values; ASan catches any read outside the input,
 // which libFuzzer hands over in a buffer of exactly its size.
-#include "common/record_summary.hpp"
+#include "common/store/record_summary.hpp"
 #include "tests/unit/record_summary_oracle.hpp"
 
 #include <cstddef>

@@ -9,10 +9,10 @@
 //   0 as it is; 1 wrapped in N '[' … ']'; 2 nested N deep as {"crash": …}; 3 repeated N times;
 // N comes from the next two bytes (up to 65535 levels, or a few MiB of text).
 #include "cli/cache.hpp"
-#include "common/ledger.hpp"
-#include "common/record.hpp"
-#include "common/record_summary.hpp"
-#include "common/store.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/record.hpp"
+#include "common/store/record_summary.hpp"
+#include "common/store/store.hpp"
 
 #include <cstddef>
 #include <cstdint>

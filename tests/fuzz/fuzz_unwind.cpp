@@ -6,9 +6,9 @@
 // Input: 4 bytes thread count; then per thread 17 little-endian words (rax … r15, rip, with
 // rsp among them) and a stack of up to 4 KiB; rip and rsp are folded into the modules' text and
 // the stack window so most inputs reach the unwinder's interesting paths.
-#include "common/elf_notes.hpp"
-#include "common/symbolize.hpp"
-#include "common/unwind.hpp"
+#include "common/crash/elf_notes.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/crash/unwind.hpp"
 
 #include <cstddef>
 #include <cstdint>

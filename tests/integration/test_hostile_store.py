@@ -322,7 +322,7 @@ def test_linked_store_directory_is_not_followed(fixture, tmp_path):
     assert r.returncode != 0 and b"dbd" not in r.stdout, r.stdout
 
 
-# The one record size limit of every reader (common/record.hpp k_max_record_bytes): the
+# The one record size limit of every reader (common/store/record.hpp k_max_record_bytes): the
 # handler's 256 KiB bound plus a 64 KiB margin.
 READER_LIMIT = 256 * 1024 + 64 * 1024
 

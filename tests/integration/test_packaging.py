@@ -137,7 +137,7 @@ def test_retention_timer_and_service_verify(tmp_path):
 def test_every_configuration_key_is_documented():
     """Every key the configuration parser reads is in the shipped file (as a commented default)
     and in the handler's man page; and the shipped file names no key the parser does not read."""
-    code = (SOURCE / "common" / "config.cpp").read_text()
+    code = (SOURCE / "common" / "base" / "config.cpp").read_text()
     keys = set(re.findall(r'key == "([a-z_]+)"', code))
     assert {"store", "max_records", "max_record_age"} <= keys, keys
     shipped = (PACKAGING / "process-core.conf").read_text()

@@ -1,9 +1,9 @@
 // pc_retire STORE RELPATH...: retires records through common::retire_records(), the way
 // `corectl vacuum` does, so exporter tests exercise the real ledger code without depending on
 // the CLI's retention policy. RELPATH is <host>/<exe>/<id>.json relative to STORE.
-#include "common/io.hpp"
-#include "common/ledger.hpp"
-#include "common/record.hpp"
+#include "common/base/io.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/record.hpp"
 
 #include <fcntl.h>
 

@@ -5,12 +5,12 @@
 // names the schema-1 handler gave the crash site and its best-effort frames.
 //
 //   scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] [--chunk N] < core
-#include "common/analysis.hpp"
-#include "common/crash_json.hpp"
-#include "common/elf_core.hpp"
-#include "common/escape.hpp"
-#include "common/names.hpp"
-#include "common/symbolize.hpp"
+#include "common/base/escape.hpp"
+#include "common/crash/analysis.hpp"
+#include "common/crash/crash_json.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/symbolize.hpp"
+#include "common/store/names.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -2,7 +2,7 @@
 // (unit test and fuzz target; header-only and free of std::expected so clang builds it too).
 #pragma once
 
-#include "common/record_summary.hpp"
+#include "common/store/record_summary.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,5 +1,5 @@
-#include "common/acl.hpp"
-#include "common/fd.hpp"
+#include "common/base/fd.hpp"
+#include "common/store/acl.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

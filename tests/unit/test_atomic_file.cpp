@@ -1,5 +1,5 @@
-#include "common/atomic_file.hpp"
-#include "common/io.hpp"
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

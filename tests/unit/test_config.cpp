@@ -1,4 +1,4 @@
-#include "common/config.hpp"
+#include "common/base/config.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "common/core_args.hpp"
+#include "handler/core_args.hpp"
 
 #include <catch2/catch.hpp>
 

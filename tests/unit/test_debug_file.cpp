@@ -1,4 +1,4 @@
-#include "common/debug_file.hpp"
+#include "common/crash/debug_file.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

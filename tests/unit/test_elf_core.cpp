@@ -1,10 +1,10 @@
 // The streaming ELF core scanner, on synthetic cores built here (no kernel needed).
-#include "common/bytes.hpp"
-#include "common/crash_json.hpp"
-#include "common/elf_core.hpp"
-#include "common/elf_notes.hpp"
-#include "common/hex.hpp"
-#include "common/symbolize.hpp"
+#include "common/base/bytes.hpp"
+#include "common/base/hex.hpp"
+#include "common/crash/crash_json.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/elf_notes.hpp"
+#include "common/crash/symbolize.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

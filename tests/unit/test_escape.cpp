@@ -1,5 +1,5 @@
-#include "common/escape.hpp"
-#include "common/json_bounds.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/json_bounds.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "common/hex.hpp"
+#include "common/base/hex.hpp"
 
 #include <catch2/catch.hpp>
 

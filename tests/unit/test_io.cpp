@@ -1,4 +1,4 @@
-#include "common/io.hpp"
+#include "common/base/io.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

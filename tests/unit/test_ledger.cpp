@@ -1,5 +1,5 @@
-#include "common/ledger.hpp"
-#include "common/record.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/record.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "common/names.hpp"
+#include "common/store/names.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,5 +1,5 @@
-#include "common/hex.hpp"
-#include "common/parse.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/parse.hpp"
 
 #include <catch2/catch.hpp>
 

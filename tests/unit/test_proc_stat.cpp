@@ -1,5 +1,5 @@
-#include "common/io.hpp"
-#include "common/proc_stat.hpp"
+#include "common/base/io.hpp"
+#include "common/base/proc_stat.hpp"
 
 #include <catch2/catch.hpp>
 

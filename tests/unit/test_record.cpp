@@ -1,4 +1,4 @@
-#include "common/record.hpp"
+#include "common/store/record.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "common/record_bound.hpp"
+#include "common/store/record_bound.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,10 +1,10 @@
 // The summary reader against the full parser: for every text, read_record_summary() must accept
 // exactly what nlohmann accepts (as an object) and find the same value, of the same JSON type,
 // at every path it reports.
-#include "common/crash_json.hpp"
-#include "common/record.hpp"
-#include "common/record_summary.hpp"
-#include "common/record_summary_view.hpp"
+#include "common/crash/crash_json.hpp"
+#include "common/store/record.hpp"
+#include "common/store/record_summary.hpp"
+#include "common/store/record_summary_view.hpp"
 #include "tests/unit/record_summary_oracle.hpp"
 
 #include <catch2/catch.hpp>

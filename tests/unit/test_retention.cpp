@@ -1,6 +1,6 @@
-#include "common/config.hpp"
-#include "common/retention.hpp"
-#include "common/store.hpp"
+#include "common/base/config.hpp"
+#include "common/store/retention.hpp"
+#include "common/store/store.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

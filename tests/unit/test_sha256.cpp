@@ -1,4 +1,4 @@
-#include "common/sha256.hpp"
+#include "common/base/sha256.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "common/signals.hpp"
+#include "common/base/signals.hpp"
 
 #include <catch2/catch.hpp>
 

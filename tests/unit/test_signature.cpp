@@ -1,4 +1,4 @@
-#include "common/signature.hpp"
+#include "common/crash/signature.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,5 +1,5 @@
-#include "common/io.hpp"
-#include "common/store.hpp"
+#include "common/base/io.hpp"
+#include "common/store/store.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "common/symbolize.hpp"
+#include "common/crash/symbolize.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,5 +1,5 @@
-#include "common/config.hpp"
-#include "common/units.hpp"
+#include "common/base/config.hpp"
+#include "common/base/units.hpp"
 
 #include <catch2/catch.hpp>
 

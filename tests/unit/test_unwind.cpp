@@ -1,6 +1,6 @@
-#include "common/elf_core.hpp"
-#include "common/hex.hpp"
-#include "common/unwind.hpp"
+#include "common/base/hex.hpp"
+#include "common/crash/elf_core.hpp"
+#include "common/crash/unwind.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

@@ -1,6 +1,6 @@
-#include "common/capture.hpp"
-#include "common/io.hpp"
-#include "common/zstd_stream.hpp"
+#include "common/base/io.hpp"
+#include "common/crash/capture.hpp"
+#include "common/crash/zstd_stream.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>

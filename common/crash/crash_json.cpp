@@ -1,0 +1,172 @@
+#include "common/crash/crash_json.hpp"
+
+#include "common/base/escape.hpp"
+#include "common/base/hex.hpp"
+#include "common/store/names.hpp"
+
+#include <set>
+#include <string_view>
+
+namespace common {
+
+namespace {
+
+constexpr size_t k_max_mappings = 1024;
+
+template <typename T>
+nlohmann::json opt(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json hex(const std::optional<uint64_t>& v) {
+  return v ? nlohmann::json(hex_u64(*v)) : nlohmann::json(nullptr);
+}
+
+nlohmann::json text(std::string_view s) {
+  return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(to_valid_utf8(s));
+}
+
+nlohmann::json text_opt(const std::optional<std::string>& s) {
+  return s ? text(std::string_view(*s)) : nlohmann::json(nullptr);
+}
+
+} // namespace
+
+nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol) {
+  if (!symbol) {
+    return nullptr;
+  }
+  return {{"name", to_valid_utf8(symbol->name)},
+          {"offset", hex_u64(symbol->offset)},
+          {"verified", symbol->verified}};
+}
+
+nlohmann::json frame_to_json(const Frame& f) {
+  return {{"pc", hex_u64(f.pc)},
+          {"trust", std::string(to_string(f.trust))},
+          {"module", text(f.module)},
+          {"module_offset", hex(f.module_offset)},
+          {"build_id", text(f.build_id)},
+          {"symbol", symbol_to_json(f.symbol)},
+          {"file", f.source ? text(f.source->file) : nlohmann::json(nullptr)},
+          {"line", f.source ? nlohmann::json(f.source->line) : nlohmann::json(nullptr)},
+          {"inlined", f.inlined},
+          {"signal_frame", f.signal_frame}};
+}
+
+nlohmann::json thread_to_json(const ThreadTrace& t) {
+  nlohmann::json frames = nlohmann::json::array();
+  for (const auto& f : t.frames) {
+    frames.push_back(frame_to_json(f));
+  }
+  return {{"tid", t.tid},           {"name", text(t.name)},        {"state", text(t.state)},
+          {"crashing", t.crashing}, {"frames", std::move(frames)}, {"error", text(t.error)}};
+}
+
+namespace {
+
+// The fields both schemas share: signal, fault, registers, the module at pc.
+nlohmann::json site_to_json(const CoreFacts& f) {
+  nlohmann::json j = nlohmann::json::object();
+  j["machine"] = text(f.machine);
+  j["si_signo"] = opt(f.si_signo);
+  j["si_code"] = opt(f.si_code);
+  j["si_code_name"] = text(f.si_code_name);
+  j["si_errno"] = opt(f.si_errno);
+  j["fault_address"] = hex(f.fault_address);
+  j["sender_pid"] = opt(f.sender_pid);
+  j["sender_uid"] = opt(f.sender_uid);
+  j["pc"] = hex(f.pc);
+  j["sp"] = hex(f.sp);
+  j["tid"] = opt(f.tid);
+  j["threads"] = f.threads;
+  j["module"] = text_opt(f.module);
+  j["module_offset"] = hex(f.module_offset);
+  j["build_id"] = text_opt(f.build_id);
+  return j;
+}
+
+// The fields both schemas end with: how much of the core was seen, and what parsing noticed.
+void add_stream_fields(nlohmann::json& j, const CoreFacts& f) {
+  j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
+  j["received"] = f.received;
+  j["truncated"] = f.truncated;
+  j["format_error"] = text(f.format_error);
+  nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& w : f.warnings) {
+    warnings.push_back(to_valid_utf8(w));
+  }
+  j["warnings"] = std::move(warnings);
+}
+
+} // namespace
+
+nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
+  nlohmann::json j = site_to_json(f);
+  j["symbol"] = symbol_to_json(a.symbol);
+  if (a.signature) {
+    j["signature"] = a.signature->signature;
+    j["signature_version"] = 2;
+    // One string, so that list views (which read only scalar fields) can show it; "←" cannot
+    // occur in a symbol name or in build-id+offset.
+    std::string chain;
+    for (const auto& c : a.signature->chain) {
+      chain += (chain.empty() ? "" : " ← ") + to_valid_utf8(c);
+    }
+    j["signature_chain"] = std::move(chain);
+  } else {
+    j["signature"] = text(f.signature);
+    j["signature_version"] = f.signature.empty() ? nlohmann::json(nullptr) : nlohmann::json(1);
+    j["signature_chain"] = nullptr;
+  }
+  nlohmann::json stacks = nlohmann::json::array();
+  for (const auto& t : a.stacks) {
+    stacks.push_back(thread_to_json(t));
+  }
+  j["stacks"] = std::move(stacks);
+  add_stream_fields(j, f);
+  return j;
+}
+
+nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSymbol>& symbol) {
+  nlohmann::json j = site_to_json(f);
+  j["symbol"] = symbol_to_json(symbol);
+  j["signature"] = text(f.signature);
+  nlohmann::json frames = nlohmann::json::array();
+  for (const auto& fr : f.frames) {
+    frames.push_back({{"address", hex_u64(fr.address)},
+                      {"module", text(fr.module)},
+                      {"offset", hex(fr.module_offset)},
+                      {"best_effort", true}});
+  }
+  j["frames"] = std::move(frames);
+  add_stream_fields(j, f);
+  return j;
+}
+
+nlohmann::json mappings_to_json(const CoreFacts& f, std::span<const MappingFinding> findings) {
+  nlohmann::json out = nlohmann::json::array();
+  std::set<std::string_view> seen;
+  for (const auto& m : f.files) {
+    if (out.size() >= k_max_mappings) {
+      break;
+    }
+    if (!seen.insert(m.path).second) {
+      continue;
+    }
+    nlohmann::json entry = {{"path", to_valid_utf8(m.path)}, {"start", hex_u64(m.start)}};
+    const auto id = f.build_ids.find(m.path);
+    entry["build_id"] = id != f.build_ids.end() ? nlohmann::json(id->second) : nullptr;
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& x : findings) {
+      if (x.path == m.path) {
+        list.push_back({{"kind", to_string(x.kind)}, {"detail", to_valid_utf8(x.detail)}});
+      }
+    }
+    entry["findings"] = std::move(list);
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+} // namespace common

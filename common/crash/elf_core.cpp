@@ -1,0 +1,633 @@
+#include "common/crash/elf_core.hpp"
+
+#include "common/base/bytes.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/sha256.hpp"
+#include "common/crash/elf_struct.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <set>
+#include <utility>
+
+namespace common {
+
+namespace {
+
+constexpr uint64_t k_max = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t k_ehdr_size = sizeof(Elf64_Ehdr);
+constexpr uint64_t k_phdr_size = sizeof(Elf64_Phdr);
+constexpr uint64_t k_shdr_size = sizeof(Elf64_Shdr);
+// The kernel needs PN_XNUM past 65535 mappings; vm.max_map_count defaults to 65530, and a
+// million program headers (40 MB of summaries) is far past any real process.
+constexpr uint64_t k_max_phdrs = uint64_t{1} << 20;
+// NT_FILE is at most 4 MiB by default (16 MiB with kernel.core_file_note_size_limit).
+constexpr uint64_t k_max_note_desc = 16u << 20;
+constexpr uint64_t k_max_note_segments = 16;
+// The kernel dumps one page of each ELF file mapping at offset 0 (coredump_filter bit 4);
+// 64 KiB covers 64 KiB pages on aarch64.
+constexpr uint64_t k_build_id_window = 64u << 10;
+constexpr uint64_t k_max_build_id_windows = 4096;
+// Stack windows: enough for the frames of typical code at the crash (the unwinder stops where a
+// window ends), bounded whatever the thread count.
+constexpr uint64_t k_stack_window = 256u << 10;
+constexpr uint64_t k_thread_stack_window = 64u << 10;
+constexpr uint64_t k_max_stack_bytes = 4u << 20;
+constexpr size_t k_max_threads = 64;
+constexpr size_t k_max_frames = 32;
+// Capture windows alive at once; only overlapping (hostile) windows can come near it.
+constexpr uint64_t k_max_buffered = 32u << 20;
+constexpr size_t k_max_warnings = 16;
+
+uint64_t sat_add(uint64_t a, uint64_t b) {
+  return b > k_max - a ? k_max : a + b;
+}
+
+std::string machine_name(uint16_t m) {
+  switch (m) {
+  case EM_X86_64:
+    return "x86_64";
+  case EM_AARCH64:
+    return "aarch64";
+  default:
+    return "EM_" + std::to_string(m);
+  }
+}
+
+const FileMapping* mapping_at(const std::vector<FileMapping>& files, uint64_t addr) {
+  for (const auto& m : files) {
+    if (addr >= m.start && addr < m.end) {
+      return &m;
+    }
+  }
+  return nullptr;
+}
+
+} // namespace
+
+std::string module_basename(std::string_view path) {
+  constexpr std::string_view k_deleted = " (deleted)";
+  if (path.ends_with(k_deleted)) {
+    path.remove_suffix(k_deleted.size());
+  }
+  const size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+void CoreScanner::fail(std::string why) {
+  if (m_facts.format_error.empty()) {
+    m_facts.format_error = std::move(why);
+  }
+  m_phase = Phase::dead;
+  m_pending.clear();
+  m_active.clear();
+  m_active_bytes = 0;
+}
+
+// Warnings are distinct kinds without offsets (fewer than k_max_warnings of them), sorted at
+// the end: the same input gives the same list whatever the chunking.
+void CoreScanner::warn(std::string what) {
+  auto& w = m_facts.warnings;
+  if (w.size() < k_max_warnings && std::find(w.begin(), w.end(), what) == w.end()) {
+    w.push_back(std::move(what));
+  }
+}
+
+void CoreScanner::observe(std::span<const std::byte> chunk) {
+  if (m_finished) {
+    return;
+  }
+  m_facts.received = sat_add(m_facts.received, chunk.size());
+  while (!chunk.empty()) {
+    // Split the chunk at every offset where something starts or ends, so each piece goes to a
+    // fixed set of consumers. With nothing left to watch, the whole chunk is one piece.
+    const uint64_t boundary = next_boundary();
+    size_t n = chunk.size();
+    if (boundary > m_pos && boundary - m_pos < n) {
+      n = static_cast<size_t>(boundary - m_pos);
+    }
+    deliver(chunk.first(n));
+    m_pos = sat_add(m_pos, n);
+    chunk = chunk.subspan(n);
+    settle();
+  }
+}
+
+bool CoreScanner::wants_more() const {
+  if (m_finished || m_phase == Phase::dead) {
+    return false;
+  }
+  return m_phase != Phase::body || !m_pending.empty() || !m_active.empty();
+}
+
+uint64_t CoreScanner::next_boundary() const {
+  uint64_t b = k_max;
+  if (m_phase == Phase::header) {
+    b = k_ehdr_size;
+  } else if (m_phase == Phase::phdrs) {
+    const uint64_t entry = m_phoff + m_ph_index * k_phdr_size; // checked in parse_header
+    b = m_pos < entry ? entry : entry + k_phdr_size;
+  }
+  if (!m_pending.empty()) {
+    b = std::min(b, m_pending.back().begin);
+  }
+  for (const auto& r : m_active) {
+    b = std::min(b, r.end);
+  }
+  return b;
+}
+
+void CoreScanner::deliver(std::span<const std::byte> piece) {
+  if (m_phase == Phase::header) {
+    std::memcpy(m_ehdr.data() + m_pos, piece.data(), piece.size());
+  } else if (m_phase == Phase::phdrs) {
+    const uint64_t entry = m_phoff + m_ph_index * k_phdr_size;
+    if (m_pos >= entry) {
+      std::memcpy(m_phdr.data() + (m_pos - entry), piece.data(), piece.size());
+    }
+  }
+  for (auto& r : m_active) {
+    if (r.notes) {
+      m_notes_end = r.end;
+      r.notes->feed(piece, *this);
+    } else {
+      r.data.insert(r.data.end(), piece.begin(), piece.end());
+    }
+  }
+}
+
+void CoreScanner::settle() {
+  if (m_phase == Phase::header && m_pos >= k_ehdr_size) {
+    parse_header();
+  }
+  while (m_phase == Phase::phdrs && m_pos >= m_phoff + (m_ph_index + 1) * k_phdr_size) {
+    parse_phdr();
+  }
+  for (size_t i = 0; i < m_active.size();) {
+    if (m_active[i].end <= m_pos) {
+      Region r = std::move(m_active[i]);
+      m_active.erase(m_active.begin() + static_cast<ptrdiff_t>(i));
+      complete_region(r);
+    } else {
+      ++i;
+    }
+  }
+  register_windows();
+  if (!m_pending_sorted) {
+    // Registered in batches (a whole NT_FILE at once): one sort beats sorted inserts.
+    std::stable_sort(m_pending.begin(), m_pending.end(),
+                     [](const Region& a, const Region& b) { return a.begin > b.begin; });
+    m_pending_sorted = true;
+  }
+  while (!m_pending.empty() && m_pending.back().begin <= m_pos) {
+    Region r = std::move(m_pending.back());
+    m_pending.pop_back();
+    // Note segments count too, for the descriptor their stream may buffer: 16 PT_NOTE headers
+    // over one 16 MiB note would otherwise hold 16 copies of it at once.
+    const uint64_t size = r.end - r.begin; // each capture kind is capped at registration
+    r.charge = r.kind == RegionKind::notes ? std::min(size, k_max_note_desc) : size;
+    if (m_active_bytes + r.charge > k_max_buffered) {
+      warn(r.kind == RegionKind::notes ? "too many overlapping note segments; skipped some"
+                                       : "too many overlapping windows; skipped some");
+      continue;
+    }
+    m_active_bytes += r.charge;
+    if (r.kind != RegionKind::notes) {
+      r.data.reserve(static_cast<size_t>(size));
+    }
+    m_active.push_back(std::move(r));
+  }
+}
+
+void CoreScanner::parse_header() {
+  static_assert(sizeof(m_ehdr) == k_ehdr_size && sizeof(m_phdr) == k_phdr_size);
+  const Elf64_Ehdr eh = read_struct<Elf64_Ehdr>(m_ehdr, 0).value();
+  m_facts.is_elf = std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0;
+  if (!m_facts.is_elf) {
+    return fail("not an ELF file");
+  }
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64) {
+    return fail("not ELFCLASS64 (class " + std::to_string(eh.e_ident[EI_CLASS]) + ")");
+  }
+  if (eh.e_ident[EI_DATA] != ELFDATA2LSB) {
+    return fail("not little-endian (data " + std::to_string(eh.e_ident[EI_DATA]) + ")");
+  }
+  m_machine = eh.e_machine;
+  m_facts.machine = machine_name(m_machine);
+  if (eh.e_type != ET_CORE) {
+    return fail("not a core file (e_type " + std::to_string(eh.e_type) + ")");
+  }
+  if (m_machine != EM_X86_64 && m_machine != EM_AARCH64) {
+    warn("unsupported machine " + m_facts.machine + ": no registers");
+  }
+  m_phoff = eh.e_phoff;
+  const uint64_t shoff = eh.e_shoff;
+  m_xnum = eh.e_phnum == PN_XNUM;
+  m_ph_limit = m_xnum ? k_max_phdrs : eh.e_phnum;
+  if (eh.e_phnum == 0) {
+    return fail("no program headers");
+  }
+  if (eh.e_phentsize != k_phdr_size) {
+    return fail("e_phentsize " + std::to_string(eh.e_phentsize) + " is not 56");
+  }
+  // The kernel writes the table right after the header; anything else we would already have
+  // streamed past.
+  if (m_phoff < k_ehdr_size || m_phoff > k_max - m_ph_limit * k_phdr_size - k_phdr_size) {
+    return fail("program header offset " + std::to_string(m_phoff) + " out of range");
+  }
+  m_phase = Phase::phdrs;
+  if (m_xnum && eh.e_shentsize == k_shdr_size && shoff >= k_ehdr_size &&
+      shoff < k_max - k_shdr_size) {
+    // The real count is in sh_info of section header 0, written after all the memory; the
+    // table's end is inferred meanwhile (see parse_phdr) and checked against it at the end.
+    Region r;
+    r.begin = shoff;
+    r.end = shoff + k_shdr_size;
+    r.kind = RegionKind::shdr;
+    register_region(std::move(r));
+    m_facts.expected_size = std::max(m_facts.expected_size, shoff + k_shdr_size);
+  }
+}
+
+void CoreScanner::parse_phdr() {
+  const Elf64_Phdr ph = read_struct<Elf64_Phdr>(m_phdr, 0).value();
+  const uint32_t type = ph.p_type;
+  const uint64_t offset = ph.p_offset;
+  const uint64_t filesz = ph.p_filesz;
+  ++m_ph_index;
+  const uint64_t table_end = m_phoff + m_ph_index * k_phdr_size;
+  if (type == PT_LOAD || type == PT_NOTE) {
+    if (filesz > k_max - offset) {
+      warn("a segment's offset + size overflows; ignored");
+    } else {
+      m_facts.expected_size = std::max(m_facts.expected_size, offset + filesz);
+      if (type == PT_LOAD) {
+        m_loads.push_back(Load{ph.p_vaddr, ph.p_memsz, offset, filesz, ph.p_flags});
+      } else if (filesz > 0 && m_note_segments++ < k_max_note_segments) {
+        Region r;
+        r.begin = offset;
+        r.end = offset + filesz;
+        r.kind = RegionKind::notes;
+        r.notes.emplace(k_max_note_desc);
+        register_region(std::move(r));
+      }
+    }
+    // PN_XNUM: the table cannot reach into segment data, and the kernel writes the notes
+    // right after it, so the first PT_NOTE's p_offset is exactly where the table ends.
+    if (offset >= table_end) {
+      m_ph_bound = std::min(m_ph_bound, offset);
+    }
+  }
+  const bool full = m_ph_index >= m_ph_limit;
+  const bool xnum_end = m_xnum && (m_ph_bound < table_end || m_ph_bound - table_end < k_phdr_size);
+  if (full && m_xnum) {
+    warn("more than " + std::to_string(k_max_phdrs) + " program headers; ignored the rest");
+  }
+  if (full || xnum_end) {
+    end_phdrs();
+  }
+}
+
+void CoreScanner::end_phdrs() {
+  m_phase = Phase::body;
+  m_facts.phnum = m_ph_index;
+  std::stable_sort(m_loads.begin(), m_loads.end(),
+                   [](const Load& a, const Load& b) { return a.vaddr < b.vaddr; });
+}
+
+void CoreScanner::register_region(Region r) {
+  if (r.end <= r.begin) {
+    return;
+  }
+  if (r.begin < m_pos || (r.kind != RegionKind::notes && r.begin < m_window_floor)) {
+    warn("data precedes the headers or notes that locate it; skipped");
+    return;
+  }
+  m_pending.push_back(std::move(r));
+  m_pending_sorted = false;
+}
+
+void CoreScanner::complete_region(Region& r) {
+  m_active_bytes -= std::min(m_active_bytes, r.charge);
+  const std::span<const std::byte> data(r.data);
+  switch (r.kind) {
+  case RegionKind::notes:
+    if (r.notes->mid_note()) {
+      warn("note segment ends inside a note");
+    }
+    if (r.notes->oversized() > 0) {
+      warn("skipped a note descriptor larger than " + std::to_string(k_max_note_desc) + " bytes");
+    }
+    return;
+  case RegionKind::build_id:
+    if (auto id = find_gnu_build_id(data)) {
+      m_facts.build_ids.emplace(r.path, std::move(*id));
+    }
+    break;
+  case RegionKind::stack:
+    if (r.thread < m_facts.thread_states.size()) {
+      m_facts.thread_states[r.thread].stack = r.data; // r.data is still scanned below
+    }
+    if (r.thread != 0) {
+      break;
+    }
+    // Any 8-byte value pointing into executable memory may be a return address. This finds
+    // callers even without frame pointers, at the price of stale values: hence "best effort".
+    for (uint64_t off = 0; off + 8 <= data.size(); off += 8) {
+      const uint64_t v = read_le<uint64_t>(data, off).value_or(0);
+      const Load* l = find_load(v);
+      if (l != nullptr && (l->flags & PF_X) != 0) {
+        m_stack_candidates.push_back(v);
+        if (m_stack_candidates.size() >= k_max_frames) {
+          break;
+        }
+      }
+    }
+    break;
+  case RegionKind::shdr:
+    if (const auto sh = read_struct<Elf64_Shdr>(data, 0)) {
+      m_xnum_count = sh->sh_info;
+    }
+    break;
+  }
+}
+
+const CoreScanner::Load* CoreScanner::find_load(uint64_t addr) const {
+  auto it = std::upper_bound(m_loads.begin(), m_loads.end(), addr,
+                             [](uint64_t a, const Load& l) { return a < l.vaddr; });
+  if (it == m_loads.begin()) {
+    return nullptr;
+  }
+  --it;
+  return addr - it->vaddr < it->memsz ? &*it : nullptr;
+}
+
+// Windows into PT_LOAD data depend on notes (sp, NT_FILE) and on the whole program header table;
+// both precede the memory in a kernel core, so they are registered before their data arrives.
+void CoreScanner::register_windows() {
+  if (m_phase != Phase::body) {
+    return;
+  }
+  while (m_stacks_registered < m_facts.thread_states.size()) {
+    const size_t index = m_stacks_registered++;
+    ThreadState& t = m_facts.thread_states[index];
+    const Load* l = t.sp ? find_load(*t.sp) : nullptr;
+    const uint64_t delta = l != nullptr ? *t.sp - l->vaddr : 0;
+    if (l == nullptr || delta >= l->filesz) {
+      continue; // sp outside dumped memory (a stack overflow into a guard page, garbage)
+    }
+    const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
+    const uint64_t size = std::min({l->filesz - delta, cap, k_max_stack_bytes - m_stack_bytes});
+    if (size == 0) {
+      warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
+      continue;
+    }
+    m_stack_bytes += size;
+    t.stack_base = *t.sp;
+    Region r;
+    r.begin = sat_add(l->offset, delta);
+    r.end = sat_add(r.begin, size);
+    r.kind = RegionKind::stack;
+    r.thread = index;
+    register_region(std::move(r));
+  }
+  if (!m_build_ids_registered && m_seen_file) {
+    m_build_ids_registered = true;
+    std::set<std::string_view> done;
+    for (const auto& m : m_facts.files) {
+      if (m.file_offset != 0 || done.contains(m.path)) {
+        continue;
+      }
+      const Load* l = find_load(m.start);
+      const uint64_t delta = l != nullptr ? m.start - l->vaddr : 0;
+      if (l == nullptr || delta >= l->filesz) {
+        continue; // not dumped here; a later mapping of the same file may be
+      }
+      if (m_windows++ >= k_max_build_id_windows) {
+        warn("more than " + std::to_string(k_max_build_id_windows) +
+             " modules; no build-ids "
+             "for the rest");
+        break;
+      }
+      Region r;
+      r.begin = sat_add(l->offset, delta);
+      r.end = sat_add(r.begin, std::min({l->filesz - delta, k_build_id_window, m.end - m.start}));
+      r.kind = RegionKind::build_id;
+      r.path = m.path;
+      register_region(std::move(r));
+      done.insert(m.path);
+    }
+  }
+}
+
+bool CoreScanner::want(std::string_view name, uint32_t type) {
+  if (name != "CORE") {
+    return false;
+  }
+  switch (type) {
+  case NT_PRSTATUS:
+    return m_facts.thread_states.size() < k_max_threads;
+  case NT_SIGINFO:
+    return !m_seen_siginfo;
+  case NT_PRPSINFO:
+    return !m_seen_prpsinfo;
+  case NT_AUXV:
+    return !m_seen_auxv;
+  case NT_FILE:
+    return !m_seen_file;
+  default:
+    return false;
+  }
+}
+
+void CoreScanner::on_note(const ElfNote& note) {
+  if (note.name != "CORE") {
+    return;
+  }
+  auto& f = m_facts;
+  switch (note.type) {
+  case NT_PRSTATUS:
+    ++f.threads;
+    // Windows a note asks for must start after its note segment: the note completes at a
+    // position that depends on the chunking, the segment's end does not.
+    m_window_floor = std::max(m_window_floor, m_notes_end);
+    {
+      auto p = decode_prstatus(note.desc, m_machine);
+      // Only the first prstatus is the crashing thread, even when its descriptor was unusable.
+      if (!std::exchange(m_seen_prstatus, true) && p) {
+        f.pc = p->pc;
+        f.sp = p->sp;
+        f.lr = p->lr;
+        f.tid = p->pid;
+        f.cursig = p->cursig;
+      }
+      if (f.thread_states.size() < k_max_threads) {
+        ThreadState t;
+        if (p) {
+          t.tid = p->pid;
+          t.cursig = p->cursig;
+          t.pc = p->pc;
+          t.sp = p->sp;
+          t.gregs = std::move(p->gregs);
+        }
+        f.thread_states.push_back(std::move(t));
+      } else if (f.threads == k_max_threads + 1) {
+        warn("more than " + std::to_string(k_max_threads) + " threads; no registers for the rest");
+      }
+    }
+    break;
+  case NT_SIGINFO:
+    if (!std::exchange(m_seen_siginfo, true)) {
+      if (const auto s = decode_siginfo(note.desc)) {
+        f.si_signo = s->signo;
+        f.si_errno = s->err;
+        f.si_code = s->code;
+        f.si_code_name = std::string(si_code_name(s->signo, s->code));
+        f.fault_address = s->fault_address;
+        f.sender_pid = s->sender_pid;
+        f.sender_uid = s->sender_uid;
+      }
+    }
+    break;
+  case NT_PRPSINFO:
+    if (!std::exchange(m_seen_prpsinfo, true)) {
+      if (auto p = decode_prpsinfo(note.desc)) {
+        f.pid = p->pid;
+        f.uid = p->uid;
+        f.gid = p->gid;
+        f.fname = std::move(p->fname);
+        f.psargs = std::move(p->psargs);
+      }
+    }
+    break;
+  case NT_AUXV:
+    if (!std::exchange(m_seen_auxv, true)) {
+      const AuxvFacts a = decode_auxv(note.desc);
+      f.at_secure = a.at_secure;
+      f.at_uid = a.at_uid;
+      f.at_euid = a.at_euid;
+      f.at_gid = a.at_gid;
+      f.at_egid = a.at_egid;
+      f.at_entry = a.at_entry;
+    }
+    break;
+  case NT_FILE:
+    if (!m_seen_file && note.complete) {
+      m_seen_file = true;
+      m_window_floor = std::max(m_window_floor, m_notes_end);
+      NtFile nt = decode_nt_file(note.desc);
+      if (!nt.error.empty()) {
+        warn(nt.error);
+      }
+      f.file_page_size = nt.page_size;
+      f.files = std::move(nt.mappings);
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+void CoreScanner::finish() {
+  if (std::exchange(m_finished, true)) {
+    return;
+  }
+  // Windows cut by the end of the stream still hold useful bytes (a stack prefix, a first page).
+  for (auto& r : m_active) {
+    complete_region(r);
+  }
+  m_active.clear();
+  m_pending.clear();
+  auto& f = m_facts;
+  if (m_phase == Phase::header) {
+    static constexpr std::byte k_magic[] = {std::byte{0x7f}, std::byte{'E'}, std::byte{'L'},
+                                            std::byte{'F'}};
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(m_pos, 4));
+    const bool prefix =
+        n > 0 &&
+        std::equal(m_ehdr.begin(), m_ehdr.begin() + static_cast<ptrdiff_t>(n), std::begin(k_magic));
+    f.is_elf = prefix && n == 4;
+    f.format_error = m_pos == 0 ? "empty input"
+                     : prefix   ? "input ends inside the ELF header"
+                                : "not an ELF file";
+    if (prefix) {
+      f.expected_size = k_ehdr_size;
+    }
+  } else if (m_phase == Phase::phdrs) {
+    f.phnum = m_ph_index;
+    warn("input ends inside the program headers");
+    if (!m_xnum) {
+      f.expected_size = std::max(f.expected_size, m_phoff + m_ph_limit * k_phdr_size);
+    }
+    f.expected_size = std::max(f.expected_size, sat_add(m_pos, 1));
+  }
+  if (m_xnum && m_xnum_count && *m_xnum_count != f.phnum) {
+    warn("PN_XNUM: section header 0 says " + std::to_string(*m_xnum_count) +
+         " program headers, the table held " + std::to_string(f.phnum));
+  }
+  f.truncated = f.received < f.expected_size;
+  std::sort(f.warnings.begin(), f.warnings.end());
+  derive();
+}
+
+void CoreScanner::derive() {
+  auto& f = m_facts;
+  // The crash site, and the module identity the signature uses: the build-id when the first
+  // page was dumped, else the file name (paths differ between hosts and containers).
+  auto site_of = [&](const FileMapping& m, uint64_t addr) {
+    const uint64_t off = addr - m.start + m.file_offset;
+    const auto id = f.build_ids.find(m.path);
+    const std::string module_id =
+        id != f.build_ids.end() ? "b:" + id->second : "n:" + module_basename(m.path);
+    return module_id + "+" + hex_u64(off);
+  };
+  std::string site;
+  if (f.pc) {
+    if (const FileMapping* m = mapping_at(f.files, *f.pc)) {
+      f.module = m->path;
+      f.module_offset = *f.pc - m->start + m->file_offset;
+      if (const auto id = f.build_ids.find(m->path); id != f.build_ids.end()) {
+        f.build_id = id->second;
+      }
+      site = site_of(*m, *f.pc);
+    }
+  }
+  // aarch64 keeps the caller of a leaf function in lr: the most reliable frame there is.
+  std::vector<uint64_t> candidates;
+  if (f.lr) {
+    const Load* l = find_load(*f.lr);
+    if (l != nullptr && (l->flags & PF_X) != 0) {
+      candidates.push_back(*f.lr);
+    }
+  }
+  candidates.insert(candidates.end(), m_stack_candidates.begin(), m_stack_candidates.end());
+  for (const uint64_t a : candidates) {
+    if (f.frames.size() >= k_max_frames) {
+      break;
+    }
+    StackFrame fr;
+    fr.address = a;
+    if (const FileMapping* m = mapping_at(f.files, a)) {
+      fr.module = m->path;
+      fr.module_offset = a - m->start + m->file_offset;
+      if (site.empty()) {
+        // pc outside any file (a call through a bad pointer, JIT code): the first caller
+        // candidate in a module identifies the crash instead.
+        site = "caller:" + site_of(*m, a);
+      }
+    }
+    f.frames.push_back(std::move(fr));
+  }
+  const std::optional<int> signo = f.si_signo ? f.si_signo : f.cursig;
+  if (!f.is_elf || (!signo && !f.pc)) {
+    return;
+  }
+  // v1|<signo>|<si_code>|<site>: numbers rather than names so a table update cannot regroup.
+  f.signature_input = "v1|" + (signo ? std::to_string(*signo) : "?") + "|" +
+                      (f.si_code ? std::to_string(*f.si_code) : "?") + "|" +
+                      (site.empty() ? "?" : site);
+  f.signature = sha256_hex(f.signature_input, 16);
+}
+
+} // namespace common

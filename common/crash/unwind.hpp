@@ -1,0 +1,85 @@
+// Backtraces of every thread of a core, after the stream: elfutils' CFI unwinder (libdwfl) over
+// the registers and stack windows the scanner kept, with frame pointers and then a validated
+// stack scan as fallbacks; symbols and source lines from the module files on disk.
+//
+// Only module files whose build-id equals the one in the core are used (a file replaced since
+// the crash would give fiction). Module paths are the crasher's (attacker-controlled): they are
+// opened like symbolize.hpp says (O_PATH first, regular local files only, inside the crasher's
+// root when `root_fd` is given) and read with pread, never mmap. Debug files are looked up by
+// build-id only, under the host's debug directories.
+#pragma once
+
+#include "common/crash/elf_core.hpp"
+#include "common/crash/symbolize.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace common {
+
+// How a frame was found, most trusted first (the names rust-minidump uses).
+enum class FrameTrust {
+  context,       // the registers of the thread (frame #0)
+  cfi,           // call-frame information (.eh_frame / .debug_frame) of a verified module
+  frame_pointer, // the saved frame-pointer chain
+  scan,          // a stack word that points just after a call instruction
+};
+std::string_view to_string(FrameTrust trust);
+std::optional<FrameTrust> frame_trust_from_string(std::string_view s);
+
+// A source position from DWARF line tables.
+struct SourceLine {
+  std::string file; // as in the line table (raw bytes)
+  int line = 0;
+};
+
+// One frame. `pc` is the frame's address as unwound: the pc for frame #0 and for a frame a
+// signal interrupted, a return address for the others (symbols and lines are looked up at
+// pc − 1 for those). A pc inside inlined code gives one frame per inlined function, innermost
+// first, like gdb; names come from DWARF when the module has it, else from the symbol tables.
+struct Frame {
+  uint64_t pc = 0;
+  FrameTrust trust = FrameTrust::context;
+  std::string module;                    // NT_FILE path (raw bytes); empty when anonymous
+  std::optional<uint64_t> module_offset; // file offset of pc in `module`
+  std::string build_id;                  // of `module`, from the core; empty when unknown
+  std::optional<ResolvedSymbol> symbol;  // from a module file whose build-id matched
+  std::optional<SourceLine> source;
+  bool inlined = false;      // a function inlined at pc into the next frame (same pc)
+  bool exact_pc = false;     // pc is the instruction itself, not a return address (frame #0,
+                             // frames around a signal): looked up at pc, not pc − 1
+  bool signal_frame = false; // the kernel's signal trampoline (__restore_rt): the next frame is
+                             // where the signal interrupted the thread
+};
+
+// One thread's backtrace.
+struct ThreadTrace {
+  int64_t tid = 0;
+  bool crashing = false; // the thread that took the signal (the core's first NT_PRSTATUS)
+  std::string name;      // /proc/<pid>/task/<tid>/comm when read in time; empty otherwise
+  std::string state;     // one letter of /proc/<pid>/task/<tid>/stat; empty when unknown
+  std::vector<Frame> frames;
+  std::string error; // why the trace ended early; empty when it reached the outermost frame
+};
+
+struct UnwindOptions {
+  int root_fd = -1; // the crasher's root for module paths (see symbolize.hpp)
+  // The whole analysis stops here: threads not started get their context frame only.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+  size_t max_threads = 64;
+  size_t max_frames = 64;
+  // Where separate debug files are looked up as <dir>/.build-id/xx/rest.debug.
+  std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
+  // A module whose symbol and debug sections together are larger is unwound but not
+  // symbolized: libelf reads whole sections into memory.
+  uint64_t max_symbol_bytes = 64u << 20;
+};
+
+// Unwinds every thread the scanner kept (facts.thread_states), the crashing thread first.
+std::vector<ThreadTrace> unwind_threads(const CoreFacts& facts, const UnwindOptions& options);
+
+} // namespace common

@@ -1,0 +1,127 @@
+// The crash record: one JSON file per crash, the commit point of a capture.
+#pragma once
+
+#include "common/base/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace common {
+
+inline constexpr int k_record_schema = 2;
+
+// Why a core is (or is not) stored; each policy decision of the handler is one of these.
+enum class CoreReason {
+  stored,       // complete core stored
+  truncated,    // stored, but cut at the size cap, the free-space floor or the quota
+  rlimit,       // the crasher's RLIMIT_CORE (%c) was below a page: it asked for no core
+  too_large,    // the cap would leave too little to be useful (cap below one page)
+  disk_full,    // free space was already below keep_free
+  quota,        // the store already uses max_use
+  rate_limited, // too many cores from this executable recently
+  busy,         // max_captures captures were already running: recorded on the lean path
+  empty,        // the kernel sent no data
+  not_elf,      // the data was not an ELF core; stored as received for inspection
+  error,        // an I/O or other failure; see core.error
+};
+
+std::string_view to_string(CoreReason r);
+std::optional<CoreReason> parse_core_reason(std::string_view s);
+
+// Who may be given the core: the crashing user, or root only (setuid and similar cores).
+enum class CoreAccess { owner, root_only };
+
+struct CoreInfo {
+  bool present = false;
+  CoreReason reason = CoreReason::error;
+  std::string path;                      // relative to the store root; empty when no core
+  uint64_t size = 0;                     // bytes received from the kernel
+  uint64_t stored_size = 0;              // bytes on disk (compressed)
+  bool truncated = false;                // the stored core is not the whole core
+  std::optional<uint64_t> expected_size; // the core's full size, from its program headers
+  CoreAccess access = CoreAccess::root_only;
+  std::string compression = "zstd";
+  std::string error; // what failed, when reason is error (or a stored core hit one)
+  // RFC 3339 time at which retention removed the stored core (corectl vacuum). `present` and
+  // `reason` keep describing the capture, so series labels derived from them never change.
+  std::optional<std::string> removed;
+};
+
+struct HandlerInfo {
+  std::string version;
+  double duration_ms = 0;
+  // Milliseconds from the start to the end of the core stream: how long the crashed process
+  // waited on us (the rest is durability and analysis after its pipe was closed).
+  double drained_ms = 0;
+  // Milliseconds spent unwinding and symbolizing after the core was committed.
+  double analysis_ms = 0;
+  // How the analysis child ended: "ok", or why the backtraces are missing ("timeout", "out of
+  // memory", "killed by SIGSEGV" …). Empty when no analysis ran (no ELF core).
+  std::string analysis;
+  std::vector<std::string> warnings; // malformed arguments and other things worth a look
+  // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
+  std::vector<std::string> cut;
+};
+
+struct Record {
+  int schema = k_record_schema;
+  std::string id;
+  std::string time; // RFC 3339 UTC
+  std::string hostname;
+  std::string executable; // decoded path, valid UTF-8
+  bool executable_deleted = false;
+  std::string executable_raw; // %E exactly as the kernel passed it (empty: not recorded)
+  int signal = 0;
+  std::string signal_name;
+  std::optional<int64_t> pid;
+  std::optional<int64_t> tid;
+  std::optional<int64_t> uid;
+  std::optional<int64_t> gid;
+  std::string comm;
+  std::string cmdline;
+  std::optional<int> dump_mode;
+  std::optional<uint64_t> rlimit_core;
+  CoreInfo core;
+  // Sections filled by the crash scanner and /proc collection; free-form objects whose keys are
+  // documented in docs/record.md. Empty objects are omitted.
+  nlohmann::json crash = nlohmann::json::object();
+  nlohmann::json mappings = nlohmann::json::array();
+  nlohmann::json container = nlohmann::json::object();
+  HandlerInfo handler;
+  // Store components the record lives under (derived, kept so readers need not recompute).
+  std::string store_host;
+  std::string store_exe;
+};
+
+// The record as JSON; every string is made valid UTF-8.
+nlohmann::json to_json(const Record& r);
+// Pretty JSON text with a trailing newline.
+std::string to_json_text(const Record& r);
+
+// The largest record the handler writes (its JSON text; common/store/record_bound cuts to it),
+// documented in docs/record.md.
+inline constexpr size_t k_record_max = 256 << 10;
+// The one limit of every reader (corectl, vacuum, the exporter): the handler's bound plus a
+// margin for what is added once a record is written (vacuum's `core.removed`). A larger file is
+// not read: it is listed and counted as unreadable, from its place in the store.
+inline constexpr size_t k_max_record_bytes = k_record_max + (64 << 10);
+
+// Parses record text into a DOM after checking its size and nesting depth
+// (common/base/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's
+// stack.
+Expected<nlohmann::json> parse_record_json(std::string_view text);
+
+// Parses a record; missing optional fields take their defaults, wrong types are errors.
+Expected<Record> record_from_json(const nlohmann::json& j);
+Expected<Record> parse_record(std::string_view text);
+
+// RFC 3339 UTC text for a time in seconds since the epoch ("2026-11-22T02:55:15Z").
+std::string format_time(int64_t epoch_seconds);
+// Parses what format_time() produces (and fractional seconds); nullopt when malformed.
+std::optional<int64_t> parse_time(std::string_view text);
+
+} // namespace common

@@ -1,0 +1,267 @@
+#include "common/store/retention.hpp"
+
+#include "common/base/atomic_file.hpp"
+#include "common/base/io.hpp"
+#include "common/store/acl.hpp"
+#include "common/store/record.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <queue>
+#include <tuple>
+
+namespace common {
+
+namespace {
+
+bool older(const RetentionEntry& a, const RetentionEntry& b) {
+  return std::tie(a.time, a.id) < std::tie(b.time, b.id);
+}
+
+} // namespace
+
+std::string_view to_string(RemovalCause c) {
+  switch (c) {
+  case RemovalCause::max_records:
+    return "max_records";
+  case RemovalCause::max_record_age:
+    return "max_record_age";
+  case RemovalCause::max_use:
+    return "max_use";
+  case RemovalCause::keep_free:
+    return "keep_free";
+  }
+  return "max_use";
+}
+
+RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEntry>& entries,
+                             const RetentionFacts& facts) {
+  RetentionPlan plan;
+  plan.max_use = config.max_use.resolve(facts.fs_total, k_percent_cap);
+  plan.keep_free = config.keep_free.resolve(facts.fs_total, k_percent_cap);
+
+  std::vector<size_t> by_age(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    by_age[i] = i;
+    plan.core_bytes_before += entries[i].core_bytes;
+  }
+  std::sort(by_age.begin(), by_age.end(),
+            [&](size_t a, size_t b) { return older(entries[a], entries[b]); });
+
+  uint64_t core_bytes = plan.core_bytes_before;
+  uint64_t available = facts.fs_available;
+  std::vector<bool> gone(entries.size(), false);
+  auto drop = [&](size_t i) {
+    gone[i] = true;
+    core_bytes -= entries[i].core_bytes;
+    available += entries[i].core_bytes;
+  };
+
+  // 1. Records beyond the count or the age, oldest first.
+  const size_t excess = config.max_records > 0 && entries.size() > config.max_records
+                            ? entries.size() - config.max_records
+                            : 0;
+  for (size_t k = 0; k < by_age.size(); ++k) {
+    const size_t i = by_age[k];
+    if (k < excess) {
+      plan.retire.push_back({i, RemovalCause::max_records});
+    } else if (config.max_record_age > 0 &&
+               entries[i].time + static_cast<int64_t>(config.max_record_age) < facts.now) {
+      plan.retire.push_back({i, RemovalCause::max_record_age});
+    } else {
+      continue;
+    }
+    drop(i);
+  }
+
+  // 2. Cores, from the executable with the most cores, oldest first (see the header).
+  auto over = [&]() -> std::optional<RemovalCause> {
+    if (core_bytes > plan.max_use) {
+      return RemovalCause::max_use;
+    }
+    if (available < plan.keep_free) {
+      return RemovalCause::keep_free;
+    }
+    return std::nullopt;
+  };
+  if (over()) {
+    // Each (host, exe) holds its remaining cores oldest first; a heap picks the next group.
+    std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+    for (size_t i : by_age) {
+      if (!gone[i] && entries[i].core_bytes > 0) {
+        groups[{entries[i].host, entries[i].exe}].push_back(i);
+      }
+    }
+    struct Head {
+      size_t remaining;
+      const RetentionEntry* oldest;
+      const std::vector<size_t>* cores;
+      size_t next;
+    };
+    auto after = [](const Head& a, const Head& b) {
+      // The heap's top is the group to take from: most cores, then oldest core, then name.
+      if (a.remaining != b.remaining) {
+        return a.remaining < b.remaining;
+      }
+      if (a.oldest->time != b.oldest->time) {
+        return a.oldest->time > b.oldest->time;
+      }
+      return std::tie(a.oldest->host, a.oldest->exe) > std::tie(b.oldest->host, b.oldest->exe);
+    };
+    std::priority_queue<Head, std::vector<Head>, decltype(after)> heap(after);
+    for (const auto& [key, cores] : groups) {
+      heap.push({cores.size(), &entries[cores.front()], &cores, 0});
+    }
+    while (!heap.empty()) {
+      const auto cause = over();
+      if (!cause) {
+        break;
+      }
+      Head h = heap.top();
+      heap.pop();
+      const size_t i = (*h.cores)[h.next];
+      plan.remove_cores.push_back({i, *cause});
+      drop(i);
+      if (--h.remaining > 0) {
+        ++h.next;
+        h.oldest = &entries[(*h.cores)[h.next]];
+        heap.push(h);
+      }
+    }
+  }
+  plan.core_bytes_after = core_bytes;
+  return plan;
+}
+
+Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
+                           const std::string& removed_at) {
+  // Root runs this in a directory tree the store user owns: each component is opened without
+  // following symlinks, and the record is read and checked through one descriptor, so nothing can
+  // be swapped in between the check and the read. O_NONBLOCK: a FIFO must not hang vacuum.
+  const std::string dir = entry.host + "/" + entry.exe;
+  auto host_fd = open_at(store.fd(), entry.host, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  auto dir_fd = host_fd ? open_at(host_fd->get(), entry.exe, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+                        : Expected<UniqueFd>(std::unexpected(host_fd.error()));
+  if (!dir_fd) {
+    return fail("Failed to open " + quoted(store.root() + "/" + dir) + ": " +
+                dir_fd.error().message);
+  }
+  const int dfd = dir_fd->get();
+  const std::string record_name = entry.id + std::string(k_record_suffix);
+  const std::string core_name = entry.id + std::string(k_core_suffix);
+  const std::string where = store.root() + "/" + dir + "/";
+
+  auto old = open_at(dfd, record_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!old) {
+    return fail("Failed to open record " + quoted(where + record_name) + ": " +
+                old.error().message);
+  }
+  struct stat st {};
+  if (::fstat(old->get(), &st) != 0) {
+    return fail_errno("Failed to stat " + quoted(where + record_name), errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail("Record " + quoted(where + record_name) +
+                " is not a regular file, keeping its core");
+  }
+  auto text = read_fd(old->get(), where + record_name, k_max_record_bytes);
+  if (!text) {
+    return fail("Failed to read record " + quoted(where + record_name) + ": " +
+                text.error().message);
+  }
+  // Edit the JSON itself rather than round-tripping a Record: fields this version does not know
+  // (a newer handler's) must survive.
+  auto parsed = parse_record_json(*text);
+  if (!parsed || !parsed->is_object() || !parsed->contains("core") ||
+      !(*parsed)["core"].is_object()) {
+    return fail("Malformed record " + quoted(where + record_name) + ", keeping its core");
+  }
+  nlohmann::json& j = *parsed;
+  if (!j["core"].contains("removed")) {
+    j["core"]["removed"] = removed_at;
+    auto file = AtomicFile::create(dfd, record_name, st.st_mode & 07777);
+    if (!file) {
+      return std::unexpected(file.error());
+    }
+    // The exporter reads records as the store user: a rewrite by root must keep their owner.
+    if (::fchown(file->fd(), st.st_uid, st.st_gid) != 0 ||
+        ::fchmod(file->fd(), st.st_mode & 07777) != 0) {
+      return fail_errno("Failed to keep the owner of " + quoted(where + record_name), errno);
+    }
+    // And who else may read it: the crashing user's ACL (set by the handler) must survive.
+    if (auto a = copy_access_acl(old->get(), file->fd()); !a) {
+      return fail("Failed to keep the ACL of " + quoted(where + record_name) + ": " +
+                  a.error().message);
+    }
+    const std::string out = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (auto w = file->write(out); !w) {
+      return w;
+    }
+    if (auto c = file->commit(Replace::yes); !c) {
+      return c;
+    }
+  }
+  if (::unlinkat(dfd, core_name.c_str(), 0) != 0 && errno != ENOENT) {
+    return fail_errno("Failed to remove core " + quoted(where + core_name), errno);
+  }
+  return {};
+}
+
+Expected<OrphanSweep> remove_orphans(const Store& store, int64_t now, int64_t min_age,
+                                     bool dry_run) {
+  OrphanSweep out;
+  Store::WalkEvents events;
+  events.failed = [&](std::string_view, const Error& e) { out.failed.push_back(e); };
+  auto walked = store.walk(
+      {Store::Listing::all, {}, {}}, events,
+      [&](std::string_view host, std::string_view exe, int dirfd) {
+        // The temporaries are dot names: the whole directory is read.
+        std::vector<std::string> names;
+        const std::string rel = std::string(host) + "/" + std::string(exe);
+        if (auto listed = list_dir(
+                dirfd, [&](std::string_view n) { names.emplace_back(n); }, Hidden::include);
+            !listed) {
+          // Only names read before the failure are looked at: a core whose record was not
+          // listed is not taken for an orphan, as the record's name is looked up among them.
+          out.failed.push_back(
+              Error::from_errno("Failed to list " + quoted(rel), listed.error().sys_errno));
+        }
+        std::sort(names.begin(), names.end());
+        for (const std::string& name : names) {
+          const bool temporary = name.starts_with(".#");
+          const bool core = name.ends_with(k_core_suffix) && !name.starts_with('.');
+          if (!temporary && !core) {
+            continue;
+          }
+          if (core) {
+            const std::string record =
+                name.substr(0, name.size() - k_core_suffix.size()) + std::string(k_record_suffix);
+            if (std::binary_search(names.begin(), names.end(), record)) {
+              continue;
+            }
+          }
+          struct stat st {};
+          if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+              !S_ISREG(st.st_mode) || now - st.st_mtime < min_age) {
+            continue;
+          }
+          if (!dry_run && ::unlinkat(dirfd, name.c_str(), 0) != 0) {
+            continue;
+          }
+          out.orphans.push_back({rel + "/" + name, static_cast<uint64_t>(st.st_blocks) * 512});
+        }
+      });
+  if (!walked) {
+    return std::unexpected(walked.error());
+  }
+  return out;
+}
+
+} // namespace common

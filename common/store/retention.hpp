@@ -1,0 +1,89 @@
+// The retention policy: which cores and records `corectl vacuum` removes, and removing them.
+//
+// Records are the history (and feed the crash counters), cores are the bulk. So:
+// 1. Records go only beyond `max_records` (newest kept) or `max_record_age`, and only through
+//    the ledger (retire_records), so processcore_coredumps_total never goes down. Their cores go
+//    with them.
+// 2. Then cores go, records kept, while the store's core bytes exceed max_use or the file
+//    system's free space is below keep_free. The order keeps rare cores: always the OLDEST core
+//    of the (host, executable) that currently holds the MOST cores; ties go to the executable
+//    whose oldest core is older, then to the smaller (host, executable) name. A crash loop that
+//    left 500 cores is thinned to the level of everything else before any one-off core goes, and
+//    the last core of an executable goes only when every executable is down to one.
+#pragma once
+
+#include "common/base/config.hpp"
+#include "common/base/error.hpp"
+#include "common/store/store.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace common {
+
+// One record of the store as retention sees it.
+struct RetentionEntry {
+  std::string host; // store components
+  std::string exe;
+  std::string id;
+  int64_t time = 0;        // crash time, seconds since the epoch
+  uint64_t core_bytes = 0; // allocated bytes of <id>.core.zst; 0 when there is none
+};
+
+// The file system and the moment the policy looks at.
+struct RetentionFacts {
+  uint64_t fs_total = 0;
+  uint64_t fs_available = 0;
+  int64_t now = 0;
+};
+
+enum class RemovalCause { max_records, max_record_age, max_use, keep_free };
+std::string_view to_string(RemovalCause c);
+
+struct RetentionStep {
+  size_t entry = 0; // index into the entries given to plan_retention
+  RemovalCause cause = RemovalCause::max_use;
+};
+
+struct RetentionPlan {
+  std::vector<RetentionStep> retire;       // records (and their cores) to retire
+  std::vector<RetentionStep> remove_cores; // cores to remove, records kept
+  uint64_t core_bytes_before = 0;
+  uint64_t core_bytes_after = 0;
+  uint64_t max_use = 0; // resolved limits (bytes)
+  uint64_t keep_free = 0;
+};
+
+// Resolved limits cap percentages at 4 GiB, like systemd-coredump's MaxUse/KeepFree.
+inline constexpr uint64_t k_percent_cap = 4ULL << 30;
+
+// Decides what to remove; pure, so tests state the policy exactly.
+RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEntry>& entries,
+                             const RetentionFacts& facts);
+
+// Removes one core and keeps its record: the record is first rewritten atomically with
+// core.removed = `removed_at` (owner, group and mode preserved; every other field unchanged),
+// then the core is unlinked. A crash in between leaves a record saying "removed" beside a core
+// that the next vacuum removes; never a record that points at a core that is gone.
+Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
+                           const std::string& removed_at);
+
+// A file retention removes that no record accounts for.
+struct Orphan {
+  std::string path;   // relative to the store root
+  uint64_t bytes = 0; // allocated
+};
+
+// Cores without a record (a handler killed between committing the core and its record) and
+// hidden temporaries (left where O_TMPFILE is unsupported), older than `min_age` seconds so a
+// capture still under way is never touched. Removes them unless `dry_run`. An error when the
+// store root cannot be listed; directories below that cannot be are skipped and listed.
+struct OrphanSweep {
+  std::vector<Orphan> orphans; // removed (or, with dry_run, that would be)
+  std::vector<Error> failed;   // directories that could not be opened or listed
+};
+Expected<OrphanSweep> remove_orphans(const Store& store, int64_t now, int64_t min_age,
+                                     bool dry_run);
+
+} // namespace common
