@@ -2,7 +2,6 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
-#include "common/store/names.hpp"
 
 #include <set>
 #include <string_view>
