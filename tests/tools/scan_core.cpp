@@ -10,7 +10,6 @@
 #include "common/crash/crash_json.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
-#include "common/store/names.hpp"
 
 #include <nlohmann/json.hpp>
 
