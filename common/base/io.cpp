@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 
@@ -56,6 +57,47 @@ Expected<size_t> read_full(int fd, std::span<std::byte> buf) {
     got += *n;
   }
   return got;
+}
+
+Expected<void> read_exact_at(int fd, std::span<std::byte> out, uint64_t offset) {
+  if (offset > static_cast<uint64_t>(INT64_MAX) - out.size()) {
+    return fail_errno("Read past the largest file offset", 0);
+  }
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n =
+        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail_errno("Failed to read", errno);
+    }
+    if (n == 0) {
+      return fail_errno("Unexpected end of file", 0);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Expected<void> write_all_at(int fd, std::span<const std::byte> data, uint64_t offset) {
+  if (offset > static_cast<uint64_t>(INT64_MAX) - data.size()) {
+    return fail_errno("Write past the largest file offset", EFBIG);
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n =
+        ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return fail_errno("Failed to write", n < 0 ? errno : EIO);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return {};
 }
 
 Expected<UniqueFd> open_at(int dirfd, const std::string& path, int flags, unsigned mode) {

@@ -22,6 +22,13 @@ Expected<size_t> read_some(int fd, std::span<std::byte> buf);
 // Fills `buf` as far as input allows; returns the count (< size only at end of input).
 Expected<size_t> read_full(int fd, std::span<std::byte> buf);
 
+// Fills `out` from `offset` of `fd` (pread; EINTR retried). An error with the read's errno, or
+// with errno 0 when the file ends first or the range does not fit an off_t.
+Expected<void> read_exact_at(int fd, std::span<std::byte> out, uint64_t offset);
+
+// Writes all of `data` at `offset` of `fd` (pwrite; EINTR and short writes retried).
+Expected<void> write_all_at(int fd, std::span<const std::byte> data, uint64_t offset);
+
 // Reads from `fd` to end of input, at most `limit` bytes; `path` names it in messages. More
 // input than `limit` is an error with errno 0 (every other error keeps the errno of the read).
 Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 << 20);

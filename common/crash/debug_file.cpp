@@ -1,5 +1,7 @@
 #include "common/crash/debug_file.hpp"
 
+#include "common/base/io.hpp"
+
 #include <elf.h>
 #include <fcntl.h>
 #include <libdeflate.h>
@@ -31,26 +33,10 @@ constexpr std::array<std::string_view, 13> k_dwarf_sections = {
     ".debug_str_offsets", ".debug_addr",   ".debug_aranges", ".debug_ranges",   ".debug_rnglists",
     ".debug_frame",       ".debug_types",  ".debug_cu_index"};
 
-bool pread_full(int fd, std::span<std::byte> out, uint64_t offset) {
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 template <typename T>
 std::optional<T> pread_struct(int fd, uint64_t offset) {
   T v{};
-  if (!pread_full(fd, std::as_writable_bytes(std::span(&v, 1)), offset)) {
+  if (!read_exact_at(fd, std::as_writable_bytes(std::span(&v, 1)), offset)) {
     return std::nullopt;
   }
   return v;
@@ -86,22 +72,6 @@ struct DecompressorDeleter {
   void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
 };
 
-bool pwrite_full(int fd, std::span<const std::byte> data, uint64_t offset) {
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n =
-        pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 // Writes `plans`' sections from `file` into the image: copied, or inflated to exactly the
 // declared size (libdeflate checks the zlib stream's checksum and refuses shorter and longer
 // output) in a scratch buffer first. A section that does not inflate is dropped, as libdw would
@@ -129,7 +99,7 @@ bool copy_sections(std::span<const std::byte> file, const std::vector<Plan*>& pl
   for (Plan* p : plans) {
     const auto src = file.subspan(p->src_offset, p->src_size);
     if (!p->inflate) {
-      if (!pwrite_full(image, src, p->out.sh_offset)) {
+      if (!write_all_at(image, src, p->out.sh_offset)) {
         return false;
       }
       continue;
@@ -139,7 +109,7 @@ bool copy_sections(std::span<const std::byte> file, const std::vector<Plan*>& pl
                                                 dest.size(), nullptr) != LIBDEFLATE_SUCCESS) {
       p->out.sh_type = SHT_NOBITS;
       p->out.sh_offset = 0;
-    } else if (!pwrite_full(image, dest, p->out.sh_offset)) {
+    } else if (!write_all_at(image, dest, p->out.sh_offset)) {
       return false;
     }
   }
@@ -172,8 +142,8 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
   }
   std::vector<Elf64_Shdr> shdrs(shnum);
   std::vector<Elf64_Phdr> phdrs(phnum);
-  if (!pread_full(fd.get(), std::as_writable_bytes(std::span(shdrs)), eh->e_shoff) ||
-      !pread_full(fd.get(), std::as_writable_bytes(std::span(phdrs)), eh->e_phoff)) {
+  if (!read_exact_at(fd.get(), std::as_writable_bytes(std::span(shdrs)), eh->e_shoff) ||
+      !read_exact_at(fd.get(), std::as_writable_bytes(std::span(phdrs)), eh->e_phoff)) {
     return {};
   }
   const Elf64_Shdr& strs = shdrs[eh->e_shstrndx];
@@ -183,8 +153,8 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
     return as_is();
   }
   std::vector<char> names(strs.sh_size + 1, '\0'); // NUL-terminated whatever the file says
-  if (!pread_full(fd.get(), std::as_writable_bytes(std::span(names).first(strs.sh_size)),
-                  strs.sh_offset)) {
+  if (!read_exact_at(fd.get(), std::as_writable_bytes(std::span(names).first(strs.sh_size)),
+                     strs.sh_offset)) {
     return {};
   }
 
@@ -284,9 +254,9 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
   for (const Plan& p : plans) {
     table.push_back(p.out);
   }
-  if (!pwrite_full(image.get(), std::as_bytes(std::span(&head, 1)), 0) ||
-      !pwrite_full(image.get(), std::as_bytes(std::span(phdrs)), sizeof head) ||
-      !pwrite_full(image.get(), std::as_bytes(std::span(table)), shoff)) {
+  if (!write_all_at(image.get(), std::as_bytes(std::span(&head, 1)), 0) ||
+      !write_all_at(image.get(), std::as_bytes(std::span(phdrs)), sizeof head) ||
+      !write_all_at(image.get(), std::as_bytes(std::span(table)), shoff)) {
     return as_is();
   }
   // Sealed read-only: libdwfl maps it privately and reads what was written here, nothing else.

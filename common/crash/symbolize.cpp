@@ -2,6 +2,7 @@
 
 #include "common/base/bytes.hpp"
 #include "common/base/fd.hpp"
+#include "common/base/io.hpp"
 #include "common/crash/elf_struct.hpp"
 
 #include <cxxabi.h>
@@ -76,22 +77,7 @@ public:
       }
       *m_budget -= out.size();
     }
-    size_t done = 0;
-    while (done < out.size()) {
-      if (offset > static_cast<uint64_t>(INT64_MAX) - done) {
-        return false;
-      }
-      const ssize_t n = pread(m_fd.get(), out.data() + done, out.size() - done,
-                              static_cast<off_t>(offset + done));
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        return false;
-      }
-      done += static_cast<size_t>(n);
-    }
-    return true;
+    return read_exact_at(m_fd.get(), out, offset).has_value();
   }
 
   // Reads `size` bytes at `offset` into a new buffer, if size <= limit and the file holds them.

@@ -1,3 +1,4 @@
+#include "common/base/fd.hpp"
 #include "common/base/io.hpp"
 #include "test_support.hpp"
 
@@ -71,4 +72,37 @@ TEST_CASE("open_or_make_dir says what failed", "[io]") {
   REQUIRE_FALSE(missing_parent);
   CHECK(missing_parent.error().sys_errno == ENOENT);
   CHECK(missing_parent.error().message.starts_with("Failed to create directory '"));
+}
+
+TEST_CASE("read_exact_at and write_all_at move exact ranges or say why not", "[io]") {
+  test::TempDir dir;
+  const common::UniqueFd fd(::open((dir.str() + "/f").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  REQUIRE(fd);
+  const std::string text = "hello, world";
+  REQUIRE(common::write_all_at(fd.get(), std::as_bytes(std::span(text)), 4096));
+  struct stat st {};
+  REQUIRE(::fstat(fd.get(), &st) == 0);
+  CHECK(st.st_size == 4096 + static_cast<off_t>(text.size()));
+
+  std::string back(5, '\0');
+  REQUIRE(common::read_exact_at(fd.get(), std::as_writable_bytes(std::span(back)), 4096 + 7));
+  CHECK(back == "world");
+
+  // One byte past the end: an error with errno 0 (end of file), not a short read.
+  std::string over(6, '\0');
+  auto short_read =
+      common::read_exact_at(fd.get(), std::as_writable_bytes(std::span(over)), 4096 + 7);
+  REQUIRE_FALSE(short_read);
+  CHECK(short_read.error().sys_errno == 0);
+
+  // A range past the largest off_t is refused before any read.
+  auto far =
+      common::read_exact_at(fd.get(), std::as_writable_bytes(std::span(back)), UINT64_MAX - 2);
+  REQUIRE_FALSE(far);
+
+  // A descriptor that cannot be read keeps the errno of the read.
+  const common::UniqueFd wronly(::open((dir.str() + "/f").c_str(), O_WRONLY | O_CLOEXEC));
+  auto bad = common::read_exact_at(wronly.get(), std::as_writable_bytes(std::span(back)), 0);
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().sys_errno == EBADF);
 }
