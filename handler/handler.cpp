@@ -837,6 +837,30 @@ void print_usage() {
              stdout);
 }
 
+// The run's catch boundary: what threw is a warning, the kernel's dump is stopped (with
+// core_pipe_limit > 0 that also releases the crashed process), and the record is written with
+// the core described as it is, or as an error when none was committed.
+int record_internal_error(Context& ctx, const std::string& what) {
+  ctx.warnings.push_back("internal error: " + what);
+  ctx.input.reset();
+  if (ctx.record.core.path.empty()) { // a committed core stays described as it is
+    ctx.record.core.present = false;
+    ctx.record.core.reason = CoreReason::error;
+    if (ctx.record.core.error.empty()) {
+      ctx.record.core.error = "internal error: " + what;
+    }
+  }
+  try {
+    // A capture that threw left its rate-limit reservation behind: it is over, either way.
+    if (ctx.reservation) {
+      release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
+    }
+    return commit_record(ctx);
+  } catch (...) {
+    return 1;
+  }
+}
+
 } // namespace
 
 CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
@@ -938,25 +962,9 @@ int run(const std::vector<std::string>& args) {
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.
-    ctx.warnings.push_back(std::string("internal error: ") + e.what());
-    // Stop the kernel's dump (and, with core_pipe_limit > 0, release the crashed process).
-    ctx.input.reset();
-    if (ctx.record.core.path.empty()) { // a committed core stays described as it is
-      ctx.record.core.present = false;
-      ctx.record.core.reason = CoreReason::error;
-      if (ctx.record.core.error.empty()) {
-        ctx.record.core.error = std::string("internal error: ") + e.what();
-      }
-    }
-    try {
-      // A capture that threw left its rate-limit reservation behind: it is over, either way.
-      if (ctx.reservation) {
-        release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
-      }
-      return commit_record(ctx);
-    } catch (...) {
-      return 1;
-    }
+    return record_internal_error(ctx, e.what());
+  } catch (...) {
+    return record_internal_error(ctx, "an exception of unknown type");
   }
 }
 

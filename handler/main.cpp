@@ -18,9 +18,9 @@ void log_internal_error(const std::string& what) {
 } // namespace
 
 int main(int argc, char** argv) {
-  // The outer catch boundary: handler::run() turns an exception into a record itself; what
-  // escapes it (thrown while writing that record, or not a std::exception) is logged once and
-  // ends the run with status 1 instead of std::terminate's abort().
+  // The outer catch boundary: handler::run() turns any exception into a record itself; what
+  // still escapes it (thrown before its own boundary, e.g. building its state) is logged once
+  // and ends the run with status 1 instead of std::terminate's abort().
   try {
     return handler::run(std::vector<std::string>(argv + (argc > 0 ? 1 : 0), argv + argc));
   } catch (const std::exception& e) {
