@@ -216,12 +216,30 @@ void keep_pattern_options(CoreArgs& args, std::string_view core_pattern) {
     }
     return false;
   };
+  // The value the pattern itself gives `name`: its last literal "--name=V" or "--name V".
+  auto written = [&](std::string_view name) -> std::optional<std::string> {
+    std::optional<std::string> value;
+    for (size_t k = 0; k < words.size(); ++k) {
+      if (words[k].find('%') != std::string_view::npos) {
+        continue;
+      }
+      if (words[k].size() > name.size() && words[k].starts_with(name) &&
+          words[k][name.size()] == '=') {
+        value = std::string(words[k].substr(name.size() + 1));
+      } else if (words[k] == name && k + 1 < words.size() &&
+                 words[k + 1].find('%') == std::string_view::npos) {
+        value = std::string(words[k + 1]);
+      }
+    }
+    return value;
+  };
   for (auto [name, field] : {std::pair{std::string_view("--config"), &args.config_path},
                              std::pair{std::string_view("--store"), &args.store_path}}) {
     if (*field && !literal(name, **field)) {
       args.warnings.push_back("ignored " + std::string(name) + " '" + **field +
                               "': not written in core_pattern (it came from crash data)");
-      field->reset();
+      // Crash data that repeats an option must not erase the administrator's own value either.
+      *field = written(name);
     }
   }
 }

@@ -44,7 +44,8 @@ struct CoreArgs {
 CoreArgs parse_core_args(const std::vector<std::string>& args);
 
 // Keeps --config and --store only when `core_pattern` has them as literal text ("--store=/x",
-// or "--store" followed by "/x"), and drops them with a warning otherwise. For a handler the
+// or "--store" followed by "/x"); otherwise warns and falls back to the value the pattern
+// itself writes for the option, or to none. For a handler the
 // kernel started: with the minimal pattern, and on kernels that split %h on spaces (< 5.3), a
 // hostname can look exactly like these options, and they choose what root reads and writes.
 void keep_pattern_options(CoreArgs& args, std::string_view core_pattern);

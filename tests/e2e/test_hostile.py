@@ -169,9 +169,11 @@ def test_minimal_pattern_hostname_is_no_option(kernel):
 
 
 def test_options_expanded_from_specifiers_are_ignored(kernel):
-    """From the kernel, --config counts only as core_pattern spells it, not as %h expands it."""
+    """From the kernel, --config counts only as core_pattern spells it, not as %h expands it:
+    the expanded one is ignored and the pattern's own --config stays in force."""
     store, work = kernel
-    with pctest.core_pattern(f"|{work}/h --config=%h --store={store} -P%P -F%F -- %h %s %E"):
+    with pctest.core_pattern(f"|{work}/h --config={work}/c --config=%h --store={store} "
+                             "-P%P -F%F -- %h %s %E"):
         pid = crash_as_nobody(in_own_uts("evil.conf", pctest.env_path("PC_CRASHER"), "segv"))
         r = pctest.record_for(store, pid, timeout=120)
     assert r["hostname"] == "evil.conf"

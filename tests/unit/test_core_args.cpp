@@ -145,7 +145,17 @@ TEST_CASE("from the kernel, --config and --store only as core_pattern spells the
   // The right option name with another value, or a value that a specifier expands into.
   auto c = parse_core_args({"--config=/tmp/evil", "--", "h", "11", "!a"});
   common::keep_pattern_options(c, "|/p --config=/etc/pc.conf -- %h %s %E");
-  CHECK_FALSE(c.config_path);
+  CHECK(c.config_path == "/etc/pc.conf"); // the pattern's own value, not the crash's
+  CHECK(c.warnings.back().find("'/tmp/evil'") != std::string::npos);
+
+  // Crash data repeating an option after the administrator's (a split %E, or --config=%h)
+  // does not erase the administrator's value.
+  auto e = parse_core_args({"--config=/etc/pc.conf", "--config=evil.conf", "--store", "/s", "--",
+                            "evil.conf", "11", "!a"});
+  REQUIRE(e.config_path == "evil.conf");
+  common::keep_pattern_options(e, "|/p --config=/etc/pc.conf --config=%h --store /s -- %h %s %E");
+  CHECK(e.config_path == "/etc/pc.conf");
+  CHECK(e.store_path == "/s");
   auto d = parse_core_args({"--store", "x", "--", "h", "11", "!a"});
   common::keep_pattern_options(d, "|/p --store %h -- %h %s %E");
   CHECK_FALSE(d.store_path);
