@@ -2,6 +2,7 @@
 
 #include "common/base/parse.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 
@@ -201,45 +202,35 @@ void keep_pattern_options(CoreArgs& args, std::string_view core_pattern) {
     words.push_back(core_pattern.substr(start, end - start));
     i = end;
   }
-  auto literal = [&](std::string_view name, const std::string& value) {
-    for (size_t k = 0; k < words.size(); ++k) {
-      if (words[k].find('%') != std::string_view::npos) {
-        continue;
-      }
-      if (words[k].size() == name.size() + 1 + value.size() && words[k].starts_with(name) &&
-          words[k][name.size()] == '=' && words[k].substr(name.size() + 1) == value) {
-        return true;
-      }
-      if (words[k] == name && k + 1 < words.size() && words[k + 1] == value) {
-        return true;
-      }
-    }
-    return false;
-  };
-  // The value the pattern itself gives `name`: its last literal "--name=V" or "--name V".
-  auto written = [&](std::string_view name) -> std::optional<std::string> {
-    std::optional<std::string> value;
+  // The values the pattern itself writes for `name`, in order: "--name=V", or "--name" then
+  // "V", with no specifier in either word.
+  auto written = [&](std::string_view name) {
+    std::vector<std::string_view> values;
     for (size_t k = 0; k < words.size(); ++k) {
       if (words[k].find('%') != std::string_view::npos) {
         continue;
       }
       if (words[k].size() > name.size() && words[k].starts_with(name) &&
           words[k][name.size()] == '=') {
-        value = std::string(words[k].substr(name.size() + 1));
+        values.push_back(words[k].substr(name.size() + 1));
       } else if (words[k] == name && k + 1 < words.size() &&
                  words[k + 1].find('%') == std::string_view::npos) {
-        value = std::string(words[k + 1]);
+        values.push_back(words[k + 1]);
       }
     }
-    return value;
+    return values;
   };
   for (auto [name, field] : {std::pair{std::string_view("--config"), &args.config_path},
                              std::pair{std::string_view("--store"), &args.store_path}}) {
-    if (*field && !literal(name, **field)) {
+    if (!*field) {
+      continue;
+    }
+    const std::vector<std::string_view> values = written(name);
+    if (std::find(values.begin(), values.end(), **field) == values.end()) {
       args.warnings.push_back("ignored " + std::string(name) + " '" + **field +
                               "': not written in core_pattern (it came from crash data)");
       // Crash data that repeats an option must not erase the administrator's own value either.
-      *field = written(name);
+      *field = values.empty() ? std::nullopt : std::optional<std::string>(values.back());
     }
   }
 }
