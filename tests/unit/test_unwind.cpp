@@ -106,6 +106,24 @@ void put_at(std::string& s, size_t at, const T& v) {
   std::memcpy(s.data() + at, &v, sizeof v);
 }
 
+// The ELF header of a little-endian 64-bit aarch64 file of `type` with `phnum` program headers
+// right after it.
+Elf64_Ehdr aarch64_header(Elf64_Half type, Elf64_Half phnum) {
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_ident[EI_VERSION] = EV_CURRENT;
+  eh.e_type = type;
+  eh.e_machine = EM_AARCH64;
+  eh.e_version = EV_CURRENT;
+  eh.e_phoff = sizeof(Elf64_Ehdr);
+  eh.e_ehsize = sizeof(Elf64_Ehdr);
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = phnum;
+  return eh;
+}
+
 // An aarch64 core as the kernel writes it: one thread's NT_PRSTATUS (struct user_pt_regs:
 // x0..x30, sp, pc, pstate) and one PT_LOAD holding the page its stack pointer points into.
 std::string aarch64_core(const std::array<uint64_t, 34>& regs, uint64_t stack_base,
@@ -114,19 +132,7 @@ std::string aarch64_core(const std::array<uint64_t, 34>& regs, uint64_t stack_ba
   constexpr size_t k_desc = 392; // struct elf_prstatus on aarch64
   constexpr size_t k_data = 0x1000;
   std::string core(k_data + stack.size(), '\0');
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_CORE;
-  eh.e_machine = EM_AARCH64;
-  eh.e_version = EV_CURRENT;
-  eh.e_phoff = sizeof(Elf64_Ehdr);
-  eh.e_ehsize = sizeof(Elf64_Ehdr);
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 2;
-  put_at(core, 0, eh);
+  put_at(core, 0, aarch64_header(ET_CORE, 2));
   Elf64_Nhdr nh{5, k_desc, NT_PRSTATUS};
   Elf64_Phdr note{};
   note.p_type = PT_NOTE;
@@ -153,19 +159,7 @@ std::string aarch64_core(const std::array<uint64_t, 34>& regs, uint64_t stack_ba
 // addresses after them are what a frame-pointer step may accept.
 std::string aarch64_module(const std::string& build_id, const std::vector<uint64_t>& calls) {
   std::string f(0x1000, '\0');
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_ident[EI_VERSION] = EV_CURRENT;
-  eh.e_type = ET_DYN;
-  eh.e_machine = EM_AARCH64;
-  eh.e_version = EV_CURRENT;
-  eh.e_phoff = sizeof(Elf64_Ehdr);
-  eh.e_ehsize = sizeof(Elf64_Ehdr);
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 2;
-  put_at(f, 0, eh);
+  put_at(f, 0, aarch64_header(ET_DYN, 2));
   Elf64_Phdr load{};
   load.p_type = PT_LOAD;
   load.p_flags = PF_R | PF_X;
