@@ -6,7 +6,6 @@
 
 #include <prometheus/client_metric.h>
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -46,16 +45,15 @@ double boot_time() {
 }
 
 long open_fds() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) {
+  const auto dir = common::open_at(AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY);
+  if (!dir) {
     return -1;
   }
   long n = 0;
-  while (const dirent* e = ::readdir(dir)) {
-    n += e->d_name[0] != '.';
+  if (!common::list_dir(dir->get(), [&](std::string_view) { ++n; })) {
+    return -1;
   }
-  ::closedir(dir);
-  return n - 1; // the directory's own descriptor
+  return n - 2; // the directory's own descriptor and the one list_dir() reads it through
 }
 
 } // namespace

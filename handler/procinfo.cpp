@@ -6,7 +6,6 @@
 #include "common/base/parse.hpp"
 #include "common/base/proc_stat.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -118,17 +117,15 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
   // A process may have thousands of threads; the record keeps 64 and each costs three reads.
   constexpr size_t k_max_thread_infos = 256;
   std::vector<ThreadInfo> out;
-  const common::UniqueDir d(::opendir((dir + "/task").c_str()));
-  if (!d) {
+  const auto tasks = common::open_at(AT_FDCWD, dir + "/task", O_RDONLY | O_DIRECTORY);
+  if (!tasks) {
     return out;
   }
-  while (const dirent* e = ::readdir(d.get())) {
-    if (out.size() >= k_max_thread_infos) {
-      break;
-    }
-    const std::string_view name = e->d_name;
-    if (name.empty() || name.find_first_not_of("0123456789") != std::string_view::npos) {
-      continue;
+  // A listing that fails part-way keeps the threads read before the failure.
+  (void)common::list_dir(tasks->get(), [&](std::string_view name) {
+    if (out.size() >= k_max_thread_infos ||
+        name.find_first_not_of("0123456789") != std::string_view::npos) {
+      return;
     }
     const std::string task = dir + "/task/" + std::string(name);
     ThreadInfo t;
@@ -159,7 +156,7 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
       }
     }
     out.push_back(std::move(t));
-  }
+  });
   return out;
 }
 

@@ -1,9 +1,6 @@
-// A move-only owner of a file descriptor (and of a directory stream).
+// A move-only owner of a file descriptor.
 #pragma once
 
-#include <dirent.h>
-
-#include <memory>
 #include <utility>
 
 namespace common {
@@ -29,11 +26,5 @@ public:
 private:
   int m_fd = -1;
 };
-
-// An open directory stream, closed (with its descriptor) by closedir().
-struct DirClose {
-  void operator()(DIR* dir) const { ::closedir(dir); }
-};
-using UniqueDir = std::unique_ptr<DIR, DirClose>;
 
 } // namespace common
