@@ -81,8 +81,9 @@ def test_zsh_completion_parses():
         pytest.skip("zsh is not installed")
     r = subprocess.run(["zsh", "-n", str(SOURCE / "_corectl")], capture_output=True)
     assert r.returncode == 0, r.stderr
-    # compinit finds it through fpath and binds it to corectl.
-    script = (f"fpath=({SOURCE} $fpath); autoload -Uz compinit; compinit -u -d /dev/null; "
+    # compinit finds it through fpath and binds it to corectl. -D: no dump file at all. Naming
+    # /dev/null as the dump (-d) makes zsh write /dev/null.$HOST.$$ and mv it over /dev/null.
+    script = (f"fpath=({SOURCE} $fpath); autoload -Uz compinit; compinit -u -D; "
               "print -r -- $_comps[corectl]")
     r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, timeout=60)
     assert r.stdout.decode().strip() == "_corectl", r.stdout + r.stderr
@@ -94,7 +95,7 @@ def zsh_complete(config, line):
 zmodload zsh/zpty
 zpty z zsh -f -i
 zpty -w z "stty columns 1000; bindkey -e; PS1='> '; pc-done() {{ zle -R; print -r -- __PC_\\${{BUFFER}}__DO''NE__ }}; \\
-zle -N pc-done; bindkey '^T' pc-done; fpath=({SOURCE} \\$fpath); autoload -Uz compinit; compinit -u -d /dev/null; \\
+zle -N pc-done; bindkey '^T' pc-done; fpath=({SOURCE} \\$fpath); autoload -Uz compinit; compinit -u -D; \\
 PATH={pctest.env_path('PC_CORECTL').parent}:\\$PATH; export CORECTL_CACHE=0 HOME=/nonexistent"
 zpty -w -n z {_q(f"corectl --config {config} {line}")}$'\\t'
 # Keys are handled in order: once the completion is done, a widget redraws the line and prints
