@@ -1,9 +1,15 @@
 #include "cli/options.hpp"
 
+#include "common/base/escape.hpp"
+#include "common/base/parse.hpp"
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace cli {
 
@@ -43,8 +49,7 @@ CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std:
 // What the parser binds before it fills Options (CLI11 binds plain values; which options were
 // given is asked afterwards).
 struct Raw {
-  std::string store, config, since, until, values, output, debugger, kernel_release;
-  size_t limit = 0;
+  std::string store, config, since, until, values, output, debugger, kernel_release, limit;
   std::string json = "off";
   bool one = false;
   std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
@@ -76,9 +81,8 @@ void add_filters(CLI::App* sub, Options& o, Raw& raw, Selects selects) {
 
 // How list, groups and info print.
 void add_output(CLI::App* sub, Options& o, Raw& raw) {
-  raw.limit_opt.push_back(sub->add_option("-n,--limit", raw.limit, "only the newest N")
-                              ->type_name("N")
-                              ->check(CLI::NonNegativeNumber));
+  raw.limit_opt.push_back(
+      sub->add_option("-n,--limit", raw.limit, "only the newest N")->type_name("N"));
   sub->add_flag("-1", raw.one, "only the newest one (-n 1)");
   sub->add_flag("-r,--reverse", o.reverse, "newest first");
   sub->add_flag("--json{short}", raw.json,
@@ -89,18 +93,87 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 // Options before the verb were accepted anywhere by corectl before it had per-verb options
 // ("corectl --json list"): those that are not everyone's move behind the verb, where the verb
 // accepts them or says it does not. `verb` is the verb's index.
+constexpr std::array<std::string_view, 5> k_global_with_value = {"-D", "--store", "--config",
+                                                                 "--color", "--colour"};
+constexpr std::array<std::string_view, 17> k_verb_with_value = {
+    "--host",    "--exe",        "--signal",    "-S",         "--since",         "-U",
+    "--until",   "-n",           "--limit",     "-o",         "--output",        "--debugger",
+    "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+
+std::string_view name_of(const std::string& a) {
+  return std::string_view(a).substr(0, a.find('='));
+}
+
+template <class Set>
+bool in(const Set& set, std::string_view name) {
+  return std::find(set.begin(), set.end(), name) != set.end();
+}
+
+// Whether `arg` is an option whose value is the next word ("--host web1", not "--host=web1").
+bool takes_separate_value(const std::string& arg) {
+  const std::string_view name = name_of(arg);
+  return (in(k_global_with_value, name) || in(k_verb_with_value, name)) &&
+         arg.find('=') == std::string::npos;
+}
+
+// The first word that is neither an option nor an option's value: where the verb must be.
+std::optional<size_t> first_word(const std::vector<std::string>& argv) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == "--") {
+      return i + 1 < argv.size() ? std::optional<size_t>(i + 1) : std::nullopt;
+    }
+    if (!argv[i].starts_with('-') || argv[i] == "-") {
+      return i;
+    }
+    if (takes_separate_value(argv[i])) {
+      ++i;
+    }
+  }
+  return std::nullopt;
+}
+
+// Edits between two short words (Levenshtein), to suggest the verb a typo meant.
+size_t distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// A word of the command line printed back in a message: bounded, and escaped (it may have come
+// from a pasted alert or a record).
+std::string shown_word(std::string_view word) {
+  constexpr size_t k_max_shown = 32;
+  return common::printable(word.substr(0, k_max_shown));
+}
+
+std::string unknown_verb(std::string_view word) {
+  const std::string shown = shown_word(word);
+  std::string message = "Unknown verb '" + shown + "'";
+  for (std::string_view verb : k_verbs) {
+    if (word.size() < 16 && (distance(word, verb) <= 2 || verb.starts_with(word))) {
+      message += ", did you mean '" + std::string(verb) + "'?";
+      break;
+    }
+  }
+  message += " Verbs: list, info, dump, debug, groups, vacuum, install, uninstall; matches come "
+             "after the verb (corectl list " +
+             shown + ")";
+  return message;
+}
+
 std::vector<std::string> verb_options_after_verb(const std::vector<std::string>& argv,
                                                  size_t verb) {
-  static constexpr std::array<std::string_view, 4> k_global_with_value = {"--store", "--config",
-                                                                          "--color", "--colour"};
-  static constexpr std::array<std::string_view, 17> k_verb_with_value = {
-      "--host",    "--exe",        "--signal",    "-S",         "--since",         "-U",
-      "--until",   "-n",           "--limit",     "-o",         "--output",        "--debugger",
-      "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
-  auto name_of = [](const std::string& a) { return std::string_view(a).substr(0, a.find('=')); };
-  auto in = [](const auto& set, std::string_view name) {
-    return std::find(set.begin(), set.end(), name) != set.end();
-  };
   std::vector<std::string> global, moved;
   for (size_t i = 0; i < verb; ++i) {
     const std::string_view name = name_of(argv[i]);
@@ -133,14 +206,19 @@ bool Options::has_filter_options() const {
 std::expected<Options, std::string> parse_options(const std::vector<std::string>& argv_in) {
   Options o;
   std::vector<std::string> argv = argv_in;
-  const auto verb_word = std::find_if(argv.begin(), argv.end(), [](const std::string& a) {
-    return std::find(k_verbs.begin(), k_verbs.end(), a) != k_verbs.end();
-  });
   const bool top_level = std::any_of(argv.begin(), argv.end(), [](const std::string& a) {
     return a == "-h" || a == "--help" || a == "--version";
   });
-  if (verb_word != argv.end()) {
-    argv = verb_options_after_verb(argv, static_cast<size_t>(verb_word - argv.begin()));
+  // The verb is the first word that is neither an option nor an option's value ("corectl
+  // --host list" lists the host named list). Any other word there is a mistyped verb ("corectl
+  // inf ID"), never a match of an implied "list": that would answer "No crashes found." to a typo.
+  const auto word = first_word(argv);
+  const bool is_verb = word && in(k_verbs, argv[*word]);
+  if (word && !is_verb && !top_level) {
+    return std::unexpected(unknown_verb(argv[*word]));
+  }
+  if (is_verb) {
+    argv = verb_options_after_verb(argv, *word);
   } else if (!top_level) {
     // Like coredumpctl, no verb lists: "corectl --host web1" is "corectl list --host web1".
     argv.insert(argv.begin(), "list");
@@ -153,7 +231,8 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   app.set_help_flag("-h,--help", "this text (after a verb: that verb's options)");
   Raw raw;
   raw.store_opt.push_back(
-      app.add_option("--store", raw.store, "store root (default: from the configuration)")
+      app.add_option("-D,--store", raw.store,
+                     "store root (default: from the configuration; -D as coredumpctl's directory)")
           ->type_name("DIR"));
   raw.config_opt.push_back(
       app.add_option("--config", raw.config,
@@ -255,7 +334,12 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   take(raw.debugger_opt, raw.debugger, o.debugger);
   take(raw.release_opt, raw.kernel_release, o.kernel_release);
   if (given(raw.limit_opt)) {
-    o.limit = raw.limit;
+    // Parsed here, not by CLI11, whose range error for "-n abc" prints a 300-digit bound.
+    const auto limit = common::parse_number<size_t>(raw.limit);
+    if (!limit) {
+      return std::unexpected("-n takes a number of crashes, not '" + shown_word(raw.limit) + "'");
+    }
+    o.limit = *limit;
   }
   o.colour = colour == "always"  ? Colour::always
              : colour == "never" ? Colour::never

@@ -3,9 +3,12 @@
 #include "common/base/parse.hpp"
 #include "common/base/units.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <ctime>
 #include <string>
 #include <utility>
@@ -54,18 +57,84 @@ std::optional<int64_t> local(struct tm tm) {
   return t == static_cast<time_t>(-1) ? std::nullopt : std::optional<int64_t>(t);
 }
 
-// A calendar date, maybe with a time and a zone ("Z", "UTC", "+02:00", "-0500").
-std::optional<int64_t> parse_date(std::string_view s) {
-  std::optional<int64_t> offset; // seconds east of UTC, when a zone is given
-  if (ends_with_word(s, "UTC")) {
-    offset = 0;
-  } else if (s.size() > 10 && s.ends_with('Z')) {
+// The zone a date is read in: local time (TZ), a fixed offset, or a tz database name.
+struct Zone {
+  enum class Kind { local, offset, named } kind = Kind::local;
+  int64_t offset = 0; // seconds east of UTC, for Kind::offset
+  std::string name;   // for Kind::named
+};
+
+// Runs `f` with TZ set to `zone.name` (for named zones), restoring TZ afterwards. corectl parses
+// its options before any other thread starts, so switching the process's zone is safe here.
+template <class F>
+auto in_zone(const Zone& zone, F&& f) {
+  if (zone.kind != Zone::Kind::named) {
+    return f();
+  }
+  const char* old = std::getenv("TZ");
+  const std::optional<std::string> saved = old ? std::optional<std::string>(old) : std::nullopt;
+  ::setenv("TZ", zone.name.c_str(), 1);
+  ::tzset();
+  auto result = f();
+  if (saved) {
+    ::setenv("TZ", saved->c_str(), 1);
+  } else {
+    ::unsetenv("TZ");
+  }
+  ::tzset();
+  return result;
+}
+
+// A tz database name as systemd.time(7) takes it after a time ("Europe/Berlin"), or one of
+// the local zone's abbreviations ("CET", as coredumpctl prints them). Names are checked against
+// the installed database, never used as paths beyond it.
+std::optional<Zone> zone_name(std::string_view word) {
+  constexpr size_t k_max_zone = 40;
+  if (word.empty() || word.size() > k_max_zone || word.front() == '/' ||
+      word.find("..") != std::string_view::npos ||
+      std::none_of(word.begin(), word.end(),
+                   [](char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }) ||
+      !std::all_of(word.begin(), word.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '/' || c == '_' ||
+               c == '-' || c == '+';
+      })) {
+    return std::nullopt;
+  }
+  ::tzset();
+  for (const char* abbreviation : {tzname[0], tzname[1]}) {
+    if (abbreviation != nullptr && word == abbreviation) {
+      return Zone{};
+    }
+  }
+  struct stat st {};
+  const std::string path = "/usr/share/zoneinfo/" + std::string(word);
+  if (word.find('/') == std::string_view::npos && word != "UTC" && word != "GMT") {
+    // Bare words that are files in zoneinfo ("posixrules", "zone.tab") are no zones.
+    return std::nullopt;
+  }
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;
+  }
+  return Zone{Zone::Kind::named, 0, std::string(word)};
+}
+
+// Splits a trailing zone off `s`: "Z", "UTC", "+02:00", "-0500", a tz name or a local
+// abbreviation. nullopt when the text ends in something that looks like a zone but is none.
+std::optional<Zone> take_zone(std::string_view& s) {
+  if (ends_with_word(s, "UTC") || ends_with_word(s, "GMT")) {
+    return Zone{Zone::Kind::offset, 0, {}};
+  }
+  if (s.size() > 10 && s.ends_with('Z')) {
     s.remove_suffix(1);
-    offset = 0;
-  } else if (s.size() > 16) {
+    return Zone{Zone::Kind::offset, 0, {}};
+  }
+  if (s.size() > 16) {
     // ±hh:mm or ±hhmm after a time
     const size_t sign = s.find_last_of("+-");
-    if (sign != std::string_view::npos && sign > 10) {
+    if (sign != std::string_view::npos && sign > 10 &&
+        (std::isdigit(static_cast<unsigned char>(s[sign - 1])) != 0 || s[sign - 1] == ' ') &&
+        s.find(' ', sign) == std::string_view::npos &&
+        s.substr(sign + 1).find_first_not_of("0123456789:") == std::string_view::npos) {
       std::string_view z = s.substr(sign + 1);
       std::string digits;
       for (char ch : z) {
@@ -77,9 +146,30 @@ std::optional<int64_t> parse_date(std::string_view s) {
       if (digits.size() != 4 || !hhmm || *hhmm / 100 > 23 || *hhmm % 100 > 59) {
         return std::nullopt;
       }
-      offset = (s[sign] == '-' ? -1 : 1) * ((*hhmm / 100) * 3600 + (*hhmm % 100) * 60);
+      const int64_t east = (s[sign] == '-' ? -1 : 1) * ((*hhmm / 100) * 3600 + (*hhmm % 100) * 60);
       s = common::trim_blanks(s.substr(0, sign));
+      return Zone{Zone::Kind::offset, east, {}};
     }
+  }
+  if (const size_t blank = s.rfind(' '); blank != std::string_view::npos && blank > 9) {
+    const std::string_view word = s.substr(blank + 1);
+    if (std::isalpha(static_cast<unsigned char>(word.front())) != 0) {
+      auto zone = zone_name(word);
+      if (zone) {
+        s = common::trim_blanks(s.substr(0, blank));
+      }
+      return zone;
+    }
+  }
+  return Zone{};
+}
+
+// A calendar date, maybe with a time (fractions of a second are dropped) and a zone. When
+// `weekday` is set (0 = Sunday) the date must fall on it, as systemd.time(7) requires.
+std::optional<int64_t> parse_date(std::string_view s, std::optional<int> weekday) {
+  const auto zone = take_zone(s);
+  if (!zone) {
+    return std::nullopt;
   }
   const std::string text(s);
   for (const char* fmt :
@@ -89,28 +179,69 @@ std::optional<int64_t> parse_date(std::string_view s) {
     if (end == nullptr || *end != '\0') {
       continue;
     }
-    // strptime accepts day 31 of any month; mktime would roll it over silently.
-    struct tm check = tm;
-    check.tm_isdst = -1;
-    if (!offset) {
-      auto t = local(tm);
-      if (!t) {
-        return std::nullopt;
+    return in_zone(*zone, [&]() -> std::optional<int64_t> {
+      // strptime accepts day 31 of any month; mktime would roll it over silently.
+      struct tm check = tm;
+      check.tm_isdst = -1;
+      std::optional<int64_t> t;
+      if (zone->kind == Zone::Kind::offset) {
+        t = static_cast<int64_t>(timegm(&check)) - zone->offset;
+      } else {
+        t = local(tm);
+        if (!t) {
+          return std::nullopt;
+        }
+        const time_t tt = static_cast<time_t>(*t);
+        localtime_r(&tt, &check);
       }
-      const time_t tt = static_cast<time_t>(*t);
-      localtime_r(&tt, &check);
-      if (check.tm_mday != tm.tm_mday) {
+      if (check.tm_mday != tm.tm_mday || (weekday && check.tm_wday != *weekday)) {
         return std::nullopt;
       }
       return t;
-    }
-    const int64_t utc = static_cast<int64_t>(timegm(&check));
-    if (check.tm_mday != tm.tm_mday) {
-      return std::nullopt;
-    }
-    return utc - *offset;
+    });
   }
   return std::nullopt;
+}
+
+// A leading weekday ("Tue", "Tuesday", any case), as coredumpctl and journalctl print times.
+std::optional<int> take_weekday(std::string_view& s) {
+  static constexpr std::array<std::string_view, 7> k_days = {
+      "sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"};
+  const size_t blank = s.find(' ');
+  if (blank == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string word(s.substr(0, blank));
+  std::transform(word.begin(), word.end(), word.begin(), [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  });
+  for (size_t day = 0; day < k_days.size(); ++day) {
+    if (word == k_days[day] || word == k_days[day].substr(0, 3)) {
+      s = common::trim_blanks(s.substr(blank + 1));
+      return static_cast<int>(day);
+    }
+  }
+  return std::nullopt;
+}
+
+// Drops the fraction of a second after a clock ("10:30:00.250" → "10:30:00"): times are
+// compared in whole seconds, and a time with a fraction names the second it falls in.
+std::string drop_fractions(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool after_seconds = i >= 3 && s[i - 3] == ':' &&
+                               std::isdigit(static_cast<unsigned char>(s[i - 2])) != 0 &&
+                               std::isdigit(static_cast<unsigned char>(s[i - 1])) != 0;
+    if (s[i] == '.' && after_seconds && i + 1 < s.size() &&
+        std::isdigit(static_cast<unsigned char>(s[i + 1])) != 0) {
+      while (i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])) != 0) {
+        ++i;
+      }
+      continue;
+    }
+    out += s[i];
+  }
+  return out;
 }
 
 } // namespace
@@ -119,7 +250,8 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
   if (text.size() > k_max_text) {
     return std::nullopt;
   }
-  std::string_view s = common::trim_blanks(text);
+  const std::string whole = drop_fractions(common::trim_blanks(text));
+  std::string_view s = whole;
   if (s.empty()) {
     return std::nullopt;
   }
@@ -170,7 +302,9 @@ std::optional<int64_t> parse_when(std::string_view text, int64_t now) {
       return now + direction * static_cast<int64_t>(*secs);
     }
   }
-  return parse_date(s);
+  std::string_view date = s;
+  const auto weekday = take_weekday(date);
+  return parse_date(date, weekday);
 }
 
 } // namespace cli

@@ -65,6 +65,29 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"list", "-o", "f"}));
   CHECK_FALSE(parse_options({"dump", "--json"}));
   CHECK_FALSE(parse_options({"install", "--exe", "x"}));
+  // A mistyped verb is an error that names the verb meant, never a match of an implied list.
+  auto typo = parse_options({"inf", "c0ffee00"});
+  REQUIRE_FALSE(typo);
+  CHECK(typo.error().find("Unknown verb 'inf', did you mean 'info'?") != std::string::npos);
+  auto unknown = parse_options({"--store", "/s", "frobnicate"});
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().find("Unknown verb 'frobnicate'") != std::string::npos);
+  CHECK(unknown.error().find("did you mean") == std::string::npos);
+  CHECK_FALSE(parse_options({"--host", "web1", "ruby"}));
+  CHECK(parse_options({"--host", "list"})); // an option's value is no verb
+  CHECK(parse_options({"--host", "web1"})->verb == "list");
+  CHECK(parse_options({"-S", "-2h", "list", "ruby"})->verb == "list");
+  auto hostile = parse_options({"\x1b]0;pwned\x07"});
+  REQUIRE_FALSE(hostile);
+  CHECK(hostile.error().find('\x1b') == std::string::npos);
+  CHECK(parse_options({"-D", "/srv/store", "inf"}).error().find("'inf'") != std::string::npos);
+  CHECK(*parse_options({"-D", "/srv/store", "list"})->store == "/srv/store");
+  // -n takes a number and says so in one short line.
+  auto limit = parse_options({"list", "-n", "abc"});
+  REQUIRE_FALSE(limit);
+  CHECK(limit.error() == "-n takes a number of crashes, not 'abc'");
+  CHECK(parse_options({"list", "-n", "3"})->limit == 3u);
+  CHECK_FALSE(parse_options({"list", "-n", "-3"}));
   // Per-verb help.
   auto h = parse_options({"dump", "--help"});
   REQUIRE(h);
@@ -116,7 +139,23 @@ TEST_CASE("times for --since and --until", "[corectl]") {
   CHECK_FALSE(parse_when("4294967297y", now)); // no overflow, whatever the span
   CHECK(parse_when("4294967296y", now).has_value());
   CHECK_FALSE(parse_when(std::string(100, '1') + "s", now));
-  // Local time follows TZ.
+  // coredumpctl's and journalctl's own output, fractions and zone names (systemd.time(7)).
+  CHECK(parse_when("Sat 2025-11-22 02:53:20 UTC", now) == now);
+  CHECK(parse_when("saturday 2025-11-22 02:53", now) == now - 20);
+  CHECK(parse_when("Sat 2025-11-22", now) == midnight);
+  CHECK_FALSE(parse_when("Tue 2025-11-22 02:53:20 UTC", now)); // not a Tuesday
+  CHECK(parse_when("2025-11-22 02:53:20.999999", now) == now);
+  CHECK(parse_when("2025-11-22T02:53:20.5Z", now) == now);
+  CHECK(parse_when("2025-11-22 03:53:20 Europe/Berlin", now) == now);
+  CHECK(parse_when("Sat 2025-11-22 03:53:20.25 Europe/Berlin", now) == now);
+  CHECK(parse_when("2025-11-22 00:53:20 Etc/GMT+2", now) == now); // POSIX sign: 2 h west
+  CHECK_FALSE(parse_when("2025-11-22 03:53:20 Mars/Olympus", now));
+  CHECK_FALSE(parse_when("2025-11-22 03:53:20 ../../etc/passwd", now));
+  CHECK_FALSE(parse_when("2025-11-22 03:53:20 zone.tab", now));
+  // Local time follows TZ, and the local zone's abbreviations name it.
+  ::setenv("TZ", "Europe/Berlin", 1);
+  ::tzset();
+  CHECK(parse_when("Sat 2025-11-22 03:53:20 CET", now) == now);
   ::setenv("TZ", "Europe/Berlin", 1);
   ::tzset();
   CHECK(parse_when("2025-11-22 03:53:20", now) == now);
