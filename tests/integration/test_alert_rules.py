@@ -188,3 +188,59 @@ def test_dashboard_shows_the_first_crash_of_a_new_series(tmp_path):
     out = subprocess.run([promtool(), "test", "rules", "panels.test.yml"], cwd=tmp_path,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def documented_queries():
+    """The copy-ready queries of docs/exporter.md, by the id in the comment before each."""
+    import re
+    text = (pctest.env_path("PC_SOURCE_DIR") / "docs" / "exporter.md").read_text()
+    return dict(re.findall(r"<!-- query: ([a-z0-9-]+) -->\n```promql\n(.*?)```", text, re.S))
+
+
+def test_documented_queries_count_first_crashes(tmp_path):
+    """Six executables crash once each in the last 24 hours (each series appears at 1), one
+    crashed twice more after an older crash, one only crashed two days ago. The documented
+    queries find all seven and count 1 and 2; increase() finds only the repeated one."""
+    import yaml
+    queries = documented_queries()
+    assert set(queries) >= {"crashed-executables-24h", "crashes-per-executable-24h", "latest-crash"}
+    target = 'job="process-core",instance="web-1:9464"'
+
+    def crashes(exe, counts, times):
+        labels = f'hostname="web-1",executable="{exe}",signal="SEGV",core_present="true",{target}'
+        return [{"series": f"processcore_coredumps_total{{{labels}}}", "values": counts},
+                {"series": f"processcore_last_crash_timestamp_seconds{{{labels}}}", "values": times}]
+
+    series = [{"series": f'processcore_build_info{{{target},version="1.0"}}', "values": "1x600"}]
+    firsts = [25, 30, 35, 40, 45, 47]  # hours; the samples are 5 minutes apart
+    for n, hour in enumerate(firsts):
+        k = hour * 12
+        series += crashes(f"/usr/bin/once{n}", f"_x{k} 1x{600 - k}", f"_x{k} {hour * 3600}x{600 - k}")
+    series += crashes("/usr/bin/again", "1x300 2x60 3x240", "18000x300 108000x60 144000x240")
+    series += crashes("/usr/bin/old", "_x120 1x480", "_x120 36000x480")
+    rules = [{"record": name.replace("-", "_"), "expr": expr} for name, expr in queries.items()]
+    rules.append({"record": "naive", "expr": "count by (executable) "
+                  "(increase(processcore_coredumps_total[24h]) > 0)"})
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}))
+
+    def sample(record, exe, value):
+        labels = "" if record == "naive" else f'hostname="web-1",{target},'
+        return {"labels": f'{record}{{{labels}executable="{exe}"}}', "value": value}
+
+    exes = [f"/usr/bin/once{n}" for n in range(len(firsts))] + ["/usr/bin/again"]
+    evaluate = [
+        {"expr": "crashed_executables_24h", "eval_time": "48h",
+         "exp_samples": [sample("crashed_executables_24h", e, 1) for e in exes]},
+        {"expr": "crashes_per_executable_24h", "eval_time": "48h",
+         "exp_samples": [sample("crashes_per_executable_24h", e, 2 if "again" in e else 1)
+                         for e in exes]},
+        # What the documented queries replace: only the series that already existed.
+        {"expr": "naive", "eval_time": "48h", "exp_samples": [
+            {"labels": 'naive{executable="/usr/bin/again"}', "value": 1}]},
+    ]
+    tests = {"rule_files": ["queries.yml"], "evaluation_interval": "5m", "tests": [
+        {"interval": "5m", "input_series": series, "promql_expr_test": evaluate}]}
+    (tmp_path / "queries.test.yml").write_text(yaml.safe_dump(tests))
+    out = subprocess.run([promtool(), "test", "rules", "queries.test.yml"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
