@@ -232,8 +232,14 @@ void CrashState::settle() {
     if (series.exported != k_unassigned) {
       continue;
     }
-    common::SeriesKey labels = series.key;
+    // Label values travel unchanged into Prometheus, Alertmanager, chat and terminals, and the
+    // crashing program chooses its executable's name and its container's hostname: control
+    // characters are written as corectl shows them (\x1b). Names that escape to the same text
+    // share one series, so the exposition never holds two series with the same labels.
     const Executable& exe = m_executables[series.executable];
+    common::SeriesKey labels{common::printable(series.key.hostname),
+                             common::printable(series.key.executable),
+                             common::printable(series.key.signal), series.key.core_present};
     if (exe.host_fold == Fold::other) {
       labels.hostname = k_other_host;
     }
@@ -289,16 +295,19 @@ Snapshot CrashState::snapshot() const {
   std::map<std::string, HostSample> hosts;
   for (const Series& series : m_series) {
     const bool folded = m_executables[series.executable].host_fold == Fold::other;
-    const std::string& name = folded ? std::string(k_other_host) : series.key.hostname;
+    // Escaped like the crash series' hostname label (see settle()).
+    const std::string name =
+        folded ? std::string(k_other_host) : common::printable(series.key.hostname);
     HostSample& h = hosts[name];
     h.hostname = name;
     h.stored_bytes += series.bytes;
   }
   snap.folded_hosts = m_folded_hosts;
   for (const auto& [hostname, folds] : m_host_folds) {
-    HostSample& h = hosts[hostname];
-    h.hostname = hostname;
-    h.folded_executables = folds.second;
+    const std::string name = common::printable(hostname);
+    HostSample& h = hosts[name];
+    h.hostname = name;
+    h.folded_executables += folds.second;
   }
   for (auto& [hostname, h] : hosts) {
     snap.hosts.push_back(std::move(h));

@@ -182,6 +182,23 @@ TEST_CASE("hostnames beyond the host cap fold into other, totals kept", "[crash_
   CHECK(s.folded_hosts == 8);
 }
 
+TEST_CASE("label values carry no raw control characters", "[crash_state]") {
+  CrashState st(0);
+  // The crashing program names its executable and its container's hostname.
+  st.add_record(1, 0, {"web\x1b]0;x\a-1", "/usr/bin/q'$(id>&2)'x\x1b", "SEGV", true}, 100, 10, 0);
+  // A name that is already the escaped text shares the series instead of duplicating it.
+  st.add_record(2, 0, {"web\x1b]0;x\a-1", "/usr/bin/q'$(id>&2)'x\\x1b", "SEGV", true}, 200, 10, 0);
+  st.settle();
+  const auto s = st.snapshot();
+  REQUIRE(s.series.size() == 1);
+  CHECK(s.series[0].labels ==
+        SeriesKey{"web\\x1b]0;x\\x07-1", "/usr/bin/q'$(id>&2)'x\\x1b", "SEGV", true});
+  CHECK(s.series[0].count == 2);
+  REQUIRE(s.hosts.size() == 1);
+  CHECK(s.hosts[0].hostname == "web\\x1b]0;x\\x07-1");
+  CHECK(s.hosts[0].stored_bytes == 20);
+}
+
 TEST_CASE("skipped files are counted by reason", "[crash_state]") {
   CrashState st(0);
   st.set_skipped("h/a/x.json", SkipReason::malformed);
