@@ -55,7 +55,12 @@ Exit cmd_vacuum(Context& ctx) {
   Exit result = Exit::ok;
   size_t finished = 0;
   for (const auto& c : cat.crashes) {
-    common::RetentionEntry e{c.host_dir, c.exe_dir, c.id, c.time, 0};
+    common::RetentionEntry e{c.host_dir, c.exe_dir, c.id, c.time, 0, 0, c.uid};
+    struct stat record_st {};
+    const std::string record_rel = common::record_relpath(c.host_dir, c.exe_dir, c.id);
+    if (::fstatat(store.fd(), record_rel.c_str(), &record_st, AT_SYMLINK_NOFOLLOW) == 0) {
+      e.record_bytes = static_cast<uint64_t>(record_st.st_blocks) * 512;
+    }
     if (c.core_file) {
       struct stat st {};
       const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
@@ -137,13 +142,15 @@ Exit cmd_vacuum(Context& ctx) {
     // The handler's usage estimate now overstates the store: have the next crash measure it.
     ::unlinkat(store.fd(), common::k_usage_name, 0);
   }
-  const uint64_t freed = plan.core_bytes_before - plan.core_bytes_after;
-  std::printf("%s %zu record(s) and %zu core(s), %s. Cores now %s (max_use %s); "
+  const uint64_t freed = plan.core_bytes_before - plan.core_bytes_after + plan.record_bytes_before -
+                         plan.record_bytes_after;
+  std::printf("%s %zu record(s) and %zu core(s), %s. Store now %s (max_use %s); "
               "free space %s (keep_free %s).\n",
               dry ? "Would remove" : "Removed", plan.retire.size(),
               plan.remove_cores.size() + finished, human_size(freed).c_str(),
-              human_size(plan.core_bytes_after).c_str(), human_size(plan.max_use).c_str(),
-              human_size(space->available + freed).c_str(), human_size(plan.keep_free).c_str());
+              human_size(plan.core_bytes_after + plan.record_bytes_after).c_str(),
+              human_size(plan.max_use).c_str(), human_size(space->available + freed).c_str(),
+              human_size(plan.keep_free).c_str());
   return result;
 }
 

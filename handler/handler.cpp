@@ -68,6 +68,7 @@ struct Context {
   common::CoreScanner scanner; // sees every byte of the core as it streams past
   common::Record record;
   std::optional<uid_t> reader; // the crashing user, granted read access by ACL (step 8)
+  RecordSize record_size = RecordSize::full; // minimal when the store has no room (step 7)
 };
 
 // The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
@@ -97,6 +98,9 @@ constexpr auto k_child_grace = std::chrono::milliseconds(500);
 constexpr auto k_record_reserve = std::chrono::milliseconds(250);
 // Beyond capture_timeout + analysis_timeout: writing the record and the log line.
 constexpr auto k_deadline_grace = std::chrono::seconds(5);
+// A minimal record (RecordSize::minimal) is cut to this: the identity, the core section and a
+// few warnings; the kernel's strings (cmdline, executable) are the bulk of it.
+constexpr size_t k_minimal_record_max = 16 << 10;
 
 // 1. Secure the process before anything else can go wrong.
 void secure_process(Context& ctx) {
@@ -403,6 +407,7 @@ void stream_core(Context& ctx) {
   CoreBudget budget;
   if (ctx.exe_dir) {
     budget = decide_with_reservation(ctx);
+    ctx.record_size = budget.record;
   } else {
     budget.store = false;
     budget.reason = CoreReason::error;
@@ -521,6 +526,9 @@ void stream_core(Context& ctx) {
 
 void capture_core(Context& ctx) {
   stream_core(ctx);
+  if (record_size_for(ctx.record.core) == RecordSize::minimal) {
+    ctx.record_size = RecordSize::minimal;
+  }
   // The core is linked (or abandoned): it counts for the rate limit by itself from now on.
   if (ctx.reservation) {
     release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
@@ -613,6 +621,11 @@ void analyze_crash(Context& ctx) {
                           facts.at_gid.value_or(0) == facts.at_egid.value_or(0);
   r.core.access =
       r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
+  if (ctx.record_size == RecordSize::minimal) {
+    // The store has no room: the backtraces and mapped files would only be cut away again.
+    r.handler.analysis = "skipped: minimal record";
+    return;
+  }
 
   const int root = ctx.proc.root ? ctx.proc.root.get() : -1;
   const auto analysis_start = std::chrono::steady_clock::now();
@@ -747,6 +760,17 @@ std::string outcome_text(const common::CoreInfo& core) {
   return text;
 }
 
+// What is left of a record when the store has no room for it (see RecordSize): every crash
+// still gets a record, but past keep_free or max_use a crash loop must not go on filling the disk
+// with mapped-file lists and backtraces of up to k_record_max each.
+void make_minimal(common::Record& r) {
+  r.crash = nlohmann::json::object();
+  r.mappings = nlohmann::json::array();
+  r.handler.cut.push_back("minimal record: " + std::string(common::to_string(r.core.reason)) +
+                          ", no crash site, backtraces or mapped files");
+  common::bound_record(r, k_minimal_record_max);
+}
+
 // 9. The record is the commit point; then one line in the log.
 int commit_record(Context& ctx) {
   if (ctx.watchdog && !ctx.watchdog->claim()) {
@@ -759,6 +783,9 @@ int commit_record(Context& ctx) {
   r.handler.version = PROCESS_CORE_VERSION;
   r.handler.warnings = ctx.warnings;
   r.handler.duration_ms = elapsed_ms(ctx.started);
+  if (ctx.record_size == RecordSize::minimal) {
+    make_minimal(r);
+  }
   // Hundreds of mapped files with long names must not make a record no reader will load.
   common::bound_record(r);
   int status = 0;
@@ -776,11 +803,16 @@ int commit_record(Context& ctx) {
                      g.error().message);
       }
     }
+    const std::string text = common::to_json_text(r);
     if (w) {
-      w = file->write(common::to_json_text(r));
+      w = file->write(text);
     }
     if (w) {
       w = file->commit();
+    }
+    if (w) {
+      // Records take disk too and count toward max_use: the estimate follows them between walks.
+      ctx.store->add_usage(text.size());
     }
     if (!w) {
       status = 1;
@@ -863,9 +895,24 @@ int record_internal_error(Context& ctx, const std::string& what) {
 
 } // namespace
 
+RecordSize record_size_for(const common::CoreInfo& core) {
+  const bool no_room = core.reason == CoreReason::disk_full || core.reason == CoreReason::quota;
+  return no_room && !core.present ? RecordSize::minimal : RecordSize::full;
+}
+
 CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
   CoreBudget b;
   b.max_raw = config.max_core_size;
+  // systemd's defaults cap both percentages at 4 GiB; ours are the same.
+  const uint64_t keep_free = config.keep_free.resolve(in.fs_total, 4ULL << 30);
+  const uint64_t max_use = config.max_use.resolve(in.fs_total, 4ULL << 30);
+  b.keep_free = keep_free;
+  const uint64_t free_room = in.fs_available > keep_free ? in.fs_available - keep_free : 0;
+  const uint64_t quota_room = max_use > in.store_usage ? max_use - in.store_usage : 0;
+  // Decided before the reasons below: a rate-limited crash loop on a full disk writes records
+  // too.
+  b.record =
+      free_room < k_min_room || quota_room < k_min_room ? RecordSize::minimal : RecordSize::full;
   if (in.rlimit && *in.rlimit < in.page_size) {
     b.reason = CoreReason::rlimit;
     b.detail = "RLIMIT_CORE is " + std::to_string(*in.rlimit) + ": the process asked for no core";
@@ -882,12 +929,6 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
                std::to_string(config.rate_limit_interval) + " s";
     return b;
   }
-  // systemd's defaults cap both percentages at 4 GiB; ours are the same.
-  const uint64_t keep_free = config.keep_free.resolve(in.fs_total, 4ULL << 30);
-  const uint64_t max_use = config.max_use.resolve(in.fs_total, 4ULL << 30);
-  b.keep_free = keep_free;
-  const uint64_t free_room = in.fs_available > keep_free ? in.fs_available - keep_free : 0;
-  const uint64_t quota_room = max_use > in.store_usage ? max_use - in.store_usage : 0;
   if (free_room < k_min_room) {
     b.reason = CoreReason::disk_full;
     b.detail = "free space " + common::human_size(in.fs_available) + " is at or below keep_free " +

@@ -15,6 +15,12 @@ namespace handler {
 // it, tests and humans read it (0 = a record was written, 1 = it could only be logged).
 int run(const std::vector<std::string>& args);
 
+// How much of the crash the record holds.
+enum class RecordSize {
+  full,    // everything: crash site, backtraces, mapped files (bounded by k_record_max)
+  minimal, // identity, core section and warnings only (a few KiB)
+};
+
 // The policy decision for the core, before any byte is read.
 struct CoreBudget {
   bool store = false;                                     // store a core at all
@@ -24,6 +30,9 @@ struct CoreBudget {
   uint64_t keep_free = 0;  // resolved keep_free: checked again while storing
   common::CoreReason limit_reason = common::CoreReason::truncated; // what max_stored stands for
   std::string detail; // human explanation for the record and log
+  // Minimal once free space is at keep_free or the store at max_use, whatever else was decided:
+  // records count toward the same limits, and a crash always gets one.
+  RecordSize record = RecordSize::full;
 };
 
 // Facts the policy looks at; separated from the file system for tests.
@@ -36,5 +45,9 @@ struct PolicyInput {
   unsigned recent_cores = 0; // cores of this executable within the rate-limit interval
 };
 CoreBudget decide_policy(const common::Config& config, const PolicyInput& in);
+
+// After the capture: a crash whose core found no room on the way (ENOSPC, free space or quota
+// reached while storing) gets a minimal record too.
+RecordSize record_size_for(const common::CoreInfo& core);
 
 } // namespace handler

@@ -44,8 +44,9 @@ struct Config {
   std::string listen = "127.0.0.1:9464";   // exporter address
   std::string kernel_log = "/dev/kmsg";    // exporter: counts dumps the kernel lost ("" = off)
   // Record retention (corectl vacuum); records beyond these are retired through the ledger.
-  uint64_t max_records = 0;    // newest records kept, store-wide (0 = no limit)
-  uint64_t max_record_age = 0; // seconds; older records are retired (0 = no limit)
+  // Crashes without cores (disk full, rate-limited) still write records: a bound by default.
+  uint64_t max_records = 10000; // newest records kept, store-wide (0 = no limit)
+  uint64_t max_record_age = 0;  // seconds; older records are retired (0 = no limit)
 };
 
 // Reads `key = value` lines ('#' comments). Unknown keys and bad values are reported in

@@ -2,7 +2,9 @@
 // processcore_coredumps_total (ledger + live records) never goes down.
 //
 // File: <store>/.ledger.json (hidden: store listings skip it), written atomically by whoever
-// retires records (corectl vacuum), read by the exporter.
+// retires records (corectl vacuum), read by the exporter. Its owner is the store user, so root's
+// vacuum reads and rewrites it as a stream (scan_ledger): one entry at a time in, one out, in
+// memory bounded by the records being retired, never by the file.
 //
 // Crash safety: retire_records() first rewrites the ledger with the counts added AND the ids
 // listed as `pending`, then removes the records and cores, then rewrites the ledger without the
@@ -16,6 +18,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -24,6 +27,12 @@
 namespace common {
 
 inline constexpr const char* k_ledger_name = ".ledger.json";
+// The largest ledger read (bytes): millions of series. Reading is streamed, so this bounds the
+// time a read takes, not its memory.
+inline constexpr size_t k_ledger_limit = 256ULL << 20;
+// The longest single token (a string with its escapes, a number) in a ledger: a hostname is at
+// most 64 bytes and an executable a path. The parser holds one token at a time.
+inline constexpr size_t k_max_ledger_token = 64 << 10;
 
 // The labels of one processcore_coredumps_total series.
 struct SeriesKey {
@@ -53,7 +62,31 @@ struct Ledger {
   std::map<SeriesKey, SeriesTimes> times; // crash times of the removed records, per series
 };
 
-// Reads the ledger; a missing file is an empty ledger, a corrupt one an error.
+// One series of the ledger as a streaming read hands it over.
+struct LedgerSeries {
+  SeriesKey key;
+  uint64_t count = 0;
+  SeriesTimes times;
+};
+
+// What a streaming read calls, entry by entry in file order; either may be left empty.
+struct LedgerVisitor {
+  std::function<void(LedgerSeries&&)> series;
+  std::function<void(std::string&&)> pending;
+};
+
+// Reads ledger JSON in one pass (a SAX parse, no DOM), handing each entry to `visit` as it is
+// complete: memory stays bounded by one token (k_max_ledger_token) and the nesting depth,
+// whatever the file's size. The store's owner writes the ledger and root's vacuum reads it. An
+// error on anything malformed, possibly after some entries were visited: callers keep nothing
+// of a failed read.
+Expected<void> scan_ledger(std::string_view text, const LedgerVisitor& visit);
+// The same from the start of the open ledger file `fd` (`path` names it in messages), read in
+// chunks.
+Expected<void> scan_ledger_file(int fd, const std::string& path, const LedgerVisitor& visit);
+
+// Reads the ledger into memory (its size is then that of its distinct series and pending ids);
+// a missing file is an empty ledger, a corrupt one an error.
 Expected<Ledger> read_ledger(const Store& store);
 
 // Parses ledger JSON text (what ledger_to_text() produces); errors on anything malformed.

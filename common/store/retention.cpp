@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <map>
 #include <queue>
+#include <set>
 #include <tuple>
 
 namespace common {
@@ -23,6 +24,85 @@ namespace {
 
 bool older(const RetentionEntry& a, const RetentionEntry& b) {
   return std::tie(a.time, a.id) < std::tie(b.time, b.id);
+}
+
+// Whose crash an entry is, as eviction orders users: a record without a uid is one user of its
+// own, after every known uid.
+using UserKey = std::pair<bool, int64_t>;
+
+// One (host, exe) of a user: its candidates oldest first, and the next one to take.
+struct Head {
+  size_t remaining;
+  const RetentionEntry* oldest;
+  const std::vector<size_t>* items;
+  size_t next;
+};
+
+// The heap's top is the group to take from: most entries, then oldest entry, then name.
+struct HeadAfter {
+  bool operator()(const Head& a, const Head& b) const {
+    if (a.remaining != b.remaining) {
+      return a.remaining < b.remaining;
+    }
+    if (a.oldest->time != b.oldest->time) {
+      return a.oldest->time > b.oldest->time;
+    }
+    return std::tie(a.oldest->host, a.oldest->exe) > std::tie(b.oldest->host, b.oldest->exe);
+  }
+};
+
+struct User {
+  uint64_t bytes = 0; // weight of the candidates left
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+  std::priority_queue<Head, std::vector<Head>, HeadAfter> heap;
+};
+
+// Takes entries among `candidates` (oldest first) while `over()` names a cause: each time the
+// oldest entry of the (host, exe) with the most candidates left, of the user whose candidates
+// weigh the most bytes (`weight`); equal users go by uid. See the header for why.
+template <typename Weight, typename Over, typename Take>
+void evict(const std::vector<RetentionEntry>& entries, const std::vector<size_t>& candidates,
+           const Weight& weight, const Over& over, const Take& take) {
+  std::map<UserKey, User> users;
+  for (size_t i : candidates) {
+    const RetentionEntry& e = entries[i];
+    User& u = users[{!e.uid.has_value(), e.uid.value_or(0)}];
+    u.bytes += weight(i);
+    u.groups[{e.host, e.exe}].push_back(i);
+  }
+  using Rank = std::pair<uint64_t, UserKey>;
+  auto heavier = [](const Rank& a, const Rank& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  };
+  std::set<Rank, decltype(heavier)> order(heavier);
+  for (auto& [key, u] : users) {
+    for (const auto& [name, items] : u.groups) {
+      u.heap.push({items.size(), &entries[items.front()], &items, 0});
+    }
+    order.insert({u.bytes, key});
+  }
+  while (!order.empty()) {
+    const auto cause = over();
+    if (!cause) {
+      break;
+    }
+    const UserKey key = order.begin()->second;
+    order.erase(order.begin());
+    User& u = users.at(key);
+    Head h = u.heap.top();
+    u.heap.pop();
+    const size_t i = (*h.items)[h.next];
+    take(i, *cause);
+    u.bytes -= weight(i);
+    if (--h.remaining > 0) {
+      ++h.next;
+      h.oldest = &entries[(*h.items)[h.next]];
+      u.heap.push(h);
+    }
+    if (!u.heap.empty()) {
+      order.insert({u.bytes, key});
+    }
+  }
 }
 
 } // namespace
@@ -51,17 +131,29 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   for (size_t i = 0; i < entries.size(); ++i) {
     by_age[i] = i;
     plan.core_bytes_before += entries[i].core_bytes;
+    plan.record_bytes_before += entries[i].record_bytes;
   }
   std::sort(by_age.begin(), by_age.end(),
             [&](size_t a, size_t b) { return older(entries[a], entries[b]); });
 
   uint64_t core_bytes = plan.core_bytes_before;
+  uint64_t record_bytes = plan.record_bytes_before;
   uint64_t available = facts.fs_available;
-  std::vector<bool> gone(entries.size(), false);
-  auto drop = [&](size_t i) {
+  std::vector<bool> gone(entries.size(), false);      // record retired
+  std::vector<bool> core_gone(entries.size(), false); // core removed or retired with it
+  auto drop_core = [&](size_t i) {
+    if (!core_gone[i]) {
+      core_gone[i] = true;
+      core_bytes -= entries[i].core_bytes;
+      available += entries[i].core_bytes;
+    }
+  };
+  auto retire = [&](size_t i, RemovalCause cause) {
+    plan.retire.push_back({i, cause});
     gone[i] = true;
-    core_bytes -= entries[i].core_bytes;
-    available += entries[i].core_bytes;
+    drop_core(i);
+    record_bytes -= entries[i].record_bytes;
+    available += entries[i].record_bytes;
   };
 
   // 1. Records beyond the count or the age, oldest first.
@@ -71,19 +163,16 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   for (size_t k = 0; k < by_age.size(); ++k) {
     const size_t i = by_age[k];
     if (k < excess) {
-      plan.retire.push_back({i, RemovalCause::max_records});
+      retire(i, RemovalCause::max_records);
     } else if (config.max_record_age > 0 &&
                entries[i].time + static_cast<int64_t>(config.max_record_age) < facts.now) {
-      plan.retire.push_back({i, RemovalCause::max_record_age});
-    } else {
-      continue;
+      retire(i, RemovalCause::max_record_age);
     }
-    drop(i);
   }
 
-  // 2. Cores, from the executable with the most cores, oldest first (see the header).
+  // 2. Cores, records kept; 3. records, once no core is left (see the header).
   auto over = [&]() -> std::optional<RemovalCause> {
-    if (core_bytes > plan.max_use) {
+    if (core_bytes + record_bytes > plan.max_use) {
       return RemovalCause::max_use;
     }
     if (available < plan.keep_free) {
@@ -92,51 +181,33 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
     return std::nullopt;
   };
   if (over()) {
-    // Each (host, exe) holds its remaining cores oldest first; a heap picks the next group.
-    std::map<std::pair<std::string, std::string>, std::vector<size_t>> groups;
+    std::vector<size_t> cores;
     for (size_t i : by_age) {
       if (!gone[i] && entries[i].core_bytes > 0) {
-        groups[{entries[i].host, entries[i].exe}].push_back(i);
+        cores.push_back(i);
       }
     }
-    struct Head {
-      size_t remaining;
-      const RetentionEntry* oldest;
-      const std::vector<size_t>* cores;
-      size_t next;
-    };
-    auto after = [](const Head& a, const Head& b) {
-      // The heap's top is the group to take from: most cores, then oldest core, then name.
-      if (a.remaining != b.remaining) {
-        return a.remaining < b.remaining;
-      }
-      if (a.oldest->time != b.oldest->time) {
-        return a.oldest->time > b.oldest->time;
-      }
-      return std::tie(a.oldest->host, a.oldest->exe) > std::tie(b.oldest->host, b.oldest->exe);
-    };
-    std::priority_queue<Head, std::vector<Head>, decltype(after)> heap(after);
-    for (const auto& [key, cores] : groups) {
-      heap.push({cores.size(), &entries[cores.front()], &cores, 0});
-    }
-    while (!heap.empty()) {
-      const auto cause = over();
-      if (!cause) {
-        break;
-      }
-      Head h = heap.top();
-      heap.pop();
-      const size_t i = (*h.cores)[h.next];
-      plan.remove_cores.push_back({i, *cause});
-      drop(i);
-      if (--h.remaining > 0) {
-        ++h.next;
-        h.oldest = &entries[(*h.cores)[h.next]];
-        heap.push(h);
+    evict(
+        entries, cores, [&](size_t i) { return entries[i].core_bytes; }, over,
+        [&](size_t i, RemovalCause cause) {
+          plan.remove_cores.push_back({i, cause});
+          drop_core(i);
+        });
+  }
+  if (over()) {
+    std::vector<size_t> records;
+    for (size_t i : by_age) {
+      if (!gone[i]) {
+        records.push_back(i);
       }
     }
+    evict(
+        entries, records, [&](size_t i) { return entries[i].record_bytes; }, over, retire);
+    // Retiring a record removes its core too: no separate step for it.
+    std::erase_if(plan.remove_cores, [&](const RetentionStep& s) { return gone[s.entry]; });
   }
   plan.core_bytes_after = core_bytes;
+  plan.record_bytes_after = record_bytes;
   return plan;
 }
 

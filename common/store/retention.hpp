@@ -1,15 +1,20 @@
 // The retention policy: which cores and records `corectl vacuum` removes, and removing them.
 //
 // Records are the history (and feed the crash counters), cores are the bulk. So:
-// 1. Records go only beyond `max_records` (newest kept) or `max_record_age`, and only through
-//    the ledger (retire_records), so processcore_coredumps_total never goes down. Their cores go
+// 1. Records go beyond `max_records` (newest kept) or `max_record_age`, always through the
+//    ledger (retire_records), so processcore_coredumps_total never goes down. Their cores go
 //    with them.
-// 2. Then cores go, records kept, while the store's core bytes exceed max_use or the file
-//    system's free space is below keep_free. The order keeps rare cores: always the OLDEST core
-//    of the (host, executable) that currently holds the MOST cores; ties go to the executable
-//    whose oldest core is older, then to the smaller (host, executable) name. A crash loop that
-//    left 500 cores is thinned to the level of everything else before any one-off core goes, and
-//    the last core of an executable goes only when every executable is down to one.
+// 2. Then cores go, records kept, while the store (cores and records) exceeds max_use or the
+//    file system's free space is below keep_free. As systemd-coredump does, the user (the
+//    record's uid) whose cores take the most bytes pays first, so one user's crash loop cannot
+//    push out everyone else's cores. Within that user the order keeps rare cores: the OLDEST
+//    core of the (host, executable) that currently holds the MOST cores; ties go to the
+//    executable whose oldest core is older, then to the smaller (host, executable) name. A crash
+//    loop that left 500 cores is thinned to the level of everything else before any one-off
+//    core goes, and the last core of an executable goes only when every executable of that user
+//    is down to one.
+// 3. Records too take disk: when the store is still over a limit with every core gone, records
+//    are retired (through the ledger, like 1) in the same order, by record bytes.
 #pragma once
 
 #include "common/base/config.hpp"
@@ -17,6 +22,7 @@
 #include "common/store/store.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,8 +33,11 @@ struct RetentionEntry {
   std::string host; // store components
   std::string exe;
   std::string id;
-  int64_t time = 0;        // crash time, seconds since the epoch
-  uint64_t core_bytes = 0; // allocated bytes of <id>.core.zst; 0 when there is none
+  int64_t time = 0;          // crash time, seconds since the epoch
+  uint64_t core_bytes = 0;   // allocated bytes of <id>.core.zst; 0 when there is none
+  uint64_t record_bytes = 0; // allocated bytes of <id>.json
+  // The record's uid: whose crash it is (nullopt: unknown).
+  std::optional<int64_t> uid = std::nullopt;
 };
 
 // The file system and the moment the policy looks at.
@@ -49,8 +58,10 @@ struct RetentionStep {
 struct RetentionPlan {
   std::vector<RetentionStep> retire;       // records (and their cores) to retire
   std::vector<RetentionStep> remove_cores; // cores to remove, records kept
-  uint64_t core_bytes_before = 0;
+  uint64_t core_bytes_before = 0;          // bytes of the cores before and after the plan
   uint64_t core_bytes_after = 0;
+  uint64_t record_bytes_before = 0; // bytes of the records before and after the plan
+  uint64_t record_bytes_after = 0;
   uint64_t max_use = 0; // resolved limits (bytes)
   uint64_t keep_free = 0;
 };

@@ -593,7 +593,10 @@ def test_summary_cache_follows_the_store(tmp_path):
 
 def test_vacuum_removes_cores_keeps_records(tmp_path):
     store, config, _ = corefixture.build_store(tmp_path)
-    pathlib.Path(config).write_text(pathlib.Path(config).read_text() + "max_use = 300\nkeep_free = 0\n")
+    # Records count toward max_use: room for all of them and 300 bytes of cores.
+    records = sum(p.stat().st_blocks * 512 for p in store.glob("*/*/*.json"))
+    pathlib.Path(config).write_text(pathlib.Path(config).read_text() +
+                                    f"max_use = {records + 300}\nkeep_free = 0\n")
     r = corectl(config, "vacuum", "--dry-run", check=True)
     assert b"Would remove core" in r.stdout
     assert len(list(store.glob("*/*/*.core.zst"))) == 4

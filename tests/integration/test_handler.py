@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import corefixture
 import pctest
 from conftest import all_files
 
@@ -165,6 +166,67 @@ def test_quota_reached(run_handler, real_core):
     _, recs = run_handler(recommended(pid), stdin=data, max_use="1K")
     r = only(recs)
     assert not r["core"]["present"] and r["core"]["reason"] == "quota"
+
+
+def long_mapped_files_core():
+    """A core whose NT_FILE lists 100 mapped files with ~3 KB paths: 300 KB of mapping list, which
+    a full record keeps up to k_record_max (256 KiB)."""
+    return corefixture.elf_core(
+        pid=5000001, files=[b"/" + (b"d" * 250 + b"/") * 12 + b"lib%03d.so" % i for i in range(100)])
+
+
+def crash_loop(handler, conf, data, n):
+    """`n` crashes of one executable through the real handler, each with `data` on stdin."""
+    args = [a.format(pid=5000001) for a in RECOMMENDED] + ["web01", "11", "!usr!bin!loop"]
+    for _ in range(n):
+        subprocess.run([str(handler), "--config", str(conf), *args], input=data,
+                       capture_output=True, timeout=60, check=True)
+
+
+def test_long_mapped_files_make_a_large_record_when_there_is_room(handler, tmp_path, store):
+    """The control for the test below: with room, this core's record is a large one."""
+    conf = pctest.write_config(tmp_path / "pc.conf", store, keep_free=0, max_use="100%")
+    crash_loop(handler, conf, long_mapped_files_core(), 1)
+    r = only(pctest.records(store))
+    assert r["core"]["reason"] == "stored"
+    assert len(r["mappings"]) > 10
+    assert pathlib.Path(r["_path"]).stat().st_size > 100 << 10
+
+
+@pytest.mark.parametrize("limit,reason", [({"keep_free": "1000T"}, "disk_full"),
+                                          ({"keep_free": 0, "max_use": "1K"}, "quota")])
+def test_no_room_means_minimal_records(handler, tmp_path, store, limit, reason):
+    """A store past keep_free (or max_use) and a crash loop of cores with long mapped-file names:
+    every crash still gets a record with its identity and core.reason, but a minimal one, so that
+    the records do not fill the disk the configuration says is full (they were 256 KiB each)."""
+    conf = pctest.write_config(tmp_path / "pc.conf", store, rate_limit_burst=0, **limit)
+    crash_loop(handler, conf, long_mapped_files_core(), 100)
+    recs = pctest.records(store)
+    assert len(recs) == 100
+    sizes = [pathlib.Path(r["_path"]).stat().st_size for r in recs]
+    for r in recs:
+        assert r["core"]["reason"] == reason and not r["core"]["present"], r["core"]
+        assert r["pid"] == 5000001 and r["signal_name"] == "SEGV" and r["uid"] == 1000
+        assert r["executable"] == "/usr/bin/loop" and r["hostname"] == "web01"
+        assert not r.get("mappings") and not r.get("crash"), r
+        assert any(c.startswith("minimal record: " + reason) for c in r["handler"]["cut"])
+    assert max(sizes) <= 16 << 10, max(sizes)
+    assert sum(sizes) <= 100 * (16 << 10), sum(sizes)
+
+
+def test_records_count_in_the_usage_estimate(run_handler, real_core, store):
+    """Between two walks of the store, the handler's usage estimate (.usage, what max_use is
+    checked against) grows by each record it writes, not only by each core."""
+    data, pid = real_core
+    usage = store / ".usage"
+    usage.write_text(f"0 {int(time.time())}\n")
+    if pctest.is_root():
+        shutil.chown(usage, user="nobody")
+    args = [a.replace("-c18446744073709551615", "-c0") for a in recommended(pid)]
+    _, recs = run_handler(args, stdin=data)  # RLIMIT_CORE 0: a record and no core
+    r = only(recs)
+    assert r["core"]["reason"] == "rlimit"
+    assert int(usage.read_text().split()[0]) == pathlib.Path(r["_path"]).stat().st_size
 
 
 HOSTILE = [

@@ -26,8 +26,10 @@ import pctest
 BASE_TIME = 1763780000  # 2025-11-22T02:53:20Z
 
 
-def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core fixture " * 200):
-    """A small but well-formed x86_64 ELF core: PT_NOTE (prstatus, prpsinfo, siginfo) + PT_LOAD."""
+def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core fixture " * 200,
+             files=()):
+    """A small but well-formed x86_64 ELF core: PT_NOTE (prstatus, prpsinfo, siginfo, and NT_FILE
+    when `files`, paths as bytes, each mapped one page) + PT_LOAD."""
     def note(ntype, desc, name=b"CORE"):
         n = name + b"\0"
         pad = lambda b: b + b"\0" * (-len(b) % 4)
@@ -47,6 +49,11 @@ def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core f
     struct.pack_into("<iii", siginfo, 0, signo, 0, 1)
     struct.pack_into("<Q", siginfo, 16, fault)
     notes = note(1, bytes(prstatus)) + note(3, bytes(prpsinfo)) + note(0x53494749, bytes(siginfo))
+    if files:
+        nt_file = struct.pack("<QQ", len(files), 4096)
+        for i in range(len(files)):
+            nt_file += struct.pack("<QQQ", 0x7f0000000000 + i * 4096, 0x7f0000001000 + i * 4096, 0)
+        notes += note(0x46494c45, nt_file + b"".join(f + b"\0" for f in files))
     data = (payload * (4096 // len(payload) + 1))[:4096]
     phoff, phnum = 64, 2
     note_off = phoff + phnum * 56

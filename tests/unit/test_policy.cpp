@@ -95,3 +95,47 @@ TEST_CASE("percentages resolve against the file system, capped at 4 GiB", "[poli
   in.fs_available = 150ULL << 20;
   CHECK(decide_policy(c, in).reason == CoreReason::disk_full);
 }
+
+TEST_CASE("no room for a core means a minimal record, whatever else was decided", "[policy]") {
+  using handler::RecordSize;
+  common::Config c;
+  c.keep_free = {1ULL << 30, 0};
+  c.max_use = {10ULL << 30, 0};
+  PolicyInput in = roomy();
+  CHECK(decide_policy(c, in).record == RecordSize::full);
+  SECTION("free space at keep_free") {
+    in.fs_available = 1ULL << 30;
+    const auto b = decide_policy(c, in);
+    CHECK(b.reason == CoreReason::disk_full);
+    CHECK(b.record == RecordSize::minimal);
+  }
+  SECTION("the store at max_use (records count in store_usage)") {
+    in.store_usage = 10ULL << 30;
+    const auto b = decide_policy(c, in);
+    CHECK(b.reason == CoreReason::quota);
+    CHECK(b.record == RecordSize::minimal);
+  }
+  SECTION("a rate-limited crash or one without RLIMIT_CORE on a full disk") {
+    in.fs_available = 0;
+    c.rate_limit_burst = 1;
+    in.recent_cores = 1;
+    auto b = decide_policy(c, in);
+    CHECK(b.reason == CoreReason::rate_limited);
+    CHECK(b.record == RecordSize::minimal);
+    in.rlimit = 0;
+    b = decide_policy(c, in);
+    CHECK(b.reason == CoreReason::rlimit);
+    CHECK(b.record == RecordSize::minimal);
+  }
+  SECTION("a core that ran out of room while it was stored") {
+    common::CoreInfo core;
+    core.present = false;
+    core.reason = CoreReason::disk_full;
+    CHECK(handler::record_size_for(core) == RecordSize::minimal);
+    core.reason = CoreReason::rate_limited;
+    CHECK(handler::record_size_for(core) == RecordSize::full);
+    core.reason = CoreReason::truncated; // cut at keep_free, but stored: the room was reserved
+    core.present = true;
+    CHECK(handler::record_size_for(core) == RecordSize::full);
+  }
+}

@@ -22,6 +22,23 @@ RetentionEntry core(std::string exe, int64_t time, uint64_t bytes, std::string h
   return {std::move(host), std::move(exe), "id" + std::to_string(time), time, bytes};
 }
 
+// A crash of user `uid` with a core of `bytes` (0: none) and a record of `record_bytes`.
+RetentionEntry crash_of(int64_t uid, std::string exe, int64_t time, uint64_t bytes,
+                        uint64_t record_bytes = 0) {
+  RetentionEntry e = core(std::move(exe), time, bytes);
+  e.uid = uid;
+  e.record_bytes = record_bytes;
+  return e;
+}
+
+std::vector<std::string> retired_ids(const RetentionPlan& p, const std::vector<RetentionEntry>& e) {
+  std::vector<std::string> out;
+  for (const auto& s : p.retire) {
+    out.push_back(e[s.entry].id);
+  }
+  return out;
+}
+
 Config limits(uint64_t max_use, uint64_t keep_free = 0) {
   Config c;
   c.max_use = DiskAmount{max_use, 0};
@@ -46,7 +63,7 @@ TEST_CASE("retention config keys", "[retention][config]") {
   CHECK(r.config.max_record_age == 30 * 86400);
   const auto bad = parse_config("max_records = -1\nmax_record_age = 3 fortnights\n");
   CHECK(bad.warnings.size() == 2);
-  CHECK(bad.config.max_records == 0);
+  CHECK(bad.config.max_records == Config{}.max_records);
   CHECK(bad.config.max_record_age == 0);
   // Durations are spelled as everywhere else (systemd.time).
   CHECK(parse_config("max_record_age = 3 weeks\n").config.max_record_age == 21 * 86400);
@@ -107,6 +124,104 @@ TEST_CASE("records go only beyond max_records or max_record_age", "[retention]")
   p = plan_retention(c, e, {1 << 20, 1 << 20, 1000});
   CHECK(p.retire.size() == 2);
   CHECK(p.retire[1].cause == RemovalCause::max_record_age);
+}
+
+TEST_CASE("records are bounded by default", "[retention][config]") {
+  // Without a bound, crashes without cores (past keep_free, rate-limited) pile up records.
+  CHECK(Config{}.max_records == 10000);
+  CHECK(parse_config("max_records = 0\n").config.max_records == 0); // still "no limit"
+}
+
+TEST_CASE("cores of the user with the most core bytes go first", "[retention]") {
+  // uid 2000 has the most cores (a crash loop of small ones), uid 1000 the most bytes.
+  const std::vector<RetentionEntry> e = {
+      crash_of(1000, "big", 1, 500),  crash_of(1000, "big", 2, 500),
+      crash_of(2000, "loop", 3, 100), crash_of(2000, "loop", 4, 100),
+      crash_of(2000, "loop", 5, 100), crash_of(2000, "loop", 6, 100),
+  };
+  SECTION("the heaviest user pays first, oldest core first") {
+    const auto p = plan_retention(limits(1000), e, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, e) == std::vector<std::string>{"id1"});
+  }
+  SECTION("a heavy user loses every core before a lighter one loses any") {
+    const auto p = plan_retention(limits(350), e, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, e) == std::vector<std::string>{"id1", "id2", "id3"});
+  }
+  SECTION("the order is decided again after each core") {
+    const std::vector<RetentionEntry> two = {crash_of(1, "a", 1, 100), crash_of(1, "a", 2, 100),
+                                             crash_of(1, "a", 3, 100), crash_of(2, "b", 4, 150),
+                                             crash_of(2, "b", 5, 150)};
+    // 300 each: uid 1 first (by uid), then uid 2 is the heavier (300 to 200), then uid 1.
+    const auto p = plan_retention(limits(250), two, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, two) == std::vector<std::string>{"id1", "id4", "id2"});
+  }
+  SECTION("users of equal weight go by uid, records without a uid last") {
+    std::vector<RetentionEntry> same = {crash_of(7, "a", 1, 100), crash_of(3, "b", 2, 100),
+                                        core("c", 0, 100)};
+    const auto p = plan_retention(limits(100), same, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, same) == std::vector<std::string>{"id2", "id1"});
+  }
+}
+
+TEST_CASE("within a user, the executable with most cores goes first", "[retention]") {
+  const std::vector<RetentionEntry> e = {
+      crash_of(1000, "rare", 1, 100),  crash_of(1000, "loop", 2, 100),
+      crash_of(1000, "loop", 3, 100),  crash_of(1000, "loop", 4, 100),
+      crash_of(2000, "other", 5, 100),
+  };
+  // uid 1000 is heavier (400): its loop is thinned before its rare crash loses its core.
+  const auto p = plan_retention(limits(300), e, {1 << 20, 1 << 20, 10});
+  CHECK(removed_ids(p, e) == std::vector<std::string>{"id2", "id3"});
+}
+
+TEST_CASE("records count toward max_use", "[retention]") {
+  // Cores alone (300) fit in max_use (1000); with their records (3 x 300) they do not.
+  const std::vector<RetentionEntry> e = {
+      crash_of(1, "a", 1, 100, 300), crash_of(1, "a", 2, 100, 300), crash_of(1, "a", 3, 100, 300)};
+  const auto p = plan_retention(limits(1000), e, {1 << 20, 1 << 20, 10});
+  CHECK(removed_ids(p, e) == std::vector<std::string>{"id1", "id2"});
+  CHECK(p.retire.empty()); // removing cores was enough: records are the history
+  CHECK(p.record_bytes_before == 900);
+  CHECK(p.core_bytes_after == 100);
+}
+
+TEST_CASE("records are retired under pressure once no core is left", "[retention]") {
+  // 100 crashes without cores, 20 KiB of record each: 2000 KiB for a max_use of 1000 KiB.
+  std::vector<RetentionEntry> e;
+  for (int64_t t = 1; t <= 100; ++t) {
+    e.push_back(crash_of(t % 2 == 0 ? 1000 : 2000, "exe", t, 0, 20 << 10));
+  }
+  e.push_back(crash_of(3000, "lone", 200, 50 << 10, 20 << 10));
+  SECTION("max_use") {
+    const auto p = plan_retention(limits(1000 << 10), e, {1 << 30, 1 << 30, 1000});
+    CHECK(p.record_bytes_after + p.core_bytes_after <= 1000 << 10);
+    CHECK(p.record_bytes_after + p.core_bytes_after > (1000 << 10) - (20 << 10));
+    // The lone core went first; its record stays while the records of heavier users go.
+    CHECK(removed_ids(p, e) == std::vector<std::string>{"id200"});
+    const auto retired = retired_ids(p, e);
+    REQUIRE(retired.size() == 51);
+    CHECK(retired[0] == "id2"); // equal weight: uid 1000 (id2...) and 2000 (id1...) alternate
+    CHECK(retired[1] == "id1");
+    CHECK(retired[2] == "id4");
+    CHECK(std::find(retired.begin(), retired.end(), "id200") == retired.end());
+    for (const auto& s : p.retire) {
+      CHECK(s.cause == RemovalCause::max_use);
+    }
+  }
+  SECTION("keep_free") {
+    const auto p = plan_retention(limits(1ULL << 40, 100 << 10), e, {1 << 30, 10 << 10, 1000});
+    REQUIRE(!p.retire.empty());
+    CHECK(p.retire[0].cause == RemovalCause::keep_free);
+    // 50 KiB from the core, then 20 KiB per record: 40 KiB more needed, 2 records.
+    CHECK(p.retire.size() == 2);
+  }
+  SECTION("a record retired after its core was removed is one step, not two") {
+    const std::vector<RetentionEntry> one = {crash_of(1, "a", 1, 100, 100)};
+    const auto p = plan_retention(limits(50), one, {1 << 20, 1 << 20, 10});
+    CHECK(retired_ids(p, one) == std::vector<std::string>{"id1"});
+    CHECK(p.remove_cores.empty());
+    CHECK(p.core_bytes_after + p.record_bytes_after == 0);
+  }
 }
 
 TEST_CASE("remove_core keeps the record and marks it", "[retention]") {
