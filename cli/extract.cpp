@@ -268,6 +268,16 @@ ExecutablePlan plan_executable(const common::Record& r) {
   return plan;
 }
 
+// The debugger run as another user is in a session of its own (see cmd_debug): the terminal's
+// Ctrl-C reaches us, and goes on to it.
+volatile sig_atomic_t g_child = -1;
+
+extern "C" void forward_interrupt(int /*signo*/) {
+  if (g_child > 0) {
+    ::kill(g_child, SIGINT);
+  }
+}
+
 bool is_gdb(std::string_view prog) {
   return prog == "gdb" || prog.ends_with("/gdb");
 }
@@ -400,7 +410,7 @@ Exit cmd_debug(Context& ctx) {
   std::fflush(stderr);
   // The debugger owns the terminal: Ctrl-C interrupts it (or the extraction in the child), not
   // us: we stay to remove the directory.
-  auto old_int = ::signal(SIGINT, SIG_IGN);
+  auto old_int = ::signal(SIGINT, as ? forward_interrupt : SIG_IGN);
   auto old_quit = ::signal(SIGQUIT, SIG_IGN);
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -410,6 +420,11 @@ Exit cmd_debug(Context& ctx) {
     Exit e = Exit::failure;
     if (!as) {
       e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+    } else if (::setsid() < 0) {
+      // Root's terminal must not be the controlling terminal of a process its user can trace:
+      // TIOCSTI on it would type commands into root's shell once we are gone. In a session of
+      // its own the debugger still reads and writes the terminal; Ctrl-C reaches it through us.
+      e = report(Exit::failure, std::string("Failed to start a session: ") + std::strerror(errno));
     } else if (auto b = become(*as); !b) {
       e = report(Exit::failure, b.error().message);
     } else {
@@ -418,6 +433,7 @@ Exit cmd_debug(Context& ctx) {
     std::fflush(stderr);
     ::_exit(e == Exit::ok ? 1 : static_cast<int>(e));
   }
+  g_child = pid;
   Exit result = Exit::ok;
   if (pid < 0) {
     result = report(Exit::failure, std::string("fork failed: ") + std::strerror(errno));
@@ -433,6 +449,7 @@ Exit cmd_debug(Context& ctx) {
   }
   ::signal(SIGINT, old_int);
   ::signal(SIGQUIT, old_quit);
+  g_child = -1;
   return result; // the directory goes with `dir`
 }
 

@@ -187,6 +187,44 @@ def test_root_debugs_a_users_crash_as_that_user(tmp_path, shared_dir, segv_core)
     assert (out / "uid").read_text() == "0\n"
 
 
+def test_a_debugger_run_as_the_user_does_not_hold_roots_terminal(tmp_path, shared_dir,
+                                                                 segv_core):
+    """With root's terminal as its controlling terminal, a process the user can trace could
+    type into root's shell (TIOCSTI) after corectl ends."""
+    if not pctest.is_root():
+        pytest.skip("needs root")
+    import fcntl
+    import pty
+    import termios
+    store, config, _ = crash_store(tmp_path, segv_core, pctest.env_path("PC_CRASHER"), uid=65534)
+    gdb, out = fake_gdb(shared_dir)
+    with gdb.open("a") as f:
+        f.write(f"if (exec 3</dev/tty) 2>{out}/tty-err; then echo ctty; else echo none; fi > {out}/tty\n"
+                f"cat > {out}/input\n")
+    leader, follower = pty.openpty()
+
+    def on_the_terminal():
+        os.setsid()
+        fcntl.ioctl(follower, termios.TIOCSCTTY, 0)
+    env = dict(os.environ, TZ="UTC", NO_COLOR="1", CORECTL_CACHE="0")
+    proc = subprocess.Popen([str(pctest.env_path("PC_CORECTL")), "--config", str(config), "debug",
+                             "--debugger", str(gdb)], stdin=follower, stdout=follower,
+                            stderr=follower, env=env, preexec_fn=on_the_terminal)
+    os.close(follower)
+    try:
+        pctest.wait_until(lambda: (out / "tty").exists() and (out / "tty").read_text(),
+                          what="the fake gdb's check of its terminal")
+        os.write(leader, b"typed\n\x04")  # the debugger still reads the terminal
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert (out / "uid").read_text() == "65534\n"
+    assert (out / "tty").read_text() == "none\n"
+    assert (out / "input").read_text() == "typed\n"
+
+
 class FakeDebuginfod(http.server.BaseHTTPRequestHandler):
     """Answers every /buildid/<id>/{debuginfo,executable} with the same file, whatever the id."""
     body = b""
