@@ -328,3 +328,39 @@ def test_cache_follows_no_link_on_the_way(tmp_path, link):
                                      "XDG_CACHE_HOME": ""})
     assert r.returncode == 0, r.stderr
     assert list((home / ".cache" / "process-core").glob("corectl-*"))
+
+
+@pytest.mark.parametrize("asked", ["real", "other"])
+def test_debug_takes_debuginfods_executable_only_with_the_build_id_asked_for(
+        tmp_path, shared_dir, segv_core, debuginfod, asked):
+    """The executable on disk is not the one that crashed; the server (answering pc_crasher to
+    every request) holds the crashed one only when the record's build-id is pc_crasher's."""
+    crasher = pctest.env_path("PC_CRASHER")
+    store, config, record = crash_store(tmp_path, segv_core, crasher)
+    rebuilt = tmp_path / "app"
+    shutil.copy("/bin/true", rebuilt)
+    rebuilt.chmod(0o755)
+    wanted = build_id(crasher) if asked == "real" else "0123456789abcdef0123456789abcdef01234567"
+
+    def point_at_rebuilt(data):
+        data["executable"] = str(rebuilt)
+        data["core"]["access"] = "root"  # the caller runs the debugger (also without root)
+        data["mappings"].append({"path": str(rebuilt), "start": "0x1000", "build_id": wanted,
+                                 "findings": []})
+    edit(record, point_at_rebuilt)
+    gdb, out = fake_gdb(shared_dir)
+    with gdb.open("a") as f:  # keeps the executable it was given
+        f.write(f'after=; for a; do [ -n "$after" ] && {{ cp "$a" {out}/exe; break; }}; '
+                f'[ "$a" = "--" ] && after=1; done\n')
+    r = corectl(config, "debug", "--debugger", str(gdb), env=debuginfod)
+    assert r.returncode == 0, r.stderr
+    args = (out / "args").read_text().splitlines()
+    exe = args[args.index("--") + 1]
+    assert exe.endswith("/sysroot" + str(rebuilt)), args
+    given = (out / "exe").read_bytes()
+    if asked == "real":
+        assert b"from debuginfod" in r.stderr, r.stderr
+        assert given == pathlib.Path(crasher).read_bytes()
+    else:
+        assert b"from debuginfod" not in r.stderr and b"ignoring it" in r.stderr, r.stderr
+        assert given == rebuilt.read_bytes()
