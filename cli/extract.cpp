@@ -278,6 +278,14 @@ extern "C" void forward_interrupt(int /*signo*/) {
   }
 }
 
+// True when `path` is set and not a directory owned by root (a missing one counts as foreign:
+// someone may still make it).
+bool foreign_dir(const char* path) {
+  struct stat st {};
+  return path != nullptr && *path != '\0' &&
+         (::stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0);
+}
+
 bool is_gdb(std::string_view prog) {
   return prog == "gdb" || prog.ends_with("/gdb");
 }
@@ -334,16 +342,24 @@ Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& d
   add_aliases(dir, copied);
 
   if (is_gdb(argv.front())) {
-    // Before the user's words and init files: no scripts the crasher's files could name
-    // (.debug_gdb_scripts, -gdb.py, a .gdbinit here), no network unless asked, and shared
-    // libraries looked up in the private sysroot only (an empty solib-search-path: gdb would
-    // otherwise also try each library's own path).
-    const std::vector<std::string> safety = {
+    // Run after gdb's init files, before it loads the executable and the core: no scripts the
+    // crasher's files could name (.debug_gdb_scripts, -gdb.py, a .gdbinit here), no network
+    // unless asked, and shared libraries looked up in the private sysroot only (an empty
+    // solib-search-path: gdb would otherwise also try each library's own path).
+    std::vector<std::string> safety = {
         "-iex", "set auto-load off",
         "-iex", ctx.opts.debuginfod ? "set debuginfod enabled on" : "set debuginfod enabled off",
         "-iex", "set solib-search-path",
         "-iex", "set sysroot " + dir.path() + "/" + std::string(k_sysroot),
     };
+    // The init files of a home that is not root's are someone else's commands: `sudo -E` keeps
+    // the caller's HOME, and gdb as root would run that user's ~/.gdbinit.
+    if (::geteuid() == 0 &&
+        (foreign_dir(std::getenv("HOME")) || foreign_dir(std::getenv("XDG_CONFIG_HOME")))) {
+      std::fprintf(stderr, "corectl: not reading gdb's init files of $HOME or $XDG_CONFIG_HOME: "
+                           "not root's\n");
+      safety.insert(safety.begin(), "-nh");
+    }
     argv.insert(argv.begin() + 1, safety.begin(), safety.end());
     // gdb takes "--" as the end of its options (gdb -nx -batch -ex bt -- EXE CORE).
     if (executable) {

@@ -87,11 +87,17 @@ def fake_gdb(where):
                    f"id -u > {where}/out/uid\n"
                    f"printf '%s\\n' \"$@\" > {where}/out/args\n"
                    "for last; do :; done\n"
-                   f"head -c4 \"$last\" > {where}/out/core-head 2>/dev/null || true\n")
+                   f"head -c4 \"$last\" > {where}/out/core-head 2> {where}/out/core-head.err || true\n")
     gdb.chmod(0o755)
     (where / "out").mkdir()
     (where / "out").chmod(0o777)  # the debugger may run as another user
     return gdb, where / "out"
+
+
+def core_head(out):
+    """The first bytes of the core the fake gdb got, with why it could not read it, if so."""
+    head = (out / "core-head").read_bytes()
+    return head or (out / "core-head.err").read_bytes() + (out / "args").read_bytes()
 
 
 @pytest.fixture
@@ -128,7 +134,7 @@ def test_gdb_gets_no_scripts_no_network_and_a_private_sysroot(tmp_path, shared_d
     r = corectl(config, "debug", "--debugger", str(gdb))
     assert r.returncode == 0, r.stderr
     args = (out / "args").read_text().splitlines()
-    options = args[:args.index("--")]
+    options = [a for a in args[:args.index("--")] if a != "-nh"]
     assert ["-iex", "set auto-load off"] == options[0:2], args
     assert ["-iex", "set debuginfod enabled off"] == options[2:4], args
     sysroot = [a for a in options if a.startswith("set sysroot ")]
@@ -138,11 +144,30 @@ def test_gdb_gets_no_scripts_no_network_and_a_private_sysroot(tmp_path, shared_d
     exe, core = args[args.index("--") + 1:]
     assert exe == root + str(pctest.env_path("PC_CRASHER")), args
     assert core.startswith(str(pathlib.Path(root).parent)) and core.endswith("/core")
-    assert (out / "core-head").read_bytes() == b"\x7fELF"
+    assert core_head(out) == b"\x7fELF"
     assert not pathlib.Path(root).exists()  # removed afterwards
     r = corectl(config, "debug", "--debuginfod", "--debugger", str(gdb))
     assert r.returncode == 0, r.stderr
     assert "set debuginfod enabled on" in (out / "args").read_text().splitlines()
+
+
+def test_gdb_as_root_skips_the_init_files_of_a_users_home(tmp_path, shared_dir, segv_core):
+    """`sudo -E corectl debug` on a root-only core: gdb, as root, ran the user's ~/.gdbinit."""
+    if not pctest.is_root():
+        pytest.skip("needs root")
+    store, config, record = crash_store(tmp_path, segv_core, pctest.env_path("PC_CRASHER"))
+    edit(record, lambda d: d["core"].update(access="root"))
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, 1000, 1000)
+    gdb, out = fake_gdb(shared_dir)
+    r = corectl(config, "debug", "--debugger", str(gdb), env={"HOME": str(home)})
+    assert r.returncode == 0, r.stderr
+    assert (out / "uid").read_text() == "0\n"
+    assert (out / "args").read_text().splitlines()[0] == "-nh"
+    r = corectl(config, "debug", "--debugger", str(gdb), env={"HOME": "/root"})
+    assert r.returncode == 0, r.stderr
+    assert "-nh" not in (out / "args").read_text().splitlines()
 
 
 def test_gdb_never_opens_a_fifo_the_crasher_left(tmp_path, segv_core):
@@ -179,7 +204,7 @@ def test_root_debugs_a_users_crash_as_that_user(tmp_path, shared_dir, segv_core)
     r = corectl(config, "debug", "--debugger", str(gdb))
     assert r.returncode == 0, r.stderr
     assert (out / "uid").read_text() == "65534\n"
-    assert (out / "core-head").read_bytes() == b"\x7fELF"  # the copy is theirs to read
+    assert core_head(out) == b"\x7fELF"  # the copy is theirs to read
     # A root-only core (a setuid program's) is not handed to its user.
     edit(record, lambda d: d["core"].update(access="root"))
     r = corectl(config, "debug", "--debugger", str(gdb))
