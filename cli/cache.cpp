@@ -9,7 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
+#include <optional>
+#include <vector>
 
 namespace cli {
 
@@ -78,6 +82,61 @@ bool num(std::string_view s, T& v) {
   return n.has_value();
 }
 
+constexpr const char* k_cache_dir = "process-core";
+
+// Opens the absolute directory `path` one component at a time from "/", each with O_NOFOLLOW
+// relative to the one before: corectl often runs as root with a user's environment, and a link
+// anywhere on the way (not only at the end) would take root's reads and writes elsewhere.
+std::optional<common::UniqueFd> open_dir_nofollow(const std::string& path) {
+  auto dir = common::open_at(AT_FDCWD, "/", O_RDONLY | O_DIRECTORY);
+  if (!dir || path.empty() || path[0] != '/') {
+    return std::nullopt;
+  }
+  size_t start = 1;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) {
+      end = path.size();
+    }
+    const std::string name = path.substr(start, end - start);
+    start = end + 1;
+    if (name.empty() || name == ".") {
+      continue;
+    }
+    if (name == "..") {
+      return std::nullopt;
+    }
+    // Plain openat per component: open_at() would add openat2's checks, which one component
+    // with O_NOFOLLOW already makes.
+    const int fd =
+        ::openat(dir->get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      return std::nullopt;
+    }
+    dir = common::UniqueFd(fd);
+  }
+  return std::move(*dir);
+}
+
+bool owned_by_us(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid();
+}
+
+// The directory of a path cache_path_for() made, opened without following links and only when
+// it is still ours (the path is rechecked on each use, not trusted from the first).
+std::optional<common::UniqueFd> open_cache_dir(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (path.empty() || slash == std::string::npos || slash == 0) {
+    return std::nullopt;
+  }
+  auto dir = open_dir_nofollow(path.substr(0, slash));
+  if (!dir || !owned_by_us(dir->get())) {
+    return std::nullopt;
+  }
+  return dir;
+}
+
 } // namespace
 
 std::string cache_path_for(const std::string& store_root) {
@@ -86,32 +145,56 @@ std::string cache_path_for(const std::string& store_root) {
     return {};
   }
   std::string base;
+  std::vector<std::string> below; // created if missing, owned by us
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x != nullptr && x[0] == '/') {
     base = x;
   } else if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') {
-    base = std::string(home) + "/.cache";
+    base = home;
+    below.emplace_back(".cache");
   } else {
     return {};
   }
-  ::mkdir(base.c_str(), 0700);
-  const std::string dir = base + "/process-core";
-  ::mkdir(dir.c_str(), 0700);
-  // Only a directory of our own: `sudo corectl` with the caller's HOME must not leave root-owned
-  // files there, nor read a cache another user could have written.
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid()) {
+  below.emplace_back(k_cache_dir);
+  // The base must be ours: `sudo -E corectl` runs as root with the caller's HOME, where root
+  // must neither leave files nor read a cache that user wrote.
+  auto dir = open_dir_nofollow(base);
+  if (!dir && errno == ENOENT) {
+    // A missing $XDG_CACHE_HOME is made, but only in a directory of ours.
+    while (base.size() > 1 && base.back() == '/') {
+      base.pop_back();
+    }
+    const size_t slash = base.rfind('/');
+    auto parent = slash == 0 ? open_dir_nofollow("/") : open_dir_nofollow(base.substr(0, slash));
+    if (parent && owned_by_us(parent->get())) {
+      if (auto made = common::open_or_make_dir(parent->get(), base.substr(slash + 1), 0700,
+                                               common::FollowLinks::no)) {
+        dir = std::move(*made);
+      }
+    }
+  }
+  if (!dir || !owned_by_us(dir->get())) {
     return {};
+  }
+  std::string path = base;
+  for (const auto& name : below) {
+    auto next = common::open_or_make_dir(dir->get(), name, 0700, common::FollowLinks::no);
+    if (!next || !owned_by_us(next->get())) {
+      return {};
+    }
+    dir = std::move(*next);
+    path += "/" + name;
   }
   char real[PATH_MAX];
   const std::string key = ::realpath(store_root.c_str(), real) != nullptr ? real : store_root;
-  return dir + "/corectl-" + common::sha256_hex(key, 16);
+  return path + "/corectl-" + common::sha256_hex(key, 16);
 }
 
 SummaryCache read_cache(const std::string& path, const std::string& store_root) {
-  if (path.empty()) {
+  auto dir = open_cache_dir(path);
+  if (!dir) {
     return {};
   }
-  auto text = common::read_file(AT_FDCWD, path, k_cache_limit);
+  auto text = common::read_file(dir->get(), path.substr(path.rfind('/') + 1), k_cache_limit);
   if (!text) {
     return {};
   }
@@ -237,10 +320,9 @@ void write_cache(const std::string& path, const std::string& store_root, const S
       out += "I\t" + d.ids[i] + "\n";
     }
   }
-  const size_t slash = path.rfind('/');
-  auto dir = common::open_at(AT_FDCWD, path.substr(0, slash), O_RDONLY | O_DIRECTORY);
+  auto dir = open_cache_dir(path);
   if (dir) {
-    (void)common::write_file_atomic(dir->get(), path.substr(slash + 1), out, 0600,
+    (void)common::write_file_atomic(dir->get(), path.substr(path.rfind('/') + 1), out, 0600,
                                     common::Replace::yes);
   }
 }

@@ -36,11 +36,13 @@ struct CachedDir {
 // Keyed by (host component, executable component).
 using SummaryCache = std::map<std::pair<std::string, std::string>, CachedDir>;
 
-// $XDG_CACHE_HOME (or ~/.cache)/process-core/corectl-<hash of the store path>; "" when there is
-// no usable cache directory owned by this user, or CORECTL_CACHE=0.
+// $XDG_CACHE_HOME (or ~/.cache)/process-core/corectl-<hash of the store path>; "" with
+// CORECTL_CACHE=0, or when $XDG_CACHE_HOME (else $HOME) is not a directory owned by the effective
+// user (root under `sudo -E`), or a link lies anywhere on the way. Every use of the path opens it
+// again one component at a time, without following links.
 std::string cache_path_for(const std::string& store_root);
 
-// Reads a cache file; anything missing, foreign or malformed is an empty cache.
+// Reads a cache file; anything missing, foreign, linked or malformed is an empty cache.
 SummaryCache read_cache(const std::string& path, const std::string& store_root);
 // The same from the file's text (for tests and the fuzz target).
 SummaryCache parse_cache(std::string_view text, const std::string& store_root);

@@ -1,7 +1,9 @@
 #include "cli/enrich.hpp"
 
+#include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/parse.hpp"
+#include "common/crash/symbolize.hpp"
 
 #include <cxxabi.h>
 #include <elfutils/debuginfod.h>
@@ -10,6 +12,9 @@
 #include <gelf.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -129,7 +134,23 @@ std::map<std::string, uint64_t> module_starts(const nlohmann::json& mappings) {
   return out;
 }
 
-std::optional<std::string> fetch_executable(const std::string& build_id,
+bool has_build_id(const std::string& path, const std::string& build_id, std::string_view what) {
+  std::string wanted = build_id;
+  std::ranges::transform(wanted, wanted.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const auto got = common::read_build_id(path);
+  if (got && *got == wanted) {
+    return true;
+  }
+  std::fprintf(stderr,
+               "corectl: warning: debuginfod answered %s %s with a file of build-id %s; "
+               "ignoring it\n",
+               std::string(what).c_str(), common::printable(wanted).c_str(),
+               got ? common::printable(*got).c_str() : "(none)");
+  return false;
+}
+
+std::optional<FetchedFile> fetch_executable(const std::string& build_id,
                                             std::chrono::milliseconds budget) {
   const char* urls = std::getenv("DEBUGINFOD_URLS");
   if (urls == nullptr || *urls == '\0' || !common::is_hex(build_id)) {
@@ -143,14 +164,12 @@ std::optional<std::string> fetch_executable(const std::string& build_id,
   debuginfod_set_user_data(client.get(), const_cast<Clock::time_point*>(&deadline));
   debuginfod_set_progressfn(client.get(), progress);
   char* path = nullptr;
-  const int fd = debuginfod_find_executable(
-      client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path);
-  std::optional<std::string> out;
-  if (fd >= 0) {
-    ::close(fd);
-    if (path != nullptr && path[0] == '/') {
-      out = std::string(path);
-    }
+  common::UniqueFd fd(debuginfod_find_executable(
+      client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path));
+  std::optional<FetchedFile> out;
+  if (fd && path != nullptr && path[0] == '/' &&
+      has_build_id(path, build_id, "the executable of build-id")) {
+    out = FetchedFile{std::move(fd), std::string(path)};
   }
   std::free(path); // NOLINT(cppcoreguidelines-no-malloc): the client strdup()s it
   return out;
@@ -210,7 +229,8 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
         const int fd = debuginfod_find_debuginfo(
             client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path);
         std::unique_ptr<DebugFile> file;
-        if (fd >= 0 && path != nullptr) {
+        if (fd >= 0 && path != nullptr &&
+            has_build_id(path, build_id, "the debug file of build-id")) {
           file = std::make_unique<DebugFile>();
           if (!file->open(path)) {
             file.reset();

@@ -1,7 +1,10 @@
 // The verbs that give the core back: dump and debug.
 #include "cli/corectl.hpp"
+#include "cli/debug_root.hpp"
 #include "cli/enrich.hpp"
 #include "common/base/atomic_file.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/hex.hpp"
 #include "common/base/io.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/crash/zstd_stream.hpp"
@@ -17,6 +20,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
 
 namespace cli {
 
@@ -76,6 +83,8 @@ Exit decompress(int in, int out, const std::string& id) {
   return Exit::ok;
 }
 
+constexpr const char* k_tmp_core = "core"; // the core's name in the debugger's directory
+
 // Splits a --debugger command line on blanks, honouring '…' and "…" quotes. No shell is run:
 // the debugger gets exactly these words, then the executable and the core.
 std::vector<std::string> split_words(std::string_view s) {
@@ -110,41 +119,15 @@ std::vector<std::string> split_words(std::string_view s) {
   return out;
 }
 
-// The temporary core of `debug`, removed when corectl ends, also by a signal. Descriptors and a
-// fixed name rather than paths: nothing from the record reaches a path we unlink, and the
-// handler only makes async-signal-safe calls. g_core_made is set only once we created the core,
-// so a failed open never removes a file that was there before.
-constexpr const char* k_tmp_core = "core";
-volatile sig_atomic_t g_tmp_parent = -1; // the directory holding ours
-volatile sig_atomic_t g_tmp_dir = -1;    // ours, made by mkdtemp (0700)
-volatile sig_atomic_t g_core_made = 0;
-char g_tmp_name[32]; // "corectl-XXXXXX"
-
-void remove_tmp() {
-  if (g_core_made != 0 && g_tmp_dir >= 0) {
-    ::unlinkat(g_tmp_dir, k_tmp_core, 0);
-  }
-  if (g_tmp_parent >= 0 && g_tmp_name[0] != '\0') {
-    ::unlinkat(g_tmp_parent, g_tmp_name, AT_REMOVEDIR);
-  }
-}
-
-extern "C" void on_fatal_signal(int signo) {
-  remove_tmp(); // unlinkat is async-signal-safe
-  ::signal(signo, SIG_DFL);
-  ::raise(signo);
-}
-
-constexpr int k_fatal_signals[] = {SIGTERM, SIGHUP, SIGINT, SIGQUIT};
-
 // Where the private directory goes: $TMPDIR, unless another user could have prepared it for us
 // (corectl often runs as root via sudo, which may keep the caller's TMPDIR): it must be a
 // directory of ours or root's, and writable by others only with the sticky bit. Else /var/tmp,
-// as cores can be far larger than a tmpfs /tmp.
-std::string temp_base() {
+// as cores can be far larger than a tmpfs /tmp. A debugger run as another user always gets
+// /var/tmp, which that user can reach (root's $TMPDIR may be private).
+std::string temp_base(const std::optional<DebugUser>& as) {
   const char* base = std::getenv("TMPDIR");
   struct stat st {};
-  if (base == nullptr || *base != '/' || ::stat(base, &st) != 0 || !S_ISDIR(st.st_mode) ||
+  if (as || base == nullptr || *base != '/' || ::stat(base, &st) != 0 || !S_ISDIR(st.st_mode) ||
       (st.st_uid != ::getuid() && st.st_uid != 0) ||
       ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)) {
     return "/var/tmp";
@@ -226,6 +209,187 @@ std::string recorded_build_id(const common::Record& r) {
 
 } // namespace
 
+namespace {
+
+// Who runs the debugger. Root debugging another user's crash whose core that user may read
+// (`core.access` = owner) runs it as that user: the core, the link map in its memory and the
+// files it names are the crasher's, and a debugger parsing them should hold no more privilege
+// than the crasher. Root-only cores (setuid and similar) may hold memory their user must not
+// read, and a debugger running as that user could be traced by them: those stay root's, with
+// the same restrictions on what the debugger opens. Anyone else runs it as themselves.
+std::optional<DebugUser> debugger_user(const common::Record& r) {
+  constexpr int64_t k_max_id = 0xfffffffeLL; // (uid_t)-1 means "unchanged" to setresuid
+  if (::geteuid() != 0 || r.core.access != common::CoreAccess::owner || !r.uid || !r.gid ||
+      *r.uid <= 0 || *r.uid > k_max_id || *r.gid < 0 || *r.gid > k_max_id) {
+    return std::nullopt;
+  }
+  return DebugUser{static_cast<uid_t>(*r.uid), static_cast<gid_t>(*r.gid)};
+}
+
+// What the parent found out about the executable before the debugger's child runs.
+struct ExecutablePlan {
+  std::string recorded;               // the build-id the core saw; "" when unknown
+  std::optional<FetchedFile> fetched; // debuginfod's copy, when the one on disk is not it
+};
+
+ExecutablePlan plan_executable(const common::Record& r) {
+  ExecutablePlan plan;
+  plan.recorded = recorded_build_id(r);
+  if (!common::is_hex(plan.recorded)) {
+    plan.recorded.clear();
+  }
+  bool usable = true;
+  if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
+    std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
+                 common::printable(common::quoted(r.executable)).c_str(),
+                 r.executable_deleted ? "deleted since the crash" : "not readable here");
+    usable = false;
+  } else if (!plan.recorded.empty()) {
+    // A rebuilt or upgraded executable at the same path gives the debugger wrong symbols and
+    // wrong unwinding, silently: say so before it starts.
+    const auto on_disk = common::read_build_id(r.executable);
+    if (on_disk != plan.recorded) {
+      std::fprintf(stderr,
+                   "corectl: warning: the executable %s has build-id %s, the crashed one had "
+                   "%s; the backtrace may be wrong\n",
+                   common::printable(common::quoted(r.executable)).c_str(),
+                   common::printable(on_disk.value_or("(none)")).c_str(), plan.recorded.c_str());
+      usable = false;
+    }
+  }
+  if (!usable && !plan.recorded.empty()) {
+    plan.fetched = fetch_executable(plan.recorded);
+    if (plan.fetched) {
+      std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
+                   common::printable(common::quoted(plan.fetched->path)).c_str(),
+                   plan.recorded.c_str());
+    }
+  }
+  return plan;
+}
+
+// The debugger run as another user is in a session of its own (see cmd_debug): the terminal's
+// Ctrl-C reaches us, and goes on to it.
+volatile sig_atomic_t g_child = -1;
+
+extern "C" void forward_interrupt(int /*signo*/) {
+  if (g_child > 0) {
+    ::kill(g_child, SIGINT);
+  }
+}
+
+// True when `path` is set and not a directory owned by root (a missing one counts as foreign:
+// someone may still make it).
+bool foreign_dir(const char* path) {
+  struct stat st {};
+  return path != nullptr && *path != '\0' &&
+         (::stat(path, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0);
+}
+
+bool is_gdb(std::string_view prog) {
+  return prog == "gdb" || prog.ends_with("/gdb");
+}
+
+// The child's work, after it became the debugger's user: the core and the sysroot into `dir`,
+// then the debugger. Returns only on failure, with the exit status to leave with.
+Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& dir, int core_in,
+                  const ExecutablePlan& plan, std::vector<std::string> argv) {
+  const std::string core = dir.path() + "/" + k_tmp_core;
+  {
+    auto out =
+        common::open_at(dir.fd(), k_tmp_core, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
+    if (!out) {
+      return report(Exit::failure,
+                    "Failed to create " + common::quoted(core) + ": " + out.error().message);
+    }
+    if (auto e = decompress(core_in, out->get(), r.id); e != Exit::ok) {
+      return e;
+    }
+  }
+  // Only copies reach the debugger: of the files the mappings name with the build-id the core
+  // saw, then of the executable (from debuginfod when the one on disk is another build).
+  std::set<std::string> copied = fill_sysroot(dir, r.mappings);
+  std::optional<std::string> executable;
+  const std::string in_sysroot = dir.path() + "/" + std::string(k_sysroot) + r.executable;
+  if (!plan.recorded.empty() && common::read_build_id(in_sysroot) == plan.recorded) {
+    executable = in_sysroot;
+  } else if (plan.fetched) {
+    ::unlinkat(dir.fd(), (std::string(k_sysroot) + r.executable).c_str(), 0);
+    if (::lseek(plan.fetched->fd.get(), 0, SEEK_SET) == 0) {
+      if (auto copy = add_to_sysroot(dir, r.executable, plan.fetched->fd.get(), plan.recorded,
+                                     Verify::build_id)) {
+        executable = *copy;
+      }
+    }
+  }
+  if (!executable && !r.executable_deleted) {
+    // No build-id to check it by, or not the one that crashed (warned about already): still a
+    // copy, so that the debugger never opens the crasher's path itself.
+    if (auto copy = copy_module(dir, r.executable, "", Verify::none)) {
+      executable = *copy;
+    } else if (copy.error().sys_errno != EEXIST) {
+      std::fprintf(stderr, "corectl: warning: not giving the debugger the executable %s: %s\n",
+                   common::printable(common::quoted(r.executable)).c_str(),
+                   common::printable(copy.error().message).c_str());
+    } else {
+      executable = in_sysroot;
+    }
+  }
+
+  if (executable) {
+    copied.insert(r.executable);
+  }
+  add_aliases(dir, copied);
+
+  if (is_gdb(argv.front())) {
+    // Run after gdb's init files, before it loads the executable and the core: no scripts the
+    // crasher's files could name (.debug_gdb_scripts, -gdb.py, a .gdbinit here), no network
+    // unless asked, and shared libraries looked up in the private sysroot only (an empty
+    // solib-search-path: gdb would otherwise also try each library's own path).
+    std::vector<std::string> safety = {
+        "-iex", "set auto-load off",
+        "-iex", ctx.opts.debuginfod ? "set debuginfod enabled on" : "set debuginfod enabled off",
+        "-iex", "set solib-search-path",
+        "-iex", "set sysroot " + dir.path() + "/" + std::string(k_sysroot),
+    };
+    // The init files of a home that is not root's are someone else's commands: `sudo -E` keeps
+    // the caller's HOME, and gdb as root would run that user's ~/.gdbinit.
+    if (::geteuid() == 0 &&
+        (foreign_dir(std::getenv("HOME")) || foreign_dir(std::getenv("XDG_CONFIG_HOME")))) {
+      std::fprintf(stderr, "corectl: not reading gdb's init files of $HOME or $XDG_CONFIG_HOME: "
+                           "not root's\n");
+      safety.insert(safety.begin(), "-nh");
+    }
+    argv.insert(argv.begin() + 1, safety.begin(), safety.end());
+    // gdb takes "--" as the end of its options (gdb -nx -batch -ex bt -- EXE CORE).
+    if (executable) {
+      argv.insert(argv.end(), {"--", *executable, core});
+    } else {
+      argv.insert(argv.end(), {"--core", core});
+    }
+  } else {
+    // Other debuggers get the two paths as they are, which is safe because both start with '/'.
+    argv.push_back(executable.value_or(r.executable));
+    argv.push_back(core);
+  }
+  if (::chdir(dir.path().c_str()) != 0) {
+    return report(Exit::failure,
+                  "Failed to enter " + common::quoted(dir.path()) + ": " + std::strerror(errno));
+  }
+  std::vector<char*> cargv;
+  for (auto& a : argv) {
+    cargv.push_back(a.data());
+  }
+  cargv.push_back(nullptr);
+  std::fflush(stdout);
+  ::execvp(cargv[0], cargv.data());
+  std::fprintf(stderr, "corectl: Failed to run '%s': %s\n", common::printable(cargv[0]).c_str(),
+               std::strerror(errno));
+  return Exit::failure;
+}
+
+} // namespace
+
 Exit cmd_debug(Context& ctx) {
   auto found = find_checked(ctx);
   if (!found) {
@@ -248,120 +412,61 @@ Exit cmd_debug(Context& ctx) {
                                      common::quoted(r.executable) +
                                      ", not an absolute path; not passing it to the debugger");
   }
-  // The executable the debugger gets: the one at the recorded path when it is still the one
-  // that crashed, else the copy debuginfod servers hold for the recorded build-id.
-  std::string executable = r.executable;
-  const std::string recorded = recorded_build_id(r);
-  bool usable = true;
-  if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
-    std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
-                 common::printable(common::quoted(r.executable)).c_str(),
-                 r.executable_deleted ? "deleted since the crash" : "not readable here");
-    usable = false;
-  } else if (!recorded.empty()) {
-    // A rebuilt or upgraded executable at the same path gives the debugger wrong symbols and
-    // wrong unwinding, silently: say so before it starts.
-    const auto on_disk = common::read_build_id(r.executable);
-    if (on_disk != recorded) {
-      std::fprintf(stderr,
-                   "corectl: warning: the executable %s has build-id %s, the crashed one had "
-                   "%s; the backtrace may be wrong\n",
-                   common::quoted(r.executable).c_str(), on_disk.value_or("(none)").c_str(),
-                   recorded.c_str());
-      usable = false;
+  const ExecutablePlan plan = plan_executable(r);
+  const std::optional<DebugUser> as = debugger_user(r);
+  if (as) {
+    std::fprintf(stderr, "corectl: running the debugger as uid %u, the crash's owner\n",
+                 static_cast<unsigned>(as->uid));
+  }
+  auto dir = DebugDir::create(temp_base(as), as);
+  if (!dir) {
+    return report(Exit::failure, dir.error().message);
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  // The debugger owns the terminal: Ctrl-C interrupts it (or the extraction in the child), not
+  // us: we stay to remove the directory.
+  auto old_int = ::signal(SIGINT, as ? forward_interrupt : SIG_IGN);
+  auto old_quit = ::signal(SIGQUIT, SIG_IGN);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int sig : {SIGTERM, SIGHUP, SIGINT, SIGQUIT}) {
+      ::signal(sig, SIG_DFL);
     }
-  }
-  if (!usable && !recorded.empty()) {
-    if (auto copy = fetch_executable(recorded)) {
-      std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
-                   common::quoted(*copy).c_str(), recorded.c_str());
-      executable = std::move(*copy);
+    Exit e = Exit::failure;
+    if (!as) {
+      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+    } else if (::setsid() < 0) {
+      // Root's terminal must not be the controlling terminal of a process its user can trace:
+      // TIOCSTI on it would type commands into root's shell once we are gone. In a session of
+      // its own the debugger still reads and writes the terminal; Ctrl-C reaches it through us.
+      e = report(Exit::failure, std::string("Failed to start a session: ") + std::strerror(errno));
+    } else if (auto b = become(*as); !b) {
+      e = report(Exit::failure, b.error().message);
+    } else {
+      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
     }
+    std::fflush(stderr);
+    ::_exit(e == Exit::ok ? 1 : static_cast<int>(e));
   }
-
-  const std::string base = temp_base();
-  auto parent = common::open_at(AT_FDCWD, base, O_RDONLY | O_DIRECTORY);
-  if (!parent) {
-    return report(Exit::failure, parent.error().message);
-  }
-  std::string dir = base + "/corectl-XXXXXX";
-  if (::mkdtemp(dir.data()) == nullptr) {
-    return report(Exit::failure, "Failed to create a temporary directory " + common::quoted(dir) +
-                                     ": " + std::strerror(errno));
-  }
-  std::snprintf(g_tmp_name, sizeof g_tmp_name, "%s", dir.c_str() + base.size() + 1);
-  g_tmp_parent = parent->get();
-  for (int sig : k_fatal_signals) {
-    ::signal(sig, on_fatal_signal);
-  }
-  const std::string core = dir + "/" + k_tmp_core;
-  auto tmp = common::open_at(parent->get(), g_tmp_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
-  if (tmp) {
-    g_tmp_dir = tmp->get();
-  }
-
+  g_child = pid;
   Exit result = Exit::ok;
-  {
-    auto out = tmp ? common::open_at(tmp->get(), k_tmp_core,
-                                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600)
-                   : common::Expected<common::UniqueFd>(std::unexpected(tmp.error()));
-    if (!out) {
-      result = report(Exit::failure,
-                      "Failed to create " + common::quoted(core) + ": " + out.error().message);
-    } else {
-      g_core_made = 1;
-      result = decompress(in->get(), out->get(), r.id);
+  if (pid < 0) {
+    result = report(Exit::failure, std::string("fork failed: ") + std::strerror(errno));
+  } else {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      result = WIFEXITED(status) && WEXITSTATUS(status) == static_cast<int>(Exit::denied)
+                   ? Exit::denied
+                   : Exit::failure;
     }
   }
-  if (result == Exit::ok) {
-    // gdb takes "--" as the end of its options (gdb -nx -batch -ex bt -- EXE CORE); other
-    // debuggers get the two paths as they are, which is safe because both start with '/'.
-    const std::string_view prog = argv.front();
-    if (prog == "gdb" || prog.ends_with("/gdb")) {
-      argv.emplace_back("--");
-    }
-    argv.push_back(executable);
-    argv.push_back(core);
-    std::vector<char*> cargv;
-    for (auto& a : argv) {
-      cargv.push_back(a.data());
-    }
-    cargv.push_back(nullptr);
-    std::fflush(stdout);
-    // The debugger owns the terminal: Ctrl-C interrupts it, not us (we would leave the core).
-    auto old_int = ::signal(SIGINT, SIG_IGN);
-    auto old_quit = ::signal(SIGQUIT, SIG_IGN);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      for (int sig : k_fatal_signals) {
-        ::signal(sig, SIG_DFL);
-      }
-      ::execvp(cargv[0], cargv.data());
-      std::fprintf(stderr, "corectl: Failed to run '%s': %s\n", cargv[0], std::strerror(errno));
-      ::_exit(127);
-    }
-    if (pid < 0) {
-      result = report(Exit::failure, std::string("fork failed: ") + std::strerror(errno));
-    } else {
-      int status = 0;
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        result = Exit::failure;
-      }
-    }
-    ::signal(SIGINT, old_int);
-    ::signal(SIGQUIT, old_quit);
-  }
-  remove_tmp();
-  for (int sig : k_fatal_signals) {
-    ::signal(sig, SIG_DFL);
-  }
-  g_core_made = 0;
-  g_tmp_dir = -1;
-  g_tmp_parent = -1;
-  g_tmp_name[0] = '\0';
-  return result;
+  ::signal(SIGINT, old_int);
+  ::signal(SIGQUIT, old_quit);
+  g_child = -1;
+  return result; // the directory goes with `dir`
 }
 
 } // namespace cli

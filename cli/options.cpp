@@ -282,6 +282,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                        "debugger command line (default gdb); the executable and the core are "
                        "appended")
           ->type_name("CMD"));
+  debug->add_flag("--debuginfod", o.debuginfod,
+                  "let gdb fetch debug files from the servers DEBUGINFOD_URLS names (off by "
+                  "default)");
   verb("vacuum", "apply the retention policy now")
       ->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   for (const char* name : {"install", "uninstall"}) {

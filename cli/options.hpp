@@ -45,6 +45,7 @@ struct Options {
 
   std::optional<std::string> output;   // dump -o FILE
   std::optional<std::string> debugger; // debug --debugger CMD
+  bool debuginfod = false;             // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
   bool dry_run = false;                // vacuum --dry-run
 
   // install / uninstall.

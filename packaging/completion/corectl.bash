@@ -88,7 +88,7 @@ _corectl() {
   "") opts="$global" ;;
   list | groups | info) opts="$global $filters $output" ;;
   dump) opts="$global $filters --output" ;;
-  debug) opts="$global $filters --debugger" ;;
+  debug) opts="$global $filters --debugger --debuginfod" ;;
   vacuum) opts="$global --dry-run" ;;
   install | uninstall) opts="$global --handler --sysctl-dir --state-dir" ;;
   esac

@@ -4,6 +4,7 @@ Golden files live in tests/golden/corectl_*.txt, made from real cores (see coref
 after an intended change of the output (or of what the handler records), regenerate them with
 PC_UPDATE_GOLDEN=1 and review the diff.
 """
+import atexit
 import json
 import os
 import pathlib
@@ -204,7 +205,7 @@ def test_info_dump_debug_take_the_newest_match(fixture, tmp_path):
     gdb, tmpdir = fake_gdb(tmp_path)
     r = corectl(config, "debug", "--debugger", str(gdb), "5000002", env={"TMPDIR": str(tmpdir)})
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "gdb-args").read_text().splitlines()[1] == "/usr/bin/app"
+    assert b"Debugging 7e57ab1e00000002" in r.stderr and gdb_args(gdb) is not None
 
 
 def run_on_terminal(args, env):
@@ -287,13 +288,26 @@ def test_dump_reports_corruption(tmp_path):
 
 
 def fake_gdb(tmp_path):
-    """A 'gdb' that writes its arguments, one a line, next to itself."""
-    gdb = tmp_path / "gdb"
-    gdb.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {tmp_path}/gdb-args\n")
+    """A 'gdb' that writes its arguments, one a line, to gdb_args(gdb). It lives where every
+    user may run it: root's corectl runs the debugger as the crash's owner (uid 1000 here)."""
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="pcc-", dir="/var/tmp"))
+    shared.chmod(0o777)
+    atexit.register(shutil.rmtree, shared, True)
+    gdb = shared / "gdb"
+    gdb.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {shared}/gdb-args\n")
     gdb.chmod(0o755)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir(mode=0o700)
     return gdb, tmpdir
+
+
+def gdb_args(gdb):
+    """The fake gdb's arguments after the safety options corectl adds for gdb."""
+    path = gdb.parent / "gdb-args"
+    if not path.exists():
+        return None
+    args = path.read_text().splitlines()
+    return args[args.index("--"):] if "--" in args else args[args.index("--core"):]
 
 
 def edit_record(store, rid, **fields):
@@ -306,10 +320,14 @@ def edit_record(store, rid, **fields):
 def test_debug_ends_the_debuggers_options_and_cleans_up(tmp_path):
     store, config, _ = corefixture.build_store(tmp_path)
     gdb, tmpdir = fake_gdb(tmp_path)
+    # A root-only core: the debugger runs as the caller, in the caller's TMPDIR.
+    edit_record(store, "c0ffee00a1b2c3d4", executable="/bin/true",
+                core=dict(json.loads(next(store.glob("*/*/c0ffee00a1b2c3d4.json")).read_text())["core"],
+                          access="root"))
     r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(tmpdir)})
     assert r.returncode == 0, r.stderr
-    args = (tmp_path / "gdb-args").read_text().splitlines()
-    assert args[0] == "--" and args[1].startswith("/") and len(args) == 3, args
+    args = gdb_args(gdb)
+    assert args[0] == "--" and args[1].endswith("/sysroot/bin/true") and len(args) == 3, args
     assert pathlib.Path(args[2]).name == "core" and args[2].startswith(str(tmpdir) + "/corectl-")
     assert list(tmpdir.iterdir()) == []
 
@@ -320,7 +338,7 @@ def test_debug_refuses_an_executable_that_is_an_option(tmp_path):
     edit_record(store, "c0ffee00a1b2c3d4", executable=f"--eval-command=shell touch {tmp_path}/pwned")
     r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(tmpdir)})
     assert r.returncode == 1 and b"not an absolute path" in r.stderr, r.stderr
-    assert not (tmp_path / "gdb-args").exists()
+    assert gdb_args(gdb) is None
     assert list(tmpdir.iterdir()) == []
 
 
@@ -336,18 +354,21 @@ def test_record_id_must_match_its_file(tmp_path, verb):
     r = corectl(config, verb, "c0ffee00a1b2c3d4", *args, env={"TMPDIR": str(tmpdir)})
     assert r.returncode == 1 and b"names another id" in r.stderr, r.stderr
     assert victim.read_text() == "precious"
-    assert not (tmp_path / "gdb-args").exists()
+    assert gdb_args(gdb) is None
 
 
 def test_debug_ignores_a_tmpdir_others_can_write(tmp_path):
     store, config, _ = corefixture.build_store(tmp_path)
     gdb, _ = fake_gdb(tmp_path)
+    edit_record(store, "c0ffee00a1b2c3d4",
+                core=dict(json.loads(next(store.glob("*/*/c0ffee00a1b2c3d4.json")).read_text())["core"],
+                          access="root"))
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # no sticky bit: anyone could swap our directory
     r = corectl(config, "debug", "c0ffee00a", "--debugger", str(gdb), env={"TMPDIR": str(shared)})
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "gdb-args").read_text().splitlines()[2].startswith("/var/tmp/corectl-")
+    assert gdb_args(gdb)[-1].startswith("/var/tmp/corectl-")
     assert list(shared.iterdir()) == []
 
 
