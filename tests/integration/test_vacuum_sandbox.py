@@ -93,3 +93,24 @@ def test_vacuum_counts_only_what_it_removed(tmp_path):
     assert all(c.exists() for c in cores)
     assert removed_in_summary(r) == 0, r.stdout
     assert b"Failed to remove core" in r.stderr
+
+
+def test_vacuum_writes_no_record_in_place_through_a_hard_link(tmp_path):
+    """The in-place rewrite is root's write into a file the store user may have linked from
+    anywhere: a record with another link is left alone, and so is its core."""
+    if shutil.which("setfacl") is None:
+        pytest.skip("needs setfacl (package acl)")
+    store, config, cores = over_quota_store(tmp_path)
+    record = cores[0].with_name(cores[0].name.removesuffix(".core.zst") + ".json")
+    probe = subprocess.run(["setfacl", "-m", f"u:{ACL_UID}:r", str(record)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no ACLs on this file system: {probe.stderr.decode().strip()}")
+    elsewhere = tmp_path / "elsewhere.json"
+    os.link(record, elsewhere)
+    before = elsewhere.read_bytes()
+    r = vacuum(config, "xattr", tmp_path)
+    assert r.returncode == 1, r.stdout
+    assert b"other links" in r.stderr, r.stderr
+    assert elsewhere.read_bytes() == before
+    assert cores[0].exists()
+    assert removed_in_summary(r) == len(cores) - 1
