@@ -53,7 +53,10 @@ Exit cmd_vacuum(Context& ctx) {
   std::vector<common::RetentionEntry> entries;
   entries.reserve(cat.crashes.size());
   Exit result = Exit::ok;
-  size_t finished = 0;
+  // What was really removed (or, with --dry-run, would be): the summary counts only these.
+  size_t cores_removed = 0;
+  uint64_t swept_bytes = 0;  // interrupted removals and orphans, outside the plan
+  uint64_t policy_bytes = 0; // cores the plan's retirements and removals took
   for (const auto& c : cat.crashes) {
     common::RetentionEntry e{c.host_dir, c.exe_dir, c.id, c.time, 0, 0, c.uid};
     struct stat record_st {};
@@ -72,14 +75,16 @@ Exit cmd_vacuum(Context& ctx) {
       if (c.core_removed) {
         std::printf("%s core %s (finishing an interrupted removal)\n",
                     dry ? "Would remove" : "Removing", describe(e, c).c_str());
-        if (!dry) {
-          if (auto r = common::remove_core(store, e, now_text); !r) {
-            result = report(Exit::failure, r.error().message);
-          }
+        if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
+          result = report(Exit::failure, r.error().message);
+        } else {
+          space->available += e.core_bytes;
+          swept_bytes += e.core_bytes;
+          ++cores_removed;
         }
-        space->available += e.core_bytes;
+        // A failed removal is reported, not retried by quota in this run: its record already
+        // says removed, so the quota below must not count on it either way.
         e.core_bytes = 0;
-        ++finished;
       }
     }
     entries.push_back(std::move(e));
@@ -96,7 +101,8 @@ Exit cmd_vacuum(Context& ctx) {
       std::printf("%s %s (%s, no record)\n", dry ? "Would remove" : "Removing",
                   printable(o.path).c_str(), human_size(o.bytes).c_str());
       space->available += o.bytes;
-      ++finished;
+      swept_bytes += o.bytes;
+      ++cores_removed;
     }
     for (const auto& failure : sweep->failed) {
       result = report(Exit::failure, failure.message + ", not looking for orphans there");
@@ -121,9 +127,19 @@ Exit cmd_vacuum(Context& ctx) {
     }
     retire.push_back({e.host, e.exe, e.id, common::series_of(full->record), e.time});
   }
+  size_t records_removed = dry ? retire.size() : 0;
   if (!dry && !retire.empty()) {
     if (auto n = common::retire_records(store, retire); !n) {
       result = report(Exit::failure, n.error().message);
+    } else {
+      records_removed = *n;
+    }
+  }
+  // Retired records take their cores with them; how many of those went is not reported back,
+  // so the bytes count the plan's only when every record was retired.
+  if (records_removed == plan.retire.size()) {
+    for (const auto& step : plan.retire) {
+      policy_bytes += entries[step.entry].core_bytes;
     }
   }
   for (const auto& step : plan.remove_cores) {
@@ -131,10 +147,11 @@ Exit cmd_vacuum(Context& ctx) {
     std::printf("%s core %s: %s\n", dry ? "Would remove" : "Removing",
                 describe(e, cat.crashes[step.entry]).c_str(),
                 std::string(common::to_string(step.cause)).c_str());
-    if (!dry) {
-      if (auto r = common::remove_core(store, e, now_text); !r) {
-        result = report(Exit::failure, r.error().message);
-      }
+    if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
+      result = report(Exit::failure, r.error().message);
+    } else {
+      policy_bytes += e.core_bytes;
+      ++cores_removed;
     }
   }
 
@@ -142,14 +159,20 @@ Exit cmd_vacuum(Context& ctx) {
     // The handler's usage estimate now overstates the store: have the next crash measure it.
     ::unlinkat(store.fd(), common::k_usage_name, 0);
   }
-  const uint64_t freed = plan.core_bytes_before - plan.core_bytes_after + plan.record_bytes_before -
-                         plan.record_bytes_after;
+  // The plan's starting point already leaves out the interrupted removals and the orphans.
+  // Retired records' own bytes count only when every planned retirement happened.
+  const uint64_t record_bytes_freed = records_removed == plan.retire.size()
+                                          ? plan.record_bytes_before - plan.record_bytes_after
+                                          : 0;
   std::printf("%s %zu record(s) and %zu core(s), %s. Store now %s (max_use %s); "
               "free space %s (keep_free %s).\n",
-              dry ? "Would remove" : "Removed", plan.retire.size(),
-              plan.remove_cores.size() + finished, human_size(freed).c_str(),
-              human_size(plan.core_bytes_after + plan.record_bytes_after).c_str(),
-              human_size(plan.max_use).c_str(), human_size(space->available + freed).c_str(),
+              dry ? "Would remove" : "Removed", records_removed, cores_removed,
+              human_size(swept_bytes + policy_bytes + record_bytes_freed).c_str(),
+              human_size(plan.core_bytes_before - policy_bytes + plan.record_bytes_before -
+                         record_bytes_freed)
+                  .c_str(),
+              human_size(plan.max_use).c_str(),
+              human_size(space->available + policy_bytes + record_bytes_freed).c_str(),
               human_size(plan.keep_free).c_str());
   return result;
 }

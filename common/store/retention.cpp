@@ -105,6 +105,68 @@ void evict(const std::vector<RetentionEntry>& entries, const std::vector<size_t>
   }
 }
 
+// Replaces record `name` (open as `old_fd`, described by `st`) with `text` atomically, on a new
+// inode with the old one's owner, group, mode and access ACL.
+Expected<void> replace_record(int dfd, const std::string& name, const std::string& path, int old_fd,
+                              const struct stat& st, const std::string& text) {
+  auto file = AtomicFile::create(dfd, name, st.st_mode & 07777);
+  if (!file) {
+    return std::unexpected(file.error());
+  }
+  // The new file is its creator's: the same as the record's when the store user vacuums (the
+  // hourly unit), so no fchown() is needed, and none is made. Root's own vacuum must hand the
+  // record back to the store user, whose exporter reads it.
+  struct stat now {};
+  if (::fstat(file->fd(), &now) != 0) {
+    return fail_errno("Failed to stat the new copy of " + quoted(path), errno);
+  }
+  if ((now.st_uid != st.st_uid || now.st_gid != st.st_gid) &&
+      ::fchown(file->fd(), st.st_uid, st.st_gid) != 0) {
+    return fail_errno("Failed to keep the owner of " + quoted(path), errno);
+  }
+  if (::fchmod(file->fd(), st.st_mode & 07777) != 0) {
+    return fail_errno("Failed to keep the mode of " + quoted(path), errno);
+  }
+  // And who else may read it: the crashing user's ACL (set by the handler) must survive.
+  if (auto a = copy_access_acl(old_fd, file->fd()); !a) {
+    return fail("Failed to keep the ACL of " + quoted(path) + ": " + a.error().message);
+  }
+  if (auto w = file->write(text); !w) {
+    return w;
+  }
+  return file->commit(Replace::yes);
+}
+
+// Overwrites record `name` with `text` on its own inode, which keeps owner, group, mode and ACL
+// without a privileged call. Not atomic: a reader may see the file mid-write (the exporter and
+// corectl count such a file unreadable and read it again), and a power loss inside the write
+// can leave it torn. So it is the fallback, only for what replace_record() cannot keep.
+Expected<void> rewrite_in_place(int dfd, const std::string& name, const std::string& path,
+                                const struct stat& st, const std::string& text) {
+  auto fd = open_at(dfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+  if (!fd) {
+    return fail("Failed to open " + quoted(path) + " for writing: " + fd.error().message);
+  }
+  struct stat now {};
+  if (::fstat(fd->get(), &now) != 0) {
+    return fail_errno("Failed to stat " + quoted(path), errno);
+  }
+  // The very file that was read and checked, and no other file's name for it: root writing
+  // through a hard link the store user made would write wherever the link points.
+  if (now.st_dev != st.st_dev || now.st_ino != st.st_ino || !S_ISREG(now.st_mode) ||
+      now.st_nlink != 1) {
+    return fail(quoted(path) + " changed or has other links, not writing it");
+  }
+  const auto* bytes = reinterpret_cast<const std::byte*>(text.data());
+  if (auto w = write_all_at(fd->get(), {bytes, text.size()}, 0); !w) {
+    return fail("Failed to write " + quoted(path) + ": " + w.error().message);
+  }
+  if (::ftruncate(fd->get(), static_cast<off_t>(text.size())) != 0) {
+    return fail_errno("Failed to truncate " + quoted(path), errno);
+  }
+  return sync_fd(fd->get(), path);
+}
+
 } // namespace
 
 std::string_view to_string(RemovalCause c) {
@@ -257,26 +319,18 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
   nlohmann::json& j = *parsed;
   if (!j["core"].contains("removed")) {
     j["core"]["removed"] = removed_at;
-    auto file = AtomicFile::create(dfd, record_name, st.st_mode & 07777);
-    if (!file) {
-      return std::unexpected(file.error());
-    }
-    // The exporter reads records as the store user: a rewrite by root must keep their owner.
-    if (::fchown(file->fd(), st.st_uid, st.st_gid) != 0 ||
-        ::fchmod(file->fd(), st.st_mode & 07777) != 0) {
-      return fail_errno("Failed to keep the owner of " + quoted(where + record_name), errno);
-    }
-    // And who else may read it: the crashing user's ACL (set by the handler) must survive.
-    if (auto a = copy_access_acl(old->get(), file->fd()); !a) {
-      return fail("Failed to keep the ACL of " + quoted(where + record_name) + ": " +
-                  a.error().message);
-    }
     const std::string out = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-    if (auto w = file->write(out); !w) {
-      return w;
-    }
-    if (auto c = file->commit(Replace::yes); !c) {
-      return c;
+    auto replaced = replace_record(dfd, record_name, where + record_name, old->get(), st, out);
+    if (!replaced) {
+      // Keeping owner and ACL on a new file needs what a sandbox may deny: fchown() under
+      // SystemCallFilter=~@chown when root rewrites the store user's file, or an ACL entry for
+      // a uid that PrivateUsers= does not map (it reads back as nobody, and writing it fails
+      // with EINVAL). The record's own inode already has both: write it there instead.
+      if (auto in_place = rewrite_in_place(dfd, record_name, where + record_name, st, out);
+          !in_place) {
+        return fail(replaced.error().message + "; in place: " + in_place.error().message +
+                    ", keeping its core");
+      }
     }
   }
   if (::unlinkat(dfd, core_name.c_str(), 0) != 0 && errno != ENOENT) {

@@ -74,9 +74,11 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
                              const RetentionFacts& facts);
 
 // Removes one core and keeps its record: the record is first rewritten atomically with
-// core.removed = `removed_at` (owner, group and mode preserved; every other field unchanged),
-// then the core is unlinked. A crash in between leaves a record saying "removed" beside a core
-// that the next vacuum removes; never a record that points at a core that is gone.
+// core.removed = `removed_at` (owner, group, mode and ACL preserved, with no chown() when the
+// caller owns it; every other field unchanged), then the core is unlinked. Where the sandbox
+// keeps a new file from getting the old one's owner or ACL, the record is rewritten in place.
+// A crash in between leaves a record saying "removed" beside a core that the next vacuum
+// removes; never a record that points at a core that is gone.
 Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
                            const std::string& removed_at);
 
