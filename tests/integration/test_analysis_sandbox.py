@@ -171,3 +171,37 @@ def test_hooked_analysis_still_has_backtraces(attack, kernel_core):
     assert any(f["trust"] == "cfi" for f in frames), frames
     assert all(f["symbol"] for f in frames[:2]), frames
     assert not seen["planted"] and not seen["connected"] and seen["orphans"] == []
+
+
+@pytest.mark.parametrize("step,reason", [
+    ("namespaces", "could not create the analysis namespaces"),
+    ("root", "could not give the analysis an empty root"),
+    ("credentials", "could not drop the analysis child's privileges"),
+    ("seccomp", "could not load the seccomp filter"),
+])
+def test_sandbox_failure_fails_closed(run_handler_env, kernel_core, step, reason):
+    """Where a step of the sandbox is unavailable there is no analysis, and the record says why:
+    the crash site from the notes and the v1 signature, no backtraces."""
+    data, pid = kernel_core
+    r = run_handler_env(data, pid, {"PROCESS_CORE_TEST_SANDBOX_FAULT": step})
+    assert r["handler"]["analysis"] == "sandbox unavailable: " + reason
+    assert any(w.startswith("crash analysis failed (sandbox unavailable")
+               for w in r["handler"]["warnings"])
+    crash = r["crash"]
+    assert crash["stacks"] == [] and crash["signature_version"] == 1 and crash["pc"]
+    assert r["core"]["present"]
+
+
+@pytest.fixture
+def run_handler_env(tmp_path, store, handler):
+    def run(data, pid, env):
+        conf = pctest.write_config(tmp_path / "pc.conf", store)
+        proc = subprocess.run([str(handler), "--config", str(conf),
+                               *[a.format(pid=pid) for a in ARGS]],
+                              input=data, capture_output=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        recs = pctest.records(store)
+        assert len(recs) == 1, recs
+        return recs[0]
+
+    return run
