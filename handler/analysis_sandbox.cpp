@@ -83,7 +83,12 @@ bool load_filter(int result_fd) {
   // The result, to its pipe only.
   ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
                               SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(result_fd))) == 0;
-  // abort() raises SIGABRT at itself: the process's own pid (1) only, no other process.
+  // Its own limits and dumpable flag may be read (glibc and the tests do), not changed.
+  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2, SCMP_A0(SCMP_CMP_EQ, 0),
+                              SCMP_A2(SCMP_CMP_EQ, 0)) == 0;
+  ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                              SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE)) == 0;
+  // abort() raises SIGABRT at itself: its own pid and tid only, no other process.
   const auto self = static_cast<scmp_datum_t>(::getpid());
   ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 2, SCMP_A0(SCMP_CMP_EQ, self),
                               SCMP_A1(SCMP_CMP_EQ, self)) == 0;
@@ -118,6 +123,11 @@ SandboxFailure isolate() {
                                          CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
     return SandboxFailure::namespaces;
   }
+  // New credentials reset the dumpable flag to fs.suid_dumpable (commit_creds): clear it again,
+  // or with suid_dumpable 1 any process of the store user could ptrace the analysis.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return SandboxFailure::namespaces;
+  }
   return SandboxFailure::none;
 }
 
@@ -125,8 +135,8 @@ SandboxFailure confine(int result_fd) {
   if (faulted("root") || !empty_root()) {
     return SandboxFailure::root;
   }
-  // No process of its own (RLIMIT_NPROC counts per user namespace's owner; 0 refuses fork and
-  // clone before the filter does), no capability, nothing gained by an exec.
+  // No new process (RLIMIT_NPROC 0 refuses fork and clone even before the filter does), no
+  // capability left from the new user namespace, nothing gained by an exec.
   const rlimit none{0, 0};
   if (faulted("credentials") || ::setrlimit(RLIMIT_NPROC, &none) != 0 || !drop_capabilities() ||
       ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
