@@ -205,3 +205,32 @@ def run_handler_env(tmp_path, store, handler):
         return recs[0]
 
     return run
+
+
+def test_modules_come_from_the_crashed_process_not_their_paths(crasher):
+    """Through the kernel, with the process alive while the handler runs: the executable's path
+    names another file by the time of the crash (unlinked and replaced), so only the handle's
+    map_files reference reaches the file that was mapped, and with it the crash site's symbol."""
+    with pctest.kernel_rig("pcs-", rate_limit_burst=0) as rig:
+        exe = rig.work / "crasher-copy"
+        shutil.copy2(crasher, exe)
+        proc = subprocess.Popen([str(exe), "segv-on-eof"], preexec_fn=allow_cores,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        try:
+            assert proc.stdout.readline() == b"ready\n"
+            exe.unlink()
+            shutil.copy2("/bin/true", exe)  # another ELF file at the same path
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        finally:
+            proc.stdout.close()
+        assert proc.returncode < 0
+        r = pctest.record_for(rig.store, proc.pid)
+    assert r["handler"]["analysis"] == "ok", r["handler"]
+    crash = r["crash"]
+    assert crash["module"].startswith(str(exe)), crash["module"]
+    frames = crash["stacks"][0]["frames"]
+    assert frames[0]["module"].startswith(str(exe)) and frames[0]["symbol"], frames[0]
+    assert frames[0]["symbol"]["verified"]
+    assert crash["symbol"] and crash["symbol"]["name"] == frames[0]["symbol"]["name"]
