@@ -24,11 +24,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-typedef void *(*dwfl_begin_fn)(const void *);
+typedef void* (*dwfl_begin_fn)(const void*);
 
 static int attempts(void) {
   int bits = 0;
-  const char *secret = getenv("PC_HOOK_SECRET");
+  const char* secret = getenv("PC_HOOK_SECRET");
   if (secret) {
     int fd = open(secret, O_RDONLY | O_CLOEXEC);
     char buf[64];
@@ -37,7 +37,7 @@ static int attempts(void) {
     if (fd >= 0)
       close(fd);
   }
-  const char *dir = getenv("PC_HOOK_DIR");
+  const char* dir = getenv("PC_HOOK_DIR");
   if (dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/planted-by-hook", dir);
@@ -47,7 +47,7 @@ static int attempts(void) {
       close(fd);
     }
   }
-  const char *victim = getenv("PC_HOOK_VICTIM");
+  const char* victim = getenv("PC_HOOK_VICTIM");
   if (victim && kill((pid_t)atoi(victim), 0) == 0)
     bits |= 4;
   pid_t pid = fork();
@@ -55,7 +55,7 @@ static int attempts(void) {
     prctl(PR_SET_NAME, "pc-hook-orphan", 0, 0, 0);
     /* In exit mode the result pipe must close with the child, for its status to be read; in
      * the other mode the grandchild holds it, as a real one would. */
-    const char *m = getenv("PC_HOOK_MODE");
+    const char* m = getenv("PC_HOOK_MODE");
     if (m && strcmp(m, "exit") == 0)
       close_range(3, ~0U, 0);
     for (int i = 0; i < 600; ++i)
@@ -67,19 +67,19 @@ static int attempts(void) {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s >= 0) {
     bits |= 16;
-    const char *port = getenv("PC_HOOK_PORT");
+    const char* port = getenv("PC_HOOK_PORT");
     if (port) {
       struct sockaddr_in a;
       memset(&a, 0, sizeof a);
       a.sin_family = AF_INET;
       a.sin_port = htons((unsigned short)atoi(port));
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
+      if (connect(s, (struct sockaddr*)&a, sizeof a) == 0)
         bits |= 64;
     }
     close(s);
   }
-  const char *path = getenv("PC_HOOK_PATH");
+  const char* path = getenv("PC_HOOK_PATH");
   if (path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
@@ -90,9 +90,9 @@ static int attempts(void) {
   return bits;
 }
 
-void *dwfl_begin(const void *callbacks) {
+void* dwfl_begin(const void* callbacks) {
   const int bits = attempts();
-  const char *mode = getenv("PC_HOOK_MODE");
+  const char* mode = getenv("PC_HOOK_MODE");
   if (mode && strcmp(mode, "exit") == 0)
     _exit(100 + bits);
   dwfl_begin_fn real = (dwfl_begin_fn)dlsym(RTLD_NEXT, "dwfl_begin");
