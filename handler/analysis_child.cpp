@@ -3,6 +3,7 @@
 #include "common/base/fd.hpp"
 #include "common/base/io.hpp"
 #include "common/base/signals.hpp"
+#include "handler/analysis_sandbox.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -32,6 +33,10 @@ constexpr int k_exit_limits = 70;    // a limit could not be set: nothing was an
 constexpr int k_exit_no_memory = 71; // std::bad_alloc
 constexpr int k_exit_exception = 72; // any other exception
 constexpr int k_exit_write = 73;     // the result could not be written to the pipe
+// A step of the sandbox failed (fail closed: nothing was analysed); plus the SandboxFailure.
+constexpr int k_exit_sandbox = 80;
+constexpr int k_exit_sandbox_last = k_exit_sandbox + static_cast<int>(SandboxFailure::seccomp);
+constexpr int k_exit_fork = 79; // the analysing process could not be forked
 
 using Clock = std::chrono::steady_clock;
 
@@ -91,6 +96,44 @@ uint64_t in_use(std::string_view field) {
   return end != p ? static_cast<uint64_t>(kib) << 10 : 0;
 }
 
+// Forks a child that dies with this process (its death signal armed before it could miss this
+// process's end). In the parent: the child's pid, and `alive` an fd to keep open for as long as
+// the parent lives. In the child: 0. On failure the process exits.
+pid_t fork_below(int& alive_fd) {
+  int alive[2] = {-1, -1};
+  if (::pipe2(alive, O_CLOEXEC) != 0) {
+    ::_exit(k_exit_fork);
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::_exit(k_exit_fork);
+  }
+  if (pid > 0) {
+    ::close(alive[0]);
+    alive_fd = alive[1];
+    return pid;
+  }
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  ::close(alive[1]);
+  pollfd gone{alive[0], POLLIN, 0};
+  if (::poll(&gone, 1, 0) != 0) {
+    ::_exit(k_exit_fork); // the parent ended before the death signal was armed
+  }
+  ::close(alive[0]);
+  return 0;
+}
+
+// Reaps `pid`; its wait status, or -1.
+int wait_for(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) {
+      return -1;
+    }
+  }
+  return status;
+}
+
 [[noreturn]] void child_main(const std::function<std::string()>& work, std::span<const int> keep,
                              int out_fd, const ChildLimits& limits, pid_t parent) {
   // Dies with the handler (the watchdog's _exit included): nobody else would reap or kill it.
@@ -120,6 +163,45 @@ uint64_t in_use(std::string_view field) {
       set_limit(RLIMIT_CPU, limits.cpu_seconds, 1) && set_limit(RLIMIT_NOFILE, limits.files);
   if (!limited) {
     ::_exit(k_exit_limits); // never parse hostile data without its bounds
+  }
+  if (const SandboxFailure f = isolate(); f != SandboxFailure::none) {
+    ::_exit(k_exit_sandbox + static_cast<int>(f));
+  }
+  // The analysis runs two forks down. The first, pid 1 of the new pid namespace, only waits:
+  // when it ends, the kernel kills whatever the analysis may have started there. The analysis
+  // itself is not that pid 1, whose default signal dispositions the kernel ignores (its own
+  // abort() or SIGXCPU would not end it). Each waiting process holds nothing and passes the
+  // status it reaped up, so the parent reaps one child and reads the analysis's own status.
+  int status_pipe[2] = {-1, -1};
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    ::_exit(k_exit_fork);
+  }
+  const int status_out = status_pipe[1];
+  int alive = -1;
+  if (const pid_t init = fork_below(alive); init > 0) {
+    // This process is outside the pid namespace: it can end itself with the same signal.
+    close_other_fds({status_pipe[0], alive});
+    int status = 0;
+    const auto got =
+        common::read_full(status_pipe[0], std::as_writable_bytes(std::span(&status, 1)));
+    if (wait_for(init) < 0 || !got || *got != sizeof status) {
+      ::_exit(k_exit_fork);
+    }
+    if (WIFSIGNALED(status)) {
+      ::signal(WTERMSIG(status), SIG_DFL);
+      ::kill(::getpid(), WTERMSIG(status));
+    }
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : k_exit_fork);
+  }
+  ::close(status_pipe[0]);
+  if (const pid_t analyser = fork_below(alive); analyser > 0) {
+    close_other_fds({status_out, alive});
+    const int status = wait_for(analyser);
+    ::_exit(common::write_all(status_out, std::as_bytes(std::span(&status, 1))) ? 0 : k_exit_fork);
+  }
+  ::close(status_out);
+  if (const SandboxFailure f = confine(out_fd); f != SandboxFailure::none) {
+    ::_exit(k_exit_sandbox + static_cast<int>(f));
   }
   std::string out;
   try {
@@ -154,7 +236,12 @@ std::string describe_exit(int status) {
     return "internal error in the analysis child";
   case k_exit_write:
     return "could not write the analysis result";
+  case k_exit_fork:
+    return "could not start the analysing process";
   default:
+    if (WEXITSTATUS(status) > k_exit_sandbox && WEXITSTATUS(status) <= k_exit_sandbox_last) {
+      return describe(static_cast<SandboxFailure>(WEXITSTATUS(status) - k_exit_sandbox));
+    }
     return "exited with status " + std::to_string(WEXITSTATUS(status));
   }
 }

@@ -1,6 +1,7 @@
 // The crash analysis in a forked child, as systemd-coredump parses ELF objects: libdw and libelf
 // end the process on some out-of-memory paths, a hostile module file may drive them into a
-// crash, and none of that may cost the record, which the parent writes whatever the child did.
+// crash or into running its code, and none of that may cost the record, which the parent writes
+// whatever the child did, nor reach anything beyond what the child was handed.
 #pragma once
 
 #include "common/store/record_bound.hpp"
@@ -34,9 +35,10 @@ struct ChildResult {
 
 // Runs `work` in a forked child under `limits` and returns what it returned, read over a pipe.
 // The child keeps only fds 0-2 and `keep` open, is not dumpable, dies with the parent, and is
-// killed (SIGKILL) at `deadline`; it is always reaped before this returns. `work` must not use
-// the parent's other threads or their locks (only the calling thread exists in the child): no
-// logging.
+// killed (SIGKILL) at `deadline`; it is always reaped before this returns. `work` runs in the
+// sandbox of analysis_sandbox.hpp: it can read `keep`, but open, fork, signal or connect nothing
+// (no sandbox, no analysis: the failure says which step). `work` must not use the parent's other
+// threads or their locks (only the calling thread exists in the child): no logging.
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
                          const ChildLimits& limits, std::chrono::steady_clock::time_point deadline);
 

@@ -54,6 +54,7 @@ struct Context {
   common::Config config;
   std::vector<std::string> warnings; // go into record.handler.warnings and the log
   common::UniqueFd input;            // the core pipe, moved above fd 2
+  CrashedProcess crashed; // taken while the process exists; every later reader of it uses it
   ProcFacts proc;
   std::optional<common::Store> store;
   common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
@@ -200,7 +201,15 @@ void identify_crash(Context& ctx) {
   r.executable_raw = a.exe_raw;
 
   if (a.pid) {
-    ctx.proc = gather_proc_facts(*a.pid, a.pidfd, r.executable);
+    ctx.crashed = CrashedProcess::open(*a.pid, a.pidfd);
+    if (a.pidfd && !ctx.crashed.valid()) {
+      ctx.warnings.push_back("pidfd " + std::to_string(*a.pidfd) + " does not refer to pid " +
+                             std::to_string(*a.pid) + ": /proc not read");
+    }
+    ctx.proc = gather_proc_facts(ctx.crashed, a.pidfd.has_value(), r.executable);
+    if (!ctx.proc.verified) {
+      ctx.crashed.reset(); // about another process, or nothing
+    }
     for (auto& w : ctx.proc.warnings) {
       ctx.warnings.push_back(w);
     }
@@ -558,10 +567,22 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.cpu_seconds =
       static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
   limits.max_output = common::k_record_max;
-  const int keep[] = {root};
+  // Opened here, before the fork: the child opens nothing (handler/analysis_sandbox).
+  // Module files through the handle's map_files (the files the process had mapped, whatever
+  // their paths name now); by path only when there is no handle (the process was gone).
+  common::ModuleOpener from_handle;
+  if (ctx.crashed.valid()) {
+    from_handle = [&](const common::FileMapping& m) {
+      return ctx.crashed.take_mapped_file(m.start);
+    };
+  }
+  const common::AnalysisFiles files = common::open_analysis_files(facts, unwind, from_handle);
+  unwind.files = &files;
+  const std::vector<int> keep = files.fds();
+  limits.files += keep.size(); // the descriptors it is handed come on top
   const ChildResult child = run_in_child(
       [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
-      std::span<const int>(keep, root >= 0 ? 1 : 0), limits, kill_at);
+      keep, limits, kill_at);
   common::Record& r = ctx.record;
   std::string failure = child.failure;
   if (child.output) {
@@ -627,7 +648,7 @@ void analyze_crash(Context& ctx) {
     return;
   }
 
-  const int root = ctx.proc.root ? ctx.proc.root.get() : -1;
+  const int root = ctx.crashed.root();
   const auto analysis_start = std::chrono::steady_clock::now();
   common::CrashAnalysis analysis = analyze_in_child(ctx, root);
   r.handler.analysis_ms = elapsed_ms(analysis_start);

@@ -7,11 +7,9 @@
 #include "common/base/proc_stat.hpp"
 
 #include <fcntl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <ctime>
 
@@ -21,32 +19,12 @@ namespace {
 
 constexpr size_t k_cmdline_max = 4096;
 
-std::optional<std::string> read_proc(const std::string& dir, const char* name, size_t limit) {
-  auto text = common::read_file(AT_FDCWD, dir + "/" + name, limit);
+std::optional<std::string> read_proc(int dir, const std::string& name, size_t limit) {
+  auto text = common::read_file(dir, name, limit);
   if (!text) {
     return std::nullopt;
   }
   return std::move(*text);
-}
-
-// The pid a pidfd refers to, from /proc/self/fdinfo ("Pid:\t<n>", -1 once the process is gone).
-std::optional<int64_t> pidfd_pid(int pidfd) {
-  auto info = common::read_file(AT_FDCWD, "/proc/self/fdinfo/" + std::to_string(pidfd), 8192);
-  if (!info) {
-    return std::nullopt;
-  }
-  const auto pos = info->find("\nPid:");
-  if (pos == std::string::npos) {
-    return std::nullopt;
-  }
-  std::string_view value = std::string_view(*info).substr(pos + 5);
-  value = value.substr(0, value.find('\n'));
-  value.remove_prefix(std::min(value.find_first_not_of(" \t"), value.size()));
-  return common::parse_number<int64_t>(value);
-}
-
-bool pidfd_alive(int pidfd) {
-  return ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0;
 }
 
 // Start time from field 22 of /proc/<pid>/stat (clock ticks since boot) and the boot time.
@@ -114,10 +92,15 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
 }
 
 std::vector<ThreadInfo> read_threads(const std::string& dir) {
+  const auto proc = common::open_at(AT_FDCWD, dir, O_PATH | O_DIRECTORY);
+  return proc ? read_threads(proc->get()) : std::vector<ThreadInfo>();
+}
+
+std::vector<ThreadInfo> read_threads(int dir) {
   // A process may have thousands of threads; the record keeps 64 and each costs three reads.
   constexpr size_t k_max_thread_infos = 256;
   std::vector<ThreadInfo> out;
-  const auto tasks = common::open_at(AT_FDCWD, dir + "/task", O_RDONLY | O_DIRECTORY);
+  const auto tasks = common::open_at(dir, "task", O_RDONLY | O_DIRECTORY);
   if (!tasks) {
     return out;
   }
@@ -127,21 +110,21 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
         name.find_first_not_of("0123456789") != std::string_view::npos) {
       return;
     }
-    const std::string task = dir + "/task/" + std::string(name);
+    const std::string task = "task/" + std::string(name) + "/";
     ThreadInfo t;
     t.tid = common::parse_number<int64_t>(name).value_or(0);
-    if (auto comm = read_proc(task, "comm", 64)) {
+    if (auto comm = read_proc(dir, task + "comm", 64)) {
       if (comm->ends_with('\n')) {
         comm->pop_back();
       }
       t.name = std::move(*comm);
     }
-    if (auto stat = read_proc(task, "stat", 4096)) {
+    if (auto stat = read_proc(dir, task + "stat", 4096)) {
       if (const auto state = common::stat_field(*stat, 3)) {
         t.state = std::string(state->substr(0, 1));
       }
     }
-    if (auto status = read_proc(task, "status", 8192)) {
+    if (auto status = read_proc(dir, task + "status", 8192)) {
       // The core names threads by their id in the crasher's pid namespace: the last NSpid.
       const size_t pos = status->find("\nNSpid:");
       if (pos != std::string::npos) {
@@ -160,21 +143,14 @@ std::vector<ThreadInfo> read_threads(const std::string& dir) {
   return out;
 }
 
-ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
+ProcFacts gather_proc_facts(const CrashedProcess& process, bool kernel_pidfd,
                             const std::string& expected_exe) {
   ProcFacts facts;
-  if (pid <= 0) {
+  if (!process.valid()) {
     return facts;
   }
-  if (pidfd) {
-    const auto fd_pid = pidfd_pid(*pidfd);
-    if (!fd_pid || *fd_pid != pid) {
-      facts.warnings.push_back("pidfd " + std::to_string(*pidfd) + " does not refer to pid " +
-                               std::to_string(pid) + ": /proc not read");
-      return facts;
-    }
-  }
-  const std::string dir = "/proc/" + std::to_string(pid);
+  const int64_t pid = process.pid();
+  const int dir = process.proc_dir();
   facts.comm = read_proc(dir, "comm", 64);
   if (facts.comm && facts.comm->ends_with('\n')) {
     facts.comm->pop_back();
@@ -192,7 +168,7 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
     facts.cmdline = std::move(*raw);
   }
   char link[4096];
-  const ssize_t n = ::readlink((dir + "/exe").c_str(), link, sizeof link);
+  const ssize_t n = ::readlinkat(dir, "exe", link, sizeof link);
   if (n > 0 && static_cast<size_t>(n) < sizeof link) { // a full buffer may be cut short
     facts.exe = std::string(link, static_cast<size_t>(n));
   }
@@ -200,12 +176,6 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
     facts.start_time = start_time(*stat);
   }
   facts.threads = read_threads(dir);
-  // NT_FILE paths name files in the crasher's mount namespace (a container's image): keep a
-  // handle on its root so modules are looked up there after the process is gone.
-  if (const int root = ::open((dir + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-      root >= 0) {
-    facts.root.reset(root);
-  }
   if (auto cg = read_proc(dir, "cgroup", 65536)) {
     // cgroup v2: a single "0::/path" line; on hybrid hosts take the 0:: line.
     const auto pos = cg->find("0::");
@@ -215,11 +185,11 @@ ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd,
       parse_cgroup_path(facts, path);
     }
   }
-  if (pidfd) {
+  if (kernel_pidfd) {
     // Reading /proc/<pid> proves nothing on its own: the pid may have been reused meanwhile.
     // The pidfd pins the original process; if it is still alive and still has that pid, what
     // we read was about it.
-    facts.verified = pidfd_alive(*pidfd) && pidfd_pid(*pidfd) == pid;
+    facts.verified = process.still_the_same();
     if (!facts.verified) {
       facts.warnings.push_back("process " + std::to_string(pid) +
                                " exited while /proc was read: /proc data discarded");

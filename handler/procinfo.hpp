@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/base/fd.hpp"
+#include "handler/crashed_process.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -29,18 +30,21 @@ struct ProcFacts {
   std::string unit;                   // systemd unit from the cgroup path, if any
   std::string container_id;           // 64-hex container id from the cgroup path, if any
   std::string pod_uid;                // kubernetes pod UID from the cgroup path, if any
-  common::UniqueFd root;              // /proc/<pid>/root: the crasher's view of its files
   std::vector<ThreadInfo> threads;    // the first k_max_thread_infos tasks
   std::vector<std::string> warnings;  // what could not be read and why
 };
 
-// Reads /proc/<pid>. With a pidfd the data is kept only if the pidfd shows, after reading, that
-// <pid> is still the same process (the pid-reuse race of CVE-2025-4598); without one, only if
-// /proc/<pid>/exe matches `expected_exe` (best effort).
-ProcFacts gather_proc_facts(int64_t pid, std::optional<int> pidfd, const std::string& expected_exe);
+// Reads /proc/<pid> through the handle. With the kernel's pidfd (`kernel_pidfd`) the data is
+// kept only if the pidfd shows, after reading, that <pid> is still the same process (the
+// pid-reuse race of CVE-2025-4598); without one, only if /proc/<pid>/exe matches `expected_exe`
+// (best effort).
+ProcFacts gather_proc_facts(const CrashedProcess& process, bool kernel_pidfd,
+                            const std::string& expected_exe);
 
-// Reads the tasks of /proc/<pid> (`dir`): at most 256, in directory order.
+// Reads the tasks of a /proc/<pid> directory (`dir`, a path or an open fd): at most 256, in
+// directory order.
 std::vector<ThreadInfo> read_threads(const std::string& dir);
+std::vector<ThreadInfo> read_threads(int dir);
 
 // Derives unit, container id and pod uid from a cgroup path (exposed for tests).
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);

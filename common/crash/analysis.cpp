@@ -27,8 +27,13 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
   if (top != nullptr && top->symbol) {
     a.symbol = top->symbol;
   } else if (f.module && f.module_offset && std::chrono::steady_clock::now() < options.deadline) {
-    a.symbol =
-        resolve_symbol(*f.module, *f.module_offset, f.build_id.value_or(""), options.root_fd);
+    if (options.files == nullptr) {
+      a.symbol =
+          resolve_symbol(*f.module, *f.module_offset, f.build_id.value_or(""), options.root_fd);
+    } else if (const auto it = options.files->modules.find(*f.module);
+               it != options.files->modules.end()) {
+      a.symbol = resolve_symbol_fd(it->second.get(), *f.module_offset, f.build_id.value_or(""));
+    }
   }
   const std::optional<int> signo = f.si_signo ? f.si_signo : f.cursig;
   if (!a.stacks.empty() && signo) {

@@ -57,14 +57,16 @@ public:
   bool open(const std::string& path, int root_fd) {
     ModuleFile f = open_module_file(path, root_fd);
     m_errno = f.error;
-    if (!f.fd) {
-      return false;
-    }
-    m_fd = std::move(f.fd);
-    m_size = static_cast<uint64_t>(f.st.st_size);
-    m_mtime = f.st.st_mtim;
-    m_dev = static_cast<uint64_t>(f.st.st_dev);
-    m_ino = static_cast<uint64_t>(f.st.st_ino);
+    return f.fd && adopt(std::move(f.fd), f.st);
+  }
+
+  // Reads the file open on `fd` (whoever opened it checked what it is), as open() does.
+  bool adopt(UniqueFd fd, const struct stat& st) {
+    m_fd = std::move(fd);
+    m_size = static_cast<uint64_t>(st.st_size);
+    m_mtime = st.st_mtim;
+    m_dev = static_cast<uint64_t>(st.st_dev);
+    m_ino = static_cast<uint64_t>(st.st_ino);
     return read(0, std::as_writable_bytes(std::span(&m_ehdr, 1))) && is_elf64_le(m_ehdr.e_ident);
   }
 
@@ -249,6 +251,11 @@ ModuleFile open_module_file(const std::string& path, int root_fd) {
     out.error = errno;
     return out;
   }
+  return reopen_module_file(std::move(fd));
+}
+
+ModuleFile reopen_module_file(UniqueFd fd) {
+  ModuleFile out;
   struct statfs fs {};
   if (fstat(fd.get(), &out.st) != 0 || !S_ISREG(out.st.st_mode) || fstatfs(fd.get(), &fs) != 0 ||
       is_remote(fs)) {
@@ -262,12 +269,10 @@ ModuleFile open_module_file(const std::string& path, int root_fd) {
   return out;
 }
 
-std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t file_offset,
-                                             std::string_view expected_build_id, int root_fd) {
-  ElfFile f;
-  if (!f.open(path, root_fd)) {
-    return std::nullopt;
-  }
+namespace {
+
+std::optional<ResolvedSymbol> resolve_in(const ElfFile& f, uint64_t file_offset,
+                                         std::string_view expected_build_id) {
   if (!expected_build_id.empty() && f.build_id() != expected_build_id) {
     return std::nullopt;
   }
@@ -305,6 +310,28 @@ std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t f
     return ResolvedSymbol{demangle(name), *addr - match->st_value, !expected_build_id.empty()};
   }
   return std::nullopt;
+}
+
+} // namespace
+
+std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t file_offset,
+                                             std::string_view expected_build_id, int root_fd) {
+  ElfFile f;
+  if (!f.open(path, root_fd)) {
+    return std::nullopt;
+  }
+  return resolve_in(f, file_offset, expected_build_id);
+}
+
+std::optional<ResolvedSymbol> resolve_symbol_fd(int fd, uint64_t file_offset,
+                                                std::string_view expected_build_id) {
+  struct stat st {};
+  UniqueFd own(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  ElfFile f;
+  if (!own || ::fstat(own.get(), &st) != 0 || !f.adopt(std::move(own), st)) {
+    return std::nullopt;
+  }
+  return resolve_in(f, file_offset, expected_build_id);
 }
 
 std::optional<std::string> read_build_id(const std::string& path, int root_fd) {

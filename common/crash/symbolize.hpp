@@ -41,6 +41,10 @@ struct ModuleFile {
 };
 ModuleFile open_module_file(const std::string& path, int root_fd = -1);
 
+// The second half of open_module_file(): `opath` (an O_PATH descriptor of a file found some other
+// way, e.g. through /proc/<pid>/map_files) opened for reading if it is a regular local file.
+ModuleFile reopen_module_file(UniqueFd opath);
+
 // The symbol containing `file_offset` (a CoreFacts::module_offset) of the ELF file `path`:
 // converts the file offset to a virtual address through the file's PT_LOADs, then searches
 // .symtab, else .dynsym. With a non-empty `expected_build_id` the file must carry exactly that
@@ -48,6 +52,11 @@ ModuleFile open_module_file(const std::string& path, int root_fd = -1);
 // unverified. `root_fd` >= 0 resolves `path` inside that root (openat2 RESOLVE_IN_ROOT).
 std::optional<ResolvedSymbol> resolve_symbol(const std::string& path, uint64_t file_offset,
                                              std::string_view expected_build_id, int root_fd = -1);
+
+// resolve_symbol() over a module file the caller opened (`fd` stays the caller's): for the
+// analysis child, which opens nothing by path.
+std::optional<ResolvedSymbol> resolve_symbol_fd(int fd, uint64_t file_offset,
+                                                std::string_view expected_build_id);
 
 // The GNU build-id (hex) of the ELF file at `path`; nullopt when unreadable or absent.
 std::optional<std::string> read_build_id(const std::string& path, int root_fd = -1);

@@ -176,6 +176,43 @@ struct Module {
   }
 };
 
+// <dir>/.build-id/xx/rest.debug, opened for reading; empty when absent.
+UniqueFd open_debug_file(const std::string& dir, const std::string& build_id) {
+  const std::string path =
+      dir + "/.build-id/" + build_id.substr(0, 2) + "/" + build_id.substr(2) + ".debug";
+  return UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+}
+
+// NT_FILE lists each mapping of a file; a module is the run of mappings of one path that starts
+// with file offset 0 (where the ELF header is) — the load address libdwfl computes the bias from.
+// Calls `each(first, end, build_id)` for the first k_max_modules of them with a build-id in the
+// core; stops when it returns false.
+template <typename F>
+void for_each_module(const CoreFacts& facts, F each) {
+  std::set<std::string_view> seen;
+  const auto& files = facts.files;
+  size_t n = 0;
+  for (size_t i = 0; i < files.size() && n < k_max_modules; ++i) {
+    const FileMapping& first = files[i];
+    if (first.file_offset != 0 || seen.contains(first.path)) {
+      continue;
+    }
+    const auto id = facts.build_ids.find(first.path);
+    if (id == facts.build_ids.end()) {
+      continue; // nothing to check the file on disk against
+    }
+    seen.insert(first.path);
+    uint64_t end = first.end;
+    for (size_t j = i + 1; j < files.size() && files[j].path == first.path; ++j) {
+      end = std::max(end, files[j].end);
+    }
+    ++n;
+    if (!each(first, end, id->second)) {
+      return;
+    }
+  }
+}
+
 int find_elf(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, Dwarf_Addr /*base*/,
              char** /*file_name*/, Elf** elfp) {
   auto* m = static_cast<Module*>(*userdata);
@@ -196,10 +233,21 @@ int find_debuginfo(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, 
   if (m == nullptr || !m->symbolize || m->build_id.size() < 4 || m->options == nullptr) {
     return -1;
   }
+  if (const AnalysisFiles* files = m->options->files) {
+    const auto it = files->debug.find(m->build_id);
+    if (it == files->debug.end()) {
+      return -1;
+    }
+    // A copy: libdwfl closes what it is given, and the alternate-file lookup asks again.
+    UniqueFd fd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
+    if (UniqueFd ready =
+            fd ? prepare_debug_file(std::move(fd), m->options->max_symbol_bytes) : UniqueFd()) {
+      return ready.release();
+    }
+    return -1;
+  }
   for (const auto& dir : m->options->debug_dirs) {
-    const std::string path =
-        dir + "/.build-id/" + m->build_id.substr(0, 2) + "/" + m->build_id.substr(2) + ".debug";
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    UniqueFd fd = open_debug_file(dir, m->build_id);
     if (!fd) {
       continue;
     }
@@ -339,47 +387,39 @@ const FileMapping* Session::mapping_at(uint64_t addr) const {
   return addr < it->end ? &*it : nullptr;
 }
 
-// NT_FILE lists each mapping of a file; a module is the run of mappings of one path that starts
-// with file offset 0 (where the ELF header is) — the load address libdwfl computes the bias from.
 void Session::report_modules() {
-  std::set<std::string_view> seen;
-  const auto& files = m_facts.files;
-  for (size_t i = 0; i < files.size() && m_modules.size() < k_max_modules; ++i) {
+  for_each_module(m_facts, [&](const FileMapping& first, uint64_t end, const std::string& id) {
     if (deadline_passed(m_options)) {
-      return;
+      return false;
     }
-    const FileMapping& first = files[i];
-    if (first.file_offset != 0 || seen.contains(first.path)) {
-      continue;
-    }
-    const auto id = m_facts.build_ids.find(first.path);
-    if (id == m_facts.build_ids.end()) {
-      continue; // nothing to check the file on disk against
-    }
-    seen.insert(first.path);
     auto m = std::make_unique<Module>();
     m->path = first.path;
     m->start = first.start;
-    m->end = first.end;
-    for (size_t j = i + 1; j < files.size() && files[j].path == first.path; ++j) {
-      m->end = std::max(m->end, files[j].end);
-    }
-    m->build_id = id->second;
+    m->end = end;
+    m->build_id = id;
     m->options = &m_options;
-    m->fd = open_module_file(first.path, m_options.root_fd).fd;
+    if (const AnalysisFiles* files = m_options.files) {
+      // A copy: libdwfl closes the module's descriptor with its Elf.
+      const auto it = files->modules.find(first.path);
+      if (it != files->modules.end()) {
+        m->fd.reset(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
+      }
+    } else {
+      m->fd = open_module_file(first.path, m_options.root_fd).fd;
+    }
     if (!m->fd) {
-      continue;
+      return true;
     }
     // ELF_C_READ: libelf reads what it needs with pread. A mapping (ELF_C_READ_MMAP, what
     // dwfl_report_elf would use) of a file its owner can truncate could SIGBUS us.
     m->elf = elf_begin(m->fd.get(), ELF_C_READ, nullptr);
     if (m->elf == nullptr || build_id_hex(m->elf) != m->build_id) {
-      continue; // ~Module ends the Elf
+      return true; // ~Module ends the Elf
     }
     m->symbolize = symbol_bytes(m->elf) <= m_options.max_symbol_bytes;
     Dwfl_Module* dm = dwfl_report_module(m_dwfl.get(), m->path.c_str(), m->start, m->end);
     if (dm == nullptr) {
-      continue;
+      return true;
     }
     void** userdata = nullptr;
     dwfl_module_info(dm, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
@@ -387,7 +427,8 @@ void Session::report_modules() {
       *userdata = m.get();
     }
     m_modules.push_back(std::move(m));
-  }
+    return true;
+  });
 }
 
 // libdwfl picks the architecture's unwinding backend from an ELF header: a synthetic one with
@@ -811,6 +852,60 @@ std::optional<FrameTrust> frame_trust_from_string(std::string_view s) {
     }
   }
   return std::nullopt;
+}
+
+std::vector<int> AnalysisFiles::fds() const {
+  std::vector<int> out;
+  for (const auto* files : {&modules, &debug}) {
+    for (const auto& [name, fd] : *files) {
+      out.push_back(fd.get());
+    }
+  }
+  return out;
+}
+
+AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& options,
+                                  const ModuleOpener& open_module) {
+  AnalysisFiles out;
+  for_each_module(facts, [&](const FileMapping& first, uint64_t /*end*/, const std::string& id) {
+    if (deadline_passed(options)) {
+      return false;
+    }
+    UniqueFd fd =
+        open_module ? open_module(first) : open_module_file(first.path, options.root_fd).fd;
+    if (!fd) {
+      return true;
+    }
+    out.modules.emplace(first.path, std::move(fd));
+    if (id.size() >= 4 && !out.debug.contains(id)) {
+      for (const auto& dir : options.debug_dirs) {
+        if (UniqueFd debug = open_debug_file(dir, id)) {
+          out.debug.emplace(id, std::move(debug));
+          break;
+        }
+      }
+    }
+    return true;
+  });
+  // The crash site's module, which analyze_crash() names from the symbol tables when the
+  // unwinder could not (it may have no build-id in the core, so no module above).
+  if (facts.module && !out.modules.contains(*facts.module)) {
+    UniqueFd fd;
+    if (!open_module) {
+      fd = open_module_file(*facts.module, options.root_fd).fd;
+    } else if (const auto m = std::ranges::find_if(facts.files,
+                                                   [&](const FileMapping& f) {
+                                                     return f.path == *facts.module &&
+                                                            f.file_offset == 0;
+                                                   });
+               m != facts.files.end()) {
+      fd = open_module(*m);
+    }
+    if (fd) {
+      out.modules.emplace(*facts.module, std::move(fd));
+    }
+  }
+  return out;
 }
 
 std::vector<ThreadTrace> unwind_threads(const CoreFacts& facts, const UnwindOptions& options) {

@@ -9,11 +9,14 @@
 // build-id only, under the host's debug directories.
 #pragma once
 
+#include "common/base/fd.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,8 +69,21 @@ struct ThreadTrace {
   std::string error; // why the trace ended early; empty when it reached the outermost frame
 };
 
+// The files an analysis reads, opened before it starts, so that it can run where nothing can be
+// opened (handler/analysis_sandbox): each module file named by the core, by NT_FILE path, and
+// each separate debug file found for a module's build-id, by build-id (raw, not yet prepared).
+struct AnalysisFiles {
+  std::map<std::string, UniqueFd> modules;
+  std::map<std::string, UniqueFd> debug;
+  // Every descriptor above, for the caller to keep open across a fork.
+  std::vector<int> fds() const;
+};
+
 struct UnwindOptions {
   int root_fd = -1; // the crasher's root for module paths (see symbolize.hpp)
+  // When set, the analysis reads these and opens no path at all (a module or debug file missing
+  // here is missing); when null it opens module paths under root_fd and debug_dirs itself.
+  const AnalysisFiles* files = nullptr;
   // The whole analysis stops here: threads not started get their context frame only.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
   size_t max_threads = 64;
@@ -78,6 +94,16 @@ struct UnwindOptions {
   // symbolized: libelf reads whole sections into memory.
   uint64_t max_symbol_bytes = 64u << 20;
 };
+
+// Opens what unwind_threads() and analyze_crash() would open for `facts` under `options`
+// (root_fd, debug_dirs; `options.files` is ignored): the module files of the first
+// k_max_modules offset-0 mappings with a build-id in the core, and their debug files.
+// `open_module`, when given, opens each module from its first mapping (the caller's own way, e.g.
+// the crashed process's map_files) and no module path is opened; without it modules are opened
+// by path (open_module_file under root_fd).
+using ModuleOpener = std::function<UniqueFd(const FileMapping& first)>;
+AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& options,
+                                  const ModuleOpener& open_module = {});
 
 // Unwinds every thread the scanner kept (facts.thread_states), the crashing thread first.
 std::vector<ThreadTrace> unwind_threads(const CoreFacts& facts, const UnwindOptions& options);

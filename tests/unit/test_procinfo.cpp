@@ -42,14 +42,16 @@ TEST_CASE("/proc facts of a live process, verified without a pidfd by its execut
   char exe[4096];
   const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe);
   REQUIRE(n > 0);
-  const auto facts = handler::gather_proc_facts(::getpid(), std::nullopt,
-                                                std::string(exe, static_cast<size_t>(n)));
+  const auto self = handler::CrashedProcess::open(::getpid(), std::nullopt);
+  REQUIRE(self.valid());
+  const auto facts =
+      handler::gather_proc_facts(self, false, std::string(exe, static_cast<size_t>(n)));
   CHECK(facts.verified);
   CHECK(facts.comm.has_value());
   CHECK(facts.start_time.has_value());
   CHECK(facts.cmdline.value_or("").find("unit_tests") != std::string::npos);
 
-  const auto wrong = handler::gather_proc_facts(::getpid(), std::nullopt, "/not/this/program");
+  const auto wrong = handler::gather_proc_facts(self, false, "/not/this/program");
   CHECK_FALSE(wrong.verified);
   CHECK_FALSE(wrong.comm.has_value());
 }

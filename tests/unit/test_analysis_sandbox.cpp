@@ -1,0 +1,89 @@
+#include "handler/analysis_child.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <string>
+
+using handler::ChildLimits;
+using handler::run_in_child;
+
+namespace {
+
+auto soon() {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(10);
+}
+
+// "ok" when `r` (a system call's result) succeeded, else the errno's name for the usual ones.
+std::string outcome(long r) {
+  if (r >= 0) {
+    return "ok";
+  }
+  return errno == EPERM ? "EPERM" : errno == EAGAIN ? "EAGAIN" : std::to_string(errno);
+}
+
+} // namespace
+
+TEST_CASE("the analysis can open, fork, signal and connect nothing", "[analysis_sandbox]") {
+  const pid_t parent = ::getpid();
+  const auto r = run_in_child(
+      [&] {
+        std::string out;
+        out += "open=" + outcome(::open("/etc/hostname", O_RDONLY | O_CLOEXEC));
+        out += " openat=" + outcome(::openat(AT_FDCWD, "/", O_PATH | O_CLOEXEC));
+        out += " socket=" + outcome(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        out += " unix=" + outcome(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        const pid_t child = ::fork();
+        if (child == 0) {
+          ::_exit(0);
+        }
+        out += " fork=" + outcome(child);
+        out += " kill=" + outcome(::kill(parent, 0));
+        out += " write2=" + outcome(::write(2, "x", 1));
+        // pid 2 of its own pid namespace: the one before it only waits.
+        out += " pid=" + std::to_string(::getpid());
+        return out;
+      },
+      {}, ChildLimits{}, soon());
+  INFO(r.failure);
+  REQUIRE(r.output);
+  CHECK(*r.output == "open=EPERM openat=EPERM socket=EPERM unix=EPERM fork=EPERM kill=EPERM "
+                     "write2=EPERM pid=2");
+}
+
+TEST_CASE("the analysis reads what it was handed", "[analysis_sandbox]") {
+  int ends[2];
+  REQUIRE(::pipe2(ends, O_CLOEXEC) == 0);
+  REQUIRE(::write(ends[1], "handed", 6) == 6);
+  ::close(ends[1]);
+  const int keep[] = {ends[0]};
+  const auto r = run_in_child(
+      [&] {
+        char buf[16] = {};
+        const ssize_t n = ::read(ends[0], buf, sizeof buf);
+        return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("nothing");
+      },
+      keep, ChildLimits{}, soon());
+  ::close(ends[0]);
+  REQUIRE(r.output);
+  CHECK(*r.output == "handed");
+}
+
+TEST_CASE("a sandbox that cannot be set up means no analysis", "[analysis_sandbox]") {
+  for (const auto& [step, why] :
+       {std::pair{"namespaces", "could not create the analysis namespaces"},
+        std::pair{"seccomp", "could not load the seccomp filter"}}) {
+    ::setenv("PROCESS_CORE_TEST_SANDBOX_FAULT", step, 1);
+    const auto r = run_in_child([] { return std::string("analysed"); }, {}, ChildLimits{}, soon());
+    ::unsetenv("PROCESS_CORE_TEST_SANDBOX_FAULT");
+    CHECK_FALSE(r.output);
+    CHECK(r.failure == std::string("sandbox unavailable: ") + why);
+  }
+}
