@@ -178,8 +178,4 @@ void log_event(spdlog::level::level_enum level, std::string_view message,
   deliver(level, message, fields);
 }
 
-LogTransport last_log_transport() {
-  return g_last;
-}
-
 } // namespace common

@@ -32,7 +32,4 @@ struct LogField {
 void log_event(spdlog::level::level_enum level, std::string_view message,
                std::span<const LogField> fields);
 
-// The transport the system logger used last (tests and diagnostics).
-LogTransport last_log_transport();
-
 } // namespace common

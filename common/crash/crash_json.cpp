@@ -29,8 +29,8 @@ nlohmann::json text_opt(const std::optional<std::string>& s) {
   return s ? text(std::string_view(*s)) : nlohmann::json(nullptr);
 }
 
-} // namespace
-
+// The one JSON mapping of a symbol: {"name", "offset", "verified"} (crash.symbol and every
+// frame's symbol), or null.
 nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol) {
   if (!symbol) {
     return nullptr;
@@ -40,6 +40,8 @@ nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol) {
           {"verified", symbol->verified}};
 }
 
+// One frame: {"pc", "trust", "module", "module_offset", "build_id", "symbol", "file", "line",
+// "inlined", "signal_frame"}.
 nlohmann::json frame_to_json(const Frame& f) {
   return {{"pc", hex_u64(f.pc)},
           {"trust", std::string(to_string(f.trust))},
@@ -53,6 +55,7 @@ nlohmann::json frame_to_json(const Frame& f) {
           {"signal_frame", f.signal_frame}};
 }
 
+// One thread: {"tid", "name", "state", "crashing", "frames", "error"}.
 nlohmann::json thread_to_json(const ThreadTrace& t) {
   nlohmann::json frames = nlohmann::json::array();
   for (const auto& f : t.frames) {
@@ -62,9 +65,7 @@ nlohmann::json thread_to_json(const ThreadTrace& t) {
           {"crashing", t.crashing}, {"frames", std::move(frames)}, {"error", text(t.error)}};
 }
 
-namespace {
-
-// The fields both schemas share: signal, fault, registers, the module at pc.
+// The crash site: signal, fault, registers, the module at pc.
 nlohmann::json site_to_json(const CoreFacts& f) {
   nlohmann::json j = nlohmann::json::object();
   j["machine"] = text(f.machine);
@@ -85,7 +86,7 @@ nlohmann::json site_to_json(const CoreFacts& f) {
   return j;
 }
 
-// The fields both schemas end with: how much of the core was seen, and what parsing noticed.
+// The closing fields: how much of the core was seen, and what parsing noticed.
 void add_stream_fields(nlohmann::json& j, const CoreFacts& f) {
   j["expected_size"] = f.expected_size > 0 ? nlohmann::json(f.expected_size) : nullptr;
   j["received"] = f.received;
@@ -123,22 +124,6 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
     stacks.push_back(thread_to_json(t));
   }
   j["stacks"] = std::move(stacks);
-  add_stream_fields(j, f);
-  return j;
-}
-
-nlohmann::json crash_to_json(const CoreFacts& f, const std::optional<ResolvedSymbol>& symbol) {
-  nlohmann::json j = site_to_json(f);
-  j["symbol"] = symbol_to_json(symbol);
-  j["signature"] = text(f.signature);
-  nlohmann::json frames = nlohmann::json::array();
-  for (const auto& fr : f.frames) {
-    frames.push_back({{"address", hex_u64(fr.address)},
-                      {"module", text(fr.module)},
-                      {"offset", hex(fr.module_offset)},
-                      {"best_effort", true}});
-  }
-  j["frames"] = std::move(frames);
   add_stream_fields(j, f);
   return j;
 }

@@ -16,19 +16,9 @@
 
 namespace common {
 
-// The one JSON mapping of a symbol: {"name", "offset", "verified"} (crash.symbol and every
-// frame's symbol), or null.
-nlohmann::json symbol_to_json(const std::optional<ResolvedSymbol>& symbol);
-// One frame: {"pc", "trust", "module", "module_offset", "build_id", "symbol", "file", "line"}.
-nlohmann::json frame_to_json(const Frame& frame);
-// One thread: {"tid", "name", "state", "crashing", "frames", "error"}.
-nlohmann::json thread_to_json(const ThreadTrace& thread);
-
-// The `crash` object (record schema 2 with `analysis`; without, the scanner's facts only).
+// The `crash` object (record schema 2): the scanner's facts and what the analysis added (an empty
+// CrashAnalysis gives the facts alone, with no stacks and the scanner's v1 signature).
 nlohmann::json crash_to_json(const CoreFacts& facts, const CrashAnalysis& analysis);
-// Schema-1 shape kept for callers that resolve only the crash symbol.
-nlohmann::json crash_to_json(const CoreFacts& facts,
-                             const std::optional<ResolvedSymbol>& symbol = std::nullopt);
 
 // The `mappings` array: one object per distinct NT_FILE path (at most 1024, in address order)
 // with its build-id from the core and the findings about it from check_mapped_files().

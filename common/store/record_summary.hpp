@@ -1,26 +1,20 @@
 // The few fields of a record that list-style readers need (corectl list/groups, the exporter's
-// scan), read in one pass over the JSON text without building a DOM: the large free-form
-// sections (crash frames, mappings) are validated and skipped.
+// scan), read in one pass over the JSON text without building a DOM: nlohmann's SAX parser walks
+// the whole text and only the fields below are kept, the large free-form sections (crash frames,
+// mappings) are validated and dropped.
 //
-// Acceptance is nlohmann::json::parse()'s, byte for byte: text it rejects (bad UTF-8, a lone
-// surrogate, a number that overflows a double, trailing bytes) is an error here too, so a record
-// a summary reader counts is one every full reader can open. Each field keeps its JSON type, so
-// every caller applies its own rules (and keeps the ones it had) on top.
-//
-// This header builds without <expected> (the libFuzzer target is compiled with clang 14, whose
-// libstdc++ 12 headers hide std::expected); the Expected wrapper is declared only when the
-// library provides it.
+// Acceptance is the full reader's (parse_record_json() in common/store/record.hpp) by
+// construction: the same size and depth bounds (common/base/json_bounds.hpp), then the same
+// nlohmann parser, only with a handler that keeps a few fields instead of building a DOM. So a
+// record a summary reader counts is one every full reader can open. Each field keeps its JSON
+// type, so every caller applies its own rules (and keeps the ones it had) on top.
 #pragma once
 
+#include "common/base/error.hpp"
+
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <version>
-
-#if defined(__cpp_lib_expected)
-#include "common/base/error.hpp"
-#endif
 
 namespace common {
 
@@ -49,15 +43,8 @@ struct SummaryValue {
   std::string text;              // kind string, decoded (valid UTF-8)
 
   bool is_string() const { return kind == JsonKind::string; }
-  bool is_integer() const {
-    return kind == JsonKind::integer || kind == JsonKind::unsigned_integer;
-  }
-  bool is_number() const { return is_integer() || kind == JsonKind::floating; }
   // The string, or "" for any other kind.
   const std::string& str_or_empty() const;
-  // An integer as int64_t (a uint64 above INT64_MAX wraps, as nlohmann's get<int64_t>() does);
-  // nullopt for other kinds.
-  std::optional<int64_t> as_int64() const;
   bool operator==(const SummaryValue&) const = default;
 };
 
@@ -108,21 +95,8 @@ struct RecordSummary {
   bool operator==(const RecordSummary&) const = default;
 };
 
-// Reads the summary of a record's JSON text (which must be one object). Returns false when the
-// text is not valid JSON or not an object, with `error` saying what and at which byte offset.
-// Never reads outside `text`; nesting is skipped without recursion, so depth is unlimited.
-bool read_record_summary(std::string_view text, RecordSummary& out, std::string& error);
-
-#if defined(__cpp_lib_expected)
-// read_record_summary() for code built with std::expected: the summary, or what is malformed.
-inline Expected<RecordSummary> parse_record_summary(std::string_view text) {
-  RecordSummary out;
-  std::string error;
-  if (!read_record_summary(text, out, error)) {
-    return fail("record is not valid JSON: " + error);
-  }
-  return out;
-}
-#endif
+// Reads the summary of a record's JSON text (which must be one object): the summary, or why the
+// text is not a record (too large, nested too deep, not valid JSON, not an object).
+Expected<RecordSummary> read_record_summary(std::string_view text);
 
 } // namespace common

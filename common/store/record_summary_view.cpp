@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace common {
 
@@ -68,8 +69,7 @@ bool object_or_missing(const SummaryValue& self) {
   return self.kind == JsonKind::absent || self.kind == JsonKind::object;
 }
 
-} // namespace
-
+// The crash site in one short phrase (see RecordView::site).
 std::string crash_site(const RecordSummary::Crash& crash) {
   if (const auto& chain = crash.signature_chain.str_or_empty(); !chain.empty()) {
     return chain;
@@ -91,6 +91,7 @@ std::string crash_site(const RecordSummary::Crash& crash) {
   return {};
 }
 
+// The view of a summary (its strings are moved out), or why the record is malformed.
 Expected<RecordView> view_of(RecordSummary& s) {
   if (!object_or_missing(s.core.self) || !object_or_missing(s.store.self)) {
     return fail("record sections 'core' and 'store' must be objects");
@@ -149,13 +150,14 @@ Expected<RecordView> view_of(RecordSummary& s) {
   return r;
 }
 
+} // namespace
+
 Expected<RecordView> read_record_view(std::string_view text) {
-  RecordSummary summary;
-  std::string error;
-  if (!read_record_summary(text, summary, error)) {
-    return fail("record is not valid JSON: " + error);
+  auto summary = read_record_summary(text);
+  if (!summary) {
+    return std::unexpected(std::move(summary.error()));
   }
-  return view_of(summary);
+  return view_of(*summary);
 }
 
 } // namespace common

@@ -35,14 +35,10 @@ struct RecordView {
   std::string site;      // the crash site in one phrase (see crash_site()), "" when unknown
 };
 
-// The view of a summary (its strings are moved out), or why the record is malformed.
-Expected<RecordView> view_of(RecordSummary& summary);
-
-// read_record_summary() and view_of() in one step.
+// The view of a record's text (read_record_summary(), then the full reader's type rules), or why
+// the record is malformed. `site` is the crash site in one short phrase: the frames signature v2
+// grouped by ("f ← g ← h"), else the symbol ("name+0x10"), else the module's basename and offset
+// (enough for addr2line), else "".
 Expected<RecordView> read_record_view(std::string_view text);
-
-// The crash site in one short phrase: the frames signature v2 grouped by ("f ← g ← h"), else the
-// symbol ("name+0x10"), else the module's basename and offset (enough for addr2line), else "".
-std::string crash_site(const RecordSummary::Crash& crash);
 
 } // namespace common

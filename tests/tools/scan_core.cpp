@@ -1,11 +1,13 @@
 // scan_core: reads an ELF core on stdin, prints the scanner's facts as JSON (for the integration
-// tests and for looking at a core by hand). With --resolve, also resolves the crash symbol and
-// checks the mapped files on disk, as the handler would; with --unwind, unwinds every thread and
-// prints the schema-2 crash object (stacks, signature v2) instead; with --legacy-frames, adds the
+// tests and for looking at a core by hand), the crash object with the scanner's best-effort
+// frames. With --resolve, also resolves the crash symbol and checks the mapped files on disk, as
+// the handler would; with --unwind, unwinds every thread and prints the crash object the handler
+// writes (stacks, signature v2, no best-effort frames) instead; with --legacy-frames, adds the
 // names the schema-1 handler gave the crash site and its best-effort frames.
 //
 //   scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] [--chunk N] < core
 #include "common/base/escape.hpp"
+#include "common/base/hex.hpp"
 #include "common/crash/analysis.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/elf_core.hpp"
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <iostream>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -129,7 +132,22 @@ int main(int argc, char** argv) {
     out["analysis_ms"] =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   } else {
-    out["crash"] = common::crash_to_json(f, symbol);
+    // The facts and the resolved crash symbol, with the scanner's best-effort frames that
+    // schema-1 records showed (what the tests of the scanner check).
+    common::CrashAnalysis resolved;
+    resolved.symbol = symbol;
+    out["crash"] = common::crash_to_json(f, resolved);
+    nlohmann::json frames = nlohmann::json::array();
+    for (const auto& fr : f.frames) {
+      frames.push_back(
+          {{"address", common::hex_u64(fr.address)},
+           {"module", fr.module.empty() ? nlohmann::json(nullptr)
+                                        : nlohmann::json(common::to_valid_utf8(fr.module))},
+           {"offset", fr.module_offset ? nlohmann::json(common::hex_u64(*fr.module_offset))
+                                       : nlohmann::json(nullptr)},
+           {"best_effort", true}});
+    }
+    out["crash"]["frames"] = std::move(frames);
   }
   out["mappings"] = common::mappings_to_json(f, findings);
   out["facts"] = extra_facts(f);

@@ -1,12 +1,16 @@
-// The summary nlohmann's full parse implies, for checking read_record_summary() against it
-// (unit test and fuzz target; header-only and free of std::expected so clang builds it too).
+// The summary the full reader's parse implies, for checking read_record_summary() against it
+// (unit test and fuzz target; header-only, so the fuzz build compiles it with its own flags).
 #pragma once
 
+#include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <initializer_list>
+#include <optional>
+#include <string_view>
+#include <utility>
 
 namespace test {
 
@@ -64,6 +68,16 @@ inline SummaryValue expected_at(const json& j, std::initializer_list<const char*
     break;
   }
   return v;
+}
+
+// The DOM of record text when the full reader accepts it as an object (parse_record_json(): the
+// size and depth bounds, then nlohmann), else nullopt: what read_record_summary() must accept.
+inline std::optional<json> full_reader_object(std::string_view text) {
+  auto j = common::parse_record_json(text);
+  if (!j || !j->is_object()) {
+    return std::nullopt;
+  }
+  return std::move(*j);
 }
 
 // The summary nlohmann's parse implies, built path by path.

@@ -285,8 +285,14 @@ std::string dump(const CoreFacts& f) {
     threads += std::to_string(t.tid) + ":" + std::to_string(t.stack_base) + ":" +
                std::to_string(t.stack.size()) + ":" + std::to_string(t.gregs.size()) + ";";
   }
-  return common::crash_to_json(f).dump() + common::mappings_to_json(f).dump() +
-         std::to_string(f.files.size()) + f.fname + f.psargs + threads;
+  std::string frames;
+  for (const auto& fr : f.frames) {
+    frames += std::to_string(fr.address) + ":" + fr.module + ":" +
+              std::to_string(fr.module_offset.value_or(0)) + ";";
+  }
+  return common::crash_to_json(f, common::CrashAnalysis{}).dump() +
+         common::mappings_to_json(f).dump() + std::to_string(f.files.size()) + f.fname + f.psargs +
+         threads + frames;
 }
 
 } // namespace
@@ -333,13 +339,13 @@ TEST_CASE("x86_64 core: notes, build-ids, crash site, frames", "[elf_core]") {
   CHECK(f.received == core.size());
   CHECK_FALSE(f.truncated);
 
-  const auto j = common::crash_to_json(f);
+  CHECK_FALSE(f.frames.empty()); // best-effort frames from the stack window
+  const auto j = common::crash_to_json(f, common::CrashAnalysis{});
   CHECK(j["pc"] == "0x555555555139");
   CHECK(j["fault_address"] == "0x0");
   CHECK(j["module_offset"] == "0x1139");
   CHECK(j["si_code_name"] == "SEGV_MAPERR");
   CHECK(j["symbol"].is_null());
-  CHECK(j["frames"][0]["best_effort"] == true);
   const auto m = common::mappings_to_json(f);
   REQUIRE(m.size() == 2);
   CHECK(m[1]["build_id"] == "11223344");
@@ -472,7 +478,7 @@ TEST_CASE("truncated streams keep what arrived", "[elf_core]") {
       CHECK(f.threads == 2);
       CHECK(f.module == "/usr/bin/crashy");
     }
-    CHECK_NOTHROW(common::crash_to_json(f).dump());
+    CHECK_NOTHROW(common::crash_to_json(f, common::CrashAnalysis{}).dump());
   }
 }
 
@@ -488,7 +494,7 @@ TEST_CASE("garbage and foreign ELF files", "[elf_core]") {
       std::memcpy(junk.data(), hdr.data(), 64);
     }
     const CoreFacts f = scan(junk, 1 + rng() % 100);
-    CHECK_NOTHROW(common::crash_to_json(f).dump());
+    CHECK_NOTHROW(common::crash_to_json(f, common::CrashAnalysis{}).dump());
     CHECK_NOTHROW(common::mappings_to_json(f).dump());
   }
   Bytes core = typical().build();
@@ -591,7 +597,7 @@ TEST_CASE("hostile notes", "[elf_core]") {
                          nt_file({{k_exe, k_exe + 0x3000, 0, "/tmp/\xff\"x\n"}})));
     const CoreFacts f = scan(c.build());
     CHECK(f.module == "/tmp/\xff\"x\n");
-    CHECK_NOTHROW(common::crash_to_json(f).dump());
+    CHECK_NOTHROW(common::crash_to_json(f, common::CrashAnalysis{}).dump());
     CHECK_NOTHROW(common::mappings_to_json(f).dump());
   }
 }
@@ -651,7 +657,7 @@ TEST_CASE("a stream note parser fed in pieces equals the buffer walk", "[elf_cor
 }
 
 TEST_CASE("empty facts give all keys, null when unknown", "[elf_core]") {
-  const auto j = common::crash_to_json(CoreFacts{});
+  const auto j = common::crash_to_json(CoreFacts{}, common::CrashAnalysis{});
   for (const char* key : {"si_code", "si_code_name", "fault_address", "pc", "sp", "tid", "module",
                           "module_offset", "build_id", "symbol", "signature"}) {
     INFO(key);
@@ -659,7 +665,7 @@ TEST_CASE("empty facts give all keys, null when unknown", "[elf_core]") {
     CHECK(j[key].is_null());
   }
   CHECK(j["threads"] == 0);
-  CHECK(j["frames"].empty());
+  CHECK(j.at("stacks").empty());
 }
 
 extern "C" __attribute__((noinline)) int pc_test_symbol_target(int x) {

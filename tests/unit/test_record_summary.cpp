@@ -1,6 +1,7 @@
-// The summary reader against the full parser: for every text, read_record_summary() must accept
-// exactly what nlohmann accepts (as an object) and find the same value, of the same JSON type,
-// at every path it reports.
+// The summary reader against the full reader: for every text, read_record_summary() must accept
+// exactly what parse_record_json() accepts (as an object: the same bounds, then nlohmann) and
+// find the same value, of the same JSON type, at every path it reports.
+#include "common/base/json_bounds.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"
@@ -9,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,19 +21,29 @@ using namespace std::string_literals;
 
 namespace {
 
-// The oracle: same verdict as nlohmann, same fields when both accept.
-void check_same_as_nlohmann(const std::string& text) {
+// An integer field as int64_t (a uint64 above INT64_MAX wraps, as nlohmann's get<int64_t>()
+// does); nullopt for other kinds.
+std::optional<int64_t> as_int64(const SummaryValue& v) {
+  if (v.kind == JsonKind::integer) {
+    return v.integer;
+  }
+  if (v.kind == JsonKind::unsigned_integer) {
+    return static_cast<int64_t>(v.unsigned_integer);
+  }
+  return std::nullopt;
+}
+
+// The oracle: same verdict as the full reader, same fields when both accept.
+void check_same_as_full_reader(const std::string& text) {
   INFO("text: " << text.substr(0, 2000));
-  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  RecordSummary s;
-  std::string error;
-  const bool ok = read_record_summary(text, s, error);
-  INFO("summary error: " << error);
-  REQUIRE(ok == (!j.is_discarded() && j.is_object()));
-  if (ok) {
-    REQUIRE(s == test::summary_from(j));
+  const auto j = test::full_reader_object(text);
+  const auto s = read_record_summary(text);
+  INFO("summary error: " << (s ? std::string() : s.error().message));
+  REQUIRE(s.has_value() == j.has_value());
+  if (s) {
+    REQUIRE(*s == test::summary_from(*j));
   } else {
-    CHECK_FALSE(error.empty());
+    CHECK_FALSE(s.error().message.empty());
   }
 }
 
@@ -75,13 +87,30 @@ Record handler_like() {
   f.build_id = "abcdef0123456789";
   f.signature = "0011223344556677";
   for (uint64_t i = 0; i < 32; ++i) {
-    f.frames.push_back(StackFrame{0x55d0c0de0000 + i * 16, "/usr/lib/libruby.so.3.1", i * 8});
     f.files.push_back(FileMapping{0x7f0000000000 + i * 0x1000, 0x7f0000000000 + (i + 1) * 0x1000, i,
                                   "/usr/lib/lib" + std::to_string(i) + ".so"});
   }
   f.expected_size = 1 << 20;
   f.received = 1 << 20;
-  r.crash = crash_to_json(f, ResolvedSymbol{"rb_vm_exec", 0x42, true});
+  CrashAnalysis a;
+  a.symbol = ResolvedSymbol{"rb_vm_exec", 0x42, true};
+  a.signature = SignatureV2{"0011223344556677", "v2|11|rb_vm_exec|main", {"rb_vm_exec", "main"}};
+  // Small enough that the truncation test below (every prefix) stays quick.
+  for (int64_t t = 0; t < 2; ++t) {
+    ThreadTrace trace{42 + t, t == 0, "ruby", "R", {}, ""};
+    for (uint64_t i = 0; i < 4; ++i) {
+      Frame frame;
+      frame.pc = 0x55d0c0de0000 + i * 16;
+      frame.trust = i == 0 ? FrameTrust::context : FrameTrust::cfi;
+      frame.module = "/usr/lib/libruby.so.3.1";
+      frame.module_offset = i * 8;
+      frame.symbol = ResolvedSymbol{"fn" + std::to_string(i), i, true};
+      frame.source = SourceLine{"vm.c", static_cast<int>(i)};
+      trace.frames.push_back(std::move(frame));
+    }
+    a.stacks.push_back(std::move(trace));
+  }
+  r.crash = crash_to_json(f, a);
   r.mappings = mappings_to_json(f);
   r.container = {{"cgroup", "/system.slice/ruby.service"}};
   r.handler.version = "1.0";
@@ -146,20 +175,20 @@ TEST_CASE("summary fields equal the full parse of written records", "[record_sum
   for (const auto& [name, record] : cases) {
     SECTION(name) {
       const std::string text = to_json_text(record);
-      check_same_as_nlohmann(text);
+      check_same_as_full_reader(text);
       // And against the typed record for the fields both have.
       auto full = parse_record(text);
       REQUIRE(full);
-      auto s = parse_record_summary(text);
+      auto s = read_record_summary(text);
       REQUIRE(s);
       CHECK(s->id.text == full->id);
       CHECK(s->time.text == full->time);
       CHECK(s->hostname.text == full->hostname);
       CHECK(s->executable.text == full->executable);
-      CHECK(s->signal.as_int64() == full->signal);
+      CHECK(as_int64(s->signal) == full->signal);
       CHECK(s->signal_name.text == full->signal_name);
-      CHECK(s->pid.as_int64() == full->pid);
-      CHECK(s->uid.as_int64() == full->uid);
+      CHECK(as_int64(s->pid) == full->pid);
+      CHECK(as_int64(s->uid) == full->uid);
       CHECK(s->comm.text == full->comm);
       CHECK(s->core.present.boolean == full->core.present);
       CHECK(parse_core_reason(s->core.reason.text) == full->core.reason);
@@ -171,7 +200,7 @@ TEST_CASE("summary fields equal the full parse of written records", "[record_sum
             full->core.removed);
       CHECK(s->store.host.text == full->store_host);
       CHECK(s->store.executable.text == full->store_exe);
-      CHECK(s->schema.as_int64() == full->schema);
+      CHECK(as_int64(s->schema) == full->schema);
       CHECK(s->executable_deleted.boolean == full->executable_deleted);
       CHECK(s->crash.signature.str_or_empty() ==
             (full->crash.contains("signature") && full->crash["signature"].is_string()
@@ -182,7 +211,7 @@ TEST_CASE("summary fields equal the full parse of written records", "[record_sum
 }
 
 TEST_CASE("summary of a handler record finds the crash site", "[record_summary]") {
-  auto s = parse_record_summary(to_json_text(handler_like()));
+  auto s = read_record_summary(to_json_text(handler_like()));
   REQUIRE(s);
   CHECK(s->crash.self.kind == JsonKind::object);
   CHECK(s->crash.symbol.kind == JsonKind::object);
@@ -193,15 +222,16 @@ TEST_CASE("summary of a handler record finds the crash site", "[record_summary]"
   CHECK(s->crash.si_code_name.text == "SEGV_MAPERR");
   CHECK(s->crash.fault_address.text == "0x0");
   CHECK(s->crash.signature.text == "0011223344556677");
+  CHECK(s->crash.signature_chain.text == "rb_vm_exec ← main");
 }
 
 TEST_CASE("summary decodes string escapes", "[record_summary]") {
-  auto s = parse_record_summary(
+  auto s = read_record_summary(
       R"({"hostname": "a\"b\\c\/d\be\ff\ng\rh\ti\u0041\u00e9\u20ac\ud83d\ude00\u0000z"})");
   REQUIRE(s);
   CHECK(s->hostname.text == "a\"b\\c/d\be\ff\ng\rh\tiA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\0z"s);
   // Escapes in keys are decoded before matching, as nlohmann does.
-  auto k = parse_record_summary(R"({"hos\u0074name": "x", "\u0063ore": {"present": true}})");
+  auto k = read_record_summary(R"({"hos\u0074name": "x", "\u0063ore": {"present": true}})");
   REQUIRE(k);
   CHECK(k->hostname.text == "x");
   CHECK(k->core.present.boolean);
@@ -302,29 +332,73 @@ TEST_CASE("summary agrees with nlohmann on hand-made inputs", "[record_summary]"
       "{\"a\":" + std::string(3000, '{') + "}",
   };
   for (const auto& text : texts) {
-    check_same_as_nlohmann(text);
+    check_same_as_full_reader(text);
   }
+}
+
+TEST_CASE("summary applies the full reader's size and depth bounds", "[record_summary]") {
+  // Nested objects under a record that is otherwise fine: `depth` levels in all.
+  auto nested = [](size_t depth) {
+    std::string text = "{\"id\":\"x\",\"crash\":";
+    for (size_t i = 2; i < depth; ++i) {
+      text += "{\"a\":";
+    }
+    text += "{}" + std::string(depth - 2, '}') + "}";
+    return text;
+  };
+  const auto deepest = read_record_summary(nested(k_max_json_depth));
+  REQUIRE(deepest);
+  CHECK(deepest->id.text == "x");
+  CHECK(deepest->crash.self.kind == JsonKind::object);
+  const auto too_deep = read_record_summary(nested(k_max_json_depth + 1));
+  REQUIRE_FALSE(too_deep);
+  CHECK(too_deep.error().message == "record is nested deeper than 64 levels");
+  check_same_as_full_reader(nested(k_max_json_depth));
+  check_same_as_full_reader(nested(k_max_json_depth + 1));
+
+  // A padded record exactly at the readers' size limit, and one byte above it.
+  const std::string head = "{\"id\":\"x\",\"pad\":\"";
+  std::string largest = head + std::string(k_max_record_bytes - head.size() - 2, 'p') + "\"}";
+  REQUIRE(largest.size() == k_max_record_bytes);
+  CHECK(read_record_summary(largest));
+  const auto too_large = read_record_summary(largest + " ");
+  REQUIRE_FALSE(too_large);
+  CHECK(too_large.error().message ==
+        "record is larger than " + std::to_string(k_max_record_bytes) + " bytes");
+  check_same_as_full_reader(largest);
+  check_same_as_full_reader(largest + " ");
+}
+
+TEST_CASE("summary errors say where, never quote the record", "[record_summary]") {
+  // nlohmann's messages end with the last token read, which here is record text.
+  const auto bad = read_record_summary("{\"id\": \"\u202e-hidden-\xff\"}");
+  REQUIRE_FALSE(bad);
+  INFO(bad.error().message);
+  CHECK(bad.error().message.starts_with("record is not valid JSON at byte "));
+  CHECK(bad.error().message.find("hidden") == std::string::npos);
+  const auto list = read_record_summary("[1]");
+  REQUIRE_FALSE(list);
+  CHECK(list.error().message == "record is not a JSON object");
 }
 
 TEST_CASE("summary rejects every truncation and survives every byte change", "[record_summary]") {
   std::string text = to_json_text(handler_like());
   text.pop_back(); // the trailing newline: without it, every shorter prefix is incomplete
-  REQUIRE(parse_record_summary(text));
+  REQUIRE(read_record_summary(text));
   for (size_t n = 0; n < text.size(); ++n) {
     // A copy of exactly n bytes, so a sanitizer sees any read past the end.
     const std::string prefix = text.substr(0, n);
-    RecordSummary s;
-    std::string error;
     INFO("prefix of " << n << " bytes");
-    REQUIRE_FALSE(read_record_summary(prefix, s, error));
-    REQUIRE_FALSE(error.empty());
+    const auto s = read_record_summary(prefix);
+    REQUIRE_FALSE(s);
+    REQUIRE_FALSE(s.error().message.empty());
   }
   // One byte replaced at a time (every 7th offset keeps this quick), against the oracle.
   for (size_t i = 0; i < text.size(); i += 7) {
     for (const char c : {'"', '\\', '{', ']', ',', '0', 'e', '\x80', '\0', ' '}) {
       std::string mutated = text;
       mutated[i] = c;
-      check_same_as_nlohmann(mutated);
+      check_same_as_full_reader(mutated);
     }
   }
 }
