@@ -59,9 +59,11 @@ struct Context {
   common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
   common::UniqueFd runtime_dir; // root-only: capture slots and rate-limit locks
   common::UniqueFd slot;        // the capture slot held (flock), when not lean
+  common::UniqueFd user_slot;   // the crashing uid's capture slot held (OFD lock), when not lean
   common::UniqueFd rate_lock;   // this executable's rate-limit lock file
   bool lean = false;            // no slot: record without reading the core
-  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the capture
+  std::string lean_reason;      // which limit made the capture lean
+  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the record
   std::unique_ptr<Watchdog> watchdog;
   std::string store_error; // why the store cannot be written, if so
   bool running_as_root = false;
@@ -217,6 +219,39 @@ void identify_crash(Context& ctx) {
   r.store_exe = common::exe_component(r.executable.empty() ? "(unknown)" : r.executable);
 }
 
+// The crashing uid's slot first, then one of all: a user whose dumps stall (a process that
+// never finishes dumping) holds at most max_captures_per_user slots for capture_timeout, and the
+// others stay free for everyone else. Without %u there is no uid to count: only max_captures.
+void take_capture_slots(Context& ctx) {
+  const int dir = ctx.runtime_dir.get();
+  const unsigned per_user = std::min(ctx.config.max_captures_per_user, ctx.config.max_captures);
+  if (ctx.args.uid && *ctx.args.uid >= 0 && *ctx.args.uid <= static_cast<uid_t>(-1)) {
+    const auto uid = static_cast<uid_t>(*ctx.args.uid);
+    auto mine = try_user_slot(dir, uid, per_user);
+    if (!mine) {
+      ctx.warnings.push_back(mine.error().message + ": no per-user admission control");
+    } else if (!*mine) {
+      ctx.lean = true;
+      ctx.lean_reason = std::to_string(per_user) + " captures of uid " + std::to_string(uid) +
+                        " already running (max_captures_per_user)";
+      return;
+    } else {
+      ctx.user_slot = std::move(*mine);
+    }
+  }
+  auto slot = try_capture_slot(dir, ctx.config.max_captures);
+  if (!slot) {
+    ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
+  } else if (!*slot) {
+    ctx.lean = true;
+    ctx.lean_reason =
+        std::to_string(ctx.config.max_captures) + " captures already running (max_captures)";
+    ctx.user_slot.reset();
+  } else {
+    ctx.slot = std::move(*slot);
+  }
+}
+
 // 5. Admission, as root: a capture slot, or the lean path. A storm of crashes must cost a
 // bounded amount of memory and CPU, and the kernel must never skip a dump because handlers are
 // busy (core_pipe_limit = 0): past max_captures, a handler records the crash without its core.
@@ -227,14 +262,7 @@ void admit_capture(Context& ctx) {
     ctx.warnings.push_back(dir.error().message + ": no admission control, capturing anyway");
   } else {
     ctx.runtime_dir = std::move(*dir);
-    auto slot = try_capture_slot(ctx.runtime_dir.get(), ctx.config.max_captures);
-    if (!slot) {
-      ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
-    } else if (!*slot) {
-      ctx.lean = true;
-    } else {
-      ctx.slot = std::move(*slot);
-    }
+    take_capture_slots(ctx);
     if (!ctx.lean && ctx.config.rate_limit_burst > 0) {
       auto lock = open_rate_lock(ctx.runtime_dir.get(), ctx.record.store_exe);
       if (lock) {
@@ -345,6 +373,15 @@ void attach_thread_names(std::vector<common::ThreadTrace>& stacks,
   }
 }
 
+// Whose rate-limit budget a crash uses: the uid of %u, none without it (then the budget is the
+// executable's: NT_PRPSINFO's uid is the crasher's own namespace's and proves nothing here).
+std::optional<uid_t> rate_owner(const common::CoreArgs& args) {
+  if (!args.uid || *args.uid < 0 || *args.uid > static_cast<int64_t>(static_cast<uid_t>(-1))) {
+    return std::nullopt;
+  }
+  return static_cast<uid_t>(*args.uid);
+}
+
 // The policy decision, with the rate limit counted and this capture's place reserved under
 // the executable's lock: concurrent crashes of one executable then never store more than the
 // burst (counting committed cores alone, all of them would see the same count).
@@ -370,10 +407,14 @@ CoreBudget decide_with_reservation(Context& ctx) {
       return b;
     }
   }
-  in.recent_cores = recent_cores(*ctx.store, ctx.record.store_exe, ctx.config.rate_limit_interval);
+  // The budget is the crashing user's (%u) for this executable: a user's crash loop never uses up
+  // another user's cores, and a system user's budget is its own too.
+  const std::optional<uid_t> owner = rate_owner(ctx.args);
+  in.recent_cores =
+      recent_cores(*ctx.store, ctx.record.store_exe, owner, ctx.config.rate_limit_interval);
   CoreBudget budget = decide_policy(ctx.config, in);
   if (budget.store) {
-    auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id);
+    auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id, owner);
     if (!reserved) {
       budget.store = false;
       budget.reason =
@@ -396,8 +437,7 @@ void stream_core(Context& ctx) {
   if (ctx.lean) {
     core.present = false;
     core.reason = CoreReason::busy;
-    core.error = std::to_string(ctx.config.max_captures) +
-                 " captures already running (max_captures): recorded without reading the core";
+    core.error = ctx.lean_reason + ": recorded without reading the core";
     return;
   }
   CoreBudget budget;
@@ -521,8 +561,9 @@ void stream_core(Context& ctx) {
 
 void capture_core(Context& ctx) {
   stream_core(ctx);
-  // The core is linked (or abandoned): it counts for the rate limit by itself from now on.
-  if (ctx.reservation) {
+  // An abandoned core releases its place at once. A committed one keeps its reservation until
+  // the record is written: until then only the reservation says whose core it is.
+  if (ctx.reservation && !ctx.record.core.present) {
     release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
   }
 }
@@ -793,6 +834,10 @@ int commit_record(Context& ctx) {
     status = 1;
     where = "record NOT written (" + ctx.store_error + ")";
   }
+  // The record names the core's uid now (or never will): the core counts by itself from here.
+  if (ctx.reservation) {
+    release_reservation(ctx.exe_dir.get(), r.id, std::move(ctx.reservation));
+  }
   for (const auto& w : ctx.warnings) {
     spdlog::warn("{}: {}", r.id, common::printable(w));
   }
@@ -958,7 +1003,7 @@ int run(const std::vector<std::string>& args) {
                      "): crash site and mappings may be missing");
     analyze_crash(ctx);        // 8. crash site, backtraces, symbols, mapped files
     grant_owner_access(ctx);   // 9. the crashing user may read their own crash
-    return commit_record(ctx); // 10. the record, then one log line
+    return commit_record(ctx); // 10. the record, the rate-limit reservation, one log line
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.
