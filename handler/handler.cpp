@@ -173,6 +173,14 @@ std::string own_hostname() {
   return buf;
 }
 
+// True when the crashed process is the system logger or PID 1 (which holds journald's sockets):
+// by its comm or its executable, as either may be all that is known.
+bool crashed_logger(const common::Record& r) {
+  constexpr std::string_view k_journald = "systemd-journald";
+  return r.pid == 1 || r.comm == k_journald.substr(0, 15) ||
+         r.executable.ends_with("/" + std::string(k_journald));
+}
+
 // 4. Identity of the crash from the arguments, and /proc while the process still exists.
 void identify_crash(Context& ctx) {
   common::Record& r = ctx.record;
@@ -213,6 +221,11 @@ void identify_crash(Context& ctx) {
     r.executable_deleted = common::strip_deleted_suffix(r.executable);
   }
   r.container = container_json(ctx.proc);
+  if (crashed_logger(r)) {
+    // The journal socket's reader is the process being dumped: a full queue never drains
+    // until this handler is done, so no log line of this run may wait for it.
+    common::set_logger_wait(common::LoggerWait::never);
+  }
   // A core of a process that changed privileges can hold secrets its user must not read.
   r.core.access = a.dump_mode == 1 ? common::CoreAccess::owner : common::CoreAccess::root_only;
   r.store_host = common::host_component(r.hostname);
