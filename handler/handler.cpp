@@ -17,6 +17,7 @@
 #include "common/store/names.hpp"
 #include "common/store/record_bound.hpp"
 #include "common/store/store.hpp"
+#include "common/store/user_view.hpp"
 #include "handler/admission.hpp"
 #include "handler/analysis_child.hpp"
 #include "handler/analysis_wire.hpp"
@@ -633,6 +634,9 @@ void analyze_crash(Context& ctx) {
   const common::CoreFacts& facts = ctx.scanner.facts();
   common::Record& r = ctx.record;
   if (!facts.is_elf) {
+    // No auxv either (nothing was read, or it is not a core): nothing shows the process changed
+    // no privileges, so the crash stays root's.
+    r.core.access = common::CoreAccess::root_only;
     return;
   }
   // The minimal pattern (%h %s %E) gives no pid, uid, gid: NT_PRPSINFO has them. Note that
@@ -659,12 +663,13 @@ void analyze_crash(Context& ctx) {
     r.signal = facts.si_signo.value_or(facts.cursig.value_or(0));
     r.signal_name = common::signal_name(r.signal);
   }
-  // A core may be given to its user only when nothing says the process held more privileges
-  // than that user: dump mode 1 and, where the core has an auxv, no AT_SECURE and real ids equal
-  // to effective ids (CVE-2022-4415 was a setuid core handed to its user).
-  const bool auxv_clean = facts.at_secure.value_or(0) == 0 &&
-                          facts.at_uid.value_or(0) == facts.at_euid.value_or(0) &&
-                          facts.at_gid.value_or(0) == facts.at_egid.value_or(0);
+  // A core may be given to its user only when the core shows the process held no more
+  // privileges than that user: dump mode 1, and an auxv with no AT_SECURE and real ids equal to
+  // effective ids (CVE-2022-4415 was a setuid core handed to its user).
+  // A core without an auxv (cut before it, or never written) proves nothing: root only.
+  const bool auxv_clean = facts.at_secure && facts.at_uid && facts.at_euid && facts.at_gid &&
+                          facts.at_egid && *facts.at_secure == 0 &&
+                          *facts.at_uid == *facts.at_euid && *facts.at_gid == *facts.at_egid;
   r.core.access =
       r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
 
@@ -725,41 +730,70 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   return f;
 }
 
+// Adds o+x to a store directory the crashing user must pass through to reach their crash: the
+// name of what is below must be known to open it, and records and cores stay unreadable without
+// their own ACL entry. Nothing per user lands on a directory that all users share.
+common::Expected<void> let_others_traverse(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return common::fail_errno("Failed to stat", errno);
+  }
+  if ((st.st_mode & S_IXOTH) == 0 && ::fchmod(fd, (st.st_mode & 07777) | S_IXOTH) != 0) {
+    return common::fail_errno("Failed to set the mode", errno);
+  }
+  return {};
+}
+
 // 9. Let the crashing user read this crash, as coredumpctl does, when the core may be theirs
-// (core.access "owner": dump mode 1, no AT_SECURE, real ids equal to effective ids). Only %u
-// counts: the uid in NT_PRPSINFO is the crasher's own namespace's, which may name another user
-// here. POSIX ACLs rather than group or mode bits: one named user, on this crash's files and the
-// directories above them, nothing for anyone else. The directories' r-x shows that user the
-// names of the store's hosts, executables and record ids beside theirs, not their contents.
+// (core.access "owner": dump mode 1, an auxv without AT_SECURE, real ids equal to effective ids)
+// and the uid is one person's (common::acl_may_grant: not root, nobody, a system or DynamicUser
+// uid, which other processes share). Only %u counts: the uid in NT_PRPSINFO is the crasher's own
+// namespace's, which may name another user here. POSIX ACLs rather than group or mode bits: one
+// named user on this crash's core and record, and on the user's own view directory
+// (.by-user/<uid>, common/store/user_view), which links to them. The store, host and executable
+// directories only become traversable by others; they never gain an entry per user.
 void grant_owner_access(Context& ctx) {
   const common::Record& r = ctx.record;
   if (!ctx.exe_dir || r.core.access != common::CoreAccess::owner || !ctx.args.uid ||
-      *ctx.args.uid == 0 || ctx.args.dump_mode != 1) {
+      ctx.args.dump_mode != 1 || *ctx.args.uid < 0 ||
+      *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
+      !common::acl_may_grant(static_cast<uid_t>(*ctx.args.uid))) {
     return;
   }
   const auto uid = static_cast<uid_t>(*ctx.args.uid);
   std::string failed;
-  auto grant = [&](int fd, common::AclAccess access, const std::string& what) {
-    if (auto g = common::grant_user_access(fd, uid, access); !g && failed.empty()) {
-      failed = common::quoted(what) + ": " + g.error().message;
+  auto check = [&](const common::Expected<void>& done, const std::string& what) {
+    if (!done && failed.empty()) {
+      failed = common::quoted(what) + ": " + done.error().message;
     }
   };
-  grant(ctx.store->fd(), common::AclAccess::list, ctx.config.store);
+  check(let_others_traverse(ctx.store->fd()), ctx.config.store);
   const int host = ::openat(ctx.store->fd(), r.store_host.c_str(),
                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (host >= 0) {
     const common::UniqueFd host_fd(host);
-    grant(host, common::AclAccess::list, r.store_host);
+    check(let_others_traverse(host), r.store_host);
+  } else {
+    check(common::fail_errno("Failed to open", errno), r.store_host);
   }
-  grant(ctx.exe_dir.get(), common::AclAccess::list, r.store_host + "/" + r.store_exe);
+  check(let_others_traverse(ctx.exe_dir.get()), r.store_host + "/" + r.store_exe);
   if (r.core.present) {
     const std::string name = r.id + std::string(common::k_core_suffix);
     const int core =
         ::openat(ctx.exe_dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (core >= 0) {
       const common::UniqueFd core_fd(core);
-      grant(core, common::AclAccess::read, name);
+      check(common::grant_user_access(core, uid, common::AclAccess::read), name);
     }
+  }
+  const std::string view_name = std::string(common::k_user_view_dir) + "/" + std::to_string(uid);
+  auto view = common::open_user_view(ctx.store->fd(), uid);
+  if (!view) {
+    check(std::unexpected(view.error()), view_name);
+  } else {
+    check(common::grant_user_access(view->get(), uid, common::AclAccess::list), view_name);
+    check(common::add_to_user_view(ctx.store->fd(), view->get(), {r.store_host, r.store_exe, r.id}),
+          view_name);
   }
   if (!failed.empty()) {
     ctx.warnings.push_back("Failed to let uid " + std::to_string(uid) + " read this crash (" +
