@@ -444,37 +444,13 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   return cat;
 }
 
-std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
-                                                 std::string_view prefix) {
-  std::string want;
-  for (char ch : prefix) {
-    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  }
-  if (want.size() > 16 || !common::is_hex(want)) {
-    return std::unexpected(LookupFailure{LookupError::bad_prefix,
-                                         "'" + std::string(prefix) +
-                                             "' is not a record id (ids are 16 hex characters)",
-                                         {}});
-  }
+namespace {
+
+using Found = std::expected<std::vector<Located>, LookupFailure>;
+
+// The records of a store we may list whose id starts with `want`.
+Found find_in_store(const common::Store& store, const std::string& want, std::string_view prefix) {
   std::vector<Located> found;
-  if (!root_listable(store)) {
-    LoadProblems problems;
-    for (auto& where : view_places(store, problems)) {
-      struct stat st {};
-      if (where.id.starts_with(want) &&
-          ::fstatat(store.fd(),
-                    common::record_relpath(where.host_dir, where.exe_dir, where.id).c_str(), &st,
-                    AT_SYMLINK_NOFOLLOW) == 0) {
-        found.push_back(std::move(where));
-      }
-    }
-    if (found.empty()) {
-      return std::unexpected(
-          LookupFailure{LookupError::denied,
-                        "No record " + std::string(prefix) + " among the records readable to you",
-                        {}});
-    }
-  }
   // Directories we may not read: "not there" must be told from "not allowed".
   size_t denied = 0;
   std::string denied_what;
@@ -485,14 +461,13 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
       denied_what = rel;
     }
   };
-  auto walked = !found.empty() ? common::Expected<size_t>(0)
-                               : store.for_each_record(
-                                     [&](const common::StoreEntry& e) {
-                                       if (e.id.starts_with(want) && common::is_record_id(e.id)) {
-                                         found.push_back({e.host, e.exe, e.id});
-                                       }
-                                     },
-                                     events);
+  auto walked = store.for_each_record(
+      [&](const common::StoreEntry& e) {
+        if (e.id.starts_with(want) && common::is_record_id(e.id)) {
+          found.push_back({e.host, e.exe, e.id});
+        }
+      },
+      events);
   if (!walked) {
     const int err = walked.error().sys_errno;
     return std::unexpected(
@@ -512,14 +487,58 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
     return std::unexpected(
         LookupFailure{LookupError::not_found, "No record with id " + std::string(prefix), {}});
   }
-  if (found.size() > 1) {
-    std::sort(found.begin(), found.end(),
+  return found;
+}
+
+// The records of the calling user's view whose id starts with `want` (and that still exist).
+// Anything else is not theirs to see, so it is "denied", never "not found".
+Found find_in_view(const common::Store& store, const std::string& want, std::string_view prefix) {
+  std::vector<Located> found;
+  LoadProblems problems;
+  for (auto& where : view_places(store, problems)) {
+    struct stat st {};
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    if (where.id.starts_with(want) &&
+        ::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      found.push_back(std::move(where));
+    }
+  }
+  if (found.empty()) {
+    return std::unexpected(
+        LookupFailure{LookupError::denied,
+                      "No record " + std::string(prefix) + " among the records readable to you",
+                      {}});
+  }
+  return found;
+}
+
+} // namespace
+
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix) {
+  std::string want;
+  for (char ch : prefix) {
+    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (want.size() > 16 || !common::is_hex(want)) {
+    return std::unexpected(LookupFailure{LookupError::bad_prefix,
+                                         "'" + std::string(prefix) +
+                                             "' is not a record id (ids are 16 hex characters)",
+                                         {}});
+  }
+  Found found =
+      root_listable(store) ? find_in_store(store, want, prefix) : find_in_view(store, want, prefix);
+  if (!found) {
+    return std::unexpected(std::move(found.error()));
+  }
+  if (found->size() > 1) {
+    std::sort(found->begin(), found->end(),
               [](const Located& a, const Located& b) { return a.id < b.id; });
     return std::unexpected(LookupFailure{LookupError::ambiguous,
                                          "Id prefix " + std::string(prefix) + " is ambiguous",
-                                         std::move(found)});
+                                         std::move(*found)});
   }
-  return found.front();
+  return found->front();
 }
 
 common::Expected<FullRecord> read_record(const common::Store& store, const Located& where) {
