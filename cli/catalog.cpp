@@ -5,6 +5,7 @@
 #include "common/base/io.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record_summary_view.hpp"
+#include "common/store/user_view.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -247,6 +248,73 @@ size_t abbrev_length(std::vector<std::string>& ids) {
   return need;
 }
 
+// True when the store root can be listed; a user who may only traverse it (o+x) reaches their
+// own crashes through their view instead (common/store/user_view).
+bool root_listable(const common::Store& store) {
+  const int fd = ::openat(store.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+// The crashes of the calling user's view, each read from its place in the store (a view names
+// places, never content). Links whose record is gone (retention removed it) are skipped.
+std::vector<Located> view_places(const common::Store& store, LoadProblems& problems) {
+  size_t malformed = 0;
+  auto entries = common::read_user_view(store.fd(), ::getuid(), malformed);
+  if (!entries) {
+    // No view (ENOENT: the user never had a crash they may read) is no permission either.
+    const int err = entries.error().sys_errno == ENOENT ? EACCES : entries.error().sys_errno;
+    note(problems, err, "Failed to open store " + common::quoted(store.root()));
+    return {};
+  }
+  ++problems.readable_dirs;
+  problems.malformed += malformed;
+  std::vector<Located> out;
+  for (auto& e : *entries) {
+    out.push_back({std::move(e.host), std::move(e.exe), std::move(e.id)});
+  }
+  return out;
+}
+
+Catalog load_user_view(const common::Store& store, const Filter& filter) {
+  Catalog cat;
+  std::vector<std::string> ids;
+  for (const auto& where : view_places(store, cat.problems)) {
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    auto text = common::read_file(store.fd(), rel, common::k_max_record_bytes);
+    if (!text) {
+      if (text.error().sys_errno != ENOENT) {
+        note(cat.problems, text.error().sys_errno, "Failed to read " + common::quoted(rel));
+      }
+      continue;
+    }
+    auto crash = summarise(*text);
+    if (!crash || crash->id != where.id) {
+      ++cat.problems.malformed;
+      first_problem(cat.problems, "Malformed record " + common::quoted(rel));
+      continue;
+    }
+    struct stat st {};
+    crash->core_file =
+        ::fstatat(store.fd(), common::core_relpath(where.host_dir, where.exe_dir, where.id).c_str(),
+                  &st, AT_SYMLINK_NOFOLLOW) == 0;
+    crash->host_dir = where.host_dir;
+    crash->exe_dir = where.exe_dir;
+    ids.push_back(where.id);
+    if (filter.matches(*crash)) {
+      cat.crashes.push_back(std::move(*crash));
+    }
+  }
+  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
+    return a.time != b.time ? a.time < b.time : a.id < b.id;
+  });
+  cat.id_abbrev = abbrev_length(ids);
+  return cat;
+}
+
 } // namespace
 
 bool Filter::matches(const Crash& c) const {
@@ -273,6 +341,9 @@ bool Filter::matches(const Crash& c) const {
 }
 
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {
+  if (!root_listable(store)) {
+    return load_user_view(store, filter); // a handful of records: no cache
+  }
   Catalog cat;
   // Host and full-path executable filters name their directories exactly (the components are a
   // pure function of the name), so other directories need not be read at all.
@@ -373,18 +444,12 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   return cat;
 }
 
-std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
-                                                 std::string_view prefix) {
-  std::string want;
-  for (char ch : prefix) {
-    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  }
-  if (want.size() > 16 || !common::is_hex(want)) {
-    return std::unexpected(LookupFailure{LookupError::bad_prefix,
-                                         "'" + std::string(prefix) +
-                                             "' is not a record id (ids are 16 hex characters)",
-                                         {}});
-  }
+namespace {
+
+using Found = std::expected<std::vector<Located>, LookupFailure>;
+
+// The records of a store we may list whose id starts with `want`.
+Found find_in_store(const common::Store& store, const std::string& want, std::string_view prefix) {
   std::vector<Located> found;
   // Directories we may not read: "not there" must be told from "not allowed".
   size_t denied = 0;
@@ -422,14 +487,58 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
     return std::unexpected(
         LookupFailure{LookupError::not_found, "No record with id " + std::string(prefix), {}});
   }
-  if (found.size() > 1) {
-    std::sort(found.begin(), found.end(),
+  return found;
+}
+
+// The records of the calling user's view whose id starts with `want` (and that still exist).
+// Anything else is not theirs to see, so it is "denied", never "not found".
+Found find_in_view(const common::Store& store, const std::string& want, std::string_view prefix) {
+  std::vector<Located> found;
+  LoadProblems problems;
+  for (auto& where : view_places(store, problems)) {
+    struct stat st {};
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    if (where.id.starts_with(want) &&
+        ::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      found.push_back(std::move(where));
+    }
+  }
+  if (found.empty()) {
+    return std::unexpected(
+        LookupFailure{LookupError::denied,
+                      "No record " + std::string(prefix) + " among the records readable to you",
+                      {}});
+  }
+  return found;
+}
+
+} // namespace
+
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix) {
+  std::string want;
+  for (char ch : prefix) {
+    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (want.size() > 16 || !common::is_hex(want)) {
+    return std::unexpected(LookupFailure{LookupError::bad_prefix,
+                                         "'" + std::string(prefix) +
+                                             "' is not a record id (ids are 16 hex characters)",
+                                         {}});
+  }
+  Found found =
+      root_listable(store) ? find_in_store(store, want, prefix) : find_in_view(store, want, prefix);
+  if (!found) {
+    return std::unexpected(std::move(found.error()));
+  }
+  if (found->size() > 1) {
+    std::sort(found->begin(), found->end(),
               [](const Located& a, const Located& b) { return a.id < b.id; });
     return std::unexpected(LookupFailure{LookupError::ambiguous,
                                          "Id prefix " + std::string(prefix) + " is ambiguous",
-                                         std::move(found)});
+                                         std::move(*found)});
   }
-  return found.front();
+  return found->front();
 }
 
 common::Expected<FullRecord> read_record(const common::Store& store, const Located& where) {

@@ -1,7 +1,10 @@
 #include "handler/admission.hpp"
 
 #include "common/base/io.hpp"
+#include "common/base/parse.hpp"
 #include "common/base/sha256.hpp"
+#include "common/store/record.hpp"
+#include "common/store/record_summary.hpp"
 #include "common/store/store.hpp"
 
 #include <fcntl.h>
@@ -11,6 +14,7 @@
 
 #include <cerrno>
 #include <ctime>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -22,6 +26,12 @@ namespace {
 // is held for one walk of the store), few enough that a name flood cannot fill /run.
 constexpr size_t k_rate_bucket_hex = 2; // 256 files
 constexpr std::string_view k_reservation_suffix = ".reserved";
+// Per-uid capture slots: bytes `uid * k_user_slot_stride + i` of one file. The stride is the
+// largest max_captures_per_user the configuration accepts, so no two uids ever share a byte.
+constexpr off_t k_user_slot_stride = 4096;
+constexpr const char* k_user_slots = "user-slots";
+// A reservation holds a uid in decimal, nothing else.
+constexpr size_t k_reservation_max = 32;
 
 common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& name) {
   // Root-only files in a root-only directory: the store user (and so a compromised exporter)
@@ -66,6 +76,33 @@ common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned ma
     }
     if (errno != EWOULDBLOCK) {
       return common::fail_errno("Failed to lock capture slot " + std::to_string(i), errno);
+    }
+  }
+  return common::UniqueFd();
+}
+
+common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid,
+                                                 unsigned max_per_user) {
+  const unsigned slots = std::min<unsigned>(max_per_user, k_user_slot_stride);
+  for (unsigned i = 0; i < slots; ++i) {
+    // One open file description per attempt: an OFD lock belongs to the description, so the
+    // slot is held exactly as long as the descriptor returned (and ends with the handler).
+    auto file = open_lock_file(runtime_dir, k_user_slots);
+    if (!file) {
+      return std::unexpected(file.error());
+    }
+    struct flock lock {};
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    lock.l_start = static_cast<off_t>(uid) * k_user_slot_stride + static_cast<off_t>(i);
+    lock.l_len = 1;
+    if (::fcntl(file->get(), F_OFD_SETLK, &lock) == 0) {
+      return std::move(*file);
+    }
+    if (errno != EAGAIN && errno != EACCES) {
+      return common::fail_errno("Failed to lock capture slot " + std::to_string(i) + " of uid " +
+                                    std::to_string(uid),
+                                errno);
     }
   }
   return common::UniqueFd();
@@ -131,31 +168,84 @@ bool reservation_alive(int dirfd, const std::string& name) {
   return false;
 }
 
-// Adds the id of `name` to `ids` when it is a core or a live reservation newer than `cutoff`.
-void count_recent(int dirfd, std::string_view name, time_t cutoff,
-                  std::set<std::string, std::less<>>& ids) {
-  std::string_view id;
-  if (name.ends_with(common::k_core_suffix) && !name.starts_with('.')) {
-    id = name.substr(0, name.size() - common::k_core_suffix.size());
-  } else if (name.starts_with(".#") && name.ends_with(k_reservation_suffix)) {
-    id = name.substr(2, name.size() - 2 - k_reservation_suffix.size());
-  } else {
-    return;
+// The uid a reservation counts for, if it names one.
+std::optional<uid_t> reservation_owner(int dirfd, const std::string& name) {
+  auto text = common::read_file(dirfd, name, k_reservation_max);
+  if (!text) {
+    return std::nullopt;
   }
+  const auto uid = common::parse_number<uid_t>(*text);
+  return uid ? std::optional<uid_t>(*uid) : std::nullopt;
+}
+
+// The uid of a committed core's record (%u, as the handler wrote it), if it can be read.
+std::optional<uid_t> record_owner(int dirfd, std::string_view id) {
+  auto text = common::read_file(dirfd, std::string(id) + std::string(common::k_record_suffix),
+                                common::k_max_record_bytes);
+  if (!text) {
+    return std::nullopt;
+  }
+  auto summary = common::parse_record_summary(*text);
+  if (!summary || summary->uid.kind != common::JsonKind::unsigned_integer ||
+      summary->uid.unsigned_integer > static_cast<uid_t>(-1)) {
+    return std::nullopt;
+  }
+  return static_cast<uid_t>(summary->uid.unsigned_integer);
+}
+
+bool newer_than(int dirfd, std::string_view name, time_t cutoff) {
   struct stat st {};
-  if (::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-      st.st_mtime < cutoff) {
-    return;
+  return ::fstatat(dirfd, std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         st.st_mtime >= cutoff;
+}
+
+// Adds to `ids` the ids of the cores and live reservations of one executable directory newer
+// than `cutoff` that count for `owner` (every one without an owner).
+void count_recent(int dirfd, time_t cutoff, std::optional<uid_t> owner,
+                  std::set<std::string, std::less<>>& ids) {
+  std::set<std::string, std::less<>> cores;
+  std::set<std::string, std::less<>> reserved;
+  (void)common::list_dir(
+      dirfd,
+      [&](std::string_view name) {
+        if (name.ends_with(common::k_core_suffix) && !name.starts_with('.')) {
+          cores.emplace(name.substr(0, name.size() - common::k_core_suffix.size()));
+        } else if (name.starts_with(".#") && name.ends_with(k_reservation_suffix)) {
+          reserved.emplace(name.substr(2, name.size() - 2 - k_reservation_suffix.size()));
+        }
+      },
+      common::Hidden::include); // the reservations are ".#<id>.reserved"
+  // A reservation outlives its core's commit until the record is written: while it lives it
+  // says whose the core is, and then the record does.
+  std::map<std::string, std::optional<uid_t>, std::less<>> live;
+  for (const auto& id : reserved) {
+    const std::string name = reservation_name(id);
+    if (newer_than(dirfd, name, cutoff) && reservation_alive(dirfd, name)) {
+      live.emplace(id, reservation_owner(dirfd, name));
+    }
   }
-  if (name.starts_with(".#") && !reservation_alive(dirfd, std::string(name))) {
-    return;
+  for (const auto& [id, who] : live) {
+    if (!owner || who == owner) {
+      ids.emplace(id);
+    }
   }
-  ids.emplace(id);
+  for (const auto& id : cores) {
+    if (ids.contains(id) || !newer_than(dirfd, id + std::string(common::k_core_suffix), cutoff)) {
+      continue;
+    }
+    if (!owner) {
+      ids.emplace(id);
+    } else if (auto it = live.find(id);
+               it != live.end() ? it->second == owner : record_owner(dirfd, id) == owner) {
+      ids.emplace(id);
+    }
+  }
 }
 
 } // namespace
 
-common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id) {
+common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id,
+                                                std::optional<uid_t> owner) {
   const std::string name = reservation_name(id);
   const int fd = ::openat(exe_dir, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                           common::k_file_mode);
@@ -168,6 +258,13 @@ common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& 
     ::unlinkat(exe_dir, name.c_str(), 0);
     return common::fail_errno("Failed to lock " + common::quoted(name), err);
   }
+  if (owner) {
+    const std::string text = std::to_string(*owner);
+    if (auto w = common::write_all(fd, std::string_view(text)); !w) {
+      ::unlinkat(exe_dir, name.c_str(), 0);
+      return std::unexpected(w.error());
+    }
+  }
   return file;
 }
 
@@ -177,7 +274,8 @@ void release_reservation(int exe_dir, const std::string& id, common::UniqueFd fd
   fd.reset();
 }
 
-unsigned recent_cores(const common::Store& store, const std::string& exe, unsigned interval) {
+unsigned recent_cores(const common::Store& store, const std::string& exe,
+                      std::optional<uid_t> owner, unsigned interval) {
   if (exe.empty()) {
     return 0; // an empty scope would mean every executable
   }
@@ -189,11 +287,7 @@ unsigned recent_cores(const common::Store& store, const std::string& exe, unsign
   // cannot be read counts nothing: the limit errs towards keeping a core.
   (void)store.walk({common::Store::Listing::all, {}, exe}, {},
                    [&](std::string_view, std::string_view, int dirfd) {
-                     // Hidden names too: the reservations are ".#<id>.reserved".
-                     (void)common::list_dir(
-                         dirfd,
-                         [&](std::string_view name) { count_recent(dirfd, name, cutoff, ids); },
-                         common::Hidden::include);
+                     count_recent(dirfd, cutoff, owner, ids);
                    });
   return static_cast<unsigned>(ids.size());
 }

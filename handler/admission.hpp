@@ -1,13 +1,17 @@
-// Admission control: how many full captures run at once, and the exact per-executable rate
-// limit. Both rest on flock()s of root-only files under the runtime directory, which the kernel
-// releases when a handler exits or dies, and which no unprivileged user can open (or hold).
+// Admission control: how many full captures run at once (in all and per uid), and the exact rate
+// limit per (uid, executable). All rest on locks of root-only files under the runtime directory,
+// which the kernel releases when a handler exits or dies, and which no unprivileged user can open
+// (or hold).
 #pragma once
 
 #include "common/base/error.hpp"
 #include "common/base/fd.hpp"
 #include "common/store/store.hpp"
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -20,6 +24,11 @@ common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path);
 // Tries the capture slots `capture.0` … `capture.<max-1>` without waiting. Returns the held slot,
 // or an empty descriptor when all are taken (the caller goes lean).
 common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned max_captures);
+
+// Tries the `max_per_user` capture slots of `uid` without waiting: byte-range locks (open file
+// description locks) in the one file `user-slots`, so that the directory never grows with the
+// number of users. Returns the descriptor holding the slot, or an empty one when all are taken.
+common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid, unsigned max_per_user);
 
 // The rate-limit lock file for an executable's store component: one of a fixed number of
 // buckets (hash of the name), so hostile names cannot make the runtime directory grow.
@@ -42,18 +51,23 @@ private:
 // Takes an exclusive flock() on `fd`, retrying until `timeout`; an empty guard on timeout.
 LockGuard lock_within(int fd, std::chrono::milliseconds timeout);
 
-// Cores of executable component `exe` taken in the last `interval` seconds, under every host
-// directory: committed cores (by mtime) and reservations of captures still running, counted
-// once per record id. %h is the crasher's to choose, so the count never depends on it.
-// Reservations nobody holds any more (their handler died) are removed, not counted. Call it
-// under the executable's rate-limit lock.
-unsigned recent_cores(const common::Store& store, const std::string& exe, unsigned interval);
+// Cores of executable component `exe` taken in the last `interval` seconds for `owner`, under
+// every host directory: committed cores (by mtime) and reservations of captures still running,
+// counted once per record id. A core is `owner`'s when its live reservation or else its record
+// names that uid; one with neither (its handler died before the record) counts for nobody. A
+// missing `owner` (no %u) counts every core of the executable. %h is the crasher's to choose, so
+// the count never depends on it. Reservations nobody holds any more (their handler died) are
+// removed, not counted. Call it under the executable's rate-limit lock.
+unsigned recent_cores(const common::Store& store, const std::string& exe,
+                      std::optional<uid_t> owner, unsigned interval);
 
 // The reservation a capture holds in its executable directory from the rate-limit decision
-// until its core is committed or abandoned: ".#<id>.reserved", created and flock()ed (the lock
-// says its handler is alive). Call it under the executable's rate-limit lock.
-common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id);
-// Removes the reservation (the core is linked, or there will be none).
+// until its record is committed or the run ends: ".#<id>.reserved", created and flock()ed (the
+// lock says its handler is alive), holding the uid it counts for (empty without one). Call it
+// under the executable's rate-limit lock.
+common::Expected<common::UniqueFd> reserve_core(int exe_dir, const std::string& id,
+                                                std::optional<uid_t> owner);
+// Removes the reservation (the record is linked, or there will be none).
 void release_reservation(int exe_dir, const std::string& id, common::UniqueFd fd);
 
 } // namespace handler

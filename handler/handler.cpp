@@ -17,6 +17,7 @@
 #include "common/store/names.hpp"
 #include "common/store/record_bound.hpp"
 #include "common/store/store.hpp"
+#include "common/store/user_view.hpp"
 #include "handler/admission.hpp"
 #include "handler/analysis_child.hpp"
 #include "handler/analysis_wire.hpp"
@@ -60,9 +61,11 @@ struct Context {
   common::UniqueFd exe_dir;     // <store>/<host>/<exe>, opened after dropping privileges
   common::UniqueFd runtime_dir; // root-only: capture slots and rate-limit locks
   common::UniqueFd slot;        // the capture slot held (flock), when not lean
+  common::UniqueFd user_slot;   // the crashing uid's capture slot held (OFD lock), when not lean
   common::UniqueFd rate_lock;   // this executable's rate-limit lock file
   bool lean = false;            // no slot: record without reading the core
-  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the capture
+  std::string lean_reason;      // which limit made the capture lean
+  common::UniqueFd reservation; // rate-limit reservation in exe_dir, released after the record
   std::unique_ptr<Watchdog> watchdog;
   std::string store_error; // why the store cannot be written, if so
   bool running_as_root = false;
@@ -176,6 +179,14 @@ std::string own_hostname() {
   return buf;
 }
 
+// True when the crashed process is the system logger or PID 1 (which holds journald's sockets):
+// by its comm or its executable, as either may be all that is known.
+bool crashed_logger(const common::Record& r) {
+  constexpr std::string_view k_journald = "systemd-journald";
+  return r.pid == 1 || r.comm == k_journald.substr(0, 15) ||
+         r.executable.ends_with("/" + std::string(k_journald));
+}
+
 // 4. Identity of the crash from the arguments, and /proc while the process still exists.
 void identify_crash(Context& ctx) {
   common::Record& r = ctx.record;
@@ -224,10 +235,48 @@ void identify_crash(Context& ctx) {
     r.executable_deleted = common::strip_deleted_suffix(r.executable);
   }
   r.container = container_json(ctx.proc);
+  if (crashed_logger(r)) {
+    // The journal socket's reader is the process being dumped: a full queue never drains
+    // until this handler is done, so no log line of this run may wait for it.
+    common::set_logger_wait(common::LoggerWait::never);
+  }
   // A core of a process that changed privileges can hold secrets its user must not read.
   r.core.access = a.dump_mode == 1 ? common::CoreAccess::owner : common::CoreAccess::root_only;
   r.store_host = common::host_component(r.hostname);
   r.store_exe = common::exe_component(r.executable.empty() ? "(unknown)" : r.executable);
+}
+
+// The crashing uid's slot first, then one of all: a user whose dumps stall (a process that
+// never finishes dumping) holds at most max_captures_per_user slots for capture_timeout, and the
+// others stay free for everyone else. Without %u there is no uid to count: only max_captures.
+void take_capture_slots(Context& ctx) {
+  const int dir = ctx.runtime_dir.get();
+  const unsigned per_user = std::min(ctx.config.max_captures_per_user, ctx.config.max_captures);
+  if (ctx.args.uid && *ctx.args.uid >= 0 && *ctx.args.uid <= static_cast<uid_t>(-1)) {
+    const auto uid = static_cast<uid_t>(*ctx.args.uid);
+    auto mine = try_user_slot(dir, uid, per_user);
+    if (!mine) {
+      ctx.warnings.push_back(mine.error().message + ": no per-user admission control");
+    } else if (!*mine) {
+      ctx.lean = true;
+      ctx.lean_reason = std::to_string(per_user) + " captures of uid " + std::to_string(uid) +
+                        " already running (max_captures_per_user)";
+      return;
+    } else {
+      ctx.user_slot = std::move(*mine);
+    }
+  }
+  auto slot = try_capture_slot(dir, ctx.config.max_captures);
+  if (!slot) {
+    ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
+  } else if (!*slot) {
+    ctx.lean = true;
+    ctx.lean_reason =
+        std::to_string(ctx.config.max_captures) + " captures already running (max_captures)";
+    ctx.user_slot.reset();
+  } else {
+    ctx.slot = std::move(*slot);
+  }
 }
 
 // 5. Admission, as root: a capture slot, or the lean path. A storm of crashes must cost a
@@ -240,14 +289,7 @@ void admit_capture(Context& ctx) {
     ctx.warnings.push_back(dir.error().message + ": no admission control, capturing anyway");
   } else {
     ctx.runtime_dir = std::move(*dir);
-    auto slot = try_capture_slot(ctx.runtime_dir.get(), ctx.config.max_captures);
-    if (!slot) {
-      ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
-    } else if (!*slot) {
-      ctx.lean = true;
-    } else {
-      ctx.slot = std::move(*slot);
-    }
+    take_capture_slots(ctx);
     if (!ctx.lean && ctx.config.rate_limit_burst > 0) {
       auto lock = open_rate_lock(ctx.runtime_dir.get(), ctx.record.store_exe);
       if (lock) {
@@ -358,6 +400,15 @@ void attach_thread_names(std::vector<common::ThreadTrace>& stacks,
   }
 }
 
+// Whose rate-limit budget a crash uses: the uid of %u, none without it (then the budget is the
+// executable's: NT_PRPSINFO's uid is the crasher's own namespace's and proves nothing here).
+std::optional<uid_t> rate_owner(const common::CoreArgs& args) {
+  if (!args.uid || *args.uid < 0 || *args.uid > static_cast<int64_t>(static_cast<uid_t>(-1))) {
+    return std::nullopt;
+  }
+  return static_cast<uid_t>(*args.uid);
+}
+
 // The policy decision, with the rate limit counted and this capture's place reserved under
 // the executable's lock: concurrent crashes of one executable then never store more than the
 // burst (counting committed cores alone, all of them would see the same count).
@@ -383,10 +434,14 @@ CoreBudget decide_with_reservation(Context& ctx) {
       return b;
     }
   }
-  in.recent_cores = recent_cores(*ctx.store, ctx.record.store_exe, ctx.config.rate_limit_interval);
+  // The budget is the crashing user's (%u) for this executable: a user's crash loop never uses up
+  // another user's cores, and a system user's budget is its own too.
+  const std::optional<uid_t> owner = rate_owner(ctx.args);
+  in.recent_cores =
+      recent_cores(*ctx.store, ctx.record.store_exe, owner, ctx.config.rate_limit_interval);
   CoreBudget budget = decide_policy(ctx.config, in);
   if (budget.store) {
-    auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id);
+    auto reserved = reserve_core(ctx.exe_dir.get(), ctx.record.id, owner);
     if (!reserved) {
       budget.store = false;
       budget.reason =
@@ -409,8 +464,7 @@ void stream_core(Context& ctx) {
   if (ctx.lean) {
     core.present = false;
     core.reason = CoreReason::busy;
-    core.error = std::to_string(ctx.config.max_captures) +
-                 " captures already running (max_captures): recorded without reading the core";
+    core.error = ctx.lean_reason + ": recorded without reading the core";
     return;
   }
   CoreBudget budget;
@@ -538,8 +592,9 @@ void capture_core(Context& ctx) {
   if (record_size_for(ctx.record.core) == RecordSize::minimal) {
     ctx.record_size = RecordSize::minimal;
   }
-  // The core is linked (or abandoned): it counts for the rate limit by itself from now on.
-  if (ctx.reservation) {
+  // An abandoned core releases its place at once. A committed one keeps its reservation until
+  // the record is written: until then only the reservation says whose core it is.
+  if (ctx.reservation && !ctx.record.core.present) {
     release_reservation(ctx.exe_dir.get(), ctx.record.id, std::move(ctx.reservation));
   }
 }
@@ -608,6 +663,9 @@ void analyze_crash(Context& ctx) {
   const common::CoreFacts& facts = ctx.scanner.facts();
   common::Record& r = ctx.record;
   if (!facts.is_elf) {
+    // No auxv either (nothing was read, or it is not a core): nothing shows the process changed
+    // no privileges, so the crash stays root's.
+    r.core.access = common::CoreAccess::root_only;
     return;
   }
   // The minimal pattern (%h %s %E) gives no pid, uid, gid: NT_PRPSINFO has them. Note that
@@ -634,12 +692,13 @@ void analyze_crash(Context& ctx) {
     r.signal = facts.si_signo.value_or(facts.cursig.value_or(0));
     r.signal_name = common::signal_name(r.signal);
   }
-  // A core may be given to its user only when nothing says the process held more privileges
-  // than that user: dump mode 1 and, where the core has an auxv, no AT_SECURE and real ids equal
-  // to effective ids (CVE-2022-4415 was a setuid core handed to its user).
-  const bool auxv_clean = facts.at_secure.value_or(0) == 0 &&
-                          facts.at_uid.value_or(0) == facts.at_euid.value_or(0) &&
-                          facts.at_gid.value_or(0) == facts.at_egid.value_or(0);
+  // A core may be given to its user only when the core shows the process held no more
+  // privileges than that user: dump mode 1, and an auxv with no AT_SECURE and real ids equal to
+  // effective ids (CVE-2022-4415 was a setuid core handed to its user).
+  // A core without an auxv (cut before it, or never written) proves nothing: root only.
+  const bool auxv_clean = facts.at_secure && facts.at_uid && facts.at_euid && facts.at_gid &&
+                          facts.at_egid && *facts.at_secure == 0 &&
+                          *facts.at_uid == *facts.at_euid && *facts.at_gid == *facts.at_egid;
   r.core.access =
       r.dump_mode == 1 && auxv_clean ? common::CoreAccess::owner : common::CoreAccess::root_only;
   if (ctx.record_size == RecordSize::minimal) {
@@ -705,41 +764,70 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   return f;
 }
 
+// Adds o+x to a store directory the crashing user must pass through to reach their crash: the
+// name of what is below must be known to open it, and records and cores stay unreadable without
+// their own ACL entry. Nothing per user lands on a directory that all users share.
+common::Expected<void> let_others_traverse(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return common::fail_errno("Failed to stat", errno);
+  }
+  if ((st.st_mode & S_IXOTH) == 0 && ::fchmod(fd, (st.st_mode & 07777) | S_IXOTH) != 0) {
+    return common::fail_errno("Failed to set the mode", errno);
+  }
+  return {};
+}
+
 // 9. Let the crashing user read this crash, as coredumpctl does, when the core may be theirs
-// (core.access "owner": dump mode 1, no AT_SECURE, real ids equal to effective ids). Only %u
-// counts: the uid in NT_PRPSINFO is the crasher's own namespace's, which may name another user
-// here. POSIX ACLs rather than group or mode bits: one named user, on this crash's files and the
-// directories above them, nothing for anyone else. The directories' r-x shows that user the
-// names of the store's hosts, executables and record ids beside theirs, not their contents.
+// (core.access "owner": dump mode 1, an auxv without AT_SECURE, real ids equal to effective ids)
+// and the uid is one person's (common::acl_may_grant: not root, nobody, a system or DynamicUser
+// uid, which other processes share). Only %u counts: the uid in NT_PRPSINFO is the crasher's own
+// namespace's, which may name another user here. POSIX ACLs rather than group or mode bits: one
+// named user on this crash's core and record, and on the user's own view directory
+// (.by-user/<uid>, common/store/user_view), which links to them. The store, host and executable
+// directories only become traversable by others; they never gain an entry per user.
 void grant_owner_access(Context& ctx) {
   const common::Record& r = ctx.record;
   if (!ctx.exe_dir || r.core.access != common::CoreAccess::owner || !ctx.args.uid ||
-      *ctx.args.uid == 0 || ctx.args.dump_mode != 1) {
+      ctx.args.dump_mode != 1 || *ctx.args.uid < 0 ||
+      *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
+      !common::acl_may_grant(static_cast<uid_t>(*ctx.args.uid))) {
     return;
   }
   const auto uid = static_cast<uid_t>(*ctx.args.uid);
   std::string failed;
-  auto grant = [&](int fd, common::AclAccess access, const std::string& what) {
-    if (auto g = common::grant_user_access(fd, uid, access); !g && failed.empty()) {
-      failed = common::quoted(what) + ": " + g.error().message;
+  auto check = [&](const common::Expected<void>& done, const std::string& what) {
+    if (!done && failed.empty()) {
+      failed = common::quoted(what) + ": " + done.error().message;
     }
   };
-  grant(ctx.store->fd(), common::AclAccess::list, ctx.config.store);
+  check(let_others_traverse(ctx.store->fd()), ctx.config.store);
   const int host = ::openat(ctx.store->fd(), r.store_host.c_str(),
                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (host >= 0) {
     const common::UniqueFd host_fd(host);
-    grant(host, common::AclAccess::list, r.store_host);
+    check(let_others_traverse(host), r.store_host);
+  } else {
+    check(common::fail_errno("Failed to open", errno), r.store_host);
   }
-  grant(ctx.exe_dir.get(), common::AclAccess::list, r.store_host + "/" + r.store_exe);
+  check(let_others_traverse(ctx.exe_dir.get()), r.store_host + "/" + r.store_exe);
   if (r.core.present) {
     const std::string name = r.id + std::string(common::k_core_suffix);
     const int core =
         ::openat(ctx.exe_dir.get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (core >= 0) {
       const common::UniqueFd core_fd(core);
-      grant(core, common::AclAccess::read, name);
+      check(common::grant_user_access(core, uid, common::AclAccess::read), name);
     }
+  }
+  const std::string view_name = std::string(common::k_user_view_dir) + "/" + std::to_string(uid);
+  auto view = common::open_user_view(ctx.store->fd(), uid);
+  if (!view) {
+    check(std::unexpected(view.error()), view_name);
+  } else {
+    check(common::grant_user_access(view->get(), uid, common::AclAccess::list), view_name);
+    check(common::add_to_user_view(ctx.store->fd(), view->get(), {r.store_host, r.store_exe, r.id}),
+          view_name);
   }
   if (!failed.empty()) {
     ctx.warnings.push_back("Failed to let uid " + std::to_string(uid) + " read this crash (" +
@@ -845,6 +933,10 @@ int commit_record(Context& ctx) {
   } else {
     status = 1;
     where = "record NOT written (" + ctx.store_error + ")";
+  }
+  // The record names the core's uid now (or never will): the core counts by itself from here.
+  if (ctx.reservation) {
+    release_reservation(ctx.exe_dir.get(), r.id, std::move(ctx.reservation));
   }
   for (const auto& w : ctx.warnings) {
     spdlog::warn("{}: {}", r.id, common::printable(w));
@@ -1020,7 +1112,7 @@ int run(const std::vector<std::string>& args) {
                      "): crash site and mappings may be missing");
     analyze_crash(ctx);        // 8. crash site, backtraces, symbols, mapped files
     grant_owner_access(ctx);   // 9. the crashing user may read their own crash
-    return commit_record(ctx); // 10. the record, then one log line
+    return commit_record(ctx); // 10. the record, the rate-limit reservation, one log line
   } catch (const std::exception& e) {
     // Nothing above should throw (allocation failure aside); if it does, the crash still gets
     // its record when the store is open.

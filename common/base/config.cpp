@@ -116,6 +116,12 @@ ConfigResult parse_config(std::string_view text) {
       if (!ok) {
         c.max_captures = Config{}.max_captures;
       }
+    } else if (key == "max_captures_per_user") {
+      set_uint(c.max_captures_per_user, 4096);
+      ok = ok && c.max_captures_per_user > 0;
+      if (!ok) {
+        c.max_captures_per_user = Config{}.max_captures_per_user;
+      }
     } else if (key == "runtime_dir") {
       ok = value.starts_with('/');
       if (ok) {

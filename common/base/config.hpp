@@ -28,11 +28,13 @@ struct Config {
   uint64_t max_core_size = 16ULL << 30;        // cores are cut (and marked truncated) here
   DiskAmount keep_free{4ULL << 30, 15};        // free space never taken below this
   DiskAmount max_use{4ULL << 30, 10};          // the store's total size cap
-  unsigned rate_limit_burst = 10;              // cores per executable per interval (0 = off)
+  unsigned rate_limit_burst = 10;              // cores per (uid, executable) per interval (0 = off)
   unsigned rate_limit_interval = 3600;         // seconds
   // Admission control: full captures (stream + compress) at once; later crashes take the lean
   // path (record without core, reason "busy"). Slots are lock files under runtime_dir.
   unsigned max_captures = 8;
+  // Of those, at most this many for one uid (%u): one user's stalled dumps leave the rest free.
+  unsigned max_captures_per_user = 4;
   std::string runtime_dir = "/run/process-core"; // root-only: capture slots, rate-limit locks
   unsigned capture_timeout = 300;                // seconds of streaming the core before it is cut
   unsigned analysis_timeout = 30; // seconds for everything after the stream, record included

@@ -1,10 +1,14 @@
 #include "common/base/log.hpp"
 
+#include "common/base/fd.hpp"
+
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -12,10 +16,9 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#define SD_JOURNAL_SUPPRESS_LOCATION // the fields say where; CODE_FILE would only add noise
-#include <systemd/sd-journal.h>
-
 #include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -28,13 +31,16 @@ namespace {
 constexpr const char* k_journal_socket = "/run/systemd/journal/socket";
 constexpr const char* k_syslog_socket = "/dev/log";
 constexpr const char* k_kmsg = "/dev/kmsg";
+// How long a line may wait for a logger whose socket queue is full (a busy journald) before it
+// goes to the next transport instead. Never longer: the handler's run must end.
+constexpr auto k_logger_wait = std::chrono::milliseconds(500);
 // The kernel keeps at most 1024 bytes per record (LOG_LINE_MAX minus its prefix); longer
 // writes are cut by it anyway, so cut first, on our terms.
 constexpr size_t k_kmsg_max = 976;
 
 std::string g_ident = "process-core";
 bool g_system = false;
-std::atomic<LogTransport> g_last{LogTransport::none};
+std::atomic<LoggerWait> g_wait{LoggerWait::bounded};
 
 int syslog_priority(spdlog::level::level_enum level) {
   switch (level) {
@@ -56,51 +62,136 @@ bool is_socket(const char* path) {
   return ::stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-// journald is there when its socket is; sd_journal_sendv() fails otherwise (or when it does not
-// answer), and the message moves on to the next transport.
+// A datagram socket connected to `path`: connected, so that poll() says when the receiver's
+// queue has room (an unconnected sender only learns it by blocking).
+UniqueFd connect_datagram(const char* path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    return fd;
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path, sizeof addr.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    fd.reset();
+  }
+  return fd;
+}
+
+// sendmsg() that never blocks: the logger may be the very process being dumped (journald
+// stopped in its own core dump, PID 1), and then its queue never drains. A full queue is waited
+// for at most k_logger_wait, and not at all under LoggerWait::never. False with errno set.
+bool send_nonblocking(int fd, const msghdr& msg) {
+  const auto deadline = std::chrono::steady_clock::now() + k_logger_wait;
+  for (;;) {
+    if (::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
+      return true;
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno != EAGAIN || g_wait == LoggerWait::never) {
+      return false;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLOUT, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+      errno = EAGAIN;
+      return false;
+    }
+  }
+}
+
+// One journal field in the native protocol: NAME=value, or NAME, a little-endian 64-bit length
+// and the raw value when the value holds a newline.
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  if (value.find('\n') == std::string_view::npos) {
+    out += '=';
+    out += value;
+  } else {
+    out += '\n';
+    uint64_t size = value.size();
+    for (int i = 0; i < 8; ++i) {
+      out += static_cast<char>((size >> (8 * i)) & 0xff);
+    }
+    out += value;
+  }
+  out += '\n';
+}
+
+// A message too large for one datagram goes as a sealed memfd, as sd_journal_sendv() does.
+bool send_journal_memfd(int fd, const std::string& payload) {
+  UniqueFd mem(::memfd_create("process-core-journal", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!mem ||
+      ::write(mem.get(), payload.data(), payload.size()) != static_cast<ssize_t>(payload.size()) ||
+      ::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) !=
+          0) {
+    return false;
+  }
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  const int passed = mem.get();
+  std::memcpy(CMSG_DATA(c), &passed, sizeof passed);
+  return send_nonblocking(fd, msg);
+}
+
+// journald is there when its socket is and takes the datagram; otherwise (no socket, or a queue
+// that stays full) the message moves on to the next transport. Our own sender rather than
+// sd_journal_sendv(), which blocks on a full queue.
 bool send_journal(int priority, std::string_view message, std::span<const LogField> fields) {
   if (!is_socket(k_journal_socket)) {
     return false;
   }
-  std::vector<std::string> items;
-  items.reserve(fields.size() + 4);
-  items.push_back("MESSAGE=" + std::string(message));
-  items.push_back("PRIORITY=" + std::to_string(priority));
-  items.push_back("SYSLOG_IDENTIFIER=" + g_ident);
-  items.push_back("SYSLOG_FACILITY=" + std::to_string(LOG_DAEMON >> 3));
+  const UniqueFd fd = connect_datagram(k_journal_socket);
+  if (!fd) {
+    return false;
+  }
+  std::string payload;
+  append_field(payload, "MESSAGE", message);
+  append_field(payload, "PRIORITY", std::to_string(priority));
+  append_field(payload, "SYSLOG_IDENTIFIER", g_ident);
+  append_field(payload, "SYSLOG_FACILITY", std::to_string(LOG_DAEMON >> 3));
   for (const auto& f : fields) {
-    items.push_back(f.name + "=" + f.value);
+    append_field(payload, f.name, f.value);
   }
-  std::vector<iovec> iov;
-  for (auto& i : items) {
-    iov.push_back({i.data(), i.size()});
+  iovec iov{payload.data(), payload.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (send_nonblocking(fd.get(), msg)) {
+    return true;
   }
-  return sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) >= 0;
+  return (errno == EMSGSIZE || errno == ENOBUFS) && send_journal_memfd(fd.get(), payload);
 }
 
 // One datagram to /dev/log in the format glibc's syslog() writes. Not syslog(3) itself: it
-// cannot say whether anything was listening, and then the line must go to /dev/kmsg instead.
+// cannot say whether anything was listening, and then the line must go to /dev/kmsg instead; and
+// it blocks on a full queue (on systemd hosts /dev/log is journald's too).
 bool send_syslog(int priority, std::string_view message) {
-  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
+  const UniqueFd fd = connect_datagram(k_syslog_socket);
+  if (!fd) {
     return false;
   }
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, k_syslog_socket, sizeof addr.sun_path - 1);
   char stamp[32] = "";
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
   ::localtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%h %e %T", &tm);
-  const std::string line = "<" + std::to_string(LOG_DAEMON | priority) + ">" + stamp + " " +
-                           g_ident + "[" + std::to_string(::getpid()) +
-                           "]: " + std::string(message);
-  const bool ok =
-      ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
-  ::close(fd);
-  return ok;
+  std::string line = "<" + std::to_string(LOG_DAEMON | priority) + ">" + stamp + " " + g_ident +
+                     "[" + std::to_string(::getpid()) + "]: " + std::string(message);
+  iovec iov{line.data(), line.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  return send_nonblocking(fd.get(), msg);
 }
 
 // The kernel's log: readable with dmesg (and journalctl -k) even where no logger runs. The
@@ -127,15 +218,10 @@ bool send_kmsg(int priority, std::string_view message) {
 void deliver(spdlog::level::level_enum level, std::string_view message,
              std::span<const LogField> fields) {
   const int priority = syslog_priority(level);
-  if (send_journal(priority, message, fields)) {
-    g_last = LogTransport::journal;
-  } else if (send_syslog(priority, message)) {
-    g_last = LogTransport::syslog;
-  } else if (send_kmsg(priority, message)) {
-    g_last = LogTransport::kmsg;
-  } else {
-    g_last = LogTransport::none;
-  }
+  // Each transport is tried in turn; a line no transport takes is dropped (the record holds
+  // the crash whatever the log does).
+  (void)(send_journal(priority, message, fields) || send_syslog(priority, message) ||
+         send_kmsg(priority, message));
 }
 
 class SystemSink final : public spdlog::sinks::base_sink<std::mutex> {
@@ -176,6 +262,10 @@ void log_event(spdlog::level::level_enum level, std::string_view message,
     return;
   }
   deliver(level, message, fields);
+}
+
+void set_logger_wait(LoggerWait wait) {
+  g_wait = wait;
 }
 
 } // namespace common

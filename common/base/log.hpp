@@ -14,8 +14,11 @@ enum class LogTarget {
   stderr, // the exporter (journald captures it) and corectl
 };
 
-// Where the system logger delivered the last message (LogTarget::syslog only).
-enum class LogTransport { journal, syslog, kmsg, none };
+// Whether a line may wait (briefly) for a logger whose socket queue is full.
+enum class LoggerWait {
+  bounded, // up to half a second, then the next transport
+  never,   // the logger is the crashed process (journald, PID 1): its queue will not drain
+};
 
 // Installs the default spdlog logger; `ident` names the program in the journal and syslog.
 void init_logging(std::string_view ident, LogTarget target);
@@ -26,10 +29,15 @@ struct LogField {
   std::string value;
 };
 
-// Logs `message` with `fields` attached: as journal fields when journald runs (libsystemd's
-// sd_journal_send), else the message alone to syslog (/dev/log), else to /dev/kmsg, so a crash
-// line is never lost on a host with neither. Under LogTarget::stderr the fields are dropped.
+// Logs `message` with `fields` attached: as journal fields when journald runs (its native
+// protocol), else the message alone to syslog (/dev/log), else to /dev/kmsg, so a crash line is
+// never lost on a host with neither. No send blocks: a logger whose queue stays full is passed
+// over for the next transport (see LoggerWait). Under LogTarget::stderr the fields are dropped.
 void log_event(spdlog::level::level_enum level, std::string_view message,
                std::span<const LogField> fields);
+
+// Sets how long log lines may wait for a full logger queue from now on (LoggerWait::bounded at
+// the start).
+void set_logger_wait(LoggerWait wait);
 
 } // namespace common

@@ -41,6 +41,12 @@ bool find_user_entry(acl_t acl, uid_t uid, acl_entry_t& out) {
 
 } // namespace
 
+bool acl_may_grant(uid_t uid) {
+  // (uid_t)-1 is "no uid" to the kernel, and 65535 the 16-bit one.
+  return uid >= k_first_regular_uid && !(uid >= k_dynamic_uid_min && uid <= k_dynamic_uid_max) &&
+         uid != k_nobody_uid && uid != 65535 && uid != static_cast<uid_t>(-1);
+}
+
 Expected<void> grant_user_access(int fd, uid_t uid, AclAccess access) {
   AclHandle h;
   h.acl = acl_get_fd(fd);

@@ -8,6 +8,18 @@
 
 namespace common {
 
+// Uids that never get an entry: they are not one person's. Root reads everything anyway;
+// system uids (below k_first_regular_uid, Debian's SYS_UID_MAX + 1) and nobody are shared by
+// services; DynamicUser uids (k_dynamic_uid_min..max) are handed from one service to the next.
+// Any process of such a uid could read the core of another.
+inline constexpr uid_t k_first_regular_uid = 1000;
+inline constexpr uid_t k_dynamic_uid_min = 61184;
+inline constexpr uid_t k_dynamic_uid_max = 65519;
+inline constexpr uid_t k_nobody_uid = 65534;
+
+// True when `uid` may be given read access to its own crash (a regular user's uid).
+bool acl_may_grant(uid_t uid);
+
 // What a named-user entry allows: `read` (r--) for records and cores, `list` (r-x) for the
 // directories above them.
 enum class AclAccess { read, list };

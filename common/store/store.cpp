@@ -43,7 +43,15 @@ bool is_record_id(std::string_view id) {
 }
 
 Expected<Store> Store::open(const std::string& root) {
-  const int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 && errno == EACCES) {
+    // A user may only pass through the root (o+x) to their own crashes (user_view.hpp): paths
+    // below it open through an O_PATH descriptor, only listing it fails.
+    fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      errno = EACCES;
+    }
+  }
   if (fd < 0) {
     return fail_errno("Failed to open store " + quoted(root), errno);
   }

@@ -46,7 +46,8 @@ struct StoreEntry {
 
 class Store {
 public:
-  // Opens an existing store root as a directory descriptor (O_PATH is not enough: we list it).
+  // Opens an existing store root as a directory descriptor (O_PATH is not enough: we list it),
+  // or, for a caller who may only traverse it, as an O_PATH one (nothing lists it then).
   static Expected<Store> open(const std::string& root);
 
   int fd() const { return m_fd.get(); }

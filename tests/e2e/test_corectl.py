@@ -162,7 +162,9 @@ def test_users_see_their_own_crashes_and_nothing_else():
             return subprocess.run(["getfacl", "-cn", str(path)], capture_output=True,
                                   check=True).stdout.decode()
         assert f"user:{user}:r--" in acl(store / mine["core"]["path"])
-        assert f"user:{user}:r-x" in acl(store)
+        # The directories all users share gain no entry per user: their view directory does.
+        assert f"user:{user}:" not in acl(store)
+        assert f"user:{user}:r-x" in acl(store / ".by-user" / str(user))
         assert "group::---" in acl(store / mine["core"]["path"])  # the group gains nothing
         assert f"user:{user}:" not in acl(store / secret["core"]["path"])
         assert f"user:{user}:" not in acl(store / theirs["core"]["path"])

@@ -21,8 +21,9 @@ if not pctest.can_set_core_pattern():
 @pytest.fixture(scope="module")
 def kernel():
     """Installs the handler in core_pattern for the module; yields (store, syslog, workdir)."""
-    # Enough capture slots that the burst test below stores every core.
-    with pctest.kernel_rig("pce-", syslog=True, rate_limit_burst=0, max_captures=64) as rig:
+    # Enough capture slots that the burst test below (50 crashes of one uid) stores every core.
+    with pctest.kernel_rig("pce-", syslog=True, rate_limit_burst=0, max_captures=64,
+                           max_captures_per_user=64) as rig:
         yield rig.store, rig.log, rig.work
 
 

@@ -114,7 +114,9 @@ def test_huge_sparse_cores_do_not_silence_capture(rig):
 
 
 def test_rate_limit_is_exact_under_concurrency(rig):
-    storm_config(rig, rate_limit_burst=10, rate_limit_interval=3600, max_captures=64)
+    # 50 crashes of one uid: its own slots must not be the limit here.
+    storm_config(rig, rate_limit_burst=10, rate_limit_interval=3600, max_captures=64,
+                 max_captures_per_user=64)
     with pctest.core_pattern(rig.pattern()):
         pids = pctest.crash_together([rig.crasher, "segv-on-eof"], 50)
         found = pctest.records_for(rig.store, pids, 90)

@@ -1,8 +1,8 @@
 // libFuzzer targets for every reader of files the store's owner can write: records, the ledger,
-// corectl's summary cache and the usage file (built by run_fuzz_store.sh, one binary per reader,
-// chosen with -DPC_FUZZ_READER=1..4). Root's corectl and the exporter read these files, so
-// whatever the bytes, a reader returns a value or an error: no crash, no unbounded recursion, no
-// read outside the input (ASan), no exception.
+// corectl's summary cache, the usage file and the per-user view's links (built by
+// run_fuzz_store.sh, one binary per reader, chosen with -DPC_FUZZ_READER=1..5). Root's corectl and
+// the exporter read these files, so whatever the bytes, a reader returns a value or an error: no
+// crash, no unbounded recursion, no read outside the input (ASan), no exception.
 //
 // Depth and size mutations: the first byte picks how the rest is presented, so that libFuzzer's
 // byte-level mutations also reach the shapes that once crashed the readers:
@@ -13,6 +13,7 @@
 #include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"
 #include "common/store/store.hpp"
+#include "common/store/user_view.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -93,8 +94,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       fail("usage text read back differs");
     }
   }
+#elif PC_FUZZ_READER == 5
+  // A per-user view link: "<name>\n<target>", both the store owner's to write.
+  const size_t nl = text.find('\n');
+  const std::string_view all(text);
+  const std::string_view name = all.substr(0, nl);
+  const std::string_view target = nl == std::string::npos ? std::string_view() : all.substr(nl + 1);
+  if (auto e = common::parse_view_link(name, target)) {
+    if (common::view_link_target(*e) != target || e->id != name) {
+      fail("a view link read back differs");
+    }
+    if (e->host.find('/') != std::string::npos || e->exe.find('/') != std::string::npos ||
+        e->host == ".." || e->exe == "..") {
+      fail("a view link leaves its place in the store");
+    }
+  }
 #else
-#error "PC_FUZZ_READER must be 1 (record), 2 (ledger), 3 (cache) or 4 (usage)"
+#error "PC_FUZZ_READER must be 1 (record), 2 (ledger), 3 (cache), 4 (usage) or 5 (view)"
 #endif
   return 0;
 }

@@ -2,12 +2,12 @@
 # Runs one store-reader fuzz target (libFuzzer + ASan + UBSan, built by tests/fuzz/CMakeLists.txt)
 # for a bounded time on seeds of the file it reads.
 #
-#   run_fuzz_store.sh record|ledger|cache|usage [seconds]   (default 30; see fuzz_common.sh)
+#   run_fuzz_store.sh record|ledger|cache|usage|view [seconds]   (default 30; see fuzz_common.sh)
 source "$(dirname "$0")/fuzz_common.sh"
-reader=${1:?record, ledger, cache or usage}
+reader=${1:?record, ledger, cache, usage or view}
 seconds=${2:-30}
 case $reader in
-  record | ledger | cache | usage) ;;
+  record | ledger | cache | usage | view) ;;
   *) echo "unknown reader '$reader'" >&2; exit 2 ;;
 esac
 fuzz_setup fuzz_store_"$reader"
@@ -47,6 +47,11 @@ JSON
   usage)
     printf '\x00\x00\x00123 456\n' > "$work/corpus/usage"
     printf '\x00\x00\x00-1 0\n' > "$work/corpus/negative"
+    ;;
+  view)
+    printf '\x00\x00\x000123456789abcdef\n../../web01/usr!bin!ruby/0123456789abcdef.json' \
+      > "$work/corpus/view"
+    printf '\x00\x00\x000123456789abcdef\n../../../etc/0123456789abcdef.json' > "$work/corpus/up"
     ;;
 esac
 

@@ -371,8 +371,10 @@ def test_handler_killed_mid_stream_leaves_nothing_with_o_tmpfile(handler, tmp_pa
         temporary = kill_mid_stream(handler, conf, store)
         assert re.fullmatch(r".*/#\d+ \(deleted\)", temporary), temporary  # unnamed
         left = left_behind(store)
-        # At most its empty rate-limit reservation, which no longer counts: nobody holds its lock.
-        assert all(p.endswith(".reserved") and (store / p).stat().st_size == 0 for p in left), left
+        # At most its rate-limit reservation (the uid it counts for), which no longer counts:
+        # nobody holds its lock.
+        assert all(p.endswith(".reserved") and (store / p).read_text() == "1000"
+                   for p in left), left
         # The next capture of the executable finds it dead and removes it.
         subprocess.run([str(handler), "--config", str(conf), *recommended(2)], input=b"\x7fELF",
                        capture_output=True, timeout=60, check=True)

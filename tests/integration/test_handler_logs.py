@@ -108,3 +108,84 @@ def test_crash_fields_in_the_journal(handler, tmp_path, store, real_core):
     if "signature" in r.get("crash", {}):
         assert e["PROCESS_CORE_SIGNATURE"] == r["crash"]["signature"]
     assert f"Process {pid} (/usr/bin/crasher) of host web01 crashed with SIGSEGV" in e["MESSAGE"]
+
+
+STALLED_LOGGER_SCRIPT = textwrap.dedent("""\
+    import os, socket, subprocess, sys
+    # A private /run: the journal socket below is seen by nothing but this test's handler.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)
+    os.makedirs("/run/systemd/journal")
+
+    def stalled(path):
+        # A logger that never reads (journald being dumped): its queue filled to the brim.
+        # Senders until a new one finds the queue full at once (one sender alone may only fill
+        # its own send buffer first).
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)  # as journald's: the handler writes as the store user
+        fillers, sent = [], 0
+        while len(fillers) < 1000:
+            filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            filler.connect(path)
+            fillers.append(filler)
+            first = True
+            while True:
+                try:
+                    filler.send(b"MESSAGE=filler\\n", socket.MSG_DONTWAIT)
+                    sent += 1
+                    first = False
+                except BlockingIOError:
+                    break
+            if first:
+                return (sock, fillers), sent
+        return (sock, fillers), 0
+
+    journal, sent = stalled("/run/systemd/journal/socket")
+    # On systemd hosts /dev/log is journald's too (/run/systemd/journal/dev-log).
+    dev_log, sent_log = stalled("/run/systemd/journal/dev-log")
+    if os.path.exists("/dev/log"):
+        subprocess.run(["mount", "--bind", "/run/systemd/journal/dev-log", "/dev/log"],
+                       check=True)
+        ours = False
+    else:
+        os.symlink("/run/systemd/journal/dev-log", "/dev/log")  # under the caller's machine lock
+        ours = True
+    try:
+        with open(os.environ["WORK"] + "/core", "rb") as core:
+            rc = subprocess.run(sys.argv[1:], stdin=core, timeout=60).returncode
+    finally:
+        if ours:
+            os.unlink("/dev/log")
+    sys.exit(rc if sent and sent_log else 77)
+""")
+
+
+@pytest.mark.parametrize("comm", ["systemd-journal", "crasher"])
+def test_stalled_journal_never_blocks_the_crash_line(handler, tmp_path, store, real_core, comm):
+    """The journal's sockets (its own and /dev/log) are read by journald, which may be the
+    process being dumped: their queues then stay full until the handler is done. The handler
+    still finishes, and its line goes to the kernel log instead."""
+    needs_root()
+    data, pid = real_core
+    (tmp_path / "core").write_bytes(data)
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    args = [a for a in recommended(pid) if a != "--"]
+    args = [str(handler), "--config", str(conf), f"-e{comm}", *args[:-3], "--", *args[-3:]]
+    with pctest.machine_lock():
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "python3",
+                                   "-c", STALLED_LOGGER_SCRIPT, *args],
+                                  env=dict(os.environ, WORK=str(tmp_path)), capture_output=True,
+                                  text=True, timeout=120)
+            if proc.returncode == 77:
+                pytest.skip("the logger sockets' queues could not be filled")
+            assert proc.returncode == 0, proc.stderr
+            r = only(pctest.records(store))
+            assert r["comm"] == comm
+            lines = [t for _, t in read_kmsg_after(fd) if r["id"] in t and "crashed with" in t]
+        finally:
+            os.close(fd)
+    assert len(lines) == 1, lines
+    assert f"Process {pid} (/usr/bin/crasher) of host web01 crashed with SIGSEGV" in lines[0]

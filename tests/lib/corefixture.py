@@ -27,9 +27,10 @@ BASE_TIME = 1763780000  # 2025-11-22T02:53:20Z
 
 
 def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core fixture " * 200,
-             files=()):
+             files=(), auxv_ids=None):
     """A small but well-formed x86_64 ELF core: PT_NOTE (prstatus, prpsinfo, siginfo, and NT_FILE
-    when `files`, paths as bytes, each mapped one page) + PT_LOAD."""
+    when `files`, paths as bytes, each mapped one page) + PT_LOAD. With `auxv_ids` (uid, gid) it
+    has an NT_AUXV too, of a process that changed no privileges."""
     def note(ntype, desc, name=b"CORE"):
         n = name + b"\0"
         pad = lambda b: b + b"\0" * (-len(b) % 4)
@@ -49,6 +50,11 @@ def elf_core(signo=11, pid=4242, rip=0x401136, fault=0, payload=b"process-core f
     struct.pack_into("<iii", siginfo, 0, signo, 0, 1)
     struct.pack_into("<Q", siginfo, 16, fault)
     notes = note(1, bytes(prstatus)) + note(3, bytes(prpsinfo)) + note(0x53494749, bytes(siginfo))
+    if auxv_ids is not None:
+        uid, gid = auxv_ids
+        # AT_UID, AT_EUID, AT_GID, AT_EGID, AT_SECURE, AT_NULL
+        pairs = [(11, uid), (12, uid), (13, gid), (14, gid), (23, 0), (0, 0)]
+        notes += note(6, b"".join(struct.pack("<QQ", t, v) for t, v in pairs))
     if files:
         nt_file = struct.pack("<QQ", len(files), 4096)
         for i in range(len(files)):

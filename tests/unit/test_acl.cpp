@@ -68,3 +68,15 @@ TEST_CASE("acl: one more user may read, the group gains nothing", "[acl]") {
   REQUIRE(common::copy_access_acl(plain.get(), target.get()));
   CHECK(acl_text(target.get()) == "user::rw-,group::---,other::---");
 }
+
+TEST_CASE("acl: only a regular user's uid may be granted", "[acl]") {
+  CHECK(common::acl_may_grant(1000));
+  CHECK(common::acl_may_grant(60000));
+  CHECK(common::acl_may_grant(100000)); // a container's mapped uid is one user's
+  CHECK_FALSE(common::acl_may_grant(0));
+  CHECK_FALSE(common::acl_may_grant(999));   // system users
+  CHECK_FALSE(common::acl_may_grant(61184)); // DynamicUser, first and last
+  CHECK_FALSE(common::acl_may_grant(65519));
+  CHECK_FALSE(common::acl_may_grant(65534)); // nobody
+  CHECK_FALSE(common::acl_may_grant(static_cast<uid_t>(-1)));
+}

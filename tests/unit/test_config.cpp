@@ -96,18 +96,22 @@ TEST_CASE("load_config: a file others could write is ignored", "[config]") {
 
 TEST_CASE("admission and deadline keys", "[config]") {
   const auto r = parse_config("max_captures = 3\nruntime_dir = /run/pc-test\n"
-                              "capture_timeout = 2m\nanalysis_timeout = 5\n");
+                              "capture_timeout = 2m\nanalysis_timeout = 5\n"
+                              "max_captures_per_user = 2\n");
   CHECK(r.warnings.empty());
   CHECK(r.config.max_captures == 3);
+  CHECK(r.config.max_captures_per_user == 2);
+  CHECK(Config{}.max_captures_per_user < Config{}.max_captures);
   CHECK(r.config.runtime_dir == "/run/pc-test");
   CHECK(r.config.capture_timeout == 120);
   CHECK(r.config.analysis_timeout == 5);
   // No captures at all, or a handler without an end, are refused.
   const auto bad = parse_config("max_captures = 0\ncapture_timeout = 0\nanalysis_timeout = 2d\n"
-                                "runtime_dir = run\n");
-  CHECK(bad.warnings.size() == 4);
+                                "runtime_dir = run\nmax_captures_per_user = 0\n");
+  CHECK(bad.warnings.size() == 5);
   const Config defaults;
   CHECK(bad.config.max_captures == defaults.max_captures);
+  CHECK(bad.config.max_captures_per_user == defaults.max_captures_per_user);
   CHECK(bad.config.capture_timeout == defaults.capture_timeout);
   CHECK(bad.config.analysis_timeout == defaults.analysis_timeout);
   CHECK(bad.config.runtime_dir == defaults.runtime_dir);
