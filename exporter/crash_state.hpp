@@ -114,6 +114,9 @@ public:
   // and lifts any series that would otherwise go down (see crash_state.cpp).
   void settle();
 
+  // The number of records currently known (what processcore_records shows).
+  size_t records() const { return m_records.size(); }
+
   // What /metrics shows now (as of the last settle()).
   Snapshot snapshot() const;
 
