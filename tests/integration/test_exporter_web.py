@@ -521,3 +521,27 @@ def test_certificate_rotation_without_restart(tmp_path):
         assert pctest.wait_until(serves_new, 10)
         with pytest.raises(ssl.SSLError):
             get_from("127.0.0.1", ex.port, tls=old)
+
+
+def test_prometheus_keeps_scraping_under_attack(tmp_path):
+    """A real Prometheus scraping every second sees no failed scrape while idle connections and
+    stalled handshakes are held open (and reopened) against the exporter."""
+    import sys
+    sys.path.insert(0, str(pctest.env_path("PC_SOURCE_DIR") / "tests" / "e2e"))
+    from test_prometheus import Prometheus, prometheus_binary
+    prometheus_binary()  # skips without the prometheus package
+    store, config = setup_store(tmp_path)
+    with Exporter(store, config, tmp_path) as ex:
+        prom = Prometheus(tmp_path, ex.port)
+        try:
+            prom.wait_until("the first scrape", lambda: prom.query('up{job="process-core"} == 1'))
+            with Hog(ex.port, ["127.0.0.2"], 20), \
+                 Hog(ex.port, [f"127.0.7.{i}" for i in range(1, 21)], 1, PARTIAL_HELLO):
+                # Eight scrapes happen under attack; their `up` samples are read back below.
+                time.sleep(8)
+                scrapes = prom.query('count_over_time(up{job="process-core"}[6s])')
+                worst = prom.query('min_over_time(up{job="process-core"}[6s])')
+            assert float(scrapes[0]["value"][1]) >= 4, scrapes
+            assert worst[0]["value"][1] == "1", worst
+        finally:
+            prom.stop()
