@@ -116,13 +116,4 @@ MetricFamily max_use_family(uint64_t max_use_bytes) {
   return f;
 }
 
-std::vector<MetricFamily> MetricsCollector::Collect() const {
-  Snapshot snap;
-  {
-    std::lock_guard lock(m_mutex);
-    snap = m_state.snapshot();
-  }
-  return to_families(snap);
-}
-
 } // namespace exporter

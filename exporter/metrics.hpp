@@ -1,12 +1,11 @@
-// The /metrics view of a CrashState, as a prometheus-cpp Collectable.
+// The /metrics view of a CrashState snapshot, in prometheus-cpp's metric model (written out by
+// serializer.hpp).
 #pragma once
 
 #include "exporter/crash_state.hpp"
 
-#include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -44,20 +43,8 @@ std::vector<prometheus::ClientMetric::Label> series_labels(const common::SeriesK
 // processcore_store_max_use_bytes: the store's max_use, resolved for its file system.
 prometheus::MetricFamily max_use_family(uint64_t max_use_bytes);
 
-// Turns a snapshot into metric families (pure: used by the collector and by tests).
+// Turns a snapshot into metric families (pure: the serializer writes the small ones from it;
+// tests compare with all of them).
 std::vector<prometheus::MetricFamily> to_families(const Snapshot& snap);
-
-class MetricsCollector : public prometheus::Collectable {
-public:
-  // Reads `state` under `mutex` on every scrape.
-  MetricsCollector(const CrashState& state, std::mutex& mutex) : m_state(state), m_mutex(mutex) {}
-
-  // A snapshot taken under the lock, serialised outside it.
-  std::vector<prometheus::MetricFamily> Collect() const override;
-
-private:
-  const CrashState& m_state;
-  std::mutex& m_mutex;
-};
 
 } // namespace exporter

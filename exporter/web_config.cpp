@@ -50,7 +50,7 @@ common::Expected<void> each_pair(yaml_document_t* doc, yaml_node_t* map, const s
 }
 
 common::Expected<std::string> string_value(yaml_node_t* v, const std::string& where) {
-  if (v->type != YAML_SCALAR_NODE) {
+  if (v == nullptr || v->type != YAML_SCALAR_NODE) {
     return common::fail(where + " is not a string");
   }
   return scalar(v);
