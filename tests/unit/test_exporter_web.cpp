@@ -334,3 +334,37 @@ TEST_CASE("metrics stream: negotiation", "[exporter][web]") {
   CHECK(negotiate_compression("gzipx, br") == Compression::none);
   CHECK(negotiate_compression("") == Compression::none);
 }
+
+TEST_CASE("global series cap: folds into other/other, the same series on every start",
+          "[exporter][web]") {
+  // Five executables on five hosts, crashing at t = 1..5; fed in two different orders.
+  auto build = [](const std::vector<int>& order) {
+    CrashState st(0, 0, 3);
+    for (int i : order) {
+      common::SeriesKey key{"host-" + std::to_string(i), "/bin/e" + std::to_string(i), "SEGV",
+                            true};
+      st.add_record(static_cast<uint64_t>(i), 0, key, i, 10, 0);
+    }
+    st.settle();
+    return st.snapshot();
+  };
+  for (const auto& order : {std::vector<int>{1, 2, 3, 4, 5}, std::vector<int>{5, 3, 1, 4, 2}}) {
+    const Snapshot snap = build(order);
+    std::set<std::string> own;
+    uint64_t other = 0;
+    uint64_t total = 0;
+    for (const auto& s : snap.series) {
+      total += s.count;
+      if (s.labels.hostname == "other") {
+        CHECK(s.labels.executable == "other");
+        other += s.count;
+      } else {
+        own.insert(s.labels.hostname);
+      }
+    }
+    CHECK(own == std::set<std::string>{"host-1", "host-2", "host-3"});
+    CHECK(other == 2);
+    CHECK(total == 5);
+    CHECK(snap.folded_series == 2);
+  }
+}
