@@ -174,8 +174,6 @@ std::string client_address(MHD_Connection* c) {
   return host;
 }
 
-} // namespace
-
 // The web configuration as currently in force: reloaded when its file changes, so a rotated
 // certificate, key, client CA or user list applies to the next connection without a restart.
 // TLS on or off, versions and cipher suites are fixed at start (libmicrohttpd sets them once).
@@ -290,8 +288,6 @@ private:
   std::shared_ptr<TrustList> m_trust;
   BasicAuth m_auth;
 };
-
-namespace {
 
 // libmicrohttpd hands GnuTLS's certificate callback no user pointer: the one web state of the
 // process is reached through this.
@@ -647,14 +643,14 @@ HttpServer::start(const std::vector<std::string>& addresses, const std::string& 
       return std::unexpected(p.error());
     }
     priorities = *p;
-    if (const char* err = nullptr; true) {
-      gnutls_priority_t check = nullptr;
-      if (gnutls_priority_init(&check, priorities.c_str(), &err) < 0) {
-        return common::fail("GnuTLS refuses the priorities " + common::quoted(priorities) +
-                            " made of min_version, max_version and cipher_suites");
-      }
-      gnutls_priority_deinit(check);
+    // libmicrohttpd would only fail to start: say which setting GnuTLS refuses.
+    gnutls_priority_t check = nullptr;
+    const char* err = nullptr;
+    if (gnutls_priority_init(&check, priorities.c_str(), &err) < 0) {
+      return common::fail("GnuTLS refuses the priorities " + common::quoted(priorities) +
+                          " made of min_version, max_version and cipher_suites");
     }
+    gnutls_priority_deinit(check);
     if (!web.client_ca_file.empty()) {
       gnutls_datum_t pem{};
       if (const int r = gnutls_load_file(web.client_ca_file.c_str(), &pem); r < 0) {
