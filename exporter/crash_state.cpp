@@ -38,8 +38,8 @@ std::string format_record_id(uint64_t id) {
   return common::hex_digits(id, 16);
 }
 
-CrashState::CrashState(unsigned max_executables_per_host, unsigned max_hosts)
-    : m_cap(max_executables_per_host), m_host_cap(max_hosts) {}
+CrashState::CrashState(unsigned max_executables_per_host, unsigned max_hosts, unsigned max_series)
+    : m_cap(max_executables_per_host), m_host_cap(max_hosts), m_series_cap(max_series) {}
 
 uint32_t CrashState::series_index(const common::SeriesKey& key) {
   if (auto it = m_series_index.find(key); it != m_series_index.end()) {
@@ -228,10 +228,21 @@ void CrashState::settle() {
       ++other;
     }
   }
-  for (Series& series : m_series) {
-    if (series.exported != k_unassigned) {
-      continue;
+  // New series in the same earliest-crash-first order, so that the global series cap keeps
+  // the same series under their own labels on every start.
+  std::vector<uint32_t> unexported;
+  for (uint32_t i = 0; i < m_series.size(); ++i) {
+    if (m_series[i].exported == k_unassigned) {
+      unexported.push_back(i);
     }
+  }
+  std::sort(unexported.begin(), unexported.end(), [&](uint32_t a, uint32_t b) {
+    const int64_t x = m_executables[m_series[a].executable].earliest;
+    const int64_t y = m_executables[m_series[b].executable].earliest;
+    return std::tie(x, m_series[a].key) < std::tie(y, m_series[b].key);
+  });
+  for (uint32_t index : unexported) {
+    Series& series = m_series[index];
     // Label values travel unchanged into Prometheus, Alertmanager, chat and terminals, and the
     // crashing program chooses its executable's name and its container's hostname: control
     // characters are written as corectl shows them (\x1b). Names that escape to the same text
@@ -245,6 +256,14 @@ void CrashState::settle() {
     }
     if (exe.fold == Fold::other) {
       labels.executable = k_other_executable;
+    }
+    // The global cap: every exported series costs memory on each scrape (and in Prometheus),
+    // and the per-host caps multiply (max_hosts × max_executables_per_host × signals).
+    if (m_series_cap != 0 && m_exported.size() >= m_series_cap &&
+        !m_exported_index.contains(labels)) {
+      labels.hostname = k_other_host;
+      labels.executable = k_other_executable;
+      ++m_folded_series;
     }
     auto [it, added] =
         m_exported_index.try_emplace(labels, static_cast<uint32_t>(m_exported.size()));
@@ -303,6 +322,7 @@ Snapshot CrashState::snapshot() const {
     h.stored_bytes += series.bytes;
   }
   snap.folded_hosts = m_folded_hosts;
+  snap.folded_series = m_folded_series;
   for (const auto& [hostname, folds] : m_host_folds) {
     const std::string name = common::printable(hostname);
     HostSample& h = hosts[name];

@@ -60,6 +60,7 @@ struct Snapshot {
   std::vector<SeriesSample> series;
   std::vector<HostSample> hosts; // after folding: hostname "other" stands for the folded hosts
   uint64_t folded_hosts = 0;     // distinct hostnames counted under hostname="other"
+  uint64_t folded_series = 0;    // series folded into hostname/executable "other" by max_series
   std::array<uint64_t, k_skip_reasons> skipped{}; // files not counted, by SkipReason
   uint64_t records = 0;                           // records currently in the store
   uint64_t rescans = 0;                           // full rescans after the first scan
@@ -70,8 +71,11 @@ class CrashState {
 public:
   // `max_executables_per_host` = 0 means no cap; so does `max_hosts` = 0. Hosts beyond
   // `max_hosts` (latest first crash first) are counted under hostname="other", whose
-  // executables the per-host cap bounds like any host's.
-  explicit CrashState(unsigned max_executables_per_host, unsigned max_hosts = 0);
+  // executables the per-host cap bounds like any host's. Once `max_series` exported series
+  // exist (0: no cap), a new series is counted under hostname="other", executable="other" with
+  // its own signal and core_present: at most one more series per signal and core_present.
+  explicit CrashState(unsigned max_executables_per_host, unsigned max_hosts = 0,
+                      unsigned max_series = 0);
 
   // True when a record with this id is known (in any directory).
   bool has_record(uint64_t id) const { return m_records.contains(id); }
@@ -109,6 +113,9 @@ public:
   // Call after each batch of changes: assigns labels to new executables (earliest crash first)
   // and lifts any series that would otherwise go down (see crash_state.cpp).
   void settle();
+
+  // The number of records currently known (what processcore_records shows).
+  size_t records() const { return m_records.size(); }
 
   // What /metrics shows now (as of the last settle()).
   Snapshot snapshot() const;
@@ -162,6 +169,8 @@ private:
 
   unsigned m_cap;
   unsigned m_host_cap;
+  unsigned m_series_cap;
+  uint64_t m_folded_series = 0;
   std::unordered_map<std::string, Fold> m_hosts; // hostname → own or other, once decided
   uint64_t m_own_hosts = 0;
   uint64_t m_folded_hosts = 0;

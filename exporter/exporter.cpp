@@ -8,13 +8,14 @@
 #include "exporter/kmsg_follower.hpp"
 #include "exporter/metrics.hpp"
 #include "exporter/process_metrics.hpp"
+#include "exporter/serializer.hpp"
 #include "exporter/store_watcher.hpp"
 #include "exporter/web_config.hpp"
 #include "process_core_version.hpp"
 
-#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
 #include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/statvfs.h>
@@ -119,8 +120,8 @@ bool take_signals(Context& ctx) {
 }
 
 bool scan_store(Context& ctx) {
-  ctx.state =
-      std::make_unique<CrashState>(ctx.config.max_executables_per_host, ctx.config.max_hosts);
+  ctx.state = std::make_unique<CrashState>(ctx.config.max_executables_per_host,
+                                           ctx.config.max_hosts, ctx.config.max_series);
   auto watcher = StoreWatcher::create(ctx.config.store, *ctx.state, ctx.mutex);
   if (!watcher) {
     spdlog::error("{}", common::printable(watcher.error().message));
@@ -128,13 +129,17 @@ bool scan_store(Context& ctx) {
   }
   ctx.watcher = std::move(*watcher);
   const double seconds = ctx.watcher->scan();
-  Snapshot snap;
+  size_t records = 0;
   {
     std::lock_guard lock(ctx.mutex);
-    snap = ctx.state->snapshot();
+    records = ctx.state->records();
   }
-  spdlog::info("scanned {} records in {} in {:.3f} s", snap.records,
-               common::quoted(ctx.config.store), seconds);
+  // The scan's transient memory (the ledger's JSON tree, directory listings) is free now but
+  // still held by malloc, interleaved with the state; give it back, or the exporter would sit
+  // at its start-up peak for good under MemoryMax.
+  ::malloc_trim(0);
+  spdlog::info("scanned {} records in {} in {:.3f} s", records, common::quoted(ctx.config.store),
+               seconds);
   return true;
 }
 
@@ -149,10 +154,14 @@ const char* k_landing = R"(<!DOCTYPE html>
 
 // What each path serves. The scan is done before the server starts, so the exporter is ready
 // as soon as it answers; /-/ready still exists for probes that expect it.
-HttpResponse route(const Context& ctx, const MetricsCollector& collector,
-                   const HttpRequest& request) {
+HttpResponse route(Context& ctx, const HttpRequest& request) {
   if (request.path == ctx.options.telemetry_path) {
-    auto families = collector.Collect();
+    Snapshot snap;
+    {
+      std::lock_guard lock(ctx.mutex);
+      snap = ctx.state->snapshot();
+    }
+    std::vector<prometheus::MetricFamily> families;
     // max_use may be a share of the store's file system, which can be resized: resolved per
     // scrape, as the handler does per crash (with the same 4 GiB cap on percentages).
     struct statvfs fs {};
@@ -168,14 +177,22 @@ HttpResponse route(const Context& ctx, const MetricsCollector& collector,
     auto process = process_families();
     families.insert(families.end(), std::make_move_iterator(process.begin()),
                     std::make_move_iterator(process.end()));
-    return {200, "text/plain; version=0.0.4; charset=utf-8",
-            prometheus::TextSerializer().Serialize(families)};
+    // Streamed as the client reads: a page of many series never exists in memory at once.
+    const Format format = negotiate_format(request.accept);
+    const Compression compression = negotiate_compression(request.accept_encoding);
+    auto stream =
+        std::make_shared<MetricsStream>(std::move(snap), std::move(families), format, compression);
+    HttpResponse r;
+    r.content_type = content_type(format);
+    r.content_encoding = compression == Compression::gzip ? "gzip" : "";
+    r.stream = [stream](char* buf, size_t n) { return stream->read(buf, n); };
+    return r;
   }
   if (request.path == "/-/healthy") {
-    return {200, "text/plain; charset=utf-8", "Healthy\n"};
+    return {200, "text/plain; charset=utf-8", "Healthy\n", "", {}};
   }
   if (request.path == "/-/ready") {
-    return {200, "text/plain; charset=utf-8", "Ready\n"};
+    return {200, "text/plain; charset=utf-8", "Ready\n", "", {}};
   }
   if (request.path == "/") {
     std::string page = k_landing;
@@ -183,9 +200,9 @@ HttpResponse route(const Context& ctx, const MetricsCollector& collector,
       page.replace(at, 6, ctx.options.telemetry_path);
     }
     page.replace(page.find("{version}"), 9, PROCESS_CORE_VERSION);
-    return {200, "text/html; charset=utf-8", std::move(page)};
+    return {200, "text/html; charset=utf-8", std::move(page), "", {}};
   }
-  return {404, "text/plain; charset=utf-8", "Not found\n"};
+  return {404, "text/plain; charset=utf-8", "Not found\n", "", {}};
 }
 
 // Dumps the kernel skipped (core_pipe_limit, a failed pipe), from the kernel log.
@@ -206,12 +223,10 @@ void follow_kernel_log(Context& ctx) {
 
 bool serve(Context& ctx) {
   follow_kernel_log(ctx);
-  auto collector = std::make_shared<MetricsCollector>(*ctx.state, ctx.mutex);
   const auto& addresses =
       ctx.options.listen.empty() ? std::vector<std::string>{ctx.config.listen} : ctx.options.listen;
-  auto server = HttpServer::start(addresses, ctx.web, [&ctx, collector](const HttpRequest& r) {
-    return route(ctx, *collector, r);
-  });
+  auto server = HttpServer::start(addresses, ctx.options.web_config.value_or(""), ctx.web,
+                                  [&ctx](const HttpRequest& r) { return route(ctx, r); });
   if (!server) {
     spdlog::error("{}", server.error().message);
     return false;

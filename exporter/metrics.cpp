@@ -24,6 +24,8 @@ ClientMetric gauge(double value, std::vector<ClientMetric::Label> labels = {}) {
   return m;
 }
 
+} // namespace
+
 std::vector<ClientMetric::Label> series_labels(const common::SeriesKey& k) {
   return {{"core_present", k.core_present ? "true" : "false"},
           {"executable", k.executable},
@@ -31,17 +33,11 @@ std::vector<ClientMetric::Label> series_labels(const common::SeriesKey& k) {
           {"signal", k.signal}};
 }
 
-} // namespace
-
 std::vector<MetricFamily> to_families(const Snapshot& snap) {
   std::vector<MetricFamily> out;
 
-  auto crashes = family(k_metric_crashes,
-                        "Crashes captured, by host, executable, signal and whether a core was "
-                        "stored. Never decreases (retired records are kept in the ledger).",
-                        MetricType::Counter);
-  auto last =
-      family(k_metric_last_crash, "Time of the latest crash of the series.", MetricType::Gauge);
+  auto crashes = family(k_metric_crashes, k_help_crashes, MetricType::Counter);
+  auto last = family(k_metric_last_crash, k_help_last_crash, MetricType::Gauge);
   for (const auto& s : snap.series) {
     ClientMetric m;
     m.label = series_labels(s.labels);
@@ -54,12 +50,8 @@ std::vector<MetricFamily> to_families(const Snapshot& snap) {
   out.push_back(std::move(crashes));
   out.push_back(std::move(last));
 
-  auto bytes = family(k_metric_stored_bytes, "Bytes on disk of the records and cores of a host.",
-                      MetricType::Gauge);
-  auto folded = family(k_metric_folded,
-                       "Distinct executables of a host counted under executable=\"other\" "
-                       "(beyond max_executables_per_host).",
-                       MetricType::Gauge);
+  auto bytes = family(k_metric_stored_bytes, k_help_stored_bytes, MetricType::Gauge);
+  auto folded = family(k_metric_folded, k_help_folded, MetricType::Gauge);
   for (const auto& h : snap.hosts) {
     bytes.metric.push_back(gauge(static_cast<double>(h.stored_bytes), {{"hostname", h.hostname}}));
     folded.metric.push_back(
@@ -73,6 +65,12 @@ std::vector<MetricFamily> to_families(const Snapshot& snap) {
                              MetricType::Gauge);
   folded_hosts.metric.push_back(gauge(static_cast<double>(snap.folded_hosts), {}));
   out.push_back(std::move(folded_hosts));
+  auto folded_series = family(k_metric_folded_series,
+                              "Series counted under hostname=\"other\", executable=\"other\" "
+                              "because max_series exported series existed already.",
+                              MetricType::Gauge);
+  folded_series.metric.push_back(gauge(static_cast<double>(snap.folded_series), {}));
+  out.push_back(std::move(folded_series));
 
   auto unreadable = family(k_metric_unreadable,
                            "Files in the store that are not counted: malformed records, files "
@@ -116,15 +114,6 @@ MetricFamily max_use_family(uint64_t max_use_bytes) {
                   MetricType::Gauge);
   f.metric.push_back(gauge(static_cast<double>(max_use_bytes)));
   return f;
-}
-
-std::vector<MetricFamily> MetricsCollector::Collect() const {
-  Snapshot snap;
-  {
-    std::lock_guard lock(m_mutex);
-    snap = m_state.snapshot();
-  }
-  return to_families(snap);
 }
 
 } // namespace exporter

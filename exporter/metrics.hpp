@@ -1,12 +1,11 @@
-// The /metrics view of a CrashState, as a prometheus-cpp Collectable.
+// The /metrics view of a CrashState snapshot, in prometheus-cpp's metric model (written out by
+// serializer.hpp).
 #pragma once
 
 #include "exporter/crash_state.hpp"
 
-#include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +17,7 @@ inline constexpr const char* k_metric_last_crash = "processcore_last_crash_times
 inline constexpr const char* k_metric_stored_bytes = "processcore_stored_bytes";
 inline constexpr const char* k_metric_folded = "processcore_executables_folded";
 inline constexpr const char* k_metric_folded_hosts = "processcore_hosts_folded";
+inline constexpr const char* k_metric_folded_series = "processcore_series_folded";
 inline constexpr const char* k_metric_unreadable = "processcore_records_unreadable";
 inline constexpr const char* k_metric_records = "processcore_records";
 inline constexpr const char* k_metric_scan_duration = "processcore_scan_duration_seconds";
@@ -26,23 +26,25 @@ inline constexpr const char* k_metric_build_info = "processcore_build_info";
 
 inline constexpr const char* k_metric_max_use = "processcore_store_max_use_bytes";
 
+// The help texts of the families the streaming serialiser writes itself.
+inline constexpr const char* k_help_crashes =
+    "Crashes captured, by host, executable, signal and whether a core was stored. Never "
+    "decreases (retired records are kept in the ledger).";
+inline constexpr const char* k_help_last_crash = "Time of the latest crash of the series.";
+inline constexpr const char* k_help_stored_bytes =
+    "Bytes on disk of the records and cores of a host.";
+inline constexpr const char* k_help_folded =
+    "Distinct executables of a host counted under "
+    "executable=\"other\" (beyond max_executables_per_host).";
+
+// The labels of a processcore_coredumps_total (and last-crash) series, in exposition order.
+std::vector<prometheus::ClientMetric::Label> series_labels(const common::SeriesKey& k);
+
 // processcore_store_max_use_bytes: the store's max_use, resolved for its file system.
 prometheus::MetricFamily max_use_family(uint64_t max_use_bytes);
 
-// Turns a snapshot into metric families (pure: used by the collector and by tests).
+// Turns a snapshot into metric families (pure: the serializer writes the small ones from it;
+// tests compare with all of them).
 std::vector<prometheus::MetricFamily> to_families(const Snapshot& snap);
-
-class MetricsCollector : public prometheus::Collectable {
-public:
-  // Reads `state` under `mutex` on every scrape.
-  MetricsCollector(const CrashState& state, std::mutex& mutex) : m_state(state), m_mutex(mutex) {}
-
-  // A snapshot taken under the lock, serialised outside it.
-  std::vector<prometheus::MetricFamily> Collect() const override;
-
-private:
-  const CrashState& m_state;
-  std::mutex& m_mutex;
-};
 
 } // namespace exporter

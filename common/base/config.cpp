@@ -146,6 +146,8 @@ ConfigResult parse_config(std::string_view text) {
       set_uint(c.max_executables_per_host, 1000000);
     } else if (key == "max_hosts") {
       set_uint(c.max_hosts, 1000000);
+    } else if (key == "max_series") {
+      set_uint(c.max_series, 1000000);
     } else if (key == "max_records") {
       auto v = parse_number<uint64_t>(value);
       ok = v.has_value();

@@ -43,6 +43,7 @@ struct Config {
   uint64_t analysis_memory_limit = 512ULL << 20;
   unsigned max_executables_per_host = 200; // exporter label cap (per host)
   unsigned max_hosts = 500;                // exporter label cap (hostnames)
+  unsigned max_series = 50000;             // exporter: exported series in all (fits MemoryMax)
   std::string listen = "127.0.0.1:9464";   // exporter address
   std::string kernel_log = "/dev/kmsg";    // exporter: counts dumps the kernel lost ("" = off)
   // Record retention (corectl vacuum); records beyond these are retired through the ledger.

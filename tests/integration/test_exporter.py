@@ -3,9 +3,11 @@ import json
 import os
 import pathlib
 import time
+import urllib.request
 
 import pctest
-from pcexporter import Exporter, crash, crashes, retire, setup_store, value
+
+from pcexporter import Exporter, crash, crashes, parse_metrics, retire, series, setup_store, value
 
 SEGV, ABRT, QUIT = 11, 6, 3
 
@@ -228,3 +230,69 @@ def test_kernel_log_losses_are_counted(tmp_path):
             timeout=5)
         assert value(m, "processcore_kernel_dumps_lost_total", reason="pipe_failed") == 1
         assert value(m, "processcore_kernel_dumps_lost_total", reason="other") == 0
+
+
+def ledger_of_series(store, n, hosts=500, exes=200):
+    """A ledger with n distinct series within the default per-host caps (n / hosts executables
+    per host), one crash each: what a large fleet's retired crashes look like."""
+    series = []
+    for i in range(n):
+        series.append({"hostname": f"host-{i % hosts:04d}.example.com",
+                       "executable": f"/opt/fleet/bin/service-{(i // hosts) % exes:04d}",
+                       "signal": ["SEGV", "ABRT", "BUS", "ILL"][(i // (hosts * exes)) % 4],
+                       "core_present": True, "count": 1 + i % 3,
+                       "first": 1700000000 + i, "last": 1700000000 + i})
+    (store / ".ledger.json").write_text(json.dumps({"schema": 1, "pending": [], "series": series}))
+    return sum(s["count"] for s in series)
+
+
+def peak_rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0
+
+
+def test_many_series_stay_within_the_memory_bound(tmp_path):
+    """100,000 series within the default label caps: the global series cap and the streaming
+    serialiser keep the peak RSS of scrapes (plain and gzip) well below the unit's
+    MemoryMax=256M (it was 436 MiB after one scrape)."""
+    import gzip
+    store, config = setup_store(tmp_path)
+    total = ledger_of_series(store, 100_000)
+    with Exporter(store, config, tmp_path) as ex:
+        # The peak is measured from here: the scrapes', over the state the scan left (the scan's
+        # own transient peak comes from parsing the ledger, not from serving it).
+        pathlib.Path(f"/proc/{ex.proc.pid}/clear_refs").write_text("5\n")
+        with urllib.request.urlopen(f"http://127.0.0.1:{ex.port}/metrics", timeout=60) as r:
+            m = parse_metrics(r.read().decode())
+        request = urllib.request.Request(f"http://127.0.0.1:{ex.port}/metrics",
+                                         headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=60) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            gz = parse_metrics(gzip.decompress(r.read()).decode())
+        peak = peak_rss_mib(ex.proc.pid)
+    # No crash is lost: the series beyond the cap are counted under other/other.
+    assert value(m, "processcore_coredumps_total") == total
+    assert value(gz, "processcore_coredumps_total") == total
+    own = [l for l in series(m, "processcore_coredumps_total") if ("hostname", "other") not in l]
+    assert len(own) == 50_000
+    assert value(m, "processcore_series_folded") == 50_000
+    assert peak < 192, f"peak RSS {peak:.0f} MiB"
+
+
+def test_global_series_cap_folds_into_other(tmp_path):
+    store, config = setup_store(tmp_path, max_series=2)
+    start = int(time.time()) - 60
+    for i, (host, exe) in enumerate([("web-1", "/usr/bin/a"), ("web-2", "/usr/bin/b"),
+                                     ("web-3", "/usr/bin/c"), ("web-4", "/usr/bin/d")]):
+        crash(store, config, host, SEGV, exe, when=start + i)
+    with Exporter(store, config, tmp_path) as ex:
+        m = ex.scrape()
+        assert crashes(m) == {("web-1", "/usr/bin/a", "SEGV", "true"): 1,
+                              ("web-2", "/usr/bin/b", "SEGV", "true"): 1,
+                              ("other", "other", "SEGV", "true"): 2}
+        assert value(m, "processcore_series_folded") == 2
+        crash(store, config, "web-5", ABRT, "/usr/bin/e")
+        m, _ = ex.wait_for(lambda m: value(m, "processcore_series_folded") == 3, timeout=2)
+        assert crashes(m)[("other", "other", "ABRT", "true")] == 1

@@ -1,8 +1,19 @@
+#include "exporter/basic_auth.hpp"
 #include "exporter/http_server.hpp"
+#include "exporter/metrics.hpp"
 #include "exporter/process_metrics.hpp"
+#include "exporter/serializer.hpp"
 #include "exporter/web_config.hpp"
 
 #include <catch2/catch.hpp>
+#include <prometheus/text_serializer.h>
+
+#include <crypt.h>
+#include <zlib.h>
+
+#include <chrono>
+#include <set>
+#include <sstream>
 
 using namespace exporter;
 
@@ -22,6 +33,29 @@ TEST_CASE("web config: the exporter-toolkit format", "[exporter][web]") {
     REQUIRE(c->users.size() == 1);
     CHECK(c->users.at("prometheus").starts_with("$2y$10$"));
   }
+  SECTION("client certificates, versions and cipher suites") {
+    auto c = parse_web_config("tls_server_config:\n"
+                              "  cert_file: /c\n  key_file: /k\n  client_ca_file: /ca\n"
+                              "  client_auth_type: RequireAndVerifyClientCert\n"
+                              "  min_version: TLS12\n  max_version: TLS12\n"
+                              "  cipher_suites:\n"
+                              "    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n"
+                              "    - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\n",
+                              "web.yml");
+    REQUIRE(c);
+    CHECK(c->client_auth == ClientAuth::require_and_verify);
+    CHECK(c->client_ca_file == "/ca");
+    CHECK(c->min_version == TlsVersion::tls12);
+    CHECK(c->max_version == TlsVersion::tls12);
+    REQUIRE(c->cipher_suites.size() == 2);
+    auto p = gnutls_priorities(*c);
+    REQUIRE(p);
+    CHECK(*p == "NORMAL:-VERS-ALL:+VERS-TLS1.2:-CIPHER-ALL:-MAC-ALL:-KX-ALL:+ECDHE-ECDSA:"
+                "+AES-128-GCM:+AEAD:+ECDHE-RSA:+AES-256-GCM");
+    WebConfig defaults;
+    defaults.cert_file = "/c";
+    CHECK(gnutls_priorities(defaults).value() == "NORMAL:-VERS-ALL:+VERS-TLS1.2:+VERS-TLS1.3");
+  }
   SECTION("an empty file is plain HTTP") {
     auto c = parse_web_config("", "web.yml");
     REQUIRE(c);
@@ -29,8 +63,21 @@ TEST_CASE("web config: the exporter-toolkit format", "[exporter][web]") {
     CHECK(c->users.empty());
   }
   SECTION("what is not implemented is refused, not ignored") {
+    // GnuTLS asks for client certificates only with a CA list to send.
     CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n  key_file: b\n"
                                  "  client_auth_type: RequireAndVerifyClientCert\n",
+                                 "w"));
+    CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n  key_file: b\n"
+                                 "  curve_preferences: [X25519]\n",
+                                 "w"));
+    CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n  key_file: b\n"
+                                 "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+                                 "w"));
+    CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n  key_file: b\n"
+                                 "  min_version: TLS13\n  max_version: TLS12\n",
+                                 "w"));
+    CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n  key_file: b\n"
+                                 "  min_version: SSL30\n",
                                  "w"));
     CHECK_FALSE(parse_web_config("http_server_config:\n  http2: false\n", "w"));
     CHECK_FALSE(parse_web_config("tls_server_config:\n  cert_file: a\n", "w"));
@@ -116,4 +163,208 @@ TEST_CASE("process metrics from /proc/<pid>/stat", "[exporter][web]") {
   CHECK_THAT(names, Catch::VectorContains(std::string("process_open_fds")));
   CHECK_THAT(names, Catch::VectorContains(std::string("process_max_fds")));
   CHECK_THAT(names, Catch::VectorContains(std::string("process_start_time_seconds")));
+}
+
+namespace {
+
+// Made with Python's crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)).
+const std::string k_hash = "$2b$04$PfLrS4GbknNfjKTR2cSX8eHs7Jj4hhEjB6pvWm/gEfo76II7lJ9pi";
+
+std::string basic(std::string_view credentials) {
+  static constexpr char k_b64[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out = "Basic ";
+  for (size_t i = 0; i < credentials.size(); i += 3) {
+    auto byte = [&](size_t at) -> unsigned {
+      return at < credentials.size() ? static_cast<unsigned char>(credentials[at]) : 0U;
+    };
+    const unsigned v = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
+    out += k_b64[(v >> 18) & 63];
+    out += k_b64[(v >> 12) & 63];
+    out += i + 1 < credentials.size() ? k_b64[(v >> 6) & 63] : '=';
+    out += i + 2 < credentials.size() ? k_b64[v & 63] : '=';
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("basic auth: results, failure limit, remembered credentials", "[exporter][web]") {
+  BasicAuth auth({{"prometheus", k_hash}});
+  const auto t0 = BasicAuth::Clock::now();
+  CHECK(auth.enabled());
+  CHECK_FALSE(BasicAuth({}).enabled());
+  CHECK(auth.check(basic("prometheus:s3cret").c_str(), "a", t0) == AuthResult::ok);
+  CHECK(auth.check(nullptr, "b", t0) == AuthResult::denied);
+  CHECK(auth.check("Bearer x", "b", t0) == AuthResult::denied);
+  CHECK(auth.check("Basic !!!!", "b", t0) == AuthResult::denied);
+  CHECK(auth.check(basic(std::string_view("prometheus:s3cret\0x", 19)).c_str(), "c", t0) ==
+        AuthResult::denied);
+  // Without a user name no bcrypt is spent and nothing counts as a failure; with one, five
+  // failures from "b" make the next attempt throttled before bcrypt, right or wrong.
+  for (int i = 0; i < 5; ++i) {
+    CHECK(auth.check(basic(i % 2 ? "nobody:s3cret" : "prometheus:x").c_str(), "b", t0) ==
+          AuthResult::denied);
+  }
+  CHECK(auth.check(basic("prometheus:wrong").c_str(), "b", t0) == AuthResult::throttled);
+  CHECK(auth.check(basic("nobody:x").c_str(), "b", t0) == AuthResult::throttled);
+  // Credentials verified before (by "a") are remembered and pass even for a throttled client.
+  CHECK(auth.check(basic("prometheus:s3cret").c_str(), "b", t0) == AuthResult::ok);
+  // The limit ends with its window; a success then clears the count.
+  const auto later = t0 + std::chrono::seconds(61);
+  CHECK(auth.check(basic("prometheus:wrong").c_str(), "b", later) == AuthResult::denied);
+  // A re-read user list forgets what was remembered.
+  auth.set_users({{"other", k_hash}});
+  CHECK(auth.check(basic("prometheus:s3cret").c_str(), "d", t0) == AuthResult::denied);
+  CHECK(auth.check(basic("other:s3cret").c_str(), "d", t0) == AuthResult::ok);
+}
+
+TEST_CASE("basic auth: unknown users cost the same bcrypt", "[exporter][web]") {
+  // A cost-8 hash (about 20 ms): a refusal without bcrypt would be 1000 times faster.
+  const std::string slow = crypt("s3cret", "$2b$08$abcdefghijklmnopqrstuu");
+  BasicAuth auth({{"prometheus", slow}});
+  auto median = [&](const std::string& header) {
+    std::vector<double> t;
+    for (int i = 0; i < 3; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      CHECK(auth.check(header.c_str(), "client" + std::to_string(i) + header,
+                       BasicAuth::Clock::now()) == AuthResult::denied);
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[1];
+  };
+  const double known = median(basic("prometheus:wrong"));
+  const double unknown = median(basic("nobody:wrong"));
+  CHECK(unknown / known > 0.33);
+  CHECK(unknown / known < 3);
+}
+
+namespace {
+
+Snapshot sample_snapshot(size_t series) {
+  CrashState st(0, 0);
+  for (size_t i = 0; i < series; ++i) {
+    common::SeriesKey key{"host-" + std::to_string(i % 7),
+                          "/usr/bin/\"odd\\\nexe" + std::to_string(i), i % 2 ? "SEGV" : "ABRT",
+                          i % 3 == 0};
+    st.add_record(i + 1, 0, key, 1700000000 + static_cast<int64_t>(i), 100, 200);
+  }
+  st.settle();
+  return st.snapshot();
+}
+
+std::set<std::string> lines_of(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    out.insert(line);
+  }
+  return out;
+}
+
+std::string gunzip(const std::string& data) {
+  z_stream z{};
+  REQUIRE(inflateInit2(&z, 15 + 16) == Z_OK);
+  std::string out;
+  char buf[65536];
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  int r = Z_OK;
+  while (r == Z_OK) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    r = inflate(&z, Z_NO_FLUSH);
+    out.append(buf, sizeof buf - z.avail_out);
+  }
+  inflateEnd(&z);
+  CHECK(r == Z_STREAM_END);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("metrics stream: the text format prometheus-cpp writes", "[exporter][web]") {
+  const Snapshot snap = sample_snapshot(3000);
+  const std::string expected = prometheus::TextSerializer().Serialize(to_families(snap));
+  MetricsStream stream(snap, {}, Format::text, Compression::none);
+  const std::string got = stream.read_all();
+  CHECK(lines_of(got) == lines_of(expected));
+  CHECK(got.size() == expected.size());
+
+  SECTION("in small reads") {
+    MetricsStream s(snap, {}, Format::text, Compression::none);
+    std::string pieces;
+    char buf[7];
+    for (long n; (n = s.read(buf, sizeof buf)) > 0;) {
+      pieces.append(buf, static_cast<size_t>(n));
+    }
+    CHECK(pieces == got);
+  }
+  SECTION("gzip") {
+    MetricsStream s(snap, {}, Format::text, Compression::gzip);
+    std::string compressed;
+    char buf[1000];
+    for (long n; (n = s.read(buf, sizeof buf)) > 0;) {
+      compressed.append(buf, static_cast<size_t>(n));
+    }
+    CHECK(compressed.size() < got.size() / 4);
+    CHECK(gunzip(compressed) == got);
+  }
+  SECTION("OpenMetrics") {
+    MetricsStream s(snap, {max_use_family(42)}, Format::openmetrics, Compression::none);
+    const std::string om = s.read_all();
+    CHECK_THAT(om, Catch::Contains("# TYPE processcore_coredumps counter\n"));
+    CHECK_THAT(om, Catch::Contains("# TYPE processcore_rescans counter\n"));
+    CHECK_THAT(om, Catch::Contains("\nprocesscore_rescans_total 0\n"));
+    CHECK_THAT(om, Catch::Contains("\nprocesscore_store_max_use_bytes 42\n"));
+    CHECK_THAT(om, Catch::EndsWith("\n# EOF\n"));
+  }
+}
+
+TEST_CASE("metrics stream: negotiation", "[exporter][web]") {
+  CHECK(negotiate_format("") == Format::text);
+  CHECK(negotiate_format("text/plain;version=0.0.4") == Format::text);
+  CHECK(negotiate_format("application/openmetrics-text;version=1.0.0,text/plain;q=0.5") ==
+        Format::openmetrics);
+  CHECK(negotiate_format("text/plain, application/openmetrics-text; q=0") == Format::text);
+  CHECK(negotiate_compression("gzip") == Compression::gzip);
+  CHECK(negotiate_compression("deflate, gzip;q=1.0") == Compression::gzip);
+  CHECK(negotiate_compression("gzip;q=0") == Compression::none);
+  CHECK(negotiate_compression("gzipx, br") == Compression::none);
+  CHECK(negotiate_compression("") == Compression::none);
+}
+
+TEST_CASE("global series cap: folds into other/other, the same series on every start",
+          "[exporter][web]") {
+  // Five executables on five hosts, crashing at t = 1..5; fed in two different orders.
+  auto build = [](const std::vector<int>& order) {
+    CrashState st(0, 0, 3);
+    for (int i : order) {
+      common::SeriesKey key{"host-" + std::to_string(i), "/bin/e" + std::to_string(i), "SEGV",
+                            true};
+      st.add_record(static_cast<uint64_t>(i), 0, key, i, 10, 0);
+    }
+    st.settle();
+    return st.snapshot();
+  };
+  for (const auto& order : {std::vector<int>{1, 2, 3, 4, 5}, std::vector<int>{5, 3, 1, 4, 2}}) {
+    const Snapshot snap = build(order);
+    std::set<std::string> own;
+    uint64_t other = 0;
+    uint64_t total = 0;
+    for (const auto& s : snap.series) {
+      total += s.count;
+      if (s.labels.hostname == "other") {
+        CHECK(s.labels.executable == "other");
+        other += s.count;
+      } else {
+        own.insert(s.labels.hostname);
+      }
+    }
+    CHECK(own == std::set<std::string>{"host-1", "host-2", "host-3"});
+    CHECK(other == 2);
+    CHECK(total == 5);
+    CHECK(snap.folded_series == 2);
+  }
 }
