@@ -185,7 +185,7 @@ std::optional<uid_t> record_owner(int dirfd, std::string_view id) {
   if (!text) {
     return std::nullopt;
   }
-  auto summary = common::parse_record_summary(*text);
+  auto summary = common::read_record_summary(*text);
   if (!summary || summary->uid.kind != common::JsonKind::unsigned_integer ||
       summary->uid.unsigned_integer > static_cast<uid_t>(-1)) {
     return std::nullopt;

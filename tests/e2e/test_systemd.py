@@ -237,7 +237,10 @@ def test_vacuum_service_removes_a_core_over_quota(machine):
     acl_before = m.nsenter(["getfacl", "--omit-header", "--numeric", record]).stdout
     assert f"user:{CRASHER_UID}:r--" in acl_before
 
-    m.sh(f"cp {CONFIG} {CONFIG}.orig && printf 'max_use = 1\\nkeep_free = 0\\n' >> {CONFIG}")
+    # Room for the record but not for its core (records count toward max_use too).
+    blocks, block_size = m.sh(f"stat -c '%b %B' {record}").stdout.split()
+    max_use = int(blocks) * int(block_size)
+    m.sh(f"cp {CONFIG} {CONFIG}.orig && printf 'max_use = {max_use}\\nkeep_free = 0\\n' >> {CONFIG}")
     try:
         m.nsenter(["systemctl", "start", VACUUM], check=False)
     finally:

@@ -20,10 +20,12 @@ SUMMARY = re.compile(rb"^Removed (\d+) record\(s\) and (\d+) core\(s\)", re.M)
 
 
 def over_quota_store(tmp_path):
-    """The fixture store with every core over max_use."""
+    """The fixture store with every core over max_use, and room for its records (which count
+    toward max_use too: without room, vacuum would retire the records and their cores with them)."""
     store, config, _ = corefixture.build_store(tmp_path)
+    record_bytes = sum(p.stat().st_blocks * 512 for p in store.glob("*/*/*.json"))
     pathlib.Path(config).write_text(pathlib.Path(config).read_text() +
-                                    "max_use = 1\nkeep_free = 0\n")
+                                    f"max_use = {record_bytes}\nkeep_free = 0\n")
     cores = sorted(store.glob("*/*/*.core.zst"))
     assert cores, "the fixture store has no cores"
     return store, config, cores
