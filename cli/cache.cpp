@@ -92,15 +92,9 @@ std::optional<common::UniqueFd> open_dir_nofollow(const std::string& path) {
   if (!dir || path.empty() || path[0] != '/') {
     return std::nullopt;
   }
-  size_t start = 1;
-  while (start < path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string::npos) {
-      end = path.size();
-    }
-    const std::string name = path.substr(start, end - start);
-    start = end + 1;
-    if (name.empty() || name == ".") {
+  for (std::string_view part : common::path_components(path)) {
+    const std::string name(part);
+    if (name == ".") {
       continue;
     }
     if (name == "..") {

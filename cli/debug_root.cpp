@@ -3,6 +3,7 @@
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
+#include "common/base/parse.hpp"
 #include "common/crash/symbolize.hpp"
 
 #include <fcntl.h>
@@ -93,23 +94,18 @@ extern "C" void on_fatal_signal(int signo) {
 // The components of an absolute path from a record, or nullopt when one is empty, "." or "..",
 // too long for a file name, or too many: such a path is not copied at all.
 std::optional<std::vector<std::string>> components(const std::string& path) {
-  if (!path.starts_with('/')) {
+  // An empty component ("a//b", a trailing "/") is refused like "." and "..": none is a path the
+  // kernel writes into NT_FILE.
+  if (!path.starts_with('/') || path.ends_with('/') || path.find("//") != std::string::npos) {
     return std::nullopt;
   }
   std::vector<std::string> out;
-  size_t start = 1;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string::npos) {
-      end = path.size();
-    }
-    std::string c = path.substr(start, end - start);
-    if (c.empty() || c == "." || c == ".." || c.size() > NAME_MAX ||
+  for (std::string_view c : common::path_components(path)) {
+    if (c == "." || c == ".." || c.size() > NAME_MAX ||
         out.size() >= static_cast<size_t>(k_max_depth)) {
       return std::nullopt;
     }
-    out.push_back(std::move(c));
-    start = end + 1;
+    out.emplace_back(c);
   }
   return out;
 }
@@ -303,16 +299,9 @@ namespace {
 // `path` with "." and ".." worked out as text (no file system involved); nullopt when ".." would
 // leave "/".
 std::optional<std::string> normalise(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string::npos) {
-      end = path.size();
-    }
-    const std::string c = path.substr(start, end - start);
-    start = end + 1;
-    if (c.empty() || c == ".") {
+  std::vector<std::string_view> parts;
+  for (std::string_view c : common::path_components(path)) {
+    if (c == ".") {
       continue;
     }
     if (c == "..") {
@@ -325,8 +314,9 @@ std::optional<std::string> normalise(const std::string& path) {
     }
   }
   std::string out;
-  for (const auto& c : parts) {
-    out += "/" + c;
+  for (std::string_view c : parts) {
+    out += '/';
+    out += c;
   }
   return out.empty() ? "/" : out;
 }

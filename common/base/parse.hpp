@@ -1,4 +1,5 @@
-// Strict parsing of numbers from text that may come from anywhere (argv, config, records).
+// Strict parsing of numbers and paths from text that may come from anywhere (argv, config,
+// records).
 #pragma once
 
 #include <charconv>
@@ -6,6 +7,7 @@
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace common {
 
@@ -19,6 +21,24 @@ inline std::string_view trim_blanks(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
+}
+
+// The components of a path as text, between its slashes; empty ones ("a//b", a trailing "/")
+// are left out, "." and ".." are kept for the caller's own rule. No file system is involved.
+inline std::vector<std::string_view> path_components(std::string_view path) {
+  std::vector<std::string_view> out;
+  while (!path.empty()) {
+    const size_t slash = path.find('/');
+    const std::string_view part = path.substr(0, slash);
+    if (!part.empty()) {
+      out.push_back(part);
+    }
+    if (slash == std::string_view::npos) {
+      break;
+    }
+    path.remove_prefix(slash + 1);
+  }
+  return out;
 }
 
 // The whole of `s` as a number of type T (integer or floating point); nullopt when `s` is

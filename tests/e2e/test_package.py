@@ -172,16 +172,7 @@ def snapshot():
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
-    build = pctest.env_path("PC_BUILD_DIR")
-    cache = (build / "CMakeCache.txt").read_text()
-    if "CMAKE_INSTALL_PREFIX:PATH=/usr\n" not in cache:
-        pytest.skip("build not configured with CMAKE_INSTALL_PREFIX=/usr (see tests/run.sh)")
-    out = tmp_path_factory.mktemp("deb")
-    subprocess.run(["cpack", "-G", "DEB", "-B", str(out)], cwd=build, check=True,
-                   capture_output=True)
-    found = list(out.glob("process-core_*.deb"))
-    assert len(found) == 1, found
-    return found[0]
+    return pctest.build_deb(tmp_path_factory.mktemp("deb"))
 
 
 def test_lintian_finds_no_errors_or_warnings(deb):

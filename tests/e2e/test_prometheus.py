@@ -100,13 +100,7 @@ class Prometheus:
         return json.loads(self.get("/api/v1/alerts"))["data"]["alerts"]
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        pctest.stop_process(self.proc, self.log)
 
 
 def check_alert_flow(store, config, workdir, make_crash, executable):
@@ -260,13 +254,7 @@ class Alertmanager:
         return found
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+        pctest.stop_process(self.proc, self.log)
 
 
 # A name whose suggested command, pasted into a shell, ran `id` before the command was escaped;

@@ -11,8 +11,6 @@ the container gets no cgroup controllers.
 import json
 import os
 import pathlib
-import shlex
-import subprocess
 import textwrap
 
 import pytest
@@ -58,15 +56,7 @@ def deb(tmp_path_factory):
         nspawn.check_host()
     except nspawn.Unavailable as e:
         pytest.skip(str(e))
-    build = pctest.env_path("PC_BUILD_DIR")
-    if "CMAKE_INSTALL_PREFIX:PATH=/usr\n" not in (build / "CMakeCache.txt").read_text():
-        pytest.skip("build not configured with CMAKE_INSTALL_PREFIX=/usr (see tests/run.sh)")
-    out = tmp_path_factory.mktemp("deb")
-    subprocess.run(["cpack", "-G", "DEB", "-B", str(out)], cwd=build, check=True,
-                   capture_output=True)
-    found = list(out.glob("process-core_*.deb"))
-    assert len(found) == 1, found
-    return found[0]
+    return pctest.build_deb(tmp_path_factory.mktemp("deb"))
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,7 @@ and handler.analysis saying why the backtraces are missing.
 The core comes from the kernel (a file core_pattern for the duration, machine lock held): only
 such a core carries the first page of each module, and with it the build-ids the unwinder needs.
 """
-import os
 import pathlib
-import resource
-import subprocess
 
 import pytest
 
@@ -33,21 +30,13 @@ def only(records):
     return records[0]
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 @pytest.fixture(scope="module")
 def kernel_core(crasher, tmp_path_factory):
     """A core of pc_crasher with four threads, written by the kernel to a file."""
-    work = tmp_path_factory.mktemp("kcore")
-    with pctest.machine_lock(), pctest.core_pattern(f"{work}/core.%p"):
-        proc = subprocess.Popen([str(crasher), "thread", "--threads", "4"], cwd=work,
-                                preexec_fn=allow_cores, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        proc.wait(timeout=60)
-    assert proc.returncode < 0
-    return (work / f"core.{proc.pid}").read_bytes(), proc.pid
+    return pctest.kernel_file_core(crasher, tmp_path_factory.mktemp("kcore"), 4)
 
 
 def test_analysis_child_fills_every_stack(run_handler, kernel_core):

@@ -15,7 +15,6 @@ import contextlib
 import os
 import pathlib
 import pwd
-import resource
 import shutil
 import socket
 import subprocess
@@ -38,20 +37,12 @@ BITS = {1: "read a store file", 2: "create a file in the store", 4: "signal a pr
 STORE_USER = "nobody"
 
 
-def allow_cores():
-    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+allow_cores = pctest.allow_cores
 
 
 @pytest.fixture(scope="module")
 def kernel_core(crasher, tmp_path_factory):
-    work = tmp_path_factory.mktemp("kcore")
-    with pctest.machine_lock(), pctest.core_pattern(f"{work}/core.%p"):
-        proc = subprocess.Popen([str(crasher), "thread", "--threads", "2"], cwd=work,
-                                preexec_fn=allow_cores, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        proc.wait(timeout=60)
-    assert proc.returncode < 0
-    return (work / f"core.{proc.pid}").read_bytes(), proc.pid
+    return pctest.kernel_file_core(crasher, tmp_path_factory.mktemp("kcore"), 2)
 
 
 @pytest.fixture(scope="module")

@@ -411,3 +411,41 @@ def gcore(argv):
 
 def zstd_decompress(path):
     return subprocess.run(["zstd", "-dc", str(path)], check=True, capture_output=True).stdout
+
+
+def kernel_file_core(crasher, work, threads):
+    """A core of `crasher` running `threads` threads, written by the kernel to a file in `work`
+    (core_pattern set under the machine lock and restored): (core bytes, pid)."""
+    with machine_lock(), core_pattern(f"{work}/core.%p"):
+        proc = subprocess.Popen([str(crasher), "thread", "--threads", str(threads)], cwd=work,
+                                preexec_fn=allow_cores, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        proc.wait(timeout=60)
+    assert proc.returncode < 0
+    return (pathlib.Path(work) / f"core.{proc.pid}").read_bytes(), proc.pid
+
+
+def stop_process(proc, log=None, timeout=20):
+    """Stops a server a test started, by its PID: SIGTERM, then SIGKILL after `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if log is not None:
+        log.close()
+
+
+def build_deb(out):
+    """The Debian package of the tested build tree (cpack into `out`); skips the test when the
+    build is not configured for /usr, as tests/run.sh configures it."""
+    import pytest
+    build = env_path("PC_BUILD_DIR")
+    if "CMAKE_INSTALL_PREFIX:PATH=/usr\n" not in (build / "CMakeCache.txt").read_text():
+        pytest.skip("build not configured with CMAKE_INSTALL_PREFIX=/usr (see tests/run.sh)")
+    subprocess.run(["cpack", "-G", "DEB", "-B", str(out)], cwd=build, check=True,
+                   capture_output=True)
+    found = list(pathlib.Path(out).glob("process-core_*.deb"))
+    assert len(found) == 1, found
+    return found[0]

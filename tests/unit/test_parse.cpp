@@ -52,3 +52,12 @@ TEST_CASE("blanks and carriage returns are trimmed at both ends only", "[parse]"
   CHECK(common::trim_blanks("").empty());
   CHECK(common::trim_blanks("a b") == "a b");
 }
+
+TEST_CASE("path components are the text between slashes", "[parse]") {
+  using V = std::vector<std::string_view>;
+  CHECK(common::path_components("/usr/lib/libc.so.6") == V{"usr", "lib", "libc.so.6"});
+  CHECK(common::path_components("//a/./b/../c/") == V{"a", ".", "b", "..", "c"});
+  CHECK(common::path_components("relative/x") == V{"relative", "x"});
+  CHECK(common::path_components("/").empty());
+  CHECK(common::path_components("").empty());
+}
