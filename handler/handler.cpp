@@ -80,6 +80,10 @@ struct Context {
 constexpr int k_pipe_size = 1 << 20;
 // MESSAGE_ID of the crash line in the journal (documented in docs/record.md).
 constexpr std::string_view k_crash_message_id = "dbba4d8a928544e79ac34a21f9399051";
+// systemd-coredump's catalog MESSAGE_ID ("Process … dumped core."): the line carries it too,
+// so coredumpctl, `journalctl MESSAGE_ID=…` queries and log pipelines made for
+// systemd-coredump find process-core's crashes. A journal field may be given twice.
+constexpr std::string_view k_coredump_message_id = "fc2e22bc6ee647b6b90729ab34a250b1";
 // How stale the store's usage estimate may be before a crash walks the store again.
 constexpr unsigned k_usage_max_age = 300;
 // The overflow uid/gid: what we become when the configured user does not exist.
@@ -735,31 +739,57 @@ void analyze_crash(Context& ctx) {
   }
 }
 
-// The crash line's journal fields, named like systemd-coredump's COREDUMP_* ones (see
-// docs/record.md). Values are printable: journalctl shows them to operators as they are.
-std::vector<common::LogField> journal_fields(const common::Record& r, const std::string& where) {
-  // `journalctl MESSAGE_ID=…` finds every crash process-core logged.
-  std::vector<common::LogField> f = {{"MESSAGE_ID", std::string(k_crash_message_id)}};
+// The crash line's journal fields: ours (PROCESS_CORE_*) and systemd-coredump's (COREDUMP_*,
+// under both MESSAGE_IDs), see docs/record.md. Values are printable: journalctl shows them to
+// operators as they are.
+std::vector<common::LogField> journal_fields(const common::Record& r, const std::string& where,
+                                             const std::string& store_root) {
+  // `journalctl MESSAGE_ID=…` finds every crash process-core logged, by either id.
+  std::vector<common::LogField> f = {{"MESSAGE_ID", std::string(k_crash_message_id)},
+                                     {"MESSAGE_ID", std::string(k_coredump_message_id)}};
   auto add = [&](const char* name, const std::string& value) {
     if (!value.empty()) {
       f.push_back({name, common::printable(value)});
     }
   };
+  auto number = [](const auto& value) { return value ? std::to_string(*value) : std::string(); };
+  std::string unit;
+  if (auto it = r.container.find("unit"); it != r.container.end() && it->is_string()) {
+    unit = it->get<std::string>();
+  }
   add("PROCESS_CORE_RECORD_ID", r.id);
   add("PROCESS_CORE_HOSTNAME", common::to_valid_utf8(r.hostname));
   add("PROCESS_CORE_EXECUTABLE", common::to_valid_utf8(r.executable));
   add("PROCESS_CORE_SIGNAL", std::to_string(r.signal));
   add("PROCESS_CORE_SIGNAL_NAME", r.signal_name);
-  add("PROCESS_CORE_PID", r.pid ? std::to_string(*r.pid) : "");
-  add("PROCESS_CORE_UID", r.uid ? std::to_string(*r.uid) : "");
+  add("PROCESS_CORE_PID", number(r.pid));
+  add("PROCESS_CORE_UID", number(r.uid));
   add("PROCESS_CORE_COMM", common::to_valid_utf8(r.comm));
   add("PROCESS_CORE_CORE", std::string(common::to_string(r.core.reason)));
   add("PROCESS_CORE_RECORD", where.starts_with("record /") ? where.substr(7) : where);
   if (auto it = r.crash.find("signature"); it != r.crash.end() && it->is_string()) {
     add("PROCESS_CORE_SIGNATURE", it->get<std::string>());
   }
-  if (auto it = r.container.find("unit"); it != r.container.end() && it->is_string()) {
-    add("PROCESS_CORE_UNIT", it->get<std::string>());
+  add("PROCESS_CORE_UNIT", unit);
+  // systemd-coredump's names and formats (its coredump.c): what coredumpctl list/info read.
+  add("COREDUMP_PID", number(r.pid));
+  add("COREDUMP_UID", number(r.uid));
+  add("COREDUMP_GID", number(r.gid));
+  add("COREDUMP_SIGNAL", std::to_string(r.signal));
+  add("COREDUMP_SIGNAL_NAME", r.signal_name.empty() ? "" : "SIG" + r.signal_name);
+  add("COREDUMP_EXE", common::to_valid_utf8(r.executable));
+  add("COREDUMP_COMM", common::to_valid_utf8(r.comm));
+  add("COREDUMP_CMDLINE", common::to_valid_utf8(r.cmdline));
+  add("COREDUMP_HOSTNAME", common::to_valid_utf8(r.hostname));
+  add("COREDUMP_RLIMIT", number(r.rlimit_core));
+  add("COREDUMP_UNIT", unit);
+  if (const auto t = common::parse_time(r.time)) {
+    add("COREDUMP_TIMESTAMP", std::to_string(*t * 1000000)); // microseconds, as systemd's
+  }
+  // The stored core is a zstd frame, which coredumpctl's dump and debug decompress by the
+  // file's .zst ending; without it coredumpctl says the core is missing.
+  if (r.core.present && !r.core.path.empty()) {
+    add("COREDUMP_FILENAME", store_root + "/" + r.core.path);
   }
   return f;
 }
@@ -957,7 +987,7 @@ int commit_record(Context& ctx) {
       fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
                   common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
                   r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), where);
-  const auto fields = journal_fields(r, where);
+  const auto fields = journal_fields(r, where, ctx.config.store);
   if (status == 0) {
     common::log_event(spdlog::level::info, common::printable(line), fields);
   } else {

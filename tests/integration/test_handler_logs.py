@@ -2,6 +2,7 @@
 runs, syslog otherwise, and /dev/kmsg when neither is reachable (it is never lost)."""
 import json
 import os
+import pathlib
 import subprocess
 import textwrap
 
@@ -11,6 +12,7 @@ import pctest
 from test_handler import only, recommended
 
 MESSAGE_ID = "dbba4d8a928544e79ac34a21f9399051"
+COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"  # systemd-coredump's catalog entry
 
 
 def needs_root():
@@ -71,6 +73,8 @@ JOURNAL_SCRIPT = textwrap.dedent("""\
       [ -s "$WORK/journal.json" ] && break
       sleep 0.05
     done
+    # While journald still runs: what a test wants to ask the journal (e.g. coredumpctl).
+    if [ -n "${AFTER:-}" ]; then bash -c "$AFTER" >"$WORK/after.out" 2>"$WORK/after.err"; fi
     kill $journald; wait $journald
     exit $rc
 """ % MESSAGE_ID)
@@ -108,6 +112,72 @@ def test_crash_fields_in_the_journal(handler, tmp_path, store, real_core):
     if "signature" in r.get("crash", {}):
         assert e["PROCESS_CORE_SIGNATURE"] == r["crash"]["signature"]
     assert f"Process {pid} (/usr/bin/crasher) of host web01 crashed with SIGSEGV" in e["MESSAGE"]
+    # systemd-coredump's fields and catalog id, for coredumpctl and queries made for it.
+    assert sorted(e["MESSAGE_ID"]) == sorted([MESSAGE_ID, COREDUMP_MESSAGE_ID]), e["MESSAGE_ID"]
+    assert e["COREDUMP_PID"] == str(pid) and e["COREDUMP_UID"] == "1000"
+    assert e["COREDUMP_GID"] == "1001"
+    assert e["COREDUMP_SIGNAL"] == "11" and e["COREDUMP_SIGNAL_NAME"] == "SIGSEGV"
+    assert e["COREDUMP_EXE"] == "/usr/bin/crasher" and e["COREDUMP_HOSTNAME"] == "web01"
+    assert e["COREDUMP_COMM"] == r["comm"]
+    assert e["COREDUMP_TIMESTAMP"] == "1700000000000000"  # %t, in microseconds
+    if r["core"]["present"]:
+        assert e["COREDUMP_FILENAME"] == f"{store}/{r['core']['path']}"
+
+
+def coredumpctl(cache):
+    """systemd-coredump's coredumpctl, from its Debian package unpacked (not installed: the
+    package would take core_pattern over). None when the package cannot be had."""
+    tool = cache / "root/usr/bin/coredumpctl"
+    if tool.exists():
+        return tool
+    cache.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["chown", "_apt", str(cache)], capture_output=True)
+    got = subprocess.run(["apt-get", "download", "-q", "systemd-coredump"], cwd=cache,
+                         capture_output=True, text=True)
+    debs = list(cache.glob("systemd-coredump_*.deb"))
+    if got.returncode != 0 or not debs:
+        return None
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(cache / "root")], check=True)
+    return tool if tool.exists() else None
+
+
+def test_coredumpctl_finds_the_crash(handler, tmp_path, store, real_core):
+    """coredumpctl reads process-core's crash line like one of systemd-coredump's: list and info
+    show it, and dump decompresses the stored core (a zstd frame) back to the kernel's bytes."""
+    needs_root()
+    if not os.access("/lib/systemd/systemd-journald", os.X_OK):
+        pytest.skip("systemd-journald is not installed")
+    tool = coredumpctl(pathlib.Path("/var/tmp/process-core-coredumpctl"))
+    if tool is None:
+        pytest.skip("systemd-coredump's package could not be downloaded (apt-get download)")
+    data, pid = real_core
+    (tmp_path / "core").write_bytes(data)
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    after = (f"{tool} -D /run/log/journal --no-pager --no-legend list; echo ===; "
+             f"{tool} -D /run/log/journal --no-pager info {pid}; echo ===; "
+             f"{tool} -D /run/log/journal --no-pager dump {pid} -o {tmp_path}/dumped")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                           JOURNAL_SCRIPT, "journal", str(handler), "--config", str(conf),
+                           *recommended(pid)],
+                          env=dict(os.environ, WORK=str(tmp_path), AFTER=after),
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode == 77:
+        pytest.skip("systemd-journald does not start here")
+    assert proc.returncode == 0, proc.stderr
+    r = only(pctest.records(store))
+    assert r["core"]["present"], r["core"]
+    out = (tmp_path / "after.out").read_text()
+    err = (tmp_path / "after.err").read_text()
+    listed, info, _ = out.split("===\n")
+    line = listed.strip().splitlines()
+    assert len(line) == 1, (out, err)
+    fields = line[0].split()
+    # TIME (weekday, date, time, zone), PID, UID, GID, SIG, COREFILE, EXE, SIZE
+    assert fields[4:10] == [str(pid), "1000", "1001", "SIGSEGV", "present", "/usr/bin/crasher"], line
+    assert f"PID: {pid}" in info and "Signal: 11 (SEGV)" in info, info
+    assert f"Storage: {store}/{r['core']['path']}" in info, info
+    assert "Hostname: web01" in info, info
+    assert (tmp_path / "dumped").read_bytes() == data, err
 
 
 STALLED_LOGGER_SCRIPT = textwrap.dedent("""\
