@@ -74,8 +74,10 @@ std::expected<common::UniqueFd, Exit> open_core(Context& ctx, const Located& whe
   return std::move(*fd);
 }
 
+// Sparse: a core's untouched pages stay holes in the file written (dump -o, a redirected
+// stdout, the debugger's copy), so a 1 GiB core of a small process does not take 1 GiB.
 Exit decompress(int in, int out, const std::string& id) {
-  auto n = common::zstd_decompress(in, out);
+  auto n = common::zstd_decompress(in, out, common::Sparse::yes);
   if (!n) {
     // zstd_decompress says "corrupted" for checksum and format failures.
     return report(Exit::failure, "Core of " + id + ": " + n.error().message);

@@ -4,9 +4,75 @@
 
 #include <zstd.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
 namespace common {
 
 namespace {
+
+// Writes decoded bytes, skipping over zero blocks with lseek() where that leaves a hole: a core
+// is mostly pages the process never touched, which the kernel sends as real zeros (a 1 GiB
+// core of a process that used 50 MiB needs 50 MiB on disk, not 1 GiB). Only a regular file
+// without O_APPEND is written this way; the length is fixed at the end with ftruncate().
+class SparseWriter {
+public:
+  SparseWriter(int fd, Sparse sparse) : m_fd(fd) {
+    struct stat st {};
+    const int flags = ::fcntl(fd, F_GETFL);
+    m_sparse = sparse == Sparse::yes && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+               flags >= 0 && (flags & O_APPEND) == 0;
+  }
+
+  Expected<void> write(std::span<const std::byte> data) {
+    if (!m_sparse) {
+      return write_all(m_fd, data);
+    }
+    while (!data.empty()) {
+      const size_t n = std::min(data.size(), k_block);
+      const auto block = data.first(n);
+      if (std::all_of(block.begin(), block.end(), [](std::byte b) { return b == std::byte{0}; })) {
+        if (::lseek(m_fd, static_cast<off_t>(n), SEEK_CUR) < 0) {
+          return fail_errno("Failed to seek in the output", errno);
+        }
+        m_pending_hole = true;
+      } else {
+        if (auto w = write_all(m_fd, block); !w) {
+          return w;
+        }
+        m_pending_hole = false;
+      }
+      data = data.subspan(n);
+    }
+    return {};
+  }
+
+  // A hole at the end exists only once the file is that long.
+  Expected<void> finish() {
+    if (!m_sparse || !m_pending_hole) {
+      return {};
+    }
+    const off_t end = ::lseek(m_fd, 0, SEEK_CUR);
+    struct stat st {};
+    if (end < 0 || ::fstat(m_fd, &st) != 0) {
+      return fail_errno("Failed to find the output's length", errno);
+    }
+    if (st.st_size < end && ::ftruncate(m_fd, end) != 0) {
+      return fail_errno("Failed to extend the output over its last hole", errno);
+    }
+    return {};
+  }
+
+private:
+  static constexpr size_t k_block = 4096; // the file systems' block and the kernel's page
+  int m_fd;
+  bool m_sparse = false;
+  bool m_pending_hole = false;
+};
 
 std::string zstd_message(size_t code) {
   return ZSTD_getErrorName(code);
@@ -95,7 +161,8 @@ Expected<void> ZstdWriter::finish() {
   }
 }
 
-Expected<uint64_t> zstd_decompress(int in_fd, int out_fd) {
+Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse) {
+  SparseWriter writer(out_fd, sparse);
   ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) {
     return fail("Failed to create a zstd context: out of memory");
@@ -123,7 +190,7 @@ Expected<uint64_t> zstd_decompress(int in_fd, int out_fd) {
       if (ZSTD_isError(last)) {
         return fail(std::string("corrupted core file: ") + zstd_message(last));
       }
-      if (auto w = write_all(out_fd, std::span(out.data(), output.pos)); !w) {
+      if (auto w = writer.write(std::span(out.data(), output.pos)); !w) {
         return std::unexpected(w.error());
       }
       total += output.pos;
@@ -137,6 +204,9 @@ Expected<uint64_t> zstd_decompress(int in_fd, int out_fd) {
   }
   if (last != 0) {
     return fail("corrupted core file: truncated zstd frame");
+  }
+  if (auto f = writer.finish(); !f) {
+    return std::unexpected(f.error());
   }
   return total;
 }

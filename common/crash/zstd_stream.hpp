@@ -48,8 +48,12 @@ private:
   uint64_t m_bytes_out = 0;
 };
 
+// Whether zstd_decompress may leave holes for zero blocks (a core's untouched pages) when it
+// writes a regular file. Pipes, terminals and append-only files are always written densely.
+enum class Sparse { no, yes };
+
 // Decompresses every zstd frame read from `in_fd` into `out_fd`, verifying checksums.
-// Returns the number of bytes written; a corrupt or truncated input is an error.
-Expected<uint64_t> zstd_decompress(int in_fd, int out_fd);
+// Returns the number of bytes written (holes included); a corrupt or truncated input is an error.
+Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse = Sparse::no);
 
 } // namespace common

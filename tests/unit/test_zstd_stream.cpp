@@ -6,11 +6,13 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -216,4 +218,47 @@ TEST_CASE("corrupted and truncated zstd input is reported", "[zstd]") {
   auto r = zstd_decompress(bad->get(), sink.get());
   REQUIRE_FALSE(r);
   CHECK(r.error().message.find("corrupted") != std::string::npos);
+}
+
+TEST_CASE("decompressed cores keep their zero pages as holes", "[zstd]") {
+  test::TempDir dir;
+  // 64 pages: data, 30 zero pages, data, 31 zero pages up to the end (a trailing hole).
+  std::string data(64 * 4096, '\0');
+  std::memset(data.data(), 'x', 4096);
+  std::memset(data.data() + 31 * 4096, 'y', 4096 + 17);
+  const auto in = dir.path() / "in";
+  test::spit(in, data);
+  const auto compressed = dir.path() / "c.zst";
+  {
+    auto ifd = open_at(AT_FDCWD, in, O_RDONLY);
+    auto ofd = open_rw(compressed);
+    CHECK(capture_stream(ifd->get(), ofd.get(), CaptureOptions{}, nullptr).complete);
+  }
+  SECTION("a regular file") {
+    const auto out = dir.path() / "sparse";
+    auto ifd = open_at(AT_FDCWD, compressed, O_RDONLY);
+    auto ofd = open_rw(out);
+    auto n = zstd_decompress(ifd->get(), ofd.get(), Sparse::yes);
+    REQUIRE(n);
+    CHECK(*n == data.size());
+    CHECK(test::slurp(out) == data);
+    struct stat st {};
+    REQUIRE(::stat(out.c_str(), &st) == 0);
+    CHECK(static_cast<size_t>(st.st_size) == data.size());
+    CHECK(static_cast<size_t>(st.st_blocks) * 512 <= 4 * 4096); // the data pages, not the holes
+  }
+  SECTION("dense unless asked, and always for an append-only file") {
+    for (bool append : {false, true}) {
+      const auto out = dir.path() / (append ? "append" : "dense");
+      auto ifd = open_at(AT_FDCWD, compressed, O_RDONLY);
+      auto ofd =
+          open_at(AT_FDCWD, out, O_WRONLY | O_CREAT | O_TRUNC | (append ? O_APPEND : 0), 0600);
+      REQUIRE(ofd);
+      REQUIRE(zstd_decompress(ifd->get(), ofd->get(), append ? Sparse::yes : Sparse::no));
+      CHECK(test::slurp(out) == data);
+      struct stat st {};
+      REQUIRE(::stat(out.c_str(), &st) == 0);
+      CHECK(static_cast<size_t>(st.st_blocks) * 512 >= data.size());
+    }
+  }
 }
