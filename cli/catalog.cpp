@@ -1,6 +1,7 @@
 #include "cli/catalog.hpp"
 
 #include "cli/cache.hpp"
+#include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
 #include "common/store/names.hpp"
@@ -315,6 +316,21 @@ Catalog load_user_view(const common::Store& store, const Filter& filter) {
   return cat;
 }
 
+// A name as given matches the true name or the way corectl, the exporter's labels and the
+// alerts show it (control characters as \x1b…), so the command an alert suggests finds the
+// crash of an executable whose name holds an escape sequence.
+bool same_name(std::string_view wanted, std::string_view actual) {
+  return wanted == actual ||
+         (wanted.find('\\') != std::string_view::npos && wanted == common::printable(actual));
+}
+
+// Whether a filter value may be a shown (escaped) name: its directory is then not the pure
+// function of the value, and every directory is read.
+bool maybe_escaped(const std::vector<std::string>& values) {
+  return std::any_of(values.begin(), values.end(),
+                     [](const std::string& v) { return v.find('\\') != std::string::npos; });
+}
+
 } // namespace
 
 bool Filter::matches(const Crash& c) const {
@@ -322,10 +338,11 @@ bool Filter::matches(const Crash& c) const {
     return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
   };
   const std::string_view base = basename_of(c.executable);
-  return any(hosts, [&](const std::string& h) { return h == c.hostname; }) &&
+  return any(hosts, [&](const std::string& h) { return same_name(h, c.hostname); }) &&
          any(executables,
              [&](const std::string& e) {
-               return e.find('/') != std::string::npos ? e == c.executable : e == base;
+               return same_name(e, e.find('/') != std::string::npos ? std::string_view(c.executable)
+                                                                    : base);
              }) &&
          any(signals, [&](int s) { return s == c.signal; }) &&
          any(ids, [&](const std::string& p) { return c.id.starts_with(p); }) &&
@@ -348,12 +365,14 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   // Host and full-path executable filters name their directories exactly (the components are a
   // pure function of the name), so other directories need not be read at all.
   std::vector<std::string> host_dirs;
-  for (const auto& h : filter.hosts) {
-    host_dirs.push_back(common::host_component(h));
+  if (!maybe_escaped(filter.hosts)) {
+    for (const auto& h : filter.hosts) {
+      host_dirs.push_back(common::host_component(h));
+    }
   }
   std::vector<std::string> exe_dirs;
   const bool exe_by_path =
-      !filter.executables.empty() &&
+      !filter.executables.empty() && !maybe_escaped(filter.executables) &&
       std::all_of(filter.executables.begin(), filter.executables.end(),
                   [](const std::string& e) { return e.find('/') != std::string::npos; });
   if (exe_by_path) {

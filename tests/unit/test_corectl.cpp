@@ -248,6 +248,28 @@ TEST_CASE("filters", "[corectl]") {
   CHECK(f.matches(c));
 }
 
+TEST_CASE("names match as they are shown, escapes and all", "[corectl]") {
+  Crash c;
+  c.hostname = "web\x1b[31m1";
+  c.executable = "/usr/bin/q\x1bx";
+  Filter f;
+  f.executables = {"/usr/bin/q\\x1bx"}; // what corectl, the labels and the alerts show
+  CHECK(f.matches(c));
+  f.executables = {"q\\x1bx"};
+  CHECK(f.matches(c));
+  f.executables = {"/usr/bin/q\x1bx"}; // the true name
+  CHECK(f.matches(c));
+  f.executables = {"/usr/bin/q\\x1by"};
+  CHECK_FALSE(f.matches(c));
+  f.executables.clear();
+  f.hosts = {"web\\x1b[31m1"};
+  CHECK(f.matches(c));
+  c.executable = "/usr/bin/q\\x1bx"; // a real backslash is shown as itself
+  f.hosts.clear();
+  f.executables = {"/usr/bin/q\\x1bx"};
+  CHECK(f.matches(c));
+}
+
 TEST_CASE("terminal safety and sizes", "[corectl]") {
   CHECK(printable("plain/ünïcode") == "plain/ünïcode");
   CHECK(printable("a\x1b[2Jb") == "a\\x1b[2Jb");
