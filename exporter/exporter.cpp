@@ -64,6 +64,9 @@ void print_usage() {
       "                                 127.0.0.1:9464). --listen is the old name\n"
       "  --web.telemetry-path PATH      path of the metrics (default /metrics)\n"
       "  --web.config.file FILE         TLS and basic authentication, exporter-toolkit format\n"
+      "  --log.level LEVEL              debug, info (default), warn or error\n"
+      "  --log.format FORMAT            logfmt (default) or json; lines carry a timestamp\n"
+      "                                 unless journald reads them\n"
       "  --version                      print the version\n",
       stdout);
 }
@@ -298,7 +301,7 @@ common::Expected<Options> parse_options(const std::vector<std::string>& args) {
       o.version = true;
     } else if (arg == "--config" || arg == "--store" || arg == "--listen" ||
                arg == "--web.listen-address" || arg == "--web.telemetry-path" ||
-               arg == "--web.config.file") {
+               arg == "--web.config.file" || arg == "--log.level" || arg == "--log.format") {
       auto v = value();
       if (!v) {
         return std::unexpected(v.error());
@@ -316,6 +319,20 @@ common::Expected<Options> parse_options(const std::vector<std::string>& args) {
         o.telemetry_path = *v;
       } else if (arg == "--web.config.file") {
         o.web_config = *v;
+      } else if (arg == "--log.level") {
+        const auto level = common::parse_log_level(*v);
+        if (!level) {
+          return common::fail("--log.level takes debug, info, warn or error, not '" +
+                              common::printable(*v) + "'");
+        }
+        o.log_level = *level;
+      } else if (arg == "--log.format") {
+        const auto format = common::parse_log_format(*v);
+        if (!format) {
+          return common::fail("--log.format takes logfmt or json, not '" + common::printable(*v) +
+                              "'");
+        }
+        o.log_format = *format;
       } else {
         if (auto a = parse_listen_address(*v); !a) {
           return std::unexpected(a.error());
@@ -339,6 +356,8 @@ int run(const std::vector<std::string>& args) {
     return k_exit_usage;
   }
   ctx.options = std::move(*options);
+  common::set_log_format(ctx.options.log_format);
+  spdlog::set_level(ctx.options.log_level);
   if (ctx.options.help || ctx.options.version) {
     ctx.options.help ? print_usage()
                      : static_cast<void>(std::puts("process-core-exporter " PROCESS_CORE_VERSION));

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/base/error.hpp"
+#include "common/base/log_format.hpp"
 
 #include <optional>
 #include <string>
@@ -18,8 +19,10 @@ struct Options {
   bool listen_deprecated = false;          // the old --listen spelling was used
   std::string telemetry_path = "/metrics"; // --web.telemetry-path
   std::optional<std::string> web_config;   // --web.config.file FILE (TLS, basic auth)
-  bool help = false;                       // --help
-  bool version = false;                    // --version
+  common::LogFormat log_format = common::LogFormat::logfmt;  // --log.format=logfmt|json
+  spdlog::level::level_enum log_level = spdlog::level::info; // --log.level=debug|info|warn|error
+  bool help = false;                                         // --help
+  bool version = false;                                      // --version
 };
 
 // Parses the arguments after argv[0]; the error names the offending argument.

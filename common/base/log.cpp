@@ -1,9 +1,9 @@
 #include "common/base/log.hpp"
 
 #include "common/base/fd.hpp"
+#include "common/base/io.hpp"
 
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -234,6 +234,43 @@ protected:
 
 } // namespace
 
+// The exporter's stderr: one logfmt or JSON line per message, written with one write() so that
+// lines of two threads never interleave. journald stamps what it reads; elsewhere (a terminal,
+// a file, a container runtime) the line carries its own RFC 3339 time.
+std::atomic<LogFormat> g_format{LogFormat::logfmt};
+
+class StructuredSink final : public spdlog::sinks::base_sink<std::mutex> {
+public:
+  StructuredSink() : m_stamp(!stderr_is_journal()) {}
+
+protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    std::string stamp;
+    if (m_stamp) {
+      const auto since = msg.time.time_since_epoch();
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since).count() % 1000;
+      const time_t secs = std::chrono::system_clock::to_time_t(msg.time);
+      struct tm tm {};
+      gmtime_r(&secs, &tm);
+      char buf[40];
+      const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+      stamp = fmt::format("{}.{:03}Z", std::string_view(buf, n), ms);
+    }
+    std::string line = format_log_line(g_format.load(), msg.level, stamp,
+                                       std::string_view(msg.payload.data(), msg.payload.size()));
+    line += '\n';
+    (void)write_all(STDERR_FILENO, line);
+  }
+  void flush_() override {}
+
+private:
+  bool m_stamp;
+};
+
+void set_log_format(LogFormat format) {
+  g_format = format;
+}
+
 void init_logging(std::string_view ident, LogTarget target) {
   g_ident = ident;
   std::shared_ptr<spdlog::logger> logger;
@@ -246,9 +283,7 @@ void init_logging(std::string_view ident, LogTarget target) {
     logger->set_pattern("%v");
   } else {
     g_system = false;
-    logger = std::make_shared<spdlog::logger>(g_ident,
-                                              std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    logger->set_pattern("%n: %l: %v");
+    logger = std::make_shared<spdlog::logger>(g_ident, std::make_shared<StructuredSink>());
   }
   logger->set_level(spdlog::level::info);
   logger->flush_on(spdlog::level::info);

@@ -1,6 +1,8 @@
 // Logging: a thin layer over spdlog that picks the sink each binary needs.
 #pragma once
 
+#include "common/base/log_format.hpp"
+
 #include <spdlog/common.h>
 
 #include <span>
@@ -21,7 +23,11 @@ enum class LoggerWait {
 };
 
 // Installs the default spdlog logger; `ident` names the program in the journal and syslog.
+// LogTarget::stderr writes logfmt lines (see set_log_format), stamped unless journald reads them.
 void init_logging(std::string_view ident, LogTarget target);
+
+// The format of LogTarget::stderr's lines from now on (logfmt at the start).
+void set_log_format(LogFormat format);
 
 // One journal field: NAME (upper case, digits, underscores) and its value.
 struct LogField {

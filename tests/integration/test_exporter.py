@@ -189,6 +189,44 @@ def test_bad_arguments_and_missing_store(tmp_path):
     assert r.returncode == 1 and "Failed to open store" in r.stderr
 
 
+def test_log_format_and_level(tmp_path):
+    """exporter-toolkit's --log.format and --log.level: one logfmt or JSON line per message,
+    with its own timestamp when journald does not read stderr, and only from the level up."""
+    import json
+    import re
+    import subprocess
+    exe = str(pctest.env_path("PC_EXPORTER"))
+    conf = pctest.write_config(tmp_path / "c.conf", tmp_path / "missing")
+    base = [exe, "--config", str(conf), "--listen", "127.0.0.1:0"]  # a warning, then an error
+    env = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+    r = subprocess.run(base, capture_output=True, text=True, timeout=10, env=env)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and len(lines) == 2, r.stderr
+    stamp = r"ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(stamp + r' level=warn msg="--listen is deprecated, use --web.listen-address"',
+                        lines[0]), lines[0]
+    assert re.fullmatch(stamp + r' level=error msg=".*Failed to open store.*"', lines[1]), lines[1]
+    r = subprocess.run(base + ["--log.format=json"], capture_output=True, text=True, timeout=10,
+                       env=env)
+    entries = [json.loads(l) for l in r.stderr.splitlines()]
+    assert [e["level"] for e in entries] == ["warn", "error"], r.stderr
+    assert all(re.fullmatch(stamp[3:], e["ts"]) for e in entries), entries
+    r = subprocess.run(base + ["--log.level", "error"], capture_output=True, text=True, timeout=10,
+                       env=env)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "Failed to open store" in r.stderr and "deprecated" not in r.stderr
+    # Under journald (JOURNAL_STREAM names stderr), the journal's own time is the only one.
+    with open(tmp_path / "err", "w+") as err:
+        st = os.fstat(err.fileno())
+        subprocess.run(base, stderr=err, timeout=10,
+                       env=dict(env, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}"))
+        err.seek(0)
+        assert err.read().startswith("level=warn msg="), (tmp_path / "err").read_text()
+    for bad in (["--log.level", "verbose"], ["--log.format", "text"]):
+        r = subprocess.run([exe, *bad], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and bad[0] in r.stderr, r.stderr
+
+
 def test_systemd_unit_verifies(tmp_path):
     import shutil
     import subprocess
