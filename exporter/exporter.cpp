@@ -2,6 +2,7 @@
 
 #include "common/base/config.hpp"
 #include "common/base/escape.hpp"
+#include "common/base/io.hpp"
 #include "common/base/log.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
@@ -15,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/signalfd.h>
@@ -49,8 +51,17 @@ struct Context {
   std::unique_ptr<StoreWatcher> watcher;
   WebConfig web;
   std::shared_ptr<KmsgFollower> kmsg;
+  std::string config_text;            // the configuration file as read at start (SIGHUP)
   std::unique_ptr<HttpServer> server; // destroyed first: no request outlives the rest
 };
+
+// The configuration file's bytes, to tell on SIGHUP whether it changed (empty when unreadable).
+std::string config_file_text(const Context& ctx) {
+  const std::string& path =
+      ctx.options.config_given ? ctx.options.config_path : common::k_default_config_path;
+  auto text = common::read_file(AT_FDCWD, path);
+  return text ? std::move(*text) : std::string();
+}
 
 void print_usage() {
   std::fputs(
@@ -83,6 +94,7 @@ bool load_configuration(Context& ctx) {
     spdlog::warn("{}", common::printable(w));
   }
   ctx.config = std::move(loaded->config);
+  ctx.config_text = config_file_text(ctx);
   if (ctx.options.store) {
     ctx.config.store = *ctx.options.store;
   }
@@ -100,13 +112,15 @@ bool load_configuration(Context& ctx) {
   return true;
 }
 
-// SIGTERM/SIGINT arrive on a descriptor polled with the inotify one. They are blocked before
-// any thread exists, so the HTTP server's threads inherit the mask and never take them.
+// SIGTERM/SIGINT (stop) and SIGHUP (reload) arrive on a descriptor polled with the inotify one.
+// They are blocked before any thread exists, so the HTTP server's threads inherit the mask and
+// never take them.
 bool take_signals(Context& ctx) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   if (::pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) {
     spdlog::error("Failed to block SIGTERM: {}", std::strerror(errno));
     return false;
@@ -243,6 +257,33 @@ bool serve(Context& ctx) {
   return true;
 }
 
+// SIGHUP, as Prometheus exporters take it: both files are read again and checked, and the
+// exporter goes on whatever they say. The web configuration (certificates, keys, users) is in
+// force as soon as its file changes, so a reload only says whether it is valid. The
+// configuration's keys shape the counting model built at start (caps, the store): a change is
+// named as waiting for a restart rather than applied halfway.
+void reload(Context& ctx) {
+  spdlog::info("reloading the configuration on SIGHUP");
+  const bool given = ctx.options.config_given;
+  auto loaded = common::load_config(given ? ctx.options.config_path : common::k_default_config_path,
+                                    given ? common::MissingOk::no : common::MissingOk::yes);
+  if (!loaded) {
+    spdlog::error("{}, keeping the running configuration",
+                  common::printable(loaded.error().message));
+  } else if (const std::string text = config_file_text(ctx); text != ctx.config_text) {
+    spdlog::warn("the configuration file changed: its keys take effect when the exporter "
+                 "restarts");
+  }
+  if (ctx.options.web_config) {
+    if (auto web = load_web_config(*ctx.options.web_config); !web) {
+      spdlog::error("{}, keeping the running web configuration", web.error().message);
+    } else {
+      spdlog::info("web configuration {} is valid and in force",
+                   common::quoted(*ctx.options.web_config));
+    }
+  }
+}
+
 int follow_store(Context& ctx) {
   pollfd fds[2] = {{ctx.watcher->fd(), POLLIN, 0}, {ctx.signal_fd.get(), POLLIN, 0}};
   for (;;) {
@@ -257,9 +298,14 @@ int follow_store(Context& ctx) {
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si{};
-      if (::read(ctx.signal_fd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-        spdlog::info("stopping on SIG{}", si.ssi_signo == SIGTERM ? "TERM" : "INT");
+      if (::read(ctx.signal_fd.get(), &si, sizeof si) != static_cast<ssize_t>(sizeof si)) {
+        continue;
       }
+      if (si.ssi_signo == SIGHUP) {
+        reload(ctx);
+        continue;
+      }
+      spdlog::info("stopping on SIG{}", si.ssi_signo == SIGTERM ? "TERM" : "INT");
       return 0;
     }
     if (n == 0) {

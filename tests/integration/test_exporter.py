@@ -40,6 +40,28 @@ def test_counts_follow_the_handler_within_a_second(tmp_path):
     assert "stopping on SIGTERM" in ex.log()
 
 
+def test_sighup_reloads_and_keeps_serving(tmp_path):
+    """SIGHUP re-reads and checks both files; it never stops the exporter (it used to kill it)."""
+    import signal
+    store, config = setup_store(tmp_path)
+    crash(store, config, "web-1", 11, "/usr/bin/ruby")
+    web = tmp_path / "web.yml"
+    web.write_text("{}\n")
+    with Exporter(store, config, tmp_path, extra=["--web.config.file", str(web)]) as ex:
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 1)
+        ex.proc.send_signal(signal.SIGHUP)
+        pctest.wait_until(lambda: "is valid and in force" in ex.log(), timeout=10)
+        pathlib.Path(config).write_text(pathlib.Path(config).read_text() + "max_hosts = 7\n")
+        web.write_text("basic_auth_users:\n  u: plain\n")  # not a bcrypt hash
+        ex.proc.send_signal(signal.SIGHUP)
+        pctest.wait_until(lambda: "keeping the running web configuration" in ex.log(), timeout=10)
+        assert "take effect when the exporter restarts" in ex.log()
+        assert ex.proc.poll() is None
+        crash(store, config, "web-1", 11, "/usr/bin/ruby")
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 2)
+        assert ex.stop() == 0
+
+
 def test_counts_survive_a_restart(tmp_path):
     store, config = setup_store(tmp_path)
     for _ in range(3):
