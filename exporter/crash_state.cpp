@@ -1,11 +1,13 @@
 #include "exporter/crash_state.hpp"
 
+#include "common/base/error.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <tuple>
 #include <utility>
 
@@ -177,10 +179,28 @@ void CrashState::set_ledger(const common::Ledger& ledger,
 }
 
 void CrashState::set_skipped(const std::string& relpath, std::optional<SkipReason> reason) {
-  if (reason) {
-    m_skipped[relpath] = *reason;
-  } else {
+  if (!reason) {
     m_skipped.erase(relpath);
+    return;
+  }
+  const auto [it, added] = m_skipped.try_emplace(relpath, *reason);
+  if (!added && it->second == *reason) {
+    return; // known: named once, counted on every scrape
+  }
+  it->second = *reason;
+  // The runbook sends operators to these lines; the store's owner can make any number of bad
+  // files, so only the first k_max_named_skips of each hour are named, and the rest counted.
+  const auto now = std::chrono::steady_clock::now();
+  if (now - m_named_since > std::chrono::hours(1)) {
+    m_named_since = now;
+    m_named = 0;
+  }
+  if (m_named < k_max_named_skips) {
+    spdlog::warn(
+        "not counting {}: {}{}", common::printable(common::quoted(relpath)), to_string(*reason),
+        ++m_named == k_max_named_skips ? " (further skipped files are counted in "
+                                         "processcore_records_unreadable, not named, for an hour)"
+                                       : "");
   }
 }
 

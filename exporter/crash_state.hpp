@@ -6,6 +6,7 @@
 #include "common/store/ledger.hpp"
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -186,6 +187,10 @@ private:
   std::vector<Exported> m_exported;
   std::map<common::SeriesKey, uint32_t> m_exported_index;
   std::map<std::string, SkipReason> m_skipped;
+  // Skipped files named in the log this hour (set_skipped), a bound the store's owner cannot move.
+  static constexpr unsigned k_max_named_skips = 100;
+  unsigned m_named = 0;
+  std::chrono::steady_clock::time_point m_named_since{};
   uint16_t m_generation = 0;
   uint64_t m_rescans = 0;
   double m_scan_seconds = 0;

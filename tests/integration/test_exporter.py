@@ -197,6 +197,12 @@ def test_malformed_and_foreign_files_are_counted_not_fatal(tmp_path):
         assert value(m, "processcore_coredumps_total") == 4
         (exe_dir / "notes.txt").unlink()
         ex.wait_for(lambda m: value(m, "processcore_records_unreadable", reason="foreign") == 1, timeout=1)
+        # Each skipped file is named in the log once, with its reason (the runbook points there).
+        log = ex.log()
+        for name, reason in [("0000000000000bae.json", "malformed"), ("0000000000000baf.json", "malformed"),
+                             ("notes.txt", "foreign"), ("README", "foreign")]:
+            lines = [l for l in log.splitlines() if "not counting" in l and name in l]
+            assert len(lines) == 1 and reason in lines[0], log
 
 
 def test_bad_arguments_and_missing_store(tmp_path):
