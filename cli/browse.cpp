@@ -40,35 +40,6 @@ Exit nothing_matched() {
   return Exit::no_match;
 }
 
-// Builds the filter from the options and matches; a value that does not parse is a usage error.
-std::expected<Filter, std::string> make_filter(const Options& o) {
-  Filter f;
-  f.hosts = o.hosts;
-  f.executables = o.exes;
-  if (auto m = add_matches(o.matches, f); !m) {
-    return std::unexpected(m.error());
-  }
-  for (const auto& s : o.signals) {
-    auto n = common::parse_signal(s);
-    if (!n) {
-      return std::unexpected("unknown signal '" + s + "'");
-    }
-    f.signals.push_back(*n);
-  }
-  const auto now = static_cast<int64_t>(std::time(nullptr));
-  for (auto [text, field] : {std::pair{&o.since, &f.since}, std::pair{&o.until, &f.until}}) {
-    if (*text) {
-      *field = parse_when(**text, now);
-      if (!*field) {
-        return std::unexpected("cannot read the time '" + **text +
-                               "' (try -2h, '2 hours ago', 08:00, 'yesterday 14:00', "
-                               "2026-11-22 or 2026-11-22T10:30:00Z)");
-      }
-    }
-  }
-  return f;
-}
-
 // Loads what the filter selects and reports unreadable parts: a user who may not read the store
 // gets an error, not an empty list; partial access is a warning beside the partial list.
 std::expected<Catalog, Exit> load(Context& ctx) {
@@ -156,6 +127,34 @@ Exit print_values(const Catalog& cat, const std::string& field) {
 }
 
 } // namespace
+
+std::expected<Filter, std::string> make_filter(const Options& o) {
+  Filter f;
+  f.hosts = o.hosts;
+  f.executables = o.exes;
+  if (auto m = add_matches(o.matches, f); !m) {
+    return std::unexpected(m.error());
+  }
+  for (const auto& s : o.signals) {
+    auto n = common::parse_signal(s);
+    if (!n) {
+      return std::unexpected("unknown signal '" + s + "'");
+    }
+    f.signals.push_back(*n);
+  }
+  const auto now = static_cast<int64_t>(std::time(nullptr));
+  for (auto [text, field] : {std::pair{&o.since, &f.since}, std::pair{&o.until, &f.until}}) {
+    if (*text) {
+      *field = parse_when(**text, now);
+      if (!*field) {
+        return std::unexpected("cannot read the time '" + **text +
+                               "' (try -2h, '2 hours ago', 08:00, 'yesterday 14:00', "
+                               "2026-11-22 or 2026-11-22T10:30:00Z)");
+      }
+    }
+  }
+  return f;
+}
 
 Exit cmd_list(Context& ctx) {
   auto cat = load(ctx);

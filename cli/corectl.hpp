@@ -41,6 +41,10 @@ Exit cmd_dump(Context& ctx);
 Exit cmd_debug(Context& ctx);
 Exit cmd_vacuum(Context& ctx);
 
+// The filter of the options and matches (list, info, groups, dump, debug, vacuum); a value that
+// does not parse is the message of a usage error.
+std::expected<Filter, std::string> make_filter(const Options& o);
+
 // The record behind an id or unique prefix, or the exit status after reporting why not.
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
                                                                 const std::string& prefix);

@@ -285,8 +285,11 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   debug->add_flag("--debuginfod", o.debuginfod,
                   "let gdb fetch debug files from the servers DEBUGINFOD_URLS names (off by "
                   "default)");
-  verb("vacuum", "apply the retention policy now")
-      ->add_flag("--dry-run", o.dry_run, "only say what would be removed");
+  CLI::App* vacuum =
+      verb("vacuum", "apply the retention policy now; with filters or matches, remove the "
+                     "cores of the crashes they select (records kept)");
+  vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
+  add_filters(vacuum, o, raw, Selects::all);
   for (const char* name : {"install", "uninstall"}) {
     CLI::App* sub = verb(name, name == std::string_view("install")
                                    ? "point kernel.core_pattern at the handler (root)"

@@ -27,8 +27,37 @@ std::string describe(const common::RetentionEntry& e, const Crash& c) {
 
 } // namespace
 
+namespace {
+
+// The crashes that filters or matches aim vacuum at ("vacuum --exe X -U 7d", systemd's
+// long-asked vacuum by executable, signal, user and age): their cores go whatever the quota,
+// their records stay (marked removed), so counters and lists are unchanged.
+common::RetentionPlan aimed_plan(const common::Config& config,
+                                 const std::vector<common::RetentionEntry>& entries,
+                                 const Catalog& cat, const Filter& filter) {
+  common::RetentionPlan plan = common::plan_retention(config, entries, {0, 0, 0});
+  plan.retire.clear();
+  plan.remove_cores.clear();
+  plan.core_bytes_after = plan.core_bytes_before;
+  plan.record_bytes_after = plan.record_bytes_before;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].core_bytes > 0 && filter.matches(cat.crashes[i])) {
+      plan.remove_cores.push_back({i, common::RemovalCause::asked});
+      plan.core_bytes_after -= entries[i].core_bytes;
+    }
+  }
+  return plan;
+}
+
+} // namespace
+
 Exit cmd_vacuum(Context& ctx) {
   const bool dry = ctx.opts.dry_run;
+  const bool aimed = !ctx.opts.matches.empty() || ctx.opts.has_filter_options();
+  const auto filter = make_filter(ctx.opts);
+  if (!filter) {
+    return report(Exit::usage, filter.error());
+  }
   const common::Store& store = *ctx.store;
   // Fresh from the records: deletions must not be decided on a cached view.
   Catalog cat = load_catalog(store, Filter{}, Cache::no);
@@ -109,9 +138,10 @@ Exit cmd_vacuum(Context& ctx) {
     }
   }
 
-  const auto plan = common::plan_retention(
-      ctx.config, entries,
-      {space->total, space->available, static_cast<int64_t>(std::time(nullptr))});
+  const auto plan = aimed ? aimed_plan(ctx.config, entries, cat, *filter)
+                          : common::plan_retention(ctx.config, entries,
+                                                   {space->total, space->available,
+                                                    static_cast<int64_t>(std::time(nullptr))});
 
   // Records first (through the ledger, so the crash counters never go down), then cores.
   std::vector<common::RetireItem> retire;

@@ -173,6 +173,8 @@ std::string_view to_string(RemovalCause c) {
   switch (c) {
   case RemovalCause::max_records:
     return "max_records";
+  case RemovalCause::asked:
+    return "asked";
   case RemovalCause::max_record_age:
     return "max_record_age";
   case RemovalCause::max_use:

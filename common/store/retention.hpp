@@ -47,7 +47,8 @@ struct RetentionFacts {
   int64_t now = 0;
 };
 
-enum class RemovalCause { max_records, max_record_age, max_use, keep_free };
+// Why retention removes something; `asked` is corectl vacuum aimed by filters or matches.
+enum class RemovalCause { max_records, max_record_age, max_use, keep_free, asked };
 std::string_view to_string(RemovalCause c);
 
 struct RetentionStep {

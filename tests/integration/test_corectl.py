@@ -149,7 +149,7 @@ def test_nothing_matched_is_exit_1(fixture):
 
 def test_options_belong_to_their_verb(fixture):
     _, config, _ = fixture
-    for args in (["vacuum", "--host", "web1"], ["list", "--dry-run"], ["list", "-o", "x"],
+    for args in (["vacuum", "--json"], ["list", "--dry-run"], ["list", "-o", "x"],
                  ["dump", "--json"], ["install", "--exe", "app"], ["groups", "--debugger", "gdb"]):
         r = corectl(config, *args)
         assert r.returncode == 2, (args, r.stderr)

@@ -72,3 +72,39 @@ def test_a_32_mib_ledger_is_read_in_bounded_memory(tmp_path):
     assert after["schema"] == 1 and after["pending"] == [] and "future" not in after
     assert sum(s["count"] for s in after["series"]) == n + 2
     assert len([s for s in after["series"] if s["hostname"].startswith("h")]) == n
+
+
+def test_vacuum_aimed_by_filters_removes_only_those_cores(tmp_path):
+    """`corectl vacuum` with filters or matches removes the cores of the crashes they select,
+    whatever the quota, and keeps every record (marked removed): lists and counters stay."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    cores_before = {p.name.removesuffix(".core.zst") for p in store.glob("*/*/*.core.zst")}
+    app = {"c0ffee00a1b2c3d4", "7e57ab1e00000002", "c0ffee00b2c3d4e5"} & cores_before
+    assert len(app) >= 2, cores_before
+    corectl = str(pctest.env_path("PC_CORECTL"))
+    env = dict(os.environ, TZ="UTC", XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def vacuum(*args):
+        return subprocess.run([corectl, "--config", str(config), "vacuum", *args],
+                              capture_output=True, text=True, env=env)
+
+    r = vacuum("--dry-run", "--exe", "/usr/bin/app")
+    assert r.returncode == 0, r.stderr
+    assert sorted(l.split()[3] for l in r.stdout.splitlines() if l.startswith("Would remove core")) \
+        == sorted(app), r.stdout
+    assert {p.name.removesuffix(".core.zst") for p in store.glob("*/*/*.core.zst")} == cores_before
+    # Aimed by signal and host too: only web1's SEGV cores of app.
+    r = vacuum("--signal", "SEGV", "--host", "web1")
+    assert r.returncode == 0, r.stderr
+    web1 = {"c0ffee00a1b2c3d4", "7e57ab1e00000002"} & cores_before
+    assert f"Removed 0 record(s) and {len(web1)} core(s)" in r.stdout, r.stdout
+    left = {p.name.removesuffix(".core.zst") for p in store.glob("*/*/*.core.zst")}
+    assert left == cores_before - web1
+    records = {d["id"]: d for d in pctest.records(store)}
+    assert len(records) == len(corefixture.CRASHES)
+    assert all(records[i]["core"].get("removed") for i in web1)
+    # An age: nothing older than a day before the fixture's crashes.
+    r = vacuum("-U", "2025-11-21")
+    assert r.returncode == 0 and "Removed 0 record(s) and 0 core(s)" in r.stdout, r.stdout
+    r = vacuum("--signal", "NOPE")
+    assert r.returncode == 2 and "unknown signal" in r.stderr

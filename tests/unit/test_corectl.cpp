@@ -60,7 +60,8 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"list", "--json=1"}));
   CHECK_FALSE(parse_options({"list", "-1", "-n", "3"}));
   // An option of another verb is an error, not silently ignored.
-  CHECK_FALSE(parse_options({"vacuum", "--host", "x"}));
+  CHECK_FALSE(parse_options({"vacuum", "--json"}));
+  CHECK(parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
   CHECK_FALSE(parse_options({"list", "--dry-run"}));
   CHECK_FALSE(parse_options({"list", "-o", "f"}));
   CHECK_FALSE(parse_options({"dump", "--json"}));
