@@ -34,18 +34,20 @@ namespace {
 // their records stay (marked removed), so counters and lists are unchanged.
 common::RetentionPlan aimed_plan(const common::Config& config,
                                  const std::vector<common::RetentionEntry>& entries,
-                                 const Catalog& cat, const Filter& filter) {
-  common::RetentionPlan plan = common::plan_retention(config, entries, {0, 0, 0});
-  plan.retire.clear();
-  plan.remove_cores.clear();
-  plan.core_bytes_after = plan.core_bytes_before;
-  plan.record_bytes_after = plan.record_bytes_before;
+                                 const Catalog& cat, const Filter& filter, uint64_t fs_total) {
+  common::RetentionPlan plan;
+  plan.max_use = config.max_use.resolve(fs_total, common::k_percent_cap);
+  plan.keep_free = config.keep_free.resolve(fs_total, common::k_percent_cap);
   for (size_t i = 0; i < entries.size(); ++i) {
+    plan.core_bytes_before += entries[i].core_bytes;
+    plan.record_bytes_before += entries[i].record_bytes;
     if (entries[i].core_bytes > 0 && filter.matches(cat.crashes[i])) {
       plan.remove_cores.push_back({i, common::RemovalCause::asked});
-      plan.core_bytes_after -= entries[i].core_bytes;
+    } else {
+      plan.core_bytes_after += entries[i].core_bytes;
     }
   }
+  plan.record_bytes_after = plan.record_bytes_before;
   return plan;
 }
 
@@ -138,7 +140,7 @@ Exit cmd_vacuum(Context& ctx) {
     }
   }
 
-  const auto plan = aimed ? aimed_plan(ctx.config, entries, cat, *filter)
+  const auto plan = aimed ? aimed_plan(ctx.config, entries, cat, *filter, space->total)
                           : common::plan_retention(ctx.config, entries,
                                                    {space->total, space->available,
                                                     static_cast<int64_t>(std::time(nullptr))});
