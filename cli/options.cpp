@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/parse.hpp"
 
@@ -14,9 +15,6 @@
 namespace cli {
 
 namespace {
-
-constexpr std::array<std::string_view, 8> k_verbs = {"list",   "info",   "dump",    "debug",
-                                                     "groups", "vacuum", "install", "uninstall"};
 
 constexpr const char* k_footer =
     "Exit status: 0 success, 1 failure or nothing matched, 2 usage error or ambiguous id,\n"
@@ -160,15 +158,17 @@ std::string shown_word(std::string_view word) {
 std::string unknown_verb(std::string_view word) {
   const std::string shown = shown_word(word);
   std::string message = "Unknown verb '" + shown + "'";
-  for (std::string_view verb : k_verbs) {
-    if (word.size() < 16 && (distance(word, verb) <= 2 || verb.starts_with(word))) {
-      message += ", did you mean '" + std::string(verb) + "'?";
+  for (const Verb& verb : verbs()) {
+    if (word.size() < 16 && (distance(word, verb.name) <= 2 || verb.name.starts_with(word))) {
+      message += ", did you mean '" + std::string(verb.name) + "'?";
       break;
     }
   }
-  message += " Verbs: list, info, dump, debug, groups, vacuum, install, uninstall; matches come "
-             "after the verb (corectl list " +
-             shown + ")";
+  std::string names;
+  for (const Verb& verb : verbs()) {
+    names += (names.empty() ? "" : ", ") + std::string(verb.name);
+  }
+  message += " Verbs: " + names + "; matches come after the verb (corectl list " + shown + ")";
   return message;
 }
 
@@ -213,7 +213,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   // --host list" lists the host named list). Any other word there is a mistyped verb ("corectl
   // inf ID"), never a match of an implied "list": that would answer "No crashes found." to a typo.
   const auto word = first_word(argv);
-  const bool is_verb = word && in(k_verbs, argv[*word]);
+  const bool is_verb = word && find_verb(argv[*word]) != nullptr;
   if (word && !is_verb && !top_level) {
     return std::unexpected(unknown_verb(argv[*word]));
   }
@@ -246,35 +246,33 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                "never page (default on a terminal: $CORECTL_PAGER, $PAGER or less)");
   app.add_flag("--version", o.version, "the version");
 
-  auto verb = [&](const char* name, const char* help) {
-    CLI::App* sub = app.add_subcommand(name, help);
+  // Each verb of the table, with its help line; the options are the verb's own.
+  auto verb = [&](std::string_view name) {
+    const Verb* v = find_verb(name);
+    CLI::App* sub = app.add_subcommand(std::string(name), std::string(v->help));
     sub->fallthrough(); // the options above work after the verb too
     sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN and --no-pager "
                 "(corectl --help).\n" +
                 std::string(k_footer));
     return sub;
   };
-  CLI::App* list = verb("list", "crashes, one per line, newest last");
+  CLI::App* list = verb("list");
   add_filters(list, o, raw, Selects::all);
   add_output(list, o, raw);
   raw.values_opt.push_back(
       list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
           ->group("")); // for the shell completions
-  for (auto [name, help] : {std::pair{"groups", "crashes grouped by signature"},
-                            std::pair{"info", "everything the matching records say (default: "
-                                              "the newest)"}}) {
-    CLI::App* sub = verb(name, help);
+  for (const char* name : {"groups", "info"}) {
+    CLI::App* sub = verb(name);
     add_filters(sub, o, raw, Selects::all);
     add_output(sub, o, raw);
   }
-  CLI::App* dump =
-      verb("dump", "the original core of the newest match (decompressed, checksum verified)");
+  CLI::App* dump = verb("dump");
   add_filters(dump, o, raw, Selects::newest);
   raw.output_opt.push_back(
       dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
           ->type_name("FILE"));
-  CLI::App* debug =
-      verb("debug", "run a debugger (gdb) on the executable and the core of the newest match");
+  CLI::App* debug = verb("debug");
   add_filters(debug, o, raw, Selects::newest);
   raw.debugger_opt.push_back(
       debug
@@ -285,15 +283,11 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   debug->add_flag("--debuginfod", o.debuginfod,
                   "let gdb fetch debug files from the servers DEBUGINFOD_URLS names (off by "
                   "default)");
-  CLI::App* vacuum =
-      verb("vacuum", "apply the retention policy now; with filters or matches, remove the "
-                     "cores of the crashes they select (records kept)");
+  CLI::App* vacuum = verb("vacuum");
   vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   add_filters(vacuum, o, raw, Selects::all);
   for (const char* name : {"install", "uninstall"}) {
-    CLI::App* sub = verb(name, name == std::string_view("install")
-                                   ? "point kernel.core_pattern at the handler (root)"
-                                   : "restore the previous kernel settings (root)");
+    CLI::App* sub = verb(name);
     sub->add_option("--handler", o.handler, "the handler")
         ->type_name("PATH")
         ->capture_default_str();

@@ -3,7 +3,7 @@
 // its own --help).
 #pragma once
 
-#include "cli/render.hpp"
+#include "cli/output/term.hpp"
 
 #include <cstddef>
 #include <expected>
@@ -18,7 +18,7 @@ namespace cli {
 enum class JsonMode { off, short_, pretty };
 
 struct Options {
-  std::string verb; // list, info, dump, debug, groups, vacuum, install, uninstall
+  std::string verb; // a name of the verb table (verbs/verbs.hpp)
   // Positional matches (list, groups, info, dump, debug): ids, PIDs, names, paths and
   // FIELD=VALUE, read by parse_matches() (match.hpp).
   std::vector<std::string> matches;

@@ -1,10 +1,11 @@
-#include "cli/catalog.hpp"
-#include "cli/corectl.hpp"
-#include "cli/install.hpp"
-#include "cli/match.hpp"
+#include "cli/catalog/catalog.hpp"
+#include "cli/catalog/match.hpp"
+#include "cli/catalog/when.hpp"
+#include "cli/context.hpp"
 #include "cli/options.hpp"
-#include "cli/render.hpp"
-#include "cli/when.hpp"
+#include "cli/output/render.hpp"
+#include "cli/verbs/install.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -61,7 +62,8 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"list", "-1", "-n", "3"}));
   // An option of another verb is an error, not silently ignored.
   CHECK_FALSE(parse_options({"vacuum", "--json"}));
-  CHECK(parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
+  CHECK(
+      parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
   CHECK_FALSE(parse_options({"list", "--dry-run"}));
   CHECK_FALSE(parse_options({"list", "-o", "f"}));
   CHECK_FALSE(parse_options({"dump", "--json"}));

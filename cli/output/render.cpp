@@ -1,11 +1,11 @@
-#include "cli/render.hpp"
+#include "cli/output/render.hpp"
 
-#include <sys/ioctl.h>
+#include "cli/output/pager.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <set>
@@ -119,26 +119,13 @@ std::string with_more(const std::vector<std::string>& names) {
 
 } // namespace
 
-Term Term::detect(Colour colour) {
-  Term t;
-  const bool tty = ::isatty(STDOUT_FILENO) == 1;
-  if (tty) {
-    struct winsize ws {};
-    t.width = ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
-  }
-  const char* term = std::getenv("TERM");
-  const char* no_colour = std::getenv("NO_COLOR");
-  t.colour = colour == Colour::always ||
-             (colour == Colour::auto_ && tty && (no_colour == nullptr || *no_colour == '\0') &&
-              !(term != nullptr && std::string_view(term) == "dumb"));
-  return t;
-}
-
-std::string Term::paint(std::string_view sgr, std::string_view s) const {
-  if (!colour || sgr.empty()) {
-    return std::string(s);
-  }
-  return "\x1b[" + std::string(sgr) + "m" + std::string(s) + "\x1b[0m";
+void print_json(const json& j, bool pretty) {
+  // JSON escapes C0 controls but passes C1 ones (U+009B is CSI to some terminals) and bidi
+  // overrides through: on a terminal, everything beyond ASCII is written as \uNNNN.
+  const bool ascii = paging() || ::isatty(STDOUT_FILENO) == 1;
+  const std::string text =
+      j.dump(pretty ? 2 : -1, ' ', ascii, json::error_handler_t::replace) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
 std::string local_time(int64_t epoch_seconds) {

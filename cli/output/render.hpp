@@ -2,7 +2,8 @@
 // crashed processes made harmless before they reach it.
 #pragma once
 
-#include "cli/catalog.hpp"
+#include "cli/catalog/catalog.hpp"
+#include "cli/output/term.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/units.hpp"
 
@@ -12,18 +13,6 @@
 #include <vector>
 
 namespace cli {
-
-enum class Colour { auto_, always, never };
-
-// What we know about standard output.
-struct Term {
-  bool colour = false;
-  size_t width = 0; // 0 = not a terminal: never truncate (pipes get whole lines, like git)
-  // Detects stdout; NO_COLOR and TERM=dumb turn colour off under Colour::auto_.
-  static Term detect(Colour colour);
-  // `text` wrapped in an SGR sequence when colour is on ("1" bold, "31" red …).
-  std::string paint(std::string_view sgr, std::string_view text) const;
-};
 
 // Text safe for a terminal (common/base/escape.hpp): every string from crash data or the store goes
 // through it before it is printed.
@@ -73,6 +62,10 @@ void print_table(const Term& term, const std::vector<Column>& columns,
 void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev,
                 Legend legend = Legend::show);
 void print_groups(const Term& term, const std::vector<Group>& groups, Legend legend = Legend::show);
+// One JSON object on stdout: a line, or indented when `pretty`. On a terminal (or its pager),
+// everything beyond ASCII is written as \uNNNN.
+void print_json(const nlohmann::json& j, bool pretty);
+
 // Everything in a record, readable; `store_root` makes the core's path absolute.
 void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
                 bool core_file_exists);

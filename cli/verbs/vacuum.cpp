@@ -1,5 +1,8 @@
 // vacuum: the retention policy (common/store/retention.hpp) applied now, saying what it removes.
-#include "cli/corectl.hpp"
+#include "cli/context.hpp"
+#include "cli/output/render.hpp"
+#include "cli/verbs/select.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/retention.hpp"
 

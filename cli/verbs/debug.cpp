@@ -1,8 +1,9 @@
-// The verbs that give the core back: dump and debug.
-#include "cli/corectl.hpp"
-#include "cli/debug_root.hpp"
-#include "cli/enrich.hpp"
-#include "common/base/atomic_file.hpp"
+// debug: a debugger (gdb) on the executable and the core, in a private directory.
+#include "cli/context.hpp"
+#include "cli/debuginfo/debug_root.hpp"
+#include "cli/debuginfo/enrich.hpp"
+#include "cli/verbs/core_file.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
@@ -28,62 +29,6 @@
 namespace cli {
 
 namespace {
-
-// Opens the stored core of a record, or reports why there is none to give.
-std::expected<common::UniqueFd, Exit> open_core(Context& ctx, const Located& where,
-                                                const common::Record& r) {
-  if (r.core.removed) {
-    return std::unexpected(report(Exit::failure, "The core of " + r.id +
-                                                     " was removed by retention at " +
-                                                     *r.core.removed + "; the record is kept"));
-  }
-  if (!r.core.present) {
-    std::string why =
-        "No core was stored for " + r.id + ": " + std::string(common::to_string(r.core.reason));
-    if (!r.core.error.empty()) {
-      why += " (" + common::printable(r.core.error) + ")";
-    }
-    return std::unexpected(report(Exit::failure, why));
-  }
-  // The path comes from the directory the record was found in, not from the record's text.
-  const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
-  const std::string path = ctx.store->root() + "/" + rel;
-  auto fd = common::open_at(ctx.store->fd(), rel, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    const int err = fd.error().sys_errno;
-    if (err == ENOENT) {
-      return std::unexpected(
-          report(Exit::failure, "The core file " + common::quoted(path) + " is missing"));
-    }
-    if (err == EACCES || err == EPERM) {
-      return std::unexpected(
-          report(Exit::denied,
-                 "Permission denied reading " + common::quoted(path) +
-                     (r.core.access == common::CoreAccess::root_only
-                          ? " (this core is for root only: the process changed privileges or the "
-                            "handler could not tell)"
-                          : "")));
-    }
-    return std::unexpected(report(Exit::failure, "Failed to open " + common::quoted(path) + ": " +
-                                                     std::strerror(err)));
-  }
-  if (r.core.truncated) {
-    std::fprintf(stderr, "corectl: note: the core of %s is truncated (%s)\n", r.id.c_str(),
-                 std::string(common::to_string(r.core.reason)).c_str());
-  }
-  return std::move(*fd);
-}
-
-// Sparse: a core's untouched pages stay holes in the file written (dump -o, a redirected
-// stdout, the debugger's copy), so a 1 GiB core of a small process does not take 1 GiB.
-Exit decompress(int in, int out, const std::string& id) {
-  auto n = common::zstd_decompress(in, out, common::Sparse::yes);
-  if (!n) {
-    // zstd_decompress says "corrupted" for checksum and format failures.
-    return report(Exit::failure, "Core of " + id + ": " + n.error().message);
-  }
-  return Exit::ok;
-}
 
 constexpr const char* k_tmp_core = "core"; // the core's name in the debugger's directory
 
@@ -137,61 +82,7 @@ std::string temp_base(const std::optional<DebugUser>& as) {
   return base;
 }
 
-// The record to work on (select_record()), checked to be the one its file name says: the id is
-// used in messages and must not be able to pose as another record (or as a path).
-std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx) {
-  auto found = select_record(ctx);
-  if (found &&
-      (found->second.record.id != found->first.id || !common::is_record_id(found->first.id))) {
-    return std::unexpected(report(
-        Exit::failure, "The record " + common::quoted(found->first.id) + " names another id (" +
-                           common::quoted(found->second.record.id) + "), not using it"));
-  }
-  return found;
-}
-
 } // namespace
-
-Exit cmd_dump(Context& ctx) {
-  auto found = find_checked(ctx);
-  if (!found) {
-    return found.error();
-  }
-  const auto& [where, full] = *found;
-  if (!ctx.opts.output && ::isatty(STDOUT_FILENO) == 1) {
-    return report(Exit::usage,
-                  "Refusing to write a binary core to a terminal: use -o FILE or redirect");
-  }
-  auto in = open_core(ctx, where, full.record);
-  if (!in) {
-    return in.error();
-  }
-  if (!ctx.opts.output || *ctx.opts.output == "-") {
-    return decompress(in->get(), STDOUT_FILENO, full.record.id);
-  }
-  // Written under a temporary name and renamed when complete and verified: a corrupted core
-  // leaves no half-written FILE that looks like a core. 0600: a core holds process memory.
-  const std::string& out = *ctx.opts.output;
-  const size_t slash = out.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
-  const std::string name = slash == std::string::npos ? out : out.substr(slash + 1);
-  auto dfd = common::open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
-  if (!dfd) {
-    return report(Exit::failure, dfd.error().message);
-  }
-  auto file = common::AtomicFile::create(dfd->get(), name, 0600);
-  if (!file) {
-    return report(Exit::failure, file.error().message);
-  }
-  if (auto e = decompress(in->get(), file->fd(), full.record.id); e != Exit::ok) {
-    return e;
-  }
-  if (auto c = file->commit(common::Replace::yes); !c) {
-    return report(Exit::failure, c.error().message);
-  }
-  return Exit::ok;
-}
 
 namespace {
 

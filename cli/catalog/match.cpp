@@ -1,4 +1,4 @@
-#include "cli/match.hpp"
+#include "cli/catalog/match.hpp"
 
 #include "common/base/parse.hpp"
 #include "common/base/signals.hpp"

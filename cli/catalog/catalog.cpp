@@ -1,6 +1,6 @@
-#include "cli/catalog.hpp"
+#include "cli/catalog/catalog.hpp"
 
-#include "cli/cache.hpp"
+#include "cli/catalog/cache.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
