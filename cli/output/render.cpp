@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <ctime>
 #include <map>
@@ -135,8 +136,14 @@ std::string local_time(int64_t epoch_seconds) {
   const auto t = static_cast<time_t>(epoch_seconds);
   struct tm tm {};
   localtime_r(&t, &tm);
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  // coredumpctl's and journalctl's form, which -S and -U read back. A zone whose abbreviation is
+  // no word ("-03") is written as its offset ("-0300"), which they read too.
+  char zone[16];
+  const size_t zn = std::strftime(zone, sizeof zone, "%Z", &tm);
+  const bool word = zn > 0 && std::isalpha(static_cast<unsigned char>(zone[0])) != 0;
+  char buf[64];
+  const size_t n = std::strftime(buf, sizeof buf,
+                                 word ? "%a %Y-%m-%d %H:%M:%S %Z" : "%a %Y-%m-%d %H:%M:%S %z", &tm);
   return std::string(buf, n);
 }
 
@@ -262,6 +269,7 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
       {"EXECUTABLE", false, 16, true},
       {"SIG", false, 0, false, sig_sgr},
       {"PID", true},
+      {"UID", true},
       {"CORE", false, 0, false, core_sgr},
       {"SIZE", true},
       {"SIGNATURE"},
@@ -276,6 +284,7 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
         printable(c.executable) + (c.executable_deleted ? " (deleted)" : ""),
         c.signal_name.empty() ? std::to_string(c.signal) : printable(c.signal_name),
         c.pid ? std::to_string(*c.pid) : "-",
+        c.uid ? std::to_string(*c.uid) : "-",
         core_state(c),
         c.core_size > 0 ? human_size(c.core_size) : "-",
         short_sig(c.signature),

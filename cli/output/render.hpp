@@ -20,7 +20,8 @@ using common::printable;
 
 using common::human_size; // "1.5 MiB"; "0 B" (common/base/units.hpp)
 
-// Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
+// Local time with its weekday and zone, as coredumpctl prints it and --since reads it back:
+// "Sun 2026-11-22 02:55:15 UTC" (set TZ for another zone); "-" for 0.
 std::string local_time(int64_t epoch_seconds);
 
 // One-word core state: "stored", "truncated" (or another reason a core was kept with),

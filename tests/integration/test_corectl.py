@@ -112,8 +112,8 @@ def test_id_errors(fixture):
 
 
 def ids_of(listing):
-    """The ids column of a list without legend."""
-    return [line.split()[2] for line in listing.decode().splitlines()]
+    """The ids column of a list without legend (TIME is four words: "Sat 2025-11-22 02:53:20 UTC")."""
+    return [line.split()[4] for line in listing.decode().splitlines()]
 
 
 @pytest.mark.parametrize("matches,expected", [
