@@ -22,7 +22,8 @@ constexpr const char* k_footer =
 
 constexpr const char* k_match_help =
     "ID (8 to 16 hex digits), PID (digits), /path/of/executable, NAME (comm or executable "
-    "name), or FIELD=VALUE with FIELD one of ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE. "
+    "name), or FIELD=VALUE with FIELD one of ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE, "
+    "UNIT. "
     "Matches of one field are OR-ed, different fields AND-ed";
 
 // "--json{short}" is CLI11's spelling of "a flag whose value defaults to short"; users read
@@ -47,11 +48,12 @@ CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std:
 // What the parser binds before it fills Options (CLI11 binds plain values; which options were
 // given is asked afterwards).
 struct Raw {
-  std::string store, config, since, until, values, output, debugger, kernel_release, limit;
+  std::string store, config, since, until, values, field, output, debugger, debugger_args,
+      kernel_release, limit;
   std::string json = "off";
   bool one = false;
   std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
-      output_opt, debugger_opt, release_opt;
+      field_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
 };
 
 bool given(const std::vector<CLI::Option*>& opts) {
@@ -93,10 +95,27 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 // accepts them or says it does not. `verb` is the verb's index.
 constexpr std::array<std::string_view, 5> k_global_with_value = {"-D", "--store", "--config",
                                                                  "--color", "--colour"};
-constexpr std::array<std::string_view, 17> k_verb_with_value = {
-    "--host",    "--exe",        "--signal",    "-S",         "--since",         "-U",
-    "--until",   "-n",           "--limit",     "-o",         "--output",        "--debugger",
-    "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+constexpr std::array<std::string_view, 21> k_verb_with_value = {"--host",
+                                                                "--exe",
+                                                                "--signal",
+                                                                "-S",
+                                                                "--since",
+                                                                "-U",
+                                                                "--until",
+                                                                "-n",
+                                                                "--limit",
+                                                                "-o",
+                                                                "--output",
+                                                                "--debugger",
+                                                                "-A",
+                                                                "--debugger-arguments",
+                                                                "-F",
+                                                                "--field",
+                                                                "--handler",
+                                                                "--sysctl-dir",
+                                                                "--state-dir",
+                                                                "--proc-sys",
+                                                                "--kernel-release"};
 
 std::string_view name_of(const std::string& a) {
   return std::string_view(a).substr(0, a.find('='));
@@ -244,6 +263,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--no-pager", o.no_pager,
                "never page (default on a terminal: $CORECTL_PAGER, $PAGER or less)");
+  app.add_flag("-q,--quiet", o.quiet,
+               "no informational messages (which crash was taken, \"No crashes found.\"), no "
+               "column headers; warnings and errors stay");
   app.add_flag("--version", o.version, "the version");
 
   // Each verb of the table, with its help line; the options are the verb's own.
@@ -262,6 +284,12 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   raw.values_opt.push_back(
       list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
           ->group("")); // for the shell completions
+  raw.field_opt.push_back(
+      list->add_option("-F,--field", raw.field,
+                       "print FIELD of each crash, one per line: coredumpctl's COREDUMP_EXE, "
+                       "COREDUMP_PID, COREDUMP_SIGNAL … or a record key (id, executable, "
+                       "crash.signature, container.unit …)")
+          ->type_name("FIELD"));
   for (const char* name : {"groups", "info"}) {
     CLI::App* sub = verb(name);
     add_filters(sub, o, raw, Selects::all);
@@ -280,6 +308,12 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                        "debugger command line (default gdb); the executable and the core are "
                        "appended")
           ->type_name("CMD"));
+  raw.debugger_args_opt.push_back(
+      debug
+          ->add_option("-A,--debugger-arguments", raw.debugger_args,
+                       "more arguments for the debugger, split like a shell's words (quotes, "
+                       "backslashes; no shell runs), after corectl's own gdb options")
+          ->type_name("ARGS"));
   debug->add_flag("--debuginfod", o.debuginfod,
                   "let gdb fetch debug files from the servers DEBUGINFOD_URLS names (off by "
                   "default)");
@@ -330,6 +364,8 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   take(raw.since_opt, raw.since, o.since);
   take(raw.until_opt, raw.until, o.until);
   take(raw.values_opt, raw.values, o.values);
+  take(raw.field_opt, raw.field, o.field);
+  take(raw.debugger_args_opt, raw.debugger_args, o.debugger_args);
   take(raw.output_opt, raw.output, o.output);
   take(raw.debugger_opt, raw.debugger, o.debugger);
   take(raw.release_opt, raw.kernel_release, o.kernel_release);
@@ -352,6 +388,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     o.json = JsonMode::pretty;
   } else {
     return std::unexpected("--json takes short, pretty or off, not '" + raw.json + "'");
+  }
+  if (o.field && o.json != JsonMode::off) {
+    return std::unexpected(std::string("-F and --json contradict each other"));
   }
   if (raw.one) {
     if (o.limit && *o.limit != 1) {

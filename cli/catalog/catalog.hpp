@@ -27,7 +27,12 @@ struct Filter {
   std::vector<std::string> signatures; // crash.signature prefixes
   std::optional<int64_t> since;        // inclusive, seconds since the epoch
   std::optional<int64_t> until;        // inclusive
+  // systemd units (container.unit: UNIT=, COREDUMP_UNIT=, _SYSTEMD_UNIT=), exact as shown. A
+  // summary does not hold the unit: matches() leaves these out, the caller checks them on the
+  // full record with matches_unit() (select.hpp's selects()).
+  std::vector<std::string> units;
   bool matches(const Crash& c) const;
+  bool matches_unit(const nlohmann::json& container) const;
 };
 
 // Why some of the store could not be read; corectl turns these into one message each.

@@ -52,7 +52,7 @@ std::expected<common::UniqueFd, Exit> open_core(const Context& ctx, const Locate
     return std::unexpected(report(Exit::failure, "Failed to open " + common::quoted(path) + ": " +
                                                      std::strerror(err)));
   }
-  if (r.core.truncated) {
+  if (r.core.truncated && !ctx.opts.quiet) {
     std::fprintf(stderr, "corectl: note: the core of %s is truncated (%s)\n", r.id.c_str(),
                  std::string(common::to_string(r.core.reason)).c_str());
   }

@@ -32,22 +32,39 @@ namespace {
 
 constexpr const char* k_tmp_core = "core"; // the core's name in the debugger's directory
 
-// Splits a --debugger command line on blanks, honouring '…' and "…" quotes. No shell is run:
-// the debugger gets exactly these words, then the executable and the core.
-std::vector<std::string> split_words(std::string_view s) {
+// Splits a --debugger or -A command line into words as a shell would, without running one:
+// blanks separate words, '…' keeps everything, "…" keeps everything but \" and \\, a backslash
+// outside quotes keeps the next character. An unterminated quote or a trailing backslash is an
+// error (nullopt). The debugger gets exactly these words.
+std::optional<std::vector<std::string>> split_words(std::string_view s) {
   std::vector<std::string> out;
   std::string cur;
   bool in_word = false;
   char quote = 0;
-  for (char ch : s) {
-    if (quote != 0) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
+    if (quote == '\'') {
       if (ch == quote) {
         quote = 0;
       } else {
         cur += ch;
       }
+    } else if (quote == '"') {
+      if (ch == quote) {
+        quote = 0;
+      } else if (ch == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\')) {
+        cur += s[++i];
+      } else {
+        cur += ch;
+      }
     } else if (ch == '\'' || ch == '"') {
       quote = ch;
+      in_word = true;
+    } else if (ch == '\\') {
+      if (i + 1 == s.size()) {
+        return std::nullopt;
+      }
+      cur += s[++i];
       in_word = true;
     } else if (ch == ' ' || ch == '\t' || ch == '\n') {
       if (in_word) {
@@ -59,6 +76,9 @@ std::vector<std::string> split_words(std::string_view s) {
       cur += ch;
       in_word = true;
     }
+  }
+  if (quote != 0) {
+    return std::nullopt;
   }
   if (in_word) {
     out.push_back(std::move(cur));
@@ -125,7 +145,7 @@ struct ExecutablePlan {
   std::optional<FetchedFile> fetched; // debuginfod's copy, when the one on disk is not it
 };
 
-ExecutablePlan plan_executable(const common::Record& r) {
+ExecutablePlan plan_executable(const common::Record& r, bool quiet) {
   ExecutablePlan plan;
   plan.recorded = recorded_build_id(r);
   if (!common::is_hex(plan.recorded)) {
@@ -152,7 +172,7 @@ ExecutablePlan plan_executable(const common::Record& r) {
   }
   if (!usable && !plan.recorded.empty()) {
     plan.fetched = fetch_executable(plan.recorded);
-    if (plan.fetched) {
+    if (plan.fetched && !quiet) {
       std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
                    common::printable(common::quoted(plan.fetched->path)).c_str(),
                    plan.recorded.c_str());
@@ -291,8 +311,21 @@ Exit cmd_debug(Context& ctx) {
   const auto& [where, full] = *found;
   const common::Record& r = full.record;
   auto argv = split_words(ctx.opts.debugger.value_or("gdb"));
-  if (argv.empty()) {
+  if (!argv) {
+    return report(Exit::usage, "--debugger has an unterminated quote or a trailing backslash");
+  }
+  if (argv->empty()) {
     return report(Exit::usage, "--debugger is empty");
+  }
+  // -A: the caller's own arguments, after ours (gdb's safety options go right after its name),
+  // before the executable and the core. They may change what ours set: the caller chooses the
+  // whole debugger command with --debugger anyway; ours guard against the crash, not the caller.
+  if (ctx.opts.debugger_args) {
+    auto more = split_words(*ctx.opts.debugger_args);
+    if (!more) {
+      return report(Exit::usage, "-A has an unterminated quote or a trailing backslash");
+    }
+    argv->insert(argv->end(), more->begin(), more->end());
   }
   auto in = open_core(ctx, where, r);
   if (!in) {
@@ -305,9 +338,9 @@ Exit cmd_debug(Context& ctx) {
                                      common::quoted(r.executable) +
                                      ", not an absolute path; not passing it to the debugger");
   }
-  const ExecutablePlan plan = plan_executable(r);
+  const ExecutablePlan plan = plan_executable(r, ctx.opts.quiet);
   const std::optional<DebugUser> as = debugger_user(r);
-  if (as) {
+  if (as && !ctx.opts.quiet) {
     std::fprintf(stderr, "corectl: running the debugger as uid %u, the crash's owner\n",
                  static_cast<unsigned>(as->uid));
   }
@@ -328,7 +361,7 @@ Exit cmd_debug(Context& ctx) {
     }
     Exit e = Exit::failure;
     if (!as) {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(*argv));
     } else if (::setsid() < 0) {
       // Root's terminal must not be the controlling terminal of a process its user can trace:
       // TIOCSTI on it would type commands into root's shell once we are gone. In a session of
@@ -337,7 +370,7 @@ Exit cmd_debug(Context& ctx) {
     } else if (auto b = become(*as); !b) {
       e = report(Exit::failure, b.error().message);
     } else {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(*argv));
     }
     std::fflush(stderr);
     ::_exit(e == Exit::ok ? 1 : static_cast<int>(e));

@@ -65,7 +65,7 @@ Exit cmd_info(Context& ctx) {
   }
   limit_and_order(crashes, o);
   if (crashes.empty()) {
-    return nothing_matched();
+    return nothing_matched(ctx.opts);
   }
   for (const auto& c : crashes) {
     const Located where{c.host_dir, c.exe_dir, c.id};

@@ -1,8 +1,12 @@
 // The list views: list and groups.
 #include "cli/context.hpp"
+#include "cli/output/fields.hpp"
 #include "cli/output/render.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <set>
@@ -40,9 +44,39 @@ Exit print_values(const Catalog& cat, const std::string& field) {
   return Exit::ok;
 }
 
+// list -F FIELD: the field of each crash, one per line; crashes without it print nothing.
+Exit print_field(Context& ctx, const std::vector<Crash>& crashes, const std::string& field) {
+  Exit worst = Exit::ok;
+  for (const auto& c : crashes) {
+    auto full = read_record(*ctx.store, {c.host_dir, c.exe_dir, c.id});
+    if (!full) {
+      worst = report(Exit::failure, full.error().message);
+      continue;
+    }
+    // The stored core's path while it is there, from the directory the record is in.
+    std::string core;
+    if (full->record.core.present && !full->record.core.removed) {
+      const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
+      struct stat st {};
+      if (::fstatat(ctx.store->fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        core = ctx.store->root() + "/" + rel;
+      }
+    }
+    if (auto value = field_value(*full, field, core)) {
+      std::printf("%s\n", value->c_str());
+    }
+  }
+  return worst;
+}
+
 } // namespace
 
 Exit cmd_list(Context& ctx) {
+  if (ctx.opts.field && !is_field_name(*ctx.opts.field)) {
+    return report(Exit::usage, "-F takes " + std::string(k_coredump_fields) +
+                                   ", or a record key (id, executable, crash.signature …), not '" +
+                                   ctx.opts.field->substr(0, 64) + "'");
+  }
   auto cat = load_selected(ctx);
   if (!cat) {
     return cat.error();
@@ -53,7 +87,10 @@ Exit cmd_list(Context& ctx) {
   auto& crashes = cat->crashes;
   limit_and_order(crashes, ctx.opts);
   if (crashes.empty()) {
-    return nothing_matched();
+    return nothing_matched(ctx.opts);
+  }
+  if (ctx.opts.field) {
+    return print_field(ctx, crashes, *ctx.opts.field);
   }
   if (ctx.opts.json != JsonMode::off) {
     // The records themselves, exactly as stored, so scripts get every field.
@@ -80,7 +117,7 @@ Exit cmd_groups(Context& ctx) {
   auto groups = group_crashes(cat->crashes);
   limit_and_order(groups, ctx.opts);
   if (groups.empty()) {
-    return nothing_matched();
+    return nothing_matched(ctx.opts);
   }
   if (ctx.opts.json != JsonMode::off) {
     for (const auto& g : groups) {

@@ -35,9 +35,23 @@ Exit lookup_failure(const LookupFailure& f) {
 
 } // namespace
 
-Exit nothing_matched() {
-  std::fputs("No crashes found.\n", stderr);
+Exit nothing_matched(const Options& o) {
+  if (!o.quiet) {
+    std::fputs("No crashes found.\n", stderr);
+  }
   return Exit::no_match;
+}
+
+bool selects(const common::Store& store, const Filter& filter, const Crash& c) {
+  if (!filter.matches(c)) {
+    return false;
+  }
+  if (filter.units.empty()) {
+    return true;
+  }
+  // The unit is not in the summary: the record itself says (one bounded read, only for UNIT=).
+  auto full = read_record(store, {c.host_dir, c.exe_dir, c.id});
+  return full && filter.matches_unit(full->record.container);
 }
 
 std::expected<Catalog, Exit> load_selected(Context& ctx) {
@@ -46,6 +60,9 @@ std::expected<Catalog, Exit> load_selected(Context& ctx) {
     return std::unexpected(report(Exit::usage, filter.error()));
   }
   Catalog cat = load_catalog(*ctx.store, *filter);
+  if (!filter->units.empty()) {
+    std::erase_if(cat.crashes, [&](const Crash& c) { return !selects(*ctx.store, *filter, c); });
+  }
   const auto& p = cat.problems;
   if (p.denied > 0 && cat.crashes.empty() && p.readable_dirs == 0) {
     return std::unexpected(
@@ -110,15 +127,17 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
     return std::unexpected(cat.error());
   }
   if (cat->crashes.empty()) {
-    return std::unexpected(nothing_matched());
+    return std::unexpected(nothing_matched(o));
   }
   const Crash& newest = cat->crashes.back();
   // Say which one was taken, as coredumpctl does: a match can select more than the user meant.
-  std::fprintf(stderr, "corectl: %s %s, %s, pid %s, %s (the newest of %zu)\n",
-               ctx.opts.verb == "debug" ? "Debugging" : "Dumping", newest.id.c_str(),
-               local_time(newest.time).c_str(),
-               newest.pid ? std::to_string(*newest.pid).c_str() : "?",
-               printable(newest.executable).c_str(), cat->crashes.size());
+  if (!o.quiet) {
+    std::fprintf(stderr, "corectl: %s %s, %s, pid %s, %s (the newest of %zu)\n",
+                 ctx.opts.verb == "debug" ? "Debugging" : "Dumping", newest.id.c_str(),
+                 local_time(newest.time).c_str(),
+                 newest.pid ? std::to_string(*newest.pid).c_str() : "?",
+                 printable(newest.executable).c_str(), cat->crashes.size());
+  }
   const Located where{newest.host_dir, newest.exe_dir, newest.id};
   auto full = read_record(*ctx.store, where);
   if (!full) {

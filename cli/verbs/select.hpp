@@ -24,8 +24,11 @@ std::expected<Filter, std::string> make_filter(const Options& o);
 // gets an error, not an empty list; partial access is a warning beside the partial list.
 std::expected<Catalog, Exit> load_selected(Context& ctx);
 
-// "No crashes found." on stderr; Exit::no_match.
-Exit nothing_matched();
+// "No crashes found." on stderr (not with --quiet); Exit::no_match.
+Exit nothing_matched(const Options& o);
+
+// True when `filter` selects `c`, units included (those need the full record: a bounded read).
+bool selects(const common::Store& store, const Filter& filter, const Crash& c);
 
 // The record behind an id or unique prefix, or the exit status after reporting why not.
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
@@ -38,9 +41,9 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx);
 // An id word as given, without ID= (match.hpp says which words are ids).
 std::string id_of(const std::string& word);
 
-// --no-legend as the renderer takes it.
+// --no-legend (or --quiet) as the renderer takes it.
 inline Legend legend_of(const Options& o) {
-  return o.no_legend ? Legend::hide : Legend::show;
+  return o.no_legend || o.quiet ? Legend::hide : Legend::show;
 }
 
 // -n keeps the newest N; -r puts the newest first. Works on anything ordered oldest first.
