@@ -80,7 +80,8 @@ int run(const std::vector<std::string>& argv) {
   }
 
   // 2. Configuration, 3. the store, for the verbs that read it.
-  if (verb->needs_store == NeedsStore::yes) {
+  // A core given with --file is not in any store.
+  if (verb->needs_store == NeedsStore::yes && !ctx.opts.file) {
     if (auto e = load_configuration(ctx); e != Exit::ok) {
       return static_cast<int>(e);
     }

@@ -48,12 +48,12 @@ CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std:
 // What the parser binds before it fills Options (CLI11 binds plain values; which options were
 // given is asked afterwards).
 struct Raw {
-  std::string store, config, since, until, values, field, output, debugger, debugger_args,
+  std::string store, config, since, until, values, field, file, output, debugger, debugger_args,
       kernel_release, limit;
   std::string json = "off";
   bool one = false;
   std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
-      field_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
+      field_opt, file_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
 };
 
 bool given(const std::vector<CLI::Option*>& opts) {
@@ -95,27 +95,12 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 // accepts them or says it does not. `verb` is the verb's index.
 constexpr std::array<std::string_view, 5> k_global_with_value = {"-D", "--store", "--config",
                                                                  "--color", "--colour"};
-constexpr std::array<std::string_view, 21> k_verb_with_value = {"--host",
-                                                                "--exe",
-                                                                "--signal",
-                                                                "-S",
-                                                                "--since",
-                                                                "-U",
-                                                                "--until",
-                                                                "-n",
-                                                                "--limit",
-                                                                "-o",
-                                                                "--output",
-                                                                "--debugger",
-                                                                "-A",
-                                                                "--debugger-arguments",
-                                                                "-F",
-                                                                "--field",
-                                                                "--handler",
-                                                                "--sysctl-dir",
-                                                                "--state-dir",
-                                                                "--proc-sys",
-                                                                "--kernel-release"};
+// clang-format off
+constexpr std::array<std::string_view, 22> k_verb_with_value = {
+    "--host", "--exe", "--signal", "-S", "--since", "-U", "--until", "-n", "--limit", "-o",
+    "--output", "--debugger", "-A", "--debugger-arguments", "-F", "--field", "--file",
+    "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+// clang-format on
 
 std::string_view name_of(const std::string& a) {
   return std::string_view(a).substr(0, a.find('='));
@@ -290,18 +275,31 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                        "COREDUMP_PID, COREDUMP_SIGNAL … or a record key (id, executable, "
                        "crash.signature, container.unit …)")
           ->type_name("FIELD"));
+  // A core that is not in the store, for the verbs that show or hand over one crash.
+  auto add_file = [&](CLI::App* sub) {
+    raw.file_opt.push_back(
+        sub->add_option("--file", raw.file,
+                        "a core file not in the store (read with your rights, analysed here); "
+                        "no matches or filters then")
+            ->type_name("PATH"));
+  };
   for (const char* name : {"groups", "info"}) {
     CLI::App* sub = verb(name);
     add_filters(sub, o, raw, Selects::all);
     add_output(sub, o, raw);
+    if (name == std::string_view("info")) {
+      add_file(sub);
+    }
   }
   CLI::App* dump = verb("dump");
   add_filters(dump, o, raw, Selects::newest);
+  add_file(dump);
   raw.output_opt.push_back(
       dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
           ->type_name("FILE"));
   CLI::App* debug = verb("debug");
   add_filters(debug, o, raw, Selects::newest);
+  add_file(debug);
   raw.debugger_opt.push_back(
       debug
           ->add_option("--debugger", raw.debugger,
@@ -365,6 +363,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   take(raw.until_opt, raw.until, o.until);
   take(raw.values_opt, raw.values, o.values);
   take(raw.field_opt, raw.field, o.field);
+  take(raw.file_opt, raw.file, o.file);
   take(raw.debugger_args_opt, raw.debugger_args, o.debugger_args);
   take(raw.output_opt, raw.output, o.output);
   take(raw.debugger_opt, raw.debugger, o.debugger);
@@ -388,6 +387,11 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     o.json = JsonMode::pretty;
   } else {
     return std::unexpected("--json takes short, pretty or off, not '" + raw.json + "'");
+  }
+  if (o.file && (!o.matches.empty() || o.has_filter_options() || given(raw.limit_opt) || raw.one ||
+                 o.reverse)) {
+    return std::unexpected(std::string(
+        "--file names the one core to work on: no matches, filters, -n, -1 or -r with it"));
   }
   if (o.field && o.json != JsonMode::off) {
     return std::unexpected(std::string("-F and --json contradict each other"));

@@ -45,8 +45,9 @@ struct Options {
   std::optional<std::string> values; // list --list-values=FIELD (hidden: shell completion)
   std::optional<std::string> field;  // list -F / --field=FIELD: that field of each crash
 
-  std::optional<std::string> output;        // dump -o FILE
-  std::optional<std::string> debugger;      // debug --debugger CMD
+  std::optional<std::string> file;     // info, dump, debug --file PATH: a core not in the store
+  std::optional<std::string> output;   // dump -o FILE
+  std::optional<std::string> debugger; // debug --debugger CMD
   std::optional<std::string> debugger_args; // debug -A / --debugger-arguments ARGS
   bool debuginfod = false; // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
   bool dry_run = false;    // vacuum --dry-run

@@ -381,8 +381,7 @@ void print_stacks(const Term& term, const json& stacks, std::string& out) {
 
 } // namespace
 
-void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
-                bool core_file_exists) {
+void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places) {
   const common::Record& r = full.record;
   const json& crash = r.crash;
   std::string out;
@@ -393,10 +392,10 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
   };
   auto opt = [](const auto& v) { return v ? std::to_string(*v) : std::string("-"); };
 
-  line("ID", printable(r.id));
+  line("ID", r.id.empty() ? "-" : printable(r.id)); // none for a core given with --file
   const auto t = common::parse_time(r.time);
   line("Time", t ? local_time(*t) + " (" + printable(r.time) + ")" : printable(r.time));
-  line("Hostname", printable(r.hostname));
+  line("Hostname", r.hostname.empty() ? "-" : printable(r.hostname));
   line("Executable", printable(r.executable) + (r.executable_deleted ? " (deleted)" : ""));
   line("Command line", r.cmdline.empty() ? "-" : printable(r.cmdline));
   line("Comm", r.comm.empty() ? "-" : printable(r.comm));
@@ -480,14 +479,12 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     line("Core size", sizes);
     line("Core access",
          core.access == common::CoreAccess::owner ? "crashing user and root" : "root only");
-    line("Core file",
-         core.removed
-             ? "-"
-             : printable(store_root + "/" + common::core_relpath(r.store_host, r.store_exe, r.id)) +
-                   (core_file_exists ? "" : " (missing)"));
+    line("Core file", core.removed ? "-"
+                                   : printable(places.core_file) +
+                                         (places.core_file_exists ? "" : " (missing)"));
   }
   line("Record",
-       printable(store_root + "/" + common::record_relpath(r.store_host, r.store_exe, r.id)));
+       places.record_file.empty() ? "- (a core not in the store)" : printable(places.record_file));
   line("Handler", (r.handler.version.empty() ? "-" : printable(r.handler.version)));
   for (size_t i = 0; i < r.handler.warnings.size(); ++i) {
     line(i == 0 ? "Warnings" : "", printable(r.handler.warnings[i]));

@@ -67,8 +67,14 @@ void print_groups(const Term& term, const std::vector<Group>& groups, Legend leg
 // everything beyond ASCII is written as \uNNNN.
 void print_json(const nlohmann::json& j, bool pretty);
 
-// Everything in a record, readable; `store_root` makes the core's path absolute.
-void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
-                bool core_file_exists);
+// Where info says a record and its core are: in the store, or a core given with --file.
+struct InfoPlaces {
+  std::string core_file; // absolute path, or the path given
+  bool core_file_exists = false;
+  std::string record_file; // "" for a core given with --file (no record)
+};
+
+// Everything in a record, readable.
+void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places);
 
 } // namespace cli

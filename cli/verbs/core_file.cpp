@@ -7,10 +7,13 @@
 #include "common/crash/zstd_stream.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+#include <vector>
 
 namespace cli {
 
@@ -68,6 +71,29 @@ Exit decompress(int in, int out, const std::string& id) {
     return report(Exit::failure, "Core of " + id + ": " + n.error().message);
   }
   return Exit::ok;
+}
+
+Exit write_core(int in, int out, const std::string& what, CoreForm form) {
+  if (form == CoreForm::zstd) {
+    return decompress(in, out, what);
+  }
+  std::vector<char> buf(1 << 16);
+  for (;;) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return report(Exit::failure,
+                    "Failed to read " + common::quoted(what) + ": " + std::strerror(errno));
+    }
+    if (n == 0) {
+      return Exit::ok;
+    }
+    if (auto w = common::write_all(out, std::string_view(buf.data(), static_cast<size_t>(n))); !w) {
+      return report(Exit::failure, "Failed to write the core: " + w.error().message);
+    }
+  }
 }
 
 std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx) {

@@ -23,4 +23,11 @@ std::expected<common::UniqueFd, Exit> open_core(const Context& ctx, const Locate
 // Decompresses the core open as `in` to `out`, checksum verified, sparse; reports a failure.
 Exit decompress(int in, int out, const std::string& id);
 
+// How a core to write is held: a stored one (zstd), or a core given with --file (as it is).
+enum class CoreForm { zstd, plain };
+
+// The core open as `in` to `out`: decompressed (zstd), or copied (plain); `what` names it in
+// messages (an id, or the path given).
+Exit write_core(int in, int out, const std::string& what, CoreForm form);
+
 } // namespace cli

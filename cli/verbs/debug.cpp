@@ -3,6 +3,7 @@
 #include "cli/debuginfo/debug_root.hpp"
 #include "cli/debuginfo/enrich.hpp"
 #include "cli/verbs/core_file.hpp"
+#include "cli/verbs/loose_core.hpp"
 #include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
@@ -206,7 +207,8 @@ bool is_gdb(std::string_view prog) {
 // The child's work, after it became the debugger's user: the core and the sysroot into `dir`,
 // then the debugger. Returns only on failure, with the exit status to leave with.
 Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& dir, int core_in,
-                  const ExecutablePlan& plan, std::vector<std::string> argv) {
+                  CoreForm form, const std::string& what, const ExecutablePlan& plan,
+                  std::vector<std::string> argv) {
   const std::string core = dir.path() + "/" + k_tmp_core;
   {
     auto out =
@@ -215,7 +217,7 @@ Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& d
       return report(Exit::failure,
                     "Failed to create " + common::quoted(core) + ": " + out.error().message);
     }
-    if (auto e = decompress(core_in, out->get(), r.id); e != Exit::ok) {
+    if (auto e = write_core(core_in, out->get(), what, form); e != Exit::ok) {
       return e;
     }
   }
@@ -304,12 +306,26 @@ Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& d
 } // namespace
 
 Exit cmd_debug(Context& ctx) {
-  auto found = find_checked(ctx);
-  if (!found) {
-    return found.error();
+  // The record and its core: a stored crash, or a core given with --file (analysed here, and
+  // debugged as the caller whatever it says about its user).
+  std::optional<LooseCore> loose;
+  std::optional<std::pair<Located, FullRecord>> found;
+  if (ctx.opts.file) {
+    auto core = open_loose_core(*ctx.opts.file);
+    if (!core) {
+      return core.error();
+    }
+    loose.emplace(std::move(*core));
+  } else {
+    auto checked = find_checked(ctx);
+    if (!checked) {
+      return checked.error();
+    }
+    found.emplace(std::move(*checked));
   }
-  const auto& [where, full] = *found;
-  const common::Record& r = full.record;
+  const common::Record& r = loose ? loose->full.record : found->second.record;
+  const CoreForm form = loose ? CoreForm::plain : CoreForm::zstd;
+  const std::string what = loose ? loose->path : r.id;
   auto argv = split_words(ctx.opts.debugger.value_or("gdb"));
   if (!argv) {
     return report(Exit::usage, "--debugger has an unterminated quote or a trailing backslash");
@@ -327,19 +343,24 @@ Exit cmd_debug(Context& ctx) {
     }
     argv->insert(argv->end(), more->begin(), more->end());
   }
-  auto in = open_core(ctx, where, r);
-  if (!in) {
-    return in.error();
+  common::UniqueFd in;
+  if (loose) {
+    in = std::move(loose->fd);
+  } else if (auto stored = open_core(ctx, found->first, r)) {
+    in = std::move(*stored);
+  } else {
+    return stored.error();
   }
   // The executable goes on the debugger's command line as root: a record saying
   // "--eval-command=shell …" would be an option. The handler always records an absolute path.
   if (!r.executable.starts_with('/')) {
-    return report(Exit::failure, "The record " + r.id + " names the executable " +
-                                     common::quoted(r.executable) +
-                                     ", not an absolute path; not passing it to the debugger");
+    return report(Exit::failure,
+                  (loose ? "The core " + common::quoted(what) : "The record " + r.id) +
+                      " names the executable " + common::quoted(r.executable) +
+                      ", not an absolute path; not passing it to the debugger");
   }
   const ExecutablePlan plan = plan_executable(r, ctx.opts.quiet);
-  const std::optional<DebugUser> as = debugger_user(r);
+  const std::optional<DebugUser> as = loose ? std::nullopt : debugger_user(r);
   if (as && !ctx.opts.quiet) {
     std::fprintf(stderr, "corectl: running the debugger as uid %u, the crash's owner\n",
                  static_cast<unsigned>(as->uid));
@@ -361,7 +382,7 @@ Exit cmd_debug(Context& ctx) {
     }
     Exit e = Exit::failure;
     if (!as) {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(*argv));
+      e = run_debugger(ctx, r, *dir, in.get(), form, what, plan, std::move(*argv));
     } else if (::setsid() < 0) {
       // Root's terminal must not be the controlling terminal of a process its user can trace:
       // TIOCSTI on it would type commands into root's shell once we are gone. In a session of
@@ -370,7 +391,7 @@ Exit cmd_debug(Context& ctx) {
     } else if (auto b = become(*as); !b) {
       e = report(Exit::failure, b.error().message);
     } else {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(*argv));
+      e = run_debugger(ctx, r, *dir, in.get(), form, what, plan, std::move(*argv));
     }
     std::fflush(stderr);
     ::_exit(e == Exit::ok ? 1 : static_cast<int>(e));

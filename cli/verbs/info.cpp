@@ -3,6 +3,7 @@
 #include "cli/context.hpp"
 #include "cli/debuginfo/enrich.hpp"
 #include "cli/output/render.hpp"
+#include "cli/verbs/loose_core.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
 
@@ -33,13 +34,34 @@ void show_record(Context& ctx, const Located& where, FullRecord& full, bool& fir
   // With debuginfod servers configured, frames the handler could not name get names and
   // lines here, after the fact (the handler never uses the network).
   enrich_with_debuginfod(full.record.crash, full.record.mappings);
-  print_info(ctx.term, full, ctx.store->root(), exists);
+  const std::string& root = ctx.store->root();
+  print_info(ctx.term, full,
+             {root + "/" + core, exists,
+              root + "/" + common::record_relpath(where.host_dir, where.exe_dir, where.id)});
+}
+
+// info --file PATH: the core analysed here, shown as a record would be.
+Exit show_loose_core(Context& ctx) {
+  auto core = open_loose_core(*ctx.opts.file);
+  if (!core) {
+    return core.error();
+  }
+  if (ctx.opts.json != JsonMode::off) {
+    print_json(core->full.json, ctx.opts.json == JsonMode::pretty);
+    return Exit::ok;
+  }
+  enrich_with_debuginfod(core->full.record.crash, core->full.record.mappings);
+  print_info(ctx.term, core->full, {core->path, true, ""});
+  return Exit::ok;
 }
 
 } // namespace
 
 Exit cmd_info(Context& ctx) {
   const Options& o = ctx.opts;
+  if (o.file) {
+    return show_loose_core(ctx);
+  }
   bool first = true;
   Exit worst = Exit::ok;
   if (only_ids(o.matches) && !o.has_filter_options()) {

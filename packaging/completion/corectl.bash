@@ -44,7 +44,7 @@ _corectl() {
     mapfile -t COMPREPLY < <(compgen -d -- "$cur")
     return
     ;;
-  --config | -o | --output | --handler)
+  --config | -o | --output | --handler | --file)
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     return
     ;;
@@ -91,9 +91,10 @@ _corectl() {
   case $verb in
   "") opts="$global" ;;
   list) opts="$global $filters $output --field" ;;
-  groups | info) opts="$global $filters $output" ;;
-  dump) opts="$global $filters --output" ;;
-  debug) opts="$global $filters --debugger --debugger-arguments --debuginfod" ;;
+  groups) opts="$global $filters $output" ;;
+  info) opts="$global $filters $output --file" ;;
+  dump) opts="$global $filters --output --file" ;;
+  debug) opts="$global $filters --debugger --debugger-arguments --debuginfod --file" ;;
   vacuum) opts="$global --dry-run" ;;
   install | uninstall) opts="$global --handler --sysctl-dir --state-dir" ;;
   esac

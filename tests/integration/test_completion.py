@@ -65,6 +65,7 @@ def test_verbs_and_per_verb_options(store):
     assert "--debugger-arguments" in complete(config, "debug", "--")
     assert "--quiet" in complete(config, "info", "--q")
     assert complete(config, "list", "UN") == ["UNIT="]
+    assert "--file" in complete(config, "debug", "--f") and "--file" not in complete(config, "list", "--f")
 
 
 def test_store_values(store):

@@ -784,3 +784,73 @@ def test_debugger_arguments_come_after_the_safety_options(fixture, tmp_path):
     r = corectl(config, "debug", "--debugger", str(gdb), "--debugger-arguments=-ex 'bt", "5000002",
                 env={"TMPDIR": str(tmpdir)})
     assert r.returncode == 2 and b"unterminated" in r.stderr, r.stderr
+
+
+# --- --file: a core that is not in the store --------------------------------------------------
+
+def test_info_on_a_core_file_outside_the_store(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.crasher_core("segv"))
+    # No store is read: a configuration pointing nowhere does not matter.
+    r = corectl(config, "--store", str(tmp_path / "no-store"), "info", "--file", str(core))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    for want in ("Signal: 11 (SEGV), si_code 1 (SEGV_MAPERR)", "Comm: pc_crasher",
+                 "Symbol: pc_crash_null_write", f"Core file: {core}",
+                 "Record: - (a core not in the store)", "Thread ", "Mapped files:"):
+        assert want in out, (want, out)
+    # The same analysis as the handler's: the record the handler wrote for this kind of core.
+    rec = json.loads(corectl(config, "info", "--file", str(core), "--json", check=True).stdout)
+    stored = json.loads(corectl(config, "info", "c0ffee00a1b2c3d4", "--json", check=True).stdout)
+    assert rec["signal"] == 11 and rec["comm"] == "pc_crasher" and rec["core"]["compression"] == "none"
+    assert rec["crash"]["signature_chain"] == stored["crash"]["signature_chain"].replace(
+        "<offset>", rec["crash"]["signature_chain"].split("+")[-1])
+    assert [f.get("symbol") is not None for f in rec["crash"]["stacks"][0]["frames"]] == \
+        [f.get("symbol") is not None for f in stored["crash"]["stacks"][0]["frames"]]
+
+
+def test_dump_and_debug_on_a_core_file(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.crasher_core("abort"))
+    out = tmp_path / "out"
+    r = corectl(config, "dump", "--file", str(core), "-o", str(out))
+    assert r.returncode == 0 and out.read_bytes() == core.read_bytes(), r.stderr
+    assert corectl(config, "dump", "--file", str(core), check=True).stdout == core.read_bytes()
+    gdb, tmpdir = fake_gdb(tmp_path)
+    r = corectl(config, "debug", "--file", str(core), "--debugger", str(gdb), "-A", "-batch",
+                env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    args = (gdb.parent / "gdb-args").read_text().splitlines()
+    assert "set auto-load off" in args and args[args.index("-batch") + 1] == "--", args
+    assert args[-2].endswith("/sysroot" + str(pctest.env_path("PC_CRASHER"))), args
+    assert args[-1].startswith(str(tmpdir)) and list(tmpdir.iterdir()) == []
+
+
+def test_core_files_that_are_no_cores(fixture, tmp_path):
+    store, config, _ = fixture
+    text = tmp_path / "text"
+    text.write_text("not a core\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    stored = next(store.glob("web1/*/c0ffee00a1b2c3d4.core.zst"))
+    for path, status, why in ((text, 1, b"not an ELF core"), (fifo, 2, b"not a regular file"),
+                              (stored, 2, b"zstd-compressed"), (tmp_path / "none", 1, b"No such file")):
+        for verb in ("info", "dump", "debug"):
+            r = corectl(config, verb, "--file", str(path), "-o" if verb == "dump" else "--no-pager",
+                        *([str(tmp_path / "o")] if verb == "dump" else []))
+            assert r.returncode == status and why in r.stderr, (verb, path, r.stderr)
+    assert not (tmp_path / "o").exists()
+    r = corectl(config, "info", "--file", str(text), "app")
+    assert r.returncode == 2 and b"--file names the one core" in r.stderr
+    assert corectl(config, "list", "--file", str(text)).returncode == 2
+
+
+def test_core_file_names_are_escaped(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.elf_core(files=(b"/tmp/lib\x1b]0;pwned\x07.so",)))
+    r = corectl(config, "info", "--file", str(core))
+    assert r.returncode == 0, r.stderr
+    assert b"\x1b" not in r.stdout and b"/tmp/lib\\x1b]0;pwned\\x07.so" in r.stdout, r.stdout

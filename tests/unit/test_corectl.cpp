@@ -49,6 +49,13 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"info", "-A", "x"}));
   CHECK_FALSE(parse_options({"info", "-F", "x"}));
   CHECK_FALSE(parse_options({"list", "-F", "id", "--json"}));
+  // --file: one core outside the store, for info, dump and debug, without matches or filters.
+  CHECK(parse_options({"info", "--file", "/tmp/core"})->file == "/tmp/core");
+  CHECK(parse_options({"--file=/tmp/core", "debug"})->file == "/tmp/core");
+  CHECK(parse_options({"dump", "--file", "c", "-o", "x"})->output == "x");
+  CHECK_FALSE(parse_options({"list", "--file", "c"}));
+  CHECK_FALSE(parse_options({"info", "--file", "c", "ruby"}));
+  CHECK_FALSE(parse_options({"debug", "--file", "c", "--host", "h"}));
   // Global options work after the verb, verb options only after their verb.
   auto g = parse_options({"info", "--store", "/s", "--json=pretty", "-1", "--no-legend"});
   REQUIRE(g);
