@@ -258,7 +258,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     const Verb* v = find_verb(name);
     CLI::App* sub = app.add_subcommand(std::string(name), std::string(v->help));
     sub->fallthrough(); // the options above work after the verb too
-    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN and --no-pager "
+    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN, --no-pager and -q "
                 "(corectl --help).\n" +
                 std::string(k_footer));
     return sub;
