@@ -1,7 +1,7 @@
 // The core_pattern helper, as a library: main() is a shim over run().
 #pragma once
 
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "common/store/record.hpp"
 
 #include <cstdint>
