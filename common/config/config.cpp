@@ -82,7 +82,7 @@ constexpr std::array k_config_keys{
     ConfigKey{"analysis_memory_limit", K::size, &Config::analysis_memory_limit, 1ULL << 20,
               64ULL << 30, R::none, "512M",
               "memory the analysis child may map beyond what it inherits"},
-    ConfigKey{"listen", K::text, &Config::listen, 0, 0, R::address, "127.0.0.1:9464",
+    ConfigKey{"listen", K::text, &Config::listen, 0, 0, R::address, "127.0.0.1:19464",
               "the exporter's address (HOST:PORT)"},
     ConfigKey{"max_executables_per_host", K::number, &Config::max_executables_per_host, 0, 1000000,
               R::none, "200", "exporter: executables per host with series of their own"},

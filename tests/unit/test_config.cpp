@@ -182,7 +182,8 @@ TEST_CASE("the defaults are the ones documented before the table", "[config]") {
   CHECK(c.kernel_log == "/dev/kmsg");
   CHECK(c.max_records == 10000);
   CHECK(c.max_record_age == 0);
-  CHECK(c.listen == "127.0.0.1:9464");
+  // Not 9464, the OpenTelemetry SDKs' Prometheus exporter port.
+  CHECK(c.listen == "127.0.0.1:19464");
 }
 
 TEST_CASE("every bound in the table is enforced, and a refused value changes nothing", "[config]") {
