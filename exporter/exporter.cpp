@@ -1,9 +1,9 @@
 #include "exporter/exporter.hpp"
 
-#include "common/base/config.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
 #include "common/base/log.hpp"
+#include "common/config/config.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
 #include "exporter/kmsg_follower.hpp"

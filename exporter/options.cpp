@@ -41,8 +41,8 @@ void describe(CLI::App& app, Options& o, Raw& raw) {
   app.add_option("--store", o.store, "store root (overrides the configuration's `store`)")
       ->type_name("DIR");
   app.add_option("--web.listen-address", raw.listen,
-                 "serve here, repeatable ([::1]:9464, :9464 for all addresses);\n"
-                 "overrides `listen` (default 127.0.0.1:9464)")
+                 "serve here, repeatable ([::1]:19464, :19464 for all addresses);\n"
+                 "overrides `listen` (default 127.0.0.1:19464)")
       ->type_name("ADDR:PORT")
       ->allow_extra_args(false);
   app.add_option("--listen", raw.listen_old, "the old name of --web.listen-address")

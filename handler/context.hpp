@@ -4,8 +4,8 @@
 // names each field's specifier.
 #pragma once
 
-#include "common/base/config.hpp"
 #include "common/base/fd.hpp"
+#include "common/config/config.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/store/record.hpp"
 #include "common/store/store.hpp"

@@ -4,7 +4,7 @@
 // the locks and reservations of handler/admission.
 #pragma once
 
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "common/store/record.hpp"
 
 #include <sys/types.h>

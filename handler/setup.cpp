@@ -1,10 +1,10 @@
 // Steps 1 and 3 of the handler: the process secured before anything else can go wrong, and the
 // configuration loaded.
-#include "common/base/config.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
 #include "common/base/parse.hpp"
 #include "common/base/proc_stat.hpp"
+#include "common/config/config.hpp"
 #include "handler/context.hpp"
 #include "handler/core_args.hpp"
 #include "handler/steps.hpp"
