@@ -4,7 +4,7 @@
 
 #include "cli/options.hpp"
 #include "cli/output/term.hpp"
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "common/store/store.hpp"
 
 #include <optional>
