@@ -3,14 +3,14 @@
 // uninstall.
 #pragma once
 
+#include "cli/exit.hpp"
+
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace cli {
-
-enum class Exit : int;
 
 struct InstallOptions {
   std::string handler;    // absolute path of process-core
