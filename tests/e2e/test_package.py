@@ -18,6 +18,7 @@ import grp
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -74,6 +75,14 @@ def unit_state(verb):
                           capture_output=True, text=True).stdout.strip()
 
 
+def init_script_status():
+    """The exit status of the init script's status action (0: running), where systemd is not."""
+    if os.path.isdir("/run/systemd/system") or not os.path.exists("/etc/init.d/process-core-exporter"):
+        return None
+    return subprocess.run(["/etc/init.d/process-core-exporter", "status"],
+                          capture_output=True).returncode
+
+
 def installation():
     """What an installation is made of, for an exact before/after comparison."""
     owned = subprocess.run(["dpkg-query", "-L", "process-core"], capture_output=True,
@@ -91,6 +100,7 @@ def installation():
         "user": [tuple(u) for u in pwd.getpwall() if u.pw_name == "process-core"],
         "group": [tuple(g) for g in grp.getgrall() if g.gr_name == "process-core"],
         "exporter": (unit_state("is-active"), unit_state("is-enabled")),
+        "init script": init_script_status(),
         "wants": {p: e for p, e in tree("/etc/systemd/system").items() if "process-core" in p},
     }
 
@@ -112,6 +122,10 @@ def installation_set_aside(tmp):
     exporter_active = before["exporter"][0] == "active"
     if exporter_active:
         subprocess.run(["systemctl", "stop", "process-core-exporter.service"], check=True)
+    # Without systemd, the init script's exporter (stopped and started by its script).
+    init_active = before["init script"] == 0
+    if init_active:
+        subprocess.run(["/etc/init.d/process-core-exporter", "stop"], check=True)
     aside = pathlib.Path(tempfile.mkdtemp(prefix=".process-core-tests-", dir="/var/lib"))
     etc_copy = pathlib.Path(tmp) / "etc-process-core"
     dropin_copy = pathlib.Path(tmp) / "dropin"
@@ -152,6 +166,8 @@ def installation_set_aside(tmp):
             pathlib.Path(path).write_text(value)
         if exporter_active:
             subprocess.run(["systemctl", "start", "process-core-exporter.service"], check=True)
+        if init_active:
+            subprocess.run(["/etc/init.d/process-core-exporter", "start"], check=True)
     after = installation()
     for key in before:
         assert after[key] == before[key], key
@@ -245,9 +261,19 @@ def dpkg(*args):
 
 
 def stop_init_script_exporter():
+    """Stops an exporter the init script started, whatever state a failed test left."""
     pid_file = pathlib.Path("/run/process-core-exporter.pid")
     if pid_file.exists() and os.path.exists("/etc/init.d/process-core-exporter"):
         subprocess.run(["/etc/init.d/process-core-exporter", "stop"], capture_output=True)
+    # The host's own installation is set aside: an installed exporter still running is ours.
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            continue
+        if exe == "/usr/sbin/process-core-exporter":
+            os.kill(int(pid), signal.SIGKILL)
+            pctest.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10)
 
 
 @contextlib.contextmanager
