@@ -453,9 +453,10 @@ def _package_sources(top):
 def build_deb(out):
     """The Debian package of the tested source tree, built with `dpkg-buildpackage -us -uc -b`
     from a copy of it (the build writes into debian/ and next to the source); copies the .deb,
-    its -dbgsym package, .changes and .buildinfo into `out` and returns the .deb. The build is
-    kept under PC_BUILD_DIR/deb and reused while the sources are the same; ccache, when there,
-    makes a rebuild of little changed sources quick."""
+    its -dbgsym package, .changes and .buildinfo into `out` and returns the .deb. The packages
+    are kept under PC_BUILD_DIR/deb and reused while the sources are the same; ccache, when
+    there, makes a rebuild of little changed sources quick (the copy is always at the same
+    path, which the compiler's command lines name)."""
     source = env_path("PC_SOURCE_DIR")
     work = env_path("PC_BUILD_DIR") / "deb"
     work.mkdir(exist_ok=True)
@@ -488,6 +489,7 @@ def build_deb(out):
             (work / "build.log").write_text(r.stdout)
             assert r.returncode == 0, "dpkg-buildpackage failed:\n" + r.stdout[-6000:]
             stamp.write_text(digest.hexdigest())
+            shutil.rmtree(copy)  # the copy and its objects (ccache keeps what a rebuild needs)
         for f in work.glob("process-core*_*"):
             if f.suffix in (".deb", ".changes", ".buildinfo"):
                 shutil.copy2(f, out)
