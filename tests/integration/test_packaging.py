@@ -66,7 +66,7 @@ def test_init_script_runs_the_exporter_as_its_unit_does():
     command, user, unit = unit_command("process-core-exporter.service")
     init = (DEBIAN / "process-core.process-core-exporter.init").read_text()
     daemon = re.search(r"^DAEMON=(\S+)$", init, re.M).group(1)
-    args = re.search(r'^\s+"\$DAEMON" (.+)$', init, re.M).group(1)
+    args = re.search(r'^\s+"\$DAEMON" (.+?)(?: \|\| return)?$', init, re.M).group(1)
     assert f"{daemon} {args}" == command
     assert f"--reuid={user} --regid={user}" in init
     assert "AmbientCapabilities=CAP_SYSLOG" in unit and "--ambient-caps=-all,+syslog" in init
