@@ -505,6 +505,29 @@ def test_upgrade_keeps_what_the_administrator_changed(deb, tmp_path):
                               capture_output=True, text=True).stdout == f"{version}+upgrade3"
 
 
+def test_a_failed_claim_is_tried_again_on_upgrade(deb, tmp_path):
+    """Where `corectl install` fails (here: a directory in the drop-in's place; in a container:
+    read-only kernel settings), nothing is claimed, and the next upgrade claims as a first
+    install would."""
+    version = subprocess.run(["dpkg-deb", "--field", str(deb), "Version"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    newer = repack(deb, tmp_path / "newer.deb", f"{version}+upgrade1")
+    with fresh_host(tmp_path):
+        before = pathlib.Path(SETTINGS[0]).read_text()
+        os.mkdir(DROPIN)
+        try:
+            output = dpkg("-i", str(deb))
+        finally:
+            os.rmdir(DROPIN)
+        assert "could not set kernel.core_pattern" in output, output
+        assert pathlib.Path(SETTINGS[0]).read_text() == before
+        assert not (pathlib.Path(ETC) / ".previous-sysctl.json").exists() and not CLAIMED.exists()
+
+        output = dpkg("-i", str(newer))
+        assert "changed by someone else" not in output, output
+        assert ours() and CLAIMED.exists()
+
+
 def test_upgrade_from_0_1_0(deb, tmp_path):
     """0.1.0 was built with CPack; its maintainer scripts are in tests/e2e/package-0.1.0."""
     old = repack(deb, tmp_path / "old.deb", "0.1.0", scripts=PREVIOUS,
