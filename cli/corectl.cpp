@@ -125,6 +125,8 @@ int run(const std::vector<std::string>& argv) {
     e = cmd_debug(ctx);
   } else if (verb == "vacuum") {
     e = cmd_vacuum(ctx);
+  } else if (verb == "remove") {
+    e = cmd_remove(ctx);
   }
   std::fflush(stdout);
   if (std::ferror(stdout) && e == Exit::ok) {

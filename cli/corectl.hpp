@@ -40,6 +40,7 @@ Exit cmd_info(Context& ctx);
 Exit cmd_dump(Context& ctx);
 Exit cmd_debug(Context& ctx);
 Exit cmd_vacuum(Context& ctx);
+Exit cmd_remove(Context& ctx); // remove.cpp
 
 // The filter of the options and matches (list, info, groups, dump, debug, vacuum); a value that
 // does not parse is the message of a usage error.

@@ -15,8 +15,8 @@ namespace cli {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> k_verbs = {"list",   "info",   "dump",    "debug",
-                                                     "groups", "vacuum", "install", "uninstall"};
+constexpr std::array<std::string_view, 9> k_verbs = {
+    "list", "info", "dump", "debug", "groups", "vacuum", "remove", "install", "uninstall"};
 
 constexpr const char* k_footer =
     "Exit status: 0 success, 1 failure or nothing matched, 2 usage error or ambiguous id,\n"
@@ -166,9 +166,10 @@ std::string unknown_verb(std::string_view word) {
       break;
     }
   }
-  message += " Verbs: list, info, dump, debug, groups, vacuum, install, uninstall; matches come "
-             "after the verb (corectl list " +
-             shown + ")";
+  message +=
+      " Verbs: list, info, dump, debug, groups, vacuum, remove, install, uninstall; matches come "
+      "after the verb (corectl list " +
+      shown + ")";
   return message;
 }
 
@@ -290,6 +291,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
                      "cores of the crashes they select (records kept)");
   vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   add_filters(vacuum, o, raw, Selects::all);
+  add_filters(verb("remove", "remove crashes (core and record; counters keep them): users their "
+                             "own, root any"),
+              o, raw, Selects::all);
   for (const char* name : {"install", "uninstall"}) {
     CLI::App* sub = verb(name, name == std::string_view("install")
                                    ? "point kernel.core_pattern at the handler (root)"

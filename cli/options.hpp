@@ -18,7 +18,7 @@ namespace cli {
 enum class JsonMode { off, short_, pretty };
 
 struct Options {
-  std::string verb; // list, info, dump, debug, groups, vacuum, install, uninstall
+  std::string verb; // list, info, dump, debug, groups, vacuum, remove, install, uninstall
   // Positional matches (list, groups, info, dump, debug): ids, PIDs, names, paths and
   // FIELD=VALUE, read by parse_matches() (match.hpp).
   std::vector<std::string> matches;
