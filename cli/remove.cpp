@@ -360,7 +360,8 @@ request_once(const std::string& path, const std::vector<Located>& items, size_t 
     return std::unexpected(service + " did not answer within " +
                            std::to_string(k_remove_client_timeout_ms / 1000) + " s");
   }
-  const auto lines = split_lines(answer.substr(0, std::min(answer.size(), k_remove_max_answer)));
+  answer.resize(std::min(answer.size(), k_remove_max_answer + 1));
+  const auto lines = split_lines(answer);
   if (!lines.empty() && lines.front().starts_with("error ")) {
     return std::unexpected(
         service + " refused the request: " + printable(lines.front().substr(6).substr(0, 200)));
