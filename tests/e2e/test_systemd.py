@@ -265,10 +265,11 @@ def test_a_user_removes_their_own_crash_through_the_shipped_socket(machine):
                                     f"-d1 -t$(date +%s) -- web1 11 '!usr!bin!rm-me' "
                                     f"< /root/core-remove"])
         assert r.returncode == 0, r.stderr
-        found = m.sh(f"grep -lE '\"uid\": ?{uid}[,}}]' $(find {STORE}/web1 -name '*.json') || true")
-        paths = found.stdout.split()
-        assert len(paths) == 1, found.stdout
-        ids[uid] = pathlib.Path(paths[0]).name.removesuffix(".json")
+        records = [json.loads(m.nsenter(["cat", p]).stdout) for p in
+                   m.sh(f"find {STORE}/web1 -name '*.json' -not -name '.*'").stdout.split()]
+        theirs = [rec["id"] for rec in records if rec.get("uid") == uid]
+        assert len(theirs) == 1, records
+        ids[uid] = theirs[0]
     as_user = lambda uid, *args: m.sh(
         f"setpriv --reuid {uid} --regid {uid} --clear-groups env CORECTL_CACHE=0 "
         f"corectl --no-pager {' '.join(args)}; echo rc=$?", check=False)
