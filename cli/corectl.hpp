@@ -2,7 +2,7 @@
 #pragma once
 
 #include "cli/options.hpp"
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "common/store/store.hpp"
 
 #include <optional>

@@ -2,8 +2,8 @@
 // runs it per connection (process-core-remove@.service, Accept=yes) as the store user, with the
 // connection on stdin:  process-core-remove [--config FILE] [--store DIR]
 #include "cli/remove.hpp"
-#include "common/base/config.hpp"
 #include "common/base/escape.hpp"
+#include "common/config/config.hpp"
 
 #include <sys/socket.h>
 
