@@ -318,6 +318,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   CLI::App* vacuum = verb("vacuum");
   vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   add_filters(vacuum, o, raw, Selects::all);
+  add_filters(verb("remove"), o, raw, Selects::all);
   for (const char* name : {"install", "uninstall"}) {
     CLI::App* sub = verb(name);
     sub->add_option("--handler", o.handler, "the handler")

@@ -316,6 +316,10 @@ void StoreWatcher::reload_ledger(bool force, bool check_records) {
 double StoreWatcher::scan() {
   const auto start = std::chrono::steady_clock::now();
   std::lock_guard lock(m_mutex);
+  if (m_root_lost && !recover_root()) {
+    m_rescan = false;
+    return 0; // nothing to list: the counts stay as they are until the store is back
+  }
   const bool rescan = m_scanned;
   if (rescan) {
     m_state.count_rescan();
@@ -325,7 +329,9 @@ double StoreWatcher::scan() {
   // whose ledger count grew, so each crash is counted once whatever the interleaving.
   const Stamp before = ledger_stamp();
   m_state.begin_rescan();
-  add_watch("", Watch{Kind::root, {}, 0});
+  if (add_watch("", Watch{Kind::root, {}, 0}) && !rescan) {
+    watch_parent();
+  }
   walk({}, rescan);
   m_state.end_rescan();
   // When the ledger did not change while we listed, every record we saw was there with that
@@ -390,10 +396,25 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
     return;
   }
   const Watch w = it->second;
+  if (w.kind == Kind::parent) {
+    // The root's name changed in its directory. Removing the root itself says nothing on the
+    // root's own watch while the exporter holds it open (IN_DELETE_SELF comes with the last
+    // close), so its name is watched: gone or replaced is lost; while lost, a scan looks whether
+    // it is a store again.
+    if (name == root_name()) {
+      if (m_root_lost) {
+        m_rescan = true;
+      } else if (!root_is_ours()) {
+        lose_root();
+      }
+    }
+    return;
+  }
+  if (m_root_lost) {
+    return; // events of the old directories, wherever they are now
+  }
   if (w.kind == Kind::root && (mask & (IN_DELETE_SELF | IN_MOVE_SELF))) {
-    spdlog::error("Store {} was removed or moved; counts stay as they are",
-                  common::printable(common::quoted(m_store.root())));
-    m_degraded = true;
+    lose_root();
     return;
   }
   if (name.empty() || is_tmpfile_name(name)) {
@@ -430,6 +451,64 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
   } else if (mask & (IN_DELETE | IN_MOVED_FROM)) {
     m_state.set_skipped(rel, std::nullopt);
   }
+}
+
+std::string StoreWatcher::root_name() const {
+  const std::string& root = m_store.root();
+  const size_t end = root.find_last_not_of('/');
+  const size_t slash = end == std::string::npos ? end : root.rfind('/', end);
+  return slash == std::string::npos ? root.substr(0, end + 1) : root.substr(slash + 1, end - slash);
+}
+
+void StoreWatcher::lose_root() {
+  if (m_root_lost) {
+    return;
+  }
+  spdlog::error("Store {} was removed or moved; counts stay as they are until it is back",
+                common::printable(common::quoted(m_store.root())));
+  m_root_lost = true;
+  // The root may have come back already: look once now. Later the parent's watch says when
+  // (without it, the periodic scan of a degraded watcher finds the store within 30 s).
+  m_rescan = true;
+}
+
+void StoreWatcher::watch_parent() {
+  const std::string& root = m_store.root();
+  const size_t end = root.find_last_not_of('/');
+  const size_t slash = end == std::string::npos ? end : root.rfind('/', end);
+  const std::string parent = slash == std::string::npos ? "."
+                             : slash == 0               ? "/"
+                                                        : root.substr(0, slash);
+  const int wd =
+      ::inotify_add_watch(m_inotify.get(), parent.c_str(),
+                          IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR);
+  if (wd >= 0) {
+    m_watches[wd] = Watch{Kind::parent, {}, 0};
+  }
+}
+
+bool StoreWatcher::root_is_ours() const {
+  struct stat now {
+  }, ours{};
+  return ::stat(m_store.root().c_str(), &now) == 0 && ::fstat(m_store.fd(), &ours) == 0 &&
+         now.st_dev == ours.st_dev && now.st_ino == ours.st_ino;
+}
+
+bool StoreWatcher::recover_root() {
+  auto store = common::Store::open(m_store.root());
+  if (!store) {
+    return false;
+  }
+  for (const auto& [wd, watch] : m_watches) {
+    ::inotify_rm_watch(m_inotify.get(), wd);
+  }
+  m_watches.clear();
+  m_store = std::move(*store);
+  m_root_lost = false;
+  watch_parent();
+  spdlog::warn("Store {} is back (re-created or moved back); counting again",
+               common::printable(common::quoted(m_store.root())));
+  return true;
 }
 
 common::Expected<void> StoreWatcher::process_events() {

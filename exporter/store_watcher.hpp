@@ -38,12 +38,15 @@ public:
   // Returns an error only when the inotify descriptor itself fails.
   common::Expected<void> process_events();
 
-  // True when some directory could not be watched (the inotify watch limit): the caller then
-  // calls scan() periodically, so changes show up late but are never lost.
-  bool degraded() const { return m_degraded; }
+  // True when some directory could not be watched (the inotify watch limit), or the store's
+  // root was removed or moved: the caller then calls scan() periodically, so changes show up
+  // late but are never lost, and a store that comes back is found even without an event.
+  bool degraded() const { return m_degraded || m_root_lost; }
 
 private:
-  enum class Kind { root, host, exe };
+  // `parent`: the directory the store's root is in, watched while the root is gone, for the
+  // root to come back (re-created, or moved back).
+  enum class Kind { root, host, exe, parent };
   struct Watch {
     Kind kind = Kind::root;
     std::string host; // host component (host and exe watches)
@@ -78,6 +81,14 @@ private:
   void reload_ledger(bool force, bool check_records);
   void handle_event(int wd, uint32_t mask, std::string_view name);
   void handle_exe_event(const Watch& w, uint32_t mask, std::string_view name);
+  // The root was removed or moved: logged once, counts kept, its path watched for a new root.
+  void lose_root();
+  std::string root_name() const; // the last component of the store's path
+  void watch_parent();           // the directory the root is in, for its name (Kind::parent)
+  bool root_is_ours() const;     // the store's path still names the directory we hold
+  // Whether the store's path names a directory again; then it is the store (every old watch
+  // dropped: they follow the old directories), logged once. Before a scan while the root is lost.
+  bool recover_root();
   common::Expected<common::UniqueFd> open_exe_dir(const std::string& host,
                                                   const std::string& exe) const;
 
@@ -90,6 +101,7 @@ private:
   std::unordered_map<int, Watch> m_watches;
   Stamp m_ledger_stamp;
   bool m_degraded = false;
+  bool m_root_lost = false;
   bool m_rescan = false;
   bool m_scanned = false;
 };

@@ -22,6 +22,8 @@ constexpr std::array k_verbs = {
     Verb{"vacuum", cmd_vacuum, NeedsStore::yes, UsesPager::no,
          "apply the retention policy now; with filters or matches, remove the cores of the "
          "crashes they select (records kept)"},
+    Verb{"remove", cmd_remove, NeedsStore::yes, UsesPager::no,
+         "remove crashes (core and record; counters keep them): users their own, root any"},
     // install/uninstall change the kernel, not the store.
     Verb{"install", cmd_install, NeedsStore::no, UsesPager::no,
          "point kernel.core_pattern at the handler (root)"},

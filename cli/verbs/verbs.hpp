@@ -38,6 +38,7 @@ Exit cmd_list(Context& ctx);
 Exit cmd_info(Context& ctx);
 Exit cmd_dump(Context& ctx);
 Exit cmd_debug(Context& ctx);
+Exit cmd_remove(Context& ctx); // remove.cpp
 Exit cmd_groups(Context& ctx);
 Exit cmd_vacuum(Context& ctx);
 Exit cmd_install(Context& ctx);

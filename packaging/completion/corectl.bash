@@ -25,7 +25,7 @@ _corectl_add_matching() {
 
 _corectl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-  local verbs="list info dump debug groups vacuum install uninstall"
+  local verbs="list info dump debug groups vacuum remove install uninstall"
   local global="--store --config --color --no-pager --quiet --help --version"
   local filters="--host --exe --signal --since --until"
   local output="--limit -1 --reverse --json --no-legend"
@@ -80,7 +80,7 @@ _corectl() {
   local verb= i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-    list | info | dump | debug | groups | vacuum | install | uninstall)
+    list | info | dump | debug | groups | vacuum | remove | install | uninstall)
       verb=${COMP_WORDS[i]}
       break
       ;;
@@ -96,6 +96,7 @@ _corectl() {
   dump) opts="$global $filters --output --file" ;;
   debug) opts="$global $filters --debugger --debugger-arguments --debuginfod --file" ;;
   vacuum) opts="$global --dry-run" ;;
+  remove) opts="$global $filters" ;;
   install | uninstall) opts="$global --handler --sysctl-dir --state-dir" ;;
   esac
 
@@ -105,7 +106,7 @@ _corectl() {
     mapfile -t COMPREPLY < <(compgen -W "$verbs" -- "$cur")
   else
     case $verb in
-    list | groups | info | dump | debug)
+    list | groups | info | dump | debug | remove)
       # Matches: record ids, then executables and command names; FIELD= on request.
       if [[ $cur == [A-Z]* ]]; then
         mapfile -t COMPREPLY < <(compgen -W "ID= PID= UID= COMM= EXE= HOST= SIGNAL= SIGNATURE= UNIT= COREDUMP_UNIT=" -- "$cur")

@@ -247,3 +247,49 @@ def test_vacuum_service_removes_a_core_over_quota(machine):
     assert m.sh(f"stat -c '%U %G %a' {record}").stdout.split() == ["process-core", "process-core",
                                                                      "640"]
     assert m.nsenter(["getfacl", "--omit-header", "--numeric", record]).stdout == acl_before
+
+
+def test_a_user_removes_their_own_crash_through_the_shipped_socket(machine):
+    """The package's removal socket under a real systemd: a user's corectl remove reaches a
+    process-core-remove@ instance (the shipped sandbox), which removes that user's crash and
+    refuses another user's; root's corectl removes any crash directly."""
+    m = machine
+    socket_unit = "process-core-remove.socket"
+    props = m.show(socket_unit, "ActiveState", "UnitFileState", "Accept")
+    assert props == {"ActiveState": "active", "UnitFileState": "enabled", "Accept": "yes"}, props
+    inside = pathlib.Path(f"/proc/{m.pid}/root/root/core-remove")
+    ids = {}
+    for uid in (2001, 2002):
+        inside.write_bytes(corefixture.elf_core(auxv_ids=(uid, uid)))
+        r = m.run_unit(["sh", "-c", f"exec /usr/sbin/process-core -P4242 -I4242 -u{uid} -g{uid} "
+                                    f"-d1 -t$(date +%s) -- web1 11 '!usr!bin!rm-me' "
+                                    f"< /root/core-remove"])
+        assert r.returncode == 0, r.stderr
+        records = [json.loads(m.nsenter(["cat", p]).stdout) for p in
+                   m.sh(f"find {STORE}/web1 -name '*.json' -not -name '.*'").stdout.split()]
+        theirs = [rec["id"] for rec in records if rec.get("uid") == uid]
+        assert len(theirs) == 1, records
+        ids[uid] = theirs[0]
+    as_user = lambda uid, *args: m.sh(
+        f"setpriv --reuid {uid} --regid {uid} --clear-groups env CORECTL_CACHE=0 "
+        f"corectl --no-pager {' '.join(args)}; echo rc=$?", check=False)
+    # Another user's crash: the service answers "not yours" (corectl cannot even see it).
+    r = as_user(2002, "remove", ids[2001])
+    assert "rc=0" not in r.stdout, r.stdout + r.stderr
+    assert m.sh(f"ls {STORE}/web1/usr!bin!rm-me/{ids[2001]}.json").returncode == 0
+    # Their own: removed by the service, core and record, counted in the ledger.
+    r = as_user(2001, "remove", ids[2001])
+    assert r.stdout.rstrip().endswith("rc=0") and f"Removed {ids[2001]}" in r.stdout, \
+        r.stdout + r.stderr
+    left = m.sh(f"find {STORE}/web1 -name '{ids[2001]}*'").stdout.split()
+    assert left == [], left
+    ledger = json.loads(m.nsenter(["cat", f"{STORE}/.ledger.json"]).stdout)
+    assert any(s["executable"] == "/usr/bin/rm-me" and s["count"] >= 1
+               for s in ledger["series"]), ledger
+    log = lambda: m.nsenter(["journalctl", "--no-pager", "-o", "cat", "-u",
+                             "process-core-remove@*"], check=False).stdout
+    pctest.wait_until(lambda: f"uid 2001: removed web1/usr!bin!rm-me/{ids[2001]}" in log(),
+                      timeout=30, what="the service's line in the journal")
+    # Root, directly (no service involved).
+    r = m.sh(f"corectl --no-pager remove {ids[2002]}")
+    assert f"Removed {ids[2002]}" in r.stdout, r.stdout + r.stderr

@@ -362,3 +362,44 @@ def test_global_series_cap_folds_into_other(tmp_path):
         crash(store, config, "web-5", ABRT, "/usr/bin/e")
         m, _ = ex.wait_for(lambda m: value(m, "processcore_series_folded") == 3, timeout=2)
         assert crashes(m)[("other", "other", "ABRT", "true")] == 1
+
+
+def test_a_store_that_comes_back_is_logged_once_and_counted_again(tmp_path):
+    """Moved away and back, then removed and re-created: each loss and each return is logged
+    once, with the path escaped, the counts never drop, and counting resumes at once."""
+    store, config = setup_store(tmp_path)
+    for _ in range(2):
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+    # The exporter's store has an ESC in its name, which its log lines must not carry raw.
+    watched = tmp_path / "st\x1bore"
+    store.rename(watched)
+    # printable() writes ESC as \x1b, and logfmt then doubles the backslash.
+    shown = str(tmp_path) + "/st\\\\x1bore"
+    lost = f"Store '{shown}' was removed or moved; counts stay as they are until it is back"
+    back = f"Store '{shown}' is back (re-created or moved back); counting again"
+    with Exporter(watched, config, tmp_path) as ex:
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 2)
+        watched.rename(store)  # moved away: a crash there is not the watched store's
+        assert pctest.wait_until(lambda: lost in ex.log(), 5), ex.log()
+        crash(store, config, "web-1", SEGV, "/usr/bin/ruby")
+        time.sleep(0.3)
+        assert value(ex.scrape(), "processcore_coredumps_total") == 2
+        store.rename(watched)  # moved back: found through the parent's watch, within a second
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 3, timeout=2)
+        assert ex.log().count(lost) == 1 and ex.log().count(back) == 1, ex.log()
+        # Counting again through inotify: a new crash shows up within a second.
+        crash(watched, config, "web-1", SEGV, "/usr/bin/ruby")
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 4, timeout=1)
+
+        # Removed and re-created empty: the counts stay, a new crash raises them by one.
+        import shutil
+        shutil.rmtree(watched)
+        assert pctest.wait_until(lambda: ex.log().count(lost) == 2, 5), ex.log()
+        pctest.make_store(tmp_path)
+        pathlib.Path(tmp_path / "store").rename(watched)
+        assert pctest.wait_until(lambda: ex.log().count(back) == 2, 5), ex.log()
+        assert value(ex.scrape(), "processcore_coredumps_total") == 4
+        crash(watched, config, "web-1", SEGV, "/usr/bin/ruby")
+        ex.wait_for(lambda m: value(m, "processcore_coredumps_total") == 5, timeout=1)
+        assert ex.log().count(lost) == 2 and ex.log().count(back) == 2, ex.log()
+        assert "\x1b" not in ex.log()

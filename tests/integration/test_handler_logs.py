@@ -180,6 +180,41 @@ def test_coredumpctl_finds_the_crash(handler, tmp_path, store, real_core):
     assert (tmp_path / "dumped").read_bytes() == data, err
 
 
+def test_coredumpctl_debug_runs_gdb_on_the_crash(handler, crasher, tmp_path, store, real_core):
+    """coredumpctl debug on a process-core crash: coredumpctl finds the core by the journal's
+    COREDUMP_FILENAME (our store, not /var/lib/systemd/coredump), decompresses the zstd frame
+    itself and runs gdb on COREDUMP_EXE and that core: the backtrace reaches main."""
+    needs_root()
+    if not os.access("/lib/systemd/systemd-journald", os.X_OK):
+        pytest.skip("systemd-journald is not installed")
+    tool = coredumpctl(pathlib.Path("/var/tmp/process-core-coredumpctl"))
+    if tool is None:
+        pytest.skip("systemd-coredump's package could not be downloaded (apt-get download)")
+    data, pid = real_core
+    (tmp_path / "core").write_bytes(data)
+    conf = pctest.write_config(tmp_path / "pc.conf", store)
+    # The crashed executable as the kernel names it (%E): the real one, for gdb to read.
+    exe = str(crasher).replace("/", "!")
+    after = (f"{tool} -D /run/log/journal --no-pager debug --debugger=gdb "
+             f"-A '-batch -ex bt' {pid}; echo \"rc=$?\"")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                           JOURNAL_SCRIPT, "journal", str(handler), "--config", str(conf),
+                           *recommended(pid, exe=exe)],
+                          env=dict(os.environ, WORK=str(tmp_path), AFTER=after),
+                          capture_output=True, text=True, timeout=180)
+    if proc.returncode == 77:
+        pytest.skip("systemd-journald does not start here")
+    assert proc.returncode == 0, proc.stderr
+    r = only(pctest.records(store))
+    assert r["core"]["present"] and r["core"]["path"].endswith(".core.zst"), r["core"]
+    out = (tmp_path / "after.out").read_text()
+    err = (tmp_path / "after.err").read_text()
+    assert out.rstrip().endswith("rc=0"), (out, err)
+    assert "#0 " in out and " in main " in out, (out, err)
+    # coredumpctl's own header names our store's file as the storage it read.
+    assert f"Storage: {store}/{r['core']['path']}" in err + out, (out, err)
+
+
 STALLED_LOGGER_SCRIPT = textwrap.dedent("""\
     import os, socket, subprocess, sys
     # A private /run: the journal socket below is seen by nothing but this test's handler.

@@ -202,6 +202,39 @@ def test_retention_timer_and_service_verify(tmp_path):
     assert "debhelper-compat (= 13)" in (DEBIAN / "control").read_text()
 
 
+def test_removal_socket_and_service_verify(tmp_path):
+    """The socket users' corectl remove talks to and its per-connection hardened service pass
+    systemd-analyze verify, are installed and enabled by the package, and are removed with it."""
+    import shutil
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    units = pctest.env_path("PC_SOURCE_DIR") / "systemd"
+    socket_unit = (units / "process-core-remove.socket").read_text()
+    service = (units / "process-core-remove@.service").read_text()
+    built = pctest.env_path("PC_REMOVE")
+    (tmp_path / "process-core-remove.socket").write_text(socket_unit)
+    # verify checks that ExecStart exists: point it at the built binary.
+    (tmp_path / "process-core-remove@.service").write_text(
+        service.replace("/usr/libexec/process-core/process-core-remove", str(built)))
+    r = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "process-core-remove.socket"),
+                        str(tmp_path / "process-core-remove@.service")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for key in ["ListenStream=/run/process-core-remove.sock", "Accept=yes", "MaxConnections=",
+                "SocketMode=0666"]:
+        assert key in socket_unit, key
+    for key in ["User=process-core", "StandardInput=socket", "ProtectSystem=strict",
+                "ReadWritePaths=/var/lib/process-core", "NoNewPrivileges=yes",
+                "PrivateNetwork=yes", "CapabilityBoundingSet=\n", "RuntimeMaxSec=",
+                "SystemCallFilter=@system-service"]:
+        assert key in service, key
+    assert re.search(r"^ExecStart=/usr/libexec/process-core/process-core-remove$", service, re.M)
+    cmake = (PACKAGING / "CMakeLists.txt").read_text()
+    assert "process-core-remove.socket" in cmake and "process-core-remove@.service" in cmake
+    for script in ("postinst", "prerm", "postrm"):
+        assert "process-core-remove.socket" in (PACKAGING / "debian" / script).read_text(), script
+
+
 def config_table():
     """The configuration table (common/config) as pc_config_keys prints it, in its order."""
     out = subprocess.run([str(pctest.env_path("PC_CONFIG_KEYS"))], capture_output=True,
@@ -238,7 +271,8 @@ def test_corectl_man_page_covers_every_option():
     for section in ("ENVIRONMENT", "FILES", "EXAMPLES", "EXIT STATUS", "MATCHES"):
         assert f".SH {section}" in man or f'.SH "{section}"' in man, section
     corectl = str(pctest.env_path("PC_CORECTL"))
-    for verb in ["", "list", "info", "dump", "debug", "groups", "vacuum", "install", "uninstall"]:
+    for verb in ["", "list", "info", "dump", "debug", "groups", "vacuum", "remove", "install",
+                 "uninstall"]:
         out = subprocess.run([corectl, *([verb] if verb else []), "--help"], capture_output=True,
                              check=True).stdout.decode()
         for opt in set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+|-[a-zA-Z1])\b", out)):
