@@ -428,6 +428,10 @@ def test_install_capture_export_purge(deb, tmp_path):
         assert pathlib.Path("/lib/systemd/system/process-core-vacuum.timer").exists()
         assert pathlib.Path("/lib/systemd/system/process-core-vacuum.service").exists()
         assert os.path.islink("/etc/systemd/system/timers.target.wants/process-core-vacuum.timer")
+        # Users' corectl remove: the removal socket is installed and enabled, its service too.
+        assert pathlib.Path("/lib/systemd/system/process-core-remove@.service").exists()
+        assert os.path.islink("/etc/systemd/system/sockets.target.wants/process-core-remove.socket")
+        assert pathlib.Path("/usr/libexec/process-core/process-core-remove").exists()
         store = pathlib.Path("/var/lib/process-core")
         st = store.stat()
         assert pwd.getpwuid(st.st_uid).pw_name == "process-core"

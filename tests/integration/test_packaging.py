@@ -231,8 +231,9 @@ def test_removal_socket_and_service_verify(tmp_path):
     assert re.search(r"^ExecStart=/usr/libexec/process-core/process-core-remove$", service, re.M)
     cmake = (PACKAGING / "CMakeLists.txt").read_text()
     assert "process-core-remove.socket" in cmake and "process-core-remove@.service" in cmake
-    for script in ("postinst", "prerm", "postrm"):
-        assert "process-core-remove.socket" in (PACKAGING / "debian" / script).read_text(), script
+    # debhelper enables, starts and stops every installed unit but those debian/rules excludes.
+    rules = (PACKAGING.parent / "debian" / "rules").read_text()
+    assert "-Xprocess-core-remove" not in rules and "--no-start process-core-remove" not in rules
 
 
 def config_table():
