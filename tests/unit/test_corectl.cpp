@@ -61,7 +61,8 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"list", "-1", "-n", "3"}));
   // An option of another verb is an error, not silently ignored.
   CHECK_FALSE(parse_options({"vacuum", "--json"}));
-  CHECK(parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
+  CHECK(
+      parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
   CHECK_FALSE(parse_options({"list", "--dry-run"}));
   CHECK_FALSE(parse_options({"list", "-o", "f"}));
   CHECK_FALSE(parse_options({"dump", "--json"}));
@@ -321,6 +322,21 @@ TEST_CASE("install: pattern for the kernel, within 127 characters", "[corectl][i
   const auto text = dropin_text(install_settings(p));
   CHECK(text.find("kernel.core_pattern = " + p + "\n") != std::string::npos);
   CHECK(text.find("kernel.core_pipe_limit = 0\n") != std::string::npos);
+}
+
+TEST_CASE("install: PID 1's soft core limit from /proc/1/limits", "[corectl][install]") {
+  const std::string head = "Limit                     Soft Limit           Hard Limit           "
+                           "Units     \n"
+                           "Max cpu time              unlimited            unlimited            "
+                           "seconds   \n";
+  CHECK(soft_core_limit(head + "Max core file size        0                    unlimited       "
+                               "     bytes     \n") == 0);
+  CHECK(soft_core_limit(head + "Max core file size        unlimited            unlimited       "
+                               "     bytes     \n") == UINT64_MAX);
+  CHECK(soft_core_limit(head + "Max core file size        1048576              unlimited       "
+                               "     bytes     \n") == 1048576);
+  CHECK_FALSE(soft_core_limit(head));
+  CHECK_FALSE(soft_core_limit("Max core file size        lots\n"));
 }
 
 TEST_CASE("install: which core_pattern is ours", "[corectl][install]") {
