@@ -1,5 +1,8 @@
 // vacuum: the retention policy (common/store/retention.hpp) applied now, saying what it removes.
-#include "cli/corectl.hpp"
+#include "cli/context.hpp"
+#include "cli/output/render.hpp"
+#include "cli/verbs/select.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/retention.hpp"
 
@@ -32,7 +35,7 @@ namespace {
 // The crashes that filters or matches aim vacuum at ("vacuum --exe X -U 7d", systemd's
 // long-asked vacuum by executable, signal, user and age): their cores go whatever the quota,
 // their records stay (marked removed), so counters and lists are unchanged.
-common::RetentionPlan aimed_plan(const common::Config& config,
+common::RetentionPlan aimed_plan(const common::Store& store, const common::Config& config,
                                  const std::vector<common::RetentionEntry>& entries,
                                  const Catalog& cat, const Filter& filter, uint64_t fs_total) {
   common::RetentionPlan plan;
@@ -41,7 +44,7 @@ common::RetentionPlan aimed_plan(const common::Config& config,
   for (size_t i = 0; i < entries.size(); ++i) {
     plan.core_bytes_before += entries[i].core_bytes;
     plan.record_bytes_before += entries[i].record_bytes;
-    if (entries[i].core_bytes > 0 && filter.matches(cat.crashes[i])) {
+    if (entries[i].core_bytes > 0 && selects(store, filter, cat.crashes[i])) {
       plan.remove_cores.push_back({i, common::RemovalCause::asked});
     } else {
       plan.core_bytes_after += entries[i].core_bytes;
@@ -140,7 +143,7 @@ Exit cmd_vacuum(Context& ctx) {
     }
   }
 
-  const auto plan = aimed ? aimed_plan(ctx.config, entries, cat, *filter, space->total)
+  const auto plan = aimed ? aimed_plan(store, ctx.config, entries, cat, *filter, space->total)
                           : common::plan_retention(ctx.config, entries,
                                                    {space->total, space->available,
                                                     static_cast<int64_t>(std::time(nullptr))});

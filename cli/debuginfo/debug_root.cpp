@@ -1,4 +1,4 @@
-#include "cli/debug_root.hpp"
+#include "cli/debuginfo/debug_root.hpp"
 
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"

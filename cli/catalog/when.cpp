@@ -1,4 +1,4 @@
-#include "cli/when.hpp"
+#include "cli/catalog/when.hpp"
 
 #include "common/base/parse.hpp"
 #include "common/base/units.hpp"

@@ -1,4 +1,4 @@
-#include "cli/pager.hpp"
+#include "cli/output/pager.hpp"
 
 #include <fcntl.h>
 #include <sys/wait.h>

@@ -1,8 +1,10 @@
-// The verbs that give the core back: dump and debug.
-#include "cli/corectl.hpp"
-#include "cli/debug_root.hpp"
-#include "cli/enrich.hpp"
-#include "common/base/atomic_file.hpp"
+// debug: a debugger (gdb) on the executable and the core, in a private directory.
+#include "cli/context.hpp"
+#include "cli/debuginfo/debug_root.hpp"
+#include "cli/debuginfo/enrich.hpp"
+#include "cli/verbs/core_file.hpp"
+#include "cli/verbs/loose_core.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
@@ -29,80 +31,41 @@ namespace cli {
 
 namespace {
 
-// Opens the stored core of a record, or reports why there is none to give.
-std::expected<common::UniqueFd, Exit> open_core(Context& ctx, const Located& where,
-                                                const common::Record& r) {
-  if (r.core.removed) {
-    return std::unexpected(report(Exit::failure, "The core of " + r.id +
-                                                     " was removed by retention at " +
-                                                     *r.core.removed + "; the record is kept"));
-  }
-  if (!r.core.present) {
-    std::string why =
-        "No core was stored for " + r.id + ": " + std::string(common::to_string(r.core.reason));
-    if (!r.core.error.empty()) {
-      why += " (" + common::printable(r.core.error) + ")";
-    }
-    return std::unexpected(report(Exit::failure, why));
-  }
-  // The path comes from the directory the record was found in, not from the record's text.
-  const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
-  const std::string path = ctx.store->root() + "/" + rel;
-  auto fd = common::open_at(ctx.store->fd(), rel, O_RDONLY | O_NOFOLLOW);
-  if (!fd) {
-    const int err = fd.error().sys_errno;
-    if (err == ENOENT) {
-      return std::unexpected(
-          report(Exit::failure, "The core file " + common::quoted(path) + " is missing"));
-    }
-    if (err == EACCES || err == EPERM) {
-      return std::unexpected(
-          report(Exit::denied,
-                 "Permission denied reading " + common::quoted(path) +
-                     (r.core.access == common::CoreAccess::root_only
-                          ? " (this core is for root only: the process changed privileges or the "
-                            "handler could not tell)"
-                          : "")));
-    }
-    return std::unexpected(report(Exit::failure, "Failed to open " + common::quoted(path) + ": " +
-                                                     std::strerror(err)));
-  }
-  if (r.core.truncated) {
-    std::fprintf(stderr, "corectl: note: the core of %s is truncated (%s)\n", r.id.c_str(),
-                 std::string(common::to_string(r.core.reason)).c_str());
-  }
-  return std::move(*fd);
-}
-
-// Sparse: a core's untouched pages stay holes in the file written (dump -o, a redirected
-// stdout, the debugger's copy), so a 1 GiB core of a small process does not take 1 GiB.
-Exit decompress(int in, int out, const std::string& id) {
-  auto n = common::zstd_decompress(in, out, common::Sparse::yes);
-  if (!n) {
-    // zstd_decompress says "corrupted" for checksum and format failures.
-    return report(Exit::failure, "Core of " + id + ": " + n.error().message);
-  }
-  return Exit::ok;
-}
-
 constexpr const char* k_tmp_core = "core"; // the core's name in the debugger's directory
 
-// Splits a --debugger command line on blanks, honouring '…' and "…" quotes. No shell is run:
-// the debugger gets exactly these words, then the executable and the core.
-std::vector<std::string> split_words(std::string_view s) {
+// Splits a --debugger or -A command line into words as a shell would, without running one:
+// blanks separate words, '…' keeps everything, "…" keeps everything but \" and \\, a backslash
+// outside quotes keeps the next character. An unterminated quote or a trailing backslash is an
+// error (nullopt). The debugger gets exactly these words.
+std::optional<std::vector<std::string>> split_words(std::string_view s) {
   std::vector<std::string> out;
   std::string cur;
   bool in_word = false;
   char quote = 0;
-  for (char ch : s) {
-    if (quote != 0) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
+    if (quote == '\'') {
       if (ch == quote) {
         quote = 0;
       } else {
         cur += ch;
       }
+    } else if (quote == '"') {
+      if (ch == quote) {
+        quote = 0;
+      } else if (ch == '\\' && i + 1 < s.size() && (s[i + 1] == '"' || s[i + 1] == '\\')) {
+        cur += s[++i];
+      } else {
+        cur += ch;
+      }
     } else if (ch == '\'' || ch == '"') {
       quote = ch;
+      in_word = true;
+    } else if (ch == '\\') {
+      if (i + 1 == s.size()) {
+        return std::nullopt;
+      }
+      cur += s[++i];
       in_word = true;
     } else if (ch == ' ' || ch == '\t' || ch == '\n') {
       if (in_word) {
@@ -114,6 +77,9 @@ std::vector<std::string> split_words(std::string_view s) {
       cur += ch;
       in_word = true;
     }
+  }
+  if (quote != 0) {
+    return std::nullopt;
   }
   if (in_word) {
     out.push_back(std::move(cur));
@@ -137,61 +103,7 @@ std::string temp_base(const std::optional<DebugUser>& as) {
   return base;
 }
 
-// The record to work on (select_record()), checked to be the one its file name says: the id is
-// used in messages and must not be able to pose as another record (or as a path).
-std::expected<std::pair<Located, FullRecord>, Exit> find_checked(Context& ctx) {
-  auto found = select_record(ctx);
-  if (found &&
-      (found->second.record.id != found->first.id || !common::is_record_id(found->first.id))) {
-    return std::unexpected(report(
-        Exit::failure, "The record " + common::quoted(found->first.id) + " names another id (" +
-                           common::quoted(found->second.record.id) + "), not using it"));
-  }
-  return found;
-}
-
 } // namespace
-
-Exit cmd_dump(Context& ctx) {
-  auto found = find_checked(ctx);
-  if (!found) {
-    return found.error();
-  }
-  const auto& [where, full] = *found;
-  if (!ctx.opts.output && ::isatty(STDOUT_FILENO) == 1) {
-    return report(Exit::usage,
-                  "Refusing to write a binary core to a terminal: use -o FILE or redirect");
-  }
-  auto in = open_core(ctx, where, full.record);
-  if (!in) {
-    return in.error();
-  }
-  if (!ctx.opts.output || *ctx.opts.output == "-") {
-    return decompress(in->get(), STDOUT_FILENO, full.record.id);
-  }
-  // Written under a temporary name and renamed when complete and verified: a corrupted core
-  // leaves no half-written FILE that looks like a core. 0600: a core holds process memory.
-  const std::string& out = *ctx.opts.output;
-  const size_t slash = out.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
-  const std::string name = slash == std::string::npos ? out : out.substr(slash + 1);
-  auto dfd = common::open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
-  if (!dfd) {
-    return report(Exit::failure, dfd.error().message);
-  }
-  auto file = common::AtomicFile::create(dfd->get(), name, 0600);
-  if (!file) {
-    return report(Exit::failure, file.error().message);
-  }
-  if (auto e = decompress(in->get(), file->fd(), full.record.id); e != Exit::ok) {
-    return e;
-  }
-  if (auto c = file->commit(common::Replace::yes); !c) {
-    return report(Exit::failure, c.error().message);
-  }
-  return Exit::ok;
-}
 
 namespace {
 
@@ -234,7 +146,7 @@ struct ExecutablePlan {
   std::optional<FetchedFile> fetched; // debuginfod's copy, when the one on disk is not it
 };
 
-ExecutablePlan plan_executable(const common::Record& r) {
+ExecutablePlan plan_executable(const common::Record& r, bool quiet) {
   ExecutablePlan plan;
   plan.recorded = recorded_build_id(r);
   if (!common::is_hex(plan.recorded)) {
@@ -261,7 +173,7 @@ ExecutablePlan plan_executable(const common::Record& r) {
   }
   if (!usable && !plan.recorded.empty()) {
     plan.fetched = fetch_executable(plan.recorded);
-    if (plan.fetched) {
+    if (plan.fetched && !quiet) {
       std::fprintf(stderr, "corectl: using %s from debuginfod (build-id %s)\n",
                    common::printable(common::quoted(plan.fetched->path)).c_str(),
                    plan.recorded.c_str());
@@ -295,7 +207,8 @@ bool is_gdb(std::string_view prog) {
 // The child's work, after it became the debugger's user: the core and the sysroot into `dir`,
 // then the debugger. Returns only on failure, with the exit status to leave with.
 Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& dir, int core_in,
-                  const ExecutablePlan& plan, std::vector<std::string> argv) {
+                  CoreForm form, const std::string& what, const ExecutablePlan& plan,
+                  std::vector<std::string> argv) {
   const std::string core = dir.path() + "/" + k_tmp_core;
   {
     auto out =
@@ -304,7 +217,7 @@ Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& d
       return report(Exit::failure,
                     "Failed to create " + common::quoted(core) + ": " + out.error().message);
     }
-    if (auto e = decompress(core_in, out->get(), r.id); e != Exit::ok) {
+    if (auto e = write_core(core_in, out->get(), what, form); e != Exit::ok) {
       return e;
     }
   }
@@ -393,30 +306,62 @@ Exit run_debugger(const Context& ctx, const common::Record& r, const DebugDir& d
 } // namespace
 
 Exit cmd_debug(Context& ctx) {
-  auto found = find_checked(ctx);
-  if (!found) {
-    return found.error();
+  // The record and its core: a stored crash, or a core given with --file (analysed here, and
+  // debugged as the caller whatever it says about its user).
+  std::optional<LooseCore> loose;
+  std::optional<std::pair<Located, FullRecord>> found;
+  if (ctx.opts.file) {
+    auto core = open_loose_core(*ctx.opts.file);
+    if (!core) {
+      return core.error();
+    }
+    loose.emplace(std::move(*core));
+  } else {
+    auto checked = find_checked(ctx);
+    if (!checked) {
+      return checked.error();
+    }
+    found.emplace(std::move(*checked));
   }
-  const auto& [where, full] = *found;
-  const common::Record& r = full.record;
+  const common::Record& r = loose ? loose->full.record : found->second.record;
+  const CoreForm form = loose ? CoreForm::plain : CoreForm::zstd;
+  const std::string what = loose ? loose->path : r.id;
   auto argv = split_words(ctx.opts.debugger.value_or("gdb"));
-  if (argv.empty()) {
+  if (!argv) {
+    return report(Exit::usage, "--debugger has an unterminated quote or a trailing backslash");
+  }
+  if (argv->empty()) {
     return report(Exit::usage, "--debugger is empty");
   }
-  auto in = open_core(ctx, where, r);
-  if (!in) {
-    return in.error();
+  // -A: the caller's own arguments, after ours (gdb's safety options go right after its name),
+  // before the executable and the core. They may change what ours set: the caller chooses the
+  // whole debugger command with --debugger anyway; ours guard against the crash, not the caller.
+  if (ctx.opts.debugger_args) {
+    auto more = split_words(*ctx.opts.debugger_args);
+    if (!more) {
+      return report(Exit::usage, "-A has an unterminated quote or a trailing backslash");
+    }
+    argv->insert(argv->end(), more->begin(), more->end());
+  }
+  common::UniqueFd in;
+  if (loose) {
+    in = std::move(loose->fd);
+  } else if (auto stored = open_core(ctx, found->first, r)) {
+    in = std::move(*stored);
+  } else {
+    return stored.error();
   }
   // The executable goes on the debugger's command line as root: a record saying
   // "--eval-command=shell …" would be an option. The handler always records an absolute path.
   if (!r.executable.starts_with('/')) {
-    return report(Exit::failure, "The record " + r.id + " names the executable " +
-                                     common::quoted(r.executable) +
-                                     ", not an absolute path; not passing it to the debugger");
+    return report(Exit::failure,
+                  (loose ? "The core " + common::quoted(what) : "The record " + r.id) +
+                      " names the executable " + common::quoted(r.executable) +
+                      ", not an absolute path; not passing it to the debugger");
   }
-  const ExecutablePlan plan = plan_executable(r);
-  const std::optional<DebugUser> as = debugger_user(r);
-  if (as) {
+  const ExecutablePlan plan = plan_executable(r, ctx.opts.quiet);
+  const std::optional<DebugUser> as = loose ? std::nullopt : debugger_user(r);
+  if (as && !ctx.opts.quiet) {
     std::fprintf(stderr, "corectl: running the debugger as uid %u, the crash's owner\n",
                  static_cast<unsigned>(as->uid));
   }
@@ -437,7 +382,7 @@ Exit cmd_debug(Context& ctx) {
     }
     Exit e = Exit::failure;
     if (!as) {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+      e = run_debugger(ctx, r, *dir, in.get(), form, what, plan, std::move(*argv));
     } else if (::setsid() < 0) {
       // Root's terminal must not be the controlling terminal of a process its user can trace:
       // TIOCSTI on it would type commands into root's shell once we are gone. In a session of
@@ -446,7 +391,7 @@ Exit cmd_debug(Context& ctx) {
     } else if (auto b = become(*as); !b) {
       e = report(Exit::failure, b.error().message);
     } else {
-      e = run_debugger(ctx, r, *dir, in->get(), plan, std::move(argv));
+      e = run_debugger(ctx, r, *dir, in.get(), form, what, plan, std::move(*argv));
     }
     std::fflush(stderr);
     ::_exit(e == Exit::ok ? 1 : static_cast<int>(e));

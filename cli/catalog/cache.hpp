@@ -9,7 +9,7 @@
 // cached summaries are used, so losing read access to the store also hides the cache.
 #pragma once
 
-#include "cli/catalog.hpp"
+#include "cli/catalog/crash.hpp"
 
 #include <cstdint>
 #include <map>

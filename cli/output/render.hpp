@@ -2,7 +2,8 @@
 // crashed processes made harmless before they reach it.
 #pragma once
 
-#include "cli/catalog.hpp"
+#include "cli/catalog/catalog.hpp"
+#include "cli/output/term.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/units.hpp"
 
@@ -13,25 +14,14 @@
 
 namespace cli {
 
-enum class Colour { auto_, always, never };
-
-// What we know about standard output.
-struct Term {
-  bool colour = false;
-  size_t width = 0; // 0 = not a terminal: never truncate (pipes get whole lines, like git)
-  // Detects stdout; NO_COLOR and TERM=dumb turn colour off under Colour::auto_.
-  static Term detect(Colour colour);
-  // `text` wrapped in an SGR sequence when colour is on ("1" bold, "31" red …).
-  std::string paint(std::string_view sgr, std::string_view text) const;
-};
-
 // Text safe for a terminal (common/base/escape.hpp): every string from crash data or the store goes
 // through it before it is printed.
 using common::printable;
 
 using common::human_size; // "1.5 MiB"; "0 B" (common/base/units.hpp)
 
-// Local time "2026-11-22 02:55:15" (set TZ for another zone); "-" for 0.
+// Local time with its weekday and zone, as coredumpctl prints it and --since reads it back:
+// "Sun 2026-11-22 02:55:15 UTC" (set TZ for another zone); "-" for 0.
 std::string local_time(int64_t epoch_seconds);
 
 // One-word core state: "stored", "truncated" (or another reason a core was kept with),
@@ -73,8 +63,18 @@ void print_table(const Term& term, const std::vector<Column>& columns,
 void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev,
                 Legend legend = Legend::show);
 void print_groups(const Term& term, const std::vector<Group>& groups, Legend legend = Legend::show);
-// Everything in a record, readable; `store_root` makes the core's path absolute.
-void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
-                bool core_file_exists);
+// One JSON object on stdout: a line, or indented when `pretty`. On a terminal (or its pager),
+// everything beyond ASCII is written as \uNNNN.
+void print_json(const nlohmann::json& j, bool pretty);
+
+// Where info says a record and its core are: in the store, or a core given with --file.
+struct InfoPlaces {
+  std::string core_file; // absolute path, or the path given
+  bool core_file_exists = false;
+  std::string record_file; // "" for a core given with --file (no record)
+};
+
+// Everything in a record, readable.
+void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places);
 
 } // namespace cli

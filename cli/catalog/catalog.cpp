@@ -1,6 +1,6 @@
-#include "cli/catalog.hpp"
+#include "cli/catalog/catalog.hpp"
 
-#include "cli/cache.hpp"
+#include "cli/catalog/cache.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
@@ -355,6 +355,19 @@ bool Filter::matches(const Crash& c) const {
                return !c.signature.empty() && c.signature.starts_with(p);
              }) &&
          !(since && c.time < *since) && !(until && c.time > *until);
+}
+
+bool Filter::matches_unit(const nlohmann::json& container) const {
+  if (units.empty()) {
+    return true;
+  }
+  const auto it = container.is_object() ? container.find("unit") : container.end();
+  if (!container.is_object() || it == container.end() || !it->is_string()) {
+    return false;
+  }
+  const std::string& unit = it->get_ref<const std::string&>();
+  return std::any_of(units.begin(), units.end(),
+                     [&](const std::string& u) { return same_name(u, unit); });
 }
 
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {

@@ -1,4 +1,4 @@
-#include "cli/enrich.hpp"
+#include "cli/debuginfo/enrich.hpp"
 
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"

@@ -1,11 +1,12 @@
-#include "cli/render.hpp"
+#include "cli/output/render.hpp"
 
-#include <sys/ioctl.h>
+#include "cli/output/pager.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <map>
 #include <set>
@@ -119,26 +120,13 @@ std::string with_more(const std::vector<std::string>& names) {
 
 } // namespace
 
-Term Term::detect(Colour colour) {
-  Term t;
-  const bool tty = ::isatty(STDOUT_FILENO) == 1;
-  if (tty) {
-    struct winsize ws {};
-    t.width = ::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
-  }
-  const char* term = std::getenv("TERM");
-  const char* no_colour = std::getenv("NO_COLOR");
-  t.colour = colour == Colour::always ||
-             (colour == Colour::auto_ && tty && (no_colour == nullptr || *no_colour == '\0') &&
-              !(term != nullptr && std::string_view(term) == "dumb"));
-  return t;
-}
-
-std::string Term::paint(std::string_view sgr, std::string_view s) const {
-  if (!colour || sgr.empty()) {
-    return std::string(s);
-  }
-  return "\x1b[" + std::string(sgr) + "m" + std::string(s) + "\x1b[0m";
+void print_json(const json& j, bool pretty) {
+  // JSON escapes C0 controls but passes C1 ones (U+009B is CSI to some terminals) and bidi
+  // overrides through: on a terminal, everything beyond ASCII is written as \uNNNN.
+  const bool ascii = paging() || ::isatty(STDOUT_FILENO) == 1;
+  const std::string text =
+      j.dump(pretty ? 2 : -1, ' ', ascii, json::error_handler_t::replace) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
 std::string local_time(int64_t epoch_seconds) {
@@ -148,8 +136,14 @@ std::string local_time(int64_t epoch_seconds) {
   const auto t = static_cast<time_t>(epoch_seconds);
   struct tm tm {};
   localtime_r(&t, &tm);
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  // coredumpctl's and journalctl's form, which -S and -U read back. A zone whose abbreviation is
+  // no word ("-03") is written as its offset ("-0300"), which they read too.
+  char zone[16];
+  const size_t zn = std::strftime(zone, sizeof zone, "%Z", &tm);
+  const bool word = zn > 0 && std::isalpha(static_cast<unsigned char>(zone[0])) != 0;
+  char buf[64];
+  const size_t n = std::strftime(buf, sizeof buf,
+                                 word ? "%a %Y-%m-%d %H:%M:%S %Z" : "%a %Y-%m-%d %H:%M:%S %z", &tm);
   return std::string(buf, n);
 }
 
@@ -275,6 +269,7 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
       {"EXECUTABLE", false, 16, true},
       {"SIG", false, 0, false, sig_sgr},
       {"PID", true},
+      {"UID", true},
       {"CORE", false, 0, false, core_sgr},
       {"SIZE", true},
       {"SIGNATURE"},
@@ -289,6 +284,7 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
         printable(c.executable) + (c.executable_deleted ? " (deleted)" : ""),
         c.signal_name.empty() ? std::to_string(c.signal) : printable(c.signal_name),
         c.pid ? std::to_string(*c.pid) : "-",
+        c.uid ? std::to_string(*c.uid) : "-",
         core_state(c),
         c.core_size > 0 ? human_size(c.core_size) : "-",
         short_sig(c.signature),
@@ -385,8 +381,7 @@ void print_stacks(const Term& term, const json& stacks, std::string& out) {
 
 } // namespace
 
-void print_info(const Term& term, const FullRecord& full, const std::string& store_root,
-                bool core_file_exists) {
+void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places) {
   const common::Record& r = full.record;
   const json& crash = r.crash;
   std::string out;
@@ -397,10 +392,10 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
   };
   auto opt = [](const auto& v) { return v ? std::to_string(*v) : std::string("-"); };
 
-  line("ID", printable(r.id));
+  line("ID", r.id.empty() ? "-" : printable(r.id)); // none for a core given with --file
   const auto t = common::parse_time(r.time);
   line("Time", t ? local_time(*t) + " (" + printable(r.time) + ")" : printable(r.time));
-  line("Hostname", printable(r.hostname));
+  line("Hostname", r.hostname.empty() ? "-" : printable(r.hostname));
   // The node the handler ran on: its own name, machine-id and boot-id (older records have none),
   // typed by the store's owner like every other field.
   if (!r.node.empty()) {
@@ -496,14 +491,12 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     line("Core size", sizes);
     line("Core access",
          core.access == common::CoreAccess::owner ? "crashing user and root" : "root only");
-    line("Core file",
-         core.removed
-             ? "-"
-             : printable(store_root + "/" + common::core_relpath(r.store_host, r.store_exe, r.id)) +
-                   (core_file_exists ? "" : " (missing)"));
+    line("Core file", core.removed ? "-"
+                                   : printable(places.core_file) +
+                                         (places.core_file_exists ? "" : " (missing)"));
   }
   line("Record",
-       printable(store_root + "/" + common::record_relpath(r.store_host, r.store_exe, r.id)));
+       places.record_file.empty() ? "- (a core not in the store)" : printable(places.record_file));
   line("Handler", (r.handler.version.empty() ? "-" : printable(r.handler.version)));
   for (size_t i = 0; i < r.handler.warnings.size(); ++i) {
     line(i == 0 ? "Warnings" : "", printable(r.handler.warnings[i]));

@@ -3,6 +3,8 @@
 // uninstall.
 #pragma once
 
+#include "cli/exit.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,8 +12,6 @@
 #include <vector>
 
 namespace cli {
-
-enum class Exit : int;
 
 struct InstallOptions {
   std::string handler;    // absolute path of process-core

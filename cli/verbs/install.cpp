@@ -1,9 +1,10 @@
-#include "cli/install.hpp"
+#include "cli/verbs/install.hpp"
 
-#include "cli/corectl.hpp"
+#include "cli/exit.hpp"
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
 #include "common/base/parse.hpp"
+#include "common/store/record.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -1,6 +1,7 @@
 // The store as corectl sees it: every record summarised, filtered, and found by id prefix.
 #pragma once
 
+#include "cli/catalog/crash.hpp"
 #include "common/base/error.hpp"
 #include "common/store/record.hpp"
 #include "common/store/store.hpp"
@@ -11,30 +12,6 @@
 #include <vector>
 
 namespace cli {
-
-// What list and groups need from one record; kept small so 100,000 of them load in well under
-// a second (the full record is re-read for info, dump and --json).
-struct Crash {
-  std::string host_dir; // store components
-  std::string exe_dir;
-  std::string id;
-  int64_t time = 0; // seconds since the epoch; 0 when the record's time is malformed
-  std::string hostname;
-  std::string executable;
-  bool executable_deleted = false;
-  int signal = 0;
-  std::string signal_name;
-  std::optional<int64_t> pid;
-  std::optional<int64_t> uid;
-  std::string comm;
-  common::CoreReason core_reason = common::CoreReason::error;
-  bool core_present = false;
-  uint64_t core_size = 0;
-  bool core_removed = false; // retention removed the stored core (core.removed)
-  bool core_file = false;    // <id>.core.zst exists
-  std::string signature;     // crash.signature, "" when the record has none
-  std::string site;          // crash.symbol, else module+offset, else ""
-};
 
 // Which records a read verb shows; an empty list means "any". Values of one option are OR-ed,
 // different options AND-ed.
@@ -50,7 +27,12 @@ struct Filter {
   std::vector<std::string> signatures; // crash.signature prefixes
   std::optional<int64_t> since;        // inclusive, seconds since the epoch
   std::optional<int64_t> until;        // inclusive
+  // systemd units (container.unit: UNIT=, COREDUMP_UNIT=, _SYSTEMD_UNIT=), exact as shown. A
+  // summary does not hold the unit: matches() leaves these out, the caller checks them on the
+  // full record with matches_unit() (select.hpp's selects()).
+  std::vector<std::string> units;
   bool matches(const Crash& c) const;
+  bool matches_unit(const nlohmann::json& container) const;
 };
 
 // Why some of the store could not be read; corectl turns these into one message each.

@@ -1,4 +1,4 @@
-#include "cli/match.hpp"
+#include "cli/catalog/match.hpp"
 
 #include "common/base/parse.hpp"
 #include "common/base/signals.hpp"
@@ -124,9 +124,13 @@ std::expected<void, std::string> add_matches(const std::vector<std::string>& wor
       f.signals.push_back(*n);
     } else if (field == "SIGNATURE") {
       f.signatures.push_back(lower(value));
+    } else if (field == "UNIT" || field == "_SYSTEMD_UNIT") {
+      // The crashed process's unit (the record's container.unit): coredumpctl users type
+      // COREDUMP_UNIT= and, from journalctl, _SYSTEMD_UNIT=.
+      f.units.push_back(value);
     } else {
       return std::unexpected("unknown match field " + std::string(field_name(word)) +
-                             "= (fields: ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE)");
+                             "= (fields: ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE, UNIT)");
     }
   }
   return {};

@@ -3,7 +3,7 @@
 // `corectl info 5f3a9c0e` (a record id), `corectl list UID=1000` (a field).
 #pragma once
 
-#include "cli/catalog.hpp"
+#include "cli/catalog/catalog.hpp"
 
 #include <expected>
 #include <string>

@@ -1,4 +1,4 @@
-#include "cli/cache.hpp"
+#include "cli/catalog/cache.hpp"
 
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
