@@ -1,4 +1,5 @@
-"""Packaging files that need no root: the dashboard, the sysctl drop-in, maintainer scripts."""
+"""Packaging files that need no root: the dashboard, the sysctl drop-in, maintainer scripts, the
+init script and cron entry for hosts without systemd."""
 import json
 import pathlib
 import re
@@ -39,12 +40,78 @@ def test_shipped_sysctl_dropin_matches_corectl_install(tmp_path):
     assert len(shipped["kernel.core_pattern"]) <= 127
 
 
+DEBIAN = SOURCE / "debian"
+
+
 def test_maintainer_scripts_are_valid_sh():
-    for script in ("postinst", "prerm", "postrm"):
-        path = PACKAGING / "debian" / script
+    for script in ("process-core.postinst", "process-core.prerm", "process-core.postrm",
+                   "process-core.process-core-exporter.init", "rules"):
+        path = DEBIAN / script
         assert path.stat().st_mode & 0o111, f"{script} is not executable"
-        r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
+        if script != "rules":
+            r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+    for script in ("postinst", "prerm", "postrm"):
+        assert "\n#DEBHELPER#\n" in (DEBIAN / f"process-core.{script}").read_text(), script
+
+
+def test_source_package_lintian_pedantic_is_clean(tmp_path):
+    """The source package (3.0 quilt: the tree without debian/ as the upstream tarball) builds
+    with dpkg-source, and lintian finds nothing at --pedantic with info tags that is not
+    overridden with a reason (debian/source/lintian-overrides)."""
+    import shutil
+    if not shutil.which("lintian") or not shutil.which("dpkg-source"):
+        pytest.skip("needs lintian and dpkg-dev")
+    version = re.match(r"process-core \(([^-)]+)-", (DEBIAN / "changelog").read_text()).group(1)
+    tree = tmp_path / f"process-core-{version}"
+    ignore = pctest._package_sources(SOURCE)
+    shutil.copytree(SOURCE, tree, symlinks=True,
+                    ignore=lambda d, names: ignore(d, names) | ({"debian"} if d == str(SOURCE) else set()))
+    subprocess.run(["tar", "-czf", f"process-core_{version}.orig.tar.gz", tree.name],
+                   cwd=tmp_path, check=True)
+    shutil.copytree(DEBIAN, tree / "debian", symlinks=True)
+    r = subprocess.run(["dpkg-source", "-b", tree.name], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (dsc,) = tmp_path.glob("process-core_*.dsc")
+    r = subprocess.run(["lintian", "--pedantic", "--display-info", "--tag-display-limit", "0",
+                        str(dsc)], capture_output=True, text=True)
+    problems = [l for l in r.stdout.splitlines() if l.startswith(("E:", "W:", "I:", "P:"))]
+    assert not problems and r.returncode == 0, r.stdout + r.stderr
+
+
+def unit_command(name):
+    unit = (SOURCE / "systemd" / name).read_text()
+    return (re.search(r"^ExecStart=(.+)$", unit, re.M).group(1),
+            re.search(r"^User=(.+)$", unit, re.M).group(1), unit)
+
+
+def test_init_script_runs_the_exporter_as_its_unit_does():
+    """Without systemd the init script runs what process-core-exporter.service runs."""
+    command, user, unit = unit_command("process-core-exporter.service")
+    init = (DEBIAN / "process-core.process-core-exporter.init").read_text()
+    daemon = re.search(r"^DAEMON=(\S+)$", init, re.M).group(1)
+    args = re.search(r'^\s+"\$DAEMON" (.+?)(?: \|\| return)?$', init, re.M).group(1)
+    assert f"{daemon} {args}" == command
+    assert f"--reuid={user} --regid={user}" in init
+    assert "AmbientCapabilities=CAP_SYSLOG" in unit and "--ambient-caps=-all,+syslog" in init
+    assert "UMask=0077" in unit and "--umask 077" in init
+    # Nothing of its own where systemd is PID 1, before anything else.
+    code = init.split("### END INIT INFO", 1)[1]
+    assert code.lstrip().split("\n")[2:3] == ["if [ -d /run/systemd/system ]; then"], code[:300]
+
+
+def test_cron_entry_runs_retention_as_the_timer_does():
+    command, user, unit = unit_command("process-core-vacuum.service")
+    cron = (DEBIAN / "process-core.cron.d").read_text()
+    (line,) = [l for l in cron.splitlines() if l and l[0].isdigit()]
+    fields = line.split(None, 6)
+    assert fields[5] == user
+    assert fields[6].startswith("[ -d /run/systemd/system ] || ")
+    assert "XDG_CACHE_HOME=/var/cache/process-core" in fields[6]
+    assert "Environment=XDG_CACHE_HOME=/var/cache/process-core" in unit
+    assert re.search(r" corectl vacuum >/dev/null$", fields[6]) and command == "/usr/bin/corectl vacuum"
+    assert "OnCalendar=hourly" in (SOURCE / "systemd" / "process-core-vacuum.timer").read_text()
 
 
 # PromQL words that are not metric names.
@@ -128,10 +195,11 @@ def test_retention_timer_and_service_verify(tmp_path):
     assert "Persistent=true" in timer.read_text()
     r = subprocess.run(["systemd-analyze", "calendar", "hourly"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    # The package installs and enables both (postinst), and purge disables them.
+    # The package installs both (exporter/CMakeLists.txt); debhelper enables and starts them.
     cmake = (pctest.env_path("PC_SOURCE_DIR") / "exporter" / "CMakeLists.txt").read_text()
     assert "process-core-vacuum.timer" in cmake and "process-core-vacuum.service" in cmake
-    assert "process-core-vacuum.timer" in (PACKAGING / "debian" / "postinst").read_text()
+    # debhelper (dh_installsystemd) enables and starts the units the build installs.
+    assert "debhelper-compat (= 13)" in (DEBIAN / "control").read_text()
 
 
 def config_table():
