@@ -58,7 +58,12 @@ bool apply_short(CoreArgs& out, const std::string& arg) {
     number(out.dump_mode, "dump mode (-d)");
     break;
   case 'F':
-    number(out.pidfd, "pidfd (-F)");
+    if (value.empty()) {
+      // The pattern has -F%F, and a kernel before 6.16 expands an unknown %F to nothing.
+      out.warnings.push_back("no pidfd: this kernel does not expand %F (Linux 6.16 and later)");
+    } else {
+      number(out.pidfd, "pidfd (-F)");
+    }
     break;
   case 'e':
     out.comm = std::string(value);

@@ -1,5 +1,6 @@
 // Step 4 of the handler: the crash's identity from the arguments, and /proc while the process
 // still exists.
+#include "common/base/io.hpp"
 #include "common/base/log.hpp"
 #include "common/base/signals.hpp"
 #include "common/store/names.hpp"
@@ -8,8 +9,11 @@
 #include "handler/procinfo.hpp"
 #include "handler/steps.hpp"
 
+#include <fcntl.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <ctime>
 #include <string>
 #include <string_view>
@@ -24,6 +28,37 @@ std::string own_hostname() {
     return {};
   }
   return buf;
+}
+
+// The first line of a small system file, when it has `size` characters all in `allowed`.
+std::string id_file(const char* path, size_t size, std::string_view allowed) {
+  auto text = common::read_file(AT_FDCWD, path, 256);
+  if (!text) {
+    return {};
+  }
+  std::string line = text->substr(0, text->find('\n'));
+  if (line.size() != size || line.find_first_not_of(allowed) != std::string::npos) {
+    return {};
+  }
+  return line;
+}
+
+// The node the handler runs on. The kernel starts it in the initial namespaces, so these are
+// the host's, whatever namespaces the crasher was in (its %h is its UTS namespace's name).
+nlohmann::json node_json() {
+  nlohmann::json j = nlohmann::json::object();
+  if (auto id = id_file("/etc/machine-id", 32, "0123456789abcdef"); !id.empty()) {
+    j["machine_id"] = id;
+  }
+  if (auto id = id_file("/proc/sys/kernel/random/boot_id", 36, "0123456789abcdef-"); !id.empty()) {
+    j["boot_id"] = id;
+  }
+  struct utsname u {};
+  if (::uname(&u) == 0) {
+    // At most 64 bytes (the kernel's own bound); made valid UTF-8 when the record is written.
+    j["hostname"] = std::string(u.nodename, ::strnlen(u.nodename, sizeof u.nodename));
+  }
+  return j;
 }
 
 // True when the crashed process is the system logger or PID 1 (which holds journald's sockets):
@@ -84,6 +119,12 @@ void identify_crash(Context& ctx) {
     r.executable_deleted = common::strip_deleted_suffix(r.executable);
   }
   r.container = container_json(ctx.proc);
+  r.node = node_json();
+  if (a.pid && !a.pidfd) {
+    // Kernels before 6.16 have no %F (and corectl install leaves -F%F out there).
+    ctx.warnings.push_back("no pidfd from the kernel (%F, Linux 6.16 and later): /proc is kept "
+                           "only if /proc/<pid>/exe matches the executable");
+  }
   if (crashed_logger(r)) {
     // The journal socket's reader is the process being dumped: a full queue never drains
     // until this handler is done, so no log line of this run may wait for it.

@@ -47,7 +47,8 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
   // too.
   b.record =
       free_room < k_min_room || quota_room < k_min_room ? RecordSize::minimal : RecordSize::full;
-  if (in.rlimit && *in.rlimit < in.page_size) {
+  // honour_rlimit_core = no: the host, not the process, decides (containers start with 0).
+  if (config.honour_rlimit_core && in.rlimit && *in.rlimit < in.page_size) {
     b.reason = CoreReason::rlimit;
     b.detail = "RLIMIT_CORE is " + std::to_string(*in.rlimit) + ": the process asked for no core";
     return b;

@@ -91,6 +91,61 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
   }
 }
 
+namespace {
+
+// A Kubernetes object name: lower-case letters, digits, '-' (and '.' in a subdomain), starting
+// and ending with a letter or digit.
+bool kubernetes_name(std::string_view s, size_t max, bool dots) {
+  if (s.empty() || s.size() > max || s.front() == '-' || s.back() == '-' || s.front() == '.' ||
+      s.back() == '.') {
+    return false;
+  }
+  for (const char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || (dots && c == '.'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The first `limit` bytes of /proc/<pid>/environ (the kernel's own bound is the process's
+// argument area, which can be large): the variables asked for come early in a pod's environment.
+std::optional<std::string> read_environ_prefix(int dir, size_t limit) {
+  auto fd = common::open_at(dir, "environ", O_RDONLY | O_NOCTTY);
+  if (!fd) {
+    return std::nullopt;
+  }
+  std::string out(limit, '\0');
+  size_t have = 0;
+  while (have < limit) {
+    const ssize_t n = ::read(fd->get(), out.data() + have, limit - have);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    have += static_cast<size_t>(n);
+  }
+  out.resize(have);
+  return out;
+}
+
+} // namespace
+
+void parse_pod_claims(ProcFacts& facts, std::string_view environ) {
+  while (!environ.empty()) {
+    const size_t end = environ.find('\0');
+    const std::string_view var = environ.substr(0, end);
+    environ = end == std::string_view::npos ? std::string_view() : environ.substr(end + 1);
+    if (var.starts_with("POD_NAME=") && kubernetes_name(var.substr(9), 253, true)) {
+      facts.claimed_pod_name = std::string(var.substr(9));
+    } else if (var.starts_with("POD_NAMESPACE=") && kubernetes_name(var.substr(14), 63, false)) {
+      facts.claimed_pod_namespace = std::string(var.substr(14));
+    }
+  }
+}
+
 std::vector<ThreadInfo> read_threads(const std::string& dir) {
   const auto proc = common::open_at(AT_FDCWD, dir, O_PATH | O_DIRECTORY);
   return proc ? read_threads(proc->get()) : std::vector<ThreadInfo>();
@@ -185,6 +240,13 @@ ProcFacts gather_proc_facts(const CrashedProcess& process, bool kernel_pidfd,
       parse_cgroup_path(facts, path);
     }
   }
+  if (!facts.pod_uid.empty()) {
+    // Only in a pod, and only two names out of it: the rest of the environment (secrets among
+    // it) is never kept.
+    if (auto env = read_environ_prefix(dir, 64 << 10)) {
+      parse_pod_claims(facts, *env);
+    }
+  }
   if (kernel_pidfd) {
     // Reading /proc/<pid> proves nothing on its own: the pid may have been reused meanwhile.
     // The pidfd pins the original process; if it is still alive and still has that pid, what
@@ -226,6 +288,12 @@ nlohmann::json container_json(const ProcFacts& facts) {
   }
   if (!facts.pod_uid.empty()) {
     j["pod_uid"] = facts.pod_uid;
+  }
+  if (!facts.claimed_pod_name.empty()) {
+    j["claimed_pod_name"] = facts.claimed_pod_name;
+  }
+  if (!facts.claimed_pod_namespace.empty()) {
+    j["claimed_pod_namespace"] = facts.claimed_pod_namespace;
   }
   return j;
 }

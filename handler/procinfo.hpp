@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace handler {
@@ -30,8 +31,13 @@ struct ProcFacts {
   std::string unit;                   // systemd unit from the cgroup path, if any
   std::string container_id;           // 64-hex container id from the cgroup path, if any
   std::string pod_uid;                // kubernetes pod UID from the cgroup path, if any
-  std::vector<ThreadInfo> threads;    // the first k_max_thread_infos tasks
-  std::vector<std::string> warnings;  // what could not be read and why
+  // In a pod only: POD_NAME and POD_NAMESPACE from /proc/<pid>/environ (the downward API's
+  // usual names). The crasher's own claim, not the kubelet's: checked only for the form of a
+  // Kubernetes name.
+  std::string claimed_pod_name;
+  std::string claimed_pod_namespace;
+  std::vector<ThreadInfo> threads;   // the first k_max_thread_infos tasks
+  std::vector<std::string> warnings; // what could not be read and why
 };
 
 // Reads /proc/<pid> through the handle. With the kernel's pidfd (`kernel_pidfd`) the data is
@@ -48,6 +54,10 @@ std::vector<ThreadInfo> read_threads(int dir);
 
 // Derives unit, container id and pod uid from a cgroup path (exposed for tests).
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);
+
+// Takes POD_NAME and POD_NAMESPACE from an environ block (NUL-separated NAME=value) when they
+// are Kubernetes names: a DNS subdomain of at most 253 characters, a label of at most 63.
+void parse_pod_claims(ProcFacts& facts, std::string_view environ);
 
 // The `container` section of the record.
 nlohmann::json container_json(const ProcFacts& facts);

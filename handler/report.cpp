@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 namespace handler {
 
 namespace {
@@ -48,6 +50,19 @@ std::string crash_line(const common::Record& r, const std::string& tail) {
   return fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
                      common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
                      r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), tail);
+}
+
+std::string crash_line_short(const common::Record& r, bool written) {
+  std::string_view exe = r.executable;
+  if (const size_t slash = exe.rfind('/'); slash != std::string_view::npos) {
+    exe.remove_prefix(slash + 1);
+  }
+  // 64 bytes at most, then escaped: at most 4 bytes each.
+  std::string name = common::to_valid_utf8(exe.substr(0, std::min<size_t>(exe.size(), 64)));
+  return common::printable(fmt::format(
+      "Process {} ({}) crashed with SIG{}: core {}; record {}{}",
+      r.pid ? std::to_string(*r.pid) : "?", name, r.signal_name.substr(0, 16),
+      common::to_string(r.core.reason), r.id.substr(0, 64), written ? "" : ", not written"));
 }
 
 // The crash line's journal fields: ours (PROCESS_CORE_*) and systemd-coredump's (COREDUMP_*,
@@ -112,15 +127,16 @@ void log_crash(const common::Record& r, const std::vector<std::string>& warnings
   }
   const std::string line = crash_line(r, where);
   const auto fields = journal_fields(r, where, store_root);
+  const std::string short_line = crash_line_short(r, written);
   if (written) {
-    common::log_event(spdlog::level::info, common::printable(line), fields);
+    common::log_event(spdlog::level::info, common::printable(line), fields, short_line);
   } else {
     // The record could not be stored: the log is all that is left of this crash, so it gets
     // the whole record.
     common::log_event(spdlog::level::err,
                       common::printable(line) + ": " +
                           to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                      fields);
+                      fields, short_line);
   }
 }
 

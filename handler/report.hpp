@@ -18,6 +18,12 @@ std::string outcome_text(const common::CoreInfo& core);
 // the record went, or why the watchdog wrote it. Valid UTF-8, not yet escaped for the log.
 std::string crash_line(const common::Record& r, const std::string& tail);
 
+// The crash line's short form, for /dev/kmsg when the whole line does not fit in the kernel's
+// record: "Process <pid> (<executable's name, cut to 64 bytes>) crashed with SIG<name>: core
+// <reason>; record <id>[, not written]" — printable, and at most a few hundred bytes whatever
+// the record holds.
+std::string crash_line_short(const common::Record& r, bool written);
+
 // The crash line's journal fields: ours (PROCESS_CORE_*) and systemd-coredump's (COREDUMP_*,
 // under both MESSAGE_IDs), see docs/record.md. `where` is the crash line's tail.
 std::vector<common::LogField> journal_fields(const common::Record& r, const std::string& where,

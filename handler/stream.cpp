@@ -8,6 +8,8 @@
 #include "handler/policy.hpp"
 #include "handler/steps.hpp"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 #include <optional>
@@ -34,6 +36,11 @@ void stream_core(Context& ctx) {
   if (ctx.exe_dir) {
     budget = decide_with_reservation(ctx);
     ctx.record_size = budget.record;
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    if (!ctx.config.honour_rlimit_core && ctx.args.rlimit && *ctx.args.rlimit < page) {
+      ctx.warnings.push_back("RLIMIT_CORE is " + std::to_string(*ctx.args.rlimit) +
+                             ": not honoured (honour_rlimit_core = no), the core is kept");
+    }
   } else {
     budget.store = false;
     budget.reason = CoreReason::error;

@@ -396,6 +396,18 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
   const auto t = common::parse_time(r.time);
   line("Time", t ? local_time(*t) + " (" + printable(r.time) + ")" : printable(r.time));
   line("Hostname", r.hostname.empty() ? "-" : printable(r.hostname));
+  // The node the handler ran on: its own name, machine-id and boot-id (older records have none),
+  // typed by the store's owner like every other field.
+  if (!r.node.empty()) {
+    std::string node = has(r.node, "hostname") ? field(r.node, "hostname") : "-";
+    for (const char* key : {"machine_id", "boot_id"}) {
+      if (has(r.node, key)) {
+        node +=
+            std::string(", ") + (key[0] == 'm' ? "machine-id " : "boot-id ") + field(r.node, key);
+      }
+    }
+    line("Node", node);
+  }
   line("Executable", printable(r.executable) + (r.executable_deleted ? " (deleted)" : ""));
   line("Command line", r.cmdline.empty() ? "-" : printable(r.cmdline));
   line("Comm", r.comm.empty() ? "-" : printable(r.comm));

@@ -197,6 +197,26 @@ bool kernel_has_pidfd(std::string_view release) {
   return *major > 6 || (*major == 6 && *minor >= 16);
 }
 
+std::optional<uint64_t> soft_core_limit(std::string_view limits) {
+  constexpr std::string_view k_name = "Max core file size";
+  const size_t at = limits.find(k_name);
+  if (at == std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string_view rest = limits.substr(at + k_name.size());
+  rest = rest.substr(0, rest.find('\n'));
+  const size_t start = rest.find_first_not_of(' ');
+  if (start == std::string_view::npos) {
+    return std::nullopt;
+  }
+  rest = rest.substr(start);
+  const std::string_view soft = rest.substr(0, rest.find(' '));
+  if (soft == "unlimited") {
+    return UINT64_MAX;
+  }
+  return common::parse_number<uint64_t>(soft);
+}
+
 std::string handler_pattern(std::string_view handler, bool with_pidfd) {
   return "|" + std::string(handler) + " -P%P -I%I -u%u -g%g -t%t -c%c -d%d" +
          (with_pidfd ? " -F%F" : "") + " -- %h %s %E";
@@ -368,6 +388,18 @@ Exit install(const InstallOptions& o) {
   for (size_t i = 0; i < settings.size(); ++i) {
     std::printf("  %s = %s   (was: %s)\n", settings[i].name.c_str(), settings[i].value.c_str(),
                 (*previous)[i].value.c_str());
+  }
+  // The kernel runs the handler whatever the limit, but with honour_rlimit_core = yes (the
+  // default) a process whose RLIMIT_CORE is 0 gets no core; most processes inherit PID 1's.
+  const std::string proc = o.proc_sys.substr(0, o.proc_sys.rfind('/'));
+  if (auto limits = common::read_file(AT_FDCWD, proc + "/1/limits", 1 << 16)) {
+    if (const auto soft = soft_core_limit(*limits); soft && *soft < 4096) {
+      std::printf("Warning: PID 1's soft RLIMIT_CORE is %llu, which most processes inherit: "
+                  "their crashes get\na record but no core while honour_rlimit_core = yes (the "
+                  "default). Raise it (systemd:\nDefaultLimitCORE=infinity) or set "
+                  "honour_rlimit_core = no in the configuration.\n",
+                  static_cast<unsigned long long>(*soft));
+    }
   }
   return Exit::ok;
 }

@@ -5,6 +5,7 @@
 
 #include "cli/exit.hpp"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,7 +17,7 @@ struct InstallOptions {
   std::string handler;    // absolute path of process-core
   std::string sysctl_dir; // where 50-process-core.conf goes (/etc/sysctl.d)
   std::string state_dir;  // where the previous values are kept (/etc/process-core, root-only)
-  std::string proc_sys;   // /proc/sys, or a fake tree in tests
+  std::string proc_sys;   // /proc/sys, or a fake tree in tests (PID 1's limits: ../1/limits)
   std::optional<std::string> kernel_release; // uname -r unless given
 };
 
@@ -44,6 +45,10 @@ std::string handler_pattern(std::string_view handler, bool with_pidfd);
 // True when core_pattern `pattern` is process-core's: exactly `installed` (what install wrote,
 // "" if unknown), or a pipe to `handler` or to any absolute path whose file name is process-core.
 bool is_our_pattern(std::string_view pattern, std::string_view handler, std::string_view installed);
+
+// The soft "Max core file size" of a /proc/<pid>/limits text, in bytes (UINT64_MAX for
+// unlimited); nullopt when the line is missing or malformed.
+std::optional<uint64_t> soft_core_limit(std::string_view limits);
 
 // The settings install applies, in order.
 std::vector<Setting> install_settings(std::string_view pattern);

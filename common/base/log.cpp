@@ -16,6 +16,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -34,9 +35,10 @@ constexpr const char* k_kmsg = "/dev/kmsg";
 // How long a line may wait for a logger whose socket queue is full (a busy journald) before it
 // goes to the next transport instead. Never longer: the handler's run must end.
 constexpr auto k_logger_wait = std::chrono::milliseconds(500);
-// The kernel keeps at most 1024 bytes per record (LOG_LINE_MAX minus its prefix); longer
-// writes are cut by it anyway, so cut first, on our terms.
-constexpr size_t k_kmsg_max = 976;
+// k_kmsg_max (log.hpp): the kernel keeps at most 1024 bytes per record (LOG_LINE_MAX minus its
+// prefix); longer writes are cut by it anyway, so a line is made to fit first, on our terms.
+// What a line cut to fit ends with.
+constexpr std::string_view k_kmsg_cut = " [cut]";
 
 std::string g_ident = "process-core";
 bool g_system = false;
@@ -198,15 +200,36 @@ bool send_syslog(int priority, std::string_view message) {
 // device is root's (0644), so it is opened in init_logging(), before the handler drops root.
 int g_kmsg_fd = -1;
 
-bool send_kmsg(int priority, std::string_view message) {
+} // namespace
+
+std::string kmsg_text(std::string_view message, std::string_view short_message, size_t room) {
+  if (message.size() <= room) {
+    return std::string(message);
+  }
+  if (!short_message.empty() && short_message.size() <= room) {
+    return std::string(short_message);
+  }
+  const std::string_view text = short_message.empty() ? message : short_message;
+  if (room <= k_kmsg_cut.size()) {
+    return std::string(k_kmsg_cut.substr(1, room > 0 ? room - 1 : 0));
+  }
+  size_t keep = room - k_kmsg_cut.size();
+  // Never inside a UTF-8 sequence: back up over continuation bytes.
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) {
+    --keep;
+  }
+  return std::string(text.substr(0, keep)) + std::string(k_kmsg_cut);
+}
+
+namespace {
+
+bool send_kmsg(int priority, std::string_view message, std::string_view short_message) {
   if (g_kmsg_fd < 0) {
     return false;
   }
   std::string line = "<" + std::to_string(LOG_DAEMON | priority) + ">" + g_ident + "[" +
-                     std::to_string(::getpid()) + "]: " + std::string(message);
-  if (line.size() > k_kmsg_max) {
-    line.resize(k_kmsg_max);
-  }
+                     std::to_string(::getpid()) + "]: ";
+  line += kmsg_text(message, short_message, k_kmsg_max - std::min(line.size(), k_kmsg_max / 2));
   // Without the newline the kernel keeps the record open for a continuation, and readers
   // (dmesg, journald) see it only when the next message arrives.
   line += '\n';
@@ -216,12 +239,12 @@ bool send_kmsg(int priority, std::string_view message) {
 }
 
 void deliver(spdlog::level::level_enum level, std::string_view message,
-             std::span<const LogField> fields) {
+             std::span<const LogField> fields, std::string_view short_message = {}) {
   const int priority = syslog_priority(level);
   // Each transport is tried in turn; a line no transport takes is dropped (the record holds
   // the crash whatever the log does).
   (void)(send_journal(priority, message, fields) || send_syslog(priority, message) ||
-         send_kmsg(priority, message));
+         send_kmsg(priority, message, short_message));
 }
 
 class SystemSink final : public spdlog::sinks::base_sink<std::mutex> {
@@ -291,12 +314,12 @@ void init_logging(std::string_view ident, LogTarget target) {
 }
 
 void log_event(spdlog::level::level_enum level, std::string_view message,
-               std::span<const LogField> fields) {
+               std::span<const LogField> fields, std::string_view short_message) {
   if (!g_system) {
     spdlog::log(level, "{}", message);
     return;
   }
-  deliver(level, message, fields);
+  deliver(level, message, fields, short_message);
 }
 
 void set_logger_wait(LoggerWait wait) {

@@ -31,6 +31,16 @@ std::optional<DiskAmount> parse_disk_amount(std::string_view s) {
   return std::nullopt;
 }
 
+std::optional<bool> parse_boolean(std::string_view s) {
+  if (s == "yes" || s == "true" || s == "on" || s == "1") {
+    return true;
+  }
+  if (s == "no" || s == "false" || s == "off" || s == "0") {
+    return false;
+  }
+  return std::nullopt;
+}
+
 constexpr uint64_t k_any = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t k_day = 86400;
 
@@ -52,6 +62,10 @@ constexpr std::array k_config_keys{
               "zstd worker threads (0 = compress in the reading thread)"},
     ConfigKey{"max_core_size", K::size, &Config::max_core_size, 0, k_any, R::none, "16G",
               "cores are cut here and marked truncated"},
+    // The kernel runs a pipe handler whatever the crasher's RLIMIT_CORE; like systemd-coredump,
+    // a limit below a page is taken as "no core" unless the host decides centrally.
+    ConfigKey{"honour_rlimit_core", K::boolean, &Config::honour_rlimit_core, 0, 0, R::none, "yes",
+              "a crasher's RLIMIT_CORE (ulimit -c) of 0 means no core (no = store it anyway)"},
     ConfigKey{"keep_free", K::disk_amount, &Config::keep_free, 0, 0, R::none, "15%",
               "free space never taken below this (percentages capped at 4 GiB)"},
     ConfigKey{"max_use", K::disk_amount, &Config::max_use, 0, 0, R::none, "10%",
@@ -125,6 +139,7 @@ std::optional<uint64_t> bounded_number(const ConfigKey& key, std::string_view v)
     break;
   case ConfigKind::text:
   case ConfigKind::disk_amount:
+  case ConfigKind::boolean:
     return std::nullopt;
   }
   if (!n || *n < key.min || *n > key.max) {
@@ -161,6 +176,15 @@ bool apply_config_value(const ConfigKey& key, std::string_view value, Config& co
   if (key.kind == ConfigKind::disk_amount) {
     auto* field = std::get_if<DiskAmount Config::*>(&key.field);
     const auto v = parse_disk_amount(value);
+    if (field == nullptr || !v) {
+      return false;
+    }
+    config.** field = *v;
+    return true;
+  }
+  if (key.kind == ConfigKind::boolean) {
+    auto* field = std::get_if<bool Config::*>(&key.field);
+    const auto v = parse_boolean(value);
     if (field == nullptr || !v) {
       return false;
     }

@@ -35,6 +35,7 @@ struct Config {
   int compression_level = 0;
   int compression_threads = 0;
   uint64_t max_core_size = 0;
+  bool honour_rlimit_core = false; // the crasher's RLIMIT_CORE (%c) below a page means no core
   DiskAmount keep_free;
   DiskAmount max_use;
   unsigned rate_limit_burst = 0;
@@ -63,6 +64,7 @@ enum class ConfigKind {
   size,        // bytes with K/M/G/T (parse_size)
   duration,    // seconds, or a time span as systemd.time(7) spells it (parse_duration)
   disk_amount, // a size, or a percentage of the store's file system ("15%")
+  boolean,     // yes or no (also true/false, on/off, 1/0)
 };
 enum class ConfigRule {
   none,
@@ -72,7 +74,7 @@ enum class ConfigRule {
   address,                // HOST:PORT (the exporter checks it further when it binds)
 };
 using ConfigField = std::variant<std::string Config::*, int Config::*, unsigned Config::*,
-                                 uint64_t Config::*, DiskAmount Config::*>;
+                                 uint64_t Config::*, DiskAmount Config::*, bool Config::*>;
 struct ConfigKey {
   std::string_view name;
   ConfigKind kind;

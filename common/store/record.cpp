@@ -203,6 +203,9 @@ json to_json(const Record& r) {
   if (!r.container.empty()) {
     j["container"] = clean(r.container);
   }
+  if (!r.node.empty()) {
+    j["node"] = clean(r.node);
+  }
   if (!r.handler.cut.empty()) {
     j["handler"]["cut"] = clean(json(r.handler.cut));
   }
@@ -295,6 +298,9 @@ Expected<Record> record_from_json(const json& j) {
   }
   if (auto it = j.find("container"); it != j.end() && it->is_object()) {
     r.container = *it;
+  }
+  if (auto it = j.find("node"); it != j.end() && it->is_object()) {
+    r.node = *it;
   }
   return r;
 }

@@ -91,6 +91,9 @@ struct Record {
   nlohmann::json crash = nlohmann::json::object();
   nlohmann::json mappings = nlohmann::json::array();
   nlohmann::json container = nlohmann::json::object();
+  // The host the handler ran on (machine_id, boot_id, hostname), read in its own, the initial,
+  // namespaces; unlike `hostname` (%h, the crasher's UTS namespace) not the crasher's to choose.
+  nlohmann::json node = nlohmann::json::object();
   HandlerInfo handler;
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;

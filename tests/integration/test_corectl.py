@@ -437,6 +437,22 @@ def test_install_on_a_fake_proc_tree(tmp_path, safe_handler):
     assert not (tmp_path / "sysctl.d" / "50-process-core.conf").exists()
 
 
+@pytest.mark.parametrize("soft,warns", [("0", True), ("unlimited", False)])
+def test_install_warns_when_pid_1_has_no_core_limit(tmp_path, safe_handler, soft, warns):
+    """PID 1's soft RLIMIT_CORE is what most processes inherit (the fake /proc/sys's ../1/limits
+    stands for /proc/1/limits)."""
+    needs_root()
+    proc = fake_proc(tmp_path)
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "limits").write_text(
+        "Limit                     Soft Limit           Hard Limit           Units     \n"
+        f"Max core file size        {soft:<21}unlimited            bytes     \n")
+    r = run_corectl("install", *install_args(tmp_path, safe_handler, proc))
+    assert r.returncode == 0, r.stderr
+    assert (b"PID 1's soft RLIMIT_CORE is 0" in r.stdout) == warns, r.stdout
+    assert (b"honour_rlimit_core = no" in r.stdout) == warns
+
+
 def install_args(tmp_path, handler, proc):
     return ["--handler", str(handler), "--sysctl-dir", str(tmp_path / "sysctl.d"),
             "--state-dir", str(tmp_path / "state"), "--proc-sys", str(proc),

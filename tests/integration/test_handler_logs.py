@@ -1,5 +1,6 @@
 """Where the handler's one line per crash goes: the journal with structured fields when journald
-runs, syslog otherwise, and /dev/kmsg when neither is reachable (it is never lost)."""
+runs, syslog otherwise, and /dev/kmsg when neither is reachable (one complete line, the short
+form when the whole line does not fit)."""
 import json
 import os
 import pathlib
@@ -54,6 +55,29 @@ def test_crash_line_reaches_kmsg_without_a_logger(run_handler, real_core):
     assert priority == (3 << 3) | 6  # daemon.info
     assert text.startswith("process-core[")
     assert f"Process {pid} (/usr/bin/crasher) of host web01 crashed with SIGSEGV" in text
+
+
+def test_long_crash_line_reaches_kmsg_whole_in_its_short_form(run_handler, real_core):
+    """The kernel keeps about 1000 bytes per record: a longer crash line goes to /dev/kmsg as its
+    short form, never cut mid-line."""
+    needs_root()
+    data, pid = real_core
+    exe = "!opt" + "".join("!" + c * 200 for c in "abcdef") + "!crasher"
+    with pctest.machine_lock():
+        if os.path.exists("/dev/log") or os.path.exists("/run/systemd/journal/socket"):
+            pytest.skip("a logger runs here: the line goes to it, not to /dev/kmsg")
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            os.lseek(fd, 0, os.SEEK_END)
+            _, recs = run_handler(recommended(pid, exe=exe), stdin=data)
+            r = only(recs)
+            lines = [t for _, t in read_kmsg_after(fd) if r["id"] in t and "crashed with" in t]
+        finally:
+            os.close(fd)
+    assert len(r["executable"]) > 1000
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"]: Process {pid} (crasher) crashed with SIGSEGV: core "
+                             f"{r['core']['reason']}; record {r['id']}"), lines[0]
 
 
 JOURNAL_SCRIPT = textwrap.dedent("""\

@@ -136,6 +136,9 @@ def normalise(data, signatures):
     data["handler"]["version"] = "0.0.0-fixture"
     if "drained_ms" in data["handler"]:
         data["handler"]["drained_ms"] = 0
+    if "node" in data:  # the machine the fixture was made on
+        data["node"] = {"boot_id": "b0000000-0000-4000-8000-000000000001", "hostname": "node1",
+                        "machine_id": "0123456789abcdef0123456789abcdef"}
     if signatures is None:
         return data
     core = data["core"]

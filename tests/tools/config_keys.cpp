@@ -22,6 +22,8 @@ const char* kind_name(common::ConfigKind kind) {
     return "duration";
   case common::ConfigKind::disk_amount:
     return "disk_amount";
+  case common::ConfigKind::boolean:
+    return "boolean";
   }
   return "?";
 }

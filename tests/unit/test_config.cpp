@@ -124,6 +124,17 @@ TEST_CASE("kernel_log: a path or empty", "[config]") {
   CHECK(parse_config("kernel_log = k\n").warnings.size() == 1);
 }
 
+TEST_CASE("honour_rlimit_core: yes or no", "[config]") {
+  CHECK(Config{}.honour_rlimit_core);
+  CHECK_FALSE(parse_config("honour_rlimit_core = no\n").config.honour_rlimit_core);
+  CHECK_FALSE(parse_config("honour_rlimit_core = false\n").config.honour_rlimit_core);
+  CHECK(parse_config("honour_rlimit_core = no\nhonour_rlimit_core = yes\n")
+            .config.honour_rlimit_core);
+  const auto bad = parse_config("honour_rlimit_core = maybe\n");
+  CHECK(bad.warnings.size() == 1);
+  CHECK(bad.config.honour_rlimit_core);
+}
+
 TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") {
   CHECK(Config{}.analysis_memory_limit == 512ULL << 20);
   const auto r = parse_config("analysis_memory_limit = 1G\n");
@@ -139,7 +150,7 @@ TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") 
 
 TEST_CASE("the table: one row per key, every default valid and what Config{} holds", "[config]") {
   const auto keys = config_keys();
-  REQUIRE(keys.size() == 22);
+  REQUIRE(keys.size() == 23);
   std::string all_defaults;
   for (size_t i = 0; i < keys.size(); ++i) {
     INFO(keys[i].name);
@@ -166,6 +177,7 @@ TEST_CASE("the defaults are the ones documented before the table", "[config]") {
   CHECK(c.compression_level == 1);
   CHECK(c.compression_threads == 1);
   CHECK(c.max_core_size == 16ULL << 30);
+  CHECK(c.honour_rlimit_core);
   CHECK(c.keep_free == DiskAmount{0, 15});
   CHECK(c.max_use == DiskAmount{0, 10});
   CHECK(c.rate_limit_burst == 10);

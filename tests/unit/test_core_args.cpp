@@ -32,6 +32,18 @@ TEST_CASE("recommended form with every specifier", "[core_args]") {
   CHECK(a.warnings.empty());
 }
 
+TEST_CASE("-F%F on a kernel without %F (before 6.16): no pidfd, said once", "[core_args]") {
+  // The kernel expands an unknown specifier to nothing: "-F%F" arrives as "-F".
+  const auto a = parse_core_args(
+      {"-P1234", "-u1000", "-c0", "-d1", "-F", "--", "web01", "11", "!usr!bin!app"});
+  CHECK(a.pid == 1234);
+  CHECK_FALSE(a.pidfd);
+  CHECK(a.hostname == "web01");
+  CHECK(a.exe_raw == "!usr!bin!app");
+  REQUIRE(a.warnings.size() == 1);
+  CHECK(a.warnings[0].find("does not expand %F") != std::string::npos);
+}
+
 TEST_CASE("an executable split on spaces (pre-5.3 kernels) is joined", "[core_args]") {
   const auto a = parse_core_args({"h", "11", "!tmp!my", "crashy", "app"});
   CHECK(a.exe_raw == "!tmp!my crashy app");

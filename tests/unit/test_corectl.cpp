@@ -357,6 +357,21 @@ TEST_CASE("install: pattern for the kernel, within 127 characters", "[corectl][i
   CHECK(text.find("kernel.core_pipe_limit = 0\n") != std::string::npos);
 }
 
+TEST_CASE("install: PID 1's soft core limit from /proc/1/limits", "[corectl][install]") {
+  const std::string head = "Limit                     Soft Limit           Hard Limit           "
+                           "Units     \n"
+                           "Max cpu time              unlimited            unlimited            "
+                           "seconds   \n";
+  CHECK(soft_core_limit(head + "Max core file size        0                    unlimited       "
+                               "     bytes     \n") == 0);
+  CHECK(soft_core_limit(head + "Max core file size        unlimited            unlimited       "
+                               "     bytes     \n") == UINT64_MAX);
+  CHECK(soft_core_limit(head + "Max core file size        1048576              unlimited       "
+                               "     bytes     \n") == 1048576);
+  CHECK_FALSE(soft_core_limit(head));
+  CHECK_FALSE(soft_core_limit("Max core file size        lots\n"));
+}
+
 TEST_CASE("install: which core_pattern is ours", "[corectl][install]") {
   const std::string h = "/usr/sbin/process-core";
   const auto p = handler_pattern(h, true);

@@ -31,6 +31,20 @@ TEST_CASE("RLIMIT_CORE below a page means no core", "[policy]") {
   CHECK(decide_policy(c, in).store);
 }
 
+TEST_CASE("honour_rlimit_core = no stores the core whatever the process's limit", "[policy]") {
+  common::Config c;
+  CHECK(c.honour_rlimit_core); // the default, as systemd-coredump
+  c.honour_rlimit_core = false;
+  PolicyInput in = roomy();
+  in.rlimit = 0;
+  auto b = decide_policy(c, in);
+  CHECK(b.store);
+  CHECK(b.reason == CoreReason::stored);
+  // The host's own limits still apply.
+  c.max_core_size = 0;
+  CHECK(decide_policy(c, in).reason == CoreReason::too_large);
+}
+
 TEST_CASE("size cap, free space and quota", "[policy]") {
   common::Config c;
   c.max_core_size = 1ULL << 30;

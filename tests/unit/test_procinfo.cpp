@@ -37,6 +37,26 @@ TEST_CASE("cgroup paths give unit, container and pod", "[procinfo]") {
   }
 }
 
+TEST_CASE("pod name and namespace claimed in the environment", "[procinfo]") {
+  using namespace std::string_view_literals;
+  ProcFacts f;
+  handler::parse_pod_claims(f, "PATH=/bin\0POD_NAME=web-7d9f.x1\0POD_NAMESPACE=shop\0"sv);
+  CHECK(f.claimed_pod_name == "web-7d9f.x1");
+  CHECK(f.claimed_pod_namespace == "shop");
+  const auto j = handler::container_json(f);
+  CHECK(j["claimed_pod_name"] == "web-7d9f.x1");
+  CHECK(j["claimed_pod_namespace"] == "shop");
+  // Anything but a Kubernetes name is not kept: no control characters, no length past the API's.
+  ProcFacts bad;
+  handler::parse_pod_claims(bad, "POD_NAME=Web\0POD_NAMESPACE=a.b\0"sv);
+  handler::parse_pod_claims(bad, "POD_NAME=x\x1b[2J\0POD_NAMESPACE=-a\0"sv);
+  handler::parse_pod_claims(bad, "POD_NAME=" + std::string(254, 'a'));
+  CHECK(bad.claimed_pod_name.empty());
+  CHECK(bad.claimed_pod_namespace.empty());
+  handler::parse_pod_claims(bad, "POD_NAME=" + std::string(253, 'a'));
+  CHECK(bad.claimed_pod_name.size() == 253);
+}
+
 TEST_CASE("/proc facts of a live process, verified without a pidfd by its executable",
           "[procinfo]") {
   char exe[4096];

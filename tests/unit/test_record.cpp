@@ -45,6 +45,29 @@ TEST_CASE("a record round-trips through JSON", "[record]") {
   CHECK(back->handler.warnings == std::vector<std::string>{"w1"});
 }
 
+TEST_CASE("the node section: written when known, read whatever older or hostile records hold",
+          "[record]") {
+  Record r = sample();
+  CHECK(to_json(r).count("node") == 0); // nothing known, nothing written
+  r.node = {{"machine_id", std::string(32, 'a')},
+            {"hostname", "node\xff"
+                         "1"}};
+  const auto j = to_json(r);
+  CHECK(j["node"]["machine_id"] == std::string(32, 'a'));
+  CHECK(j["node"]["hostname"] == "node\xef\xbf\xbd"
+                                 "1");
+  auto back = parse_record(to_json_text(r));
+  REQUIRE(back);
+  CHECK(back->node["machine_id"] == std::string(32, 'a'));
+  // Records of earlier versions have none; a node that is not an object is passed over.
+  auto old = parse_record("{\"id\": \"x\", \"signal\": 11}");
+  REQUIRE(old);
+  CHECK(old->node.empty());
+  auto odd = parse_record("{\"id\": \"x\", \"signal\": 11, \"node\": [1, 2]}");
+  REQUIRE(odd);
+  CHECK(odd->node.empty());
+}
+
 TEST_CASE("record JSON is valid UTF-8 whatever the kernel passed", "[record]") {
   Record r = sample();
   r.hostname = "bad\xff\xfehost";

@@ -126,3 +126,28 @@ TEST_CASE("the crash line's journal fields are ours and systemd-coredump's", "[r
     CHECK(values(journal_fields(r, "x", "/s"), "COREDUMP_PID").empty());
   }
 }
+
+TEST_CASE("the crash line's short form fits the kernel log whatever the record holds", "[report]") {
+  common::Record r = crash();
+  CHECK(handler::crash_line_short(r, true) ==
+        "Process 4242 (crasher) crashed with SIGSEGV: core stored; record "
+        "4d65897c0a1b4c2d8e9f00112233aabb");
+  CHECK(handler::crash_line_short(r, false).ends_with(", not written"));
+  // The longest executable name and the worst escaping still leave a short line.
+  r.executable = "/" + std::string(4096, '\x1b');
+  const std::string s = handler::crash_line_short(r, true);
+  CHECK(s.size() < 400);
+  CHECK(s.find('\x1b') == std::string::npos);
+}
+
+TEST_CASE("a kmsg line is whole, its short form, or cut at a character and marked", "[log]") {
+  CHECK(common::kmsg_text("short", "s", 10) == "short");
+  CHECK(common::kmsg_text("a much longer line", "short form", 12) == "short form");
+  // No short form that fits: cut, never inside a UTF-8 character, and said so.
+  const std::string cut = common::kmsg_text("ééééééééééééééé", "", 16);
+  CHECK(cut.size() <= 16);
+  CHECK(cut.ends_with(" [cut]"));
+  CHECK(cut == "ééééé [cut]");
+  CHECK(common::kmsg_text(std::string(5000, 'x'), "", common::k_kmsg_max).size() <=
+        common::k_kmsg_max);
+}
