@@ -39,7 +39,10 @@ struct ChildResult {
 // sandbox of analysis_sandbox.hpp: it can read `keep`, but open, fork, signal or connect nothing
 // (no sandbox, no analysis: the failure says which step). `work` must not use the parent's other
 // threads or their locks (only the calling thread exists in the child): no logging.
+// `launcher`, when not -1, is the socket of handler/analysis_launcher: the child then runs as the
+// ids it gives, not as this process's uid.
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
-                         const ChildLimits& limits, std::chrono::steady_clock::time_point deadline);
+                         const ChildLimits& limits, std::chrono::steady_clock::time_point deadline,
+                         int launcher = -1);
 
 } // namespace handler

@@ -17,7 +17,7 @@
 namespace handler {
 
 // The step of the sandbox that failed; none when all held.
-enum class SandboxFailure { none, namespaces, root, credentials, seccomp };
+enum class SandboxFailure { none, namespaces, root, credentials, seccomp, user };
 
 // What handler.analysis says when `step` failed (docs/record.md).
 std::string describe(SandboxFailure step);

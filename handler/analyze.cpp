@@ -79,7 +79,8 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.files += keep.size(); // the descriptors it is handed come on top
   const ChildResult child = run_in_child(
       [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
-      keep, limits, kill_at);
+      keep, limits, kill_at, ctx.analysis_launcher.get());
+  ctx.analysis_launcher.reset(); // it answers once
   common::Record& r = ctx.record;
   std::string failure = child.failure;
   if (child.output) {
