@@ -1,4 +1,5 @@
 #include "handler/analysis_child.hpp"
+#include "handler/analysis_launcher.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -86,4 +87,28 @@ TEST_CASE("a sandbox that cannot be set up means no analysis", "[analysis_sandbo
     CHECK_FALSE(r.output);
     CHECK(r.failure == std::string("sandbox unavailable: ") + why);
   }
+}
+
+TEST_CASE("the analysis runs as the crasher when it is an ordinary user, else as its own id",
+          "[analysis_sandbox]") {
+  using handler::analysis_ids;
+  using handler::k_analysis_gid;
+  using handler::k_analysis_uid;
+  const uid_t store = 120;
+  auto ids = analysis_ids(1000, 1001, store, store);
+  CHECK((ids.uid == 1000 && ids.gid == 1001));
+  ids = analysis_ids(0, 0, store, store); // root
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(999, 100, store, store); // a system user, the users group
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(std::nullopt, std::nullopt, store, store); // no %u %g
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(2000, 2000, 2000, 2000); // the store user itself
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(65534, 65534, store, store); // nobody
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(4294967295LL, -5, store, store); // (uid_t)-1, nonsense
+  CHECK((ids.uid == k_analysis_uid && ids.gid == k_analysis_gid));
+  ids = analysis_ids(100000, 100000, store, store); // a container's root, mapped up
+  CHECK((ids.uid == 100000 && ids.gid == 100000));
 }
