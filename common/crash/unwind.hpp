@@ -75,6 +75,10 @@ struct ThreadTrace {
 struct AnalysisFiles {
   std::map<std::string, UniqueFd> modules;
   std::map<std::string, UniqueFd> debug;
+  // The DWZ alternate file a debug file names (.gnu_debugaltlink), by the module's build-id:
+  // found by its own build-id under the debug directories, or at the absolute path the link
+  // names when that is under one of them and the file there has that build-id.
+  std::map<std::string, UniqueFd> alt;
   // Every descriptor above, for the caller to keep open across a fork.
   std::vector<int> fds() const;
 };
