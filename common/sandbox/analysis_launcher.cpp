@@ -1,4 +1,4 @@
-#include "handler/analysis_launcher.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
 
 #include <fcntl.h>
 #include <grp.h>
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <string_view>
 
-namespace handler {
+namespace sandbox {
 
 namespace {
 
@@ -201,8 +201,12 @@ SandboxFailure take_analysis_ids(int launcher) {
     return SandboxFailure::user;
   }
   ::close(launcher);
-  const uid_t uid = answer.uid;
-  const gid_t gid = answer.gid;
+  return become(AnalysisIds{answer.uid, answer.gid});
+}
+
+SandboxFailure become(AnalysisIds ids) {
+  const uid_t uid = ids.uid;
+  const gid_t gid = ids.gid;
   if (::setgroups(0, nullptr) != 0 || ::setresgid(gid, gid, gid) != 0 ||
       ::setresuid(uid, uid, uid) != 0) {
     return SandboxFailure::user;
@@ -225,4 +229,4 @@ SandboxFailure take_analysis_ids(int launcher) {
   return SandboxFailure::none;
 }
 
-} // namespace handler
+} // namespace sandbox

@@ -1,4 +1,4 @@
-#include "handler/analysis_sandbox.hpp"
+#include "common/sandbox/analysis_sandbox.hpp"
 
 #include <linux/capability.h>
 #include <sched.h>
@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace handler {
+namespace sandbox {
 
 namespace {
 
@@ -150,4 +150,4 @@ SandboxFailure confine(int result_fd) {
   return load_filter(result_fd) ? SandboxFailure::none : SandboxFailure::seccomp;
 }
 
-} // namespace handler
+} // namespace sandbox

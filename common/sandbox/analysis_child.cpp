@@ -1,10 +1,10 @@
-#include "handler/analysis_child.hpp"
+#include "common/sandbox/analysis_child.hpp"
 
 #include "common/base/fd.hpp"
 #include "common/base/io.hpp"
 #include "common/base/signals.hpp"
-#include "handler/analysis_launcher.hpp"
-#include "handler/analysis_sandbox.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
+#include "common/sandbox/analysis_sandbox.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-namespace handler {
+namespace sandbox {
 
 namespace {
 
@@ -136,7 +136,8 @@ int wait_for(pid_t pid) {
 }
 
 [[noreturn]] void child_main(const std::function<std::string()>& work, std::span<const int> keep,
-                             int out_fd, int launcher, const ChildLimits& limits, pid_t parent) {
+                             int out_fd, int launcher, bool drop_root, const ChildLimits& limits,
+                             pid_t parent) {
   // Dies with the handler (the watchdog's _exit included): nobody else would reap or kill it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::getppid() != parent) {
@@ -168,13 +169,29 @@ int wait_for(pid_t pid) {
   if (!limited) {
     ::_exit(k_exit_limits); // never parse hostile data without its bounds
   }
+  // A root caller's child gives root up before anything else (it needs no launcher).
+  const bool as_root = drop_root && ::geteuid() == 0;
+  if (as_root) {
+    if (const SandboxFailure f = become({k_analysis_uid, k_analysis_gid});
+        f != SandboxFailure::none) {
+      ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
   if (const SandboxFailure f = isolate(); f != SandboxFailure::none) {
     ::_exit(k_exit_sandbox + static_cast<int>(f));
   }
-  // Its own uid and gid, before the forks below inherit them (handler/analysis_launcher).
+  // Its own uid and gid, before the forks below inherit them (analysis_launcher.hpp).
   if (launcher >= 0) {
     if (const SandboxFailure f = take_analysis_ids(launcher); f != SandboxFailure::none) {
       ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
+  // A new effective uid clears the death signal (commit_creds): armed again, and the parent
+  // checked to be still there.
+  if (as_root || launcher >= 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (::getppid() != parent) {
+      ::_exit(k_exit_limits);
     }
   }
   // The analysis runs two forks down. The first, pid 1 of the new pid namespace, only waits:
@@ -284,7 +301,8 @@ bool reap(pid_t pid, Clock::time_point deadline, int& status) {
 } // namespace
 
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
-                         const ChildLimits& limits, Clock::time_point deadline, int launcher) {
+                         const ChildLimits& limits, Clock::time_point deadline, int launcher,
+                         bool drop_root) {
   ChildResult result;
   int ends[2] = {-1, -1};
   if (::pipe2(ends, O_CLOEXEC) != 0) {
@@ -298,7 +316,7 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
   const pid_t pid = ::fork();
   if (pid == 0) {
     in.release(); // closed by close_other_fds; no destructor runs in the child anyway
-    child_main(work, keep, out.get(), launcher, limits, parent);
+    child_main(work, keep, out.get(), launcher, drop_root, limits, parent);
   }
   result.fork_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (pid < 0) {
@@ -349,4 +367,4 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
   return result;
 }
 
-} // namespace handler
+} // namespace sandbox
