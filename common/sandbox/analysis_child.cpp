@@ -180,6 +180,12 @@ int wait_for(pid_t pid) {
   if (const SandboxFailure f = isolate(); f != SandboxFailure::none) {
     ::_exit(k_exit_sandbox + static_cast<int>(f));
   }
+  if (as_root) {
+    if (const SandboxFailure f = map_self({k_analysis_uid, k_analysis_gid});
+        f != SandboxFailure::none) {
+      ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
   // Its own uid and gid, before the forks below inherit them (analysis_launcher.hpp).
   if (launcher >= 0) {
     if (const SandboxFailure f = take_analysis_ids(launcher); f != SandboxFailure::none) {

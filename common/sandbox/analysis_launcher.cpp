@@ -204,6 +204,32 @@ SandboxFailure take_analysis_ids(int launcher) {
   return become(AnalysisIds{answer.uid, answer.gid});
 }
 
+SandboxFailure map_self(AnalysisIds ids) {
+  // A process that is not dumpable finds its /proc files owned by root, its maps included: for
+  // these few writes it is dumpable (to its own uid, which owns nothing and runs nothing else).
+  if (::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) {
+    return SandboxFailure::user;
+  }
+  const int self = ::open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (self < 0) {
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return SandboxFailure::user;
+  }
+  // Without CAP_SETGID outside, a gid_map is accepted only once setgroups is denied.
+  const int groups = ::openat(self, "setgroups", O_WRONLY | O_CLOEXEC);
+  const bool denied = groups >= 0 && ::write(groups, "deny", 4) == 4;
+  if (groups >= 0) {
+    ::close(groups);
+  }
+  const bool ok =
+      denied && write_map(self, "uid_map", ids.uid) && write_map(self, "gid_map", ids.gid);
+  ::close(self);
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    return SandboxFailure::user;
+  }
+  return ok ? SandboxFailure::none : SandboxFailure::user;
+}
+
 SandboxFailure become(AnalysisIds ids) {
   const uid_t uid = ids.uid;
   const gid_t gid = ids.gid;

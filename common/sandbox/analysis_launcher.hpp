@@ -48,4 +48,9 @@ SandboxFailure take_analysis_ids(int launcher);
 // again; user failure when anything is refused. As root, or in a user namespace that maps them.
 SandboxFailure become(AnalysisIds ids);
 
+// After become(ids) and isolate(), in the new user namespace: maps `ids` to themselves, the one
+// mapping an unprivileged process may write for itself, so that the ids read there are the real
+// ones rather than the overflow id.
+SandboxFailure map_self(AnalysisIds ids);
+
 } // namespace sandbox
