@@ -7,8 +7,9 @@
 // forks the process that analyses, pid 1 of the new pid namespace, so that everything it may
 // leave dies with it. That process calls confine(): an empty tmpfs as its root, no capabilities
 // in any namespace, no new privileges, RLIMIT_NPROC 0 and a seccomp allow-list (reads and
-// seeks of the descriptors it holds, memory, time, writes to its result pipe only, a memfd for
-// debug files, exit). Denied system calls fail with EPERM.
+// seeks of the descriptors it holds, memory, time, reading its own ids, writes to its result
+// pipe only, a memfd for debug files, exit). Denied system calls fail with EPERM. Between the
+// two, the child takes its own uid (analysis_launcher.hpp): `user` when that failed.
 #pragma once
 
 #include <string>
