@@ -177,12 +177,15 @@ int wait_for(pid_t pid) {
       ::_exit(k_exit_sandbox + static_cast<int>(f));
     }
   }
+  // Read before the new user namespace, where unmapped ids read as the overflow id.
+  const AnalysisIds self{::geteuid(), ::getegid()};
   if (const SandboxFailure f = isolate(); f != SandboxFailure::none) {
     ::_exit(k_exit_sandbox + static_cast<int>(f));
   }
-  if (as_root) {
-    if (const SandboxFailure f = map_self({k_analysis_uid, k_analysis_gid});
-        f != SandboxFailure::none) {
+  // Its ids mapped to themselves, so that they read as what they are in the namespace (the
+  // caller's own when it is not root).
+  if (drop_root) {
+    if (const SandboxFailure f = map_self(self); f != SandboxFailure::none) {
       ::_exit(k_exit_sandbox + static_cast<int>(f));
     }
   }

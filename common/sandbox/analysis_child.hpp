@@ -39,7 +39,8 @@ struct ChildResult {
 // threads or their locks (only the calling thread exists in the child): no logging.
 // `launcher`, when not -1, is the socket of analysis_launcher.hpp: the child then runs as the
 // ids it gives, not as this process's uid. With `drop_root`, a root caller's child becomes
-// k_analysis_uid and k_analysis_gid first (corectl run by root).
+// k_analysis_uid and k_analysis_gid first (corectl run by root), and the child maps its ids
+// into its user namespace itself.
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
                          const ChildLimits& limits, std::chrono::steady_clock::time_point deadline,
                          int launcher = -1, bool drop_root = false);

@@ -112,3 +112,31 @@ TEST_CASE("the analysis runs as the crasher when it is an ordinary user, else as
   ids = analysis_ids(100000, 100000, store, store); // a container's root, mapped up
   CHECK((ids.uid == 100000 && ids.gid == 100000));
 }
+
+TEST_CASE("a child asked to drop root runs as the dedicated ids, and reads its ids as they are",
+          "[analysis_sandbox]") {
+  const uid_t want_uid = ::geteuid() == 0 ? handler::k_analysis_uid : ::geteuid();
+  const gid_t want_gid = ::geteuid() == 0 ? handler::k_analysis_gid : ::getegid();
+  const auto r = run_in_child(
+      [] {
+        uid_t u[3] = {};
+        gid_t g[3] = {};
+        ::getresuid(&u[0], &u[1], &u[2]);
+        ::getresgid(&g[0], &g[1], &g[2]);
+        std::string out;
+        for (const uid_t id : u) {
+          out += std::to_string(id) + " ";
+        }
+        for (const gid_t id : g) {
+          out += std::to_string(id) + " ";
+        }
+        return out + std::to_string(::getgroups(0, nullptr));
+      },
+      {}, ChildLimits{}, soon(), -1, /*drop_root=*/true);
+  REQUIRE(r.output);
+  const std::string u = std::to_string(want_uid) + " ";
+  const std::string g = std::to_string(want_gid) + " ";
+  // Without root the caller's supplementary groups cannot be dropped: they stay.
+  const int groups = ::geteuid() == 0 ? 0 : ::getgroups(0, nullptr);
+  CHECK(*r.output == u + u + u + g + g + g + std::to_string(groups));
+}
