@@ -70,8 +70,9 @@ struct ThreadTrace {
 };
 
 // The files an analysis reads, opened before it starts, so that it can run where nothing can be
-// opened (handler/analysis_sandbox): each module file named by the core, by NT_FILE path, and
-// each separate debug file found for a module's build-id, by build-id (raw, not yet prepared).
+// opened (common/sandbox/analysis_sandbox): each module file named by the core, by NT_FILE path,
+// each separate debug file found for a module's build-id, by build-id (raw, not yet prepared),
+// and the DWZ alternate files those name.
 struct AnalysisFiles {
   std::map<std::string, UniqueFd> modules;
   std::map<std::string, UniqueFd> debug;

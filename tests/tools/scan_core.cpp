@@ -5,7 +5,7 @@
 // writes (stacks, signature v2, no best-effort frames) instead; with --legacy-frames, adds the
 // names the schema-1 handler gave the crash site and its best-effort frames. With --sandboxed the
 // unwinding runs as the handler runs it: the files opened first, the analysis in the sandboxed
-// child (handler/analysis_child), which opens nothing itself.
+// child (common/sandbox/analysis_child), which opens nothing itself.
 //
 //   scan_core [--resolve] [--unwind [--sandboxed] [--debug-dir DIR]…] [--legacy-frames]
 //             [--chunk N] < core
