@@ -1,45 +1,10 @@
-// The crash analysis in a forked child, as systemd-coredump parses ELF objects: libdw and libelf
-// end the process on some out-of-memory paths, a hostile module file may drive them into a
-// crash or into running its code, and none of that may cost the record, which the parent writes
-// whatever the child did, nor reach anything beyond what the child was handed.
+// The analysis child lives in common/sandbox (corectl runs its debuginfod parsing there too).
 #pragma once
 
-#include "common/store/record_bound.hpp"
-
-#include <chrono>
-#include <cstdint>
-#include <functional>
-#include <optional>
-#include <span>
-#include <string>
+#include "common/sandbox/analysis_child.hpp"
 
 namespace handler {
-
-// Hard limits of the child (soft = hard, so the child cannot raise them back; the CPU time's
-// hard limit is a second above, so that the soft one's SIGXCPU says why the child ended).
-struct ChildLimits {
-  // RLIMIT_AS and RLIMIT_DATA, in bytes above what the child has mapped when it starts.
-  uint64_t memory = 512ULL << 20;
-  unsigned cpu_seconds = 4; // RLIMIT_CPU (soft)
-  // RLIMIT_NOFILE: libdwfl keeps each module's file open while it unwinds, and the unwinder
-  // reports at most 1024 modules; a few more for debug files and libdw's own.
-  uint64_t files = 1024 + 64;
-  size_t max_output = common::k_record_max; // bytes of result read at most
-};
-
-struct ChildResult {
-  std::optional<std::string> output; // what the child wrote, when it exited 0 in time
-  std::string failure; // why there is no output ("timeout", "killed by SIGSEGV", …); else empty
-  double fork_ms = 0;  // the parent's cost of fork()
-};
-
-// Runs `work` in a forked child under `limits` and returns what it returned, read over a pipe.
-// The child keeps only fds 0-2 and `keep` open, is not dumpable, dies with the parent, and is
-// killed (SIGKILL) at `deadline`; it is always reaped before this returns. `work` runs in the
-// sandbox of analysis_sandbox.hpp: it can read `keep`, but open, fork, signal or connect nothing
-// (no sandbox, no analysis: the failure says which step). `work` must not use the parent's other
-// threads or their locks (only the calling thread exists in the child): no logging.
-ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
-                         const ChildLimits& limits, std::chrono::steady_clock::time_point deadline);
-
+using sandbox::ChildLimits;
+using sandbox::ChildResult;
+using sandbox::run_in_child;
 } // namespace handler

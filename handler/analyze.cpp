@@ -42,9 +42,9 @@ void attach_thread_names(std::vector<common::ThreadTrace>& stacks,
 }
 
 // Every thread unwound with the module files' CFI, symbols and lines, signature v2 — in a
-// forked child under hard limits (handler/analysis_child): libdw and libelf may exit or crash on
-// hostile module files or out of memory, and the record must not go with them. The child works
-// on the scanner's facts as they are in memory (shared copy-on-write) and sends the analysis
+// forked child under hard limits (common/sandbox/analysis_child): libdw and libelf may exit or
+// crash on hostile module files or out of memory, and the record must not go with them. The child
+// works on the scanner's facts as they are in memory (shared copy-on-write) and sends the analysis
 // back over a pipe; on any failure the record keeps the scanner's crash site and v1 signature,
 // and handler.analysis says why.
 common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
@@ -64,7 +64,7 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.cpu_seconds =
       static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
   limits.max_output = common::k_record_max;
-  // Opened here, before the fork: the child opens nothing (handler/analysis_sandbox).
+  // Opened here, before the fork: the child opens nothing (common/sandbox/analysis_sandbox).
   // Module files through the handle's map_files (the files the process had mapped, whatever
   // their paths name now); by path only when there is no handle (the process was gone).
   common::ModuleOpener from_handle;
@@ -79,7 +79,8 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.files += keep.size(); // the descriptors it is handed come on top
   const ChildResult child = run_in_child(
       [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
-      keep, limits, kill_at);
+      keep, limits, kill_at, ctx.analysis_launcher.get());
+  ctx.analysis_launcher.reset(); // it answers once
   common::Record& r = ctx.record;
   std::string failure = child.failure;
   if (child.output) {

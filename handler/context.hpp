@@ -56,7 +56,8 @@ struct Context {
   std::string store_error;     // 6. why the store cannot be written, if so
   common::CoreScanner scanner; // 7. sees every byte of the core as it streams past; read by 8
   RecordSize record_size = RecordSize::full; // 7. minimal when the store has no room
-  std::optional<uid_t> reader; // 9. grant: the crashing user, granted read access by ACL
+  std::optional<uid_t> reader;        // 9. grant: the crashing user, granted read access by ACL
+  common::UniqueFd analysis_launcher; // 6. handler/analysis_launcher, when started as root; 8
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log

@@ -1,15 +1,12 @@
 #include "cli/debuginfo/enrich.hpp"
 
+#include "cli/debuginfo/debuginfo_lookup.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/parse.hpp"
 #include "common/crash/symbolize.hpp"
 
-#include <cxxabi.h>
 #include <elfutils/debuginfod.h>
-#include <elfutils/libdwfl.h>
-#include <fcntl.h>
-#include <gelf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,9 +28,6 @@ using Clock = std::chrono::steady_clock;
 struct ClientDeleter {
   void operator()(debuginfod_client* c) const { debuginfod_end(c); }
 };
-struct DwflDeleter {
-  void operator()(Dwfl* d) const { dwfl_end(d); }
-};
 
 // The client calls this while it downloads: a non-zero return abandons the transfer, which is
 // how the overall budget bounds a slow or stalled server.
@@ -41,77 +35,6 @@ int progress(debuginfod_client* c, long /*done*/, long /*total*/) {
   const auto* deadline = static_cast<const Clock::time_point*>(debuginfod_get_user_data(c));
   return deadline != nullptr && Clock::now() > *deadline ? 1 : 0;
 }
-
-std::string demangle(const char* name) {
-  if (name == nullptr) {
-    return {};
-  }
-  std::string s(name, strnlen(name, 4096));
-  if (s.starts_with("_Z")) {
-    int status = 0;
-    char* out = abi::__cxa_demangle(s.c_str(), nullptr, nullptr, &status);
-    if (status == 0 && out != nullptr) {
-      s = out;
-    }
-    std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
-  }
-  if (const size_t at = s.find('@'); at != std::string::npos && at > 0) {
-    s.resize(at);
-  }
-  return s;
-}
-
-// One fetched debug file, opened offline with libdwfl.
-class DebugFile {
-public:
-  bool open(const std::string& path) {
-    static const Dwfl_Callbacks k_offline = {
-        .find_elf = dwfl_build_id_find_elf,
-        .find_debuginfo = dwfl_standard_find_debuginfo,
-        .section_address = dwfl_offline_section_address,
-        .debuginfo_path = nullptr,
-    };
-    m_dwfl.reset(dwfl_begin(&k_offline));
-    if (!m_dwfl) {
-      return false;
-    }
-    dwfl_report_begin(m_dwfl.get());
-    m_mod = dwfl_report_offline(m_dwfl.get(), "debug", path.c_str(), -1);
-    dwfl_report_end(m_dwfl.get(), nullptr, nullptr);
-    return m_mod != nullptr;
-  }
-
-  // The address libdwfl knows for `pc` of a module whose lowest PT_LOAD was mapped at `start`.
-  // (A debug file keeps the program headers' addresses, not their file offsets: objcopy
-  // rewrites those, so a file offset from the core cannot be converted through them.)
-  std::optional<uint64_t> address_of(uint64_t pc, uint64_t start) const {
-    GElf_Addr bias = 0;
-    Elf* elf = dwfl_module_getelf(m_mod, &bias);
-    size_t phnum = 0;
-    if (elf == nullptr || elf_getphdrnum(elf, &phnum) != 0 || pc < start) {
-      return std::nullopt;
-    }
-    std::optional<uint64_t> base;
-    for (size_t i = 0; i < phnum; ++i) {
-      GElf_Phdr ph{};
-      if (gelf_getphdr(elf, static_cast<int>(i), &ph) != nullptr && ph.p_type == PT_LOAD) {
-        const uint64_t align = ph.p_align > 1 ? ph.p_align : 1;
-        const uint64_t v = ph.p_vaddr & ~(align - 1);
-        base = base ? std::min(*base, v) : v;
-      }
-    }
-    if (!base) {
-      return std::nullopt;
-    }
-    return pc - start + *base + bias;
-  }
-
-  Dwfl_Module* module() const { return m_mod; }
-
-private:
-  std::unique_ptr<Dwfl, DwflDeleter> m_dwfl;
-  Dwfl_Module* m_mod = nullptr;
-};
 
 } // namespace
 
@@ -194,8 +117,12 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
   debuginfod_set_user_data(client.get(), const_cast<Clock::time_point*>(&deadline));
   debuginfod_set_progressfn(client.get(), progress);
 
-  std::map<std::string, std::unique_ptr<DebugFile>> files; // build-id → file (null: none)
-  size_t changed = 0;
+  // The frames to name, by build-id, in the order the build-ids first appear.
+  struct Wanted {
+    nlohmann::json* frame;
+    LookupQuery query;
+  };
+  std::vector<std::pair<std::string, std::vector<Wanted>>> by_build_id;
   for (size_t ti = 0; ti < stacks.size(); ++ti) {
     nlohmann::json& thread = stacks[ti];
     if (!thread.is_object() || !thread.contains("frames") || !thread["frames"].is_array()) {
@@ -220,58 +147,60 @@ size_t enrich_with_debuginfod(nlohmann::json& crash, const nlohmann::json& mappi
       if (!common::is_hex(build_id) || !pc || start == starts.end()) {
         continue;
       }
-      auto it = files.find(build_id);
-      if (it == files.end()) {
-        if (files.size() >= options.max_build_ids || Clock::now() > deadline) {
+      auto it =
+          std::ranges::find_if(by_build_id, [&](const auto& b) { return b.first == build_id; });
+      if (it == by_build_id.end()) {
+        if (by_build_id.size() >= options.max_build_ids) {
           continue;
         }
-        char* path = nullptr;
-        const int fd = debuginfod_find_debuginfo(
-            client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path);
-        std::unique_ptr<DebugFile> file;
-        if (fd >= 0 && path != nullptr &&
-            has_build_id(path, build_id, "the debug file of build-id")) {
-          file = std::make_unique<DebugFile>();
-          if (!file->open(path)) {
-            file.reset();
-          }
-        }
-        if (fd >= 0) {
-          ::close(fd);
-        }
-        std::free(path); // NOLINT(cppcoreguidelines-no-malloc): the client strdup()s it
-        it = files.emplace(build_id, std::move(file)).first;
+        it = by_build_id.insert(by_build_id.end(), {build_id, {}});
       }
-      if (!it->second) {
-        continue;
-      }
-      const auto address = it->second->address_of(*pc, start->second);
-      if (!address) {
-        continue;
-      }
-      // Return addresses are looked up at the call instruction, as the handler does.
-      const uint64_t at = f.value("trust", std::string()) == "context" ? *address : *address - 1;
-      Dwfl_Module* mod = it->second->module();
+      it->second.push_back(
+          {&f, LookupQuery{*pc, start->second, f.value("trust", std::string()) == "context"}});
+    }
+  }
+
+  size_t changed = 0;
+  for (auto& [build_id, wanted] : by_build_id) {
+    if (Clock::now() > deadline) {
+      break;
+    }
+    char* path = nullptr;
+    const common::UniqueFd fd(debuginfod_find_debuginfo(
+        client.get(), reinterpret_cast<const unsigned char*>(build_id.c_str()), 0, &path));
+    const bool usable =
+        fd && path != nullptr && has_build_id(path, build_id, "the debug file of build-id");
+    std::free(path); // NOLINT(cppcoreguidelines-no-malloc): the client strdup()s it
+    if (!usable) {
+      continue;
+    }
+    // The server's file is parsed in the sandboxed child, never here.
+    std::vector<LookupQuery> queries;
+    queries.reserve(wanted.size());
+    for (const Wanted& w : wanted) {
+      queries.push_back(w.query);
+    }
+    const auto answers = lookup_in_child(fd.get(), queries, deadline);
+    if (!answers) {
+      std::fprintf(stderr, "corectl: warning: the debug file of build-id %s was not read: %s\n",
+                   common::printable(build_id).c_str(),
+                   common::printable(answers.error().message).c_str());
+      continue;
+    }
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      nlohmann::json& f = *wanted[i].frame;
+      const LookupAnswer& a = (*answers)[i];
       bool did = false;
-      GElf_Off sym_offset = 0;
-      GElf_Sym sym{};
-      if (f.value("symbol", nlohmann::json()).is_null()) {
-        if (const char* name =
-                dwfl_module_addrinfo(mod, at, &sym_offset, &sym, nullptr, nullptr, nullptr)) {
-          char hex[24];
-          std::snprintf(hex, sizeof hex, "0x%llx",
-                        static_cast<unsigned long long>(sym_offset + (*address - at)));
-          f["symbol"] = {{"name", demangle(name)}, {"offset", hex}, {"verified", true}};
-          did = true;
-        }
+      if (f.value("symbol", nlohmann::json()).is_null() && a.symbol) {
+        char hex[24];
+        std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(a.symbol_offset));
+        f["symbol"] = {{"name", *a.symbol}, {"offset", hex}, {"verified", true}};
+        did = true;
       }
-      if (Dwfl_Line* line = dwfl_module_getsrc(mod, at)) {
-        int lineno = 0;
-        if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
-          f["file"] = std::string(file, strnlen(file, 4096));
-          f["line"] = lineno;
-          did = true;
-        }
+      if (a.file) {
+        f["file"] = *a.file;
+        f["line"] = a.line;
+        did = true;
       }
       if (did) {
         f["enriched"] = "debuginfod";

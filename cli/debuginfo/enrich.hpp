@@ -4,7 +4,8 @@
 // calls this when DEBUGINFOD_URLS names servers. Debug files are fetched by build-id (what the
 // core saw) within a time budget and a cap on fetches. A server may answer with any file: what it
 // returns is used only when its own build-id is the one asked for (neither the client nor
-// libdwfl compares them), else ignored with a warning.
+// libdwfl compares them), else ignored with a warning. The file is parsed in a sandboxed child
+// (debuginfo_lookup.hpp), never in corectl's own process.
 #pragma once
 
 #include "common/base/fd.hpp"

@@ -1,6 +1,8 @@
 #include "common/crash/debug_file.hpp"
 
+#include "common/base/hex.hpp"
 #include "common/base/io.hpp"
+#include "common/crash/elf_notes.hpp"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -24,6 +26,7 @@ namespace common {
 namespace {
 
 constexpr uint64_t k_max_shstrtab = 1u << 20;
+constexpr uint64_t k_max_altlink = 4096 + 64; // a path, its NUL and a build-id
 
 // The DWARF sections libdw needs for what the unwinder asks (function names at an address,
 // inlined scopes, file:line, CFI): not location lists, macros or name indexes, which are often
@@ -265,6 +268,119 @@ UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes) {
     return as_is();
   }
   return image;
+}
+
+namespace {
+
+struct Sections {
+  std::vector<Elf64_Shdr> headers;
+  std::vector<char> names; // the section name table, NUL-terminated
+  uint64_t file_size = 0;
+
+  std::string_view name(const Elf64_Shdr& sh) const {
+    return sh.sh_name < names.size() ? std::string_view(names.data() + sh.sh_name)
+                                     : std::string_view();
+  }
+  // The contents of `sh` when it is stored as it is and at most `max` bytes.
+  std::optional<std::vector<std::byte>> contents(int fd, const Elf64_Shdr& sh, uint64_t max) const {
+    if (sh.sh_type == SHT_NOBITS || (sh.sh_flags & SHF_COMPRESSED) != 0 || sh.sh_size > max ||
+        sh.sh_offset > file_size || file_size - sh.sh_offset < sh.sh_size) {
+      return std::nullopt;
+    }
+    std::vector<std::byte> out(sh.sh_size);
+    if (!read_exact_at(fd, out, sh.sh_offset)) {
+      return std::nullopt;
+    }
+    return out;
+  }
+};
+
+// The section header table and names of the ELF64 file on `fd`, bounded as prepare_debug_file's.
+std::optional<Sections> read_sections(int fd) {
+  struct stat st {};
+  if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    return std::nullopt;
+  }
+  Sections out;
+  out.file_size = static_cast<uint64_t>(st.st_size);
+  const auto eh = pread_struct<Elf64_Ehdr>(fd, 0);
+  if (!eh || std::memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB) {
+    return std::nullopt;
+  }
+  const uint64_t shnum = eh->e_shnum;
+  if (shnum == 0 || eh->e_shstrndx >= shnum || eh->e_shentsize != sizeof(Elf64_Shdr) ||
+      eh->e_shoff > out.file_size || out.file_size - eh->e_shoff < shnum * sizeof(Elf64_Shdr)) {
+    return std::nullopt;
+  }
+  out.headers.resize(shnum);
+  if (!read_exact_at(fd, std::as_writable_bytes(std::span(out.headers)), eh->e_shoff)) {
+    return std::nullopt;
+  }
+  const Elf64_Shdr& strs = out.headers[eh->e_shstrndx];
+  if (strs.sh_type != SHT_STRTAB) {
+    return std::nullopt;
+  }
+  auto names = out.contents(fd, strs, k_max_shstrtab);
+  if (!names) {
+    return std::nullopt;
+  }
+  out.names.assign(reinterpret_cast<const char*>(names->data()),
+                   reinterpret_cast<const char*>(names->data()) + names->size());
+  out.names.push_back('\0');
+  return out;
+}
+
+constexpr uint64_t k_max_note_section = 64 << 10;
+constexpr unsigned k_max_note_sections = 16;
+
+} // namespace
+
+std::optional<DebugAltLink> read_debug_altlink(int fd) {
+  const auto secs = read_sections(fd);
+  if (!secs) {
+    return std::nullopt;
+  }
+  for (const Elf64_Shdr& sh : secs->headers) {
+    if (secs->name(sh) != ".gnu_debugaltlink") {
+      continue;
+    }
+    const auto link = secs->contents(fd, sh, k_max_altlink);
+    if (!link) {
+      return std::nullopt;
+    }
+    const auto nul = std::ranges::find(*link, std::byte{0});
+    if (nul == link->end()) {
+      return std::nullopt;
+    }
+    const auto at = static_cast<size_t>(nul - link->begin());
+    const auto id = std::span(*link).subspan(at + 1);
+    if (id.empty() || id.size() > 64) {
+      return std::nullopt;
+    }
+    return DebugAltLink{std::string(reinterpret_cast<const char*>(link->data()), at),
+                        hex_bytes(id)};
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> read_section_build_id(int fd) {
+  const auto secs = read_sections(fd);
+  if (!secs) {
+    return std::nullopt;
+  }
+  unsigned seen = 0;
+  for (const Elf64_Shdr& sh : secs->headers) {
+    if (sh.sh_type != SHT_NOTE || ++seen > k_max_note_sections) {
+      continue;
+    }
+    if (const auto notes = secs->contents(fd, sh, k_max_note_section)) {
+      if (auto id = gnu_build_id_in_notes(*notes)) {
+        return id;
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 } // namespace common

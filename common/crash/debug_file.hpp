@@ -15,6 +15,8 @@
 #include "common/base/fd.hpp"
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 namespace common {
 
@@ -24,5 +26,19 @@ namespace common {
 // this code does not know how to rewrite (GNU .zdebug_ sections, zstd, a DWZ alternate file,
 // extended section numbering) is returned as it is: libdw then reads it the slow way.
 UniqueFd prepare_debug_file(UniqueFd fd, uint64_t max_bytes);
+
+// What the debug file on `fd` says in .gnu_debugaltlink: the path of its DWZ alternate file (the
+// DWARF it shares with other debug files) and that file's build-id (lower-case hex); nullopt
+// when it names none. Bounded: the section header table, a section name table of at most 1 MiB
+// and a link of at most 4 KiB are read, nothing else.
+struct DebugAltLink {
+  std::string path;
+  std::string build_id;
+};
+std::optional<DebugAltLink> read_debug_altlink(int fd);
+
+// The GNU build-id (hex) in the note sections of the ELF file on `fd` (a DWZ alternate file has
+// no program headers to find it by); nullopt when absent. Bounded as read_debug_altlink.
+std::optional<std::string> read_section_build_id(int fd);
 
 } // namespace common

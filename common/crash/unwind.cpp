@@ -164,6 +164,9 @@ struct Module {
   Elf* elf = nullptr; // handed to libdwfl by find_elf, which then owns it
   bool symbolize = true;
   const UnwindOptions* options = nullptr;
+  // libdwfl asks find_debuginfo again for the debug file's DWZ alternate once it has the debug
+  // file: that second call is for the alternate.
+  bool debug_given = false;
 
   Module() = default;
   Module(const Module&) = delete;
@@ -181,6 +184,34 @@ UniqueFd open_debug_file(const std::string& dir, const std::string& build_id) {
   const std::string path =
       dir + "/.build-id/" + build_id.substr(0, 2) + "/" + build_id.substr(2) + ".debug";
   return UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+}
+
+// The DWZ alternate file that the debug file on `debug` names: by its build-id under `dirs`,
+// else at the path the link names when it is absolute, under one of `dirs`, without "..", and
+// the file there has that build-id. These directories are the host's, as for debug files.
+UniqueFd open_alt_file(int debug, const std::vector<std::string>& dirs) {
+  const auto link = read_debug_altlink(debug);
+  if (!link || link->build_id.size() < 4) {
+    return {};
+  }
+  for (const auto& dir : dirs) {
+    if (UniqueFd fd = open_debug_file(dir, link->build_id)) {
+      return fd;
+    }
+  }
+  const std::string_view path = link->path;
+  if (!path.starts_with('/') || path.find("/../") != std::string_view::npos ||
+      path.ends_with("/..")) {
+    return {};
+  }
+  for (const auto& dir : dirs) {
+    if (!dir.empty() && path.starts_with(dir) && path.size() > dir.size() &&
+        (path[dir.size()] == '/' || dir.ends_with('/'))) {
+      UniqueFd fd(::open(link->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+      return read_section_build_id(fd.get()) == link->build_id ? std::move(fd) : UniqueFd();
+    }
+  }
+  return {};
 }
 
 // NT_FILE lists each mapping of a file; a module is the run of mappings of one path that starts
@@ -229,16 +260,19 @@ int find_elf(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, Dwarf_
 int find_debuginfo(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, Dwarf_Addr /*base*/,
                    const char* /*file_name*/, const char* /*debuglink*/, GElf_Word /*crc*/,
                    char** /*debuginfo_file_name*/) {
-  const auto* m = static_cast<const Module*>(*userdata);
+  auto* m = static_cast<Module*>(*userdata);
   if (m == nullptr || !m->symbolize || m->build_id.size() < 4 || m->options == nullptr) {
     return -1;
   }
+  // The second call is for the DWZ alternate file of the debug file given by the first.
+  const bool alt = std::exchange(m->debug_given, true);
   if (const AnalysisFiles* files = m->options->files) {
-    const auto it = files->debug.find(m->build_id);
-    if (it == files->debug.end()) {
+    const auto& from = alt ? files->alt : files->debug;
+    const auto it = from.find(m->build_id);
+    if (it == from.end()) {
       return -1;
     }
-    // A copy: libdwfl closes what it is given, and the alternate-file lookup asks again.
+    // A copy: libdwfl closes what it is given.
     UniqueFd fd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 3));
     if (UniqueFd ready =
             fd ? prepare_debug_file(std::move(fd), m->options->max_symbol_bytes) : UniqueFd()) {
@@ -250,6 +284,9 @@ int find_debuginfo(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, 
     UniqueFd fd = open_debug_file(dir, m->build_id);
     if (!fd) {
       continue;
+    }
+    if (alt) {
+      fd = open_alt_file(fd.get(), m->options->debug_dirs);
     }
     // Inflated here, faster and only the sections we read, rather than all of them by libdw.
     if (UniqueFd ready = prepare_debug_file(std::move(fd), m->options->max_symbol_bytes)) {
@@ -856,7 +893,7 @@ std::optional<FrameTrust> frame_trust_from_string(std::string_view s) {
 
 std::vector<int> AnalysisFiles::fds() const {
   std::vector<int> out;
-  for (const auto* files : {&modules, &debug}) {
+  for (const auto* files : {&modules, &debug, &alt}) {
     for (const auto& [name, fd] : *files) {
       out.push_back(fd.get());
     }
@@ -880,6 +917,9 @@ AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& o
     if (id.size() >= 4 && !out.debug.contains(id)) {
       for (const auto& dir : options.debug_dirs) {
         if (UniqueFd debug = open_debug_file(dir, id)) {
+          if (UniqueFd alt = open_alt_file(debug.get(), options.debug_dirs)) {
+            out.alt.emplace(id, std::move(alt));
+          }
           out.debug.emplace(id, std::move(debug));
           break;
         }

@@ -70,11 +70,16 @@ struct ThreadTrace {
 };
 
 // The files an analysis reads, opened before it starts, so that it can run where nothing can be
-// opened (handler/analysis_sandbox): each module file named by the core, by NT_FILE path, and
-// each separate debug file found for a module's build-id, by build-id (raw, not yet prepared).
+// opened (common/sandbox/analysis_sandbox): each module file named by the core, by NT_FILE path,
+// each separate debug file found for a module's build-id, by build-id (raw, not yet prepared),
+// and the DWZ alternate files those name.
 struct AnalysisFiles {
   std::map<std::string, UniqueFd> modules;
   std::map<std::string, UniqueFd> debug;
+  // The DWZ alternate file a debug file names (.gnu_debugaltlink), by the module's build-id:
+  // found by its own build-id under the debug directories, or at the absolute path the link
+  // names when that is under one of them and the file there has that build-id.
+  std::map<std::string, UniqueFd> alt;
   // Every descriptor above, for the caller to keep open across a fork.
   std::vector<int> fds() const;
 };

@@ -96,17 +96,17 @@ def attack(tmp_path, store, handler, hook):
     listener.setblocking(False)
     before = set(orphans())
 
-    def run(data, pid, mode, **config):
+    def run(data, pid, mode, args=ARGS, hook_env=None, **config):
         env = {"LD_PRELOAD": str(hook), "PC_HOOK_SECRET": str(secret),
                "PC_HOOK_DIR": str(store), "PC_HOOK_VICTIM": str(victim.pid),
                "PC_HOOK_PATH": str(by_path), "PC_HOOK_PORT": str(listener.getsockname()[1]),
-               "PC_HOOK_MODE": mode}
+               "PC_HOOK_MODE": mode, **(hook_env or {})}
         conf = pctest.write_config(tmp_path / "pc.conf", store, **config)
         seen = {r["id"] for r in pctest.records(store)}
         # Output to a file, not a pipe: a grandchild the child left would hold a pipe open.
         with open(tmp_path / "stderr", "w+b") as err:
             proc = subprocess.run([str(handler), "--config", str(conf),
-                                   *[a.format(pid=pid) for a in ARGS]],
+                                   *[a.format(pid=pid) for a in args]],
                                   input=data, stdout=subprocess.DEVNULL, stderr=err,
                                   timeout=60, env=env)
             err.seek(0)
@@ -120,7 +120,8 @@ def attack(tmp_path, store, handler, hook):
             connected = True
         return new[0], {"planted": (pathlib.Path(store) / "planted-by-hook").exists(),
                         "orphans": sorted(set(orphans()) - before), "connected": connected,
-                        "victim_alive": victim.poll() is None}
+                        "victim_alive": victim.poll() is None, "secret": secret,
+                        "store": store}
 
     try:
         yield run
@@ -162,6 +163,47 @@ def test_hooked_analysis_still_has_backtraces(attack, kernel_core):
     assert any(f["trust"] == "cfi" for f in frames), frames
     assert all(f["symbol"] for f in frames[:2]), frames
     assert not seen["planted"] and not seen["connected"] and seen["orphans"] == []
+
+
+def with_ids(uid, gid):
+    return [a for a in ARGS if not a.startswith(("-u", "-g"))][:-4] + \
+        [f"-u{uid}", f"-g{gid}"] + ARGS[-4:]
+
+
+def can_read_as(path, uid, gid):
+    """Whether a process with exactly these ids (no supplementary groups) can read `path`."""
+    proc = subprocess.run(["/usr/bin/python3",
+                           "-c", "import sys; open(sys.argv[1], 'rb').read(1)", str(path)],
+                          user=uid, group=gid, extra_groups=[], capture_output=True, timeout=30)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("crash_uid,crash_gid,uid,gid", [
+    (1000, 1001, 1000, 1001),    # an ordinary user's crash: the crasher's own ids
+    (0, 0, 65533, 65533),        # root's: the dedicated ids, which own nothing
+    (65534, 65534, 65533, 65533),  # the store user's own (nobody here): not the store user
+    (999, 100, 65533, 65533),    # a system user's
+])
+def test_analysis_runs_as_its_own_uid(attack, kernel_core, crash_uid, crash_gid, uid, gid):
+    """The analysis child runs as the crasher's uid or the dedicated one, never as the store
+    user, with no supplementary groups: and with those ids the store's cores cannot be read,
+    path or not, while the store user could read them."""
+    data, pid = kernel_core
+    store_uid = pwd.getpwnam(STORE_USER).pw_uid
+    r, seen = attack(data, pid, "ids", args=with_ids(crash_uid, crash_gid),
+                     hook_env={"PC_HOOK_UID": str(uid), "PC_HOOK_GID": str(gid),
+                               "PC_HOOK_STORE_UID": str(store_uid)})
+    assert r["handler"]["analysis"] == "exited with status 100", r["handler"]
+    assert r["core"]["present"]
+    nobody = pwd.getpwnam(STORE_USER)
+    assert can_read_as(seen["secret"], nobody.pw_uid, nobody.pw_gid)
+    assert not can_read_as(seen["secret"], uid, gid)
+    # The core just stored, the store user's file like every core: the dedicated ids cannot
+    # read it either (a crasher's own uid may be granted its own core, docs/record.md).
+    core = pathlib.Path(seen["store"]) / r["core"]["path"]
+    assert can_read_as(core, nobody.pw_uid, nobody.pw_gid)
+    if uid == 65533:
+        assert not can_read_as(core, uid, gid)
 
 
 @pytest.mark.parametrize("step,reason", [

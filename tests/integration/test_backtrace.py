@@ -146,6 +146,49 @@ def test_stripped_binary_with_separate_debug_file(kernel):
     assert frames[0]["file"].endswith("zoo.c") and frames[0]["line"] > 0
 
 
+@pytest.mark.skipif(not os.environ.get("PC_ZOO_DWZ"), reason="needs dwz at build time")
+def test_debug_file_with_dwz_alternate_file(kernel, tmp_path):
+    """A separate debug file made with dwz keeps the names of the functions in its DWZ
+    alternate file (.gnu_debugaltlink). The analysis, as the handler runs it (--sandboxed: it
+    opens nothing itself), gets that file as a descriptor: found at the absolute path the link
+    names under a debug directory (Debian's layout), or by its build-id (Fedora's), never by a
+    path outside the debug directories."""
+    store, _ = kernel
+    exe = pctest.env_path("PC_ZOO_DWZ")
+    debug = pctest.env_path("PC_ZOO_DWZ_DEBUG_DIR")
+    _, core = crash(store, [exe, "segv"])
+    expected = ["crash_null", "segv_level2", "segv_level1", "main"]
+
+    def frames(debug_dir):
+        out = subprocess.run([pctest.env_path("PC_SCAN_CORE"), "--unwind", "--sandboxed",
+                              "--debug-dir", str(debug_dir)],
+                             stdin=open(core, "rb"), capture_output=True, check=True).stdout
+        return json.loads(out)["crash"]["stacks"][0]["frames"]
+
+    def check(debug_dir):
+        got = frames(debug_dir)
+        assert names(got)[:4] == expected, got[:4]
+        assert all(f["file"].endswith("zoo.c") and f["line"] > 0 for f in got[:4]), got[:4]
+
+    check(debug)
+    # Moved elsewhere, the link's path leads outside the debug directory: found by build-id.
+    moved = tmp_path / "by-build-id"
+    shutil.copytree(debug, moved, symlinks=True)
+    alt = moved / ".dwz" / "zoo.debug"
+    out = subprocess.run(["readelf", "-n", str(alt)], capture_output=True, text=True, check=True)
+    alt_id = re.search(r"Build ID: ([0-9a-f]+)", out.stdout).group(1)
+    (moved / ".build-id" / alt_id[:2]).mkdir(exist_ok=True)
+    os.link(alt, moved / ".build-id" / alt_id[:2] / f"{alt_id[2:]}.debug")
+    alt.unlink()
+    check(moved)
+    # Without the alternate file the names come from the symbol table only: GCC's clones show
+    # (crash_null.constprop.0), which DWARF would have named crash_null.
+    missing = tmp_path / "no-alternate"
+    shutil.copytree(debug, missing, symlinks=True)
+    shutil.rmtree(missing / ".dwz")
+    assert names(frames(missing))[:4] != expected
+
+
 def test_signatures_group_by_bug(kernel):
     store, work = kernel
     o0, o2, cxx = (pctest.env_path(v) for v in ("PC_ZOO_O0", "PC_ZOO_O2", "PC_ZOO_CXX"))

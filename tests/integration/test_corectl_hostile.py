@@ -304,6 +304,56 @@ def test_debuginfod_answers_must_carry_the_build_id_asked_for(tmp_path, segv_cor
         assert b"ignoring it" in r.stderr and wanted.encode() in r.stderr, r.stderr
 
 
+@pytest.fixture(scope="module")
+def parser_hook(tmp_path_factory):
+    """tests/programs/analysis_hook.c: attacker code in libdw, where the debug file is parsed."""
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler for the preloaded hook")
+    out = tmp_path_factory.mktemp("hook") / "analysis_hook.so"
+    src = pathlib.Path(pctest.env_path("PC_SOURCE_DIR")) / "tests/programs/analysis_hook.c"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src), "-ldl"],
+                   check=True)
+    out.chmod(0o755)
+    out.parent.chmod(0o755)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["exit", "ids"])
+def test_debuginfod_answers_are_parsed_in_a_sandboxed_child(tmp_path, segv_core, debuginfod,
+                                                            parser_hook, mode):
+    """The server's debug file is parsed by libdw in a sandboxed child, not in corectl (which
+    root may run): code it makes libdw run (the preloaded hook, at dwfl_begin) ends that child,
+    not corectl, and reaches nothing: no file by path, no network, no fork; run by root, the
+    child is the dedicated analysis uid with no groups."""
+    crasher = pctest.env_path("PC_CRASHER")
+    store, config, record = crash_store(tmp_path, segv_core, crasher)
+    wanted = build_id(crasher)
+
+    def unnamed(data):
+        frame = data["crash"]["stacks"][0]["frames"][0]
+        frame.update(build_id=wanted, symbol=None, file=None, line=None)
+        data["crash"].update(symbol=None, signature_chain=None)
+    edit(record, unnamed)
+    secret = tmp_path / "secret"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    readable = tmp_path / "readable"
+    readable.write_text("anyone's\n")
+    readable.chmod(0o644)
+    uid, gid = (65533, 65533) if pctest.is_root() else (os.getuid(), os.getgid())
+    env = dict(debuginfod, LD_PRELOAD=str(parser_hook), PC_HOOK_MODE=mode,
+               PC_HOOK_SECRET=str(secret), PC_HOOK_PATH=str(readable), PC_HOOK_DIR=str(tmp_path),
+               PC_HOOK_UID=str(uid), PC_HOOK_GID=str(gid),
+               PC_HOOK_STORE_UID="0" if pctest.is_root() else "4000000000")
+    r = corectl(config, "info", env=env)
+    assert r.returncode == 0, r.stderr
+    # Without root the caller's supplementary groups cannot be dropped (the hook's bit 4).
+    status = 100 + (4 if mode == "ids" and not pctest.is_root() and os.getgroups() else 0)
+    assert f"was not read: exited with status {status}\n".encode() in r.stderr, r.stderr
+    assert b"pc_crash_null_write" not in r.stdout, r.stdout
+    assert not (tmp_path / "planted-by-hook").exists()
+
+
 def test_root_keeps_no_cache_in_a_users_home(tmp_path):
     """`sudo -E corectl` as root with a user's HOME: root wrote its cache there."""
     if not pctest.is_root():

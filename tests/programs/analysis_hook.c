@@ -11,7 +11,14 @@
  *  64  connect to 127.0.0.1:PC_HOOK_PORT (the test listens there)
  *
  * With PC_HOOK_MODE=exit the child then exits with status 100 + the bits, which the record's
- * handler.analysis shows ("exited with status N"); otherwise the analysis goes on as usual. */
+ * handler.analysis shows ("exited with status N"); otherwise the analysis goes on as usual.
+ *
+ * With PC_HOOK_MODE=ids it attempts nothing and exits with 100 + what is wrong with its ids:
+ *
+ *   1  a real, effective or saved uid is not PC_HOOK_UID
+ *   2  a real, effective or saved gid is not PC_HOOK_GID
+ *   4  it has supplementary groups
+ *   8  a uid is PC_HOOK_STORE_UID (the store user's) */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -90,7 +97,32 @@ static int attempts(void) {
   return bits;
 }
 
+static int wrong_ids(void) {
+  uid_t u[3];
+  gid_t g[3];
+  const char* want_uid = getenv("PC_HOOK_UID");
+  const char* want_gid = getenv("PC_HOOK_GID");
+  const char* store_uid = getenv("PC_HOOK_STORE_UID");
+  int bits = 0;
+  if (getresuid(&u[0], &u[1], &u[2]) != 0 || getresgid(&g[0], &g[1], &g[2]) != 0)
+    return 15;
+  for (int i = 0; i < 3; ++i) {
+    if (!want_uid || u[i] != (uid_t)atol(want_uid))
+      bits |= 1;
+    if (!want_gid || g[i] != (gid_t)atol(want_gid))
+      bits |= 2;
+    if (!store_uid || u[i] == (uid_t)atol(store_uid))
+      bits |= 8;
+  }
+  if (getgroups(0, NULL) != 0)
+    bits |= 4;
+  return bits;
+}
+
 void* dwfl_begin(const void* callbacks) {
+  const char* ids = getenv("PC_HOOK_MODE");
+  if (ids && strcmp(ids, "ids") == 0)
+    _exit(100 + wrong_ids());
   const int bits = attempts();
   const char* mode = getenv("PC_HOOK_MODE");
   if (mode && strcmp(mode, "exit") == 0)

@@ -3,15 +3,22 @@
 // frames. With --resolve, also resolves the crash symbol and checks the mapped files on disk, as
 // the handler would; with --unwind, unwinds every thread and prints the crash object the handler
 // writes (stacks, signature v2, no best-effort frames) instead; with --legacy-frames, adds the
-// names the schema-1 handler gave the crash site and its best-effort frames.
+// names the schema-1 handler gave the crash site and its best-effort frames. With --sandboxed the
+// unwinding runs as the handler runs it: the files opened first, the analysis in the sandboxed
+// child (common/sandbox/analysis_child), which opens nothing itself.
 //
-//   scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] [--chunk N] < core
+//   scan_core [--resolve] [--unwind [--sandboxed] [--debug-dir DIR]…] [--legacy-frames]
+//             [--chunk N] < core
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/crash/analysis.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
+#include "common/crash/unwind.hpp"
+#include "common/store/record_bound.hpp"
+#include "handler/analysis_child.hpp"
+#include "handler/analysis_wire.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -56,6 +63,7 @@ int main(int argc, char** argv) {
   bool resolve = false;
   bool unwind = false;
   bool legacy = false;
+  bool sandboxed = false;
   std::vector<std::string> debug_dirs;
   size_t chunk = 65536;
   for (int i = 1; i < argc; ++i) {
@@ -64,6 +72,8 @@ int main(int argc, char** argv) {
       resolve = true;
     } else if (a == "--unwind") {
       unwind = true;
+    } else if (a == "--sandboxed") {
+      sandboxed = true;
     } else if (a == "--legacy-frames") {
       legacy = true;
     } else if (a == "--debug-dir" && i + 1 < argc) {
@@ -71,8 +81,8 @@ int main(int argc, char** argv) {
     } else if (a == "--chunk" && i + 1 < argc) {
       chunk = std::max<size_t>(1, std::strtoul(argv[++i], nullptr, 10));
     } else {
-      std::cerr << "usage: scan_core [--resolve] [--unwind [--debug-dir DIR]…] [--legacy-frames] "
-                   "[--chunk N] < core\n";
+      std::cerr << "usage: scan_core [--resolve] [--unwind [--sandboxed] [--debug-dir DIR]…] "
+                   "[--legacy-frames] [--chunk N] < core\n";
       return 2;
     }
   }
@@ -127,7 +137,30 @@ int main(int argc, char** argv) {
     common::UnwindOptions options;
     options.deadline = start + std::chrono::seconds(10);
     options.debug_dirs.insert(options.debug_dirs.begin(), debug_dirs.begin(), debug_dirs.end());
-    const common::CrashAnalysis analysis = common::analyze_crash(f, options);
+    common::CrashAnalysis analysis;
+    if (sandboxed) {
+      const common::AnalysisFiles files = common::open_analysis_files(f, options);
+      options.files = &files;
+      handler::ChildLimits limits;
+      const std::vector<int> keep = files.fds();
+      limits.files += keep.size();
+      const auto child = handler::run_in_child(
+          [&] {
+            return handler::analysis_to_wire(common::analyze_crash(f, options), limits.max_output);
+          },
+          keep, limits, options.deadline + std::chrono::seconds(1));
+      common::Expected<handler::WireAnalysis> wire = common::fail(child.failure);
+      if (child.output) {
+        wire = handler::analysis_from_wire(*child.output, limits.max_output);
+      }
+      if (!wire) {
+        std::cerr << "scan_core: analysis failed: " << wire.error().message << "\n";
+        return 1;
+      }
+      analysis = std::move(wire->analysis);
+    } else {
+      analysis = common::analyze_crash(f, options);
+    }
     out["crash"] = common::crash_to_json(f, analysis);
     out["analysis_ms"] =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

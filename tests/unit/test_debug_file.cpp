@@ -1,4 +1,5 @@
 #include "common/crash/debug_file.hpp"
+#include "common/crash/symbolize.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -211,4 +212,53 @@ TEST_CASE("a broken debug file gives no image and no crash", "[debug_file]") {
     test::spit(path, std::string(4096, 'x'));
     CHECK_FALSE(prepare_debug_file(open_file(path), 1u << 30));
   }
+}
+
+namespace {
+
+// A small program with `contents` as its .gnu_debugaltlink section (objcopy --add-section).
+std::filesystem::path with_altlink(const test::TempDir& dir, const std::string& name,
+                                   const std::string& contents) {
+  const auto src = dir.path() / "alt.c";
+  test::spit(src, "int main(void) { return 0; }\n");
+  const auto link = dir.path() / (name + ".link");
+  test::spit(link, contents);
+  const auto out = dir.path() / name;
+  const std::string cmd = "cc -g -Wl,--build-id -o '" + out.string() + "' '" + src.string() +
+                          "' && objcopy --add-section .gnu_debugaltlink='" + link.string() + "' '" +
+                          out.string() + "'";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the DWZ alternate file a debug file names, and a file's build-id from its sections",
+          "[debug_file]") {
+  const test::TempDir dir;
+  const std::string id("\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef\x00\xff",
+                       18);
+  const auto good = with_altlink(
+      dir, "good", std::string("/usr/lib/debug/.dwz/x.debug") + std::string(1, '\0') + id);
+  const auto link = read_debug_altlink(open_file(good).get());
+  REQUIRE(link);
+  CHECK(link->path == "/usr/lib/debug/.dwz/x.debug");
+  CHECK(link->build_id == "0123456789abcdef0123456789abcdef00ff");
+  // The program's own build-id, from its note sections, as from its program headers.
+  const auto own = read_section_build_id(open_file(good).get());
+  REQUIRE(own);
+  CHECK(own == read_build_id(good.string()));
+
+  // No NUL after the path, nothing after it, a link too large to be one: none.
+  CHECK_FALSE(read_debug_altlink(open_file(with_altlink(dir, "no-nul", "/a/b")).get()));
+  CHECK_FALSE(read_debug_altlink(
+      open_file(with_altlink(dir, "no-id", std::string("/a/b") + std::string(1, '\0'))).get()));
+  CHECK_FALSE(read_debug_altlink(
+      open_file(with_altlink(dir, "huge", std::string(5000, 'a') + std::string(1, '\0') + id))
+          .get()));
+  // A file without the section, and what is no ELF file at all.
+  const auto plain = dir.path() / "alt.c";
+  CHECK_FALSE(read_debug_altlink(open_file(plain).get()));
+  CHECK_FALSE(read_section_build_id(open_file(plain).get()));
+  CHECK_FALSE(read_debug_altlink(-1));
 }

@@ -1,9 +1,10 @@
-#include "handler/analysis_child.hpp"
+#include "common/sandbox/analysis_child.hpp"
 
 #include "common/base/fd.hpp"
 #include "common/base/io.hpp"
 #include "common/base/signals.hpp"
-#include "handler/analysis_sandbox.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
+#include "common/sandbox/analysis_sandbox.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -22,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-namespace handler {
+namespace sandbox {
 
 namespace {
 
@@ -35,7 +36,7 @@ constexpr int k_exit_exception = 72; // any other exception
 constexpr int k_exit_write = 73;     // the result could not be written to the pipe
 // A step of the sandbox failed (fail closed: nothing was analysed); plus the SandboxFailure.
 constexpr int k_exit_sandbox = 80;
-constexpr int k_exit_sandbox_last = k_exit_sandbox + static_cast<int>(SandboxFailure::seccomp);
+constexpr int k_exit_sandbox_last = k_exit_sandbox + static_cast<int>(SandboxFailure::user);
 constexpr int k_exit_fork = 79; // the analysing process could not be forked
 
 using Clock = std::chrono::steady_clock;
@@ -135,7 +136,8 @@ int wait_for(pid_t pid) {
 }
 
 [[noreturn]] void child_main(const std::function<std::string()>& work, std::span<const int> keep,
-                             int out_fd, const ChildLimits& limits, pid_t parent) {
+                             int out_fd, int launcher, bool drop_root, const ChildLimits& limits,
+                             pid_t parent) {
   // Dies with the handler (the watchdog's _exit included): nobody else would reap or kill it.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::getppid() != parent) {
@@ -152,6 +154,9 @@ int wait_for(pid_t pid) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   std::vector<int> fds(keep.begin(), keep.end());
   fds.push_back(out_fd);
+  if (launcher >= 0) {
+    fds.push_back(launcher);
+  }
   close_other_fds(std::move(fds));
   // RLIMIT_CORE {1,1}, not 0: for a pipe core_pattern the kernel ignores 0 and dumps anyway,
   // while 1 is its guard against a helper that crashes into itself (the handler starts so).
@@ -164,8 +169,39 @@ int wait_for(pid_t pid) {
   if (!limited) {
     ::_exit(k_exit_limits); // never parse hostile data without its bounds
   }
+  // A root caller's child gives root up before anything else (it needs no launcher).
+  const bool as_root = drop_root && ::geteuid() == 0;
+  if (as_root) {
+    if (const SandboxFailure f = become({k_analysis_uid, k_analysis_gid});
+        f != SandboxFailure::none) {
+      ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
+  // Read before the new user namespace, where unmapped ids read as the overflow id.
+  const AnalysisIds self{::geteuid(), ::getegid()};
   if (const SandboxFailure f = isolate(); f != SandboxFailure::none) {
     ::_exit(k_exit_sandbox + static_cast<int>(f));
+  }
+  // Its ids mapped to themselves, so that they read as what they are in the namespace (the
+  // caller's own when it is not root).
+  if (drop_root) {
+    if (const SandboxFailure f = map_self(self); f != SandboxFailure::none) {
+      ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
+  // Its own uid and gid, before the forks below inherit them (analysis_launcher.hpp).
+  if (launcher >= 0) {
+    if (const SandboxFailure f = take_analysis_ids(launcher); f != SandboxFailure::none) {
+      ::_exit(k_exit_sandbox + static_cast<int>(f));
+    }
+  }
+  // A new effective uid clears the death signal (commit_creds): armed again, and the parent
+  // checked to be still there.
+  if (as_root || launcher >= 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (::getppid() != parent) {
+      ::_exit(k_exit_limits);
+    }
   }
   // The analysis runs two forks down. The first, pid 1 of the new pid namespace, only waits:
   // when it ends, the kernel kills whatever the analysis may have started there. The analysis
@@ -274,7 +310,8 @@ bool reap(pid_t pid, Clock::time_point deadline, int& status) {
 } // namespace
 
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
-                         const ChildLimits& limits, Clock::time_point deadline) {
+                         const ChildLimits& limits, Clock::time_point deadline, int launcher,
+                         bool drop_root) {
   ChildResult result;
   int ends[2] = {-1, -1};
   if (::pipe2(ends, O_CLOEXEC) != 0) {
@@ -288,7 +325,7 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
   const pid_t pid = ::fork();
   if (pid == 0) {
     in.release(); // closed by close_other_fds; no destructor runs in the child anyway
-    child_main(work, keep, out.get(), limits, parent);
+    child_main(work, keep, out.get(), launcher, drop_root, limits, parent);
   }
   result.fork_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (pid < 0) {
@@ -339,4 +376,4 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
   return result;
 }
 
-} // namespace handler
+} // namespace sandbox

@@ -1,4 +1,4 @@
-#include "handler/analysis_sandbox.hpp"
+#include "common/sandbox/analysis_sandbox.hpp"
 
 #include <linux/capability.h>
 #include <sched.h>
@@ -13,7 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace handler {
+namespace sandbox {
 
 namespace {
 
@@ -75,6 +75,9 @@ bool load_filter(int result_fd) {
         SCMP_SYS(sysinfo), SCMP_SYS(getrandom), SCMP_SYS(sched_yield), SCMP_SYS(rt_sigreturn),
         SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigaction), SCMP_SYS(restart_syscall), SCMP_SYS(exit),
         SCMP_SYS(exit_group),
+        // Its own ids may be read (the tests check them), not changed.
+        SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
+        SCMP_SYS(getresuid), SCMP_SYS(getresgid), SCMP_SYS(getgroups),
         // prepare_debug_file: the rewritten debug file is an anonymous memfd, written with pwrite
         // and sealed; no path is involved.
         SCMP_SYS(memfd_create), SCMP_SYS(pwrite64), SCMP_SYS(ftruncate)}) {
@@ -111,6 +114,8 @@ std::string describe(SandboxFailure step) {
     return "sandbox unavailable: could not drop the analysis child's privileges";
   case SandboxFailure::seccomp:
     return "sandbox unavailable: could not load the seccomp filter";
+  case SandboxFailure::user:
+    return "sandbox unavailable: could not switch the analysis to its own uid";
   }
   return "sandbox unavailable";
 }
@@ -145,4 +150,4 @@ SandboxFailure confine(int result_fd) {
   return load_filter(result_fd) ? SandboxFailure::none : SandboxFailure::seccomp;
 }
 
-} // namespace handler
+} // namespace sandbox
