@@ -34,6 +34,9 @@ constexpr uint64_t k_max_build_id_windows = 4096;
 constexpr uint64_t k_stack_window = 256u << 10;
 constexpr uint64_t k_thread_stack_window = 64u << 10;
 constexpr uint64_t k_max_stack_bytes = 4u << 20;
+// Of those, kept for the crashing thread's window at the stack a signal interrupted (decided
+// only once its signal frame has streamed past, after every other window).
+constexpr uint64_t k_interrupted_reserve = k_stack_window;
 constexpr size_t k_max_threads = 64;
 constexpr size_t k_max_frames = 32;
 // Capture windows alive at once; only overlapping (hostile) windows can come near it.
@@ -327,9 +330,13 @@ void CoreScanner::complete_region(Region& r) {
     break;
   case RegionKind::stack:
     if (r.thread < m_facts.thread_states.size()) {
-      m_facts.thread_states[r.thread].stack = r.data; // r.data is still scanned below
+      ThreadState& t = m_facts.thread_states[r.thread];
+      // r.data is still scanned below.
+      (r.interrupted ? t.interrupted_stack : t.stack) = r.data;
+      note_signal_frames(r.thread, r.interrupted ? t.interrupted_base : t.stack_base, data,
+                         r.interrupted);
     }
-    if (r.thread != 0) {
+    if (r.thread != 0 || r.interrupted) {
       break;
     }
     // Any 8-byte value pointing into executable memory may be a return address. This finds
@@ -351,6 +358,63 @@ void CoreScanner::complete_region(Region& r) {
     }
     break;
   }
+}
+
+// The kernel's signal frames in a stack window just completed; the first whose interrupted sp
+// lies outside the window gets a window of its own there, when that memory is still ahead in
+// the stream (the stream goes by address: an interrupted stack below the alternate one has
+// passed already).
+void CoreScanner::note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
+                                     bool interrupted) {
+  ThreadState& t = m_facts.thread_states[index];
+  const auto executable = [this](uint64_t a) {
+    const Load* l = find_load(a);
+    return l != nullptr && (l->flags & PF_X) != 0;
+  };
+  for (const auto& f : find_signal_frames(data, base, m_machine, executable)) {
+    if (t.signal_frames.size() >= k_max_signal_frames) {
+      break;
+    }
+    t.signal_frames.push_back(f);
+  }
+  if (interrupted || t.interrupted_base != 0) {
+    return;
+  }
+  const auto outside = std::ranges::find_if(t.signal_frames, [&](const SignalFrame& f) {
+    return f.sp < base || f.sp - base >= data.size();
+  });
+  if (outside == t.signal_frames.end()) {
+    return;
+  }
+  const Load* l = find_load(outside->sp);
+  const uint64_t delta = l != nullptr ? outside->sp - l->vaddr : 0;
+  if (l == nullptr || delta >= l->filesz) {
+    return; // not dumped
+  }
+  const uint64_t begin = sat_add(l->offset, delta);
+  if (begin < m_pos) {
+    warn("the stack a signal interrupted precedes its signal frame in the core; not kept");
+    return;
+  }
+  // Other threads' interrupted windows leave the reserve to the crashing thread's.
+  const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
+  const uint64_t budget =
+      index == 0 ? k_max_stack_bytes : k_max_stack_bytes - k_interrupted_reserve;
+  const uint64_t size =
+      std::min({l->filesz - delta, cap, budget - std::min(budget, m_stack_bytes)});
+  if (size == 0) {
+    warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
+    return;
+  }
+  m_stack_bytes += size;
+  t.interrupted_base = outside->sp;
+  Region r;
+  r.begin = begin;
+  r.end = sat_add(begin, size);
+  r.kind = RegionKind::stack;
+  r.thread = index;
+  r.interrupted = true;
+  register_region(std::move(r));
 }
 
 const CoreScanner::Load* CoreScanner::find_load(uint64_t addr) const {
@@ -378,7 +442,9 @@ void CoreScanner::register_windows() {
       continue; // sp outside dumped memory (a stack overflow into a guard page, garbage)
     }
     const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
-    const uint64_t size = std::min({l->filesz - delta, cap, k_max_stack_bytes - m_stack_bytes});
+    const uint64_t budget = k_max_stack_bytes - k_interrupted_reserve;
+    const uint64_t size =
+        std::min({l->filesz - delta, cap, budget - std::min(budget, m_stack_bytes)});
     if (size == 0) {
       warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
       continue;
@@ -487,6 +553,8 @@ void CoreScanner::on_note(const ElfNote& note) {
         f.fault_address = s->fault_address;
         f.sender_pid = s->sender_pid;
         f.sender_uid = s->sender_uid;
+        f.syscall = s->syscall;
+        f.syscall_arch = s->syscall_arch;
       }
     }
     break;

@@ -5,13 +5,19 @@
 // one note descriptor at a time (≤ 16 MiB), the first ≤ 64 KiB of each file mapping that starts
 // at file offset 0 (for its build-id note), and a window of each thread's stack from its sp up:
 // ≤ 256 KiB for the crashing thread, ≤ 64 KiB for each other thread, at most 64 threads and
-// 4 MiB of stacks in all (the registers of every thread are kept for the unwinder).
+// 4 MiB of stacks in all (the registers of every thread are kept for the unwinder). A kernel
+// signal frame in a thread's window (a crash handler on a sigaltstack) adds one window at the
+// stack the signal interrupted, from its sp up, within the same 4 MiB (256 KiB of it kept for
+// the crashing thread's): when that stack comes later in the stream than the window holding the
+// frame, which it does for the main thread (its stack is the highest mapping) and for alternate
+// stacks allocated after the thread's stack; otherwise a warning says it was missed.
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
 
 #include "common/crash/capture.hpp"
 #include "common/crash/elf_notes.hpp"
+#include "common/crash/sigframe.hpp"
 
 #include <array>
 #include <cstdint>
@@ -40,6 +46,12 @@ struct ThreadState {
   std::vector<uint64_t> gregs; // PrStatus::gregs
   uint64_t stack_base = 0;     // address of stack[0] (== sp when dumped)
   std::vector<std::byte> stack;
+  // Kernel signal frames found in the windows above, innermost first (at most
+  // k_max_signal_frames), and the window at the stack the innermost one outside `stack`
+  // interrupted (empty when that is inside `stack`, or was not kept).
+  std::vector<SignalFrame> signal_frames;
+  uint64_t interrupted_base = 0;
+  std::vector<std::byte> interrupted_stack;
 };
 
 // Everything the scanner learned. Optional fields are unknown when empty.
@@ -68,6 +80,8 @@ struct CoreFacts {
   std::optional<uint64_t> fault_address; // SEGV/BUS/ILL/FPE/TRAP raised by a fault
   std::optional<int64_t> sender_pid;     // signals sent by kill/tkill/sigqueue
   std::optional<uint32_t> sender_uid;
+  std::optional<int> syscall;           // SIGSYS from seccomp: the blocked system call
+  std::optional<uint32_t> syscall_arch; // and its AUDIT_ARCH_*
 
   // NT_PRPSINFO (raw bytes; make them valid UTF-8 before display).
   std::optional<int64_t> pid;
@@ -145,6 +159,7 @@ private:
     std::string path;            // build_id: the module
     uint64_t charge = 0;         // bytes counted against the buffer budget while active
     size_t thread = k_no_thread; // stack: index in thread_states
+    bool interrupted = false;    // stack: the window at the stack a signal interrupted
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };
@@ -161,6 +176,8 @@ private:
   void register_region(Region r);
   void complete_region(Region& r);
   void register_windows();
+  void note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
+                          bool interrupted);
   const Load* find_load(uint64_t addr) const;
   void derive();
   void fail(std::string why);
