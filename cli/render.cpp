@@ -1,5 +1,7 @@
 #include "cli/render.hpp"
 
+#include "common/crash/crash_json.hpp"
+
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -421,6 +423,9 @@ void print_info(const Term& term, const FullRecord& full, const std::string& sto
     }
   }
   line("Signal", term.paint("31", sig));
+  if (const std::string cause = common::crash_cause_detail(crash); !cause.empty()) {
+    line("Cause", "SIG" + printable(r.signal_name) + printable(cause));
+  }
   line("Fault address", field(crash, "fault_address"));
   line("PC", field(crash, "pc"));
   std::string module = field(crash, "module");

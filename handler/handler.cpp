@@ -984,9 +984,10 @@ int commit_record(Context& ctx) {
     }
   }
   const std::string line =
-      fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
+      fmt::format("Process {} ({}) of host {} crashed with SIG{}{}{}: core {}; {}", pid,
                   common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
-                  r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), where);
+                  r.signal_name, common::crash_cause_detail(r.crash), common::to_valid_utf8(site),
+                  outcome_text(r.core), where);
   const auto fields = journal_fields(r, where, ctx.config.store);
   if (status == 0) {
     common::log_event(spdlog::level::info, common::printable(line), fields);
