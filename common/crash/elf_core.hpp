@@ -7,10 +7,12 @@
 // ≤ 256 KiB for the crashing thread, ≤ 64 KiB for each other thread, at most 64 threads and
 // 4 MiB of stacks in all (the registers of every thread are kept for the unwinder). A kernel
 // signal frame in a thread's window (a crash handler on a sigaltstack) adds one window at the
-// stack the signal interrupted, from its sp up, within the same 4 MiB (256 KiB of it kept for
+// stack the signal interrupted, from its sp up, within the same 4 MiB (512 KiB of it kept for
 // the crashing thread's): when that stack comes later in the stream than the window holding the
 // frame, which it does for the main thread (its stack is the highest mapping) and for alternate
-// stacks allocated after the thread's stack; otherwise a warning says it was missed.
+// stacks allocated after the thread's stack. For the other order one window for the crashing
+// thread is decided from the registers and the mappings when the notes end (see
+// keep_unclaimed_stack); a warning says when the interrupted stack was missed.
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
@@ -23,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -160,6 +163,7 @@ private:
     uint64_t charge = 0;         // bytes counted against the buffer budget while active
     size_t thread = k_no_thread; // stack: index in thread_states
     bool interrupted = false;    // stack: the window at the stack a signal interrupted
+    uint64_t address = 0;        // stack: the address of the window's first byte
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };
@@ -178,6 +182,7 @@ private:
   void register_windows();
   void note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
                           bool interrupted);
+  void keep_unclaimed_stack();
   const Load* find_load(uint64_t addr) const;
   void derive();
   void fail(std::string why);
@@ -213,8 +218,10 @@ private:
   bool m_seen_prpsinfo = false;
   bool m_seen_auxv = false;
   bool m_seen_file = false;
-  size_t m_stacks_registered = 0; // thread_states with a stack window decided
-  uint64_t m_stack_bytes = 0;     // reserved for stack windows
+  size_t m_stacks_registered = 0;      // thread_states with a stack window decided
+  uint64_t m_stack_bytes = 0;          // reserved for stack windows
+  std::set<size_t> m_interrupted_kept; // threads with a window at their signal frame's sp
+  bool m_unclaimed_decided = false;    // keep_unclaimed_stack() ran
   bool m_build_ids_registered = false;
   std::vector<uint64_t> m_stack_candidates;
 };

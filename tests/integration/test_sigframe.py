@@ -71,8 +71,11 @@ def corectl_info(rig, record):
     return out.stdout
 
 
+# thread-early: the alternate stack above the thread's stack, so the interrupted stack streams
+# past before the signal frame that locates it.
 CASES = [("nodefer", None, -signal.SIGSEGV), ("abort", None, -signal.SIGABRT),
-         ("nodefer", "thread", -signal.SIGSEGV), ("abort", "thread", -signal.SIGABRT)]
+         ("nodefer", "thread", -signal.SIGSEGV), ("abort", "thread", -signal.SIGABRT),
+         ("nodefer", "thread-early", -signal.SIGSEGV)]
 
 
 @pytest.mark.parametrize("mode,where,rc", CASES, ids=[f"{m}-{w or 'main'}" for m, w, _ in CASES])

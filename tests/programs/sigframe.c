@@ -1,10 +1,12 @@
 // Crashes the way programs with their own crash handler do, for the signal-frame tests.
-//   pc_sigframe nodefer|abort|plain|seccomp [thread]
+//   pc_sigframe nodefer|abort|plain|seccomp [thread|thread-early]
 // main → outer → middle → crash_here writes to address 0x10. `nodefer`: a SIGSEGV handler
 // installed with SA_ONSTACK | SA_NODEFER on a sigaltstack puts the default action back and
 // re-raises SIGSEGV (faulthandler's and the crash reporters' pattern); `abort`: the handler
 // (SA_ONSTACK, no SA_NODEFER) calls abort(); `plain`: no handler, the same fault. `thread` runs
-// outer() in a second thread, with its own alternate stack. `seccomp`: a filter that kills the
+// outer() in a second thread, with its own alternate stack; `thread-early` maps that alternate
+// stack before the thread is created, so it lies above the thread's stack (mmap hands out
+// addresses downwards) and comes after it in the core. `seccomp`: a filter that kills the
 // process on chown(2) (SECCOMP_RET_KILL_PROCESS: SIGSYS with a core), then chown.
 #define _GNU_SOURCE
 #include <linux/audit.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,9 +47,13 @@ __attribute__((noinline)) static void on_segv(int signo) {
   raise(signo);
 }
 
+static void* g_early_stack;
+
 static void install(int nodefer) {
   // malloc, like faulthandler: a heap alternate stack, below the thread stacks.
-  stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16, .ss_flags = 0};
+  stack_t ss = {.ss_sp = g_early_stack ? g_early_stack : malloc(1 << 16),
+                .ss_size = 1 << 16,
+                .ss_flags = 0};
   if (ss.ss_sp == NULL || sigaltstack(&ss, NULL) != 0) {
     perror("sigaltstack");
     exit(2);
@@ -101,7 +108,15 @@ int main(int argc, char** argv) {
   }
   g_mode_abort = strcmp(mode, "abort") == 0;
   g_handler = strcmp(mode, "plain") == 0 ? -1 : strcmp(mode, "nodefer") == 0 ? 1 : 0;
-  if (argc > 2 && strcmp(argv[2], "thread") == 0) {
+  if (argc > 2 && strcmp(argv[2], "thread-early") == 0) {
+    g_early_stack =
+        mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (g_early_stack == MAP_FAILED) {
+      perror("mmap");
+      return 2;
+    }
+  }
+  if (argc > 2 && strncmp(argv[2], "thread", 6) == 0) {
     pthread_t t;
     pthread_create(&t, NULL, thread_main, NULL);
     pthread_join(t, NULL);
