@@ -113,7 +113,8 @@ def test_alternate_stack_handler(kernel, mode, where, rc):
 def test_signature_is_the_bug_not_the_handler(kernel):
     exe = pctest.env_path("PC_SIGFRAME")
     sigs = {}
-    for argv in (["plain"], ["nodefer"], ["abort"], ["plain", "thread"], ["nodefer", "thread"]):
+    for argv in (["plain"], ["nodefer"], ["abort"], ["plain", "thread"], ["nodefer", "thread"],
+                 ["abort", "thread-early"]):
         _, record, core = crash(kernel.store, [exe] + argv)
         core.unlink()
         sigs[" ".join(argv)] = (record["crash"]["signature"], record["crash"]["signature_chain"])
