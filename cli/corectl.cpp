@@ -1,8 +1,10 @@
 #include "cli/corectl.hpp"
 
-#include "cli/install.hpp"
-#include "cli/pager.hpp"
-#include "common/base/signals.hpp"
+#include "cli/context.hpp"
+#include "cli/exit.hpp"
+#include "cli/output/pager.hpp"
+#include "cli/verbs/verbs.hpp"
+#include "common/base/escape.hpp"
 #include "process_core_version.hpp"
 
 #include <cerrno>
@@ -54,23 +56,6 @@ Exit open_store(Context& ctx) {
 
 } // namespace
 
-Exit report(Exit code, const std::string& message) {
-  // Messages quote record fields and store paths: escaped here, once, line by line (a message
-  // may list several lines on purpose).
-  std::string out;
-  size_t start = 0;
-  for (size_t nl = message.find('\n');; nl = message.find('\n', start)) {
-    out += common::printable(std::string_view(message).substr(start, nl - start));
-    if (nl == std::string::npos) {
-      break;
-    }
-    out += '\n';
-    start = nl + 1;
-  }
-  std::fprintf(stderr, "corectl: %s\n", out.c_str());
-  return code;
-}
-
 int run(const std::vector<std::string>& argv) {
   Context ctx;
   // 1. The command line.
@@ -88,44 +73,31 @@ int run(const std::vector<std::string>& argv) {
     return 0;
   }
   ctx.term = Term::detect(ctx.opts.colour);
-
-  // install/uninstall change the kernel, not the store.
-  if (ctx.opts.verb == "install" || ctx.opts.verb == "uninstall") {
-    InstallOptions io{ctx.opts.handler, ctx.opts.sysctl_dir, ctx.opts.state_dir, ctx.opts.proc_sys,
-                      ctx.opts.kernel_release};
-    return static_cast<int>(ctx.opts.verb == "install" ? install(io) : uninstall(io));
+  // parse_options() knows only the verbs of the table.
+  const Verb* verb = find_verb(ctx.opts.verb);
+  if (verb == nullptr) {
+    return static_cast<int>(report(Exit::usage, "Unknown verb '" + ctx.opts.verb + "'"));
   }
 
-  // 2. Configuration, 3. the store.
-  if (auto e = load_configuration(ctx); e != Exit::ok) {
-    return static_cast<int>(e);
-  }
-  if (auto e = open_store(ctx); e != Exit::ok) {
-    return static_cast<int>(e);
+  // 2. Configuration, 3. the store, for the verbs that read it.
+  // A core given with --file is not in any store.
+  if (verb->needs_store == NeedsStore::yes && !ctx.opts.file) {
+    if (auto e = load_configuration(ctx); e != Exit::ok) {
+      return static_cast<int>(e);
+    }
+    if (auto e = open_store(ctx); e != Exit::ok) {
+      return static_cast<int>(e);
+    }
   }
 
   // 4. Long output goes through a pager on a terminal (after Term::detect saw the terminal).
-  const std::string& verb = ctx.opts.verb;
   Pager pager;
-  if (!ctx.opts.no_pager && (verb == "list" || verb == "groups" || verb == "info")) {
+  if (!ctx.opts.no_pager && verb->uses_pager == UsesPager::yes) {
     pager.start();
   }
 
   // 5. The verb.
-  Exit e = Exit::usage;
-  if (verb == "list") {
-    e = cmd_list(ctx);
-  } else if (verb == "groups") {
-    e = cmd_groups(ctx);
-  } else if (verb == "info") {
-    e = cmd_info(ctx);
-  } else if (verb == "dump") {
-    e = cmd_dump(ctx);
-  } else if (verb == "debug") {
-    e = cmd_debug(ctx);
-  } else if (verb == "vacuum") {
-    e = cmd_vacuum(ctx);
-  }
+  Exit e = verb->run(ctx);
   std::fflush(stdout);
   if (std::ferror(stdout) && e == Exit::ok) {
     e = errno == EPIPE ? Exit::ok : report(Exit::failure, "Failed to write output");

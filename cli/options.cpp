@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/parse.hpp"
 
@@ -15,16 +16,14 @@ namespace cli {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> k_verbs = {"list",   "info",   "dump",    "debug",
-                                                     "groups", "vacuum", "install", "uninstall"};
-
 constexpr const char* k_footer =
     "Exit status: 0 success, 1 failure or nothing matched, 2 usage error or ambiguous id,\n"
     "3 no such record, 4 permission denied, 5 store missing. See corectl(1).";
 
 constexpr const char* k_match_help =
     "ID (8 to 16 hex digits), PID (digits), /path/of/executable, NAME (comm or executable "
-    "name), or FIELD=VALUE with FIELD one of ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE. "
+    "name), or FIELD=VALUE with FIELD one of ID, PID, UID, COMM, EXE, HOST, SIGNAL, SIGNATURE, "
+    "UNIT. "
     "Matches of one field are OR-ed, different fields AND-ed";
 
 // "--json{short}" is CLI11's spelling of "a flag whose value defaults to short"; users read
@@ -49,11 +48,12 @@ CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std:
 // What the parser binds before it fills Options (CLI11 binds plain values; which options were
 // given is asked afterwards).
 struct Raw {
-  std::string store, config, since, until, values, output, debugger, kernel_release, limit;
+  std::string store, config, since, until, values, field, file, output, debugger, debugger_args,
+      kernel_release, limit;
   std::string json = "off";
   bool one = false;
   std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
-      output_opt, debugger_opt, release_opt;
+      field_opt, file_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
 };
 
 bool given(const std::vector<CLI::Option*>& opts) {
@@ -95,10 +95,12 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 // accepts them or says it does not. `verb` is the verb's index.
 constexpr std::array<std::string_view, 5> k_global_with_value = {"-D", "--store", "--config",
                                                                  "--color", "--colour"};
-constexpr std::array<std::string_view, 17> k_verb_with_value = {
-    "--host",    "--exe",        "--signal",    "-S",         "--since",         "-U",
-    "--until",   "-n",           "--limit",     "-o",         "--output",        "--debugger",
+// clang-format off
+constexpr std::array<std::string_view, 22> k_verb_with_value = {
+    "--host", "--exe", "--signal", "-S", "--since", "-U", "--until", "-n", "--limit", "-o",
+    "--output", "--debugger", "-A", "--debugger-arguments", "-F", "--field", "--file",
     "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+// clang-format on
 
 std::string_view name_of(const std::string& a) {
   return std::string_view(a).substr(0, a.find('='));
@@ -160,15 +162,17 @@ std::string shown_word(std::string_view word) {
 std::string unknown_verb(std::string_view word) {
   const std::string shown = shown_word(word);
   std::string message = "Unknown verb '" + shown + "'";
-  for (std::string_view verb : k_verbs) {
-    if (word.size() < 16 && (distance(word, verb) <= 2 || verb.starts_with(word))) {
-      message += ", did you mean '" + std::string(verb) + "'?";
+  for (const Verb& verb : verbs()) {
+    if (word.size() < 16 && (distance(word, verb.name) <= 2 || verb.name.starts_with(word))) {
+      message += ", did you mean '" + std::string(verb.name) + "'?";
       break;
     }
   }
-  message += " Verbs: list, info, dump, debug, groups, vacuum, install, uninstall; matches come "
-             "after the verb (corectl list " +
-             shown + ")";
+  std::string names;
+  for (const Verb& verb : verbs()) {
+    names += (names.empty() ? "" : ", ") + std::string(verb.name);
+  }
+  message += " Verbs: " + names + "; matches come after the verb (corectl list " + shown + ")";
   return message;
 }
 
@@ -213,7 +217,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   // --host list" lists the host named list). Any other word there is a mistyped verb ("corectl
   // inf ID"), never a match of an implied "list": that would answer "No crashes found." to a typo.
   const auto word = first_word(argv);
-  const bool is_verb = word && in(k_verbs, argv[*word]);
+  const bool is_verb = word && find_verb(argv[*word]) != nullptr;
   if (word && !is_verb && !top_level) {
     return std::unexpected(unknown_verb(argv[*word]));
   }
@@ -244,56 +248,78 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_flag("--no-pager", o.no_pager,
                "never page (default on a terminal: $CORECTL_PAGER, $PAGER or less)");
+  app.add_flag("-q,--quiet", o.quiet,
+               "no informational messages (which crash was taken, \"No crashes found.\"), no "
+               "column headers; warnings and errors stay");
   app.add_flag("--version", o.version, "the version");
 
-  auto verb = [&](const char* name, const char* help) {
-    CLI::App* sub = app.add_subcommand(name, help);
+  // Each verb of the table, with its help line; the options are the verb's own.
+  auto verb = [&](std::string_view name) {
+    const Verb* v = find_verb(name);
+    CLI::App* sub = app.add_subcommand(std::string(name), std::string(v->help));
     sub->fallthrough(); // the options above work after the verb too
-    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN and --no-pager "
+    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN, --no-pager and -q "
                 "(corectl --help).\n" +
                 std::string(k_footer));
     return sub;
   };
-  CLI::App* list = verb("list", "crashes, one per line, newest last");
+  CLI::App* list = verb("list");
   add_filters(list, o, raw, Selects::all);
   add_output(list, o, raw);
   raw.values_opt.push_back(
       list->add_option("--list-values", raw.values, "distinct ids, exes, comms or hosts")
           ->group("")); // for the shell completions
-  for (auto [name, help] : {std::pair{"groups", "crashes grouped by signature"},
-                            std::pair{"info", "everything the matching records say (default: "
-                                              "the newest)"}}) {
-    CLI::App* sub = verb(name, help);
+  raw.field_opt.push_back(
+      list->add_option("-F,--field", raw.field,
+                       "print FIELD of each crash, one per line: coredumpctl's COREDUMP_EXE, "
+                       "COREDUMP_PID, COREDUMP_SIGNAL … or a record key (id, executable, "
+                       "crash.signature, container.unit …)")
+          ->type_name("FIELD"));
+  // A core that is not in the store, for the verbs that show or hand over one crash.
+  auto add_file = [&](CLI::App* sub) {
+    raw.file_opt.push_back(
+        sub->add_option("--file", raw.file,
+                        "a core file not in the store (read with your rights, analysed here); "
+                        "no matches or filters then")
+            ->type_name("PATH"));
+  };
+  for (const char* name : {"groups", "info"}) {
+    CLI::App* sub = verb(name);
     add_filters(sub, o, raw, Selects::all);
     add_output(sub, o, raw);
+    if (name == std::string_view("info")) {
+      add_file(sub);
+    }
   }
-  CLI::App* dump =
-      verb("dump", "the original core of the newest match (decompressed, checksum verified)");
+  CLI::App* dump = verb("dump");
   add_filters(dump, o, raw, Selects::newest);
+  add_file(dump);
   raw.output_opt.push_back(
       dump->add_option("-o,--output", raw.output, "write the core to FILE (default: stdout)")
           ->type_name("FILE"));
-  CLI::App* debug =
-      verb("debug", "run a debugger (gdb) on the executable and the core of the newest match");
+  CLI::App* debug = verb("debug");
   add_filters(debug, o, raw, Selects::newest);
+  add_file(debug);
   raw.debugger_opt.push_back(
       debug
           ->add_option("--debugger", raw.debugger,
                        "debugger command line (default gdb); the executable and the core are "
                        "appended")
           ->type_name("CMD"));
+  raw.debugger_args_opt.push_back(
+      debug
+          ->add_option("-A,--debugger-arguments", raw.debugger_args,
+                       "more arguments for the debugger, split like a shell's words (quotes, "
+                       "backslashes; no shell runs), after corectl's own gdb options")
+          ->type_name("ARGS"));
   debug->add_flag("--debuginfod", o.debuginfod,
                   "let gdb fetch debug files from the servers DEBUGINFOD_URLS names (off by "
                   "default)");
-  CLI::App* vacuum =
-      verb("vacuum", "apply the retention policy now; with filters or matches, remove the "
-                     "cores of the crashes they select (records kept)");
+  CLI::App* vacuum = verb("vacuum");
   vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   add_filters(vacuum, o, raw, Selects::all);
   for (const char* name : {"install", "uninstall"}) {
-    CLI::App* sub = verb(name, name == std::string_view("install")
-                                   ? "point kernel.core_pattern at the handler (root)"
-                                   : "restore the previous kernel settings (root)");
+    CLI::App* sub = verb(name);
     sub->add_option("--handler", o.handler, "the handler")
         ->type_name("PATH")
         ->capture_default_str();
@@ -336,6 +362,9 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   take(raw.since_opt, raw.since, o.since);
   take(raw.until_opt, raw.until, o.until);
   take(raw.values_opt, raw.values, o.values);
+  take(raw.field_opt, raw.field, o.field);
+  take(raw.file_opt, raw.file, o.file);
+  take(raw.debugger_args_opt, raw.debugger_args, o.debugger_args);
   take(raw.output_opt, raw.output, o.output);
   take(raw.debugger_opt, raw.debugger, o.debugger);
   take(raw.release_opt, raw.kernel_release, o.kernel_release);
@@ -358,6 +387,14 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     o.json = JsonMode::pretty;
   } else {
     return std::unexpected("--json takes short, pretty or off, not '" + raw.json + "'");
+  }
+  if (o.file && (!o.matches.empty() || o.has_filter_options() || given(raw.limit_opt) || raw.one ||
+                 o.reverse)) {
+    return std::unexpected(std::string(
+        "--file names the one core to work on: no matches, filters, -n, -1 or -r with it"));
+  }
+  if (o.field && o.json != JsonMode::off) {
+    return std::unexpected(std::string("-F and --json contradict each other"));
   }
   if (raw.one) {
     if (o.limit && *o.limit != 1) {

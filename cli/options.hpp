@@ -3,7 +3,7 @@
 // its own --help).
 #pragma once
 
-#include "cli/render.hpp"
+#include "cli/output/term.hpp"
 
 #include <cstddef>
 #include <expected>
@@ -18,7 +18,7 @@ namespace cli {
 enum class JsonMode { off, short_, pretty };
 
 struct Options {
-  std::string verb; // list, info, dump, debug, groups, vacuum, install, uninstall
+  std::string verb; // a name of the verb table (verbs/verbs.hpp)
   // Positional matches (list, groups, info, dump, debug): ids, PIDs, names, paths and
   // FIELD=VALUE, read by parse_matches() (match.hpp).
   std::vector<std::string> matches;
@@ -28,6 +28,7 @@ struct Options {
   std::optional<std::string> config; // --config FILE (default: the system path, if present)
   Colour colour = Colour::auto_;     // --color=auto|always|never
   bool no_pager = false;             // --no-pager
+  bool quiet = false;                // -q / --quiet: no informational messages, no column headers
   bool version = false;
   std::string help_text; // set when --help was asked for: print it and exit 0
 
@@ -42,11 +43,14 @@ struct Options {
   std::optional<size_t> limit;       // -n / --limit: the newest N; -1 is -n 1
   bool reverse = false;              // -r / --reverse: newest first
   std::optional<std::string> values; // list --list-values=FIELD (hidden: shell completion)
+  std::optional<std::string> field;  // list -F / --field=FIELD: that field of each crash
 
+  std::optional<std::string> file;     // info, dump, debug --file PATH: a core not in the store
   std::optional<std::string> output;   // dump -o FILE
   std::optional<std::string> debugger; // debug --debugger CMD
-  bool debuginfod = false;             // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
-  bool dry_run = false;                // vacuum --dry-run
+  std::optional<std::string> debugger_args; // debug -A / --debugger-arguments ARGS
+  bool debuginfod = false; // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
+  bool dry_run = false;    // vacuum --dry-run
 
   // install / uninstall.
   std::string handler = "/usr/sbin/process-core";

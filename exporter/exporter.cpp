@@ -1,9 +1,9 @@
 #include "exporter/exporter.hpp"
 
-#include "common/base/config.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
 #include "common/base/log.hpp"
+#include "common/config/config.hpp"
 #include "exporter/crash_state.hpp"
 #include "exporter/http_server.hpp"
 #include "exporter/kmsg_follower.hpp"
@@ -61,25 +61,6 @@ std::string config_file_text(const Context& ctx) {
       ctx.options.config_given ? ctx.options.config_path : common::k_default_config_path;
   auto text = common::read_file(AT_FDCWD, path);
   return text ? std::move(*text) : std::string();
-}
-
-void print_usage() {
-  std::fputs(
-      "Usage: process-core-exporter [OPTIONS]\n"
-      "Serves crash counts from the process-core store as Prometheus metrics.\n"
-      "  --config FILE                  configuration (default "
-      "/etc/process-core/process-core.conf)\n"
-      "  --store DIR                    store root (overrides `store` of the configuration)\n"
-      "  --web.listen-address ADDR:PORT address to serve on, repeatable; [::1]:9464 for IPv6,\n"
-      "                                 :9464 for every address (overrides `listen`; default\n"
-      "                                 127.0.0.1:9464). --listen is the old name\n"
-      "  --web.telemetry-path PATH      path of the metrics (default /metrics)\n"
-      "  --web.config.file FILE         TLS and basic authentication, exporter-toolkit format\n"
-      "  --log.level LEVEL              debug, info (default), warn or error\n"
-      "  --log.format FORMAT            logfmt (default) or json; lines carry a timestamp\n"
-      "                                 unless journald reads them\n"
-      "  --version                      print the version\n",
-      stdout);
 }
 
 bool load_configuration(Context& ctx) {
@@ -323,76 +304,6 @@ int follow_store(Context& ctx) {
 
 } // namespace
 
-common::Expected<Options> parse_options(const std::vector<std::string>& args) {
-  Options o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    std::optional<std::string> inline_value;
-    if (arg.starts_with("--") && arg.find('=') != std::string::npos) {
-      inline_value = arg.substr(arg.find('=') + 1);
-      arg = arg.substr(0, arg.find('='));
-    }
-    auto value = [&]() -> common::Expected<std::string> {
-      if (inline_value) {
-        return *inline_value;
-      }
-      if (i + 1 >= args.size()) {
-        return common::fail("option '" + arg + "' needs a value");
-      }
-      return args[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      o.help = true;
-    } else if (arg == "--version") {
-      o.version = true;
-    } else if (arg == "--config" || arg == "--store" || arg == "--listen" ||
-               arg == "--web.listen-address" || arg == "--web.telemetry-path" ||
-               arg == "--web.config.file" || arg == "--log.level" || arg == "--log.format") {
-      auto v = value();
-      if (!v) {
-        return std::unexpected(v.error());
-      }
-      if (arg == "--config") {
-        o.config_path = *v;
-        o.config_given = true;
-      } else if (arg == "--store") {
-        o.store = *v;
-      } else if (arg == "--web.telemetry-path") {
-        // "/" is the landing page and /-/ the probes: the metrics cannot live there.
-        if (!v->starts_with('/') || *v == "/" || v->starts_with("/-/")) {
-          return common::fail("--web.telemetry-path needs a path like /metrics, got '" + *v + "'");
-        }
-        o.telemetry_path = *v;
-      } else if (arg == "--web.config.file") {
-        o.web_config = *v;
-      } else if (arg == "--log.level") {
-        const auto level = common::parse_log_level(*v);
-        if (!level) {
-          return common::fail("--log.level takes debug, info, warn or error, not '" +
-                              common::printable(*v) + "'");
-        }
-        o.log_level = *level;
-      } else if (arg == "--log.format") {
-        const auto format = common::parse_log_format(*v);
-        if (!format) {
-          return common::fail("--log.format takes logfmt or json, not '" + common::printable(*v) +
-                              "'");
-        }
-        o.log_format = *format;
-      } else {
-        if (auto a = parse_listen_address(*v); !a) {
-          return std::unexpected(a.error());
-        }
-        o.listen.push_back(*v);
-        o.listen_deprecated |= arg == "--listen";
-      }
-    } else {
-      return common::fail("unknown argument '" + args[i] + "'");
-    }
-  }
-  return o;
-}
-
 int run(const std::vector<std::string>& args) {
   Context ctx;
   common::init_logging("process-core-exporter", common::LogTarget::stderr);
@@ -405,7 +316,7 @@ int run(const std::vector<std::string>& args) {
   common::set_log_format(ctx.options.log_format);
   spdlog::set_level(ctx.options.log_level);
   if (ctx.options.help || ctx.options.version) {
-    ctx.options.help ? print_usage()
+    ctx.options.help ? static_cast<void>(std::fputs(usage_text().c_str(), stdout))
                      : static_cast<void>(std::puts("process-core-exporter " PROCESS_CORE_VERSION));
     return 0;
   }

@@ -28,6 +28,9 @@ struct Options {
 // Parses the arguments after argv[0]; the error names the offending argument.
 common::Expected<Options> parse_options(const std::vector<std::string>& args);
 
+// What --help prints.
+std::string usage_text();
+
 // Runs the exporter until SIGTERM or SIGINT; returns the process exit status.
 int run(const std::vector<std::string>& args);
 

@@ -368,7 +368,7 @@ common::Expected<ListenAddress> parse_listen_address(std::string_view text) {
     host = host.substr(1, host.size() - 2);
   } else if (host.find(':') != std::string_view::npos) {
     return common::fail("listen address " + common::quoted(text) +
-                        ": write IPv6 addresses in brackets, [::1]:9464");
+                        ": write IPv6 addresses in brackets, [::1]:19464");
   }
   return ListenAddress{std::string(host), std::string(port)};
 }
@@ -384,7 +384,7 @@ common::Expected<common::UniqueFd> bind_one(const std::string& text, std::string
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  // ":9464" means every address: the IPv6 wildcard, which also takes IPv4 (V6ONLY off).
+  // ":19464" means every address: the IPv6 wildcard, which also takes IPv4 (V6ONLY off).
   const bool any = address->host.empty();
   if (any) {
     hints.ai_family = AF_INET6;

@@ -36,7 +36,7 @@ struct HttpResponse {
 // Called on the server thread for every authenticated GET/HEAD.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
-// A listen address split into host and port: "127.0.0.1:9464", "[::1]:9464", ":9464" (every
+// A listen address split into host and port: "127.0.0.1:19464", "[::1]:19464", ":19464" (every
 // address, IPv6 and IPv4). The host is empty for the last form.
 struct ListenAddress {
   std::string host;
@@ -55,7 +55,7 @@ public:
   start(const std::vector<std::string>& addresses, const std::string& web_path,
         const WebConfig& web, HttpHandler handler);
 
-  // The bound addresses with their real ports, as "127.0.0.1:9464" or "[::1]:9464".
+  // The bound addresses with their real ports, as "127.0.0.1:19464" or "[::1]:19464".
   const std::vector<std::string>& bound() const;
 
   // Stops the daemons: connections in flight are closed (milliseconds).

@@ -6,6 +6,8 @@
 #include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"
 #include "common/store/store.hpp"
+#include "handler/context.hpp"
+#include "handler/steps.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -290,6 +292,84 @@ unsigned recent_cores(const common::Store& store, const std::string& exe,
                      count_recent(dirfd, cutoff, owner, ids);
                    });
   return static_cast<unsigned>(ids.size());
+}
+
+// Step 5 of the handler, over the locks above.
+
+namespace {
+
+// The pipe the kernel writes the core into is 64 KiB; a bigger one lets the kernel run ahead of
+// us and release the crashed process sooner. 1 MiB is the default pipe-max-size.
+constexpr int k_pipe_size = 1 << 20;
+
+// The crashing uid's slot first, then one of all: a user whose dumps stall (a process that
+// never finishes dumping) holds at most max_captures_per_user slots for capture_timeout, and the
+// others stay free for everyone else. Without %u there is no uid to count: only max_captures.
+void take_capture_slots(Context& ctx) {
+  const int dir = ctx.runtime_dir.get();
+  const unsigned per_user = std::min(ctx.config.max_captures_per_user, ctx.config.max_captures);
+  if (ctx.args.uid && *ctx.args.uid >= 0 && *ctx.args.uid <= static_cast<uid_t>(-1)) {
+    const auto uid = static_cast<uid_t>(*ctx.args.uid);
+    auto mine = try_user_slot(dir, uid, per_user);
+    if (!mine) {
+      ctx.warnings.push_back(mine.error().message + ": no per-user admission control");
+    } else if (!*mine) {
+      ctx.lean = true;
+      ctx.lean_reason = std::to_string(per_user) + " captures of uid " + std::to_string(uid) +
+                        " already running (max_captures_per_user)";
+      return;
+    } else {
+      ctx.user_slot = std::move(*mine);
+    }
+  }
+  auto slot = try_capture_slot(dir, ctx.config.max_captures);
+  if (!slot) {
+    ctx.warnings.push_back(slot.error().message + ": no admission control, capturing anyway");
+  } else if (!*slot) {
+    ctx.lean = true;
+    ctx.lean_reason =
+        std::to_string(ctx.config.max_captures) + " captures already running (max_captures)";
+    ctx.user_slot.reset();
+  } else {
+    ctx.slot = std::move(*slot);
+  }
+}
+
+} // namespace
+
+// 5. Admission, as root: a capture slot, or the lean path. A storm of crashes must cost a
+// bounded amount of memory and CPU, and the kernel must never skip a dump because handlers are
+// busy (core_pipe_limit = 0): past max_captures, a handler records the crash without its core.
+void admit_capture(Context& ctx) {
+  auto dir = open_runtime_dir(ctx.config.runtime_dir);
+  if (!dir) {
+    // Fail open: a core for every crash as before, rather than no core at all.
+    ctx.warnings.push_back(dir.error().message + ": no admission control, capturing anyway");
+  } else {
+    ctx.runtime_dir = std::move(*dir);
+    take_capture_slots(ctx);
+    if (!ctx.lean && ctx.config.rate_limit_burst > 0) {
+      auto lock = open_rate_lock(ctx.runtime_dir.get(), ctx.record.store_exe);
+      if (lock) {
+        ctx.rate_lock = std::move(*lock);
+      } else {
+        ctx.warnings.push_back(lock.error().message + ": rate limit without a lock");
+      }
+    }
+  }
+  if (ctx.lean) {
+    // Close the pipe at once: the kernel's next write fails and it stops dumping, the crashed
+    // process is released, and nothing of the core is read or compressed.
+    ctx.input.reset();
+    return;
+  }
+  // Only now enlarge the pipe: while it is full the kernel is blocked writing the core, which
+  // keeps the process and its /proc entries alive for the reads in identify_crash even when
+  // core_pipe_limit is 0. From here on, draining fast matters more.
+  if (ctx.input) {
+    // Best effort: fails harmlessly when stdin is not a pipe.
+    ::fcntl(ctx.input.get(), F_SETPIPE_SZ, k_pipe_size);
+  }
 }
 
 } // namespace handler

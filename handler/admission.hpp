@@ -1,7 +1,8 @@
 // Admission control: how many full captures run at once (in all and per uid), and the exact rate
 // limit per (uid, executable). All rest on locks of root-only files under the runtime directory,
 // which the kernel releases when a handler exits or dies, and which no unprivileged user can open
-// (or hold).
+// (or hold). The handler's step 5 over them, admit_capture(), is declared in handler/steps.hpp;
+// the storage policy that counts the rate limit under them is handler/policy.
 #pragma once
 
 #include "common/base/error.hpp"

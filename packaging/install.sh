@@ -22,5 +22,5 @@ apt-get install -y -qq "$deb" >/dev/null
 echo
 echo "process-core is installed: kernel.core_pattern = $(cat /proc/sys/kernel/core_pattern)"
 echo "Captured crashes:   corectl list          (details: corectl info ID, gdb: corectl debug ID)"
-echo "Metrics:            curl -s http://127.0.0.1:9464/metrics | grep processcore_coredumps_total"
+echo "Metrics:            curl -s http://127.0.0.1:19464/metrics | grep processcore_coredumps_total"
 echo "Remove everything:  apt purge process-core"

@@ -17,8 +17,8 @@
 //    are retired (through the ledger, like 1) in the same order, by record bytes.
 #pragma once
 
-#include "common/base/config.hpp"
 #include "common/base/error.hpp"
+#include "common/config/config.hpp"
 #include "common/store/store.hpp"
 
 #include <cstdint>

@@ -26,7 +26,7 @@ _corectl_add_matching() {
 _corectl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
   local verbs="list info dump debug groups vacuum install uninstall"
-  local global="--store --config --color --no-pager --help --version"
+  local global="--store --config --color --no-pager --quiet --help --version"
   local filters="--host --exe --signal --since --until"
   local output="--limit -1 --reverse --json --no-legend"
   COMPREPLY=()
@@ -44,7 +44,7 @@ _corectl() {
     mapfile -t COMPREPLY < <(compgen -d -- "$cur")
     return
     ;;
-  --config | -o | --output | --handler)
+  --config | -o | --output | --handler | --file)
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     return
     ;;
@@ -54,6 +54,10 @@ _corectl() {
     ;;
   --json)
     mapfile -t COMPREPLY < <(compgen -W "short pretty off" -- "$cur")
+    return
+    ;;
+  -F | --field)
+    mapfile -t COMPREPLY < <(compgen -W "COREDUMP_PID COREDUMP_UID COREDUMP_GID COREDUMP_SIGNAL COREDUMP_SIGNAL_NAME COREDUMP_EXE COREDUMP_COMM COREDUMP_CMDLINE COREDUMP_HOSTNAME COREDUMP_RLIMIT COREDUMP_UNIT COREDUMP_TIMESTAMP COREDUMP_FILENAME id time hostname executable signal_name crash.signature core.reason container.unit" -- "$cur")
     return
     ;;
   --signal)
@@ -68,7 +72,7 @@ _corectl() {
     _corectl_add_matching < <(_corectl_store_values exes)
     return
     ;;
-  -S | --since | -U | --until | -n | --limit | --debugger)
+  -S | --since | -U | --until | -n | --limit | --debugger | -A | --debugger-arguments)
     return # free text
     ;;
   esac
@@ -86,9 +90,11 @@ _corectl() {
   local opts
   case $verb in
   "") opts="$global" ;;
-  list | groups | info) opts="$global $filters $output" ;;
-  dump) opts="$global $filters --output" ;;
-  debug) opts="$global $filters --debugger --debuginfod" ;;
+  list) opts="$global $filters $output --field" ;;
+  groups) opts="$global $filters $output" ;;
+  info) opts="$global $filters $output --file" ;;
+  dump) opts="$global $filters --output --file" ;;
+  debug) opts="$global $filters --debugger --debugger-arguments --debuginfod --file" ;;
   vacuum) opts="$global --dry-run" ;;
   install | uninstall) opts="$global --handler --sysctl-dir --state-dir" ;;
   esac
@@ -102,7 +108,7 @@ _corectl() {
     list | groups | info | dump | debug)
       # Matches: record ids, then executables and command names; FIELD= on request.
       if [[ $cur == [A-Z]* ]]; then
-        mapfile -t COMPREPLY < <(compgen -W "ID= PID= UID= COMM= EXE= HOST= SIGNAL= SIGNATURE=" -- "$cur")
+        mapfile -t COMPREPLY < <(compgen -W "ID= PID= UID= COMM= EXE= HOST= SIGNAL= SIGNATURE= UNIT= COREDUMP_UNIT=" -- "$cur")
         compopt -o nospace 2>/dev/null
       elif [[ $cur == /* ]]; then
         _corectl_add_matching < <(_corectl_store_values exes)

@@ -5,7 +5,8 @@ configured with CMAKE_INSTALL_PREFIX=/usr, as tests/run.sh does). When process-c
 installed here (packaging/install.sh, then tests/run.sh), that installation is set aside first —
 repacked with dpkg-repack, its store and /etc/process-core kept, then purged — and put back
 afterwards; the test then checks that it is exactly as it was (package files, settings, store,
-configuration, user, exporter).
+configuration, user, exporter). An upgrade from 0.1.0 is tested with the built package
+relabelled as that version.
 """
 import contextlib
 import hashlib
@@ -269,3 +270,102 @@ def test_install_capture_export_purge(deb, tmp_path):
         removed = before["files"] - after["files"]
         assert not added, sorted(added)
         assert not removed, sorted(removed)
+
+
+def old_package(deb, out, version="0.1.0"):
+    """`deb` relabelled as an earlier version whose sample configuration still named 9464: the
+    version is what postinst compares, the configuration what dpkg installs as the conffile."""
+    tree = pathlib.Path(out) / "old"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    control = tree / "DEBIAN" / "control"
+    text = re.sub(r"^Version: .*$", f"Version: {version}", control.read_text(), flags=re.M)
+    control.write_text(text)
+    conf = tree / ETC.lstrip("/") / "process-core.conf"
+    conf.write_text(conf.read_text().replace("#listen = 127.0.0.1:19464",
+                                             "#listen = 127.0.0.1:9464"))
+    md5sums = tree / "DEBIAN" / "md5sums"
+    if md5sums.exists():  # keep it true for the file changed above
+        rel = str(conf.relative_to(tree))
+        digest = hashlib.md5(conf.read_bytes()).hexdigest()
+        md5sums.write_text(re.sub(rf"^\S+  {re.escape(rel)}$", f"{digest}  {rel}",
+                                  md5sums.read_text(), flags=re.M))
+    old = pathlib.Path(out) / f"process-core_{version}_old.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(old)], check=True,
+                   capture_output=True)
+    return old
+
+
+def listen_lines():
+    text = pathlib.Path(ETC, "process-core.conf").read_text()
+    return re.findall(r"^[ \t]*listen[ \t]*=[ \t]*(.*?)[ \t]*$", text, re.M)
+
+
+def exporter_address():
+    """The address the installed exporter, run as its unit runs it with nothing but the
+    configuration to go on, listens on (or fails to, when something else has that port)."""
+    unit = pathlib.Path(UNIT).read_text()
+    user = re.search(r"^User=(\S+)", unit, re.M).group(1)
+    argv = shlex.split(re.search(r"^ExecStart=(.+)$", unit, re.M).group(1))
+    proc = subprocess.Popen(["runuser", "-u", user, "--", *argv], stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            line = proc.stderr.readline()
+            if m := re.search(r"(?:listening on |Failed to listen on ')([^\s']+:\d+)", line):
+                return m.group(1)
+            if not line:
+                break
+        raise AssertionError("the exporter named no address")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_upgrade_keeps_the_old_default_port(deb, tmp_path):
+    """A host upgraded from a version that listened on 9464 by default keeps 9464 when its
+    configuration never set `listen`, once however often it is configured; an address the admin
+    set is left alone, and a fresh install takes the new default, 19464."""
+    old = old_package(deb, tmp_path)
+    with pctest.machine_lock(), installation_set_aside(tmp_path):
+        before = snapshot()
+        dpkg = ["dpkg", "--force-confold", "-i"]
+        try:
+            # Upgraded without an address of its own: the old one is written down.
+            subprocess.run([*dpkg, str(old)], check=True, capture_output=True)
+            assert listen_lines() == []
+            subprocess.run([*dpkg, str(deb)], check=True, capture_output=True)
+            assert listen_lines() == ["127.0.0.1:9464"]
+            conf = pathlib.Path(ETC, "process-core.conf")
+            assert "upgrade from 0.1.0" in conf.read_text()
+            assert conf.stat().st_mode & 0o777 == 0o644 and conf.stat().st_uid == 0
+            assert exporter_address() == "127.0.0.1:9464"
+            # Configured again (a reinstall): nothing added twice.
+            subprocess.run([*dpkg, str(deb)], check=True, capture_output=True)
+            assert listen_lines() == ["127.0.0.1:9464"]
+            subprocess.run(["dpkg", "--purge", "process-core"], check=True, capture_output=True)
+
+            # Upgraded with an address the admin chose: kept as it is.
+            subprocess.run([*dpkg, str(old)], check=True, capture_output=True)
+            with conf.open("a") as f:
+                f.write("listen = 127.0.0.1:9999\n")
+            chosen = conf.read_text()
+            subprocess.run([*dpkg, str(deb)], check=True, capture_output=True)
+            assert conf.read_text() == chosen
+            subprocess.run(["dpkg", "--purge", "process-core"], check=True, capture_output=True)
+
+            # A fresh install listens on the new default.
+            subprocess.run([*dpkg, str(deb)], check=True, capture_output=True)
+            assert listen_lines() == []
+            assert exporter_address() == "127.0.0.1:19464"
+        finally:
+            subprocess.run(["dpkg", "--purge", "process-core"], capture_output=True)
+            after = snapshot()
+            for path, value in before["settings"].items():
+                if pathlib.Path(path).read_text() != value:
+                    pathlib.Path(path).write_text(value)
+        assert after["settings"] == before["settings"]
+        assert after["user"] == before["user"] and after["group"] == before["group"]
+        added = {f for f in after["files"] - before["files"] if "/man/index" not in f}
+        assert not added, sorted(added)
+        assert not before["files"] - after["files"], sorted(before["files"] - after["files"])

@@ -148,7 +148,7 @@ def probe_as(m, unit):
 
 def metrics_inside(m):
     """GET /metrics from inside the container, as an unprivileged transient unit."""
-    script = ("exec 3<>/dev/tcp/127.0.0.1/9464 && "
+    script = ("exec 3<>/dev/tcp/127.0.0.1/19464 && "
               "printf 'GET /metrics HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n' >&3 "
               "&& cat <&3")
     return m.run_unit(["bash", "-c", script], DynamicUser="yes")

@@ -8,7 +8,7 @@
 // byte-level mutations also reach the shapes that once crashed the readers:
 //   0 as it is; 1 wrapped in N '[' … ']'; 2 nested N deep as {"crash": …}; 3 repeated N times;
 // N comes from the next two bytes (up to 65535 levels, or a few MiB of text).
-#include "cli/cache.hpp"
+#include "cli/catalog/cache.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/record.hpp"
 #include "common/store/record_summary.hpp"

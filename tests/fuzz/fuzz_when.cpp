@@ -1,7 +1,7 @@
-// libFuzzer target for corectl's time specifications (cli/when.cpp, built by run_fuzz_when.sh):
+// libFuzzer target for corectl's time specifications (cli/catalog/when.cpp, built by run_fuzz_when.sh):
 // any text, at any "now", must give an answer or none without reading outside the input and
 // without signed overflow (UBSan aborts on either): spans are summed in int64 and added to now.
-#include "cli/when.hpp"
+#include "cli/catalog/when.hpp"
 
 #include <cstddef>
 #include <cstdint>

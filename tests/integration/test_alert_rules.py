@@ -110,7 +110,7 @@ def test_example_alertmanager_config():
     for severity in ("critical", "warning"):
         out = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}",
                               "alertname=ProcessCrashed", f"severity={severity}",
-                              "instance=web-1:9464", "job=process-core"],
+                              "instance=web-1:19464", "job=process-core"],
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stdout + out.stderr
         assert out.stdout.strip() == "pager", (severity, out.stdout)
@@ -204,7 +204,7 @@ def test_documented_queries_count_first_crashes(tmp_path):
     import yaml
     queries = documented_queries()
     assert set(queries) >= {"crashed-executables-24h", "crashes-per-executable-24h", "latest-crash"}
-    target = 'job="process-core",instance="web-1:9464"'
+    target = 'job="process-core",instance="web-1:19464"'
 
     def crashes(exe, counts, times):
         labels = f'hostname="web-1",executable="{exe}",signal="SEGV",core_present="true",{target}'

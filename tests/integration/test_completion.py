@@ -59,6 +59,13 @@ def test_verbs_and_per_verb_options(store):
     assert {"--no-legend", "--json", "--since", "-1"} <= set(complete(config, "list", "-"))
     assert complete(config, "list", "--json", "=", "p") == ["pretty"]
     assert complete(config, "--color", "n") == ["never"]
+    # coredumpctl's -F, -A, -q and UNIT=.
+    assert "--field" in complete(config, "list", "--") and "--field" not in complete(config, "info", "--")
+    assert complete(config, "list", "-F", "COREDUMP_E") == ["COREDUMP_EXE"]
+    assert "--debugger-arguments" in complete(config, "debug", "--")
+    assert "--quiet" in complete(config, "info", "--q")
+    assert complete(config, "list", "UN") == ["UNIT="]
+    assert "--file" in complete(config, "debug", "--f") and "--file" not in complete(config, "list", "--f")
 
 
 def test_store_values(store):

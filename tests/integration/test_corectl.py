@@ -112,8 +112,8 @@ def test_id_errors(fixture):
 
 
 def ids_of(listing):
-    """The ids column of a list without legend."""
-    return [line.split()[2] for line in listing.decode().splitlines()]
+    """The ids column of a list without legend (TIME is four words: "Sat 2025-11-22 02:53:20 UTC")."""
+    return [line.split()[4] for line in listing.decode().splitlines()]
 
 
 @pytest.mark.parametrize("matches,expected", [
@@ -677,3 +677,180 @@ def test_unreadable_records_are_listed_from_their_place(tmp_path):
     assert "/opt/db/bin/dbd" in broken[0] or "/usr/bin/app" in broken[0], out
     assert "00000000000000b2" in out, out
     assert b"malformed" in r.stderr
+
+
+# --- coredumpctl's habits: TIME read back, -q, -F, UNIT=, -A ----------------------------------
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", "America/Sao_Paulo"])
+def test_list_times_read_back_with_since_and_until(fixture, tz):
+    """TIME is "Sat 2025-11-22 02:53:20 UTC" (or CET, or -0300 where the zone has no word for
+    an abbreviation): -S and -U take it back, to the second."""
+    _, config, _ = fixture
+    env = {"TZ": tz}
+    listing = corectl(config, "list", "--no-legend", env=env, check=True).stdout.decode()
+    rows = [line.split() for line in listing.splitlines()]
+    assert rows and all(len(r[0]) == 3 and r[3] == {"UTC": "UTC", "Europe/Berlin": "CET",
+                                                    "America/Sao_Paulo": "-0300"}[tz]
+                        for r in rows), rows
+    for row in rows:
+        when = " ".join(row[:4])
+        r = corectl(config, "list", "--no-legend", "-S", when, "-U", when, env=env)
+        assert r.returncode == 0, r.stderr
+        assert ids_of(r.stdout) == [row[4]], (when, r.stdout)
+
+
+def test_quiet_leaves_out_headers_and_notes(fixture, tmp_path):
+    _, config, sent = fixture
+    plain = corectl(config, "list", check=True).stdout.decode().splitlines()
+    assert corectl(config, "list", "-q", check=True).stdout.decode().splitlines() == plain[1:]
+    assert corectl(config, "--quiet", "groups", check=True).stdout.decode().splitlines() == \
+        corectl(config, "groups", "--no-legend", check=True).stdout.decode().splitlines()
+    r = corectl(config, "dump", "-q", "HOST=web1", check=True)
+    assert r.stdout == sent["7e57ab1e00000002"] and r.stderr == b"", r.stderr
+    r = corectl(config, "list", "-q", "--host", "nowhere")
+    assert r.returncode == 1 and r.stderr == b"" and r.stdout == b""
+    # Warnings and errors stay.
+    r = corectl(config, "info", "-q", "ffffffffffff")
+    assert r.returncode == 3 and r.stderr, r.stderr
+
+
+def test_field_prints_one_field_of_each_crash(fixture):
+    store, config, _ = fixture
+    def field(*args):
+        r = corectl(config, "list", *args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.decode().splitlines()
+    assert field("-F", "COREDUMP_PID") == ["5000001", "5000002", "5000003", "5000004", "5000005"]
+    assert field("app", "-F", "COREDUMP_EXE") == ["/usr/bin/app"] * 3
+    assert field("app", "--field=COREDUMP_SIGNAL_NAME") == ["SIGSEGV", "SIGSEGV", "SIGABRT"]
+    assert field("app", "-F", "COREDUMP_SIGNAL", "-r") == ["6", "11", "11"]
+    assert field("-F", "COREDUMP_UID", "-n", "2") == ["0", "1001"]
+    assert field("-F", "id", "--exe", "dbd") == ["0123456789abcdef"]
+    assert field("-F", "crash.signature", "--host", "web1") == ["1" * 16] * 2
+    assert field("-F", "COREDUMP_TIMESTAMP", "-1") == [str((corefixture.BASE_TIME + 7200) * 10**6)]
+    # The stored core's path while it is there: none for the crash that kept no core.
+    paths = field("-F", "COREDUMP_FILENAME", "app")
+    assert len(paths) == 2 and all(pathlib.Path(p).is_file() and p.startswith(str(store))
+                                   for p in paths), paths
+    # Hostile names stay escaped, one line each; objects come as JSON.
+    assert field("-F", "COREDUMP_HOSTNAME", "--exe", "/tmp/evil") == ["evil\\x1b[31mred"]
+    assert json.loads(field("-F", "core", "-1")[0])["reason"] == "not_elf"
+    # A crash without the field prints nothing.
+    assert field("-F", "crash.no_such_key") == []
+    for bad in (["-F", "COREDUMP_NOPE"], ["-F", "Exe"], ["-F", "a..b"], ["-F", "id", "--json"]):
+        r = corectl(config, "list", *bad)
+        assert r.returncode == 2, (bad, r.stderr)
+
+
+def test_unit_matches(tmp_path):
+    """UNIT=, COREDUMP_UNIT= and _SYSTEMD_UNIT= select by the record's container.unit."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    edit_record(store, "c0ffee00a1b2c3d4", container={"unit": "app.service", "cgroup": "/x"})
+    edit_record(store, "0123456789abcdef", container={"unit": "db.service"})
+    for match in ("UNIT=app.service", "COREDUMP_UNIT=app.service", "_SYSTEMD_UNIT=app.service",
+                  "unit=app.service"):
+        r = corectl(config, "list", "--no-legend", match)
+        assert r.returncode == 0, r.stderr
+        assert ids_of(r.stdout) == ["c0ffee00a"], (match, r.stdout)
+    r = corectl(config, "list", "--no-legend", "UNIT=app.service", "UNIT=db.service")
+    assert ids_of(r.stdout) == ["c0ffee00a", "012345678"], r.stdout
+    r = corectl(config, "list", "UNIT=app.service", "--host", "web2")
+    assert r.returncode == 1
+    r = corectl(config, "list", "-F", "COREDUMP_UNIT", check=True)
+    assert r.stdout.decode().splitlines() == ["app.service", "db.service"]
+    r = corectl(config, "info", "_SYSTEMD_UNIT=db.service", "--json", check=True)
+    assert json.loads(r.stdout)["id"] == "0123456789abcdef"
+    r = corectl(config, "vacuum", "--dry-run", "UNIT=app.service", check=True)
+    assert [l.split()[3] for l in r.stdout.decode().splitlines()
+            if l.startswith("Would remove core")] == ["c0ffee00a1b2c3d4"], r.stdout
+    r = corectl(config, "list", "UNIT=")
+    assert r.returncode == 2
+
+
+def test_debugger_arguments_come_after_the_safety_options(fixture, tmp_path):
+    _, config, _ = fixture
+    gdb, tmpdir = fake_gdb(tmp_path)
+    r = corectl(config, "debug", "--debugger", str(gdb), "-A",
+                "-batch -ex 'thread apply all bt' -ex \"p \\\"x\\\"\" a\\ b", "5000002",
+                env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    args = (gdb.parent / "gdb-args").read_text().splitlines()
+    mine = args.index("-batch")
+    assert "set auto-load off" in args[:mine] and args[:mine].count("-iex") >= 4, args
+    # /usr/bin/app is not on this machine: the core alone follows, as "--core CORE".
+    end = args.index("--") if "--" in args else args.index("--core")
+    assert args[mine:end] == ["-batch", "-ex", "thread apply all bt", "-ex", 'p "x"', "a b"], args
+    assert len(args) - end in (2, 3), args
+    r = corectl(config, "debug", "--debugger", str(gdb), "--debugger-arguments=-ex 'bt", "5000002",
+                env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 2 and b"unterminated" in r.stderr, r.stderr
+
+
+# --- --file: a core that is not in the store --------------------------------------------------
+
+def test_info_on_a_core_file_outside_the_store(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.crasher_core("segv"))
+    # No store is read: a configuration pointing nowhere does not matter.
+    r = corectl(config, "--store", str(tmp_path / "no-store"), "info", "--file", str(core))
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    for want in ("Signal: 11 (SEGV), si_code 1 (SEGV_MAPERR)", "Comm: pc_crasher",
+                 "Symbol: pc_crash_null_write", f"Core file: {core}",
+                 "Record: - (a core not in the store)", "Thread ", "Mapped files:"):
+        assert want in out, (want, out)
+    # The same analysis as the handler's: the record the handler wrote for this kind of core.
+    rec = json.loads(corectl(config, "info", "--file", str(core), "--json", check=True).stdout)
+    stored = json.loads(corectl(config, "info", "c0ffee00a1b2c3d4", "--json", check=True).stdout)
+    assert rec["signal"] == 11 and rec["comm"] == "pc_crasher" and rec["core"]["compression"] == "none"
+    assert rec["crash"]["signature_chain"] == stored["crash"]["signature_chain"].replace(
+        "<offset>", rec["crash"]["signature_chain"].split("+")[-1])
+    assert [f.get("symbol") is not None for f in rec["crash"]["stacks"][0]["frames"]] == \
+        [f.get("symbol") is not None for f in stored["crash"]["stacks"][0]["frames"]]
+
+
+def test_dump_and_debug_on_a_core_file(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.crasher_core("abort"))
+    out = tmp_path / "out"
+    r = corectl(config, "dump", "--file", str(core), "-o", str(out))
+    assert r.returncode == 0 and out.read_bytes() == core.read_bytes(), r.stderr
+    assert corectl(config, "dump", "--file", str(core), check=True).stdout == core.read_bytes()
+    gdb, tmpdir = fake_gdb(tmp_path)
+    r = corectl(config, "debug", "--file", str(core), "--debugger", str(gdb), "-A", "-batch",
+                env={"TMPDIR": str(tmpdir)})
+    assert r.returncode == 0, r.stderr
+    args = (gdb.parent / "gdb-args").read_text().splitlines()
+    assert "set auto-load off" in args and args[args.index("-batch") + 1] == "--", args
+    assert args[-2].endswith("/sysroot" + str(pctest.env_path("PC_CRASHER"))), args
+    assert args[-1].startswith(str(tmpdir)) and list(tmpdir.iterdir()) == []
+
+
+def test_core_files_that_are_no_cores(fixture, tmp_path):
+    store, config, _ = fixture
+    text = tmp_path / "text"
+    text.write_text("not a core\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    stored = next(store.glob("web1/*/c0ffee00a1b2c3d4.core.zst"))
+    for path, status, why in ((text, 1, b"not an ELF core"), (fifo, 2, b"not a regular file"),
+                              (stored, 2, b"zstd-compressed"), (tmp_path / "none", 1, b"No such file")):
+        for verb in ("info", "dump", "debug"):
+            r = corectl(config, verb, "--file", str(path), "-o" if verb == "dump" else "--no-pager",
+                        *([str(tmp_path / "o")] if verb == "dump" else []))
+            assert r.returncode == status and why in r.stderr, (verb, path, r.stderr)
+    assert not (tmp_path / "o").exists()
+    r = corectl(config, "info", "--file", str(text), "app")
+    assert r.returncode == 2 and b"--file names the one core" in r.stderr
+    assert corectl(config, "list", "--file", str(text)).returncode == 2
+
+
+def test_core_file_names_are_escaped(fixture, tmp_path):
+    _, config, _ = fixture
+    core = tmp_path / "core"
+    core.write_bytes(corefixture.elf_core(files=(b"/tmp/lib\x1b]0;pwned\x07.so",)))
+    r = corectl(config, "info", "--file", str(core))
+    assert r.returncode == 0, r.stderr
+    assert b"\x1b" not in r.stdout and b"/tmp/lib\\x1b]0;pwned\\x07.so" in r.stdout, r.stdout

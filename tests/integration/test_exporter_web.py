@@ -144,7 +144,7 @@ def test_bad_web_config_is_an_error(tmp_path):
                             "--web.listen-address", "127.0.0.1:0", "--web.config.file", str(web)],
                            capture_output=True, text=True, timeout=10)
         assert r.returncode == 1 and message in r.stderr, r.stderr
-    r = subprocess.run([exe, "--web.listen-address", "::1:9464"], capture_output=True, text=True,
+    r = subprocess.run([exe, "--web.listen-address", "::1:19464"], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 2 and "brackets" in r.stderr
     r = subprocess.run([exe, "--web.telemetry-path", "/-/x"], capture_output=True, text=True,

@@ -341,9 +341,10 @@ def test_one_record_size_limit_for_every_reader(fixture, tmp_path):
     r = corectl(config, "list")
     assert r.returncode == 0, r.stderr
     assert b"larger than %d bytes" % READER_LIMIT in r.stderr, r.stderr
-    rows = {line.split()[2][:8]: line.split() for line in r.stdout.decode().splitlines()[1:]}
-    assert rows["7e57ab1e"][5] == "SEGV", rows
-    assert rows["01234567"][5] == "unknown", rows  # listed from its place in the store only
+    # TIME is four words ("Sat 2025-11-22 02:53:20 UTC"), then ID, HOST, EXECUTABLE, SIG.
+    rows = {line.split()[4][:8]: line.split() for line in r.stdout.decode().splitlines()[1:]}
+    assert rows["7e57ab1e"][7] == "SEGV", rows
+    assert rows["01234567"][7] == "unknown", rows  # listed from its place in the store only
     assert corectl(config, "info", "7e57ab1e00000002").returncode == 0
     r = corectl(config, "info", "0123456789abcdef")
     assert r.returncode == 1 and b"larger than %d bytes" % READER_LIMIT in r.stderr, r.stderr

@@ -134,18 +134,34 @@ def test_retention_timer_and_service_verify(tmp_path):
     assert "process-core-vacuum.timer" in (PACKAGING / "debian" / "postinst").read_text()
 
 
-def test_every_configuration_key_is_documented():
-    """Every key the configuration parser reads is in the shipped file (as a commented default)
-    and in the handler's man page; and the shipped file names no key the parser does not read."""
-    code = (SOURCE / "common" / "base" / "config.cpp").read_text()
-    keys = set(re.findall(r'key == "([a-z_]+)"', code))
-    assert {"store", "max_records", "max_record_age"} <= keys, keys
+def config_table():
+    """The configuration table (common/config) as pc_config_keys prints it, in its order."""
+    out = subprocess.run([str(pctest.env_path("PC_CONFIG_KEYS"))], capture_output=True,
+                         check=True, text=True).stdout
+    return [(row["name"], row["default"]) for row in json.loads(out)]
+
+
+def test_documented_sample_shows_exactly_the_table():
+    """The shipped file has one commented line "#key = default" for every key of the table, with
+    the table's default, in the table's order, and no other key."""
+    table = config_table()
+    assert len(table) >= 20 and ("store", "/var/lib/process-core") in table
     shipped = (PACKAGING / "process-core.conf").read_text()
-    documented = set(re.findall(r"^#([a-z_]+) = ", shipped, re.M))
-    assert keys == documented, (keys - documented, documented - keys)
-    man = (PACKAGING / "man" / "process-core.8").read_text().replace("\\_", "_").replace("\\fB", "")
-    missing = [k for k in keys if k not in man]
-    assert not missing, f"not in process-core.8: {missing}"
+    documented = re.findall(r"^#([a-z_]+) = ?(.*?)[ \t]*$", shipped, re.M)
+    assert documented == table, (set(documented) ^ set(table))
+    # Nothing else looks like a setting (an uncommented or misspelt key).
+    others = [l for l in shipped.splitlines() if l and not l.startswith("#")]
+    assert not others, others
+
+
+def test_man_page_shows_exactly_the_table():
+    """process-core(8)'s CONFIGURATION section has an entry ".B key = default" for every key of
+    the table, with the table's default, and none for a key the table does not have."""
+    man = (PACKAGING / "man" / "process-core.8").read_text()
+    section = man.split(".SH CONFIGURATION\n", 1)[1].split("\n.SH ", 1)[0]
+    entries = re.findall(r"^\.TP\n\.B ([a-z_]+) = ?(.*?)[ \t]*$", section, re.M)
+    entries = [(k, v.replace("\\-", "-")) for k, v in entries]
+    assert entries == config_table(), set(entries) ^ set(config_table())
 
 
 def test_corectl_man_page_covers_every_option():

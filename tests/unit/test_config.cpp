@@ -1,4 +1,4 @@
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -135,4 +135,93 @@ TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") 
     CHECK(b.warnings.size() == 1);
     CHECK(b.config.analysis_memory_limit == Config{}.analysis_memory_limit);
   }
+}
+
+TEST_CASE("the table: one row per key, every default valid and what Config{} holds", "[config]") {
+  const auto keys = config_keys();
+  REQUIRE(keys.size() == 22);
+  std::string all_defaults;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    INFO(keys[i].name);
+    CHECK_FALSE(keys[i].doc.empty());
+    for (size_t j = i + 1; j < keys.size(); ++j) {
+      CHECK(keys[i].name != keys[j].name);
+      CHECK_FALSE(keys[i].field == keys[j].field); // no two keys set the same field
+    }
+    Config c;
+    CHECK(apply_config_value(keys[i], keys[i].default_value, c));
+    CHECK(c == Config{});
+    all_defaults += std::string(keys[i].name) + " = " + std::string(keys[i].default_value) + "\n";
+  }
+  // The sample with every line uncommented changes nothing.
+  const auto r = parse_config(all_defaults);
+  CHECK(r.warnings.empty());
+  CHECK(r.config == Config{});
+}
+
+TEST_CASE("the defaults are the ones documented before the table", "[config]") {
+  const Config c;
+  CHECK(c.store == "/var/lib/process-core");
+  CHECK(c.user == "process-core");
+  CHECK(c.compression_level == 1);
+  CHECK(c.compression_threads == 1);
+  CHECK(c.max_core_size == 16ULL << 30);
+  CHECK(c.keep_free == DiskAmount{0, 15});
+  CHECK(c.max_use == DiskAmount{0, 10});
+  CHECK(c.rate_limit_burst == 10);
+  CHECK(c.rate_limit_interval == 3600);
+  CHECK(c.max_captures == 8);
+  CHECK(c.max_captures_per_user == 4);
+  CHECK(c.runtime_dir == "/run/process-core");
+  CHECK(c.capture_timeout == 300);
+  CHECK(c.analysis_timeout == 30);
+  CHECK(c.analysis_memory_limit == 512ULL << 20);
+  CHECK(c.max_executables_per_host == 200);
+  CHECK(c.max_hosts == 500);
+  CHECK(c.max_series == 50000);
+  CHECK(c.kernel_log == "/dev/kmsg");
+  CHECK(c.max_records == 10000);
+  CHECK(c.max_record_age == 0);
+  // Not 9464, the OpenTelemetry SDKs' Prometheus exporter port.
+  CHECK(c.listen == "127.0.0.1:19464");
+}
+
+TEST_CASE("every bound in the table is enforced, and a refused value changes nothing", "[config]") {
+  for (const ConfigKey& key : config_keys()) {
+    if (key.kind != ConfigKind::number) {
+      continue;
+    }
+    INFO(key.name);
+    const auto line = [&](uint64_t v) {
+      return std::string(key.name) + " = " + std::to_string(v) + "\n";
+    };
+    CHECK(parse_config(line(key.min)).warnings.empty());
+    CHECK(parse_config(line(key.max)).warnings.empty());
+    if (key.min > 0) {
+      const auto r = parse_config(line(key.min - 1));
+      CHECK(r.warnings.size() == 1);
+      CHECK(r.config == Config{});
+    }
+    if (key.max < UINT64_MAX) {
+      const auto r = parse_config(line(key.max + 1));
+      REQUIRE(r.warnings.size() == 1);
+      CHECK(r.warnings[0] == "line 1: invalid value '" + std::to_string(key.max + 1) + "' for '" +
+                                 std::string(key.name) + "', keeping the default");
+      CHECK(r.config == Config{});
+    }
+    CHECK(parse_config(std::string(key.name) + " = -1\n").config == Config{});
+    CHECK(parse_config(std::string(key.name) + " = 1x\n").warnings.size() == 1);
+  }
+  // Every value of a number key fits its field: the largest is stored exactly.
+  CHECK(parse_config("rate_limit_interval = 31622400\n").config.rate_limit_interval == 31622400);
+  CHECK(parse_config("max_records = 18446744073709551615\n").config.max_records == UINT64_MAX);
+}
+
+TEST_CASE("warnings keep their wording", "[config]") {
+  const auto r = parse_config("\nbogus = 1\nnoequals\nlisten = nocolon\nlisten = [::1]:9464\n");
+  REQUIRE(r.warnings.size() == 3);
+  CHECK(r.warnings[0] == "line 2: unknown key 'bogus'");
+  CHECK(r.warnings[1] == "line 3: expected 'key = value'");
+  CHECK(r.warnings[2] == "line 4: invalid value 'nocolon' for 'listen', keeping the default");
+  CHECK(r.config.listen == "[::1]:9464");
 }

@@ -1,10 +1,11 @@
-#include "cli/catalog.hpp"
-#include "cli/corectl.hpp"
-#include "cli/install.hpp"
-#include "cli/match.hpp"
+#include "cli/catalog/catalog.hpp"
+#include "cli/catalog/match.hpp"
+#include "cli/catalog/when.hpp"
+#include "cli/context.hpp"
 #include "cli/options.hpp"
-#include "cli/render.hpp"
-#include "cli/when.hpp"
+#include "cli/output/render.hpp"
+#include "cli/verbs/install.hpp"
+#include "cli/verbs/verbs.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -34,6 +35,27 @@ TEST_CASE("corectl options", "[corectl]") {
   REQUIRE(d);
   CHECK(d->matches == std::vector<std::string>{"abc"});
   CHECK(d->output == "out");
+  // coredumpctl's -q, -F and -A; -q is everyone's, -F list's, -A debug's.
+  auto q = parse_options({"-q", "list", "-F", "COREDUMP_EXE"});
+  REQUIRE(q);
+  CHECK(q->quiet);
+  CHECK(q->field == "COREDUMP_EXE");
+  CHECK(parse_options({"debug", "--quiet"})->quiet);
+  auto a = parse_options({"debug", "-A", "-batch -ex bt", "ruby"});
+  REQUIRE(a);
+  CHECK(a->debugger_args == "-batch -ex bt");
+  CHECK(a->matches == std::vector<std::string>{"ruby"});
+  CHECK(parse_options({"-A", "-ex bt", "debug"})->debugger_args == "-ex bt");
+  CHECK_FALSE(parse_options({"info", "-A", "x"}));
+  CHECK_FALSE(parse_options({"info", "-F", "x"}));
+  CHECK_FALSE(parse_options({"list", "-F", "id", "--json"}));
+  // --file: one core outside the store, for info, dump and debug, without matches or filters.
+  CHECK(parse_options({"info", "--file", "/tmp/core"})->file == "/tmp/core");
+  CHECK(parse_options({"--file=/tmp/core", "debug"})->file == "/tmp/core");
+  CHECK(parse_options({"dump", "--file", "c", "-o", "x"})->output == "x");
+  CHECK_FALSE(parse_options({"list", "--file", "c"}));
+  CHECK_FALSE(parse_options({"info", "--file", "c", "ruby"}));
+  CHECK_FALSE(parse_options({"debug", "--file", "c", "--host", "h"}));
   // Global options work after the verb, verb options only after their verb.
   auto g = parse_options({"info", "--store", "/s", "--json=pretty", "-1", "--no-legend"});
   REQUIRE(g);
@@ -61,7 +83,8 @@ TEST_CASE("corectl options", "[corectl]") {
   CHECK_FALSE(parse_options({"list", "-1", "-n", "3"}));
   // An option of another verb is an error, not silently ignored.
   CHECK_FALSE(parse_options({"vacuum", "--json"}));
-  CHECK(parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
+  CHECK(
+      parse_options({"vacuum", "--host", "x", "-U", "7d", "UID=1000"})); // vacuum aimed by filters
   CHECK_FALSE(parse_options({"list", "--dry-run"}));
   CHECK_FALSE(parse_options({"list", "-o", "f"}));
   CHECK_FALSE(parse_options({"dump", "--json"}));
@@ -179,6 +202,17 @@ TEST_CASE("positional matches", "[corectl]") {
   CHECK(only_ids({"c0ffee00", "ID=0123"}));
   CHECK_FALSE(only_ids({"c0ffee00", "3756"}));
   CHECK_FALSE(only_ids({}));
+  {
+    Filter u;
+    REQUIRE(
+        add_matches({"UNIT=a.service", "COREDUMP_UNIT=b.service", "_SYSTEMD_UNIT=c.service"}, u));
+    CHECK(u.units == std::vector<std::string>{"a.service", "b.service", "c.service"});
+    CHECK(u.matches_unit(nlohmann::json{{"unit", "b.service"}}));
+    CHECK_FALSE(u.matches_unit(nlohmann::json{{"unit", "d.service"}}));
+    CHECK_FALSE(u.matches_unit(nlohmann::json::object()));
+    CHECK_FALSE(u.matches_unit(nlohmann::json{{"unit", 7}}));
+    CHECK(Filter{}.matches_unit(nlohmann::json::object()));
+  }
 
   Filter f;
   REQUIRE(add_matches({"3756", "segvme", "/usr/bin/ruby", "UID=1000", "COREDUMP_COMM=x",

@@ -1,4 +1,4 @@
-#include "cli/debug_root.hpp"
+#include "cli/debuginfo/debug_root.hpp"
 #include "common/crash/symbolize.hpp"
 #include "test_support.hpp"
 

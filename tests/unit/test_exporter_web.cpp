@@ -108,20 +108,20 @@ TEST_CASE("web config: bcrypt passwords", "[exporter][web]") {
 }
 
 TEST_CASE("listen addresses", "[exporter][web]") {
-  auto v4 = parse_listen_address("127.0.0.1:9464");
+  auto v4 = parse_listen_address("127.0.0.1:19464");
   REQUIRE(v4);
   CHECK(v4->host == "127.0.0.1");
-  CHECK(v4->port == "9464");
+  CHECK(v4->port == "19464");
   auto v6 = parse_listen_address("[::1]:0");
   REQUIRE(v6);
   CHECK(v6->host == "::1");
   CHECK(v6->port == "0");
-  auto any = parse_listen_address(":9464");
+  auto any = parse_listen_address(":19464");
   REQUIRE(any);
   CHECK(any->host.empty());
   CHECK_FALSE(parse_listen_address("127.0.0.1"));
-  CHECK_FALSE(parse_listen_address("::1:9464"));
-  CHECK_FALSE(parse_listen_address("[::1:9464"));
+  CHECK_FALSE(parse_listen_address("::1:19464"));
+  CHECK_FALSE(parse_listen_address("[::1:19464"));
   CHECK_FALSE(parse_listen_address("host:99999"));
   CHECK_FALSE(parse_listen_address("host:-1"));
   CHECK_FALSE(parse_listen_address("host:"));

@@ -1,4 +1,4 @@
-#include "common/base/config.hpp"
+#include "common/config/config.hpp"
 #include "common/store/retention.hpp"
 #include "common/store/store.hpp"
 #include "test_support.hpp"

@@ -1,5 +1,5 @@
-#include "common/base/config.hpp"
 #include "common/base/units.hpp"
+#include "common/config/config.hpp"
 
 #include <catch2/catch.hpp>
 

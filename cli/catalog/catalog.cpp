@@ -1,0 +1,611 @@
+#include "cli/catalog/catalog.hpp"
+
+#include "cli/catalog/cache.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/hex.hpp"
+#include "common/base/io.hpp"
+#include "common/store/names.hpp"
+#include "common/store/record_summary_view.hpp"
+#include "common/store/user_view.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace cli {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+std::string_view basename_of(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// The Crash of a record's text, through the one summary adapter (common/store/record_summary_view):
+// a DOM parse dominated the time of listing a big store.
+common::Expected<Crash> summarise(std::string_view text) {
+  auto view = common::read_record_view(text);
+  if (!view) {
+    return std::unexpected(view.error());
+  }
+  Crash c;
+  c.id = std::move(view->id);
+  c.time = view->time;
+  c.hostname = std::move(view->hostname);
+  c.executable = std::move(view->executable);
+  c.executable_deleted = view->executable_deleted;
+  c.signal = view->signal;
+  c.signal_name = std::move(view->signal_name);
+  c.pid = view->pid;
+  c.uid = view->uid;
+  c.comm = std::move(view->comm);
+  c.core_present = view->core.present;
+  c.core_reason = common::parse_core_reason(view->core.reason).value_or(common::CoreReason::error);
+  c.core_size = view->core.size;
+  c.core_removed = view->core.removed;
+  c.signature = std::move(view->signature);
+  c.site = std::move(view->site);
+  return c;
+}
+
+// A record that cannot be parsed (or read whole) is still a crash: listed from its place in
+// the store (host and executable directories, id, file time), so nothing hides a crash from
+// `corectl list` by making its record unreadable.
+Crash by_place(int efd, const std::string& exe, const std::string& host, const std::string& id) {
+  Crash c;
+  c.id = id;
+  c.hostname = host;
+  c.executable = "/" + common::decode_exe(exe);
+  c.signal_name = "unknown";
+  c.site = "(unreadable record)";
+  struct stat st {};
+  const std::string name = id + std::string(common::k_record_suffix);
+  if (::fstatat(efd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    c.time = static_cast<int64_t>(st.st_mtime);
+  }
+  return c;
+}
+
+struct WorkerResult {
+  std::vector<Crash> crashes;
+  LoadProblems problems;
+  std::vector<std::string> ids; // every id seen (for the abbreviation length)
+  std::vector<std::pair<std::pair<std::string, std::string>, CachedDir>> fresh; // for the cache
+  size_t reused = 0;
+};
+
+void first_problem(LoadProblems& p, const std::string& message) {
+  if (p.first.empty()) {
+    p.first = message;
+  }
+}
+
+void note(LoadProblems& p, int err, const std::string& what) {
+  if (err == EACCES || err == EPERM) {
+    ++p.denied;
+  } else if (err == ELOOP || err == ENOTDIR || err == EINVAL) {
+    // A symbolic link, a file where a directory belongs, a FIFO or device where a record
+    // belongs: put there by the store's owner, not an I/O failure. Skipped and reported, so it
+    // cannot hide the rest of the store or stop retention.
+    ++p.malformed;
+  } else {
+    ++p.unreadable;
+  }
+  if (p.first.empty()) {
+    p.first = common::Error::from_errno(what, err).message;
+  }
+}
+
+// Reads the records of <host>/<exe>; with Parse::no only their ids are collected (directories
+// the filter rules out still count for the id abbreviation, which must hold store-wide).
+enum class Parse { no, yes };
+
+// Appends the records of a cached (or freshly read) directory that pass the filter.
+void take(const CachedDir& d, const std::string& host, const std::string& exe, const Filter& filter,
+          Parse parse, WorkerResult& out) {
+  out.ids.insert(out.ids.end(), d.ids.begin(), d.ids.end());
+  if (parse == Parse::no) {
+    return;
+  }
+  if (d.malformed > 0) {
+    out.problems.malformed += d.malformed;
+    if (out.problems.first.empty()) {
+      out.problems.first = "Malformed record(s) in " + common::quoted(host + "/" + exe);
+    }
+  }
+  for (const auto& c : d.crashes) {
+    if (filter.matches(c)) {
+      out.crashes.push_back(c);
+      out.crashes.back().host_dir = host;
+      out.crashes.back().exe_dir = exe;
+    }
+  }
+}
+
+void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
+                  const Filter& filter, Parse parse, const SummaryCache& cache, WorkerResult& out) {
+  const std::string rel = host + "/" + exe;
+  const int hfd = ::openat(store_fd, host.c_str(), k_dir_flags);
+  if (hfd < 0) {
+    note(out.problems, errno, "Failed to open " + common::quoted(host));
+    return;
+  }
+  common::UniqueFd host_fd(hfd);
+  // Opened (which needs read permission) even when the cache answers: see cache.hpp.
+  const int efd = ::openat(hfd, exe.c_str(), k_dir_flags);
+  if (efd < 0) {
+    note(out.problems, errno, "Failed to open " + common::quoted(rel));
+    return;
+  }
+  common::UniqueFd exe_fd(efd);
+  ++out.problems.readable_dirs;
+  struct stat st {};
+  if (::fstat(efd, &st) != 0) {
+    note(out.problems, errno, "Failed to stat " + common::quoted(rel));
+    return;
+  }
+  const DirStamp stamp{static_cast<uint64_t>(st.st_ino), st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+  if (auto it = cache.find({host, exe}); it != cache.end() && it->second.stamp == stamp) {
+    ++out.reused;
+    take(it->second, host, exe, filter, parse, out);
+    return;
+  }
+  std::vector<std::string> names;
+  if (auto listed = common::list_dir(efd, [&](std::string_view n) { names.emplace_back(n); });
+      !listed) {
+    note(out.problems, listed.error().sys_errno, "Failed to list " + common::quoted(rel));
+    return;
+  }
+  std::sort(names.begin(), names.end());
+  const std::string core_suffix(common::k_core_suffix);
+  CachedDir d;
+  d.stamp = stamp;
+  std::vector<std::string> bad_ids;
+  bool complete = true;
+  for (const auto& name : names) {
+    if (!name.ends_with(common::k_record_suffix)) {
+      continue;
+    }
+    const std::string id = name.substr(0, name.size() - common::k_record_suffix.size());
+    if (!common::is_record_id(id)) {
+      continue;
+    }
+    if (parse == Parse::no) {
+      d.ids.push_back(id);
+      continue;
+    }
+    auto text = common::read_file(efd, name, common::k_max_record_bytes);
+    const std::string what = common::quoted(rel + "/" + name);
+    if (!text) {
+      const int err = text.error().sys_errno;
+      if (err == ELOOP || err == EINVAL) { // not a regular file: skipped like a bad record
+        bad_ids.push_back(id);
+        ++d.malformed;
+        first_problem(out.problems, text.error().message);
+        continue;
+      }
+      if (err != 0) {
+        bad_ids.push_back(id);
+        note(out.problems, err, "Failed to read " + what);
+        complete = false;
+        continue;
+      }
+      // Too large to read: listed by its place in the store below.
+    }
+    common::Expected<Crash> crash = text ? summarise(*text) : std::unexpected(text.error());
+    if (!crash || crash->id != id) {
+      ++d.malformed;
+      first_problem(out.problems,
+                    "Malformed record " + what + ": " +
+                        (!crash ? crash.error().message : "its id does not match its file name"));
+      // Still a crash: listed (and counted) by its place, host and executable directory and id.
+      crash = by_place(efd, exe, host, id);
+    }
+    crash->core_file = std::binary_search(names.begin(), names.end(), id + core_suffix);
+    d.ids.push_back(id);
+    d.crashes.push_back(std::move(*crash));
+  }
+  // Crash ids first, then the ids of records that did not parse (the cache's layout).
+  d.ids.insert(d.ids.end(), bad_ids.begin(), bad_ids.end());
+  take(d, host, exe, filter, parse, out);
+  // Not cached: partial reads, id-only listings, and directories changed in the last 2 s.
+  const auto now = static_cast<int64_t>(std::time(nullptr));
+  if (parse == Parse::yes && complete && st.st_mtim.tv_sec < now - 2) {
+    out.fresh.emplace_back(std::pair{host, exe}, std::move(d));
+  }
+}
+
+// The directory names a filter value can live under; empty when any name can (basename filters).
+bool dir_allowed(const std::vector<std::string>& wanted, const std::string& dir) {
+  return wanted.empty() || std::find(wanted.begin(), wanted.end(), dir) != wanted.end();
+}
+
+size_t abbrev_length(std::vector<std::string>& ids) {
+  std::sort(ids.begin(), ids.end());
+  size_t need = 8;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const auto& a = ids[i - 1];
+    const auto& b = ids[i];
+    size_t common_len = 0;
+    while (common_len < a.size() && common_len < b.size() && a[common_len] == b[common_len]) {
+      ++common_len;
+    }
+    need = std::max(need, std::min(common_len + 1, a.size()));
+  }
+  return need;
+}
+
+// True when the store root can be listed; a user who may only traverse it (o+x) reaches their
+// own crashes through their view instead (common/store/user_view).
+bool root_listable(const common::Store& store) {
+  const int fd = ::openat(store.fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+// The crashes of the calling user's view, each read from its place in the store (a view names
+// places, never content). Links whose record is gone (retention removed it) are skipped.
+std::vector<Located> view_places(const common::Store& store, LoadProblems& problems) {
+  size_t malformed = 0;
+  auto entries = common::read_user_view(store.fd(), ::getuid(), malformed);
+  if (!entries) {
+    // No view (ENOENT: the user never had a crash they may read) is no permission either.
+    const int err = entries.error().sys_errno == ENOENT ? EACCES : entries.error().sys_errno;
+    note(problems, err, "Failed to open store " + common::quoted(store.root()));
+    return {};
+  }
+  ++problems.readable_dirs;
+  problems.malformed += malformed;
+  std::vector<Located> out;
+  for (auto& e : *entries) {
+    out.push_back({std::move(e.host), std::move(e.exe), std::move(e.id)});
+  }
+  return out;
+}
+
+Catalog load_user_view(const common::Store& store, const Filter& filter) {
+  Catalog cat;
+  std::vector<std::string> ids;
+  for (const auto& where : view_places(store, cat.problems)) {
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    auto text = common::read_file(store.fd(), rel, common::k_max_record_bytes);
+    if (!text) {
+      if (text.error().sys_errno != ENOENT) {
+        note(cat.problems, text.error().sys_errno, "Failed to read " + common::quoted(rel));
+      }
+      continue;
+    }
+    auto crash = summarise(*text);
+    if (!crash || crash->id != where.id) {
+      ++cat.problems.malformed;
+      first_problem(cat.problems, "Malformed record " + common::quoted(rel));
+      continue;
+    }
+    struct stat st {};
+    crash->core_file =
+        ::fstatat(store.fd(), common::core_relpath(where.host_dir, where.exe_dir, where.id).c_str(),
+                  &st, AT_SYMLINK_NOFOLLOW) == 0;
+    crash->host_dir = where.host_dir;
+    crash->exe_dir = where.exe_dir;
+    ids.push_back(where.id);
+    if (filter.matches(*crash)) {
+      cat.crashes.push_back(std::move(*crash));
+    }
+  }
+  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
+    return a.time != b.time ? a.time < b.time : a.id < b.id;
+  });
+  cat.id_abbrev = abbrev_length(ids);
+  return cat;
+}
+
+// A name as given matches the true name or the way corectl, the exporter's labels and the
+// alerts show it (control characters as \x1b…), so the command an alert suggests finds the
+// crash of an executable whose name holds an escape sequence.
+bool same_name(std::string_view wanted, std::string_view actual) {
+  return wanted == actual ||
+         (wanted.find('\\') != std::string_view::npos && wanted == common::printable(actual));
+}
+
+// Whether a filter value may be a shown (escaped) name: its directory is then not the pure
+// function of the value, and every directory is read.
+bool maybe_escaped(const std::vector<std::string>& values) {
+  return std::any_of(values.begin(), values.end(),
+                     [](const std::string& v) { return v.find('\\') != std::string::npos; });
+}
+
+} // namespace
+
+bool Filter::matches(const Crash& c) const {
+  auto any = [](const auto& wanted, auto&& pred) {
+    return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
+  };
+  const std::string_view base = basename_of(c.executable);
+  return any(hosts, [&](const std::string& h) { return same_name(h, c.hostname); }) &&
+         any(executables,
+             [&](const std::string& e) {
+               return same_name(e, e.find('/') != std::string::npos ? std::string_view(c.executable)
+                                                                    : base);
+             }) &&
+         any(signals, [&](int s) { return s == c.signal; }) &&
+         any(ids, [&](const std::string& p) { return c.id.starts_with(p); }) &&
+         any(pids, [&](int64_t p) { return c.pid == p; }) &&
+         any(uids, [&](int64_t u) { return c.uid == u; }) &&
+         any(comms, [&](const std::string& n) { return n == c.comm; }) &&
+         any(names, [&](const std::string& n) { return n == c.comm || n == base; }) &&
+         any(signatures,
+             [&](const std::string& p) {
+               return !c.signature.empty() && c.signature.starts_with(p);
+             }) &&
+         !(since && c.time < *since) && !(until && c.time > *until);
+}
+
+bool Filter::matches_unit(const nlohmann::json& container) const {
+  if (units.empty()) {
+    return true;
+  }
+  const auto it = container.is_object() ? container.find("unit") : container.end();
+  if (!container.is_object() || it == container.end() || !it->is_string()) {
+    return false;
+  }
+  const std::string& unit = it->get_ref<const std::string&>();
+  return std::any_of(units.begin(), units.end(),
+                     [&](const std::string& u) { return same_name(u, unit); });
+}
+
+Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {
+  if (!root_listable(store)) {
+    return load_user_view(store, filter); // a handful of records: no cache
+  }
+  Catalog cat;
+  // Host and full-path executable filters name their directories exactly (the components are a
+  // pure function of the name), so other directories need not be read at all.
+  std::vector<std::string> host_dirs;
+  if (!maybe_escaped(filter.hosts)) {
+    for (const auto& h : filter.hosts) {
+      host_dirs.push_back(common::host_component(h));
+    }
+  }
+  std::vector<std::string> exe_dirs;
+  const bool exe_by_path =
+      !filter.executables.empty() && !maybe_escaped(filter.executables) &&
+      std::all_of(filter.executables.begin(), filter.executables.end(),
+                  [](const std::string& e) { return e.find('/') != std::string::npos; });
+  if (exe_by_path) {
+    for (const auto& e : filter.executables) {
+      exe_dirs.push_back(common::exe_component(e));
+    }
+  }
+
+  struct Dir {
+    std::string host;
+    std::string exe;
+    Parse parse;
+  };
+  std::vector<Dir> dirs;
+  common::Store::WalkEvents events;
+  events.failed = [&](std::string_view, const common::Error& e) {
+    note(cat.problems, e.sys_errno, e.message);
+  };
+  // Foreign entries (a link or a file where a directory belongs, names the handler never
+  // writes) are not ours: skipped without a word, the exporter reports them.
+  auto walked = store.walk({}, events, [&](std::string_view host, std::string_view exe, int) {
+    const bool wanted =
+        dir_allowed(host_dirs, std::string(host)) && dir_allowed(exe_dirs, std::string(exe));
+    dirs.push_back({std::string(host), std::string(exe), wanted ? Parse::yes : Parse::no});
+  });
+  if (!walked) {
+    note(cat.problems, walked.error().sys_errno, walked.error().message);
+    return cat;
+  }
+
+  // Reading and parsing records is CPU-bound (JSON) with some I/O: one worker per CPU, each
+  // taking the next directory, results merged and sorted once at the end.
+  const size_t workers =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(dirs.size(), 1));
+  std::vector<WorkerResult> results(std::min<size_t>(workers, 16));
+  const std::string cache_path =
+      use_cache == Cache::yes ? cache_path_for(store.root()) : std::string();
+  SummaryCache cache = read_cache(cache_path, store.root());
+  std::atomic<size_t> next{0};
+  auto work = [&](WorkerResult& out) {
+    for (size_t i = next++; i < dirs.size(); i = next++) {
+      load_exe_dir(store.fd(), dirs[i].host, dirs[i].exe, filter, dirs[i].parse, cache, out);
+    }
+  };
+  std::vector<std::jthread> threads;
+  for (size_t w = 1; w < results.size(); ++w) {
+    threads.emplace_back(work, std::ref(results[w]));
+  }
+  work(results[0]);
+  threads.clear(); // joins
+
+  std::vector<std::string> ids;
+  for (auto& r : results) {
+    cat.crashes.insert(cat.crashes.end(), std::make_move_iterator(r.crashes.begin()),
+                       std::make_move_iterator(r.crashes.end()));
+    ids.insert(ids.end(), std::make_move_iterator(r.ids.begin()),
+               std::make_move_iterator(r.ids.end()));
+    cat.problems.denied += r.problems.denied;
+    cat.problems.unreadable += r.problems.unreadable;
+    cat.problems.malformed += r.problems.malformed;
+    cat.problems.readable_dirs += r.problems.readable_dirs;
+    if (cat.problems.first.empty()) {
+      cat.problems.first = r.problems.first;
+    }
+  }
+  // The new cache: fresh directories replace their entries; directories gone from the store drop
+  // out. Written only when something changed.
+  size_t fresh = 0;
+  for (auto& r : results) {
+    for (auto& [key, d] : r.fresh) {
+      cache[key] = std::move(d);
+      ++fresh;
+    }
+  }
+  std::set<std::pair<std::string, std::string>> present;
+  for (const auto& d : dirs) {
+    present.insert({d.host, d.exe});
+  }
+  const size_t before = cache.size();
+  std::erase_if(cache, [&](const auto& kv) { return !present.contains(kv.first); });
+  if (!cache_path.empty() && (fresh > 0 || cache.size() != before)) {
+    write_cache(cache_path, store.root(), cache);
+  }
+  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
+    return a.time != b.time ? a.time < b.time : a.id < b.id;
+  });
+  cat.id_abbrev = abbrev_length(ids);
+  return cat;
+}
+
+namespace {
+
+using Found = std::expected<std::vector<Located>, LookupFailure>;
+
+// The records of a store we may list whose id starts with `want`.
+Found find_in_store(const common::Store& store, const std::string& want, std::string_view prefix) {
+  std::vector<Located> found;
+  // Directories we may not read: "not there" must be told from "not allowed".
+  size_t denied = 0;
+  std::string denied_what;
+  common::Store::WalkEvents events;
+  events.failed = [&](std::string_view rel, const common::Error& e) {
+    if (e.sys_errno == EACCES || e.sys_errno == EPERM) {
+      ++denied;
+      denied_what = rel;
+    }
+  };
+  auto walked = store.for_each_record(
+      [&](const common::StoreEntry& e) {
+        if (e.id.starts_with(want) && common::is_record_id(e.id)) {
+          found.push_back({e.host, e.exe, e.id});
+        }
+      },
+      events);
+  if (!walked) {
+    const int err = walked.error().sys_errno;
+    return std::unexpected(
+        LookupFailure{err == EACCES || err == EPERM ? LookupError::denied : LookupError::not_found,
+                      "No record " + std::string(prefix) + " found: " + walked.error().message,
+                      {}});
+  }
+  if (found.empty()) {
+    if (denied > 0) {
+      return std::unexpected(LookupFailure{
+          LookupError::denied,
+          "No record " + std::string(prefix) + " among the records readable to you; " +
+              std::to_string(denied) + " store director" + (denied == 1 ? "y is" : "ies are") +
+              " not readable (e.g. " + common::quoted(denied_what) + ": Permission denied)",
+          {}});
+    }
+    return std::unexpected(
+        LookupFailure{LookupError::not_found, "No record with id " + std::string(prefix), {}});
+  }
+  return found;
+}
+
+// The records of the calling user's view whose id starts with `want` (and that still exist).
+// Anything else is not theirs to see, so it is "denied", never "not found".
+Found find_in_view(const common::Store& store, const std::string& want, std::string_view prefix) {
+  std::vector<Located> found;
+  LoadProblems problems;
+  for (auto& where : view_places(store, problems)) {
+    struct stat st {};
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    if (where.id.starts_with(want) &&
+        ::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      found.push_back(std::move(where));
+    }
+  }
+  if (found.empty()) {
+    return std::unexpected(
+        LookupFailure{LookupError::denied,
+                      "No record " + std::string(prefix) + " among the records readable to you",
+                      {}});
+  }
+  return found;
+}
+
+} // namespace
+
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix) {
+  std::string want;
+  for (char ch : prefix) {
+    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  if (want.size() > 16 || !common::is_hex(want)) {
+    return std::unexpected(LookupFailure{LookupError::bad_prefix,
+                                         "'" + std::string(prefix) +
+                                             "' is not a record id (ids are 16 hex characters)",
+                                         {}});
+  }
+  Found found =
+      root_listable(store) ? find_in_store(store, want, prefix) : find_in_view(store, want, prefix);
+  if (!found) {
+    return std::unexpected(std::move(found.error()));
+  }
+  if (found->size() > 1) {
+    std::sort(found->begin(), found->end(),
+              [](const Located& a, const Located& b) { return a.id < b.id; });
+    return std::unexpected(LookupFailure{LookupError::ambiguous,
+                                         "Id prefix " + std::string(prefix) + " is ambiguous",
+                                         std::move(*found)});
+  }
+  return found->front();
+}
+
+common::Expected<FullRecord> read_record(const common::Store& store, const Located& where) {
+  const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+  auto text = common::read_file(store.fd(), rel, common::k_max_record_bytes);
+  if (!text) {
+    const std::string what = "Failed to read record " + common::quoted(store.root() + "/" + rel);
+    if (text.error().sys_errno == 0) { // the one failure without errno: the size limit
+      return common::fail(what + ": larger than " + std::to_string(common::k_max_record_bytes) +
+                          " bytes");
+    }
+    return common::fail_errno(what, text.error().sys_errno);
+  }
+  FullRecord out;
+  auto parsed = common::parse_record_json(*text);
+  if (!parsed) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
+                        parsed.error().message);
+  }
+  out.json = std::move(*parsed);
+  auto rec = common::record_from_json(out.json);
+  if (!rec) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
+                        rec.error().message);
+  }
+  // The id and the directories come from where the file was found: the store's owner writes
+  // the text, and an id that differs from the file name would point root at another crash.
+  if (rec->id != where.id) {
+    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) +
+                        ": it names another id (" + common::quoted(rec->id) + ")");
+  }
+  rec->store_host = where.host_dir;
+  rec->store_exe = where.exe_dir;
+  out.record = std::move(*rec);
+  return out;
+}
+
+} // namespace cli

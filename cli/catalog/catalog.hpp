@@ -1,0 +1,85 @@
+// The store as corectl sees it: every record summarised, filtered, and found by id prefix.
+#pragma once
+
+#include "cli/catalog/crash.hpp"
+#include "common/base/error.hpp"
+#include "common/store/record.hpp"
+#include "common/store/store.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+// Which records a read verb shows; an empty list means "any". Values of one option are OR-ed,
+// different options AND-ed.
+struct Filter {
+  std::vector<std::string> hosts;       // exact hostname
+  std::vector<std::string> executables; // full path, or basename when it has no '/'
+  std::vector<int> signals;
+  std::vector<std::string> ids; // id prefixes (lower case)
+  std::vector<int64_t> pids;
+  std::vector<int64_t> uids;
+  std::vector<std::string> comms;      // exact comm
+  std::vector<std::string> names;      // comm or executable basename (a bare word match)
+  std::vector<std::string> signatures; // crash.signature prefixes
+  std::optional<int64_t> since;        // inclusive, seconds since the epoch
+  std::optional<int64_t> until;        // inclusive
+  // systemd units (container.unit: UNIT=, COREDUMP_UNIT=, _SYSTEMD_UNIT=), exact as shown. A
+  // summary does not hold the unit: matches() leaves these out, the caller checks them on the
+  // full record with matches_unit() (select.hpp's selects()).
+  std::vector<std::string> units;
+  bool matches(const Crash& c) const;
+  bool matches_unit(const nlohmann::json& container) const;
+};
+
+// Why some of the store could not be read; corectl turns these into one message each.
+struct LoadProblems {
+  size_t denied = 0;        // directories or records we may not read
+  size_t unreadable = 0;    // other read errors
+  size_t malformed = 0;     // records that did not parse
+  size_t readable_dirs = 0; // <host>/<exe> directories read (a user may read only their own)
+  std::string first;        // the first message, for the error report
+};
+
+struct Catalog {
+  std::vector<Crash> crashes; // sorted by time, then id (oldest first)
+  LoadProblems problems;
+  size_t id_abbrev = 8; // prefix length that tells every id of the store apart (at least 8)
+};
+
+// Loads every record matching `filter` (directories are pruned by the sanitized host or
+// executable name where the filter allows it), reading directories in parallel. With
+// Cache::yes, summaries of unchanged directories come from the per-user cache (cache.hpp).
+enum class Cache { no, yes };
+Catalog load_catalog(const common::Store& store, const Filter& filter, Cache cache = Cache::yes);
+
+// One record id located in the store.
+struct Located {
+  std::string host_dir;
+  std::string exe_dir;
+  std::string id;
+};
+
+// Why an id prefix did not resolve.
+enum class LookupError { bad_prefix, not_found, ambiguous, denied };
+struct LookupFailure {
+  LookupError kind;
+  std::string message;
+  std::vector<Located> candidates; // for ambiguous prefixes
+};
+
+// Resolves a full id or any unique prefix of one (like git) by listing names only.
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix);
+
+// Reads and parses one record; the raw JSON is kept for --json and sections we render.
+struct FullRecord {
+  common::Record record;
+  nlohmann::json json;
+};
+common::Expected<FullRecord> read_record(const common::Store& store, const Located& where);
+
+} // namespace cli

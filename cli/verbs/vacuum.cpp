@@ -1,0 +1,215 @@
+// vacuum: the retention policy (common/store/retention.hpp) applied now, saying what it removes.
+#include "cli/context.hpp"
+#include "cli/output/render.hpp"
+#include "cli/verbs/select.hpp"
+#include "cli/verbs/verbs.hpp"
+#include "common/store/ledger.hpp"
+#include "common/store/retention.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+
+namespace cli {
+
+namespace {
+// A core without a record younger than this may still be getting its record (the handler
+// analyses the crash between the two): only older ones are orphans.
+constexpr int64_t k_orphan_min_age = 600;
+} // namespace
+
+namespace {
+
+std::string describe(const common::RetentionEntry& e, const Crash& c) {
+  return c.id + "  " + local_time(c.time) + "  " + printable(c.hostname) + "  " +
+         printable(c.executable) + (e.core_bytes > 0 ? "  " + human_size(e.core_bytes) : "");
+}
+
+} // namespace
+
+namespace {
+
+// The crashes that filters or matches aim vacuum at ("vacuum --exe X -U 7d", systemd's
+// long-asked vacuum by executable, signal, user and age): their cores go whatever the quota,
+// their records stay (marked removed), so counters and lists are unchanged.
+common::RetentionPlan aimed_plan(const common::Store& store, const common::Config& config,
+                                 const std::vector<common::RetentionEntry>& entries,
+                                 const Catalog& cat, const Filter& filter, uint64_t fs_total) {
+  common::RetentionPlan plan;
+  plan.max_use = config.max_use.resolve(fs_total, common::k_percent_cap);
+  plan.keep_free = config.keep_free.resolve(fs_total, common::k_percent_cap);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    plan.core_bytes_before += entries[i].core_bytes;
+    plan.record_bytes_before += entries[i].record_bytes;
+    if (entries[i].core_bytes > 0 && selects(store, filter, cat.crashes[i])) {
+      plan.remove_cores.push_back({i, common::RemovalCause::asked});
+    } else {
+      plan.core_bytes_after += entries[i].core_bytes;
+    }
+  }
+  plan.record_bytes_after = plan.record_bytes_before;
+  return plan;
+}
+
+} // namespace
+
+Exit cmd_vacuum(Context& ctx) {
+  const bool dry = ctx.opts.dry_run;
+  const bool aimed = !ctx.opts.matches.empty() || ctx.opts.has_filter_options();
+  const auto filter = make_filter(ctx.opts);
+  if (!filter) {
+    return report(Exit::usage, filter.error());
+  }
+  const common::Store& store = *ctx.store;
+  // Fresh from the records: deletions must not be decided on a cached view.
+  Catalog cat = load_catalog(store, Filter{}, Cache::no);
+  if (cat.problems.denied + cat.problems.unreadable > 0) {
+    // Deciding on part of the store would remove the wrong cores: refuse.
+    return report(cat.problems.denied > 0 ? Exit::denied : Exit::failure,
+                  "Cannot read the whole store, not vacuuming: " + cat.problems.first);
+  }
+  if (cat.problems.malformed > 0) {
+    // Bad entries (a record that does not parse, a symlink or FIFO in its place) are the store
+    // owner's doing: left alone and reported, while the rest of the store is vacuumed.
+    std::fprintf(stderr, "corectl: warning: skipping %zu malformed or foreign entr%s (first: %s)\n",
+                 cat.problems.malformed, cat.problems.malformed == 1 ? "y" : "ies",
+                 printable(cat.problems.first).c_str());
+  }
+  auto space = common::fs_space(store.fd());
+  if (!space) {
+    return report(Exit::failure, space.error().message);
+  }
+  const std::string now_text = common::format_time(std::time(nullptr));
+
+  std::vector<common::RetentionEntry> entries;
+  entries.reserve(cat.crashes.size());
+  Exit result = Exit::ok;
+  // What was really removed (or, with --dry-run, would be): the summary counts only these.
+  size_t cores_removed = 0;
+  uint64_t swept_bytes = 0;  // interrupted removals and orphans, outside the plan
+  uint64_t policy_bytes = 0; // cores the plan's retirements and removals took
+  for (const auto& c : cat.crashes) {
+    common::RetentionEntry e{c.host_dir, c.exe_dir, c.id, c.time, 0, 0, c.uid};
+    struct stat record_st {};
+    const std::string record_rel = common::record_relpath(c.host_dir, c.exe_dir, c.id);
+    if (::fstatat(store.fd(), record_rel.c_str(), &record_st, AT_SYMLINK_NOFOLLOW) == 0) {
+      e.record_bytes = static_cast<uint64_t>(record_st.st_blocks) * 512;
+    }
+    if (c.core_file) {
+      struct stat st {};
+      const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
+      if (::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        e.core_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+      // A record already marked removed beside its core: an earlier vacuum stopped between the
+      // two steps. Finish it whatever the quota says.
+      if (c.core_removed) {
+        std::printf("%s core %s (finishing an interrupted removal)\n",
+                    dry ? "Would remove" : "Removing", describe(e, c).c_str());
+        if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
+          result = report(Exit::failure, r.error().message);
+        } else {
+          space->available += e.core_bytes;
+          swept_bytes += e.core_bytes;
+          ++cores_removed;
+        }
+        // A failed removal is reported, not retried by quota in this run: its record already
+        // says removed, so the quota below must not count on it either way.
+        e.core_bytes = 0;
+      }
+    }
+    entries.push_back(std::move(e));
+  }
+
+  // Files no record accounts for are removed whatever the quota says: nothing else would ever
+  // remove them, and they would count against max_use forever.
+  auto sweep = common::remove_orphans(store, static_cast<int64_t>(std::time(nullptr)),
+                                      k_orphan_min_age, dry);
+  if (!sweep) {
+    result = report(Exit::failure, sweep.error().message + ", not looking for orphans");
+  } else {
+    for (const auto& o : sweep->orphans) {
+      std::printf("%s %s (%s, no record)\n", dry ? "Would remove" : "Removing",
+                  printable(o.path).c_str(), human_size(o.bytes).c_str());
+      space->available += o.bytes;
+      swept_bytes += o.bytes;
+      ++cores_removed;
+    }
+    for (const auto& failure : sweep->failed) {
+      result = report(Exit::failure, failure.message + ", not looking for orphans there");
+    }
+  }
+
+  const auto plan = aimed ? aimed_plan(store, ctx.config, entries, cat, *filter, space->total)
+                          : common::plan_retention(ctx.config, entries,
+                                                   {space->total, space->available,
+                                                    static_cast<int64_t>(std::time(nullptr))});
+
+  // Records first (through the ledger, so the crash counters never go down), then cores.
+  std::vector<common::RetireItem> retire;
+  for (const auto& step : plan.retire) {
+    const auto& e = entries[step.entry];
+    const auto& c = cat.crashes[step.entry];
+    std::printf("%s record %s: %s\n", dry ? "Would retire" : "Retiring", describe(e, c).c_str(),
+                std::string(common::to_string(step.cause)).c_str());
+    auto full = read_record(store, {c.host_dir, c.exe_dir, c.id});
+    if (!full) {
+      result = report(Exit::failure, full.error().message + ", keeping it");
+      continue;
+    }
+    retire.push_back({e.host, e.exe, e.id, common::series_of(full->record), e.time});
+  }
+  size_t records_removed = dry ? retire.size() : 0;
+  if (!dry && !retire.empty()) {
+    if (auto n = common::retire_records(store, retire); !n) {
+      result = report(Exit::failure, n.error().message);
+    } else {
+      records_removed = *n;
+    }
+  }
+  // Retired records take their cores with them; how many of those went is not reported back,
+  // so the bytes count the plan's only when every record was retired.
+  if (records_removed == plan.retire.size()) {
+    for (const auto& step : plan.retire) {
+      policy_bytes += entries[step.entry].core_bytes;
+    }
+  }
+  for (const auto& step : plan.remove_cores) {
+    const auto& e = entries[step.entry];
+    std::printf("%s core %s: %s\n", dry ? "Would remove" : "Removing",
+                describe(e, cat.crashes[step.entry]).c_str(),
+                std::string(common::to_string(step.cause)).c_str());
+    if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
+      result = report(Exit::failure, r.error().message);
+    } else {
+      policy_bytes += e.core_bytes;
+      ++cores_removed;
+    }
+  }
+
+  if (!dry && (!retire.empty() || !plan.remove_cores.empty())) {
+    // The handler's usage estimate now overstates the store: have the next crash measure it.
+    ::unlinkat(store.fd(), common::k_usage_name, 0);
+  }
+  // The plan's starting point already leaves out the interrupted removals and the orphans.
+  // Retired records' own bytes count only when every planned retirement happened.
+  const uint64_t record_bytes_freed = records_removed == plan.retire.size()
+                                          ? plan.record_bytes_before - plan.record_bytes_after
+                                          : 0;
+  std::printf("%s %zu record(s) and %zu core(s), %s. Store now %s (max_use %s); "
+              "free space %s (keep_free %s).\n",
+              dry ? "Would remove" : "Removed", records_removed, cores_removed,
+              human_size(swept_bytes + policy_bytes + record_bytes_freed).c_str(),
+              human_size(plan.core_bytes_before - policy_bytes + plan.record_bytes_before -
+                         record_bytes_freed)
+                  .c_str(),
+              human_size(plan.max_use).c_str(),
+              human_size(space->available + policy_bytes + record_bytes_freed).c_str(),
+              human_size(plan.keep_free).c_str());
+  return result;
+}
+
+} // namespace cli
