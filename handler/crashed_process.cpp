@@ -104,7 +104,16 @@ void CrashedProcess::open_mapped_files() {
     if (!start) {
       continue;
     }
-    common::UniqueFd opath = open_in(files->get(), range.c_str(), O_PATH);
+    // maps pads addresses to 8 digits ("00400000-0041f000", a non-PIE executable); map_files
+    // names them without the zeros.
+    const auto unpadded = [](std::string_view hex) {
+      const size_t digit = hex.find_first_not_of('0');
+      return std::string(digit == std::string_view::npos ? "0" : hex.substr(digit));
+    };
+    const std::string_view whole = range;
+    const std::string name =
+        unpadded(whole.substr(0, dash)) + "-" + unpadded(whole.substr(dash + 1));
+    common::UniqueFd opath = open_in(files->get(), name.c_str(), O_PATH);
     if (!opath) {
       continue; // anonymous memory, or the mapping went away
     }

@@ -2,6 +2,7 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/units.hpp"
+#include "common/crash/crash_json.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -47,9 +48,10 @@ std::string crash_line(const common::Record& r, const std::string& tail) {
       site += " (" + module->get<std::string>() + ")";
     }
   }
-  return fmt::format("Process {} ({}) of host {} crashed with SIG{}{}: core {}; {}", pid,
+  return fmt::format("Process {} ({}) of host {} crashed with SIG{}{}{}: core {}; {}", pid,
                      common::to_valid_utf8(r.executable), common::to_valid_utf8(r.hostname),
-                     r.signal_name, common::to_valid_utf8(site), outcome_text(r.core), tail);
+                     r.signal_name, common::crash_cause_detail(r.crash),
+                     common::to_valid_utf8(site), outcome_text(r.core), tail);
 }
 
 std::string crash_line_short(const common::Record& r, bool written) {

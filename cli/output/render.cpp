@@ -1,6 +1,7 @@
 #include "cli/output/render.hpp"
 
 #include "cli/output/pager.hpp"
+#include "common/crash/crash_json.hpp"
 
 #include <unistd.h>
 
@@ -428,6 +429,9 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
     }
   }
   line("Signal", term.paint("31", sig));
+  if (const std::string cause = common::crash_cause_detail(crash); !cause.empty()) {
+    line("Cause", "SIG" + printable(r.signal_name) + printable(cause));
+  }
   line("Fault address", field(crash, "fault_address"));
   line("PC", field(crash, "pc"));
   std::string module = field(crash, "module");

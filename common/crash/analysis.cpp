@@ -1,6 +1,7 @@
 #include "common/crash/analysis.hpp"
 
 #include <algorithm>
+#include <csignal>
 
 namespace common {
 
@@ -14,6 +15,54 @@ std::string executable_mapping(const CoreFacts& f) {
     }
   }
   return {};
+}
+
+std::optional<OriginalFault> original_fault(const CoreFacts& f,
+                                            std::span<const ThreadTrace> stacks) {
+  if (!f.si_code || (*f.si_code != SI_USER && *f.si_code != SI_TKILL) || !f.sender_pid || !f.pid ||
+      *f.sender_pid != *f.pid || f.thread_states.empty()) {
+    return std::nullopt;
+  }
+  const auto is_fault = [](const SignalFrame& s) { return signal_frame_fault(s).has_value(); };
+  const auto& frames = f.thread_states[0].signal_frames;
+  const SignalFrame* chosen = nullptr;
+  std::optional<size_t> at;
+  // The innermost signal frame the unwinder went through whose siginfo is a fault: the frame
+  // after the trampoline is where it interrupted the thread.
+  if (!stacks.empty()) {
+    const auto& trace = stacks[0].frames;
+    for (size_t i = 0; i + 1 < trace.size() && chosen == nullptr; ++i) {
+      if (!trace[i].signal_frame || trace[i + 1].signal_frame) {
+        continue;
+      }
+      for (const auto& s : frames) {
+        if (s.pc == trace[i + 1].pc && is_fault(s)) {
+          chosen = &s;
+          at = i + 1;
+          break;
+        }
+      }
+    }
+  }
+  if (chosen == nullptr) {
+    const auto it = std::ranges::find_if(frames, is_fault);
+    if (it == frames.end()) {
+      return std::nullopt;
+    }
+    chosen = &*it;
+  }
+  const SigInfo fault = *signal_frame_fault(*chosen);
+  OriginalFault o;
+  o.signo = fault.signo;
+  o.code = fault.code;
+  o.code_name = std::string(si_code_name(o.signo, o.code));
+  o.address = fault.fault_address;
+  o.pc = chosen->pc;
+  o.frame = at;
+  if (at) {
+    o.symbol = stacks[0].frames[*at].symbol;
+  }
+  return o;
 }
 
 CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
@@ -43,7 +92,15 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
       const auto id = f.build_ids.find(exe);
       exe_id = id != f.build_ids.end() ? "b:" + id->second : "n:" + module_basename(exe);
     }
-    a.signature = signature_v2(*signo, a.stacks[0].frames, exe, exe_id);
+    // A crash handler that killed the process after a fault: the signature is the fault's,
+    // from the frame it interrupted on, as if there had been no handler.
+    std::span<const Frame> frames = a.stacks[0].frames;
+    int sig = *signo;
+    if (const auto o = original_fault(f, a.stacks); o && o->frame) {
+      frames = frames.subspan(*o->frame);
+      sig = o->signo;
+    }
+    a.signature = signature_v2(sig, frames, exe, exe_id);
     // Nothing named and no module known: v1 (signal, si_code, site) says more than "?".
     if (a.signature &&
         std::ranges::all_of(a.signature->chain, [](const std::string& c) { return c == "?"; })) {

@@ -2,6 +2,8 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
+#include "common/base/signals.hpp"
+#include "common/crash/sigframe.hpp"
 
 #include <set>
 #include <string_view>
@@ -76,6 +78,19 @@ nlohmann::json site_to_json(const CoreFacts& f) {
   j["fault_address"] = hex(f.fault_address);
   j["sender_pid"] = opt(f.sender_pid);
   j["sender_uid"] = opt(f.sender_uid);
+  j["blocked_syscall"] = nullptr;
+  if (f.syscall) {
+    const std::string_view arch = f.syscall_arch ? audit_arch_name(*f.syscall_arch) : "";
+    // Names from the x86-64 table only where the call was made through it.
+    const bool x86_64 = arch == "x86_64";
+    const std::string_view name = x86_64 ? x86_64_syscall_name(*f.syscall) : "";
+    j["blocked_syscall"] = {{"number", *f.syscall},
+                            {"name", text(name)},
+                            {"arch", f.syscall_arch
+                                         ? (arch.empty() ? nlohmann::json(hex_u64(*f.syscall_arch))
+                                                         : nlohmann::json(arch))
+                                         : nlohmann::json(nullptr)}};
+  }
   j["pc"] = hex(f.pc);
   j["sp"] = hex(f.sp);
   j["tid"] = opt(f.tid);
@@ -104,6 +119,16 @@ void add_stream_fields(nlohmann::json& j, const CoreFacts& f) {
 nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
   nlohmann::json j = site_to_json(f);
   j["symbol"] = symbol_to_json(a.symbol);
+  j["original_fault"] = nullptr;
+  if (const auto o = original_fault(f, a.stacks)) {
+    j["original_fault"] = {{"si_signo", o->signo},
+                           {"signal_name", signal_name(o->signo)},
+                           {"si_code", o->code},
+                           {"si_code_name", text(o->code_name)},
+                           {"fault_address", hex(o->address)},
+                           {"pc", hex_u64(o->pc)},
+                           {"symbol", symbol_to_json(o->symbol)}};
+  }
   if (a.signature) {
     j["signature"] = a.signature->signature;
     j["signature_version"] = 2;
@@ -126,6 +151,50 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
   j["stacks"] = std::move(stacks);
   add_stream_fields(j, f);
   return j;
+}
+
+std::string crash_cause_detail(const nlohmann::json& crash) {
+  const auto str = [](const nlohmann::json& o, const char* key) -> std::string {
+    const auto it = o.find(key);
+    return it != o.end() && it->is_string() ? to_valid_utf8(it->get<std::string>()) : "";
+  };
+  if (!crash.is_object()) {
+    return {};
+  }
+  if (const auto o = crash.find("original_fault"); o != crash.end() && o->is_object()) {
+    const std::string name = str(*o, "signal_name");
+    std::string out = " raised by the program's crash handler after " +
+                      (name.empty() ? std::string("a fault") : "SIG" + name);
+    if (const std::string code = str(*o, "si_code_name"); !code.empty()) {
+      out += " (" + code + ")";
+    }
+    if (const std::string addr = str(*o, "fault_address"); !addr.empty()) {
+      out += " at " + addr;
+    }
+    const auto sym = o->find("symbol");
+    const std::string fn = sym != o->end() && sym->is_object() ? str(*sym, "name") : "";
+    if (!fn.empty()) {
+      out += " in " + fn;
+    } else if (const std::string pc = str(*o, "pc"); !pc.empty()) {
+      out += " in " + pc;
+    }
+    return out;
+  }
+  if (const auto s = crash.find("blocked_syscall"); s != crash.end() && s->is_object()) {
+    const auto n = s->find("number");
+    if (n == s->end() || !n->is_number_integer()) {
+      return {};
+    }
+    const std::string name = str(*s, "name");
+    const std::string number = std::to_string(n->get<int64_t>());
+    std::string out = " (seccomp blocked " +
+                      (name.empty() ? "system call " + number : name + " (" + number + ")");
+    if (const std::string arch = str(*s, "arch"); !arch.empty()) {
+      out += " on " + arch;
+    }
+    return out + ")";
+  }
+  return {};
 }
 
 nlohmann::json mappings_to_json(const CoreFacts& f, std::span<const MappingFinding> findings) {

@@ -13,12 +13,19 @@
 
 #include <optional>
 #include <span>
+#include <string>
 
 namespace common {
 
 // The `crash` object (record schema 2): the scanner's facts and what the analysis added (an empty
 // CrashAnalysis gives the facts alone, with no stacks and the scanner's v1 signature).
 nlohmann::json crash_to_json(const CoreFacts& facts, const CrashAnalysis& analysis);
+
+// What the `crash` object says beyond the delivered signal, for one line of text: " raised by
+// the program's crash handler after SIGSEGV (SEGV_MAPERR) at 0x10 in crash_here" (from
+// `original_fault`), " (seccomp blocked chown (92) on x86_64)" (from `blocked_syscall`), else
+// empty. `crash` is a stored record's and untrusted: any field of the wrong type is left out.
+std::string crash_cause_detail(const nlohmann::json& crash);
 
 // The `mappings` array: one object per distinct NT_FILE path (at most 1024, in address order)
 // with its build-id from the core and the findings about it from check_mapped_files().

@@ -34,6 +34,10 @@ constexpr uint64_t k_max_build_id_windows = 4096;
 constexpr uint64_t k_stack_window = 256u << 10;
 constexpr uint64_t k_thread_stack_window = 64u << 10;
 constexpr uint64_t k_max_stack_bytes = 4u << 20;
+// Of those, kept for the crashing thread's windows at the stack a signal interrupted (one
+// decided only once its signal frame has streamed past, after every other window; one guessed
+// when the notes end, see keep_unclaimed_stack).
+constexpr uint64_t k_interrupted_reserve = 2 * k_stack_window;
 constexpr size_t k_max_threads = 64;
 constexpr size_t k_max_frames = 32;
 // Capture windows alive at once; only overlapping (hostile) windows can come near it.
@@ -313,6 +317,7 @@ void CoreScanner::complete_region(Region& r) {
   const std::span<const std::byte> data(r.data);
   switch (r.kind) {
   case RegionKind::notes:
+    keep_unclaimed_stack();
     if (r.notes->mid_note()) {
       warn("note segment ends inside a note");
     }
@@ -327,9 +332,17 @@ void CoreScanner::complete_region(Region& r) {
     break;
   case RegionKind::stack:
     if (r.thread < m_facts.thread_states.size()) {
-      m_facts.thread_states[r.thread].stack = r.data; // r.data is still scanned below
+      ThreadState& t = m_facts.thread_states[r.thread];
+      // r.data is still scanned below.
+      if (r.interrupted) {
+        t.interrupted_base = r.address;
+        t.interrupted_stack = r.data;
+      } else {
+        t.stack = r.data;
+      }
+      note_signal_frames(r.thread, r.address, data, r.interrupted);
     }
-    if (r.thread != 0) {
+    if (r.thread != 0 || r.interrupted) {
       break;
     }
     // Any 8-byte value pointing into executable memory may be a return address. This finds
@@ -350,6 +363,146 @@ void CoreScanner::complete_region(Region& r) {
       m_xnum_count = sh->sh_info;
     }
     break;
+  }
+}
+
+// The kernel's signal frames in a stack window just completed; the first whose interrupted sp
+// lies outside the window gets a window of its own there, when that memory is still ahead in
+// the stream (the stream goes by address: an interrupted stack below the alternate one has
+// passed already).
+void CoreScanner::note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
+                                     bool interrupted) {
+  ThreadState& t = m_facts.thread_states[index];
+  const auto executable = [this](uint64_t a) {
+    const Load* l = find_load(a);
+    return l != nullptr && (l->flags & PF_X) != 0;
+  };
+  for (const auto& f : find_signal_frames(data, base, m_machine, executable)) {
+    if (t.signal_frames.size() >= k_max_signal_frames) {
+      break;
+    }
+    t.signal_frames.push_back(f);
+  }
+  if (interrupted || m_interrupted_kept.contains(index)) {
+    return;
+  }
+  const auto in = [](uint64_t a, uint64_t lo, size_t size) { return a >= lo && a - lo < size; };
+  const auto outside = std::ranges::find_if(t.signal_frames, [&](const SignalFrame& f) {
+    return !in(f.sp, base, data.size()) &&
+           !in(f.sp, t.interrupted_base, t.interrupted_stack.size());
+  });
+  if (outside == t.signal_frames.end()) {
+    return;
+  }
+  const Load* l = find_load(outside->sp);
+  const uint64_t delta = l != nullptr ? outside->sp - l->vaddr : 0;
+  if (l == nullptr || delta >= l->filesz) {
+    return; // not dumped
+  }
+  const uint64_t begin = sat_add(l->offset, delta);
+  if (begin < m_pos) {
+    warn("the stack a signal interrupted precedes its signal frame in the core; not kept");
+    return;
+  }
+  // Other threads' interrupted windows leave the reserve to the crashing thread's.
+  const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
+  const uint64_t budget =
+      index == 0 ? k_max_stack_bytes : k_max_stack_bytes - k_interrupted_reserve;
+  const uint64_t size =
+      std::min({l->filesz - delta, cap, budget - std::min(budget, m_stack_bytes)});
+  if (size == 0) {
+    warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
+    return;
+  }
+  m_stack_bytes += size;
+  m_interrupted_kept.insert(index);
+  Region r;
+  r.begin = begin;
+  r.end = sat_add(begin, size);
+  r.kind = RegionKind::stack;
+  r.thread = index;
+  r.interrupted = true;
+  r.address = outside->sp;
+  register_region(std::move(r));
+}
+
+// The other order: an alternate stack allocated before its thread's stack (mmap hands out
+// addresses downwards) puts the interrupted stack earlier in the stream than the signal frame
+// that would locate it. Decided when the notes end, from the registers and the mappings, for
+// the crashing thread unless its sp is on the main thread's stack (the highest writable
+// mapping): when sp is in a thread stack (a PT_LOAD right above a PROT_NONE one, glibc's
+// guard) — which an alternate stack mapped right above it merges into —, ≤ 256 KiB just below
+// sp; otherwise the top ≤ 256 KiB of the nearest thread stack below sp that no thread's sp is
+// on: the frames of a thread that was not deep in its stack when the signal came. Either comes
+// from the crashing thread's reserve; a window at the frame's sp is still kept later when the
+// frame says this one was the wrong stack.
+void CoreScanner::keep_unclaimed_stack() {
+  if (std::exchange(m_unclaimed_decided, true) || m_machine != EM_X86_64 ||
+      m_facts.thread_states.empty() || !m_facts.thread_states[0].sp || m_loads.empty()) {
+    return;
+  }
+  const uint64_t sp = *m_facts.thread_states[0].sp;
+  const Load* here = find_load(sp);
+  if (here == nullptr) {
+    return;
+  }
+  const auto writable = [](const Load& l) { return (l.flags & PF_W) != 0 && l.filesz > 0; };
+  const auto guarded = [&](size_t i) {
+    if (i == 0) {
+      return false;
+    }
+    const Load& g = m_loads[i - 1];
+    return g.flags == 0 && g.vaddr + g.memsz == m_loads[i].vaddr && writable(m_loads[i]);
+  };
+  const size_t at = static_cast<size_t>(here - m_loads.data());
+  const auto top = std::find_if(m_loads.rbegin(), m_loads.rend(), writable);
+  if (top == m_loads.rend() || &*top == here) {
+    return; // the main thread's stack, the highest: any alternate stack is below it
+  }
+  const uint64_t budget = k_max_stack_bytes - std::min(k_max_stack_bytes, m_stack_bytes);
+  if (guarded(at)) {
+    // A thread stack, or an alternate stack mapped right above one: the kernel merges the two
+    // into one mapping, and the interrupted frames are just below sp.
+    const uint64_t below = sp - here->vaddr;
+    const uint64_t size = std::min({below, k_stack_window, budget});
+    if (below == 0 || below > here->filesz || size == 0) {
+      return;
+    }
+    m_stack_bytes += size;
+    Region r;
+    r.begin = sat_add(here->offset, below - size);
+    r.end = sat_add(r.begin, size);
+    r.kind = RegionKind::stack;
+    r.thread = 0;
+    r.interrupted = true;
+    r.address = sp - size;
+    register_region(std::move(r));
+    return;
+  }
+  const auto claimed = [&](const Load& l) {
+    return std::ranges::any_of(m_facts.thread_states, [&](const ThreadState& t) {
+      return t.sp && *t.sp >= l.vaddr && *t.sp - l.vaddr < l.memsz;
+    });
+  };
+  for (size_t i = at; i-- > 1;) {
+    const Load& l = m_loads[i];
+    if (!guarded(i) || claimed(l) || l.offset >= here->offset) {
+      continue;
+    }
+    const uint64_t size = std::min({l.filesz, k_stack_window, budget});
+    if (size == 0) {
+      return;
+    }
+    m_stack_bytes += size;
+    Region r;
+    r.begin = sat_add(l.offset, l.filesz - size);
+    r.end = sat_add(r.begin, size);
+    r.kind = RegionKind::stack;
+    r.thread = 0;
+    r.interrupted = true;
+    r.address = l.vaddr + (l.filesz - size);
+    register_region(std::move(r));
+    return;
   }
 }
 
@@ -378,7 +531,9 @@ void CoreScanner::register_windows() {
       continue; // sp outside dumped memory (a stack overflow into a guard page, garbage)
     }
     const uint64_t cap = index == 0 ? k_stack_window : k_thread_stack_window;
-    const uint64_t size = std::min({l->filesz - delta, cap, k_max_stack_bytes - m_stack_bytes});
+    const uint64_t budget = k_max_stack_bytes - k_interrupted_reserve;
+    const uint64_t size =
+        std::min({l->filesz - delta, cap, budget - std::min(budget, m_stack_bytes)});
     if (size == 0) {
       warn("stack windows reached " + std::to_string(k_max_stack_bytes) + " bytes; skipped some");
       continue;
@@ -390,6 +545,7 @@ void CoreScanner::register_windows() {
     r.end = sat_add(r.begin, size);
     r.kind = RegionKind::stack;
     r.thread = index;
+    r.address = *t.sp;
     register_region(std::move(r));
   }
   if (!m_build_ids_registered && m_seen_file) {
@@ -487,6 +643,8 @@ void CoreScanner::on_note(const ElfNote& note) {
         f.fault_address = s->fault_address;
         f.sender_pid = s->sender_pid;
         f.sender_uid = s->sender_uid;
+        f.syscall = s->syscall;
+        f.syscall_arch = s->syscall_arch;
       }
     }
     break;

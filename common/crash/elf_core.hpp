@@ -5,18 +5,27 @@
 // one note descriptor at a time (≤ 16 MiB), the first ≤ 64 KiB of each file mapping that starts
 // at file offset 0 (for its build-id note), and a window of each thread's stack from its sp up:
 // ≤ 256 KiB for the crashing thread, ≤ 64 KiB for each other thread, at most 64 threads and
-// 4 MiB of stacks in all (the registers of every thread are kept for the unwinder).
+// 4 MiB of stacks in all (the registers of every thread are kept for the unwinder). A kernel
+// signal frame in a thread's window (a crash handler on a sigaltstack) adds one window at the
+// stack the signal interrupted, from its sp up, within the same 4 MiB (512 KiB of it kept for
+// the crashing thread's): when that stack comes later in the stream than the window holding the
+// frame, which it does for the main thread (its stack is the highest mapping) and for alternate
+// stacks allocated after the thread's stack. For the other order one window for the crashing
+// thread is decided from the registers and the mappings when the notes end (see
+// keep_unclaimed_stack); a warning says when the interrupted stack was missed.
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
 
 #include "common/crash/capture.hpp"
 #include "common/crash/elf_notes.hpp"
+#include "common/crash/sigframe.hpp"
 
 #include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +49,12 @@ struct ThreadState {
   std::vector<uint64_t> gregs; // PrStatus::gregs
   uint64_t stack_base = 0;     // address of stack[0] (== sp when dumped)
   std::vector<std::byte> stack;
+  // Kernel signal frames found in the windows above, innermost first (at most
+  // k_max_signal_frames), and the window at the stack the innermost one outside `stack`
+  // interrupted (empty when that is inside `stack`, or was not kept).
+  std::vector<SignalFrame> signal_frames;
+  uint64_t interrupted_base = 0;
+  std::vector<std::byte> interrupted_stack;
 };
 
 // Everything the scanner learned. Optional fields are unknown when empty.
@@ -68,6 +83,8 @@ struct CoreFacts {
   std::optional<uint64_t> fault_address; // SEGV/BUS/ILL/FPE/TRAP raised by a fault
   std::optional<int64_t> sender_pid;     // signals sent by kill/tkill/sigqueue
   std::optional<uint32_t> sender_uid;
+  std::optional<int> syscall;           // SIGSYS from seccomp: the blocked system call
+  std::optional<uint32_t> syscall_arch; // and its AUDIT_ARCH_*
 
   // NT_PRPSINFO (raw bytes; make them valid UTF-8 before display).
   std::optional<int64_t> pid;
@@ -145,6 +162,8 @@ private:
     std::string path;            // build_id: the module
     uint64_t charge = 0;         // bytes counted against the buffer budget while active
     size_t thread = k_no_thread; // stack: index in thread_states
+    bool interrupted = false;    // stack: the window at the stack a signal interrupted
+    uint64_t address = 0;        // stack: the address of the window's first byte
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };
@@ -161,6 +180,9 @@ private:
   void register_region(Region r);
   void complete_region(Region& r);
   void register_windows();
+  void note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
+                          bool interrupted);
+  void keep_unclaimed_stack();
   const Load* find_load(uint64_t addr) const;
   void derive();
   void fail(std::string why);
@@ -196,8 +218,10 @@ private:
   bool m_seen_prpsinfo = false;
   bool m_seen_auxv = false;
   bool m_seen_file = false;
-  size_t m_stacks_registered = 0; // thread_states with a stack window decided
-  uint64_t m_stack_bytes = 0;     // reserved for stack windows
+  size_t m_stacks_registered = 0;      // thread_states with a stack window decided
+  uint64_t m_stack_bytes = 0;          // reserved for stack windows
+  std::set<size_t> m_interrupted_kept; // threads with a window at their signal frame's sp
+  bool m_unclaimed_decided = false;    // keep_unclaimed_stack() ran
   bool m_build_ids_registered = false;
   std::vector<uint64_t> m_stack_candidates;
 };

@@ -52,6 +52,10 @@ constexpr uint64_t k_siginfo_code = offsetof(siginfo_t, si_code);
 constexpr uint64_t k_siginfo_addr = offsetof(siginfo_t, si_addr);
 constexpr uint64_t k_siginfo_pid = offsetof(siginfo_t, si_pid);
 constexpr uint64_t k_siginfo_uid = offsetof(siginfo_t, si_uid);
+constexpr uint64_t k_siginfo_syscall = offsetof(siginfo_t, si_syscall);
+constexpr uint64_t k_siginfo_arch = offsetof(siginfo_t, si_arch);
+static_assert(k_siginfo_syscall == 24 && k_siginfo_arch == 28);
+constexpr int k_sys_seccomp = 1; // SYS_SECCOMP
 static_assert(k_siginfo_signo == 0 && k_siginfo_errno == 4 && k_siginfo_code == 8 &&
               k_siginfo_addr == 16 && k_siginfo_pid == 16 && k_siginfo_uid == 20);
 constexpr uint64_t k_prpsinfo_uid = offsetof(elf_prpsinfo, pr_uid);
@@ -247,6 +251,10 @@ std::optional<SigInfo> decode_siginfo(std::span<const std::byte> desc) {
     // kill(), tgkill() (raise/abort), sigqueue(), mq_notify: si_pid/si_uid of the sender.
     s.sender_pid = read_i32(desc, k_siginfo_pid);
     s.sender_uid = read_le<uint32_t>(desc, k_siginfo_uid);
+  } else if (s.signo == SIGSYS && s.code == k_sys_seccomp) {
+    // si_call_addr, then si_syscall and si_arch.
+    s.syscall = read_i32(desc, k_siginfo_syscall);
+    s.syscall_arch = read_le<uint32_t>(desc, k_siginfo_arch);
   }
   return s;
 }

@@ -127,6 +127,9 @@ struct SigInfo {
   std::optional<uint64_t> fault_address; // si_addr, for kernel-raised fault signals only
   std::optional<int32_t> sender_pid;     // for signals sent by kill/tkill/sigqueue
   std::optional<uint32_t> sender_uid;
+  // SIGSYS from seccomp (SYS_SECCOMP): the blocked system call's number and AUDIT_ARCH_*.
+  std::optional<int32_t> syscall;
+  std::optional<uint32_t> syscall_arch;
 };
 std::optional<SigInfo> decode_siginfo(std::span<const std::byte> desc);
 

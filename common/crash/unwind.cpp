@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -336,6 +337,8 @@ private:
   std::optional<uint64_t> read_word(uint64_t addr) const;
   const FileMapping* mapping_at(uint64_t addr) const;
   bool follows_call(uint64_t ret) const;
+  bool code_bytes(uint64_t addr, std::span<uint8_t> out) const;
+  bool is_sigreturn(uint64_t pc) const;
   bool has_cfi(uint64_t pc) const;
   void fall_back(ThreadTrace& t, uint64_t sp, std::optional<uint64_t> fp);
   void describe(Frame f, std::vector<Frame>& out) const;
@@ -372,9 +375,12 @@ pid_t Session::next_thread(Dwfl* /*dwfl*/, void* arg, void** thread_arg) {
 
 std::optional<uint64_t> Session::read_word(uint64_t addr) const {
   for (const auto& t : m_facts.thread_states) {
-    if (addr >= t.stack_base && addr - t.stack_base <= t.stack.size() &&
-        t.stack.size() - (addr - t.stack_base) >= 8) {
-      return read_le<uint64_t>(t.stack, addr - t.stack_base);
+    // The window at sp, and the one at the stack a signal interrupted (see elf_core.hpp).
+    for (const auto& [base, bytes] :
+         {std::pair(t.stack_base, &t.stack), std::pair(t.interrupted_base, &t.interrupted_stack)}) {
+      if (addr >= base && addr - base <= bytes->size() && bytes->size() - (addr - base) >= 8) {
+        return read_le<uint64_t>(*bytes, addr - base);
+      }
     }
   }
   return std::nullopt;
@@ -568,6 +574,9 @@ int Session::on_frame(Dwfl_Frame* frame, void* arg) {
   f.pc = pc;
   f.exact_pc = activation;
   f.trust = FrameTrust::context;
+  // The trampoline a handler returns to; libdw steps through it with its CFI (glibc's
+  // __restore_rt describes the registers the kernel saved), into the interrupted frame.
+  f.signal_frame = activation && s->is_sigreturn(pc);
   if (!t.frames.empty()) {
     // libdwfl's x86_64 backend falls back to the frame-pointer chain, silently, where the
     // callee has no CFI: call such a frame what it is, and keep it only when a call
@@ -605,6 +614,51 @@ bool Session::has_cfi(uint64_t pc) const {
     }
   }
   return false;
+}
+
+// `out.size()` bytes of code at `addr`, read from the verified module file through the PT_LOAD
+// that maps them; false when they are not all there.
+bool Session::code_bytes(uint64_t addr, std::span<uint8_t> out) const {
+  Dwfl_Module* mod = m_dwfl ? dwfl_addrmodule(m_dwfl.get(), addr) : nullptr;
+  GElf_Addr bias = 0;
+  Elf* elf = mod != nullptr ? dwfl_module_getelf(mod, &bias) : nullptr;
+  size_t phnum = 0;
+  if (elf == nullptr || addr < bias || elf_getphdrnum(elf, &phnum) != 0) {
+    return false;
+  }
+  const uint64_t vaddr = addr - bias;
+  for (size_t i = 0; i < phnum; ++i) {
+    GElf_Phdr ph{};
+    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_LOAD ||
+        (ph.p_flags & PF_X) == 0 || vaddr < ph.p_vaddr || vaddr - ph.p_vaddr >= ph.p_filesz ||
+        ph.p_filesz - (vaddr - ph.p_vaddr) < out.size()) {
+      continue;
+    }
+    Elf_Data* d = elf_getdata_rawchunk(
+        elf, static_cast<int64_t>(ph.p_offset + (vaddr - ph.p_vaddr)), out.size(), ELF_T_BYTE);
+    if (d == nullptr || d->d_size != out.size()) {
+      return false;
+    }
+    std::memcpy(out.data(), d->d_buf, out.size());
+    return true;
+  }
+  return false;
+}
+
+// Whether `pc` is the kernel's signal return trampoline, by its code as gdb tells it (a
+// stripped libc has no __restore_rt symbol): x86-64 `mov $15,%rax; syscall`, AArch64
+// `mov x8,#139; svc #0`.
+bool Session::is_sigreturn(uint64_t pc) const {
+  std::array<uint8_t, 9> code{};
+  if (m_arch.machine == EM_AARCH64) {
+    static constexpr std::array<uint8_t, 8> k_a64 = {0x68, 0x11, 0x80, 0xd2,
+                                                     0x01, 0x00, 0x00, 0xd4};
+    return code_bytes(pc, std::span(code).first(8)) &&
+           std::equal(k_a64.begin(), k_a64.end(), code.begin());
+  }
+  static constexpr std::array<uint8_t, 9> k_x64 = {0x48, 0xc7, 0xc0, 0x0f, 0x00,
+                                                   0x00, 0x00, 0x0f, 0x05};
+  return code_bytes(pc, code) && code == k_x64;
 }
 
 // Whether the instruction before `ret` is a call, read from the verified module file: what
@@ -780,7 +834,8 @@ void Session::describe(Frame f, std::vector<Frame>& out) const {
   GElf_Sym sym{};
   if (const char* name = dwfl_module_addrinfo(mod, at, &offset, &sym, nullptr, nullptr, nullptr)) {
     f.symbol = ResolvedSymbol{without_version(name), offset + (f.pc - at), true};
-    f.signal_frame = f.symbol->name == "__restore_rt" || f.symbol->name == "__kernel_rt_sigreturn";
+    f.signal_frame = f.signal_frame || f.symbol->name == "__restore_rt" ||
+                     f.symbol->name == "__kernel_rt_sigreturn";
   }
   if (Dwfl_Line* line = dwfl_module_getsrc(mod, at)) {
     int lineno = 0;

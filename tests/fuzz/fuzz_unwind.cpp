@@ -5,11 +5,18 @@
 //
 // Input: 4 bytes thread count; then per thread 17 little-endian words (rax … r15, rip, with
 // rsp among them) and a stack of up to 4 KiB; rip and rsp are folded into the modules' text and
-// the stack window so most inputs reach the unwinder's interesting paths.
+// the stack window so most inputs reach the unwinder's interesting paths. Signal frames the
+// window holds (find_signal_frames) are kept as the scanner keeps them, their interrupted sp
+// given the same bytes as a second window, and original_fault() looks through them.
+#include "common/crash/analysis.hpp"
 #include "common/crash/elf_notes.hpp"
+#include "common/crash/sigframe.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/crash/unwind.hpp"
 
+#include <elf.h>
+
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -107,6 +114,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                    reinterpret_cast<const std::byte*>(p) + stack_size);
     p += stack_size;
     n -= stack_size;
+    s.signal_frames = common::find_signal_frames(s.stack, base, EM_X86_64, [&](uint64_t a) {
+      for (const auto& [lo, hi] : modules.text) {
+        if (a >= lo && a < hi) {
+          return true;
+        }
+      }
+      return false;
+    });
+    if (s.signal_frames.size() > common::k_max_signal_frames) {
+      std::abort();
+    }
+    if (!s.signal_frames.empty()) {
+      s.interrupted_base = s.signal_frames[0].sp;
+      s.interrupted_stack = s.stack;
+    }
     facts.thread_states.push_back(std::move(s));
   }
   common::UnwindOptions options;
@@ -118,6 +140,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& t : traces) {
     if (t.frames.size() > options.max_frames) {
       std::abort(); // the cap holds whatever the input
+    }
+  }
+  // As if the process had raised the signal itself.
+  facts.pid = 1;
+  facts.sender_pid = 1;
+  facts.si_code = SI_TKILL;
+  if (const auto o = common::original_fault(facts, traces); o && o->frame) {
+    if (*o->frame >= traces[0].frames.size() || !traces[0].frames[*o->frame - 1].signal_frame) {
+      std::abort();
     }
   }
   return 0;

@@ -395,6 +395,71 @@ TEST_CASE("threads past 64 are counted, without registers", "[elf_core]") {
   CHECK(total == 0x100 + 62 * 0x1000);
 }
 
+// A crash handler on an alternate stack: the crashing thread's sp is there, an rt_sigframe holds
+// the interrupted sp on the thread's stack. `alt` is where the alternate stack is mapped.
+CoreBuilder on_alternate_stack(uint64_t alt) {
+  CoreBuilder c = typical();
+  const uint64_t handler_sp = alt + 0x800;
+  c.notes.clear();
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                       prstatus(c.machine, 4242, k_lib + 0x1010, handler_sp)));
+  append(c.notes, note("CORE", common::elf::k_nt_siginfo, siginfo(6, -6, 0)));
+  append(c.notes, note("CORE", common::elf::k_nt_file,
+                       nt_file({{k_exe, k_exe + 0x1000, 0, "/usr/bin/crashy"},
+                                {k_exe + 0x1000, k_exe + 0x3000, 1, "/usr/bin/crashy"},
+                                {k_lib, k_lib + 0x1000, 0, "/usr/lib/libc.so.6"},
+                                {k_lib + 0x1000, k_lib + 0x5000, 1, "/usr/lib/libc.so.6"}})));
+  Bytes stack(0x1000);
+  const size_t f = 0x900;                           // the frame, above the handler's sp
+  put(stack, f, k_lib + 0x1050, 8);                 // pretcode: __restore_rt
+  put(stack, f + 8, 7, 8);                          // uc_flags
+  put(stack, f + 48 + 15 * 8, k_stack + 0x1f00, 8); // rsp
+  put(stack, f + 48 + 16 * 8, k_exe + 0x1139, 8);   // rip
+  put(stack, f + 48 + 17 * 8, 0x10246, 8);          // eflags
+  put(stack, f + 48 + 18 * 8, 0x33, 2);             // cs
+  put(stack, f + 48 + 18 * 8 + 6, 0x2b, 2);         // ss
+  put(stack, f + 48 + 20 * 8, 14, 8);               // trapno: page fault
+  put(stack, f + 48 + 22 * 8, 0x10, 8);             // cr2
+  put(stack, f + 48 + 23 * 8, alt + 0xc00, 8);      // fpstate
+  c.loads.push_back({alt, 0x1000, 6, stack});
+  std::ranges::sort(c.loads, {}, &Segment::vaddr);
+  return c;
+}
+
+TEST_CASE("a signal frame in the crashing thread's window keeps the stack it interrupted",
+          "[elf_core]") {
+  const Bytes core = on_alternate_stack(k_lib + 0x100000).build(); // below the thread's stack
+  const CoreFacts f = scan(core);
+  REQUIRE(!f.thread_states.empty());
+  const auto& t = f.thread_states[0];
+  REQUIRE(t.signal_frames.size() == 1);
+  CHECK(t.signal_frames[0].pc == k_exe + 0x1139);
+  CHECK(t.signal_frames[0].sp == k_stack + 0x1f00);
+  CHECK(t.signal_frames[0].address == k_lib + 0x100000 + 0x900);
+  CHECK(t.interrupted_base == k_stack + 0x1f00);
+  CHECK(t.interrupted_stack.size() == 0x100); // to the end of the dumped stack
+  CHECK(f.warnings.empty());
+  // Whatever the chunking.
+  for (const size_t chunk : {size_t{1}, size_t{7}, size_t{4096}}) {
+    const CoreFacts g = scan(core, chunk);
+    CHECK(g.thread_states[0].interrupted_base == t.interrupted_base);
+    CHECK(g.thread_states[0].interrupted_stack == t.interrupted_stack);
+    CHECK(g.thread_states[0].signal_frames.size() == 1);
+  }
+  const CoreFacts r = scan_random(core, 7);
+  CHECK(r.thread_states[0].interrupted_stack == t.interrupted_stack);
+}
+
+TEST_CASE("an interrupted stack that streamed past before its signal frame is named",
+          "[elf_core]") {
+  // The alternate stack above the thread's stack, and the highest mapping: nothing guessed.
+  const CoreFacts f = scan(on_alternate_stack(k_stack + 0x100000).build());
+  REQUIRE(f.thread_states[0].signal_frames.size() == 1);
+  CHECK(f.thread_states[0].interrupted_stack.empty());
+  CHECK(std::ranges::find(f.warnings, "the stack a signal interrupted precedes its signal frame "
+                                      "in the core; not kept") != f.warnings.end());
+}
+
 TEST_CASE("aarch64 prstatus layout; lr is the first frame", "[elf_core]") {
   const CoreFacts f = scan(typical(common::elf::k_em_aarch64).build());
   CHECK(f.machine == "aarch64");
