@@ -3,10 +3,10 @@
 #include "common/base/escape.hpp"
 #include "common/base/signals.hpp"
 #include "common/crash/analysis.hpp"
+#include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/symbolize.hpp"
 #include "handler/analysis_child.hpp"
-#include "handler/analysis_wire.hpp"
 #include "handler/context.hpp"
 #include "handler/steps.hpp"
 
@@ -78,13 +78,15 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   const std::vector<int> keep = files.fds();
   limits.files += keep.size(); // the descriptors it is handed come on top
   const ChildResult child = run_in_child(
-      [&] { return analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output); },
+      [&] {
+        return common::analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output);
+      },
       keep, limits, kill_at, ctx.analysis_launcher.get());
   ctx.analysis_launcher.reset(); // it answers once
   common::Record& r = ctx.record;
   std::string failure = child.failure;
   if (child.output) {
-    auto wire = analysis_from_wire(*child.output, limits.max_output);
+    auto wire = common::analysis_from_wire(*child.output, limits.max_output);
     if (wire) {
       r.handler.analysis = "ok";
       if (!wire->cut.empty()) {

@@ -3,9 +3,13 @@
 #include "common/base/escape.hpp"
 #include "common/base/signals.hpp"
 #include "common/crash/analysis.hpp"
+#include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
+#include "common/crash/unwind.hpp"
+#include "common/sandbox/analysis_child.hpp"
+#include "common/store/record.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,6 +26,9 @@
 namespace cli {
 
 namespace {
+
+// Time the analysing child has after the unwinder's deadline to send what it found.
+constexpr auto k_child_grace = std::chrono::milliseconds(500);
 
 // The record a loose core gives: what the core itself says (no hostname, no handler), the file
 // as its core.
@@ -66,6 +73,43 @@ FullRecord to_record(const common::CoreFacts& f, const std::string& path, const 
     r.handler.warnings.push_back("core: " + w);
   }
   return full;
+}
+
+// Every thread unwound, in the handler's sandboxed child (common/sandbox): libdw parses the
+// core's and the module files' bytes there, with nothing but their descriptors, under hard
+// limits, and as a uid that owns nothing when root runs corectl. The files are opened here, with
+// the caller's rights, as the handler opens them when the crashed process is gone. On any
+// failure the record keeps the crash site of the notes and says why.
+common::CrashAnalysis analyse_in_child(const common::CoreFacts& facts, common::Record& r) {
+  const auto kill_at = std::chrono::steady_clock::now() +
+                       std::chrono::seconds(k_loose_analysis_seconds) + k_child_grace;
+  common::UnwindOptions unwind;
+  unwind.deadline = kill_at - k_child_grace;
+  const common::AnalysisFiles files = common::open_analysis_files(facts, unwind, {});
+  unwind.files = &files;
+  const std::vector<int> keep = files.fds();
+  sandbox::ChildLimits limits;
+  limits.cpu_seconds = k_loose_analysis_seconds + 1;
+  limits.files += keep.size();
+  limits.max_output = common::k_record_max;
+  const sandbox::ChildResult child = sandbox::run_in_child(
+      [&] {
+        return common::analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output);
+      },
+      keep, limits, kill_at, -1, /*drop_root=*/true);
+  std::string failure = child.failure;
+  if (child.output) {
+    auto wire = common::analysis_from_wire(*child.output, limits.max_output);
+    if (wire) {
+      r.handler.analysis = "ok";
+      return std::move(wire->analysis);
+    }
+    failure = wire.error().message;
+  }
+  r.handler.analysis = failure;
+  r.handler.warnings.push_back("crash analysis failed (" + failure +
+                               "), continuing with the crash site from the core's notes");
+  return {};
 }
 
 } // namespace
@@ -125,12 +169,9 @@ std::expected<LooseCore, Exit> open_loose_core(const std::string& path, bool ana
   if (!facts.is_elf) {
     return std::unexpected(report(Exit::failure, common::quoted(path) + " is not an ELF core"));
   }
-  common::UnwindOptions options;
-  options.deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(k_loose_analysis_seconds);
-  const common::CrashAnalysis analysis = common::analyze_crash(facts, options);
   core.full = to_record(facts, path, st);
   common::Record& r = core.full.record;
+  const common::CrashAnalysis analysis = analyse_in_child(facts, r);
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(
       facts, common::check_mapped_files(facts.files, facts.build_ids, std::nullopt));

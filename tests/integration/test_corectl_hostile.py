@@ -354,6 +354,34 @@ def test_debuginfod_answers_are_parsed_in_a_sandboxed_child(tmp_path, segv_core,
     assert not (tmp_path / "planted-by-hook").exists()
 
 
+@pytest.mark.parametrize("mode", ["exit", "ids"])
+def test_a_core_file_is_analysed_in_a_sandboxed_child(tmp_path, segv_core, parser_hook, mode):
+    """`corectl info --file CORE` unwinds a core nobody vetted with libdw: code a hostile core or
+    module makes libdw run (the preloaded hook, at dwfl_begin) ends the sandboxed child and
+    reaches nothing, as in the handler; corectl says the analysis failed and shows the notes'."""
+    core = tmp_path / "core"
+    core.write_bytes(segv_core)
+    secret = tmp_path / "secret"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    readable = tmp_path / "readable"
+    readable.write_text("anyone's\n")
+    readable.chmod(0o644)
+    uid, gid = (65533, 65533) if pctest.is_root() else (os.getuid(), os.getgid())
+    env = dict(LD_PRELOAD=str(parser_hook), PC_HOOK_MODE=mode, PC_HOOK_SECRET=str(secret),
+               PC_HOOK_PATH=str(readable), PC_HOOK_DIR=str(tmp_path), PC_HOOK_UID=str(uid),
+               PC_HOOK_GID=str(gid),
+               PC_HOOK_STORE_UID="0" if pctest.is_root() else "4000000000")
+    config = pctest.write_config(tmp_path / "c.conf", tmp_path / "no-store")
+    r = corectl(config, "info", "--file", str(core), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    status = 100 + (4 if mode == "ids" and not pctest.is_root() and os.getgroups() else 0)
+    rec = json.loads(r.stdout)
+    assert rec["handler"]["analysis"] == f"exited with status {status}", rec["handler"]
+    assert rec["signal"] == 11  # the notes' crash site is still there
+    assert not (tmp_path / "planted-by-hook").exists()
+
+
 def test_root_keeps_no_cache_in_a_users_home(tmp_path):
     """`sudo -E corectl` as root with a user's HOME: root wrote its cache there."""
     if not pctest.is_root():

@@ -12,13 +12,13 @@
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/crash/analysis.hpp"
+#include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/crash/unwind.hpp"
 #include "common/store/record_bound.hpp"
 #include "handler/analysis_child.hpp"
-#include "handler/analysis_wire.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -146,12 +146,12 @@ int main(int argc, char** argv) {
       limits.files += keep.size();
       const auto child = handler::run_in_child(
           [&] {
-            return handler::analysis_to_wire(common::analyze_crash(f, options), limits.max_output);
+            return common::analysis_to_wire(common::analyze_crash(f, options), limits.max_output);
           },
           keep, limits, options.deadline + std::chrono::seconds(1));
       common::Expected<handler::WireAnalysis> wire = common::fail(child.failure);
       if (child.output) {
-        wire = handler::analysis_from_wire(*child.output, limits.max_output);
+        wire = common::analysis_from_wire(*child.output, limits.max_output);
       }
       if (!wire) {
         std::cerr << "scan_core: analysis failed: " << wire.error().message << "\n";

@@ -1,12 +1,12 @@
-#include "handler/analysis_wire.hpp"
+#include "common/crash/analysis_wire.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <string>
 
 using namespace common;
-using handler::analysis_from_wire;
-using handler::analysis_to_wire;
+using common::analysis_from_wire;
+using common::analysis_to_wire;
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "handler/analysis_wire.hpp"
+#include "common/crash/analysis_wire.hpp"
 
 #include "common/base/escape.hpp"
 #include "common/base/json_bounds.hpp"
@@ -9,9 +9,7 @@
 #include <numeric>
 #include <stdexcept>
 
-namespace handler {
-
-using namespace common;
+namespace common {
 
 namespace {
 
@@ -190,4 +188,4 @@ Expected<WireAnalysis> analysis_from_wire(std::string_view text, size_t max) {
   }
 }
 
-} // namespace handler
+} // namespace common

@@ -1,4 +1,5 @@
-// The crash analysis as it crosses the pipe from the forked analysis child to the handler.
+// The crash analysis as it crosses the pipe from the forked analysis child to its parent: the
+// handler, or corectl analysing a core given with --file.
 #pragma once
 
 #include "common/base/error.hpp"
@@ -8,9 +9,9 @@
 #include <string>
 #include <string_view>
 
-namespace handler {
+namespace common {
 
-// The analysis as it crosses the pipe from the forked analysis child to the handler: compact
+// The analysis as it crosses the pipe from the forked analysis child to its parent: compact
 // JSON with every field typed, strings made valid UTF-8 (the record's rule), at most `max`
 // bytes. Threads past the crashing one are dropped from the end, then the crashing thread's
 // outermost frames, until the text fits; `cut` in the text says what was dropped.
@@ -24,4 +25,4 @@ struct WireAnalysis {
 };
 common::Expected<WireAnalysis> analysis_from_wire(std::string_view text, size_t max);
 
-} // namespace handler
+} // namespace common
