@@ -3,6 +3,7 @@
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 
+#include <algorithm>
 #include <set>
 #include <string_view>
 
@@ -138,9 +139,17 @@ nlohmann::json mappings_to_json(const CoreFacts& f, std::span<const MappingFindi
     if (!seen.insert(m.path).second) {
       continue;
     }
-    nlohmann::json entry = {{"path", to_valid_utf8(m.path)}, {"start", hex_u64(m.start)}};
+    // The file's loaded image (its first one, for a file dlmopen loaded twice) rather than its
+    // lowest mapping, which may be a copy mapped only to be read.
+    const auto loaded = std::ranges::find_if(
+        f.modules, [&](const ModuleGroup& g) { return g.loaded && g.path == m.path; });
+    const uint64_t start = loaded != f.modules.end() ? loaded->start : m.start;
+    nlohmann::json entry = {{"path", to_valid_utf8(m.path)}, {"start", hex_u64(start)}};
     const auto id = f.build_ids.find(m.path);
     entry["build_id"] = id != f.build_ids.end() ? nlohmann::json(id->second) : nullptr;
+    const ModuleMatch match = loaded != f.modules.end() ? loaded->match() : ModuleMatch::none;
+    entry["match"] = match == ModuleMatch::none ? nlohmann::json(nullptr)
+                                                : nlohmann::json(std::string(to_string(match)));
     nlohmann::json list = nlohmann::json::array();
     for (const auto& x : findings) {
       if (x.path == m.path) {
