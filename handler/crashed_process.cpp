@@ -69,6 +69,20 @@ CrashedProcess CrashedProcess::open(int64_t pid, std::optional<int> pidfd) {
   return p;
 }
 
+namespace {
+
+std::string unpadded_hex(uint64_t v) {
+  static constexpr char k_digits[] = "0123456789abcdef";
+  std::string out;
+  do {
+    out.insert(out.begin(), k_digits[v & 0xf]);
+    v >>= 4;
+  } while (v != 0);
+  return out;
+}
+
+} // namespace
+
 // One line of /proc/<pid>/maps: "start-end perms offset dev inode path". Files mapped from
 // offset 0 are opened through map_files/<start>-<end>: the kernel's reference to the mapped
 // file, not a lookup of its path (which may name another file by now, or one the crasher
@@ -101,10 +115,16 @@ void CrashedProcess::open_mapped_files() {
     const auto start = dash != std::string::npos
                            ? common::parse_number<uint64_t>(range.substr(0, dash), 16)
                            : std::nullopt;
-    if (!start) {
+    const auto end = dash != std::string::npos
+                         ? common::parse_number<uint64_t>(range.substr(dash + 1), 16)
+                         : std::nullopt;
+    if (!start || !end) {
       continue;
     }
-    common::UniqueFd opath = open_in(files->get(), range.c_str(), O_PATH);
+    // maps pads addresses to 8 hex digits, map_files names them without leading zeros (a
+    // non-PIE executable at 0x400000 is "400000-461000" there).
+    const std::string name = unpadded_hex(*start) + "-" + unpadded_hex(*end);
+    common::UniqueFd opath = open_in(files->get(), name.c_str(), O_PATH);
     if (!opath) {
       continue; // anonymous memory, or the mapping went away
     }

@@ -118,12 +118,13 @@ std::vector<ModuleGroup> group_mappings(const std::vector<FileMapping>& files,
   file_groups.assign(files.size(), 0);
   for (size_t i = 0; i < files.size(); ++i) {
     const FileMapping& m = files[i];
-    // The next segment of the group just before: the same file, right after it, further on in
-    // the file. A mapping at offset 0 always starts an image of its own.
+    // The next segment of the group just before: the same file, right after it, not back in
+    // the file (two segments may share a file page: rodata and relro often do). A mapping at
+    // offset 0 always starts an image of its own.
     if (i > 0 && !groups.empty() && m.file_offset != 0) {
       ModuleGroup& g = groups.back();
       const FileMapping& prev = files[i - 1];
-      if (prev.path == m.path && m.start >= prev.end && m.file_offset > prev.file_offset) {
+      if (prev.path == m.path && m.start >= prev.end && m.file_offset >= prev.file_offset) {
         g.end = m.end;
         ++g.count;
         file_groups[i] = groups.size() - 1;

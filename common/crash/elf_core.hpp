@@ -52,8 +52,9 @@ std::string_view to_string(ModuleMatch match); // "build-id", "go-build-id", "el
 
 // The NT_FILE mappings of one file that belong together: a mapping at file offset 0 and the
 // mappings of the same path right after it in address order (no other file between them) with
-// increasing file offsets — the load segments of one ELF image as the loader mapped it. A file
-// mapped again (a crash reporter reading its own libraries, dlmopen) is a group of its own.
+// non-decreasing, non-zero file offsets — the load segments of one ELF image as the loader mapped
+// it. A file mapped again (a crash reporter reading its own libraries, dlmopen) is a group of its
+// own.
 struct ModuleGroup {
   std::string path;
   uint64_t start = 0;      // the first mapping's start (file offset 0 when `header`)

@@ -913,6 +913,18 @@ AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& o
     }
     UniqueFd fd =
         open_module ? open_module(first) : open_module_file(first.path, options.root_fd).fd;
+    // The caller's opener may hold one descriptor per file, from its lowest offset-0 mapping
+    // (the handler's map_files): that of a copy mapped below the loader's image. The file is
+    // checked against this image's identity before any use, so another mapping's is as good.
+    for (size_t i = 0, tries = 0; !fd && open_module && i < facts.modules.size() && tries < 4;
+         ++i) {
+      const ModuleGroup& other = facts.modules[i];
+      if (&other != &g && other.header && other.path == first.path &&
+          other.first < facts.files.size()) {
+        ++tries;
+        fd = open_module(facts.files[other.first]);
+      }
+    }
     if (!fd) {
       return true;
     }

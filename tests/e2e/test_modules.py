@@ -8,6 +8,7 @@ are compared with gdb's `bt` on the stored core. Skipped without root or a writa
 """
 import json
 import os
+import re
 import pathlib
 import shutil
 import subprocess
@@ -61,8 +62,8 @@ def names(frames):
             for f in frames]
 
 
-def mapping(record, suffix):
-    return next(m for m in record["mappings"] if m["path"].endswith(suffix))
+def mapping(record, part):
+    return next(m for m in record["mappings"] if part in m["path"])
 
 
 def test_ruby_fiddle_segfault_is_unwound_through_libruby(kernel):
@@ -77,18 +78,27 @@ def test_ruby_fiddle_segfault_is_unwound_through_libruby(kernel):
     # Down to the signal frame gdb and we agree on every function.
     top = theirs.index("<signal>") + 1 if "<signal>" in theirs else 5
     assert ours[:top] == theirs[:top], f"record {ours} != gdb {theirs}"
-    assert "abort" in ours[:top]
-    # Below the signal frame: the copy in libc and libruby's frames, named.
+    assert any(n.endswith("abort") for n in ours[:top]), ours  # abort, or glibc's __GI_abort
+    # Above the signal frame, Ruby's fatal-signal handler: frames in the loader's libruby.
+    handler = crashing["frames"][ours.index(next(n for n in ours if n.endswith("abort"))) + 1:top - 1]
+    assert handler and all("/libruby" in (f["module"] or "") for f in handler), handler
+    assert all(f["trust"] == "cfi" for f in crashing["frames"][1:top])
+    # Below it, the interrupted memcpy in libc (memcpy and memmove are one function there: gdb
+    # and we may pick different aliases), named.
     below = crashing["frames"][top:]
-    assert below and "memcpy" in names(below)[0], names(below)
-    ruby_frames = [f for f in below if "libruby" in (f["module"] or "") and f["symbol"]]
-    assert len(ruby_frames) >= 3, names(below)
-    assert names(below)[:3] == theirs[top:top + 3]
+    assert below and below[0]["symbol"] and below[0]["symbol"]["verified"]
+    assert re.search(r"mem(cpy|move)_", below[0]["symbol"]["name"]), names(below)
+    assert re.search(r"mem(cpy|move)_", theirs[top])
+    # Further down only when the interrupted stack was captured (Ruby's handler runs on an
+    # alternate signal stack): then libruby's frames, as gdb names them.
+    if len(below) > 1:
+        n = min(len(below), len(theirs) - top, 4)
+        assert names(below)[1:n] == theirs[top + 1:top + n]
     # The record's modules are the loaded images, matched by build-id.
-    for lib in ("/libc.so.6", "/libruby-3.1.so.3.1"):
+    for lib in ("/libc.so.6", "/libruby-3.1.so"):
         m = mapping(record, lib)
         assert m["match"] == "build-id" and m["build_id"]
-    assert not crashing["error"] or "no module" not in crashing["error"]
+    assert "no module" not in (crashing["error"] or "")
 
 
 def test_read_only_copy_of_libc_is_not_the_module(kernel):
@@ -99,7 +109,8 @@ def test_read_only_copy_of_libc_is_not_the_module(kernel):
     theirs = gdb_crashing_thread(exe, core)
     n = min(len(theirs), 5)
     assert n >= 3 and ours[:n] == theirs[:n], f"record {ours} != gdb {theirs}"
-    assert "abort" in ours and "copy_then_abort" in ours and "main" in ours
+    assert any(n.endswith("_abort") for n in ours) and "copy_then_abort" in ours
+    assert "main" in ours
     libc = [f for f in frames if f["module"] and "/libc.so" in f["module"]]
     assert libc and all(f["symbol"] and f["symbol"]["verified"] for f in libc)
     # The copy lies below the loader's libc; the record gives the loader's start.
@@ -139,7 +150,9 @@ def test_go_program_is_named_by_its_go_build_id(kernel):
                        capture_output=True, timeout=300)
         exe = work / "crashgo"
         record, core = crash(kernel, [exe], env={"GOTRACEBACK": "crash"}, cwd=work)
-        ours = names(record["crash"]["stacks"][0]["frames"])
+        # Assembly functions are named from the symbol table, whose names carry the ABI
+        # wrapper's suffix (runtime.raise.abi0); gdb names them from DWARF (runtime.raise).
+        ours = [n.removesuffix(".abi0") for n in names(record["crash"]["stacks"][0]["frames"])]
         theirs = gdb_crashing_thread(exe, core)
         assert ours[0] == theirs[0] == "runtime.raise", (ours, theirs)
         n = 3

@@ -850,6 +850,22 @@ TEST_CASE("NT_FILE mappings group into the images the loader mapped", "[elf_core
                            {base + 0x2000, base + 0x3000, 2, libc},
                            {base + 0x3000, base + 0x4000, 1, libc}});
   CHECK(common::group_mappings(split, of).size() == 4);
+  // Rodata and relro in one file page (a PIE as GNU ld lays it out): one image.
+  const std::string exe = "/usr/bin/crashy";
+  const auto shared = maps({{k_exe, k_exe + 0x1000, 0, exe},
+                            {k_exe + 0x1000, k_exe + 0x2000, 1, exe},
+                            {k_exe + 0x2000, k_exe + 0x3000, 2, exe},
+                            {k_exe + 0x3000, k_exe + 0x4000, 2, exe},
+                            {k_exe + 0x4000, k_exe + 0x5000, 3, exe}});
+  const auto pie = common::group_mappings(shared, of);
+  REQUIRE(pie.size() == 1);
+  const std::vector<common::ElfImage::Segment> pie_loads = {{0, 0, 0x870, 4},
+                                                            {0x1000, 0x1000, 0x2e9, 5},
+                                                            {0x2000, 0x2000, 0x150, 4},
+                                                            {0x3dd0, 0x2dd0, 0x290, 6}};
+  CHECK(common::maps_segments(pie[0], shared, pie_loads, 4096, [](const common::FileMapping& m) {
+    return m.file_offset == 0x1000;
+  }));
   CHECK(common::group_mappings({}, of).empty());
   CHECK(of.empty());
 }
