@@ -902,6 +902,17 @@ std::vector<int> AnalysisFiles::fds() const {
 AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& options,
                                   const ModuleOpener& open_module) {
   AnalysisFiles out;
+  // Other images of each path, for an opener that has no descriptor for a module's own first
+  // mapping (at most 4 per path, found in one pass).
+  std::map<std::string_view, std::vector<const ModuleGroup*>> others;
+  if (open_module) {
+    for (const ModuleGroup& g : facts.modules) {
+      auto& list = others[g.path];
+      if (g.header && g.first < facts.files.size() && list.size() < 5) {
+        list.push_back(&g);
+      }
+    }
+  }
   for_each_module(facts, [&](const ModuleGroup& g) {
     if (deadline_passed(options)) {
       return false;
@@ -916,13 +927,11 @@ AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& o
     // The caller's opener may hold one descriptor per file, from its lowest offset-0 mapping
     // (the handler's map_files): that of a copy mapped below the loader's image. The file is
     // checked against this image's identity before any use, so another mapping's is as good.
-    for (size_t i = 0, tries = 0; !fd && open_module && i < facts.modules.size() && tries < 4;
-         ++i) {
-      const ModuleGroup& other = facts.modules[i];
-      if (&other != &g && other.header && other.path == first.path &&
-          other.first < facts.files.size()) {
-        ++tries;
-        fd = open_module(facts.files[other.first]);
+    if (const auto it = others.find(first.path); !fd && it != others.end()) {
+      for (const ModuleGroup* other : it->second) {
+        if (other != &g && !fd) {
+          fd = open_module(facts.files[other->first]);
+        }
       }
     }
     if (!fd) {
