@@ -120,8 +120,10 @@ def test_read_only_copy_of_libc_is_not_the_module(kernel):
     assert all(int(f["pc"], 16) >= starts[0] for f in libc)
 
 
-def test_program_without_build_id_is_named(kernel):
-    exe = pctest.env_path("PC_MOD_NOBUILDID")
+def test_program_without_build_id_is_named(kernel, tmp_path):
+    exe = tmp_path / "nobuildid"
+    shutil.copy(pctest.env_path("PC_MOD_NOBUILDID"), exe)
+    os.chmod(tmp_path, 0o755)
     out = subprocess.run(["readelf", "-n", str(exe)], capture_output=True, text=True).stdout
     assert "Build ID" not in out
     record, core = crash(kernel, [exe])
@@ -132,6 +134,19 @@ def test_program_without_build_id_is_named(kernel):
     assert m["match"] == "elf-headers" and m["build_id"] is None
     assert record["crash"]["stacks"][0]["frames"][1]["trust"] == "cfi"
     assert record["crash"]["signature_chain"].startswith("nobuildid_crash")
+    # The same path with another first page (one byte of the ELF header's padding) is another
+    # file: never used for names.
+    def top_frame():
+        with open(core, "rb") as stdin:
+            out = subprocess.run([pctest.env_path("PC_SCAN_CORE"), "--unwind"], stdin=stdin,
+                                 capture_output=True, check=True).stdout
+        return json.loads(out)["crash"]["stacks"][0]["frames"][0]
+    assert top_frame()["symbol"]["name"] == "nobuildid_crash"
+    image = bytearray(exe.read_bytes())
+    image[12] ^= 0xff
+    exe.write_bytes(bytes(image))
+    frame = top_frame()
+    assert frame["module"] == str(exe) and frame["symbol"] is None, frame
 
 
 def test_go_program_is_named_by_its_go_build_id(kernel):
