@@ -69,6 +69,20 @@ CrashedProcess CrashedProcess::open(int64_t pid, std::optional<int> pidfd) {
   return p;
 }
 
+namespace {
+
+std::string unpadded_hex(uint64_t v) {
+  static constexpr char k_digits[] = "0123456789abcdef";
+  std::string out;
+  do {
+    out.insert(out.begin(), k_digits[v & 0xf]);
+    v >>= 4;
+  } while (v != 0);
+  return out;
+}
+
+} // namespace
+
 // One line of /proc/<pid>/maps: "start-end perms offset dev inode path". Files mapped from
 // offset 0 are opened through map_files/<start>-<end>: the kernel's reference to the mapped
 // file, not a lookup of its path (which may name another file by now, or one the crasher
@@ -101,18 +115,15 @@ void CrashedProcess::open_mapped_files() {
     const auto start = dash != std::string::npos
                            ? common::parse_number<uint64_t>(range.substr(0, dash), 16)
                            : std::nullopt;
-    if (!start) {
+    const auto end = dash != std::string::npos
+                         ? common::parse_number<uint64_t>(range.substr(dash + 1), 16)
+                         : std::nullopt;
+    if (!start || !end) {
       continue;
     }
-    // maps pads addresses to 8 digits ("00400000-0041f000", a non-PIE executable); map_files
-    // names them without the zeros.
-    const auto unpadded = [](std::string_view hex) {
-      const size_t digit = hex.find_first_not_of('0');
-      return std::string(digit == std::string_view::npos ? "0" : hex.substr(digit));
-    };
-    const std::string_view whole = range;
-    const std::string name =
-        unpadded(whole.substr(0, dash)) + "-" + unpadded(whole.substr(dash + 1));
+    // maps pads addresses to 8 hex digits, map_files names them without leading zeros (a
+    // non-PIE executable at 0x400000 is "400000-461000" there).
+    const std::string name = unpadded_hex(*start) + "-" + unpadded_hex(*end);
     common::UniqueFd opath = open_in(files->get(), name.c_str(), O_PATH);
     if (!opath) {
       continue; // anonymous memory, or the mapping went away

@@ -5,6 +5,7 @@
 #include "common/base/signals.hpp"
 #include "common/crash/sigframe.hpp"
 
+#include <map>
 #include <set>
 #include <string_view>
 
@@ -200,6 +201,13 @@ std::string crash_cause_detail(const nlohmann::json& crash) {
 nlohmann::json mappings_to_json(const CoreFacts& f, std::span<const MappingFinding> findings) {
   nlohmann::json out = nlohmann::json::array();
   std::set<std::string_view> seen;
+  // Each path's first loaded module, found in one pass (NT_FILE may list a million mappings).
+  std::map<std::string_view, const ModuleGroup*> loaded_of;
+  for (const auto& g : f.modules) {
+    if (g.loaded) {
+      loaded_of.try_emplace(g.path, &g);
+    }
+  }
   for (const auto& m : f.files) {
     if (out.size() >= k_max_mappings) {
       break;
@@ -207,9 +215,17 @@ nlohmann::json mappings_to_json(const CoreFacts& f, std::span<const MappingFindi
     if (!seen.insert(m.path).second) {
       continue;
     }
-    nlohmann::json entry = {{"path", to_valid_utf8(m.path)}, {"start", hex_u64(m.start)}};
+    // The file's loaded image (its first one, for a file dlmopen loaded twice) rather than its
+    // lowest mapping, which may be a copy mapped only to be read.
+    const auto it = loaded_of.find(m.path);
+    const ModuleGroup* loaded = it != loaded_of.end() ? it->second : nullptr;
+    const uint64_t start = loaded != nullptr ? loaded->start : m.start;
+    nlohmann::json entry = {{"path", to_valid_utf8(m.path)}, {"start", hex_u64(start)}};
     const auto id = f.build_ids.find(m.path);
     entry["build_id"] = id != f.build_ids.end() ? nlohmann::json(id->second) : nullptr;
+    const ModuleMatch match = loaded != nullptr ? loaded->match() : ModuleMatch::none;
+    entry["match"] = match == ModuleMatch::none ? nlohmann::json(nullptr)
+                                                : nlohmann::json(std::string(to_string(match)));
     nlohmann::json list = nlohmann::json::array();
     for (const auto& x : findings) {
       if (x.path == m.path) {

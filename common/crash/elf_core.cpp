@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <set>
 #include <utility>
 
 namespace common {
@@ -59,16 +58,142 @@ std::string machine_name(uint16_t m) {
   }
 }
 
-const FileMapping* mapping_at(const std::vector<FileMapping>& files, uint64_t addr) {
-  for (const auto& m : files) {
-    if (addr >= m.start && addr < m.end) {
-      return &m;
-    }
+} // namespace
+
+std::string_view to_string(ModuleMatch match) {
+  switch (match) {
+  case ModuleMatch::build_id:
+    return "build-id";
+  case ModuleMatch::go_build_id:
+    return "go-build-id";
+  case ModuleMatch::elf_headers:
+    return "elf-headers";
+  case ModuleMatch::none:
+    break;
   }
-  return nullptr;
+  return "";
 }
 
-} // namespace
+ModuleMatch ModuleGroup::match() const {
+  if (!build_id.empty()) {
+    return ModuleMatch::build_id;
+  }
+  if (!go_build_id.empty()) {
+    return ModuleMatch::go_build_id;
+  }
+  // The ELF header and program headers at least (64 + 56 bytes): less identifies nothing.
+  if (!page_digest.empty() && page_bytes >= sizeof(Elf64_Ehdr) + sizeof(Elf64_Phdr)) {
+    return ModuleMatch::elf_headers;
+  }
+  return ModuleMatch::none;
+}
+
+const FileMapping* mapping_at(const CoreFacts& facts, uint64_t addr, const ModuleGroup** group) {
+  if (group != nullptr) {
+    *group = nullptr;
+  }
+  const auto& files = facts.files;
+  auto it = std::upper_bound(files.begin(), files.end(), addr,
+                             [](uint64_t a, const FileMapping& m) { return a < m.start; });
+  if (it == files.begin()) {
+    return nullptr;
+  }
+  --it;
+  if (addr >= it->end) {
+    return nullptr;
+  }
+  const auto i = static_cast<size_t>(it - files.begin());
+  if (group != nullptr && i < facts.file_groups.size() &&
+      facts.file_groups[i] < facts.modules.size()) {
+    *group = &facts.modules[facts.file_groups[i]];
+  }
+  return &*it;
+}
+
+const ModuleGroup* module_at(const CoreFacts& facts, uint64_t addr) {
+  const ModuleGroup* g = nullptr;
+  mapping_at(facts, addr, &g);
+  return g != nullptr && g->loaded ? g : nullptr;
+}
+
+std::vector<ModuleGroup> group_mappings(const std::vector<FileMapping>& files,
+                                        std::vector<size_t>& file_groups) {
+  std::vector<ModuleGroup> groups;
+  file_groups.assign(files.size(), 0);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const FileMapping& m = files[i];
+    // The next segment of the group just before: the same file, right after it, not back in
+    // the file (two segments may share a file page: rodata and relro often do). A mapping at
+    // offset 0 always starts an image of its own.
+    if (i > 0 && !groups.empty() && m.file_offset != 0) {
+      ModuleGroup& g = groups.back();
+      const FileMapping& prev = files[i - 1];
+      if (prev.path == m.path && m.start >= prev.end && m.file_offset >= prev.file_offset) {
+        g.end = m.end;
+        ++g.count;
+        file_groups[i] = groups.size() - 1;
+        continue;
+      }
+    }
+    ModuleGroup g;
+    g.path = m.path;
+    g.start = m.start;
+    g.end = m.end;
+    g.first = i;
+    g.count = 1;
+    g.header = m.file_offset == 0;
+    file_groups[i] = groups.size();
+    groups.push_back(std::move(g));
+  }
+  return groups;
+}
+
+void group_modules(CoreFacts& facts, const std::function<bool(const FileMapping&)>& is_executable) {
+  facts.modules = group_mappings(facts.files, facts.file_groups);
+  for (auto& g : facts.modules) {
+    for (size_t i = g.first; i < g.first + g.count && !g.executable; ++i) {
+      g.executable = is_executable(facts.files[i]);
+    }
+    g.loaded = g.header && g.executable;
+    if (const auto id = facts.build_ids.find(g.path); id != facts.build_ids.end()) {
+      g.build_id = id->second;
+    }
+  }
+}
+
+bool maps_segments(const ModuleGroup& group, const std::vector<FileMapping>& files,
+                   std::span<const ElfImage::Segment> loads, uint64_t page_size,
+                   const std::function<bool(const FileMapping&)>& is_executable) {
+  if (!group.header || loads.empty() || page_size == 0 || (page_size & (page_size - 1)) != 0 ||
+      group.first > files.size() || group.count > files.size() - group.first) {
+    return false;
+  }
+  const uint64_t mask = ~(page_size - 1);
+  const uint64_t base_vaddr = loads.front().vaddr & mask;
+  if ((loads.front().offset & mask) != 0) {
+    return false; // the header is not in the first segment: not what a loader maps at offset 0
+  }
+  const std::span<const FileMapping> mine(files.data() + group.first, group.count);
+  for (const auto& seg : loads) {
+    if (seg.filesz == 0) {
+      continue; // all bss: anonymous memory, not in NT_FILE
+    }
+    const uint64_t rel = (seg.vaddr & mask) - base_vaddr;
+    if ((seg.vaddr & mask) < base_vaddr || rel > UINT64_MAX - group.start) {
+      return false;
+    }
+    const uint64_t addr = group.start + rel;
+    const auto m = std::ranges::find_if(
+        mine, [&](const FileMapping& f) { return addr >= f.start && addr < f.end; });
+    if (m == mine.end() || m->file_offset + (addr - m->start) != (seg.offset & mask)) {
+      return false;
+    }
+    if ((seg.flags & PF_X) != 0 && !is_executable(*m)) {
+      return false;
+    }
+  }
+  return true;
+}
 
 std::string module_basename(std::string_view path) {
   constexpr std::string_view k_deleted = " (deleted)";
@@ -325,11 +450,18 @@ void CoreScanner::complete_region(Region& r) {
       warn("skipped a note descriptor larger than " + std::to_string(k_max_note_desc) + " bytes");
     }
     return;
-  case RegionKind::build_id:
-    if (auto id = find_gnu_build_id(data)) {
-      m_facts.build_ids.emplace(r.path, std::move(*id));
+  case RegionKind::build_id: {
+    // What identifies the image (build-id notes, the page itself) and where its segments go.
+    PageCopy page;
+    page.image = read_elf_image(data);
+    if (page.image.elf) {
+      page.bytes = data.size();
+      page.digest =
+          sha256_hex(std::string_view(reinterpret_cast<const char*>(data.data()), data.size()));
+      m_pages.emplace(r.start, std::move(page));
     }
     break;
+  }
   case RegionKind::stack:
     if (r.thread < m_facts.thread_states.size()) {
       ThreadState& t = m_facts.thread_states[r.thread];
@@ -550,9 +682,11 @@ void CoreScanner::register_windows() {
   }
   if (!m_build_ids_registered && m_seen_file) {
     m_build_ids_registered = true;
-    std::set<std::string_view> done;
+    // Every mapping at offset 0, not only a path's first: a file mapped again (a crash
+    // reporter reading its libraries) lies at lower addresses than the loader's image as often
+    // as not, and dlmopen maps one file several times.
     for (const auto& m : m_facts.files) {
-      if (m.file_offset != 0 || done.contains(m.path)) {
+      if (m.file_offset != 0) {
         continue;
       }
       const Load* l = find_load(m.start);
@@ -571,8 +705,8 @@ void CoreScanner::register_windows() {
       r.end = sat_add(r.begin, std::min({l->filesz - delta, k_build_id_window, m.end - m.start}));
       r.kind = RegionKind::build_id;
       r.path = m.path;
+      r.start = m.start;
       register_region(std::move(r));
-      done.insert(m.path);
     }
   }
 }
@@ -726,7 +860,49 @@ void CoreScanner::finish() {
   }
   f.truncated = f.received < f.expected_size;
   std::sort(f.warnings.begin(), f.warnings.end());
+  group_modules();
   derive();
+}
+
+void CoreScanner::group_modules() {
+  auto& f = m_facts;
+  // The kernel writes NT_FILE in address order; a hostile core need not.
+  std::ranges::stable_sort(f.files, {}, &FileMapping::start);
+  f.modules = group_mappings(f.files, f.file_groups);
+  const uint64_t page = f.file_page_size != 0 ? f.file_page_size : 4096;
+  const auto executable = [&](const FileMapping& m) {
+    const Load* l = find_load(m.start);
+    return l != nullptr && (l->flags & PF_X) != 0;
+  };
+  for (auto& g : f.modules) {
+    for (size_t i = g.first; i < g.first + g.count && !g.executable; ++i) {
+      g.executable = executable(f.files[i]);
+    }
+    if (!g.header) {
+      continue;
+    }
+    const auto copy = m_pages.find(g.start);
+    if (copy == m_pages.end()) {
+      g.loaded = g.executable; // no copy of its headers: the executable image of the file
+      continue;
+    }
+    const PageCopy& c = copy->second;
+    g.build_id = c.image.gnu_build_id;
+    g.go_build_id = c.image.go_build_id;
+    g.page_digest = c.digest;
+    g.page_bytes = c.bytes;
+    g.loaded = c.image.loads.empty() ? g.executable
+                                     : maps_segments(g, f.files, c.image.loads, page, executable);
+  }
+  // One build-id per path for the checks by path (check_mapped_files, the record's mappings):
+  // the loaded image's, else any group's (a file mapped only to be read is the same file).
+  for (const bool loaded : {true, false}) {
+    for (const auto& g : f.modules) {
+      if (g.loaded == loaded && !g.build_id.empty()) {
+        f.build_ids.emplace(g.path, g.build_id);
+      }
+    }
+  }
 }
 
 void CoreScanner::derive() {
@@ -735,18 +911,20 @@ void CoreScanner::derive() {
   // page was dumped, else the file name (paths differ between hosts and containers).
   auto site_of = [&](const FileMapping& m, uint64_t addr) {
     const uint64_t off = addr - m.start + m.file_offset;
-    const auto id = f.build_ids.find(m.path);
+    const ModuleGroup* g = nullptr;
+    mapping_at(f, addr, &g);
     const std::string module_id =
-        id != f.build_ids.end() ? "b:" + id->second : "n:" + module_basename(m.path);
+        g != nullptr && !g->build_id.empty() ? "b:" + g->build_id : "n:" + module_basename(m.path);
     return module_id + "+" + hex_u64(off);
   };
   std::string site;
   if (f.pc) {
-    if (const FileMapping* m = mapping_at(f.files, *f.pc)) {
+    const ModuleGroup* g = nullptr;
+    if (const FileMapping* m = mapping_at(f, *f.pc, &g)) {
       f.module = m->path;
       f.module_offset = *f.pc - m->start + m->file_offset;
-      if (const auto id = f.build_ids.find(m->path); id != f.build_ids.end()) {
-        f.build_id = id->second;
+      if (g != nullptr && !g->build_id.empty()) {
+        f.build_id = g->build_id;
       }
       site = site_of(*m, *f.pc);
     }
@@ -766,7 +944,7 @@ void CoreScanner::derive() {
     }
     StackFrame fr;
     fr.address = a;
-    if (const FileMapping* m = mapping_at(f.files, a)) {
+    if (const FileMapping* m = mapping_at(f, a)) {
       fr.module = m->path;
       fr.module_offset = a - m->start + m->file_offset;
       if (site.empty()) {

@@ -23,9 +23,11 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +57,37 @@ struct ThreadState {
   std::vector<SignalFrame> signal_frames;
   uint64_t interrupted_base = 0;
   std::vector<std::byte> interrupted_stack;
+};
+
+// How a module file on disk is recognised as the image the core saw, strongest first: the GNU
+// build-id note, the Go toolchain's build id note, or the bytes of the file's first page (ELF
+// header, program headers and what follows them) as the core holds them.
+enum class ModuleMatch { none, build_id, go_build_id, elf_headers };
+std::string_view to_string(ModuleMatch match); // "build-id", "go-build-id", "elf-headers", ""
+
+// The NT_FILE mappings of one file that belong together: a mapping at file offset 0 and the
+// mappings of the same path right after it in address order (no other file between them) with
+// non-decreasing, non-zero file offsets — the load segments of one ELF image as the loader mapped
+// it. A file mapped again (a crash reporter reading its own libraries, dlmopen) is a group of its
+// own.
+struct ModuleGroup {
+  std::string path;
+  uint64_t start = 0;      // the first mapping's start (file offset 0 when `header`)
+  uint64_t end = 0;        // the last mapping's end
+  size_t first = 0;        // index of the first mapping in CoreFacts::files
+  size_t count = 0;        // mappings in the group: files[first .. first + count)
+  bool header = false;     // the first mapping is at file offset 0
+  bool executable = false; // one of its mappings is executable (the core's PT_LOAD flags)
+  // The loader's image: the ELF header is at `start` and the group maps the image's PT_LOADs
+  // (as the core's copy of the first page lists them; without that copy, an executable
+  // mapping). Only these are modules for the unwinder, the symbolizer and the signature.
+  bool loaded = false;
+  // Identity from the core's copy of the first page (empty when it was not dumped).
+  std::string build_id;    // GNU build-id, hex
+  std::string go_build_id; // .note.go.buildid
+  std::string page_digest; // SHA-256 (hex) of the first `page_bytes` bytes of the image
+  uint64_t page_bytes = 0;
+  ModuleMatch match() const; // how a file on disk is checked against this image
 };
 
 // Everything the scanner learned. Optional fields are unknown when empty.
@@ -104,8 +137,13 @@ struct CoreFacts {
   // NT_FILE, in the kernel's order (ascending start).
   std::vector<FileMapping> files;
   uint64_t file_page_size = 0;
-  // Build-ids found in the dumped first page of mapped ELF files: path → lower-case hex.
+  // Build-ids found in the dumped first page of mapped ELF files: path → lower-case hex (of the
+  // path's first loaded module, else of its first group with one).
   std::map<std::string, std::string> build_ids;
+  // Every group of `files` (see ModuleGroup), ascending start; file_groups[i] is the group of
+  // files[i]. module_at() is the one way to find the module of an address.
+  std::vector<ModuleGroup> modules;
+  std::vector<size_t> file_groups;
 
   // Crash site: the NT_FILE entry containing pc. module_offset = pc − start + file_offset, a
   // *file offset*; for GNU ld output (PIE, DSOs) it equals the address `addr2line -e module`
@@ -160,6 +198,7 @@ private:
     uint64_t end = 0;
     RegionKind kind = RegionKind::notes;
     std::string path;            // build_id: the module
+    uint64_t start = 0;          // build_id: where the mapping starts
     uint64_t charge = 0;         // bytes counted against the buffer budget while active
     size_t thread = k_no_thread; // stack: index in thread_states
     bool interrupted = false;    // stack: the window at the stack a signal interrupted
@@ -224,7 +263,41 @@ private:
   bool m_unclaimed_decided = false;    // keep_unclaimed_stack() ran
   bool m_build_ids_registered = false;
   std::vector<uint64_t> m_stack_candidates;
+  // The first page of each offset-0 mapping the core holds, by the mapping's start.
+  struct PageCopy {
+    ElfImage image;
+    std::string digest;
+    uint64_t bytes = 0;
+  };
+  std::map<uint64_t, PageCopy> m_pages;
+  void group_modules();
 };
+
+// The NT_FILE mapping containing `addr` (nullptr when none) and, through `group`, the group it
+// belongs to. Binary search: finish() sorts `files` by start.
+const FileMapping* mapping_at(const CoreFacts& facts, uint64_t addr,
+                              const ModuleGroup** group = nullptr);
+// The loaded module (ModuleGroup::loaded) containing `addr`, or nullptr: never a stray mapping
+// of the same file.
+const ModuleGroup* module_at(const CoreFacts& facts, uint64_t addr);
+
+// Groups NT_FILE mappings (sorted by start) into ModuleGroups, without the flags and identity
+// only a core gives (`executable`, `loaded`, the identity fields stay unset); fills
+// `file_groups`. Used by the scanner and its tests.
+std::vector<ModuleGroup> group_mappings(const std::vector<FileMapping>& files,
+                                        std::vector<size_t>& file_groups);
+// Whether `group` maps the PT_LOAD segments `loads` of its image (from its header) the way a
+// loader does: every segment's first page at start + (its vaddr − the first segment's vaddr),
+// page-aligned, from the right file offset, and every executable segment in an executable
+// mapping (`is_executable(mapping)`).
+bool maps_segments(const ModuleGroup& group, const std::vector<FileMapping>& files,
+                   std::span<const ElfImage::Segment> loads, uint64_t page_size,
+                   const std::function<bool(const FileMapping&)>& is_executable);
+
+// For facts put together by hand (tests, fuzzers): groups `files` (sorted by start) and takes
+// every group that starts at file offset 0 with an executable mapping (`is_executable`) as
+// loaded, identified by its path's entry in `build_ids`.
+void group_modules(CoreFacts& facts, const std::function<bool(const FileMapping&)>& is_executable);
 
 // The file name of a mapped path, without the kernel's " (deleted)" suffix.
 std::string module_basename(std::string_view path);

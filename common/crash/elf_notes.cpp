@@ -396,6 +396,57 @@ std::optional<std::string> gnu_build_id_in_notes(std::span<const std::byte> note
   return std::nullopt;
 }
 
+std::optional<std::string> go_build_id_in_notes(std::span<const std::byte> notes) {
+  constexpr uint32_t k_go_build_id = 4;
+  constexpr size_t k_max_go_id = 128;
+  NoteIterator it(notes);
+  while (const auto note = it.next()) {
+    if (note->name != "Go" || note->type != k_go_build_id || note->desc.empty() ||
+        note->desc.size() > k_max_go_id) {
+      continue;
+    }
+    std::string id(reinterpret_cast<const char*>(note->desc.data()), note->desc.size());
+    if (std::ranges::all_of(id, [](char c) { return c > 0x20 && c < 0x7f; })) {
+      return id;
+    }
+  }
+  return std::nullopt;
+}
+
+ElfImage read_elf_image(std::span<const std::byte> image) {
+  ElfImage out;
+  const auto eh = read_struct<Elf64_Ehdr>(image, 0);
+  if (!eh || !is_elf64_le(eh->e_ident)) {
+    return out;
+  }
+  out.elf = true;
+  if (eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phoff > image.size()) {
+    return out;
+  }
+  for (uint64_t i = 0; i < eh->e_phnum; ++i) {
+    const auto ph = read_struct<Elf64_Phdr>(image, eh->e_phoff + i * sizeof(Elf64_Phdr));
+    if (!ph) {
+      break; // the table runs past what we have
+    }
+    if (ph->p_type == PT_LOAD && out.loads.size() < k_max_image_loads) {
+      out.loads.push_back({ph->p_vaddr, ph->p_offset, ph->p_filesz, ph->p_flags});
+    }
+    if (ph->p_type != PT_NOTE || ph->p_offset >= image.size()) {
+      continue;
+    }
+    // Notes partly outside the window are walked as far as they are inside it.
+    const auto notes =
+        image.subspan(ph->p_offset, std::min<uint64_t>(ph->p_filesz, image.size() - ph->p_offset));
+    if (out.gnu_build_id.empty()) {
+      out.gnu_build_id = gnu_build_id_in_notes(notes).value_or("");
+    }
+    if (out.go_build_id.empty()) {
+      out.go_build_id = go_build_id_in_notes(notes).value_or("");
+    }
+  }
+  return out;
+}
+
 std::string_view si_code_name(int signo, int code) {
   // Generic codes (<= 0 and SI_KERNEL) mean the same for every signal: who sent it.
   switch (code) {

@@ -180,6 +180,27 @@ std::optional<std::string> find_gnu_build_id(std::span<const std::byte> image);
 // The GNU build-id (hex) among the notes of one note area (a PT_NOTE segment's bytes).
 std::optional<std::string> gnu_build_id_in_notes(std::span<const std::byte> notes);
 
+// The Go toolchain's build id (the `.note.go.buildid` note: owner "Go", type 4) among the notes
+// of one note area; printable ASCII only, at most 128 bytes, else nullopt.
+std::optional<std::string> go_build_id_in_notes(std::span<const std::byte> notes);
+
+// What the first bytes of an ELF file (from file offset 0, as a core holds them) say about it:
+// its identity notes and its PT_LOAD segments, as far as they lie inside `image`.
+struct ElfImage {
+  struct Segment {
+    uint64_t vaddr = 0;
+    uint64_t offset = 0;
+    uint64_t filesz = 0;
+    uint32_t flags = 0;
+  };
+  bool elf = false;           // an ELF64 little-endian header
+  std::string gnu_build_id;   // hex; empty when absent
+  std::string go_build_id;    // see go_build_id_in_notes(); empty when absent
+  std::vector<Segment> loads; // PT_LOADs in table order, at most k_max_image_loads
+};
+inline constexpr size_t k_max_image_loads = 64;
+ElfImage read_elf_image(std::span<const std::byte> image);
+
 // The symbolic name of si_code for signal `signo` ("SEGV_MAPERR", "SI_USER" …); empty if unknown.
 std::string_view si_code_name(int signo, int code);
 

@@ -3,6 +3,8 @@
 #include "common/base/bytes.hpp"
 #include "common/base/fd.hpp"
 #include "common/base/hex.hpp"
+#include "common/base/io.hpp"
+#include "common/base/sha256.hpp"
 #include "common/crash/debug_file.hpp"
 
 #include <cxxabi.h>
@@ -215,34 +217,76 @@ UniqueFd open_alt_file(int debug, const std::vector<std::string>& dirs) {
   return {};
 }
 
-// NT_FILE lists each mapping of a file; a module is the run of mappings of one path that starts
-// with file offset 0 (where the ELF header is) — the load address libdwfl computes the bias from.
-// Calls `each(first, end, build_id)` for the first k_max_modules of them with a build-id in the
-// core; stops when it returns false.
+// The modules: the loaded images of the core's module groups (ModuleGroup::loaded, never a
+// stray mapping of the same file), the first k_max_modules of them that the core identifies in
+// some way (ModuleGroup::match). Calls `each(group)`; stops when it returns false.
 template <typename F>
 void for_each_module(const CoreFacts& facts, F each) {
-  std::set<std::string_view> seen;
-  const auto& files = facts.files;
   size_t n = 0;
-  for (size_t i = 0; i < files.size() && n < k_max_modules; ++i) {
-    const FileMapping& first = files[i];
-    if (first.file_offset != 0 || seen.contains(first.path)) {
-      continue;
+  for (const ModuleGroup& g : facts.modules) {
+    if (n >= k_max_modules) {
+      return;
     }
-    const auto id = facts.build_ids.find(first.path);
-    if (id == facts.build_ids.end()) {
+    if (!g.loaded || g.match() == ModuleMatch::none || g.first >= facts.files.size()) {
       continue; // nothing to check the file on disk against
     }
-    seen.insert(first.path);
-    uint64_t end = first.end;
-    for (size_t j = i + 1; j < files.size() && files[j].path == first.path; ++j) {
-      end = std::max(end, files[j].end);
-    }
     ++n;
-    if (!each(first, end, id->second)) {
+    if (!each(g)) {
       return;
     }
   }
+}
+
+// The Go build id among the file's first note segments (bounded like symbolize's reads).
+std::string go_build_id(Elf* elf) {
+  constexpr unsigned k_max_segments = 4;
+  constexpr uint64_t k_max_bytes = 64u << 10;
+  size_t phnum = 0;
+  if (elf_getphdrnum(elf, &phnum) != 0) {
+    return {};
+  }
+  unsigned segments = 0;
+  for (size_t i = 0; i < phnum && segments < k_max_segments; ++i) {
+    GElf_Phdr ph{};
+    if (gelf_getphdr(elf, static_cast<int>(i), &ph) == nullptr || ph.p_type != PT_NOTE) {
+      continue;
+    }
+    ++segments;
+    if (ph.p_filesz == 0 || ph.p_filesz > k_max_bytes) {
+      continue;
+    }
+    Elf_Data* d =
+        elf_getdata_rawchunk(elf, static_cast<int64_t>(ph.p_offset), ph.p_filesz, ELF_T_BYTE);
+    if (d == nullptr || d->d_buf == nullptr) {
+      continue;
+    }
+    const std::span notes(static_cast<const std::byte*>(d->d_buf), d->d_size);
+    if (auto id = go_build_id_in_notes(notes)) {
+      return *id;
+    }
+  }
+  return {};
+}
+
+// Whether the file open on `fd` is the image the core saw, by the strongest identity the core
+// holds (ModuleMatch): its GNU build-id, its Go build id, or the bytes of its first page.
+bool matches_core(const ModuleGroup& g, int fd, Elf* elf) {
+  switch (g.match()) {
+  case ModuleMatch::build_id:
+    return build_id_hex(elf) == g.build_id;
+  case ModuleMatch::go_build_id:
+    return go_build_id(elf) == g.go_build_id;
+  case ModuleMatch::elf_headers: {
+    // page_bytes is at most the scanner's window (64 KiB).
+    std::vector<std::byte> page(static_cast<size_t>(g.page_bytes));
+    return read_exact_at(fd, page, 0).has_value() &&
+           sha256_hex(std::string_view(reinterpret_cast<const char*>(page.data()), page.size())) ==
+               g.page_digest;
+  }
+  case ModuleMatch::none:
+    break;
+  }
+  return false;
 }
 
 int find_elf(Dwfl_Module* /*mod*/, void** userdata, const char* /*name*/, Dwarf_Addr /*base*/,
@@ -335,7 +379,6 @@ private:
   void report_modules();
   bool attach();
   std::optional<uint64_t> read_word(uint64_t addr) const;
-  const FileMapping* mapping_at(uint64_t addr) const;
   bool follows_call(uint64_t ret) const;
   bool code_bytes(uint64_t addr, std::span<uint8_t> out) const;
   bool is_sigreturn(uint64_t pc) const;
@@ -420,26 +463,17 @@ bool Session::set_initial_registers(Dwfl_Thread* thread, void* thread_arg) {
   return false;
 }
 
-const FileMapping* Session::mapping_at(uint64_t addr) const {
-  auto it = std::upper_bound(m_facts.files.begin(), m_facts.files.end(), addr,
-                             [](uint64_t a, const FileMapping& m) { return a < m.start; });
-  if (it == m_facts.files.begin()) {
-    return nullptr;
-  }
-  --it;
-  return addr < it->end ? &*it : nullptr;
-}
-
 void Session::report_modules() {
-  for_each_module(m_facts, [&](const FileMapping& first, uint64_t end, const std::string& id) {
+  for_each_module(m_facts, [&](const ModuleGroup& g) {
     if (deadline_passed(m_options)) {
       return false;
     }
+    const FileMapping& first = m_facts.files[g.first];
     auto m = std::make_unique<Module>();
     m->path = first.path;
-    m->start = first.start;
-    m->end = end;
-    m->build_id = id;
+    m->start = g.start;
+    m->end = g.end;
+    m->build_id = g.build_id;
     m->options = &m_options;
     if (const AnalysisFiles* files = m_options.files) {
       // A copy: libdwfl closes the module's descriptor with its Elf.
@@ -456,7 +490,7 @@ void Session::report_modules() {
     // ELF_C_READ: libelf reads what it needs with pread. A mapping (ELF_C_READ_MMAP, what
     // dwfl_report_elf would use) of a file its owner can truncate could SIGBUS us.
     m->elf = elf_begin(m->fd.get(), ELF_C_READ, nullptr);
-    if (m->elf == nullptr || build_id_hex(m->elf) != m->build_id) {
+    if (m->elf == nullptr || !matches_core(g, m->fd.get(), m->elf)) {
       return true; // ~Module ends the Elf
     }
     m->symbolize = symbol_bytes(m->elf) <= m_options.max_symbol_bytes;
@@ -811,11 +845,12 @@ std::string without_version(const char* name) {
 // function at its pc. Callers' frames are looked up at pc − 1: a return address may be the first
 // instruction of the next function or line (after a call to a noreturn function).
 void Session::describe(Frame f, std::vector<Frame>& out) const {
-  if (const FileMapping* m = mapping_at(f.pc)) {
+  const ModuleGroup* group = nullptr;
+  if (const FileMapping* m = mapping_at(m_facts, f.pc, &group)) {
     f.module = m->path;
     f.module_offset = f.pc - m->start + m->file_offset;
-    if (const auto id = m_facts.build_ids.find(m->path); id != m_facts.build_ids.end()) {
-      f.build_id = id->second;
+    if (group != nullptr) {
+      f.build_id = group->build_id;
     }
   }
   Dwfl_Module* mod = m_dwfl ? dwfl_addrmodule(m_dwfl.get(), f.pc) : nullptr;
@@ -959,12 +994,38 @@ std::vector<int> AnalysisFiles::fds() const {
 AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& options,
                                   const ModuleOpener& open_module) {
   AnalysisFiles out;
-  for_each_module(facts, [&](const FileMapping& first, uint64_t /*end*/, const std::string& id) {
+  // Other images of each path, for an opener that has no descriptor for a module's own first
+  // mapping (at most 4 per path, found in one pass).
+  std::map<std::string_view, std::vector<const ModuleGroup*>> others;
+  if (open_module) {
+    for (const ModuleGroup& g : facts.modules) {
+      auto& list = others[g.path];
+      if (g.header && g.first < facts.files.size() && list.size() < 5) {
+        list.push_back(&g);
+      }
+    }
+  }
+  for_each_module(facts, [&](const ModuleGroup& g) {
     if (deadline_passed(options)) {
       return false;
     }
+    const FileMapping& first = facts.files[g.first];
+    const std::string& id = g.build_id;
+    if (out.modules.contains(first.path)) {
+      return true; // the same path loaded again (dlmopen): one descriptor serves both
+    }
     UniqueFd fd =
         open_module ? open_module(first) : open_module_file(first.path, options.root_fd).fd;
+    // The caller's opener may hold one descriptor per file, from its lowest offset-0 mapping
+    // (the handler's map_files): that of a copy mapped below the loader's image. The file is
+    // checked against this image's identity before any use, so another mapping's is as good.
+    if (const auto it = others.find(first.path); !fd && it != others.end()) {
+      for (const ModuleGroup* other : it->second) {
+        if (other != &g && !fd) {
+          fd = open_module(facts.files[other->first]);
+        }
+      }
+    }
     if (!fd) {
       return true;
     }
@@ -988,13 +1049,9 @@ AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& o
     UniqueFd fd;
     if (!open_module) {
       fd = open_module_file(*facts.module, options.root_fd).fd;
-    } else if (const auto m = std::ranges::find_if(facts.files,
-                                                   [&](const FileMapping& f) {
-                                                     return f.path == *facts.module &&
-                                                            f.file_offset == 0;
-                                                   });
-               m != facts.files.end()) {
-      fd = open_module(*m);
+    } else if (const ModuleGroup* g = facts.pc ? module_at(facts, *facts.pc) : nullptr;
+               g != nullptr && g->first < facts.files.size()) {
+      fd = open_module(facts.files[g->first]); // the loaded image's first mapping
     }
     if (fd) {
       out.modules.emplace(*facts.module, std::move(fd));

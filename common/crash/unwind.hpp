@@ -2,8 +2,10 @@
 // the registers and stack windows the scanner kept, with frame pointers and then a validated
 // stack scan as fallbacks; symbols and source lines from the module files on disk.
 //
-// Only module files whose build-id equals the one in the core are used (a file replaced since
-// the crash would give fiction). Module paths are the crasher's (attacker-controlled): they are
+// Modules are the images the loader mapped (ModuleGroup, module_at() in elf_core.hpp), never a
+// stray mapping of the same file. Only module files that are the image the core saw are used (a
+// file replaced since the crash would give fiction): by GNU build-id, else Go build id, else the
+// bytes of the first page (ModuleMatch). Module paths are the crasher's (attacker-controlled): they are
 // opened like symbolize.hpp says (O_PATH first, regular local files only, inside the crasher's
 // root when `root_fd` is given) and read with pread, never mmap. Debug files are looked up by
 // build-id only, under the host's debug directories.
@@ -102,10 +104,13 @@ struct UnwindOptions {
 
 // Opens what unwind_threads() and analyze_crash() would open for `facts` under `options`
 // (root_fd, debug_dirs; `options.files` is ignored): the module files of the first
-// k_max_modules offset-0 mappings with a build-id in the core, and their debug files.
-// `open_module`, when given, opens each module from its first mapping (the caller's own way, e.g.
-// the crashed process's map_files) and no module path is opened; without it modules are opened
-// by path (open_module_file under root_fd).
+// k_max_modules loaded modules the core identifies (ModuleGroup::match), one per path, and the
+// debug files of those with a build-id.
+// `open_module`, when given, opens each module from its first mapping, the caller's own way (e.g.
+// the crashed process's map_files), and no module path is opened; when it gives nothing, the
+// first mappings of up to 4 other groups of the same path are tried (the file is checked against
+// the module's identity before use). Without it modules are opened by path (open_module_file
+// under root_fd).
 using ModuleOpener = std::function<UniqueFd(const FileMapping& first)>;
 AnalysisFiles open_analysis_files(const CoreFacts& facts, const UnwindOptions& options,
                                   const ModuleOpener& open_module = {});

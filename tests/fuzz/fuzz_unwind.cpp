@@ -16,6 +16,7 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
@@ -83,6 +84,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   facts.machine = "x86_64";
   facts.files = modules.files;
   facts.build_ids = modules.build_ids;
+  common::group_modules(facts, [](const common::FileMapping& f) {
+    return std::any_of(modules.text.begin(), modules.text.end(),
+                       [&](const auto& t) { return t.first == f.start; });
+  });
   const uint8_t* p = data;
   size_t n = size;
   const uint64_t threads = 1 + word(p, n) % 4;

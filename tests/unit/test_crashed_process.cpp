@@ -72,3 +72,37 @@ TEST_CASE("mapped files come from map_files, not from their paths", "[crashed_pr
   ::unlink(path.c_str());
   ::rmdir(dir);
 }
+
+TEST_CASE("a file mapped at a low address (a non-PIE executable's) is found too",
+          "[crashed_process]") {
+  if (::geteuid() != 0) {
+    WARN("skipped: map_files needs CAP_SYS_ADMIN");
+    return;
+  }
+  // /proc/<pid>/maps pads addresses to 8 hex digits ("00700000"), map_files does not.
+  char dir[] = "/tmp/pc-crashed-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string path = std::string(dir) + "/exe";
+  std::ofstream(path) << "low contents";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  void* want = reinterpret_cast<void*>(uintptr_t{0x700000});
+  void* at = ::mmap(want, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, fd, 0);
+  ::close(fd);
+  if (at != want) {
+    WARN("skipped: 0x700000 is taken");
+  } else {
+    auto p = CrashedProcess::open(::getpid(), std::nullopt);
+    REQUIRE(p.valid());
+    const common::UniqueFd mapped = p.take_mapped_file(0x700000);
+    REQUIRE(mapped);
+    char buf[32] = {};
+    CHECK(::pread(mapped.get(), buf, sizeof buf - 1, 0) == 12);
+    CHECK(std::string(buf) == "low contents");
+  }
+  if (at != MAP_FAILED) {
+    ::munmap(at, 4096);
+  }
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+}

@@ -809,3 +809,213 @@ TEST_CASE("mapped-file findings", "[elf_core][symbolize]") {
   CHECK(j[0]["findings"].size() == 2);
   CHECK(j[0]["findings"][0]["kind"] == "replaced");
 }
+
+namespace {
+
+// The first page of an ELF image with these PT_LOADs (vaddr, offset, filesz, flags) and one
+// PT_NOTE holding `notes`.
+Bytes image_with(const std::vector<common::ElfImage::Segment>& loads, const Bytes& notes) {
+  Bytes img(4096);
+  put_str(img, 0,
+          "\x7f"
+          "ELF");
+  put(img, 4, 2, 1);
+  put(img, 5, 1, 1);
+  put(img, 16, 3, 2); // ET_DYN
+  put(img, 32, 64, 8);
+  put(img, 54, 56, 2);
+  put(img, 56, 1 + loads.size(), 2);
+  put(img, 64, common::elf::k_pt_note, 4);
+  put(img, 64 + 8, 0x400, 8);
+  put(img, 64 + 32, notes.size(), 8);
+  for (size_t i = 0; i < loads.size(); ++i) {
+    const size_t at = 64 + 56 * (i + 1);
+    put(img, at, common::elf::k_pt_load, 4);
+    put(img, at + 4, loads[i].flags, 4);
+    put(img, at + 8, loads[i].offset, 8);
+    put(img, at + 16, loads[i].vaddr, 8);
+    put(img, at + 32, loads[i].filesz, 8);
+    put(img, at + 40, loads[i].filesz, 8);
+  }
+  std::memcpy(img.data() + 0x400, notes.data(), notes.size());
+  return img;
+}
+
+// libc as ld.so maps it: r-- headers, r-x text, r-- rodata, r-- relro + rw- data.
+const std::vector<common::ElfImage::Segment> k_libc_loads = {{0, 0, 0x28000, 4},
+                                                             {0x28000, 0x28000, 0x175000, 5},
+                                                             {0x19d000, 0x19d000, 0x58000, 4},
+                                                             {0x1f6000, 0x1f5000, 0x6000, 6}};
+
+std::vector<common::FileMapping> maps(const std::vector<FileEntry>& entries) {
+  std::vector<common::FileMapping> out;
+  for (const auto& e : entries) {
+    out.push_back({e.start, e.end, e.pages * 4096, e.name});
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("NT_FILE mappings group into the images the loader mapped", "[elf_core][modules]") {
+  const std::string libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+  const uint64_t copy = 0x7f0000000000; // the whole file again, read-only (a crash reporter)
+  const uint64_t base = 0x7f0000200000; // the loader's libc
+  const uint64_t ns2 = 0x7f0000600000;  // dlmopen: libc once more, a real image
+  const auto files = maps({
+      {copy, copy + 0x21a000, 0, libc},
+      {base, base + 0x28000, 0, libc},
+      {base + 0x28000, base + 0x19d000, 0x28, libc},
+      {base + 0x19d000, base + 0x1f5000, 0x19d, libc},
+      {base + 0x1f6000, base + 0x1fa000, 0x1f5, libc},
+      {base + 0x1fa000, base + 0x1fc000, 0x1f9, libc},
+      {0x7f0000400000, 0x7f0000401000, 0x10, "/var/data/blob"}, // mapped from the middle
+      {ns2, ns2 + 0x28000, 0, libc},
+      {ns2 + 0x28000, ns2 + 0x19d000, 0x28, libc},
+      {ns2 + 0x19d000, ns2 + 0x1f5000, 0x19d, libc},
+      {ns2 + 0x1f6000, ns2 + 0x1fa000, 0x1f5, libc},
+      {ns2 + 0x1fa000, ns2 + 0x1fc000, 0x1f9, libc},
+      {ns2 + 0x1fc000, ns2 + 0x1fd000, 0, libc}, // offset 0 again right after: a new image
+  });
+  std::vector<size_t> of;
+  const auto groups = common::group_mappings(files, of);
+  REQUIRE(groups.size() == 5);
+  CHECK(of == std::vector<size_t>{0, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3, 4});
+  CHECK(groups[0].start == copy);
+  CHECK(groups[0].count == 1);
+  CHECK(groups[0].header);
+  CHECK(groups[1].start == base);
+  CHECK(groups[1].end == base + 0x1fc000);
+  CHECK(groups[1].first == 1);
+  CHECK(groups[1].count == 5);
+  CHECK_FALSE(groups[2].header);
+  CHECK(groups[3].start == ns2);
+  CHECK(groups[3].count == 5);
+  CHECK(groups[4].count == 1);
+
+  // Which of them map libc's segments as a loader does: the text executable.
+  const auto exec = [&](const common::FileMapping& m) { return m.file_offset == 0x28000; };
+  CHECK_FALSE(common::maps_segments(groups[0], files, k_libc_loads, 4096, exec));
+  CHECK(common::maps_segments(groups[1], files, k_libc_loads, 4096, exec));
+  CHECK(common::maps_segments(groups[3], files, k_libc_loads, 4096, exec));
+  CHECK_FALSE(common::maps_segments(groups[4], files, k_libc_loads, 4096, exec));
+  // Nothing executable: not an image the loader mapped.
+  CHECK_FALSE(common::maps_segments(groups[1], files, k_libc_loads, 4096,
+                                    [](const common::FileMapping&) { return false; }));
+  // Segments that are not where the headers put them.
+  auto moved = k_libc_loads;
+  moved[1].offset = 0x29000;
+  CHECK_FALSE(common::maps_segments(groups[1], files, moved, 4096, exec));
+  CHECK_FALSE(common::maps_segments(groups[1], files, k_libc_loads, 4095, exec));
+  CHECK_FALSE(common::maps_segments(groups[1], files, {}, 4096, exec));
+
+  // Adversarial: no other file may sit between two segments of one image, offsets must grow.
+  const auto split = maps({{base, base + 0x1000, 0, libc},
+                           {base + 0x1000, base + 0x2000, 0, "/other"},
+                           {base + 0x2000, base + 0x3000, 2, libc},
+                           {base + 0x3000, base + 0x4000, 1, libc}});
+  CHECK(common::group_mappings(split, of).size() == 4);
+  // Rodata and relro in one file page (a PIE as GNU ld lays it out): one image.
+  const std::string exe = "/usr/bin/crashy";
+  const auto shared = maps({{k_exe, k_exe + 0x1000, 0, exe},
+                            {k_exe + 0x1000, k_exe + 0x2000, 1, exe},
+                            {k_exe + 0x2000, k_exe + 0x3000, 2, exe},
+                            {k_exe + 0x3000, k_exe + 0x4000, 2, exe},
+                            {k_exe + 0x4000, k_exe + 0x5000, 3, exe}});
+  const auto pie = common::group_mappings(shared, of);
+  REQUIRE(pie.size() == 1);
+  const std::vector<common::ElfImage::Segment> pie_loads = {{0, 0, 0x870, 4},
+                                                            {0x1000, 0x1000, 0x2e9, 5},
+                                                            {0x2000, 0x2000, 0x150, 4},
+                                                            {0x3dd0, 0x2dd0, 0x290, 6}};
+  CHECK(common::maps_segments(pie[0], shared, pie_loads, 4096, [](const common::FileMapping& m) {
+    return m.file_offset == 0x1000;
+  }));
+  CHECK(common::group_mappings({}, of).empty());
+  CHECK(of.empty());
+}
+
+TEST_CASE("a read-only copy of a library never takes the loader's place", "[elf_core][modules]") {
+  // Ruby's crash reporter maps libc again, read-only at offset 0, below the loader's libc.
+  const std::string libc = "/usr/lib/libc.so.6";
+  const uint64_t copy = 0x7f0000000000;
+  const uint64_t base = 0x7f0000300000;
+  const Bytes page = image_with(k_libc_loads, note("GNU", 3, k_lib_id));
+  CoreBuilder c;
+  const uint64_t pc = base + 0x28000 + 0x62eec;
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                       prstatus(common::elf::k_em_x86_64, 7, pc, k_stack + 0x100)));
+  append(c.notes, note("CORE", common::elf::k_nt_siginfo, siginfo(6, -6, 7)));
+  append(c.notes, note("CORE", common::elf::k_nt_file,
+                       nt_file({{copy, copy + 0x21a000, 0, libc},
+                                {base, base + 0x28000, 0, libc},
+                                {base + 0x28000, base + 0x19d000, 0x28, libc},
+                                {base + 0x19d000, base + 0x1f5000, 0x19d, libc},
+                                {base + 0x1f6000, base + 0x1fa000, 0x1f5, libc}})));
+  c.loads = {{copy, 0x21a000, 4, page},         {base, 0x28000, 4, page},
+             {base + 0x28000, 0x175000, 5, {}}, {base + 0x19d000, 0x58000, 4, {}},
+             {base + 0x1f5000, 0x4000, 6, {}},  {k_stack, 0x1000, 6, Bytes(0x1000)}};
+  const CoreFacts f = scan(c.build());
+  REQUIRE(f.modules.size() == 2);
+  CHECK_FALSE(f.modules[0].loaded);
+  CHECK_FALSE(f.modules[0].executable);
+  CHECK(f.modules[1].loaded);
+  CHECK(f.modules[1].executable);
+  CHECK(f.modules[1].match() == common::ModuleMatch::build_id);
+  const common::ModuleGroup* g = common::module_at(f, pc);
+  REQUIRE(g != nullptr);
+  CHECK(g->start == base);
+  CHECK(common::module_at(f, copy + 0x1000) == nullptr); // a copy is no module
+  CHECK(f.module == libc);
+  CHECK(f.module_offset == 0x28000u + 0x62eec);
+  CHECK(f.build_id == "11223344");
+  CHECK(f.signature_input == "v1|6|-6|b:11223344+0x8aeec");
+  const auto m = common::mappings_to_json(f);
+  REQUIRE(m.size() == 1);
+  CHECK(m[0]["start"] == common::hex_u64(base));
+  CHECK(m[0]["match"] == "build-id");
+}
+
+TEST_CASE("modules without a GNU build-id: Go build id, else the first page",
+          "[elf_core][modules]") {
+  const std::string go_id = "Rz4LYFYg_sAF7NHQ-jPE/Y_wbkeDvhc8Sq3cl9w6w/0bpm0w7tq828e74SPhDj/xT";
+  Bytes go_desc(go_id.size());
+  std::memcpy(go_desc.data(), go_id.data(), go_id.size());
+  const std::vector<common::ElfImage::Segment> loads = {{0x400000, 0, 0x60687, 5},
+                                                        {0x461000, 0x61000, 0x70f20, 4}};
+  const Bytes go_page = image_with(loads, note("Go", 4, go_desc));
+  const common::ElfImage img = common::read_elf_image(go_page);
+  CHECK(img.elf);
+  CHECK(img.go_build_id == go_id);
+  CHECK(img.gnu_build_id.empty());
+  REQUIRE(img.loads.size() == 2);
+  CHECK(img.loads[1].offset == 0x61000);
+  // Not printable, or not the Go owner: no Go build id.
+  CHECK_FALSE(common::go_build_id_in_notes(note("Go", 4, Bytes(8))));
+  CHECK_FALSE(common::go_build_id_in_notes(note("GNU", 4, go_desc)));
+  CHECK_FALSE(common::read_elf_image(Bytes(16)).elf);
+
+  for (const bool go : {true, false}) {
+    const Bytes page = go ? go_page : image_with(loads, {});
+    CoreBuilder c;
+    const uint64_t pc = 0x401234;
+    append(c.notes, note("CORE", common::elf::k_nt_prstatus,
+                         prstatus(common::elf::k_em_x86_64, 9, pc, k_stack + 0x100)));
+    append(c.notes, note("CORE", common::elf::k_nt_file,
+                         nt_file({{0x400000, 0x461000, 0, "/tmp/crashgo"},
+                                  {0x461000, 0x4d2000, 0x61, "/tmp/crashgo"}})));
+    c.loads = {{0x400000, 0x61000, 5, page}, {0x461000, 0x71000, 4, {}}};
+    const CoreFacts f = scan(c.build());
+    REQUIRE(f.modules.size() == 1);
+    const auto& g = f.modules[0];
+    CHECK(g.loaded);
+    CHECK(g.build_id.empty());
+    CHECK(g.go_build_id == (go ? go_id : ""));
+    CHECK(g.match() == (go ? common::ModuleMatch::go_build_id : common::ModuleMatch::elf_headers));
+    CHECK(g.page_bytes == 4096);
+    CHECK(g.page_digest.size() == 64);
+    CHECK(common::module_at(f, pc) == &g);
+    CHECK_FALSE(f.build_id);
+    CHECK(common::mappings_to_json(f)[0]["match"] == (go ? "go-build-id" : "elf-headers"));
+  }
+}

@@ -221,6 +221,7 @@ TEST_CASE("aarch64: NT_PRSTATUS registers reach the unwinder in DWARF numbering"
   // The mapped module, as NT_FILE and its first page would have named it.
   f.files.push_back({k_base, k_base + 0x1000, 0, module.string()});
   f.build_ids[module.string()] = common::hex_bytes(std::as_bytes(std::span(id.data(), id.size())));
+  common::group_modules(f, [](const common::FileMapping&) { return true; });
 
   const auto traces = common::unwind_threads(f, {});
   REQUIRE(traces.size() == 1);
