@@ -81,7 +81,8 @@ void identify_crash(Context& ctx) {
   if (r.hostname.empty()) {
     // The pattern has no %h: the crash happened on this host (or in a container of it).
     r.hostname = own_hostname();
-    ctx.warnings.push_back("no hostname argument (%h): using this host's name");
+    ctx.warnings.push_back(
+        "no hostname argument (%h): using the name of the host the handler runs on");
   }
   r.signal = a.signal.value_or(0);
   r.signal_name = a.signal ? common::signal_name(*a.signal) : "unknown";

@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
             return common::analysis_to_wire(common::analyze_crash(f, options), limits.max_output);
           },
           keep, limits, options.deadline + std::chrono::seconds(1));
-      common::Expected<handler::WireAnalysis> wire = common::fail(child.failure);
+      common::Expected<common::WireAnalysis> wire = common::fail(child.failure);
       if (child.output) {
         wire = common::analysis_from_wire(*child.output, limits.max_output);
       }
