@@ -32,7 +32,7 @@ TEST_CASE("recommended form with every specifier", "[core_args]") {
   CHECK(a.warnings.empty());
 }
 
-TEST_CASE("-F%F on a kernel without %F (before 6.16): no pidfd, said once", "[core_args]") {
+TEST_CASE("a kernel without %F (before 6.16) leaves -F%F as -F: no pidfd, said once", "[core_args]") {
   // The kernel expands an unknown specifier to nothing: "-F%F" arrives as "-F".
   const auto a = parse_core_args(
       {"-P1234", "-u1000", "-c0", "-d1", "-F", "--", "web01", "11", "!usr!bin!app"});
