@@ -265,7 +265,7 @@ std::string describe_exit(int status) {
   case k_exit_libdw_oom:
     return "out of memory (libdw exited with status 1)";
   case k_exit_limits:
-    return "could not set the analysis child's limits";
+    return "could not set the limits of the analysis child";
   case k_exit_no_memory:
     return "out of memory";
   case k_exit_exception:
