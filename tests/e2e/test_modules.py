@@ -45,23 +45,6 @@ def crash(store, argv, env=None, cwd=None):
     return record, core
 
 
-def gdb_crashing_thread(exe, core):
-    """Function names gdb unwinds for the thread that took the signal (gdb's thread 1), without
-    its tail-call frames (inferred from DWARF call sites, no stack unwinder sees them)."""
-    script = HERE.parent / "lib" / "gdb_frames.py"
-    out = subprocess.run(["gdb", "-nx", "-batch", "-x", str(script), str(exe), str(core)],
-                         capture_output=True, text=True, timeout=180).stdout
-    line = next(l for l in out.splitlines() if l.startswith("GDB-FRAMES "))
-    threads = json.loads(line[len("GDB-FRAMES "):])
-    return ["<signal>" if f["type"] == "sigtramp" else (f["name"] or "??")
-            for f in threads[0]["frames"] if f["type"] != "tailcall"]
-
-
-def names(frames):
-    return ["<signal>" if f["signal_frame"] else (f["symbol"]["name"] if f["symbol"] else "??")
-            for f in frames]
-
-
 def mapping(record, part):
     return next(m for m in record["mappings"] if part in m["path"])
 
@@ -73,8 +56,8 @@ def test_ruby_fiddle_segfault_is_unwound_through_libruby(kernel):
     # Ruby catches the SEGV in memcpy, maps its ELF files again to print a C backtrace, aborts.
     record, core = crash(kernel, [ruby, "-rfiddle", "-e", "Fiddle::Pointer.new(16)[0, 8]"])
     crashing = record["crash"]["stacks"][0]
-    ours = names(crashing["frames"])
-    theirs = gdb_crashing_thread(ruby, core)
+    ours = pctest.frame_names(crashing["frames"])
+    theirs = pctest.gdb_threads(ruby, core)[0][1]
     # Down to the signal frame gdb and we agree on every function.
     top = theirs.index("<signal>") + 1 if "<signal>" in theirs else 5
     assert ours[:top] == theirs[:top], f"record {ours} != gdb {theirs}"
@@ -87,13 +70,13 @@ def test_ruby_fiddle_segfault_is_unwound_through_libruby(kernel):
     # and we may pick different aliases), named.
     below = crashing["frames"][top:]
     assert below and below[0]["symbol"] and below[0]["symbol"]["verified"]
-    assert re.search(r"mem(cpy|move)_", below[0]["symbol"]["name"]), names(below)
+    assert re.search(r"mem(cpy|move)_", below[0]["symbol"]["name"]), pctest.frame_names(below)
     assert re.search(r"mem(cpy|move)_", theirs[top])
     # Further down only when the interrupted stack was captured (Ruby's handler runs on an
     # alternate signal stack): then libruby's frames, as gdb names them.
     if len(below) > 1:
         n = min(len(below), len(theirs) - top, 4)
-        assert names(below)[1:n] == theirs[top + 1:top + n]
+        assert pctest.frame_names(below)[1:n] == theirs[top + 1:top + n]
     # The record's modules are the loaded images, matched by build-id.
     for lib in ("/libc.so.6", "/libruby-3.1.so"):
         m = mapping(record, lib)
@@ -105,8 +88,8 @@ def test_read_only_copy_of_libc_is_not_the_module(kernel):
     exe = pctest.env_path("PC_MOD_COPYLIB")
     record, core = crash(kernel, [exe])
     frames = record["crash"]["stacks"][0]["frames"]
-    ours = names(frames)
-    theirs = gdb_crashing_thread(exe, core)
+    ours = pctest.frame_names(frames)
+    theirs = pctest.gdb_threads(exe, core)[0][1]
     n = min(len(theirs), 5)
     assert n >= 3 and ours[:n] == theirs[:n], f"record {ours} != gdb {theirs}"
     assert any(n.endswith("_abort") for n in ours) and "copy_then_abort" in ours
@@ -127,8 +110,8 @@ def test_program_without_build_id_is_named(kernel, tmp_path):
     out = subprocess.run(["readelf", "-n", str(exe)], capture_output=True, text=True).stdout
     assert "Build ID" not in out
     record, core = crash(kernel, [exe])
-    ours = names(record["crash"]["stacks"][0]["frames"])
-    theirs = gdb_crashing_thread(exe, core)
+    ours = pctest.frame_names(record["crash"]["stacks"][0]["frames"])
+    theirs = pctest.gdb_threads(exe, core)[0][1]
     assert ours[:3] == theirs[:3] == ["nobuildid_crash", "nobuildid_caller", "main"], ours
     m = mapping(record, exe.name)
     assert m["match"] == "elf-headers" and m["build_id"] is None
@@ -167,8 +150,9 @@ def test_go_program_is_named_by_its_go_build_id(kernel):
         record, core = crash(kernel, [exe], env={"GOTRACEBACK": "crash"}, cwd=work)
         # Assembly functions are named from the symbol table, whose names carry the ABI
         # wrapper's suffix (runtime.raise.abi0); gdb names them from DWARF (runtime.raise).
-        ours = [n.removesuffix(".abi0") for n in names(record["crash"]["stacks"][0]["frames"])]
-        theirs = gdb_crashing_thread(exe, core)
+        frames = record["crash"]["stacks"][0]["frames"]
+        ours = [n.removesuffix(".abi0") for n in pctest.frame_names(frames)]
+        theirs = pctest.gdb_threads(exe, core)[0][1]
         assert ours[0] == theirs[0] == "runtime.raise", (ours, theirs)
         n = 3
         assert ours[:n] == theirs[:n], f"record {ours} != gdb {theirs}"

@@ -52,42 +52,16 @@ def crash(store, argv, env=None):
     return record, core
 
 
-def gdb_threads(exe, core, debug_dir=None):
-    """{tid: [function names gdb unwinds, innermost first]} from gdb's Python API.
-
-    gdb's tail-call frames are left out: gdb infers them from DWARF call-site entries (a function
-    that jumped to its callee left no frame on the stack), and no stack unwinder can see them.
-    gdb stops at main (backtrace past-main off), so its lists may be shorter than ours.
-    """
-    script = pathlib.Path(__file__).resolve().parent.parent / "lib" / "gdb_frames.py"
-    cmd = ["gdb", "-nx", "-batch"]
-    if debug_dir:
-        cmd += ["-iex", f"set debug-file-directory {debug_dir}:/usr/lib/debug"]
-    cmd += ["-x", str(script), str(exe), str(core)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    line = next(l for l in out.splitlines() if l.startswith("GDB-FRAMES "))
-    threads = {}
-    for t in json.loads(line[len("GDB-FRAMES "):]):
-        threads[t["tid"]] = ["<signal>" if f["type"] == "sigtramp" else (f["name"] or "??")
-                             for f in t["frames"] if f["type"] != "tailcall"]
-    return threads
-
-
-def names(frames):
-    return ["<signal>" if f["signal_frame"] else (f["symbol"]["name"] if f["symbol"] else "??")
-            for f in frames]
-
-
 def check_against_gdb(crash_obj, exe, core, debug_dir=None):
     stacks = crash_obj["stacks"]
     assert stacks and stacks[0]["crashing"]
-    gdb = gdb_threads(exe, core, debug_dir)
+    gdb = dict(pctest.gdb_threads(exe, core, debug_dir))
     # Every thread of the core is in the record.
     assert len(stacks) == crash_obj["threads"] == len(gdb), (stacks, gdb)
     assert {t["tid"] for t in stacks} == set(gdb)
     crashing = stacks[0]
     theirs = gdb[crashing["tid"]][:TOP]
-    ours = names(crashing["frames"])[:len(theirs)]
+    ours = pctest.frame_names(crashing["frames"])[:len(theirs)]
     assert len(theirs) >= 3 and ours == theirs, f"record {ours} != gdb {theirs}"
     # Frames below #0 come from CFI when the modules were verified.
     assert crashing["frames"][0]["trust"] == "context"
@@ -114,7 +88,7 @@ def test_zoo_backtrace_matches_gdb(kernel, var, mode, expected):
     crash_obj = record["crash"]
     check_against_gdb(crash_obj, exe, core)
     # The program's own frames are there, in order, after the crash machinery.
-    got = [n for n in names(crash_obj["stacks"][0]["frames"]) if n in expected]
+    got = [n for n in pctest.frame_names(crash_obj["stacks"][0]["frames"]) if n in expected]
     assert got[:len(expected)] == expected
     # Source lines where DWARF is available.
     own = [f for f in crash_obj["stacks"][0]["frames"]
@@ -136,13 +110,13 @@ def test_stripped_binary_with_separate_debug_file(kernel):
     debug = pctest.env_path("PC_ZOO_DEBUG_DIR")
     record, core = crash(store, [exe, "segv"])
     # Without the debug file the stripped program has no names of its own.
-    assert "segv_level1" not in names(record["crash"]["stacks"][0]["frames"])
+    assert "segv_level1" not in pctest.frame_names(record["crash"]["stacks"][0]["frames"])
     out = subprocess.run([pctest.env_path("PC_SCAN_CORE"), "--unwind", "--debug-dir", debug],
                          stdin=open(core, "rb"), capture_output=True, check=True).stdout
     crash_obj = json.loads(out)["crash"]
     check_against_gdb(crash_obj, exe, core, debug)
     frames = crash_obj["stacks"][0]["frames"]
-    assert names(frames)[:4] == ["crash_null", "segv_level2", "segv_level1", "main"]
+    assert pctest.frame_names(frames)[:4] == ["crash_null", "segv_level2", "segv_level1", "main"]
     assert frames[0]["file"].endswith("zoo.c") and frames[0]["line"] > 0
 
 
@@ -167,7 +141,7 @@ def test_debug_file_with_dwz_alternate_file(kernel, tmp_path):
 
     def check(debug_dir):
         got = frames(debug_dir)
-        assert names(got)[:4] == expected, got[:4]
+        assert pctest.frame_names(got)[:4] == expected, got[:4]
         assert all(f["file"].endswith("zoo.c") and f["line"] > 0 for f in got[:4]), got[:4]
 
     check(debug)
@@ -186,7 +160,7 @@ def test_debug_file_with_dwz_alternate_file(kernel, tmp_path):
     missing = tmp_path / "no-alternate"
     shutil.copytree(debug, missing, symlinks=True)
     shutil.rmtree(missing / ".dwz")
-    assert names(frames(missing))[:4] != expected
+    assert pctest.frame_names(frames(missing))[:4] != expected
 
 
 def test_signatures_group_by_bug(kernel):
@@ -253,7 +227,7 @@ def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     store, work = kernel
     exe = pctest.env_path("PC_ZOO_STRIPPED")
     record, _ = crash(store, [exe, "segv"])
-    assert "segv_level1" not in names(record["crash"]["stacks"][0]["frames"])
+    assert "segv_level1" not in pctest.frame_names(record["crash"]["stacks"][0]["frames"])
     served = tmp_path / "served"
     shutil.copytree(pctest.env_path("PC_ZOO_DEBUG_DIR"), served)
     build_id = record["crash"]["build_id"]

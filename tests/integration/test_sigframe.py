@@ -45,24 +45,6 @@ def crash(store, argv, env=None):
     return proc.returncode, record, core
 
 
-def gdb_crashing(exe, core):
-    """gdb's frames of the crashing thread (tests/lib/gdb_frames.py), tail calls left out."""
-    import json
-    script = pathlib.Path(__file__).resolve().parent.parent / "lib" / "gdb_frames.py"
-    out = subprocess.run(["gdb", "-nx", "-batch", "-x", str(script), str(exe), str(core)],
-                         capture_output=True, text=True, timeout=120).stdout
-    line = next(l for l in out.splitlines() if l.startswith("GDB-FRAMES "))
-    threads = json.loads(line[len("GDB-FRAMES "):])
-    # gdb's thread 1 is the core's first NT_PRSTATUS: the crashing thread.
-    return ["<signal>" if f["type"] == "sigtramp" else (f["name"] or "??")
-            for f in threads[0]["frames"] if f["type"] != "tailcall"]
-
-
-def names(frames):
-    return ["<signal>" if f["signal_frame"] else (f["symbol"]["name"] if f["symbol"] else "??")
-            for f in frames]
-
-
 def corectl_info(rig, record):
     out = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(rig.work / "c"), "info",
                           record["id"]], env=dict(os.environ, NO_COLOR="1"),
@@ -84,8 +66,8 @@ def test_alternate_stack_handler(kernel, mode, where, rc):
     got_rc, record, core = crash(kernel.store, [exe, mode] + ([where] if where else []))
     assert got_rc == rc
     c = record["crash"]
-    ours = names(c["stacks"][0]["frames"])
-    gdb = gdb_crashing(exe, core)
+    ours = pctest.frame_names(c["stacks"][0]["frames"])
+    gdb = pctest.gdb_threads(exe, core)[0][1]
     # Through the signal frame into the interrupted stack, frame for frame as gdb.
     assert "<signal>" in gdb and gdb[gdb.index("<signal>") + 1:][:3] == ["crash_here", "middle",
                                                                          "outer"], gdb
@@ -127,8 +109,8 @@ def test_python_faulthandler(kernel):
     _, record, core = crash(kernel.store,
                             [PYTHON, "-X", "faulthandler", "-c", "import ctypes; ctypes.string_at(0)"])
     c = record["crash"]
-    ours = names(c["stacks"][0]["frames"])
-    gdb = gdb_crashing(PYTHON, core)
+    ours = pctest.frame_names(c["stacks"][0]["frames"])
+    gdb = pctest.gdb_threads(PYTHON, core)[0][1]
     assert "<signal>" in gdb and len(gdb) >= 14, gdb
     below = gdb.index("<signal>") + 1
     # The interpreter's frames below the signal frame, as far as gdb goes (or our frame limit).

@@ -496,3 +496,28 @@ def build_deb(out):
     found = list(pathlib.Path(out).glob("process-core_*.deb"))
     assert len(found) == 1, found
     return found[0]
+
+
+def gdb_threads(exe, core, debug_dir=None, timeout=180):
+    """[(tid, [function names gdb unwinds, innermost first])] from gdb's Python API
+    (tests/lib/gdb_frames.py), in gdb's thread order: the first is the core's first NT_PRSTATUS,
+    the crashing thread. A signal frame is "<signal>". gdb's tail-call frames are left out: gdb
+    infers them from DWARF call-site entries (a function that jumped to its callee left no frame
+    on the stack), and no stack unwinder can see them."""
+    import json
+    script = pathlib.Path(__file__).resolve().parent / "gdb_frames.py"
+    cmd = ["gdb", "-nx", "-batch"]
+    if debug_dir:
+        cmd += ["-iex", f"set debug-file-directory {debug_dir}:/usr/lib/debug"]
+    cmd += ["-x", str(script), str(exe), str(core)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout).stdout
+    line = next(l for l in out.splitlines() if l.startswith("GDB-FRAMES "))
+    return [(t["tid"], ["<signal>" if f["type"] == "sigtramp" else (f["name"] or "??")
+                        for f in t["frames"] if f["type"] != "tailcall"])
+            for t in json.loads(line[len("GDB-FRAMES "):])]
+
+
+def frame_names(frames):
+    """The function names of a record's frames, as gdb_threads() gives gdb's."""
+    return ["<signal>" if f["signal_frame"] else (f["symbol"]["name"] if f["symbol"] else "??")
+            for f in frames]
