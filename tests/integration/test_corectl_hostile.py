@@ -318,6 +318,23 @@ def parser_hook(tmp_path_factory):
     return out
 
 
+def hook_env(tmp_path, parser_hook, mode):
+    """The environment that preloads the hook into corectl, and what the hook checks: a file
+    it must not read, one it may, the directory it tries to plant a file in, the ids the
+    sandboxed child must have."""
+    secret = tmp_path / "secret"
+    secret.write_text("root's\n")
+    secret.chmod(0o600)
+    readable = tmp_path / "readable"
+    readable.write_text("anyone's\n")
+    readable.chmod(0o644)
+    uid, gid = (65533, 65533) if pctest.is_root() else (os.getuid(), os.getgid())
+    return dict(LD_PRELOAD=str(parser_hook), PC_HOOK_MODE=mode, PC_HOOK_SECRET=str(secret),
+                PC_HOOK_PATH=str(readable), PC_HOOK_DIR=str(tmp_path), PC_HOOK_UID=str(uid),
+                PC_HOOK_GID=str(gid),
+                PC_HOOK_STORE_UID="0" if pctest.is_root() else "4000000000")
+
+
 @pytest.mark.parametrize("mode", ["exit", "ids"])
 def test_debuginfod_answers_are_parsed_in_a_sandboxed_child(tmp_path, segv_core, debuginfod,
                                                             parser_hook, mode):
@@ -334,17 +351,7 @@ def test_debuginfod_answers_are_parsed_in_a_sandboxed_child(tmp_path, segv_core,
         frame.update(build_id=wanted, symbol=None, file=None, line=None)
         data["crash"].update(symbol=None, signature_chain=None)
     edit(record, unnamed)
-    secret = tmp_path / "secret"
-    secret.write_text("root's\n")
-    secret.chmod(0o600)
-    readable = tmp_path / "readable"
-    readable.write_text("anyone's\n")
-    readable.chmod(0o644)
-    uid, gid = (65533, 65533) if pctest.is_root() else (os.getuid(), os.getgid())
-    env = dict(debuginfod, LD_PRELOAD=str(parser_hook), PC_HOOK_MODE=mode,
-               PC_HOOK_SECRET=str(secret), PC_HOOK_PATH=str(readable), PC_HOOK_DIR=str(tmp_path),
-               PC_HOOK_UID=str(uid), PC_HOOK_GID=str(gid),
-               PC_HOOK_STORE_UID="0" if pctest.is_root() else "4000000000")
+    env = dict(debuginfod, **hook_env(tmp_path, parser_hook, mode))
     r = corectl(config, "info", env=env)
     assert r.returncode == 0, r.stderr
     # Without root the caller's supplementary groups cannot be dropped (the hook's bit 4).
@@ -361,17 +368,7 @@ def test_a_core_file_is_analysed_in_a_sandboxed_child(tmp_path, segv_core, parse
     reaches nothing, as in the handler; corectl says the analysis failed and shows the notes'."""
     core = tmp_path / "core"
     core.write_bytes(segv_core)
-    secret = tmp_path / "secret"
-    secret.write_text("root's\n")
-    secret.chmod(0o600)
-    readable = tmp_path / "readable"
-    readable.write_text("anyone's\n")
-    readable.chmod(0o644)
-    uid, gid = (65533, 65533) if pctest.is_root() else (os.getuid(), os.getgid())
-    env = dict(LD_PRELOAD=str(parser_hook), PC_HOOK_MODE=mode, PC_HOOK_SECRET=str(secret),
-               PC_HOOK_PATH=str(readable), PC_HOOK_DIR=str(tmp_path), PC_HOOK_UID=str(uid),
-               PC_HOOK_GID=str(gid),
-               PC_HOOK_STORE_UID="0" if pctest.is_root() else "4000000000")
+    env = hook_env(tmp_path, parser_hook, mode)
     config = pctest.write_config(tmp_path / "c.conf", tmp_path / "no-store")
     r = corectl(config, "info", "--file", str(core), "--json", env=env)
     assert r.returncode == 0, r.stderr
