@@ -51,17 +51,9 @@ struct Context {
   std::unique_ptr<StoreWatcher> watcher;
   WebConfig web;
   std::shared_ptr<KmsgFollower> kmsg;
-  std::string config_text;            // the configuration file as read at start (SIGHUP)
+  std::string config_text; // the configuration and its drop-ins as read at start (SIGHUP)
   std::unique_ptr<HttpServer> server; // destroyed first: no request outlives the rest
 };
-
-// The configuration file's bytes, to tell on SIGHUP whether it changed (empty when unreadable).
-std::string config_file_text(const Context& ctx) {
-  const std::string& path =
-      ctx.options.config_given ? ctx.options.config_path : common::k_default_config_path;
-  auto text = common::read_file(AT_FDCWD, path);
-  return text ? std::move(*text) : std::string();
-}
 
 bool load_configuration(Context& ctx) {
   const bool given = ctx.options.config_given;
@@ -75,7 +67,7 @@ bool load_configuration(Context& ctx) {
     spdlog::warn("{}", common::printable(w));
   }
   ctx.config = std::move(loaded->config);
-  ctx.config_text = config_file_text(ctx);
+  ctx.config_text = std::move(loaded->text);
   if (ctx.options.store) {
     ctx.config.store = *ctx.options.store;
   }
@@ -251,7 +243,7 @@ void reload(Context& ctx) {
   if (!loaded) {
     spdlog::error("{}, keeping the running configuration",
                   common::printable(loaded.error().message));
-  } else if (const std::string text = config_file_text(ctx); text != ctx.config_text) {
+  } else if (loaded->text != ctx.config_text) {
     spdlog::warn("the configuration file changed: its keys take effect when the exporter "
                  "restarts");
   }

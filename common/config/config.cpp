@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -223,8 +225,9 @@ uint64_t DiskAmount::resolve(uint64_t fs_size, uint64_t cap) const {
   return cap != 0 ? std::min(v, cap) : v;
 }
 
-ConfigResult parse_config(std::string_view text) {
+ConfigResult parse_config(std::string_view text, Config base, std::string_view source) {
   ConfigResult out;
+  out.config = std::move(base);
   size_t line_no = 0;
   while (!text.empty()) {
     const size_t nl = text.find('\n');
@@ -239,7 +242,8 @@ ConfigResult parse_config(std::string_view text) {
       continue;
     }
     const size_t eq = line.find('=');
-    const std::string where = "line " + std::to_string(line_no);
+    const std::string where =
+        (source.empty() ? "" : std::string(source) + " ") + "line " + std::to_string(line_no);
     if (eq == std::string_view::npos) {
       out.warnings.push_back(where + ": expected 'key = value'");
       continue;
@@ -265,42 +269,143 @@ ConfigResult parse_config(std::string_view text) {
   return out;
 }
 
-Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok) {
-  // Not read_file(): a link to the configuration (/etc managed by a tool) is fine, because what
-  // matters is checked on the file itself below.
-  auto fd = open_at(AT_FDCWD, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
+namespace {
+
+// At most this many drop-ins are read, each at most k_config_file_max bytes.
+constexpr size_t k_max_dropins = 64;
+constexpr size_t k_config_file_max = 1 << 20;
+
+// The handler runs as root with these files' `store` and `user`: a file or directory someone
+// else could have written is not trusted. Empty when `st` may be trusted, else why not.
+std::string distrust(const struct stat& st) {
+  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+    return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return "writable by group or others";
+  }
+  return {};
+}
+
+// A drop-in's name: what packages and administrators write ("50-listen.conf"), nothing hidden
+// and nothing an editor leaves behind ("x.conf~", ".x.conf.swp").
+bool dropin_name(std::string_view name) {
+  if (name.size() <= 5 || name.size() > 255 || !name.ends_with(".conf") || name[0] == '.') {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+  });
+}
+
+// The text of one file, opened from `dirfd` (a link to it is fine: what matters is checked on
+// the file itself), or why it cannot be read; nullopt (with a warning) when it is not trusted.
+Expected<std::optional<std::string>> read_config_file(int dirfd, const std::string& name,
+                                                      const std::string& shown,
+                                                      std::vector<std::string>& warnings) {
+  auto fd = open_at(dirfd, name, O_RDONLY | O_NOCTTY | O_NONBLOCK);
   if (!fd) {
-    if (fd.error().sys_errno == ENOENT && missing_ok == MissingOk::yes) {
-      return ConfigResult{};
-    }
-    return fail("Failed to read config " + quoted(path) + ": " + fd.error().message);
+    return std::unexpected(
+        Error{"Failed to read config " + quoted(shown) + ": " + fd.error().message,
+              fd.error().sys_errno});
   }
   struct stat st {};
   if (::fstat(fd->get(), &st) != 0) {
-    return fail_errno("Failed to stat config " + quoted(path), errno);
+    return fail_errno("Failed to stat config " + quoted(shown), errno);
   }
   if (!S_ISREG(st.st_mode)) {
-    return fail("Failed to read config " + quoted(path) + ": not a regular file");
+    return fail("Failed to read config " + quoted(shown) + ": not a regular file");
   }
-  // The handler runs as root with this file's `store` and `user`: a file someone else could
-  // have written is ignored (the defaults are safe), said once in the warnings.
-  std::string distrust;
-  if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
-    distrust = "owned by uid " + std::to_string(st.st_uid) + ", not root";
-  } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    distrust = "writable by group or others";
+  if (const std::string why = distrust(st); !why.empty()) {
+    warnings.push_back("ignoring " + quoted(shown) + " (" + why + ")");
+    return std::nullopt;
   }
-  if (!distrust.empty()) {
-    ConfigResult defaults;
-    defaults.warnings.push_back("ignoring " + quoted(path) + " (" + distrust +
-                                "); using the defaults");
-    return defaults;
-  }
-  auto text = read_fd(fd->get(), path, 1 << 20);
+  auto text = read_fd(fd->get(), shown, k_config_file_max);
   if (!text) {
-    return fail("Failed to read config " + quoted(path) + ": " + text.error().message);
+    return fail("Failed to read config " + quoted(shown) + ": " + text.error().message);
   }
-  return parse_config(*text);
+  return std::optional<std::string>(std::move(*text));
+}
+
+// The drop-ins of `dir` (PATH.d), in name order, over `out`. A drop-in that cannot be read is
+// skipped with a warning: one bad file costs its own keys, never the configuration.
+void apply_dropins(const std::string& dir, ConfigResult& out) {
+  auto dfd = open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY | O_NOCTTY);
+  if (!dfd) {
+    if (dfd.error().sys_errno != ENOENT) {
+      out.warnings.push_back("ignoring " + quoted(dir) + ": " + dfd.error().message);
+    }
+    return;
+  }
+  struct stat st {};
+  if (::fstat(dfd->get(), &st) != 0) {
+    out.warnings.push_back("ignoring " + quoted(dir) + ": " + std::strerror(errno));
+    return;
+  }
+  if (const std::string why = distrust(st); !why.empty()) {
+    out.warnings.push_back("ignoring " + quoted(dir) + " (" + why + ")");
+    return;
+  }
+  std::vector<std::string> names;
+  size_t skipped = 0;
+  auto listed = list_dir(dfd->get(), [&](std::string_view name) {
+    if (!dropin_name(name)) {
+      return;
+    }
+    if (names.size() < k_max_dropins) {
+      names.emplace_back(name);
+    } else {
+      ++skipped;
+    }
+  });
+  if (!listed) {
+    out.warnings.push_back("ignoring " + quoted(dir) + ": " + listed.error().message);
+    return;
+  }
+  std::sort(names.begin(), names.end());
+  if (skipped != 0) {
+    out.warnings.push_back("ignoring " + std::to_string(skipped) + " drop-in(s) of " + quoted(dir) +
+                           " past the first " + std::to_string(k_max_dropins));
+  }
+  for (const auto& name : names) {
+    const std::string shown = dir + "/" + name;
+    auto text = read_config_file(dfd->get(), name, shown, out.warnings);
+    if (!text) {
+      out.warnings.push_back(text.error().message + "; skipped");
+      continue;
+    }
+    if (!*text) {
+      continue;
+    }
+    ConfigResult more = parse_config(**text, std::move(out.config), name);
+    out.config = std::move(more.config);
+    out.warnings.insert(out.warnings.end(), more.warnings.begin(), more.warnings.end());
+    out.text += "\n# " + shown + "\n" + **text;
+  }
+}
+
+} // namespace
+
+Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok) {
+  std::vector<std::string> warnings;
+  auto text = read_config_file(AT_FDCWD, path, path, warnings);
+  ConfigResult out;
+  if (!text) {
+    if (text.error().sys_errno != ENOENT || missing_ok == MissingOk::no) {
+      return std::unexpected(text.error());
+    }
+  } else if (!*text) {
+    // Not trusted: the defaults are safe, and so are the drop-ins of its directory only if
+    // they are trusted themselves.
+    warnings.back() += "; using the defaults";
+  } else {
+    out = parse_config(**text);
+    out.text = std::move(**text);
+  }
+  out.warnings.insert(out.warnings.begin(), warnings.begin(), warnings.end());
+  apply_dropins(path + ".d", out);
+  return out;
 }
 
 } // namespace common

@@ -91,17 +91,22 @@ std::span<const ConfigKey> config_keys();
 // otherwise.
 bool apply_config_value(const ConfigKey& key, std::string_view value, Config& config);
 
-// Reads `key = value` lines ('#' comments). Unknown keys and bad values are reported in
-// `warnings` and leave the value before them in place; a missing file is not an error when
-// `missing_ok` (the defaults apply). A file owned by someone other than root (or the caller),
-// or writable by group or others, is ignored with a warning: the defaults apply.
+// Reads `key = value` lines ('#' comments) from `path`, then from the drop-ins of `path`.d
+// (`*.conf`, in name order, at most 64; a later value of a key wins), where packages and tools
+// put settings of their own without editing the administrator's file. Unknown keys and bad
+// values are reported in `warnings` and leave the value before them in place; a missing file is
+// not an error when `missing_ok` (the defaults apply). A file or drop-in directory owned by
+// someone other than root (or the caller), or writable by group or others, is ignored with a
+// warning; so is a drop-in that cannot be read.
 struct ConfigResult {
   Config config;
   std::vector<std::string> warnings;
+  std::string text; // what was read and used, the file and then each drop-in (SIGHUP compares it)
 };
 enum class MissingOk { no, yes };
 Expected<ConfigResult> load_config(const std::string& path, MissingOk missing_ok);
-// Parses configuration text (for tests and tools).
-ConfigResult parse_config(std::string_view text);
+// Parses configuration text over `base` (for drop-ins, tests and tools); `source` names it in
+// the warnings ("50-listen.conf line 3").
+ConfigResult parse_config(std::string_view text, Config base = {}, std::string_view source = {});
 
 } // namespace common

@@ -94,6 +94,62 @@ TEST_CASE("load_config: a file others could write is ignored", "[config]") {
   CHECK_FALSE(load_config(path.string(), MissingOk::no).has_value()); // no wait on a FIFO
 }
 
+TEST_CASE("load_config: drop-ins in PATH.d, in name order, over the file", "[config]") {
+  test::TempDir dir;
+  const auto path = dir.path() / "pc.conf";
+  const auto d = dir.path() / "pc.conf.d";
+  test::spit(path, "store = /main\nlisten = 127.0.0.1:1\nrate_limit_burst = 7\n");
+  std::filesystem::create_directory(d);
+  ::chmod(d.c_str(), 0755);
+  test::spit(d / "50-listen.conf", "# kept on an upgrade\nlisten = 127.0.0.1:9464\n");
+  test::spit(d / "90-store.conf", "store = /dropin\nbogus = 1\n");
+  test::spit(d / "10-first.conf", "store = /first\n");
+  // Not drop-ins: other endings, hidden files, what editors leave behind.
+  test::spit(d / "README", "store = /readme\n");
+  test::spit(d / ".hidden.conf", "store = /hidden\n");
+  test::spit(d / "99-x.conf~", "store = /backup\n");
+  for (const char* name : {"50-listen.conf", "90-store.conf", "10-first.conf"}) {
+    ::chmod((d / name).c_str(), 0644);
+  }
+  ::chmod(path.c_str(), 0644);
+  auto r = load_config(path.string(), MissingOk::no);
+  REQUIRE(r.has_value());
+  CHECK(r->config.store == "/dropin");         // 90 after 10: the last one wins
+  CHECK(r->config.listen == "127.0.0.1:9464"); // over the file's
+  CHECK(r->config.rate_limit_burst == 7);      // the file's, untouched by the drop-ins
+  REQUIRE(r->warnings.size() == 1);
+  CHECK(r->warnings[0] == "90-store.conf line 2: unknown key 'bogus'");
+  CHECK(r->text.find("listen = 127.0.0.1:9464") != std::string::npos);
+  CHECK(r->text.find("/readme") == std::string::npos);
+
+  SECTION("without the file, the drop-ins still apply") {
+    std::filesystem::remove(path);
+    auto m = load_config(path.string(), MissingOk::yes);
+    REQUIRE(m.has_value());
+    CHECK(m->config.store == "/dropin");
+    CHECK(m->config.rate_limit_burst == Config{}.rate_limit_burst);
+  }
+  SECTION("a directory others could write is ignored, a bad drop-in skipped") {
+    ::chmod(d.c_str(), 0757);
+    auto w = load_config(path.string(), MissingOk::no);
+    REQUIRE(w.has_value());
+    CHECK(w->config.store == "/main");
+    REQUIRE(w->warnings.size() == 1);
+    CHECK(w->warnings[0].find("writable by group or others") != std::string::npos);
+    ::chmod(d.c_str(), 0755);
+    ::chmod((d / "90-store.conf").c_str(), 0666);
+    std::filesystem::create_directory(d / "60-dir.conf");
+    ::mkfifo((d / "70-fifo.conf").c_str(), 0644);
+    auto b = load_config(path.string(), MissingOk::no);
+    REQUIRE(b.has_value());
+    CHECK(b->config.store == "/first");
+    REQUIRE(b->warnings.size() == 3);
+    CHECK(b->warnings[0].find("60-dir.conf': not a regular file; skipped") != std::string::npos);
+    CHECK(b->warnings[1].find("70-fifo.conf") != std::string::npos); // never waited on
+    CHECK(b->warnings[2].find("90-store.conf' (writable by group or others)") != std::string::npos);
+  }
+}
+
 TEST_CASE("admission and deadline keys", "[config]") {
   const auto r = parse_config("max_captures = 3\nruntime_dir = /run/pc-test\n"
                               "capture_timeout = 2m\nanalysis_timeout = 5\n"
