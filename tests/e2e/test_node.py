@@ -9,6 +9,7 @@ import contextlib
 import os
 import pathlib
 import resource
+import shutil
 import subprocess
 import uuid
 
@@ -147,3 +148,22 @@ def test_kernel_without_pidfd(rig, pidfd_arg):
     assert any("no pidfd from the kernel" in w for w in warnings), warnings
     if pidfd_arg:
         assert any("does not expand %F" in w for w in warnings), warnings
+
+
+def test_an_executable_on_a_mount_only_its_namespace_had_is_named(rig, tmp_path):
+    """A container's case: the program runs from a bind mount that only its own mount namespace
+    has, and that namespace dies with it. The handler opened the module through map_files while
+    the process existed, so the frames are named although the path leads nowhere on the host."""
+    image = tmp_path / "image"
+    image.mkdir()
+    shutil.copy(pctest.env_path("PC_CRASHER"), image / "app")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    script = f"mount --bind {image} {volume} && exec {volume}/app segv"
+    r = crash_with(rig, "yes", ["unshare", "--mount", "--propagation", "private",
+                                "sh", "-c", script])
+    assert r["executable"] == f"{volume}/app"
+    assert not (volume / "app").exists()  # the bind mount went with the namespace
+    assert r["crash"]["symbol"]["name"] == "pc_crash_null_write", r["crash"]
+    frames = r["crash"]["stacks"][0]["frames"]
+    assert "pc_crash_null_write" in pctest.frame_names(frames)
