@@ -44,8 +44,10 @@ Exit print_values(const Catalog& cat, const std::string& field) {
   return Exit::ok;
 }
 
-// list -F FIELD: the field of each crash, one per line; crashes without it print nothing.
-Exit print_field(Context& ctx, const std::vector<Crash>& crashes, const std::string& field) {
+// Calls `fn` with each crash's whole record; one that cannot be read is reported and makes the
+// result a failure, the others are still printed.
+template <typename F>
+Exit for_each_record(Context& ctx, const std::vector<Crash>& crashes, F fn) {
   Exit worst = Exit::ok;
   for (const auto& c : crashes) {
     auto full = read_record(*ctx.store, {c.host_dir, c.exe_dir, c.id});
@@ -53,20 +55,27 @@ Exit print_field(Context& ctx, const std::vector<Crash>& crashes, const std::str
       worst = report(Exit::failure, full.error().message);
       continue;
     }
+    fn(c, *full);
+  }
+  return worst;
+}
+
+// list -F FIELD: the field of each crash, one per line; crashes without it print nothing.
+Exit print_field(Context& ctx, const std::vector<Crash>& crashes, const std::string& field) {
+  return for_each_record(ctx, crashes, [&](const Crash& c, const FullRecord& full) {
     // The stored core's path while it is there, from the directory the record is in.
     std::string core;
-    if (full->record.core.present && !full->record.core.removed) {
+    if (full.record.core.present && !full.record.core.removed) {
       const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
       struct stat st {};
       if (::fstatat(ctx.store->fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
         core = ctx.store->root() + "/" + rel;
       }
     }
-    if (auto value = field_value(*full, field, core)) {
+    if (auto value = field_value(full, field, core)) {
       std::printf("%s\n", value->c_str());
     }
-  }
-  return worst;
+  });
 }
 
 } // namespace
@@ -94,16 +103,9 @@ Exit cmd_list(Context& ctx) {
   }
   if (ctx.opts.json != JsonMode::off) {
     // The records themselves, exactly as stored, so scripts get every field.
-    Exit worst = Exit::ok;
-    for (const auto& c : crashes) {
-      auto full = read_record(*ctx.store, {c.host_dir, c.exe_dir, c.id});
-      if (!full) {
-        worst = report(Exit::failure, full.error().message);
-        continue;
-      }
-      print_json(full->json, ctx.opts.json == JsonMode::pretty);
-    }
-    return worst;
+    return for_each_record(ctx, crashes, [&](const Crash&, const FullRecord& full) {
+      print_json(full.json, ctx.opts.json == JsonMode::pretty);
+    });
   }
   print_list(ctx.term, crashes, cat->id_abbrev, legend_of(ctx.opts));
   return Exit::ok;
