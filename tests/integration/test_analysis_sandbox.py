@@ -47,13 +47,7 @@ def kernel_core(crasher, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hook(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hook") / "analysis_hook.so"
-    src = pathlib.Path(pctest.env_path("PC_SOURCE_DIR")) / "tests/programs/analysis_hook.c"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src), "-ldl"],
-                   check=True)
-    out.chmod(0o755)
-    out.parent.chmod(0o755)
-    return out
+    return pctest.build_analysis_hook(tmp_path_factory.mktemp("hook"))
 
 
 @pytest.fixture

@@ -309,13 +309,7 @@ def parser_hook(tmp_path_factory):
     """tests/programs/analysis_hook.c: attacker code in libdw, where the debug file is parsed."""
     if shutil.which("cc") is None:
         pytest.skip("needs a C compiler for the preloaded hook")
-    out = tmp_path_factory.mktemp("hook") / "analysis_hook.so"
-    src = pathlib.Path(pctest.env_path("PC_SOURCE_DIR")) / "tests/programs/analysis_hook.c"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src), "-ldl"],
-                   check=True)
-    out.chmod(0o755)
-    out.parent.chmod(0o755)
-    return out
+    return pctest.build_analysis_hook(tmp_path_factory.mktemp("hook"))
 
 
 def hook_env(tmp_path, parser_hook, mode):

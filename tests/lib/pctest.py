@@ -521,3 +521,15 @@ def frame_names(frames):
     """The function names of a record's frames, as gdb_threads() gives gdb's."""
     return ["<signal>" if f["signal_frame"] else (f["symbol"]["name"] if f["symbol"] else "??")
             for f in frames]
+
+
+def build_analysis_hook(out_dir):
+    """tests/programs/analysis_hook.c built as a preloadable library in `out_dir`: attacker code
+    in libdw (at dwfl_begin), for the tests of the sandboxed parsers."""
+    out = pathlib.Path(out_dir) / "analysis_hook.so"
+    src = env_path("PC_SOURCE_DIR") / "tests/programs/analysis_hook.c"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", str(out), str(src), "-ldl"],
+                   check=True)
+    out.chmod(0o755)
+    out.parent.chmod(0o755)
+    return out
