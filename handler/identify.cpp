@@ -7,6 +7,7 @@
 #include "common/store/record.hpp"
 #include "handler/context.hpp"
 #include "handler/procinfo.hpp"
+#include "handler/runtime_state.hpp"
 #include "handler/steps.hpp"
 
 #include <fcntl.h>
@@ -120,6 +121,17 @@ void identify_crash(Context& ctx) {
     r.executable_deleted = common::strip_deleted_suffix(r.executable);
   }
   r.container = container_json(ctx.proc);
+  if (!ctx.proc.container_id.empty()) {
+    // The pod's name and namespace from the node's runtime state, beside the crasher's claims.
+    // The handler runs in the host's mount namespace, so "/" is the node's root.
+    if (auto root = common::open_at(AT_FDCWD, "/", O_PATH | O_DIRECTORY)) {
+      const RuntimePod pod = read_runtime_pod(root->get(), ctx.proc.container_id, ctx.proc.pod_uid);
+      add_runtime_pod(r.container, pod);
+      if (!pod.error.empty()) {
+        ctx.warnings.push_back("container runtime state not used: " + pod.error);
+      }
+    }
+  }
   r.node = node_json();
   if (a.pid && !a.pidfd) {
     // Kernels before 6.16 have no %F (and corectl install leaves -F%F out there).

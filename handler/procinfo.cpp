@@ -91,10 +91,6 @@ void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup) {
   }
 }
 
-namespace {
-
-// A Kubernetes object name: lower-case letters, digits, '-' (and '.' in a subdomain), starting
-// and ending with a letter or digit.
 bool kubernetes_name(std::string_view s, size_t max, bool dots) {
   if (s.empty() || s.size() > max || s.front() == '-' || s.back() == '-' || s.front() == '.' ||
       s.back() == '.') {
@@ -107,6 +103,8 @@ bool kubernetes_name(std::string_view s, size_t max, bool dots) {
   }
   return true;
 }
+
+namespace {
 
 // The first `limit` bytes of /proc/<pid>/environ (the kernel's own bound is the process's
 // argument area, which can be large): the variables asked for come early in a pod's environment.

@@ -55,6 +55,11 @@ std::vector<ThreadInfo> read_threads(int dir);
 // Derives unit, container id and pod uid from a cgroup path (exposed for tests).
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);
 
+// True when `s` has the form of a Kubernetes object name of at most `max` characters: lower-case
+// letters, digits, '-' (and '.' in a DNS subdomain, `dots`), starting and ending with a letter
+// or digit.
+bool kubernetes_name(std::string_view s, size_t max, bool dots);
+
 // Takes POD_NAME and POD_NAMESPACE from an environ block (NUL-separated NAME=value) when they
 // are Kubernetes names: a DNS subdomain of at most 253 characters, a label of at most 63.
 void parse_pod_claims(ProcFacts& facts, std::string_view environ);
