@@ -8,7 +8,6 @@
 #include "handler/context.hpp"
 #include "handler/report.hpp"
 #include "handler/steps.hpp"
-#include "process_core_version.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -38,16 +37,22 @@ void make_minimal(common::Record& r) {
 // Gives the watchdog what to write if the run is still going at `deadline`: the record as it
 // is now, with `what` (the step that ran out of time) among its warnings.
 void arm_watchdog(Context& ctx, Watchdog::Clock::time_point deadline, const std::string& what) {
-  common::Record r = ctx.record;
-  r.handler.version = PROCESS_CORE_VERSION;
-  r.handler.warnings = ctx.warnings;
-  r.handler.warnings.push_back(what);
-  r.handler.duration_ms = std::chrono::duration<double, std::milli>(deadline - ctx.started).count();
+  Watchdog::Report report;
+  report.record = ctx.record;
+  common::Record& r = report.record;
+  std::vector<std::string> warnings = ctx.warnings;
+  warnings.push_back(what);
+  stamp_record(r, warnings,
+               std::chrono::duration<double, std::milli>(deadline - ctx.started).count());
   common::bound_record(r);
+  report.name = r.id + std::string(common::k_record_suffix);
+  report.text = common::to_json_text(r);
+  report.what = what;
+  report.record_path =
+      ctx.config.store + "/" + common::record_relpath(r.store_host, r.store_exe, r.id);
+  report.store_root = ctx.config.store;
   const int dirfd = ctx.exe_dir ? ctx.exe_dir.get() : -1;
-  const std::string line = crash_line(r, what);
-  ctx.watchdog->arm(deadline, dirfd, r.id + std::string(common::k_record_suffix),
-                    common::to_json_text(r), line);
+  ctx.watchdog->arm(deadline, dirfd, std::move(report));
 }
 
 // 10. The record is the commit point; then one line in the log.
@@ -59,9 +64,7 @@ int commit_record(Context& ctx) {
     }
   }
   common::Record& r = ctx.record;
-  r.handler.version = PROCESS_CORE_VERSION;
-  r.handler.warnings = ctx.warnings;
-  r.handler.duration_ms = elapsed_ms(ctx.started);
+  stamp_record(r, ctx.warnings, elapsed_ms(ctx.started));
   if (ctx.record_size == RecordSize::minimal) {
     make_minimal(r);
   }

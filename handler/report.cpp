@@ -3,6 +3,7 @@
 #include "common/base/escape.hpp"
 #include "common/base/units.hpp"
 #include "common/crash/crash_json.hpp"
+#include "process_core_version.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -94,7 +95,10 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   add("PROCESS_CORE_UID", number(r.uid));
   add("PROCESS_CORE_COMM", common::to_valid_utf8(r.comm));
   add("PROCESS_CORE_CORE", std::string(common::to_string(r.core.reason)));
-  add("PROCESS_CORE_RECORD", where.starts_with("record /") ? where.substr(7) : where);
+  // The record's path when the tail names one (the run's "record <path>", the watchdog's
+  // "<what>; record <path>").
+  const size_t record_at = where.rfind("record /");
+  add("PROCESS_CORE_RECORD", record_at != std::string::npos ? where.substr(record_at + 7) : where);
   if (auto it = r.crash.find("signature"); it != r.crash.end() && it->is_string()) {
     add("PROCESS_CORE_SIGNATURE", it->get<std::string>());
   }
@@ -122,24 +126,47 @@ std::vector<common::LogField> journal_fields(const common::Record& r, const std:
   return f;
 }
 
+CrashLog crash_log(const common::Record& r, const std::string& where, const std::string& store_root,
+                   bool written) {
+  CrashLog log;
+  log.message = common::printable(crash_line(r, where));
+  log.fields = journal_fields(r, where, store_root);
+  log.short_message = crash_line_short(r, written);
+  if (!written) {
+    // The record could not be stored: the log is all that is left of this crash, so it gets
+    // the whole record.
+    log.level = spdlog::level::err;
+    log.message += ": " + to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+  return log;
+}
+
+CrashLog watchdog_log(const common::Record& r, const std::string& what,
+                      const std::string& record_path, const std::string& store_root, bool written) {
+  CrashLog log = crash_log(
+      r, what + (written ? "; record " + record_path : std::string("; record NOT written")),
+      store_root, written);
+  // A run that outlived its deadline is an error even when its record was written.
+  log.level = spdlog::level::err;
+  return log;
+}
+
+void emit(const CrashLog& log) {
+  common::log_event(log.level, log.message, log.fields, log.short_message);
+}
+
+void stamp_record(common::Record& r, const std::vector<std::string>& warnings, double duration_ms) {
+  r.handler.version = PROCESS_CORE_VERSION;
+  r.handler.warnings = warnings;
+  r.handler.duration_ms = duration_ms;
+}
+
 void log_crash(const common::Record& r, const std::vector<std::string>& warnings,
                const std::string& where, const std::string& store_root, bool written) {
   for (const auto& w : warnings) {
     spdlog::warn("{}: {}", r.id, common::printable(w));
   }
-  const std::string line = crash_line(r, where);
-  const auto fields = journal_fields(r, where, store_root);
-  const std::string short_line = crash_line_short(r, written);
-  if (written) {
-    common::log_event(spdlog::level::info, common::printable(line), fields, short_line);
-  } else {
-    // The record could not be stored: the log is all that is left of this crash, so it gets
-    // the whole record.
-    common::log_event(spdlog::level::err,
-                      common::printable(line) + ": " +
-                          to_json(r).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                      fields, short_line);
-  }
+  emit(crash_log(r, where, store_root, written));
 }
 
 } // namespace handler

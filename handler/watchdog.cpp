@@ -1,9 +1,9 @@
 #include "handler/watchdog.hpp"
 
 #include "common/base/atomic_file.hpp"
-#include "common/base/escape.hpp"
 #include "common/store/names.hpp"
 #include "common/store/store.hpp"
+#include "handler/report.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -22,16 +22,13 @@ Watchdog::~Watchdog() {
   m_thread.join();
 }
 
-void Watchdog::arm(Clock::time_point deadline, int dirfd, std::string name, std::string record,
-                   std::string log_line) {
+void Watchdog::arm(Clock::time_point deadline, int dirfd, Report report) {
   {
     std::lock_guard lock(m_mutex);
     m_armed = true;
     m_deadline = deadline;
     m_dirfd = dirfd;
-    m_name = std::move(name);
-    m_record = std::move(record);
-    m_log_line = std::move(log_line);
+    m_report = std::move(report);
   }
   m_changed.notify_all();
 }
@@ -69,20 +66,15 @@ void Watchdog::run() {
   // From here the run can no longer claim; it may still be inside a step, so everything used
   // here is our own copy.
   const int dirfd = m_dirfd;
-  const std::string name = m_name;
-  const std::string record = m_record;
-  const std::string line = m_log_line;
+  const Report report = m_report;
   lock.unlock();
   bool written = false;
   if (dirfd >= 0) {
-    written = common::write_file_atomic(dirfd, name, record, common::k_file_mode).has_value();
+    written =
+        common::write_file_atomic(dirfd, report.name, report.text, common::k_file_mode).has_value();
   }
-  if (written) {
-    spdlog::error("{}", common::printable(line));
-  } else {
-    spdlog::error("{} (record NOT written): {}", common::printable(line),
-                  common::printable(record));
-  }
+  // The same crash line as the run's own (journal fields, the short form for /dev/kmsg).
+  emit(watchdog_log(report.record, report.what, report.record_path, report.store_root, written));
   spdlog::shutdown();
   // Not exit(): the run's thread still owns objects whose destructors would wait on it (the
   // capture's reader thread, a blocked read). The kernel closes the pipe and releases the slot.

@@ -3,6 +3,8 @@
 // record the watchdog was last given is written and the handler exits.
 #pragma once
 
+#include "common/store/record.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -20,11 +22,21 @@ public:
   Watchdog& operator=(const Watchdog&) = delete;
   ~Watchdog();
 
-  // At `deadline`, unless the run has claimed the commit by then: write `record` as `name` in
-  // `dirfd` (skipped when dirfd < 0), log `log_line` at error level, and _exit(). Each call
-  // replaces the previous one. `dirfd` must stay open until claim() or the end of the process.
-  void arm(Clock::time_point deadline, int dirfd, std::string name, std::string record,
-           std::string log_line);
+  // What the watchdog writes and logs when it fires.
+  struct Report {
+    std::string name;        // the record's file name in the directory given to arm()
+    std::string text;        // the record's JSON, as written
+    common::Record record;   // the same record, for the crash line and its journal fields
+    std::string what;        // which step ran out of time
+    std::string record_path; // where the record goes, for the log
+    std::string store_root;  // the store, for COREDUMP_FILENAME
+  };
+
+  // At `deadline`, unless the run has claimed the commit by then: write the report's record in
+  // `dirfd` (skipped when dirfd < 0), log its crash line (handler/report: watchdog_log) and
+  // _exit(). Each call replaces the previous one. `dirfd` must stay open until claim() or the
+  // end of the process.
+  void arm(Clock::time_point deadline, int dirfd, Report report);
 
   // The run writes its own record now. Returns false when the watchdog has fired: the process
   // is about to exit, and the caller must not write anything.
@@ -41,9 +53,7 @@ private:
   bool m_stop = false;
   Clock::time_point m_deadline;
   int m_dirfd = -1;
-  std::string m_name;
-  std::string m_record;
-  std::string m_log_line;
+  Report m_report;
   std::thread m_thread;
 };
 

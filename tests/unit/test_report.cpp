@@ -1,5 +1,6 @@
 #include "common/base/units.hpp"
 #include "handler/report.hpp"
+#include "process_core_version.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -150,4 +151,48 @@ TEST_CASE("a kmsg line is whole, its short form, or cut at a character and marke
   CHECK(cut == "ééééé [cut]");
   CHECK(common::kmsg_text(std::string(5000, 'x'), "", common::k_kmsg_max).size() <=
         common::k_kmsg_max);
+}
+
+TEST_CASE("the watchdog's crash line has the run's journal fields and short form", "[report]") {
+  const common::Record r = crash();
+  const std::string path = "/var/lib/process-core/web01/crasher/" + r.id + ".json";
+  const std::string what = "analysis stopped at analysis_timeout (30 s)";
+
+  const handler::CrashLog written =
+      handler::watchdog_log(r, what, path, "/var/lib/process-core", true);
+  CHECK(written.level == spdlog::level::err);
+  CHECK(written.message == "Process 4242 (/usr/bin/crasher) of host web01 crashed with SIGSEGV: "
+                           "core " +
+                               stored_text() + "; " + what + "; record " + path);
+  CHECK(values(written.fields, "MESSAGE_ID").size() == 2);
+  CHECK(values(written.fields, "PROCESS_CORE_RECORD") == std::vector<std::string>{path});
+  CHECK(values(written.fields, "PROCESS_CORE_RECORD_ID") == std::vector<std::string>{r.id});
+  CHECK(values(written.fields, "COREDUMP_FILENAME") ==
+        std::vector<std::string>{"/var/lib/process-core/" + r.core.path});
+  CHECK(written.short_message == handler::crash_line_short(r, true));
+
+  const handler::CrashLog lost =
+      handler::watchdog_log(r, what, path, "/var/lib/process-core", false);
+  CHECK(lost.level == spdlog::level::err);
+  CHECK(lost.message.find(what + "; record NOT written: {") != std::string::npos);
+  CHECK(lost.message.find("\"id\":\"" + r.id + "\"") != std::string::npos); // the whole record
+  CHECK(lost.short_message.ends_with(", not written"));
+  CHECK(values(lost.fields, "PROCESS_CORE_RECORD") ==
+        std::vector<std::string>{what + "; record NOT written"});
+
+  SECTION("the run's own line differs only in level and tail") {
+    const handler::CrashLog run =
+        handler::crash_log(r, "record " + path, "/var/lib/process-core", true);
+    CHECK(run.level == spdlog::level::info);
+    CHECK(run.fields.size() == written.fields.size());
+    CHECK(run.short_message == written.short_message);
+  }
+}
+
+TEST_CASE("one stamp of the handler section for the run and the watchdog", "[report]") {
+  common::Record r = crash();
+  handler::stamp_record(r, {"a warning"}, 12.5);
+  CHECK(r.handler.version == PROCESS_CORE_VERSION);
+  CHECK(r.handler.warnings == std::vector<std::string>{"a warning"});
+  CHECK(r.handler.duration_ms == 12.5);
 }

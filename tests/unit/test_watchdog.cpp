@@ -14,6 +14,19 @@
 using handler::Watchdog;
 using namespace std::chrono_literals;
 
+namespace {
+
+Watchdog::Report report(const std::string& name, const std::string& text) {
+  Watchdog::Report r;
+  r.name = name;
+  r.text = text;
+  r.record.id = name;
+  r.what = "stopped at the deadline";
+  return r;
+}
+
+} // namespace
+
 TEST_CASE("the watchdog writes the record it was given and ends a run that hangs", "[watchdog]") {
   test::TempDir dir;
   const auto start = std::chrono::steady_clock::now();
@@ -22,9 +35,9 @@ TEST_CASE("the watchdog writes the record it was given and ends a run that hangs
   if (child == 0) {
     const int dirfd = ::open(dir.str().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     Watchdog w;
-    w.arm(Watchdog::Clock::now() + 10s, dirfd, "early.json", "{\"early\": true}\n", "early");
+    w.arm(Watchdog::Clock::now() + 10s, dirfd, report("early.json", "{\"early\": true}\n"));
     // Re-armed: only the last record counts.
-    w.arm(Watchdog::Clock::now() + 300ms, dirfd, "late.json", "{\"late\": true}\n", "late");
+    w.arm(Watchdog::Clock::now() + 300ms, dirfd, report("late.json", "{\"late\": true}\n"));
     std::this_thread::sleep_for(30s); // a step that never returns
     ::_exit(3);
   }
@@ -42,7 +55,7 @@ TEST_CASE("a run that claims the commit in time is left alone", "[watchdog]") {
   const int dirfd = ::open(dir.str().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   {
     Watchdog w;
-    w.arm(Watchdog::Clock::now() + 200ms, dirfd, "r.json", "{}\n", "line");
+    w.arm(Watchdog::Clock::now() + 200ms, dirfd, report("r.json", "{}\n"));
     CHECK(w.claim());
     std::this_thread::sleep_for(400ms);
   }
