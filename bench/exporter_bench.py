@@ -3,6 +3,7 @@
 scrape time, RSS. Generates the store with gen_exporter_store.py unless --store is given.
 
     bench/exporter_bench.py --exporter build/exporter/process-core-exporter [--records 100000]
+        [--ledger-series 100000 --records 1000]
 """
 import argparse
 import os
@@ -52,6 +53,7 @@ def run_once(exporter, store, conf, cold):
         else:
             time.sleep(0.005)
     startup = time.monotonic() - start
+    startup_rss = rss_kib(p.pid, "VmRSS")
     log.seek(0)
     scan = re.search(r"scanned (\d+) records .* in ([0-9.]+) s", log.read())
     times = []
@@ -66,7 +68,7 @@ def run_once(exporter, store, conf, cold):
     p.wait()
     return dict(cache=cached, startup_s=startup, scan_s=float(scan.group(2)), records=int(scan.group(1)),
                 scrape_ms_median=statistics.median(times) * 1000, scrape_ms_max=max(times) * 1000,
-                metrics_bytes=size, rss_mib=rss / 1024, peak_rss_mib=hwm / 1024)
+                metrics_bytes=size, startup_rss_mib=startup_rss / 1024, rss_mib=rss / 1024, peak_rss_mib=hwm / 1024)
 
 
 def main():
@@ -75,17 +77,21 @@ def main():
     ap.add_argument("--store")
     ap.add_argument("--records", type=int, default=100_000)
     ap.add_argument("--cap", type=int, default=200)
+    ap.add_argument("--ledger-series", type=int, default=0,
+                    help="a ledger of this many distinct series (gen_exporter_store.py)")
+    ap.add_argument("--max-hosts", type=int, default=500)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="pc-bench-exporter-")
     store = a.store or os.path.join(tmp, "store")
     if not a.store:
         t = time.monotonic()
         subprocess.run([sys.executable, os.path.join(HERE, "gen_exporter_store.py"), store,
-                        "--records", str(a.records)], check=True)
+                        "--records", str(a.records), "--ledger-series", str(a.ledger_series)],
+                       check=True)
         print(f"generated {a.records} records in {time.monotonic() - t:.1f} s", file=sys.stderr)
     conf = os.path.join(tmp, "c.conf")
     with open(conf, "w") as f:
-        f.write(f"store = {store}\nmax_executables_per_host = {a.cap}\n")
+        f.write(f"store = {store}\nmax_executables_per_host = {a.cap}\nmax_hosts = {a.max_hosts}\n")
     for cold in (True, False, False):
         r = run_once(a.exporter, store, conf, cold)
         print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))

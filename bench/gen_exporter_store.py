@@ -4,6 +4,11 @@ handler's, see common/store/record.cpp to_json) over many hosts and executables,
 core file, plus a ledger. Deterministic for a given --seed.
 
     bench/gen_exporter_store.py STORE [--records 100000] [--hosts 50] [--exes 300]
+                                [--ledger-series N]
+
+--ledger-series N writes a ledger of N distinct retired series instead (N/200 hosts of 200
+executables each, 4 signals × with/without core spread over them), for the exporter's start-up
+memory with a large ledger.
 """
 import argparse
 import json
@@ -19,6 +24,8 @@ def main():
     ap.add_argument("--hosts", type=int, default=50)
     ap.add_argument("--exes", type=int, default=300, help="distinct executables per host")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ledger-series", type=int, default=0,
+                    help="write a ledger of this many distinct series instead")
     a = ap.parse_args()
     rnd = random.Random(a.seed)
     signals = [(11, "SEGV"), (6, "ABRT"), (3, "QUIT"), (7, "BUS")]
@@ -61,6 +68,16 @@ def main():
         if i % 20 == 0:  # some crashes already retired into the ledger
             key = (h, exe, sname, has_core)
             ledger[key] = ledger.get(key, 0) + 1
+    if a.ledger_series:
+        ledger = {}
+        for n in range(a.ledger_series):
+            # 200 executables per host (the default cap), the signal and core varying fastest.
+            exe_no, variant = divmod(n, 8)
+            host_no, exe_no = divmod(exe_no, 25)
+            sname = signals[variant % 4][1]
+            key = (f"node-{host_no:05d}", f"/usr/lib/app{exe_no}/bin/service-{variant // 2}",
+                   sname, variant % 2 == 0)
+            ledger[key] = 1 + n % 7
     with open(os.path.join(a.store, ".ledger.json"), "w") as f:
         json.dump({"schema": 1, "pending": [], "series": [
             {"hostname": k[0], "executable": k[1], "signal": k[2], "core_present": k[3], "count": v,
