@@ -153,7 +153,28 @@ ExecutablePlan plan_executable(const common::Record& r, bool quiet) {
     plan.recorded.clear();
   }
   bool usable = true;
-  if (r.executable_deleted || ::access(r.executable.c_str(), R_OK) != 0) {
+  const bool readable = !r.executable_deleted && ::access(r.executable.c_str(), R_OK) == 0;
+  const int missing = readable ? 0 : errno;
+  if (!readable && !r.executable_deleted && missing == ENOENT) {
+    // A container's case: the process ran its program from a mount only its own mount
+    // namespace had (a bind mount, a volume), and the namespace ended with it. The handler
+    // read the file through /proc/<pid>/map_files while the process existed, to name the
+    // record's frames, but keeps no copy: a store of every crashed program's files would be
+    // the crashers' to fill. So the debugger can only have the same build by its build-id.
+    std::fprintf(
+        stderr,
+        "corectl: warning: the executable %s is not on this host's file system: it was on a "
+        "mount of the crashed process's own mount namespace, gone with it, or was removed "
+        "since. The record names its frames (corectl info) but keeps no copy of the file; "
+        "%s\n",
+        common::printable(common::quoted(r.executable)).c_str(),
+        plan.recorded.empty()
+            ? "without its build-id it cannot be looked up: symbols will be missing"
+            : ("the debugger gets it by build-id " + plan.recorded +
+               " from debuginfod (DEBUGINFOD_URLS) or not at all")
+                  .c_str());
+    usable = false;
+  } else if (!readable) {
     std::fprintf(stderr, "corectl: warning: the executable %s is %s; symbols may be missing\n",
                  common::printable(common::quoted(r.executable)).c_str(),
                  r.executable_deleted ? "deleted since the crash" : "not readable here");

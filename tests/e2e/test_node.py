@@ -167,3 +167,30 @@ def test_an_executable_on_a_mount_only_its_namespace_had_is_named(rig, tmp_path)
     assert r["crash"]["symbol"]["name"] == "pc_crash_null_write", r["crash"]
     frames = r["crash"]["stacks"][0]["frames"]
     assert "pc_crash_null_write" in pctest.frame_names(frames)
+
+
+def test_debugging_a_crash_whose_executable_went_with_its_namespace(rig, tmp_path):
+    """`corectl debug` of that crash: the file is nowhere on the host and the record keeps no
+    copy, so corectl says exactly that (and that only its build-id could bring it back), and
+    still hands the debugger the core."""
+    image = tmp_path / "image"
+    image.mkdir()
+    shutil.copy(pctest.env_path("PC_CRASHER"), image / "app")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    script = f"mount --bind {image} {volume} && exec {volume}/app segv"
+    r = crash_with(rig, "yes", ["unshare", "--mount", "--propagation", "private",
+                                "sh", "-c", script])
+    assert r["core"]["present"], r["core"]
+    assert not (volume / "app").exists()
+    build_id = next(m["build_id"] for m in r["mappings"] if m.get("path") == r["executable"])
+    env = {k: v for k, v in os.environ.items() if k != "DEBUGINFOD_URLS"}
+    out = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(rig.work / "yes"),
+                          "debug", r["id"], "--debugger", "gdb -nx -batch -ex bt"],
+                         capture_output=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+    err = out.stderr.decode(errors="replace")
+    assert f"the executable '{volume}/app' is not on this host's file system" in err, err
+    assert "gone with it" in err and "keeps no copy of the file" in err, err
+    assert f"by build-id {build_id} from debuginfod (DEBUGINFOD_URLS) or not at all" in err, err
+    # The debugger ran on the core all the same (gdb names the signal from the core).
+    assert "SIGSEGV" in out.stdout.decode(errors="replace"), out.stdout + out.stderr
