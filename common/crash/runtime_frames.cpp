@@ -26,6 +26,8 @@ constexpr std::array k_crash_path = {
     CrashPathFrame{"", Match::exact, "v8::base::OS::Abort"},
     CrashPathFrame{"", Match::exact, "v8::internal::Isolate::CreateMessageOrAbort"},
     CrashPathFrame{"", Match::exact, "v8::internal::Isolate::Throw"},
+    CrashPathFrame{"", Match::exact, "v8::internal::Isolate::ThrowInternal"},
+    CrashPathFrame{"", Match::exact, "v8::internal::Isolate::ThrowAt"},
     CrashPathFrame{"", Match::exact, "v8::internal::Isolate::ReThrow"},
     CrashPathFrame{"", Match::exact, "v8::internal::Runtime_Throw"},
     CrashPathFrame{"", Match::exact, "v8::internal::Runtime_ReThrow"},

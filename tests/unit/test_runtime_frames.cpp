@@ -79,7 +79,7 @@ TEST_CASE("signature v2 is taken below a runtime's fatal-error path", "[signatur
     auto js_abort = [](const std::string& thrower) {
       return std::vector<Frame>{named("v8::base::OS::Abort()", k_libnode),
                                 named("v8::internal::Isolate::CreateMessageOrAbort", k_libnode),
-                                named("v8::internal::Isolate::Throw", k_libnode),
+                                named("v8::internal::Isolate::ThrowInternal", k_libnode),
                                 named(thrower, k_libnode),
                                 named("node::LoadEnvironment", k_libnode),
                                 named("node::Start", k_libnode)};
