@@ -111,7 +111,7 @@ def test_jvm_fatal_error_signature_is_the_problematic_frame(kernel):
 def test_uncaught_javascript_errors_are_not_one_signature(kernel):
     node = shutil.which("node")
     if node is None:
-        pytest.skip("needs nodejs")
+        pytest.skip("needs nodejs (packaging/test-deps.txt)")
     # V8 aborts in OS::Abort ← Isolate::CreateMessageOrAbort for any uncaught exception; what
     # differs is the code that threw.
     chains = {}
