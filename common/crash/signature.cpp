@@ -2,6 +2,7 @@
 
 #include "common/base/hex.hpp"
 #include "common/base/sha256.hpp"
+#include "common/crash/runtime_frames.hpp"
 
 #include <array>
 
@@ -21,9 +22,14 @@ std::string_view basename_of(std::string_view path) {
 }
 
 // The function part of a symbol name: demangled C++ names keep their parameter list out, so an
-// overload set of one function groups together whatever the compiler's spelling.
+// overload set of one function groups together whatever the compiler's spelling. A '(' right
+// after a '.' is a Go method's receiver (`main.(*Cache).lookup`), part of the name.
 std::string_view function_of(std::string_view name) {
-  if (const size_t paren = name.find('('); paren != std::string_view::npos && paren > 0) {
+  size_t paren = name.find('(');
+  while (paren != std::string_view::npos && paren > 0 && name[paren - 1] == '.') {
+    paren = name.find('(', paren + 1);
+  }
+  if (paren != std::string_view::npos && paren > 0) {
     name = name.substr(0, paren);
   }
   return name;
@@ -62,7 +68,7 @@ bool skippable(const Frame& f) {
     return false; // the crash happened in a signal handler: that is part of the bug
   }
   if (f.symbol && !f.symbol->name.empty()) {
-    return is_crash_machinery(f.symbol->name);
+    return is_crash_machinery(f.symbol->name) || is_runtime_crash_path(f.symbol->name, f.module);
   }
   return is_runtime_library(f.module);
 }
