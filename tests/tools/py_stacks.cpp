@@ -104,6 +104,18 @@ int main(int argc, char** argv) {
     ::close(fd);
   }
   if (module.empty()) {
+    // A Python 2 or a 3 before 3.7 has no _PyRuntime: recorded as unsupported, not guessed at.
+    for (const MapLine& m : maps) {
+      const std::string base = m.path.substr(m.path.rfind('/') + 1);
+      if (base.starts_with("python") || base.starts_with("libpython")) {
+        PythonStacks old;
+        old.status = PyStatus::unsupported;
+        old.module = m.path;
+        old.detail = "no _PyRuntime: a Python before 3.7";
+        std::cout << to_json(old).dump(2) << "\n";
+        return 0;
+      }
+    }
     std::cerr << "no module with _PyRuntime\n";
     return 1;
   }

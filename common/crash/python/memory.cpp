@@ -190,6 +190,18 @@ common::Expected<CoreFileReader> CoreFileReader::open(int core_fd,
     mappings.push_back(
         Mapping{ph.p_vaddr, ph.p_vaddr + ph.p_memsz, core_fd, ph.p_offset, ph.p_vaddr + filesz});
   }
+  // The kernel writes a PT_LOAD with p_filesz 0 for a mapping it does not dump; gdb's gcore
+  // leaves the segment out. A file mapping no segment overlaps is read from the file alone.
+  const size_t segments = mappings.size();
+  for (const FileMapping& f : files) {
+    bool overlaps = f.end <= f.start;
+    for (size_t i = 0; i < segments && !overlaps; ++i) {
+      overlaps = f.start < mappings[i].end && mappings[i].start < f.end;
+    }
+    if (!overlaps) {
+      mappings.push_back(Mapping{f.start, f.end, -1, 0, f.start});
+    }
+  }
   return CoreFileReader(std::move(mappings), std::vector<FileMapping>(files.begin(), files.end()));
 }
 
