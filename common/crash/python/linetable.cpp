@@ -53,7 +53,8 @@ int64_t line_for_offset(std::span<const std::byte> t, int64_t firstlineno, int64
       line += code - k_code_one_line0;
     }
     if (offset >= start && offset < end) {
-      return code == k_code_none ? -1 : line;
+      // A hostile table can walk the line below zero: that is no line either.
+      return code == k_code_none || line < 0 ? -1 : line;
     }
     start = end;
     ++pos;

@@ -49,6 +49,8 @@ void MemoryReader::start(const Budget& budget) {
   m_deadline = std::chrono::steady_clock::now() + budget.max_time;
   m_reads = 0;
   m_bytes = 0;
+  m_calls = 0;
+  m_pages.clear();
   m_failure = ReadFailure::none;
 }
 
@@ -74,10 +76,8 @@ bool MemoryReader::mapped(uint64_t address, uint64_t size) const {
   return find(address, size) != nullptr;
 }
 
-bool MemoryReader::read(uint64_t address, std::span<std::byte> out) {
-  if (exhausted()) {
-    return false;
-  }
+bool MemoryReader::fetch_counted(const Mapping& mapping, uint64_t address,
+                                 std::span<std::byte> out) {
   // Budgets first: a hostile process may steer the walk into endless cheap reads.
   if (m_reads >= m_budget.max_reads) {
     m_failure = ReadFailure::reads;
@@ -87,13 +87,26 @@ bool MemoryReader::read(uint64_t address, std::span<std::byte> out) {
     m_failure = ReadFailure::bytes;
     return false;
   }
-  // The clock is read every 64 reads: cheap enough, and a read is bounded by the kernel.
-  if ((m_reads & 63) == 0 && std::chrono::steady_clock::now() > m_deadline) {
+  ++m_reads;
+  m_bytes += out.size();
+  if (!fetch(mapping, address, out)) {
+    if (m_failure == ReadFailure::none) {
+      m_failure = ReadFailure::io;
+    }
+    return false;
+  }
+  return true;
+}
+
+bool MemoryReader::read(uint64_t address, std::span<std::byte> out) {
+  if (exhausted()) {
+    return false;
+  }
+  // The clock is read every 64 calls: cheap enough, and each read is bounded by the kernel.
+  if ((m_calls++ & 63) == 0 && std::chrono::steady_clock::now() > m_deadline) {
     m_failure = ReadFailure::time;
     return false;
   }
-  ++m_reads;
-  m_bytes += out.size();
   const Mapping* mapping = find(address, out.size());
   if (mapping == nullptr) {
     if (m_failure == ReadFailure::none) {
@@ -101,12 +114,23 @@ bool MemoryReader::read(uint64_t address, std::span<std::byte> out) {
     }
     return false;
   }
-  if (!fetch(*mapping, address, out)) {
-    if (m_failure == ReadFailure::none) {
-      m_failure = ReadFailure::io;
-    }
-    return false;
+  const uint64_t page = address & ~(k_page - 1);
+  if (page != ((address + out.size() - 1) & ~(k_page - 1)) || page < mapping->start ||
+      page + k_page > mapping->end) {
+    return fetch_counted(*mapping, address, out);
   }
+  auto it = m_pages.find(page);
+  if (it == m_pages.end()) {
+    if (m_pages.size() >= k_max_cached_pages) {
+      m_pages.clear(); // bounded memory; a walk rarely touches this many pages
+    }
+    std::vector<std::byte> bytes(k_page);
+    if (!fetch_counted(*mapping, page, bytes)) {
+      return false;
+    }
+    it = m_pages.emplace(page, std::move(bytes)).first;
+  }
+  std::memcpy(out.data(), it->second.data() + (address - page), out.size());
   return true;
 }
 

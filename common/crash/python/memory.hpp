@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace crash::python {
@@ -52,7 +53,8 @@ public:
   // True when `address .. address+size` lies in one known mapping.
   bool mapped(uint64_t address, uint64_t size) const;
 
-  // The first failure that stopped a read, and the counts so far.
+  // The first failure that stopped a read, and the counts so far (reads and bytes fetched
+  // from the source, whole pages where they are cached).
   ReadFailure failure() const { return m_failure; }
   bool exhausted() const;
   uint64_t reads() const { return m_reads; }
@@ -69,6 +71,14 @@ protected:
 
 private:
   const Mapping* find(uint64_t address, uint64_t size) const;
+  bool fetch_counted(const Mapping& mapping, uint64_t address, std::span<std::byte> out);
+
+  // Pages already read: the walker's small reads cluster (frames sit together in the thread's
+  // data stack, code objects are shared), so one pread of a page serves most of them.
+  static constexpr uint64_t k_page = 4096;
+  static constexpr size_t k_max_cached_pages = 512;
+  std::unordered_map<uint64_t, std::vector<std::byte>> m_pages;
+  uint64_t m_calls = 0;
 
   std::vector<Mapping> m_mappings; // sorted by start, not overlapping
   Budget m_budget;
