@@ -4,6 +4,7 @@
 #include "common/crash/python/layout.hpp"
 #include "common/crash/python/linetable.hpp"
 #include "common/crash/python/memory.hpp"
+#include "common/crash/python/merge.hpp"
 #include "common/crash/python/walker.hpp"
 
 #include <catch2/catch.hpp>
@@ -202,4 +203,40 @@ TEST_CASE("A 3.12 interpreter image walks to its frames; cycles and bad types en
     CHECK(o4.status == PyStatus::unsupported);
     CHECK(o4.threads.empty());
   }
+}
+
+TEST_CASE("Python frames merge into the native trace at the evaluation-loop frames", "[python]") {
+  auto native = [](const char* name) {
+    common::Frame f;
+    f.symbol = common::ResolvedSymbol{name, 0, true};
+    return f;
+  };
+  const std::vector<common::Frame> trace = {
+      native("PyOS_setsig"),   native("_PyEval_EvalFrameDefault"), native("_PyFunction_Vectorcall"),
+      native("PyObject_Call"), native("_PyEval_EvalFrameDefault"), native("Py_RunMain")};
+  PyThread t;
+  t.native_thread_id = 17;
+  t.frames = {{"parse_payload", "/srv/a.py", 5, false},
+              {"handle_request", "/srv/a.py", 7, true},
+              {"Thread.run", "/usr/lib/python3.11/threading.py", 975, false},
+              {"<module>", "/srv/a.py", 20, true}};
+  const auto merged = merge_python_frames(trace, t);
+  std::vector<std::string> names;
+  for (const MergedFrame& m : merged) {
+    names.push_back(m.native ? m.native->symbol->name : "py:" + m.python->function);
+  }
+  CHECK(names == std::vector<std::string>{
+                     "PyOS_setsig", "_PyEval_EvalFrameDefault", "py:parse_payload",
+                     "py:handle_request", "_PyFunction_Vectorcall", "PyObject_Call",
+                     "_PyEval_EvalFrameDefault", "py:Thread.run", "py:<module>", "Py_RunMain"});
+  SECTION("runs left over when the native trace ended early come last") {
+    const auto short_merge = merge_python_frames(std::span(trace).first(2), t);
+    REQUIRE(short_merge.size() == 6);
+    CHECK(short_merge.back().python->function == "<module>");
+  }
+  CHECK(signature_python_frame(t) == "/srv/a.py:parse_payload");
+  PythonStacks s;
+  s.threads = {t};
+  CHECK(thread_for_tid(s, 17) == &s.threads[0]);
+  CHECK(thread_for_tid(s, 18) == nullptr);
 }
