@@ -2,13 +2,13 @@
 // byte picks the layout (3.11, 3.12 or 3.13's _Py_DebugOffsets), the rest fills a 64 KiB image
 // of the process in which Py_Version, the type objects and _PyRuntime sit at fixed places.
 // Whatever the bytes, the walk stays inside the image, ends, and keeps to its limits.
+#include "common/crash/python/memory.hpp"
+#include "common/crash/python/walker.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
-
-#include "common/crash/python/memory.hpp"
-#include "common/crash/python/walker.hpp"
 
 using namespace crash::python;
 

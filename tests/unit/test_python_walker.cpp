@@ -121,7 +121,7 @@ TEST_CASE("The memory reader keeps to mappings and budgets", "[python]") {
   CHECK(r.failure() == ReadFailure::bytes);
 }
 
-TEST_CASE("A 3.12 interpreter image walks to its frames; cycles and bad types end it", "[python]") {
+TEST_CASE("A 3.12 interpreter image walks to its frames, cycles and bad types end it", "[python]") {
   const Layout l = *table_layout(12);
   Image img;
   const uint64_t b = Image::base;
