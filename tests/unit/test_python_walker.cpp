@@ -1,6 +1,6 @@
 // The Python stack walker on synthetic memory: line tables, _Py_DebugOffsets checks, budgets,
-// and a 3.12 interpreter image built from the walker's own table (the layout no real binary on
-// the test machine has, e.g. aarch64's, is the same LP64 layout).
+// and a 3.12 interpreter image built from the walker's own table: cycles, wrong types and
+// pointers outside the image, which no real interpreter on the test machine shows.
 #include "common/crash/python/layout.hpp"
 #include "common/crash/python/linetable.hpp"
 #include "common/crash/python/memory.hpp"

@@ -1,7 +1,8 @@
 // Where CPython keeps what the stack walker reads: the offsets of the runtime, interpreter,
 // thread, frame, code and string structures, per minor version. 3.11 and 3.12 come from
-// tables (x86_64 and aarch64 share the LP64 layout), checked against the interpreters'
-// headers by a test; 3.13+ publish them in `_Py_DebugOffsets` at the start of `_PyRuntime`.
+// tables for x86_64, checked against the interpreters' headers by a test (aarch64 is not
+// checked: the GIL's pthread mutex differs in size there, so no table is claimed for it); 3.13+
+// publish them in `_Py_DebugOffsets` at the start of `_PyRuntime`.
 #pragma once
 
 #include <cstdint>
