@@ -1,0 +1,58 @@
+// Python frames in the native backtrace.
+#include "common/crash/python/merge.hpp"
+
+namespace crash::python {
+
+bool is_eval_frame(const common::Frame& frame) {
+  return frame.symbol && frame.symbol->name == "_PyEval_EvalFrameDefault";
+}
+
+std::vector<MergedFrame> merge_python_frames(std::span<const common::Frame> native,
+                                             const PyThread& thread) {
+  // The runs: innermost frame first, each ending at (and including) an entry frame.
+  std::vector<std::span<const PyFrame>> runs;
+  size_t begin = 0;
+  for (size_t i = 0; i < thread.frames.size(); ++i) {
+    if (thread.frames[i].entry || i + 1 == thread.frames.size()) {
+      runs.emplace_back(thread.frames.data() + begin, i + 1 - begin);
+      begin = i + 1;
+    }
+  }
+  std::vector<MergedFrame> out;
+  out.reserve(native.size() + thread.frames.size());
+  size_t run = 0;
+  for (const common::Frame& f : native) {
+    out.push_back({&f, nullptr});
+    if (is_eval_frame(f) && !f.inlined && run < runs.size()) {
+      for (const PyFrame& p : runs[run]) {
+        out.push_back({nullptr, &p});
+      }
+      ++run;
+    }
+  }
+  for (; run < runs.size(); ++run) {
+    for (const PyFrame& p : runs[run]) {
+      out.push_back({nullptr, &p});
+    }
+  }
+  return out;
+}
+
+std::optional<std::string> signature_python_frame(const PyThread& thread) {
+  if (thread.frames.empty()) {
+    return std::nullopt;
+  }
+  const PyFrame& top = thread.frames.front();
+  return top.file + ":" + top.function;
+}
+
+const PyThread* thread_for_tid(const PythonStacks& stacks, int64_t tid) {
+  for (const PyThread& t : stacks.threads) {
+    if (static_cast<int64_t>(t.native_thread_id) == tid) {
+      return &t;
+    }
+  }
+  return nullptr;
+}
+
+} // namespace crash::python
