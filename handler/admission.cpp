@@ -53,7 +53,9 @@ common::Expected<common::UniqueFd> open_lock_file(int dir, const std::string& na
 
 } // namespace
 
-common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path) {
+// Opens (creating it mode 0700 when missing) the runtime directory, e.g. /run/process-core.
+// Must run as root, before privileges are dropped.
+static common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path) {
   auto dir = common::open_or_make_dir(AT_FDCWD, path, 0700);
   if (!dir) {
     return std::unexpected(dir.error());
@@ -67,7 +69,9 @@ common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path) {
   return dir;
 }
 
-common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned max_captures) {
+// Tries the capture slots `capture.0` … `capture.<max-1>` without waiting. Returns the held slot,
+// or an empty descriptor when all are taken (the caller goes lean).
+static common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned max_captures) {
   for (unsigned i = 0; i < max_captures; ++i) {
     auto slot = open_lock_file(runtime_dir, "capture." + std::to_string(i));
     if (!slot) {
@@ -83,8 +87,11 @@ common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned ma
   return common::UniqueFd();
 }
 
-common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid,
-                                                 unsigned max_per_user) {
+// Tries the `max_per_user` capture slots of `uid` without waiting: byte-range locks (open file
+// description locks) in the one file `user-slots`, so that the directory never grows with the
+// number of users. Returns the descriptor holding the slot, or an empty one when all are taken.
+static common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid,
+                                                        unsigned max_per_user) {
   const unsigned slots = std::min<unsigned>(max_per_user, k_user_slot_stride);
   for (unsigned i = 0; i < slots; ++i) {
     // One open file description per attempt: an OFD lock belongs to the description, so the
@@ -110,7 +117,9 @@ common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid,
   return common::UniqueFd();
 }
 
-common::Expected<common::UniqueFd> open_rate_lock(int runtime_dir, const std::string& exe) {
+// The rate-limit lock file for an executable's store component: one of a fixed number of
+// buckets (hash of the name), so hostile names cannot make the runtime directory grow.
+static common::Expected<common::UniqueFd> open_rate_lock(int runtime_dir, const std::string& exe) {
   return open_lock_file(runtime_dir, "rate." + common::sha256_hex(exe, k_rate_bucket_hex));
 }
 

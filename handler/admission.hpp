@@ -18,23 +18,6 @@
 
 namespace handler {
 
-// Opens (creating it mode 0700 when missing) the runtime directory, e.g. /run/process-core.
-// Must run as root, before privileges are dropped.
-common::Expected<common::UniqueFd> open_runtime_dir(const std::string& path);
-
-// Tries the capture slots `capture.0` … `capture.<max-1>` without waiting. Returns the held slot,
-// or an empty descriptor when all are taken (the caller goes lean).
-common::Expected<common::UniqueFd> try_capture_slot(int runtime_dir, unsigned max_captures);
-
-// Tries the `max_per_user` capture slots of `uid` without waiting: byte-range locks (open file
-// description locks) in the one file `user-slots`, so that the directory never grows with the
-// number of users. Returns the descriptor holding the slot, or an empty one when all are taken.
-common::Expected<common::UniqueFd> try_user_slot(int runtime_dir, uid_t uid, unsigned max_per_user);
-
-// The rate-limit lock file for an executable's store component: one of a fixed number of
-// buckets (hash of the name), so hostile names cannot make the runtime directory grow.
-common::Expected<common::UniqueFd> open_rate_lock(int runtime_dir, const std::string& exe);
-
 // Holds an flock() for its lifetime.
 class LockGuard {
 public:

@@ -6,7 +6,7 @@
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/symbolize.hpp"
-#include "handler/analysis_child.hpp"
+#include "common/sandbox/analysis_child.hpp"
 #include "handler/context.hpp"
 #include "handler/steps.hpp"
 
@@ -59,7 +59,7 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   common::UnwindOptions unwind;
   unwind.root_fd = root;
   unwind.deadline = kill_at - std::min<std::chrono::milliseconds>(k_child_grace, window / 3);
-  ChildLimits limits;
+  sandbox::ChildLimits limits;
   limits.memory = ctx.config.analysis_memory_limit;
   limits.cpu_seconds =
       static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
@@ -77,7 +77,7 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   unwind.files = &files;
   const std::vector<int> keep = files.fds();
   limits.files += keep.size(); // the descriptors it is handed come on top
-  const ChildResult child = run_in_child(
+  const sandbox::ChildResult child = sandbox::run_in_child(
       [&] {
         return common::analysis_to_wire(common::analyze_crash(facts, unwind), limits.max_output);
       },

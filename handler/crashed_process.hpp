@@ -63,7 +63,4 @@ private:
   std::map<uint64_t, common::UniqueFd> m_mapped; // by the start address of the mapping
 };
 
-// The pid a pidfd refers to, from /proc/self/fdinfo; -1 once the process is gone.
-std::optional<int64_t> pidfd_pid(int pidfd);
-
 } // namespace handler

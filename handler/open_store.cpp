@@ -1,7 +1,7 @@
 // Step 6 of the handler: the store opened as root, then root given up for good.
 #include "common/base/escape.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
 #include "common/store/store.hpp"
-#include "handler/analysis_launcher.hpp"
 #include "handler/context.hpp"
 #include "handler/privileges.hpp"
 #include "handler/steps.hpp"
@@ -70,9 +70,9 @@ void open_store_and_drop(Context& ctx) {
     ctx.store.emplace(std::move(*store));
   }
   if (ctx.running_as_root) {
-    const AnalysisIds ids =
-        analysis_ids(ctx.args.uid, ctx.args.gid, user ? user->uid : 0, user ? user->gid : 0);
-    if (auto launcher = start_analysis_launcher(ids)) {
+    const sandbox::AnalysisIds ids = sandbox::analysis_ids(
+        ctx.args.uid, ctx.args.gid, user ? user->uid : 0, user ? user->gid : 0);
+    if (auto launcher = sandbox::start_analysis_launcher(ids)) {
       ctx.analysis_launcher = std::move(*launcher);
     } else {
       ctx.warnings.push_back(launcher.error().message + ": the analysis runs as the store user");

@@ -92,7 +92,7 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in) {
 
 // Whose rate-limit budget a crash uses: the uid of %u, none without it (then the budget is the
 // executable's: NT_PRPSINFO's uid is the crasher's own namespace's and proves nothing here).
-std::optional<uid_t> rate_owner(const common::CoreArgs& args) {
+static std::optional<uid_t> rate_owner(const common::CoreArgs& args) {
   if (!args.uid || *args.uid < 0 || *args.uid > static_cast<int64_t>(static_cast<uid_t>(-1))) {
     return std::nullopt;
   }

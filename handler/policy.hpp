@@ -56,9 +56,6 @@ CoreBudget decide_policy(const common::Config& config, const PolicyInput& in);
 // reached while storing) gets a minimal record too.
 RecordSize record_size_for(const common::CoreInfo& core);
 
-// Whose rate-limit budget a crash uses: the uid of %u, none without it.
-std::optional<uid_t> rate_owner(const common::CoreArgs& args);
-
 // The policy decision for this run (step 7), with the rate limit counted and this capture's
 // place reserved (ctx.reservation) under the executable's lock. Needs ctx.exe_dir and ctx.store.
 CoreBudget decide_with_reservation(Context& ctx);

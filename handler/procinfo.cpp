@@ -144,12 +144,8 @@ void parse_pod_claims(ProcFacts& facts, std::string_view environ) {
   }
 }
 
-std::vector<ThreadInfo> read_threads(const std::string& dir) {
-  const auto proc = common::open_at(AT_FDCWD, dir, O_PATH | O_DIRECTORY);
-  return proc ? read_threads(proc->get()) : std::vector<ThreadInfo>();
-}
-
-std::vector<ThreadInfo> read_threads(int dir) {
+// Reads the tasks of the open /proc/<pid> directory `dir`: at most 256, in directory order.
+static std::vector<ThreadInfo> read_threads(int dir) {
   // A process may have thousands of threads; the record keeps 64 and each costs three reads.
   constexpr size_t k_max_thread_infos = 256;
   std::vector<ThreadInfo> out;

@@ -47,11 +47,6 @@ struct ProcFacts {
 ProcFacts gather_proc_facts(const CrashedProcess& process, bool kernel_pidfd,
                             const std::string& expected_exe);
 
-// Reads the tasks of a /proc/<pid> directory (`dir`, a path or an open fd): at most 256, in
-// directory order.
-std::vector<ThreadInfo> read_threads(const std::string& dir);
-std::vector<ThreadInfo> read_threads(int dir);
-
 // Derives unit, container id and pod uid from a cgroup path (exposed for tests).
 void parse_cgroup_path(ProcFacts& facts, const std::string& cgroup);
 

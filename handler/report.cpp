@@ -1,6 +1,7 @@
 #include "handler/report.hpp"
 
 #include "common/base/escape.hpp"
+#include "common/base/path.hpp"
 #include "common/base/units.hpp"
 #include "common/crash/crash_json.hpp"
 #include "process_core_version.hpp"
@@ -56,10 +57,7 @@ std::string crash_line(const common::Record& r, const std::string& tail) {
 }
 
 std::string crash_line_short(const common::Record& r, bool written) {
-  std::string_view exe = r.executable;
-  if (const size_t slash = exe.rfind('/'); slash != std::string_view::npos) {
-    exe.remove_prefix(slash + 1);
-  }
+  const std::string_view exe = common::base_name(r.executable);
   // 64 bytes at most, then escaped: at most 4 bytes each.
   std::string name = common::to_valid_utf8(exe.substr(0, std::min<size_t>(exe.size(), 64)));
   return common::printable(fmt::format(

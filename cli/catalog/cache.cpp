@@ -3,6 +3,7 @@
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
 #include "common/base/parse.hpp"
+#include "common/base/path.hpp"
 #include "common/base/sha256.hpp"
 
 #include <fcntl.h>
@@ -157,11 +158,10 @@ std::string cache_path_for(const std::string& store_root) {
     while (base.size() > 1 && base.back() == '/') {
       base.pop_back();
     }
-    const size_t slash = base.rfind('/');
-    auto parent = slash == 0 ? open_dir_nofollow("/") : open_dir_nofollow(base.substr(0, slash));
+    auto parent = open_dir_nofollow(std::string(common::dir_name(base)));
     if (parent && owned_by_us(parent->get())) {
-      if (auto made = common::open_or_make_dir(parent->get(), base.substr(slash + 1), 0700,
-                                               common::FollowLinks::no)) {
+      if (auto made = common::open_or_make_dir(parent->get(), std::string(common::base_name(base)),
+                                               0700, common::FollowLinks::no)) {
         dir = std::move(*made);
       }
     }
@@ -188,7 +188,7 @@ SummaryCache read_cache(const std::string& path, const std::string& store_root) 
   if (!dir) {
     return {};
   }
-  auto text = common::read_file(dir->get(), path.substr(path.rfind('/') + 1), k_cache_limit);
+  auto text = common::read_file(dir->get(), std::string(common::base_name(path)), k_cache_limit);
   if (!text) {
     return {};
   }
@@ -316,7 +316,7 @@ void write_cache(const std::string& path, const std::string& store_root, const S
   }
   auto dir = open_cache_dir(path);
   if (dir) {
-    (void)common::write_file_atomic(dir->get(), path.substr(path.rfind('/') + 1), out, 0600,
+    (void)common::write_file_atomic(dir->get(), std::string(common::base_name(path)), out, 0600,
                                     common::Replace::yes);
   }
 }

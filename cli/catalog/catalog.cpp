@@ -4,6 +4,7 @@
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
+#include "common/base/path.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record_summary_view.hpp"
 #include "common/store/user_view.hpp"
@@ -29,11 +30,6 @@ namespace {
 using nlohmann::json;
 
 constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-std::string_view basename_of(std::string_view path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
 
 // The Crash of a record's text, through the one summary adapter (common/store/record_summary_view):
 // a DOM parse dominated the time of listing a big store.
@@ -337,7 +333,7 @@ bool Filter::matches(const Crash& c) const {
   auto any = [](const auto& wanted, auto&& pred) {
     return wanted.empty() || std::any_of(wanted.begin(), wanted.end(), pred);
   };
-  const std::string_view base = basename_of(c.executable);
+  const std::string_view base = common::base_name(c.executable);
   return any(hosts, [&](const std::string& h) { return same_name(h, c.hostname); }) &&
          any(executables,
              [&](const std::string& e) {

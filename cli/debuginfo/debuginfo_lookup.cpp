@@ -1,11 +1,12 @@
 #include "cli/debuginfo/debuginfo_lookup.hpp"
 
 #include "common/base/json_bounds.hpp"
+#include "common/crash/dwfl_ptr.hpp"
+#include "common/crash/symbol_name.hpp"
 #include "common/sandbox/analysis_child.hpp"
 
 #include <nlohmann/json.hpp>
 
-#include <cxxabi.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -25,26 +26,6 @@ constexpr size_t k_max_text = 4096;        // bytes of a name or a file name
 constexpr size_t k_max_answer = 16u << 20; // bytes of the child's answer
 constexpr auto k_min_window = std::chrono::seconds(1);
 constexpr auto k_max_window = std::chrono::seconds(5);
-
-struct DwflDeleter {
-  void operator()(Dwfl* d) const { dwfl_end(d); }
-};
-
-std::string demangle(const char* name) {
-  std::string s(name, strnlen(name, k_max_text));
-  if (s.starts_with("_Z")) {
-    int status = 0;
-    char* out = abi::__cxa_demangle(s.c_str(), nullptr, nullptr, &status);
-    if (status == 0 && out != nullptr) {
-      s.assign(out, strnlen(out, k_max_text));
-    }
-    std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
-  }
-  if (const size_t at = s.find('@'); at != std::string::npos && at > 0) {
-    s.resize(at);
-  }
-  return s;
-}
 
 // No path is looked up for the debug file's own debug file: it is its own, and the sandbox
 // would refuse the open anyway.
@@ -88,7 +69,7 @@ std::string look_up(int fd, std::span<const LookupQuery> queries) {
       .debuginfo_path = nullptr,
   };
   nlohmann::json out = nlohmann::json::array();
-  const std::unique_ptr<Dwfl, DwflDeleter> dwfl(dwfl_begin(&k_offline));
+  const common::DwflPtr dwfl(dwfl_begin(&k_offline));
   Dwfl_Module* mod = nullptr;
   if (dwfl) {
     dwfl_report_begin(dwfl.get());
@@ -106,7 +87,7 @@ std::string look_up(int fd, std::span<const LookupQuery> queries) {
       GElf_Sym sym{};
       if (const char* name =
               dwfl_module_addrinfo(mod, at, &offset, &sym, nullptr, nullptr, nullptr)) {
-        answer[0] = demangle(name);
+        answer[0] = common::elf_symbol_name(name);
         answer[1] = offset + (*address - at);
       }
       if (Dwfl_Line* line = dwfl_module_getsrc(mod, at)) {

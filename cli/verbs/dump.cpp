@@ -4,6 +4,7 @@
 #include "cli/verbs/verbs.hpp"
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
+#include "common/base/path.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -22,10 +23,8 @@ Exit write_output(const Options& o, int in, const std::string& what, CoreForm fo
   // Written under a temporary name and renamed when complete and verified: a corrupted core
   // leaves no half-written FILE that looks like a core. 0600: a core holds process memory.
   const std::string& out = *o.output;
-  const size_t slash = out.rfind('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : out.substr(0, slash));
-  const std::string name = slash == std::string::npos ? out : out.substr(slash + 1);
+  const std::string dir(common::dir_name(out));
+  const std::string name(common::base_name(out));
   auto dfd = common::open_at(AT_FDCWD, dir, O_RDONLY | O_DIRECTORY);
   if (!dfd) {
     return report(Exit::failure, dfd.error().message);

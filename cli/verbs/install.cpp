@@ -4,6 +4,7 @@
 #include "common/base/atomic_file.hpp"
 #include "common/base/io.hpp"
 #include "common/base/parse.hpp"
+#include "common/base/path.hpp"
 #include "common/store/record.hpp"
 
 #include <nlohmann/json.hpp>
@@ -155,8 +156,7 @@ common::Expected<void> check_handler_owner(const std::string& handler) {
     if (path == "/") {
       return {};
     }
-    const size_t slash = path.rfind('/');
-    path = slash == 0 ? "/" : path.substr(0, slash);
+    path = std::string(common::dir_name(path));
   }
 }
 
@@ -232,9 +232,8 @@ bool is_our_pattern(std::string_view pattern, std::string_view handler,
   }
   // The program is the first word; compare it whole, so /usr/sbin/process-core-evil is not ours.
   const std::string_view program = pattern.substr(1, pattern.find(' ') - 1);
-  const size_t slash = program.rfind('/');
   return program.starts_with('/') &&
-         (program == handler || program.substr(slash + 1) == "process-core");
+         (program == handler || common::base_name(program) == "process-core");
 }
 
 std::vector<Setting> install_settings(std::string_view pattern) {

@@ -2,6 +2,7 @@
 
 #include "common/base/bytes.hpp"
 #include "common/base/hex.hpp"
+#include "common/base/path.hpp"
 #include "common/base/sha256.hpp"
 #include "common/crash/elf_struct.hpp"
 
@@ -200,8 +201,7 @@ std::string module_basename(std::string_view path) {
   if (path.ends_with(k_deleted)) {
     path.remove_suffix(k_deleted.size());
   }
-  const size_t slash = path.rfind('/');
-  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+  return std::string(base_name(path));
 }
 
 void CoreScanner::fail(std::string why) {

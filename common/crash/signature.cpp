@@ -2,6 +2,7 @@
 
 #include "common/base/hex.hpp"
 #include "common/base/sha256.hpp"
+#include "common/crash/elf_core.hpp"
 #include "common/crash/runtime_frames.hpp"
 
 #include <array>
@@ -11,15 +12,6 @@ namespace common {
 namespace {
 
 constexpr size_t k_signature_frames = 3;
-
-std::string_view basename_of(std::string_view path) {
-  constexpr std::string_view k_deleted = " (deleted)";
-  if (path.ends_with(k_deleted)) {
-    path.remove_suffix(k_deleted.size());
-  }
-  const size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
 
 // The function part of a symbol name: demangled C++ names keep their parameter list out, so an
 // overload set of one function groups together whatever the compiler's spelling. A '(' right
@@ -43,7 +35,7 @@ std::string frame_id(const Frame& f) {
   }
   if (f.module_offset) {
     const std::string module =
-        !f.build_id.empty() ? "b:" + f.build_id : "n:" + std::string(basename_of(f.module));
+        !f.build_id.empty() ? "b:" + f.build_id : "n:" + module_basename(f.module);
     return module + "+" + hex_u64(*f.module_offset);
   }
   return "?";
@@ -52,7 +44,7 @@ std::string frame_id(const Frame& f) {
 // The C and C++ runtimes and the sanitizers: an unnamed frame there, among the crash machinery
 // (libstdc++'s terminate handlers are local symbols, stripped from .dynsym), is machinery too.
 bool is_runtime_library(std::string_view path) {
-  const std::string_view base = basename_of(path);
+  const std::string base = module_basename(path);
   for (const std::string_view prefix :
        {"libc.so", "libstdc++.so", "libc++abi.so", "libc++.so", "libgcc_s.so", "libasan.so",
         "libubsan.so", "libtsan.so", "liblsan.so", "libpthread.so", "ld-linux"}) {

@@ -4,8 +4,8 @@
 #include "common/base/fd.hpp"
 #include "common/base/io.hpp"
 #include "common/crash/elf_struct.hpp"
+#include "common/crash/symbol_name.hpp"
 
-#include <cxxabi.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
@@ -33,7 +33,6 @@ constexpr uint64_t k_max_table = 4u << 20;       // section header table
 constexpr uint64_t k_max_symbols = 4u << 20;     // entries scanned per symbol table
 constexpr size_t k_symbol_batch = 2730;          // 64 KiB of Elf64_Sym per read
 constexpr size_t k_max_name = 4096;              // symbol name bytes
-constexpr size_t k_max_demangle = 1024;          // longer names are printed mangled
 constexpr size_t k_max_checked_files = 4096;
 // What all mapped files of one crash may cost together: a few hundred real modules read a few
 // KiB each; hostile ones stop the checks here instead of running for hours.
@@ -215,17 +214,6 @@ std::optional<Elf64_Sym> find_in_table(const ElfFile& f, const Elf64_Shdr& sym, 
     }
   }
   return best;
-}
-
-std::string demangle(const std::string& name) {
-  if (!name.starts_with("_Z") || name.size() > k_max_demangle) {
-    return name;
-  }
-  int status = 0;
-  char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-  std::string result = status == 0 && out != nullptr ? std::string(out) : name;
-  std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
-  return result;
 }
 
 } // namespace

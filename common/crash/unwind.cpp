@@ -6,8 +6,9 @@
 #include "common/base/io.hpp"
 #include "common/base/sha256.hpp"
 #include "common/crash/debug_file.hpp"
+#include "common/crash/dwfl_ptr.hpp"
+#include "common/crash/symbol_name.hpp"
 
-#include <cxxabi.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
@@ -33,7 +34,7 @@ constexpr size_t k_max_modules = 1024;
 constexpr size_t k_max_scan_words = 1024; // stack words examined by the scan fallback
 constexpr uint64_t k_max_gnu_debugdata = 4u
                                          << 20; // compressed MiniDebugInfo we let libdwfl inflate
-constexpr size_t k_max_demangle = 1024;
+constexpr size_t k_max_die_name = 1024;         // bytes of a DW_AT_name kept
 
 // DWARF register numbers of the stack and frame pointers (x86_64 psABI, AArch64 DWARF ABI).
 struct Arch {
@@ -44,21 +45,6 @@ struct Arch {
 
 bool deadline_passed(const UnwindOptions& o) {
   return std::chrono::steady_clock::now() >= o.deadline;
-}
-
-std::string demangle(const char* name) {
-  if (name == nullptr) {
-    return {};
-  }
-  const size_t len = strnlen(name, k_max_demangle + 1);
-  if (len > k_max_demangle || std::strncmp(name, "_Z", 2) != 0) {
-    return std::string(name, len);
-  }
-  int status = 0;
-  char* out = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string s = status == 0 && out != nullptr ? std::string(out) : std::string(name, len);
-  std::free(out); // NOLINT(cppcoreguidelines-no-malloc): __cxa_demangle allocates with malloc
-  return s;
 }
 
 std::string build_id_hex(Elf* elf) {
@@ -348,9 +334,6 @@ const Dwfl_Callbacks k_callbacks = {
     .debuginfo_path = nullptr,
 };
 
-struct DwflDeleter {
-  void operator()(Dwfl* d) const { dwfl_end(d); }
-};
 struct ElfDeleter {
   void operator()(Elf* e) const { elf_end(e); }
 };
@@ -393,7 +376,7 @@ private:
   std::unique_ptr<Elf, ElfDeleter> m_arch_elf;
   std::vector<std::unique_ptr<Module>> m_modules;
   // Declared last, ended first: it uses the architecture ELF and the modules' userdata.
-  std::unique_ptr<Dwfl, DwflDeleter> m_dwfl;
+  DwflPtr m_dwfl;
   std::vector<ThreadTrace> m_traces;
   size_t m_next_thread = 0;
   // The frame walk of the current thread.
@@ -796,7 +779,7 @@ std::string dwarf_function_name(Dwarf_Die* die) {
   }
   if (a != nullptr) {
     if (const char* linkage = dwarf_formstring(a)) {
-      std::string name = demangle(linkage);
+      std::string name = demangle(std::string_view(linkage, strnlen(linkage, k_max_symbol_name)));
       if (const size_t paren = name.find('('); paren != std::string::npos && paren > 0) {
         name.resize(paren);
       }
@@ -804,7 +787,7 @@ std::string dwarf_function_name(Dwarf_Die* die) {
     }
   }
   const char* n = dwarf_diename(die);
-  return n != nullptr ? std::string(n, strnlen(n, k_max_demangle)) : std::string();
+  return n != nullptr ? std::string(n, strnlen(n, k_max_die_name)) : std::string();
 }
 
 // DW_AT_call_file/DW_AT_call_line of an inlined subroutine: where its caller called it.
@@ -830,15 +813,6 @@ std::optional<SourceLine> call_site(Dwarf_Die* inlined, Dwarf_Die* cudie) {
     return std::nullopt;
   }
   return SourceLine{std::string(name, strnlen(name, k_max_path)), static_cast<int>(line)};
-}
-
-// An ELF symbol name without its version ("__libc_start_main@@GLIBC_2.34").
-std::string without_version(const char* name) {
-  std::string s = demangle(name);
-  if (const size_t at = s.find('@'); at != std::string::npos && at > 0) {
-    s.resize(at);
-  }
-  return s;
 }
 
 // Module, offset, build-id, symbol and line of a frame, expanded into one frame per inlined
@@ -868,7 +842,7 @@ void Session::describe(Frame f, std::vector<Frame>& out) const {
   GElf_Off offset = 0;
   GElf_Sym sym{};
   if (const char* name = dwfl_module_addrinfo(mod, at, &offset, &sym, nullptr, nullptr, nullptr)) {
-    f.symbol = ResolvedSymbol{without_version(name), offset + (f.pc - at), true};
+    f.symbol = ResolvedSymbol{elf_symbol_name(name), offset + (f.pc - at), true};
     f.signal_frame = f.signal_frame || f.symbol->name == "__restore_rt" ||
                      f.symbol->name == "__kernel_rt_sigreturn";
   }

@@ -488,7 +488,8 @@ Expected<void> scan_open_ledger(const Store& store, int fd, const LedgerVisitor&
   if (::lseek(fd, 0, SEEK_SET) != 0) {
     return fail_errno("Failed to read ledger " + quoted(path), errno);
   }
-  if (auto s = scan_ledger_file(fd, path, visit); !s) {
+  LedgerInput in(fd, path);
+  if (auto s = scan(in, visit); !s) {
     return fail("Failed to read ledger " + quoted(path) + ": " + s.error().message);
   }
   return {};
@@ -649,11 +650,6 @@ SeriesKey series_of(const Record& r) {
 
 Expected<void> scan_ledger(std::string_view text, const LedgerVisitor& visit) {
   LedgerInput in(text);
-  return scan(in, visit);
-}
-
-Expected<void> scan_ledger_file(int fd, const std::string& path, const LedgerVisitor& visit) {
-  LedgerInput in(fd, path);
   return scan(in, visit);
 }
 

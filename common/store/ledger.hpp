@@ -81,9 +81,6 @@ struct LedgerVisitor {
 // error on anything malformed, possibly after some entries were visited: callers keep nothing
 // of a failed read.
 Expected<void> scan_ledger(std::string_view text, const LedgerVisitor& visit);
-// The same from the start of the open ledger file `fd` (`path` names it in messages), read in
-// chunks.
-Expected<void> scan_ledger_file(int fd, const std::string& path, const LedgerVisitor& visit);
 
 // Reads the ledger into memory (its size is then that of its distinct series and pending ids);
 // a missing file is an empty ledger, a corrupt one an error.

@@ -17,8 +17,8 @@
 #include "common/crash/elf_core.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/crash/unwind.hpp"
+#include "common/sandbox/analysis_child.hpp"
 #include "common/store/record_bound.hpp"
-#include "handler/analysis_child.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -141,10 +141,10 @@ int main(int argc, char** argv) {
     if (sandboxed) {
       const common::AnalysisFiles files = common::open_analysis_files(f, options);
       options.files = &files;
-      handler::ChildLimits limits;
+      sandbox::ChildLimits limits;
       const std::vector<int> keep = files.fds();
       limits.files += keep.size();
-      const auto child = handler::run_in_child(
+      const auto child = sandbox::run_in_child(
           [&] {
             return common::analysis_to_wire(common::analyze_crash(f, options), limits.max_output);
           },

@@ -1,4 +1,4 @@
-#include "handler/analysis_child.hpp"
+#include "common/sandbox/analysis_child.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -21,8 +21,8 @@
 #include <string>
 #include <vector>
 
-using handler::ChildLimits;
-using handler::run_in_child;
+using sandbox::ChildLimits;
+using sandbox::run_in_child;
 using Clock = std::chrono::steady_clock;
 
 namespace {

@@ -1,5 +1,5 @@
-#include "handler/analysis_child.hpp"
-#include "handler/analysis_launcher.hpp"
+#include "common/sandbox/analysis_child.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -15,8 +15,8 @@
 #include <cstdlib>
 #include <string>
 
-using handler::ChildLimits;
-using handler::run_in_child;
+using sandbox::ChildLimits;
+using sandbox::run_in_child;
 
 namespace {
 
@@ -93,9 +93,9 @@ TEST_CASE("a sandbox that cannot be set up means no analysis", "[analysis_sandbo
 
 TEST_CASE("the analysis runs as the crasher when it is an ordinary user, else as its own id",
           "[analysis_sandbox]") {
-  using handler::analysis_ids;
-  using handler::k_analysis_gid;
-  using handler::k_analysis_uid;
+  using sandbox::analysis_ids;
+  using sandbox::k_analysis_gid;
+  using sandbox::k_analysis_uid;
   const uid_t store = 120;
   auto ids = analysis_ids(1000, 1001, store, store);
   CHECK((ids.uid == 1000 && ids.gid == 1001));
@@ -117,8 +117,8 @@ TEST_CASE("the analysis runs as the crasher when it is an ordinary user, else as
 
 TEST_CASE("a child asked to drop root runs as the dedicated ids, and reads its ids as they are",
           "[analysis_sandbox]") {
-  const uid_t want_uid = ::geteuid() == 0 ? handler::k_analysis_uid : ::geteuid();
-  const gid_t want_gid = ::geteuid() == 0 ? handler::k_analysis_gid : ::getegid();
+  const uid_t want_uid = ::geteuid() == 0 ? sandbox::k_analysis_uid : ::geteuid();
+  const gid_t want_gid = ::geteuid() == 0 ? sandbox::k_analysis_gid : ::getegid();
   const auto r = run_in_child(
       [] {
         uid_t u[3] = {};
@@ -165,8 +165,8 @@ TEST_CASE("the launcher maps ids for the handler's own child in a new user names
     WARN("skipped: the launcher needs root");
     return;
   }
-  using handler::start_analysis_launcher;
-  const handler::AnalysisIds ids{1000, 1001};
+  using sandbox::start_analysis_launcher;
+  const sandbox::AnalysisIds ids{1000, 1001};
   SECTION("a child in this process's user namespace is refused") {
     auto launcher = start_analysis_launcher(ids);
     REQUIRE(launcher);

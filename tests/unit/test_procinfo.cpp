@@ -69,7 +69,10 @@ TEST_CASE("/proc facts of a live process, verified without a pidfd by its execut
   CHECK(facts.verified);
   CHECK(facts.comm.has_value());
   CHECK(facts.start_time.has_value());
-  CHECK(facts.cmdline.value_or("").find("unit_tests") != std::string::npos);
+  // argv[0] names this test binary.
+  const std::string self_exe(exe, static_cast<size_t>(n));
+  CHECK(facts.cmdline.value_or("").find(self_exe.substr(self_exe.rfind('/') + 1)) !=
+        std::string::npos);
 
   const auto wrong = handler::gather_proc_facts(self, false, "/not/this/program");
   CHECK_FALSE(wrong.verified);
