@@ -59,6 +59,18 @@ std::string header_safe(std::string_view v) {
   return out;
 }
 
+// curl drops a header without a value (and would then send what was not signed): metadata
+// without a value is not sent.
+void add_metadata(std::vector<std::pair<std::string, std::string>>& headers,
+                  const std::map<std::string, std::string>& metadata) {
+  for (const auto& [name, value] : metadata) {
+    std::string v = header_safe(value);
+    if (!v.empty()) {
+      headers.emplace_back("x-amz-meta-" + lower(name), std::move(v));
+    }
+  }
+}
+
 } // namespace
 
 Expected<BucketUrl> parse_bucket_url(std::string_view url) {
@@ -381,9 +393,7 @@ Expected<std::string> Client::put(const std::string& key, std::span<const std::b
   rq.body = data;
   rq.headers.emplace_back("content-md5", base64(md5(data)));
   rq.headers.emplace_back("content-type", std::string(content_type));
-  for (const auto& [name, value] : metadata) {
-    rq.headers.emplace_back("x-amz-meta-" + name, header_safe(value));
-  }
+  add_metadata(rq.headers, metadata);
   auto rs = perform(rq);
   if (!rs) {
     return std::unexpected(rs.error());
@@ -486,9 +496,7 @@ Expected<std::string> Client::create_multipart(const std::string& key,
   rq.key = key;
   rq.query = {{"uploads", ""}};
   rq.headers.emplace_back("content-type", "application/octet-stream");
-  for (const auto& [name, value] : metadata) {
-    rq.headers.emplace_back("x-amz-meta-" + name, header_safe(value));
-  }
+  add_metadata(rq.headers, metadata);
   auto rs = perform(rq);
   if (!rs) {
     return std::unexpected(rs.error());

@@ -38,7 +38,9 @@ def free_port():
 
 
 def port_free(port):
+    # SO_REUSEADDR as radosgw binds: a listener makes bind fail, TIME_WAIT connections do not.
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
