@@ -21,6 +21,7 @@ constexpr int k_exit_pending = 3; // --once: something could not be uploaded
 struct Options {
   std::string config = common::k_default_config_path;
   bool once = false;
+  std::string credentials; // overrides upload_credentials (systemd's LoadCredential= copy)
 };
 
 } // namespace
@@ -36,11 +37,13 @@ int run(const std::vector<std::string>& args) {
       opt.once = true;
     } else if (args[i] == "--config" && i + 1 < args.size()) {
       opt.config = args[++i];
+    } else if (args[i] == "--credentials" && i + 1 < args.size()) {
+      opt.credentials = args[++i];
     } else if (args[i] == "--version") {
       std::printf("process-core-uploader %s\n", PROCESS_CORE_VERSION);
       return 0;
     } else if (args[i] == "--help" || args[i] == "-h") {
-      std::printf("Usage: process-core-uploader [--config FILE] [--once]\n"
+      std::printf("Usage: process-core-uploader [--config FILE] [--credentials FILE] [--once]\n"
                   "Uploads the store's crash records and cores to S3 (upload_* keys).\n");
       return 0;
     } else {
@@ -57,6 +60,9 @@ int run(const std::vector<std::string>& args) {
   }
   for (const auto& w : loaded->warnings) {
     spdlog::warn("{}", w);
+  }
+  if (!opt.credentials.empty()) {
+    loaded->config.upload_credentials = opt.credentials;
   }
   auto settings = settings_from_config(loaded->config);
   if (!settings) {
