@@ -231,3 +231,34 @@ def test_service_uploads_new_crashes(tmp_path, gateway):
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert proc.returncode == 0
+
+
+def test_tls_with_a_ca_file(tmp_path):
+    """The gateway on HTTPS with its own CA: verified with upload_ca_file, refused without."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
+                   check=True, capture_output=True)
+    (tls / "both.pem").write_bytes((tls / "key.pem").read_bytes() + (tls / "cert.pem").read_bytes())
+    gw = radosgw.Radosgw(tmp_path / "ceph", ssl_cert=tls / "both.pem")
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(tls / "cert.pem"))
+    original = gw.request
+    gw.request = lambda *a, **k: original(*a, **{**k, "context": ctx})
+    gw.start()
+    try:
+        store, config = make_host(tmp_path / "h", gw, "node-t")
+        crash(config, store, "web")
+        r = run_once(config)
+        assert r.returncode == 3
+        assert "certificate" in r.stderr.lower()
+        assert gw.keys(PREFIX + "/") == []
+        with open(config, "a") as f:
+            f.write(f"upload_ca_file = {tls / 'cert.pem'}\n")
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        assert len(gw.keys(PREFIX + "/node-t/")) == 2
+    finally:
+        gw.stop()
