@@ -382,7 +382,10 @@ SweepResult Uploader::sweep(Due due) {
   SweepResult result;
   m_next_due = 0;
   const int64_t t = now();
-  std::vector<std::pair<int64_t, std::string>> pending_first_seen;
+  int64_t oldest_pending = 0;
+  auto note_pending = [&](const CrashState& st) {
+    oldest_pending = oldest_pending == 0 ? st.first_seen : std::min(oldest_pending, st.first_seen);
+  };
   auto walked = m_store.for_each_record([&](const common::StoreEntry& e) {
     CrashState st = m_state.load(e.id, t);
     if (st.finished()) {
@@ -390,6 +393,7 @@ SweepResult Uploader::sweep(Due due) {
     }
     if (due == Due::respect && st.next_try > t) {
       ++result.pending;
+      note_pending(st);
       m_next_due = m_next_due == 0 ? st.next_try : std::min(m_next_due, st.next_try);
       return;
     }
@@ -406,6 +410,7 @@ SweepResult Uploader::sweep(Due due) {
       st.next_try = now() + backoff_seconds(st.attempts);
       ++result.failed;
       ++result.pending;
+      note_pending(st);
       m_next_due = m_next_due == 0 ? st.next_try : std::min(m_next_due, st.next_try);
       spdlog::error("Failed to upload crash {} (attempt {}), retrying in {} s: {}", e.id,
                     st.attempts, st.next_try - now(), common::printable(st.last_error));
@@ -416,6 +421,14 @@ SweepResult Uploader::sweep(Due due) {
   });
   if (!walked) {
     spdlog::error("Failed to walk the store: {}", walked.error().message);
+  }
+  // The backlog for the exporter (exporter/upload_metrics): what is pending and since when.
+  const nlohmann::json status = {
+      {"backlog", result.pending}, {"oldest_pending", oldest_pending}, {"last_sweep", now()}};
+  if (auto w = common::write_file_atomic(m_state.fd(), ".status.json", status.dump() + "\n", 0640,
+                                         common::Replace::yes);
+      !w) {
+    spdlog::warn("Failed to write the upload status: {}", w.error().message);
   }
   return result;
 }
