@@ -197,12 +197,16 @@ def test_wrong_secret_then_fixed(tmp_path, gateway):
     st = state_of(config.parent, crash_id)
     assert not st["record_done"] and "SignatureDoesNotMatch" in st["last_error"]
     assert gateway.keys(PREFIX + "/node-w/") == []
+    status = json.loads((tmp_path / "h" / "state" / ".status.json").read_text())
+    assert status["backlog"] == 1 and status["oldest_pending"] > 0
     radosgw.write_credentials(creds)
     r = run_once(config)
     assert r.returncode == 0, r.stderr
     assert len(gateway.keys(PREFIX + "/node-w/")) == 2
     counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
     assert counters["record/ok"] == 1 and counters["core/ok"] == 1
+    status = json.loads((tmp_path / "h" / "state" / ".status.json").read_text())
+    assert status["backlog"] == 0
 
 
 def test_credentials_readable_by_others_are_refused(tmp_path, gateway):
