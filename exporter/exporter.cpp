@@ -11,6 +11,7 @@
 #include "exporter/process_metrics.hpp"
 #include "exporter/serializer.hpp"
 #include "exporter/store_watcher.hpp"
+#include "exporter/upload_metrics.hpp"
 #include "exporter/web_config.hpp"
 #include "process_core_version.hpp"
 
@@ -163,6 +164,11 @@ HttpResponse route(Context& ctx, const HttpRequest& request) {
       auto lost = ctx.kmsg->Collect();
       families.insert(families.end(), std::make_move_iterator(lost.begin()),
                       std::make_move_iterator(lost.end()));
+    }
+    if (!ctx.config.upload_url.empty()) {
+      auto uploads = upload_families(ctx.config.upload_state_dir, time(nullptr));
+      families.insert(families.end(), std::make_move_iterator(uploads.begin()),
+                      std::make_move_iterator(uploads.end()));
     }
     auto process = process_families();
     families.insert(families.end(), std::make_move_iterator(process.begin()),

@@ -108,6 +108,33 @@ constexpr std::array k_config_keys{
               "exporter: hostnames with series of their own (0 = no cap)"},
     ConfigKey{"max_series", K::number, &Config::max_series, 0, 1000000, R::none, "50000",
               "exporter: exported series in all (0 = no cap)"},
+    // process-core-uploader. Values the table cannot check (s3:// URLs, the cores policy) are
+    // checked by the uploader when it starts, which then refuses to run.
+    ConfigKey{"upload_url", K::text, &Config::upload_url, 0, 0, R::none, "",
+              "uploader: s3://BUCKET/PREFIX records and cores go to (empty = off)"},
+    ConfigKey{"upload_endpoint", K::text, &Config::upload_endpoint, 0, 0, R::none, "",
+              "uploader: the S3 endpoint URL (empty = AWS in upload_region)"},
+    ConfigKey{"upload_region", K::text, &Config::upload_region, 0, 0, R::none, "us-east-1",
+              "uploader: the region requests are signed for"},
+    ConfigKey{"upload_addressing", K::text, &Config::upload_addressing, 0, 0, R::none, "path",
+              "uploader: path (ENDPOINT/BUCKET/KEY) or virtual (BUCKET.ENDPOINT/KEY)"},
+    ConfigKey{"upload_credentials", K::text, &Config::upload_credentials, 0, 0,
+              R::absolute_path_or_empty, "/etc/process-core/s3-credentials",
+              "uploader: AWS shared credentials file, readable by the uploader alone"},
+    ConfigKey{"upload_ca_file", K::text, &Config::upload_ca_file, 0, 0, R::absolute_path_or_empty,
+              "", "uploader: CA certificates for the endpoint (empty = the system's)"},
+    ConfigKey{"upload_proxy", K::text, &Config::upload_proxy, 0, 0, R::none, "",
+              "uploader: HTTP(S) proxy URL (empty = none)"},
+    ConfigKey{"upload_cores", K::text, &Config::upload_cores, 0, 0, R::none, "always",
+              "uploader: always, never or first:N cores per signature (records always)"},
+    ConfigKey{"upload_privileged_cores", K::boolean, &Config::upload_privileged_cores, 0, 0,
+              R::none, "no", "uploader: also upload cores of privilege-changed processes"},
+    ConfigKey{"upload_node", K::text, &Config::upload_node, 0, 0, R::none, "",
+              "uploader: the node's name in keys (empty = this machine's own name)"},
+    ConfigKey{"upload_state_dir", K::text, &Config::upload_state_dir, 0, 0, R::absolute_path,
+              "/var/lib/process-core-uploader", "uploader: its upload state, outside the store"},
+    ConfigKey{"upload_max_rate", K::size, &Config::upload_max_rate, 0, k_any, R::none, "0",
+              "uploader: bytes per second sent (0 = no limit)"},
 };
 
 bool text_allowed(ConfigRule rule, std::string_view v) {

@@ -53,6 +53,19 @@ struct Config {
   std::string kernel_log;
   uint64_t max_records = 0;
   uint64_t max_record_age = 0;
+  // process-core-uploader (uploader/): where, how, and what goes up.
+  std::string upload_url;
+  std::string upload_endpoint;
+  std::string upload_region;
+  std::string upload_addressing;
+  std::string upload_credentials;
+  std::string upload_ca_file;
+  std::string upload_proxy;
+  std::string upload_cores;
+  bool upload_privileged_cores = false;
+  std::string upload_node;
+  std::string upload_state_dir;
+  uint64_t upload_max_rate = 0;
 };
 
 // One key of the file. `kind` says how the value is read; numbers, sizes and durations must lie

@@ -39,7 +39,7 @@ def test_rule_unit_tests():
                  "every core-dumping signal alerts at its severity", "hostile label values",
                  "runbook base URL from an external label", "exporter down", "unreadable records",
                  "folded executables", "kernel-skipped dumps",
-                 "kernel-skipped dumps before Prometheus started", "store near max_use"]:
+                 "kernel-skipped dumps before Prometheus started", "store near max_use", "upload stuck"]:
         assert f"name: {case}" in (RULES_DIR / "process-core.rules.test.yml").read_text()
 
 

@@ -22,11 +22,13 @@ ALLOWED = {
     "common/store": {"common/base", "common/record"},
     "common/crash": {"common/base", "common/record"},
     "common/sandbox": {"common/base"},
+    "common/s3": {"common/base"},
     "handler": {"common/base", "common/config", "common/record", "common/store", "common/crash",
                 "common/sandbox"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
             "common/sandbox"},
     "exporter": {"common/base", "common/config", "common/record", "common/store"},
+    "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }
 # Files with more than their layer's rights: pc_retention (in common/store) reads its settings.
 EXTRA = {
@@ -43,14 +45,14 @@ def layer_of(path: str):
     parts = path.split("/")
     if parts[0] == "common" and len(parts) > 2:
         return "common/" + parts[1]
-    if parts[0] in ("handler", "cli", "exporter") and len(parts) > 1:
+    if parts[0] in ("handler", "cli", "exporter", "uploader") and len(parts) > 1:
         return parts[0]
     return None
 
 
 def check(root: pathlib.Path) -> list[str]:
     problems = []
-    for top in ("common", "handler", "cli", "exporter"):
+    for top in ("common", "handler", "cli", "exporter", "uploader"):
         for file in sorted((root / top).rglob("*")):
             if file.suffix not in SOURCES or not file.is_file():
                 continue

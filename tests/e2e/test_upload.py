@@ -1,0 +1,56 @@
+"""Crashes through the real kernel on two simulated hosts (UTS namespaces, two stores), uploaded
+by process-core-uploader to a real Ceph RADOS Gateway: every record and core in the bucket, the
+cores byte-identical after download and decompression, the metadata right."""
+import json
+import subprocess
+
+import pytest
+
+import pctest
+import radosgw
+
+pytestmark = [
+    pytest.mark.skipif(not pctest.can_set_core_pattern(), reason="needs root and core_pattern"),
+    pytest.mark.skipif(radosgw.available() is not None, reason=f"Ceph: {radosgw.available()}"),
+]
+
+
+def test_two_hosts_through_the_kernel_into_one_bucket(tmp_path):
+    gw = radosgw.Radosgw(tmp_path / "ceph").start()
+    try:
+        for node, host in (("node-a", "web-2"), ("node-b", "worker-7")):
+            with pctest.kernel_rig("pcu-") as rig:
+                creds = radosgw.write_credentials(rig.work / "credentials")
+                config = rig.config("u", upload_url=f"s3://{gw.bucket}/fleet",
+                                    upload_endpoint=gw.endpoint, upload_credentials=creds,
+                                    upload_node=node, upload_state_dir=rig.work / "state",
+                                    upload_privileged_cores="yes")
+                argv = ["unshare", "--uts", "sh", "-c",
+                        f'hostname {host} && exec "{pctest.env_path("PC_CRASHER")}" segv']
+                proc = subprocess.run(argv, preexec_fn=pctest.allow_cores, capture_output=True)
+                assert proc.returncode != 0
+                record_path = pctest.wait_until(lambda: list(rig.store.glob("*/*/*.json")),
+                                                timeout=60, what="the record")[0]
+                r = json.loads(record_path.read_text())
+                assert r["hostname"] == host
+                up = subprocess.run([str(pctest.env_path("PC_UPLOADER")), "--config", str(config),
+                                     "--once"], capture_output=True, text=True, timeout=120)
+                assert up.returncode == 0, up.stderr
+                base = f"fleet/{node}/{record_path.parent.parent.name}/{record_path.parent.name}/{r['id']}"
+                headers, body = gw.get(base + ".json")
+                assert body == record_path.read_bytes()
+                assert headers["x-amz-meta-host"] == host
+                assert headers["x-amz-meta-signal"] == "SEGV"
+                assert headers["x-amz-meta-signature"] == r["crash"]["signature"]
+                _, core = gw.get(base + ".core.zst")
+                local = rig.store / r["core"]["path"]
+                assert core == local.read_bytes()
+                plain = subprocess.run(["zstd", "-dc"], input=core, capture_output=True,
+                                       check=True).stdout
+                assert plain == pctest.zstd_decompress(local)
+                assert plain[:4] == b"\x7fELF" and len(plain) == r["core"]["size"]
+        keys = gw.keys("fleet/node-")
+        assert len(keys) == 4
+        assert {k.split("/")[2] for k in keys} == {"web-2", "worker-7"}
+    finally:
+        gw.stop()

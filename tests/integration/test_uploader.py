@@ -1,0 +1,268 @@
+"""process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
+stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
+uploader killed mid-upload; a wrong secret; credentials others can read."""
+import hashlib
+import json
+import os
+import pathlib
+import signal
+import struct
+import subprocess
+import time
+
+import pytest
+
+import corefixture
+import pctest
+import radosgw
+
+pytestmark = pytest.mark.skipif(radosgw.available() is not None,
+                                reason=f"Ceph: {radosgw.available()}")
+
+PREFIX = "fleet"
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    gw = radosgw.Radosgw(tmp_path / "ceph")
+    gw.start()
+    yield gw
+    gw.stop()
+
+
+def uploader_bin():
+    return str(pctest.env_path("PC_UPLOADER"))
+
+
+def make_host(base, gw, node, **keys):
+    """A store, a configuration for the handler and the uploader, and credentials."""
+    base = pathlib.Path(base)
+    base.mkdir(parents=True, exist_ok=True)
+    store = pctest.make_store(base)
+    creds = radosgw.write_credentials(base / "credentials")
+    keys.setdefault("upload_privileged_cores", "yes")
+    config = pctest.write_config(base / "c.conf", store, upload_url=f"s3://{gw.bucket}/{PREFIX}",
+                                 upload_endpoint=gw.endpoint, upload_credentials=creds,
+                                 upload_node=node, upload_state_dir=base / "state", **keys)
+    return store, config
+
+
+def crash(config, store, host, exe="/usr/bin/worker", core=None, signo=11):
+    core = core if core is not None else corefixture.elf_core(signo=signo)
+    before = set(store.glob("*/*/*.json"))
+    subprocess.run([str(pctest.env_path("PC_HANDLER")), "--config", str(config), "-d1", "--", host,
+                    str(signo), exe.replace("/", "!")], input=core, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    new = set(store.glob("*/*/*.json")) - before
+    assert len(new) == 1
+    return new.pop(), core
+
+
+def run_once(config, **kw):
+    return subprocess.run([uploader_bin(), "--config", str(config), "--once"], capture_output=True,
+                          text=True, timeout=kw.get("timeout", 300))
+
+
+def state_of(config_dir, crash_id):
+    return json.loads((pathlib.Path(config_dir) / "state" / f"{crash_id}.json").read_text())
+
+
+def remote_key(node, record_path, suffix):
+    exe_dir = record_path.parent
+    crash_id = record_path.name[:-len(".json")]
+    return f"{PREFIX}/{node}/{exe_dir.parent.name}/{exe_dir.name}/{crash_id}{suffix}"
+
+
+def test_two_hosts_records_and_cores(tmp_path, gateway):
+    hosts = {}
+    for node, host in (("node-a", "web-2"), ("node-b", "worker-7")):
+        store, config = make_host(tmp_path / node, gateway, node)
+        record, core = crash(config, store, host)
+        hosts[node] = (store, config, record, core)
+    for node, (store, config, record, core) in hosts.items():
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        rec_key = remote_key(node, record, ".json")
+        core_key = remote_key(node, record, ".core.zst")
+        headers, body = gateway.get(rec_key)
+        assert body == record.read_bytes()
+        doc = json.loads(body)
+        assert headers["x-amz-meta-signal"] == "SEGV"
+        assert headers["x-amz-meta-host"] == doc["hostname"]
+        _, core_body = gateway.get(core_key)
+        local_core = record.with_name(record.name[:-len(".json")] + ".core.zst")
+        assert core_body == local_core.read_bytes()
+        assert subprocess.run(["zstd", "-dc"], input=core_body, capture_output=True,
+                              check=True).stdout == core
+        crash_id = doc["id"]
+        st = state_of(config.parent, crash_id)
+        assert st["record_done"] and st["core"] == "done" and st["attempts"] == 1
+        day = doc["time"][:10]
+        _, index = gateway.get(f"{PREFIX}/.index/{node}/{day}.jsonl")
+        lines = [json.loads(line) for line in index.decode().splitlines()]
+        assert [line["id"] for line in lines] == [crash_id]
+        assert lines[0]["core"] == core_key
+        # A second run has nothing left to do and sends nothing.
+        r = run_once(config)
+        assert r.returncode == 0 and "Uploaded crash" not in r.stderr
+    keys = gateway.keys(PREFIX + "/node-")
+    assert len(keys) == 4
+
+
+def test_privileged_cores_stay_home(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-p", upload_privileged_cores="no")
+    record, _ = crash(config, store, "box")
+    doc = json.loads(record.read_text())
+    assert doc["core"]["access"] == "root"
+    assert run_once(config).returncode == 0
+    assert gateway.keys(PREFIX + "/node-p/") == [remote_key("node-p", record, ".json")]
+    assert state_of(config.parent, doc["id"])["core"] == "skipped"
+
+
+def big_core(size=64 << 20):
+    """An ELF core whose PT_LOAD holds `size` random bytes: they do not compress, so the stored
+    core stays above 60 MiB, a multipart upload."""
+    core = bytearray(corefixture.elf_core())
+    phoff = struct.unpack_from("<Q", core, 32)[0]
+    load = phoff + 56  # the second program header, after PT_NOTE
+    assert struct.unpack_from("<I", core, load)[0] == 1
+    offset = struct.unpack_from("<Q", core, load + 8)[0]
+    struct.pack_into("<QQ", core, load + 32, size, size)
+    return bytes(core[:offset]) + os.urandom(size)
+
+
+def test_gateway_lost_mid_multipart(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-m", upload_max_rate="16M")
+    record, core = crash(config, store, "big", core=big_core())
+    proc = subprocess.Popen([uploader_bin(), "--config", str(config), "--once"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pctest.wait_until(lambda: gateway.multipart_uploads() > 0, timeout=60,
+                      what="a multipart upload in progress")
+    time.sleep(1)
+    gateway.restart_fresh()  # everything it held is gone, the record too
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, err
+    assert "Failed to upload crash" in err
+    crash_id = json.loads(record.read_text())["id"]
+    assert state_of(config.parent, crash_id)["core"] == "pending"
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    st = state_of(config.parent, crash_id)
+    assert st["attempts"] >= 2 and st["core"] == "done"
+    core_key = remote_key("node-m", record, ".core.zst")
+    assert sorted(gateway.keys(PREFIX + "/node-m/")) == sorted(
+        [remote_key("node-m", record, ".json"), core_key])
+    headers, body = gateway.get(core_key)
+    local = record.with_name(record.name[:-len(".json")] + ".core.zst").read_bytes()
+    assert hashlib.sha256(body).digest() == hashlib.sha256(local).digest()
+    assert headers["ETag"].strip('"').endswith(f"-{-(-len(local) // (8 << 20))}")
+    assert gateway.multipart_uploads() == 0
+
+
+def test_uploader_killed_mid_upload(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-k", upload_max_rate="16M")
+    record, _ = crash(config, store, "big", core=big_core())
+    proc = subprocess.Popen([uploader_bin(), "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        pctest.wait_until(lambda: gateway.multipart_uploads() > 0, timeout=60,
+                          what="a multipart upload in progress")
+        time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    crash_id = json.loads(record.read_text())["id"]
+    st = state_of(config.parent, crash_id)
+    assert st["attempts"] >= 2 and st["core"] == "done"
+    core_key = remote_key("node-k", record, ".core.zst")
+    assert len([k for k in gateway.keys(PREFIX + "/node-k/") if k == core_key]) == 1
+    _, body = gateway.get(core_key)
+    assert body == record.with_name(record.name[:-len(".json")] + ".core.zst").read_bytes()
+
+
+def test_wrong_secret_then_fixed(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-w")
+    creds = tmp_path / "h" / "credentials"
+    radosgw.write_credentials(creds, secret="not-the-secret-at-all")
+    record, _ = crash(config, store, "web")
+    r = run_once(config)
+    assert r.returncode == 3
+    assert "SignatureDoesNotMatch" in r.stderr and "check the access key and secret" in r.stderr
+    assert "not-the-secret-at-all" not in r.stderr
+    counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
+    assert counters["record/failed"] >= 1
+    crash_id = json.loads(record.read_text())["id"]
+    st = state_of(config.parent, crash_id)
+    assert not st["record_done"] and "SignatureDoesNotMatch" in st["last_error"]
+    assert gateway.keys(PREFIX + "/node-w/") == []
+    status = json.loads((tmp_path / "h" / "state" / ".status.json").read_text())
+    assert status["backlog"] == 1 and status["oldest_pending"] > 0
+    radosgw.write_credentials(creds)
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    assert len(gateway.keys(PREFIX + "/node-w/")) == 2
+    counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
+    assert counters["record/ok"] == 1 and counters["core/ok"] == 1
+    status = json.loads((tmp_path / "h" / "state" / ".status.json").read_text())
+    assert status["backlog"] == 0
+
+
+def test_credentials_readable_by_others_are_refused(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-c")
+    os.chmod(tmp_path / "h" / "credentials", 0o644)
+    crash(config, store, "web")
+    r = run_once(config)
+    assert r.returncode == 1
+    assert "Refusing credentials" in r.stderr
+    assert gateway.keys(PREFIX + "/") == []
+
+
+def test_service_uploads_new_crashes(tmp_path, gateway):
+    """The service's sweep at start, then inotify: a crash recorded while it runs goes up."""
+    store, config = make_host(tmp_path / "h", gateway, "node-s")
+    first, _ = crash(config, store, "web")
+    proc = subprocess.Popen([uploader_bin(), "--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        pctest.wait_until(lambda: remote_key("node-s", first, ".core.zst") in gateway.keys(PREFIX),
+                          timeout=30, what="the first crash uploaded")
+        second, _ = crash(config, store, "db", exe="/usr/sbin/db")
+        pctest.wait_until(lambda: remote_key("node-s", second, ".core.zst") in gateway.keys(PREFIX),
+                          timeout=30, what="the second crash uploaded")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_tls_with_a_ca_file(tmp_path):
+    """The gateway on HTTPS with its own CA: verified with upload_ca_file, refused without."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
+                   check=True, capture_output=True)
+    (tls / "both.pem").write_bytes((tls / "key.pem").read_bytes() + (tls / "cert.pem").read_bytes())
+    gw = radosgw.Radosgw(tmp_path / "ceph", ssl_cert=tls / "both.pem")
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(tls / "cert.pem"))
+    original = gw.request
+    gw.request = lambda *a, **k: original(*a, **{**k, "context": ctx})
+    gw.start()
+    try:
+        store, config = make_host(tmp_path / "h", gw, "node-t")
+        crash(config, store, "web")
+        r = run_once(config)
+        assert r.returncode == 3
+        assert "certificate" in r.stderr.lower()
+        assert gw.keys(PREFIX + "/") == []
+        with open(config, "a") as f:
+            f.write(f"upload_ca_file = {tls / 'cert.pem'}\n")
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        assert len(gw.keys(PREFIX + "/node-t/")) == 2
+    finally:
+        gw.stop()

@@ -1,0 +1,104 @@
+// The S3 client's pure parts: s3:// URLs, the XML S3 answers in (hostile text included), the
+// multipart ETag, and the credentials file's rules.
+#include "common/s3/client.hpp"
+#include "common/s3/credentials.hpp"
+#include "common/s3/sigv4.hpp"
+#include "common/s3/xml.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+using namespace common::s3;
+
+TEST_CASE("s3:// URLs", "[s3]") {
+  auto u = parse_bucket_url("s3://crashes/fleet/eu/");
+  REQUIRE(u);
+  CHECK(u->bucket == "crashes");
+  CHECK(u->prefix == "fleet/eu");
+  auto bare = parse_bucket_url("s3://crashes");
+  REQUIRE(bare);
+  CHECK(bare->prefix.empty());
+  CHECK_FALSE(parse_bucket_url("https://crashes/x"));
+  CHECK_FALSE(parse_bucket_url("s3://Bad_Bucket/x"));
+  CHECK_FALSE(parse_bucket_url("s3://ab"));
+}
+
+TEST_CASE("XML: elements, repeated blocks, entities", "[s3]") {
+  const std::string xml =
+      "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3\"><IsTruncated>true"
+      "</IsTruncated><Contents><Key>a&amp;b&#x2F;c</Key><Size>12</Size><ETag>&quot;x&quot;"
+      "</ETag></Contents><Contents><Key>d</Key><Size>3</Size></Contents>"
+      "<NextContinuationToken>tok</NextContinuationToken></ListBucketResult>";
+  CHECK(xml_text(xml, "IsTruncated") == "true");
+  const auto blocks = xml_blocks(xml, "Contents");
+  REQUIRE(blocks.size() == 2);
+  CHECK(xml_unescape(*xml_text(blocks[0], "Key")) == "a&b/c");
+  CHECK(xml_unescape(*xml_text(blocks[0], "ETag")) == "\"x\"");
+  CHECK(xml_text(blocks[1], "ETag") == std::nullopt);
+  CHECK(xml_text(xml, "Missing") == std::nullopt);
+  // Hostile text: unterminated elements and references yield nothing, or the text as it is.
+  CHECK(xml_text("<Key>abc", "Key") == std::nullopt);
+  CHECK(xml_blocks("<Contents><Contents>", "Contents").empty());
+  CHECK(xml_unescape("&#0;&#xD800;&#99999999999;&bogus;&") == "&#0;&#xD800;&#99999999999;&bogus;&");
+  CHECK(xml_text("<Keys>1</Keys><Key>2</Key>", "Key") == "2");
+}
+
+TEST_CASE("Multipart ETag: MD5 of the parts' MD5s and the count", "[s3]") {
+  const std::string a(5, 'a');
+  const std::string b(3, 'b');
+  const auto ma = md5(std::as_bytes(std::span(a.data(), a.size())));
+  const auto mb = md5(std::as_bytes(std::span(b.data(), b.size())));
+  std::string both(reinterpret_cast<const char*>(ma.data()), 16);
+  both.append(reinterpret_cast<const char*>(mb.data()), 16);
+  const auto whole = md5(std::as_bytes(std::span(both.data(), both.size())));
+  std::string hex;
+  for (auto byte : whole) {
+    static constexpr char k[] = "0123456789abcdef";
+    hex += k[byte >> 4];
+    hex += k[byte & 15];
+  }
+  CHECK(multipart_etag({ma, mb}) == hex + "-2");
+}
+
+TEST_CASE("Credentials file: profiles and the permission rule", "[s3][credentials]") {
+  const std::string text = "# c\n[other]\naws_access_key_id = X\naws_secret_access_key = Y\n"
+                           "[default]\naws_access_key_id=AK\r\naws_secret_access_key = SK \n"
+                           "aws_session_token = TOK\n";
+  auto c = parse_credentials(text, "default", "f");
+  REQUIRE(c);
+  CHECK(c->access_key == "AK");
+  CHECK(c->secret_key == "SK");
+  CHECK(c->session_token == "TOK");
+  auto o = parse_credentials(text, "other", "f");
+  REQUIRE(o);
+  CHECK(o->access_key == "X");
+  CHECK_FALSE(parse_credentials(text, "none", "f"));
+  auto bad = parse_credentials("[default]\naws_secret_access_key SECRETVALUE\n", "default", "f");
+  REQUIRE_FALSE(bad);
+  // A malformed line may be a secret: the message never quotes it.
+  CHECK(bad.error().message.find("SECRETVALUE") == std::string::npos);
+
+  const auto dir = std::filesystem::temp_directory_path() / ("pc-cred-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "credentials").string();
+  { std::ofstream(path) << text; }
+  chmod(path.c_str(), 0600);
+  CHECK(load_credentials_file(path, "default"));
+  chmod(path.c_str(), 0644);
+  auto refused = load_credentials_file(path, "default");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().message.find("Refusing credentials") != std::string::npos);
+  chmod(path.c_str(), 0640);
+  CHECK_FALSE(load_credentials_file(path, "default")); // group-readable, and not root's
+  std::filesystem::create_symlink(path, dir / "link");
+  chmod(path.c_str(), 0600);
+  CHECK_FALSE(load_credentials_file((dir / "link").string(), "default"));
+  std::filesystem::remove_all(dir);
+}
