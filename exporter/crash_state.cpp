@@ -405,14 +405,22 @@ Snapshot CrashState::snapshot() const {
     }
   }
   std::map<std::string, HostSample> hosts;
+  // Series come grouped by host (a ledger is sorted): the escaped name is made once a run.
+  const std::string* run_host = nullptr;
+  bool run_folded = false;
+  HostSample* run = nullptr;
   for (const Series& series : m_series) {
-    const bool folded = m_executables[series.executable].host_fold == Fold::other;
-    // Escaped like the crash series' hostname label (see settle()).
-    const std::string name = folded ? std::string(k_other_host)
-                                    : common::printable(m_executables[series.executable].hostname);
-    HostSample& h = hosts[name];
-    h.hostname = name;
-    h.stored_bytes += series.bytes;
+    const Executable& exe = m_executables[series.executable];
+    const bool folded = exe.host_fold == Fold::other;
+    if (run == nullptr || folded != run_folded || (!folded && exe.hostname != *run_host)) {
+      // Escaped like the crash series' hostname label (see settle()).
+      const std::string name = folded ? std::string(k_other_host) : common::printable(exe.hostname);
+      run = &hosts[name];
+      run->hostname = name;
+      run_host = &exe.hostname;
+      run_folded = folded;
+    }
+    run->stored_bytes += series.bytes;
   }
   snap.folded_hosts = m_folded_hosts;
   snap.folded_series = m_folded_series;
