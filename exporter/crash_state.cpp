@@ -44,19 +44,49 @@ CrashState::CrashState(unsigned max_executables_per_host, unsigned max_hosts, un
     : m_cap(max_executables_per_host), m_host_cap(max_hosts), m_series_cap(max_series) {}
 
 uint32_t CrashState::series_index(const common::SeriesKey& key) {
-  if (auto it = m_series_index.find(key); it != m_series_index.end()) {
-    return it->second;
-  }
-  auto exe_key = std::make_pair(key.hostname, key.executable);
-  auto [exe_it, exe_new] =
-      m_executable_index.try_emplace(exe_key, static_cast<uint32_t>(m_executables.size()));
-  if (exe_new) {
+  uint32_t exe = 0;
+  if (auto it = m_executable_index.find(ExeView{key.hostname, key.executable});
+      it != m_executable_index.end()) {
+    exe = *it;
+  } else {
+    exe = static_cast<uint32_t>(m_executables.size());
     m_executables.push_back(Executable{key.hostname, key.executable});
+    m_executable_index.insert(exe);
   }
-  const auto index = static_cast<uint32_t>(m_series.size());
-  m_series.push_back(Series{key, exe_it->second});
-  m_series_index.emplace(key, index);
-  return index;
+  uint32_t signal = 0;
+  if (auto it = m_signal_index.find(key.signal); it != m_signal_index.end()) {
+    signal = it->second;
+  } else {
+    signal = static_cast<uint32_t>(m_signals.size());
+    m_signals.push_back(key.signal);
+    m_signal_index.emplace(key.signal, signal);
+  }
+  const auto [it, added] = m_series_index.try_emplace(series_key(exe, signal, key.core_present),
+                                                      static_cast<uint32_t>(m_series.size()));
+  if (added) {
+    Series s;
+    s.executable = exe;
+    s.signal = signal;
+    s.core_present = key.core_present;
+    m_series.push_back(s);
+  }
+  return it->second;
+}
+
+void CrashState::truncate(size_t series, size_t executables, size_t signals) {
+  for (size_t i = series; i < m_series.size(); ++i) {
+    const Series& s = m_series[i];
+    m_series_index.erase(series_key(s.executable, s.signal, s.core_present));
+  }
+  m_series.resize(series);
+  for (size_t i = executables; i < m_executables.size(); ++i) {
+    m_executable_index.erase(static_cast<uint32_t>(i));
+  }
+  m_executables.resize(executables);
+  for (size_t i = signals; i < m_signals.size(); ++i) {
+    m_signal_index.erase(m_signals[i]);
+  }
+  m_signals.resize(signals);
 }
 
 bool CrashState::add_record(uint64_t id, uint32_t dir, const common::SeriesKey& key, int64_t time,
@@ -131,21 +161,65 @@ void CrashState::end_rescan() {
 
 void CrashState::set_ledger(const common::Ledger& ledger,
                             const std::function<bool(uint64_t id, uint32_t dir)>& exists) {
+  (void)load_ledger(
+      [&](const common::LedgerVisitor& visit) -> common::Expected<void> {
+        for (const auto& [key, count] : ledger.counts) {
+          common::LedgerSeries s{key, count, {}};
+          if (auto t = ledger.times.find(key); t != ledger.times.end()) {
+            s.times = t->second;
+          }
+          visit.series(std::move(s));
+        }
+        for (const auto& id : ledger.pending) {
+          visit.pending(std::string(id));
+        }
+        return {};
+      },
+      exists);
+}
+
+common::Expected<void>
+CrashState::load_ledger(const LedgerReader& read,
+                        const std::function<bool(uint64_t id, uint32_t dir)>& exists) {
+  // Entries are staged by series index (a series may appear more than once: the counts add up,
+  // as in common::read_ledger); series the ledger brings are created as they come and
+  // forgotten again if the read fails.
+  struct Staged {
+    uint32_t series;
+    uint64_t count;
+    common::SeriesTimes times;
+  };
+  const size_t old_series = m_series.size();
+  const size_t old_executables = m_executables.size();
+  const size_t old_signals = m_signals.size();
+  std::vector<Staged> staged;
+  std::unordered_set<uint64_t> pending;
+  auto r = read(common::LedgerVisitor{[&](common::LedgerSeries&& s) {
+                                        staged.push_back({series_index(s.key), s.count, s.times});
+                                      },
+                                      [&](std::string&& id) {
+                                        if (auto n = parse_record_id(id)) {
+                                          pending.insert(*n);
+                                        }
+                                      }});
+  if (!r) {
+    truncate(old_series, old_executables, old_signals);
+    return r;
+  }
   std::vector<uint64_t> before(m_series.size());
   for (size_t i = 0; i < m_series.size(); ++i) {
     before[i] = std::exchange(m_series[i].ledger, 0);
   }
-  for (const auto& [key, count] : ledger.counts) {
-    Series& series = m_series[series_index(key)];
-    series.ledger = count;
-    if (auto t = ledger.times.find(key); t != ledger.times.end()) {
+  for (const Staged& st : staged) {
+    Series& series = m_series[st.series];
+    series.ledger += st.count;
+    if (st.times.first > 0) {
       Executable& exe = m_executables[series.executable];
-      if (t->second.first > 0) {
-        exe.earliest = std::min(exe.earliest, t->second.first);
-      }
-      series.last = std::max(series.last, t->second.last);
+      exe.earliest = std::min(exe.earliest, st.times.first);
     }
+    series.last = std::max(series.last, st.times.last);
   }
+  std::vector<Staged>().swap(staged);
   // Only series whose ledger count grew can have records counted twice; checking them costs an
   // fstatat() per record of those series, and ledgers change only when someone runs a vacuum.
   std::vector<bool> grew(m_series.size(), false);
@@ -154,12 +228,7 @@ void CrashState::set_ledger(const common::Ledger& ledger,
     grew[i] = m_series[i].ledger > (i < before.size() ? before[i] : 0);
     any_grew = any_grew || grew[i];
   }
-  m_pending.clear();
-  for (const auto& id : ledger.pending) {
-    if (auto n = parse_record_id(id)) {
-      m_pending.insert(*n);
-    }
-  }
+  m_pending.swap(pending);
   for (auto& series : m_series) {
     series.live = 0;
   }
@@ -176,6 +245,7 @@ void CrashState::set_ledger(const common::Ledger& ledger,
     }
     it = next;
   }
+  return {};
 }
 
 void CrashState::set_skipped(const std::string& relpath, std::optional<SkipReason> reason) {
@@ -237,11 +307,11 @@ void CrashState::settle() {
     const std::string& label_host =
         exe.host_fold == Fold::other ? std::string(k_other_host) : exe.hostname;
     auto& [own, other] = m_host_folds[label_host];
-    if (m_cap == 0 || m_labelled.contains({label_host, exe.executable})) {
+    if (m_cap == 0 || m_labelled.contains(ExeView{label_host, exe.executable})) {
       exe.fold = Fold::own; // under "other", folded hosts share an executable's series
     } else if (own < m_cap) {
       exe.fold = Fold::own;
-      m_labelled.emplace(label_host, exe.executable);
+      m_labelled.insert(i);
       ++own;
     } else {
       exe.fold = Fold::other;
@@ -256,11 +326,14 @@ void CrashState::settle() {
       unexported.push_back(i);
     }
   }
-  std::sort(unexported.begin(), unexported.end(), [&](uint32_t a, uint32_t b) {
-    const int64_t x = m_executables[m_series[a].executable].earliest;
-    const int64_t y = m_executables[m_series[b].executable].earliest;
-    return std::tie(x, m_series[a].key) < std::tie(y, m_series[b].key);
-  });
+  // (earliest, hostname, executable, signal, core_present): common::SeriesKey's order.
+  auto order = [&](uint32_t i) {
+    const Series& s = m_series[i];
+    const Executable& e = m_executables[s.executable];
+    return std::tie(e.earliest, e.hostname, e.executable, m_signals[s.signal], s.core_present);
+  };
+  std::sort(unexported.begin(), unexported.end(),
+            [&](uint32_t a, uint32_t b) { return order(a) < order(b); });
   for (uint32_t index : unexported) {
     Series& series = m_series[index];
     // Label values travel unchanged into Prometheus, Alertmanager, chat and terminals, and the
@@ -268,9 +341,8 @@ void CrashState::settle() {
     // characters are written as corectl shows them (\x1b). Names that escape to the same text
     // share one series, so the exposition never holds two series with the same labels.
     const Executable& exe = m_executables[series.executable];
-    common::SeriesKey labels{common::printable(series.key.hostname),
-                             common::printable(series.key.executable),
-                             common::printable(series.key.signal), series.key.core_present};
+    common::SeriesKey labels{common::printable(exe.hostname), common::printable(exe.executable),
+                             common::printable(m_signals[series.signal]), series.core_present};
     if (exe.host_fold == Fold::other) {
       labels.hostname = k_other_host;
     }
@@ -285,12 +357,13 @@ void CrashState::settle() {
       labels.executable = k_other_executable;
       ++m_folded_series;
     }
-    auto [it, added] =
-        m_exported_index.try_emplace(labels, static_cast<uint32_t>(m_exported.size()));
-    if (added) {
-      m_exported.push_back(Exported{labels});
+    if (auto it = m_exported_index.find(labels); it != m_exported_index.end()) {
+      series.exported = *it;
+    } else {
+      series.exported = static_cast<uint32_t>(m_exported.size());
+      m_exported.push_back(Exported{std::move(labels)});
+      m_exported_index.insert(series.exported);
     }
-    series.exported = it->second;
   }
 
   // 2. Sum the true series into the exported ones.
@@ -332,14 +405,22 @@ Snapshot CrashState::snapshot() const {
     }
   }
   std::map<std::string, HostSample> hosts;
+  // Series come grouped by host (a ledger is sorted): the escaped name is made once a run.
+  const std::string* run_host = nullptr;
+  bool run_folded = false;
+  HostSample* run = nullptr;
   for (const Series& series : m_series) {
-    const bool folded = m_executables[series.executable].host_fold == Fold::other;
-    // Escaped like the crash series' hostname label (see settle()).
-    const std::string name =
-        folded ? std::string(k_other_host) : common::printable(series.key.hostname);
-    HostSample& h = hosts[name];
-    h.hostname = name;
-    h.stored_bytes += series.bytes;
+    const Executable& exe = m_executables[series.executable];
+    const bool folded = exe.host_fold == Fold::other;
+    if (run == nullptr || folded != run_folded || (!folded && exe.hostname != *run_host)) {
+      // Escaped like the crash series' hostname label (see settle()).
+      const std::string name = folded ? std::string(k_other_host) : common::printable(exe.hostname);
+      run = &hosts[name];
+      run->hostname = name;
+      run_host = &exe.hostname;
+      run_folded = folded;
+    }
+    run->stored_bytes += series.bytes;
   }
   snap.folded_hosts = m_folded_hosts;
   snap.folded_series = m_folded_series;

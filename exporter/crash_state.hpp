@@ -77,6 +77,9 @@ public:
   // its own signal and core_present: at most one more series per signal and core_present.
   explicit CrashState(unsigned max_executables_per_host, unsigned max_hosts = 0,
                       unsigned max_series = 0);
+  // The indexes compare through pointers into the state's own vectors.
+  CrashState(const CrashState&) = delete;
+  CrashState& operator=(const CrashState&) = delete;
 
   // True when a record with this id is known (in any directory).
   bool has_record(uint64_t id) const { return m_records.contains(id); }
@@ -96,9 +99,16 @@ public:
   void touch(uint64_t id);
   void end_rescan();
 
-  // Installs a newly read ledger. `exists(id, dir)` says whether a record file is still there:
-  // records of series whose ledger count grew are checked, because the ledger may already
+  // Reads a ledger and installs it. `read` hands every entry to the visitor it is given (as
+  // common::scan_store_ledger does) and takes the entries as they come: the ledger is never held
+  // whole, only 32 bytes a series for the time of the read. When `read` fails, the state is as
+  // before and its error is returned. `exists(id, dir)` says whether a record file is still
+  // there: records of series whose ledger count grew are checked, because the ledger may already
   // count (and no longer list as pending) records whose deletion events are still queued.
+  using LedgerReader = std::function<common::Expected<void>(const common::LedgerVisitor&)>;
+  common::Expected<void> load_ledger(const LedgerReader& read,
+                                     const std::function<bool(uint64_t id, uint32_t dir)>& exists);
+  // The same with a ledger already in memory.
   void set_ledger(const common::Ledger& ledger,
                   const std::function<bool(uint64_t id, uint32_t dir)>& exists);
   // True when `id` is pending in the current ledger.
@@ -135,15 +145,17 @@ private:
     Fold host_fold = Fold::unassigned; // its host's: own, or counted under "other"
   };
 
-  // One true series (real executable label), before folding.
+  // One true series (real executable label), before folding: its labels are those of its
+  // executable plus a signal (interned: a handful of names) and core_present, 48 bytes in all.
   struct Series {
-    common::SeriesKey key;
     uint32_t executable = 0;          // index into m_executables
+    uint32_t signal = 0;              // index into m_signals
     uint32_t exported = k_unassigned; // index into m_exported, once the fold is decided
-    uint64_t live = 0;                // records present and not pending in the ledger
-    uint64_t ledger = 0;              // crashes whose records were retired
-    uint64_t bytes = 0;               // allocated bytes of its records and cores
-    int64_t last = 0;                 // latest crash ever seen for it
+    bool core_present = false;
+    uint64_t live = 0;   // records present and not pending in the ledger
+    uint64_t ledger = 0; // crashes whose records were retired
+    uint64_t bytes = 0;  // allocated bytes of its records and cores
+    int64_t last = 0;    // latest crash ever seen for it
   };
 
   // An exported series. `carry` holds crashes this process counted whose records vanished
@@ -165,7 +177,36 @@ private:
     bool counted = false; // included in its series' `live`
   };
 
+  // Orders indexes into a vector by the value they stand for, and looks them up by value, so
+  // that an index holds no second copy of the strings.
+  template <class T, auto Project>
+  struct IndexLess {
+    using is_transparent = void;
+    const std::vector<T>* v;
+    bool operator()(uint32_t a, uint32_t b) const { return Project((*v)[a]) < Project((*v)[b]); }
+    template <class K>
+    bool operator()(uint32_t a, const K& b) const {
+      return Project((*v)[a]) < b;
+    }
+    template <class K>
+    bool operator()(const K& a, uint32_t b) const {
+      return a < Project((*v)[b]);
+    }
+  };
+  using ExeView = std::pair<std::string_view, std::string_view>;
+  static ExeView exe_view(const Executable& e) { return {e.hostname, e.executable}; }
+  // (label hostname, executable): the pair the per-host cap counts once labelled.
+  static ExeView label_view(const Executable& e) {
+    return {e.host_fold == Fold::other ? k_other_host : std::string_view(e.hostname), e.executable};
+  }
+  static const common::SeriesKey& labels_of(const Exported& e) { return e.labels; }
+  static uint64_t series_key(uint32_t exe, uint32_t signal, bool core) {
+    return (uint64_t{exe} << 32) | (uint64_t{signal} << 1) | (core ? 1U : 0U);
+  }
+
   uint32_t series_index(const common::SeriesKey& key);
+  // Forgets the series, executables and signals from these counts on (a failed ledger read).
+  void truncate(size_t series, size_t executables, size_t signals);
   void drop(std::unordered_map<uint64_t, Entry>::iterator it);
 
   unsigned m_cap;
@@ -175,17 +216,22 @@ private:
   std::unordered_map<std::string, Fold> m_hosts; // hostname → own or other, once decided
   uint64_t m_own_hosts = 0;
   uint64_t m_folded_hosts = 0;
-  std::set<std::pair<std::string, std::string>>
-      m_labelled; // (label host, executable) with own label
   std::unordered_map<uint64_t, Entry> m_records;
   std::unordered_set<uint64_t> m_pending;
+  std::vector<std::string> m_signals;
+  std::map<std::string, uint32_t, std::less<>> m_signal_index;
   std::vector<Series> m_series;
-  std::map<common::SeriesKey, uint32_t> m_series_index;
+  std::unordered_map<uint64_t, uint32_t> m_series_index; // series_key() → index
   std::vector<Executable> m_executables;
-  std::map<std::pair<std::string, std::string>, uint32_t> m_executable_index;
+  std::set<uint32_t, IndexLess<Executable, exe_view>> m_executable_index{
+      IndexLess<Executable, exe_view>{&m_executables}};
+  // Executables with their own label, by (label host, executable).
+  std::set<uint32_t, IndexLess<Executable, label_view>> m_labelled{
+      IndexLess<Executable, label_view>{&m_executables}};
   std::map<std::string, std::pair<uint64_t, uint64_t>> m_host_folds; // hostname → (own, other)
   std::vector<Exported> m_exported;
-  std::map<common::SeriesKey, uint32_t> m_exported_index;
+  std::set<uint32_t, IndexLess<Exported, labels_of>> m_exported_index{
+      IndexLess<Exported, labels_of>{&m_exported}};
   std::map<std::string, SkipReason> m_skipped;
   // Skipped files named in the log this hour (set_skipped), a bound the store's owner cannot move.
   static constexpr unsigned k_max_named_skips = 100;

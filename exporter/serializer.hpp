@@ -52,6 +52,8 @@ private:
   void header(std::string_view name, std::string_view help, prometheus::MetricType type);
   void sample(std::string_view name, const std::vector<prometheus::ClientMetric::Label>& labels,
               double value);
+  // One processcore_coredumps_total or last-crash sample, labelled as series_labels() does.
+  void series_sample(std::string_view name, const common::SeriesKey& k, double value);
   void family(const prometheus::MetricFamily& f);
 
   Snapshot m_snap;

@@ -296,12 +296,15 @@ void StoreWatcher::reload_ledger(bool force, bool check_records) {
   if (!force && stamp == m_ledger_stamp) {
     return;
   }
-  auto ledger = common::read_ledger(m_store);
-  if (!ledger) {
+  // Streamed into the state: a ledger of many series is never held whole.
+  auto loaded = m_state.load_ledger(
+      [&](const common::LedgerVisitor& visit) { return common::scan_store_ledger(m_store, visit); },
+      [&](uint64_t id, uint32_t dir) { return !check_records || record_exists(id, dir); });
+  if (!loaded) {
     // Keep the last good ledger: dropping it would make every retired crash vanish from the
     // counts. The file is replaced atomically, so this means real corruption, not a race.
     if (stamp != m_ledger_stamp) {
-      spdlog::error("{}, keeping the previous counts", common::printable(ledger.error().message));
+      spdlog::error("{}, keeping the previous counts", common::printable(loaded.error().message));
     }
     m_ledger_stamp = stamp;
     m_state.set_skipped(common::k_ledger_name, SkipReason::malformed);
@@ -309,8 +312,6 @@ void StoreWatcher::reload_ledger(bool force, bool check_records) {
   }
   m_ledger_stamp = stamp;
   m_state.set_skipped(common::k_ledger_name, std::nullopt);
-  m_state.set_ledger(
-      *ledger, [&](uint64_t id, uint32_t dir) { return !check_records || record_exists(id, dir); });
 }
 
 double StoreWatcher::scan() {

@@ -688,16 +688,21 @@ std::string ledger_to_text(const Ledger& ledger) {
   return out.take();
 }
 
-Expected<Ledger> read_ledger(const Store& store) {
+Expected<void> scan_store_ledger(const Store& store, const LedgerVisitor& visit) {
   auto fd = open_ledger(store);
   if (!fd) {
     return std::unexpected(fd.error());
   }
-  Ledger ledger;
   if (*fd) {
-    if (auto s = scan_open_ledger(store, (*fd)->get(), fold_into(ledger)); !s) {
-      return std::unexpected(s.error());
-    }
+    return scan_open_ledger(store, (*fd)->get(), visit);
+  }
+  return {};
+}
+
+Expected<Ledger> read_ledger(const Store& store) {
+  Ledger ledger;
+  if (auto s = scan_store_ledger(store, fold_into(ledger)); !s) {
+    return std::unexpected(s.error());
   }
   return ledger;
 }

@@ -82,6 +82,10 @@ struct LedgerVisitor {
 // of a failed read.
 Expected<void> scan_ledger(std::string_view text, const LedgerVisitor& visit);
 
+// Streams the store's ledger to `visit` (scan_ledger_file); a missing file visits nothing, a
+// corrupt one is an error (possibly after some entries were visited).
+Expected<void> scan_store_ledger(const Store& store, const LedgerVisitor& visit);
+
 // Reads the ledger into memory (its size is then that of its distinct series and pending ids);
 // a missing file is an empty ledger, a corrupt one an error.
 Expected<Ledger> read_ledger(const Store& store);

@@ -1,5 +1,6 @@
 #include "exporter/crash_state.hpp"
 #include "exporter/metrics.hpp"
+#include "exporter/serializer.hpp"
 #include "exporter/store_watcher.hpp"
 #include "test_support.hpp"
 
@@ -270,4 +271,112 @@ TEST_CASE("the watcher reports a store it cannot list, and one record over the l
     CHECK(count_of(s, SeriesKey{"h", "/usr/bin/app", "SEGV", false}) == 1);
     CHECK(count_of(s, SeriesKey{"h", "/usr/bin/app", "unknown", false}) == 1); // by its place
   }
+}
+
+namespace {
+
+// A ledger of `hosts` × `exes` executables with two series each, some names with control
+// characters and quotes, crash times spread so that the per-host cap folds some of them.
+common::Ledger big_ledger(int hosts, int exes) {
+  common::Ledger l;
+  for (int h = 0; h < hosts; ++h) {
+    for (int e = 0; e < exes; ++e) {
+      const std::string host = "node-" + std::to_string(h) + (h == 1 ? "\x1b[1m" : "");
+      const std::string exe = "/usr/lib/app" + std::to_string(h) + "/bin/service-" +
+                              std::to_string(e) + (e == 3 ? "\"q\"\n\\" : "");
+      for (int s = 0; s < 2; ++s) {
+        const SeriesKey k{host, exe, s == 0 ? "SEGV" : "ABRT", (e + s) % 2 == 0};
+        l.counts[k] = static_cast<uint64_t>(1 + (h * 7 + e * 3 + s) % 11);
+        l.times[k] = {1000 + (e * 37 + h * 11) % 500, 5000 + e + h};
+      }
+    }
+  }
+  l.pending.insert(format_record_id(7));
+  return l;
+}
+
+std::string exposition(const CrashState& st) {
+  return MetricsStream(st.snapshot(), {}, Format::text, Compression::none).read_all();
+}
+
+} // namespace
+
+TEST_CASE("a ledger streamed from the store exports what the whole ledger does", "[crash_state]") {
+  const common::Ledger l = big_ledger(6, 40);
+  test::TempDir dir;
+  auto store = common::Store::open(dir.str());
+  REQUIRE(store);
+  REQUIRE(common::write_ledger(*store, l));
+
+  auto fill = [](CrashState& st) {
+    st.add_record(7, 0, {"node-0", "/usr/lib/app0/bin/service-0", "SEGV", true}, 900, 10, 0);
+    st.add_record(8, 0, {"node-2", "/bin/new", "BUS", false}, 6000, 10, 5);
+  };
+  CrashState whole(25, 4, 150);
+  fill(whole);
+  whole.set_ledger(l, k_none);
+  whole.settle();
+  CrashState streamed(25, 4, 150);
+  fill(streamed);
+  REQUIRE(streamed.load_ledger(
+      [&](const common::LedgerVisitor& v) { return common::scan_store_ledger(*store, v); },
+      k_none));
+  streamed.settle();
+  // The same series split into two entries each, in reverse order: counts add up.
+  CrashState split(25, 4, 150);
+  fill(split);
+  REQUIRE(split.load_ledger(
+      [&](const common::LedgerVisitor& v) -> common::Expected<void> {
+        for (auto it = l.counts.rbegin(); it != l.counts.rend(); ++it) {
+          const auto& t = l.times.at(it->first);
+          v.series({it->first, it->second / 2, {t.first, t.first}});
+          v.series({it->first, it->second - it->second / 2, {t.last, t.last}});
+        }
+        v.pending(format_record_id(7));
+        return {};
+      },
+      k_none));
+  split.settle();
+
+  const std::string text = exposition(whole);
+  CHECK(text.size() > 20000);
+  CHECK(exposition(streamed) == text);
+  CHECK(exposition(split) == text);
+  // Byte for byte what prometheus-cpp writes for the same snapshot.
+  CHECK(text == prometheus::TextSerializer().Serialize(to_families(whole.snapshot())));
+  CHECK(whole.snapshot().folded_series > 0);
+  CHECK(streamed.is_pending(7));
+}
+
+TEST_CASE("a ledger read that fails part-way changes nothing", "[crash_state]") {
+  CrashState st(1, 0, 0);
+  const SeriesKey a{"h", "/bin/a", "SEGV", true};
+  st.add_record(1, 0, a, 100, 10, 0);
+  common::Ledger l;
+  l.counts[a] = 3;
+  st.set_ledger(l, k_none);
+  st.settle();
+  const std::string before = exposition(st);
+
+  auto r = st.load_ledger(
+      [&](const common::LedgerVisitor& v) -> common::Expected<void> {
+        v.series({{"h2", "/bin/z", "NEWSIG", false}, 5, {50, 60}}); // new host, executable, signal
+        v.series({a, 100, {1, 2}});
+        v.pending(format_record_id(1));
+        return common::fail("truncated ledger");
+      },
+      k_none);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().message == "truncated ledger");
+  CHECK_FALSE(st.is_pending(1));
+  st.settle();
+  CHECK(exposition(st) == before);
+  CHECK(st.snapshot().hosts.size() == 1);
+
+  // The executable the failed read brought took no label: the next one is still counted under
+  // its own name only if the cap allows, and /bin/a holds the one slot of host h.
+  st.add_record(2, 0, {"h", "/bin/b", "SEGV", true}, 50, 10, 0);
+  st.settle();
+  CHECK(count_of(st.snapshot(), {"h", "other", "SEGV", true}) == 1);
+  CHECK(count_of(st.snapshot(), a) == 4);
 }
