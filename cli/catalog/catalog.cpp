@@ -608,6 +608,14 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   return cat;
 }
 
+void refresh_index(const common::Store& store) {
+  if (!common::index::Index::open(store.fd(), store.root(), common::index::Access::write)) {
+    return; // not ours to write (or another writer keeps it current)
+  }
+  // The writer's lock is free again here; load_catalog() takes it and writes what changed.
+  (void)load_catalog(store, Filter{}, Cache::yes);
+}
+
 namespace {
 
 using Found = std::expected<std::vector<Located>, LookupFailure>;

@@ -56,6 +56,10 @@ struct Catalog {
 enum class Cache { no, yes };
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache cache = Cache::yes);
 
+// Brings the store's index (common/index) up to date with the files when the caller may write
+// it (the store's owner, no other writer): after vacuum and remove changed the store.
+void refresh_index(const common::Store& store);
+
 // One record id located in the store.
 struct Located {
   std::string host_dir;
