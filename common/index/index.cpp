@@ -296,6 +296,11 @@ Expected<Index> Index::open(int store_fd, const std::string& store_root, Access 
       if (auto wal = exec(index.m_db, "PRAGMA journal_mode = WAL", "Failed to enable WAL"); !wal) {
         return wal;
       }
+      // The -wal and -shm files stay when the writer closes: a reader who may not create files
+      // in the index's directory (the store's group) can only open a WAL database whose -shm
+      // exists (SQLite then maps it read-only).
+      int persist = 1;
+      sqlite3_file_control(index.m_db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
     }
     if (auto ok = index.check_schema(); !ok) {
       return ok;
