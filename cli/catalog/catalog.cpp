@@ -343,25 +343,25 @@ struct OpenIndex {
   SummaryCache dirs; // what it holds, as the cache's entries
 };
 
-Crash crash_of(const common::index::IndexedRecord& r) {
+Crash crash_of(common::index::IndexedRecord&& r) {
   Crash c;
-  c.id = r.id;
+  c.id = std::move(r.id);
   c.time = r.time;
-  c.hostname = r.hostname;
-  c.executable = r.executable;
+  c.hostname = std::move(r.hostname);
+  c.executable = std::move(r.executable);
   c.executable_deleted = r.executable_deleted;
   c.signal = r.signal;
-  c.signal_name = r.signal_name;
+  c.signal_name = std::move(r.signal_name);
   c.pid = r.pid;
   c.uid = r.uid;
-  c.comm = r.comm;
+  c.comm = std::move(r.comm);
   c.core_reason = common::parse_core_reason(r.core_reason).value_or(common::CoreReason::error);
   c.core_present = r.core_present;
   c.core_size = r.core_size;
   c.core_removed = r.core_removed;
   c.core_file = r.core_file;
-  c.signature = r.signature;
-  c.site = r.site;
+  c.signature = std::move(r.signature);
+  c.site = std::move(r.site);
   return c;
 }
 
@@ -418,10 +418,12 @@ OpenIndex open_index(const common::Store& store) {
     c.entries = d.state.entries;
     c.malformed = d.malformed;
     std::vector<std::string> bad;
+    c.ids.reserve(d.records.size());
+    c.crashes.reserve(d.records.size());
     for (auto& r : d.records) {
       if (r.listed) {
         c.ids.push_back(r.id);
-        c.crashes.push_back(crash_of(r));
+        c.crashes.push_back(crash_of(std::move(r)));
       } else {
         bad.push_back(r.id);
       }
