@@ -610,7 +610,11 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   return cat;
 }
 
-void refresh_index(const common::Store& store) {
+void refresh_index(const common::Store& store, IndexMissing missing) {
+  if (missing == IndexMissing::skip &&
+      !common::index::Index::open(store.fd(), store.root(), common::index::Access::read)) {
+    return;
+  }
   if (!common::index::Index::open(store.fd(), store.root(), common::index::Access::write)) {
     return; // not ours to write (or another writer keeps it current)
   }
