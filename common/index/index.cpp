@@ -299,8 +299,13 @@ Expected<Index> Index::open(int store_fd, const std::string& store_root, Access 
       // The -wal and -shm files stay when the writer closes: a reader who may not create files
       // in the index's directory (the store's group) can only open a WAL database whose -shm
       // exists (SQLite then maps it read-only).
+      // Truncated to zero at each checkpoint, so no stale frames outlive the writer.
       int persist = 1;
       sqlite3_file_control(index.m_db, "main", SQLITE_FCNTL_PERSIST_WAL, &persist);
+      if (auto limit = exec(index.m_db, "PRAGMA journal_size_limit = 0", "Failed to limit the WAL");
+          !limit) {
+        return limit;
+      }
     }
     if (auto ok = index.check_schema(); !ok) {
       return ok;
