@@ -28,6 +28,7 @@ struct DirStamp {
 
 struct CachedDir {
   DirStamp stamp;
+  uint64_t entries = 0;       // names in the directory when it was read (the index keeps it)
   std::vector<Crash> crashes; // every record of the directory, unfiltered
   std::vector<std::string> ids;
   size_t malformed = 0;

@@ -5,6 +5,7 @@
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
 #include "common/base/path.hpp"
+#include "common/index/index.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record_summary_view.hpp"
 #include "common/store/user_view.hpp"
@@ -17,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -170,6 +173,7 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
   const std::string core_suffix(common::k_core_suffix);
   CachedDir d;
   d.stamp = stamp;
+  d.entries = names.size();
   std::vector<std::string> bad_ids;
   bool complete = true;
   for (const auto& name : names) {
@@ -327,6 +331,125 @@ bool maybe_escaped(const std::vector<std::string>& values) {
                      [](const std::string& v) { return v.find('\\') != std::string::npos; });
 }
 
+// The index (common/index) as the summaries of unchanged directories: CORECTL_INDEX=0 turns it
+// off. The store's owner writes it (when no exporter holds the writers' lock); everyone else who
+// may read it only reads, and what changed since its writer last looked is read from the files.
+struct OpenIndex {
+  std::optional<common::index::Index> index;
+  SummaryCache dirs; // what it holds, as the cache's entries
+};
+
+Crash crash_of(common::index::IndexedRecord&& r) {
+  Crash c;
+  c.id = std::move(r.id);
+  c.time = r.time;
+  c.hostname = std::move(r.hostname);
+  c.executable = std::move(r.executable);
+  c.executable_deleted = r.executable_deleted;
+  c.signal = r.signal;
+  c.signal_name = std::move(r.signal_name);
+  c.pid = r.pid;
+  c.uid = r.uid;
+  c.comm = std::move(r.comm);
+  c.core_reason = common::parse_core_reason(r.core_reason).value_or(common::CoreReason::error);
+  c.core_present = r.core_present;
+  c.core_size = r.core_size;
+  c.core_removed = r.core_removed;
+  c.core_file = r.core_file;
+  c.signature = std::move(r.signature);
+  c.site = std::move(r.site);
+  return c;
+}
+
+common::index::IndexedRecord indexed_of(const Crash& c) {
+  common::index::IndexedRecord r;
+  r.id = c.id;
+  r.time = c.time;
+  r.hostname = c.hostname;
+  r.executable = c.executable;
+  r.executable_deleted = c.executable_deleted;
+  r.signal = c.signal;
+  r.signal_name = c.signal_name;
+  r.pid = c.pid;
+  r.uid = c.uid;
+  r.comm = c.comm;
+  r.core_reason = std::string(common::to_string(c.core_reason));
+  r.core_present = c.core_present;
+  r.core_size = c.core_size;
+  r.core_removed = c.core_removed;
+  r.core_file = c.core_file;
+  r.signature = c.signature;
+  r.site = c.site;
+  return r;
+}
+
+OpenIndex open_index(const common::Store& store) {
+  OpenIndex out;
+  if (const char* off = std::getenv("CORECTL_INDEX"); off && std::string_view(off) == "0") {
+    return out;
+  }
+  using common::index::Access;
+  struct stat st {};
+  const bool owner = ::fstat(store.fd(), &st) == 0 && st.st_uid == ::geteuid();
+  auto index = owner ? common::index::Index::open(store.fd(), store.root(), Access::write)
+                     : common::index::Index::open(store.fd(), store.root(), Access::read);
+  if (!index && owner) {
+    index = common::index::Index::open(store.fd(), store.root(), Access::read);
+  }
+  if (!index) {
+    return out; // no index we may use: the files (and the per-user cache) answer
+  }
+  if (!index->rebuilt().empty()) {
+    std::fprintf(stderr, "corectl: rebuilding the store's index (%s)\n",
+                 common::printable(index->rebuilt()).c_str());
+  }
+  auto dirs = index->load();
+  if (!dirs) {
+    return out;
+  }
+  for (auto& [key, d] : *dirs) {
+    CachedDir& c = out.dirs[key];
+    c.stamp =
+        DirStamp{d.state.ino, d.state.mtime_ns / 1'000'000'000, d.state.mtime_ns % 1'000'000'000};
+    c.entries = d.state.entries;
+    c.malformed = d.malformed;
+    std::vector<std::string> bad;
+    c.ids.reserve(d.records.size());
+    c.crashes.reserve(d.records.size());
+    for (auto& r : d.records) {
+      if (r.listed) {
+        c.ids.push_back(r.id);
+        c.crashes.push_back(crash_of(std::move(r)));
+      } else {
+        bad.push_back(r.id);
+      }
+    }
+    c.ids.insert(c.ids.end(), bad.begin(), bad.end());
+  }
+  out.index = std::move(*index);
+  return out;
+}
+
+common::index::IndexedDir indexed_dir(const CachedDir& d) {
+  common::index::IndexedDir out;
+  out.state = {d.stamp.ino, d.stamp.mtime_sec * 1'000'000'000 + d.stamp.mtime_nsec, d.entries};
+  out.malformed = d.malformed;
+  std::set<std::string> listed;
+  for (const auto& c : d.crashes) {
+    out.records.push_back(indexed_of(c));
+    listed.insert(c.id);
+  }
+  for (const auto& id : d.ids) {
+    if (!listed.contains(id)) {
+      common::index::IndexedRecord r;
+      r.id = id;
+      r.listed = false;
+      out.records.push_back(std::move(r));
+    }
+  }
+  return out;
+}
+
 } // namespace
 
 bool Filter::matches(const Crash& c) const {
@@ -417,9 +540,11 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   const size_t workers =
       std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(dirs.size(), 1));
   std::vector<WorkerResult> results(std::min<size_t>(workers, 16));
+  // The index where it can be read, else the per-user cache (a user outside the store's group).
+  OpenIndex index = use_cache == Cache::yes ? open_index(store) : OpenIndex{};
   const std::string cache_path =
-      use_cache == Cache::yes ? cache_path_for(store.root()) : std::string();
-  SummaryCache cache = read_cache(cache_path, store.root());
+      use_cache == Cache::yes && !index.index ? cache_path_for(store.root()) : std::string();
+  SummaryCache cache = index.index ? std::move(index.dirs) : read_cache(cache_path, store.root());
   std::atomic<size_t> next{0};
   auto work = [&](WorkerResult& out) {
     for (size_t i = next++; i < dirs.size(); i = next++) {
@@ -450,8 +575,12 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   // The new cache: fresh directories replace their entries; directories gone from the store drop
   // out. Written only when something changed.
   size_t fresh = 0;
+  std::vector<std::pair<common::index::DirKey, common::index::IndexedDir>> indexed;
   for (auto& r : results) {
     for (auto& [key, d] : r.fresh) {
+      if (index.index) {
+        indexed.emplace_back(key, indexed_dir(d));
+      }
       cache[key] = std::move(d);
       ++fresh;
     }
@@ -459,6 +588,11 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   std::set<std::pair<std::string, std::string>> present;
   for (const auto& d : dirs) {
     present.insert({d.host, d.exe});
+  }
+  if (index.index && index.index->access() == common::index::Access::write &&
+      (fresh > 0 || cache.size() != present.size())) {
+    // A failure (disk full) leaves the index as it was: the next run reads those files again.
+    (void)index.index->update(indexed, present);
   }
   const size_t before = cache.size();
   std::erase_if(cache, [&](const auto& kv) { return !present.contains(kv.first); });
@@ -470,6 +604,18 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   });
   cat.id_abbrev = abbrev_length(ids);
   return cat;
+}
+
+void refresh_index(const common::Store& store, IndexMissing missing) {
+  if (missing == IndexMissing::skip &&
+      !common::index::Index::open(store.fd(), store.root(), common::index::Access::read)) {
+    return;
+  }
+  if (!common::index::Index::open(store.fd(), store.root(), common::index::Access::write)) {
+    return; // not ours to write (or another writer keeps it current)
+  }
+  // The writer's lock is free again here; load_catalog() takes it and writes what changed.
+  (void)load_catalog(store, Filter{}, Cache::yes);
 }
 
 namespace {

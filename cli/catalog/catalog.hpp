@@ -56,6 +56,13 @@ struct Catalog {
 enum class Cache { no, yes };
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache cache = Cache::yes);
 
+// Brings the store's index (common/index) up to date with the files when the caller may write
+// it (the store's owner, no other writer): after vacuum and remove changed the store. With
+// IndexMissing::skip nothing is done when there is no valid index yet (building one reads every
+// record: the removal service answers its user first).
+enum class IndexMissing { build, skip };
+void refresh_index(const common::Store& store, IndexMissing missing);
+
 // One record id located in the store.
 struct Located {
   std::string host_dir;

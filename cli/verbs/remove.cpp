@@ -119,6 +119,7 @@ std::vector<RemoveResult> remove_crashes(const common::Store& store,
   if (any) {
     // The handler's usage estimate now overstates the store: the next crash measures it.
     ::unlinkat(store.fd(), common::k_usage_name, 0);
+    refresh_index(store, IndexMissing::skip);
   }
   return results;
 }

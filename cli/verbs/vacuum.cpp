@@ -209,6 +209,10 @@ Exit cmd_vacuum(Context& ctx) {
               human_size(plan.max_use).c_str(),
               human_size(space->available + policy_bytes + record_bytes_freed).c_str(),
               human_size(plan.keep_free).c_str());
+  if (!dry) {
+    refresh_index(
+        store, IndexMissing::build); // the directories vacuum left alone are indexed again at once
+  }
   return result;
 }
 

@@ -23,10 +23,11 @@ ALLOWED = {
     "common/crash": {"common/base", "common/record"},
     "common/sandbox": {"common/base"},
     "common/s3": {"common/base"},
+    "common/index": {"common/base"},
     "handler": {"common/base", "common/config", "common/record", "common/store", "common/crash",
                 "common/sandbox"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
-            "common/sandbox"},
+            "common/sandbox", "common/index"},
     "exporter": {"common/base", "common/config", "common/record", "common/store"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }

@@ -1,0 +1,136 @@
+// The index: the store's records summarised in one SQLite file (WAL mode), so that a reader
+// starting cold reads one file instead of every record. The files stay the truth: each
+// <host>/<exe> directory's row keeps the directory's state (inode, mtime, entry count) as it was
+// when its records were read, and a reader rescans only the directories whose state differs.
+// The index is derived and disposable: missing, corrupt, truncated or foreign (wrong owner, a
+// link, another schema) it is rebuilt by a writer or ignored by a reader, never trusted.
+#pragma once
+
+#include "common/base/error.hpp"
+#include "common/base/fd.hpp"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct sqlite3;
+
+namespace common::index {
+
+// <store>/.index/index.sqlite (and SQLite's -wal and -shm beside it), plus the writers' lock.
+// A directory of its own so that the exporter's unit can be given write access to it alone.
+inline constexpr const char* k_index_dir = ".index";
+inline constexpr const char* k_index_file = "index.sqlite";
+inline constexpr const char* k_lock_file = "writer.lock";
+// The schema this build writes; older files are migrated, newer or unknown ones rebuilt.
+inline constexpr int k_schema_version = 2;
+// PRAGMA application_id of our files ("pcIX"): a database of anything else is foreign.
+inline constexpr int32_t k_application_id = 0x70634958;
+// Modes: like records (the store user and its group).
+inline constexpr unsigned k_index_dir_mode = 0750;
+inline constexpr unsigned k_index_file_mode = 0640;
+
+// A directory's state when its records were read. Records and cores are only created, renamed
+// over or unlinked, each of which changes the directory's mtime and, but for a rename over, its
+// entry count.
+struct DirState {
+  uint64_t ino = 0;
+  int64_t mtime_ns = 0;
+  uint64_t entries = 0; // names in the directory
+  bool operator==(const DirState&) const = default;
+};
+
+// One record as list views, filters, counters and groups need it.
+struct IndexedRecord {
+  std::string id;
+  bool listed = true; // false: a record that could not be read at all (counted, not listed)
+  int64_t time = 0;
+  std::string hostname;
+  std::string executable;
+  bool executable_deleted = false;
+  int signal = 0;
+  std::string signal_name;
+  std::optional<int64_t> pid;
+  std::optional<int64_t> uid;
+  std::string comm;
+  std::string core_reason;
+  bool core_present = false;
+  uint64_t core_size = 0;
+  bool core_removed = false;
+  bool core_file = false;
+  std::string signature;
+  std::string site;
+  bool operator==(const IndexedRecord&) const = default;
+};
+
+struct IndexedDir {
+  DirState state;
+  size_t malformed = 0; // records that did not parse (listed by their place, or not at all)
+  std::vector<IndexedRecord> records;
+};
+
+using DirKey = std::pair<std::string, std::string>; // (host component, executable component)
+
+// One group of crashes by signature: a derived view (the groups' own state lives in files).
+struct GroupRow {
+  std::string signature;
+  int64_t first_seen = 0;
+  int64_t last_seen = 0;
+  uint64_t count = 0;
+  std::vector<std::string> hosts; // distinct hostnames, sorted
+};
+
+enum class Access { read, write };
+
+class Index {
+public:
+  // Opens the index of the store at `store_fd` (path `store_root`). Access::write takes the
+  // writers' lock (without waiting) and creates, migrates or rebuilds the file as needed, each
+  // rebuild logged once; it fails when the lock is held or the index cannot be written, and the
+  // caller then reads. Access::read opens an existing, valid file read-only, or fails.
+  static Expected<Index> open(int store_fd, const std::string& store_root, Access access);
+
+  Index(Index&&) noexcept;
+  Index& operator=(Index&&) noexcept;
+  ~Index();
+
+  Access access() const { return m_access; }
+  // Why the file was rebuilt on open ("" when it was not).
+  const std::string& rebuilt() const { return m_rebuilt; }
+
+  // Every directory the index holds, with its records.
+  Expected<std::map<DirKey, IndexedDir>> load() const;
+  // The stored state of every directory (cheap: no records).
+  Expected<std::map<DirKey, DirState>> states() const;
+  // The groups of crashes with a signature, most crashes first.
+  Expected<std::vector<GroupRow>> groups() const;
+
+  // In one transaction: replaces the rows of `fresh` directories and drops every directory not
+  // in `present`. A write error (disk full) rolls back: the index stays as it was, still valid.
+  Expected<void> update(const std::vector<std::pair<DirKey, IndexedDir>>& fresh,
+                        const std::set<DirKey>& present);
+
+private:
+  Index() = default;
+  Expected<void> check_schema();
+  Expected<void> migrate();
+
+  sqlite3* m_db = nullptr;
+  UniqueFd m_lock;
+  Access m_access = Access::read;
+  std::string m_rebuilt;
+};
+
+// The schema steps, one per version: step i takes a database from version i to i + 1. Exposed so
+// tests can build a file of an older version and watch it migrate.
+const std::vector<const char*>& schema_steps();
+
+// The state of an open directory now: its inode and mtime, and the names it holds.
+Expected<DirState> dir_state(int dirfd);
+
+} // namespace common::index

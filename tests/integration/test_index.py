@@ -1,0 +1,191 @@
+"""The store's index (common/index): every corectl view is the same with the index, without it,
+warm from it, and after it was deleted or damaged in the middle of a run; the index heals.
+
+Stores: the one the real handler writes from real cores (corefixture) and one from the benchmark
+generator (bench/gen_corectl_store.py). Directories are aged past the two seconds in which a
+directory is never indexed (a change in the same timestamp tick would go unseen).
+"""
+import os
+import pathlib
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import corefixture
+import pctest
+
+INDEX_DIR = ".index"
+INDEX = f"{INDEX_DIR}/index.sqlite"
+
+VIEWS = [
+    ["list"],
+    ["list", "--json"],
+    ["list", "-r", "--since", "2025-10-15T00:00:00Z"],
+    ["list", "--signal", "segv"],
+    ["groups"],
+    ["groups", "--json"],
+]
+
+
+def age_dirs(store, seconds=60):
+    past = os.stat(store).st_mtime - seconds
+    for d in list(store.glob("*/*")) + list(store.glob("*")):
+        if d.is_dir() and not d.name.startswith("."):
+            os.utime(d, (past, past), follow_symlinks=False)
+
+
+def corectl(config, *args, index=True):
+    env = dict(os.environ, TZ="UTC", NO_COLOR="1", CORECTL_CACHE="0",
+               CORECTL_INDEX="1" if index else "0")
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(config), *args,
+                        "--no-pager"], capture_output=True, env=env)
+    return r.returncode, r.stdout.decode(), r.stderr.decode()
+
+
+def views(config, store, index=True):
+    out = {}
+    ids = []
+    for args in VIEWS:
+        code, stdout, stderr = corectl(config, *args, index=index)
+        out[" ".join(args)] = (code, stdout)
+        if args == ["list", "--json"]:
+            ids = sorted(line.split('"id":')[1][:20] for line in stdout.splitlines()
+                         if '"id":' in line)[:3]
+    for rid in ids:
+        rid = rid.strip(' "')[:12]
+        out["info " + rid] = corectl(config, "info", rid, index=index)[:2]
+    return out
+
+
+def indexed_records(store):
+    db = sqlite3.connect(f"file:{store / INDEX}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT count(*) FROM records WHERE listed").fetchone()[0]
+    finally:
+        db.close()
+
+
+def damage(store, how):
+    path = store / INDEX
+    for suffix in ("-wal", "-shm"):
+        pathlib.Path(str(path) + suffix).unlink(missing_ok=True)
+    if how == "deleted":
+        shutil.rmtree(store / INDEX_DIR)
+    elif how == "garbage":
+        path.write_bytes(b"not a database" * 1000)
+    elif how == "truncated":
+        os.truncate(path, 4096 + 17)
+    elif how == "symlink":
+        target = store.parent / "elsewhere.sqlite"
+        shutil.copy(path, target)
+        path.unlink()
+        path.symlink_to(target)
+    elif how == "another_schema":
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+    elif how == "another_application":
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA application_id = 7")
+        db.commit()
+        db.close()
+    elif how == "zero_rows":
+        db = sqlite3.connect(path)
+        db.execute("DELETE FROM records")  # states kept: only their rows lie
+        db.commit()
+        db.close()
+
+
+@pytest.fixture(scope="module", params=["real", "generated"])
+def store(request, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"index-{request.param}")
+    if request.param == "real":
+        store, config, _ = corefixture.build_store(base)
+        # Only the store's owner writes the index; the handler's runs are over.
+        os.chown(store, os.geteuid(), -1)
+    else:
+        store = base / "store"
+        gen = pathlib.Path(os.environ["PC_SOURCE_DIR"]) / "bench" / "gen_corectl_store.py"
+        subprocess.run([sys.executable, str(gen), str(store), "3000"], check=True,
+                       stdout=subprocess.DEVNULL)
+        config = pctest.write_config(base / "corectl.conf", store)
+    age_dirs(store)
+    return store, config
+
+
+def test_views_identical_with_without_and_warm(store):
+    store, config = store
+    shutil.rmtree(store / INDEX_DIR, ignore_errors=True)
+    files = views(config, store, index=False)
+    assert not (store / INDEX_DIR).exists()  # CORECTL_INDEX=0 leaves the store alone
+    cold = views(config, store)
+    assert (store / INDEX).exists()
+    assert indexed_records(store) > 0
+    warm = views(config, store)
+    assert cold == files
+    assert warm == files
+    mode = os.stat(store / INDEX).st_mode & 0o777
+    assert mode == 0o640  # readable like records: the store's owner and its group
+
+
+@pytest.mark.parametrize("how", ["deleted", "garbage", "truncated", "symlink", "another_schema",
+                                 "another_application"])
+def test_damaged_index_is_rebuilt_never_trusted(store, how):
+    store, config = store
+    files = views(config, store, index=False)
+    views(config, store)  # the index is current
+    damage(store, how)
+    code, _, stderr = corectl(config, "list")
+    assert code == 0
+    if how != "deleted":
+        assert "rebuilding the store's index" in stderr  # one line says why
+    assert views(config, store) == files
+    assert not (store / INDEX).is_symlink()
+    assert indexed_records(store) > 0  # healed
+
+
+def test_changed_directories_are_rescanned(store):
+    store, config = store
+    views(config, store)
+    # A crash arrives (the handler's way: a new record renamed into place) and another is
+    # removed after the index was written: only their directories' states differ.
+    records = sorted(store.glob("*/*/*.json"))
+    victim, source = records[0], records[-1]
+    victim.unlink()
+    for core in victim.parent.glob(victim.name.replace(".json", ".core.zst")):
+        core.unlink()
+    text = source.read_text()
+    old_id = source.name[:-len(".json")]
+    new_id = "abcdef0123456789"
+    tmp = source.parent / f".#{new_id}.tmp"
+    tmp.write_text(text.replace(old_id, new_id))
+    tmp.rename(source.parent / f"{new_id}.json")
+    files = views(config, store, index=False)
+    assert views(config, store) == files
+    age_dirs(store)
+    assert views(config, store) == files  # and once indexed again
+
+
+def test_a_reader_who_cannot_write_reads_and_rescans_in_memory(store):
+    store, config = store
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run corectl as another user than the store's owner")
+    views(config, store)
+    records = sorted(store.glob("*/*/*.json"))
+    records[0].unlink()  # the index is now stale for that directory
+    before = (store / INDEX).stat().st_mtime_ns
+    files = views(config, store, index=False)
+    # Another owner for the store: root no longer owns it, so it only reads the index.
+    owned = [store, store / INDEX_DIR] + list((store / INDEX_DIR).iterdir())
+    for p in owned:
+        os.chown(p, 1, -1)
+    try:
+        assert views(config, store) == files
+        assert (store / INDEX).stat().st_mtime_ns == before
+    finally:
+        for p in owned:
+            os.chown(p, 0, -1)

@@ -1,0 +1,221 @@
+#include "common/index/index.hpp"
+#include "test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace fs = std::filesystem;
+using common::index::Access;
+using common::index::DirKey;
+using common::index::Index;
+using common::index::IndexedDir;
+using common::index::IndexedRecord;
+
+namespace {
+
+common::UniqueFd open_dir(const test::TempDir& t) {
+  return common::UniqueFd(::open(t.str().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+IndexedDir sample_dir(int n, int64_t mtime_ns) {
+  IndexedDir d;
+  d.state = {42, mtime_ns, static_cast<uint64_t>(2 * n)};
+  d.malformed = 1;
+  for (int i = 0; i < n; ++i) {
+    IndexedRecord r;
+    r.id = "00000000000000" + std::string(1, static_cast<char>('a' + i)) + "0";
+    r.time = 1'760'000'000 + i;
+    r.hostname = i % 2 ? "web01" : "db01";
+    r.executable = "/usr/bin/app";
+    r.signal = 11;
+    r.signal_name = "SEGV";
+    r.pid = 100 + i;
+    r.uid = i == 0 ? std::nullopt : std::optional<int64_t>(1000);
+    r.comm = "app";
+    r.core_reason = "stored";
+    r.core_present = true;
+    r.core_size = uint64_t{1} << 40;
+    r.core_file = true;
+    r.signature = i < 2 ? "sig-a" : "sig-b";
+    r.site = "f ← g";
+    d.records.push_back(r);
+  }
+  IndexedRecord bad;
+  bad.id = "ffffffffffffffff";
+  bad.listed = false;
+  d.records.push_back(bad);
+  return d;
+}
+
+std::string index_file(const test::TempDir& t) {
+  return t.str() + "/" + common::index::k_index_dir + "/" + common::index::k_index_file;
+}
+
+// Writes one directory's rows and closes the index again.
+void fill(const test::TempDir& t, int fd) {
+  auto index = Index::open(fd, t.str(), Access::write);
+  REQUIRE(index);
+  const DirKey key{"web01", "usr!bin!app"};
+  REQUIRE(index->update({{key, sample_dir(3, 7)}}, {key}));
+}
+
+} // namespace
+
+TEST_CASE("index: what is written is read back, dirs and records alike", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  fill(t, fd.get());
+  auto reader = Index::open(fd.get(), t.str(), Access::read);
+  REQUIRE(reader);
+  CHECK(reader->rebuilt().empty());
+  auto all = reader->load();
+  REQUIRE(all);
+  REQUIRE(all->size() == 1);
+  const auto& d = all->begin()->second;
+  const auto want = sample_dir(3, 7);
+  CHECK(d.state == want.state);
+  CHECK(d.malformed == 1);
+  REQUIRE(d.records.size() == want.records.size());
+  for (size_t i = 0; i < d.records.size(); ++i) {
+    CHECK(d.records[i] == want.records[i]);
+  }
+  SECTION("a reader cannot write") {
+    CHECK_FALSE(reader->update({}, {}));
+  }
+  SECTION("the groups view: signature, first and last seen, count, hosts") {
+    auto groups = reader->groups();
+    REQUIRE(groups);
+    REQUIRE(groups->size() == 2);
+    CHECK((*groups)[0].signature == "sig-a");
+    CHECK((*groups)[0].count == 2);
+    CHECK((*groups)[0].first_seen == 1'760'000'000);
+    CHECK((*groups)[0].last_seen == 1'760'000'001);
+    CHECK((*groups)[0].hosts == std::vector<std::string>{"db01", "web01"});
+    CHECK((*groups)[1].count == 1);
+  }
+  SECTION("directories no longer present are dropped") {
+    auto writer = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(writer);
+    REQUIRE(writer->update({}, {}));
+    auto none = writer->load();
+    REQUIRE(none);
+    CHECK(none->empty());
+  }
+}
+
+TEST_CASE("index: one writer at a time; the second one is refused, not queued", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  auto first = Index::open(fd.get(), t.str(), Access::write);
+  REQUIRE(first);
+  auto second = Index::open(fd.get(), t.str(), Access::write);
+  CHECK_FALSE(second);
+  CHECK(Index::open(fd.get(), t.str(), Access::read)); // readers are never refused
+}
+
+TEST_CASE("index: a missing or damaged file is never trusted, never fatal", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  SECTION("missing: a reader fails, a writer creates it") {
+    CHECK_FALSE(Index::open(fd.get(), t.str(), Access::read));
+    auto w = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(w);
+    CHECK(w->rebuilt().empty());
+    CHECK(w->load()->empty());
+  }
+  fill(t, fd.get());
+  auto damaged = [&](const std::string& why) {
+    auto reader = Index::open(fd.get(), t.str(), Access::read);
+    if (reader) {
+      CHECK_FALSE(reader->load()); // opened, but its pages are not to be trusted
+    }
+    auto writer = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(writer);
+    INFO(why);
+    CHECK_FALSE(writer->rebuilt().empty());
+    auto all = writer->load();
+    REQUIRE(all);
+    CHECK(all->empty()); // rebuilt from nothing: the files refill it
+  };
+  SECTION("garbage") {
+    test::spit(index_file(t), std::string(8192, 'x'));
+    damaged("garbage");
+  }
+  SECTION("truncated") {
+    fs::resize_file(index_file(t), 4096 + 100);
+    damaged("truncated");
+  }
+  SECTION("a symbolic link in its place") {
+    test::spit(t.path() / "elsewhere", "x");
+    fs::remove(index_file(t));
+    fs::create_symlink(t.path() / "elsewhere", index_file(t));
+    CHECK_FALSE(Index::open(fd.get(), t.str(), Access::read));
+    auto w = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(w);
+    CHECK_FALSE(w->rebuilt().empty());
+    CHECK(test::slurp(t.path() / "elsewhere") == "x"); // the link's target is left alone
+  }
+  SECTION("another application's database, or another schema") {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(index_file(t).c_str(), &db) == SQLITE_OK);
+    const bool other_app = GENERATE(true, false);
+    const char* sql = other_app ? "PRAGMA application_id = 1" : "PRAGMA user_version = 99";
+    REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+    CHECK_FALSE(Index::open(fd.get(), t.str(), Access::read));
+    auto w = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(w);
+    CHECK_FALSE(w->rebuilt().empty());
+  }
+}
+
+TEST_CASE("index: an older schema is migrated, its rows kept", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  fs::create_directory(t.path() / common::index::k_index_dir);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(index_file(t).c_str(), &db) == SQLITE_OK);
+  // Version 1 exactly as its step wrote it, with one directory in it.
+  const std::string v1 =
+      std::string(common::index::schema_steps().at(0)) +
+      "PRAGMA application_id = " + std::to_string(common::index::k_application_id) +
+      "; PRAGMA user_version = 1;"
+      "INSERT INTO dirs VALUES ('h', 'e', 1, 2, 3, 0);";
+  REQUIRE(sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  // A reader does not migrate: it leaves that to the writer.
+  CHECK_FALSE(Index::open(fd.get(), t.str(), Access::read));
+  {
+    auto w = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(w);
+    CHECK(w->rebuilt().empty());
+    auto states = w->states();
+    REQUIRE(states);
+    REQUIRE(states->size() == 1);
+    CHECK(states->begin()->second == common::index::DirState{1, 2, 3});
+    CHECK(w->groups()); // version 2's view exists
+  }
+  auto r = Index::open(fd.get(), t.str(), Access::read);
+  REQUIRE(r);
+  CHECK(r->load());
+}
+
+TEST_CASE("index: a directory's state is its inode, mtime and entry count", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  auto before = common::index::dir_state(fd.get());
+  REQUIRE(before);
+  CHECK(before->entries == 0);
+  test::spit(t.path() / ".hidden", "x");
+  test::spit(t.path() / "a.json", "x");
+  auto after = common::index::dir_state(fd.get());
+  REQUIRE(after);
+  CHECK(after->entries == 2);
+  CHECK(after->ino == before->ino);
+}
