@@ -49,6 +49,8 @@ struct CoreInfo {
   // RFC 3339 time at which retention removed the stored core (corectl vacuum). `present` and
   // `reason` keep describing the capture, so series labels derived from them never change.
   std::optional<std::string> removed;
+  // Keys of `core` this version does not know (a later version's), written back unchanged.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 struct HandlerInfo {
@@ -65,6 +67,8 @@ struct HandlerInfo {
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
   // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
   std::vector<std::string> cut;
+  // Keys of `handler` this version does not know, written back unchanged.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 struct Record {
@@ -98,6 +102,9 @@ struct Record {
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;
   std::string store_exe;
+  // Top-level keys this version does not know (sections of a later version, or a known
+  // section of the wrong type), written back unchanged, so no rewrite loses them.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 // The record as JSON; every string is made valid UTF-8.

@@ -240,3 +240,33 @@ TEST_CASE("mappings, container and node read back to the same JSON", "[record_mo
   CHECK(record::to_json(n) == node);
   CHECK(record::node_from_json("x").empty());
 }
+
+TEST_CASE("a record keeps the keys and sections of a later version", "[record_model]") {
+  Record r;
+  r.id = "0123456789abcdef";
+  r.crash = crash_to_json(sample_facts(), sample_analysis());
+  json j = to_json(r);
+  j["python"] = {{"threads", json::array({{{"frames", json::array()}}})}};
+  j["packages"] = json::array({{{"name", "libc6"}}});
+  j["core"]["uploaded"] = "2026-12-01T00:00:00Z";
+  j["handler"]["sandbox"] = {{"seccomp", true}};
+  j["crash"]["python_stack"] = true;
+  auto parsed = record_from_json(j);
+  REQUIRE(parsed);
+  CHECK(to_json(*parsed) == j);
+  CHECK(parsed->unknown.contains("python"));
+  CHECK(parsed->core.unknown.contains("uploaded"));
+
+  SECTION("a known section of another type is kept, not dropped") {
+    j["container"] = "docker";
+    j["mappings"] = {{"path", "/x"}};
+    auto odd = record_from_json(j);
+    REQUIRE(odd);
+    CHECK(odd->container.empty());
+    CHECK(to_json(*odd) == j);
+  }
+  SECTION("a record without unknown keys is written as before") {
+    CHECK(to_json(*record_from_json(to_json(r))) == to_json(r));
+    CHECK(record_from_json(to_json(r))->unknown.empty());
+  }
+}
