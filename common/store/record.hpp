@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/base/error.hpp"
+#include "common/record/bound.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -111,14 +112,6 @@ struct Record {
 nlohmann::json to_json(const Record& r);
 // Pretty JSON text with a trailing newline.
 std::string to_json_text(const Record& r);
-
-// The largest record the handler writes (its JSON text; common/store/record_bound cuts to it),
-// documented in docs/record.md.
-inline constexpr size_t k_record_max = 256 << 10;
-// The one limit of every reader (corectl, vacuum, the exporter): the handler's bound plus a
-// margin for what is added once a record is written (vacuum's `core.removed`). A larger file is
-// not read: it is listed and counted as unreadable, from its place in the store.
-inline constexpr size_t k_max_record_bytes = k_record_max + (64 << 10);
 
 // Parses record text into a DOM after checking its size and nesting depth
 // (common/base/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's
