@@ -3,6 +3,7 @@
 #include "common/base/escape.hpp"
 #include "common/base/json_bounds.hpp"
 #include "common/base/parse.hpp"
+#include "common/record/enum_names.hpp"
 #include "common/store/names.hpp"
 
 #include <algorithm>
@@ -16,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<CoreReason, std::string_view>, 11> k_reasons = {{
+constexpr record::EnumNames<CoreReason, 11> k_reasons = {{
     {CoreReason::stored, "stored"},
     {CoreReason::truncated, "truncated"},
     {CoreReason::rlimit, "rlimit"},
@@ -146,21 +147,11 @@ Expected<void> get(const json& j, const char* key, T& out) {
 } // namespace
 
 std::string_view to_string(CoreReason r) {
-  for (const auto& [reason, name] : k_reasons) {
-    if (reason == r) {
-      return name;
-    }
-  }
-  return "error";
+  return record::enum_name(k_reasons, r, "error");
 }
 
 std::optional<CoreReason> parse_core_reason(std::string_view s) {
-  for (const auto& [reason, name] : k_reasons) {
-    if (name == s) {
-      return reason;
-    }
-  }
-  return std::nullopt;
+  return record::enum_from_name(k_reasons, s);
 }
 
 std::string format_time(int64_t epoch_seconds) {
