@@ -5,6 +5,7 @@
 #include "common/base/io.hpp"
 #include "common/crash/elf_struct.hpp"
 #include "common/crash/symbol_name.hpp"
+#include "common/record/enum_names.hpp"
 
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -330,18 +331,17 @@ std::optional<std::string> read_build_id(const std::string& path, int root_fd) {
   return f.build_id();
 }
 
+namespace {
+constexpr record::EnumNames<FindingKind, 4> k_finding_kinds = {{
+    {FindingKind::deleted, "deleted"},
+    {FindingKind::missing, "missing"},
+    {FindingKind::replaced, "replaced"},
+    {FindingKind::modified_after_start, "modified_after_start"},
+}};
+} // namespace
+
 std::string_view to_string(FindingKind kind) {
-  switch (kind) {
-  case FindingKind::deleted:
-    return "deleted";
-  case FindingKind::missing:
-    return "missing";
-  case FindingKind::replaced:
-    return "replaced";
-  case FindingKind::modified_after_start:
-    return "modified_after_start";
-  }
-  return "unknown";
+  return record::enum_name(k_finding_kinds, kind, "unknown");
 }
 
 std::vector<MappingFinding> check_mapped_files(

@@ -3,8 +3,10 @@
 #include "common/base/escape.hpp"
 #include "common/base/json_bounds.hpp"
 #include "common/base/parse.hpp"
+#include "common/record/enum_names.hpp"
 #include "common/store/names.hpp"
 
+#include <algorithm>
 #include <array>
 #include <ctime>
 #include <utility>
@@ -15,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<CoreReason, std::string_view>, 11> k_reasons = {{
+constexpr record::EnumNames<CoreReason, 11> k_reasons = {{
     {CoreReason::stored, "stored"},
     {CoreReason::truncated, "truncated"},
     {CoreReason::rlimit, "rlimit"},
@@ -61,6 +63,59 @@ json clean(const json& j) {
   return j;
 }
 
+// The keys each object of the record has in this version; any other key is kept as unknown.
+constexpr std::array k_record_keys = {"schema",
+                                      "id",
+                                      "time",
+                                      "hostname",
+                                      "executable",
+                                      "executable_deleted",
+                                      "executable_raw",
+                                      "signal",
+                                      "signal_name",
+                                      "pid",
+                                      "tid",
+                                      "uid",
+                                      "gid",
+                                      "comm",
+                                      "cmdline",
+                                      "dump_mode",
+                                      "rlimit_core",
+                                      "core",
+                                      "store",
+                                      "handler",
+                                      "crash",
+                                      "mappings",
+                                      "container",
+                                      "node"};
+constexpr std::array k_core_keys = {"present",     "reason",    "path",          "size",
+                                    "stored_size", "truncated", "expected_size", "access",
+                                    "compression", "error",     "removed"};
+constexpr std::array k_handler_keys = {"version",  "duration_ms", "drained_ms", "analysis_ms",
+                                       "analysis", "warnings",    "cut"};
+
+template <size_t N>
+json unknown_keys(const json& object, const std::array<const char*, N>& known) {
+  json out = json::object();
+  for (const auto& [k, v] : object.items()) {
+    if (std::find_if(known.begin(), known.end(), [&](const char* key) { return k == key; }) ==
+        known.end()) {
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+// Writes what a reader kept beside the keys this version wrote (which it never replaces).
+void add_unknown(json& object, const json& unknown) {
+  for (const auto& [k, v] : unknown.items()) {
+    const std::string key = utf8(k);
+    if (!object.contains(key)) {
+      object[key] = clean(v);
+    }
+  }
+}
+
 template <typename T>
 Expected<void> get_opt(const json& j, const char* key, std::optional<T>& out) {
   auto it = j.find(key);
@@ -92,21 +147,11 @@ Expected<void> get(const json& j, const char* key, T& out) {
 } // namespace
 
 std::string_view to_string(CoreReason r) {
-  for (const auto& [reason, name] : k_reasons) {
-    if (reason == r) {
-      return name;
-    }
-  }
-  return "error";
+  return record::enum_name(k_reasons, r, "error");
 }
 
 std::optional<CoreReason> parse_core_reason(std::string_view s) {
-  for (const auto& [reason, name] : k_reasons) {
-    if (name == s) {
-      return reason;
-    }
-  }
-  return std::nullopt;
+  return record::enum_from_name(k_reasons, s);
 }
 
 std::string format_time(int64_t epoch_seconds) {
@@ -212,6 +257,9 @@ json to_json(const Record& r) {
   if (!r.handler.analysis.empty()) {
     j["handler"]["analysis"] = utf8(r.handler.analysis);
   }
+  add_unknown(j["core"], r.core.unknown);
+  add_unknown(j["handler"], r.handler.unknown);
+  add_unknown(j, r.unknown);
   return j;
 }
 
@@ -302,6 +350,18 @@ Expected<Record> record_from_json(const json& j) {
   if (auto it = j.find("node"); it != j.end() && it->is_object()) {
     r.node = *it;
   }
+  r.unknown = unknown_keys(j, k_record_keys);
+  // A section of the type another version gave it is kept as it was, not dropped.
+  for (const char* key : {"crash", "container", "node"}) {
+    if (auto it = j.find(key); it != j.end() && !it->is_object()) {
+      r.unknown[key] = *it;
+    }
+  }
+  if (auto it = j.find("mappings"); it != j.end() && !it->is_array()) {
+    r.unknown["mappings"] = *it;
+  }
+  r.core.unknown = unknown_keys(core, k_core_keys);
+  r.handler.unknown = unknown_keys(handler, k_handler_keys);
   return r;
 }
 

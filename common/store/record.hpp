@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/base/error.hpp"
+#include "common/record/bound.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -49,6 +50,8 @@ struct CoreInfo {
   // RFC 3339 time at which retention removed the stored core (corectl vacuum). `present` and
   // `reason` keep describing the capture, so series labels derived from them never change.
   std::optional<std::string> removed;
+  // Keys of `core` this version does not know (a later version's), written back unchanged.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 struct HandlerInfo {
@@ -65,6 +68,8 @@ struct HandlerInfo {
   std::vector<std::string> warnings; // malformed arguments and other things worth a look
   // What bound_record() cut to keep the record under k_record_max ("mappings: 37 of 400 kept").
   std::vector<std::string> cut;
+  // Keys of `handler` this version does not know, written back unchanged.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 struct Record {
@@ -98,20 +103,15 @@ struct Record {
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;
   std::string store_exe;
+  // Top-level keys this version does not know (sections of a later version, or a known
+  // section of the wrong type), written back unchanged, so no rewrite loses them.
+  nlohmann::json unknown = nlohmann::json::object();
 };
 
 // The record as JSON; every string is made valid UTF-8.
 nlohmann::json to_json(const Record& r);
 // Pretty JSON text with a trailing newline.
 std::string to_json_text(const Record& r);
-
-// The largest record the handler writes (its JSON text; common/store/record_bound cuts to it),
-// documented in docs/record.md.
-inline constexpr size_t k_record_max = 256 << 10;
-// The one limit of every reader (corectl, vacuum, the exporter): the handler's bound plus a
-// margin for what is added once a record is written (vacuum's `core.removed`). A larger file is
-// not read: it is listed and counted as unreadable, from its place in the store.
-inline constexpr size_t k_max_record_bytes = k_record_max + (64 << 10);
 
 // Parses record text into a DOM after checking its size and nesting depth
 // (common/base/json_bounds.hpp): a record the store's owner wrote must not exhaust a reader's
