@@ -206,6 +206,9 @@ json to_json(const Record& r) {
   if (!r.node.empty()) {
     j["node"] = clean(r.node);
   }
+  if (!r.packages.empty()) {
+    j["packages"] = clean(r.packages);
+  }
   if (!r.handler.cut.empty()) {
     j["handler"]["cut"] = clean(json(r.handler.cut));
   }
@@ -301,6 +304,9 @@ Expected<Record> record_from_json(const json& j) {
   }
   if (auto it = j.find("node"); it != j.end() && it->is_object()) {
     r.node = *it;
+  }
+  if (auto it = j.find("packages"); it != j.end() && it->is_object()) {
+    r.packages = *it;
   }
   return r;
 }
