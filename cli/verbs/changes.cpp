@@ -5,6 +5,7 @@
 #include "common/packages/changes.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,7 +101,7 @@ std::vector<std::string> package_manager_lines(const std::vector<std::string>& p
 } // namespace
 
 std::optional<nlohmann::json> group_changes(const common::Store& store, const Catalog& group,
-                                            const FullRecord& full) {
+                                            const Located& where, const FullRecord& full) {
   const auto& crash = full.record.crash;
   std::string signature;
   if (crash.is_object()) {
@@ -116,10 +117,22 @@ std::optional<nlohmann::json> group_changes(const common::Store& store, const Ca
   const int64_t now = common::parse_time(full.record.time).value_or(0);
   const Crash* first = nullptr;
   const Crash* previous = nullptr;
+  // Records carry whole seconds: crashes of one second are ordered by when their records were
+  // written (the handler writes the record last).
+  auto written = [&](const std::string& host, const std::string& exe, const std::string& id) {
+    struct stat st {};
+    const std::string rel = common::record_relpath(host, exe, id);
+    if (::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return int64_t{0};
+    }
+    return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  };
+  const int64_t this_written = written(where.host_dir, where.exe_dir, where.id);
   for (const auto& c : group.crashes) {
-    // Earlier crashes of the group; equal times are ordered by id, as the catalog lists them.
-    if (c.signature != signature || c.id == full.record.id || c.time > now ||
-        (c.time == now && c.id > full.record.id)) {
+    if (c.signature != signature || c.id == full.record.id || c.time > now) {
+      continue;
+    }
+    if (c.time == now && written(c.host_dir, c.exe_dir, c.id) >= this_written) {
       continue;
     }
     if (!first || c.time < first->time) {

@@ -13,8 +13,9 @@ namespace cli {
 
 // The record's `changes` for info: {"previous": {"id", "changes": [...]}, "first": {...},
 // "package_log": [lines]}; nullopt when the record has no signature or is the group's first.
-// `group` is every crash of the store (loaded once per invocation by the caller).
+// `group` is every crash of the store (loaded once per invocation by the caller), `where` the
+// record's place in the store.
 std::optional<nlohmann::json> group_changes(const common::Store& store, const Catalog& group,
-                                            const FullRecord& full);
+                                            const Located& where, const FullRecord& full);
 
 } // namespace cli

@@ -26,7 +26,7 @@ void show_record(Context& ctx, const Located& where, FullRecord& full, bool& fir
   if (!everything) {
     everything = load_catalog(*ctx.store, Filter{});
   }
-  if (auto changes = group_changes(*ctx.store, *everything, full)) {
+  if (auto changes = group_changes(*ctx.store, *everything, where, full)) {
     full.json["changes"] = std::move(*changes);
   }
   if (ctx.opts.json != JsonMode::off) {
