@@ -287,7 +287,9 @@ void lookup_python(int root, const std::vector<std::string>& paths,
       }
     }
   }
-  for (auto& [site, wanted] : by_site) {
+  for (auto& entry : by_site) {
+    const std::string& site = entry.first;
+    auto& wanted = entry.second; // not a binding: clang before 16 cannot capture one
     auto dir = open_in_root(root, site, O_RDONLY | O_DIRECTORY);
     if (!dir || budget.spent()) {
       continue;
@@ -308,7 +310,10 @@ void lookup_python(int root, const std::vector<std::string>& paths,
         continue;
       }
       budget.bytes += text->size();
-      const auto [name, version] = split_dist_info(dist);
+      // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+      const std::pair<std::string, std::string> dist_name = split_dist_info(dist);
+      const std::string& name = dist_name.first;
+      const std::string& version = dist_name.second;
       for_each_line(*text, [&](std::string_view line) {
         auto it = wanted.find(record_path(line));
         if (it == wanted.end()) {
