@@ -6,6 +6,8 @@
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/symbolize.hpp"
+#include "common/packages/owner_json.hpp"
+#include "common/packages/ownership.hpp"
 #include "common/sandbox/analysis_child.hpp"
 #include "handler/context.hpp"
 #include "handler/steps.hpp"
@@ -175,6 +177,17 @@ void analyze_crash(Context& ctx) {
   }
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);
+  // The packages behind the mapped files, from the databases of the crashed root (the host's or
+  // a container's). Here, after the drain, the kernel and the crashed process wait for none of
+  // it; the lookup has its own time and byte budget (common/packages/ownership).
+  if (root >= 0 && !facts.files.empty()) {
+    std::vector<std::string> paths;
+    paths.reserve(facts.files.size());
+    for (const auto& f : facts.files) {
+      paths.push_back(f.path);
+    }
+    r.packages = common::to_json(common::find_owners(root, paths));
+  }
   for (const auto& f : findings) {
     ctx.warnings.push_back("mapped file " + common::to_valid_utf8(f.path) + " " +
                            std::string(common::to_string(f.kind)) +

@@ -505,6 +505,7 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
   for (size_t i = 0; i < r.handler.warnings.size(); ++i) {
     line(i == 0 ? "Warnings" : "", printable(r.handler.warnings[i]));
   }
+  print_changes(term, full.json, out); // cli/output/render_packages.cpp
 
   if (auto it = crash.find("stacks"); it != crash.end() && it->is_array() && !it->empty()) {
     print_stacks(term, *it, out);
@@ -528,7 +529,7 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
       if (has(m, "build_id")) {
         out += "  build-id " + field(m, "build_id");
       }
-      out += "\n";
+      out += owner_suffix(r.packages, m) + "\n"; // cli/output/render_packages.cpp
       if (auto f = m.is_object() ? m.find("findings") : m.end();
           m.is_object() && f != m.end() && f->is_array()) {
         for (const auto& finding : *f) {

@@ -77,4 +77,10 @@ struct InfoPlaces {
 // Everything in a record, readable.
 void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places);
 
+// info's block on what changed since the group's previous and first crash (the record JSON's
+// `changes`, set by corectl), appended to `out`; nothing when there is none.
+void print_changes(const Term& term, const nlohmann::json& record, std::string& out);
+// "  (libc6 2.36-9+deb12u4)": the owner that the `packages` section names for mapping `m`.
+std::string owner_suffix(const nlohmann::json& packages, const nlohmann::json& m);
+
 } // namespace cli

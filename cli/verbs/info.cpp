@@ -3,6 +3,7 @@
 #include "cli/context.hpp"
 #include "cli/debuginfo/enrich.hpp"
 #include "cli/output/render.hpp"
+#include "cli/verbs/changes.hpp"
 #include "cli/verbs/loose_core.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
@@ -20,6 +21,17 @@ namespace {
 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
+  // What changed since the group's previous and first crash (the whole store, loaded once).
+  // Only records with a signature have a group; the summaries come from the per-user cache.
+  static std::optional<Catalog> everything;
+  if (full.record.crash.is_object() && full.record.crash.contains("signature")) {
+    if (!everything) {
+      everything = load_catalog(*ctx.store, Filter{});
+    }
+    if (auto changes = group_changes(*ctx.store, *everything, where, full)) {
+      full.json["changes"] = std::move(*changes);
+    }
+  }
   if (ctx.opts.json != JsonMode::off) {
     print_json(full.json, ctx.opts.json == JsonMode::pretty);
     return;

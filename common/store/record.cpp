@@ -87,7 +87,8 @@ constexpr std::array k_record_keys = {"schema",
                                       "crash",
                                       "mappings",
                                       "container",
-                                      "node"};
+                                      "node",
+                                      "packages"};
 constexpr std::array k_core_keys = {"present",     "reason",    "path",          "size",
                                     "stored_size", "truncated", "expected_size", "access",
                                     "compression", "error",     "removed"};
@@ -251,6 +252,9 @@ json to_json(const Record& r) {
   if (!r.node.empty()) {
     j["node"] = clean(r.node);
   }
+  if (!r.packages.empty()) {
+    j["packages"] = clean(r.packages);
+  }
   if (!r.handler.cut.empty()) {
     j["handler"]["cut"] = clean(json(r.handler.cut));
   }
@@ -362,6 +366,9 @@ Expected<Record> record_from_json(const json& j) {
   }
   r.core.unknown = unknown_keys(core, k_core_keys);
   r.handler.unknown = unknown_keys(handler, k_handler_keys);
+  if (auto it = j.find("packages"); it != j.end() && it->is_object()) {
+    r.packages = *it;
+  }
   return r;
 }
 

@@ -99,6 +99,8 @@ struct Record {
   // The host the handler ran on (machine_id, boot_id, hostname), read in its own, the initial,
   // namespaces; unlike `hostname` (%h, the crasher's UTS namespace) not the crasher's to choose.
   nlohmann::json node = nlohmann::json::object();
+  // Who owns the crash's files (common/packages/owner_json, docs/record-packages.md).
+  nlohmann::json packages = nlohmann::json::object();
   HandlerInfo handler;
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;

@@ -24,10 +24,11 @@ ALLOWED = {
     "common/sandbox": {"common/base"},
     "common/s3": {"common/base"},
     "common/index": {"common/base"},
+    "common/packages": {"common/base"},
     "handler": {"common/base", "common/config", "common/record", "common/store", "common/crash",
-                "common/sandbox"},
+                "common/sandbox", "common/packages"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
-            "common/sandbox", "common/index"},
+            "common/sandbox", "common/index", "common/packages"},
     "exporter": {"common/base", "common/config", "common/record", "common/store"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }

@@ -1,0 +1,510 @@
+// Package ownership of mapped files, read from the crashed root's own databases.
+#include "common/packages/ownership.hpp"
+
+#include "common/base/io.hpp"
+#include "common/base/json_bounds.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace common {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* k_dpkg_info = "/var/lib/dpkg/info";
+constexpr const char* k_dpkg_status = "/var/lib/dpkg/status";
+constexpr size_t k_max_package_json = size_t{1} << 20;
+
+// The running total of one lookup's bounds.
+struct Budget {
+  const OwnershipLimits& limits;
+  Clock::time_point deadline;
+  size_t bytes = 0;
+  size_t files = 0;
+  std::string exhausted; // which bound ran out first
+
+  bool spent() {
+    if (exhausted.empty() && Clock::now() >= deadline) {
+      exhausted = "time budget";
+    }
+    return !exhausted.empty();
+  }
+  // How much the next file may hold, 0 when nothing is left.
+  size_t allowance(size_t per_file) {
+    if (spent()) {
+      return 0;
+    }
+    if (bytes >= limits.max_bytes) {
+      exhausted = "byte budget";
+      return 0;
+    }
+    if (++files > limits.max_lists) {
+      exhausted = "file count budget";
+      return 0;
+    }
+    return std::min(per_file, limits.max_bytes - bytes);
+  }
+};
+
+// A regular file inside `root`, at most `limit` bytes (more is an error with errno EFBIG).
+Expected<std::string> read_in_root(int root, const std::string& path, size_t limit) {
+  auto fd = open_in_root(root, path, O_RDONLY | O_NONBLOCK);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) {
+    return fail_errno("Failed to stat '" + path + "'", errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return fail_errno("'" + path + "' is not a regular file", EINVAL);
+  }
+  if (static_cast<uint64_t>(st.st_size) > limit) {
+    return fail_errno("'" + path + "' is larger than " + std::to_string(limit) + " bytes", EFBIG);
+  }
+  return read_fd(fd->get(), path, limit);
+}
+
+// Calls `fn` for each line of `text` (without its newline).
+template <typename Fn>
+void for_each_line(std::string_view text, Fn&& fn) {
+  while (!text.empty()) {
+    const size_t nl = text.find('\n');
+    fn(text.substr(0, nl));
+    if (nl == std::string_view::npos) {
+      break;
+    }
+    text.remove_prefix(nl + 1);
+  }
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+struct Installed {
+  std::string version;
+  std::string arch;
+};
+
+// dpkg's status file: the version and architecture of every installed package, by "name" and
+// "name:arch" (the names of multi-arch .list files).
+std::unordered_map<std::string, Installed> read_status(std::string_view text) {
+  std::unordered_map<std::string, Installed> out;
+  std::string package;
+  Installed cur;
+  bool installed = false;
+  auto flush = [&] {
+    if (!package.empty() && installed) {
+      out[package + ":" + cur.arch] = cur;
+      out.try_emplace(package, cur);
+    }
+    package.clear();
+    cur = {};
+    installed = false;
+  };
+  for_each_line(text, [&](std::string_view line) {
+    if (line.empty()) {
+      flush();
+      return;
+    }
+    auto value = [&](std::string_view key) -> std::optional<std::string_view> {
+      if (line.size() > key.size() && line.substr(0, key.size()) == key &&
+          line[key.size()] == ':') {
+        std::string_view v = line.substr(key.size() + 1);
+        while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+          v.remove_prefix(1);
+        }
+        return v;
+      }
+      return std::nullopt;
+    };
+    if (auto v = value("Package")) {
+      package = std::string(*v);
+    } else if (auto v2 = value("Version")) {
+      cur.version = std::string(*v2);
+    } else if (auto v3 = value("Architecture")) {
+      cur.arch = std::string(*v3);
+    } else if (auto v4 = value("Status")) {
+      // "install ok installed", "hold ok installed"; half-installed or config-files packages
+      // do not own what is on disk.
+      installed = ends_with(*v4, " installed");
+    }
+  });
+  flush();
+  return out;
+}
+
+std::string state_of(int root) {
+  std::string state;
+  struct stat st {};
+  auto fd = open_in_root(root, k_dpkg_status, O_RDONLY | O_NONBLOCK);
+  if (!fd || ::fstat(fd->get(), &st) != 0) {
+    return state;
+  }
+  auto ns = [](const struct timespec& t) {
+    return std::to_string(static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec);
+  };
+  state = "status " + std::to_string(st.st_size) + " " + ns(st.st_mtim);
+  if (auto info = open_in_root(root, k_dpkg_info, O_RDONLY | O_DIRECTORY);
+      info && ::fstat(info->get(), &st) == 0) {
+    state += ", info " + ns(st.st_mtim);
+  }
+  return state;
+}
+
+// The paths dpkg lists: each wanted key found in a .list file gets that package.
+void lookup_dpkg(int root, const std::unordered_map<std::string, std::vector<size_t>>& wanted,
+                 std::vector<std::optional<Owner>>& found, const std::vector<std::string>& paths,
+                 Budget& budget, Ownership& out) {
+  out.dpkg_state = state_of(root);
+  if (out.dpkg_state.empty()) {
+    return;
+  }
+  auto status_text = read_in_root(root, k_dpkg_status, budget.allowance(budget.limits.max_bytes));
+  if (!status_text) {
+    out.note += "dpkg status not read: " + status_text.error().message + "; ";
+    return;
+  }
+  budget.bytes += status_text->size();
+  const auto installed = read_status(*status_text);
+  status_text->clear();
+  auto info = open_in_root(root, k_dpkg_info, O_RDONLY | O_DIRECTORY);
+  if (!info) {
+    out.note += "dpkg info not read: " + info.error().message + "; ";
+    return;
+  }
+  std::vector<std::string> lists;
+  (void)list_dir(info->get(), [&](std::string_view name) {
+    if (ends_with(name, ".list") && lists.size() <= budget.limits.max_lists) {
+      lists.emplace_back(name);
+    }
+  });
+  size_t left = wanted.size();
+  for (const auto& name : lists) {
+    if (left == 0) {
+      break;
+    }
+    const size_t allowance = budget.allowance(budget.limits.max_list_bytes);
+    if (allowance == 0) {
+      break;
+    }
+    auto text = read_in_root(root, std::string(k_dpkg_info) + "/" + name, allowance);
+    if (!text) {
+      continue; // an oversized or unreadable list owns nothing
+    }
+    budget.bytes += text->size();
+    const std::string list_name = name.substr(0, name.size() - 5);
+    for_each_line(*text, [&](std::string_view line) {
+      if (line.empty() || line.front() != '/') {
+        return;
+      }
+      auto it = wanted.find(usr_merge_key(line));
+      if (it == wanted.end()) {
+        return;
+      }
+      for (const size_t i : it->second) {
+        if (found[i]) {
+          continue;
+        }
+        Owner o;
+        o.path = paths[i];
+        o.source = OwnerSource::dpkg;
+        const size_t colon = list_name.find(':');
+        o.package = list_name.substr(0, colon);
+        if (auto p = installed.find(list_name); p != installed.end()) {
+          o.version = p->second.version;
+          o.arch = p->second.arch;
+        }
+        found[i] = std::move(o);
+        --left;
+      }
+    });
+  }
+}
+
+// "<site>/pkg/mod.py" → ("<site>/", "pkg/mod.py") for site-packages and dist-packages.
+std::optional<std::pair<std::string, std::string>> split_site(const std::string& path) {
+  for (const std::string_view marker : {"/site-packages/", "/dist-packages/"}) {
+    const size_t at = path.rfind(marker);
+    if (at != std::string::npos && at + marker.size() < path.size()) {
+      return std::pair{path.substr(0, at + marker.size()), path.substr(at + marker.size())};
+    }
+  }
+  return std::nullopt;
+}
+
+// "name-1.2.3.dist-info" → name, version (names never hold '-' there: wheels escape it to '_').
+std::pair<std::string, std::string> split_dist_info(std::string_view dir) {
+  dir.remove_suffix(std::string_view(".dist-info").size());
+  const size_t dash = dir.find('-');
+  if (dash == std::string_view::npos) {
+    return {std::string(dir), ""};
+  }
+  return {std::string(dir.substr(0, dash)), std::string(dir.substr(dash + 1))};
+}
+
+// The first field of a RECORD line (CSV: a path with a comma is quoted, quotes doubled).
+std::string record_path(std::string_view line) {
+  if (line.empty() || line.front() != '"') {
+    return std::string(line.substr(0, line.find(',')));
+  }
+  std::string out;
+  for (size_t i = 1; i < line.size(); ++i) {
+    if (line[i] == '"') {
+      if (i + 1 < line.size() && line[i + 1] == '"') {
+        out += '"';
+        ++i;
+        continue;
+      }
+      break;
+    }
+    out += line[i];
+  }
+  return out;
+}
+
+void lookup_python(int root, const std::vector<std::string>& paths,
+                   std::vector<std::optional<Owner>>& found, Budget& budget) {
+  // site directory → relative path → indices of the paths asked for
+  std::map<std::string, std::unordered_map<std::string, std::vector<size_t>>> by_site;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (!found[i]) {
+      if (auto s = split_site(paths[i])) {
+        by_site[s->first][s->second].push_back(i);
+      }
+    }
+  }
+  for (auto& entry : by_site) {
+    const std::string& site = entry.first;
+    auto& wanted = entry.second; // not a binding: clang before 16 cannot capture one
+    auto dir = open_in_root(root, site, O_RDONLY | O_DIRECTORY);
+    if (!dir || budget.spent()) {
+      continue;
+    }
+    std::vector<std::string> dists;
+    (void)list_dir(dir->get(), [&](std::string_view name) {
+      if (ends_with(name, ".dist-info") && dists.size() <= budget.limits.max_lists) {
+        dists.emplace_back(name);
+      }
+    });
+    for (const auto& dist : dists) {
+      const size_t allowance = budget.allowance(budget.limits.max_list_bytes);
+      if (allowance == 0) {
+        return;
+      }
+      auto text = read_in_root(root, site + dist + "/RECORD", allowance);
+      if (!text) {
+        continue;
+      }
+      budget.bytes += text->size();
+      // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+      const std::pair<std::string, std::string> dist_name = split_dist_info(dist);
+      const std::string& name = dist_name.first;
+      const std::string& version = dist_name.second;
+      for_each_line(*text, [&](std::string_view line) {
+        auto it = wanted.find(record_path(line));
+        if (it == wanted.end()) {
+          return;
+        }
+        for (const size_t i : it->second) {
+          if (!found[i]) {
+            found[i] = Owner{paths[i], name, version, "", OwnerSource::python};
+          }
+        }
+      });
+    }
+  }
+}
+
+// ".../gems/<name>-<version>/..." : the version starts after the last '-' before a digit
+// ("nokogiri-1.15.4-x86_64-linux" is nokogiri 1.15.4-x86_64-linux).
+std::optional<Owner> gem_owner(const std::string& path) {
+  const size_t at = path.rfind("/gems/");
+  if (at == std::string::npos) {
+    return std::nullopt;
+  }
+  const size_t start = at + 6;
+  const size_t end = path.find('/', start);
+  if (end == std::string::npos) {
+    return std::nullopt;
+  }
+  const std::string_view dir = std::string_view(path).substr(start, end - start);
+  size_t split = std::string_view::npos;
+  for (size_t i = 1; i + 1 < dir.size(); ++i) {
+    if (dir[i] == '-' && dir[i + 1] >= '0' && dir[i + 1] <= '9') {
+      split = i;
+    }
+  }
+  if (split == std::string_view::npos) {
+    return std::nullopt;
+  }
+  return Owner{path, std::string(dir.substr(0, split)), std::string(dir.substr(split + 1)), "",
+               OwnerSource::gem};
+}
+
+// ".../node_modules/<pkg>/..." or ".../node_modules/@scope/<pkg>/...": the package directory.
+std::optional<std::string> npm_dir(const std::string& path) {
+  const std::string_view marker = "/node_modules/";
+  const size_t at = path.rfind(marker);
+  if (at == std::string::npos) {
+    return std::nullopt;
+  }
+  size_t end = path.find('/', at + marker.size());
+  if (end != std::string::npos && path[at + marker.size()] == '@') {
+    end = path.find('/', end + 1);
+  }
+  if (end == std::string::npos) {
+    return std::nullopt;
+  }
+  return path.substr(0, end);
+}
+
+void lookup_npm(int root, const std::vector<std::string>& paths,
+                std::vector<std::optional<Owner>>& found, Budget& budget) {
+  std::map<std::string, std::optional<std::pair<std::string, std::string>>> seen;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (found[i]) {
+      continue;
+    }
+    const auto dir = npm_dir(paths[i]);
+    if (!dir) {
+      continue;
+    }
+    auto [it, fresh] = seen.try_emplace(*dir);
+    if (fresh) {
+      const size_t allowance = budget.allowance(k_max_package_json);
+      if (allowance == 0) {
+        return;
+      }
+      auto text = read_in_root(root, *dir + "/package.json", allowance);
+      if (!text) {
+        continue;
+      }
+      budget.bytes += text->size();
+      // A hostile package.json must not exhaust the stack or memory of the JSON parser.
+      if (!json_bounds_error(*text, allowance, k_max_json_depth).empty()) {
+        continue;
+      }
+      const auto j = nlohmann::json::parse(*text, nullptr, false);
+      if (j.is_object() && j.contains("name") && j["name"].is_string() && j.contains("version") &&
+          j["version"].is_string()) {
+        it->second = std::pair{j["name"].get<std::string>(), j["version"].get<std::string>()};
+      }
+    }
+    if (it->second) {
+      found[i] = Owner{paths[i], it->second->first, it->second->second, "", OwnerSource::npm};
+    }
+  }
+}
+
+} // namespace
+
+std::string_view to_string(OwnerSource s) {
+  switch (s) {
+  case OwnerSource::dpkg:
+    return "dpkg";
+  case OwnerSource::python:
+    return "python";
+  case OwnerSource::gem:
+    return "gem";
+  case OwnerSource::npm:
+    return "npm";
+  }
+  return "dpkg";
+}
+
+Expected<UniqueFd> open_in_root(int root, const std::string& path, int flags) {
+  struct open_how how {};
+  how.flags = static_cast<__u64>(static_cast<unsigned>(flags | O_CLOEXEC | O_NOCTTY));
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  long fd = -1;
+  do {
+    fd = ::syscall(SYS_openat2, root, path.c_str(), &how, sizeof how);
+  } while (fd < 0 && (errno == EINTR || errno == EAGAIN));
+  if (fd < 0) {
+    return fail_errno("Failed to open '" + path + "' in the crashed root", errno);
+  }
+  return UniqueFd(static_cast<int>(fd));
+}
+
+std::string usr_merge_key(std::string_view path) {
+  std::string_view rest = path;
+  if (rest.substr(0, 5) == "/usr/") {
+    rest.remove_prefix(4);
+  }
+  for (const std::string_view dir :
+       {"/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/"}) {
+    if (rest.substr(0, dir.size()) == dir) {
+      return std::string(rest);
+    }
+  }
+  return std::string(path);
+}
+
+Ownership find_owners(int root, const std::vector<std::string>& asked,
+                      const OwnershipLimits& limits) {
+  const auto start = Clock::now();
+  Ownership out;
+  std::vector<std::string> paths;
+  std::set<std::string> unique;
+  for (const auto& p : asked) {
+    if (p.empty() || p.front() != '/' || !unique.insert(p).second) {
+      continue;
+    }
+    if (paths.size() == limits.max_paths) {
+      out.complete = false;
+      out.note += "only the first " + std::to_string(limits.max_paths) + " paths looked up; ";
+      break;
+    }
+    paths.push_back(p);
+  }
+  Budget budget{limits, start + limits.budget, 0, 0, {}};
+  std::vector<std::optional<Owner>> found(paths.size());
+  std::unordered_map<std::string, std::vector<size_t>> wanted;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    wanted[usr_merge_key(paths[i])].push_back(i);
+  }
+  if (root >= 0) {
+    lookup_dpkg(root, wanted, found, paths, budget, out);
+    lookup_python(root, paths, found, budget);
+    lookup_npm(root, paths, found, budget);
+  }
+  // Gems are named by their directory alone: a library copied out of a gem is still the gem's.
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (!found[i]) {
+      found[i] = gem_owner(paths[i]);
+    }
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (found[i]) {
+      out.owners.push_back(std::move(*found[i]));
+    } else {
+      out.unowned.push_back(paths[i]);
+    }
+  }
+  if (!budget.exhausted.empty()) {
+    out.complete = false;
+    out.note += budget.exhausted + " ran out; ";
+  }
+  if (out.note.size() >= 2) {
+    out.note.resize(out.note.size() - 2);
+  }
+  out.elapsed_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+  return out;
+}
+
+} // namespace common
