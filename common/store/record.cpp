@@ -98,10 +98,11 @@ constexpr std::array k_handler_keys = {"version",  "duration_ms", "drained_ms", 
 template <size_t N>
 json unknown_keys(const json& object, const std::array<const char*, N>& known) {
   json out = json::object();
-  for (const auto& [k, v] : object.items()) {
-    if (std::find_if(known.begin(), known.end(), [&](const char* key) { return k == key; }) ==
+  for (const auto& item : object.items()) {
+    const std::string& name = item.key();
+    if (std::find_if(known.begin(), known.end(), [&](const char* key) { return name == key; }) ==
         known.end()) {
-      out[k] = v;
+      out[name] = item.value();
     }
   }
   return out;
@@ -356,7 +357,7 @@ Expected<Record> record_from_json(const json& j) {
   }
   r.unknown = unknown_keys(j, k_record_keys);
   // A section of the type another version gave it is kept as it was, not dropped.
-  for (const char* key : {"crash", "container", "node"}) {
+  for (const char* key : {"crash", "container", "node", "packages"}) {
     if (auto it = j.find(key); it != j.end() && !it->is_object()) {
       r.unknown[key] = *it;
     }
