@@ -203,6 +203,9 @@ json to_json(const Record& r) {
   if (!r.container.empty()) {
     j["container"] = clean(r.container);
   }
+  if (!r.runtime_report.empty()) {
+    j["runtime_report"] = clean(r.runtime_report);
+  }
   if (!r.node.empty()) {
     j["node"] = clean(r.node);
   }
@@ -298,6 +301,9 @@ Expected<Record> record_from_json(const json& j) {
   }
   if (auto it = j.find("container"); it != j.end() && it->is_object()) {
     r.container = *it;
+  }
+  if (auto it = j.find("runtime_report"); it != j.end() && it->is_object()) {
+    r.runtime_report = *it;
   }
   if (auto it = j.find("node"); it != j.end() && it->is_object()) {
     r.node = *it;

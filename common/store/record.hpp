@@ -94,6 +94,8 @@ struct Record {
   // The host the handler ran on (machine_id, boot_id, hostname), read in its own, the initial,
   // namespaces; unlike `hostname` (%h, the crasher's UTS namespace) not the crasher's to choose.
   nlohmann::json node = nlohmann::json::object();
+  // The runtime's own crash report (handler/runtime_report): keys in docs/record.md.
+  nlohmann::json runtime_report = nlohmann::json::object();
   HandlerInfo handler;
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;
