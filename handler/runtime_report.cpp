@@ -395,23 +395,31 @@ std::string read_block(int proc, const char* name) {
 
 } // namespace
 
-void start_runtime_report_reader(Context& ctx) {
-  if (!ctx.running_as_root || !ctx.crashed.valid() || !ctx.args.uid || !ctx.args.gid ||
-      *ctx.args.uid < 0 || *ctx.args.gid < 0 ||
-      *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
-      *ctx.args.gid > static_cast<int64_t>(static_cast<gid_t>(-1))) {
+void note_runtime_report_names(Context& ctx) {
+  if (!ctx.crashed.valid()) {
     return;
   }
   const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
   const std::string environ = read_block(ctx.crashed.proc_dir(), "environ");
   const std::string argv = read_block(ctx.crashed.proc_dir(), "cmdline");
-  if (!ctx.crashed.still_the_same()) {
-    return; // about another process
-  }
-  const auto candidates = report_candidates(environ, argv, ctx.record.executable, pid);
+  ctx.report_reader.candidates = report_candidates(environ, argv, ctx.record.executable, pid);
+}
+
+void start_runtime_report_reader(Context& ctx) {
+  const auto& candidates = ctx.report_reader.candidates;
   if (candidates.empty()) {
     return;
   }
+  if (!ctx.running_as_root || !ctx.crashed.valid() || !ctx.args.uid || !ctx.args.gid ||
+      *ctx.args.uid < 0 || *ctx.args.gid < 0 ||
+      *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
+      *ctx.args.gid > static_cast<int64_t>(static_cast<gid_t>(-1))) {
+    ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
+                                 {"path", candidates.front().named},
+                                 {"refused", "the handler cannot take the crashing user's ids"}};
+    return;
+  }
+  const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
   if (!ctx.proc.start_time) {
     ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
                                  {"path", candidates.front().named},
@@ -489,6 +497,11 @@ void keep_runtime_report(Context& ctx) {
   }
   const size_t nl = text->find('\n');
   if (nl == std::string::npos || nl > k_header_max) {
+    std::string how = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                          : "exit status " + std::to_string(WEXITSTATUS(status));
+    ctx.record.runtime_report = {{"runtime", rr.runtime},
+                                 {"path", rr.named},
+                                 {"refused", "the reader gave no answer (" + how + ")"}};
     return;
   }
   nlohmann::json h = nlohmann::json::parse(text->substr(0, nl), nullptr, false);

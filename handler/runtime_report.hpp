@@ -60,7 +60,12 @@ struct ReportReader {
   std::chrono::steady_clock::time_point deadline;
   std::string runtime; // the first candidate's, for the record when the reader says nothing
   std::string named;
+  std::vector<ReportCandidate> candidates; // 4. from the environment and argv
 };
+
+// Step 4, while the process still exists (its environment and argv go with its memory, which
+// the kernel may free as soon as the core is written): the report files the process names.
+void note_runtime_report_names(Context& ctx);
 
 // As root, in step 6 before the drop: forks the reader when the process names a report.
 void start_runtime_report_reader(Context& ctx);
