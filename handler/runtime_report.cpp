@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -322,11 +323,28 @@ Found find_node_report(int root, int cwd, const ReportCandidate& c, uid_t uid, i
   return open_report(dir.get(), dir.get(), best, uid, start);
 }
 
+// Closes every descriptor but `keep` (the core pipe among them: the kernel waits for its readers).
+void close_all_but(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned from = 0;
+  for (const int fd : keep) {
+    if (fd < 0) {
+      continue;
+    }
+    if (static_cast<unsigned>(fd) > from) {
+      (void)::syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0U);
+    }
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  (void)::syscall(SYS_close_range, from, ~0U, 0U);
+}
+
 // The reader child's work, as the crashing user: the answer (a JSON header line, then the
 // report's bytes) written to `out`.
 [[noreturn]] void reader_main(int out, int root, int cwd, const std::vector<ReportCandidate>& cs,
                               uid_t uid, gid_t gid, int64_t start, int64_t pid) {
   ::alarm(k_report_seconds);
+  close_all_but({out, root, cwd});
   nlohmann::json h = nlohmann::json::object();
   if (sandbox::become({uid, gid}) != sandbox::SandboxFailure::none) {
     h["refused"] = "could not take the crashing user's ids";
