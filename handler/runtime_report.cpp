@@ -30,8 +30,8 @@ namespace {
 constexpr size_t k_block_max = 256 << 10;
 // Entries of a Node report directory looked at.
 constexpr size_t k_dir_entries_max = 4096;
-// The answer's header line.
-constexpr size_t k_header_max = 8192;
+// The answer's header line (a path of at most 4096 bytes, each maybe escaped as \u00XX).
+constexpr size_t k_header_max = 64 << 10;
 
 std::vector<std::string_view> split(std::string_view s, std::string_view seps) {
   std::vector<std::string_view> out;
@@ -348,7 +348,8 @@ void close_all_but(std::vector<int> keep) {
   nlohmann::json h = nlohmann::json::object();
   if (sandbox::become({uid, gid}) != sandbox::SandboxFailure::none) {
     h["refused"] = "could not take the crashing user's ids";
-    (void)common::write_all(out, h.dump() + "\n");
+    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                     "\n");
     ::_exit(0);
   }
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -386,19 +387,21 @@ void close_all_but(std::vector<int> keep) {
     const bool cut = got > k_report_max;
     data.resize(std::min(got, k_report_max));
     h["runtime"] = c.runtime;
-    h["path"] = c.named;
+    h["path"] = c.named.substr(0, 4096);
     h["file_size"] = static_cast<uint64_t>(f.st.st_size);
     h["truncated"] = cut;
-    (void)common::write_all(out, h.dump() + "\n");
+    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                     "\n");
     (void)common::write_all(out, data);
     ::_exit(0);
   }
   if (first) {
     h["runtime"] = first->runtime;
-    h["path"] = first->named;
+    h["path"] = first->named.substr(0, 4096);
     h["refused"] = first_refusal;
   }
-  (void)common::write_all(out, h.dump() + "\n");
+  (void)common::write_all(out,
+                          h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   ::_exit(0);
 }
 
@@ -457,9 +460,14 @@ void start_runtime_report_reader(Context& ctx) {
     return;
   }
   if (child == 0) {
-    reader_main(out.get(), ctx.crashed.root(), ctx.crashed.cwd(), candidates,
-                static_cast<uid_t>(*ctx.args.uid), static_cast<gid_t>(*ctx.args.gid),
-                *ctx.proc.start_time, pid);
+    // Never back into the handler's run: whatever throws ends the child, with no answer.
+    try {
+      reader_main(out.get(), ctx.crashed.root(), ctx.crashed.cwd(), candidates,
+                  static_cast<uid_t>(*ctx.args.uid), static_cast<gid_t>(*ctx.args.gid),
+                  *ctx.proc.start_time, pid);
+    } catch (...) {
+    }
+    ::_exit(1);
   }
   ctx.report_reader.pid = child;
   ctx.report_reader.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));

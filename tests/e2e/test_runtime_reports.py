@@ -46,7 +46,8 @@ def as_nobody():
 def crash_with_report(rig, work, report, prepare):
     """Runs the crasher as nobody with RUBY_CRASH_REPORT=`report`; `prepare(start)` runs while it
     waits (after its start), then it crashes. Returns its record."""
-    env = {"PATH": "/usr/bin:/bin", "RUBY_CRASH_REPORT": report}
+    env = {b"PATH": b"/usr/bin:/bin",
+           b"RUBY_CRASH_REPORT": report if isinstance(report, bytes) else report.encode()}
     proc = subprocess.Popen([str(pctest.env_path("PC_CRASHER")), "segv-on-eof"],
                             preexec_fn=as_nobody, env=env, cwd=work, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -183,3 +184,12 @@ def test_the_jvm_hs_err_report_is_kept_and_shown(kernel, work):
     assert b"Problematic frame" in kept
     shown = info(kernel, record["id"])
     assert "Runtime report" in shown and "Problematic frame" in shown
+
+
+def test_a_path_that_is_not_text_is_recorded_escaped(kernel, work):
+    record = crash_with_report(kernel, work, b"bad-\xff\x1b[2J.log", lambda: None)
+    rr = record["runtime_report"]
+    assert rr["refused"] == "not found", rr
+    assert rr["path"] == "bad-\ufffd\x1b[2J.log", rr  # valid UTF-8 in the record
+    shown = info(kernel, record["id"])
+    assert "\x1b" not in shown and "bad-\ufffd\\x1b[2J.log" in shown
