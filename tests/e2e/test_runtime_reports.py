@@ -36,20 +36,22 @@ def info(rig, rid):
     return r.stdout
 
 
-def as_nobody():
-    pctest.allow_cores()
-    os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
+def as_user(uid):
+    def become():
+        pctest.allow_cores()
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    return become
 
 
-def crash_with_report(rig, work, report, prepare):
+def crash_with_report(rig, work, report, prepare, uid=NOBODY):
     """Runs the crasher as nobody with RUBY_CRASH_REPORT=`report`; `prepare(start)` runs while it
     waits (after its start), then it crashes. Returns its record."""
     env = {b"PATH": b"/usr/bin:/bin",
            b"RUBY_CRASH_REPORT": report if isinstance(report, bytes) else report.encode()}
     proc = subprocess.Popen([str(pctest.env_path("PC_CRASHER")), "segv-on-eof"],
-                            preexec_fn=as_nobody, env=env, cwd=work, stdin=subprocess.PIPE,
+                            preexec_fn=as_user(uid), env=env, cwd=work, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout.readline() == b"ready\n"
     time.sleep(1.2)  # what prepare() writes is later than the start, to the second
@@ -193,3 +195,19 @@ def test_a_path_that_is_not_text_is_recorded_escaped(kernel, work):
     assert rr["path"] == "bad-\ufffd\x1b[2J.log", rr  # valid UTF-8 in the record
     shown = info(kernel, record["id"])
     assert "\x1b" not in shown and "bad-\ufffd\\x1b[2J.log" in shown
+
+
+def test_a_user_who_may_read_their_core_may_read_their_report(kernel, work):
+    uid = 4242  # a person's uid (not a system one): the handler grants them their crash
+    report = work / "mine.log"
+
+    def write():
+        report.write_text("my report\n")
+        os.chown(report, uid, uid)
+
+    record = crash_with_report(kernel, work, str(report), write, uid=uid)
+    assert record["core"]["access"] == "owner", record["core"]
+    kept = stored_report(kernel, record)
+    acl = subprocess.run(["getfacl", "-cn", str(kept)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert f"user:{uid}:r--" in acl, acl
