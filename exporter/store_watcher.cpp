@@ -247,7 +247,8 @@ void StoreWatcher::scan_exe_dir(const std::string& host, const std::string& exe,
       } else {
         ingest_record(dirfd, dir, name, *id);
       }
-    } else if (!id_of(name, common::k_core_suffix)) {
+    } else if (!id_of(name, common::k_core_suffix) && !id_of(name, common::k_report_suffix)) {
+      // A runtime's report beside its record is the store's own, not foreign.
       m_state.set_skipped(relpath(host, exe, name), SkipReason::foreign);
     }
   });
@@ -376,6 +377,8 @@ void StoreWatcher::handle_exe_event(const Watch& w, uint32_t mask, std::string_v
     } else if (vanished) {
       m_state.set_core_bytes(*cid, w.dir, 0);
     }
+  } else if (id_of(name, common::k_report_suffix)) {
+    // A runtime's report beside its record: nothing the exporter counts.
   } else if (!name.starts_with('.') && (mask & IN_ISDIR) == 0) {
     m_state.set_skipped(relpath(host, exe, name),
                         appeared ? std::optional(SkipReason::foreign) : std::nullopt);

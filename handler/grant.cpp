@@ -74,6 +74,15 @@ void grant_owner_access(Context& ctx) {
       check(common::grant_user_access(core, uid, common::AclAccess::read), name);
     }
   }
+  if (const std::string report = r.id + std::string(common::k_report_suffix);
+      r.runtime_report.contains("stored")) {
+    const int fd =
+        ::openat(ctx.exe_dir.get(), report.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) {
+      const common::UniqueFd report_fd(fd);
+      check(common::grant_user_access(fd, uid, common::AclAccess::read), report);
+    }
+  }
   const std::string view_name = std::string(common::k_user_view_dir) + "/" + std::to_string(uid);
   auto view = common::open_user_view(ctx.store->fd(), uid);
   if (!view) {

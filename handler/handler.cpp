@@ -6,6 +6,7 @@
 #include "handler/admission.hpp"
 #include "handler/context.hpp"
 #include "handler/core_args.hpp"
+#include "handler/runtime_report.hpp"
 #include "handler/steps.hpp"
 #include "process_core_version.hpp"
 
@@ -106,6 +107,7 @@ int run(const std::vector<std::string>& args) {
                      seconds_text(ctx.config.analysis_timeout) +
                      "): crash site and mappings may be missing");
     analyze_crash(ctx);        // 8. analyze: crash site, backtraces, symbols, mapped files
+    keep_runtime_report(ctx);  // after 8: the runtime's own report, beside the record
     grant_owner_access(ctx);   // 9. grant: the crashing user may read their own crash
     return commit_record(ctx); // 10. record and log: the record, the reservation, one line
   } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include "common/store/record.hpp"
 #include "handler/context.hpp"
 #include "handler/procinfo.hpp"
+#include "handler/runtime_report.hpp"
 #include "handler/runtime_state.hpp"
 #include "handler/steps.hpp"
 
@@ -103,9 +104,12 @@ void identify_crash(Context& ctx) {
       ctx.warnings.push_back("pidfd " + std::to_string(*a.pidfd) + " does not refer to pid " +
                              std::to_string(*a.pid) + ": /proc not read");
     }
+    // Before the facts, whose check that the process is still the same covers these reads.
+    note_runtime_report_names(ctx);
     ctx.proc = gather_proc_facts(ctx.crashed, a.pidfd.has_value(), r.executable);
     if (!ctx.proc.verified) {
       ctx.crashed.reset(); // about another process, or nothing
+      ctx.report_reader.candidates.clear();
     }
     for (auto& w : ctx.proc.warnings) {
       ctx.warnings.push_back(w);

@@ -4,6 +4,7 @@
 #include "common/store/store.hpp"
 #include "handler/context.hpp"
 #include "handler/privileges.hpp"
+#include "handler/runtime_report.hpp"
 #include "handler/steps.hpp"
 
 #include <sys/stat.h>
@@ -78,6 +79,8 @@ void open_store_and_drop(Context& ctx) {
       ctx.warnings.push_back(launcher.error().message + ": the analysis runs as the store user");
     }
   }
+  // The runtime's own report, read as the crashing user while the core streams.
+  start_runtime_report_reader(ctx);
   if (user) {
     if (auto r = common::drop_privileges(*user); !r) {
       // Refuse to go on as root with attacker-controlled data: record nothing rather than run

@@ -380,6 +380,40 @@ void print_stacks(const Term& term, const json& stacks, std::string& out) {
   }
 }
 
+// The record's runtime_report section and the report itself, line by line, each escaped.
+void print_runtime_report(const Term& term, const json& rr, const InfoPlaces& places,
+                          std::string& out) {
+  if (!rr.is_object() || rr.empty()) {
+    return;
+  }
+  out += "\n" + term.paint("1", "Runtime report") + ": " + field(rr, "runtime") + " " +
+         field(rr, "path");
+  if (has(rr, "refused")) {
+    out += " (not kept: " + field(rr, "refused") + ")\n";
+    return;
+  }
+  out += " (" + field(rr, "size") + " bytes kept";
+  if (const auto cut = rr.find("truncated");
+      cut != rr.end() && cut->is_boolean() && cut->get<bool>()) {
+    out += ", cut from " + field(rr, "file_size");
+  }
+  out += ")\n";
+  if (!places.runtime_report) {
+    out += "  (the stored report is missing)\n";
+    return;
+  }
+  std::string_view rest = *places.runtime_report;
+  while (!rest.empty()) {
+    const size_t nl = rest.find('\n');
+    out += "  " + printable(rest.substr(0, nl)) + "\n";
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+  }
+  if (places.runtime_report_rest > 0) {
+    out += "  ... (" + std::to_string(places.runtime_report_rest) +
+           " more bytes in the stored report)\n";
+  }
+}
+
 } // namespace
 
 void print_info(const Term& term, const FullRecord& full, const InfoPlaces& places) {
@@ -542,6 +576,7 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
       }
     }
   }
+  print_runtime_report(term, r.runtime_report, places, out);
   std::fwrite(out.data(), 1, out.size(), stdout);
 }
 

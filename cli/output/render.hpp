@@ -8,6 +8,7 @@
 #include "common/base/units.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,10 @@ struct InfoPlaces {
   std::string core_file; // absolute path, or the path given
   bool core_file_exists = false;
   std::string record_file; // "" for a core given with --file (no record)
+  // The runtime's report kept beside the record (its first bytes, as read), and how many bytes
+  // of the file were not read; nullopt when none was found.
+  std::optional<std::string> runtime_report;
+  uint64_t runtime_report_rest = 0;
 };
 
 // Everything in a record, readable.

@@ -7,6 +7,8 @@
 #include "cli/verbs/loose_core.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
+#include "common/base/io.hpp"
+#include "common/store/store.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,10 +16,36 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <span>
+#include <string>
 
 namespace cli {
 
 namespace {
+
+// The first k_report_shown bytes of the stored runtime report, as untrusted as the record: no
+// link followed, a regular file only, never blocking.
+constexpr size_t k_report_shown = 64 << 10;
+
+void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) {
+  const common::UniqueFd fd(
+      ::openat(store, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  struct stat st {};
+  if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return;
+  }
+  std::string text(k_report_shown, '\0');
+  const auto got =
+      common::read_full(fd.get(), std::as_writable_bytes(std::span(text.data(), text.size())));
+  if (!got) {
+    return;
+  }
+  text.resize(*got);
+  places.runtime_report_rest = static_cast<uint64_t>(st.st_size) > text.size()
+                                   ? static_cast<uint64_t>(st.st_size) - text.size()
+                                   : 0;
+  places.runtime_report = std::move(text);
+}
 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
@@ -47,9 +75,13 @@ void show_record(Context& ctx, const Located& where, FullRecord& full, bool& fir
   // lines here, after the fact (the handler never uses the network).
   enrich_with_debuginfod(full.record.crash, full.record.mappings);
   const std::string& root = ctx.store->root();
-  print_info(ctx.term, full,
-             {root + "/" + core, exists,
-              root + "/" + common::record_relpath(where.host_dir, where.exe_dir, where.id)});
+  InfoPlaces places;
+  places.core_file = root + "/" + core;
+  places.core_file_exists = exists;
+  places.record_file = root + "/" + common::record_relpath(where.host_dir, where.exe_dir, where.id);
+  read_runtime_report(ctx.store->fd(),
+                      common::report_relpath(where.host_dir, where.exe_dir, where.id), places);
+  print_info(ctx.term, full, places);
 }
 
 // info --file PATH: the core analysed here, shown as a record would be.
@@ -63,7 +95,10 @@ Exit show_loose_core(Context& ctx) {
     return Exit::ok;
   }
   enrich_with_debuginfod(core->full.record.crash, core->full.record.mappings);
-  print_info(ctx.term, core->full, {core->path, true, ""});
+  InfoPlaces places;
+  places.core_file = core->path;
+  places.core_file_exists = true;
+  print_info(ctx.term, core->full, places);
   return Exit::ok;
 }
 

@@ -804,7 +804,9 @@ Expected<size_t> retire_records(const Store& store, const std::vector<RetireItem
     const int dfd = exe_dir(*item);
     const std::string core = item->id + std::string(k_core_suffix);
     const std::string record = item->id + std::string(k_record_suffix);
-    if (::unlinkat(dfd, core.c_str(), 0) != 0 && errno != ENOENT) {
+    const std::string report = item->id + std::string(k_report_suffix);
+    if ((::unlinkat(dfd, core.c_str(), 0) != 0 && errno != ENOENT) ||
+        (::unlinkat(dfd, report.c_str(), 0) != 0 && errno != ENOENT)) {
       continue; // the record stays, pending: counted once, retried by the next run
     }
     if (::unlinkat(dfd, record.c_str(), 0) == 0 || errno == ENOENT) {

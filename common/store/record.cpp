@@ -88,7 +88,8 @@ constexpr std::array k_record_keys = {"schema",
                                       "mappings",
                                       "container",
                                       "node",
-                                      "packages"};
+                                      "packages",
+                                      "runtime_report"};
 constexpr std::array k_core_keys = {"present",     "reason",    "path",          "size",
                                     "stored_size", "truncated", "expected_size", "access",
                                     "compression", "error",     "removed"};
@@ -250,6 +251,9 @@ json to_json(const Record& r) {
   if (!r.container.empty()) {
     j["container"] = clean(r.container);
   }
+  if (!r.runtime_report.empty()) {
+    j["runtime_report"] = clean(r.runtime_report);
+  }
   if (!r.node.empty()) {
     j["node"] = clean(r.node);
   }
@@ -352,12 +356,15 @@ Expected<Record> record_from_json(const json& j) {
   if (auto it = j.find("container"); it != j.end() && it->is_object()) {
     r.container = *it;
   }
+  if (auto it = j.find("runtime_report"); it != j.end() && it->is_object()) {
+    r.runtime_report = *it;
+  }
   if (auto it = j.find("node"); it != j.end() && it->is_object()) {
     r.node = *it;
   }
   r.unknown = unknown_keys(j, k_record_keys);
   // A section of the type another version gave it is kept as it was, not dropped.
-  for (const char* key : {"crash", "container", "node", "packages"}) {
+  for (const char* key : {"crash", "container", "node", "packages", "runtime_report"}) {
     if (auto it = j.find(key); it != j.end() && !it->is_object()) {
       r.unknown[key] = *it;
     }

@@ -101,6 +101,8 @@ struct Record {
   nlohmann::json node = nlohmann::json::object();
   // Who owns the crash's files (common/packages/owner_json, docs/record-packages.md).
   nlohmann::json packages = nlohmann::json::object();
+  // The runtime's own crash report (handler/runtime_report): keys in docs/record.md.
+  nlohmann::json runtime_report = nlohmann::json::object();
   HandlerInfo handler;
   // Store components the record lives under (derived, kept so readers need not recompute).
   std::string store_host;

@@ -338,6 +338,11 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
   if (::unlinkat(dfd, core_name.c_str(), 0) != 0 && errno != ENOENT) {
     return fail_errno("Failed to remove core " + quoted(where + core_name), errno);
   }
+  // The runtime's report holds the process's memory too (registers, stacks): it goes with it.
+  const std::string report_name = entry.id + std::string(k_report_suffix);
+  if (::unlinkat(dfd, report_name.c_str(), 0) != 0 && errno != ENOENT) {
+    return fail_errno("Failed to remove runtime report " + quoted(where + report_name), errno);
+  }
   return {};
 }
 
@@ -363,13 +368,16 @@ Expected<OrphanSweep> remove_orphans(const Store& store, int64_t now, int64_t mi
         std::sort(names.begin(), names.end());
         for (const std::string& name : names) {
           const bool temporary = name.starts_with(".#");
-          const bool core = name.ends_with(k_core_suffix) && !name.starts_with('.');
+          // A core or a runtime report whose record is gone.
+          const std::string_view suffix =
+              name.ends_with(k_core_suffix) ? k_core_suffix : k_report_suffix;
+          const bool core = name.ends_with(suffix) && !name.starts_with('.');
           if (!temporary && !core) {
             continue;
           }
           if (core) {
             const std::string record =
-                name.substr(0, name.size() - k_core_suffix.size()) + std::string(k_record_suffix);
+                name.substr(0, name.size() - suffix.size()) + std::string(k_record_suffix);
             if (std::binary_search(names.begin(), names.end(), record)) {
               continue;
             }

@@ -328,6 +328,10 @@ void Store::add_usage(uint64_t bytes) const {
   }
 }
 
+std::string report_relpath(const std::string& host, const std::string& exe, const std::string& id) {
+  return host + "/" + exe + "/" + id + std::string(k_report_suffix);
+}
+
 std::string core_relpath(const std::string& host, const std::string& exe, const std::string& id) {
   return host + "/" + exe + "/" + id + std::string(k_core_suffix);
 }

@@ -14,6 +14,9 @@ namespace common {
 
 inline constexpr std::string_view k_core_suffix = ".core.zst";
 inline constexpr std::string_view k_record_suffix = ".json";
+// The runtime's own crash report kept beside the record (hs_err, RUBY_CRASH_REPORT…): the
+// core's mode and access. Not a record; it goes with its core and its record.
+inline constexpr std::string_view k_report_suffix = ".report";
 inline constexpr const char* k_usage_name = ".usage";
 
 // The usage file's text, "<bytes> <epoch seconds of the last full walk>\n", as written by the
@@ -118,6 +121,7 @@ private:
 // The path of a core or record relative to the store root.
 std::string core_relpath(const std::string& host, const std::string& exe, const std::string& id);
 std::string record_relpath(const std::string& host, const std::string& exe, const std::string& id);
+std::string report_relpath(const std::string& host, const std::string& exe, const std::string& id);
 
 // Free and total bytes of the file system holding `fd` (for the unprivileged user).
 struct FsSpace {

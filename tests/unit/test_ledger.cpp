@@ -175,12 +175,14 @@ TEST_CASE("retire_records counts each crash once and removes its files", "[ledge
   const auto a = put_record(dir, "h", "a", "00000000000000a1");
   const auto b = put_record(dir, "h", "a", "00000000000000a2");
   const auto c = put_record(dir, "h", "b", "00000000000000b1", "ABRT");
+  test::spit(dir.path() / "h/a/00000000000000a1.report", "a runtime's crash report");
 
   auto removed = retire_records(*store, {a, b});
   REQUIRE(removed);
   CHECK(*removed == 2);
   CHECK_FALSE(std::filesystem::exists(dir.path() / "h/a/00000000000000a1.json"));
   CHECK_FALSE(std::filesystem::exists(dir.path() / "h/a/00000000000000a1.core.zst"));
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "h/a/00000000000000a1.report"));
   CHECK(std::filesystem::exists(dir.path() / "h/a")); // directories stay for the handler
 
   auto l = read_ledger(*store);

@@ -234,11 +234,13 @@ TEST_CASE("remove_core keeps the record and marks it", "[retention]") {
       R"({"id":"0123456789abcdef","future_field":7,"core":{"present":true,"reason":"stored"}})");
   ::chmod((folder / (id + ".json")).c_str(), 0640);
   test::spit(folder / (id + ".core.zst"), "zstd bytes");
+  test::spit(folder / (id + ".report"), "hs_err");
   auto store = Store::open(dir.str());
   REQUIRE(store);
   RetentionEntry e{"h", "e", id, 1, 4096};
   REQUIRE(remove_core(*store, e, "2026-01-01T00:00:00Z"));
   CHECK_FALSE(std::filesystem::exists(folder / (id + ".core.zst")));
+  CHECK_FALSE(std::filesystem::exists(folder / (id + ".report"))); // goes with its core
   const auto j = nlohmann::json::parse(test::slurp(folder / (id + ".json")));
   CHECK(j["core"]["removed"] == "2026-01-01T00:00:00Z");
   CHECK(j["core"]["present"] == true); // the capture is unchanged: series labels stay put
@@ -292,6 +294,8 @@ TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[rete
   test::spit(base / "3333333333333333.json", "{}");
   test::spit(base / ".#4444444444444444.json.abcdef", "stale temporary");
   test::spit(base / "notes.txt", "foreign, left alone");
+  test::spit(base / "5555555555555555.report", "a runtime report without its record");
+  test::spit(base / "3333333333333333.report", "a runtime report beside its record");
   const int64_t now = static_cast<int64_t>(::time(nullptr));
   auto age = [&](const char* name, int64_t seconds) {
     const struct timespec t[2] = {{now - seconds, 0}, {now - seconds, 0}};
@@ -300,10 +304,12 @@ TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[rete
   age("1111111111111111.core.zst", 3600);
   age("3333333333333333.core.zst", 3600);
   age(".#4444444444444444.json.abcdef", 3600);
+  age("5555555555555555.report", 3600);
+  age("3333333333333333.report", 3600);
 
   const auto dry = remove_orphans(*store, now, 600, /*dry_run=*/true);
   REQUIRE(dry);
-  CHECK(dry->orphans.size() == 2);
+  CHECK(dry->orphans.size() == 3);
   CHECK(dry->failed.empty());
   CHECK(std::filesystem::exists(base / "1111111111111111.core.zst"));
 
@@ -315,7 +321,9 @@ TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[rete
   }
   std::sort(paths.begin(), paths.end());
   CHECK(paths == std::vector<std::string>{"h/e/.#4444444444444444.json.abcdef",
-                                          "h/e/1111111111111111.core.zst"});
+                                          "h/e/1111111111111111.core.zst",
+                                          "h/e/5555555555555555.report"});
+  CHECK(std::filesystem::exists(base / "3333333333333333.report"));
   CHECK_FALSE(std::filesystem::exists(base / "1111111111111111.core.zst"));
   CHECK(std::filesystem::exists(base / "2222222222222222.core.zst"));
   CHECK(std::filesystem::exists(base / "3333333333333333.core.zst"));

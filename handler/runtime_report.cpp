@@ -1,0 +1,571 @@
+#include "handler/runtime_report.hpp"
+
+#include "common/base/atomic_file.hpp"
+#include "common/base/escape.hpp"
+#include "common/base/io.hpp"
+#include "common/sandbox/analysis_launcher.hpp"
+#include "common/store/store.hpp"
+#include "handler/context.hpp"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace handler {
+
+namespace {
+
+// What is read of the process's environment and argv to find the names.
+constexpr size_t k_block_max = 256 << 10;
+// Entries of a Node report directory looked at.
+constexpr size_t k_dir_entries_max = 4096;
+// The answer's header line (a path of at most 4096 bytes, each maybe escaped as \u00XX).
+constexpr size_t k_header_max = 64 << 10;
+
+std::vector<std::string_view> split(std::string_view s, std::string_view seps) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    const size_t start = s.find_first_not_of(seps, i);
+    if (start == std::string_view::npos) {
+      break;
+    }
+    const size_t end = s.find_first_of(seps, start);
+    out.push_back(s.substr(start, end == std::string_view::npos ? end : end - start));
+    i = end == std::string_view::npos ? s.size() : end;
+  }
+  return out;
+}
+
+// %p and %% expanded (the JVM's and Ruby's specifiers for the pid); nullopt for any other.
+std::optional<std::string> expand_pid(std::string_view s, int64_t pid) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 1 >= s.size()) {
+      return std::nullopt;
+    }
+    ++i;
+    if (s[i] == '%') {
+      out += '%';
+    } else if (s[i] == 'p') {
+      out += std::to_string(pid);
+    } else {
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::string_view value_of(std::string_view var, std::string_view name) {
+  return var.substr(name.size() + 1);
+}
+
+} // namespace
+
+std::vector<ReportCandidate> report_candidates(std::string_view environ, std::string_view argv,
+                                               std::string_view exe, int64_t pid) {
+  std::vector<ReportCandidate> out;
+  std::vector<std::string_view> jvm_options;
+  std::vector<std::string_view> node_options;
+  const auto args = split(argv, std::string_view("\0", 1));
+  bool java =
+      exe.substr(exe.rfind('/') == std::string_view::npos ? 0 : exe.rfind('/') + 1) == "java";
+  bool node = false;
+  std::optional<std::string_view> ruby;
+  for (const std::string_view var : split(environ, std::string_view("\0", 1))) {
+    for (const std::string_view name : {"JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS"}) {
+      if (var.starts_with(name) && var.size() > name.size() && var[name.size()] == '=') {
+        java = true;
+        for (const auto o : split(value_of(var, name), " \t\n")) {
+          jvm_options.push_back(o);
+        }
+      }
+    }
+    if (var.starts_with("NODE_OPTIONS=")) {
+      for (const auto o : split(value_of(var, "NODE_OPTIONS"), " \t\n")) {
+        node_options.push_back(o);
+      }
+    } else if (var.starts_with("RUBY_CRASH_REPORT=")) {
+      ruby = value_of(var, "RUBY_CRASH_REPORT");
+    }
+  }
+  if (!args.empty()) {
+    const std::string_view a0 = args[0];
+    const std::string_view base =
+        a0.substr(a0.rfind('/') == std::string_view::npos ? 0 : a0.rfind('/') + 1);
+    java = java || base == "java";
+    node = base == "node" || base == "nodejs";
+  }
+  const std::string_view e =
+      exe.substr(exe.rfind('/') == std::string_view::npos ? 0 : exe.rfind('/') + 1);
+  node = node || e == "node" || e == "nodejs";
+  for (size_t i = 1; i < args.size(); ++i) {
+    if (java) {
+      jvm_options.push_back(args[i]);
+    }
+    if (node) {
+      node_options.push_back(args[i]);
+    }
+  }
+
+  // The JVM: -XX:ErrorFile=, the last one wins; else hs_err_pid<pid>.log in the working
+  // directory, then in /tmp (where the JVM writes it when the working directory is not writable).
+  if (java) {
+    std::optional<std::string_view> error_file;
+    for (const auto o : jvm_options) {
+      if (o.starts_with("-XX:ErrorFile=")) {
+        error_file = o.substr(14);
+      }
+    }
+    if (error_file && !error_file->empty()) {
+      ReportCandidate c{"jvm", std::string(*error_file), "", false, false};
+      if (auto p = expand_pid(*error_file, pid)) {
+        c.path = *p;
+      }
+      out.push_back(std::move(c));
+    } else {
+      const std::string name = "hs_err_pid" + std::to_string(pid) + ".log";
+      out.push_back({"jvm", name, name, false, true});
+      out.push_back({"jvm", "/tmp/" + name, "/tmp/" + name, false, true});
+    }
+  }
+  if (ruby && !ruby->empty()) {
+    ReportCandidate c{"ruby", std::string(*ruby), "", false, false};
+    if (!ruby->starts_with('|')) {
+      if (auto p = expand_pid(*ruby, pid)) {
+        c.path = *p;
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  // Node: --report-on-fatalerror (or another report trigger), --report-directory, and
+  // --report-filename ("stdout" and "stderr" are no file).
+  bool report = false;
+  std::string dir;
+  std::optional<std::string> file;
+  for (size_t i = 0; i < node_options.size(); ++i) {
+    const std::string_view o = node_options[i];
+    auto value = [&](std::string_view opt) -> std::optional<std::string> {
+      if (o.starts_with(opt) && o.size() > opt.size() && o[opt.size()] == '=') {
+        return std::string(o.substr(opt.size() + 1));
+      }
+      if (o == opt && i + 1 < node_options.size()) {
+        return std::string(node_options[++i]);
+      }
+      return std::nullopt;
+    };
+    if (o == "--report-on-fatalerror" || o == "--report-uncaught-exception" ||
+        o == "--report-on-signal") {
+      report = true;
+    } else if (auto d = value("--report-directory")) {
+      dir = *d;
+    } else if (auto d2 = value("--report-dir")) {
+      dir = *d2;
+    } else if (auto f = value("--report-filename")) {
+      file = *f;
+    }
+  }
+  if (report && !(file && (*file == "stdout" || *file == "stderr"))) {
+    if (file && !file->empty()) {
+      const std::string p = dir.empty() ? *file : dir + "/" + *file;
+      out.push_back({"node", p, p, false, false});
+    } else {
+      out.push_back({"node",
+                     dir.empty() ? "report.*." + std::to_string(pid) + ".*.json"
+                                 : dir + "/report.*." + std::to_string(pid) + ".*.json",
+                     dir, true, false});
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// What the reader found for one candidate.
+struct Found {
+  std::string refused; // empty when `fd` is the file
+  common::UniqueFd fd;
+  struct stat st {};
+};
+
+long openat2_call(int dir, const char* path, int flags, uint64_t resolve) {
+  struct open_how how {};
+  how.flags = static_cast<__u64>(static_cast<unsigned>(flags));
+  how.resolve = resolve;
+  return ::syscall(SYS_openat2, dir, path, &how, sizeof how);
+}
+
+std::string why(int err) {
+  switch (err) {
+  case ENOENT:
+    return "not found";
+  case ELOOP:
+    return "a symbolic link on the way";
+  case EXDEV:
+    return "outside the process's root or working directory";
+  case EACCES:
+  case EPERM:
+    return "not readable by the crashing user";
+  default:
+    return std::strerror(err);
+  }
+}
+
+// Opens `path` as the reader may: relative to the process's root (absolute) or working
+// directory, no link followed, a regular file of `uid` modified since `start`.
+Found open_report(int root, int cwd, const std::string& path, uid_t uid, int64_t start) {
+  Found f;
+  const bool absolute = path.starts_with('/');
+  const int dir = absolute ? root : cwd;
+  if (dir < 0) {
+    f.refused = absolute ? "the process's root is unknown" : "the working directory is unknown";
+    return f;
+  }
+  const uint64_t resolve =
+      (absolute ? RESOLVE_IN_ROOT : RESOLVE_BENEATH) | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const long opath = openat2_call(dir, path.c_str(), O_PATH | O_CLOEXEC, resolve);
+  if (opath < 0) {
+    f.refused = why(errno);
+    return f;
+  }
+  const common::UniqueFd o(static_cast<int>(opath));
+  struct stat st {};
+  if (::fstat(o.get(), &st) != 0) {
+    f.refused = why(errno);
+    return f;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    f.refused = "not a regular file";
+    return f;
+  }
+  if (st.st_uid != uid) {
+    f.refused = "owned by uid " + std::to_string(st.st_uid) + ", not the crashing uid";
+    return f;
+  }
+  // The start time is known to the second (boot time + clock ticks): a second of slack.
+  if (st.st_mtim.tv_sec + 1 < start) {
+    f.refused = "last modified before the process started";
+    return f;
+  }
+  // Opened for reading only now that it is known to be a regular file (a device might act on
+  // open), through the descriptor, and checked to be the same file.
+  const std::string self = "/proc/self/fd/" + std::to_string(o.get());
+  common::UniqueFd rd(::open(self.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  struct stat again {};
+  if (!rd) {
+    f.refused = why(errno);
+    return f;
+  }
+  if (::fstat(rd.get(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+    f.refused = "changed while it was opened";
+    return f;
+  }
+  f.fd = std::move(rd);
+  f.st = st;
+  return f;
+}
+
+// Node without a file name: the newest report.*.<pid>.*.json of the directory.
+Found find_node_report(int root, int cwd, const ReportCandidate& c, uid_t uid, int64_t start,
+                       int64_t pid) {
+  Found f;
+  const bool absolute = c.path.starts_with('/');
+  const int base = absolute ? root : cwd;
+  if (base < 0) {
+    f.refused = "the directory is unknown";
+    return f;
+  }
+  const uint64_t resolve =
+      (absolute ? RESOLVE_IN_ROOT : RESOLVE_BENEATH) | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const std::string where = c.path.empty() ? "." : c.path;
+  const long d =
+      openat2_call(base, where.c_str(), O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC, resolve);
+  if (d < 0) {
+    f.refused = why(errno);
+    return f;
+  }
+  const common::UniqueFd dir(static_cast<int>(d));
+  const std::string mid = "." + std::to_string(pid) + ".";
+  std::string best;
+  int64_t best_time = -1;
+  size_t seen = 0;
+  (void)common::list_dir(dir.get(), [&](std::string_view name) {
+    if (++seen > k_dir_entries_max || !name.starts_with("report.") || !name.ends_with(".json") ||
+        name.find(mid) == std::string_view::npos) {
+      return;
+    }
+    struct stat st {};
+    if (::fstatat(dir.get(), std::string(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_mtim.tv_sec > best_time) {
+      best_time = st.st_mtim.tv_sec;
+      best = name;
+    }
+  });
+  if (best.empty()) {
+    f.refused = "not found";
+    return f;
+  }
+  return open_report(dir.get(), dir.get(), best, uid, start);
+}
+
+// Closes every descriptor but `keep` (the core pipe among them: the kernel waits for its readers).
+void close_all_but(std::vector<int> keep) {
+  std::sort(keep.begin(), keep.end());
+  unsigned from = 0;
+  for (const int fd : keep) {
+    if (fd < 0) {
+      continue;
+    }
+    if (static_cast<unsigned>(fd) > from) {
+      (void)::syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0U);
+    }
+    from = static_cast<unsigned>(fd) + 1;
+  }
+  (void)::syscall(SYS_close_range, from, ~0U, 0U);
+}
+
+// The reader child's work, as the crashing user: the answer (a JSON header line, then the
+// report's bytes) written to `out`.
+[[noreturn]] void reader_main(int out, int root, int cwd, const std::vector<ReportCandidate>& cs,
+                              uid_t uid, gid_t gid, int64_t start, int64_t pid) {
+  ::alarm(k_report_seconds);
+  close_all_but({out, root, cwd});
+  nlohmann::json h = nlohmann::json::object();
+  if (sandbox::become({uid, gid}) != sandbox::SandboxFailure::none) {
+    h["refused"] = "could not take the crashing user's ids";
+    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                     "\n");
+    ::_exit(0);
+  }
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  std::string first_refusal;
+  const ReportCandidate* first = nullptr;
+  for (const ReportCandidate& c : cs) {
+    Found f;
+    if (c.path.empty() && !c.node_dir) {
+      f.refused = c.named.starts_with('|') ? "a pipe to a program, not a file"
+                                           : "a % specifier other than %p";
+    } else if (c.node_dir) {
+      f = find_node_report(root, cwd, c, uid, start, pid);
+    } else {
+      f = open_report(root, cwd, c.path, uid, start);
+    }
+    if (!f.fd) {
+      if (!first && !(c.implicit && f.refused == "not found")) {
+        first = &c;
+        first_refusal = f.refused;
+      }
+      continue;
+    }
+    std::string data(k_report_max + 1, '\0');
+    size_t got = 0;
+    while (got < data.size()) {
+      const ssize_t n = ::read(f.fd.get(), data.data() + got, data.size() - got);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        break;
+      }
+      got += static_cast<size_t>(n);
+    }
+    const bool cut = got > k_report_max;
+    data.resize(std::min(got, k_report_max));
+    h["runtime"] = c.runtime;
+    h["path"] = c.named.substr(0, 4096);
+    h["file_size"] = static_cast<uint64_t>(f.st.st_size);
+    h["truncated"] = cut;
+    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                                     "\n");
+    (void)common::write_all(out, data);
+    ::_exit(0);
+  }
+  if (first) {
+    h["runtime"] = first->runtime;
+    h["path"] = first->named.substr(0, 4096);
+    h["refused"] = first_refusal;
+  }
+  (void)common::write_all(out,
+                          h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  ::_exit(0);
+}
+
+std::string read_block(int proc, const char* name) {
+  auto fd = common::open_at(proc, name, O_RDONLY | O_NOCTTY);
+  if (!fd) {
+    return {};
+  }
+  auto text = common::read_fd(fd->get(), name, k_block_max);
+  return text ? *text : std::string();
+}
+
+} // namespace
+
+void note_runtime_report_names(Context& ctx) {
+  if (!ctx.crashed.valid()) {
+    return;
+  }
+  const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
+  const std::string environ = read_block(ctx.crashed.proc_dir(), "environ");
+  const std::string argv = read_block(ctx.crashed.proc_dir(), "cmdline");
+  ctx.report_reader.candidates = report_candidates(environ, argv, ctx.record.executable, pid);
+}
+
+void start_runtime_report_reader(Context& ctx) {
+  const auto& candidates = ctx.report_reader.candidates;
+  if (candidates.empty()) {
+    return;
+  }
+  if (!ctx.running_as_root || !ctx.crashed.valid() || !ctx.args.uid || !ctx.args.gid ||
+      *ctx.args.uid < 0 || *ctx.args.gid < 0 ||
+      *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
+      *ctx.args.gid > static_cast<int64_t>(static_cast<gid_t>(-1))) {
+    ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
+                                 {"path", candidates.front().named},
+                                 {"refused", "the handler cannot take the crashing user's ids"}};
+    return;
+  }
+  const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
+  if (!ctx.proc.start_time) {
+    ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
+                                 {"path", candidates.front().named},
+                                 {"refused", "the process's start time is unknown"}};
+    return;
+  }
+  common::UniqueFd out(static_cast<int>(::memfd_create("runtime-report", MFD_CLOEXEC)));
+  if (!out) {
+    ctx.warnings.push_back(std::string("Failed to create the runtime report's buffer: ") +
+                           std::strerror(errno));
+    return;
+  }
+  const pid_t child = ::fork();
+  if (child < 0) {
+    ctx.warnings.push_back(std::string("Failed to fork the runtime report's reader: ") +
+                           std::strerror(errno));
+    return;
+  }
+  if (child == 0) {
+    // Never back into the handler's run: whatever throws ends the child, with no answer.
+    try {
+      reader_main(out.get(), ctx.crashed.root(), ctx.crashed.cwd(), candidates,
+                  static_cast<uid_t>(*ctx.args.uid), static_cast<gid_t>(*ctx.args.gid),
+                  *ctx.proc.start_time, pid);
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  ctx.report_reader.pid = child;
+  ctx.report_reader.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  ctx.report_reader.out = std::move(out);
+  ctx.report_reader.runtime = candidates.front().runtime;
+  ctx.report_reader.named = candidates.front().named;
+  ctx.report_reader.deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(k_report_seconds);
+}
+
+void keep_runtime_report(Context& ctx) {
+  ReportReader& rr = ctx.report_reader;
+  if (rr.pid <= 0) {
+    return;
+  }
+  const pid_t child = rr.pid;
+  rr.pid = -1;
+  int status = 0;
+  bool done = false;
+  while (!done) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          rr.deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (::waitpid(child, &status, WNOHANG) == child) {
+      done = true;
+      break;
+    }
+    if (left <= 0 || !rr.pidfd) {
+      break;
+    }
+    struct pollfd p {
+      rr.pidfd.get(), POLLIN, 0
+    };
+    (void)::poll(&p, 1, static_cast<int>(left));
+  }
+  if (!done) {
+    ::kill(child, SIGKILL);
+    (void)::waitpid(child, &status, WNOHANG);
+    ctx.record.runtime_report = {{"runtime", rr.runtime},
+                                 {"path", rr.named},
+                                 {"refused", "not read within " + seconds_text(k_report_seconds)}};
+    return;
+  }
+  // The answer comes from a process of the crashing user: read as untrusted, bounded.
+  const int fd = rr.out.get();
+  if (::lseek(fd, 0, SEEK_SET) != 0) {
+    return;
+  }
+  auto text = common::read_fd(fd, "runtime report", k_header_max + k_report_max);
+  rr.out.reset();
+  if (!text) {
+    return;
+  }
+  const size_t nl = text->find('\n');
+  if (nl == std::string::npos || nl > k_header_max) {
+    std::string how = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                          : "exit status " + std::to_string(WEXITSTATUS(status));
+    ctx.record.runtime_report = {{"runtime", rr.runtime},
+                                 {"path", rr.named},
+                                 {"refused", "the reader gave no answer (" + how + ")"}};
+    return;
+  }
+  nlohmann::json h = nlohmann::json::parse(text->substr(0, nl), nullptr, false);
+  if (!h.is_object() || h.empty()) {
+    return;
+  }
+  nlohmann::json& section = ctx.record.runtime_report;
+  for (const char* key : {"runtime", "path", "refused"}) {
+    if (auto it = h.find(key); it != h.end() && it->is_string()) {
+      section[key] = it->get<std::string>().substr(0, 4096);
+    }
+  }
+  if (section.contains("refused")) {
+    return;
+  }
+  const std::string_view data = std::string_view(*text).substr(nl + 1);
+  section["size"] = data.size();
+  if (auto it = h.find("file_size"); it != h.end() && it->is_number_unsigned()) {
+    section["file_size"] = it->get<uint64_t>();
+  }
+  section["truncated"] = h.value("truncated", false);
+  if (!ctx.exe_dir) {
+    section["refused"] = "the store cannot be written: " + ctx.store_error;
+    return;
+  }
+  const std::string name = ctx.record.id + std::string(common::k_report_suffix);
+  auto f = common::AtomicFile::create(ctx.exe_dir.get(), name, common::k_core_mode);
+  common::Expected<void> written = f ? f->write(data) : std::unexpected(f.error());
+  if (written) {
+    written = f->commit();
+  }
+  if (!written) {
+    section["refused"] = "not stored: " + written.error().message;
+    return;
+  }
+  ctx.store->add_usage(data.size());
+  section["stored"] =
+      common::report_relpath(ctx.record.store_host, ctx.record.store_exe, ctx.record.id);
+}
+
+} // namespace handler
