@@ -5,6 +5,7 @@
 #include "common/crash/analysis.hpp"
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
+#include "common/crash/python/merge.hpp"
 #include "common/crash/symbolize.hpp"
 #include "handler/analysis_child.hpp"
 #include "handler/context.hpp"
@@ -172,6 +173,17 @@ void analyze_crash(Context& ctx) {
   } else if (!facts.files.empty()) {
     ctx.warnings.push_back("mapped files not checked: the crashed process's root could not be "
                            "verified (no -P%P -F%F, or it exited too early)");
+  }
+  // Signature v3: the Python caller of a native crash, from the stacks read during the stream.
+  if (analysis.signature && !r.python.empty()) {
+    const auto py = crash::python::python_stacks_from_json(r.python);
+    for (const auto& t : analysis.stacks) {
+      if (t.crashing) {
+        if (auto v3 = crash::python::signature_v3(*analysis.signature, t.frames, py, t.tid)) {
+          analysis.signature = std::move(*v3);
+        }
+      }
+    }
   }
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);

@@ -58,6 +58,8 @@ struct Context {
   RecordSize record_size = RecordSize::full; // 7. minimal when the store has no room
   std::optional<uid_t> reader;        // 9. grant: the crashing user, granted read access by ACL
   common::UniqueFd analysis_launcher; // 6. handler/analysis_launcher, when started as root; 8
+  common::UniqueFd python_launcher;   // 6. the same for the Python walk, when a CPython is mapped
+  bool python_walked = false;         // 7. the Python stacks were read (handler/python_walk)
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log

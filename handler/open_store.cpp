@@ -4,6 +4,7 @@
 #include "handler/analysis_launcher.hpp"
 #include "handler/context.hpp"
 #include "handler/privileges.hpp"
+#include "handler/python_walk.hpp"
 #include "handler/steps.hpp"
 
 #include <sys/stat.h>
@@ -76,6 +77,12 @@ void open_store_and_drop(Context& ctx) {
       ctx.analysis_launcher = std::move(*launcher);
     } else {
       ctx.warnings.push_back(launcher.error().message + ": the analysis runs as the store user");
+    }
+    // The Python walk during the stream has a child of its own, and a launcher of its own.
+    if (!python_modules(ctx.crashed.maps()).empty()) {
+      if (auto launcher = start_analysis_launcher(ids)) {
+        ctx.python_launcher = std::move(*launcher);
+      }
     }
   }
   if (user) {

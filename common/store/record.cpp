@@ -197,6 +197,9 @@ json to_json(const Record& r) {
   if (!r.crash.empty()) {
     j["crash"] = clean(r.crash);
   }
+  if (!r.python.empty()) {
+    j["python"] = clean(r.python);
+  }
   if (!r.mappings.empty()) {
     j["mappings"] = clean(r.mappings);
   }
@@ -292,6 +295,9 @@ Expected<Record> record_from_json(const json& j) {
   }
   if (auto it = j.find("crash"); it != j.end() && it->is_object()) {
     r.crash = *it;
+  }
+  if (auto it = j.find("python"); it != j.end() && it->is_object()) {
+    r.python = *it;
   }
   if (auto it = j.find("mappings"); it != j.end() && it->is_array()) {
     r.mappings = *it;

@@ -89,8 +89,10 @@ void bound_record(Record& r, size_t max) {
       r.crash.is_object() && r.crash.contains("frames") ? r.crash["frames"] : no_frames;
   shrink_arrays({{&r.mappings, "mappings"}, {&frames, "crash.frames"}}, r, max);
   // Whatever is left too large is dropped whole, least useful first.
-  for (auto [section, name] :
-       {std::pair{&r.container, "container"}, {&r.mappings, "mappings"}, {&r.crash, "crash"}}) {
+  for (auto [section, name] : {std::pair{&r.container, "container"},
+                               {&r.mappings, "mappings"},
+                               {&r.python, "python"},
+                               {&r.crash, "crash"}}) {
     if (text_size(r) <= max) {
       return;
     }
