@@ -132,7 +132,7 @@ nlohmann::json crash_to_json(const CoreFacts& f, const CrashAnalysis& a) {
   }
   if (a.signature) {
     j["signature"] = a.signature->signature;
-    j["signature_version"] = 2;
+    j["signature_version"] = a.signature->version;
     // One string, so that list views (which read only scalar fields) can show it; "←" cannot
     // occur in a symbol name or in build-id+offset.
     std::string chain;

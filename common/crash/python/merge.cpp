@@ -1,6 +1,10 @@
 // Python frames in the native backtrace.
 #include "common/crash/python/merge.hpp"
 
+#include "common/base/sha256.hpp"
+
+#include <algorithm>
+
 namespace crash::python {
 
 bool is_eval_frame(const common::Frame& frame) {
@@ -44,6 +48,26 @@ std::optional<std::string> signature_python_frame(const PyThread& thread) {
   }
   const PyFrame& top = thread.frames.front();
   return top.file + ":" + top.function;
+}
+
+std::optional<common::SignatureV2> signature_v3(const common::SignatureV2& v2,
+                                                std::span<const common::Frame> native,
+                                                const PythonStacks& stacks, int64_t tid) {
+  const PyThread* thread = thread_for_tid(stacks, tid);
+  if (thread == nullptr || !std::ranges::any_of(native, is_eval_frame) ||
+      !v2.input.starts_with("v2|")) {
+    return std::nullopt;
+  }
+  const auto top = signature_python_frame(*thread);
+  if (!top) {
+    return std::nullopt;
+  }
+  common::SignatureV2 v3 = v2;
+  v3.version = 3;
+  v3.input = "v3|" + v2.input.substr(3) + "|py:" + *top;
+  v3.signature = common::sha256_hex(v3.input, 16);
+  v3.chain.push_back(*top);
+  return v3;
 }
 
 const PyThread* thread_for_tid(const PythonStacks& stacks, int64_t tid) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/crash/python/stacks.hpp"
+#include "common/crash/signature.hpp"
 #include "common/crash/unwind.hpp"
 
 #include <optional>
@@ -33,6 +34,13 @@ std::vector<MergedFrame> merge_python_frames(std::span<const common::Frame> nati
 // The Python frame a signature names ("file:function", no line) when the crash happened in
 // native code called from Python: `thread`'s innermost frame; nullopt for a thread without one.
 std::optional<std::string> signature_python_frame(const PyThread& thread);
+
+// Signature v3: `v2` with the top Python frame of the crashing thread (`tid`, its native
+// frames `native`) when those native frames were called from Python (they reach the evaluation
+// loop); nullopt otherwise, and v2 stands. Input "v3|<v2's fields>|py:<file>:<function>".
+std::optional<common::SignatureV2> signature_v3(const common::SignatureV2& v2,
+                                                std::span<const common::Frame> native,
+                                                const PythonStacks& stacks, int64_t tid);
 
 // The thread state of the kernel thread `tid`; nullptr when none.
 const PyThread* thread_for_tid(const PythonStacks& stacks, int64_t tid);

@@ -1,0 +1,175 @@
+"""Python crashes through the real kernel: the handler reads every thread's Python stack from the
+crashed interpreter while the core streams, into the record's `python` section, whatever happens
+to the core (stored, cut at a tiny max_core_size, or not read at all on the lean path). The oracle
+is faulthandler.dump_traceback(all_threads=True) written on the line that crashes.
+
+Needs root and a writable core_pattern; elsewhere the whole file is skipped."""
+import fcntl
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import pctest
+
+if not pctest.can_set_core_pattern():
+    pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
+
+PYENV = Path("/root/.pyenv/versions")
+PYTHONS = [Path("/usr/bin/python3.11")] + [PYENV / v / "bin" / "python3"
+                                           for v in ("3.12.1", "3.13.0")]
+
+# A threaded service: one worker crashes in ctypes.string_at(0) inside handle_request ->
+# parse_payload, one idles in time.sleep, the main thread joins. faulthandler's dump is written
+# on the crashing line itself, so that both agree on every line. The mode "render" crashes the
+# same way from render_page (two callers, two signatures); "atexit" crashes at shutdown.
+SCRIPT = r'''
+import atexit, ctypes, faulthandler, json, sys, threading, time
+out, mode = sys.argv[1], sys.argv[2]
+ready = threading.Barrier(2)
+def idle():
+    ready.wait()
+    time.sleep(100)
+def parse_payload(data):
+    f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
+def render_page(data):
+    f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
+def handle_request(data):
+    if mode == "render":
+        render_page(data)
+    else:
+        parse_payload(data)
+def on_exit():
+    f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
+ids = {hex(threading.main_thread().ident): threading.get_native_id()}
+if mode == "atexit":
+    atexit.register(on_exit)
+    with open(out + ".ids", "w") as f:
+        json.dump(ids, f)
+    sys.exit(0)
+sleeper = threading.Thread(target=idle, daemon=True)
+sleeper.start()
+ready.wait()
+ids[hex(sleeper.ident)] = sleeper.native_id
+with open(out + ".ids", "w") as f:
+    json.dump(ids, f)
+time.sleep(0.1)
+worker = threading.Thread(target=handle_request, args=(b"x",))
+worker.start()
+worker.join()
+'''
+
+
+def parse_faulthandler(text):
+    """[(thread id, current?, [(file, line, name)])] in faulthandler's order."""
+    threads = []
+    for line in text.splitlines():
+        m = re.match(r"(Current thread|Thread) (0x[0-9a-f]+) \(most recent call first\):", line)
+        if m:
+            threads.append((int(m.group(2), 16), m.group(1) == "Current thread", []))
+            continue
+        m = re.match(r'  File "(.*)", line (\d+|\?\?\?) in (.*)', line)
+        if m and threads:
+            lineno = -1 if m.group(2) == "???" else int(m.group(2))
+            threads[-1][2].append((m.group(1), lineno, m.group(3)))
+    return threads
+
+
+@pytest.fixture(scope="module")
+def rig():
+    with pctest.kernel_rig("pcp-", install=False) as rig:
+        (rig.work / "run").mkdir(mode=0o700)
+        rig.config("c", rate_limit_burst=0)
+        rig.config("tiny", rate_limit_burst=0, max_core_size="4K")
+        rig.config("lean", rate_limit_burst=0, max_captures=1,
+                   runtime_dir=str(rig.work / "run"))
+        yield rig
+
+
+def crash_python(rig, python, tmp_path, mode="parse", config="c"):
+    """Runs the script under `python` with the rig's handler (configuration `config`) as
+    core_pattern; returns (record, faulthandler's threads, {thread id: native id})."""
+    if not python.exists():
+        pytest.skip(f"{python} is not installed")
+    script = tmp_path / "service.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / f"dump-{mode}"
+    with pctest.core_pattern(rig.pattern(config)):
+        proc = subprocess.run([str(python), str(script), str(out), mode],
+                              preexec_fn=pctest.allow_cores, capture_output=True, timeout=60)
+        assert proc.returncode == -11, (proc.returncode, proc.stderr)
+        r = pctest.record_for(rig.store, proc.pid)
+    return r, parse_faulthandler(out.read_text()), json.loads(Path(f"{out}.ids").read_text())
+
+
+def check_python(r, expected, native_ids):
+    py = r["python"]
+    assert py["status"] == "ok", py
+    got = py["threads"]
+    assert sorted(t["thread_id"] for t in got) == sorted(tid for tid, _, _ in expected)
+    by_id = {t["thread_id"]: t for t in got}
+    for tid, current, frames in expected:
+        thread = by_id[tid]
+        # faulthandler prints co_name; the record keeps co_qualname.
+        assert [(f["file"], f["line"], f["function"].rsplit(".", 1)[-1])
+                for f in thread["frames"]] == frames, thread
+        if hex(tid) in native_ids:
+            assert thread["native_thread_id"] == native_ids[hex(tid)]
+        # The thread that crashed holds the GIL, and it is the kernel's crashing thread.
+        assert thread["holds_gil"] == current
+        if current:
+            assert thread["native_thread_id"] == r["tid"]
+    assert py["reads"] < 2000
+
+
+@pytest.mark.parametrize("python", PYTHONS, ids=str)
+def test_threaded_crash_has_every_python_stack(rig, python, tmp_path):
+    r, expected, ids = crash_python(rig, python, tmp_path)
+    assert r["core"]["reason"] == "stored", r["core"]
+    check_python(r, expected, ids)
+    worker = next(t for t in r["python"]["threads"] if t["holds_gil"])
+    assert [f["function"] for f in worker["frames"]][:2] == ["parse_payload", "handle_request"]
+    assert r["python"]["walk_ms"] < 250
+    # corectl info: the Python frames inside the crashing thread's backtrace.
+    info = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--store", str(rig.store),
+                           "info", r["id"]], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    assert re.search(r'File ".*service\.py", line \d+, in parse_payload', info.stdout), info.stdout
+    # The signature names the Python caller of the native crash.
+    assert r["crash"]["signature_version"] == 3, r["crash"]
+    assert r["crash"]["signature_chain"].endswith("service.py:parse_payload"), r["crash"]
+
+
+def test_tiny_max_core_size_keeps_the_python_stacks(rig, tmp_path):
+    r, expected, ids = crash_python(rig, PYTHONS[0], tmp_path, config="tiny")
+    assert r["core"]["reason"] == "truncated", r["core"]
+    check_python(r, expected, ids)
+
+
+def test_lean_path_keeps_the_python_stacks(rig, tmp_path):
+    # The one capture slot is held: the crash takes the lean path and its core is never read.
+    slot = os.open(rig.work / "run" / "capture.0", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(slot, fcntl.LOCK_EX)
+        r, expected, ids = crash_python(rig, PYTHONS[0], tmp_path, config="lean")
+    finally:
+        os.close(slot)
+    assert r["core"]["reason"] == "busy", r["core"]
+    check_python(r, expected, ids)
+
+
+def test_crash_at_shutdown(rig, tmp_path):
+    r, expected, ids = crash_python(rig, PYTHONS[0], tmp_path, mode="atexit")
+    check_python(r, expected, ids)
+    assert r["python"]["finalizing"] is True
+    assert r["python"]["threads"][0]["frames"][0]["function"] == "on_exit"
+
+
+def test_two_python_callers_two_signatures(rig, tmp_path):
+    a, _, _ = crash_python(rig, PYTHONS[0], tmp_path, mode="parse")
+    b, _, _ = crash_python(rig, PYTHONS[0], tmp_path, mode="render")
+    assert a["crash"]["signature_version"] == 3 and b["crash"]["signature_version"] == 3
+    assert a["crash"]["signature"] != b["crash"]["signature"], (a["crash"], b["crash"])
