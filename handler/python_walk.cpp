@@ -153,7 +153,10 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
     }
   }
   const int mem = crashed.mem();
-  if (mem < 0 || files.empty() || !crashed.still_the_same()) {
+  // Not still_the_same(): after the drop of privileges a signal, even 0, is refused. The
+  // pidfd's pid is -1 once the process is gone; while the kernel dumps it, it is there.
+  const bool there = crashed.pidfd() >= 0 && pidfd_pid(crashed.pidfd()) == crashed.pid();
+  if (mem < 0 || files.empty() || !there) {
     stacks.status = PyStatus::failed;
     stacks.detail = mem < 0         ? "the process's memory could not be opened"
                     : files.empty() ? "the interpreter's file could not be opened"

@@ -11,9 +11,7 @@ bool is_eval_frame(const common::Frame& frame) {
   return frame.symbol && frame.symbol->name == "_PyEval_EvalFrameDefault";
 }
 
-std::vector<MergedFrame> merge_python_frames(std::span<const common::Frame> native,
-                                             const PyThread& thread) {
-  // The runs: innermost frame first, each ending at (and including) an entry frame.
+std::vector<std::span<const PyFrame>> python_runs(const PyThread& thread) {
   std::vector<std::span<const PyFrame>> runs;
   size_t begin = 0;
   for (size_t i = 0; i < thread.frames.size(); ++i) {
@@ -22,6 +20,12 @@ std::vector<MergedFrame> merge_python_frames(std::span<const common::Frame> nati
       begin = i + 1;
     }
   }
+  return runs;
+}
+
+std::vector<MergedFrame> merge_python_frames(std::span<const common::Frame> native,
+                                             const PyThread& thread) {
+  const std::vector<std::span<const PyFrame>> runs = python_runs(thread);
   std::vector<MergedFrame> out;
   out.reserve(native.size() + thread.frames.size());
   size_t run = 0;
@@ -46,7 +50,14 @@ std::optional<std::string> signature_python_frame(const PyThread& thread) {
   if (thread.frames.empty()) {
     return std::nullopt;
   }
-  const PyFrame& top = thread.frames.front();
+  // The standard library's own Python wrappers (ctypes.string_at over _string_at) are the
+  // same for every caller: the innermost frame outside it names the code that crashed.
+  const auto stdlib = [](const PyFrame& f) {
+    return f.file.find("/lib/python") != std::string::npos &&
+           f.file.find("-packages/") == std::string::npos;
+  };
+  const auto it = std::ranges::find_if_not(thread.frames, stdlib);
+  const PyFrame& top = it != thread.frames.end() ? *it : thread.frames.front();
   return top.file + ":" + top.function;
 }
 
