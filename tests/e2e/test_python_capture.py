@@ -147,6 +147,14 @@ def test_threaded_crash_has_every_python_stack(rig, python, tmp_path):
                            "info", r["id"]], capture_output=True, text=True, timeout=60)
     assert info.returncode == 0, info.stderr
     assert re.search(r'File ".*service\.py", line \d+, in parse_payload', info.stdout), info.stdout
+    # Py-bt's order: the evaluation-loop frame, then the Python frames it ran.
+    lines = info.stdout.splitlines()
+    eval_at = next(i for i, l in enumerate(lines) if "_PyEval_EvalFrameDefault" in l)
+    assert "string_at" in lines[eval_at + 1], lines[eval_at:eval_at + 3]
+    js = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--store", str(rig.store), "info",
+                         "--json", r["id"]], capture_output=True, text=True, timeout=60)
+    assert js.returncode == 0, js.stderr
+    assert json.loads(js.stdout)["python"] == r["python"]
     # The signature names the Python caller of the native crash.
     assert r["crash"]["signature_version"] == 3, r["crash"]
     assert r["crash"]["signature_chain"].endswith("service.py:parse_payload"), r["crash"]
@@ -168,6 +176,10 @@ def test_lean_path_keeps_the_python_stacks(rig, tmp_path):
         os.close(slot)
     assert r["core"]["reason"] == "busy", r["core"]
     check_python(r, expected, ids)
+    info = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--store", str(rig.store),
+                           "info", r["id"]], capture_output=True, text=True, timeout=60)
+    assert info.returncode == 0, info.stderr
+    assert "Python stacks:" in info.stdout and "in parse_payload" in info.stdout, info.stdout
 
 
 def test_crash_at_shutdown(rig, tmp_path):
