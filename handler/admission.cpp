@@ -362,7 +362,7 @@ void admit_capture(Context& ctx) {
     // Close the pipe at once: the kernel's next write fails and it stops dumping, the crashed
     // process is released, and nothing of the core is read or compressed. A Python process is
     // held a moment longer: step 7 reads its Python stacks first, within the walk's budget.
-    if (python_modules(ctx.crashed.maps()).empty()) {
+    if (!ctx.config.python_stacks || python_modules(ctx.crashed.maps()).empty()) {
       ctx.input.reset();
     }
     return;

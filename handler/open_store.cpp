@@ -79,7 +79,7 @@ void open_store_and_drop(Context& ctx) {
       ctx.warnings.push_back(launcher.error().message + ": the analysis runs as the store user");
     }
     // The Python walk during the stream has a child of its own, and a launcher of its own.
-    if (!python_modules(ctx.crashed.maps()).empty()) {
+    if (ctx.config.python_stacks && !python_modules(ctx.crashed.maps()).empty()) {
       if (auto launcher = start_analysis_launcher(ids)) {
         ctx.python_launcher = std::move(*launcher);
       }

@@ -30,7 +30,7 @@ void read_python_stacks(Context& ctx) {
     return;
   }
   ctx.python_walked = true;
-  if (ctx.running_as_root && !ctx.python_launcher) {
+  if (!ctx.config.python_stacks || (ctx.running_as_root && !ctx.python_launcher)) {
     return; // no launcher (or no CPython mapped): the walk never runs as the store user
   }
   const auto tid = ctx.scanner.facts().tid ? ctx.scanner.facts().tid : ctx.record.tid;
