@@ -64,7 +64,11 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.memory = ctx.config.analysis_memory_limit;
   limits.cpu_seconds =
       static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
-  limits.max_output = common::k_record_max;
+  // The Python stacks read during the stream keep their share of the record.
+  limits.max_output =
+      common::k_record_max -
+      std::min(ctx.record.python.empty() ? size_t{0} : ctx.record.python.dump().size(),
+               common::k_record_max / 2);
   // Opened here, before the fork: the child opens nothing (common/sandbox/analysis_sandbox).
   // Module files through the handle's map_files (the files the process had mapped, whatever
   // their paths name now); by path only when there is no handle (the process was gone).

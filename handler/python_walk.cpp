@@ -182,9 +182,10 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
           }
           const uint64_t bias = symbols->pie ? m.start - symbols->first_load_vaddr : 0;
           crash::python::ProcMemReader reader(mem, crash::python::parse_proc_maps(maps));
-          return crash::python::to_json(
-                     crash::python::walk_python(reader, *symbols, bias, m.path, walk))
-              .dump();
+          // Cut to the record's share here already: the whole walk may not fit the pipe's bound.
+          PythonStacks walked = crash::python::walk_python(reader, *symbols, bias, m.path, walk);
+          fit_share(walked, crashed_tid.value_or(-1), k_python_share);
+          return crash::python::to_json(walked).dump();
         }
         // A Python 2, or a 3 before 3.7: no _PyRuntime. Recorded as such, never guessed.
         PythonStacks old;

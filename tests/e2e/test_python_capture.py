@@ -86,16 +86,17 @@ def rig():
         rig.config("tiny", rate_limit_burst=0, max_core_size="4K")
         rig.config("lean", rate_limit_burst=0, max_captures=1,
                    runtime_dir=str(rig.work / "run"))
+        rig.config("rated", rate_limit_burst=1, rate_limit_interval=3600)
         yield rig
 
 
-def crash_python(rig, python, tmp_path, mode="parse", config="c"):
+def crash_python(rig, python, tmp_path, mode="parse", config="c", script_text=SCRIPT):
     """Runs the script under `python` with the rig's handler (configuration `config`) as
     core_pattern; returns (record, faulthandler's threads, {thread id: native id})."""
     if not python.exists():
         pytest.skip(f"{python} is not installed")
     script = tmp_path / "service.py"
-    script.write_text(SCRIPT)
+    script.write_text(script_text)
     out = tmp_path / f"dump-{mode}"
     with pctest.core_pattern(rig.pattern(config)):
         proc = subprocess.Popen([str(python), str(script), str(out), mode],
@@ -104,6 +105,8 @@ def crash_python(rig, python, tmp_path, mode="parse", config="c"):
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == -11, (proc.returncode, err)
         r = pctest.record_for(rig.store, proc.pid)
+    if script_text != SCRIPT:
+        return r, None, None
     return r, parse_faulthandler(out.read_text()), json.loads(Path(f"{out}.ids").read_text())
 
 
@@ -196,3 +199,45 @@ def test_two_python_callers_two_signatures(rig, tmp_path):
     b, _, _ = crash_python(rig, PYTHONS[0], tmp_path, mode="render")
     assert a["crash"]["signature_version"] == 3 and b["crash"]["signature_version"] == 3
     assert a["crash"]["signature"] != b["crash"]["signature"], (a["crash"], b["crash"])
+
+
+def test_rate_limited_crash_keeps_the_python_stacks(rig, tmp_path):
+    # A burst of one: by the second crash of the same executable and uid (the store holds the
+    # other tests' cores too) the rate limit keeps no core.
+    crash_python(rig, PYTHONS[0], tmp_path, config="rated")
+    r, expected, ids = crash_python(rig, PYTHONS[0], tmp_path, config="rated")
+    assert r["core"]["reason"] == "rate_limited" and not r["core"]["present"], r["core"]
+    check_python(r, expected, ids)
+
+
+# 64 threads x 100 Python frames: more than the section's share of the record.
+DEEP = r'''
+import ctypes, threading
+N, D = 64, 100
+ready = threading.Barrier(N)
+def rec(n):
+    if n == 0:
+        ready.wait(); threading.Event().wait()
+    rec(n - 1)
+for _ in range(N - 1):
+    threading.Thread(target=rec, args=(D - 3,), daemon=True).start()
+def crash_rec(n):
+    if n == 0:
+        ready.wait(); ctypes.string_at(0)
+    crash_rec(n - 1)
+crash_rec(D - 2)
+'''
+
+
+def test_deep_stacks_are_cut_to_their_share_and_say_so(rig, tmp_path):
+    r, _, _ = crash_python(rig, PYTHONS[0], tmp_path, script_text=DEEP)
+    assert "python" in r, r["handler"]["cut"]
+    py = r["python"]
+    assert py["status"] == "partial" and "kept" in py["cut"], {k: py[k] for k in py if k != "threads"}
+    assert len(json.dumps(py)) <= 64 << 10
+    assert Path(r["_path"]).stat().st_size <= 256 << 10
+    crashing = [t for t in py["threads"] if t["native_thread_id"] == r["tid"]]
+    assert crashing and crashing[0]["frames"][0]["function"] == "string_at"
+    assert crashing[0]["truncated"] is True
+    # The walk itself stays within its budgets: one read of most pages, well under 200 ms.
+    assert py["reads"] < 2000 and py["elapsed_us"] < 200_000
