@@ -199,6 +199,13 @@ def test_two_python_callers_two_signatures(rig, tmp_path):
     b, _, _ = crash_python(rig, PYTHONS[0], tmp_path, mode="render")
     assert a["crash"]["signature_version"] == 3 and b["crash"]["signature_version"] == 3
     assert a["crash"]["signature"] != b["crash"]["signature"], (a["crash"], b["crash"])
+    # corectl groups keeps them apart.
+    out = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--store", str(rig.store), "groups",
+                          "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    groups = [json.loads(l) for l in out.stdout.splitlines() if l.strip()]
+    text = json.dumps(groups)
+    assert a["crash"]["signature"] in text and b["crash"]["signature"] in text, groups
 
 
 def test_rate_limited_crash_keeps_the_python_stacks(rig, tmp_path):
