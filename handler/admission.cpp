@@ -7,6 +7,7 @@
 #include "common/store/record_summary.hpp"
 #include "common/store/store.hpp"
 #include "handler/context.hpp"
+#include "handler/python_walk.hpp"
 #include "handler/steps.hpp"
 
 #include <fcntl.h>
@@ -368,8 +369,11 @@ void admit_capture(Context& ctx) {
   }
   if (ctx.lean) {
     // Close the pipe at once: the kernel's next write fails and it stops dumping, the crashed
-    // process is released, and nothing of the core is read or compressed.
-    ctx.input.reset();
+    // process is released, and nothing of the core is read or compressed. A Python process is
+    // held a moment longer: step 7 reads its Python stacks first, within the walk's budget.
+    if (!ctx.config.python_stacks || python_modules(ctx.crashed.maps()).empty()) {
+      ctx.input.reset();
+    }
     return;
   }
   // Only now enlarge the pipe: while it is full the kernel is blocked writing the core, which

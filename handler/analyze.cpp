@@ -5,6 +5,7 @@
 #include "common/crash/analysis.hpp"
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
+#include "common/crash/python/merge.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/packages/owner_json.hpp"
 #include "common/packages/ownership.hpp"
@@ -65,7 +66,11 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   limits.memory = ctx.config.analysis_memory_limit;
   limits.cpu_seconds =
       static_cast<unsigned>(std::chrono::ceil<std::chrono::seconds>(window).count()) + 1;
-  limits.max_output = common::k_record_max;
+  // The Python stacks read during the stream keep their share of the record.
+  limits.max_output =
+      common::k_record_max -
+      std::min(ctx.record.python.empty() ? size_t{0} : ctx.record.python.dump().size(),
+               common::k_record_max / 2);
   // Opened here, before the fork: the child opens nothing (common/sandbox/analysis_sandbox).
   // Module files through the handle's map_files (the files the process had mapped, whatever
   // their paths name now); by path only when there is no handle (the process was gone).
@@ -174,6 +179,17 @@ void analyze_crash(Context& ctx) {
   } else if (!facts.files.empty()) {
     ctx.warnings.push_back("mapped files not checked: the crashed process's root could not be "
                            "verified (no -P%P -F%F, or it exited too early)");
+  }
+  // Signature v3: the Python caller of a native crash, from the stacks read during the stream.
+  if (analysis.signature && !r.python.empty()) {
+    const auto py = crash::python::python_stacks_from_json(r.python);
+    for (const auto& t : analysis.stacks) {
+      if (t.crashing) {
+        if (auto v3 = crash::python::signature_v3(*analysis.signature, t.frames, py, t.tid)) {
+          analysis.signature = std::move(*v3);
+        }
+      }
+    }
   }
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);

@@ -60,6 +60,8 @@ struct Context {
   std::optional<uid_t> reader;        // 9. grant: the crashing user, granted read access by ACL
   common::UniqueFd analysis_launcher; // 6. handler/analysis_launcher, when started as root; 8
   ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 8
+  common::UniqueFd python_launcher; // 6. the same for the Python walk, when a CPython is mapped
+  bool python_walked = false;       // 7. the Python stacks were read (handler/python_walk)
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log

@@ -98,8 +98,9 @@ void CrashedProcess::open_mapped_files() {
   if (!text) {
     return;
   }
+  m_maps = *text;
   std::map<std::pair<dev_t, ino_t>, uint64_t> seen;
-  std::string_view rest = *text;
+  std::string_view rest = m_maps;
   while (!rest.empty() && m_mapped.size() < k_max_mapped_files) {
     const size_t nl = rest.find('\n');
     const std::string_view line = rest.substr(0, nl);
@@ -148,6 +149,11 @@ void CrashedProcess::open_mapped_files() {
 bool CrashedProcess::still_the_same() const {
   return m_pidfd && ::syscall(SYS_pidfd_send_signal, m_pidfd.get(), 0, nullptr, 0) == 0 &&
          pidfd_pid(m_pidfd.get()) == m_pid;
+}
+
+int CrashedProcess::mapped_file(uint64_t start) const {
+  const auto it = m_mapped.find(start);
+  return it == m_mapped.end() ? -1 : it->second.get();
 }
 
 common::UniqueFd CrashedProcess::take_mapped_file(uint64_t start) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 
 namespace handler {
 
@@ -45,6 +46,10 @@ public:
   // The file mapped from file offset 0 at `start` (a module's first mapping), for reading:
   // moved out of the handle (an empty fd when none was taken or it was taken before).
   common::UniqueFd take_mapped_file(uint64_t start);
+  // The same file, still held by the handle (not owned); -1 when none.
+  int mapped_file(uint64_t start) const;
+  // The process's /proc/<pid>/maps text as it was when the handle was taken (bounded).
+  const std::string& maps() const { return m_maps; }
   // How many mapped files the handle holds.
   size_t mapped_files() const { return m_mapped.size(); }
 
@@ -61,6 +66,7 @@ private:
   common::UniqueFd m_root;
   common::UniqueFd m_cwd;
   std::map<uint64_t, common::UniqueFd> m_mapped; // by the start address of the mapping
+  std::string m_maps;
 };
 
 } // namespace handler

@@ -4,6 +4,7 @@
 #include "common/store/store.hpp"
 #include "handler/context.hpp"
 #include "handler/privileges.hpp"
+#include "handler/python_walk.hpp"
 #include "handler/runtime_report.hpp"
 #include "handler/steps.hpp"
 
@@ -77,6 +78,12 @@ void open_store_and_drop(Context& ctx) {
       ctx.analysis_launcher = std::move(*launcher);
     } else {
       ctx.warnings.push_back(launcher.error().message + ": the analysis runs as the store user");
+    }
+    // The Python walk during the stream has a child of its own, and a launcher of its own.
+    if (ctx.config.python_stacks && !python_modules(ctx.crashed.maps()).empty()) {
+      if (auto launcher = start_analysis_launcher(ids)) {
+        ctx.python_launcher = std::move(*launcher);
+      }
     }
   }
   // The runtime's own report, read as the crashing user while the core streams.

@@ -6,6 +6,7 @@
 #include "handler/admission.hpp"
 #include "handler/context.hpp"
 #include "handler/policy.hpp"
+#include "handler/python_walk.hpp"
 #include "handler/steps.hpp"
 
 #include <unistd.h>
@@ -23,10 +24,48 @@ using common::CoreReason;
 // How far the scanner may read past a small max_core_size for the notes and the first build-ids.
 constexpr uint64_t k_min_observed = 32ULL << 20;
 
+// The Python stacks, once: the kernel is still blocked on the pipe, so the process exists.
+void read_python_stacks(Context& ctx) {
+  if (ctx.python_walked) {
+    return;
+  }
+  ctx.python_walked = true;
+  if (!ctx.config.python_stacks || (ctx.running_as_root && !ctx.python_launcher)) {
+    return; // no launcher (or no CPython mapped): the walk never runs as the store user
+  }
+  const auto tid = ctx.scanner.facts().tid ? ctx.scanner.facts().tid : ctx.record.tid;
+  if (auto section = walk_python_stacks(ctx.crashed, ctx.python_launcher.get(), tid)) {
+    ctx.record.python = std::move(*section);
+  }
+  ctx.python_launcher.reset(); // it answers once
+}
+
+// The scanner, and the Python walk as soon as the core's notes (NT_FILE comes with the first
+// thread's) have passed: the stream waits for it, the kernel with it.
+class ScanAndWalk final : public common::StreamObserver {
+public:
+  explicit ScanAndWalk(Context& ctx) : m_ctx(ctx) {}
+  void observe(std::span<const std::byte> chunk) override {
+    m_ctx.scanner.observe(chunk);
+    if (!m_ctx.python_walked && !m_ctx.scanner.facts().files.empty()) {
+      read_python_stacks(m_ctx);
+    }
+  }
+  bool wants_more() const override { return m_ctx.scanner.wants_more(); }
+
+private:
+  Context& m_ctx;
+};
+
 // Step 7's stream: stdin → scanner and zstd → temp file → commit.
 void stream_core(Context& ctx) {
   common::CoreInfo& core = ctx.record.core;
   if (ctx.lean) {
+    // The pipe is still open only for a Python process: its stacks first, then the kernel goes.
+    if (ctx.input) {
+      read_python_stacks(ctx);
+      ctx.input.reset();
+    }
     core.present = false;
     core.reason = CoreReason::busy;
     core.error = ctx.lean_reason + ": recorded without reading the core";
@@ -74,7 +113,8 @@ void stream_core(Context& ctx) {
   options.deadline = ctx.started + std::chrono::seconds(ctx.config.capture_timeout);
   common::CaptureResult result;
   if (ctx.input) {
-    result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &ctx.scanner);
+    ScanAndWalk observer(ctx);
+    result = common::capture_stream(ctx.input.get(), file ? file->fd() : -1, options, &observer);
   } else {
     result.error = "no input: stdin is closed";
     result.read_failed = true;

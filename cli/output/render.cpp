@@ -2,6 +2,7 @@
 
 #include "cli/output/pager.hpp"
 #include "common/crash/crash_json.hpp"
+#include "common/crash/python/merge.hpp"
 
 #include <unistd.h>
 
@@ -325,11 +326,28 @@ namespace {
 
 // Schema 2: every thread's backtrace, the crashing thread first (the handler writes it first).
 // Frames found by CFI or from the registers are the norm; the others say how they were found.
-void print_stacks(const Term& term, const json& stacks, std::string& out) {
+// With the record's `python` section, each thread's Python frames follow the evaluation-loop
+// frames that ran them, as py-bt shows them (crash::python::merge_python_frames' rule).
+void print_stacks(const Term& term, const json& stacks, const json& python, std::string& out) {
+  const crash::python::PythonStacks py = crash::python::python_stacks_from_json(python);
+  const auto py_line = [&](const crash::python::PyFrame& p) {
+    return "      File \"" + printable(p.file) + "\", line " +
+           (p.line < 0 ? std::string("???") : std::to_string(p.line)) + ", in " +
+           printable(p.function) + "\n";
+  };
   for (const auto& t : stacks) {
     if (!t.is_object()) {
       continue;
     }
+    const crash::python::PyThread* py_thread =
+        t.contains("tid") && t["tid"].is_number_integer()
+            ? crash::python::thread_for_tid(py, t["tid"].get<int64_t>())
+            : nullptr;
+    std::vector<std::span<const crash::python::PyFrame>> runs;
+    if (py_thread != nullptr) {
+      runs = crash::python::python_runs(*py_thread);
+    }
+    size_t run = 0;
     std::string title = "Thread " + field(t, "tid");
     if (has(t, "name")) {
       title += " (" + field(t, "name") + ")";
@@ -373,6 +391,18 @@ void print_stacks(const Term& term, const json& stacks, std::string& out) {
         line += " [" + printable(trust.empty() ? "?" : trust) + "]";
       }
       out += line + "\n";
+      const auto sym = f.find("symbol");
+      if (run < runs.size() && !f.value("inlined", false) && sym != f.end() && sym->is_object() &&
+          sym->value("name", std::string()) == "_PyEval_EvalFrameDefault") {
+        for (const auto& p : runs[run++]) {
+          out += py_line(p);
+        }
+      }
+    }
+    for (; run < runs.size(); ++run) {
+      for (const auto& p : runs[run]) {
+        out += py_line(p);
+      }
     }
     if (has(t, "error")) {
       out += "  (" + field(t, "error") + ")\n";
@@ -541,8 +571,31 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
   }
   print_changes(term, full.json, out); // cli/output/render_packages.cpp
 
+  if (r.python.is_object() && !r.python.empty()) {
+    const auto py = crash::python::python_stacks_from_json(r.python);
+    line("Python", printable(std::string(crash::python::status_name(py.status))) +
+                       (py.version.empty() ? "" : " " + printable(py.version)) + ", " +
+                       std::to_string(py.threads.size()) + " threads" +
+                       (py.finalizing ? ", finalizing" : "") +
+                       (py.detail.empty() ? "" : ": " + printable(py.detail)) +
+                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")"));
+  }
+  const bool native =
+      crash.contains("stacks") && crash["stacks"].is_array() && !crash["stacks"].empty();
+  if (!native && r.python.is_object() && !r.python.empty()) {
+    // No native backtrace (the core was not read): the Python stacks as faulthandler shows them.
+    const auto py = crash::python::python_stacks_from_json(r.python);
+    out += "\n" + term.paint("1", "Python stacks") + ":\n";
+    const std::string text =
+        crash::python::render_traceback(py, static_cast<uint64_t>(r.tid.value_or(0)));
+    for (std::string_view rest = text; !rest.empty();) {
+      const size_t nl = rest.find('\n');
+      out += printable(std::string(rest.substr(0, nl))) + "\n";
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    }
+  }
   if (auto it = crash.find("stacks"); it != crash.end() && it->is_array() && !it->empty()) {
-    print_stacks(term, *it, out);
+    print_stacks(term, *it, r.python, out);
   } else if (auto fr = crash.find("frames"); fr != crash.end() && fr->is_array() && !fr->empty()) {
     // Schema 1: best-effort candidates of the crashing thread only.
     out += "\n" + term.paint("1", "Frames") + ":\n";

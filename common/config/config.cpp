@@ -68,6 +68,8 @@ constexpr std::array k_config_keys{
     // a limit below a page is taken as "no core" unless the host decides centrally.
     ConfigKey{"honour_rlimit_core", K::boolean, &Config::honour_rlimit_core, 0, 0, R::none, "yes",
               "a crasher's RLIMIT_CORE (ulimit -c) of 0 means no core (no = store it anyway)"},
+    ConfigKey{"python_stacks", K::boolean, &Config::python_stacks, 0, 0, R::none, "yes",
+              "a crashed CPython's Python stacks are read during the stream (at most 200 ms)"},
     ConfigKey{"keep_free", K::disk_amount, &Config::keep_free, 0, 0, R::none, "15%",
               "free space never taken below this (percentages capped at 4 GiB)"},
     ConfigKey{"max_use", K::disk_amount, &Config::max_use, 0, 0, R::none, "10%",

@@ -36,6 +36,7 @@ struct Config {
   int compression_threads = 0;
   uint64_t max_core_size = 0;
   bool honour_rlimit_core = false; // the crasher's RLIMIT_CORE (%c) below a page means no core
+  bool python_stacks = true;       // a crashed CPython's Python stacks read during the stream
   DiskAmount keep_free;
   DiskAmount max_use;
   unsigned rate_limit_burst = 0;

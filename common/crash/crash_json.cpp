@@ -125,7 +125,7 @@ record::Crash crash_record(const CoreFacts& f, const CrashAnalysis& a) {
   }
   if (a.signature) {
     c.signature = a.signature->signature;
-    c.signature_version = 2;
+    c.signature_version = a.signature->version;
     // One string, so that list views (which read only scalar fields) can show it; "←" cannot
     // occur in a symbol name or in build-id+offset.
     std::string chain;

@@ -22,6 +22,7 @@ struct SignatureV2 {
   std::string signature;          // 16 hex characters of SHA-256(input)
   std::string input;              // "v2|<signo>|<frame>|<frame>|<frame>[|exe:<id>]"
   std::vector<std::string> chain; // the frames used, innermost first, for display
+  int version = 2;                // 3: with the top Python frame (common/crash/python/merge)
 };
 
 // Whether a function name is crash machinery that the signature skips.

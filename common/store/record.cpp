@@ -89,7 +89,8 @@ constexpr std::array k_record_keys = {"schema",
                                       "container",
                                       "node",
                                       "packages",
-                                      "runtime_report"};
+                                      "runtime_report",
+                                      "python"};
 constexpr std::array k_core_keys = {"present",     "reason",    "path",          "size",
                                     "stored_size", "truncated", "expected_size", "access",
                                     "compression", "error",     "removed"};
@@ -245,6 +246,9 @@ json to_json(const Record& r) {
   if (!r.crash.empty()) {
     j["crash"] = clean(r.crash);
   }
+  if (!r.python.empty()) {
+    j["python"] = clean(r.python);
+  }
   if (!r.mappings.empty()) {
     j["mappings"] = clean(r.mappings);
   }
@@ -350,6 +354,9 @@ Expected<Record> record_from_json(const json& j) {
   if (auto it = j.find("crash"); it != j.end() && it->is_object()) {
     r.crash = *it;
   }
+  if (auto it = j.find("python"); it != j.end() && it->is_object()) {
+    r.python = *it;
+  }
   if (auto it = j.find("mappings"); it != j.end() && it->is_array()) {
     r.mappings = *it;
   }
@@ -364,7 +371,7 @@ Expected<Record> record_from_json(const json& j) {
   }
   r.unknown = unknown_keys(j, k_record_keys);
   // A section of the type another version gave it is kept as it was, not dropped.
-  for (const char* key : {"crash", "container", "node", "packages", "runtime_report"}) {
+  for (const char* key : {"crash", "container", "node", "packages", "runtime_report", "python"}) {
     if (auto it = j.find(key); it != j.end() && !it->is_object()) {
       r.unknown[key] = *it;
     }

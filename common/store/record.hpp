@@ -96,6 +96,8 @@ struct Record {
   nlohmann::json crash = nlohmann::json::object();
   nlohmann::json mappings = nlohmann::json::array();
   nlohmann::json container = nlohmann::json::object();
+  // The crashed interpreter's Python stacks, read during the stream (docs/python-stacks.md).
+  nlohmann::json python = nlohmann::json::object();
   // The host the handler ran on (machine_id, boot_id, hostname), read in its own, the initial,
   // namespaces; unlike `hostname` (%h, the crasher's UTS namespace) not the crasher's to choose.
   nlohmann::json node = nlohmann::json::object();

@@ -88,9 +88,12 @@ void bound_record(Record& r, size_t max) {
   nlohmann::json& frames =
       r.crash.is_object() && r.crash.contains("frames") ? r.crash["frames"] : no_frames;
   shrink_arrays({{&r.mappings, "mappings"}, {&frames, "crash.frames"}}, r, max);
-  // Whatever is left too large is dropped whole, least useful first.
-  for (auto [section, name] :
-       {std::pair{&r.container, "container"}, {&r.mappings, "mappings"}, {&r.crash, "crash"}}) {
+  // Whatever is left too large is dropped whole, least useful first; the Python stacks (bounded
+  // to their share when read) last, the one account of a crash whose backtraces did not fit.
+  for (auto [section, name] : {std::pair{&r.container, "container"},
+                               {&r.mappings, "mappings"},
+                               {&r.crash, "crash"},
+                               {&r.python, "python"}}) {
     if (text_size(r) <= max) {
       return;
     }

@@ -206,7 +206,7 @@ TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") 
 
 TEST_CASE("the table: one row per key, every default valid and what Config{} holds", "[config]") {
   const auto keys = config_keys();
-  REQUIRE(keys.size() == 35);
+  REQUIRE(keys.size() == 36);
   std::string all_defaults;
   for (size_t i = 0; i < keys.size(); ++i) {
     INFO(keys[i].name);
@@ -234,6 +234,7 @@ TEST_CASE("the defaults are the ones documented before the table", "[config]") {
   CHECK(c.compression_threads == 1);
   CHECK(c.max_core_size == 16ULL << 30);
   CHECK(c.honour_rlimit_core);
+  CHECK(c.python_stacks);
   CHECK(c.keep_free == DiskAmount{0, 15});
   CHECK(c.max_use == DiskAmount{0, 10});
   CHECK(c.rate_limit_burst == 10);

@@ -240,3 +240,49 @@ TEST_CASE("Python frames merge into the native trace at the evaluation-loop fram
   CHECK(thread_for_tid(s, 17) == &s.threads[0]);
   CHECK(thread_for_tid(s, 18) == nullptr);
 }
+
+TEST_CASE("Signature v3 adds the Python caller of a native crash called from Python", "[python]") {
+  auto native = [](const char* name) {
+    common::Frame f;
+    f.symbol = common::ResolvedSymbol{name, 0, true};
+    return f;
+  };
+  const std::vector<common::Frame> from_python = {native("strlen"), native("PyCFuncPtr_call"),
+                                                  native("_PyEval_EvalFrameDefault")};
+  const std::vector<common::Frame> plain_c = {native("strlen"), native("main")};
+  common::SignatureV2 v2;
+  v2.input = "v2|11|strlen|PyCFuncPtr_call|_PyEval_EvalFrameDefault";
+  v2.signature = "0123456789abcdef";
+  v2.chain = {"strlen", "PyCFuncPtr_call", "_PyEval_EvalFrameDefault"};
+  PythonStacks stacks;
+  PyThread t;
+  t.native_thread_id = 42;
+  // ctypes' own wrapper is the standard library's: the caller outside it is named.
+  t.frames = {{"string_at", "/usr/lib/python3.11/ctypes/__init__.py", 519, false},
+              {"parse_payload", "/srv/app.py", 9, false},
+              {"<module>", "/srv/app.py", 20, true}};
+  stacks.threads = {t};
+  const auto v3 = signature_v3(v2, from_python, stacks, 42);
+  REQUIRE(v3);
+  CHECK(v3->version == 3);
+  CHECK(v3->input == "v3|11|strlen|PyCFuncPtr_call|_PyEval_EvalFrameDefault|py:/srv/app.py:"
+                     "parse_payload");
+  CHECK(v3->signature.size() == 16);
+  CHECK(v3->signature != v2.signature);
+  CHECK(v3->chain.back() == "/srv/app.py:parse_payload");
+  SECTION("another caller, another signature") {
+    stacks.threads[0].frames[1].function = "render_page";
+    const auto other = signature_v3(v2, from_python, stacks, 42);
+    REQUIRE(other);
+    CHECK(other->signature != v3->signature);
+  }
+  SECTION("native frames not called from Python, or no thread state: v2 stands") {
+    CHECK_FALSE(signature_v3(v2, plain_c, stacks, 42));
+    CHECK_FALSE(signature_v3(v2, from_python, stacks, 43));
+  }
+  SECTION("a site-packages module is not the standard library") {
+    stacks.threads[0].frames[0].file = "/usr/lib/python3/dist-packages/numpy/core/x.py";
+    CHECK(signature_python_frame(stacks.threads[0]) ==
+          "/usr/lib/python3/dist-packages/numpy/core/x.py:string_at");
+  }
+}

@@ -246,15 +246,16 @@ TEST_CASE("a record keeps the keys and sections of a later version", "[record_mo
   r.id = "0123456789abcdef";
   r.crash = crash_to_json(sample_facts(), sample_analysis());
   json j = to_json(r);
-  j["python"] = {{"threads", json::array({{{"frames", json::array()}}})}};
-  j["packages"] = json::array({{{"name", "libc6"}}});
+  j["sandbox_report"] = {{"threads", json::array({{{"frames", json::array()}}})}};
+  j["packages"] = json::array({{{"name", "libc6"}}}); // known, of another type
   j["core"]["uploaded"] = "2026-12-01T00:00:00Z";
   j["handler"]["sandbox"] = {{"seccomp", true}};
   j["crash"]["python_stack"] = true;
   auto parsed = record_from_json(j);
   REQUIRE(parsed);
   CHECK(to_json(*parsed) == j);
-  CHECK(parsed->unknown.contains("python"));
+  CHECK(parsed->unknown.contains("sandbox_report"));
+  CHECK(parsed->unknown.contains("packages"));
   CHECK(parsed->core.unknown.contains("uploaded"));
 
   SECTION("a known section of another type is kept, not dropped") {

@@ -17,6 +17,8 @@ const char* status_name(PyStatus status) {
     return "unsupported";
   case PyStatus::invalid:
     return "invalid";
+  case PyStatus::failed:
+    return "failed";
   }
   return "invalid";
 }
@@ -46,6 +48,9 @@ nlohmann::json to_json(const PythonStacks& s) {
                       {"elapsed_us", s.elapsed_us}};
   if (!s.detail.empty()) {
     j["detail"] = s.detail;
+  }
+  if (!s.cut.empty()) {
+    j["cut"] = s.cut;
   }
   return j;
 }
@@ -86,7 +91,7 @@ PythonStacks python_stacks_from_json(const nlohmann::json& j) {
   PythonStacks s;
   std::string status;
   get(j, "status", status);
-  for (PyStatus st : {PyStatus::ok, PyStatus::partial, PyStatus::unsupported}) {
+  for (PyStatus st : {PyStatus::ok, PyStatus::partial, PyStatus::unsupported, PyStatus::failed}) {
     if (status == status_name(st)) {
       s.status = st;
     }
@@ -94,6 +99,7 @@ PythonStacks python_stacks_from_json(const nlohmann::json& j) {
   get(j, "version", s.version);
   get(j, "module", s.module);
   get(j, "detail", s.detail);
+  get(j, "cut", s.cut);
   get(j, "finalizing", s.finalizing);
   get(j, "reads", s.reads);
   get(j, "bytes", s.bytes);

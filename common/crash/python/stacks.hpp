@@ -34,6 +34,7 @@ enum class PyStatus {
   partial,     // some read failed or a budget ran out: what was read is kept
   unsupported, // an interpreter this walker has no layout for (recorded as such, not guessed)
   invalid,     // the interpreter's structures do not hold together
+  failed,      // the walk did not finish: its sandboxed child timed out or was killed
 };
 
 struct PythonStacks {
@@ -41,6 +42,7 @@ struct PythonStacks {
   std::string version; // "3.11.2" from Py_Version, empty when unknown
   std::string module;  // path of the file holding _PyRuntime
   std::string detail;  // why the status is not ok
+  std::string cut;     // what was cut to fit the record's share ("frames: 40 of 6400 kept")
   bool finalizing = false;
   std::vector<PyThread> threads;
   uint64_t reads = 0;
