@@ -27,7 +27,7 @@ common::UniqueFd open_in(int dir, const char* name, int flags) {
 } // namespace
 
 // The pid a pidfd refers to, from /proc/self/fdinfo; -1 once the process is gone.
-static std::optional<int64_t> pidfd_pid(int pidfd) {
+std::optional<int64_t> pidfd_pid(int pidfd) {
   auto info = common::read_file(AT_FDCWD, "/proc/self/fdinfo/" + std::to_string(pidfd), 8192);
   if (!info) {
     return std::nullopt;

@@ -18,6 +18,10 @@
 
 namespace handler {
 
+// The pid a pidfd refers to, from /proc/self/fdinfo; -1 once the process is gone. Unlike a
+// signal 0 through the pidfd, it works after the handler has dropped its privileges.
+std::optional<int64_t> pidfd_pid(int pidfd);
+
 class CrashedProcess {
 public:
   CrashedProcess() = default;

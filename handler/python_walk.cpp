@@ -24,6 +24,9 @@ namespace handler {
 namespace {
 
 using crash::python::PyStatus;
+using sandbox::ChildLimits;
+using sandbox::ChildResult;
+using sandbox::run_in_child;
 using crash::python::PythonStacks;
 
 // The walker's own time budget, and when its child is killed whatever it does: the kernel is
