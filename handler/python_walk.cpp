@@ -24,10 +24,10 @@ namespace handler {
 namespace {
 
 using crash::python::PyStatus;
+using crash::python::PythonStacks;
 using sandbox::ChildLimits;
 using sandbox::ChildResult;
 using sandbox::run_in_child;
-using crash::python::PythonStacks;
 
 // The walker's own time budget, and when its child is killed whatever it does: the kernel is
 // held at most this long for the walk.
