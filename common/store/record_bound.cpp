@@ -87,10 +87,23 @@ void bound_record(Record& r, size_t max) {
   nlohmann::json no_frames = nlohmann::json::array();
   nlohmann::json& frames =
       r.crash.is_object() && r.crash.contains("frames") ? r.crash["frames"] : no_frames;
-  shrink_arrays({{&r.mappings, "mappings"}, {&frames, "crash.frames"}}, r, max);
+  // The package section names each mapped path again: its lists are cut with the mappings.
+  nlohmann::json no_owners = nlohmann::json::array();
+  nlohmann::json no_unowned = nlohmann::json::array();
+  nlohmann::json& owners =
+      r.packages.is_object() && r.packages.contains("owners") ? r.packages["owners"] : no_owners;
+  nlohmann::json& unowned =
+      r.packages.is_object() && r.packages.contains("unowned") ? r.packages["unowned"] : no_unowned;
+  shrink_arrays({{&r.mappings, "mappings"},
+                 {&frames, "crash.frames"},
+                 {&owners, "packages.owners"},
+                 {&unowned, "packages.unowned"}},
+                r, max);
   // Whatever is left too large is dropped whole, least useful first; the Python stacks (bounded
   // to their share when read) last, the one account of a crash whose backtraces did not fit.
   for (auto [section, name] : {std::pair{&r.container, "container"},
+                               {&r.runtime_report, "runtime_report"},
+                               {&r.packages, "packages"},
                                {&r.mappings, "mappings"},
                                {&r.crash, "crash"},
                                {&r.python, "python"}}) {

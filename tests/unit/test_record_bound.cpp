@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 using namespace common;
 
 namespace {
@@ -75,4 +77,31 @@ TEST_CASE("sections that cannot be cut small enough are removed", "[record]") {
   CHECK(to_json_text(r).size() <= k_record_max);
   CHECK(r.container.empty());
   CHECK(r.handler.cut == std::vector<std::string>{"container removed"});
+}
+
+TEST_CASE("the package section's lists of long paths are cut with the mappings", "[record]") {
+  Record r = sample();
+  r.packages = {{"owners", nlohmann::json::array()},
+                {"unowned", nlohmann::json::array()},
+                {"complete", true}};
+  for (int i = 0; i < 400; ++i) {
+    const std::string path =
+        "/" + std::string(3800, static_cast<char>('a' + i % 26)) + std::to_string(i);
+    r.mappings.push_back({{"path", path}});
+    r.packages["unowned"].push_back(path);
+    r.packages["owners"].push_back({{"path", path}, {"package", "libx"}, {"version", "1"}});
+  }
+  REQUIRE(to_json_text(r).size() > 4 << 20);
+  bound_record(r);
+  CHECK(to_json_text(r).size() <= k_record_max);
+  REQUIRE(r.packages.is_object());
+  CHECK(r.packages["unowned"].size() < 400);
+  CHECK(r.packages["owners"].size() < 400);
+  CHECK(r.packages["complete"] == true);
+  const auto said = [&](std::string_view what) {
+    return std::any_of(r.handler.cut.begin(), r.handler.cut.end(),
+                       [&](const std::string& c) { return c.starts_with(what); });
+  };
+  CHECK(said("packages.unowned: "));
+  CHECK(said("packages.owners: "));
 }
