@@ -137,6 +137,9 @@ def test_locks_held_on_the_store_do_not_delay_a_crash(rig):
                                  stderr=subprocess.DEVNULL)
         first.wait(timeout=60)
         pctest.records_for(rig.store, {first.pid}, 30)
+        # Its record is written before its handler lets go of the reservation: wait for the
+        # handler, so that every file left is the store's, not a step of that crash.
+        wait_no_handlers(rig, 30)
         held = []
         try:
             for path in [rig.store, *rig.store.rglob("*")]:
