@@ -1,6 +1,7 @@
 // Bounded reads of a crashed process's memory, live or from its core.
 #include "common/crash/python/memory.hpp"
 
+#include "common/base/io.hpp"
 #include "common/base/parse.hpp"
 
 #include <elf.h>
@@ -8,28 +9,15 @@
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <cstring>
 
 namespace crash::python {
 
 namespace {
 
-// pread until `out` is full; false on an error or end of file (a truncated core).
-bool pread_all(int fd, std::span<std::byte> out, uint64_t offset) {
-  size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
+// Fills `out` from `offset`; false on an error or end of file (a truncated core).
+bool read_all_at(int fd, std::span<std::byte> out, uint64_t offset) {
+  return common::read_exact_at(fd, out, offset).has_value();
 }
 
 void sort_mappings(std::vector<Mapping>& mappings) {
@@ -162,7 +150,7 @@ ProcMemReader::ProcMemReader(int mem_fd, std::vector<Mapping> mappings)
     : MemoryReader(std::move(mappings)), m_fd(mem_fd) {}
 
 bool ProcMemReader::fetch(const Mapping&, uint64_t address, std::span<std::byte> out) {
-  return pread_all(m_fd, out, address);
+  return read_all_at(m_fd, out, address);
 }
 
 std::vector<Mapping> parse_proc_maps(std::string_view maps) {
@@ -194,7 +182,7 @@ std::vector<Mapping> parse_proc_maps(std::string_view maps) {
 common::Expected<CoreFileReader> CoreFileReader::open(int core_fd,
                                                       std::span<const FileMapping> files) {
   Elf64_Ehdr eh{};
-  if (!pread_all(core_fd, std::as_writable_bytes(std::span(&eh, 1)), 0) ||
+  if (!read_all_at(core_fd, std::as_writable_bytes(std::span(&eh, 1)), 0) ||
       std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
       eh.e_type != ET_CORE || eh.e_phentsize != sizeof(Elf64_Phdr)) {
     return common::fail("Not an ELF64 core file");
@@ -203,8 +191,8 @@ common::Expected<CoreFileReader> CoreFileReader::open(int core_fd,
   std::vector<Mapping> mappings;
   for (uint16_t i = 0; i < eh.e_phnum && i < k_max_segments; ++i) {
     Elf64_Phdr ph{};
-    if (!pread_all(core_fd, std::as_writable_bytes(std::span(&ph, 1)),
-                   eh.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr))) {
+    if (!read_all_at(core_fd, std::as_writable_bytes(std::span(&ph, 1)),
+                     eh.e_phoff + uint64_t{i} * sizeof(Elf64_Phdr))) {
       return common::fail("The core's program headers are truncated");
     }
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0 || ph.p_vaddr + ph.p_memsz < ph.p_vaddr) {
@@ -236,7 +224,7 @@ bool CoreFileReader::fetch(const Mapping& mapping, uint64_t address, std::span<s
   // The part of the range the core holds comes from the core.
   if (address < mapping.file_end) {
     const uint64_t n = std::min<uint64_t>(out.size(), mapping.file_end - address);
-    if (!pread_all(mapping.fd, out.first(n), mapping.offset + (address - mapping.start))) {
+    if (!read_all_at(mapping.fd, out.first(n), mapping.offset + (address - mapping.start))) {
       return false;
     }
     address += n;
@@ -256,7 +244,7 @@ bool CoreFileReader::fetch(const Mapping& mapping, uint64_t address, std::span<s
       return false;
     }
     const uint64_t n = std::min<uint64_t>(out.size(), f->end - address);
-    if (!pread_all(f->fd, out.first(n), f->offset + (address - f->start))) {
+    if (!read_all_at(f->fd, out.first(n), f->offset + (address - f->start))) {
       return false;
     }
     address += n;
