@@ -30,16 +30,7 @@ def kernel():
 
 
 def crash(store, argv, env=None, cwd=None):
-    """Runs argv until it dies of a signal; returns its record and the decompressed core path."""
-    proc = subprocess.Popen([str(a) for a in argv], preexec_fn=pctest.allow_cores, env=env,
-                            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc.wait(timeout=180)
-    assert proc.returncode < 0, f"{argv} exited with {proc.returncode}"
-    record = pctest.record_for(store, proc.pid, timeout=90)
-    core_zst = pathlib.Path(record["_path"]).parent / f"{record['id']}.core.zst"
-    core = pathlib.Path(store).parent / f"{record['id']}.core"
-    core.write_bytes(pctest.zstd_decompress(core_zst))
-    return record, core
+    return pctest.crash_for_core(store, argv, env=env, cwd=cwd, timeout=180)
 
 
 def below_signal_frame(names):

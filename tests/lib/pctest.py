@@ -533,3 +533,17 @@ def build_analysis_hook(out_dir):
     out.chmod(0o755)
     out.parent.chmod(0o755)
     return out
+
+
+def crash_for_core(store, argv, env=None, cwd=None, timeout=180):
+    """Runs argv until it dies of a signal; returns its record and the path of its core,
+    decompressed beside the store (for gdb)."""
+    proc = subprocess.Popen([str(a) for a in argv], preexec_fn=allow_cores, env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.wait(timeout=timeout)
+    assert proc.returncode < 0, f"{argv} exited with {proc.returncode}"
+    record = record_for(store, proc.pid, timeout=timeout / 2)
+    core_zst = pathlib.Path(record["_path"]).parent / f"{record['id']}.core.zst"
+    core = pathlib.Path(store).parent / f"{record['id']}.core"
+    core.write_bytes(zstd_decompress(core_zst))
+    return record, core
