@@ -23,20 +23,28 @@ PYTHONS = [Path("/usr/bin/python3.11")] + [PYENV / v / "bin" / "python3"
                                            for v in ("3.12.1", "3.13.0")]
 
 # A threaded service: one worker crashes in ctypes.string_at(0) inside handle_request ->
-# parse_payload, one idles in time.sleep, the main thread joins. faulthandler's dump is written
-# on the crashing line itself, so that both agree on every line. The mode "render" crashes the
-# same way from render_page (two callers, two signatures); "atexit" crashes at shutdown.
+# parse_payload, one idles in time.sleep, the main thread blocks reading a pipe. faulthandler's
+# dump is written on the crashing line itself, so that both agree on every line, and only once
+# every other thread is parked on a line marked "# park" (a thread still on its way there would
+# be dumped at one line and crash at another). The mode "render" crashes the same way from
+# render_page (two callers, two signatures); "atexit" crashes at shutdown.
 SCRIPT = r'''
-import atexit, ctypes, faulthandler, json, sys, threading, time
+import atexit, ctypes, faulthandler, json, os, sys, threading, time
 out, mode = sys.argv[1], sys.argv[2]
+PARK = {i + 1 for i, l in enumerate(open(__file__).read().splitlines()) if l.endswith("# park")}
 ready = threading.Barrier(2)
+def settle():
+    me = threading.get_ident()
+    while not all(f.f_code.co_filename == __file__ and f.f_lineno in PARK
+                  for t, f in sys._current_frames().items() if t != me):
+        time.sleep(0.01)
 def idle():
     ready.wait()
-    time.sleep(100)
+    time.sleep(100)  # park
 def parse_payload(data):
-    f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
+    settle(); f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
 def render_page(data):
-    f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
+    settle(); f = open(out, "w"); faulthandler.dump_traceback(f, all_threads=True); f.close(); ctypes.string_at(0)
 def handle_request(data):
     if mode == "render":
         render_page(data)
@@ -56,10 +64,10 @@ ready.wait()
 ids[hex(sleeper.ident)] = sleeper.native_id
 with open(out + ".ids", "w") as f:
     json.dump(ids, f)
-time.sleep(0.1)
-worker = threading.Thread(target=handle_request, args=(b"x",))
+worker = threading.Thread(target=handle_request, args=(b"x",), daemon=True)
+never, _ = os.pipe()
 worker.start()
-worker.join()
+os.read(never, 1)  # park
 '''
 
 
