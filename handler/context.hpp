@@ -59,7 +59,7 @@ struct Context {
   RecordSize record_size = RecordSize::full; // 7. minimal when the store has no room
   std::optional<uid_t> reader;        // 9. grant: the crashing user, granted read access by ACL
   common::UniqueFd analysis_launcher; // 6. handler/analysis_launcher, when started as root; 8
-  ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 8
+  ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 7
   common::UniqueFd python_launcher; // 6. the same for the Python walk, when a CPython is mapped
   bool python_walked = false;       // 7. the Python stacks were read (handler/python_walk)
 

@@ -428,6 +428,10 @@ void print_runtime_report(const Term& term, const json& rr, const InfoPlaces& pl
     out += ", cut from " + field(rr, "file_size");
   }
   out += ")\n";
+  if (has(rr, "removed")) {
+    out += "  (removed with the core by retention at " + field(rr, "removed") + ")\n";
+    return;
+  }
   if (!places.runtime_report) {
     out += "  (the stored report is missing)\n";
     return;
