@@ -7,6 +7,7 @@
 
 #include "common/crash/python/memory.hpp"
 #include "common/crash/python/stacks.hpp"
+#include "common/crash/python/stored.hpp"
 #include "common/crash/python/walker.hpp"
 #include "common/sandbox/analysis_child.hpp"
 #include "common/store/record.hpp"
@@ -36,23 +37,6 @@ constexpr auto k_walk_kill = std::chrono::milliseconds(200);
 // Modules tried for _PyRuntime, in map order.
 constexpr size_t k_max_candidates = 4;
 
-// "python3.11", "python3.12d", "libpython3.13.so.1.0", "python2.7": a CPython by its name.
-bool python_name(std::string_view base) {
-  if (base.starts_with("lib")) {
-    base.remove_prefix(3);
-    if (!base.starts_with("python") || base.find(".so") == std::string_view::npos) {
-      return false;
-    }
-  }
-  if (!base.starts_with("python")) {
-    return false;
-  }
-  base.remove_prefix(6);
-  // A major version, a dot, a minor version.
-  return base.size() >= 3 && (base[0] == '2' || base[0] == '3') && base[1] == '.' &&
-         base[2] >= '0' && base[2] <= '9';
-}
-
 } // namespace
 
 std::vector<PythonModule> python_modules(std::string_view maps) {
@@ -76,7 +60,7 @@ std::vector<PythonModule> python_modules(std::string_view maps) {
       continue;
     }
     const std::string_view base = path.substr(path.rfind('/') + 1);
-    if (!python_name(base)) {
+    if (!crash::python::cpython_file_name(base)) {
       continue;
     }
     const bool seen = std::ranges::any_of(out, [&](const auto& m) { return m.path == path; });
@@ -86,52 +70,6 @@ std::vector<PythonModule> python_modules(std::string_view maps) {
   }
   return out;
 }
-
-namespace {
-
-// Fits the stacks into `max` bytes of JSON: the innermost frames of each thread are kept (the
-// frames per thread halved until it fits), then threads other than the crashing one go.
-void fit_share(PythonStacks& s, int64_t crashed_tid, size_t max) {
-  auto size = [&] { return crash::python::to_json(s).dump().size(); };
-  if (size() <= max) {
-    return;
-  }
-  size_t total = 0;
-  size_t longest = 0;
-  for (const auto& t : s.threads) {
-    total += t.frames.size();
-    longest = std::max(longest, t.frames.size());
-  }
-  const size_t threads = s.threads.size();
-  while (size() > max && longest > 1) {
-    longest /= 2;
-    for (auto& t : s.threads) {
-      if (t.frames.size() > longest) {
-        t.frames.resize(longest);
-        t.truncated = true;
-      }
-    }
-  }
-  // The crashing thread first, so that dropping from the back keeps it.
-  std::ranges::stable_partition(s.threads, [&](const auto& t) {
-    return static_cast<int64_t>(t.native_thread_id) == crashed_tid;
-  });
-  while (size() > max && s.threads.size() > 1) {
-    s.threads.pop_back();
-  }
-  size_t kept = 0;
-  for (const auto& t : s.threads) {
-    kept += t.frames.size();
-  }
-  s.cut = "frames: " + std::to_string(kept) + " of " + std::to_string(total) +
-          " kept, threads: " + std::to_string(s.threads.size()) + " of " + std::to_string(threads) +
-          " kept";
-  if (s.status == PyStatus::ok) {
-    s.status = PyStatus::partial;
-  }
-}
-
-} // namespace
 
 std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, int launcher,
                                                  std::optional<int64_t> crashed_tid) {
@@ -187,7 +125,7 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
           crash::python::ProcMemReader reader(mem, crash::python::parse_proc_maps(maps));
           // Cut to the record's share here already: the whole walk may not fit the pipe's bound.
           PythonStacks walked = crash::python::walk_python(reader, *symbols, bias, m.path, walk);
-          fit_share(walked, crashed_tid.value_or(-1), k_python_share);
+          crash::python::fit_stacks(walked, crashed_tid.value_or(-1), k_python_share);
           return crash::python::to_json(walked).dump();
         }
         // A Python 2, or a 3 before 3.7: no _PyRuntime. Recorded as such, never guessed.
@@ -209,7 +147,7 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
     stacks.status = PyStatus::failed;
     stacks.detail = "the walk did not finish: " + child.failure;
   }
-  fit_share(stacks, crashed_tid.value_or(-1), k_python_share);
+  crash::python::fit_stacks(stacks, crashed_tid.value_or(-1), k_python_share);
   nlohmann::json j = crash::python::to_json(stacks);
   j["walk_ms"] =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
