@@ -5,6 +5,7 @@
 // /proc/<pid>/mem descriptor the handle took as root, under the walker's fixed budgets.
 #include "handler/python_walk.hpp"
 
+#include "common/base/io.hpp"
 #include "common/crash/python/memory.hpp"
 #include "common/crash/python/stacks.hpp"
 #include "common/crash/python/stored.hpp"
@@ -13,6 +14,9 @@
 #include "common/store/record.hpp"
 
 #include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -28,7 +32,7 @@ using crash::python::PyStatus;
 using crash::python::PythonStacks;
 using sandbox::ChildLimits;
 using sandbox::ChildResult;
-using sandbox::run_in_child;
+using sandbox::StartedChild;
 
 // The walker's own time budget, and when its child is killed whatever it does: the kernel is
 // held at most this long for the walk.
@@ -71,8 +75,7 @@ std::vector<PythonModule> python_modules(std::string_view maps) {
   return out;
 }
 
-std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, int launcher,
-                                                 std::optional<int64_t> crashed_tid) {
+std::optional<PythonWalk> PythonWalk::start(const CrashedProcess& crashed, int launcher) {
   if (!crashed.valid()) {
     return std::nullopt;
   }
@@ -80,9 +83,8 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
   if (modules.empty()) {
     return std::nullopt;
   }
-  const auto started = std::chrono::steady_clock::now();
-  PythonStacks stacks;
-  stacks.module = modules.front().path;
+  PythonWalk walk(crashed);
+  walk.m_module = modules.front().path;
   // The descriptors are the handle's, taken as root with the pidfd check: the child reads the
   // process's memory and its own module files, and opens nothing.
   std::vector<int> keep;
@@ -94,38 +96,51 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
     }
   }
   const int mem = crashed.mem();
-  // Not still_the_same(): after the drop of privileges a signal, even 0, is refused. The
-  // pidfd's pid is -1 once the process is gone; while the kernel dumps it, it is there.
-  const bool there = crashed.pidfd() >= 0 && pidfd_pid(crashed.pidfd()) == crashed.pid();
-  if (mem < 0 || files.empty() || !there) {
-    stacks.status = PyStatus::failed;
-    stacks.detail = mem < 0         ? "the process's memory could not be opened"
-                    : files.empty() ? "the interpreter's file could not be opened"
-                                    : "the process was gone before its memory was read";
-    return crash::python::to_json(stacks);
+  if (mem < 0 || files.empty()) {
+    walk.m_failure = mem < 0 ? "the process's memory could not be opened"
+                             : "the interpreter's file could not be opened";
+    return walk;
   }
+  int go[2] = {-1, -1};
+  if (::pipe2(go, O_CLOEXEC) != 0) {
+    walk.m_failure = "could not create a pipe for the walk";
+    return walk;
+  }
+  const common::UniqueFd go_in(go[0]);
+  walk.m_go.reset(go[1]);
   keep.push_back(mem);
+  keep.push_back(go_in.get());
   ChildLimits limits;
   limits.memory = 128ULL << 20;
   limits.cpu_seconds = 1;
   limits.files = 64;
   limits.max_output = common::k_record_max;
   const std::string maps = crashed.maps();
-  const ChildResult child = run_in_child(
+  const int go_fd = go_in.get();
+  walk.m_child.emplace(
       [&]() -> std::string {
-        crash::python::WalkLimits walk;
-        walk.budget.max_time = k_walk_time;
-        std::string first_module;
+        // Everything that needs no crash data yet is done before the word to go: the symbols.
+        std::vector<std::pair<const PythonModule*, crash::python::PythonSymbols>> found;
         for (const auto& [m, fd] : files) {
-          auto symbols = crash::python::read_python_symbols(fd);
-          if (!symbols) {
-            continue;
+          if (auto symbols = crash::python::read_python_symbols(fd)) {
+            found.emplace_back(&m, *symbols);
           }
-          const uint64_t bias = symbols->pie ? m.start - symbols->first_load_vaddr : 0;
+        }
+        int64_t crashed_tid = -1;
+        const auto got =
+            common::read_full(go_fd, std::as_writable_bytes(std::span(&crashed_tid, 1)));
+        if (!got || *got != sizeof crashed_tid) {
+          return {}; // the handler went on without the walk
+        }
+        crash::python::WalkLimits walk_limits;
+        walk_limits.budget.max_time = k_walk_time;
+        for (const auto& [m, symbols] : found) {
+          const uint64_t bias = symbols.pie ? m->start - symbols.first_load_vaddr : 0;
           crash::python::ProcMemReader reader(mem, crash::python::parse_proc_maps(maps));
           // Cut to the record's share here already: the whole walk may not fit the pipe's bound.
-          PythonStacks walked = crash::python::walk_python(reader, *symbols, bias, m.path, walk);
-          crash::python::fit_stacks(walked, crashed_tid.value_or(-1), k_python_share);
+          PythonStacks walked =
+              crash::python::walk_python(reader, symbols, bias, m->path, walk_limits);
+          crash::python::fit_stacks(walked, crashed_tid, k_python_share);
           return crash::python::to_json(walked).dump();
         }
         // A Python 2, or a 3 before 3.7: no _PyRuntime. Recorded as such, never guessed.
@@ -135,7 +150,33 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
         old.detail = "no _PyRuntime: a Python before 3.7";
         return crash::python::to_json(old).dump();
       },
-      keep, limits, started + k_walk_kill, launcher);
+      keep, limits, launcher);
+  return walk;
+}
+
+nlohmann::json PythonWalk::finish(std::optional<int64_t> crashed_tid) {
+  const auto started = std::chrono::steady_clock::now();
+  PythonStacks stacks;
+  stacks.module = m_module;
+  // Not still_the_same(): after the drop of privileges a signal, even 0, is refused. The
+  // pidfd's pid is -1 once the process is gone; while the kernel dumps it, it is there.
+  const bool there = m_crashed->pidfd() >= 0 && pidfd_pid(m_crashed->pidfd()) == m_crashed->pid();
+  if (m_failure.empty() && !there) {
+    m_failure = "the process was gone before its memory was read";
+  }
+  const int64_t tid = crashed_tid.value_or(-1);
+  if (m_failure.empty() && !common::write_all(m_go.get(), std::as_bytes(std::span(&tid, 1)))) {
+    m_failure = "the walk's child did not take the word to go";
+  }
+  m_go.reset();
+  if (!m_failure.empty() || !m_child) {
+    m_child.reset(); // killed and reaped
+    stacks.status = PyStatus::failed;
+    stacks.detail = m_failure;
+    return crash::python::to_json(stacks);
+  }
+  const ChildResult child = m_child->finish(started + k_walk_kill);
+  m_child.reset();
   if (child.output) {
     try {
       stacks = crash::python::python_stacks_from_json(nlohmann::json::parse(*child.output));
@@ -147,11 +188,23 @@ std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, 
     stacks.status = PyStatus::failed;
     stacks.detail = "the walk did not finish: " + child.failure;
   }
-  crash::python::fit_stacks(stacks, crashed_tid.value_or(-1), k_python_share);
+  crash::python::fit_stacks(stacks, tid, k_python_share);
   nlohmann::json j = crash::python::to_json(stacks);
+  // What the stream waited for: from the word to go to the result (the child's start and its
+  // symbol reading came before, while the core streamed).
   j["walk_ms"] =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  j["start_ms"] = std::chrono::duration<double, std::milli>(started - m_started).count();
   return j;
+}
+
+std::optional<nlohmann::json> walk_python_stacks(const CrashedProcess& crashed, int launcher,
+                                                 std::optional<int64_t> crashed_tid) {
+  auto walk = PythonWalk::start(crashed, launcher);
+  if (!walk) {
+    return std::nullopt;
+  }
+  return walk->finish(crashed_tid);
 }
 
 } // namespace handler
