@@ -120,12 +120,20 @@ std::optional<PythonWalk> PythonWalk::start(const CrashedProcess& crashed, int l
   walk.m_child.emplace(
       [&]() -> std::string {
         // Everything that needs no crash data yet is done before the word to go: the symbols.
+        const auto in_sandbox = std::chrono::steady_clock::now();
         std::vector<std::pair<const PythonModule*, crash::python::PythonSymbols>> found;
         for (const auto& [m, fd] : files) {
           if (auto symbols = crash::python::read_python_symbols(fd)) {
             found.emplace_back(&m, *symbols);
           }
         }
+        const auto ready = std::chrono::steady_clock::now();
+        // When the child was in its sandbox and ready (CLOCK_MONOTONIC is the machine's).
+        const auto stamps = [&](nlohmann::json j) {
+          j["in_sandbox_ns"] = in_sandbox.time_since_epoch().count();
+          j["ready_ns"] = ready.time_since_epoch().count();
+          return j.dump();
+        };
         int64_t crashed_tid = -1;
         const auto got =
             common::read_full(go_fd, std::as_writable_bytes(std::span(&crashed_tid, 1)));
@@ -141,14 +149,14 @@ std::optional<PythonWalk> PythonWalk::start(const CrashedProcess& crashed, int l
           PythonStacks walked =
               crash::python::walk_python(reader, symbols, bias, m->path, walk_limits);
           crash::python::fit_stacks(walked, crashed_tid, k_python_share);
-          return crash::python::to_json(walked).dump();
+          return stamps(crash::python::to_json(walked));
         }
         // A Python 2, or a 3 before 3.7: no _PyRuntime. Recorded as such, never guessed.
         PythonStacks old;
         old.status = PyStatus::unsupported;
         old.module = files.front().first.path;
         old.detail = "no _PyRuntime: a Python before 3.7";
-        return crash::python::to_json(old).dump();
+        return stamps(crash::python::to_json(old));
       },
       keep, limits, launcher);
   return walk;
@@ -177,9 +185,23 @@ nlohmann::json PythonWalk::finish(std::optional<int64_t> crashed_tid) {
   }
   const ChildResult child = m_child->finish(started + k_walk_kill);
   m_child.reset();
+  std::optional<double> in_sandbox_ms;
+  std::optional<double> ready_ms;
   if (child.output) {
     try {
-      stacks = crash::python::python_stacks_from_json(nlohmann::json::parse(*child.output));
+      const nlohmann::json out = nlohmann::json::parse(*child.output);
+      const auto since_start = [&](const char* key) -> std::optional<double> {
+        const auto it = out.find(key);
+        if (it == out.end() || !it->is_number_integer()) {
+          return std::nullopt;
+        }
+        const std::chrono::steady_clock::time_point at{
+            std::chrono::steady_clock::duration(it->get<int64_t>())};
+        return std::chrono::duration<double, std::milli>(at - m_started).count();
+      };
+      in_sandbox_ms = since_start("in_sandbox_ns");
+      ready_ms = since_start("ready_ns");
+      stacks = crash::python::python_stacks_from_json(out);
     } catch (const nlohmann::json::exception&) {
       stacks.status = PyStatus::failed;
       stacks.detail = "the walker's result is not JSON";
@@ -195,6 +217,10 @@ nlohmann::json PythonWalk::finish(std::optional<int64_t> crashed_tid) {
   j["walk_ms"] =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
   j["start_ms"] = std::chrono::duration<double, std::milli>(started - m_started).count();
+  // The child's own stamps: how long its fork and sandbox took, and the symbols after them.
+  if (in_sandbox_ms && ready_ms) {
+    j["child_ms"] = {{"sandbox", *in_sandbox_ms}, {"ready", *ready_ms}};
+  }
   return j;
 }
 
