@@ -12,7 +12,7 @@ core): whether the stacks equal the capture-time walk's, and corectl's time.
 Needs root and a writable core_pattern (the test harness's lock, restored afterwards).
 
     sudo PYTHONPATH=tests/lib PC_HANDLER=build/handler/process-core \\
-        bench/bench_python_capture.py [RUNS] [PYTHON]
+        [PC_CORECTL=build/cli/corectl] bench/bench_python_capture.py [RUNS] [PYTHON]
 """
 import json
 import os
