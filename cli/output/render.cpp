@@ -582,7 +582,8 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
                        std::to_string(py.threads.size()) + " threads" +
                        (py.finalizing ? ", finalizing" : "") +
                        (py.detail.empty() ? "" : ": " + printable(py.detail)) +
-                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")"));
+                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")") +
+                       (py.source == "core" ? " (read afterwards from the core)" : ""));
   }
   const bool native =
       crash.contains("stacks") && crash["stacks"].is_array() && !crash["stacks"].empty();
