@@ -7,6 +7,7 @@
 #include "common/crash/crash_json.hpp"
 #include "common/crash/python/merge.hpp"
 #include "common/crash/symbolize.hpp"
+#include "common/packages/dpkg_index.hpp"
 #include "common/packages/owner_json.hpp"
 #include "common/packages/ownership.hpp"
 #include "common/sandbox/analysis_child.hpp"
@@ -202,7 +203,18 @@ void analyze_crash(Context& ctx) {
     for (const auto& f : facts.files) {
       paths.push_back(f.path);
     }
-    r.packages = common::to_json(common::find_owners(root, paths));
+    // dpkg's database is indexed between crashes in the store user's own directory
+    // (common/packages/dpkg_index), which nothing the crashed process controls can write: an
+    // index is keyed by its root and database state, and checked whole before it is believed.
+    common::UniqueFd index_dir;
+    if (ctx.store && ctx.store_error.empty()) {
+      if (auto dir = common::open_dpkg_index_dir(ctx.store->fd())) {
+        index_dir = std::move(*dir);
+      } else {
+        ctx.warnings.push_back("packages looked up without the dpkg index: " + dir.error().message);
+      }
+    }
+    r.packages = common::to_json(common::find_owners(root, paths, {}, index_dir.get()));
   }
   for (const auto& f : findings) {
     ctx.warnings.push_back("mapped file " + common::to_valid_utf8(f.path) + " " +
