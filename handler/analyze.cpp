@@ -6,6 +6,7 @@
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/python/merge.hpp"
+#include "common/crash/python/stacks.hpp"
 #include "common/crash/symbolize.hpp"
 #include "common/packages/dpkg_index.hpp"
 #include "common/packages/owner_json.hpp"
@@ -25,6 +26,8 @@ namespace {
 // Unwinding and symbolizing every thread, after the core is committed and the crashed process
 // released; what is not done by then is left out of the record (the threads keep frame #0).
 constexpr auto k_analysis_budget = std::chrono::seconds(2);
+// The Python frames' files (duplicates counted) whose owners are looked up with the mappings'.
+constexpr size_t k_max_python_files = 512;
 // The analysis child's time to send its result after the unwinder's deadline, and what is kept
 // of analysis_timeout for the mapped files and the record after the child is gone.
 constexpr auto k_child_grace = std::chrono::milliseconds(500);
@@ -194,14 +197,28 @@ void analyze_crash(Context& ctx) {
   }
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);
-  // The packages behind the mapped files, from the databases of the crashed root (the host's or
-  // a container's). Here, after the drain, the kernel and the crashed process wait for none of
-  // it; the lookup has its own time and byte budget (common/packages/ownership).
+  // The packages behind the mapped files and the Python frames' files, from the databases of
+  // the crashed root (the host's or a container's). Here, after the drain, the kernel and the
+  // crashed process wait for none of it; the lookup has its own time and byte budget
+  // (common/packages/ownership).
   if (root >= 0 && !facts.files.empty()) {
     std::vector<std::string> paths;
     paths.reserve(facts.files.size());
     for (const auto& f : facts.files) {
       paths.push_back(f.path);
+    }
+    // After the mappings, so that a deep Python stack never displaces a module from the lookup's
+    // path bound; a relative co_filename names nothing in the root.
+    if (!r.python.empty()) {
+      size_t added = 0;
+      for (const auto& t : crash::python::python_stacks_from_json(r.python).threads) {
+        for (const auto& f : t.frames) {
+          if (f.file.starts_with('/') && added < k_max_python_files) {
+            paths.push_back(f.file);
+            ++added;
+          }
+        }
+      }
     }
     // dpkg's database is indexed between crashes in the store user's own directory
     // (common/packages/dpkg_index), which nothing the crashed process controls can write: an
