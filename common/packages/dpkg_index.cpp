@@ -135,17 +135,36 @@ bool DpkgIndex::add_path(std::string_view key, uint32_t package) {
 }
 
 void DpkgIndex::finish() {
+  // Bucketed by the hashes' top 16 bits, then each bucket (a few entries) sorted: a fraction of
+  // the time of one comparison sort of the whole table, which a root's first crash pays.
+  constexpr size_t k_buckets = size_t{1} << 16;
+  std::vector<uint32_t> start(k_buckets + 1, 0);
+  for (const auto& e : m_pending) {
+    ++start[(e.first >> 48) + 1];
+  }
+  for (size_t b = 0; b < k_buckets; ++b) {
+    start[b + 1] += start[b];
+  }
+  std::vector<std::pair<uint64_t, uint32_t>> sorted(m_pending.size());
+  std::vector<uint32_t> next(start.begin(), start.end() - 1);
+  for (const auto& e : m_pending) {
+    sorted[next[e.first >> 48]++] = e;
+  }
+  m_pending.clear();
+  m_pending.shrink_to_fit();
+  for (size_t b = 0; b < k_buckets; ++b) {
+    std::sort(sorted.begin() + start[b], sorted.begin() + start[b + 1]);
+  }
   // Packages are numbered in the order their lists were read: the lowest number per path is the
   // first list naming it, as a scan would have found it.
-  std::sort(m_pending.begin(), m_pending.end());
-  for (const auto& [hash, package] : m_pending) {
+  m_hashes.reserve(sorted.size());
+  m_owners.reserve(sorted.size());
+  for (const auto& [hash, package] : sorted) {
     if (m_hashes.empty() || m_hashes.back() != hash) {
       m_hashes.push_back(hash);
       m_owners.push_back(package);
     }
   }
-  m_pending.clear();
-  m_pending.shrink_to_fit();
 }
 
 const IndexedPackage* DpkgIndex::find(std::string_view key) const {
