@@ -287,6 +287,11 @@ void lookup_dpkg(int root, int index_dir, const std::vector<std::string>& paths,
     }
   }
   if (!index) {
+    if (index_dir >= 0) {
+      // Once per root and database state: the rest of this lookup may take the longer budget.
+      budget.deadline = std::max(budget.deadline, budget.deadline - budget.limits.budget +
+                                                      budget.limits.index_budget);
+    }
     bool whole = false;
     index = build_dpkg_index(*db, budget, out, whole);
     if (index_dir >= 0 && whole) {

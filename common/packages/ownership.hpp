@@ -31,6 +31,10 @@ struct Owner {
 // The bounds of one lookup. The defaults keep it well inside the handler's analysis_timeout.
 struct OwnershipLimits {
   std::chrono::milliseconds budget{250};
+  // With an index directory: the time a lookup that finds no index for the root's database may
+  // take to read it whole and index it (once per root and state), so that a loaded machine
+  // still gets its index.
+  std::chrono::milliseconds index_budget{1000};
   size_t max_bytes = size_t{96} << 20;     // read from all database files together
   size_t max_list_bytes = size_t{8} << 20; // of one dpkg .list file or RECORD
   size_t max_lists = 20000;                // dpkg .list files and dist-info directories

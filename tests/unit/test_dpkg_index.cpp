@@ -210,6 +210,19 @@ TEST_CASE("an index is kept only of a database read in full", "[dpkg_index]") {
   Db db;
   IndexDir cache;
   db.package("libcrashy1", "1.0-1", "/usr/lib/libcrashy.so.1\n");
+  SECTION("building it may take the longer budget") {
+    OwnershipLimits limits;
+    limits.budget = std::chrono::milliseconds(0);
+    const auto o = find_owners(db.fd.get(), {"/usr/lib/libcrashy.so.1"}, limits, cache.fd.get());
+    CHECK(o.dpkg_index == "built");
+    CHECK(db.version_of(o, "/usr/lib/libcrashy.so.1") == "libcrashy1 1.0-1");
+    limits.index_budget = std::chrono::milliseconds(0);
+    db.package("libcrashy1", "2.0-1", "/usr/lib/libcrashy.so.1\n");
+    const auto late = find_owners(db.fd.get(), {"/usr/lib/libcrashy.so.1"}, limits, cache.fd.get());
+    CHECK_FALSE(late.complete);
+    CHECK(late.note.find("time budget") != std::string::npos);
+    CHECK(late.dpkg_index.starts_with("not kept"));
+  }
   SECTION("a budget that ran out") {
     OwnershipLimits limits;
     limits.max_lists = 0;
