@@ -171,15 +171,16 @@ struct DpkgDb {
   // .list file by rename, so each of its changes gives another key (change times cannot be set
   // back); the root's identity gives a container's database keys of its own. A .list rewritten
   // in place by something other than dpkg is not seen until the directory changes: only the
-  // root's own administrator can do that, and a stat of every .list would double the warm
-  // lookup's cost.
+  // root's own administrator can do that, and a stat of every .list would cost three times the
+  // rest of a warm lookup.
   std::string key;
 };
 
 std::optional<DpkgDb> open_dpkg(int root, const OwnershipLimits& limits, Ownership& out) {
   DpkgDb db;
-  struct stat root_st {
-  }, status_st{}, info_st{};
+  struct stat root_st {};
+  struct stat status_st {};
+  struct stat info_st {};
   auto status = open_in_root(root, k_dpkg_status, O_RDONLY | O_NONBLOCK);
   if (!status || ::fstat(root, &root_st) != 0 || ::fstat(status->get(), &status_st) != 0) {
     return std::nullopt; // no dpkg database: not a Debian root
@@ -203,7 +204,8 @@ std::optional<DpkgDb> open_dpkg(int root, const OwnershipLimits& limits, Ownersh
 }
 
 // Reads every .list of the database into an index. `whole` says whether it holds all of it
-// (no budget ran out, no list failed but for being too large), and so may be kept.
+// (no bound ran out, no list failed but for a reason that lasts as long as the key: too large,
+// a link, not a regular file), and so may be kept.
 DpkgIndex build_dpkg_index(DpkgDb& db, Budget& budget, Ownership& out, bool& whole) {
   DpkgIndex index;
   std::vector<std::string> lists;
