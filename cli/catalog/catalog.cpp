@@ -597,8 +597,8 @@ void merge_into(Catalog& cat, std::vector<uint64_t>& ids, WorkerResult& r) {
 }
 
 // The part of a filter the index's query can narrow by: only what selects a superset of what
-// Filter::matches() takes (names that may be shown escaped, basenames, comm-or-basename words
-// and signature prefixes are left to matches(), which still checks every row).
+// Filter::matches() takes (names that may be shown escaped, basenames and comm-or-basename
+// words are left to matches(), which still checks every row).
 common::index::RecordQuery query_of(const Filter& f, const std::vector<std::string>& host_dirs,
                                     const std::vector<std::string>& exe_dirs) {
   common::index::RecordQuery q;
@@ -615,6 +615,7 @@ common::index::RecordQuery query_of(const Filter& f, const std::vector<std::stri
   q.uids = f.uids;
   q.comms = f.comms;
   q.id_prefixes = f.ids;
+  q.signature_prefixes = f.signatures;
   q.since = f.since;
   q.until = f.until;
   return q;

@@ -437,7 +437,7 @@ Expected<std::map<DirKey, IndexedDir>> Index::load() const {
 bool RecordQuery::empty() const {
   return hosts.empty() && exes.empty() && hostnames.empty() && executables.empty() &&
          signals.empty() && pids.empty() && uids.empty() && comms.empty() && id_prefixes.empty() &&
-         !since && !until;
+         signature_prefixes.empty() && !since && !until;
 }
 
 Expected<void> Index::begin_read() {
@@ -531,6 +531,19 @@ Expected<void> Index::select(const RecordQuery& q,
     }
     sql += ")";
   }
+  const int first_signature = next;
+  if (!q.signature_prefixes.empty()) {
+    // Bytes, not characters (a signature need not be valid UTF-8): the prefix compared as a
+    // blob; `signature >= ?` lets the signature index start the scan there.
+    sql += " AND signature != '' AND (";
+    for (size_t i = 0; i < q.signature_prefixes.size(); ++i) {
+      const std::string n = std::to_string(next++);
+      sql += (i ? " OR " : "") + std::string("(signature >= ?") + n +
+             " AND substr(CAST(signature AS BLOB), 1, length(CAST(?" + n + " AS BLOB))) = CAST(?" +
+             n + " AS BLOB))";
+    }
+    sql += ")";
+  }
   const int since_at = next;
   if (q.since) {
     sql += " AND time >= ?" + std::to_string(next++);
@@ -560,6 +573,10 @@ Expected<void> Index::select(const RecordQuery& q,
     ends.push_back(p + "~");
     st.bind(at++, p);
     st.bind(at++, ends.back());
+  }
+  at = first_signature;
+  for (const auto& p : q.signature_prefixes) {
+    st.bind(at++, p);
   }
   if (q.since) {
     st.bind(since_at, *q.since);

@@ -99,10 +99,11 @@ struct RecordQuery {
   std::vector<int> signals;
   std::vector<int64_t> pids;
   std::vector<int64_t> uids;
-  std::vector<std::string> comms;       // exact comm
-  std::vector<std::string> id_prefixes; // lower-case hex
-  std::optional<int64_t> since;         // inclusive, seconds since the epoch
-  std::optional<int64_t> until;         // inclusive
+  std::vector<std::string> comms;              // exact comm
+  std::vector<std::string> id_prefixes;        // lower-case hex
+  std::vector<std::string> signature_prefixes; // of a non-empty signature, byte for byte
+  std::optional<int64_t> since;                // inclusive, seconds since the epoch
+  std::optional<int64_t> until;                // inclusive
   bool empty() const;
 };
 

@@ -356,3 +356,25 @@ def test_index_damaged_while_corectl_runs(store):
     corectl(config, "list")
     corectl(config, "list")
     assert indexed_records(store) > 0
+
+
+def test_vacuum_and_the_index_agree_on_what_it_retired(store, tmp_path):
+    """After a vacuum that retires records, every view is what the files say; the directories it
+    emptied leave the index at once, those it changed are read again (their state differs) and
+    indexed by the next run once they are old enough."""
+    store, _ = store
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy, symlinks=True)
+    shutil.rmtree(copy / INDEX_DIR, ignore_errors=True)
+    age_dirs(copy)
+    config = pctest.write_config(tmp_path / "vacuum.conf", copy, max_records=5)
+    corectl(config, "list")
+    assert indexed_records(copy) == len(list(copy.glob("*/*/*.json")))
+    code, _, stderr = corectl(config, "vacuum")
+    assert code == 0, stderr
+    left = len(list(copy.glob("*/*/*.json")))
+    assert left <= 5
+    assert views(config, copy) == views(config, copy, index=False)
+    age_dirs(copy)
+    corectl(config, "list")
+    assert indexed_records(copy) == left

@@ -158,6 +158,15 @@ TEST_CASE("index: select narrows by each field of the query, unlisted rows inclu
   CHECK(ids_of(q).size() == 3); // the first record of each has no uid
   q.signals = {6};
   CHECK(ids_of(q).empty());
+  q = {};
+  q.signature_prefixes = {"sig-a"};
+  CHECK(ids_of(q).size() == 4); // the first two of each directory
+  q.signature_prefixes = {"sig-"};
+  CHECK(ids_of(q).size() == 5); // not the unlisted ones: they have no signature
+  q.signature_prefixes = {"sig-a", "sig-b"};
+  CHECK(ids_of(q).size() == 5);
+  q.signature_prefixes = {"ig"};
+  CHECK(ids_of(q).empty());
   SECTION("every id, with the states of one snapshot") {
     size_t ids = 0;
     REQUIRE(reader->each_id([&](const DirKey&, std::string&&) { ++ids; }));
