@@ -89,7 +89,6 @@ struct WorkerResult {
   LoadProblems problems;
   std::vector<uint64_t> ids; // every id seen (for the abbreviation length), add_id()
   std::vector<std::pair<std::pair<std::string, std::string>, CachedDir>> fresh; // for the cache
-  size_t reused = 0;
   // Directories whose index rows still hold (same inode, mtime and entry count), and whether
   // their records are wanted or only their ids.
   std::vector<std::pair<common::index::DirKey, Parse>> unchanged;
@@ -184,7 +183,6 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
   if (known.cache) {
     if (auto it = known.cache->find({host, exe});
         it != known.cache->end() && it->second.stamp == stamp) {
-      ++out.reused;
       take(it->second, host, exe, filter, parse, out);
       return;
     }
