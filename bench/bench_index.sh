@@ -25,14 +25,14 @@ cold() {
   for i in 1 2 3; do
     sync
     echo 3 > /proc/sys/vm/drop_caches
-    /usr/bin/time -f "$label cold: %e s, peak RSS %M KiB" "$@" > /dev/null
+    /usr/bin/time -f "$label cold: %e s (user %U s, sys %S s), peak RSS %M KiB" "$@" > /dev/null
   done 2>&1 | sort -t: -k2 -n | sed -n 2p # the median of 3
 }
 warm() {
   label=$1; shift
   "$@" > /dev/null
   for i in 1 2 3 4 5; do
-    /usr/bin/time -f "$label warm: %e s, peak RSS %M KiB" "$@" > /dev/null
+    /usr/bin/time -f "$label warm: %e s (user %U s, sys %S s), peak RSS %M KiB" "$@" > /dev/null
   done 2>&1 | sort -t: -k2 -n | sed -n 3p # the median of 5
 }
 for verb in list groups; do
