@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <map>
 #include <span>
 #include <string>
 
@@ -70,14 +71,22 @@ void add_python_from_core(const Context& ctx, const Located& where, FullRecord& 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
   add_python_from_core(ctx, where, full);
-  // What changed since the group's previous and first crash (the whole store, loaded once).
-  // Only records with a signature have a group; the summaries come from the per-user cache.
-  static std::optional<Catalog> everything;
-  if (full.record.crash.is_object() && full.record.crash.contains("signature")) {
-    if (!everything) {
-      everything = load_catalog(*ctx.store, Filter{});
+  // What changed since the group's previous and first crash. Only records with a signature
+  // have a group: its crashes are those the signature selects (a prefix match, so a superset;
+  // group_changes() takes the equal ones), from the index or the per-user cache, once per group.
+  static std::map<std::string, Catalog> groups;
+  const auto& crash = full.record.crash;
+  const auto sig = crash.is_object() ? crash.find("signature") : crash.end();
+  if (crash.is_object() && sig != crash.end() && sig->is_string() &&
+      !sig->get_ref<const std::string&>().empty()) {
+    const std::string& signature = sig->get_ref<const std::string&>();
+    auto it = groups.find(signature);
+    if (it == groups.end()) {
+      Filter same;
+      same.signatures = {signature};
+      it = groups.emplace(signature, load_catalog(*ctx.store, same)).first;
     }
-    if (auto changes = group_changes(*ctx.store, *everything, where, full)) {
+    if (auto changes = group_changes(*ctx.store, it->second, where, full)) {
       full.json["changes"] = std::move(*changes);
     }
   }
