@@ -62,6 +62,7 @@ struct Context {
   ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 8
   common::UniqueFd python_launcher; // 6. the same for the Python walk, when a CPython is mapped
   bool python_walked = false;       // 7. the Python stacks were read (handler/python_walk)
+  std::string perf_map; // 8. the crashed process's perf map, untrusted bytes for the analysis
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log
