@@ -13,6 +13,7 @@
 #include "common/packages/ownership.hpp"
 #include "common/sandbox/analysis_child.hpp"
 #include "handler/context.hpp"
+#include "handler/runtime_report.hpp"
 #include "handler/steps.hpp"
 
 #include <algorithm>
@@ -65,6 +66,7 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   const auto kill_at = now + window;
   common::UnwindOptions unwind;
   unwind.root_fd = root;
+  unwind.perf_map = ctx.perf_map;
   unwind.deadline = kill_at - std::min<std::chrono::milliseconds>(k_child_grace, window / 3);
   sandbox::ChildLimits limits;
   limits.memory = ctx.config.analysis_memory_limit;
@@ -166,6 +168,11 @@ void analyze_crash(Context& ctx) {
   }
 
   const int root = ctx.crashed.root();
+  // JIT code in the core: the names of its frames come from the perf map read as the crashing
+  // user during the stream (usually long done by now).
+  if (!facts.anonymous_code.empty()) {
+    take_perf_map(ctx);
+  }
   const auto analysis_start = std::chrono::steady_clock::now();
   common::CrashAnalysis analysis = analyze_in_child(ctx, root);
   r.handler.analysis_ms = elapsed_ms(analysis_start);

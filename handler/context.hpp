@@ -64,6 +64,7 @@ struct Context {
   common::UniqueFd python_launcher; // 6. the same for the Python walk, when a CPython is mapped
   std::optional<PythonWalk> python_walk; // 6. its child, started after the drop; finished in 7
   bool python_walked = false;            // 7. the Python stacks were read (handler/python_walk)
+  std::string perf_map; // 8. the crashed process's perf map, untrusted bytes for the analysis
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log

@@ -409,6 +409,8 @@ void print_stacks(const Term& term, const json& stacks, const json& python, std:
       } else if (has(f, "module")) {
         line += " (" + field(f, "module") +
                 (has(f, "module_offset") ? " + " + field(f, "module_offset") : "") + ")";
+      } else if (f.value("jit", false)) {
+        line += " (JIT code)"; // named, when it is, by the process's perf map
       }
       const std::string trust = f.value("trust", std::string());
       if (trust != "cfi" && trust != "context") {
