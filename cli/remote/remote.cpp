@@ -466,6 +466,17 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
   return cat;
 }
 
+std::expected<void, Exit> RemoteBucket::load_ids() {
+  if (m_everything) {
+    return {};
+  }
+  auto cat = load_catalog(Filter{});
+  if (!cat) {
+    return std::unexpected(cat.error());
+  }
+  return {};
+}
+
 std::expected<Located, LookupFailure> RemoteBucket::resolve_id(std::string_view prefix) {
   std::string want;
   for (char ch : prefix) {

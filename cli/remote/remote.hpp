@@ -36,7 +36,10 @@ public:
   // on stderr and skipped. A listing that fails is reported, with its exit status.
   std::expected<Catalog, Exit> load_catalog(const Filter& filter);
 
-  // A full id or unique prefix among the bucket's crashes (the whole catalog is loaded once).
+  // Loads every crash's id and place, unless the last catalog loaded had them all already.
+  std::expected<void, Exit> load_ids();
+
+  // A full id or unique prefix among the bucket's crashes (load_ids() first, else it loads).
   std::expected<Located, LookupFailure> resolve_id(std::string_view prefix);
 
   // The record of a crash of the catalog, GET'd (bounded) and read as read_record() reads a

@@ -169,6 +169,13 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
 
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
                                                                 const std::string& prefix) {
+  if (ctx.remote) {
+    // The ids of a bucket are in its index: loaded first, so that a bucket that cannot be read
+    // says why, with its own exit status.
+    if (auto ids = ctx.remote->load_ids(); !ids) {
+      return std::unexpected(ids.error());
+    }
+  }
   auto where = ctx.remote ? ctx.remote->resolve_id(prefix) : resolve_id(*ctx.store, prefix);
   if (!where) {
     return std::unexpected(lookup_failure(where.error()));

@@ -229,6 +229,9 @@ def test_wrong_credentials_are_a_clear_error(fleet, tmp_path):
     r = corectl("--config", str(config), "--remote", fleet["url"], "list")
     assert r.returncode == 4, r.stderr
     assert "SignatureDoesNotMatch" in r.stderr and "not-the-secret" not in r.stderr
+    # By id too: the index is read first, and says why it cannot be.
+    r = corectl("--config", str(config), "--remote", fleet["url"], "info", next(iter(fleet["cores"])))
+    assert r.returncode == 4 and r.stderr.count("corectl:") == 1, r.stderr
     # The environment's keys come first, as the AWS tools have them.
     r = corectl("--config", str(config), "--remote", fleet["url"], "list", "--no-legend",
                 env={"AWS_ACCESS_KEY_ID": radosgw.ACCESS_KEY,
