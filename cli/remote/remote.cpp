@@ -2,6 +2,7 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/hex.hpp"
+#include "common/base/json_bounds.hpp"
 #include "common/base/parse.hpp"
 #include "common/base/signals.hpp"
 #include "common/store/names.hpp"
@@ -40,7 +41,7 @@ namespace {
 
 // At most this many of one invocation's complaints about the bucket are printed, then a count:
 // a hostile bucket must not flood the terminal.
-constexpr size_t k_max_warnings = 10;
+constexpr size_t k_max_warnings = 20;
 
 class Warnings {
 public:
@@ -137,6 +138,10 @@ std::expected<Line, std::string> read_line(std::string_view text, const IndexObj
                                            const std::string& prefix) {
   if (text.size() > k_max_index_line) {
     return std::unexpected("a line longer than " + std::to_string(k_max_index_line) + " bytes");
+  }
+  // An index line is flat: deep nesting is hostile (a DOM's recursive walks overflow the stack).
+  if (auto bad = common::json_bounds_error(text, k_max_index_line, 4); !bad.empty()) {
+    return std::unexpected(bad);
   }
   const json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {

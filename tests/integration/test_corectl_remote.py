@@ -187,7 +187,8 @@ def test_a_hostile_bucket_is_reported_and_skipped(fleet, tmp_path):
                  "exe": "!usr!bin!worker", "hostname": "web-2", "executable": "/usr/bin/worker",
                  "signal": "SEGV", "signature": "", "record": base + ".json", "core": "",
                  "core_size": 0}
-        lines = [json.dumps(first), "{garbage", "[1,2]",
+        lines = [json.dumps(first), "{garbage", "[1,2]", "[" * 100000 + "]" * 100000,
+                 json.dumps({"deep": [[[[[[1]]]]]]}),
                  json.dumps(dict(first, id="2222222222222222")),
                  json.dumps(dict(first, id="3333333333333333", host="..")),
                  json.dumps(dict(first, id="4444444444444444", host="w\x1b[31m")),
@@ -207,7 +208,8 @@ def test_a_hostile_bucket_is_reported_and_skipped(fleet, tmp_path):
         assert len(rows) == 1 and rid[:8] in rows[0], r.stdout
         assert "\x1b" not in r.stderr and "\x1b" not in r.stdout
         assert "names a record key that is not its own" in r.stderr
-        assert "not a JSON object" in r.stderr
+        assert "not a JSON object" in r.stderr and "a line longer than" in r.stderr
+        assert "nested deeper" in r.stderr
         assert "no safe host and executable names" in r.stderr
         assert "names another id" in r.stderr
         assert "larger than" in r.stderr
