@@ -353,9 +353,28 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
     token = listed > k_max_index_objects ? std::string{} : page->next_token;
   } while (!token.empty());
 
-  // 2. Their bodies, a few at a time, each bounded.
+  // Within the budget of all index bytes, the newest days first: a bucket can hold more history
+  // than one listing should read (--since reads less).
+  std::stable_sort(objects.begin(), objects.end(), [](const IndexObject& a, const IndexObject& b) {
+    return a.key.substr(a.key.rfind('/')) > b.key.substr(b.key.rfind('/'));
+  });
+  uint64_t total = 0;
+  for (size_t i = 0; i < objects.size(); ++i) {
+    total += objects[i].size;
+    if (total > k_max_index_total) {
+      warnings.add("s3://" + m_access.url.bucket + "/" + index_prefix,
+                   "the index objects before " +
+                       objects[i].key.substr(objects[i].key.rfind('/') + 1) + " are beyond the " +
+                       std::to_string(k_max_index_total >> 20) +
+                       " MiB read at once (narrow with --since)");
+      objects.resize(i);
+      break;
+    }
+  }
+
+  // 2. Their bodies, a few at a time, each bounded by the size its listing said.
   in_parallel(objects.size(), m_access.client, [&](common::s3::Client& client, size_t i) {
-    auto body = client.get(objects[i].key, k_max_index_bytes);
+    auto body = client.get(objects[i].key, static_cast<size_t>(objects[i].size));
     if (body) {
       objects[i].text = std::move(*body);
     } else {
