@@ -69,8 +69,8 @@ void note_runtime_report_names(Context& ctx);
 
 // As root, in step 6 before the drop: forks the reader when the process names a report.
 void start_runtime_report_reader(Context& ctx);
-// After step 8: waits for the reader (until its deadline), stores the report, fills
-// record.runtime_report.
+// At the end of step 7, before the analysis: waits for the reader (until its deadline), stores
+// the report, fills record.runtime_report.
 void keep_runtime_report(Context& ctx);
 
 } // namespace handler

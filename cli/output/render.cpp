@@ -428,6 +428,10 @@ void print_runtime_report(const Term& term, const json& rr, const InfoPlaces& pl
     out += ", cut from " + field(rr, "file_size");
   }
   out += ")\n";
+  if (has(rr, "removed")) {
+    out += "  (removed with the core by retention at " + field(rr, "removed") + ")\n";
+    return;
+  }
   if (!places.runtime_report) {
     out += "  (the stored report is missing)\n";
     return;
@@ -578,7 +582,8 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
                        std::to_string(py.threads.size()) + " threads" +
                        (py.finalizing ? ", finalizing" : "") +
                        (py.detail.empty() ? "" : ": " + printable(py.detail)) +
-                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")"));
+                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")") +
+                       (py.source == "core" ? " (read afterwards from the core)" : ""));
   }
   const bool native =
       crash.contains("stacks") && crash["stacks"].is_array() && !crash["stacks"].empty();

@@ -5,6 +5,7 @@
 #include "cli/output/render.hpp"
 #include "cli/verbs/changes.hpp"
 #include "cli/verbs/loose_core.hpp"
+#include "cli/verbs/python_core.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
 #include "common/base/io.hpp"
@@ -71,12 +72,32 @@ void show_remote_record(Context& ctx, const Located& where, FullRecord& full, bo
   print_info(ctx.term, full, places);
 }
 
+// A record without Python stacks whose process mapped a CPython (captured with
+// python_stacks = no, or before the walk existed): the stacks read now from its stored core.
+// A core that cannot be opened is said elsewhere (Core file: … (missing)); nothing to add here.
+void add_python_from_core(const Context& ctx, const Located& where, FullRecord& full) {
+  const common::Record& r = full.record;
+  if (!r.core.present || r.core.removed || (r.python.is_object() && !r.python.empty())) {
+    return;
+  }
+  const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
+  auto fd = common::open_at(ctx.store->fd(), rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!fd) {
+    return;
+  }
+  if (auto py = python_from_core(r, fd->get(), crash::python::CoreEncoding::zstd)) {
+    full.record.python = *py;
+    full.json["python"] = std::move(*py);
+  }
+}
+
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
   if (ctx.remote) {
     show_remote_record(ctx, where, full, first);
     return;
   }
+  add_python_from_core(ctx, where, full);
   // What changed since the group's previous and first crash (the whole store, loaded once).
   // Only records with a signature have a group; the summaries come from the per-user cache.
   static std::optional<Catalog> everything;
@@ -117,6 +138,12 @@ Exit show_loose_core(Context& ctx) {
   auto core = open_loose_core(*ctx.opts.file);
   if (!core) {
     return core.error();
+  }
+  if (auto py =
+          python_from_core(core->full.record, core->fd.get(), crash::python::CoreEncoding::plain)) {
+    core->full.record.python = *py;
+    core->full.json["python"] = std::move(*py);
+    ::lseek(core->fd.get(), 0, SEEK_SET);
   }
   if (ctx.opts.json != JsonMode::off) {
     print_json(core->full.json, ctx.opts.json == JsonMode::pretty);
