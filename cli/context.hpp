@@ -4,6 +4,7 @@
 
 #include "cli/options.hpp"
 #include "cli/output/term.hpp"
+#include "cli/remote/remote.hpp"
 #include "common/config/config.hpp"
 #include "common/store/store.hpp"
 
@@ -15,6 +16,7 @@ struct Context {
   Options opts;
   common::Config config;              // loaded only for verbs that need the store
   std::optional<common::Store> store; // open when the verb needs the store
+  std::optional<RemoteBucket> remote; // instead of the store with --remote
   Term term;
 };
 

@@ -3,6 +3,7 @@
 #include "cli/context.hpp"
 #include "cli/exit.hpp"
 #include "cli/output/pager.hpp"
+#include "cli/remote/access.hpp"
 #include "cli/verbs/verbs.hpp"
 #include "common/base/escape.hpp"
 #include "process_core_version.hpp"
@@ -30,6 +31,16 @@ Exit load_configuration(Context& ctx) {
   if (ctx.opts.store) {
     ctx.config.store = *ctx.opts.store;
   }
+  return Exit::ok;
+}
+
+// 3. With --remote, the fleet's bucket instead: reached at the verb's first request.
+Exit open_remote(Context& ctx) {
+  auto access = remote_access(*ctx.opts.remote, ctx.config);
+  if (!access) {
+    return access.error();
+  }
+  ctx.remote.emplace(std::move(*access));
   return Exit::ok;
 }
 
@@ -79,9 +90,26 @@ int run(const std::vector<std::string>& argv) {
     return static_cast<int>(report(Exit::usage, "Unknown verb '" + ctx.opts.verb + "'"));
   }
 
-  // 2. Configuration, 3. the store, for the verbs that read it.
-  // A core given with --file is not in any store.
-  if (verb->needs_store == NeedsStore::yes && !ctx.opts.file) {
+  // 2. Configuration, 3. the store or the bucket, for the verbs that read it.
+  if (ctx.opts.remote) {
+    if (verb->remote == Remote::no) {
+      return static_cast<int>(report(Exit::usage, "--remote works with list, info, groups, dump "
+                                                  "and debug, not " +
+                                                      ctx.opts.verb));
+    }
+    if (ctx.opts.file || ctx.opts.store) {
+      return static_cast<int>(
+          report(Exit::usage, std::string("--remote reads a bucket, not ") +
+                                  (ctx.opts.file ? "a core given with --file" : "a store")));
+    }
+    if (auto e = load_configuration(ctx); e != Exit::ok) {
+      return static_cast<int>(e);
+    }
+    if (auto e = open_remote(ctx); e != Exit::ok) {
+      return static_cast<int>(e);
+    }
+  } else if (verb->needs_store == NeedsStore::yes && !ctx.opts.file) {
+    // A core given with --file is not in any store.
     if (auto e = load_configuration(ctx); e != Exit::ok) {
       return static_cast<int>(e);
     }

@@ -18,7 +18,8 @@ namespace {
 
 constexpr const char* k_footer =
     "Exit status: 0 success, 1 failure or nothing matched, 2 usage error or ambiguous id,\n"
-    "3 no such record, 4 permission denied, 5 store missing. See corectl(1).";
+    "3 no such record, 4 permission denied (--remote: credentials refused), 5 store (or\n"
+    "bucket) missing. See corectl(1).";
 
 constexpr const char* k_match_help =
     "ID (8 to 16 hex digits), PID (digits), /path/of/executable, NAME (comm or executable "
@@ -48,12 +49,12 @@ CLI::Option* repeatable(CLI::App* app, const std::string& name, std::vector<std:
 // What the parser binds before it fills Options (CLI11 binds plain values; which options were
 // given is asked afterwards).
 struct Raw {
-  std::string store, config, since, until, values, field, file, output, debugger, debugger_args,
-      kernel_release, limit;
+  std::string store, config, remote, since, until, values, field, file, output, debugger,
+      debugger_args, kernel_release, limit;
   std::string json = "off";
   bool one = false;
-  std::vector<CLI::Option*> store_opt, config_opt, since_opt, until_opt, limit_opt, values_opt,
-      field_opt, file_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
+  std::vector<CLI::Option*> store_opt, config_opt, remote_opt, since_opt, until_opt, limit_opt,
+      values_opt, field_opt, file_opt, output_opt, debugger_opt, debugger_args_opt, release_opt;
 };
 
 bool given(const std::vector<CLI::Option*>& opts) {
@@ -93,8 +94,8 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 // Options before the verb were accepted anywhere by corectl before it had per-verb options
 // ("corectl --json list"): those that are not everyone's move behind the verb, where the verb
 // accepts them or says it does not. `verb` is the verb's index.
-constexpr std::array<std::string_view, 5> k_global_with_value = {"-D", "--store", "--config",
-                                                                 "--color", "--colour"};
+constexpr std::array<std::string_view, 6> k_global_with_value = {"-D",       "--store", "--config",
+                                                                 "--remote", "--color", "--colour"};
 // clang-format off
 constexpr std::array<std::string_view, 22> k_verb_with_value = {
     "--host", "--exe", "--signal", "-S", "--since", "-U", "--until", "-n", "--limit", "-o",
@@ -242,6 +243,13 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
       app.add_option("--config", raw.config,
                      "configuration (default /etc/process-core/process-core.conf)")
           ->type_name("FILE"));
+  raw.remote_opt.push_back(
+      app.add_option("--remote", raw.remote,
+                     "the crashes of a fleet's bucket instead of a store (list, info, groups, "
+                     "dump, debug): s3://BUCKET/PREFIX as process-core-uploader's upload_url; "
+                     "the other upload_* keys from --config, credentials from AWS_* or "
+                     "upload_credentials")
+          ->type_name("URL"));
   std::string colour = "auto";
   app.add_option("--color,--colour", colour, "auto (default: only on a terminal), always, never")
       ->type_name("WHEN")
@@ -258,9 +266,11 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
     const Verb* v = find_verb(name);
     CLI::App* sub = app.add_subcommand(std::string(name), std::string(v->help));
     sub->fallthrough(); // the options above work after the verb too
-    sub->footer("Every verb also takes --store DIR, --config FILE, --color WHEN, --no-pager and -q "
-                "(corectl --help).\n" +
-                std::string(k_footer));
+    sub->footer(
+        "Every verb also takes --store DIR, --config FILE, --remote URL, --color WHEN, --no-pager "
+        "and -q "
+        "(corectl --help).\n" +
+        std::string(k_footer));
     return sub;
   };
   CLI::App* list = verb("list");
@@ -360,6 +370,7 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   };
   take(raw.store_opt, raw.store, o.store);
   take(raw.config_opt, raw.config, o.config);
+  take(raw.remote_opt, raw.remote, o.remote);
   take(raw.since_opt, raw.since, o.since);
   take(raw.until_opt, raw.until, o.until);
   take(raw.values_opt, raw.values, o.values);

@@ -26,6 +26,7 @@ struct Options {
   // Every verb.
   std::optional<std::string> store;  // --store DIR (overrides the configuration)
   std::optional<std::string> config; // --config FILE (default: the system path, if present)
+  std::optional<std::string> remote; // --remote s3://BUCKET/PREFIX: the fleet's bucket, not a store
   Colour colour = Colour::auto_;     // --color=auto|always|never
   bool no_pager = false;             // --no-pager
   bool quiet = false;                // -q / --quiet: no informational messages, no column headers

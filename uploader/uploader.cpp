@@ -7,6 +7,7 @@
 #include "common/base/parse.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record.hpp"
+#include "common/store/record_summary_view.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -308,19 +309,33 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
     (void)m_state.save(st);
   }
   if (!st.indexed) {
-    const nlohmann::json line = {
-        {"id", e.id},
-        {"time", record->time},
-        {"node", m_settings.node},
-        {"host", e.host},
-        {"exe", e.exe},
-        {"hostname", common::to_valid_utf8(record->hostname)},
-        {"executable", common::to_valid_utf8(record->executable)},
-        {"signal", record->signal_name},
-        {"signature", is_signature(signature) ? signature : ""},
-        {"record", record_key},
-        {"core", record->core.present && !record->core.removed ? core_key : ""},
-        {"core_size", record->core.stored_size}};
+    nlohmann::json line = {{"id", e.id},
+                           {"time", record->time},
+                           {"node", m_settings.node},
+                           {"host", e.host},
+                           {"exe", e.exe},
+                           {"hostname", common::to_valid_utf8(record->hostname)},
+                           {"executable", common::to_valid_utf8(record->executable)},
+                           {"signal", record->signal_name},
+                           {"signature", is_signature(signature) ? signature : ""},
+                           {"record", record_key},
+                           {"core", record->core.present && !record->core.removed ? core_key : ""},
+                           {"core_size", record->core.stored_size}};
+    // What a list view shows besides, so that `corectl --remote list` needs no record: the
+    // fields of the summary the local catalog reads (common/store/record_summary_view), added
+    // after the first format's keys. A reader finds them all or none (then it GETs the record).
+    if (auto view = common::read_record_view(*text)) {
+      line["signo"] = view->signal;
+      line["pid"] = view->pid ? nlohmann::json(*view->pid) : nlohmann::json(nullptr);
+      line["uid"] = view->uid ? nlohmann::json(*view->uid) : nlohmann::json(nullptr);
+      line["comm"] = common::to_valid_utf8(view->comm);
+      line["executable_deleted"] = view->executable_deleted;
+      line["core_present"] = view->core.present;
+      line["core_dump_size"] = view->core.size; // the core's own size (core_size: as stored)
+      line["core_reason"] = common::to_valid_utf8(view->core.reason);
+      line["core_removed"] = view->core.removed;
+      line["site"] = common::to_valid_utf8(view->site);
+    }
     const std::string day = record->time.size() >= 10 ? record->time.substr(0, 10) : "unknown";
     if (auto ix = add_to_index(common::is_safe_component(day) ? day : "unknown", line.dump(), e.id);
         !ix) {

@@ -29,12 +29,6 @@
 
 namespace cli {
 
-namespace {
-
-using nlohmann::json;
-
-constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
 // The Crash of a record's text, through the one summary adapter (common/store/record_summary_view):
 // a DOM parse dominated the time of listing a big store.
 common::Expected<Crash> summarise(std::string_view text) {
@@ -61,6 +55,27 @@ common::Expected<Crash> summarise(std::string_view text) {
   c.site = std::move(view->site);
   return c;
 }
+
+size_t abbrev_length(std::vector<std::string>& ids) {
+  std::sort(ids.begin(), ids.end());
+  size_t need = 8;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const auto& a = ids[i - 1];
+    const auto& b = ids[i];
+    size_t common_len = 0;
+    while (common_len < a.size() && common_len < b.size() && a[common_len] == b[common_len]) {
+      ++common_len;
+    }
+    need = std::max(need, std::min(common_len + 1, a.size()));
+  }
+  return need;
+}
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int k_dir_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
 // A record that cannot be parsed (or read whole) is still a crash: listed from its place in
 // the store (host and executable directories, id, file time), so nothing hides a crash from
@@ -946,23 +961,27 @@ common::Expected<FullRecord> read_record(const common::Store& store, const Locat
     }
     return common::fail_errno(what, text.error().sys_errno);
   }
+  return parse_full_record(*text, where, store.root() + "/" + rel);
+}
+
+common::Expected<FullRecord> parse_full_record(std::string_view text, const Located& where,
+                                               const std::string& place) {
   FullRecord out;
-  auto parsed = common::parse_record_json(*text);
+  auto parsed = common::parse_record_json(text);
   if (!parsed) {
-    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
+    return common::fail("Malformed record " + common::quoted(place) + ": " +
                         parsed.error().message);
   }
   out.json = std::move(*parsed);
   auto rec = common::record_from_json(out.json);
   if (!rec) {
-    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) + ": " +
-                        rec.error().message);
+    return common::fail("Malformed record " + common::quoted(place) + ": " + rec.error().message);
   }
   // The id and the directories come from where the file was found: the store's owner writes
   // the text, and an id that differs from the file name would point root at another crash.
   if (rec->id != where.id) {
-    return common::fail("Malformed record " + common::quoted(store.root() + "/" + rel) +
-                        ": it names another id (" + common::quoted(rec->id) + ")");
+    return common::fail("Malformed record " + common::quoted(place) + ": it names another id (" +
+                        common::quoted(rec->id) + ")");
   }
   rec->store_host = where.host_dir;
   rec->store_exe = where.exe_dir;

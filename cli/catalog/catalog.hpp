@@ -89,4 +89,15 @@ struct FullRecord {
 };
 common::Expected<FullRecord> read_record(const common::Store& store, const Located& where);
 
+// A record's text parsed as read_record() does, the id checked against `where`'s; `place` names
+// the record in messages (a path, or an s3:// URL).
+common::Expected<FullRecord> parse_full_record(std::string_view text, const Located& where,
+                                               const std::string& place);
+
+// The summary of a record's text, as the catalog reads each record.
+common::Expected<Crash> summarise(std::string_view text);
+
+// The id prefix length (at least 8) that tells every id of `ids` apart; sorts `ids`.
+size_t abbrev_length(std::vector<std::string>& ids);
+
 } // namespace cli

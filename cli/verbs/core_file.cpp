@@ -33,6 +33,9 @@ std::expected<common::UniqueFd, Exit> open_core(const Context& ctx, const Locate
     }
     return std::unexpected(report(Exit::failure, why));
   }
+  if (ctx.remote) {
+    return ctx.remote->download_core(where, r, ctx.opts.quiet);
+  }
   // The path comes from the directory the record was found in, not from the record's text.
   const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
   const std::string path = ctx.store->root() + "/" + rel;

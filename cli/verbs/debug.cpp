@@ -381,7 +381,9 @@ Exit cmd_debug(Context& ctx) {
                       ", not an absolute path; not passing it to the debugger");
   }
   const ExecutablePlan plan = plan_executable(r, ctx.opts.quiet);
-  const std::optional<DebugUser> as = loose ? std::nullopt : debugger_user(r);
+  // A crash of a bucket happened on another host: its uid means nothing here, and the core was
+  // downloaded by the caller, who debugs it as themselves.
+  const std::optional<DebugUser> as = loose || ctx.remote ? std::nullopt : debugger_user(r);
   if (as && !ctx.opts.quiet) {
     std::fprintf(stderr, "corectl: running the debugger as uid %u, the crash's owner\n",
                  static_cast<unsigned>(as->uid));

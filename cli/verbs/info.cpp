@@ -49,6 +49,30 @@ void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) 
   places.runtime_report = std::move(text);
 }
 
+// Prints one record of a bucket for info: its places are the objects', and the group's changes
+// (which would read every record of the group) are left out.
+void show_remote_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
+  if (ctx.opts.json != JsonMode::off) {
+    print_json(full.json, ctx.opts.json == JsonMode::pretty);
+    return;
+  }
+  if (!first) {
+    std::fputs("\n", stdout);
+  }
+  first = false;
+  enrich_with_debuginfod(full.record.crash, full.record.mappings);
+  InfoPlaces places;
+  places.core_file = ctx.remote->url_of(where, RemoteBucket::Suffix::core);
+  places.core_file_exists = !places.core_file.empty() && ctx.remote->core_uploaded(where);
+  if (places.core_file.empty()) {
+    places.core_file = ctx.remote->url_of(where, RemoteBucket::Suffix::record);
+    places.core_file.replace(places.core_file.size() - common::k_record_suffix.size(),
+                             std::string::npos, common::k_core_suffix);
+  }
+  places.record_file = ctx.remote->url_of(where, RemoteBucket::Suffix::record);
+  print_info(ctx.term, full, places);
+}
+
 // A record without Python stacks whose process mapped a CPython (captured with
 // python_stacks = no, or before the walk existed): the stacks read now from its stored core.
 // A core that cannot be opened is said elsewhere (Core file: … (missing)); nothing to add here.
@@ -70,6 +94,10 @@ void add_python_from_core(const Context& ctx, const Located& where, FullRecord& 
 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
+  if (ctx.remote) {
+    show_remote_record(ctx, where, full, first);
+    return;
+  }
   add_python_from_core(ctx, where, full);
   // What changed since the group's previous and first crash. Only records with a signature
   // have a group: its crashes are those the signature selects (a prefix match, so a superset;
@@ -174,7 +202,7 @@ Exit cmd_info(Context& ctx) {
   }
   for (const auto& c : crashes) {
     const Located where{c.host_dir, c.exe_dir, c.id};
-    auto full = read_record(*ctx.store, where);
+    auto full = read_record(ctx, where);
     if (!full) {
       worst =
           std::max(worst, report(full.error().sys_errno == EACCES ? Exit::denied : Exit::failure,

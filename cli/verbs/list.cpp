@@ -50,7 +50,7 @@ template <typename F>
 Exit for_each_record(Context& ctx, const std::vector<Crash>& crashes, F fn) {
   Exit worst = Exit::ok;
   for (const auto& c : crashes) {
-    auto full = read_record(*ctx.store, {c.host_dir, c.exe_dir, c.id});
+    auto full = read_record(ctx, {c.host_dir, c.exe_dir, c.id});
     if (!full) {
       worst = report(Exit::failure, full.error().message);
       continue;
@@ -65,7 +65,11 @@ Exit print_field(Context& ctx, const std::vector<Crash>& crashes, const std::str
   return for_each_record(ctx, crashes, [&](const Crash& c, const FullRecord& full) {
     // The stored core's path while it is there, from the directory the record is in.
     std::string core;
-    if (full.record.core.present && !full.record.core.removed) {
+    if (ctx.remote) {
+      if (full.record.core.present && !full.record.core.removed) {
+        core = ctx.remote->url_of({c.host_dir, c.exe_dir, c.id}, RemoteBucket::Suffix::core);
+      }
+    } else if (full.record.core.present && !full.record.core.removed) {
       const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
       struct stat st {};
       if (::fstatat(ctx.store->fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {

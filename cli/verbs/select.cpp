@@ -54,14 +54,34 @@ bool selects(const common::Store& store, const Filter& filter, const Crash& c) {
   return full && filter.matches_unit(full->record.container);
 }
 
+common::Expected<FullRecord> read_record(const Context& ctx, const Located& where) {
+  return ctx.remote ? ctx.remote->read_record(where) : read_record(*ctx.store, where);
+}
+
 std::expected<Catalog, Exit> load_selected(Context& ctx) {
   auto filter = make_filter(ctx.opts);
   if (!filter) {
     return std::unexpected(report(Exit::usage, filter.error()));
   }
-  Catalog cat = load_catalog(*ctx.store, *filter);
+  Catalog cat;
+  if (ctx.remote) {
+    auto loaded = ctx.remote->load_catalog(*filter);
+    if (!loaded) {
+      return std::unexpected(loaded.error());
+    }
+    cat = std::move(*loaded);
+  } else {
+    cat = load_catalog(*ctx.store, *filter);
+  }
   if (!filter->units.empty()) {
-    std::erase_if(cat.crashes, [&](const Crash& c) { return !selects(*ctx.store, *filter, c); });
+    // The unit is not in the summary: the record itself says (one bounded read, only for UNIT=).
+    std::erase_if(cat.crashes, [&](const Crash& c) {
+      if (!filter->matches(c)) {
+        return true;
+      }
+      auto full = read_record(ctx, {c.host_dir, c.exe_dir, c.id});
+      return !full || !filter->matches_unit(full->record.container);
+    });
   }
   const auto& p = cat.problems;
   if (p.denied > 0 && cat.crashes.empty() && p.readable_dirs == 0) {
@@ -139,7 +159,7 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
                  printable(newest.executable).c_str(), cat->crashes.size());
   }
   const Located where{newest.host_dir, newest.exe_dir, newest.id};
-  auto full = read_record(*ctx.store, where);
+  auto full = read_record(ctx, where);
   if (!full) {
     return std::unexpected(report(full.error().sys_errno == EACCES ? Exit::denied : Exit::failure,
                                   full.error().message));
@@ -149,11 +169,18 @@ std::expected<std::pair<Located, FullRecord>, Exit> select_record(Context& ctx) 
 
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
                                                                 const std::string& prefix) {
-  auto where = resolve_id(*ctx.store, prefix);
+  if (ctx.remote) {
+    // The ids of a bucket are in its index: loaded first, so that a bucket that cannot be read
+    // says why, with its own exit status.
+    if (auto ids = ctx.remote->load_ids(); !ids) {
+      return std::unexpected(ids.error());
+    }
+  }
+  auto where = ctx.remote ? ctx.remote->resolve_id(prefix) : resolve_id(*ctx.store, prefix);
   if (!where) {
     return std::unexpected(lookup_failure(where.error()));
   }
-  auto full = read_record(*ctx.store, *where);
+  auto full = read_record(ctx, *where);
   if (!full) {
     return std::unexpected(report(full.error().sys_errno == EACCES ? Exit::denied : Exit::failure,
                                   full.error().message));

@@ -30,6 +30,9 @@ Exit nothing_matched(const Options& o);
 // True when `filter` selects `c`, units included (those need the full record: a bounded read).
 bool selects(const common::Store& store, const Filter& filter, const Crash& c);
 
+// The record of a crash where the invocation reads: the store, or the bucket with --remote.
+common::Expected<FullRecord> read_record(const Context& ctx, const Located& where);
+
 // The record behind an id or unique prefix, or the exit status after reporting why not.
 std::expected<std::pair<Located, FullRecord>, Exit> find_record(Context& ctx,
                                                                 const std::string& prefix);

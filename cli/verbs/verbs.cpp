@@ -11,23 +11,25 @@ namespace cli {
 namespace {
 
 constexpr std::array k_verbs = {
-    Verb{"list", cmd_list, NeedsStore::yes, UsesPager::yes, "crashes, one per line, newest last"},
-    Verb{"info", cmd_info, NeedsStore::yes, UsesPager::yes,
+    Verb{"list", cmd_list, NeedsStore::yes, UsesPager::yes, Remote::yes,
+         "crashes, one per line, newest last"},
+    Verb{"info", cmd_info, NeedsStore::yes, UsesPager::yes, Remote::yes,
          "everything the matching records say (default: the newest)"},
-    Verb{"dump", cmd_dump, NeedsStore::yes, UsesPager::no,
+    Verb{"dump", cmd_dump, NeedsStore::yes, UsesPager::no, Remote::yes,
          "the original core of the newest match (decompressed, checksum verified)"},
-    Verb{"debug", cmd_debug, NeedsStore::yes, UsesPager::no,
+    Verb{"debug", cmd_debug, NeedsStore::yes, UsesPager::no, Remote::yes,
          "run a debugger (gdb) on the executable and the core of the newest match"},
-    Verb{"groups", cmd_groups, NeedsStore::yes, UsesPager::yes, "crashes grouped by signature"},
-    Verb{"vacuum", cmd_vacuum, NeedsStore::yes, UsesPager::no,
+    Verb{"groups", cmd_groups, NeedsStore::yes, UsesPager::yes, Remote::yes,
+         "crashes grouped by signature"},
+    Verb{"vacuum", cmd_vacuum, NeedsStore::yes, UsesPager::no, Remote::no,
          "apply the retention policy now; with filters or matches, remove the cores of the "
          "crashes they select (records kept)"},
-    Verb{"remove", cmd_remove, NeedsStore::yes, UsesPager::no,
+    Verb{"remove", cmd_remove, NeedsStore::yes, UsesPager::no, Remote::no,
          "remove crashes (core and record; counters keep them): users their own, root any"},
     // install/uninstall change the kernel, not the store.
-    Verb{"install", cmd_install, NeedsStore::no, UsesPager::no,
+    Verb{"install", cmd_install, NeedsStore::no, UsesPager::no, Remote::no,
          "point kernel.core_pattern at the handler (root)"},
-    Verb{"uninstall", cmd_uninstall, NeedsStore::no, UsesPager::no,
+    Verb{"uninstall", cmd_uninstall, NeedsStore::no, UsesPager::no, Remote::no,
          "restore the previous kernel settings (root)"},
 };
 

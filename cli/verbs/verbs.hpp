@@ -18,12 +18,14 @@ using VerbFunction = Exit (*)(Context& ctx);
 
 enum class NeedsStore : bool { no, yes }; // configuration loaded and store opened first
 enum class UsesPager : bool { no, yes };  // output paged on a terminal (unless --no-pager)
+enum class Remote : bool { no, yes };     // works on a fleet's bucket with --remote too
 
 struct Verb {
   std::string_view name;
   VerbFunction run;
   NeedsStore needs_store;
   UsesPager uses_pager;
+  Remote remote;
   std::string_view help; // one line, for --help
 };
 

@@ -142,6 +142,11 @@ size_t on_write(char* buf, size_t size, size_t n, void* p) {
   const size_t len = size * n;
   *t->body_bytes += len;
   if (t->sink_fd >= 0) {
+    // A file is bounded too: a hostile server's endless body must not fill the disk.
+    if (*t->body_bytes > t->max_body) {
+      *t->too_large = true;
+      return 0;
+    }
     if (auto w = write_all(t->sink_fd, std::as_bytes(std::span(buf, len))); !w) {
       *t->sink_error = w.error().message;
       return 0;
@@ -418,7 +423,7 @@ Expected<std::string> Client::get(const std::string& key, size_t max_bytes) {
   return std::move(rs->body);
 }
 
-Expected<uint64_t> Client::get_to_fd(const std::string& key, int fd) {
+Expected<uint64_t> Client::get_to_fd(const std::string& key, int fd, uint64_t max_bytes) {
   // The error body of a failed GET must not land in the file: look first.
   auto info = head(key);
   if (!info) {
@@ -427,6 +432,7 @@ Expected<uint64_t> Client::get_to_fd(const std::string& key, int fd) {
   Request rq;
   rq.key = key;
   rq.sink_fd = fd;
+  rq.max_body = static_cast<size_t>(max_bytes);
   auto rs = perform(rq);
   if (!rs) {
     return std::unexpected(rs.error());
@@ -609,12 +615,43 @@ Expected<size_t> pread_full(int fd, std::span<std::byte> buf, uint64_t offset) {
 
 } // namespace
 
-Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64_t size,
-                                          const std::map<std::string, std::string>& metadata) {
+uint64_t part_size_for(uint64_t size) {
   uint64_t part_size = k_part_size;
   while (size / part_size >= k_max_parts) {
     part_size *= 2;
   }
+  return part_size;
+}
+
+Expected<std::string> file_etag(int fd, uint64_t size) {
+  const uint64_t part_size = part_size_for(size);
+  // Read in pieces of at most 1 MiB, whatever the part size: memory stays flat.
+  std::vector<std::byte> buf(static_cast<size_t>(std::min<uint64_t>(part_size, 1 << 20)));
+  std::vector<std::array<uint8_t, 16>> md5s;
+  uint64_t off = 0;
+  do {
+    const uint64_t part_end = std::min(size, off + part_size);
+    Md5 part;
+    while (off < part_end) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), part_end - off));
+      auto n = pread_full(fd, std::span(buf.data(), want), off);
+      if (!n) {
+        return std::unexpected(n.error());
+      }
+      if (*n != want) {
+        return fail("The file shrank while its ETag was computed");
+      }
+      part.update(std::span(buf.data(), want));
+      off += want;
+    }
+    md5s.push_back(part.finish());
+  } while (off < size);
+  return size <= part_size ? digest_hex(md5s.front()) : multipart_etag(md5s);
+}
+
+Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64_t size,
+                                          const std::map<std::string, std::string>& metadata) {
+  const uint64_t part_size = part_size_for(size);
   std::string expected;
   if (size <= part_size) {
     std::vector<std::byte> buf(size);

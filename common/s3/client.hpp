@@ -92,8 +92,9 @@ public:
                             std::string_view content_type = "application/octet-stream");
   // GET into memory, at most `max_bytes`; ENOENT when absent.
   Expected<std::string> get(const std::string& key, size_t max_bytes = k_max_body_bytes);
-  // GET into `fd` (written from its current offset); ENOENT when absent.
-  Expected<uint64_t> get_to_fd(const std::string& key, int fd);
+  // GET into `fd` (written from its current offset), at most `max_bytes` (a larger body is an
+  // error); ENOENT when absent.
+  Expected<uint64_t> get_to_fd(const std::string& key, int fd, uint64_t max_bytes = UINT64_MAX);
   // DELETE (absent is success).
   Expected<void> remove(const std::string& key);
   // ListObjectsV2 of `prefix`, one page of at most `max_keys`; `delimiter` groups by it.
@@ -132,6 +133,13 @@ private:
   void* m_curl = nullptr;
   S3Error m_last;
 };
+
+// The part size upload_file() uses for a file of `size` bytes.
+uint64_t part_size_for(uint64_t size);
+
+// The ETag upload_file() leaves for the `size` bytes of `fd` from offset 0: the hex MD5, or the
+// multipart ETag when the file is larger than one part. Reads the file once, in small pieces.
+Expected<std::string> file_etag(int fd, uint64_t size);
 
 // The multipart ETag of parts with these MD5s: hex MD5 of their concatenation, "-", their count.
 std::string multipart_etag(const std::vector<std::array<uint8_t, 16>>& part_md5s);

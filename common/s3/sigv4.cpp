@@ -70,6 +70,33 @@ std::array<uint8_t, 16> md5(std::span<const std::byte> data) {
   return digest<16>(EVP_md5(), data);
 }
 
+Md5::Md5() : m_ctx(EVP_MD_CTX_new()) {
+  if (m_ctx == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(m_ctx), EVP_md5(), nullptr) != 1) {
+    throw std::runtime_error("MD5 failed");
+  }
+}
+
+Md5::~Md5() {
+  EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(m_ctx));
+}
+
+void Md5::update(std::span<const std::byte> data) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(m_ctx), data.data(), data.size()) != 1) {
+    throw std::runtime_error("MD5 failed");
+  }
+}
+
+std::array<uint8_t, 16> Md5::finish() {
+  std::array<uint8_t, 16> out{};
+  unsigned len = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(m_ctx), out.data(), &len) != 1 ||
+      len != out.size()) {
+    throw std::runtime_error("MD5 failed");
+  }
+  return out;
+}
+
 std::array<uint8_t, 32> hmac_sha256(std::span<const uint8_t> key, std::string_view data) {
   std::array<uint8_t, 32> out{};
   unsigned len = 0;

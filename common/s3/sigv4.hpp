@@ -23,6 +23,19 @@ std::string sha256_hex(std::string_view data);
 std::array<uint8_t, 32> hmac_sha256(std::span<const uint8_t> key, std::string_view data);
 // MD5 (Content-MD5 and ETags, not for security).
 std::array<uint8_t, 16> md5(std::span<const std::byte> data);
+// MD5 fed piece by piece (a downloaded file checked against its ETag without holding it).
+class Md5 {
+public:
+  Md5();
+  ~Md5();
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+  void update(std::span<const std::byte> data);
+  std::array<uint8_t, 16> finish();
+
+private:
+  void* m_ctx; // EVP_MD_CTX
+};
 // Lower-case hex of a digest.
 std::string digest_hex(std::span<const uint8_t> digest);
 // Standard base64 (Content-MD5).

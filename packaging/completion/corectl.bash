@@ -9,7 +9,7 @@ _corectl_store_values() { # ids|exes|comms|hosts
   local i
   for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
     case ${COMP_WORDS[i]} in
-    --store | --config) cfg+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
+    --store | --config | --remote) cfg+=("${COMP_WORDS[i]}" "${COMP_WORDS[i + 1]}") ;;
     esac
   done
   corectl "${cfg[@]}" list --no-pager --list-values="$1" 2>/dev/null
@@ -26,7 +26,7 @@ _corectl_add_matching() {
 _corectl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
   local verbs="list info dump debug groups vacuum remove install uninstall"
-  local global="--store --config --color --no-pager --quiet --help --version"
+  local global="--store --config --remote --color --no-pager --quiet --help --version"
   local filters="--host --exe --signal --since --until"
   local output="--limit -1 --reverse --json --no-legend"
   COMPREPLY=()
@@ -46,6 +46,11 @@ _corectl() {
     ;;
   --config | -o | --output | --handler | --file)
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+    return
+    ;;
+  --remote)
+    mapfile -t COMPREPLY < <(compgen -W "s3://" -- "$cur")
+    compopt -o nospace 2>/dev/null
     return
     ;;
   --color | --colour)

@@ -1,6 +1,7 @@
 """Crashes through the real kernel on two simulated hosts (UTS namespaces, two stores), uploaded
 by process-core-uploader to a real Ceph RADOS Gateway: every record and core in the bucket, the
-cores byte-identical after download and decompression, the metadata right."""
+cores byte-identical after download and decompression, the metadata right; then corectl --remote
+lists both hosts, groups their common crash and opens gdb on the other host's core."""
 import json
 import subprocess
 
@@ -52,5 +53,28 @@ def test_two_hosts_through_the_kernel_into_one_bucket(tmp_path):
         keys = gw.keys("fleet/node-")
         assert len(keys) == 4
         assert {k.split("/")[2] for k in keys} == {"web-2", "worker-7"}
+        # The fleet from a third machine: this one, with a configuration of its own.
+        conf = tmp_path / "remote.conf"
+        conf.write_text(f"upload_endpoint = {gw.endpoint}\nupload_credentials = "
+                        f"{radosgw.write_credentials(tmp_path / 'credentials')}\n")
+
+        def corectl(*args):
+            return subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(conf),
+                                   "--remote", f"s3://{gw.bucket}/fleet", "--no-pager", *args],
+                                  capture_output=True, text=True, timeout=120,
+                                  env={"PATH": "/usr/bin:/bin", "TZ": "UTC",
+                                       "TMPDIR": str(tmp_path)})
+        listed = corectl("list", "--no-legend")
+        assert listed.returncode == 0, listed.stderr
+        assert len(listed.stdout.splitlines()) == 2
+        assert "web-2" in listed.stdout and "worker-7" in listed.stdout
+        groups = [json.loads(line) for line in corectl("groups", "--json").stdout.splitlines()]
+        assert len(groups) == 1 and groups[0]["count"] == 2
+        assert sorted(groups[0]["hosts"]) == ["web-2", "worker-7"]
+        # gdb on worker-7's core, here: the crasher's executable is this machine's build.
+        debug = corectl("debug", "--host", "worker-7", "-A", "-batch -ex bt")
+        assert debug.returncode == 0, debug.stderr
+        assert "Program terminated with signal SIGSEGV" in debug.stdout, debug.stdout
+        assert "#0 " in debug.stdout
     finally:
         gw.stop()

@@ -28,7 +28,7 @@ ALLOWED = {
     "handler": {"common/base", "common/config", "common/record", "common/store", "common/crash",
                 "common/sandbox", "common/packages"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
-            "common/sandbox", "common/index", "common/packages"},
+            "common/sandbox", "common/index", "common/packages", "common/s3"},
     "exporter": {"common/base", "common/config", "common/record", "common/store"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }

@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +66,36 @@ TEST_CASE("Multipart ETag: MD5 of the parts' MD5s and the count", "[s3]") {
     hex += k[byte & 15];
   }
   CHECK(multipart_etag({ma, mb}) == hex + "-2");
+}
+
+TEST_CASE("A file's ETag: its MD5 up to a part, the multipart ETag above", "[s3]") {
+  // MD5 fed piece by piece is MD5 of the whole.
+  const std::string text = "The quick brown fox jumps over the lazy dog";
+  Md5 pieces;
+  pieces.update(std::as_bytes(std::span(text.data(), 10)));
+  pieces.update(std::as_bytes(std::span(text.data() + 10, text.size() - 10)));
+  const auto whole = pieces.finish();
+  CHECK(digest_hex(whole) == "9e107d9d372bb6826bd81d3542a419d6");
+
+  const int fd = ::memfd_create("etag", MFD_CLOEXEC);
+  REQUIRE(fd >= 0);
+  std::string body(k_part_size + 12345, '\0');
+  for (size_t i = 0; i < body.size(); ++i) {
+    body[i] = static_cast<char>((i * 7919) >> 5);
+  }
+  REQUIRE(::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()));
+  // Up to one part: the MD5 of the bytes.
+  const auto first = std::as_bytes(std::span(body.data(), k_part_size));
+  CHECK(file_etag(fd, k_part_size) == digest_hex(md5(first)));
+  CHECK(file_etag(fd, 0) == "d41d8cd98f00b204e9800998ecf8427e");
+  // Above: the ETag of the parts' MD5s, as upload_file() leaves it.
+  const auto rest = std::as_bytes(std::span(body.data() + k_part_size, 12345));
+  CHECK(file_etag(fd, body.size()) == multipart_etag({md5(first), md5(rest)}));
+  CHECK(part_size_for(body.size()) == k_part_size);
+  CHECK(part_size_for(k_part_size * k_max_parts) == 2 * k_part_size);
+  // A file shorter than said is an error, not an ETag.
+  CHECK_FALSE(file_etag(fd, body.size() + 1));
+  ::close(fd);
 }
 
 TEST_CASE("Credentials file: profiles and the permission rule", "[s3][credentials]") {
