@@ -10,6 +10,7 @@ namespace {
 
 json to_json(const OriginalFault& o);
 json to_json(const BlockedSyscall& b);
+json to_json(const Goroutine& g);
 
 json optional_object(const auto& v) {
   return v ? to_json(*v) : json(nullptr);
@@ -101,6 +102,28 @@ json to_json(const OriginalFault& o) {
   return std::move(out).finish();
 }
 
+Goroutine goroutine_from_json(const json& j) {
+  Goroutine g;
+  FieldReader in(j);
+  in.integer("goid", g.goid);
+  in.text("g", g.g);
+  in.text("layout", g.layout);
+  in.integer("first_frame", g.first_frame);
+  in.text("error", g.error);
+  g.unknown = std::move(in).finish();
+  return g;
+}
+
+json to_json(const Goroutine& g) {
+  FieldWriter out(g.unknown);
+  out.number("goid", g.goid);
+  out.text("g", g.g);
+  out.text("layout", g.layout);
+  out.number("first_frame", g.first_frame);
+  out.text("error", g.error);
+  return std::move(out).finish();
+}
+
 BlockedSyscall blocked_syscall_from_json(const json& j) {
   BlockedSyscall b;
   FieldReader in(j);
@@ -167,6 +190,7 @@ Crash crash_from_json(const json& j) {
   in.text("build_id", c.build_id);
   in.object("symbol", c.symbol, symbol_from_json);
   in.object("original_fault", c.original_fault, original_fault_from_json);
+  in.object("goroutine", c.goroutine, goroutine_from_json);
   in.text("signature", c.signature);
   in.integer("signature_version", c.signature_version);
   in.text("signature_chain", c.signature_chain);
@@ -201,6 +225,7 @@ json to_json(const Crash& c) {
   out.text("build_id", c.build_id);
   out.put("symbol", optional_object(c.symbol));
   out.put("original_fault", optional_object(c.original_fault));
+  out.put("goroutine", optional_object(c.goroutine));
   out.text("signature", c.signature);
   out.number("signature_version", c.signature_version);
   out.text("signature_chain", c.signature_chain);

@@ -74,6 +74,18 @@ struct BlockedSyscall {
   bool operator==(const BlockedSyscall&) const = default;
 };
 
+// crash.goroutine: a Go program's goroutine that the crashing thread's TLS slot names (m.curg
+// when the thread ran the runtime's signal or scheduler goroutine).
+struct Goroutine {
+  std::optional<int64_t> goid;
+  std::optional<Hex> g;               // address of its runtime.g
+  std::optional<std::string> layout;  // "dwarf", or "unknown" (no DWARF for runtime.g)
+  std::optional<int64_t> first_frame; // index in the crashing thread's frames
+  std::optional<std::string> error;
+  Unknown unknown;
+  bool operator==(const Goroutine&) const = default;
+};
+
 struct Crash {
   // The crash site, from NT_PRSTATUS, NT_SIGINFO and NT_FILE.
   std::optional<std::string> machine;
@@ -95,6 +107,7 @@ struct Crash {
   // What the analysis added.
   std::optional<Symbol> symbol;
   std::optional<OriginalFault> original_fault;
+  std::optional<Goroutine> goroutine;
   std::optional<std::string> signature;
   std::optional<int64_t> signature_version; // 2, or 1 (the scanner's recipe)
   std::optional<std::string> signature_chain;
