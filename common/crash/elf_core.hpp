@@ -12,7 +12,9 @@
 // frame, which it does for the main thread (its stack is the highest mapping) and for alternate
 // stacks allocated after the thread's stack. For the other order one window for the crashing
 // thread is decided from the registers and the mappings when the notes end (see
-// keep_unclaimed_stack); a warning says when the interrupted stack was missed.
+// keep_unclaimed_stack); a warning says when the interrupted stack was missed. On x86-64, 512
+// bytes around the crashing thread's fs_base, and in a process with a Go image the goroutines
+// and small stacks that block points to (CoreFacts::memory, ≤ 1 MiB).
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
