@@ -249,8 +249,10 @@ json to_json(const Crash& c) {
 std::string cause_detail(const Crash& crash) {
   if (const auto& o = crash.original_fault) {
     const std::string name = valid(o->signal_name);
-    std::string out = " raised by the program's crash handler after " +
-                      (name.empty() ? std::string("a fault") : "SIG" + name);
+    // A Go program's SIGSEGV is turned into a panic by its runtime, which then aborts.
+    const char* by = crash.goroutine ? " raised by the Go runtime after "
+                                     : " raised by the program's crash handler after ";
+    std::string out = by + (name.empty() ? std::string("a fault") : "SIG" + name);
     if (const std::string code = valid(o->si_code_name); !code.empty()) {
       out += " (" + code + ")";
     }

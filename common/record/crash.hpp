@@ -135,8 +135,8 @@ nlohmann::json to_json(const Symbol& symbol);
 
 // What the crash section says beyond the delivered signal, for one line of text: " raised by
 // the program's crash handler after SIGSEGV (SEGV_MAPERR) at 0x10 in crash_here" (from
-// `original_fault`), " (seccomp blocked chown (92) on x86_64)" (from `blocked_syscall`), else
-// empty.
+// `original_fault`; "raised by the Go runtime" with a `goroutine`), " (seccomp blocked chown (92)
+// on x86_64)" (from `blocked_syscall`), else empty.
 std::string cause_detail(const Crash& crash);
 
 } // namespace common::record

@@ -1,6 +1,7 @@
 // The Go goroutine reader over synthetic memory (a map of words), with Go 1.19's offsets, and
 // the original fault and signature it leads to.
 #include "common/crash/analysis.hpp"
+#include "common/crash/crash_json.hpp"
 #include "common/crash/goroutine.hpp"
 
 #include <catch2/catch.hpp>
@@ -241,4 +242,15 @@ TEST_CASE("a goroutine's fault is the original fault and starts the signature", 
     stacks[0].goroutine->sig = 0;
     CHECK_FALSE(common::original_fault(facts, stacks));
   }
+}
+
+TEST_CASE("a Go runtime's fault is named as the runtime's in the cause", "[goroutine]") {
+  const nlohmann::json fault = {{"signal_name", "SEGV"},
+                                {"si_code_name", "SEGV_MAPERR"},
+                                {"fault_address", "0x0"},
+                                {"symbol", {{"name", "main.(*Cache).lookup"}}}};
+  CHECK(common::crash_cause_detail({{"original_fault", fault}, {"goroutine", {{"goid", 1}}}}) ==
+        " raised by the Go runtime after SIGSEGV (SEGV_MAPERR) at 0x0 in main.(*Cache).lookup");
+  CHECK(common::crash_cause_detail({{"original_fault", fault}})
+            .starts_with(" raised by the program's crash handler after SIGSEGV"));
 }
