@@ -61,8 +61,38 @@ std::string executable_mapping(const CoreFacts& f) {
   return {};
 }
 
+namespace {
+
+// A Go program's goroutine that faulted: the runtime saved the signal in it (g.sig, sigcode0 =
+// si_code, sigcode1 = si_addr, sigpc) and turned it into a panic; the frame at sigpc is where.
+std::optional<OriginalFault> go_fault(std::span<const ThreadTrace> stacks) {
+  if (stacks.empty() || !stacks[0].goroutine) {
+    return std::nullopt;
+  }
+  const GoroutineTrace& g = *stacks[0].goroutine;
+  if (g.sig == 0 || g.sig > 64 || !g.fault_frame || *g.fault_frame >= stacks[0].frames.size()) {
+    return std::nullopt;
+  }
+  OriginalFault o;
+  o.signo = static_cast<int>(g.sig);
+  o.code = static_cast<int>(static_cast<int32_t>(g.sigcode0 & 0xffffffffu));
+  o.code_name = std::string(si_code_name(o.signo, o.code));
+  if ((o.signo == SIGSEGV || o.signo == SIGBUS) && o.code > 0) {
+    o.address = g.sigcode1;
+  }
+  o.pc = g.sigpc;
+  o.frame = g.fault_frame;
+  o.symbol = stacks[0].frames[*g.fault_frame].symbol;
+  return o;
+}
+
+} // namespace
+
 std::optional<OriginalFault> original_fault(const CoreFacts& f,
                                             std::span<const ThreadTrace> stacks) {
+  if (auto go = go_fault(stacks)) {
+    return go;
+  }
   if (!f.si_code || (*f.si_code != SI_USER && *f.si_code != SI_TKILL) || !f.sender_pid || !f.pid ||
       *f.sender_pid != *f.pid || f.thread_states.empty()) {
     return std::nullopt;
@@ -144,6 +174,10 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
     if (const auto o = original_fault(f, a.stacks); o && o->frame) {
       frames = frames.subspan(*o->frame);
       sig = o->signo;
+    } else if (const auto& g = a.stacks[0].goroutine;
+               g && g->first_frame && *g->first_frame < frames.size()) {
+      // A Go panic without a signal: the goroutine's frames, from its own crash path on.
+      frames = frames.subspan(*g->first_frame);
     }
     a.signature = signature_v2(sig, frames, exe, exe_id);
     // Nothing named and no module known: v1 (signal, si_code, site) says more than "?".

@@ -21,7 +21,10 @@ struct CrashAnalysis {
   std::optional<SignatureV2> signature; // replaces the scanner's v1 signature when present
 };
 
-// The fault a program's own crash handler caught before it killed itself: the delivered signal
+// The fault a program's own crash handler caught before it killed itself. For a Go program, the
+// signal its runtime saved in the faulting goroutine (GoroutineTrace: sig, sigcode0 as si_code,
+// sigcode1 as the address, sigpc) once the frame at sigpc is in the crashing thread's frames.
+// Otherwise: the delivered signal
 // was sent by the process to itself (SI_USER or SI_TKILL with its own pid) and a signal frame on
 // the crashing thread's stack holds a fault the kernel raised (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
 // SIGTRAP, SIGSYS) — the innermost such frame. The delivered signal stays what the kernel

@@ -45,12 +45,27 @@ json thread_wire(const ThreadTrace& t, size_t max_frames) {
   for (size_t i = 0; i < t.frames.size() && i < max_frames; ++i) {
     frames.push_back(frame_wire(t.frames[i]));
   }
-  return {{"tid", t.tid},
-          {"crashing", t.crashing},
-          {"name", to_valid_utf8(t.name)},
-          {"state", to_valid_utf8(t.state)},
-          {"error", to_valid_utf8(t.error)},
-          {"frames", std::move(frames)}};
+  json j = {{"tid", t.tid},
+            {"crashing", t.crashing},
+            {"name", to_valid_utf8(t.name)},
+            {"state", to_valid_utf8(t.state)},
+            {"error", to_valid_utf8(t.error)},
+            {"frames", std::move(frames)}};
+  if (const auto& g = t.goroutine) {
+    const auto index = [](const std::optional<size_t>& i) { return i ? json(*i) : json(nullptr); };
+    j["goroutine"] = {{"layout", to_valid_utf8(g->layout)},
+                      {"error", to_valid_utf8(g->error)},
+                      {"g", g->g},
+                      {"goid", g->goid},
+                      {"from_curg", g->from_curg},
+                      {"sig", g->sig},
+                      {"sigcode0", g->sigcode0},
+                      {"sigcode1", g->sigcode1},
+                      {"sigpc", g->sigpc},
+                      {"first_frame", index(g->first_frame)},
+                      {"fault_frame", index(g->fault_frame)}};
+  }
+  return j;
 }
 
 std::string dump(const json& j) {
@@ -108,6 +123,25 @@ ThreadTrace thread_from_wire(const json& j) {
   }
   for (const auto& f : j.at("frames")) {
     t.frames.push_back(frame_from_wire(f));
+  }
+  if (j.contains("goroutine")) {
+    const json& g = j.at("goroutine");
+    const auto index = [&](const char* key) {
+      return g.at(key).is_null() ? std::nullopt : std::optional<size_t>(field<size_t>(g, key));
+    };
+    GoroutineTrace out;
+    out.layout = field<std::string>(g, "layout");
+    out.error = field<std::string>(g, "error");
+    out.g = field<uint64_t>(g, "g");
+    out.goid = field<int64_t>(g, "goid");
+    out.from_curg = field<bool>(g, "from_curg");
+    out.sig = field<uint32_t>(g, "sig");
+    out.sigcode0 = field<uint64_t>(g, "sigcode0");
+    out.sigcode1 = field<uint64_t>(g, "sigcode1");
+    out.sigpc = field<uint64_t>(g, "sigpc");
+    out.first_frame = index("first_frame");
+    out.fault_frame = index("fault_frame");
+    t.goroutine = std::move(out);
   }
   return t;
 }

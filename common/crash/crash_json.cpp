@@ -124,6 +124,20 @@ record::Crash crash_record(const CoreFacts& f, const CrashAnalysis& a) {
     out.symbol = symbol_of(o->symbol);
     c.original_fault = std::move(out);
   }
+  if (!a.stacks.empty() && a.stacks[0].goroutine) {
+    const GoroutineTrace& g = *a.stacks[0].goroutine;
+    record::Goroutine out;
+    if (g.g != 0) {
+      out.g = hex_u64(g.g);
+      out.goid = g.goid;
+    }
+    out.layout = text(g.layout);
+    if (g.first_frame) {
+      out.first_frame = static_cast<int64_t>(*g.first_frame);
+    }
+    out.error = text(g.error);
+    c.goroutine = std::move(out);
+  }
   if (a.signature) {
     c.signature = a.signature->signature;
     c.signature_version = a.signature->version;

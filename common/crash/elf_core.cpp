@@ -38,6 +38,17 @@ constexpr uint64_t k_max_stack_bytes = 4u << 20;
 // decided only once its signal frame has streamed past, after every other window; one guessed
 // when the notes end, see keep_unclaimed_stack).
 constexpr uint64_t k_interrupted_reserve = 2 * k_stack_window;
+// Go runtime windows (keep_go_window): the TLS block around fs_base (Go keeps the current g at
+// -8(FS), inside its m), then up to k_max_g_candidates goroutines of k_g_window bytes (a
+// runtime.g is 392 bytes in Go 1.19 and grows slowly), then each one's stack when it is at most
+// k_go_stack_window (goroutine stacks start at 8 KiB and double as they grow).
+constexpr uint64_t k_tls_window = 512;
+constexpr uint64_t k_g_window = 1024;
+constexpr uint64_t k_go_stack_window = 64u << 10;
+constexpr size_t k_max_g_candidates = 8;
+constexpr size_t k_max_memory_windows = 2 + 2 * k_max_g_candidates;
+constexpr uint64_t k_max_memory_bytes = 1u << 20;
+constexpr size_t k_fs_base = 21; // index of fs_base in x86-64 user_regs_struct
 constexpr size_t k_max_threads = 64;
 constexpr size_t k_max_frames = 32;
 // Capture windows alive at once; only overlapping (hostile) windows can come near it.
@@ -490,6 +501,10 @@ void CoreScanner::complete_region(Region& r) {
       }
     }
     break;
+  case RegionKind::memory:
+    m_facts.memory.push_back(MemoryWindow{r.address, r.data});
+    follow_go_window(r);
+    break;
   case RegionKind::shdr:
     if (const auto sh = read_struct<Elf64_Shdr>(data, 0)) {
       m_xnum_count = sh->sh_info;
@@ -556,6 +571,93 @@ void CoreScanner::note_signal_frames(size_t index, uint64_t base, std::span<cons
   r.interrupted = true;
   r.address = outside->sp;
   register_region(std::move(r));
+}
+
+// A window of Go runtime memory at `address` (clipped to its dumped PT_LOAD and to what is still
+// ahead in the stream), within the windows' count and byte budget.
+void CoreScanner::keep_go_window(uint64_t address, uint64_t size, MemoryLink link) {
+  const Load* l = find_load(address);
+  const uint64_t delta = l != nullptr ? address - l->vaddr : 0;
+  if (l == nullptr || delta >= l->filesz || m_memory_windows >= k_max_memory_windows) {
+    return;
+  }
+  uint64_t begin = sat_add(l->offset, delta);
+  uint64_t end = sat_add(begin, std::min(size, l->filesz - delta));
+  // The stream goes by address: what has passed is gone. A stack keeps the part still ahead.
+  const uint64_t floor = std::max(m_pos, m_window_floor);
+  if (begin < floor) {
+    if (link != MemoryLink::stack || end <= floor) {
+      return;
+    }
+    address += floor - begin;
+    begin = floor;
+  }
+  const uint64_t bytes = std::min(end - begin, k_max_memory_bytes - m_memory_bytes);
+  if (bytes == 0) {
+    return;
+  }
+  end = begin + bytes;
+  m_memory_bytes += bytes;
+  ++m_memory_windows;
+  Region r;
+  r.begin = begin;
+  r.end = end;
+  r.kind = RegionKind::memory;
+  r.address = address;
+  r.link = link;
+  register_region(std::move(r));
+}
+
+// What a Go window just completed leads to, decided before that memory streams past (its
+// layout is in the binary's DWARF, read only by the analysis): from the TLS block, the word at
+// -8(FS) (the current g) and the other words of the m around it that point into writable memory
+// ahead (m.g0, m.gsignal and m.curg among them); from a goroutine, its stack (stack.lo and
+// stack.hi, the first two words of every runtime.g: their offsets are known to cgo and the
+// linker). Only in a process with a Go image: any thread's TLS block is worth 512 bytes, its
+// pointers are not.
+void CoreScanner::follow_go_window(const Region& r) {
+  const std::span<const std::byte> data(r.data);
+  const auto word = [&](uint64_t addr) -> std::optional<uint64_t> {
+    if (addr < r.address || addr - r.address > data.size() ||
+        data.size() - (addr - r.address) < 8) {
+      return std::nullopt;
+    }
+    return read_le<uint64_t>(data, addr - r.address);
+  };
+  const auto writable = [this](uint64_t a) {
+    const Load* l = find_load(a);
+    return l != nullptr && (l->flags & PF_W) != 0 && a - l->vaddr < l->filesz;
+  };
+  if (r.link == MemoryLink::tls) {
+    const bool go = std::ranges::any_of(
+        m_pages, [](const auto& p) { return !p.second.image.go_build_id.empty(); });
+    if (!go || m_fs_base < 8) {
+      return;
+    }
+    std::vector<uint64_t> candidates;
+    const auto add = [&](std::optional<uint64_t> p) {
+      if (p && *p % 8 == 0 && writable(*p) && candidates.size() < k_max_g_candidates &&
+          std::ranges::find(candidates, *p) == candidates.end()) {
+        candidates.push_back(*p);
+      }
+    };
+    add(word(m_fs_base - 8));
+    for (uint64_t off = 0; off + 8 <= data.size(); off += 8) {
+      add(word(r.address + off));
+    }
+    for (const uint64_t g : candidates) {
+      keep_go_window(g, k_g_window, MemoryLink::g);
+    }
+    return;
+  }
+  if (r.link == MemoryLink::g) {
+    const auto lo = word(r.address);
+    const auto hi = word(r.address + 8);
+    if (lo && hi && *lo < *hi && *hi - *lo <= k_go_stack_window && writable(*lo) &&
+        writable(*hi - 1) && find_load(*lo) == find_load(*hi - 1)) {
+      keep_go_window(*lo, *hi - *lo, MemoryLink::stack);
+    }
+  }
 }
 
 // The other order: an alternate stack allocated before its thread's stack (mmap hands out
@@ -679,6 +781,15 @@ void CoreScanner::register_windows() {
     r.thread = index;
     r.address = *t.sp;
     register_region(std::move(r));
+  }
+  if (!m_tls_registered && m_stacks_registered > 0 && m_machine == EM_X86_64 &&
+      m_facts.thread_states[0].gregs.size() > k_fs_base) {
+    // The crashing thread's TLS block, for a Go runtime's current g (see follow_go_window).
+    m_tls_registered = true;
+    m_fs_base = m_facts.thread_states[0].gregs[k_fs_base];
+    if (m_fs_base >= k_tls_window / 2) {
+      keep_go_window(m_fs_base - k_tls_window / 2, k_tls_window, MemoryLink::tls);
+    }
   }
   if (!m_build_ids_registered && m_seen_file) {
     m_build_ids_registered = true;

@@ -12,7 +12,9 @@
 // frame, which it does for the main thread (its stack is the highest mapping) and for alternate
 // stacks allocated after the thread's stack. For the other order one window for the crashing
 // thread is decided from the registers and the mappings when the notes end (see
-// keep_unclaimed_stack); a warning says when the interrupted stack was missed.
+// keep_unclaimed_stack); a warning says when the interrupted stack was missed. On x86-64, 512
+// bytes around the crashing thread's fs_base, and in a process with a Go image the goroutines
+// and small stacks that block points to (CoreFacts::memory, ≤ 1 MiB).
 // Everything else streams past uncounted but for `received`. Hostile, truncated or garbage input
 // gives partial facts and a `format_error`/`warnings`, never a crash or an unbounded allocation.
 #pragma once
@@ -97,6 +99,11 @@ struct AddressRange {
   bool operator==(const AddressRange&) const = default;
 };
 inline constexpr size_t k_max_anonymous_code = 4096;
+// Bytes of the crashed process's memory at `base`, as the core holds them.
+struct MemoryWindow {
+  uint64_t base = 0;
+  std::vector<std::byte> bytes;
+};
 
 // Everything the scanner learned. Optional fields are unknown when empty.
 struct CoreFacts {
@@ -115,6 +122,12 @@ struct CoreFacts {
   uint64_t threads = 0; // NT_PRSTATUS notes seen
   // The first k_max_threads threads in note order: [0] is the crashing thread.
   std::vector<ThreadState> thread_states;
+
+  // Memory a Go runtime's state is read from (common/crash/goroutine): the crashing thread's
+  // TLS block around fs_base (x86-64), and, once an image with a Go build id has streamed past,
+  // the goroutines its words point to and each one's stack when it is small enough to keep
+  // whole (see keep_go_window in elf_core.cpp). In the order they were kept.
+  std::vector<MemoryWindow> memory;
 
   // NT_SIGINFO.
   std::optional<int> si_signo;
@@ -196,7 +209,9 @@ public:
 
 private:
   enum class Phase { header, phdrs, body, dead };
-  enum class RegionKind { notes, build_id, stack, shdr };
+  enum class RegionKind { notes, build_id, stack, shdr, memory };
+  // What a RegionKind::memory window holds, and so what it leads to (keep_go_window).
+  enum class MemoryLink { tls, g, stack };
   static constexpr size_t k_no_thread = SIZE_MAX;
   struct Load {
     uint64_t vaddr = 0;
@@ -210,12 +225,13 @@ private:
     uint64_t begin = 0;
     uint64_t end = 0;
     RegionKind kind = RegionKind::notes;
-    std::string path;            // build_id: the module
-    uint64_t start = 0;          // build_id: where the mapping starts
-    uint64_t charge = 0;         // bytes counted against the buffer budget while active
-    size_t thread = k_no_thread; // stack: index in thread_states
-    bool interrupted = false;    // stack: the window at the stack a signal interrupted
-    uint64_t address = 0;        // stack: the address of the window's first byte
+    std::string path;                  // build_id: the module
+    uint64_t start = 0;                // build_id: where the mapping starts
+    uint64_t charge = 0;               // bytes counted against the buffer budget while active
+    size_t thread = k_no_thread;       // stack: index in thread_states
+    bool interrupted = false;          // stack: the window at the stack a signal interrupted
+    uint64_t address = 0;              // stack, memory: the address of the window's first byte
+    MemoryLink link = MemoryLink::tls; // memory: what it holds
     std::vector<std::byte> data;
     std::optional<NoteStream> notes;
   };
@@ -235,6 +251,8 @@ private:
   void note_signal_frames(size_t index, uint64_t base, std::span<const std::byte> data,
                           bool interrupted);
   void keep_unclaimed_stack();
+  void keep_go_window(uint64_t address, uint64_t size, MemoryLink link);
+  void follow_go_window(const Region& r);
   const Load* find_load(uint64_t addr) const;
   void derive();
   void fail(std::string why);
@@ -275,6 +293,10 @@ private:
   std::set<size_t> m_interrupted_kept; // threads with a window at their signal frame's sp
   bool m_unclaimed_decided = false;    // keep_unclaimed_stack() ran
   bool m_build_ids_registered = false;
+  bool m_tls_registered = false; // the crashing thread's TLS window decided
+  uint64_t m_fs_base = 0;        // the crashing thread's fs_base, once decided
+  uint64_t m_memory_bytes = 0;   // kept in memory windows
+  size_t m_memory_windows = 0;   // memory windows registered
   std::vector<uint64_t> m_stack_candidates;
   // The first page of each offset-0 mapping the core holds, by the mapping's start.
   struct PageCopy {

@@ -19,6 +19,7 @@ constexpr size_t k_uc_flags = 8;
 constexpr size_t k_uc_link = 16;
 constexpr size_t k_ss_flags = 32;
 constexpr size_t k_mcontext = 48;
+constexpr size_t k_rbp = k_mcontext + 10 * 8;
 constexpr size_t k_rsp = k_mcontext + 15 * 8;
 constexpr size_t k_rip = k_mcontext + 16 * 8;
 constexpr size_t k_cs = k_mcontext + 18 * 8;
@@ -56,7 +57,8 @@ std::optional<SignalFrame> x86_64_frame(std::span<const std::byte> w, size_t off
   const auto err = read_le<uint64_t>(w, off + k_err);
   const auto trapno = read_le<uint64_t>(w, off + k_trapno);
   const auto cr2 = read_le<uint64_t>(w, off + k_cr2);
-  if (!ret || !flags || !link || !ss_flags || !sp || !pc || !fpstate || !ss_reg || !eflags ||
+  const auto bp = read_le<uint64_t>(w, off + k_rbp);
+  if (!bp || !ret || !flags || !link || !ss_flags || !sp || !pc || !fpstate || !ss_reg || !eflags ||
       !err || !trapno || !cr2) {
     return std::nullopt;
   }
@@ -69,7 +71,7 @@ std::optional<SignalFrame> x86_64_frame(std::span<const std::byte> w, size_t off
       (*fpstate != 0 && (*fpstate < here || *fpstate % 64 != 0)) || !executable(*ret)) {
     return std::nullopt;
   }
-  SignalFrame f{here, *pc, *sp, *trapno, *err, *cr2, std::nullopt};
+  SignalFrame f{here, *pc, *sp, *trapno, *err, *cr2, std::nullopt, *bp};
   if (auto info = decode_siginfo(w.subspan(off + k_siginfo, k_siginfo_size));
       info && info->signo >= 1 && info->signo <= 64) {
     f.info = info;

@@ -34,6 +34,7 @@ struct SignalFrame {
   // The siginfo the kernel copies into the frame for SA_SIGINFO handlers only; nullopt when the
   // bytes there are no siginfo (another handler's frame holds whatever the stack held).
   std::optional<SigInfo> info;
+  uint64_t bp = 0; // the interrupted frame pointer (x86-64 rbp)
 };
 
 // The fault that delivered a frame's signal, when it was one the kernel raised (si_code > 0) of

@@ -8,6 +8,7 @@
 #include "common/crash/debug_file.hpp"
 #include "common/crash/dwfl_ptr.hpp"
 #include "common/crash/perf_map.hpp"
+#include "common/crash/goroutine.hpp"
 #include "common/crash/symbol_name.hpp"
 
 #include <dwarf.h>
@@ -362,6 +363,12 @@ private:
 
   void report_modules();
   bool attach();
+  void prepare_goroutine();
+  void splice_goroutine();
+  const ThreadState& state_of(size_t i) const {
+    return i < m_traces.size() ? m_facts.thread_states[i] : m_go_state;
+  }
+  ThreadTrace& trace_of(size_t i) { return i < m_traces.size() ? m_traces[i] : m_go_trace; }
   std::optional<uint64_t> read_word(uint64_t addr) const;
   bool follows_call(uint64_t ret) const;
   bool code_bytes(uint64_t addr, std::span<uint8_t> out) const;
@@ -385,16 +392,23 @@ private:
   uint64_t m_last_sp = 0;
   std::optional<uint64_t> m_last_fp;
   bool m_stopped_by_us = false;
+  // The goroutine of a Go program's crashing thread, walked as one more thread when its stack
+  // is not the thread's (prepare_goroutine), then spliced into the thread's frames.
+  std::optional<GoroutineTrace> m_goroutine;
+  bool m_go_walk = false;
+  ThreadState m_go_state;
+  ThreadTrace m_go_trace;
+  size_t m_go_splice = 0; // index in the crashing thread's raw frames of the goroutine's first
 };
 
 pid_t Session::next_thread(Dwfl* /*dwfl*/, void* arg, void** thread_arg) {
   auto* s = static_cast<Session*>(arg);
-  const size_t n = std::min({s->m_facts.thread_states.size(), s->m_options.max_threads});
+  const size_t n = s->m_traces.size() + (s->m_go_walk ? 1 : 0);
   if (s->m_next_thread >= n) {
     return 0;
   }
   const size_t i = s->m_next_thread++;
-  *thread_arg = const_cast<ThreadState*>(&s->m_facts.thread_states[i]);
+  *thread_arg = const_cast<ThreadState*>(&s->state_of(i));
   // Our own positive ids: the core's tids are hostile (0 would end the iteration, duplicates
   // would confuse libdwfl's thread lookup).
   return static_cast<pid_t>(i + 1);
@@ -408,6 +422,13 @@ std::optional<uint64_t> Session::read_word(uint64_t addr) const {
       if (addr >= base && addr - base <= bytes->size() && bytes->size() - (addr - base) >= 8) {
         return read_le<uint64_t>(*bytes, addr - base);
       }
+    }
+  }
+  // The Go runtime's windows (a few dozen at most).
+  for (const auto& w : m_facts.memory) {
+    if (addr >= w.base && addr - w.base <= w.bytes.size() &&
+        w.bytes.size() - (addr - w.base) >= 8) {
+      return read_le<uint64_t>(w.bytes, addr - w.base);
     }
   }
   return std::nullopt;
@@ -527,11 +548,11 @@ bool Session::attach() {
 int Session::on_thread(Dwfl_Thread* thread, void* arg) {
   auto* s = static_cast<Session*>(arg);
   const auto i = static_cast<size_t>(dwfl_thread_tid(thread) - 1);
-  if (i >= s->m_traces.size() || deadline_passed(s->m_options)) {
+  if (i >= s->m_traces.size() + (s->m_go_walk ? 1 : 0) || deadline_passed(s->m_options)) {
     return DWARF_CB_ABORT;
   }
-  ThreadTrace& t = s->m_traces[i];
-  const ThreadState& state = s->m_facts.thread_states[i];
+  ThreadTrace& t = s->trace_of(i);
+  const ThreadState& state = s->state_of(i);
   t.frames.clear();
   s->m_current = &t;
   s->m_last_sp = 0;
@@ -934,15 +955,28 @@ std::vector<ThreadTrace> Session::run() {
     dwfl_report_begin(m_dwfl.get());
     report_modules();
     dwfl_report_end(m_dwfl.get(), nullptr, nullptr);
+    prepare_goroutine();
     if (attach()) {
       dwfl_getthreads(m_dwfl.get(), on_thread, this);
     }
+    splice_goroutine();
   }
   for (auto& t : m_traces) {
     std::vector<Frame> described;
-    for (auto& f : t.frames) {
+    const bool go = &t == m_traces.data() && m_goroutine;
+    for (size_t raw = 0; raw < t.frames.size(); ++raw) {
+      Frame& f = t.frames[raw];
       if (described.size() >= m_options.max_frames) {
         break;
+      }
+      if (go && m_goroutine->first_frame && raw == m_go_splice) {
+        m_goroutine->first_frame = described.size();
+      }
+      if (go && m_goroutine->first_frame && raw >= m_go_splice && !m_goroutine->fault_frame &&
+          m_goroutine->sig != 0 && f.pc == m_goroutine->sigpc) {
+        // The faulting instruction itself, pushed as sigpanic's return address.
+        f.exact_pc = true;
+        m_goroutine->fault_frame = described.size();
       }
       if (deadline_passed(m_options)) {
         t.error = t.error.empty() ? "analysis deadline reached" : t.error;
@@ -953,7 +987,131 @@ std::vector<ThreadTrace> Session::run() {
     }
     t.frames = std::move(described);
   }
+  if (m_goroutine && !m_traces.empty()) {
+    m_traces[0].goroutine = std::move(m_goroutine);
+  }
   return std::move(m_traces);
+}
+
+// A Go executable's crashing thread: the goroutine from its TLS slot, with the layout from the
+// executable's DWARF. When the thread runs on another stack (the signal handler's, the
+// scheduler's), the goroutine's stack is walked as one more thread from the signal frame or
+// saved registers on it.
+void Session::prepare_goroutine() {
+  if (m_arch.machine != EM_X86_64 || m_facts.thread_states.empty() ||
+      m_facts.thread_states[0].gregs.size() != 27 || deadline_passed(m_options)) {
+    return;
+  }
+  const ModuleGroup* go = nullptr;
+  for (const auto& g : m_facts.modules) {
+    if (g.loaded && !g.go_build_id.empty()) {
+      go = &g;
+      break;
+    }
+  }
+  if (go == nullptr) {
+    return;
+  }
+  GoroutineTrace out;
+  out.layout = "unknown";
+  Dwfl_Module* mod = dwfl_addrmodule(m_dwfl.get(), go->start);
+  void** userdata = nullptr;
+  if (mod != nullptr) {
+    dwfl_module_info(mod, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr);
+  }
+  const auto* m = userdata != nullptr ? static_cast<const Module*>(*userdata) : nullptr;
+  if (m == nullptr) {
+    out.error = "no verified file of the Go executable";
+    m_goroutine = std::move(out);
+    return;
+  }
+  if (!m->symbolize) {
+    out.error = "the Go executable's symbols and DWARF exceed the analysis bound";
+    m_goroutine = std::move(out);
+    return;
+  }
+  Dwarf_Addr bias = 0;
+  const GoLayoutResult layout = go_layout(dwfl_module_getdwarf(mod, &bias), m_options.deadline);
+  if (!layout.layout) {
+    out.error = layout.error;
+    m_goroutine = std::move(out);
+    return;
+  }
+  out.layout = "dwarf";
+  const ThreadState& t = m_facts.thread_states[0];
+  const auto& r = t.gregs; // user_regs_struct: rbp 4, rip 16, rsp 19, fs_base 21
+  const GoRegisters regs{r[16], r[19], r[4]};
+  const auto read = [this](uint64_t a) { return read_word(a); };
+  const auto g = read_goroutine(*layout.layout, read, r[21], regs, t.signal_frames);
+  if (!g) {
+    out.error = "the thread's TLS slot is not in the memory the core kept";
+    m_goroutine = std::move(out);
+    return;
+  }
+  out.g = g->g;
+  out.goid = g->goid;
+  out.from_curg = g->from_curg;
+  out.sig = g->sig;
+  out.sigcode0 = g->sigcode0;
+  out.sigcode1 = g->sigcode1;
+  out.sigpc = g->sigpc;
+  out.error = g->error;
+  if (g->start && g->start->sp == regs.sp) {
+    out.first_frame = 0; // the thread runs on the goroutine's stack: its frames are the goroutine's
+  } else if (g->start) {
+    m_go_walk = true;
+    m_go_state.tid = t.tid;
+    m_go_state.pc = g->start->pc;
+    m_go_state.sp = g->start->sp;
+    m_go_state.gregs.assign(27, 0);
+    m_go_state.gregs[4] = g->start->bp;
+    m_go_state.gregs[16] = g->start->pc;
+    m_go_state.gregs[19] = g->start->sp;
+  }
+  m_goroutine = std::move(out);
+}
+
+// The goroutine's frames after the crashing thread's: from its signal trampoline on (Go's
+// runtime.sigreturn, which has no CFI of the frame it returns to), else after its last frame.
+void Session::splice_goroutine() {
+  if (!m_goroutine || m_traces.empty()) {
+    return;
+  }
+  auto& frames = m_traces[0].frames;
+  if (m_goroutine->first_frame) {
+    m_go_splice = 0;
+    return;
+  }
+  if (!m_go_walk) {
+    return;
+  }
+  if (m_go_trace.frames.empty()) {
+    m_goroutine->error = "the goroutine's stack is not in the memory the core kept";
+    return;
+  }
+  size_t at = frames.size();
+  for (size_t i = 1; i < frames.size(); ++i) {
+    if (is_sigreturn(frames[i].pc)) {
+      frames[i].signal_frame = true;
+      at = i + 1;
+      break;
+    }
+  }
+  frames.resize(std::min(at, frames.size()));
+  m_go_splice = frames.size();
+  m_go_trace.frames.front().exact_pc = true; // where the signal (or the scheduler) stopped it
+  for (auto& f : m_go_trace.frames) {
+    if (frames.size() >= m_options.max_frames) {
+      break;
+    }
+    frames.push_back(std::move(f));
+  }
+  if (m_go_splice < frames.size()) {
+    m_goroutine->first_frame = m_go_splice; // provisional: run() maps it through the inlining
+  }
+  if (m_go_splice < frames.size()) {
+    m_traces[0].error = m_go_trace.error; // the walk now ends where the goroutine's ends
+  }
 }
 
 } // namespace

@@ -64,6 +64,21 @@ struct Frame {
   bool jit = false;
 };
 
+// A Go program's crashing thread: the goroutine its TLS names (common/crash/goroutine.hpp),
+// whose frames follow the thread's own in its backtrace.
+struct GoroutineTrace {
+  std::string layout; // "dwarf": runtime.g's offsets were read from the executable; "unknown"
+  std::string error;  // why the goroutine or its frames are missing; empty when all was read
+  uint64_t g = 0;
+  int64_t goid = 0;
+  bool from_curg = false; // the thread ran on gsignal or g0: the goroutine is m.curg
+  uint32_t sig = 0;       // the signal the runtime turned into a panic; 0 when none
+  uint64_t sigcode0 = 0, sigcode1 = 0, sigpc = 0;
+  // Indices in the thread's frames: the goroutine's first frame, and the frame at sigpc.
+  std::optional<size_t> first_frame;
+  std::optional<size_t> fault_frame;
+};
+
 // One thread's backtrace.
 struct ThreadTrace {
   int64_t tid = 0;
@@ -72,6 +87,7 @@ struct ThreadTrace {
   std::string state;     // one letter of /proc/<pid>/task/<tid>/stat; empty when unknown
   std::vector<Frame> frames;
   std::string error; // why the trace ended early; empty when it reached the outermost frame
+  std::optional<GoroutineTrace> goroutine; // the crashing thread of a Go program only
 };
 
 // The files an analysis reads, opened before it starts, so that it can run where nothing can be

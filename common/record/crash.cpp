@@ -10,6 +10,7 @@ namespace {
 
 json to_json(const OriginalFault& o);
 json to_json(const BlockedSyscall& b);
+json to_json(const Goroutine& g);
 
 json optional_object(const auto& v) {
   return v ? to_json(*v) : json(nullptr);
@@ -103,6 +104,28 @@ json to_json(const OriginalFault& o) {
   return std::move(out).finish();
 }
 
+Goroutine goroutine_from_json(const json& j) {
+  Goroutine g;
+  FieldReader in(j);
+  in.integer("goid", g.goid);
+  in.text("g", g.g);
+  in.text("layout", g.layout);
+  in.integer("first_frame", g.first_frame);
+  in.text("error", g.error);
+  g.unknown = std::move(in).finish();
+  return g;
+}
+
+json to_json(const Goroutine& g) {
+  FieldWriter out(g.unknown);
+  out.number("goid", g.goid);
+  out.text("g", g.g);
+  out.text("layout", g.layout);
+  out.number("first_frame", g.first_frame);
+  out.text("error", g.error);
+  return std::move(out).finish();
+}
+
 BlockedSyscall blocked_syscall_from_json(const json& j) {
   BlockedSyscall b;
   FieldReader in(j);
@@ -169,6 +192,7 @@ Crash crash_from_json(const json& j) {
   in.text("build_id", c.build_id);
   in.object("symbol", c.symbol, symbol_from_json);
   in.object("original_fault", c.original_fault, original_fault_from_json);
+  in.object("goroutine", c.goroutine, goroutine_from_json);
   in.text("signature", c.signature);
   in.integer("signature_version", c.signature_version);
   in.text("signature_chain", c.signature_chain);
@@ -203,6 +227,7 @@ json to_json(const Crash& c) {
   out.text("build_id", c.build_id);
   out.put("symbol", optional_object(c.symbol));
   out.put("original_fault", optional_object(c.original_fault));
+  out.put("goroutine", optional_object(c.goroutine));
   out.text("signature", c.signature);
   out.number("signature_version", c.signature_version);
   out.text("signature_chain", c.signature_chain);
@@ -226,8 +251,10 @@ json to_json(const Crash& c) {
 std::string cause_detail(const Crash& crash) {
   if (const auto& o = crash.original_fault) {
     const std::string name = valid(o->signal_name);
-    std::string out = " raised by the program's crash handler after " +
-                      (name.empty() ? std::string("a fault") : "SIG" + name);
+    // A Go program's SIGSEGV is turned into a panic by its runtime, which then aborts.
+    const char* by = crash.goroutine ? " raised by the Go runtime after "
+                                     : " raised by the program's crash handler after ";
+    std::string out = by + (name.empty() ? std::string("a fault") : "SIG" + name);
     if (const std::string code = valid(o->si_code_name); !code.empty()) {
       out += " (" + code + ")";
     }

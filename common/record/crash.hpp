@@ -75,6 +75,18 @@ struct BlockedSyscall {
   bool operator==(const BlockedSyscall&) const = default;
 };
 
+// crash.goroutine: a Go program's goroutine that the crashing thread's TLS slot names (m.curg
+// when the thread ran the runtime's signal or scheduler goroutine).
+struct Goroutine {
+  std::optional<int64_t> goid;
+  std::optional<Hex> g;               // address of its runtime.g
+  std::optional<std::string> layout;  // "dwarf", or "unknown" (no DWARF for runtime.g)
+  std::optional<int64_t> first_frame; // index in the crashing thread's frames
+  std::optional<std::string> error;
+  Unknown unknown;
+  bool operator==(const Goroutine&) const = default;
+};
+
 struct Crash {
   // The crash site, from NT_PRSTATUS, NT_SIGINFO and NT_FILE.
   std::optional<std::string> machine;
@@ -96,6 +108,7 @@ struct Crash {
   // What the analysis added.
   std::optional<Symbol> symbol;
   std::optional<OriginalFault> original_fault;
+  std::optional<Goroutine> goroutine;
   std::optional<std::string> signature;
   std::optional<int64_t> signature_version; // 2, or 1 (the scanner's recipe)
   std::optional<std::string> signature_chain;
@@ -123,8 +136,8 @@ nlohmann::json to_json(const Symbol& symbol);
 
 // What the crash section says beyond the delivered signal, for one line of text: " raised by
 // the program's crash handler after SIGSEGV (SEGV_MAPERR) at 0x10 in crash_here" (from
-// `original_fault`), " (seccomp blocked chown (92) on x86_64)" (from `blocked_syscall`), else
-// empty.
+// `original_fault`; "raised by the Go runtime" with a `goroutine`), " (seccomp blocked chown (92)
+// on x86_64)" (from `blocked_syscall`), else empty.
 std::string cause_detail(const Crash& crash);
 
 } // namespace common::record

@@ -123,31 +123,90 @@ def test_program_without_build_id_is_named(kernel, tmp_path):
     assert frame["module"] == str(exe) and frame["symbol"] is None, frame
 
 
-def test_go_program_is_named_by_its_go_build_id(kernel):
-    go = shutil.which("go")
-    if go is None:
+GO_TRACE_FRAME = re.compile(r"^([\w./*()-]+)\(.*\)$")
+
+
+def go_build(work, out, *flags):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
+           "GOCACHE": str(work / "cache"), "GOPATH": str(work / "gopath"),
+           "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
+    subprocess.run([shutil.which("go"), "build", *flags, "-o", out, "."], cwd=work, env=env,
+                   check=True, capture_output=True, timeout=300)
+    return work / out
+
+
+def go_panic_trace(exe, bug, cwd):
+    """The functions of the panicking goroutine as Go prints them on stderr, from the faulting
+    one outwards (the oracle): the lines after runtime.sigpanic's."""
+    out = subprocess.run([str(exe), bug], env={"GOTRACEBACK": "crash"}, cwd=cwd,
+                         capture_output=True, text=True, timeout=60).stderr
+    block = out.split("\n\n")[1].splitlines()  # goroutine N [running]:, then frame, file lines
+    names = [m.group(1) for line in block if (m := GO_TRACE_FRAME.match(line))]
+    return names[names.index("runtime.sigpanic") + 1:]
+
+
+@pytest.fixture(scope="module")
+def go_programs():
+    if shutil.which("go") is None:
         pytest.skip("needs golang-go (packaging/test-deps.txt)")
     with tempfile.TemporaryDirectory(prefix="pcm-go-") as tmp:
         work = pathlib.Path(tmp)
         os.chmod(work, 0o755)
         shutil.copy(HERE.parent / "programs" / "modules" / "crashgo.go", work / "main.go")
         (work / "go.mod").write_text("module crashgo\n\ngo 1.19\n")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp,
-               "GOCACHE": str(work / "cache"), "GOPATH": str(work / "gopath"),
-               "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
-        subprocess.run([go, "build", "-o", "crashgo", "."], cwd=work, env=env, check=True,
-                       capture_output=True, timeout=300)
-        exe = work / "crashgo"
-        record, core = crash(kernel, [exe], env={"GOTRACEBACK": "crash"}, cwd=work)
-        # Assembly functions are named from the symbol table, whose names carry the ABI
-        # wrapper's suffix (runtime.raise.abi0); gdb names them from DWARF (runtime.raise).
-        frames = record["crash"]["stacks"][0]["frames"]
-        ours = [n.removesuffix(".abi0") for n in pctest.frame_names(frames)]
-        theirs = pctest.gdb_threads(exe, core)[0][1]
-        assert ours[0] == theirs[0] == "runtime.raise", (ours, theirs)
-        n = 3
-        assert ours[:n] == theirs[:n], f"record {ours} != gdb {theirs}"
-        m = mapping(record, "/crashgo")
-        assert m["match"] == "go-build-id" and m["build_id"] is None
-        if "main.crashHere" in theirs:
-            assert "main.crashHere" in ours and "main.main" in ours, ours
+        yield work, go_build(work, "crashgo"), go_build(work, "crashgo-w", "-ldflags=-w")
+
+
+def test_go_program_is_named_by_its_go_build_id(kernel, go_programs):
+    work, exe, _ = go_programs
+    record, core = crash(kernel, [exe, "lookup"], env={"GOTRACEBACK": "crash"}, cwd=work)
+    # Assembly functions are named from the symbol table, whose names carry the ABI
+    # wrapper's suffix (runtime.raise.abi0); gdb names them from DWARF (runtime.raise).
+    frames = record["crash"]["stacks"][0]["frames"]
+    ours = [n.removesuffix(".abi0") for n in pctest.frame_names(frames)]
+    theirs = pctest.gdb_threads(exe, core)[0][1]
+    assert ours[0] == theirs[0] == "runtime.raise", (ours, theirs)
+    n = 3
+    assert ours[:n] == theirs[:n], f"record {ours} != gdb {theirs}"
+    m = mapping(record, "/crashgo")
+    assert m["match"] == "go-build-id" and m["build_id"] is None
+
+
+def test_go_faulting_goroutine_is_the_crash(kernel, go_programs):
+    work, exe, _ = go_programs
+    signatures = {}
+    for bug in ("lookup", "pop"):
+        oracle = go_panic_trace(exe, bug, work)
+        assert "main.main" in oracle and oracle[0].startswith("main.("), oracle
+        record, _ = crash(kernel, [exe, bug], env={"GOTRACEBACK": "crash"}, cwd=work)
+        c = record["crash"]
+        g = c["goroutine"]
+        assert g["layout"] == "dwarf" and g["error"] is None and g["goid"] == 1, g
+        frames = c["stacks"][0]["frames"]
+        names = [n.removesuffix(".abi0") for n in pctest.frame_names(frames)]
+        # The thread dies in the runtime's signal handler; below its signal frame, the
+        # goroutine's frames: the crash path, sigpanic, then the panic's goroutine trace.
+        goroutine = names[g["first_frame"]:]
+        assert frames[g["first_frame"] - 1]["signal_frame"], names
+        at = goroutine.index("runtime.sigpanic") + 1
+        assert goroutine[at:at + len(oracle)] == oracle, (goroutine, oracle)
+        # The SIGSEGV the runtime turned into the panic, at the nil entry.
+        o = c["original_fault"]
+        assert (o["signal_name"], o["si_code_name"], o["fault_address"]) == \
+            ("SEGV", "SEGV_MAPERR", "0x0"), o
+        assert o["symbol"]["name"] == oracle[0], o
+        assert c["si_signo"] == 6  # what killed the process stays SIGABRT
+        assert c["signature_chain"] == " ← ".join(oracle[:3]), c["signature_chain"]
+        signatures[bug] = c["signature"]
+    assert signatures["lookup"] != signatures["pop"]
+
+
+def test_go_program_without_dwarf_has_an_unknown_layout(kernel, go_programs):
+    work, _, exe = go_programs
+    out = subprocess.run(["readelf", "-S", str(exe)], capture_output=True, text=True).stdout
+    assert ".debug_info" not in out
+    record, _ = crash(kernel, [exe, "lookup"], env={"GOTRACEBACK": "crash"}, cwd=work)
+    g = record["crash"]["goroutine"]
+    assert g["layout"] == "unknown" and g["goid"] is None and g["first_frame"] is None, g
+    assert "DWARF" in g["error"], g
+    assert not any(n.startswith("main.") for n in (record["crash"]["signature_chain"] or "").split(" ← "))

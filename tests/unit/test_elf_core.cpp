@@ -1048,3 +1048,106 @@ TEST_CASE("anonymous executable segments are JIT code, the vDSO and mapped files
   CHECK_FALSE(common::anonymous_code_at(f, k_vdso + 0x10));
   CHECK_FALSE(common::anonymous_code_at(f, 0));
 }
+
+namespace {
+
+constexpr uint64_t k_go_exe = 0x400000;
+constexpr uint64_t k_go_bss = 0x52a000;
+constexpr uint64_t k_go_arena = 0xc000000000;
+constexpr uint64_t k_go_m = k_go_bss + 0xaa0;
+constexpr uint64_t k_go_fs_base = k_go_m + 144; // Go 1.19: &m.tls[0] + 8
+
+// A static Go executable crashing on its signal stack: its first page has a Go build id note,
+// the m in its bss holds the TLS slot (-8(FS) = the current g), the g and its stack are in the
+// heap arena, after the signal stack the thread runs on. `g_at` is where the TLS slot points.
+CoreBuilder go_program(uint64_t g_at, bool go_note = true) {
+  CoreBuilder c;
+  Bytes regs = prstatus(c.machine, 77, k_go_exe + 0x5eb41, k_go_arena + 0xf260);
+  put(regs, 112 + 21 * 8, k_go_fs_base, 8); // fs_base
+  append(c.notes, note("CORE", common::elf::k_nt_prstatus, regs));
+  append(c.notes, note("CORE", common::elf::k_nt_siginfo, siginfo(6, -6, 77)));
+  append(c.notes, note("CORE", common::elf::k_nt_file,
+                       nt_file({{k_go_exe, k_go_exe + 0x1000, 0, "/tmp/gocrash"},
+                                {k_go_exe + 0x1000, k_go_exe + 0x82000, 1, "/tmp/gocrash"}})));
+  Bytes image = module_image(k_exe_id);
+  if (go_note) {
+    const std::string id = "abc/def/ghi";
+    const Bytes n = note("Go", 4,
+                         Bytes(reinterpret_cast<const std::byte*>(id.data()),
+                               reinterpret_cast<const std::byte*>(id.data() + id.size())));
+    put(image, 64 + 32, n.size(), 8);
+    std::fill(image.begin() + 0x200, image.begin() + 0x400, std::byte{0});
+    std::memcpy(image.data() + 0x200, n.data(), n.size());
+  }
+  Bytes bss(0x1000);
+  put(bss, k_go_fs_base - 8 - k_go_bss, g_at, 8);           // m.tls[0]: the current g
+  put(bss, k_go_m + 80 - k_go_bss, k_go_arena + 0x6000, 8); // m.gsignal
+  put(bss, k_go_m + 192 - k_go_bss, g_at, 8);               // m.curg
+  Bytes arena(0x80000);
+  const uint64_t g = 0x61a0;
+  put(arena, g, k_go_arena + 0x6a000, 8);     // g.stack.lo
+  put(arena, g + 8, k_go_arena + 0x6c000, 8); // g.stack.hi
+  put(arena, 0x6a000 + 0x1ff8, 0x4242, 8);    // the goroutine's outermost word
+  c.loads = {{k_go_exe, 0x1000, 5, image},
+             {k_go_exe + 0x1000, 0x81000, 5, {}},
+             {k_go_bss, 0x1000, 6, bss},
+             {k_go_arena, 0x80000, 6, arena}};
+  return c;
+}
+
+const common::MemoryWindow* window_at(const CoreFacts& f, uint64_t base) {
+  const auto it = std::ranges::find(f.memory, base, &common::MemoryWindow::base);
+  return it != f.memory.end() ? &*it : nullptr;
+}
+
+} // namespace
+
+TEST_CASE("a Go program's TLS block, its goroutine and the goroutine's stack are kept",
+          "[elf_core]") {
+  const Bytes core = go_program(k_go_arena + 0x61a0).build();
+  for (const size_t chunk : {size_t{1}, size_t{4096}, size_t{65536}}) {
+    const CoreFacts f = scan(core, chunk);
+    CHECK(f.warnings.empty());
+    const auto* tls = window_at(f, k_go_fs_base - 256);
+    REQUIRE(tls);
+    CHECK(tls->bytes.size() == 512);
+    const auto* g = window_at(f, k_go_arena + 0x61a0);
+    REQUIRE(g);
+    CHECK(g->bytes.size() == 1024);
+    const auto* stack = window_at(f, k_go_arena + 0x6a000);
+    REQUIRE(stack);
+    REQUIRE(stack->bytes.size() == 0x2000);
+    CHECK(common::read_le<uint64_t>(stack->bytes, 0x1ff8) == 0x4242);
+    // m.gsignal, the other pointer of the block, is kept too; nothing else is.
+    CHECK(window_at(f, k_go_arena + 0x6000));
+    CHECK(f.memory.size() == 4);
+  }
+}
+
+TEST_CASE("Go windows: only for a Go image, only ahead in the stream, bounded", "[elf_core]") {
+  SECTION("no Go build id: the TLS block alone") {
+    const CoreFacts f = scan(go_program(k_go_arena + 0x61a0, false).build());
+    REQUIRE(f.memory.size() == 1);
+    CHECK(f.memory[0].base == k_go_fs_base - 256);
+  }
+  SECTION("a g that streamed past before the TLS block") {
+    const CoreFacts f = scan(go_program(k_go_bss + 0x10).build());
+    CHECK_FALSE(window_at(f, k_go_bss + 0x10));
+    CHECK(window_at(f, k_go_fs_base - 256));
+  }
+  SECTION("a g whose stack bounds are hostile keeps no stack") {
+    CoreBuilder c = go_program(k_go_arena + 0x61a0);
+    Bytes& arena = c.loads[3].data;
+    put(arena, 0x61a0, k_go_arena + 0x6c000, 8); // lo above hi
+    const CoreFacts f = scan(c.build());
+    CHECK(window_at(f, k_go_arena + 0x61a0));
+    CHECK_FALSE(window_at(f, k_go_arena + 0x6c000));
+    CHECK(f.memory.size() == 3);
+  }
+  SECTION("a g near the end of its mapping is cut there") {
+    const CoreFacts f = scan(go_program(k_go_arena + 0x80000 - 0x100).build());
+    const auto* g = window_at(f, k_go_arena + 0x80000 - 0x100);
+    REQUIRE(g);
+    CHECK(g->bytes.size() == 0x100);
+  }
+}

@@ -49,7 +49,7 @@ CrashAnalysis sample_analysis() {
   a.symbol = ResolvedSymbol{"rb_vm_exec", 0x42, true};
   a.signature = SignatureV2{"0011223344556677", "v2|31|rb_vm_exec|main", {"rb_vm_exec", "main"}};
   for (int64_t t = 0; t < 2; ++t) {
-    ThreadTrace trace{42 + t, t == 0, "ruby", "R", {}, t == 1 ? "no CFI" : ""};
+    ThreadTrace trace{42 + t, t == 0, "ruby", "R", {}, t == 1 ? "no CFI" : "", {}};
     for (uint64_t i = 0; i < 3; ++i) {
       Frame frame;
       frame.pc = 0x55d0c0de0000 + i * 16;

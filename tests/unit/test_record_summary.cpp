@@ -97,7 +97,7 @@ Record handler_like() {
   a.signature = SignatureV2{"0011223344556677", "v2|11|rb_vm_exec|main", {"rb_vm_exec", "main"}};
   // Small enough that the truncation test below (every prefix) stays quick.
   for (int64_t t = 0; t < 2; ++t) {
-    ThreadTrace trace{42 + t, t == 0, "ruby", "R", {}, ""};
+    ThreadTrace trace{42 + t, t == 0, "ruby", "R", {}, "", {}};
     for (uint64_t i = 0; i < 4; ++i) {
       Frame frame;
       frame.pc = 0x55d0c0de0000 + i * 16;
