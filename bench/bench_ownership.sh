@@ -1,11 +1,14 @@
 #!/bin/sh
-# bench_ownership.sh [BUILD] [N]: the handler's package lookup for N mapped paths (60 by default:
-# shared objects dpkg lists, named as a merged-/usr map names them) against one `dpkg -S` call
-# with the same paths. Builds ownership_bench.cpp against BUILD's pc_packages and pc_base.
+# bench_ownership.sh [BUILD] [N] [RUNS]: the handler's package lookup for N mapped paths (60 by
+# default: shared objects dpkg lists, named as a merged-/usr map names them) without an index,
+# with the index built (cold) and with the index kept from the previous crash (warm), against
+# one `dpkg -S` call with the same paths; medians of RUNS (11) runs each. Builds
+# ownership_bench.cpp against BUILD's pc_packages and pc_base.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build}
 n=${2:-60}
+runs=${3:-11}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 c++ -std=c++23 -O2 -I"$here/.." -I"$build" "$here/ownership_bench.cpp" \
@@ -16,14 +19,16 @@ cat /var/lib/dpkg/info/*.list | grep -E '^/(usr/)?lib/.*\.so(\.[0-9]+)*$' | sort
   while read -r p; do [ -f "$p" ] && echo "$p"; done | head -n "$n" >"$tmp/listed"
 sed -E 's,^/lib/,/usr/lib/,' "$tmp/listed" >"$tmp/paths"
 echo "paths: $(wc -l <"$tmp/paths"), dpkg .list files: $(ls /var/lib/dpkg/info/*.list | wc -l)"
-printf 'process-core: '
-"$tmp/bench" 10 <"$tmp/paths"
-best=
-for i in 1 2 3; do
+"$tmp/bench" "$runs" <"$tmp/paths"
+: >"$tmp/times"
+i=0
+while [ "$i" -lt "$runs" ]; do
   s=$(date +%s%N)
   # dpkg -S with the names dpkg lists (it does not know the /usr aliases of merged-/usr files).
   xargs dpkg -S <"$tmp/listed" >/dev/null 2>&1 || true
-  e=$(( ($(date +%s%N) - s) / 1000000 ))
-  if [ -z "$best" ] || [ "$e" -lt "$best" ]; then best=$e; fi
+  echo $(( ($(date +%s%N) - s) / 100000 )) >>"$tmp/times"
+  i=$((i + 1))
 done
-echo "dpkg -S, one call, best of 3: $best ms"
+sort -n "$tmp/times" | awk -v runs="$runs" '{ t[NR] = $1 } END {
+  m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
+  printf "dpkg -S, one call: median of %d %.1f ms\n", runs, m / 10 }'

@@ -6,11 +6,14 @@
 #include "common/crash/analysis_wire.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/python/merge.hpp"
+#include "common/crash/python/stacks.hpp"
 #include "common/crash/symbolize.hpp"
+#include "common/packages/dpkg_index.hpp"
 #include "common/packages/owner_json.hpp"
 #include "common/packages/ownership.hpp"
 #include "common/sandbox/analysis_child.hpp"
 #include "handler/context.hpp"
+#include "handler/runtime_report.hpp"
 #include "handler/steps.hpp"
 
 #include <algorithm>
@@ -24,6 +27,8 @@ namespace {
 // Unwinding and symbolizing every thread, after the core is committed and the crashed process
 // released; what is not done by then is left out of the record (the threads keep frame #0).
 constexpr auto k_analysis_budget = std::chrono::seconds(2);
+// The Python frames' files (duplicates counted) whose owners are looked up with the mappings'.
+constexpr size_t k_max_python_files = 512;
 // The analysis child's time to send its result after the unwinder's deadline, and what is kept
 // of analysis_timeout for the mapped files and the record after the child is gone.
 constexpr auto k_child_grace = std::chrono::milliseconds(500);
@@ -61,6 +66,7 @@ common::CrashAnalysis analyze_in_child(Context& ctx, int root) {
   const auto kill_at = now + window;
   common::UnwindOptions unwind;
   unwind.root_fd = root;
+  unwind.perf_map = ctx.perf_map;
   unwind.deadline = kill_at - std::min<std::chrono::milliseconds>(k_child_grace, window / 3);
   sandbox::ChildLimits limits;
   limits.memory = ctx.config.analysis_memory_limit;
@@ -162,6 +168,11 @@ void analyze_crash(Context& ctx) {
   }
 
   const int root = ctx.crashed.root();
+  // JIT code in the core: the names of its frames come from the perf map read as the crashing
+  // user during the stream (usually long done by now).
+  if (!facts.anonymous_code.empty()) {
+    take_perf_map(ctx);
+  }
   const auto analysis_start = std::chrono::steady_clock::now();
   common::CrashAnalysis analysis = analyze_in_child(ctx, root);
   r.handler.analysis_ms = elapsed_ms(analysis_start);
@@ -193,16 +204,41 @@ void analyze_crash(Context& ctx) {
   }
   r.crash = common::crash_to_json(facts, analysis);
   r.mappings = common::mappings_to_json(facts, findings);
-  // The packages behind the mapped files, from the databases of the crashed root (the host's or
-  // a container's). Here, after the drain, the kernel and the crashed process wait for none of
-  // it; the lookup has its own time and byte budget (common/packages/ownership).
+  // The packages behind the mapped files and the Python frames' files, from the databases of
+  // the crashed root (the host's or a container's). Here, after the drain, the kernel and the
+  // crashed process wait for none of it; the lookup has its own time and byte budget
+  // (common/packages/ownership).
   if (root >= 0 && !facts.files.empty()) {
     std::vector<std::string> paths;
     paths.reserve(facts.files.size());
     for (const auto& f : facts.files) {
       paths.push_back(f.path);
     }
-    r.packages = common::to_json(common::find_owners(root, paths));
+    // After the mappings, so that a deep Python stack never displaces a module from the lookup's
+    // path bound; a relative co_filename names nothing in the root.
+    if (!r.python.empty()) {
+      size_t added = 0;
+      for (const auto& t : crash::python::python_stacks_from_json(r.python).threads) {
+        for (const auto& f : t.frames) {
+          if (f.file.starts_with('/') && added < k_max_python_files) {
+            paths.push_back(f.file);
+            ++added;
+          }
+        }
+      }
+    }
+    // dpkg's database is indexed between crashes in the store user's own directory
+    // (common/packages/dpkg_index), which nothing the crashed process controls can write: an
+    // index is keyed by its root and database state, and checked whole before it is believed.
+    common::UniqueFd index_dir;
+    if (ctx.store && ctx.store_error.empty()) {
+      if (auto dir = common::open_dpkg_index_dir(ctx.store->fd())) {
+        index_dir = std::move(*dir);
+      } else {
+        ctx.warnings.push_back("packages looked up without the dpkg index: " + dir.error().message);
+      }
+    }
+    r.packages = common::to_json(common::find_owners(root, paths, {}, index_dir.get()));
   }
   for (const auto& f : findings) {
     ctx.warnings.push_back("mapped file " + common::to_valid_utf8(f.path) + " " +

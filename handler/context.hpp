@@ -13,6 +13,7 @@
 #include "handler/crashed_process.hpp"
 #include "handler/policy.hpp"
 #include "handler/procinfo.hpp"
+#include "handler/python_walk.hpp"
 #include "handler/runtime_report.hpp"
 #include "handler/watchdog.hpp"
 
@@ -59,9 +60,11 @@ struct Context {
   RecordSize record_size = RecordSize::full; // 7. minimal when the store has no room
   std::optional<uid_t> reader;        // 9. grant: the crashing user, granted read access by ACL
   common::UniqueFd analysis_launcher; // 6. handler/analysis_launcher, when started as root; 8
-  ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 8
+  ReportReader report_reader; // 6. started as root (handler/runtime_report); collected after 7
   common::UniqueFd python_launcher; // 6. the same for the Python walk, when a CPython is mapped
-  bool python_walked = false;       // 7. the Python stacks were read (handler/python_walk)
+  std::optional<PythonWalk> python_walk; // 6. its child, started after the drop; finished in 7
+  bool python_walked = false;            // 7. the Python stacks were read (handler/python_walk)
+  std::string perf_map; // 8. the crashed process's perf map, untrusted bytes for the analysis
 
   // Output.
   std::vector<std::string> warnings; // every step; go into record.handler.warnings and the log

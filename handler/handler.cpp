@@ -99,6 +99,8 @@ int run(const std::vector<std::string>& args) {
       ctx.record.core = before;
     }
     capture_core(ctx); // 7. capture: policy, stream, compress, commit the core
+    // End of 7: the runtime's own report, beside the record, and in the watchdog's record too.
+    keep_runtime_report(ctx);
     // Before 8: what the watchdog writes if the analysis never ends.
     arm_watchdog(ctx,
                  std::min(hard_deadline, std::chrono::steady_clock::now() +
@@ -107,7 +109,6 @@ int run(const std::vector<std::string>& args) {
                      seconds_text(ctx.config.analysis_timeout) +
                      "): crash site and mappings may be missing");
     analyze_crash(ctx);        // 8. analyze: crash site, backtraces, symbols, mapped files
-    keep_runtime_report(ctx);  // after 8: the runtime's own report, beside the record
     grant_owner_access(ctx);   // 9. grant: the crashing user may read their own crash
     return commit_record(ctx); // 10. record and log: the record, the reservation, one line
   } catch (const std::exception& e) {

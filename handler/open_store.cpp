@@ -97,6 +97,13 @@ void open_store_and_drop(Context& ctx) {
       return;
     }
   }
+  // The Python walk's child starts now, as the store user with the launcher's ids, so that its
+  // fork, sandbox and symbol reading are done while the core streams (handler/python_walk).
+  if (ctx.config.python_stacks && (!ctx.running_as_root || ctx.python_launcher)) {
+    if (auto walk = PythonWalk::start(ctx.crashed, ctx.python_launcher.get())) {
+      ctx.python_walk.emplace(std::move(*walk));
+    }
+  }
   if (ctx.store) {
     auto dir = ctx.store->open_exe_dir(ctx.record.store_host, ctx.record.store_exe);
     if (!dir) {

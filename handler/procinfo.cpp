@@ -129,6 +129,20 @@ std::optional<std::string> read_environ_prefix(int dir, size_t limit) {
   return out;
 }
 
+// The last id of a status file's NSpid line: the id in the process's own pid namespace, the
+// one it knows itself by (and names its perf map and reports after).
+std::optional<int64_t> last_nspid(std::string_view status) {
+  const size_t pos = status.find("\nNSpid:");
+  if (pos == std::string_view::npos) {
+    return std::nullopt;
+  }
+  const size_t end = status.find('\n', pos + 1);
+  const std::string_view line =
+      status.substr(pos + 7, end == std::string_view::npos ? end : end - pos - 7);
+  const size_t last = line.find_last_of(" \t");
+  return common::parse_number<int64_t>(line.substr(last == std::string_view::npos ? 0 : last + 1));
+}
+
 } // namespace
 
 void parse_pod_claims(ProcFacts& facts, std::string_view environ) {
@@ -175,16 +189,8 @@ static std::vector<ThreadInfo> read_threads(int dir) {
     }
     if (auto status = read_proc(dir, task + "status", 8192)) {
       // The core names threads by their id in the crasher's pid namespace: the last NSpid.
-      const size_t pos = status->find("\nNSpid:");
-      if (pos != std::string::npos) {
-        const size_t end = status->find('\n', pos + 1);
-        const std::string_view line = std::string_view(*status).substr(
-            pos + 7, end == std::string::npos ? end : end - pos - 7);
-        const size_t last = line.find_last_of(" \t");
-        if (auto tid = common::parse_number<int64_t>(
-                line.substr(last == std::string_view::npos ? 0 : last + 1))) {
-          t.tid = *tid;
-        }
+      if (auto tid = last_nspid(*status)) {
+        t.tid = *tid;
       }
     }
     out.push_back(std::move(t));
@@ -223,6 +229,9 @@ ProcFacts gather_proc_facts(const CrashedProcess& process, bool kernel_pidfd,
   }
   if (auto stat = read_proc(dir, "stat", 4096)) {
     facts.start_time = start_time(*stat);
+  }
+  if (auto status = read_proc(dir, "status", 8192)) {
+    facts.ns_pid = last_nspid(*status);
   }
   facts.threads = read_threads(dir);
   if (auto cg = read_proc(dir, "cgroup", 65536)) {

@@ -27,6 +27,7 @@ struct ProcFacts {
   std::optional<std::string> cmdline; // NULs as spaces, bounded
   std::optional<std::string> exe;     // readlink /proc/<pid>/exe
   std::optional<int64_t> start_time;  // process start, seconds since the epoch
+  std::optional<int64_t> ns_pid;      // its pid in its own pid namespace (the last NSpid)
   std::string cgroup;                 // the unified (v2) cgroup path
   std::string unit;                   // systemd unit from the cgroup path, if any
   std::string container_id;           // 64-hex container id from the cgroup path, if any

@@ -3,6 +3,7 @@
 #include "common/base/atomic_file.hpp"
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
+#include "common/crash/perf_map.hpp"
 #include "common/sandbox/analysis_launcher.hpp"
 #include "common/store/store.hpp"
 #include "handler/context.hpp"
@@ -339,20 +340,73 @@ void close_all_but(std::vector<int> keep) {
   (void)::syscall(SYS_close_range, from, ~0U, 0U);
 }
 
+std::string dump_header(const nlohmann::json& h) {
+  return h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// At most `max` bytes of `fd` from `offset` on (less at its end).
+std::string read_at_most(int fd, uint64_t offset, size_t max) {
+  std::string data(max, '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t n =
+        ::pread(fd, data.data() + got, data.size() - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  data.resize(got);
+  return data;
+}
+
+// The perf map's answer to `out`: a JSON header line, then its last k_perf_map_max bytes from
+// a line's start (a JIT appends: the newest code is at the end).
+void read_perf_map(int out, int root, int cwd, const std::string& path, uid_t uid, int64_t start) {
+  nlohmann::json h = {{"path", path}};
+  const Found f = open_report(root, cwd, path, uid, start);
+  if (!f.fd) {
+    h["refused"] = f.refused;
+    (void)common::write_all(out, dump_header(h) + "\n");
+    return;
+  }
+  const auto size = static_cast<uint64_t>(std::max<off_t>(f.st.st_size, 0));
+  const uint64_t from = size > common::k_perf_map_max ? size - common::k_perf_map_max : 0;
+  std::string data = read_at_most(f.fd.get(), from, common::k_perf_map_max);
+  if (from > 0) {
+    const size_t nl = data.find('\n');
+    data.erase(0, nl == std::string::npos ? data.size() : nl + 1);
+  }
+  h["file_size"] = size;
+  (void)common::write_all(out, dump_header(h) + "\n");
+  (void)common::write_all(out, data);
+}
+
 // The reader child's work, as the crashing user: the answer (a JSON header line, then the
-// report's bytes) written to `out`.
-[[noreturn]] void reader_main(int out, int root, int cwd, const std::vector<ReportCandidate>& cs,
+// report's bytes) written to `out`, and the perf map's to `perf_out` when it is open.
+[[noreturn]] void reader_main(int out, int perf_out, int root, int cwd,
+                              const std::vector<ReportCandidate>& cs, const std::string& perf_path,
                               uid_t uid, gid_t gid, int64_t start, int64_t pid) {
   ::alarm(k_report_seconds);
-  close_all_but({out, root, cwd});
+  close_all_but({out, perf_out, root, cwd});
   nlohmann::json h = nlohmann::json::object();
   if (sandbox::become({uid, gid}) != sandbox::SandboxFailure::none) {
     h["refused"] = "could not take the crashing user's ids";
-    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                                     "\n");
+    for (const int fd : {out, perf_out}) {
+      if (fd >= 0) {
+        (void)common::write_all(fd, dump_header(h) + "\n");
+      }
+    }
     ::_exit(0);
   }
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // The perf map first: the analysis waits for it.
+  if (perf_out >= 0) {
+    read_perf_map(perf_out, root, cwd, perf_path, uid, start);
+  }
   std::string first_refusal;
   const ReportCandidate* first = nullptr;
   for (const ReportCandidate& c : cs) {
@@ -372,26 +426,15 @@ void close_all_but(std::vector<int> keep) {
       }
       continue;
     }
-    std::string data(k_report_max + 1, '\0');
-    size_t got = 0;
-    while (got < data.size()) {
-      const ssize_t n = ::read(f.fd.get(), data.data() + got, data.size() - got);
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        break;
-      }
-      got += static_cast<size_t>(n);
-    }
+    std::string data = read_at_most(f.fd.get(), 0, k_report_max + 1);
+    const size_t got = data.size();
     const bool cut = got > k_report_max;
     data.resize(std::min(got, k_report_max));
     h["runtime"] = c.runtime;
     h["path"] = c.named.substr(0, 4096);
     h["file_size"] = static_cast<uint64_t>(f.st.st_size);
     h["truncated"] = cut;
-    (void)common::write_all(out, h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                                     "\n");
+    (void)common::write_all(out, dump_header(h) + "\n");
     (void)common::write_all(out, data);
     ::_exit(0);
   }
@@ -400,8 +443,7 @@ void close_all_but(std::vector<int> keep) {
     h["path"] = first->named.substr(0, 4096);
     h["refused"] = first_refusal;
   }
-  (void)common::write_all(out,
-                          h.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  (void)common::write_all(out, dump_header(h) + "\n");
   ::_exit(0);
 }
 
@@ -426,29 +468,115 @@ void note_runtime_report_names(Context& ctx) {
   ctx.report_reader.candidates = report_candidates(environ, argv, ctx.record.executable, pid);
 }
 
-void start_runtime_report_reader(Context& ctx) {
-  const auto& candidates = ctx.report_reader.candidates;
-  if (candidates.empty()) {
+namespace {
+
+// Whether the process may have a perf map, asked as root before the reader is forked for it:
+// only "not there" (the common case) saves the fork; anything else (a link, a file of another
+// user) is for the reader to refuse, and the record to say why.
+bool may_have_perf_map(int root, const std::string& path) {
+  if (root < 0) {
+    return false;
+  }
+  const long fd = openat2_call(root, path.c_str(), O_PATH | O_CLOEXEC,
+                               RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS);
+  if (fd >= 0) {
+    ::close(static_cast<int>(fd));
+    return true;
+  }
+  return errno != ENOENT && errno != ENOTDIR;
+}
+
+// Waits for the reader until its deadline, once; kills it there.
+void wait_for_reader(ReportReader& rr) {
+  if (rr.pid <= 0 || rr.finished) {
     return;
   }
+  rr.finished = true;
+  while (true) {
+    if (::waitpid(rr.pid, &rr.status, WNOHANG) == rr.pid) {
+      return;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          rr.deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0 || !rr.pidfd) {
+      break;
+    }
+    struct pollfd p {
+      rr.pidfd.get(), POLLIN, 0
+    };
+    (void)::poll(&p, 1, static_cast<int>(left));
+  }
+  ::kill(rr.pid, SIGKILL);
+  (void)::waitpid(rr.pid, &rr.status, 0);
+  rr.timed_out = true;
+}
+
+// The answer in a memfd the reader wrote: its JSON header and the bytes after it; nullopt when
+// there is no header line.
+std::optional<std::pair<nlohmann::json, std::string>> read_answer(int fd, size_t max) {
+  if (::lseek(fd, 0, SEEK_SET) != 0) {
+    return std::nullopt;
+  }
+  auto text = common::read_fd(fd, "runtime report", k_header_max + max);
+  if (!text) {
+    return std::nullopt;
+  }
+  const size_t nl = text->find('\n');
+  if (nl == std::string::npos || nl > k_header_max) {
+    return std::nullopt;
+  }
+  nlohmann::json h = nlohmann::json::parse(text->substr(0, nl), nullptr, false);
+  if (!h.is_object()) {
+    return std::nullopt;
+  }
+  text->erase(0, nl + 1);
+  return std::pair(std::move(h), std::move(*text));
+}
+
+} // namespace
+
+void start_runtime_report_reader(Context& ctx) {
+  ReportReader& rr = ctx.report_reader;
+  const auto& candidates = rr.candidates;
+  if (ctx.crashed.valid() && ctx.proc.ns_pid) {
+    const std::string path = "/tmp/perf-" + std::to_string(*ctx.proc.ns_pid) + ".map";
+    if (may_have_perf_map(ctx.crashed.root(), path)) {
+      rr.perf_map_path = path;
+    }
+  }
+  if (candidates.empty() && rr.perf_map_path.empty()) {
+    return;
+  }
+  // Why nothing can be read: the report's section says it; a perf map only a warning.
+  const auto refuse = [&](const std::string& why) {
+    if (!candidates.empty()) {
+      ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
+                                   {"path", candidates.front().named},
+                                   {"refused", why}};
+    }
+    if (!rr.perf_map_path.empty()) {
+      ctx.warnings.push_back("perf map " + rr.perf_map_path + " not read: " + why);
+    }
+  };
   if (!ctx.running_as_root || !ctx.crashed.valid() || !ctx.args.uid || !ctx.args.gid ||
       *ctx.args.uid < 0 || *ctx.args.gid < 0 ||
       *ctx.args.uid > static_cast<int64_t>(static_cast<uid_t>(-1)) ||
       *ctx.args.gid > static_cast<int64_t>(static_cast<gid_t>(-1))) {
-    ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
-                                 {"path", candidates.front().named},
-                                 {"refused", "the handler cannot take the crashing user's ids"}};
+    refuse("the handler cannot take the crashing user's ids");
     return;
   }
   const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
   if (!ctx.proc.start_time) {
-    ctx.record.runtime_report = {{"runtime", candidates.front().runtime},
-                                 {"path", candidates.front().named},
-                                 {"refused", "the process's start time is unknown"}};
+    refuse("the process's start time is unknown");
     return;
   }
   common::UniqueFd out(static_cast<int>(::memfd_create("runtime-report", MFD_CLOEXEC)));
-  if (!out) {
+  common::UniqueFd perf_out;
+  if (!rr.perf_map_path.empty()) {
+    perf_out.reset(static_cast<int>(::memfd_create("perf-map", MFD_CLOEXEC)));
+  }
+  if (!out || (!rr.perf_map_path.empty() && !perf_out)) {
     ctx.warnings.push_back(std::string("Failed to create the runtime report's buffer: ") +
                            std::strerror(errno));
     return;
@@ -462,20 +590,50 @@ void start_runtime_report_reader(Context& ctx) {
   if (child == 0) {
     // Never back into the handler's run: whatever throws ends the child, with no answer.
     try {
-      reader_main(out.get(), ctx.crashed.root(), ctx.crashed.cwd(), candidates,
-                  static_cast<uid_t>(*ctx.args.uid), static_cast<gid_t>(*ctx.args.gid),
-                  *ctx.proc.start_time, pid);
+      reader_main(out.get(), perf_out ? perf_out.get() : -1, ctx.crashed.root(), ctx.crashed.cwd(),
+                  candidates, rr.perf_map_path, static_cast<uid_t>(*ctx.args.uid),
+                  static_cast<gid_t>(*ctx.args.gid), *ctx.proc.start_time, pid);
     } catch (...) {
     }
     ::_exit(1);
   }
-  ctx.report_reader.pid = child;
-  ctx.report_reader.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
-  ctx.report_reader.out = std::move(out);
-  ctx.report_reader.runtime = candidates.front().runtime;
-  ctx.report_reader.named = candidates.front().named;
-  ctx.report_reader.deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(k_report_seconds);
+  rr.pid = child;
+  rr.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  rr.out = std::move(out);
+  rr.perf_out = std::move(perf_out);
+  if (!candidates.empty()) {
+    rr.runtime = candidates.front().runtime;
+    rr.named = candidates.front().named;
+  }
+  rr.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(k_report_seconds);
+}
+
+void take_perf_map(Context& ctx) {
+  ReportReader& rr = ctx.report_reader;
+  if (!rr.perf_out) {
+    return;
+  }
+  wait_for_reader(rr);
+  const common::UniqueFd fd = std::move(rr.perf_out);
+  const std::string& path = rr.perf_map_path;
+  if (rr.timed_out) {
+    ctx.warnings.push_back("perf map " + path + " not read within " +
+                           seconds_text(k_report_seconds));
+    return;
+  }
+  auto answer = read_answer(fd.get(), common::k_perf_map_max);
+  if (!answer) {
+    ctx.warnings.push_back("perf map " + path + " not read: the reader gave no answer");
+    return;
+  }
+  const auto& [h, data] = *answer;
+  if (const auto it = h.find("refused"); it != h.end()) {
+    ctx.warnings.push_back(
+        "perf map " + path + " not used: " +
+        common::to_valid_utf8(it->is_string() ? it->get<std::string>() : "?").substr(0, 256));
+    return;
+  }
+  ctx.perf_map = std::move(answer->second);
 }
 
 void keep_runtime_report(Context& ctx) {
@@ -483,29 +641,13 @@ void keep_runtime_report(Context& ctx) {
   if (rr.pid <= 0) {
     return;
   }
-  const pid_t child = rr.pid;
+  wait_for_reader(rr);
+  const int status = rr.status;
   rr.pid = -1;
-  int status = 0;
-  bool done = false;
-  while (!done) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          rr.deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (::waitpid(child, &status, WNOHANG) == child) {
-      done = true;
-      break;
-    }
-    if (left <= 0 || !rr.pidfd) {
-      break;
-    }
-    struct pollfd p {
-      rr.pidfd.get(), POLLIN, 0
-    };
-    (void)::poll(&p, 1, static_cast<int>(left));
+  if (rr.candidates.empty()) {
+    return; // the reader read only the perf map
   }
-  if (!done) {
-    ::kill(child, SIGKILL);
-    (void)::waitpid(child, &status, WNOHANG);
+  if (rr.timed_out) {
     ctx.record.runtime_report = {{"runtime", rr.runtime},
                                  {"path", rr.named},
                                  {"refused", "not read within " + seconds_text(k_report_seconds)}};

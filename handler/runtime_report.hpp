@@ -10,8 +10,13 @@
 // RESOLVE_NO_MAGICLINKS, O_NONBLOCK. Only a regular file owned by the crashing uid and modified
 // no earlier than the process started is read, at most k_report_max bytes, within
 // k_report_seconds. The child runs while the core streams; the handler collects its answer
-// after the analysis, stores <id>.report (the core's mode, and its access) and fills the
+// at the end of the capture, stores <id>.report (the core's mode, and its access) and fills the
 // record's `runtime_report` section.
+//
+// The same child, in the same way, reads the process's perf map (/tmp/perf-<pid>.map, <pid> in
+// the process's own pid namespace: what V8 and CPython write the names of their JIT code to),
+// the last k_perf_map_max bytes of it; the handler takes it before the analysis, which parses
+// it in the sandboxed child (common/crash/perf_map).
 #pragma once
 
 #include "common/base/fd.hpp"
@@ -61,6 +66,11 @@ struct ReportReader {
   std::string runtime; // the first candidate's, for the record when the reader says nothing
   std::string named;
   std::vector<ReportCandidate> candidates; // 4. from the environment and argv
+  std::string perf_map_path;               // 6. the perf map, as the process names it
+  common::UniqueFd perf_out;               // memfd the child writes the perf map into
+  bool finished = false;                   // the child was waited for (or killed)
+  bool timed_out = false;                  // it was killed at its deadline
+  int status = 0;                          // its wait status, when it finished
 };
 
 // Step 4, while the process still exists (its environment and argv go with its memory, which
@@ -69,8 +79,12 @@ void note_runtime_report_names(Context& ctx);
 
 // As root, in step 6 before the drop: forks the reader when the process names a report.
 void start_runtime_report_reader(Context& ctx);
-// After step 8: waits for the reader (until its deadline), stores the report, fills
-// record.runtime_report.
+// Step 8, before the analysis, when the core has JIT code: waits for the reader (until its
+// deadline) and leaves the perf map's bytes in ctx.perf_map; why it was not read, in the
+// warnings.
+void take_perf_map(Context& ctx);
+// At the end of step 7, before the analysis: waits for the reader (until its deadline), stores
+// the report, fills record.runtime_report.
 void keep_runtime_report(Context& ctx);
 
 } // namespace handler

@@ -34,7 +34,10 @@ void read_python_stacks(Context& ctx) {
     return; // no launcher (or no CPython mapped): the walk never runs as the store user
   }
   const auto tid = ctx.scanner.facts().tid ? ctx.scanner.facts().tid : ctx.record.tid;
-  if (auto section = walk_python_stacks(ctx.crashed, ctx.python_launcher.get(), tid)) {
+  if (ctx.python_walk) {
+    ctx.record.python = ctx.python_walk->finish(tid); // started in step 6
+    ctx.python_walk.reset();
+  } else if (auto section = walk_python_stacks(ctx.crashed, ctx.python_launcher.get(), tid)) {
     ctx.record.python = std::move(*section);
   }
   ctx.python_launcher.reset(); // it answers once

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -79,13 +80,36 @@ Crash by_place(int efd, const std::string& exe, const std::string& host, const s
   return c;
 }
 
+// Reads the records of <host>/<exe>; with Parse::no only their ids are collected (directories
+// the filter rules out still count for the id abbreviation, which must hold store-wide).
+enum class Parse { no, yes };
+
 struct WorkerResult {
   std::vector<Crash> crashes;
   LoadProblems problems;
-  std::vector<std::string> ids; // every id seen (for the abbreviation length)
+  std::vector<uint64_t> ids; // every id seen (for the abbreviation length), add_id()
   std::vector<std::pair<std::pair<std::string, std::string>, CachedDir>> fresh; // for the cache
-  size_t reused = 0;
+  // Directories whose index rows still hold (same inode, mtime and entry count), and whether
+  // their records are wanted or only their ids.
+  std::vector<std::pair<common::index::DirKey, Parse>> unchanged;
 };
+
+// What earlier reads left of the directories: the index's rows, or else the per-user cache's
+// entries (cache.hpp). Either may be empty.
+struct Known {
+  const std::map<common::index::DirKey, common::index::IndexedDir>* indexed = nullptr;
+  const SummaryCache* cache = nullptr;
+};
+
+// Ids are 16 hex digits (common::is_record_id): kept as their value, 100,000 of them sort
+// without a string each. Anything else (only a forged index holds it) is no record's id.
+void add_id(std::vector<uint64_t>& ids, std::string_view id) {
+  if (common::is_record_id(id)) {
+    uint64_t v = 0;
+    std::from_chars(id.data(), id.data() + id.size(), v, 16);
+    ids.push_back(v);
+  }
+}
 
 void first_problem(LoadProblems& p, const std::string& message) {
   if (p.first.empty()) {
@@ -109,14 +133,12 @@ void note(LoadProblems& p, int err, const std::string& what) {
   }
 }
 
-// Reads the records of <host>/<exe>; with Parse::no only their ids are collected (directories
-// the filter rules out still count for the id abbreviation, which must hold store-wide).
-enum class Parse { no, yes };
-
 // Appends the records of a cached (or freshly read) directory that pass the filter.
 void take(const CachedDir& d, const std::string& host, const std::string& exe, const Filter& filter,
           Parse parse, WorkerResult& out) {
-  out.ids.insert(out.ids.end(), d.ids.begin(), d.ids.end());
+  for (const auto& id : d.ids) {
+    add_id(out.ids, id);
+  }
   if (parse == Parse::no) {
     return;
   }
@@ -136,7 +158,7 @@ void take(const CachedDir& d, const std::string& host, const std::string& exe, c
 }
 
 void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
-                  const Filter& filter, Parse parse, const SummaryCache& cache, WorkerResult& out) {
+                  const Filter& filter, Parse parse, const Known& known, WorkerResult& out) {
   const std::string rel = host + "/" + exe;
   const int hfd = ::openat(store_fd, host.c_str(), k_dir_flags);
   if (hfd < 0) {
@@ -158,16 +180,31 @@ void load_exe_dir(int store_fd, const std::string& host, const std::string& exe,
     return;
   }
   const DirStamp stamp{static_cast<uint64_t>(st.st_ino), st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
-  if (auto it = cache.find({host, exe}); it != cache.end() && it->second.stamp == stamp) {
-    ++out.reused;
-    take(it->second, host, exe, filter, parse, out);
-    return;
+  if (known.cache) {
+    if (auto it = known.cache->find({host, exe});
+        it != known.cache->end() && it->second.stamp == stamp) {
+      take(it->second, host, exe, filter, parse, out);
+      return;
+    }
   }
+  // Every name counts, hidden ones too (common::index::dir_state): a rename over a record keeps
+  // the count but not the mtime, an unlink and a create within one mtime tick keep the mtime
+  // but not (always) the count.
   std::vector<std::string> names;
-  if (auto listed = common::list_dir(efd, [&](std::string_view n) { names.emplace_back(n); });
+  if (auto listed = common::list_dir(
+          efd, [&](std::string_view n) { names.emplace_back(n); }, common::Hidden::include);
       !listed) {
     note(out.problems, listed.error().sys_errno, "Failed to list " + common::quoted(rel));
     return;
+  }
+  if (known.indexed) {
+    const common::index::DirState now{stamp.ino, stamp.mtime_sec * 1'000'000'000 + stamp.mtime_nsec,
+                                      names.size()};
+    if (auto it = known.indexed->find({host, exe});
+        it != known.indexed->end() && it->second.state == now) {
+      out.unchanged.emplace_back(common::index::DirKey{host, exe}, parse);
+      return;
+    }
   }
   std::sort(names.begin(), names.end());
   const std::string core_suffix(common::k_core_suffix);
@@ -234,17 +271,35 @@ bool dir_allowed(const std::vector<std::string>& wanted, const std::string& dir)
   return wanted.empty() || std::find(wanted.begin(), wanted.end(), dir) != wanted.end();
 }
 
-size_t abbrev_length(std::vector<std::string>& ids) {
+// Oldest first, then by id. The positions are sorted and each crash moved once: swapping
+// crashes (ten strings each) dominated sorting 100,000 of them.
+void sort_by_time(std::vector<Crash>& crashes) {
+  std::vector<size_t> order(crashes.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const Crash& x = crashes[a];
+    const Crash& y = crashes[b];
+    return x.time != y.time ? x.time < y.time : x.id < y.id;
+  });
+  std::vector<Crash> sorted;
+  sorted.reserve(crashes.size());
+  for (const size_t i : order) {
+    sorted.push_back(std::move(crashes[i]));
+  }
+  crashes = std::move(sorted);
+}
+
+// The shortest prefix (at least 8) that tells every two ids apart: one more hex digit than
+// the longest prefix two neighbours in order share, all 16 for an id found twice.
+size_t abbrev_length(std::vector<uint64_t>& ids) {
   std::sort(ids.begin(), ids.end());
   size_t need = 8;
   for (size_t i = 1; i < ids.size(); ++i) {
-    const auto& a = ids[i - 1];
-    const auto& b = ids[i];
-    size_t common_len = 0;
-    while (common_len < a.size() && common_len < b.size() && a[common_len] == b[common_len]) {
-      ++common_len;
-    }
-    need = std::max(need, std::min(common_len + 1, a.size()));
+    const uint64_t diff = ids[i - 1] ^ ids[i];
+    const size_t common_len = diff == 0 ? 16 : static_cast<size_t>(std::countl_zero(diff)) / 4;
+    need = std::max(need, std::min<size_t>(common_len + 1, 16));
   }
   return need;
 }
@@ -282,7 +337,7 @@ std::vector<Located> view_places(const common::Store& store, LoadProblems& probl
 
 Catalog load_user_view(const common::Store& store, const Filter& filter) {
   Catalog cat;
-  std::vector<std::string> ids;
+  std::vector<uint64_t> ids;
   for (const auto& where : view_places(store, cat.problems)) {
     const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
     auto text = common::read_file(store.fd(), rel, common::k_max_record_bytes);
@@ -304,14 +359,12 @@ Catalog load_user_view(const common::Store& store, const Filter& filter) {
                   &st, AT_SYMLINK_NOFOLLOW) == 0;
     crash->host_dir = where.host_dir;
     crash->exe_dir = where.exe_dir;
-    ids.push_back(where.id);
+    add_id(ids, where.id);
     if (filter.matches(*crash)) {
       cat.crashes.push_back(std::move(*crash));
     }
   }
-  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
-    return a.time != b.time ? a.time < b.time : a.id < b.id;
-  });
+  sort_by_time(cat.crashes);
   cat.id_abbrev = abbrev_length(ids);
   return cat;
 }
@@ -336,7 +389,8 @@ bool maybe_escaped(const std::vector<std::string>& values) {
 // may read it only reads, and what changed since its writer last looked is read from the files.
 struct OpenIndex {
   std::optional<common::index::Index> index;
-  SummaryCache dirs; // what it holds, as the cache's entries
+  bool owner = false; // the caller owns the store: it may write the index
+  std::map<common::index::DirKey, common::index::IndexedDir> dirs; // states, no records
 };
 
 Crash crash_of(common::index::IndexedRecord&& r) {
@@ -383,51 +437,82 @@ common::index::IndexedRecord indexed_of(const Crash& c) {
   return r;
 }
 
+void say_rebuilt(const common::index::Index& index) {
+  if (!index.rebuilt().empty()) {
+    std::fprintf(stderr, "corectl: rebuilding the store's index (%s)\n",
+                 common::printable(index.rebuilt()).c_str());
+  }
+}
+
+// Starts the snapshot and reads the directories' states; false when the file fails under us.
+bool read_states(common::index::Index& index, OpenIndex& out) {
+  // One snapshot from the directories' states to the last row read (read_unchanged()).
+  if (!index.begin_read()) {
+    return false;
+  }
+  auto dirs = index.dirs();
+  if (!dirs) {
+    index.end_read();
+    return false;
+  }
+  out.dirs = std::move(*dirs);
+  return true;
+}
+
 OpenIndex open_index(const common::Store& store) {
   OpenIndex out;
   if (const char* off = std::getenv("CORECTL_INDEX"); off && std::string_view(off) == "0") {
     return out;
   }
   using common::index::Access;
+  using common::index::Index;
   struct stat st {};
-  const bool owner = ::fstat(store.fd(), &st) == 0 && st.st_uid == ::geteuid();
-  auto index = owner ? common::index::Index::open(store.fd(), store.root(), Access::write)
-                     : common::index::Index::open(store.fd(), store.root(), Access::read);
-  if (!index && owner) {
-    index = common::index::Index::open(store.fd(), store.root(), Access::read);
-  }
-  if (!index) {
-    return out; // no index we may use: the files (and the per-user cache) answer
-  }
-  if (!index->rebuilt().empty()) {
-    std::fprintf(stderr, "corectl: rebuilding the store's index (%s)\n",
-                 common::printable(index->rebuilt()).c_str());
-  }
-  auto dirs = index->load();
-  if (!dirs) {
+  out.owner = ::fstat(store.fd(), &st) == 0 && st.st_uid == ::geteuid();
+  // Read first, also as the owner: opening for writing checks every page of the file, which
+  // only a change to write needs (write_changes()).
+  if (auto index = Index::open(store.fd(), store.root(), Access::read);
+      index && read_states(*index, out)) {
+    out.index = std::move(*index);
     return out;
   }
-  for (auto& [key, d] : *dirs) {
-    CachedDir& c = out.dirs[key];
-    c.stamp =
-        DirStamp{d.state.ino, d.state.mtime_ns / 1'000'000'000, d.state.mtime_ns % 1'000'000'000};
-    c.entries = d.state.entries;
-    c.malformed = d.malformed;
-    std::vector<std::string> bad;
-    c.ids.reserve(d.records.size());
-    c.crashes.reserve(d.records.size());
-    for (auto& r : d.records) {
-      if (r.listed) {
-        c.ids.push_back(r.id);
-        c.crashes.push_back(crash_of(std::move(r)));
-      } else {
-        bad.push_back(r.id);
-      }
-    }
-    c.ids.insert(c.ids.end(), bad.begin(), bad.end());
+  if (!out.owner) {
+    return out; // no index we may use: the files (and the per-user cache) answer
   }
-  out.index = std::move(*index);
+  // Missing, damaged, foreign or of an older schema: the owner creates, rebuilds or migrates it.
+  auto index = Index::open(store.fd(), store.root(), Access::write);
+  if (!index) {
+    return out;
+  }
+  say_rebuilt(*index);
+  if (read_states(*index, out)) {
+    out.index = std::move(*index);
+  }
   return out;
+}
+
+// Writes the directories read from the files into the index, and drops those gone from the
+// store, when the caller owns the store and no other writer (the exporter) holds the lock.
+void write_changes(
+    const common::Store& store, OpenIndex& index,
+    const std::vector<std::pair<common::index::DirKey, common::index::IndexedDir>>& fresh,
+    const std::set<common::index::DirKey>& present) {
+  using common::index::Access;
+  const bool gone = std::any_of(index.dirs.begin(), index.dirs.end(),
+                                [&](const auto& kv) { return !present.contains(kv.first); });
+  if (!index.index || !index.owner || (fresh.empty() && !gone)) {
+    return;
+  }
+  index.index->end_read();
+  if (index.index->access() != Access::write) {
+    auto writer = common::index::Index::open(store.fd(), store.root(), Access::write);
+    if (!writer) {
+      return; // another writer keeps it current
+    }
+    say_rebuilt(*writer);
+    index.index = std::move(*writer);
+  }
+  // A failure (disk full) leaves the index as it was: the next run reads those files again.
+  (void)index.index->update(fresh, present);
 }
 
 common::index::IndexedDir indexed_dir(const CachedDir& d) {
@@ -489,6 +574,134 @@ bool Filter::matches_unit(const nlohmann::json& container) const {
                      [&](const std::string& u) { return same_name(u, unit); });
 }
 
+namespace {
+
+// Moves a worker's crashes, ids and problems into the catalog.
+void merge_into(Catalog& cat, std::vector<uint64_t>& ids, WorkerResult& r) {
+  cat.crashes.insert(cat.crashes.end(), std::make_move_iterator(r.crashes.begin()),
+                     std::make_move_iterator(r.crashes.end()));
+  r.crashes.clear();
+  ids.insert(ids.end(), std::make_move_iterator(r.ids.begin()),
+             std::make_move_iterator(r.ids.end()));
+  r.ids.clear();
+  cat.problems.denied += r.problems.denied;
+  cat.problems.unreadable += r.problems.unreadable;
+  cat.problems.malformed += r.problems.malformed;
+  cat.problems.readable_dirs += r.problems.readable_dirs;
+  if (cat.problems.first.empty()) {
+    cat.problems.first = r.problems.first;
+  }
+  r.problems = {};
+}
+
+// The part of a filter the index's query can narrow by: only what selects a superset of what
+// Filter::matches() takes (names that may be shown escaped, basenames and comm-or-basename
+// words are left to matches(), which still checks every row).
+common::index::RecordQuery query_of(const Filter& f, const std::vector<std::string>& host_dirs,
+                                    const std::vector<std::string>& exe_dirs) {
+  common::index::RecordQuery q;
+  q.hosts = host_dirs;
+  q.exes = exe_dirs;
+  if (!maybe_escaped(f.hosts)) {
+    q.hostnames = f.hosts;
+  }
+  if (!exe_dirs.empty()) {
+    q.executables = f.executables; // full paths, none escaped (load_catalog's exe_by_path)
+  }
+  q.signals = f.signals;
+  q.pids = f.pids;
+  q.uids = f.uids;
+  q.comms = f.comms;
+  q.id_prefixes = f.ids;
+  q.signature_prefixes = f.signatures;
+  q.since = f.since;
+  q.until = f.until;
+  return q;
+}
+
+// The crashes (and ids) of the directories whose index rows still hold, from the index: SQL
+// narrows by the query, matches() decides. False when the index could not be read; what it
+// added is then taken back.
+bool read_unchanged(OpenIndex& index,
+                    const std::vector<std::pair<common::index::DirKey, Parse>>& unchanged,
+                    const Filter& filter, const std::vector<std::string>& host_dirs,
+                    const std::vector<std::string>& exe_dirs, Catalog& cat,
+                    std::vector<uint64_t>& ids) {
+  if (unchanged.empty()) {
+    return true;
+  }
+  std::set<common::index::DirKey> all;
+  std::set<common::index::DirKey> wanted;
+  for (const auto& [key, parse] : unchanged) {
+    all.insert(key);
+    if (parse == Parse::yes) {
+      wanted.insert(key);
+    }
+  }
+  // At most one crash per name in the directory (the states match the directories now): room
+  // for them at once rather than 100,000 crashes moved on each growth.
+  size_t bound = 0;
+  for (const auto& key : wanted) {
+    bound += index.dirs.at(key).state.entries;
+  }
+  cat.crashes.reserve(cat.crashes.size() + bound);
+  const size_t crashes_before = cat.crashes.size();
+  const size_t ids_before = ids.size();
+  const common::index::RecordQuery query = query_of(filter, host_dirs, exe_dirs);
+  // Without a query every row comes anyway, and the ids with them.
+  const bool ids_from_rows = query.empty();
+  common::index::DirKey last;
+  bool last_known = false;
+  bool last_all = false;
+  bool last_wanted = false;
+  auto selected = index.index->select(
+      query, [&](const common::index::DirKey& key, common::index::IndexedRecord&& r) {
+        if (!last_known || key != last) {
+          last = key;
+          last_known = true;
+          last_all = all.contains(key);
+          last_wanted = wanted.contains(key);
+        }
+        if (ids_from_rows && last_all) {
+          add_id(ids, r.id);
+        }
+        // An id no file name could have is a forged row: the file scan would never list it.
+        if (!last_wanted || !r.listed || !common::is_record_id(r.id)) {
+          return;
+        }
+        Crash c = crash_of(std::move(r));
+        if (filter.matches(c)) {
+          c.host_dir = key.first;
+          c.exe_dir = key.second;
+          cat.crashes.push_back(std::move(c));
+        }
+      });
+  auto listed = selected && !ids_from_rows
+                    ? index.index->each_id([&](const common::index::DirKey& key, std::string&& id) {
+                        if (all.contains(key)) {
+                          add_id(ids, id);
+                        }
+                      })
+                    : selected;
+  if (!listed) {
+    cat.crashes.resize(crashes_before);
+    ids.resize(ids_before);
+    return false;
+  }
+  for (const auto& key : wanted) {
+    if (const size_t malformed = index.dirs.at(key).malformed; malformed > 0) {
+      cat.problems.malformed += malformed;
+      if (cat.problems.first.empty()) {
+        cat.problems.first =
+            "Malformed record(s) in " + common::quoted(key.first + "/" + key.second);
+      }
+    }
+  }
+  return true;
+}
+
+} // namespace
+
 Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use_cache) {
   if (!root_listable(store)) {
     return load_user_view(store, filter); // a handful of records: no cache
@@ -544,11 +757,17 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   OpenIndex index = use_cache == Cache::yes ? open_index(store) : OpenIndex{};
   const std::string cache_path =
       use_cache == Cache::yes && !index.index ? cache_path_for(store.root()) : std::string();
-  SummaryCache cache = index.index ? std::move(index.dirs) : read_cache(cache_path, store.root());
+  SummaryCache cache = index.index ? SummaryCache{} : read_cache(cache_path, store.root());
+  Known known;
+  if (index.index) {
+    known.indexed = &index.dirs;
+  } else {
+    known.cache = &cache;
+  }
   std::atomic<size_t> next{0};
   auto work = [&](WorkerResult& out) {
     for (size_t i = next++; i < dirs.size(); i = next++) {
-      load_exe_dir(store.fd(), dirs[i].host, dirs[i].exe, filter, dirs[i].parse, cache, out);
+      load_exe_dir(store.fd(), dirs[i].host, dirs[i].exe, filter, dirs[i].parse, known, out);
     }
   };
   std::vector<std::jthread> threads;
@@ -558,19 +777,25 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   work(results[0]);
   threads.clear(); // joins
 
-  std::vector<std::string> ids;
+  std::vector<uint64_t> ids;
   for (auto& r : results) {
-    cat.crashes.insert(cat.crashes.end(), std::make_move_iterator(r.crashes.begin()),
-                       std::make_move_iterator(r.crashes.end()));
-    ids.insert(ids.end(), std::make_move_iterator(r.ids.begin()),
-               std::make_move_iterator(r.ids.end()));
-    cat.problems.denied += r.problems.denied;
-    cat.problems.unreadable += r.problems.unreadable;
-    cat.problems.malformed += r.problems.malformed;
-    cat.problems.readable_dirs += r.problems.readable_dirs;
-    if (cat.problems.first.empty()) {
-      cat.problems.first = r.problems.first;
+    merge_into(cat, ids, r);
+  }
+  if (index.index) {
+    std::vector<std::pair<common::index::DirKey, Parse>> unchanged;
+    for (auto& r : results) {
+      unchanged.insert(unchanged.end(), r.unchanged.begin(), r.unchanged.end());
     }
+    if (!read_unchanged(index, unchanged, filter, host_dirs, exe_dirs, cat, ids)) {
+      // The index failed under us (a damaged page): those directories are read from the files.
+      WorkerResult again;
+      for (const auto& [key, parse] : unchanged) {
+        load_exe_dir(store.fd(), key.first, key.second, filter, parse, Known{}, again);
+      }
+      merge_into(cat, ids, again);
+      results.push_back(std::move(again));
+    }
+    index.index->end_read();
   }
   // The new cache: fresh directories replace their entries; directories gone from the store drop
   // out. Written only when something changed.
@@ -580,8 +805,9 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
     for (auto& [key, d] : r.fresh) {
       if (index.index) {
         indexed.emplace_back(key, indexed_dir(d));
+      } else {
+        cache[key] = std::move(d);
       }
-      cache[key] = std::move(d);
       ++fresh;
     }
   }
@@ -589,19 +815,13 @@ Catalog load_catalog(const common::Store& store, const Filter& filter, Cache use
   for (const auto& d : dirs) {
     present.insert({d.host, d.exe});
   }
-  if (index.index && index.index->access() == common::index::Access::write &&
-      (fresh > 0 || cache.size() != present.size())) {
-    // A failure (disk full) leaves the index as it was: the next run reads those files again.
-    (void)index.index->update(indexed, present);
-  }
+  write_changes(store, index, indexed, present);
   const size_t before = cache.size();
   std::erase_if(cache, [&](const auto& kv) { return !present.contains(kv.first); });
   if (!cache_path.empty() && (fresh > 0 || cache.size() != before)) {
     write_cache(cache_path, store.root(), cache);
   }
-  std::sort(cat.crashes.begin(), cat.crashes.end(), [](const Crash& a, const Crash& b) {
-    return a.time != b.time ? a.time < b.time : a.id < b.id;
-  });
+  sort_by_time(cat.crashes);
   cat.id_abbrev = abbrev_length(ids);
   return cat;
 }

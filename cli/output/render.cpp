@@ -12,6 +12,8 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 namespace cli {
 
@@ -160,20 +162,32 @@ std::string core_state(const Crash& c) {
 }
 
 std::vector<Group> group_crashes(const std::vector<Crash>& crashes) {
+  // Views into `crashes`, which outlive the groups' building: no string per crash.
   struct Acc {
     Group g;
-    std::set<std::string> hosts;
-    std::set<std::string> exes;
+    std::set<std::string_view> hosts;
+    std::set<std::string_view> exes;
+    const Crash* last = nullptr;
+    const std::string* site = nullptr; // the newest non-empty site
   };
-  // Key: the signature, or "\0" + executable + "\0" + signal for the fallback (no signature can
-  // start with a NUL, so the two kinds never collide).
-  std::map<std::string, Acc> by_key;
+  // By signature, or by executable and signal for crashes without one (the two kinds kept
+  // apart). The groups' order is the final sort's alone: (last, last_id) differs between
+  // any two groups, since an id is in one group.
+  std::unordered_map<std::string_view, Acc> by_signature;
+  std::map<std::pair<std::string_view, int>, Acc> by_exe_signal;
   for (const auto& c : crashes) {
-    std::string key = c.signature.empty()
-                          ? std::string(1, '\0') + c.executable + '\0' + std::to_string(c.signal)
-                          : c.signature;
-    auto [it, fresh] = by_key.try_emplace(std::move(key));
-    Acc& a = it->second;
+    bool fresh = false;
+    Acc* acc = nullptr;
+    if (c.signature.empty()) {
+      auto [it, inserted] = by_exe_signal.try_emplace({c.executable, c.signal});
+      acc = &it->second;
+      fresh = inserted;
+    } else {
+      auto [it, inserted] = by_signature.try_emplace(c.signature);
+      acc = &it->second;
+      fresh = inserted;
+    }
+    Acc& a = *acc;
     if (fresh) {
       a.g.signature = c.signature;
       a.g.executable_key = c.executable;
@@ -183,20 +197,30 @@ std::vector<Group> group_crashes(const std::vector<Crash>& crashes) {
     }
     ++a.g.count;
     // Crashes come oldest first, so the last one seen is the newest.
-    a.g.last = c.time;
-    a.g.last_id = c.id;
+    a.last = &c;
     if (!c.site.empty()) {
-      a.g.site = c.site;
+      a.site = &c.site;
     }
     a.hosts.insert(c.hostname);
     a.exes.insert(c.executable);
   }
   std::vector<Group> out;
-  out.reserve(by_key.size());
-  for (auto& [key, a] : by_key) {
+  out.reserve(by_signature.size() + by_exe_signal.size());
+  auto finish = [&](Acc& a) {
+    a.g.last = a.last->time;
+    a.g.last_id = a.last->id;
+    if (a.site) {
+      a.g.site = *a.site;
+    }
     a.g.hosts.assign(a.hosts.begin(), a.hosts.end());
     a.g.executables.assign(a.exes.begin(), a.exes.end());
     out.push_back(std::move(a.g));
+  };
+  for (auto& kv : by_signature) {
+    finish(kv.second);
+  }
+  for (auto& kv : by_exe_signal) {
+    finish(kv.second);
   }
   std::sort(out.begin(), out.end(), [](const Group& a, const Group& b) {
     return a.last != b.last ? a.last < b.last : a.last_id < b.last_id;
@@ -385,6 +409,8 @@ void print_stacks(const Term& term, const json& stacks, const json& python, std:
       } else if (has(f, "module")) {
         line += " (" + field(f, "module") +
                 (has(f, "module_offset") ? " + " + field(f, "module_offset") : "") + ")";
+      } else if (f.value("jit", false)) {
+        line += " (JIT code)"; // named, when it is, by the process's perf map
       }
       const std::string trust = f.value("trust", std::string());
       if (trust != "cfi" && trust != "context") {
@@ -428,6 +454,10 @@ void print_runtime_report(const Term& term, const json& rr, const InfoPlaces& pl
     out += ", cut from " + field(rr, "file_size");
   }
   out += ")\n";
+  if (has(rr, "removed")) {
+    out += "  (removed with the core by retention at " + field(rr, "removed") + ")\n";
+    return;
+  }
   if (!places.runtime_report) {
     out += "  (the stored report is missing)\n";
     return;
@@ -578,7 +608,8 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
                        std::to_string(py.threads.size()) + " threads" +
                        (py.finalizing ? ", finalizing" : "") +
                        (py.detail.empty() ? "" : ": " + printable(py.detail)) +
-                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")"));
+                       (py.cut.empty() ? "" : " (" + printable(py.cut) + ")") +
+                       (py.source == "core" ? " (read afterwards from the core)" : ""));
   }
   const bool native =
       crash.contains("stacks") && crash["stacks"].is_array() && !crash["stacks"].empty();

@@ -5,6 +5,7 @@
 #include "cli/output/render.hpp"
 #include "cli/verbs/changes.hpp"
 #include "cli/verbs/loose_core.hpp"
+#include "cli/verbs/python_core.hpp"
 #include "cli/verbs/select.hpp"
 #include "cli/verbs/verbs.hpp"
 #include "common/base/io.hpp"
@@ -16,6 +17,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <map>
 #include <span>
 #include <string>
 
@@ -47,16 +49,44 @@ void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) 
   places.runtime_report = std::move(text);
 }
 
+// A record without Python stacks whose process mapped a CPython (captured with
+// python_stacks = no, or before the walk existed): the stacks read now from its stored core.
+// A core that cannot be opened is said elsewhere (Core file: … (missing)); nothing to add here.
+void add_python_from_core(const Context& ctx, const Located& where, FullRecord& full) {
+  const common::Record& r = full.record;
+  if (!r.core.present || r.core.removed || (r.python.is_object() && !r.python.empty())) {
+    return;
+  }
+  const std::string rel = common::core_relpath(where.host_dir, where.exe_dir, where.id);
+  auto fd = common::open_at(ctx.store->fd(), rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!fd) {
+    return;
+  }
+  if (auto py = python_from_core(r, fd->get(), crash::python::CoreEncoding::zstd)) {
+    full.record.python = *py;
+    full.json["python"] = std::move(*py);
+  }
+}
+
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
-  // What changed since the group's previous and first crash (the whole store, loaded once).
-  // Only records with a signature have a group; the summaries come from the per-user cache.
-  static std::optional<Catalog> everything;
-  if (full.record.crash.is_object() && full.record.crash.contains("signature")) {
-    if (!everything) {
-      everything = load_catalog(*ctx.store, Filter{});
+  add_python_from_core(ctx, where, full);
+  // What changed since the group's previous and first crash. Only records with a signature
+  // have a group: its crashes are those the signature selects (a prefix match, so a superset;
+  // group_changes() takes the equal ones), from the index or the per-user cache, once per group.
+  static std::map<std::string, Catalog> groups;
+  const auto& crash = full.record.crash;
+  const auto sig = crash.is_object() ? crash.find("signature") : crash.end();
+  if (crash.is_object() && sig != crash.end() && sig->is_string() &&
+      !sig->get_ref<const std::string&>().empty()) {
+    const std::string& signature = sig->get_ref<const std::string&>();
+    auto it = groups.find(signature);
+    if (it == groups.end()) {
+      Filter same;
+      same.signatures = {signature};
+      it = groups.emplace(signature, load_catalog(*ctx.store, same)).first;
     }
-    if (auto changes = group_changes(*ctx.store, *everything, where, full)) {
+    if (auto changes = group_changes(*ctx.store, it->second, where, full)) {
       full.json["changes"] = std::move(*changes);
     }
   }
@@ -89,6 +119,12 @@ Exit show_loose_core(Context& ctx) {
   auto core = open_loose_core(*ctx.opts.file);
   if (!core) {
     return core.error();
+  }
+  if (auto py =
+          python_from_core(core->full.record, core->fd.get(), crash::python::CoreEncoding::plain)) {
+    core->full.record.python = *py;
+    core->full.json["python"] = std::move(*py);
+    ::lseek(core->fd.get(), 0, SEEK_SET);
   }
   if (ctx.opts.json != JsonMode::off) {
     print_json(core->full.json, ctx.opts.json == JsonMode::pretty);

@@ -25,7 +25,14 @@ namespace {
 
 std::string describe(const common::RetentionEntry& e, const Crash& c) {
   return c.id + "  " + local_time(c.time) + "  " + printable(c.hostname) + "  " +
-         printable(c.executable) + (e.core_bytes > 0 ? "  " + human_size(e.core_bytes) : "");
+         printable(c.executable) +
+         (common::image_bytes(e) > 0 ? "  " + human_size(common::image_bytes(e)) : "");
+}
+
+// What a core removal takes: the core (with the runtime's report beside it, if any), or the
+// report alone where no core was kept.
+const char* image_noun(const common::RetentionEntry& e) {
+  return e.core_bytes > 0 ? "core" : "runtime report";
 }
 
 } // namespace
@@ -42,12 +49,12 @@ common::RetentionPlan aimed_plan(const common::Store& store, const common::Confi
   plan.max_use = config.max_use.resolve(fs_total, common::k_percent_cap);
   plan.keep_free = config.keep_free.resolve(fs_total, common::k_percent_cap);
   for (size_t i = 0; i < entries.size(); ++i) {
-    plan.core_bytes_before += entries[i].core_bytes;
+    plan.core_bytes_before += common::image_bytes(entries[i]);
     plan.record_bytes_before += entries[i].record_bytes;
-    if (entries[i].core_bytes > 0 && selects(store, filter, cat.crashes[i])) {
+    if (common::image_bytes(entries[i]) > 0 && selects(store, filter, cat.crashes[i])) {
       plan.remove_cores.push_back({i, common::RemovalCause::asked});
     } else {
-      plan.core_bytes_after += entries[i].core_bytes;
+      plan.core_bytes_after += common::image_bytes(entries[i]);
     }
   }
   plan.record_bytes_after = plan.record_bytes_before;
@@ -98,6 +105,12 @@ Exit cmd_vacuum(Context& ctx) {
     if (::fstatat(store.fd(), record_rel.c_str(), &record_st, AT_SYMLINK_NOFOLLOW) == 0) {
       e.record_bytes = static_cast<uint64_t>(record_st.st_blocks) * 512;
     }
+    struct stat report_st {};
+    const std::string report_rel = common::report_relpath(c.host_dir, c.exe_dir, c.id);
+    if (::fstatat(store.fd(), report_rel.c_str(), &report_st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(report_st.st_mode)) {
+      e.report_bytes = static_cast<uint64_t>(report_st.st_blocks) * 512;
+    }
     if (c.core_file) {
       struct stat st {};
       const std::string rel = common::core_relpath(c.host_dir, c.exe_dir, c.id);
@@ -112,13 +125,14 @@ Exit cmd_vacuum(Context& ctx) {
         if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
           result = report(Exit::failure, r.error().message);
         } else {
-          space->available += e.core_bytes;
-          swept_bytes += e.core_bytes;
+          space->available += common::image_bytes(e);
+          swept_bytes += common::image_bytes(e);
           ++cores_removed;
         }
         // A failed removal is reported, not retried by quota in this run: its record already
         // says removed, so the quota below must not count on it either way.
         e.core_bytes = 0;
+        e.report_bytes = 0;
       }
     }
     entries.push_back(std::move(e));
@@ -174,19 +188,19 @@ Exit cmd_vacuum(Context& ctx) {
   // so the bytes count the plan's only when every record was retired.
   if (records_removed == plan.retire.size()) {
     for (const auto& step : plan.retire) {
-      policy_bytes += entries[step.entry].core_bytes;
+      policy_bytes += common::image_bytes(entries[step.entry]);
     }
   }
   for (const auto& step : plan.remove_cores) {
     const auto& e = entries[step.entry];
-    std::printf("%s core %s: %s\n", dry ? "Would remove" : "Removing",
+    std::printf("%s %s %s: %s\n", dry ? "Would remove" : "Removing", image_noun(e),
                 describe(e, cat.crashes[step.entry]).c_str(),
                 std::string(common::to_string(step.cause)).c_str());
     if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
       result = report(Exit::failure, r.error().message);
     } else {
-      policy_bytes += e.core_bytes;
-      ++cores_removed;
+      policy_bytes += common::image_bytes(e);
+      cores_removed += e.core_bytes > 0 ? 1 : 0;
     }
   }
 

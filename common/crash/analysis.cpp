@@ -1,9 +1,53 @@
 #include "common/crash/analysis.hpp"
 
+#include "common/crash/perf_map.hpp"
+
 #include <algorithm>
 #include <csignal>
 
 namespace common {
+
+namespace {
+
+// The address a frame's code is looked up at: the pc itself for the context frame and frames
+// a signal interrupted, else the call instruction before the return address.
+uint64_t lookup_address(const Frame& f) {
+  return f.trust == FrameTrust::context || f.exact_pc || f.pc == 0 ? f.pc : f.pc - 1;
+}
+
+// Frames in JIT code named from the process's perf map, as perf names them: the name is the
+// JIT's, so it is not "verified" and has no offset into a symbol of a file.
+void name_jit_frames(std::vector<ThreadTrace>& stacks, std::string_view perf_map,
+                     std::chrono::steady_clock::time_point deadline) {
+  if (perf_map.empty()) {
+    return;
+  }
+  std::vector<uint64_t> addresses;
+  for (const auto& t : stacks) {
+    for (const auto& f : t.frames) {
+      if (f.jit && !f.symbol) {
+        addresses.push_back(lookup_address(f));
+      }
+    }
+  }
+  if (addresses.empty()) {
+    return;
+  }
+  const auto names = perf_map_names(perf_map, addresses, deadline);
+  for (auto& t : stacks) {
+    for (auto& f : t.frames) {
+      if (!f.jit || f.symbol) {
+        continue;
+      }
+      const uint64_t at = lookup_address(f);
+      if (const auto it = names.find(at); it != names.end()) {
+        f.symbol = ResolvedSymbol{it->second.name, at - it->second.start + (f.pc - at), false};
+      }
+    }
+  }
+}
+
+} // namespace
 
 std::string executable_mapping(const CoreFacts& f) {
   if (!f.at_entry) {
@@ -71,6 +115,7 @@ CrashAnalysis analyze_crash(const CoreFacts& f, const UnwindOptions& options) {
     return a;
   }
   a.stacks = unwind_threads(f, options);
+  name_jit_frames(a.stacks, options.perf_map, options.deadline);
   const Frame* top =
       !a.stacks.empty() && !a.stacks[0].frames.empty() ? &a.stacks[0].frames[0] : nullptr;
   if (top != nullptr && top->symbol) {

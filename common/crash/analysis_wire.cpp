@@ -31,7 +31,8 @@ json frame_wire(const Frame& f) {
             {"symbol", symbol_wire(f.symbol)},
             {"inlined", f.inlined},
             {"exact_pc", f.exact_pc},
-            {"signal_frame", f.signal_frame}};
+            {"signal_frame", f.signal_frame},
+            {"jit", f.jit}};
   if (f.source) {
     j["file"] = to_valid_utf8(f.source->file);
     j["line"] = f.source->line;
@@ -91,6 +92,7 @@ Frame frame_from_wire(const json& j) {
   f.inlined = field<bool>(j, "inlined");
   f.exact_pc = field<bool>(j, "exact_pc");
   f.signal_frame = field<bool>(j, "signal_frame");
+  f.jit = field<bool>(j, "jit");
   return f;
 }
 

@@ -57,6 +57,7 @@ record::Frame frame_of(const Frame& f) {
   }
   out.inlined = f.inlined;
   out.signal_frame = f.signal_frame;
+  out.jit = f.jit;
   return out;
 }
 

@@ -802,6 +802,7 @@ void CoreScanner::on_note(const ElfNote& note) {
       f.at_gid = a.at_gid;
       f.at_egid = a.at_egid;
       f.at_entry = a.at_entry;
+      f.at_sysinfo_ehdr = a.at_sysinfo_ehdr;
     }
     break;
   case NT_FILE:
@@ -903,6 +904,52 @@ void CoreScanner::group_modules() {
       }
     }
   }
+  find_anonymous_code();
+}
+
+// A JIT compiler's code lives in executable memory that maps no file. The NT_FILE mappings are
+// sorted by start: with the running maximum of their ends, whether any of them overlaps a
+// segment is one binary search, so a hostile core with many segments and mappings costs
+// O((segments + mappings) log mappings).
+void CoreScanner::find_anonymous_code() {
+  auto& f = m_facts;
+  std::vector<uint64_t> max_end(f.files.size());
+  uint64_t running = 0;
+  for (size_t i = 0; i < f.files.size(); ++i) {
+    running = std::max(running, f.files[i].end);
+    max_end[i] = running;
+  }
+  for (const Load& l : m_loads) {
+    if ((l.flags & PF_X) == 0 || l.memsz == 0 || l.vaddr > k_max - l.memsz ||
+        (f.at_sysinfo_ehdr && *f.at_sysinfo_ehdr == l.vaddr)) {
+      continue;
+    }
+    const uint64_t end = l.vaddr + l.memsz;
+    const auto after =
+        std::lower_bound(f.files.begin(), f.files.end(), end,
+                         [](const FileMapping& m, uint64_t a) { return m.start < a; });
+    const auto n = static_cast<size_t>(after - f.files.begin());
+    if (n > 0 && max_end[n - 1] > l.vaddr) {
+      continue;
+    }
+    if (f.anonymous_code.size() >= k_max_anonymous_code) {
+      warn("more than " + std::to_string(k_max_anonymous_code) +
+           " anonymous executable segments; ignored the rest");
+      break;
+    }
+    if (!f.anonymous_code.empty() && f.anonymous_code.back().end == l.vaddr) {
+      f.anonymous_code.back().end = end; // the kernel splits a region by its flags only
+    } else if (f.anonymous_code.empty() || f.anonymous_code.back().end < l.vaddr) {
+      f.anonymous_code.push_back({l.vaddr, end});
+    }
+  }
+}
+
+bool anonymous_code_at(const CoreFacts& facts, uint64_t pc) {
+  const auto& r = facts.anonymous_code;
+  const auto it = std::upper_bound(r.begin(), r.end(), pc,
+                                   [](uint64_t a, const AddressRange& x) { return a < x.start; });
+  return it != r.begin() && pc < std::prev(it)->end;
 }
 
 void CoreScanner::derive() {

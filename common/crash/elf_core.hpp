@@ -90,6 +90,14 @@ struct ModuleGroup {
   ModuleMatch match() const; // how a file on disk is checked against this image
 };
 
+// [start, end) of the crashed process's address space.
+struct AddressRange {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  bool operator==(const AddressRange&) const = default;
+};
+inline constexpr size_t k_max_anonymous_code = 4096;
+
 // Everything the scanner learned. Optional fields are unknown when empty.
 struct CoreFacts {
   bool is_elf = false;               // starts with the ELF magic
@@ -132,7 +140,8 @@ struct CoreFacts {
   std::optional<uint64_t> at_euid;
   std::optional<uint64_t> at_gid;
   std::optional<uint64_t> at_egid;
-  std::optional<uint64_t> at_entry; // inside the main executable
+  std::optional<uint64_t> at_entry;        // inside the main executable
+  std::optional<uint64_t> at_sysinfo_ehdr; // the vDSO
 
   // NT_FILE, in the kernel's order (ascending start).
   std::vector<FileMapping> files;
@@ -144,6 +153,10 @@ struct CoreFacts {
   // files[i]. module_at() is the one way to find the module of an address.
   std::vector<ModuleGroup> modules;
   std::vector<size_t> file_groups;
+  // Executable PT_LOADs that no NT_FILE mapping covers and that are not the vDSO: code a JIT
+  // compiler wrote into anonymous memory (V8, CPython's perf trampolines, the JVM), ascending,
+  // at most k_max_anonymous_code of them. See anonymous_code_at().
+  std::vector<AddressRange> anonymous_code;
 
   // Crash site: the NT_FILE entry containing pc. module_offset = pc − start + file_offset, a
   // *file offset*; for GNU ld output (PIE, DSOs) it equals the address `addr2line -e module`
@@ -271,6 +284,7 @@ private:
   };
   std::map<uint64_t, PageCopy> m_pages;
   void group_modules();
+  void find_anonymous_code();
 };
 
 // The NT_FILE mapping containing `addr` (nullptr when none) and, through `group`, the group it
@@ -280,6 +294,9 @@ const FileMapping* mapping_at(const CoreFacts& facts, uint64_t addr,
 // The loaded module (ModuleGroup::loaded) containing `addr`, or nullptr: never a stray mapping
 // of the same file.
 const ModuleGroup* module_at(const CoreFacts& facts, uint64_t addr);
+
+// Whether `pc` lies in anonymous executable memory (CoreFacts::anonymous_code).
+bool anonymous_code_at(const CoreFacts& facts, uint64_t pc);
 
 // Groups NT_FILE mappings (sorted by start) into ModuleGroups, without the flags and identity
 // only a core gives (`executable`, `loaded`, the identity fields stay unset); fills

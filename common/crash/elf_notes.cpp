@@ -295,6 +295,9 @@ AuxvFacts decode_auxv(std::span<const std::byte> desc) {
     case AT_ENTRY:
       a.at_entry = value;
       break;
+    case AT_SYSINFO_EHDR:
+      a.at_sysinfo_ehdr = value;
+      break;
     case AT_UID:
       a.at_uid = value;
       break;

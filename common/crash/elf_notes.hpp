@@ -153,6 +153,7 @@ struct AuxvFacts {
   std::optional<uint64_t> at_egid;
   std::optional<uint64_t> at_pagesz;
   std::optional<uint64_t> at_entry;
+  std::optional<uint64_t> at_sysinfo_ehdr; // the vDSO's ELF header
 };
 AuxvFacts decode_auxv(std::span<const std::byte> desc);
 

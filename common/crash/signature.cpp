@@ -3,6 +3,7 @@
 #include "common/base/hex.hpp"
 #include "common/base/sha256.hpp"
 #include "common/crash/elf_core.hpp"
+#include "common/crash/perf_map.hpp"
 #include "common/crash/runtime_frames.hpp"
 
 #include <array>
@@ -30,6 +31,9 @@ std::string_view function_of(std::string_view name) {
 // A frame's identity for the signature: its function name, else its module's build-id (or file
 // name) and offset — stable across ASLR, pids, hosts and container paths.
 std::string frame_id(const Frame& f) {
+  if (f.jit && f.symbol && !f.symbol->name.empty()) {
+    return "jit:" + jit_signature_name(f.symbol->name);
+  }
   if (f.symbol && !f.symbol->name.empty()) {
     return std::string(function_of(f.symbol->name));
   }
@@ -55,7 +59,16 @@ bool is_runtime_library(std::string_view path) {
   return false;
 }
 
+// JIT code the perf map does not name: its address changes with every run, so it would only
+// split one bug into many groups.
+bool unnamed_jit(const Frame& f) {
+  return f.jit && !(f.symbol && !f.symbol->name.empty());
+}
+
 bool skippable(const Frame& f) {
+  if (unnamed_jit(f)) {
+    return true;
+  }
   if (f.signal_frame) {
     return false; // the crash happened in a signal handler: that is part of the bug
   }
@@ -141,12 +154,28 @@ std::optional<SignatureV2> signature_v2(int signo, std::span<const Frame> frames
   SignatureV2 out;
   out.input = "v2|" + std::to_string(signo);
   bool in_executable = false;
-  for (size_t i = first; i < frames.size() && out.chain.size() < k_signature_frames; ++i) {
+  bool jit = false;
+  size_t i = first;
+  for (; i < frames.size() && out.chain.size() < k_signature_frames; ++i) {
+    if (unnamed_jit(frames[i])) {
+      continue;
+    }
     const std::string id = frame_id(frames[i]);
     out.input += "|" + id;
     out.chain.push_back(id);
     in_executable =
         in_executable || (!executable_path.empty() && frames[i].module == executable_path);
+    jit = jit || frames[i].jit;
+  }
+  // A JIT runtime's own frames (V8's builtins and runtime functions, an interpreter loop) are
+  // the same for every script: the innermost named JIT frame below them says whose code it was.
+  for (; i < frames.size() && !jit; ++i) {
+    if (frames[i].jit && !unnamed_jit(frames[i])) {
+      const std::string id = frame_id(frames[i]);
+      out.input += "|" + id;
+      out.chain.push_back(id);
+      jit = true;
+    }
   }
   if (!in_executable && !executable_id.empty()) {
     out.input += "|exe:" + std::string(executable_id);

@@ -5,7 +5,10 @@
 // sanitizer runtimes), then hashes the signal and the next three frames: a function name when
 // the frame has one, else build-id + offset (else file name + offset). When every remaining frame
 // is in a shared library, the executable's identity joins, so two programs that abort through
-// the same library code do not share a signature. Documented in docs/record-crash.md.
+// the same library code do not share a signature. Frames in JIT code count by the name the
+// process's perf map gives them ("jit:<function> <script>"), unnamed ones not at all; when none
+// of the three is JIT code, the innermost named JIT frame below them joins as a fourth.
+// Documented in docs/record-crash.md.
 #pragma once
 
 #include "common/crash/unwind.hpp"

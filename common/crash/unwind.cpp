@@ -7,6 +7,7 @@
 #include "common/base/sha256.hpp"
 #include "common/crash/debug_file.hpp"
 #include "common/crash/dwfl_ptr.hpp"
+#include "common/crash/perf_map.hpp"
 #include "common/crash/symbol_name.hpp"
 
 #include <dwarf.h>
@@ -601,7 +602,12 @@ int Session::on_frame(Dwfl_Frame* frame, void* arg) {
     const Frame& callee = t.frames.back();
     f.trust = s->has_cfi(callee.exact_pc ? callee.pc : callee.pc - 1) ? FrameTrust::cfi
                                                                       : FrameTrust::frame_pointer;
-    if (f.trust == FrameTrust::frame_pointer && !s->follows_call(pc)) {
+    // JIT code (V8, CPython's perf trampolines) has no CFI but keeps the frame-pointer chain,
+    // and its bytes are not in the module files: a return address into anonymous executable
+    // memory is taken on the chain alone, which libdwfl read from the stack windows (so every
+    // fp was inside them) with the stack pointer growing (checked above).
+    if (f.trust == FrameTrust::frame_pointer && !s->follows_call(pc) &&
+        !anonymous_code_at(s->m_facts, pc)) {
       // Not stopped_by_us: the stack scan may still find the real caller.
       t.error = "frame pointer leads to " + hex_u64(pc) + ", not after a call";
       return DWARF_CB_ABORT;
@@ -738,7 +744,7 @@ void Session::fall_back(ThreadTrace& t, uint64_t sp, std::optional<uint64_t> fp)
          !deadline_passed(m_options)) {
     const auto next = read_word(*fp);
     const auto ret = *fp <= UINT64_MAX - 8 ? read_word(*fp + 8) : std::nullopt;
-    if (!next || !ret || !follows_call(*ret)) {
+    if (!next || !ret || (!follows_call(*ret) && !anonymous_code_at(m_facts, *ret))) {
       break;
     }
     Frame f;
@@ -751,6 +757,25 @@ void Session::fall_back(ThreadTrace& t, uint64_t sp, std::optional<uint64_t> fp)
   if (t.frames.size() > before) {
     return;
   }
+  // JIT code need not keep frame pointers (CPython 3.12's perf trampolines do not), and its
+  // bytes are not in any module file: a word pointing into it is taken only where the
+  // process's perf map names the code that holds it — one pass over the map for all of them.
+  std::set<uint64_t> jit_returns;
+  if (!m_options.perf_map.empty()) {
+    std::vector<uint64_t> calls;
+    for (size_t i = 0; i < k_max_scan_words && sp <= UINT64_MAX - 8 * i; ++i) {
+      const auto v = read_word(sp + 8 * i);
+      if (!v) {
+        break;
+      }
+      if (*v > 0 && anonymous_code_at(m_facts, *v)) {
+        calls.push_back(*v - 1);
+      }
+    }
+    for (const auto& [call, name] : perf_map_names(m_options.perf_map, calls, m_options.deadline)) {
+      jit_returns.insert(call + 1);
+    }
+  }
   // A bounded scan above sp for words that are return addresses into verified modules.
   for (size_t i = 0; i < k_max_scan_words && t.frames.size() < m_options.max_frames; ++i) {
     if (sp > UINT64_MAX - 8 * i) {
@@ -760,7 +785,7 @@ void Session::fall_back(ThreadTrace& t, uint64_t sp, std::optional<uint64_t> fp)
     if (!v) {
       break;
     }
-    if (follows_call(*v)) {
+    if (follows_call(*v) || jit_returns.contains(*v)) {
       Frame f;
       f.pc = *v;
       f.trust = FrameTrust::scan;
@@ -826,6 +851,8 @@ void Session::describe(Frame f, std::vector<Frame>& out) const {
     if (group != nullptr) {
       f.build_id = group->build_id;
     }
+  } else {
+    f.jit = anonymous_code_at(m_facts, f.pc);
   }
   Dwfl_Module* mod = m_dwfl ? dwfl_addrmodule(m_dwfl.get(), f.pc) : nullptr;
   void** userdata = nullptr;

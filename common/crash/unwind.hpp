@@ -5,8 +5,8 @@
 // Modules are the images the loader mapped (ModuleGroup, module_at() in elf_core.hpp), never a
 // stray mapping of the same file. Only module files that are the image the core saw are used (a
 // file replaced since the crash would give fiction): by GNU build-id, else Go build id, else the
-// bytes of the first page (ModuleMatch). Module paths are the crasher's (attacker-controlled): they are
-// opened like symbolize.hpp says (O_PATH first, regular local files only, inside the crasher's
+// bytes of the first page (ModuleMatch). Module paths are the crasher's (attacker-controlled): they
+// are opened like symbolize.hpp says (O_PATH first, regular local files only, inside the crasher's
 // root when `root_fd` is given) and read with pread, never mmap. Debug files are looked up by
 // build-id only, under the host's debug directories.
 #pragma once
@@ -59,6 +59,9 @@ struct Frame {
                              // frames around a signal): looked up at pc, not pc − 1
   bool signal_frame = false; // the kernel's signal trampoline (__restore_rt): the next frame is
                              // where the signal interrupted the thread
+  // pc lies in anonymous executable memory (CoreFacts::anonymous_code): code a JIT compiler
+  // wrote; `symbol` is then the name the process's perf map gives it, when it has one.
+  bool jit = false;
 };
 
 // One thread's backtrace.
@@ -100,6 +103,9 @@ struct UnwindOptions {
   // A module whose symbol and debug sections together are larger is unwound but not
   // symbolized: libelf reads whole sections into memory.
   uint64_t max_symbol_bytes = 64u << 20;
+  // The crashed process's perf-<pid>.map as it was read (common/crash/perf_map): names for the
+  // frames in anonymous executable memory. Empty when there was none.
+  std::string_view perf_map;
 };
 
 // Opens what unwind_threads() and analyze_crash() would open for `facts` under `options`

@@ -163,6 +163,24 @@ Expected<void> ZstdWriter::finish() {
 
 Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse) {
   SparseWriter writer(out_fd, sparse);
+  auto total = zstd_decompress_each(in_fd, [&](std::span<const std::byte> chunk) -> Expected<bool> {
+    if (auto w = writer.write(chunk); !w) {
+      return std::unexpected(w.error());
+    }
+    return true;
+  });
+  if (!total) {
+    return total;
+  }
+  if (auto f = writer.finish(); !f) {
+    return std::unexpected(f.error());
+  }
+  return total;
+}
+
+Expected<uint64_t>
+zstd_decompress_each(int in_fd,
+                     const std::function<Expected<bool>(std::span<const std::byte>)>& sink) {
   ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) {
     return fail("Failed to create a zstd context: out of memory");
@@ -190,10 +208,14 @@ Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse) {
       if (ZSTD_isError(last)) {
         return fail(std::string("corrupted core file: ") + zstd_message(last));
       }
-      if (auto w = writer.write(std::span(out.data(), output.pos)); !w) {
-        return std::unexpected(w.error());
-      }
       total += output.pos;
+      auto more = sink(std::span(out.data(), output.pos));
+      if (!more) {
+        return std::unexpected(more.error());
+      }
+      if (!*more) {
+        return total;
+      }
       // Once a frame is complete (last == 0) nothing is held back; another call would start
       // reading the next frame header and report that it wants more input.
       out_full = output.pos == output.size && last != 0;
@@ -204,9 +226,6 @@ Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse) {
   }
   if (last != 0) {
     return fail("corrupted core file: truncated zstd frame");
-  }
-  if (auto f = writer.finish(); !f) {
-    return std::unexpected(f.error());
   }
   return total;
 }

@@ -4,6 +4,7 @@
 #include "common/base/error.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -55,5 +56,12 @@ enum class Sparse { no, yes };
 // Decompresses every zstd frame read from `in_fd` into `out_fd`, verifying checksums.
 // Returns the number of bytes written (holes included); a corrupt or truncated input is an error.
 Expected<uint64_t> zstd_decompress(int in_fd, int out_fd, Sparse sparse = Sparse::no);
+
+// Decompresses the zstd frames read from `in_fd` chunk by chunk into `sink`, which returns false
+// to stop early (then the rest is not read, and not verified). Returns the bytes decompressed;
+// a corrupt or truncated input, or the sink's error, is an error. Memory: zstd's window.
+Expected<uint64_t>
+zstd_decompress_each(int in_fd,
+                     const std::function<Expected<bool>(std::span<const std::byte>)>& sink);
 
 } // namespace common

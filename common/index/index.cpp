@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+#include <type_traits>
 
 namespace common::index {
 
@@ -86,6 +88,13 @@ public:
     return p ? std::string(reinterpret_cast<const char*>(p),
                            static_cast<size_t>(sqlite3_column_bytes(m_stmt, col)))
              : std::string();
+  }
+  // Valid until the next step() or reset().
+  std::string_view view(int col) const {
+    const auto* p = sqlite3_column_text(m_stmt, col);
+    return p ? std::string_view(reinterpret_cast<const char*>(p),
+                                static_cast<size_t>(sqlite3_column_bytes(m_stmt, col)))
+             : std::string_view();
   }
   std::optional<int64_t> opt(int col) const {
     if (sqlite3_column_type(m_stmt, col) == SQLITE_NULL) {
@@ -250,7 +259,8 @@ Expected<DirState> dir_state(int dirfd) {
 
 Index::Index(Index&& o) noexcept
     : m_db(std::exchange(o.m_db, nullptr)), m_lock(std::move(o.m_lock)), m_access(o.m_access),
-      m_rebuilt(std::move(o.m_rebuilt)), m_path(std::move(o.m_path)) {}
+      m_rebuilt(std::move(o.m_rebuilt)), m_path(std::move(o.m_path)),
+      m_reading(std::exchange(o.m_reading, false)) {}
 
 Index& Index::operator=(Index&& o) noexcept {
   if (this != &o) {
@@ -260,6 +270,7 @@ Index& Index::operator=(Index&& o) noexcept {
     m_access = o.m_access;
     m_rebuilt = std::move(o.m_rebuilt);
     m_path = std::move(o.m_path);
+    m_reading = std::exchange(o.m_reading, false);
   }
   return *this;
 }
@@ -499,6 +510,209 @@ Expected<std::map<DirKey, IndexedDir>> Index::load() const {
         fail(sqlite_message(m_db, "Failed to read the index"))));
   }
   return done(Expected<std::map<DirKey, IndexedDir>>(std::move(out)));
+}
+
+bool RecordQuery::empty() const {
+  return hosts.empty() && exes.empty() && hostnames.empty() && executables.empty() &&
+         signals.empty() && pids.empty() && uids.empty() && comms.empty() && id_prefixes.empty() &&
+         signature_prefixes.empty() && !since && !until;
+}
+
+Expected<void> Index::begin_read() {
+  if (m_reading) {
+    return {};
+  }
+  if (auto begun = exec(m_db, "BEGIN", "Failed to read the index"); !begun) {
+    return begun;
+  }
+  m_reading = true;
+  return {};
+}
+
+void Index::end_read() {
+  if (m_reading) {
+    exec(m_db, "COMMIT", "commit");
+    m_reading = false;
+  }
+}
+
+Expected<std::map<DirKey, IndexedDir>> Index::dirs() const {
+  std::map<DirKey, IndexedDir> out;
+  Statement st(m_db, "SELECT host, exe, ino, mtime_ns, entries, malformed FROM dirs");
+  int rc = st.ok() ? SQLITE_ROW : SQLITE_ERROR;
+  while (st.ok() && (rc = st.step()) == SQLITE_ROW) {
+    auto& d = out[{st.text(0), st.text(1)}];
+    d.state =
+        DirState{static_cast<uint64_t>(st.i64(2)), st.i64(3), static_cast<uint64_t>(st.i64(4))};
+    d.malformed = static_cast<size_t>(st.i64(5));
+  }
+  if (rc != SQLITE_DONE) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  return out;
+}
+
+namespace {
+
+// Appends "AND column IN (?n, …)" for a non-empty list, numbering the parameters from `next`.
+template <typename T>
+void where_in(std::string& sql, const char* column, const std::vector<T>& values, int& next) {
+  if (values.empty()) {
+    return;
+  }
+  sql += std::string(" AND ") + column + " IN (";
+  for (size_t i = 0; i < values.size(); ++i) {
+    sql += (i ? ", ?" : "?") + std::to_string(next++);
+  }
+  sql += ")";
+}
+
+template <typename T>
+void bind_all(Statement& st, const std::vector<T>& values, int& next) {
+  for (const auto& v : values) {
+    if constexpr (std::is_same_v<T, int>) {
+      st.bind(next++, int64_t{v});
+    } else {
+      st.bind(next++, v);
+    }
+  }
+}
+
+} // namespace
+
+Expected<void> Index::select(const RecordQuery& q,
+                             const std::function<void(const DirKey&, IndexedRecord&&)>& fn) const {
+  // Every value is a bound parameter; only the number of them shapes the text. The lists are
+  // the command line's, so their lengths are bounded by it (and by SQLite's parameter limit,
+  // beyond which prepare fails and the caller reads the files).
+  std::string sql = "SELECT host, exe, id, listed, time, hostname, executable,"
+                    " executable_deleted, signal, signal_name, pid, uid, comm, core_reason,"
+                    " core_present, core_size, core_removed, core_file, signature, site"
+                    " FROM records WHERE 1";
+  int next = 1;
+  where_in(sql, "host", q.hosts, next);
+  where_in(sql, "exe", q.exes, next);
+  where_in(sql, "hostname", q.hostnames, next);
+  where_in(sql, "executable", q.executables, next);
+  where_in(sql, "signal", q.signals, next);
+  where_in(sql, "pid", q.pids, next);
+  where_in(sql, "uid", q.uids, next);
+  where_in(sql, "comm", q.comms, next);
+  const int first_prefix = next;
+  if (!q.id_prefixes.empty()) {
+    // A prefix as a range of the ordered ids ('~' sorts after every hex digit).
+    sql += " AND (";
+    for (size_t i = 0; i < q.id_prefixes.size(); ++i) {
+      sql += (i ? " OR " : "") + std::string("(id >= ?") + std::to_string(next) + " AND id < ?" +
+             std::to_string(next + 1) + ")";
+      next += 2;
+    }
+    sql += ")";
+  }
+  const int first_signature = next;
+  if (!q.signature_prefixes.empty()) {
+    // Bytes, not characters (a signature need not be valid UTF-8): the prefix compared as a
+    // blob; `signature >= ?` lets the signature index start the scan there.
+    sql += " AND signature != '' AND (";
+    for (size_t i = 0; i < q.signature_prefixes.size(); ++i) {
+      const std::string n = std::to_string(next++);
+      sql += (i ? " OR " : "") + std::string("(signature >= ?") + n +
+             " AND substr(CAST(signature AS BLOB), 1, length(CAST(?" + n + " AS BLOB))) = CAST(?" +
+             n + " AS BLOB))";
+    }
+    sql += ")";
+  }
+  const int since_at = next;
+  if (q.since) {
+    sql += " AND time >= ?" + std::to_string(next++);
+  }
+  const int until_at = next;
+  if (q.until) {
+    sql += " AND time <= ?" + std::to_string(next++);
+  }
+  Statement st(m_db, sql.c_str());
+  if (!st.ok()) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  int at = 1;
+  bind_all(st, q.hosts, at);
+  bind_all(st, q.exes, at);
+  bind_all(st, q.hostnames, at);
+  bind_all(st, q.executables, at);
+  bind_all(st, q.signals, at);
+  bind_all(st, q.pids, at);
+  bind_all(st, q.uids, at);
+  bind_all(st, q.comms, at);
+  // SQLITE_STATIC binds: the ends of the ranges live until the statement is done.
+  std::vector<std::string> ends;
+  ends.reserve(q.id_prefixes.size());
+  at = first_prefix;
+  for (const auto& p : q.id_prefixes) {
+    ends.push_back(p + "~");
+    st.bind(at++, p);
+    st.bind(at++, ends.back());
+  }
+  at = first_signature;
+  for (const auto& p : q.signature_prefixes) {
+    st.bind(at++, p);
+  }
+  if (q.since) {
+    st.bind(since_at, *q.since);
+  }
+  if (q.until) {
+    st.bind(until_at, *q.until);
+  }
+  int rc;
+  DirKey key;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    // Rows of one directory usually come together: the key's strings are reused.
+    if (key.first != st.view(0) || key.second != st.view(1)) {
+      key = {st.text(0), st.text(1)};
+    }
+    IndexedRecord r;
+    r.id = st.text(2);
+    r.listed = st.i64(3) != 0;
+    r.time = st.i64(4);
+    r.hostname = st.text(5);
+    r.executable = st.text(6);
+    r.executable_deleted = st.i64(7) != 0;
+    r.signal = static_cast<int>(st.i64(8));
+    r.signal_name = st.text(9);
+    r.pid = st.opt(10);
+    r.uid = st.opt(11);
+    r.comm = st.text(12);
+    r.core_reason = st.text(13);
+    r.core_present = st.i64(14) != 0;
+    r.core_size = static_cast<uint64_t>(st.i64(15));
+    r.core_removed = st.i64(16) != 0;
+    r.core_file = st.i64(17) != 0;
+    r.signature = st.text(18);
+    r.site = st.text(19);
+    fn(key, std::move(r));
+  }
+  if (rc != SQLITE_DONE) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  return {};
+}
+
+Expected<void> Index::each_id(const std::function<void(const DirKey&, std::string&&)>& fn) const {
+  Statement st(m_db, "SELECT host, exe, id FROM records");
+  if (!st.ok()) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  int rc;
+  DirKey key;
+  while ((rc = st.step()) == SQLITE_ROW) {
+    if (key.first != st.view(0) || key.second != st.view(1)) {
+      key = {st.text(0), st.text(1)};
+    }
+    fn(key, st.text(2));
+  }
+  if (rc != SQLITE_DONE) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  return {};
 }
 
 Expected<std::vector<GroupRow>> Index::groups() const {

@@ -10,6 +10,7 @@
 #include "common/base/fd.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -97,6 +98,25 @@ struct GroupRow {
 
 enum class Access { read, write };
 
+// Which records select() passes on: a superset of what a reader's filter wants, narrowed with
+// the table's keys and indexes where they apply; the reader still checks every row it gets.
+// An empty list means any value; values of one field are OR-ed, different fields AND-ed.
+struct RecordQuery {
+  std::vector<std::string> hosts;       // host components (the primary key's first column)
+  std::vector<std::string> exes;        // executable components
+  std::vector<std::string> hostnames;   // exact hostnames
+  std::vector<std::string> executables; // exact executable paths
+  std::vector<int> signals;
+  std::vector<int64_t> pids;
+  std::vector<int64_t> uids;
+  std::vector<std::string> comms;              // exact comm
+  std::vector<std::string> id_prefixes;        // lower-case hex
+  std::vector<std::string> signature_prefixes; // of a non-empty signature, byte for byte
+  std::optional<int64_t> since;                // inclusive, seconds since the epoch
+  std::optional<int64_t> until;                // inclusive
+  bool empty() const;
+};
+
 class Index {
 public:
   // Opens the index of the store at `store_fd` (path `store_root`). Access::write takes the
@@ -117,6 +137,18 @@ public:
   Expected<std::map<DirKey, IndexedDir>> load() const;
   // The stored state of every directory (cheap: no records).
   Expected<std::map<DirKey, DirState>> states() const;
+  // The stored directories with their states and malformed counts, without their records.
+  Expected<std::map<DirKey, IndexedDir>> dirs() const;
+  // Calls `fn` with every record `q` may select (unlisted ones too: `listed` says), in no
+  // particular order.
+  Expected<void> select(const RecordQuery& q,
+                        const std::function<void(const DirKey&, IndexedRecord&&)>& fn) const;
+  // Calls `fn` with the id of every record, listed or not.
+  Expected<void> each_id(const std::function<void(const DirKey&, std::string&&)>& fn) const;
+  // A read transaction: what dirs(), select() and each_id() return between the two comes from
+  // one snapshot, whatever a writer commits meanwhile. end_read() after a failed begin is a no-op.
+  Expected<void> begin_read();
+  void end_read();
   // The groups of crashes with a signature, most crashes first.
   Expected<std::vector<GroupRow>> groups() const;
 
@@ -152,6 +184,7 @@ private:
   Access m_access = Access::read;
   std::string m_rebuilt;
   std::string m_path; // of the file, for verify()
+  bool m_reading = false;
 };
 
 // The schema steps, one per version: step i takes a database from version i to i + 1. Exposed so

@@ -30,6 +30,9 @@ json to_json(const Ownership& o) {
   if (!o.dpkg_state.empty()) {
     j["dpkg_state"] = o.dpkg_state;
   }
+  if (!o.dpkg_index.empty()) {
+    j["dpkg_index"] = to_valid_utf8(o.dpkg_index);
+  }
   if (!o.note.empty()) {
     j["note"] = to_valid_utf8(o.note);
   }
@@ -72,6 +75,7 @@ Expected<Ownership> ownership_from_json(const json& j) {
     }
   }
   o.dpkg_state = str(j, "dpkg_state");
+  o.dpkg_index = str(j, "dpkg_index");
   o.note = str(j, "note");
   if (auto it = j.find("complete"); it != j.end() && it->is_boolean()) {
     o.complete = it->get<bool>();

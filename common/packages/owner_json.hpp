@@ -9,7 +9,8 @@
 namespace common {
 
 // {"owners": [{path, package, version, arch?, source}], "unowned": [paths], "dpkg_state",
-// "complete", "note"?, "elapsed_ms"} (docs/record-packages.md); strings made valid UTF-8.
+// "dpkg_index"?, "complete", "note"?, "elapsed_ms"} (docs/record-packages.md); strings made
+// valid UTF-8.
 nlohmann::json to_json(const Ownership& o);
 
 // The section as a record holds it; the store is untrusted, so an entry without a string

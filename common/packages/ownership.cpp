@@ -3,6 +3,7 @@
 
 #include "common/base/io.hpp"
 #include "common/base/json_bounds.hpp"
+#include "common/packages/dpkg_index.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -58,14 +60,10 @@ struct Budget {
   }
 };
 
-// A regular file inside `root`, at most `limit` bytes (more is an error with errno EFBIG).
-Expected<std::string> read_in_root(int root, const std::string& path, size_t limit) {
-  auto fd = open_in_root(root, path, O_RDONLY | O_NONBLOCK);
-  if (!fd) {
-    return std::unexpected(fd.error());
-  }
+// The contents of the regular file `fd`, at most `limit` bytes (more is an error with errno EFBIG).
+Expected<std::string> read_regular(int fd, const std::string& path, size_t limit) {
   struct stat st {};
-  if (::fstat(fd->get(), &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
     return fail_errno("Failed to stat '" + path + "'", errno);
   }
   if (!S_ISREG(st.st_mode)) {
@@ -74,7 +72,16 @@ Expected<std::string> read_in_root(int root, const std::string& path, size_t lim
   if (static_cast<uint64_t>(st.st_size) > limit) {
     return fail_errno("'" + path + "' is larger than " + std::to_string(limit) + " bytes", EFBIG);
   }
-  return read_fd(fd->get(), path, limit);
+  return read_fd(fd, path, limit);
+}
+
+// A regular file inside `root`, at most `limit` bytes (more is an error with errno EFBIG).
+Expected<std::string> read_in_root(int root, const std::string& path, size_t limit) {
+  auto fd = open_in_root(root, path, O_RDONLY | O_NONBLOCK);
+  if (!fd) {
+    return std::unexpected(fd.error());
+  }
+  return read_regular(fd->get(), path, limit);
 }
 
 // Calls `fn` for each line of `text` (without its newline).
@@ -147,91 +154,162 @@ std::unordered_map<std::string, Installed> read_status(std::string_view text) {
   return out;
 }
 
-std::string state_of(int root) {
-  std::string state;
-  struct stat st {};
-  auto fd = open_in_root(root, k_dpkg_status, O_RDONLY | O_NONBLOCK);
-  if (!fd || ::fstat(fd->get(), &st) != 0) {
-    return state;
-  }
-  auto ns = [](const struct timespec& t) {
-    return std::to_string(static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec);
-  };
-  state = "status " + std::to_string(st.st_size) + " " + ns(st.st_mtim);
-  if (auto info = open_in_root(root, k_dpkg_info, O_RDONLY | O_DIRECTORY);
-      info && ::fstat(info->get(), &st) == 0) {
-    state += ", info " + ns(st.st_mtim);
-  }
-  return state;
+std::string ns(const struct timespec& t) {
+  return std::to_string(static_cast<long long>(t.tv_sec) * 1000000000LL + t.tv_nsec);
 }
 
-// The paths dpkg lists: each wanted key found in a .list file gets that package.
-void lookup_dpkg(int root, const std::unordered_map<std::string, std::vector<size_t>>& wanted,
-                 std::vector<std::optional<Owner>>& found, const std::vector<std::string>& paths,
-                 Budget& budget, Ownership& out) {
-  out.dpkg_state = state_of(root);
-  if (out.dpkg_state.empty()) {
-    return;
+std::string id(const struct stat& st) {
+  return std::to_string(st.st_dev) + " " + std::to_string(st.st_ino);
+}
+
+// The root's dpkg database as one lookup sees it.
+struct DpkgDb {
+  UniqueFd status;
+  UniqueFd info;
+  // The index's key: the root's identity and the device, inode, size and modification and
+  // change times of `status` and of the `info/` directory. dpkg replaces `status` and every
+  // .list file by rename, so each of its changes gives another key (change times cannot be set
+  // back); the root's identity gives a container's database keys of its own. A .list rewritten
+  // in place by something other than dpkg is not seen until the directory changes: only the
+  // root's own administrator can do that, and a stat of every .list would cost three times the
+  // rest of a warm lookup.
+  std::string key;
+};
+
+std::optional<DpkgDb> open_dpkg(int root, const OwnershipLimits& limits, Ownership& out) {
+  DpkgDb db;
+  struct stat root_st {};
+  struct stat status_st {};
+  struct stat info_st {};
+  auto status = open_in_root(root, k_dpkg_status, O_RDONLY | O_NONBLOCK);
+  if (!status || ::fstat(root, &root_st) != 0 || ::fstat(status->get(), &status_st) != 0) {
+    return std::nullopt; // no dpkg database: not a Debian root
   }
-  auto status_text = read_in_root(root, k_dpkg_status, budget.allowance(budget.limits.max_bytes));
+  out.dpkg_state = "status " + std::to_string(status_st.st_size) + " " + ns(status_st.st_mtim);
+  db.status = std::move(*status);
+  auto info = open_in_root(root, k_dpkg_info, O_RDONLY | O_DIRECTORY);
+  if (!info || ::fstat(info->get(), &info_st) != 0) {
+    out.note +=
+        "dpkg info not read: " + (info ? std::string("fstat failed") : info.error().message) + "; ";
+    return std::nullopt;
+  }
+  out.dpkg_state += ", info " + ns(info_st.st_mtim);
+  db.info = std::move(*info);
+  db.key = "dpkg index 1\nroot " + id(root_st) + "\nstatus " + id(status_st) + " " +
+           std::to_string(status_st.st_size) + " " + ns(status_st.st_mtim) + " " +
+           ns(status_st.st_ctim) + "\ninfo " + id(info_st) + " " + ns(info_st.st_mtim) + " " +
+           ns(info_st.st_ctim) + "\nlimits " + std::to_string(limits.max_lists) + " " +
+           std::to_string(limits.max_list_bytes) + "\n";
+  return db;
+}
+
+// Reads every .list of the database into an index. `whole` says whether it holds all of it
+// (no bound ran out, no list failed but for a reason that lasts as long as the key: too large,
+// a link, not a regular file), and so may be kept.
+DpkgIndex build_dpkg_index(DpkgDb& db, Budget& budget, Ownership& out, bool& whole) {
+  DpkgIndex index;
+  std::vector<std::string> lists;
+  bool too_many = false;
+  (void)list_dir(db.info.get(), [&](std::string_view name) {
+    if (ends_with(name, ".list")) {
+      if (lists.size() < budget.limits.max_lists) {
+        lists.emplace_back(name);
+      } else {
+        too_many = true;
+      }
+    }
+  });
+  // Sorted: the order in which lists own a path must not depend on the directory's hash order.
+  std::sort(lists.begin(), lists.end());
+  whole = !too_many;
+  auto status_text =
+      read_regular(db.status.get(), k_dpkg_status, budget.allowance(budget.limits.max_bytes));
   if (!status_text) {
     out.note += "dpkg status not read: " + status_text.error().message + "; ";
-    return;
+    whole = false;
+    return index;
   }
   budget.bytes += status_text->size();
   const auto installed = read_status(*status_text);
   status_text->clear();
-  auto info = open_in_root(root, k_dpkg_info, O_RDONLY | O_DIRECTORY);
-  if (!info) {
-    out.note += "dpkg info not read: " + info.error().message + "; ";
-    return;
-  }
-  std::vector<std::string> lists;
-  (void)list_dir(info->get(), [&](std::string_view name) {
-    if (ends_with(name, ".list") && lists.size() <= budget.limits.max_lists) {
-      lists.emplace_back(name);
-    }
-  });
-  size_t left = wanted.size();
   for (const auto& name : lists) {
-    if (left == 0) {
-      break;
-    }
     const size_t allowance = budget.allowance(budget.limits.max_list_bytes);
     if (allowance == 0) {
+      whole = false;
       break;
     }
-    auto text = read_in_root(root, std::string(k_dpkg_info) + "/" + name, allowance);
+    // A single component under info/ (opened inside the root): nothing to resolve on the way.
+    auto text = read_in_root(db.info.get(), name, allowance);
     if (!text) {
-      continue; // an oversized or unreadable list owns nothing
+      // An oversized list, a link or a non-regular file owns nothing, now as on every later
+      // read of this state; any other failure may pass, so the result is not kept.
+      const int err = text.error().sys_errno;
+      const bool lasting = (err == EFBIG && allowance == budget.limits.max_list_bytes) ||
+                           err == ELOOP || err == EINVAL;
+      whole = whole && lasting;
+      continue;
     }
     budget.bytes += text->size();
     const std::string list_name = name.substr(0, name.size() - 5);
+    IndexedPackage p;
+    p.name = list_name.substr(0, list_name.find(':'));
+    if (auto it = installed.find(list_name); it != installed.end()) {
+      p.version = it->second.version;
+      p.arch = it->second.arch;
+    }
+    const uint32_t number = index.add_package(std::move(p));
     for_each_line(*text, [&](std::string_view line) {
-      if (line.empty() || line.front() != '/') {
-        return;
-      }
-      auto it = wanted.find(usr_merge_key(line));
-      if (it == wanted.end()) {
-        return;
-      }
-      for (const size_t i : it->second) {
-        if (found[i]) {
-          continue;
-        }
-        Owner o;
-        o.path = paths[i];
-        o.source = OwnerSource::dpkg;
-        const size_t colon = list_name.find(':');
-        o.package = list_name.substr(0, colon);
-        if (auto p = installed.find(list_name); p != installed.end()) {
-          o.version = p->second.version;
-          o.arch = p->second.arch;
-        }
-        found[i] = std::move(o);
-        --left;
+      if (!line.empty() && line.front() == '/' && !index.add_path(usr_merge_view(line), number)) {
+        whole = false;
       }
     });
+  }
+  if (too_many && budget.exhausted.empty()) {
+    budget.exhausted = "file count budget";
+  }
+  index.finish();
+  return index;
+}
+
+// The owners dpkg's database names: from the index kept for its state, or read from the .list
+// files (and kept for the next crash when `index_dir` is given).
+void lookup_dpkg(int root, int index_dir, const std::vector<std::string>& paths,
+                 std::vector<std::optional<Owner>>& found, Budget& budget, Ownership& out) {
+  auto db = open_dpkg(root, budget.limits, out);
+  if (!db) {
+    return;
+  }
+  std::optional<DpkgIndex> index;
+  if (index_dir >= 0) {
+    if (auto loaded = load_dpkg_index(index_dir, db->key)) {
+      index = std::move(*loaded);
+      out.dpkg_index = "used";
+    } else if (loaded.error().sys_errno != ENOENT) {
+      out.note += loaded.error().message + ", rebuilt; ";
+    }
+  }
+  if (!index) {
+    if (index_dir >= 0) {
+      // Once per root and database state: the rest of this lookup may take the longer budget.
+      budget.deadline = std::max(budget.deadline, budget.deadline - budget.limits.budget +
+                                                      budget.limits.index_budget);
+    }
+    bool whole = false;
+    index = build_dpkg_index(*db, budget, out, whole);
+    if (index_dir >= 0 && whole) {
+      auto saved = save_dpkg_index(index_dir, db->key, *index);
+      out.dpkg_index = saved ? "built" : "not kept: " + saved.error().message;
+    } else if (index_dir >= 0) {
+      out.dpkg_index = "not kept: the database was not read in full";
+    }
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (found[i]) {
+      continue;
+    }
+    if (const IndexedPackage* p = index->find(usr_merge_view(paths[i]))) {
+      found[i] = Owner{paths[i], p->name, p->version, p->arch, OwnerSource::dpkg};
+    }
   }
 }
 
@@ -440,7 +518,7 @@ Expected<UniqueFd> open_in_root(int root, const std::string& path, int flags) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-std::string usr_merge_key(std::string_view path) {
+std::string_view usr_merge_view(std::string_view path) {
   std::string_view rest = path;
   if (rest.substr(0, 5) == "/usr/") {
     rest.remove_prefix(4);
@@ -448,14 +526,18 @@ std::string usr_merge_key(std::string_view path) {
   for (const std::string_view dir :
        {"/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/"}) {
     if (rest.substr(0, dir.size()) == dir) {
-      return std::string(rest);
+      return rest;
     }
   }
-  return std::string(path);
+  return path;
+}
+
+std::string usr_merge_key(std::string_view path) {
+  return std::string(usr_merge_view(path));
 }
 
 Ownership find_owners(int root, const std::vector<std::string>& asked,
-                      const OwnershipLimits& limits) {
+                      const OwnershipLimits& limits, int index_dir) {
   const auto start = Clock::now();
   Ownership out;
   std::vector<std::string> paths;
@@ -473,12 +555,8 @@ Ownership find_owners(int root, const std::vector<std::string>& asked,
   }
   Budget budget{limits, start + limits.budget, 0, 0, {}};
   std::vector<std::optional<Owner>> found(paths.size());
-  std::unordered_map<std::string, std::vector<size_t>> wanted;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    wanted[usr_merge_key(paths[i])].push_back(i);
-  }
   if (root >= 0) {
-    lookup_dpkg(root, wanted, found, paths, budget, out);
+    lookup_dpkg(root, index_dir, paths, found, budget, out);
     lookup_python(root, paths, found, budget);
     lookup_npm(root, paths, found, budget);
   }

@@ -28,6 +28,7 @@ Frame frame_from_json(const json& j) {
   in.integer("line", f.line);
   in.boolean("inlined", f.inlined);
   in.boolean("signal_frame", f.signal_frame);
+  in.boolean("jit", f.jit);
   f.unknown = std::move(in).finish();
   return f;
 }
@@ -44,6 +45,7 @@ json to_json(const Frame& f) {
   out.number("line", f.line);
   out.put("inlined", f.inlined);
   out.put("signal_frame", f.signal_frame);
+  out.put("jit", f.jit);
   return std::move(out).finish();
 }
 

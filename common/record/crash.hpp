@@ -36,6 +36,7 @@ struct Frame {
   std::optional<int64_t> line;
   bool inlined = false;
   bool signal_frame = false;
+  bool jit = false; // pc in anonymous executable memory; `symbol` from the process's perf map
   Unknown unknown;
   bool operator==(const Frame&) const = default;
 };

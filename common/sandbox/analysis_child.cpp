@@ -21,6 +21,7 @@
 #include <cstring>
 #include <new>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sandbox {
@@ -309,14 +310,13 @@ bool reap(pid_t pid, Clock::time_point deadline, int& status) {
 
 } // namespace
 
-ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
-                         const ChildLimits& limits, Clock::time_point deadline, int launcher,
-                         bool drop_root) {
-  ChildResult result;
+StartedChild::StartedChild(const std::function<std::string()>& work, std::span<const int> keep,
+                           const ChildLimits& limits, int launcher, bool drop_root)
+    : m_limits(limits) {
   int ends[2] = {-1, -1};
   if (::pipe2(ends, O_CLOEXEC) != 0) {
-    result.failure = std::string("could not create a pipe: ") + std::strerror(errno);
-    return result;
+    m_failure = std::string("could not create a pipe: ") + std::strerror(errno);
+    return;
   }
   common::UniqueFd in(ends[0]);
   common::UniqueFd out(ends[1]);
@@ -327,13 +327,35 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
     in.release(); // closed by close_other_fds; no destructor runs in the child anyway
     child_main(work, keep, out.get(), launcher, drop_root, limits, parent);
   }
-  result.fork_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  m_fork_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (pid < 0) {
-    result.failure = std::string("could not fork the analysis child: ") + std::strerror(errno);
+    m_failure = std::string("could not fork the analysis child: ") + std::strerror(errno);
+    return;
+  }
+  m_pid = pid;
+  m_in = std::move(in); // EOF on it when the child's end closes (ours closes here)
+}
+
+StartedChild::StartedChild(StartedChild&& other) noexcept
+    : m_limits(other.m_limits), m_pid(std::exchange(other.m_pid, -1)), m_in(std::move(other.m_in)),
+      m_failure(std::move(other.m_failure)), m_fork_ms(other.m_fork_ms) {}
+
+StartedChild::~StartedChild() {
+  if (m_pid > 0) {
+    int status = 0;
+    reap(m_pid, Clock::now(), status);
+  }
+}
+
+ChildResult StartedChild::finish(Clock::time_point deadline) {
+  ChildResult result;
+  result.fork_ms = m_fork_ms;
+  if (m_pid <= 0) {
+    result.failure = m_failure.empty() ? "the analysis child was already collected" : m_failure;
     return result;
   }
-  out.reset(); // EOF on `in` when the child's end closes
-
+  const pid_t pid = std::exchange(m_pid, -1);
+  const common::UniqueFd in = std::move(m_in);
   std::string data;
   std::string failure;
   std::vector<std::byte> buf(64 << 10);
@@ -355,8 +377,8 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
     if (*got == 0) {
       break;
     }
-    if (data.size() + *got > limits.max_output) {
-      failure = "analysis result larger than " + std::to_string(limits.max_output) + " bytes";
+    if (data.size() + *got > m_limits.max_output) {
+      failure = "analysis result larger than " + std::to_string(m_limits.max_output) + " bytes";
       break;
     }
     data.append(reinterpret_cast<const char*>(buf.data()), *got);
@@ -374,6 +396,12 @@ ChildResult run_in_child(const std::function<std::string()>& work, std::span<con
     result.failure = describe_exit(status);
   }
   return result;
+}
+
+ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
+                         const ChildLimits& limits, Clock::time_point deadline, int launcher,
+                         bool drop_root) {
+  return StartedChild(work, keep, limits, launcher, drop_root).finish(deadline);
 }
 
 } // namespace sandbox

@@ -4,6 +4,10 @@
 // whatever the child did, nor reach anything beyond what the child was handed.
 #pragma once
 
+#include "common/base/fd.hpp"
+
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -44,5 +48,27 @@ struct ChildResult {
 ChildResult run_in_child(const std::function<std::string()>& work, std::span<const int> keep,
                          const ChildLimits& limits, std::chrono::steady_clock::time_point deadline,
                          int launcher = -1, bool drop_root = false);
+
+// run_in_child in two halves: the child is forked and sandboxed when this is constructed (its
+// `work` may then wait on a descriptor of `keep` for the word to go), and its result is read by
+// finish(). Destroying one that was not finished kills and reaps the child.
+class StartedChild {
+public:
+  StartedChild(const std::function<std::string()>& work, std::span<const int> keep,
+               const ChildLimits& limits, int launcher = -1, bool drop_root = false);
+  StartedChild(StartedChild&& other) noexcept;
+  StartedChild& operator=(StartedChild&&) = delete;
+  ~StartedChild();
+
+  // Reads the result until `deadline` and reaps the child (killed at the deadline); once.
+  ChildResult finish(std::chrono::steady_clock::time_point deadline);
+
+private:
+  ChildLimits m_limits;
+  pid_t m_pid = -1;
+  common::UniqueFd m_in;
+  std::string m_failure; // why no child was started
+  double m_fork_ms = 0;
+};
 
 } // namespace sandbox

@@ -194,7 +194,7 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   std::vector<size_t> by_age(entries.size());
   for (size_t i = 0; i < entries.size(); ++i) {
     by_age[i] = i;
-    plan.core_bytes_before += entries[i].core_bytes;
+    plan.core_bytes_before += image_bytes(entries[i]);
     plan.record_bytes_before += entries[i].record_bytes;
   }
   std::sort(by_age.begin(), by_age.end(),
@@ -208,8 +208,8 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   auto drop_core = [&](size_t i) {
     if (!core_gone[i]) {
       core_gone[i] = true;
-      core_bytes -= entries[i].core_bytes;
-      available += entries[i].core_bytes;
+      core_bytes -= image_bytes(entries[i]);
+      available += image_bytes(entries[i]);
     }
   };
   auto retire = [&](size_t i, RemovalCause cause) {
@@ -247,12 +247,12 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   if (over()) {
     std::vector<size_t> cores;
     for (size_t i : by_age) {
-      if (!gone[i] && entries[i].core_bytes > 0) {
+      if (!gone[i] && image_bytes(entries[i]) > 0) {
         cores.push_back(i);
       }
     }
     evict(
-        entries, cores, [&](size_t i) { return entries[i].core_bytes; }, over,
+        entries, cores, [&](size_t i) { return image_bytes(entries[i]); }, over,
         [&](size_t i, RemovalCause cause) {
           plan.remove_cores.push_back({i, cause});
           drop_core(i);
@@ -319,8 +319,23 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
     return fail("Malformed record " + quoted(where + record_name) + ", keeping its core");
   }
   nlohmann::json& j = *parsed;
-  if (!j["core"].contains("removed")) {
-    j["core"]["removed"] = removed_at;
+  // The report's section says it is gone too, so that no reader looks for the file.
+  const std::string report_name = entry.id + std::string(k_report_suffix);
+  struct stat report_st {};
+  const bool report_marked =
+      ::fstatat(dfd, report_name.c_str(), &report_st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !j.contains("runtime_report") || !j["runtime_report"].is_object() ||
+      j["runtime_report"].contains("removed");
+  // A report kept for a crash whose core was not (rate-limited, lean path) goes alone.
+  const bool core_marked =
+      j["core"].contains("removed") || (entry.core_bytes == 0 && entry.report_bytes > 0);
+  if (!core_marked || !report_marked) {
+    if (!core_marked) {
+      j["core"]["removed"] = removed_at;
+    }
+    if (!report_marked) {
+      j["runtime_report"]["removed"] = removed_at;
+    }
     const std::string out = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     auto replaced = replace_record(dfd, record_name, where + record_name, old->get(), st, out);
     if (!replaced) {
@@ -339,7 +354,6 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
     return fail_errno("Failed to remove core " + quoted(where + core_name), errno);
   }
   // The runtime's report holds the process's memory too (registers, stacks): it goes with it.
-  const std::string report_name = entry.id + std::string(k_report_suffix);
   if (::unlinkat(dfd, report_name.c_str(), 0) != 0 && errno != ENOENT) {
     return fail_errno("Failed to remove runtime report " + quoted(where + report_name), errno);
   }

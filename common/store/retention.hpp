@@ -38,7 +38,15 @@ struct RetentionEntry {
   uint64_t record_bytes = 0; // allocated bytes of <id>.json
   // The record's uid: whose crash it is (nullopt: unknown).
   std::optional<int64_t> uid = std::nullopt;
+  // Allocated bytes of <id>.report, the runtime's own crash report: it holds the process's
+  // memory as the core does, so it is removed with the core and weighs with it.
+  uint64_t report_bytes = 0;
 };
+
+// What removing an entry's core frees: the core and the runtime's report beside it.
+inline uint64_t image_bytes(const RetentionEntry& e) {
+  return e.core_bytes + e.report_bytes;
+}
 
 // The file system and the moment the policy looks at.
 struct RetentionFacts {
@@ -59,7 +67,7 @@ struct RetentionStep {
 struct RetentionPlan {
   std::vector<RetentionStep> retire;       // records (and their cores) to retire
   std::vector<RetentionStep> remove_cores; // cores to remove, records kept
-  uint64_t core_bytes_before = 0;          // bytes of the cores before and after the plan
+  uint64_t core_bytes_before = 0;          // bytes of the cores and reports, before and after
   uint64_t core_bytes_after = 0;
   uint64_t record_bytes_before = 0; // bytes of the records before and after the plan
   uint64_t record_bytes_after = 0;

@@ -1,7 +1,11 @@
 """The package behind every mapped file, through the real kernel: libc named through its
-merged-/usr alias, and a Debian package built here with dpkg-deb (a library and a program that
-crashes in it), installed with dpkg -i at 1.0-1, crashed, upgraded to a rebuilt 2.0-1 (a new
-build-id), crashed again: both records name package and version, they are one group, and
+merged-/usr alias, from the index kept in the store once the first crash built it; a crash in a
+root of its own (a chroot in a private mount namespace) with its own dpkg database, named from
+that database and not the host's; a Python frame's file owned by a `*.dist-info` distribution;
+a hostile database (a huge list, a link out of the root, binary garbage) that changes nothing
+and stays in its budget; and a Debian package built here with dpkg-deb (a library and a program
+that crashes in it), installed with dpkg -i at 1.0-1, crashed, upgraded to a rebuilt 2.0-1 (a
+new build-id), crashed again: both records name package and version, they are one group, and
 corectl info says what changed, with dpkg.log's line. The package is purged afterwards.
 
 Needs root, a writable core_pattern, dpkg-deb and a C compiler (else skipped, exit code 77).
@@ -10,7 +14,9 @@ import json
 import os
 import pathlib
 import shutil
+import stat
 import subprocess
+import tempfile
 
 import pytest
 
@@ -84,19 +90,187 @@ def build_deb(work, version, salt):
     return deb
 
 
+def dpkg_lists(package, path):
+    """Whether the host's dpkg lists `path` as `package`'s."""
+    out = subprocess.run(["dpkg-query", "-L", package], capture_output=True, text=True)
+    return path in out.stdout.splitlines()
+
+
+def index_files(rig):
+    d = rig.store / ".dpkg-index"
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
 def test_libc_is_named_through_its_merged_usr_alias(rig):
-    pid = crash([str(pctest.env_path("PC_CRASHER")), "segv"])
-    r = pctest.record_for(rig.store, pid)
-    libc = [m["path"] for m in r["mappings"] if m["path"].endswith("/libc.so.6")]
-    assert libc, r["mappings"]
-    owner = owner_of(r, libc[0])
-    assert owner, r.get("packages")
-    version = subprocess.check_output(["dpkg-query", "-W", "-f", "${Version}", "libc6"],
-                                      text=True)
-    assert owner["package"] == "libc6" and owner["version"] == version
-    assert owner["source"] == "dpkg"
-    assert r["packages"]["complete"], r["packages"]
-    assert r["packages"]["dpkg_state"].startswith("status ")
+    host_version = subprocess.check_output(["dpkg-query", "-W", "-f", "${Version}", "libc6"],
+                                           text=True)
+    ways = []
+    for _ in range(2):
+        pid = crash([str(pctest.env_path("PC_CRASHER")), "segv"])
+        r = pctest.record_for(rig.store, pid)
+        libc = [m["path"] for m in r["mappings"] if m["path"].endswith("/libc.so.6")]
+        assert libc, r["mappings"]
+        # The map names the file where it is, under /usr; dpkg lists it under /lib.
+        assert libc[0] == "/usr/lib/x86_64-linux-gnu/libc.so.6", libc
+        if os.path.islink("/lib"):
+            assert dpkg_lists("libc6", "/lib/x86_64-linux-gnu/libc.so.6")
+            assert not dpkg_lists("libc6", libc[0])
+        owner = owner_of(r, libc[0])
+        assert owner, r.get("packages")
+        assert owner["package"] == "libc6" and owner["version"] == host_version
+        assert owner["source"] == "dpkg" and owner["arch"] == "amd64"
+        assert r["packages"]["complete"], r["packages"]
+        assert r["packages"]["dpkg_state"].startswith("status ")
+        ways.append(r["packages"]["dpkg_index"])
+    # The first crash of this store built the host's index (or found it), the second used it.
+    assert ways[0] in ("built", "used") and ways[1] == "used", ways
+    d = rig.store / ".dpkg-index"
+    st = d.lstat()
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_uid == rig.store.stat().st_uid  # the store user's own
+    assert all(n.endswith(".idx") for n in index_files(rig)), index_files(rig)
+
+
+def build_root(work, packages, extra=None):
+    """A minimal Debian root in `work`: merged /usr (lib -> usr/lib, lib64 -> usr/lib64), the
+    host's libc and loader, a program that writes through a null pointer (/usr/bin/pc-app), and
+    a dpkg database of `packages` ({name: (version, [listed paths])}). `extra(root)` adds to it."""
+    root = work / "root"
+    for d in ("usr/bin", "usr/lib/x86_64-linux-gnu", "usr/lib64", "var/lib/dpkg/info"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    os.symlink("usr/lib", root / "lib")
+    os.symlink("usr/lib64", root / "lib64")
+    os.symlink("usr/bin", root / "bin")
+    (work / "app.c").write_text("int main(void) { *(volatile int *)0 = 1; return 0; }\n")
+    subprocess.run(["cc", "-O0", "-o", str(root / "usr/bin/pc-app"), str(work / "app.c")],
+                   check=True)
+    shutil.copy2("/usr/lib/x86_64-linux-gnu/libc.so.6", root / "usr/lib/x86_64-linux-gnu")
+    shutil.copy2(os.path.realpath("/lib64/ld-linux-x86-64.so.2"),
+                 root / "usr/lib64/ld-linux-x86-64.so.2")
+    status = []
+    for name, (version, paths) in packages.items():
+        status.append(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n"
+                      f"Version: {version}\n")
+        list_name = f"{name}:amd64" if name == "libc6" else name
+        (root / f"var/lib/dpkg/info/{list_name}.list").write_text("".join(p + "\n" for p in paths))
+    (root / "var/lib/dpkg/status").write_text("\n".join(status) + "\n")
+    if extra:
+        extra(root)
+    return root
+
+
+def crash_in_root(rig, root):
+    """Runs /usr/bin/pc-app chrooted into `root` in a private mount namespace; its record."""
+    # unshare and chroot exec what follows them: the crashed process is the one started here.
+    pid = crash(["unshare", "--mount", "--propagation", "private", "chroot", str(root),
+                 "/usr/bin/pc-app"])
+    return pctest.record_for(rig.store, pid)
+
+
+LIBC_ROOT = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+
+
+def test_a_container_root_is_named_from_its_own_database(rig, tmp_path):
+    host_version = subprocess.check_output(["dpkg-query", "-W", "-f", "${Version}", "libc6"],
+                                           text=True)
+    root = build_root(tmp_path, {
+        "libc6": ("2.99-container1", ["/.", "/lib", "/lib/x86_64-linux-gnu",
+                                      "/lib/x86_64-linux-gnu/libc.so.6",
+                                      "/lib64/ld-linux-x86-64.so.2"]),
+        "pc-container-app": ("1.2-3", ["/usr/bin/pc-app"]),
+    })
+    before = index_files(rig)
+    r = crash_in_root(rig, root)
+    # The map names the files as the process saw them, inside its root.
+    assert "/usr/bin/pc-app" in [m["path"] for m in r["mappings"]], r["mappings"]
+    assert [m["path"] for m in r["mappings"] if m["path"].endswith("/libc.so.6")] == [LIBC_ROOT]
+    libc = owner_of(r, LIBC_ROOT)
+    assert libc and libc["package"] == "libc6", r["packages"]
+    assert libc["version"] == "2.99-container1" != host_version
+    app = owner_of(r, "/usr/bin/pc-app")
+    assert app and (app["package"], app["version"]) == ("pc-container-app", "1.2-3")
+    loader = owner_of(r, "/usr/lib64/ld-linux-x86-64.so.2")
+    assert loader and loader["version"] == "2.99-container1", r["packages"]
+    assert r["packages"]["complete"] and r["packages"]["dpkg_index"] == "built", r["packages"]
+    # An index of its own beside the host's, which the host's next crash still uses.
+    assert len(index_files(rig)) == len(before) + 1
+    again = crash_in_root(rig, root)
+    assert again["packages"]["dpkg_index"] == "used"
+    assert owner_of(again, LIBC_ROOT)["version"] == "2.99-container1"
+    host = pctest.record_for(rig.store, crash([str(pctest.env_path("PC_CRASHER")), "segv"]))
+    assert owner_of(host, LIBC_ROOT)["version"] == host_version
+    assert host["packages"]["dpkg_index"] == "used", host["packages"]
+
+
+def test_a_hostile_database_changes_nothing_and_stays_in_its_budget(rig, tmp_path):
+    host_list = "/var/lib/dpkg/info/libc6:amd64.list"
+
+    def hostile(root):
+        info = root / "var/lib/dpkg/info"
+        # Over the 8 MiB a list may have: skipped whole, though it names libc.
+        with open(info / "huge.list", "w") as f:
+            f.write(("/usr/share/doc/x/" + "y" * 100 + "\n") * ((9 << 20) // 118 + 1))
+            f.write("/lib/x86_64-linux-gnu/libc.so.6\n")
+        # Links out of the root to the host's own list: never followed.
+        os.symlink(host_list, info / "libc6:amd64.list")
+        os.symlink("/proc/1/root" + host_list, info / "escape.list")
+        os.symlink("../../../../../../../../../.." + host_list, info / "dotdot.list")
+        # Binary garbage, in a list and in the status file before a paragraph.
+        garbage = bytes((i * 7919) & 0xFF for i in range(1 << 16))
+        (info / "garbage.list").write_bytes(garbage)
+        status = root / "var/lib/dpkg/status"
+        status.write_bytes(garbage + b"\n\n" + status.read_bytes())
+
+    root = build_root(tmp_path, {"pc-container-app": ("1.2-3", ["/usr/bin/pc-app"])}, hostile)
+    assert os.path.getsize(root / "var/lib/dpkg/info/huge.list") > 8 << 20
+    r = crash_in_root(rig, root)
+    p = r["packages"]
+    assert owner_of(r, LIBC_ROOT) is None, p  # neither the host's libc6 nor the huge list's
+    assert LIBC_ROOT in p["unowned"]
+    assert owner_of(r, "/usr/bin/pc-app")["version"] == "1.2-3"
+    assert p["complete"] and p["elapsed_ms"] <= 250, p
+    # What cannot change between two reads of this state is indexed as read.
+    assert p["dpkg_index"] == "built", p
+    assert crash_in_root(rig, root)["packages"]["unowned"] == p["unowned"]
+
+
+def test_a_python_frame_is_owned_by_its_distribution(rig):
+    python = pathlib.Path("/usr/bin/python3.11")
+    if not python.exists():
+        pytest.skip(f"{python} is not installed")
+    # The handler reads as the store user: the distribution must be readable by others, as
+    # one installed for a service is (pytest's own directories are not).
+    top = pathlib.Path(tempfile.mkdtemp(dir=rig.work))
+    top.chmod(0o755)
+    site = top / "venv/lib/python3.11/site-packages"
+    (site / "pcfake").mkdir(parents=True)
+    (site / "pcfake/__init__.py").write_text("")
+    (site / "pcfake/boom.py").write_text(
+        "import ctypes\n\n\ndef boom():\n    return ctypes.string_at(0)\n")
+    (site / "pcfake-1.2.3.dist-info").mkdir()
+    (site / "pcfake-1.2.3.dist-info/METADATA").write_text("Name: pcfake\nVersion: 1.2.3\n")
+    (site / "pcfake-1.2.3.dist-info/RECORD").write_text(
+        "pcfake/__init__.py,sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU,0\n"
+        "pcfake/boom.py,,\npcfake-1.2.3.dist-info/METADATA,,\npcfake-1.2.3.dist-info/RECORD,,\n")
+    script = top / "service.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(site)!r})\n"
+                      "import pcfake.boom\npcfake.boom.boom()\n")
+    proc = subprocess.Popen([str(python), str(script)], preexec_fn=pctest.allow_cores,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -11, proc.returncode
+    r = pctest.record_for(rig.store, proc.pid)
+    boom = str(site / "pcfake/boom.py")
+    files = [f["file"] for t in r.get("python", {}).get("threads", []) for f in t["frames"]]
+    assert boom in files, r.get("python")
+    owner = owner_of(r, boom)
+    assert owner, r["packages"]
+    assert (owner["package"], owner["version"], owner["source"]) == ("pcfake", "1.2.3", "python")
+    # The script itself belongs to no distribution; ctypes to the Debian package of Python's.
+    assert str(script) in r["packages"]["unowned"]
+    ctypes_file = next(f for f in files if f.endswith("/ctypes/__init__.py"))
+    ctypes_owner = owner_of(r, ctypes_file)
+    assert ctypes_owner and ctypes_owner["source"] == "dpkg", r["packages"]
 
 
 def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
@@ -115,6 +289,9 @@ def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
                 r.get("packages")
             assert owner_of(r, PROGRAM)["version"] == version
         assert first["crash"]["signature"] == second["crash"]["signature"]
+        # dpkg -i changed the database's state: the index kept before it was not believed.
+        for r in records:
+            assert r["packages"]["dpkg_index"] == "built", r["packages"]
 
         text = corectl(rig, "info", second["id"])
         assert f"({PACKAGE} 2.0-1)" in text

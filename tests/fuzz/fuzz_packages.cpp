@@ -1,10 +1,12 @@
 // libFuzzer target for the package lookup (common/packages, built by run_fuzz_packages.sh): a
 // crashed root whose dpkg status, one .list file, a dist-info RECORD and a package.json are the
 // input's four parts (split at "\n--\n"), looked up for fixed paths; then the input as two
-// Debian versions, as a package manager log and as two records to compare. Nothing may read
-// outside the input or a file's bounds, and the version order must stay antisymmetric.
+// Debian versions, as a package manager log, as two records to compare and as a dpkg index file
+// (its checksum fixed up, so that the structure behind it is reached). Nothing may read outside
+// the input or a file's bounds, and the version order must stay antisymmetric.
 #include "common/packages/changes.hpp"
 #include "common/packages/debian_version.hpp"
+#include "common/packages/dpkg_index.hpp"
 #include "common/packages/ownership.hpp"
 
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -80,5 +83,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto ja = nlohmann::json::parse(a, nullptr, false);
   const auto jb = nlohmann::json::parse(b, nullptr, false);
   (void)common::describe(common::diff_records(ja, jb));
+
+  std::string index(input);
+  if (index.size() >= 32) {
+    const uint64_t sum = common::index_hash(std::string_view(index).substr(16));
+    std::memcpy(index.data() + 8, &sum, sizeof sum);
+    uint32_t state_len = 0;
+    std::memcpy(&state_len, index.data() + 20, sizeof state_len);
+    const std::string_view state = std::string_view(index).substr(32, state_len);
+    if (auto parsed = common::DpkgIndex::parse(index, state)) {
+      (void)parsed->find("/lib/x86_64-linux-gnu/libc.so.6");
+      // What parse() accepts serializes back to the same bytes.
+      if (parsed->serialize(state) != index) {
+        std::abort();
+      }
+    }
+  }
   return 0;
 }

@@ -14,6 +14,9 @@ printf '{"packages":{"owners":[{"package":"a","version":"1"}]},"mappings":[{"pat
   > "$work/corpus/seed2"
 printf '2026-12-02 11:00:00 upgrade pkg:amd64 1.0-1 2.0-1\nStart-Date: 2026-12-02  11:00:00\nUpgrade: pkg:amd64 (1.0-1, 2.0-1)\n' \
   > "$work/corpus/seed3"
+# A dpkg index of one package and one path (the target fixes its checksum up).
+printf 'PCDPKGX1\0\0\0\0\0\0\0\0\x04\x03\x02\x01\x01\0\0\0\x01\0\0\0\x01\0\0\0s\x01\0a\x01\x001\x05\0amd64\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\0' \
+  > "$work/corpus/seed4"
 
 fuzz_run "$seconds" 4096 -timeout=10
 rm -rf /tmp/pc-fuzz-packages-*

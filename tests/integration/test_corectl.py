@@ -656,6 +656,36 @@ def test_vacuum_removes_cores_keeps_records(tmp_path):
     assert r.returncode == 1 and b"removed by retention" in r.stderr
 
 
+def test_vacuum_weighs_runtime_reports_with_their_cores(tmp_path):
+    """A runtime's report beside a core counts toward max_use and goes with that core: the store
+    fits max_use without the report, not with it."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    rid = "0123456789abcdef"  # db1's dbd: its one core, cut at 4 KiB
+    record_path = next(store.glob(f"*/*/{rid}.json"))
+    report = record_path.with_name(f"{rid}.report")
+    report.write_bytes(os.urandom(4 << 20))
+    data = json.loads(record_path.read_text())
+    data["runtime_report"] = {"runtime": "jvm", "path": "hs_err_pid5000004.log",
+                              "stored": str(report.relative_to(store)), "size": 4 << 20,
+                              "file_size": 4 << 20, "truncated": False}
+    record_path.write_text(json.dumps(data))
+    files = sum(p.stat().st_blocks * 512 for p in store.glob("*/*/*")
+                if p.name.endswith((".json", ".core.zst")))
+    pathlib.Path(config).write_text(pathlib.Path(config).read_text() +
+                                    f"max_use = {files + (1 << 20)}\nkeep_free = 0\n")
+    r = corectl(config, "vacuum", check=True)
+    out = r.stdout.decode()
+    # The heaviest one goes: the dbd crash, its small core and 4 MiB report; nothing else.
+    assert out.splitlines()[0].startswith(f"Removing core {rid}"), out
+    assert "Removed 0 record(s) and 1 core(s)" in out, out
+    assert not report.exists() and not list(store.glob(f"*/*/{rid}.core.zst"))
+    assert len(list(store.glob("*/*/*.core.zst"))) == 3
+    after = json.loads(record_path.read_text())
+    assert after["core"]["removed"] and after["runtime_report"]["removed"] == after["core"]["removed"]
+    info = corectl(config, "info", rid, check=True).stdout.decode()
+    assert "removed with the core by retention" in info, info
+
+
 def test_vacuum_retires_records_through_the_ledger(tmp_path):
     store, config, _ = corefixture.build_store(tmp_path)
     pathlib.Path(config).write_text(pathlib.Path(config).read_text() + "max_records = 3\n")

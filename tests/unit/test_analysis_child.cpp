@@ -43,6 +43,37 @@ TEST_CASE("the child's result comes back over the pipe", "[analysis_child]") {
   CHECK(r.fork_ms >= 0);
 }
 
+TEST_CASE("a started child waits for its word and is collected later", "[analysis_child]") {
+  int go[2] = {-1, -1};
+  REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+  const int go_in = go[0];
+  const std::vector<int> keep{go_in};
+  auto work = [go_in] {
+    char c = 0;
+    return ::read(go_in, &c, 1) == 1 ? std::string("go ") + c : std::string("no word");
+  };
+  {
+    sandbox::StartedChild child(work, keep, ChildLimits{});
+    REQUIRE(::write(go[1], "!", 1) == 1);
+    const auto r = child.finish(in(10000));
+    CHECK(r.failure.empty());
+    REQUIRE(r.output);
+    CHECK(*r.output == "go !");
+    // Once only.
+    CHECK_FALSE(child.finish(in(100)).output);
+  }
+  // Never told to go: destroying it kills and reaps the child at once.
+  const auto t0 = Clock::now();
+  { sandbox::StartedChild idle(work, keep, ChildLimits{}); }
+  CHECK(Clock::now() - t0 < std::chrono::seconds(5));
+  // Told, but too late: the deadline of finish() kills it.
+  sandbox::StartedChild late(work, keep, ChildLimits{});
+  const auto r = late.finish(in(200));
+  CHECK(r.failure == "timeout");
+  ::close(go[0]);
+  ::close(go[1]);
+}
+
 TEST_CASE("the child runs under its limits, with only the descriptors it needs",
           "[analysis_child]") {
   const int kept = ::open("/dev/null", O_RDONLY | O_CLOEXEC);

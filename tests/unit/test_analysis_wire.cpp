@@ -52,6 +52,7 @@ TEST_CASE("the analysis crosses the pipe unchanged", "[analysis_wire]") {
   f.inlined = true;
   f.exact_pc = true;
   f.signal_frame = true;
+  f.jit = true;
   f.trust = FrameTrust::scan;
   a.stacks[2].frames[1].module_offset.reset();
   a.stacks[2].frames[1].symbol.reset();
@@ -90,6 +91,7 @@ TEST_CASE("the analysis crosses the pipe unchanged", "[analysis_wire]") {
       CHECK(y.inlined == x.inlined);
       CHECK(y.exact_pc == x.exact_pc);
       CHECK(y.signal_frame == x.signal_frame);
+      CHECK(y.jit == x.jit);
     }
   }
   CHECK(b.stacks[1].frames[2].source->file == "src/main.c");

@@ -225,7 +225,7 @@ const Bytes k_lib_id = {std::byte{0x11}, std::byte{0x22}, std::byte{0x33}, std::
 
 // A two-thread process: exe (r-- page with build-id, r-x text not dumped), libc the same, a
 // stack holding a return address into libc's text; pc in the exe's text.
-CoreBuilder typical(uint16_t machine = common::elf::k_em_x86_64) {
+CoreBuilder typical(uint16_t machine = common::elf::k_em_x86_64, uint64_t vdso = 0) {
   CoreBuilder c;
   c.machine = machine;
   const uint64_t pc = k_exe + 0x1000 + 0x139;
@@ -236,7 +236,13 @@ CoreBuilder typical(uint16_t machine = common::elf::k_em_x86_64) {
                        prpsinfo(4240, 1000, "crashy", "./crashy --flag ")));
   append(c.notes, note("CORE", common::elf::k_nt_siginfo, siginfo(11, 1, 0)));
   append(c.notes, note("CORE", common::elf::k_nt_auxv,
-                       auxv({{6, 4096}, {11, 1000}, {12, 1000}, {13, 1001}, {14, 1001}, {23, 0}})));
+                       auxv({{6, 4096},
+                             {11, 1000},
+                             {12, 1000},
+                             {13, 1001},
+                             {14, 1001},
+                             {23, 0},
+                             {vdso != 0 ? 33u : 0u, vdso}})));
   append(c.notes, note("CORE", common::elf::k_nt_file,
                        nt_file({{k_exe, k_exe + 0x1000, 0, "/usr/bin/crashy"},
                                 {k_exe + 0x1000, k_exe + 0x3000, 1, "/usr/bin/crashy"},
@@ -1018,4 +1024,27 @@ TEST_CASE("modules without a GNU build-id: Go build id, else the first page",
     CHECK_FALSE(f.build_id);
     CHECK(common::mappings_to_json(f)[0]["match"] == (go ? "go-build-id" : "elf-headers"));
   }
+}
+
+TEST_CASE("anonymous executable segments are JIT code, the vDSO and mapped files are not",
+          "[elf_core]") {
+  constexpr uint64_t k_jit = 0x3a0000000000;
+  constexpr uint64_t k_vdso = 0x7fff00000000;
+  CoreBuilder c = typical(common::elf::k_em_x86_64, k_vdso);
+  // Sorted by address, as the kernel writes them: two adjacent JIT segments are one range.
+  c.loads.insert(c.loads.begin(), {{k_jit, 0x1000, 5, {}},
+                                   {k_jit + 0x1000, 0x3000, 7, {}},
+                                   {k_jit + 0x8000, 0x1000, 6, {}}}); // data, not code
+  c.loads.push_back({k_vdso, 0x2000, 5, {}});
+  const Bytes core = c.build();
+  const CoreFacts f = scan(core);
+  REQUIRE(f.at_sysinfo_ehdr);
+  REQUIRE(f.anonymous_code.size() == 1);
+  CHECK(f.anonymous_code[0] == common::AddressRange{k_jit, k_jit + 0x4000});
+  CHECK(common::anonymous_code_at(f, k_jit));
+  CHECK(common::anonymous_code_at(f, k_jit + 0x3fff));
+  CHECK_FALSE(common::anonymous_code_at(f, k_jit + 0x4000));
+  CHECK_FALSE(common::anonymous_code_at(f, k_exe + 0x1100)); // the executable's text
+  CHECK_FALSE(common::anonymous_code_at(f, k_vdso + 0x10));
+  CHECK_FALSE(common::anonymous_code_at(f, 0));
 }

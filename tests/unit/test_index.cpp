@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -106,6 +107,83 @@ TEST_CASE("index: what is written is read back, dirs and records alike", "[index
     auto none = writer->load();
     REQUIRE(none);
     CHECK(none->empty());
+  }
+}
+
+TEST_CASE("index: select narrows by each field of the query, unlisted rows included", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  {
+    auto index = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(index);
+    const DirKey web{"web01", "usr!bin!app"};
+    const DirKey db{"db01", "usr!bin!app"};
+    REQUIRE(index->update({{web, sample_dir(3, 7)}, {db, sample_dir(2, 9)}}, {web, db}));
+  }
+  auto reader = Index::open(fd.get(), t.str(), Access::read);
+  REQUIRE(reader);
+  REQUIRE(reader->begin_read());
+  auto ids_of = [&](const common::index::RecordQuery& q) {
+    std::vector<std::string> out;
+    auto done = reader->select(
+        q, [&](const DirKey& key, IndexedRecord&& r) { out.push_back(key.first + ":" + r.id); });
+    REQUIRE(done);
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  common::index::RecordQuery q;
+  CHECK(q.empty());
+  CHECK(ids_of(q).size() == 7); // 3 + 2 records and each directory's unlisted one
+  q.hosts = {"db01"};
+  CHECK(ids_of(q) == std::vector<std::string>{"db01:00000000000000a0", "db01:00000000000000b0",
+                                              "db01:ffffffffffffffff"});
+  q = {};
+  q.hostnames = {"web01"}; // the records' own hostname, not the directory's
+  CHECK(ids_of(q) == std::vector<std::string>{"db01:00000000000000b0", "web01:00000000000000b0"});
+  q = {};
+  q.id_prefixes = {"00000000000000c", "fff"};
+  CHECK(ids_of(q) == std::vector<std::string>{"db01:ffffffffffffffff", "web01:00000000000000c0",
+                                              "web01:ffffffffffffffff"});
+  q = {};
+  q.since = 1'760'000'001;
+  q.until = 1'760'000'001;
+  q.pids = {101, 102};
+  CHECK(ids_of(q) == std::vector<std::string>{"db01:00000000000000b0", "web01:00000000000000b0"});
+  q = {};
+  q.uids = {1000};
+  q.executables = {"/usr/bin/app"};
+  q.signals = {11};
+  q.comms = {"app"};
+  q.exes = {"usr!bin!app"};
+  CHECK(ids_of(q).size() == 3); // the first record of each has no uid
+  q.signals = {6};
+  CHECK(ids_of(q).empty());
+  q = {};
+  q.signature_prefixes = {"sig-a"};
+  CHECK(ids_of(q).size() == 4); // the first two of each directory
+  q.signature_prefixes = {"sig-"};
+  CHECK(ids_of(q).size() == 5); // not the unlisted ones: they have no signature
+  q.signature_prefixes = {"sig-a", "sig-b"};
+  CHECK(ids_of(q).size() == 5);
+  q.signature_prefixes = {"ig"};
+  CHECK(ids_of(q).empty());
+  SECTION("every id, with the states of one snapshot") {
+    size_t ids = 0;
+    REQUIRE(reader->each_id([&](const DirKey&, std::string&&) { ++ids; }));
+    CHECK(ids == 7);
+    auto dirs = reader->dirs();
+    REQUIRE(dirs);
+    REQUIRE(dirs->size() == 2);
+    CHECK(dirs->at({"db01", "usr!bin!app"}).state.mtime_ns == 9);
+    CHECK(dirs->at({"db01", "usr!bin!app"}).malformed == 1);
+    CHECK(dirs->at({"db01", "usr!bin!app"}).records.empty());
+    // A writer's commit after begin_read() is not seen until end_read().
+    auto writer = Index::open(fd.get(), t.str(), Access::write);
+    REQUIRE(writer);
+    REQUIRE(writer->update({}, {}));
+    CHECK(reader->dirs()->size() == 2);
+    reader->end_read();
+    CHECK(reader->dirs()->empty());
   }
 }
 

@@ -185,6 +185,29 @@ TEST_CASE("records count toward max_use", "[retention]") {
   CHECK(p.core_bytes_after == 100);
 }
 
+TEST_CASE("runtime reports weigh with their cores", "[retention]") {
+  // Cores alone (300) and records (300) fit in max_use (1000); with the runtime's reports beside
+  // two of the cores (2 x 300) they do not, and the report of a crash without a core counts too.
+  std::vector<RetentionEntry> e = {crash_of(1, "a", 1, 100, 100), crash_of(1, "a", 2, 100, 100),
+                                   crash_of(1, "a", 3, 100, 100), crash_of(1, "b", 4, 0, 100)};
+  e[0].report_bytes = 300;
+  e[1].report_bytes = 300;
+  e[3].report_bytes = 200;
+  const auto p = plan_retention(limits(1000), e, {1 << 20, 1 << 20, 10});
+  CHECK(p.core_bytes_before == 1100);
+  // Executable a has the most to give: its oldest core and report (400), then the next (400).
+  CHECK(removed_ids(p, e) == std::vector<std::string>{"id1", "id2"});
+  CHECK(p.core_bytes_after == 300);
+  CHECK(p.core_bytes_after + p.record_bytes_after <= 1000);
+  CHECK(p.retire.empty());
+  SECTION("a report without a core is removed like one") {
+    const auto q = plan_retention(limits(500), e, {1 << 20, 1 << 20, 10});
+    const auto removed = removed_ids(q, e);
+    CHECK(std::find(removed.begin(), removed.end(), "id4") != removed.end());
+    CHECK(q.core_bytes_after + q.record_bytes_after <= 500);
+  }
+}
+
 TEST_CASE("records are retired under pressure once no core is left", "[retention]") {
   // 100 crashes without cores, 20 KiB of record each: 2000 KiB for a max_use of 1000 KiB.
   std::vector<RetentionEntry> e;
@@ -231,7 +254,8 @@ TEST_CASE("remove_core keeps the record and marks it", "[retention]") {
   const auto folder = dir.path() / "h" / "e";
   test::spit(
       folder / (id + ".json"),
-      R"({"id":"0123456789abcdef","future_field":7,"core":{"present":true,"reason":"stored"}})");
+      R"({"id":"0123456789abcdef","future_field":7,"core":{"present":true,"reason":"stored"},)"
+      R"("runtime_report":{"runtime":"jvm","stored":"h/e/0123456789abcdef.report"}})");
   ::chmod((folder / (id + ".json")).c_str(), 0640);
   test::spit(folder / (id + ".core.zst"), "zstd bytes");
   test::spit(folder / (id + ".report"), "hs_err");
@@ -243,6 +267,8 @@ TEST_CASE("remove_core keeps the record and marks it", "[retention]") {
   CHECK_FALSE(std::filesystem::exists(folder / (id + ".report"))); // goes with its core
   const auto j = nlohmann::json::parse(test::slurp(folder / (id + ".json")));
   CHECK(j["core"]["removed"] == "2026-01-01T00:00:00Z");
+  CHECK(j["runtime_report"]["removed"] == "2026-01-01T00:00:00Z");
+  CHECK(j["runtime_report"]["stored"] == "h/e/0123456789abcdef.report"); // what it was
   CHECK(j["core"]["present"] == true); // the capture is unchanged: series labels stay put
   CHECK(j["future_field"] == 7);
   struct stat st {};

@@ -108,3 +108,61 @@ TEST_CASE("crash machinery names", "[signature]") {
       common::signature_v2(6, std::vector<Frame>{named("raise"), named("abort")}, "", "");
   CHECK(s->chain == std::vector<std::string>{"raise", "abort"});
 }
+
+namespace {
+
+Frame jit(const std::string& name = "") {
+  Frame f;
+  f.pc = 0x7f0000001000;
+  f.jit = true;
+  if (!name.empty()) {
+    f.symbol = ResolvedSymbol{name, 0x10, false};
+  }
+  return f;
+}
+
+} // namespace
+
+TEST_CASE("JIT frames count by their perf map names, unnamed ones not at all", "[signature]") {
+  const std::vector<Frame> parse = {
+      named("v8::base::OS::Abort", "/usr/bin/node"), named("Builtins_CEntry", "/usr/bin/node"),
+      jit(), jit("JS:~parse /srv/a/app.js:2:15"), jit("JS:~main /srv/a/app.js:4:1")};
+  const auto s = common::signature_v2(6, parse, "/usr/bin/node", "b:00");
+  REQUIRE(s);
+  CHECK(s->chain ==
+        std::vector<std::string>{"Builtins_CEntry", "jit:parse app.js", "jit:main app.js"});
+  // Another directory, another tier, another line: the same function of the same script.
+  std::vector<Frame> moved = parse;
+  moved[3].symbol->name = "JS:*parse /opt/b/app.js:3:1";
+  CHECK(common::signature_v2(6, moved, "/usr/bin/node", "b:00")->signature == s->signature);
+  // Unnamed JIT code at the top is skipped like crash machinery.
+  const std::vector<Frame> top = {jit(), named("a", "/usr/bin/x"), named("b", "/usr/bin/x"),
+                                  named("c", "/usr/bin/x")};
+  CHECK(common::signature_v2(11, top, "/usr/bin/x", "b:00")->chain ==
+        std::vector<std::string>{"a", "b", "c"});
+}
+
+TEST_CASE("the innermost named JIT frame joins a chain of the runtime's own frames",
+          "[signature]") {
+  std::vector<Frame> frames = {
+      named("v8::internal::ErrorUtils::ThrowLoadFromNullOrUndefined", "/usr/bin/node"),
+      named("v8::internal::LoadIC::Load", "/usr/bin/node"),
+      named("v8::internal::Runtime_LoadIC_Miss", "/usr/bin/node"),
+      named("Builtins_CEntry", "/usr/bin/node"),
+      jit("JS:~render /srv/app.js:3:16"),
+      jit("JS:~main /srv/app.js:4:1")};
+  const auto s = common::signature_v2(6, frames, "/usr/bin/node", "b:00");
+  REQUIRE(s);
+  CHECK(s->chain.size() == 4);
+  CHECK(s->chain.back() == "jit:render app.js");
+  CHECK(s->input.ends_with("|jit:render app.js"));
+  frames[4].symbol->name = "JS:~parse /srv/app.js:2:1";
+  CHECK(common::signature_v2(6, frames, "/usr/bin/node", "b:00")->signature != s->signature);
+  // Without a perf map nothing joins: the signature is the one it always was.
+  for (auto& f : frames) {
+    if (f.jit) {
+      f.symbol.reset();
+    }
+  }
+  CHECK(common::signature_v2(6, frames, "/usr/bin/node", "b:00")->chain.size() == 3);
+}

@@ -52,6 +52,9 @@ nlohmann::json to_json(const PythonStacks& s) {
   if (!s.cut.empty()) {
     j["cut"] = s.cut;
   }
+  if (!s.source.empty()) {
+    j["source"] = s.source;
+  }
   return j;
 }
 
@@ -100,6 +103,7 @@ PythonStacks python_stacks_from_json(const nlohmann::json& j) {
   get(j, "module", s.module);
   get(j, "detail", s.detail);
   get(j, "cut", s.cut);
+  get(j, "source", s.source);
   get(j, "finalizing", s.finalizing);
   get(j, "reads", s.reads);
   get(j, "bytes", s.bytes);

@@ -43,6 +43,9 @@ struct PythonStacks {
   std::string module;  // path of the file holding _PyRuntime
   std::string detail;  // why the status is not ok
   std::string cut;     // what was cut to fit the record's share ("frames: 40 of 6400 kept")
+  // Where the stacks were read: "" (the live process, at capture time), "core" (afterwards,
+  // from the core's segments and the interpreter's file: corectl, for a record without them).
+  std::string source;
   bool finalizing = false;
   std::vector<PyThread> threads;
   uint64_t reads = 0;
