@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Exporter benchmark: start-up (spawn → "listening", which includes the full scan), /metrics
-scrape time, RSS. Generates the store with gen_exporter_store.py unless --store is given.
+scrape time, RSS, with the store's index against the file scan (--no-store.index) in the same
+run. Generates the store with gen_exporter_store.py unless --store is given.
 
     bench/exporter_bench.py --exporter build/exporter/process-core-exporter [--records 100000]
         [--ledger-series 100000 --records 1000]
@@ -35,12 +36,12 @@ def drop_caches():
         return False
 
 
-def run_once(exporter, store, conf, cold):
+def run_once(exporter, store, conf, cold, extra=()):
     cached = "cold" if cold and drop_caches() else "warm"
     start = time.monotonic()
     log = tempfile.TemporaryFile(mode="w+")
-    p = subprocess.Popen([exporter, "--store", store, "--config", conf, "--web.listen-address", "127.0.0.1:0"],
-                         stderr=log, stdout=subprocess.DEVNULL)
+    p = subprocess.Popen([exporter, "--store", store, "--config", conf, "--web.listen-address", "127.0.0.1:0",
+                          *extra], stderr=log, stdout=subprocess.DEVNULL)
     port = None
     while port is None:
         log.seek(0)
@@ -55,7 +56,9 @@ def run_once(exporter, store, conf, cold):
     startup = time.monotonic() - start
     startup_rss = rss_kib(p.pid, "VmRSS")
     log.seek(0)
-    scan = re.search(r"scanned (\d+) records .* in ([0-9.]+) s", log.read())
+    text = log.read()
+    scan = re.search(r"scanned (\d+) records .* in ([0-9.]+) s", text)
+    indexed = re.search(r"\((\d+) of (\d+) directories from the index\)", text)
     times = []
     size = 0
     for _ in range(30):
@@ -64,9 +67,13 @@ def run_once(exporter, store, conf, cold):
             size = len(r.read())
         times.append(time.monotonic() - t)
     rss, hwm = rss_kib(p.pid, "VmRSS"), rss_kib(p.pid, "VmHWM")
+    with open(f"/proc/{p.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     p.terminate()
     p.wait()
     return dict(cache=cached, startup_s=startup, scan_s=float(scan.group(2)), records=int(scan.group(1)),
+                dirs_from_index=int(indexed.group(1)) if indexed else 0, cpu_s=cpu,
                 scrape_ms_median=statistics.median(times) * 1000, scrape_ms_max=max(times) * 1000,
                 metrics_bytes=size, startup_rss_mib=startup_rss / 1024, rss_mib=rss / 1024, peak_rss_mib=hwm / 1024)
 
@@ -80,6 +87,7 @@ def main():
     ap.add_argument("--ledger-series", type=int, default=0,
                     help="a ledger of this many distinct series (gen_exporter_store.py)")
     ap.add_argument("--max-hosts", type=int, default=500)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each mode, cold and warm")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="pc-bench-exporter-")
     store = a.store or os.path.join(tmp, "store")
@@ -92,9 +100,22 @@ def main():
     conf = os.path.join(tmp, "c.conf")
     with open(conf, "w") as f:
         f.write(f"store = {store}\nmax_executables_per_host = {a.cap}\nmax_hosts = {a.max_hosts}\n")
-    for cold in (True, False, False):
-        r = run_once(a.exporter, store, conf, cold)
-        print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    # The store's index against today's file scan (--no-store.index), in the same run: one run
+    # with the index writes it, then rounds of each, alternating, medians reported.
+    modes = [("index", []), ("files", ["--no-store.index"])]
+    run_once(a.exporter, store, conf, False)
+    index = os.path.join(store, ".index", "index.sqlite")
+    print(f"index_bytes={os.path.getsize(index) if os.path.exists(index) else 0}")
+    results = {}
+    for cold in (True, False):
+        for _ in range(a.rounds):
+            for name, extra in modes:
+                r = run_once(a.exporter, store, conf, cold, extra)
+                results.setdefault((name, r["cache"]), []).append(r)
+                print(name, " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    for (name, cache), rs in sorted(results.items()):
+        med = {k: statistics.median(r[k] for r in rs) for k in ("startup_s", "scan_s", "cpu_s", "peak_rss_mib")}
+        print(f"median {name} {cache} (n={len(rs)}): " + " ".join(f"{k}={v:.3f}" for k, v in med.items()))
 
 
 if __name__ == "__main__":

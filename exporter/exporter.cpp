@@ -24,7 +24,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -113,7 +115,9 @@ bool take_signals(Context& ctx) {
 bool scan_store(Context& ctx) {
   ctx.state = std::make_unique<CrashState>(ctx.config.max_executables_per_host,
                                            ctx.config.max_hosts, ctx.config.max_series);
-  auto watcher = StoreWatcher::create(ctx.config.store, *ctx.state, ctx.mutex);
+  auto watcher = StoreWatcher::create(ctx.config.store, *ctx.state, ctx.mutex,
+                                      ctx.options.no_index ? StoreWatcher::UseIndex::no
+                                                           : StoreWatcher::UseIndex::yes);
   if (!watcher) {
     spdlog::error("{}", common::printable(watcher.error().message));
     return false;
@@ -129,8 +133,9 @@ bool scan_store(Context& ctx) {
   // still held by malloc, interleaved with the state; give it back, or the exporter would sit
   // at its start-up peak for good under MemoryMax.
   ::malloc_trim(0);
-  spdlog::info("scanned {} records in {} in {:.3f} s", records, common::quoted(ctx.config.store),
-               seconds);
+  const auto [from_index, dirs] = ctx.watcher->indexed_dirs();
+  spdlog::info("scanned {} records in {} in {:.3f} s ({} of {} directories from the index)",
+               records, common::quoted(ctx.config.store), seconds, from_index, dirs);
   return true;
 }
 
@@ -263,10 +268,25 @@ void reload(Context& ctx) {
   }
 }
 
+// Milliseconds from now until `due`, at least 0, for poll().
+int ms_until(std::chrono::steady_clock::time_point due) {
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(due - std::chrono::steady_clock::now());
+  return static_cast<int>(std::clamp<int64_t>(left.count(), 0, k_degraded_rescan_ms));
+}
+
 int follow_store(Context& ctx) {
+  using Clock = std::chrono::steady_clock;
   pollfd fds[2] = {{ctx.watcher->fd(), POLLIN, 0}, {ctx.signal_fd.get(), POLLIN, 0}};
+  auto rescan_due = Clock::now() + std::chrono::milliseconds(k_degraded_rescan_ms);
+  // The index's changes are written between events, when due (exporter/index_sync.cpp).
+  int index_ms = ctx.watcher->flush_index();
+  auto index_due = Clock::now() + std::chrono::milliseconds(std::max(index_ms, 0));
   for (;;) {
-    const int timeout = ctx.watcher->degraded() ? k_degraded_rescan_ms : -1;
+    int timeout = ctx.watcher->degraded() ? ms_until(rescan_due) : -1;
+    if (index_ms >= 0) {
+      timeout = timeout < 0 ? ms_until(index_due) : std::min(timeout, ms_until(index_due));
+    }
     const int n = ::poll(fds, 2, timeout);
     if (n < 0) {
       if (errno == EINTR) {
@@ -287,15 +307,29 @@ int follow_store(Context& ctx) {
       spdlog::info("stopping on SIG{}", si.ssi_signo == SIGTERM ? "TERM" : "INT");
       return 0;
     }
-    if (n == 0) {
-      ctx.watcher->scan();
-      continue;
-    }
-    if (fds[0].revents & POLLIN) {
+    const bool events = (fds[0].revents & POLLIN) != 0;
+    if (events) {
       if (auto r = ctx.watcher->process_events(); !r) {
         spdlog::error("{}", common::printable(r.error().message));
         return k_exit_error;
       }
+    }
+    const auto now = Clock::now();
+    if (!ctx.watcher->degraded()) {
+      rescan_due = now + std::chrono::milliseconds(k_degraded_rescan_ms);
+    } else if (now >= rescan_due) {
+      ctx.watcher->scan();
+      rescan_due = now + std::chrono::milliseconds(k_degraded_rescan_ms);
+    }
+    if (index_ms >= 0 && now >= index_due) {
+      index_ms = ctx.watcher->flush_index();
+      index_due = now + std::chrono::milliseconds(std::max(index_ms, 0));
+    }
+    // What an event changed is written a second later, once a burst has passed.
+    constexpr auto k_after_events = std::chrono::seconds(1);
+    if (events && (index_ms < 0 || index_due > now + k_after_events)) {
+      index_ms = 1000;
+      index_due = now + k_after_events;
     }
   }
 }

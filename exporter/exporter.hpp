@@ -21,6 +21,7 @@ struct Options {
   std::optional<std::string> web_config;   // --web.config.file FILE (TLS, basic auth)
   common::LogFormat log_format = common::LogFormat::logfmt;  // --log.format=logfmt|json
   spdlog::level::level_enum log_level = spdlog::level::info; // --log.level=debug|info|warn|error
+  bool no_index = false;                                     // --no-store.index
   bool help = false;                                         // --help
   bool version = false;                                      // --version
 };

@@ -53,6 +53,8 @@ void describe(CLI::App& app, Options& o, Raw& raw) {
   app.add_option("--web.config.file", o.web_config,
                  "TLS and basic authentication, exporter-toolkit format")
       ->type_name("FILE");
+  app.add_flag("--no-store.index", o.no_index,
+               "count from the record files alone: neither read nor write the store's index");
   app.add_option("--log.level", raw.log_level, "debug, info (default), warn or error")
       ->type_name("LEVEL");
   app.add_option("--log.format", raw.log_format,

@@ -5,7 +5,7 @@
 #include "common/store/ledger.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record.hpp"
-#include "common/store/record_summary_view.hpp"
+#include "exporter/record_row.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -65,37 +65,19 @@ bool is_tmpfile_name(std::string_view name) {
          name.find_first_not_of("0123456789", 1) == std::string_view::npos;
 }
 
-// What the exporter needs from a record: its series, id and time, read through the one summary
-// adapter (common/store/record_summary_view) without building a DOM: at 100,000 records even a
-// filtered nlohmann parse dominated start-up.
-struct RecordLabels {
-  common::SeriesKey key;
-  std::string id;
-  int64_t time = 0;
-};
-
-std::optional<RecordLabels> parse_labels(std::string_view text) {
-  auto view = common::read_record_view(text);
-  if (!view) {
-    return std::nullopt;
-  }
-  common::Record r; // series_of() decides the labels, as for every other reader
-  r.hostname = std::move(view->hostname);
-  r.executable = std::move(view->executable);
-  r.signal = view->signal;
-  r.signal_name = std::move(view->signal_name);
-  r.core.present = view->core.present;
-  return RecordLabels{common::series_of(r), std::move(view->id), view->time};
-}
-
-uint64_t allocated(const struct stat& st) {
-  return static_cast<uint64_t>(st.st_blocks) * 512;
-}
+// What another process does to the index file: replacing, removing, truncating or rewriting it,
+// or changing its owner. IN_MODIFY is ours too: the check after it is a stat() when the file is
+// as our last write left it (index_sync.cpp).
+constexpr uint32_t k_index_mask = IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_CREATE | IN_DELETE |
+                                  IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF |
+                                  IN_ONLYDIR | IN_DONT_FOLLOW;
 
 } // namespace
 
-common::Expected<std::unique_ptr<StoreWatcher>>
-StoreWatcher::create(const std::string& root, CrashState& state, std::mutex& mutex) {
+common::Expected<std::unique_ptr<StoreWatcher>> StoreWatcher::create(const std::string& root,
+                                                                     CrashState& state,
+                                                                     std::mutex& mutex,
+                                                                     UseIndex use_index) {
   auto store = common::Store::open(root);
   if (!store) {
     return std::unexpected(store.error());
@@ -104,8 +86,12 @@ StoreWatcher::create(const std::string& root, CrashState& state, std::mutex& mut
   if (fd < 0) {
     return common::fail_errno("Failed to create an inotify instance", errno);
   }
-  return std::unique_ptr<StoreWatcher>(
+  auto watcher = std::unique_ptr<StoreWatcher>(
       new StoreWatcher(std::move(*store), common::UniqueFd(fd), state, mutex));
+  if (use_index == UseIndex::yes) {
+    watcher->m_index = IndexSync::open(watcher->m_store);
+  }
+  return watcher;
 }
 
 StoreWatcher::StoreWatcher(common::Store store, common::UniqueFd inotify, CrashState& state,
@@ -123,9 +109,10 @@ uint32_t StoreWatcher::dir_index(const std::string& host, const std::string& exe
 
 bool StoreWatcher::add_watch(const std::string& rel, Watch watch) {
   const std::string path = rel.empty() ? m_store.root() : m_store.root() + "/" + rel;
-  const uint32_t mask = watch.kind == Kind::root   ? k_root_mask
-                        : watch.kind == Kind::host ? k_host_mask
-                                                   : k_exe_mask;
+  const uint32_t mask = watch.kind == Kind::root    ? k_root_mask
+                        : watch.kind == Kind::host  ? k_host_mask
+                        : watch.kind == Kind::index ? k_index_mask
+                                                    : k_exe_mask;
   const int wd = ::inotify_add_watch(m_inotify.get(), path.c_str(), mask);
   if (wd < 0) {
     if (errno == ENOSPC && !m_degraded) {
@@ -160,7 +147,7 @@ uint64_t StoreWatcher::core_bytes(int exe_dirfd, uint64_t id) const {
   if (::fstatat(exe_dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
     return 0;
   }
-  return allocated(st);
+  return allocated_bytes(st);
 }
 
 bool StoreWatcher::record_exists(uint64_t id, uint32_t dir) const {
@@ -171,92 +158,146 @@ bool StoreWatcher::record_exists(uint64_t id, uint32_t dir) const {
   return ::fstatat(m_store.fd(), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
-void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string& name,
-                                 uint64_t id) {
+void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, uint64_t id,
+                                 common::index::IndexedDir* rows, bool& complete) {
   const auto& [host, exe] = m_dirs[dir];
-  const std::string rel = relpath(host, exe, name);
-  // O_NONBLOCK: a FIFO under a record's name must not hang the exporter.
-  auto fd = common::open_at(exe_dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-  if (!fd) {
+  const std::string id_text = format_record_id(id);
+  auto row = read_record_row(exe_dirfd, host, exe, id_text);
+  if (!row) {
+    complete = false;
     // Gone already (retired between listing and reading) is not an error.
-    m_state.set_skipped(rel, fd.error().sys_errno == ENOENT
-                                 ? std::nullopt
-                                 : std::optional<SkipReason>(SkipReason::io));
+    m_state.set_skipped(
+        relpath(host, exe, id_text + std::string(common::k_record_suffix)),
+        row.error().sys_errno == ENOENT ? std::nullopt : std::optional<SkipReason>(SkipReason::io));
     return;
   }
-  struct stat st {};
-  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-    m_state.set_skipped(rel, SkipReason::malformed);
-    return;
+  count_row(dir, id, *row);
+  if (rows) {
+    rows->records.push_back(std::move(*row));
   }
-  if (static_cast<uint64_t>(st.st_size) > common::k_max_record_bytes) {
-    count_by_place(exe_dirfd, dir, rel, id, st);
-    return;
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  auto got = common::read_full(fd->get(), std::as_writable_bytes(std::span(text)));
-  if (!got) {
-    m_state.set_skipped(rel, SkipReason::io);
-    return;
-  }
-  text.resize(*got);
-  auto record = parse_labels(text);
-  // The file name is the identity the store and the ledger use: a record that claims another
-  // id, or that cannot be read at all, is counted by its name and place instead.
-  if (!record || record->id != format_record_id(id)) {
-    count_by_place(exe_dirfd, dir, rel, id, st);
-    return;
-  }
-  m_state.set_skipped(rel, std::nullopt);
-  m_state.add_record(id, dir, record->key, record->time, allocated(st), core_bytes(exe_dirfd, id));
 }
 
-void StoreWatcher::count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,
-                                  const struct stat& st) {
-  // A crash must not hide from the counters by making its record unreadable (a 3 MiB record
-  // of long mapped paths, or a broken one): it still counts, under the labels its place in the
-  // store gives (host and executable directories, signal "unknown"), and it stays listed as
-  // unreadable so the alert on those fires.
-  m_state.set_skipped(rel, SkipReason::malformed);
+void StoreWatcher::count_row(uint32_t dir, uint64_t id, const common::index::IndexedRecord& row) {
+  using common::index::Form;
   const auto& [host, exe] = m_dirs[dir];
-  common::SeriesKey key;
-  key.hostname = host;
-  // The component of "/usr/bin/app" is "usr!bin!app": the same label as its readable records
-  // when the name needed no hash.
-  key.executable = "/" + common::decode_exe(exe);
-  key.signal = "unknown";
-  const uint64_t core = core_bytes(exe_dirfd, id);
-  key.core_present = core > 0;
-  m_state.add_record(id, dir, key, static_cast<int64_t>(st.st_mtime), allocated(st), core);
+  const std::string rel = relpath(host, exe, row.id + std::string(common::k_record_suffix));
+  switch (row.form.value_or(Form::not_regular)) {
+  case Form::link: // refused, as a link planted by the store's owner must be
+    m_state.set_skipped(rel, SkipReason::io);
+    return;
+  case Form::not_regular:
+    m_state.set_skipped(rel, SkipReason::malformed);
+    return;
+  case Form::by_place:
+    // A crash must not hide from the counters by making its record unreadable (a 3 MiB record
+    // of long mapped paths, or a broken one): it still counts, under the labels its place in
+    // the store gives, and it stays listed as unreadable so the alert on those fires.
+    m_state.set_skipped(rel, SkipReason::malformed);
+    break;
+  case Form::parsed:
+    m_state.set_skipped(rel, std::nullopt);
+    break;
+  }
+  m_state.add_record(id, dir, series_of_row(row, host, exe), row.time, row.record_bytes,
+                     row.core_bytes);
 }
 
 void StoreWatcher::scan_exe_dir(const std::string& host, const std::string& exe, int dirfd,
                                 bool rescan) {
   const uint32_t dir = dir_index(host, exe);
   const std::string rel = relpath(host, exe);
+  const common::index::DirKey key{host, exe};
   // Watch first, list second: a record linked in between is then both listed and reported,
   // and add_record() ignores the second sighting.
   add_watch(rel, Watch{Kind::exe, host, dir});
-  auto listed = common::list_dir(dirfd, [&](std::string_view n) {
-    const std::string name(n);
-    if (auto id = id_of(name, common::k_record_suffix)) {
-      if (m_state.has_record(*id)) {
-        if (rescan) {
-          m_state.touch(*id);
+  // The state before the listing: a change after it makes the state differ from the row's.
+  struct stat st {};
+  const bool stated = ::fstat(dirfd, &st) == 0;
+  common::index::DirState state;
+  state.ino = static_cast<uint64_t>(st.st_ino);
+  state.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+  std::vector<std::string> names;
+  auto listed = common::list_dir(
+      dirfd,
+      [&](std::string_view n) {
+        ++state.entries; // hidden names too: they are entries of the state the index keeps
+        if (!n.starts_with('.')) {
+          names.emplace_back(n);
         }
-      } else {
-        ingest_record(dirfd, dir, name, *id);
-      }
+      },
+      common::Hidden::include);
+  std::vector<uint64_t> ids;
+  for (const auto& name : names) {
+    if (auto id = id_of(name, common::k_record_suffix)) {
+      ids.push_back(*id);
     } else if (!id_of(name, common::k_core_suffix) && !id_of(name, common::k_report_suffix)) {
       // A runtime's report beside its record is the store's own, not foreign.
       m_state.set_skipped(relpath(host, exe, name), SkipReason::foreign);
     }
-  });
+  }
+  std::sort(ids.begin(), ids.end());
+  // Unchanged since the index saw it: its rows instead of its files, if they name exactly the
+  // records listed.
+  std::optional<std::vector<common::index::IndexedRecord>> rows;
+  if (m_index && listed && stated && !rescan) {
+    rows = m_index->rows_if(key, state);
+    if (rows && (rows->size() != ids.size() ||
+                 !std::equal(ids.begin(), ids.end(), rows->begin(), [](uint64_t id, const auto& r) {
+                   return format_record_id(id) == r.id;
+                 }))) {
+      rows.reset();
+    }
+  }
+  ++m_listed_dirs;
+  if (rows) {
+    ++m_from_index;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      // An id already counted elsewhere (a copy of a record) is counted once, as from the files.
+      if (!m_state.has_record(ids[i])) {
+        count_row(dir, ids[i], (*rows)[i]);
+      }
+    }
+  } else {
+    // The index's rows are written for whole directories only, so a writer reads every record
+    // of a directory it lists for the first time, counting only those not yet known.
+    const bool collect = m_index && m_index->writer() && !rescan;
+    common::index::IndexedDir fresh;
+    bool complete = listed && stated;
+    for (uint64_t id : ids) {
+      if (m_state.has_record(id)) {
+        if (rescan) {
+          m_state.touch(id);
+        }
+        if (!collect) {
+          continue;
+        }
+        auto row = read_record_row(dirfd, host, exe, format_record_id(id));
+        complete = complete && row.has_value();
+        if (row) {
+          fresh.records.push_back(std::move(*row));
+        }
+      } else {
+        ingest_record(dirfd, dir, id, collect ? &fresh : nullptr, complete);
+      }
+    }
+    if (m_index && collect && complete) {
+      fresh.state = state;
+      fresh.malformed = static_cast<size_t>(
+          std::count_if(fresh.records.begin(), fresh.records.end(),
+                        [](const auto& r) { return r.form != common::index::Form::parsed; }));
+      m_index->fresh(key, std::move(fresh));
+    } else if (m_index) {
+      m_index->stale(key, !rescan);
+    }
+  }
+  if (m_walk_present) {
+    m_walk_present->insert(key);
+  }
   // The records listed before a failing readdir() are counted; the directory stays reported.
   m_state.set_skipped(rel, listed ? std::nullopt : std::optional(SkipReason::io));
 }
 
-void StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
+bool StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
   common::Store::WalkEvents events;
   events.host_opened = [&](std::string_view h) {
     const std::string host(h);
@@ -281,6 +322,7 @@ void StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
     }
     m_state.set_skipped(k_root_relpath, walked ? std::nullopt : std::optional(SkipReason::io));
   }
+  return walked.has_value();
 }
 
 StoreWatcher::Stamp StoreWatcher::ledger_stamp() const {
@@ -334,7 +376,18 @@ double StoreWatcher::scan() {
   if (add_watch("", Watch{Kind::root, {}, 0}) && !rescan) {
     watch_parent();
   }
-  walk({}, rescan);
+  m_from_index = m_listed_dirs = 0;
+  if (m_index) {
+    watch_index();
+    m_index->begin_scan();
+    m_walk_present.emplace();
+  }
+  const bool walked = walk({}, rescan);
+  if (m_index) {
+    // Directories gone from a store listed whole leave the index too.
+    m_index->end_scan(walked ? &*m_walk_present : nullptr);
+    m_walk_present.reset();
+  }
   m_state.end_rescan();
   // When the ledger did not change while we listed, every record we saw was there with that
   // ledger in place, so the per-record existence check (an fstatat() each) can be skipped.
@@ -353,12 +406,19 @@ void StoreWatcher::handle_exe_event(const Watch& w, uint32_t mask, std::string_v
   const std::string name(n);
   const bool appeared = (mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) != 0;
   const bool vanished = (mask & (IN_DELETE | IN_MOVED_FROM)) != 0;
+  if (m_index) {
+    // Any change of the directory changes its state; a record's or core's also its row.
+    const auto record = id_of(name, common::k_record_suffix);
+    const auto core = record ? record : id_of(name, common::k_core_suffix);
+    m_index->changed({host, exe}, core ? format_record_id(*core) : std::string());
+  }
   if (auto id = id_of(name, common::k_record_suffix)) {
     // A record counted by its place is read again when rewritten: once readable, it is no
     // longer reported unreadable (its crash stays in the series it was first counted in).
     if (appeared && (!m_state.has_record(*id) || m_state.is_skipped(relpath(host, exe, name)))) {
       if (auto dfd = open_exe_dir(host, exe)) {
-        ingest_record(dfd->get(), w.dir, name, *id);
+        bool complete = true;
+        ingest_record(dfd->get(), w.dir, *id, nullptr, complete);
       }
     } else if (vanished) {
       // Normally the ledger event that marks this id pending came first. If we have not seen
@@ -393,6 +453,20 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
   }
   auto it = m_watches.find(wd);
   if (it == m_watches.end()) {
+    return;
+  }
+  if (it->second.kind == Kind::index) {
+    // Another process touched the index (or its directory went): checked at the next flush.
+    // Ours change the file and its WAL too (a stat() tells them apart); the -shm changes with
+    // every reader, through a mapping that inotify does not see anyway.
+    const bool file = name.starts_with(common::index::k_index_file) &&
+                      !((mask & IN_MODIFY) && name.ends_with("-shm"));
+    if (m_index && (file || (mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)))) {
+      m_index->suspect();
+    }
+    if (mask & IN_IGNORED) {
+      m_watches.erase(it);
+    }
     return;
   }
   if (mask & IN_IGNORED) {
@@ -431,6 +505,12 @@ void StoreWatcher::handle_event(int wd, uint32_t mask, std::string_view name) {
   if (name == common::k_ledger_name && w.kind == Kind::root) {
     if (mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) {
       reload_ledger(/*force=*/false, /*check_records=*/true);
+    }
+    return;
+  }
+  if (name == common::index::k_index_dir && w.kind == Kind::root) {
+    if (m_index) {
+      m_index->suspect(); // the index's directory removed, replaced or moved
     }
     return;
   }
@@ -513,6 +593,23 @@ bool StoreWatcher::recover_root() {
   spdlog::warn("Store {} is back (re-created or moved back); counting again",
                common::printable(common::quoted(m_store.root())));
   return true;
+}
+
+void StoreWatcher::watch_index() {
+  // Absent (no writer created it yet, or we only read it): nothing to watch, nothing to heal.
+  add_watch(common::index::k_index_dir, Watch{Kind::index, {}, 0});
+}
+
+int StoreWatcher::flush_index() {
+  if (!m_index || m_root_lost) {
+    return -1;
+  }
+  // Without the state's lock: the index is the watcher's alone, and scrapes need not wait on it.
+  const auto flushed = m_index->flush(m_store, [&] { return m_dirs; });
+  if (flushed.reopened) {
+    watch_index();
+  }
+  return flushed.next_ms;
 }
 
 common::Expected<void> StoreWatcher::process_events() {

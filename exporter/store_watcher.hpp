@@ -1,11 +1,13 @@
-// Follows the store: a full scan at start, then inotify on the root, every host directory and
-// every executable directory, feeding a CrashState.
+// Follows the store: a full scan at start (from the store's index for the directories it holds
+// unchanged), then inotify on the root, every host directory and every executable directory,
+// feeding a CrashState and keeping the index current (index_sync.hpp).
 #pragma once
 
 #include "common/base/error.hpp"
 #include "common/base/fd.hpp"
 #include "common/store/store.hpp"
 #include "exporter/crash_state.hpp"
+#include "exporter/index_sync.hpp"
 
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -14,6 +16,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -22,14 +26,23 @@ namespace exporter {
 
 class StoreWatcher {
 public:
+  // Whether the store's index is used (read at start, written while running).
+  enum class UseIndex { yes, no };
+
   // Opens the store root and an inotify instance; every change to `state` happens under `mutex`.
-  static common::Expected<std::unique_ptr<StoreWatcher>>
-  create(const std::string& root, CrashState& state, std::mutex& mutex);
+  static common::Expected<std::unique_ptr<StoreWatcher>> create(const std::string& root,
+                                                                CrashState& state,
+                                                                std::mutex& mutex,
+                                                                UseIndex use_index = UseIndex::yes);
 
   // Lists the whole store (watching each directory before listing it, so nothing created
   // meanwhile is missed), reads every record not yet known and the ledger, then settles the
   // state. Records no longer there are removed. Returns the scan's duration in seconds.
   double scan();
+
+  // Of the directories the last full scan listed, how many were counted from the index's rows
+  // (the rest from their files).
+  std::pair<size_t, size_t> indexed_dirs() const { return {m_from_index, m_listed_dirs}; }
 
   // The inotify descriptor, to poll for readability.
   int fd() const { return m_inotify.get(); }
@@ -37,6 +50,10 @@ public:
   // Reads the events available now and applies them (a full scan() after a queue overflow).
   // Returns an error only when the inotify descriptor itself fails.
   common::Expected<void> process_events();
+
+  // Writes the index's pending changes; returns the milliseconds until it wants to run again
+  // (-1: nothing pending).
+  int flush_index();
 
   // True when some directory could not be watched (the inotify watch limit), or the store's
   // root was removed or moved: the caller then calls scan() periodically, so changes show up
@@ -46,7 +63,8 @@ public:
 private:
   // `parent`: the directory the store's root is in, watched while the root is gone, for the
   // root to come back (re-created, or moved back).
-  enum class Kind { root, host, exe, parent };
+  // `index`: the index's own directory, for another process touching the index file.
+  enum class Kind { root, host, exe, parent, index };
   struct Watch {
     Kind kind = Kind::root;
     std::string host; // host component (host and exe watches)
@@ -67,12 +85,16 @@ private:
   bool add_watch(const std::string& relpath, Watch watch);
   // Walks the part of the store in `scope` (common::Store::walk), watching each directory
   // before listing it and reading the records not yet known.
-  void walk(const common::Store::WalkScope& scope, bool rescan);
+  // Returns false when the walk failed (for the whole store: its root could not be listed).
+  bool walk(const common::Store::WalkScope& scope, bool rescan);
   void scan_exe_dir(const std::string& host, const std::string& exe, int dirfd, bool rescan);
-  void ingest_record(int exe_dirfd, uint32_t dir, const std::string& name, uint64_t id);
-  // Counts a record that cannot be parsed (or is too large) from its place in the store.
-  void count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,
-                      const struct stat& st);
+  // Reads <id>.json and counts it (count_row); its row is added to `rows` when given. `complete`
+  // turns false when the file could not be read.
+  void ingest_record(int exe_dirfd, uint32_t dir, uint64_t id, common::index::IndexedDir* rows,
+                     bool& complete);
+  // Counts a record as its row says (read from its file or from the index), or marks it skipped.
+  void count_row(uint32_t dir, uint64_t id, const common::index::IndexedRecord& row);
+  void watch_index();
   uint64_t core_bytes(int exe_dirfd, uint64_t id) const;
   bool record_exists(uint64_t id, uint32_t dir) const;
   Stamp ledger_stamp() const;
@@ -100,6 +122,10 @@ private:
   std::map<std::pair<std::string, std::string>, uint32_t> m_dir_index;
   std::unordered_map<int, Watch> m_watches;
   Stamp m_ledger_stamp;
+  std::unique_ptr<IndexSync> m_index; // null without an index (UseIndex::no)
+  std::optional<std::set<common::index::DirKey>> m_walk_present; // during a full scan
+  size_t m_from_index = 0;
+  size_t m_listed_dirs = 0;
   bool m_degraded = false;
   bool m_root_lost = false;
   bool m_rescan = false;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -40,7 +41,19 @@ const std::vector<const char*> k_steps = {
     "CREATE VIEW groups AS SELECT signature, min(time) AS first_seen, max(time) AS last_seen,"
     " count(*) AS count, group_concat(DISTINCT hostname) AS hosts FROM records"
     " WHERE listed AND signature != '' GROUP BY signature;",
+    // Version 3: what the exporter counts, so that it starts from the index too. A row of an
+    // older version has no form: the exporter reads that directory's files again.
+    "ALTER TABLE records ADD COLUMN form INTEGER;"
+    "ALTER TABLE records ADD COLUMN record_bytes INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE records ADD COLUMN core_bytes INTEGER NOT NULL DEFAULT 0;",
 };
+
+constexpr const char* k_record_columns =
+    "id, listed, time, hostname, executable, executable_deleted, signal, signal_name, pid, uid,"
+    " comm, core_reason, core_present, core_size, core_removed, core_file, signature, site, form,"
+    " record_bytes, core_bytes";
+// The largest Form value a row may hold; anything else is read as "no form".
+constexpr int64_t k_max_form = static_cast<int64_t>(Form::not_regular);
 
 std::string sqlite_message(sqlite3* db, const std::string& what) {
   return what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
@@ -114,6 +127,81 @@ Expected<int64_t> pragma_int(sqlite3* db, const char* sql) {
   return st.i64(0);
 }
 
+// The SQL that inserts one record row (or replaces the row of its id).
+std::string insert_record_sql() {
+  return std::string("INSERT OR REPLACE INTO records (host, exe, ") + k_record_columns +
+         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+         " ?18, ?19, ?20, ?21, ?22, ?23)";
+}
+
+// The SQL that selects k_record_columns of the rows `where` names.
+std::string select_records_sql(const char* where) {
+  return std::string("SELECT host, exe, ") + k_record_columns + " FROM records " + where;
+}
+
+// Binds and inserts one record row of directory `key`; false on a write error.
+bool insert_record(Statement& put, const DirKey& key, const IndexedRecord& r) {
+  int i = 1;
+  put.bind(i++, key.first);
+  put.bind(i++, key.second);
+  put.bind(i++, r.id);
+  put.bind(i++, int64_t{r.listed});
+  put.bind(i++, r.time);
+  put.bind(i++, r.hostname);
+  put.bind(i++, r.executable);
+  put.bind(i++, int64_t{r.executable_deleted});
+  put.bind(i++, int64_t{r.signal});
+  put.bind(i++, r.signal_name);
+  put.bind(i++, r.pid);
+  put.bind(i++, r.uid);
+  put.bind(i++, r.comm);
+  put.bind(i++, r.core_reason);
+  put.bind(i++, int64_t{r.core_present});
+  // SQLite integers are signed: sizes above 2^63 do not occur (a core is bounded).
+  put.bind(i++, static_cast<int64_t>(r.core_size));
+  put.bind(i++, int64_t{r.core_removed});
+  put.bind(i++, int64_t{r.core_file});
+  put.bind(i++, r.signature);
+  put.bind(i++, r.site);
+  put.bind(i++, r.form ? std::optional<int64_t>(static_cast<int64_t>(*r.form)) : std::nullopt);
+  put.bind(i++, static_cast<int64_t>(r.record_bytes));
+  put.bind(i++, static_cast<int64_t>(r.core_bytes));
+  const int rc = put.step();
+  put.reset();
+  return rc == SQLITE_DONE;
+}
+
+// The record of a row selected by select_records_sql() (columns from 2 on).
+IndexedRecord record_of(const Statement& st) {
+  IndexedRecord r;
+  r.id = st.text(2);
+  r.listed = st.i64(3) != 0;
+  r.time = st.i64(4);
+  r.hostname = st.text(5);
+  r.executable = st.text(6);
+  r.executable_deleted = st.i64(7) != 0;
+  r.signal = static_cast<int>(st.i64(8));
+  r.signal_name = st.text(9);
+  r.pid = st.opt(10);
+  r.uid = st.opt(11);
+  r.comm = st.text(12);
+  r.core_reason = st.text(13);
+  r.core_present = st.i64(14) != 0;
+  r.core_size = static_cast<uint64_t>(st.i64(15));
+  r.core_removed = st.i64(16) != 0;
+  r.core_file = st.i64(17) != 0;
+  r.signature = st.text(18);
+  r.site = st.text(19);
+  // A value no writer produces is no form: the directory's files are read again.
+  if (const auto form = st.opt(20); form && *form >= 0 && *form <= k_max_form) {
+    r.form = static_cast<Form>(*form);
+  }
+  // Negative sizes are no writer's either; read as unknown (0).
+  r.record_bytes = static_cast<uint64_t>(std::max<int64_t>(st.i64(21), 0));
+  r.core_bytes = static_cast<uint64_t>(std::max<int64_t>(st.i64(22), 0));
+  return r;
+}
+
 // The index file's path for SQLite. The directory it is in was opened without following links
 // and checked; SQLITE_OPEN_NOFOLLOW refuses a link in the file's place.
 std::string file_path(const std::string& root) {
@@ -171,7 +259,8 @@ Expected<DirState> dir_state(int dirfd) {
 
 Index::Index(Index&& o) noexcept
     : m_db(std::exchange(o.m_db, nullptr)), m_lock(std::move(o.m_lock)), m_access(o.m_access),
-      m_rebuilt(std::move(o.m_rebuilt)), m_reading(std::exchange(o.m_reading, false)) {}
+      m_rebuilt(std::move(o.m_rebuilt)), m_path(std::move(o.m_path)),
+      m_reading(std::exchange(o.m_reading, false)) {}
 
 Index& Index::operator=(Index&& o) noexcept {
   if (this != &o) {
@@ -180,6 +269,7 @@ Index& Index::operator=(Index&& o) noexcept {
     m_lock = std::move(o.m_lock);
     m_access = o.m_access;
     m_rebuilt = std::move(o.m_rebuilt);
+    m_path = std::move(o.m_path);
     m_reading = std::exchange(o.m_reading, false);
   }
   return *this;
@@ -264,6 +354,7 @@ Expected<Index> Index::open(int store_fd, const std::string& store_root, Access 
 
   Index index;
   index.m_access = access;
+  index.m_path = file_path(store_root);
   if (access == Access::write) {
     const int lfd =
         ::openat(dfd, k_lock_file, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, k_index_file_mode);
@@ -315,6 +406,14 @@ Expected<Index> Index::open(int store_fd, const std::string& store_root, Access 
       if (auto limit = exec(index.m_db, "PRAGMA journal_size_limit = 0", "Failed to limit the WAL");
           !limit) {
         return limit;
+      }
+      // The index is derived from the files: a commit lost to a power cut costs a rescan of
+      // those directories, never a wrong answer (WAL keeps the file consistent), so commits
+      // need not wait for an fsync each.
+      if (auto sync =
+              exec(index.m_db, "PRAGMA synchronous = NORMAL", "Failed to set the index's sync");
+          !sync) {
+        return sync;
       }
     }
     if (auto ok = index.check_schema(); !ok) {
@@ -388,10 +487,7 @@ Expected<std::map<DirKey, IndexedDir>> Index::load() const {
           fail(sqlite_message(m_db, "Failed to read the index"))));
     }
   }
-  Statement st(m_db, "SELECT host, exe, id, listed, time, hostname, executable,"
-                     " executable_deleted, signal, signal_name, pid, uid, comm, core_reason,"
-                     " core_present, core_size, core_removed, core_file, signature, site"
-                     " FROM records ORDER BY host, exe, id");
+  Statement st(m_db, select_records_sql("ORDER BY host, exe, id").c_str());
   int rc = st.ok() ? SQLITE_ROW : SQLITE_ERROR;
   IndexedDir* dir = nullptr;
   DirKey last;
@@ -406,25 +502,7 @@ Expected<std::map<DirKey, IndexedDir>> Index::load() const {
       dir = &it->second;
       last = std::move(key);
     }
-    IndexedRecord r;
-    r.id = st.text(2);
-    r.listed = st.i64(3) != 0;
-    r.time = st.i64(4);
-    r.hostname = st.text(5);
-    r.executable = st.text(6);
-    r.executable_deleted = st.i64(7) != 0;
-    r.signal = static_cast<int>(st.i64(8));
-    r.signal_name = st.text(9);
-    r.pid = st.opt(10);
-    r.uid = st.opt(11);
-    r.comm = st.text(12);
-    r.core_reason = st.text(13);
-    r.core_present = st.i64(14) != 0;
-    r.core_size = static_cast<uint64_t>(st.i64(15));
-    r.core_removed = st.i64(16) != 0;
-    r.core_file = st.i64(17) != 0;
-    r.signature = st.text(18);
-    r.site = st.text(19);
+    IndexedRecord r = record_of(st);
     dir->records.push_back(std::move(r));
   }
   if (rc != SQLITE_DONE) {
@@ -690,8 +768,7 @@ Expected<void> Index::update(const std::vector<std::pair<DirKey, IndexedDir>>& f
     Statement del_dir(m_db, "DELETE FROM dirs WHERE host = ?1 AND exe = ?2");
     Statement del_rec(m_db, "DELETE FROM records WHERE host = ?1 AND exe = ?2");
     Statement put_dir(m_db, "INSERT INTO dirs VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    Statement put_rec(m_db, "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
-                            " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)");
+    Statement put_rec(m_db, insert_record_sql().c_str());
     if (!del_dir.ok() || !del_rec.ok() || !put_dir.ok() || !put_rec.ok()) {
       return rollback("Failed to update the index");
     }
@@ -728,31 +805,7 @@ Expected<void> Index::update(const std::vector<std::pair<DirKey, IndexedDir>>& f
         return rollback("Failed to update the index");
       }
       for (const auto& r : d.records) {
-        int i = 1;
-        put_rec.bind(i++, key.first);
-        put_rec.bind(i++, key.second);
-        put_rec.bind(i++, r.id);
-        put_rec.bind(i++, int64_t{r.listed});
-        put_rec.bind(i++, r.time);
-        put_rec.bind(i++, r.hostname);
-        put_rec.bind(i++, r.executable);
-        put_rec.bind(i++, int64_t{r.executable_deleted});
-        put_rec.bind(i++, int64_t{r.signal});
-        put_rec.bind(i++, r.signal_name);
-        put_rec.bind(i++, r.pid);
-        put_rec.bind(i++, r.uid);
-        put_rec.bind(i++, r.comm);
-        put_rec.bind(i++, r.core_reason);
-        put_rec.bind(i++, int64_t{r.core_present});
-        // SQLite integers are signed: sizes above 2^63 do not occur (a core is bounded).
-        put_rec.bind(i++, static_cast<int64_t>(r.core_size));
-        put_rec.bind(i++, int64_t{r.core_removed});
-        put_rec.bind(i++, int64_t{r.core_file});
-        put_rec.bind(i++, r.signature);
-        put_rec.bind(i++, r.site);
-        const int rrc = put_rec.step();
-        put_rec.reset();
-        if (rrc != SQLITE_DONE) {
+        if (!insert_record(put_rec, key, r)) {
           return rollback("Failed to update the index");
         }
       }
@@ -762,6 +815,172 @@ Expected<void> Index::update(const std::vector<std::pair<DirKey, IndexedDir>>& f
     return rollback("Failed to commit the index");
   }
   return {};
+}
+
+Expected<std::optional<IndexedDir>> Index::dir(const DirKey& key) const {
+  if (auto begun = exec(m_db, "BEGIN", "Failed to read the index"); !begun) {
+    return std::unexpected(begun.error());
+  }
+  auto done = [&](auto result) {
+    exec(m_db, "COMMIT", "commit");
+    return result;
+  };
+  using Result = Expected<std::optional<IndexedDir>>;
+  Statement row(m_db, "SELECT ino, mtime_ns, entries, malformed FROM dirs"
+                      " WHERE host = ?1 AND exe = ?2");
+  if (!row.ok()) {
+    return done(Result(fail(sqlite_message(m_db, "Failed to read the index"))));
+  }
+  row.bind(1, key.first);
+  row.bind(2, key.second);
+  const int rc = row.step();
+  if (rc == SQLITE_DONE) {
+    return done(Result(std::nullopt));
+  }
+  if (rc != SQLITE_ROW) {
+    return done(Result(fail(sqlite_message(m_db, "Failed to read the index"))));
+  }
+  IndexedDir d;
+  d.state =
+      DirState{static_cast<uint64_t>(row.i64(0)), row.i64(1), static_cast<uint64_t>(row.i64(2))};
+  d.malformed = static_cast<size_t>(row.i64(3));
+  Statement st(m_db, select_records_sql("WHERE host = ?1 AND exe = ?2 ORDER BY id").c_str());
+  if (!st.ok()) {
+    return done(Result(fail(sqlite_message(m_db, "Failed to read the index"))));
+  }
+  st.bind(1, key.first);
+  st.bind(2, key.second);
+  int rrc;
+  while ((rrc = st.step()) == SQLITE_ROW) {
+    d.records.push_back(record_of(st));
+  }
+  if (rrc != SQLITE_DONE) {
+    return done(Result(fail(sqlite_message(m_db, "Failed to read the index"))));
+  }
+  return done(Result(std::move(d)));
+}
+
+Expected<void> Index::patch(const DirKey& key, const DirState& state,
+                            const std::vector<IndexedRecord>& put,
+                            const std::vector<std::string>& removed) {
+  if (m_access != Access::write) {
+    return fail("The index is open read-only");
+  }
+  if (auto begun = exec(m_db, "BEGIN IMMEDIATE", "Failed to update the index"); !begun) {
+    return begun;
+  }
+  auto rollback = [&](const std::string& what) -> Expected<void> {
+    const std::string msg = sqlite_message(m_db, what);
+    exec(m_db, "ROLLBACK", "rollback");
+    return fail(msg);
+  };
+  {
+    Statement del(m_db, "DELETE FROM records WHERE host = ?1 AND exe = ?2 AND id = ?3");
+    Statement ins(m_db, insert_record_sql().c_str());
+    // The directory's row last: its malformed count is that of the rows now there.
+    Statement dir(m_db, "INSERT OR REPLACE INTO dirs (host, exe, ino, mtime_ns, entries, malformed)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, (SELECT count(*) FROM records"
+                        " WHERE host = ?1 AND exe = ?2 AND (form IS NULL OR form != 0)))");
+    if (!del.ok() || !ins.ok() || !dir.ok()) {
+      return rollback("Failed to update the index");
+    }
+    for (const auto& id : removed) {
+      del.bind(1, key.first);
+      del.bind(2, key.second);
+      del.bind(3, id);
+      const int rc = del.step();
+      del.reset();
+      if (rc != SQLITE_DONE) {
+        return rollback("Failed to update the index");
+      }
+    }
+    for (const auto& r : put) {
+      if (!insert_record(ins, key, r)) {
+        return rollback("Failed to update the index");
+      }
+    }
+    dir.bind(1, key.first);
+    dir.bind(2, key.second);
+    dir.bind(3, static_cast<int64_t>(state.ino));
+    dir.bind(4, state.mtime_ns);
+    dir.bind(5, static_cast<int64_t>(state.entries));
+    if (dir.step() != SQLITE_DONE) {
+      return rollback("Failed to update the index");
+    }
+  }
+  if (sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return rollback("Failed to commit the index");
+  }
+  return {};
+}
+
+Expected<void> Index::forget(const DirKey& key) {
+  if (m_access != Access::write) {
+    return fail("The index is open read-only");
+  }
+  if (auto begun = exec(m_db, "BEGIN IMMEDIATE", "Failed to update the index"); !begun) {
+    return begun;
+  }
+  for (const char* sql : {"DELETE FROM dirs WHERE host = ?1 AND exe = ?2",
+                          "DELETE FROM records WHERE host = ?1 AND exe = ?2"}) {
+    Statement st(m_db, sql);
+    if (st.ok()) {
+      st.bind(1, key.first);
+      st.bind(2, key.second);
+    }
+    if (!st.ok() || st.step() != SQLITE_DONE) {
+      const std::string msg = sqlite_message(m_db, "Failed to update the index");
+      exec(m_db, "ROLLBACK", "rollback");
+      return fail(msg);
+    }
+  }
+  if (sqlite3_exec(m_db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const std::string msg = sqlite_message(m_db, "Failed to commit the index");
+    exec(m_db, "ROLLBACK", "rollback");
+    return fail(msg);
+  }
+  return {};
+}
+
+Expected<void> Index::verify() const {
+  sqlite3* db = nullptr;
+  const int rc =
+      sqlite3_open_v2(m_path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, nullptr);
+  std::unique_ptr<sqlite3, int (*)(sqlite3*)> own(db, sqlite3_close);
+  if (rc != SQLITE_OK) {
+    return fail(sqlite_message(db, "Failed to open the index"));
+  }
+  sqlite3_busy_timeout(db, k_busy_timeout_ms);
+  auto app = pragma_int(db, "PRAGMA application_id");
+  auto version = pragma_int(db, "PRAGMA user_version");
+  if (!app || !version) {
+    return std::unexpected(!app ? app.error() : version.error());
+  }
+  if (*app != k_application_id) {
+    return fail("the index is another application's database");
+  }
+  if (*version != k_schema_version) {
+    return fail("the index has schema version " + std::to_string(*version) + ", this build " +
+                std::to_string(k_schema_version));
+  }
+  Statement check(db, "PRAGMA quick_check");
+  if (!check.ok() || check.step() != SQLITE_ROW || check.text(0) != "ok") {
+    return fail(sqlite_message(db, "the index failed its check"));
+  }
+  return {};
+}
+
+Expected<std::set<DirKey>> Index::formless() const {
+  std::set<DirKey> out;
+  Statement st(m_db, "SELECT DISTINCT host, exe FROM records WHERE form IS NULL");
+  int rc = st.ok() ? SQLITE_ROW : SQLITE_ERROR;
+  while (st.ok() && (rc = st.step()) == SQLITE_ROW) {
+    out.insert({st.text(0), st.text(1)});
+  }
+  if (rc != SQLITE_DONE) {
+    return fail(sqlite_message(m_db, "Failed to read the index"));
+  }
+  return out;
 }
 
 } // namespace common::index

@@ -29,7 +29,7 @@ inline constexpr const char* k_index_dir = ".index";
 inline constexpr const char* k_index_file = "index.sqlite";
 inline constexpr const char* k_lock_file = "writer.lock";
 // The schema this build writes; older files are migrated, newer or unknown ones rebuilt.
-inline constexpr int k_schema_version = 2;
+inline constexpr int k_schema_version = 3;
 // PRAGMA application_id of our files ("pcIX"): a database of anything else is foreign.
 inline constexpr int32_t k_application_id = 0x70634958;
 // Modes: like records (the store user and its group).
@@ -45,6 +45,11 @@ struct DirState {
   uint64_t entries = 0; // names in the directory
   bool operator==(const DirState&) const = default;
 };
+
+// How the exporter counts a record file (schema 3): read and counted by its labels, counted by
+// its place in the store (too large or not a valid record), or not counted at all (a symbolic
+// link, or not a regular file).
+enum class Form : uint8_t { parsed = 0, by_place = 1, link = 2, not_regular = 3 };
 
 // One record as list views, filters, counters and groups need it.
 struct IndexedRecord {
@@ -66,6 +71,11 @@ struct IndexedRecord {
   bool core_file = false;
   std::string signature;
   std::string site;
+  // What the exporter counts (schema 3). A row without a form (written by a reader that does not
+  // count) makes the exporter read its directory's files again.
+  std::optional<Form> form;
+  uint64_t record_bytes = 0; // allocated bytes of the record file
+  uint64_t core_bytes = 0;   // allocated bytes of its core (a regular file), 0 without
   bool operator==(const IndexedRecord&) const = default;
 };
 
@@ -147,6 +157,23 @@ public:
   Expected<void> update(const std::vector<std::pair<DirKey, IndexedDir>>& fresh,
                         const std::set<DirKey>& present);
 
+  // One directory as the index holds it (nullopt when it holds no row for it).
+  Expected<std::optional<IndexedDir>> dir(const DirKey& key) const;
+  // In one transaction: a directory's new state, its records in `put` added or replaced (by id),
+  // those in `removed` dropped, its count of malformed records recomputed from its rows (records
+  // whose form is not `parsed`). Rolls back on any error, like update().
+  Expected<void> patch(const DirKey& key, const DirState& state,
+                       const std::vector<IndexedRecord>& put,
+                       const std::vector<std::string>& removed);
+  // Drops a directory and its records (one that could not be read whole).
+  Expected<void> forget(const DirKey& key);
+  // Checks the file again, as open() does, through a connection of its own (so that no page this
+  // one cached hides a change): its application id and schema version, and its pages (PRAGMA
+  // quick_check). For a writer that saw another process touch the file.
+  Expected<void> verify() const;
+  // The directories with a record row that has no form (written by a reader that does not count).
+  Expected<std::set<DirKey>> formless() const;
+
 private:
   Index() = default;
   Expected<void> check_schema();
@@ -156,6 +183,7 @@ private:
   UniqueFd m_lock;
   Access m_access = Access::read;
   std::string m_rebuilt;
+  std::string m_path; // of the file, for verify()
   bool m_reading = false;
 };
 

@@ -29,7 +29,8 @@ ALLOWED = {
                 "common/sandbox", "common/packages"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
             "common/sandbox", "common/index", "common/packages", "common/s3"},
-    "exporter": {"common/base", "common/config", "common/record", "common/store"},
+    "exporter": {"common/base", "common/config", "common/record", "common/store",
+                 "common/index"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }
 # Files with more than their layer's rights: pc_retention (in common/store) reads its settings.

@@ -297,3 +297,104 @@ TEST_CASE("index: a directory's state is its inode, mtime and entry count", "[in
   CHECK(after->entries == 2);
   CHECK(after->ino == before->ino);
 }
+
+TEST_CASE("index: a version 2 file is migrated, its rows kept without a form", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  fs::create_directory(t.path() / common::index::k_index_dir);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(index_file(t).c_str(), &db) == SQLITE_OK);
+  const std::string v2 =
+      std::string(common::index::schema_steps().at(0)) + common::index::schema_steps().at(1) +
+      "PRAGMA application_id = " + std::to_string(common::index::k_application_id) +
+      "; PRAGMA user_version = 2;"
+      "INSERT INTO dirs VALUES ('h', 'e', 1, 2, 3, 0);"
+      "INSERT INTO records VALUES ('h', 'e', '00000000000000a0', 1, 5, 'h', '/e', 0, 11, 'SEGV',"
+      " 1, NULL, 'e', 'stored', 1, 9, 0, 1, '', '');";
+  REQUIRE(sqlite3_exec(db, v2.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  auto w = Index::open(fd.get(), t.str(), Access::write);
+  REQUIRE(w);
+  CHECK(w->rebuilt().empty());
+  auto d = w->dir({"h", "e"});
+  REQUIRE(d);
+  REQUIRE(*d);
+  REQUIRE((*d)->records.size() == 1);
+  CHECK((*d)->records[0].signal_name == "SEGV");
+  CHECK_FALSE((*d)->records[0].form); // an older writer's row: the exporter reads the file
+  CHECK((*d)->records[0].record_bytes == 0);
+}
+
+TEST_CASE("index: a directory patched record by record, read back and forgotten", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  auto w = Index::open(fd.get(), t.str(), Access::write);
+  REQUIRE(w);
+  const DirKey key{"web01", "usr!bin!app"};
+  auto none = w->dir(key);
+  REQUIRE(none);
+  CHECK_FALSE(*none);
+  IndexedDir d = sample_dir(3, 7);
+  for (auto& r : d.records) {
+    r.form = r.listed ? common::index::Form::parsed : common::index::Form::link;
+    r.record_bytes = 4096;
+    r.core_bytes = r.listed ? 8192 : 0;
+  }
+  REQUIRE(w->patch(key, d.state, d.records, {}));
+  auto got = w->dir(key);
+  REQUIRE(got);
+  REQUIRE(*got);
+  CHECK((*got)->state == d.state);
+  CHECK((*got)->malformed == 1); // the link: recounted from the rows
+  REQUIRE((*got)->records.size() == d.records.size());
+  for (size_t i = 0; i < d.records.size(); ++i) {
+    CHECK((*got)->records[i] == d.records[i]);
+  }
+  SECTION("a record replaced, one removed, the state moved on") {
+    IndexedRecord changed = d.records[0];
+    changed.core_removed = true;
+    changed.core_file = false;
+    changed.core_bytes = 0;
+    changed.form = common::index::Form::by_place;
+    const common::index::DirState later{42, 9, 5};
+    REQUIRE(w->patch(key, later, {changed}, {d.records[1].id, "no-such-id"}));
+    auto after = w->dir(key);
+    REQUIRE(after);
+    REQUIRE(*after);
+    CHECK((*after)->state == later);
+    CHECK((*after)->malformed == 2);
+    REQUIRE((*after)->records.size() == d.records.size() - 1);
+    CHECK((*after)->records[0] == changed);
+    // Other readers see the same rows through load().
+    auto all = w->load();
+    REQUIRE(all);
+    CHECK(all->at(key).records == (*after)->records);
+  }
+  SECTION("forgotten: no row, no records") {
+    REQUIRE(w->forget(key));
+    auto gone = w->dir(key);
+    REQUIRE(gone);
+    CHECK_FALSE(*gone);
+    CHECK(w->load()->empty());
+  }
+  SECTION("a reader can neither patch nor forget") {
+    auto r = Index::open(fd.get(), t.str(), Access::read);
+    REQUIRE(r);
+    CHECK_FALSE(r->patch(key, d.state, {}, {}));
+    CHECK_FALSE(r->forget(key));
+  }
+}
+
+TEST_CASE("index: verify() notices another process's schema or damaged pages", "[index]") {
+  test::TempDir t;
+  auto fd = open_dir(t);
+  auto w = Index::open(fd.get(), t.str(), Access::write);
+  REQUIRE(w);
+  REQUIRE(w->update({{{"h", "e"}, sample_dir(3, 7)}}, {{"h", "e"}}));
+  CHECK(w->verify());
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(index_file(t).c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK_FALSE(w->verify());
+}
