@@ -2,6 +2,7 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
+#include "common/packages/group_state.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record.hpp"
@@ -72,6 +73,7 @@ struct RecordLabels {
   common::SeriesKey key;
   std::string id;
   int64_t time = 0;
+  std::string group; // common::group_key()
 };
 
 std::optional<RecordLabels> parse_labels(std::string_view text) {
@@ -85,7 +87,8 @@ std::optional<RecordLabels> parse_labels(std::string_view text) {
   r.signal = view->signal;
   r.signal_name = std::move(view->signal_name);
   r.core.present = view->core.present;
-  return RecordLabels{common::series_of(r), std::move(view->id), view->time};
+  std::string group = common::group_key(view->signature, r.executable, view->signal);
+  return RecordLabels{common::series_of(r), std::move(view->id), view->time, std::move(group)};
 }
 
 uint64_t allocated(const struct stat& st) {
@@ -208,7 +211,73 @@ void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, const std::string&
     return;
   }
   m_state.set_skipped(rel, std::nullopt);
-  m_state.add_record(id, dir, record->key, record->time, allocated(st), core_bytes(exe_dirfd, id));
+  if (m_state.add_record(id, dir, record->key, record->time, allocated(st),
+                         core_bytes(exe_dirfd, id))) {
+    observe_group(record->group, record->time, record->key, text);
+  }
+}
+
+void StoreWatcher::observe_group(const std::string& group, int64_t time,
+                                 const common::SeriesKey& key, std::string_view text) {
+  GroupTracker& groups = m_state.groups();
+  std::string refines;
+  std::optional<common::CrashVersion> version;
+  // The whole record only for the few that need it (a group not seen yet, a crash after a
+  // resolve mark): the summary reader already checked the text's size and depth.
+  if (groups.wants_details(group, time)) {
+    const auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_object()) {
+      if (auto c = j.find("crash"); c != j.end() && c->is_object()) {
+        if (auto r = c->find("signature_refines"); r != c->end() && r->is_string()) {
+          refines = r->get<std::string>();
+        }
+      }
+      version = common::crash_version(j);
+    }
+  }
+  groups.observe(group, time, common::GroupLabel{key.hostname, key.executable, key.signal},
+                 std::move(refines), std::move(version));
+}
+
+void StoreWatcher::settle() {
+  m_state.settle();
+  GroupTracker& groups = m_state.groups();
+  if (!m_groups_loaded) {
+    m_groups_loaded = true;
+    auto seen = common::read_seen(m_store.fd());
+    if (!seen) {
+      // Started over: the counters restart (a reset Prometheus handles) rather than count every
+      // group in the store as new.
+      spdlog::error("Not using the seen-set {}/{}/{}: {}; starting a new one from the groups in "
+                    "the store",
+                    common::printable(m_store.root()), common::k_groups_dir, common::k_seen_name,
+                    seen.error().message);
+    }
+    groups.load(seen ? std::move(*seen) : std::nullopt);
+  }
+  const Stamp marks = file_stamp(std::string(common::k_groups_dir) + "/" + common::k_marks_name);
+  if (marks != m_marks_stamp) {
+    auto read = common::read_marks(m_store.fd());
+    if (read) {
+      groups.set_marks(std::move(*read));
+      m_marks_stamp = marks;
+    } else {
+      spdlog::warn("Ignoring the resolve marks: {}", common::printable(read.error().message));
+      m_marks_stamp = marks;
+    }
+  }
+  if (groups.settle()) {
+    if (auto w = common::write_seen(m_store.fd(), groups.seen()); !w) {
+      if (!m_seen_write_failed) {
+        spdlog::warn("Failed to write the seen-set ({}); new-signature and regression counts "
+                     "are not kept across a restart until it can be written",
+                     common::printable(w.error().message));
+      }
+      m_seen_write_failed = true;
+    } else {
+      m_seen_write_failed = false;
+    }
+  }
 }
 
 void StoreWatcher::count_by_place(int exe_dirfd, uint32_t dir, const std::string& rel, uint64_t id,
@@ -284,8 +353,12 @@ void StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
 }
 
 StoreWatcher::Stamp StoreWatcher::ledger_stamp() const {
+  return file_stamp(common::k_ledger_name);
+}
+
+StoreWatcher::Stamp StoreWatcher::file_stamp(const std::string& relpath) const {
   struct stat st {};
-  if (::fstatat(m_store.fd(), common::k_ledger_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(m_store.fd(), relpath.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return Stamp{};
   }
   return Stamp{true, st.st_ino, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
@@ -339,7 +412,7 @@ double StoreWatcher::scan() {
   // When the ledger did not change while we listed, every record we saw was there with that
   // ledger in place, so the per-record existence check (an fstatat() each) can be skipped.
   reload_ledger(/*force=*/true, /*check_records=*/ledger_stamp() != before || rescan);
-  m_state.settle();
+  settle();
   m_scanned = true;
   m_rescan = false;
   const double seconds =
@@ -543,7 +616,7 @@ common::Expected<void> StoreWatcher::process_events() {
       }
     }
     if (!m_rescan) {
-      m_state.settle();
+      settle();
       return {};
     }
   }

@@ -29,7 +29,7 @@ ALLOWED = {
                 "common/sandbox", "common/packages"},
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
             "common/sandbox", "common/index", "common/packages"},
-    "exporter": {"common/base", "common/config", "common/record", "common/store"},
+    "exporter": {"common/base", "common/config", "common/record", "common/store", "common/packages"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }
 # Files with more than their layer's rights: pc_retention (in common/store) reads its settings.
