@@ -29,8 +29,10 @@ Exit print_values(const Catalog& cat, const std::string& field) {
     value = [](const Crash& c, size_t) { return c.comm; };
   } else if (field == "hosts") {
     value = [](const Crash& c, size_t) { return c.hostname; };
+  } else if (field == "signatures") {
+    value = [](const Crash& c, size_t) { return c.signature; };
   } else {
-    return report(Exit::usage, "--list-values takes ids, exes, comms or hosts");
+    return report(Exit::usage, "--list-values takes ids, exes, comms, hosts or signatures");
   }
   std::set<std::string> values;
   for (const auto& c : cat.crashes) {
