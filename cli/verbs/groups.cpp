@@ -343,9 +343,7 @@ Exit cmd_resolve(Context& ctx) {
   });
   if (e == Exit::ok && !ctx.opts.quiet) {
     std::fprintf(stderr, "Marked %s resolved in %s.\n", printable(mark.group).c_str(),
-                 mark.package.empty() && mark.build_id.empty()
-                     ? "the next build"
-                     : printable(common::describe_mark(mark)).c_str());
+                 printable(common::describe_mark(mark)).c_str());
   }
   return e;
 }

@@ -259,7 +259,7 @@ std::string describe_mark(const ResolveMark& mark) {
   if (!mark.build_id.empty()) {
     return "build-id " + mark.build_id;
   }
-  return "-";
+  return "the next build";
 }
 
 CrashVersion crash_version(const json& record) {
@@ -373,11 +373,16 @@ Expected<Marks> parse_marks(std::string_view text) {
       }
       m.builds_before.push_back(b.get<std::string>());
     }
-    if (in.ok() && m.package.empty() == m.build_id.empty()) {
-      in.fail("a mark needs either a package and version or a build-id");
+    // A package mark (package and version), or a build mark (a build-id, or none: fixed in
+    // the next build; with the builds before it).
+    if (in.ok() && m.package.empty() != m.version.empty()) {
+      in.fail("a package mark needs a package and a version");
     }
-    if (in.ok() && !m.package.empty() && m.version.empty()) {
-      in.fail("a package mark without a version");
+    if (in.ok() && !m.package.empty() && (!m.build_id.empty() || !m.builds_before.empty())) {
+      in.fail("a mark is either a package's or a build's");
+    }
+    if (in.ok() && !m.build_id.empty() && !is_hex(m.build_id)) {
+      in.fail("'build_id' is not a build-id");
     }
     if (!in.ok()) {
       break;

@@ -51,7 +51,7 @@ struct ResolveMark {
   std::string group;    // the group key
   std::string package;  // PACKAGE=VERSION marks: the package …
   std::string version;  // … and the version the fix is in
-  std::string build_id; // build-id marks: the fixed executable's build-id
+  std::string build_id; // build-id marks: the fixed executable's build-id ("": the next build)
   // Build-id marks: the executable build-ids the group had crashed with when it was marked; a
   // later crash of one of them is an old build still running, not a regression.
   std::vector<std::string> builds_before;
@@ -69,7 +69,7 @@ struct Marks {
 // Parses `--in`'s value: "PACKAGE=VERSION" (a Debian version) or an executable build-id (hex,
 // 2 to 128 digits, lower-cased). An error names what is wrong.
 Expected<ResolveMark> parse_resolve_target(std::string_view text);
-// "libcrashy1=2.0-1" or "build-id 3f1a…".
+// "libcrashy1=2.0-1", "build-id 3f1a…" or "the next build".
 std::string describe_mark(const ResolveMark& mark);
 
 // What a crash ran with, as far as regressions are concerned: its executable's build-id and the

@@ -111,6 +111,16 @@ def test_resolve_in_a_build_id(tmp_path):
     assert s.groups()[A]["state"] == "resolved"
     s.put(now + 2, A, "1.0-1", build_id="cc33")
     assert s.groups()[A]["state"] == "regressed"
+    # Without --in: fixed in the next build; the builds seen so far stay resolved.
+    s.put(now + 3, C, "1.0-1", build_id="aa11")
+    corectl(s.config, "resolve", C)
+    assert s.groups()[C]["state"] == "resolved"
+    assert s.groups()[C]["resolved"]["in"] == "the next build"
+    time.sleep(1.1)
+    s.put(int(time.time()) + 1, C, "1.0-1", build_id="aa11")
+    assert s.groups()[C]["state"] == "resolved"
+    s.put(int(time.time()) + 2, C, "1.0-1", build_id="dd44")
+    assert s.groups()[C]["state"] == "regressed"
 
 
 def test_signature_version_change_keeps_the_group(tmp_path):

@@ -124,7 +124,10 @@ TEST_CASE("marks and seen-set round-trip through their text", "[group_state]") {
   b.builds_before = {"aa"};
   b.time = 1700000001;
   b.uid = 107;
-  marks.by_group = {{a.group, a}, {b.group, b}};
+  ResolveMark next; // resolve without --in: fixed in the next build
+  next.group = "1111222233334444";
+  next.builds_before = {"aa", "bb"};
+  marks.by_group = {{a.group, a}, {b.group, b}, {next.group, next}};
   auto m = parse_marks(marks_to_text(marks));
   REQUIRE(m);
   CHECK(m->by_group == marks.by_group);
@@ -150,7 +153,10 @@ TEST_CASE("hostile group files are refused", "[group_state]") {
            R"({"version": 1, "marks": {}})",
            R"({"version": 1, "marks": [1]})",
            R"({"version": 1, "marks": [{"group": 5}]})",
-           R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0}]})",
+           R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0, "version": "1"}]})",
+           R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0, "build_id": "xy"}]})",
+           R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0, "package": "p",
+               "version": "1", "build_id": "aa"}]})",
            R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0, "package": "p"}]})",
            R"({"version": 1, "marks": [{"group": "g", "time": "1", "uid": 0, "build_id": "aa"}]})",
            R"({"version": 1, "marks": [{"group": "g", "time": 1, "uid": 0, "build_id": "aa",
