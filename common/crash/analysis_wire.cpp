@@ -171,11 +171,9 @@ Expected<WireAnalysis> analysis_from_wire(std::string_view text, size_t max) {
     WireAnalysis w;
     w.analysis.symbol = symbol_from_wire(j.at("symbol"));
     if (const json& s = j.at("signature"); !s.is_null()) {
-      w.analysis.signature = SignatureV2{field<std::string>(s, "signature"),
-                                         field<std::string>(s, "input"),
-                                         field<std::vector<std::string>>(s, "chain"),
-                                         2,
-                                         {}};
+      w.analysis.signature =
+          SignatureV2{field<std::string>(s, "signature"), field<std::string>(s, "input"),
+                      field<std::vector<std::string>>(s, "chain")};
     }
     if (!j.is_object() || !j.at("stacks").is_array()) {
       return fail("analysis result is not an object with a stacks array");
