@@ -43,13 +43,15 @@ struct GroupFiles {
 
 GroupFiles read_group_files(const common::Store& store, bool quiet) {
   GroupFiles files;
+  // Both files are readable by the store's group; a user outside it sees the states of the
+  // records they can read, without marks.
   if (auto m = common::read_marks(store.fd()); !m) {
-    report(Exit::failure, "Ignoring the resolve marks: " + m.error().message);
+    if (m.error().sys_errno != EACCES) {
+      report(Exit::failure, "Ignoring the resolve marks: " + m.error().message);
+    }
   } else if (*m) {
     files.marks = std::move(**m);
   }
-  // The seen-set is the exporter's, readable by the store's group; a user without it sees the
-  // first crash of the records they can read.
   if (auto s = common::read_seen(store.fd()); !s) {
     if (s.error().sys_errno != EACCES && !quiet) {
       report(Exit::failure, "Ignoring the seen-set: " + s.error().message);
