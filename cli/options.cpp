@@ -97,10 +97,10 @@ void add_output(CLI::App* sub, Options& o, Raw& raw) {
 constexpr std::array<std::string_view, 6> k_global_with_value = {"-D",       "--store", "--config",
                                                                  "--remote", "--color", "--colour"};
 // clang-format off
-constexpr std::array<std::string_view, 22> k_verb_with_value = {
+constexpr std::array<std::string_view, 23> k_verb_with_value = {
     "--host", "--exe", "--signal", "-S", "--since", "-U", "--until", "-n", "--limit", "-o",
     "--output", "--debugger", "-A", "--debugger-arguments", "-F", "--field", "--file",
-    "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release"};
+    "--handler", "--sysctl-dir", "--state-dir", "--proc-sys", "--kernel-release", "--in"};
 // clang-format on
 
 std::string_view name_of(const std::string& a) {
@@ -329,6 +329,22 @@ std::expected<Options, std::string> parse_options(const std::vector<std::string>
   vacuum->add_flag("--dry-run", o.dry_run, "only say what would be removed");
   add_filters(vacuum, o, raw, Selects::all);
   add_filters(verb("remove"), o, raw, Selects::all);
+  CLI::App* resolve = verb("resolve");
+  resolve
+      ->add_option("GROUP", o.matches,
+                   "the group: its signature (or a unique prefix), or the "
+                   "\"group\" key groups --json shows")
+      ->required()
+      ->expected(1);
+  resolve
+      ->add_option("--in", o.resolve_in,
+                   "fixed in PACKAGE=VERSION (later crashes of older versions stay resolved) or "
+                   "in an executable build-id (default: in the next build)")
+      ->type_name("PACKAGE=VERSION|BUILD-ID");
+  verb("unresolve")
+      ->add_option("GROUP", o.matches, "the group, as resolve takes it")
+      ->required()
+      ->expected(1);
   for (const char* name : {"install", "uninstall"}) {
     CLI::App* sub = verb(name);
     sub->add_option("--handler", o.handler, "the handler")

@@ -50,8 +50,9 @@ struct Options {
   std::optional<std::string> output;   // dump -o FILE
   std::optional<std::string> debugger; // debug --debugger CMD
   std::optional<std::string> debugger_args; // debug -A / --debugger-arguments ARGS
-  bool debuginfod = false; // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
-  bool dry_run = false;    // vacuum --dry-run
+  bool debuginfod = false;               // debug --debuginfod: gdb may fetch from DEBUGINFOD_URLS
+  bool dry_run = false;                  // vacuum --dry-run
+  std::optional<std::string> resolve_in; // resolve --in PACKAGE=VERSION|BUILD-ID
 
   // install / uninstall.
   std::string handler = "/usr/sbin/process-core";

@@ -436,6 +436,12 @@ Snapshot CrashState::snapshot() const {
   for (const auto& [path, reason] : m_skipped) {
     ++snap.skipped[static_cast<size_t>(reason)];
   }
+  for (const auto& [label, n] : m_groups.seen().new_counts) {
+    snap.new_signatures.emplace_back(label, n);
+  }
+  for (const auto& [label, n] : m_groups.seen().regressions) {
+    snap.regressions.emplace_back(label, n);
+  }
   snap.records = m_records.size();
   snap.rescans = m_rescans;
   snap.scan_seconds = m_scan_seconds;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common/store/ledger.hpp"
+#include "exporter/group_tracker.hpp"
 
 #include <array>
 #include <chrono>
@@ -66,6 +67,9 @@ struct Snapshot {
   uint64_t records = 0;                           // records currently in the store
   uint64_t rescans = 0;                           // full rescans after the first scan
   double scan_seconds = 0;                        // duration of the last full scan
+  // processcore_new_signatures_total and processcore_regressions_total (group_tracker.hpp).
+  std::vector<std::pair<common::GroupLabel, uint64_t>> new_signatures;
+  std::vector<std::pair<common::GroupLabel, uint64_t>> regressions;
 };
 
 class CrashState {
@@ -130,6 +134,9 @@ public:
 
   // What /metrics shows now (as of the last settle()).
   Snapshot snapshot() const;
+
+  // The crash groups seen and their counters; fed and settled by the store watcher.
+  GroupTracker& groups() { return m_groups; }
 
 private:
   static constexpr uint32_t k_unassigned = UINT32_MAX;
@@ -240,6 +247,7 @@ private:
   uint16_t m_generation = 0;
   uint64_t m_rescans = 0;
   double m_scan_seconds = 0;
+  GroupTracker m_groups;
 };
 
 } // namespace exporter

@@ -104,6 +104,28 @@ std::vector<MetricFamily> to_families(const Snapshot& snap) {
   auto info = family(k_metric_build_info, "Version of process-core-exporter.", MetricType::Gauge);
   info.metric.push_back(gauge(1, {{"version", PROCESS_CORE_VERSION}}));
   out.push_back(std::move(info));
+
+  // Last, so that the streaming serializer's order is this one. Bounded labels only: the signature
+  // would make a series per bug (docs/groups.md).
+  const auto group_family = [&](const char* name, const char* help, const auto& counts) {
+    auto f = family(name, help, MetricType::Counter);
+    for (const auto& [label, n] : counts) {
+      ClientMetric m;
+      m.label = {
+          {"executable", label.executable}, {"hostname", label.hostname}, {"signal", label.signal}};
+      m.counter.value = static_cast<double>(n);
+      f.metric.push_back(std::move(m));
+    }
+    out.push_back(std::move(f));
+  };
+  group_family(k_metric_new_signatures,
+               "Crash groups (signatures) seen for the first time, by the host, executable and "
+               "signal of their first crash. Never decreases (kept in the store's seen-set).",
+               snap.new_signatures);
+  group_family(k_metric_regressions,
+               "Crash groups marked resolved (corectl resolve) that crashed again in a version "
+               "not older than the fix, once per mark.",
+               snap.regressions);
   return out;
 }
 

@@ -23,6 +23,8 @@ inline constexpr const char* k_metric_records = "processcore_records";
 inline constexpr const char* k_metric_scan_duration = "processcore_scan_duration_seconds";
 inline constexpr const char* k_metric_rescans = "processcore_rescans_total";
 inline constexpr const char* k_metric_build_info = "processcore_build_info";
+inline constexpr const char* k_metric_new_signatures = "processcore_new_signatures_total";
+inline constexpr const char* k_metric_regressions = "processcore_regressions_total";
 
 inline constexpr const char* k_metric_max_use = "processcore_store_max_use_bytes";
 

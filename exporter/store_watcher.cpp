@@ -2,11 +2,14 @@
 
 #include "common/base/escape.hpp"
 #include "common/base/io.hpp"
+#include "common/base/json_bounds.hpp"
+#include "common/packages/group_state.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record.hpp"
 #include "exporter/record_row.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
@@ -177,6 +180,79 @@ void StoreWatcher::ingest_record(int exe_dirfd, uint32_t dir, uint64_t id,
   }
 }
 
+void StoreWatcher::observe_group(const std::string& group, int64_t time,
+                                 const common::SeriesKey& key, uint32_t dir,
+                                 const std::string& id) {
+  GroupTracker& groups = m_state.groups();
+  std::string refines;
+  std::optional<common::CrashVersion> version;
+  // The whole record only for the few that need it (a group not seen yet, a crash after a
+  // resolve mark), read again from its file (a row from the index has no text): bounded like
+  // every record read, its size and depth checked before a DOM is built.
+  if (groups.wants_details(group, time)) {
+    const auto& [host, exe] = m_dirs[dir];
+    auto fd =
+        common::open_at(m_store.fd(), relpath(host, exe, id + std::string(common::k_record_suffix)),
+                        O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    auto text = fd ? common::read_fd(fd->get(), "record", common::k_max_record_bytes)
+                   : common::Expected<std::string>(std::unexpected(fd.error()));
+    const auto j = text && common::json_bounds_error(*text, common::k_max_record_bytes).empty()
+                       ? nlohmann::json::parse(*text, nullptr, false)
+                       : nlohmann::json();
+    if (j.is_object()) {
+      if (auto c = j.find("crash"); c != j.end() && c->is_object()) {
+        if (auto r = c->find("signature_refines"); r != c->end() && r->is_string()) {
+          refines = r->get<std::string>();
+        }
+      }
+      version = common::crash_version(j);
+    }
+  }
+  groups.observe(group, time, common::GroupLabel{key.hostname, key.executable, key.signal},
+                 std::move(refines), std::move(version));
+}
+
+void StoreWatcher::settle() {
+  m_state.settle();
+  GroupTracker& groups = m_state.groups();
+  if (!m_groups_loaded) {
+    m_groups_loaded = true;
+    auto seen = common::read_seen(m_store.fd());
+    if (!seen) {
+      // Started over: the counters restart (a reset Prometheus handles) rather than count every
+      // group in the store as new.
+      spdlog::error("Not using the seen-set {}/{}/{}: {}; starting a new one from the groups in "
+                    "the store",
+                    common::printable(m_store.root()), common::k_groups_dir, common::k_seen_name,
+                    seen.error().message);
+    }
+    groups.load(seen ? std::move(*seen) : std::nullopt);
+  }
+  const Stamp marks = file_stamp(std::string(common::k_groups_dir) + "/" + common::k_marks_name);
+  if (marks != m_marks_stamp) {
+    auto read = common::read_marks(m_store.fd());
+    if (read) {
+      groups.set_marks(std::move(*read));
+      m_marks_stamp = marks;
+    } else {
+      spdlog::warn("Ignoring the resolve marks: {}", common::printable(read.error().message));
+      m_marks_stamp = marks;
+    }
+  }
+  if (groups.settle()) {
+    if (auto w = common::write_seen(m_store.fd(), groups.seen()); !w) {
+      if (!m_seen_write_failed) {
+        spdlog::warn("Failed to write the seen-set ({}); new-signature and regression counts "
+                     "are not kept across a restart until it can be written",
+                     common::printable(w.error().message));
+      }
+      m_seen_write_failed = true;
+    } else {
+      m_seen_write_failed = false;
+    }
+  }
+}
+
 void StoreWatcher::count_row(uint32_t dir, uint64_t id, const common::index::IndexedRecord& row) {
   using common::index::Form;
   const auto& [host, exe] = m_dirs[dir];
@@ -198,8 +274,12 @@ void StoreWatcher::count_row(uint32_t dir, uint64_t id, const common::index::Ind
     m_state.set_skipped(rel, std::nullopt);
     break;
   }
-  m_state.add_record(id, dir, series_of_row(row, host, exe), row.time, row.record_bytes,
-                     row.core_bytes);
+  const common::SeriesKey series = series_of_row(row, host, exe);
+  if (m_state.add_record(id, dir, series, row.time, row.record_bytes, row.core_bytes) &&
+      row.form == Form::parsed) {
+    observe_group(common::group_key(row.signature, row.executable, row.signal), row.time, series,
+                  dir, row.id);
+  }
 }
 
 void StoreWatcher::scan_exe_dir(const std::string& host, const std::string& exe, int dirfd,
@@ -326,8 +406,12 @@ bool StoreWatcher::walk(const common::Store::WalkScope& scope, bool rescan) {
 }
 
 StoreWatcher::Stamp StoreWatcher::ledger_stamp() const {
+  return file_stamp(common::k_ledger_name);
+}
+
+StoreWatcher::Stamp StoreWatcher::file_stamp(const std::string& relpath) const {
   struct stat st {};
-  if (::fstatat(m_store.fd(), common::k_ledger_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(m_store.fd(), relpath.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return Stamp{};
   }
   return Stamp{true, st.st_ino, int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec,
@@ -392,7 +476,7 @@ double StoreWatcher::scan() {
   // When the ledger did not change while we listed, every record we saw was there with that
   // ledger in place, so the per-record existence check (an fstatat() each) can be skipped.
   reload_ledger(/*force=*/true, /*check_records=*/ledger_stamp() != before || rescan);
-  m_state.settle();
+  settle();
   m_scanned = true;
   m_rescan = false;
   const double seconds =
@@ -640,7 +724,7 @@ common::Expected<void> StoreWatcher::process_events() {
       }
     }
     if (!m_rescan) {
-      m_state.settle();
+      settle();
       return {};
     }
   }

@@ -98,6 +98,14 @@ private:
   uint64_t core_bytes(int exe_dirfd, uint64_t id) const;
   bool record_exists(uint64_t id, uint32_t dir) const;
   Stamp ledger_stamp() const;
+  Stamp file_stamp(const std::string& relpath) const; // of a file in the store, by its path
+  // A record counted for the first time, for the group tracker (group_tracker.hpp); its file
+  // (`id` in directory `dir`) is read again only when the tracker needs its details.
+  void observe_group(const std::string& group, int64_t time, const common::SeriesKey& key,
+                     uint32_t dir, const std::string& id);
+  // CrashState::settle(), then the groups: the seen-set read once, the marks reread when their
+  // file changed, the seen-set written when it changed (before the counts can be scraped).
+  void settle();
   // Rereads the ledger when its file changed (or always, with `force`); `check_records` makes
   // set_ledger() verify that records of grown series still exist.
   void reload_ledger(bool force, bool check_records);
@@ -130,6 +138,9 @@ private:
   bool m_root_lost = false;
   bool m_rescan = false;
   bool m_scanned = false;
+  bool m_groups_loaded = false;
+  Stamp m_marks_stamp;
+  bool m_seen_write_failed = false; // logged once until a write succeeds again
 };
 
 } // namespace exporter

@@ -3,6 +3,7 @@
 #include "cli/output/pager.hpp"
 #include "common/crash/crash_json.hpp"
 #include "common/crash/python/merge.hpp"
+#include "common/packages/group_state.hpp"
 
 #include <unistd.h>
 
@@ -122,6 +123,19 @@ std::string with_more(const std::vector<std::string>& names) {
   return s;
 }
 
+// The newest of several versions, and how many others there were.
+std::string with_more_last(const std::vector<std::string>& names) {
+  std::string s = printable(names.back());
+  if (names.size() > 1) {
+    s += " +" + std::to_string(names.size() - 1);
+  }
+  return s;
+}
+
+std::string_view state_sgr(std::string_view state) {
+  return state == "regressed" ? "1;31" : state == "new" ? "33" : state == "resolved" ? "32" : "";
+}
+
 } // namespace
 
 void print_json(const json& j, bool pretty) {
@@ -189,6 +203,7 @@ std::vector<Group> group_crashes(const std::vector<Crash>& crashes) {
     }
     Acc& a = *acc;
     if (fresh) {
+      a.g.key = common::group_key(c.signature, c.executable, c.signal);
       a.g.signature = c.signature;
       a.g.executable_key = c.executable;
       a.g.signal = c.signal;
@@ -322,6 +337,7 @@ void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_a
 void print_groups(const Term& term, const std::vector<Group>& groups, Legend legend) {
   const std::vector<Column> columns = {
       {"SIGNATURE"},
+      {"STATE", false, 0, false, state_sgr},
       {"COUNT", true},
       {"FIRST"},
       {"LAST"},
@@ -329,11 +345,13 @@ void print_groups(const Term& term, const std::vector<Group>& groups, Legend leg
       {"EXECUTABLE", false, 16, true},
       {"SIG", false, 0, false, sig_sgr},
       {"SITE", false, 8},
+      {"VERSIONS", false, 8},
   };
   std::vector<std::vector<std::string>> rows;
   for (const auto& g : groups) {
     rows.push_back({
         g.signature.empty() ? "(exe+signal)" : short_sig(g.signature),
+        g.state.empty() ? "-" : g.state,
         std::to_string(g.count),
         local_time(g.first),
         local_time(g.last),
@@ -341,6 +359,7 @@ void print_groups(const Term& term, const std::vector<Group>& groups, Legend leg
         with_more(g.executables),
         g.signal_name.empty() ? std::to_string(g.signal) : printable(g.signal_name),
         g.site.empty() ? "-" : printable(g.site),
+        g.versions.empty() ? "-" : with_more_last(g.versions),
     });
   }
   print_table(term, columns, rows, legend);

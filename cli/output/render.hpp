@@ -42,9 +42,16 @@ struct Group {
   std::vector<std::string> executables; // distinct, sorted
   std::string site;
   std::string last_id;
+  std::string key; // common::group_key(): what resolve takes and the state files hold
+  // Its life (verbs/groups.cpp): "new", "ongoing", "resolved", "regressed"; the versions its
+  // crashes ran with, oldest first; the resolve mark ("libcrashy1=2.0-1"), "" when none.
+  std::string state;
+  std::vector<std::string> versions;
+  std::string resolved_in;
+  std::string continues; // the group it continues (an older signature version), "" when none
 };
 // Groups crashes by crash.signature, or by executable + signal when a record has none; groups
-// are ordered by last crash (newest last), like list.
+// are ordered by last crash (newest last), like list. Fills neither the state nor the versions.
 std::vector<Group> group_crashes(const std::vector<Crash>& crashes);
 
 // A table: a header and rows of cells; `shrink` columns give up width (from the left, keeping

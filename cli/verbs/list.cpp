@@ -1,4 +1,4 @@
-// The list views: list and groups.
+// The list view: list (groups: groups.cpp).
 #include "cli/context.hpp"
 #include "cli/output/fields.hpp"
 #include "cli/output/render.hpp"
@@ -29,8 +29,10 @@ Exit print_values(const Catalog& cat, const std::string& field) {
     value = [](const Crash& c, size_t) { return c.comm; };
   } else if (field == "hosts") {
     value = [](const Crash& c, size_t) { return c.hostname; };
+  } else if (field == "signatures") {
+    value = [](const Crash& c, size_t) { return c.signature; };
   } else {
-    return report(Exit::usage, "--list-values takes ids, exes, comms or hosts");
+    return report(Exit::usage, "--list-values takes ids, exes, comms, hosts or signatures");
   }
   std::set<std::string> values;
   for (const auto& c : cat.crashes) {
@@ -112,41 +114,6 @@ Exit cmd_list(Context& ctx) {
     });
   }
   print_list(ctx.term, crashes, cat->id_abbrev, legend_of(ctx.opts));
-  return Exit::ok;
-}
-
-Exit cmd_groups(Context& ctx) {
-  auto cat = load_selected(ctx);
-  if (!cat) {
-    return cat.error();
-  }
-  auto groups = group_crashes(cat->crashes);
-  limit_and_order(groups, ctx.opts);
-  if (groups.empty()) {
-    return nothing_matched(ctx.opts);
-  }
-  if (ctx.opts.json != JsonMode::off) {
-    for (const auto& g : groups) {
-      print_json(
-          {
-              {"signature", g.signature.empty() ? json(nullptr) : json(g.signature)},
-              // Without a signature, crashes group by executable and signal: say so explicitly.
-              {"grouped_by", g.signature.empty() ? "executable+signal" : "signature"},
-              {"count", g.count},
-              {"first", common::format_time(g.first)},
-              {"last", common::format_time(g.last)},
-              {"last_id", g.last_id},
-              {"hosts", g.hosts},
-              {"executables", g.executables},
-              {"signal", g.signal},
-              {"signal_name", g.signal_name},
-              {"site", g.site.empty() ? json(nullptr) : json(g.site)},
-          },
-          ctx.opts.json == JsonMode::pretty);
-    }
-    return Exit::ok;
-  }
-  print_groups(ctx.term, groups, legend_of(ctx.opts));
   return Exit::ok;
 }
 

@@ -21,6 +21,11 @@ constexpr std::array k_verbs = {
          "run a debugger (gdb) on the executable and the core of the newest match"},
     Verb{"groups", cmd_groups, NeedsStore::yes, UsesPager::yes, Remote::yes,
          "crashes grouped by signature"},
+    Verb{"resolve", cmd_resolve, NeedsStore::yes, UsesPager::no, Remote::no,
+         "mark a crash group fixed (--in PACKAGE=VERSION or a build-id); a later crash of a "
+         "version not older regresses it"},
+    Verb{"unresolve", cmd_unresolve, NeedsStore::yes, UsesPager::no, Remote::no,
+         "forget a group's resolve mark"},
     Verb{"vacuum", cmd_vacuum, NeedsStore::yes, UsesPager::no, Remote::no,
          "apply the retention policy now; with filters or matches, remove the cores of the "
          "crashes they select (records kept)"},

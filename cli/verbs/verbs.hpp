@@ -40,8 +40,10 @@ Exit cmd_list(Context& ctx);
 Exit cmd_info(Context& ctx);
 Exit cmd_dump(Context& ctx);
 Exit cmd_debug(Context& ctx);
-Exit cmd_remove(Context& ctx); // remove.cpp
-Exit cmd_groups(Context& ctx);
+Exit cmd_remove(Context& ctx);    // remove.cpp
+Exit cmd_groups(Context& ctx);    // groups.cpp
+Exit cmd_resolve(Context& ctx);   // groups.cpp
+Exit cmd_unresolve(Context& ctx); // groups.cpp
 Exit cmd_vacuum(Context& ctx);
 Exit cmd_install(Context& ctx);
 Exit cmd_uninstall(Context& ctx);

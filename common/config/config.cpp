@@ -78,6 +78,8 @@ constexpr std::array k_config_keys{
               "records kept, the newest, store-wide (0 = no limit)"},
     ConfigKey{"max_record_age", K::duration, &Config::max_record_age, 0, k_any, R::none, "0",
               "records older than this are retired (0 = no limit)"},
+    ConfigKey{"new_group_window", K::duration, &Config::new_group_window, 1, k_any, R::none, "1d",
+              "a crash group first seen within this span is new (corectl groups)"},
     ConfigKey{"rate_limit_burst", K::number, &Config::rate_limit_burst, 0, 1000000, R::none, "10",
               "cores per uid and executable per interval (0 = no limit)"},
     ConfigKey{"rate_limit_interval", K::number, &Config::rate_limit_interval, 0, 366 * k_day,

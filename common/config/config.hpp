@@ -54,6 +54,7 @@ struct Config {
   std::string kernel_log;
   uint64_t max_records = 0;
   uint64_t max_record_age = 0;
+  uint64_t new_group_window = 0; // corectl groups: a group first seen this recently is "new"
   // process-core-uploader (uploader/): where, how, and what goes up.
   std::string upload_url;
   std::string upload_endpoint;

@@ -148,6 +148,9 @@ record::Crash crash_record(const CoreFacts& f, const CrashAnalysis& a) {
       chain += (chain.empty() ? "" : " ← ") + to_valid_utf8(link);
     }
     c.signature_chain = std::move(chain);
+    if (!a.signature->refines.empty()) {
+      c.signature_refines = a.signature->refines;
+    }
   } else {
     c.signature = text(f.signature);
     c.signature_version = f.signature.empty() ? std::nullopt : std::optional<int64_t>(1);

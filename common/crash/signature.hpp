@@ -26,6 +26,8 @@ struct SignatureV2 {
   std::string input;              // "v2|<signo>|<frame>|<frame>|<frame>[|exe:<id>]"
   std::vector<std::string> chain; // the frames used, innermost first, for display
   int version = 2;                // 3: with the top Python frame (common/crash/python/merge)
+  // v3: the v2 signature it refines, so that groups carry over a signature-version change.
+  std::string refines{};
 };
 
 // Whether a function name is crash machinery that the signature skips.

@@ -196,6 +196,7 @@ Crash crash_from_json(const json& j) {
   in.text("signature", c.signature);
   in.integer("signature_version", c.signature_version);
   in.text("signature_chain", c.signature_chain);
+  in.text("signature_refines", c.signature_refines);
   in.objects("stacks", c.stacks, thread_from_json);
   in.array("frames", c.frames_v1);
   in.count("expected_size", c.expected_size);
@@ -231,6 +232,7 @@ json to_json(const Crash& c) {
   out.text("signature", c.signature);
   out.number("signature_version", c.signature_version);
   out.text("signature_chain", c.signature_chain);
+  out.present_text("signature_refines", c.signature_refines); // v3 only
   json stacks = json::array();
   for (const auto& t : c.stacks) {
     stacks.push_back(to_json(t));

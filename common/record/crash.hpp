@@ -112,6 +112,8 @@ struct Crash {
   std::optional<std::string> signature;
   std::optional<int64_t> signature_version; // 2, or 1 (the scanner's recipe)
   std::optional<std::string> signature_chain;
+  // v3: the v2 signature of the same crash (groups carry over: docs/groups.md).
+  std::optional<std::string> signature_refines;
   std::vector<Thread> stacks;
   // Schema 1's best-effort frames of the crashing thread ({"address", "module", "offset",
   // "best_effort"}): only shown and cut, so kept as they were stored.

@@ -25,7 +25,7 @@ _corectl_add_matching() {
 
 _corectl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
-  local verbs="list info dump debug groups vacuum remove install uninstall"
+  local verbs="list info dump debug groups resolve unresolve vacuum remove install uninstall"
   local global="--store --config --remote --color --no-pager --quiet --help --version"
   local filters="--host --exe --signal --since --until"
   local output="--limit -1 --reverse --json --no-legend"
@@ -77,7 +77,7 @@ _corectl() {
     _corectl_add_matching < <(_corectl_store_values exes)
     return
     ;;
-  -S | --since | -U | --until | -n | --limit | --debugger | -A | --debugger-arguments)
+  -S | --since | -U | --until | -n | --limit | --debugger | -A | --debugger-arguments | --in)
     return # free text
     ;;
   esac
@@ -85,7 +85,7 @@ _corectl() {
   local verb= i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-    list | info | dump | debug | groups | vacuum | remove | install | uninstall)
+    list | info | dump | debug | groups | resolve | unresolve | vacuum | remove | install | uninstall)
       verb=${COMP_WORDS[i]}
       break
       ;;
@@ -100,6 +100,8 @@ _corectl() {
   info) opts="$global $filters $output --file" ;;
   dump) opts="$global $filters --output --file" ;;
   debug) opts="$global $filters --debugger --debugger-arguments --debuginfod --file" ;;
+  resolve) opts="$global --in" ;;
+  unresolve) opts="$global" ;;
   vacuum) opts="$global --dry-run" ;;
   remove) opts="$global $filters" ;;
   install | uninstall) opts="$global --handler --sysctl-dir --state-dir" ;;
@@ -122,6 +124,9 @@ _corectl() {
         _corectl_add_matching < <(_corectl_store_values ids)
         _corectl_add_matching < <(_corectl_store_values comms)
       fi
+      ;;
+    resolve | unresolve)
+      _corectl_add_matching < <(_corectl_store_values signatures)
       ;;
     esac
   fi

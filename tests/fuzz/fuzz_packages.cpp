@@ -1,12 +1,15 @@
 // libFuzzer target for the package lookup (common/packages, built by run_fuzz_packages.sh): a
 // crashed root whose dpkg status, one .list file, a dist-info RECORD and a package.json are the
 // input's four parts (split at "\n--\n"), looked up for fixed paths; then the input as two
-// Debian versions, as a package manager log, as two records to compare and as a dpkg index file
-// (its checksum fixed up, so that the structure behind it is reached). Nothing may read outside
-// the input or a file's bounds, and the version order must stay antisymmetric.
+// Debian versions, as a package manager log, as two records to compare, as a dpkg index file
+// (its checksum fixed up, so that the structure behind it is reached), and as the crash groups'
+// files (resolve marks, seen-set) and a resolve target. Nothing may read outside the input or a
+// file's bounds, the version order must stay antisymmetric, and a dpkg index or group file that
+// parses must read back the same after it is written.
 #include "common/packages/changes.hpp"
 #include "common/packages/debian_version.hpp"
 #include "common/packages/dpkg_index.hpp"
+#include "common/packages/group_state.hpp"
 #include "common/packages/ownership.hpp"
 
 #include <fcntl.h>
@@ -98,6 +101,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::abort();
       }
     }
+  }
+  if (auto marks = common::parse_marks(input)) {
+    auto again = common::parse_marks(common::marks_to_text(*marks));
+    if (!again || again->by_group != marks->by_group) {
+      std::abort();
+    }
+    for (const auto& [group, mark] : marks->by_group) {
+      (void)common::regresses(mark, common::crash_version(ja));
+    }
+  }
+  if (auto seen = common::parse_seen(input)) {
+    auto again = common::parse_seen(common::seen_to_text(*seen));
+    if (!again || !(*again == *seen)) {
+      std::abort();
+    }
+  }
+  if (auto target = common::parse_resolve_target(a)) {
+    (void)common::regresses(*target, common::crash_version(jb));
+    (void)common::describe_mark(*target);
   }
   return 0;
 }

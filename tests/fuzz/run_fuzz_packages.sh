@@ -18,5 +18,10 @@ printf '2026-12-02 11:00:00 upgrade pkg:amd64 1.0-1 2.0-1\nStart-Date: 2026-12-0
 printf 'PCDPKGX1\0\0\0\0\0\0\0\0\x04\x03\x02\x01\x01\0\0\0\x01\0\0\0\x01\0\0\0s\x01\0a\x01\x001\x05\0amd64\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\0' \
   > "$work/corpus/seed4"
 
+printf '{"version": 1, "marks": [{"group": "0123456789abcdef", "time": 1, "uid": 0, "package": "libcrashy1", "version": "2.0-1"}, {"group": "x:6:/usr/bin/a", "time": 2, "uid": 0, "build_id": "cc", "builds_before": ["aa"]}]}' \
+  > "$work/corpus/seed4"
+printf '{"version": 1, "groups": [{"group": "0123456789abcdef", "first": 1, "hostname": "h", "executable": "/e", "signal": "SEGV", "parent": "p"}], "new": [{"hostname": "h", "executable": "/e", "signal": "SEGV", "count": 1}], "regressions": [], "regressed": ["g@1"]}' \
+  > "$work/corpus/seed5"
+
 fuzz_run "$seconds" 4096 -timeout=10
 rm -rf /tmp/pc-fuzz-packages-*

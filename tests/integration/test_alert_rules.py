@@ -39,7 +39,9 @@ def test_rule_unit_tests():
                  "every core-dumping signal alerts at its severity", "hostile label values",
                  "runbook base URL from an external label", "exporter down", "unreadable records",
                  "folded executables", "kernel-skipped dumps",
-                 "kernel-skipped dumps before Prometheus started", "store near max_use", "upload stuck"]:
+                 "kernel-skipped dumps before Prometheus started", "store near max_use", "upload stuck",
+                 "new crash signature", "new crash signature on a fresh Prometheus",
+                 "fixed crash is back"]:
         assert f"name: {case}" in (RULES_DIR / "process-core.rules.test.yml").read_text()
 
 
@@ -56,7 +58,8 @@ def test_every_alert_links_to_its_runbook_section():
                                              "ProcessCoreRecordsUnreadable",
                                              "ProcessCoreExecutablesFolded",
                                              "ProcessCoreKernelDumpsLost",
-                                             "ProcessCoreStoreNearMaxUse"}
+                                             "ProcessCoreStoreNearMaxUse",
+                                             "ProcessCrashNewSignature", "ProcessCrashRegressed"}
     base = ('{{ or $externalLabels.process_core_runbook_url '
             '"file:///usr/share/doc/process-core/runbook.md" }}#')
     for a in alerts:

@@ -49,8 +49,9 @@ def _q(word):
 
 def test_verbs_and_per_verb_options(store):
     config, _ = store
-    assert complete(config, "") == ["list", "info", "dump", "debug", "groups", "vacuum",
-                                    "remove", "install", "uninstall"]
+    assert complete(config, "") == ["list", "info", "dump", "debug", "groups", "resolve",
+                                    "unresolve", "vacuum", "remove", "install", "uninstall"]
+    assert "--in" in complete(config, "resolve", "--")
     assert complete(config, "in") == ["info", "install"]
     assert "--dry-run" in complete(config, "vacuum", "--")
     assert "--host" not in complete(config, "vacuum", "--")

@@ -30,7 +30,7 @@ ALLOWED = {
     "cli": {"common/base", "common/config", "common/record", "common/store", "common/crash",
             "common/sandbox", "common/index", "common/packages", "common/s3"},
     "exporter": {"common/base", "common/config", "common/record", "common/store",
-                 "common/index"},
+                 "common/index", "common/packages"},
     "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
 }
 # Files with more than their layer's rights: pc_retention (in common/store) reads its settings.

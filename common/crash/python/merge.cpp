@@ -75,6 +75,7 @@ std::optional<common::SignatureV2> signature_v3(const common::SignatureV2& v2,
   }
   common::SignatureV2 v3 = v2;
   v3.version = 3;
+  v3.refines = v2.signature;
   v3.input = "v3|" + v2.input.substr(3) + "|py:" + *top;
   v3.signature = common::sha256_hex(v3.input, 16);
   v3.chain.push_back(*top);
