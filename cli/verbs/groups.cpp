@@ -83,7 +83,7 @@ Life read_life(Context& ctx, const std::vector<const Crash*>& crashes,
   Life life;
   size_t read = 0;
   for (auto it = crashes.rbegin(); it != crashes.rend() && read < k_version_records; ++it, ++read) {
-    auto full = read_record(*ctx.store, {(*it)->host_dir, (*it)->exe_dir, (*it)->id});
+    auto full = read_record(ctx, {(*it)->host_dir, (*it)->exe_dir, (*it)->id});
     if (!full) {
       continue; // list and info report unreadable records; the group keeps the others
     }
@@ -103,7 +103,7 @@ Life read_life(Context& ctx, const std::vector<const Crash*>& crashes,
   read = 0;
   for (auto it = crashes.rbegin();
        it != crashes.rend() && (*it)->time > mark->time && read < k_after_mark_records; ++it) {
-    auto full = read_record(*ctx.store, {(*it)->host_dir, (*it)->exe_dir, (*it)->id});
+    auto full = read_record(ctx, {(*it)->host_dir, (*it)->exe_dir, (*it)->id});
     ++read;
     if (full && common::regresses(*mark, common::crash_version(full->json))) {
       life.regressed = true;
@@ -218,7 +218,8 @@ Exit cmd_groups(Context& ctx) {
     members[key].push_back(&c);
     first_of.try_emplace(key, c.time);
   }
-  const GroupFiles files = read_group_files(*ctx.store, ctx.opts.quiet);
+  // A bucket holds no group files (each host keeps its own): states from the records alone.
+  const GroupFiles files = ctx.remote ? GroupFiles{} : read_group_files(*ctx.store, ctx.opts.quiet);
   const int64_t now = ::time(nullptr);
   const auto window = static_cast<int64_t>(
       std::min<uint64_t>(ctx.config.new_group_window, static_cast<uint64_t>(INT64_MAX)));
