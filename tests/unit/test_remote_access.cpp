@@ -65,7 +65,7 @@ std::string credentials_file(const std::filesystem::path& dir, const std::string
 
 } // namespace
 
-TEST_CASE("--remote is a global option", "[remote]") {
+TEST_CASE("corectl --remote is a global option", "[remote]") {
   auto o = parse_options({"--remote", "s3://b/p", "groups", "--json"});
   REQUIRE(o);
   CHECK(o->remote == "s3://b/p");
@@ -75,7 +75,7 @@ TEST_CASE("--remote is a global option", "[remote]") {
   CHECK(after->remote == "s3://b");
 }
 
-TEST_CASE("--remote settings: configuration, environment and their order", "[remote]") {
+TEST_CASE("corectl --remote settings: configuration, environment and their order", "[remote]") {
   const auto dir =
       std::filesystem::temp_directory_path() / ("pc-remote-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
