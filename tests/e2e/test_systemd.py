@@ -218,7 +218,7 @@ def test_vacuum_service_removes_a_core_over_quota(machine):
                f"-t$(date +%s) -- web1 11 '!usr!bin!app' < /root/core")
     r = m.run_unit(["sh", "-c", handler])
     assert r.returncode == 0, r.stderr
-    records = m.sh(f"find {STORE} -name '*.json' -not -name '.*'").stdout.split()
+    records = m.sh(f"find {STORE} -name '*.json' -not -path '*/.*'").stdout.split()
     assert len(records) == 1, records
     record = records[0]
     core = record.removesuffix(".json") + ".core.zst"
