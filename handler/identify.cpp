@@ -104,12 +104,14 @@ void identify_crash(Context& ctx) {
       ctx.warnings.push_back("pidfd " + std::to_string(*a.pidfd) + " does not refer to pid " +
                              std::to_string(*a.pid) + ": /proc not read");
     }
-    // Before the facts, whose check that the process is still the same covers these reads.
-    note_runtime_report_names(ctx);
     ctx.proc = gather_proc_facts(ctx.crashed, a.pidfd.has_value(), r.executable);
     if (!ctx.proc.verified) {
       ctx.crashed.reset(); // about another process, or nothing
-      ctx.report_reader.candidates.clear();
+    } else {
+      // Through the same /proc directory the facts were checked on: the same process (a
+      // directory of /proc stays its task's, a pid number reused or not); after them, for the
+      // process's own pid (NSpid) in the names runtimes give their reports.
+      note_runtime_report_names(ctx);
     }
     for (auto& w : ctx.proc.warnings) {
       ctx.warnings.push_back(w);

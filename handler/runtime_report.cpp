@@ -458,11 +458,20 @@ std::string read_block(int proc, const char* name) {
 
 } // namespace
 
+// The pid the runtime knows itself by, in its own pid namespace, as it writes it in its report's
+// name: %p, else its status's NSpid, else (no /proc status) the host's %P, right outside
+// containers.
+namespace {
+int64_t own_pid(const Context& ctx) {
+  return ctx.args.pid_ns.value_or(ctx.proc.ns_pid.value_or(ctx.args.pid.value_or(0)));
+}
+} // namespace
+
 void note_runtime_report_names(Context& ctx) {
   if (!ctx.crashed.valid()) {
     return;
   }
-  const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
+  const int64_t pid = own_pid(ctx);
   const std::string environ = read_block(ctx.crashed.proc_dir(), "environ");
   const std::string argv = read_block(ctx.crashed.proc_dir(), "cmdline");
   ctx.report_reader.candidates = report_candidates(environ, argv, ctx.record.executable, pid);
@@ -566,7 +575,7 @@ void start_runtime_report_reader(Context& ctx) {
     refuse("the handler cannot take the crashing user's ids");
     return;
   }
-  const int64_t pid = ctx.args.pid_ns.value_or(ctx.args.pid.value_or(0));
+  const int64_t pid = own_pid(ctx);
   if (!ctx.proc.start_time) {
     refuse("the process's start time is unknown");
     return;

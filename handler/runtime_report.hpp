@@ -73,8 +73,9 @@ struct ReportReader {
   int status = 0;                          // its wait status, when it finished
 };
 
-// Step 4, while the process still exists (its environment and argv go with its memory, which
-// the kernel may free as soon as the core is written): the report files the process names.
+// Step 4, once the process facts are verified and while the process still exists (its
+// environment and argv go with its memory, which the kernel may free as soon as the core is
+// written): the report files the process names.
 void note_runtime_report_names(Context& ctx);
 
 // As root, in step 6 before the drop: forks the reader when the process names a report.

@@ -923,8 +923,7 @@ Found find_in_view(const common::Store& store, const std::string& want, std::str
 
 } // namespace
 
-std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
-                                                 std::string_view prefix) {
+std::expected<std::string, LookupFailure> id_prefix(std::string_view prefix) {
   std::string want;
   for (char ch : prefix) {
     want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -935,6 +934,16 @@ std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
                                              "' is not a record id (ids are 16 hex characters)",
                                          {}});
   }
+  return want;
+}
+
+std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
+                                                 std::string_view prefix) {
+  auto checked = id_prefix(prefix);
+  if (!checked) {
+    return std::unexpected(checked.error());
+  }
+  const std::string& want = *checked;
   Found found =
       root_listable(store) ? find_in_store(store, want, prefix) : find_in_view(store, want, prefix);
   if (!found) {

@@ -79,6 +79,9 @@ struct LookupFailure {
 };
 
 // Resolves a full id or any unique prefix of one (like git) by listing names only.
+// An id prefix as typed, lowercased; bad_prefix unless it is 1 to 16 hex characters.
+std::expected<std::string, LookupFailure> id_prefix(std::string_view prefix);
+
 std::expected<Located, LookupFailure> resolve_id(const common::Store& store,
                                                  std::string_view prefix);
 

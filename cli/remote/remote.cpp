@@ -502,16 +502,11 @@ std::expected<void, Exit> RemoteBucket::load_ids() {
 }
 
 std::expected<Located, LookupFailure> RemoteBucket::resolve_id(std::string_view prefix) {
-  std::string want;
-  for (char ch : prefix) {
-    want += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  auto checked = id_prefix(prefix);
+  if (!checked) {
+    return std::unexpected(checked.error());
   }
-  if (want.size() > 16 || !common::is_hex(want)) {
-    return std::unexpected(LookupFailure{LookupError::bad_prefix,
-                                         "'" + std::string(prefix) +
-                                             "' is not a record id (ids are 16 hex characters)",
-                                         {}});
-  }
+  const std::string& want = *checked;
   if (!m_everything) {
     auto cat = load_catalog(Filter{});
     if (!cat) {

@@ -568,6 +568,15 @@ std::optional<SigInfo> signal_frame_fault(const SignalFrame& frame) {
   if (frame.info && is_fault(*frame.info)) {
     return frame.info;
   }
+  // The frame of a signal a process sent (SIGABRT a runtime's handler raised, a kill): the
+  // sigcontext's trap number is then the thread's last fault, taken at another pc than this
+  // frame's. Without SA_SIGINFO the kernel writes no siginfo and the bytes there are the stack's
+  // (faulthandler installs its handler so): only a siginfo of a sender, errno 0, counts as one.
+  if (frame.info && frame.info->err == 0 &&
+      (frame.info->code == SI_USER || frame.info->code == SI_TKILL ||
+       frame.info->code == SI_QUEUE)) {
+    return std::nullopt;
+  }
   SigInfo s;
   switch (frame.trapno) {
   case 14: // #PF; error code bit 0: the page was present (a protection fault)

@@ -38,8 +38,8 @@ struct SignalFrame {
 };
 
 // The fault that delivered a frame's signal, when it was one the kernel raised (si_code > 0) of
-// SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP or SIGSYS: the frame's siginfo when it holds one,
-// else what the trap number says (page fault: SIGSEGV, SEGV_ACCERR or SEGV_MAPERR by the error
+// SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP or SIGSYS: the frame's siginfo when it holds one
+// (a siginfo of a signal a process sent: no fault), else what the trap number says (page fault: SIGSEGV, SEGV_ACCERR or SEGV_MAPERR by the error
 // code, at cr2; general protection: SIGSEGV SI_KERNEL; divide error: SIGFPE FPE_INTDIV;
 // invalid opcode: SIGILL ILL_ILLOPN; breakpoint: SIGTRAP TRAP_BRKPT; alignment: SIGBUS
 // BUS_ADRALN).

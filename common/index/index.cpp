@@ -585,10 +585,7 @@ Expected<void> Index::select(const RecordQuery& q,
   // Every value is a bound parameter; only the number of them shapes the text. The lists are
   // the command line's, so their lengths are bounded by it (and by SQLite's parameter limit,
   // beyond which prepare fails and the caller reads the files).
-  std::string sql = "SELECT host, exe, id, listed, time, hostname, executable,"
-                    " executable_deleted, signal, signal_name, pid, uid, comm, core_reason,"
-                    " core_present, core_size, core_removed, core_file, signature, site"
-                    " FROM records WHERE 1";
+  std::string sql = select_records_sql("WHERE 1");
   int next = 1;
   where_in(sql, "host", q.hosts, next);
   where_in(sql, "exe", q.exes, next);
@@ -669,26 +666,7 @@ Expected<void> Index::select(const RecordQuery& q,
     if (key.first != st.view(0) || key.second != st.view(1)) {
       key = {st.text(0), st.text(1)};
     }
-    IndexedRecord r;
-    r.id = st.text(2);
-    r.listed = st.i64(3) != 0;
-    r.time = st.i64(4);
-    r.hostname = st.text(5);
-    r.executable = st.text(6);
-    r.executable_deleted = st.i64(7) != 0;
-    r.signal = static_cast<int>(st.i64(8));
-    r.signal_name = st.text(9);
-    r.pid = st.opt(10);
-    r.uid = st.opt(11);
-    r.comm = st.text(12);
-    r.core_reason = st.text(13);
-    r.core_present = st.i64(14) != 0;
-    r.core_size = static_cast<uint64_t>(st.i64(15));
-    r.core_removed = st.i64(16) != 0;
-    r.core_file = st.i64(17) != 0;
-    r.signature = st.text(18);
-    r.site = st.text(19);
-    fn(key, std::move(r));
+    fn(key, record_of(st));
   }
   if (rc != SQLITE_DONE) {
     return fail(sqlite_message(m_db, "Failed to read the index"));

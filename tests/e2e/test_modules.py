@@ -210,3 +210,6 @@ def test_go_program_without_dwarf_has_an_unknown_layout(kernel, go_programs):
     assert g["layout"] == "unknown" and g["goid"] is None and g["first_frame"] is None, g
     assert "DWARF" in g["error"], g
     assert not any(n.startswith("main.") for n in (record["crash"]["signature_chain"] or "").split(" ← "))
+    # The runtime's SIGABRT frame is no fault: its sigcontext's trap number is the earlier page
+    # fault, at another pc, and no original fault is made of it.
+    assert record["crash"].get("original_fault") is None, record["crash"]["original_fault"]

@@ -340,12 +340,18 @@ def test_index_damaged_while_corectl_runs(store):
     reader = threading.Thread(target=run)
     reader.start()
     try:
-        for how in ["garbage", "deleted", "truncated", "another_schema", "symlink"] * 2:
+        # Each kind of damage twice, and on until the reader has run at least four times under
+        # it (a loaded machine runs corectl slowly).
+        hows = ["garbage", "deleted", "truncated", "another_schema", "symlink"]
+        deadline = time.monotonic() + 300
+        i = 0
+        while (i < 2 * len(hows) or len(seen) < 4) and time.monotonic() < deadline:
             time.sleep(0.2)
             try:
-                damage(store, how)
+                damage(store, hows[i % len(hows)])
             except (OSError, sqlite3.Error):
                 pass  # a run was rebuilding it at that moment
+            i += 1
     finally:
         stop.set()
         reader.join()

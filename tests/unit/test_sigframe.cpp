@@ -82,6 +82,20 @@ TEST_CASE("an SA_SIGINFO frame's siginfo wins over the trap number", "[sigframe]
   CHECK(fault->code == BUS_ADRERR);
 }
 
+TEST_CASE("a frame of a signal that is no fault holds no fault", "[sigframe]") {
+  // SIGABRT raised by the Go runtime's handler after a page fault it turned into a panic: the
+  // sigcontext still says #PF (the thread's last trap), but at this frame's pc nothing faulted.
+  std::vector<std::byte> w(4096);
+  frame(w, 0x208, 0x7f0000002000, 0x7ffe00001000, 0x0, true);
+  put<int32_t>(w, 0x208 + 312, SIGABRT);
+  put<int32_t>(w, 0x208 + 312 + 8, SI_TKILL);
+  const auto frames = common::find_signal_frames(w, k_base, EM_X86_64, executable);
+  REQUIRE(frames.size() == 1);
+  REQUIRE(frames[0].info);
+  CHECK(frames[0].info->signo == SIGABRT);
+  CHECK_FALSE(common::signal_frame_fault(frames[0]));
+}
+
 TEST_CASE("what the kernel never writes is no signal frame", "[sigframe]") {
   std::vector<std::byte> w(4096);
   frame(w, 0x108, 0x7f0000002000, 0x7ffe00001000, 0x10, false);
