@@ -5,6 +5,8 @@
 #include "common/base/hex.hpp"
 #include "common/base/io.hpp"
 #include "common/base/parse.hpp"
+#include "common/base/sha256.hpp"
+#include "common/packages/group_state.hpp"
 #include "common/store/names.hpp"
 #include "common/store/record.hpp"
 #include "common/store/record_summary_view.hpp"
@@ -393,6 +395,68 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
   return {};
 }
 
+void Uploader::upload_group_files() {
+  // The store's group files (resolve marks, the exporter's seen-set) as this node's
+  // PREFIX/.groups/<node>/<name>: read as untrusted (the store's owner writes them), uploaded in
+  // their checked form, and only when that changed since the last upload (.groups.json here).
+  const std::string state_name = ".groups.json";
+  nlohmann::json sent = nlohmann::json::object();
+  if (auto fd = common::open_at(m_state.fd(), state_name, O_RDONLY)) {
+    if (auto text = read_bounded(fd->get(), 64 << 10)) {
+      sent = nlohmann::json::parse(*text, nullptr, false);
+      if (!sent.is_object()) {
+        sent = nlohmann::json::object();
+      }
+    }
+  }
+  // The checked form: nullopt when the file was never written.
+  auto text_of = [](auto read, auto to_text) -> common::Expected<std::optional<std::string>> {
+    if (!read) {
+      return std::unexpected(read.error());
+    }
+    if (!*read) {
+      return std::nullopt;
+    }
+    return to_text(**read);
+  };
+  const std::pair<const char*, common::Expected<std::optional<std::string>>> files[] = {
+      {common::k_marks_name, text_of(common::read_marks(m_store.fd()), common::marks_to_text)},
+      {common::k_seen_name, text_of(common::read_seen(m_store.fd()), common::seen_to_text)},
+  };
+  bool changed = false;
+  for (const auto& [name, text] : files) {
+    if (!text) {
+      spdlog::warn("Not uploading the store's {}: {}", name, text.error().message);
+      continue;
+    }
+    if (!*text) {
+      continue; // never written: nothing to say
+    }
+    const std::string digest = common::sha256_hex(**text);
+    if (sent.value(name, std::string{}) == digest) {
+      continue;
+    }
+    auto put = m_client.put(join_key(m_settings.url.prefix, std::string(common::k_groups_dir) +
+                                                                "/" + m_settings.node + "/" + name),
+                            std::as_bytes(std::span(**text)), {}, "application/json");
+    if (!put) {
+      count("groups", "failed");
+      spdlog::error("Failed to upload the store's {}: {}", name, put.error().message);
+      continue;
+    }
+    count("groups", "ok");
+    sent[name] = digest;
+    changed = true;
+  }
+  if (changed) {
+    if (auto w = common::write_file_atomic(m_state.fd(), state_name, sent.dump() + "\n", 0640,
+                                           common::Replace::yes);
+        !w) {
+      spdlog::warn("Failed to save what was uploaded of the group files: {}", w.error().message);
+    }
+  }
+}
+
 SweepResult Uploader::sweep(Due due) {
   SweepResult result;
   m_next_due = 0;
@@ -437,6 +501,7 @@ SweepResult Uploader::sweep(Due due) {
   if (!walked) {
     spdlog::error("Failed to walk the store: {}", walked.error().message);
   }
+  upload_group_files();
   // The backlog for the exporter (exporter/upload_metrics): what is pending and since when.
   const nlohmann::json status = {
       {"backlog", result.pending}, {"oldest_pending", oldest_pending}, {"last_sweep", now()}};
@@ -464,13 +529,20 @@ common::Expected<void> Uploader::serve() {
     if (watched.insert(rel).second) {
       const std::string path = m_settings.store + (rel.empty() ? "" : "/" + rel);
       // Directories appear (IN_CREATE) and records are linked in (IN_CREATE, IN_MOVED_TO).
+      // The group files are replaced by a rename into `.groups/` (IN_MOVED_TO), which
+      // appears when first written: until then it is tried again each sweep.
       if (inotify_add_watch(ifd, path.c_str(), IN_CREATE | IN_MOVED_TO | IN_ONLYDIR) < 0) {
-        spdlog::warn("Failed to watch '{}': {}", common::printable(path), strerror(errno));
+        if (errno == ENOENT) {
+          watched.erase(rel);
+        } else {
+          spdlog::warn("Failed to watch '{}': {}", common::printable(path), strerror(errno));
+        }
       }
     }
   };
   auto watch_all = [&] {
     watch("");
+    watch(common::k_groups_dir);
     (void)m_store.walk({}, {}, [&](std::string_view host, std::string_view exe, int) {
       watch(std::string(host));
       watch(std::string(host) + "/" + std::string(exe));

@@ -69,6 +69,8 @@ private:
   common::Expected<void> upload_crash(const common::StoreEntry& entry, CrashState& state,
                                       SweepResult& result);
   common::Expected<bool> core_wanted(const std::string& signature);
+  // The store's group files, when they changed since they were last uploaded.
+  void upload_group_files();
   common::Expected<void> add_to_index(const std::string& day, const std::string& line,
                                       const std::string& id);
   void count(std::string_view kind, std::string_view result);

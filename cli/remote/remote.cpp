@@ -21,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 namespace cli {
@@ -488,6 +489,87 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
   });
   cat.id_abbrev = abbrev_length(ids);
   return cat;
+}
+
+RemoteBucket::GroupFiles RemoteBucket::load_group_files() {
+  Warnings warnings;
+  const std::string prefix = join_key(m_access.url.prefix, std::string(common::k_groups_dir) + "/");
+  struct Object {
+    std::string key;
+    bool marks = false;
+    std::optional<common::Marks> parsed_marks;
+    std::optional<common::Seen> parsed_seen;
+    std::string error;
+  };
+  std::vector<Object> objects;
+  uint64_t total = 0;
+  size_t listed = 0;
+  std::string token;
+  do {
+    auto page = m_client->list(prefix, token);
+    if (!page) {
+      // The states then come from the records alone, as for a store without group files.
+      warnings.add("s3://" + m_access.url.bucket + "/" + prefix,
+                   "group files not listed: " + page.error().message);
+      break;
+    }
+    for (auto& entry : page->entries) {
+      const std::string where = "s3://" + m_access.url.bucket + "/" + entry.key;
+      if (++listed > 2 * k_max_group_nodes) {
+        warnings.add("s3://" + m_access.url.bucket + "/" + prefix,
+                     "more than " + std::to_string(k_max_group_nodes) + " nodes' group files");
+        break;
+      }
+      // <node>/resolved.json or <node>/seen.json and nothing else.
+      const std::string rest = entry.key.substr(std::min(prefix.size(), entry.key.size()));
+      const size_t slash = rest.find('/');
+      const std::string node = rest.substr(0, slash);
+      const std::string name = slash == std::string::npos ? "" : rest.substr(slash + 1);
+      if (!entry.key.starts_with(prefix) || !common::is_safe_component(node) ||
+          (name != common::k_marks_name && name != common::k_seen_name)) {
+        warnings.add(where, "not a node's group file");
+        continue;
+      }
+      if (entry.size > common::k_groups_file_limit || (total += entry.size) > k_max_group_total) {
+        warnings.add(where, "beyond the " + std::to_string(k_max_group_total >> 20) +
+                                " MiB of group files read at once, or larger than " +
+                                std::to_string(common::k_groups_file_limit) + " bytes");
+        continue;
+      }
+      objects.push_back({entry.key, name == common::k_marks_name, {}, {}, {}});
+    }
+    token = listed > 2 * k_max_group_nodes ? std::string{} : page->next_token;
+  } while (!token.empty());
+
+  // Each GET'd and checked as a store's file is (the same parsers and bounds).
+  in_parallel(objects.size(), m_access.client, [&](common::s3::Client& client, size_t i) {
+    Object& o = objects[i];
+    auto body = client.get(o.key, common::k_groups_file_limit);
+    if (!body) {
+      o.error = body.error().message;
+    } else if (o.marks) {
+      if (auto m = common::parse_marks(*body)) {
+        o.parsed_marks = std::move(*m);
+      } else {
+        o.error = m.error().message;
+      }
+    } else if (auto s = common::parse_seen(*body)) {
+      o.parsed_seen = std::move(*s);
+    } else {
+      o.error = s.error().message;
+    }
+  });
+  GroupFiles files;
+  for (const Object& o : objects) {
+    if (!o.error.empty()) {
+      warnings.add("s3://" + m_access.url.bucket + "/" + o.key, o.error);
+    } else if (o.parsed_marks) {
+      common::merge_marks(files.marks, *o.parsed_marks);
+    } else if (o.parsed_seen) {
+      common::merge_seen_groups(files.seen, *o.parsed_seen);
+    }
+  }
+  return files;
 }
 
 std::expected<void, Exit> RemoteBucket::load_ids() {

@@ -8,6 +8,7 @@
 #include "cli/exit.hpp"
 #include "cli/remote/access.hpp"
 #include "common/base/fd.hpp"
+#include "common/packages/group_state.hpp"
 
 #include <expected>
 #include <map>
@@ -17,12 +18,14 @@
 namespace cli {
 
 // Bounds on what one invocation reads from a bucket.
-inline constexpr size_t k_max_index_objects = 100000;     // node-days
-inline constexpr size_t k_max_index_bytes = 64ULL << 20;  // one index object
-inline constexpr uint64_t k_max_index_total = 1ULL << 30; // all index objects read at once
-inline constexpr size_t k_max_index_line = 64 << 10;      // one line of it
-inline constexpr size_t k_max_summary_fetches = 20000;    // records GET'd for old index lines
-inline constexpr unsigned k_remote_connections = 4;       // requests in flight at once
+inline constexpr size_t k_max_index_objects = 100000;       // node-days
+inline constexpr size_t k_max_index_bytes = 64ULL << 20;    // one index object
+inline constexpr uint64_t k_max_index_total = 1ULL << 30;   // all index objects read at once
+inline constexpr size_t k_max_index_line = 64 << 10;        // one line of it
+inline constexpr size_t k_max_summary_fetches = 20000;      // records GET'd for old index lines
+inline constexpr unsigned k_remote_connections = 4;         // requests in flight at once
+inline constexpr size_t k_max_group_nodes = 10000;          // nodes whose group files are read
+inline constexpr uint64_t k_max_group_total = 256ULL << 20; // all group files read at once
 
 class RemoteBucket {
 public:
@@ -36,6 +39,16 @@ public:
   // after --until skipped by their names), oldest first; hostile lines and objects are reported
   // on stderr and skipped. A listing that fails is reported, with its exit status.
   std::expected<Catalog, Exit> load_catalog(const Filter& filter);
+
+  // The crash groups' files every node uploaded (PREFIX/.groups/<node>/resolved.json and
+  // seen.json), merged as common::merge_marks and merge_seen_groups do: the latest mark of a
+  // group wins, its first crash is the earliest. A hostile or unreadable object is reported on
+  // stderr and left out, as is the whole when the listing fails (states from the records alone).
+  struct GroupFiles {
+    common::Marks marks;
+    common::Seen seen;
+  };
+  GroupFiles load_group_files();
 
   // Loads every crash's id and place, unless the last catalog loaded had them all already.
   std::expected<void, Exit> load_ids();

@@ -218,8 +218,14 @@ Exit cmd_groups(Context& ctx) {
     members[key].push_back(&c);
     first_of.try_emplace(key, c.time);
   }
-  // A bucket holds no group files (each host keeps its own): states from the records alone.
-  const GroupFiles files = ctx.remote ? GroupFiles{} : read_group_files(*ctx.store, ctx.opts.quiet);
+  // A bucket holds every node's group files, merged (docs/groups.md#several-hosts).
+  GroupFiles files;
+  if (ctx.remote) {
+    auto remote = ctx.remote->load_group_files();
+    files = {std::move(remote.marks), std::move(remote.seen)};
+  } else {
+    files = read_group_files(*ctx.store, ctx.opts.quiet);
+  }
   const int64_t now = ::time(nullptr);
   const auto window = static_cast<int64_t>(
       std::min<uint64_t>(ctx.config.new_group_window, static_cast<uint64_t>(INT64_MAX)));

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <tuple>
 
 namespace common {
 
@@ -501,6 +503,31 @@ std::string_view to_string(GroupState s) {
     return "regressed";
   }
   return "ongoing";
+}
+
+void merge_marks(Marks& into, const Marks& from) {
+  auto order = [](const ResolveMark& m) {
+    return std::tie(m.time, m.package, m.version, m.build_id, m.builds_before, m.uid);
+  };
+  for (const auto& [key, mark] : from.by_group) {
+    auto [it, inserted] = into.by_group.try_emplace(key, mark);
+    if (!inserted && order(it->second) < order(mark)) {
+      it->second = mark;
+    }
+  }
+}
+
+void merge_seen_groups(Seen& into, const Seen& from) {
+  // An unknown first crash (0) is no earlier than a known one.
+  auto order = [](const SeenGroup& g) {
+    return std::make_tuple(g.first > 0 ? g.first : INT64_MAX, g.label, g.parent);
+  };
+  for (const auto& [key, group] : from.groups) {
+    auto [it, inserted] = into.groups.try_emplace(key, group);
+    if (!inserted && order(group) < order(it->second)) {
+      it->second = group;
+    }
+  }
 }
 
 GroupState group_state(int64_t first, int64_t now, int64_t window, const ResolveMark* mark,

@@ -133,6 +133,13 @@ Expected<std::optional<Seen>> read_seen(int store_fd);
 Expected<void> write_marks(int store_fd, const Marks& marks);
 Expected<void> write_seen(int store_fd, const Seen& seen);
 
+// Several stores' files as one (a fleet's bucket, docs/groups.md#several-hosts): for each group
+// the latest mark by its time wins (ties: the larger mark, so the result does not depend on the
+// order); the seen-set is a union in which a group's first crash is the earliest, with that
+// crash's labels. Counters and counted events are each store's own and are left out.
+void merge_marks(Marks& into, const Marks& from);
+void merge_seen_groups(Seen& into, const Seen& from);
+
 // A group's state as `corectl groups` shows it.
 enum class GroupState { new_group, ongoing, resolved, regressed };
 // "new", "ongoing", "resolved", "regressed".

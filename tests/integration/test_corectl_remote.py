@@ -1,11 +1,13 @@
 """corectl --remote against a real Ceph RADOS Gateway: two hosts' stores uploaded with
 process-core-uploader --once, then list, groups, info, dump and debug of the bucket compared with
-corectl on a local store holding the union of both; a hostile bucket; wrong credentials."""
+corectl on a local store holding the union of both (records and merged group files); a hostile
+bucket; wrong credentials."""
 import json
 import os
 import pathlib
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -18,6 +20,15 @@ pytestmark = pytest.mark.skipif(radosgw.available() is not None,
 
 PREFIX = "fleet"
 HOSTS = {"node-a": "web-2", "node-b": "worker-7"}
+# A first crash of it long before the records (retention removed them), in node-b's seen-set.
+EARLIEST = 1577836800  # 2020-01-01
+
+
+def seen_set(groups):
+    return json.dumps({"version": 1, "new": [], "regressions": [], "regressed": [],
+                       "groups": [{"group": g, "first": first, "hostname": host,
+                                   "executable": "/usr/bin/worker", "signal": "SEGV"}
+                                  for g, first, host in groups]})
 
 
 def corectl(*args, env=None):
@@ -68,16 +79,33 @@ def make_fleet(gw, base):
         handler_crash(config, host, f"/usr/bin/{host}-tool", own, 6)
         for rec in store.glob("*/*/*.json"):
             cores[rec.name[:-5]] = own if "tool" in rec.parent.name else corefixture.elf_core()
+        # The hosts disagree about the common group: node-a marked it fixed in 2.0-1, node-b
+        # later in 1.5-1 (the latest mark wins, whatever its version); node-b's exporter saw it
+        # first, years ago, node-a's only now.
+        if node == "node-b":
+            time.sleep(1.1)  # marks are timed in seconds
+        r = corectl("--config", str(config), "groups", "--json")
+        common = [json.loads(line)["group"] for line in r.stdout.splitlines()
+                  if json.loads(line)["executables"] == ["/usr/bin/worker"]]
+        assert len(common) == 1, r.stdout + r.stderr
+        r = corectl("--config", str(config), "resolve", common[0], "--in",
+                    "worker=2.0-1" if node == "node-a" else "worker=1.5-1")
+        assert r.returncode == 0, r.stderr
+        first = int(time.time()) if node == "node-a" else EARLIEST
+        (store / ".groups" / "seen.json").write_text(seen_set([(common[0], first, host)]))
         r = subprocess.run([str(pctest.env_path("PC_UPLOADER")), "--config", str(config), "--once"],
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
         for hostdir in (d for d in store.iterdir() if not d.name.startswith(".")):
             shutil.copytree(hostdir, union / hostdir.name, symlinks=True)
+    # The union store's group files are what the merge should give: node-b's later mark, and
+    # node-b's earlier first crash.
+    shutil.copytree(store / ".groups", union / ".groups")
     local = pctest.write_config(base / "local.conf", union)
     remote = pctest.write_config(base / "remote.conf", union, upload_endpoint=gw.endpoint,
                                  upload_credentials=creds)
     return {"gw": gw, "local": local, "remote": remote, "cores": cores, "base": base,
-            "url": f"s3://{gw.bucket}/{PREFIX}", "union": union}
+            "url": f"s3://{gw.bucket}/{PREFIX}", "union": union, "common": common[0]}
 
 
 def both(fleet, *args):
@@ -128,6 +156,21 @@ def test_both_hosts_and_the_merged_group(fleet):
     _, text = both(fleet, "groups")
     merged = [line for line in text.stdout.splitlines() if "/usr/bin/worker " in line + " "]
     assert len(merged) == 1 and " 2 " in merged[0] and "web-2" in merged[0], text.stdout
+
+
+def test_the_hosts_group_files_merge(fleet):
+    _, remote = both(fleet, "groups", "--json")
+    assert remote.returncode == 0, remote.stderr
+    common = [json.loads(line) for line in remote.stdout.splitlines()
+              if json.loads(line)["group"] == fleet["common"]]
+    assert len(common) == 1, remote.stdout
+    assert common[0]["state"] == "resolved"
+    assert common[0]["resolved"]["in"] == "worker=1.5-1"
+    assert common[0]["first"].startswith("2020-01-01")
+    # Each node's own files are in the bucket, in their checked form.
+    for node in HOSTS:
+        _, marks = fleet["gw"].get(f"{PREFIX}/.groups/{node}/resolved.json")
+        assert json.loads(marks)["marks"][0]["group"] == fleet["common"]
 
 
 def test_json_is_the_records(fleet):
@@ -197,6 +240,14 @@ def test_a_hostile_bucket_is_reported_and_skipped(fleet, tmp_path):
         put(gw, f"{PREFIX}/.index/node-x/2026-01-01.jsonl", "\n".join(lines).encode())
         put(gw, f"{PREFIX}/.index/node-x/2026-01-02.jsonl", b" " * (65 << 20))
         put(gw, f"{PREFIX}/.index/evil\x1b[2J/2026-01-01.jsonl", b"{}")
+        # Group files: garbage, one of another name, an escape as the node, a mark too long.
+        put(gw, f"{PREFIX}/.groups/node-x/seen.json", b"{garbage")
+        put(gw, f"{PREFIX}/.groups/node-x/passwd", b"{}")
+        put(gw, f"{PREFIX}/.groups/evil\x1b[2J/resolved.json", b"{}")
+        # A mark of the crash's group beside one whose key is too long: the file is refused whole.
+        mark = {"group": fleet["common"], "time": 1, "uid": 0, "package": "worker", "version": "9"}
+        put(gw, f"{PREFIX}/.groups/node-y/resolved.json", json.dumps(
+            {"version": 1, "marks": [mark, dict(mark, group="g" * 5000)]}).encode())
         # A gateway may refuse or normalise a key with "..": either way it is no index of ours.
         gw.request("PUT", f"{PREFIX}/.index/node-x/../2026-01-01.jsonl", body=b"{}")
         config = pctest.write_config(tmp_path / "c.conf", tmp_path, upload_endpoint=gw.endpoint,
@@ -214,6 +265,14 @@ def test_a_hostile_bucket_is_reported_and_skipped(fleet, tmp_path):
         assert "names another id" in r.stderr
         assert "larger than" in r.stderr
         assert "not an index object" in r.stderr
+        r = corectl("--config", str(config), "--remote", f"s3://{gw.bucket}/{PREFIX}", "groups",
+                    "--json")
+        assert r.returncode == 0, r.stderr
+        states = [json.loads(line)["state"] for line in r.stdout.splitlines()]
+        assert len(states) == 1 and states[0] in ("new", "ongoing"), r.stdout
+        assert "\x1b" not in r.stderr and "\x1b" not in r.stdout
+        assert "not a node's group file" in r.stderr
+        assert "seen.json" in r.stderr and "resolved.json" in r.stderr
         r = corectl("--config", str(config), "--remote", f"s3://{gw.bucket}/{PREFIX}", "info",
                     "--json", rid)
         assert r.returncode == 0 and json.loads(r.stdout)["id"] == rid

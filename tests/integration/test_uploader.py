@@ -1,6 +1,7 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
-uploader killed mid-upload; a wrong secret; credentials others can read."""
+uploader killed mid-upload; a wrong secret; credentials others can read; the store's group
+files, uploaded when they change."""
 import hashlib
 import json
 import os
@@ -117,6 +118,43 @@ def test_privileged_cores_stay_home(tmp_path, gateway):
     assert run_once(config).returncode == 0
     assert gateway.keys(PREFIX + "/node-p/") == [remote_key("node-p", record, ".json")]
     assert state_of(config.parent, doc["id"])["core"] == "skipped"
+
+
+def test_group_files_go_up_when_they_change(tmp_path, gateway):
+    store, config = make_host(tmp_path / "h", gateway, "node-g")
+    crash(config, store, "box")
+    counters = config.parent / "state" / ".counters.json"
+
+    def corectl(*args):
+        r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(config), *args],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    def uploaded_groups():
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        return json.loads(counters.read_text()).get("groups/ok", 0), r
+
+    # No group files yet: nothing of them goes up.
+    assert uploaded_groups()[0] == 0
+    assert gateway.keys(f"{PREFIX}/.groups/") == []
+    group = json.loads(corectl("groups", "--json").stdout)["group"]
+    corectl("resolve", group, "--in", "worker=2.0-1")
+    assert uploaded_groups()[0] == 1
+    _, body = gateway.get(f"{PREFIX}/.groups/node-g/resolved.json")
+    assert json.loads(body)["marks"][0]["version"] == "2.0-1"
+    # Unchanged: not sent again; changed: sent again.
+    assert uploaded_groups()[0] == 1
+    corectl("unresolve", group)
+    assert uploaded_groups()[0] == 2
+    _, body = gateway.get(f"{PREFIX}/.groups/node-g/resolved.json")
+    assert json.loads(body)["marks"] == []
+    # A seen-set the store's owner broke is not uploaded (the last good one stays).
+    (store / ".groups" / "seen.json").write_text("{garbage")
+    n, r = uploaded_groups()
+    assert n == 2 and "Not uploading the store's seen.json" in r.stderr, r.stderr
+    assert gateway.keys(f"{PREFIX}/.groups/") == [f"{PREFIX}/.groups/node-g/resolved.json"]
 
 
 def big_core(size=64 << 20):

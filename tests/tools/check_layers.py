@@ -31,7 +31,8 @@ ALLOWED = {
             "common/sandbox", "common/index", "common/packages", "common/s3"},
     "exporter": {"common/base", "common/config", "common/record", "common/store",
                  "common/index", "common/packages"},
-    "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3"},
+    "uploader": {"common/base", "common/config", "common/record", "common/store", "common/s3",
+                 "common/packages"},
 }
 # Files with more than their layer's rights: pc_retention (in common/store) reads its settings.
 EXTRA = {

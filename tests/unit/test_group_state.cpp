@@ -144,6 +144,63 @@ TEST_CASE("marks and seen-set round-trip through their text", "[group_state]") {
   CHECK(*s == seen);
 }
 
+TEST_CASE("several stores' files merge: the latest mark, the earliest first crash",
+          "[group_state]") {
+  ResolveMark old_mark = package_mark("1.0-1");
+  old_mark.group = "0123456789abcdef";
+  old_mark.time = 100;
+  ResolveMark new_mark = package_mark("2.0-1");
+  new_mark.group = old_mark.group;
+  new_mark.time = 200;
+  ResolveMark other;
+  other.group = "x:6:/usr/bin/a";
+  other.time = 50;
+  Marks a;
+  a.by_group = {{old_mark.group, old_mark}, {other.group, other}};
+  Marks b;
+  b.by_group = {{new_mark.group, new_mark}};
+  // Either order gives the same result.
+  Marks ab = a;
+  merge_marks(ab, b);
+  Marks ba = b;
+  merge_marks(ba, a);
+  CHECK(ab.by_group == ba.by_group);
+  REQUIRE(ab.by_group.size() == 2);
+  CHECK(ab.by_group.at(old_mark.group).version == "2.0-1");
+  CHECK(ab.by_group.at(other.group) == other);
+  // A tie in time still has one winner, whatever the order.
+  ResolveMark tie = package_mark("3.0-1");
+  tie.group = new_mark.group;
+  tie.time = new_mark.time;
+  Marks t;
+  t.by_group = {{tie.group, tie}};
+  Marks bt = b;
+  merge_marks(bt, t);
+  Marks tb = t;
+  merge_marks(tb, b);
+  CHECK(bt.by_group == tb.by_group);
+
+  Seen early;
+  early.groups["0123456789abcdef"] = SeenGroup{100, {"web1", "/usr/bin/a", "SEGV"}, ""};
+  early.new_counts[{"web1", "/usr/bin/a", "SEGV"}] = 1;
+  Seen late;
+  late.groups["0123456789abcdef"] = SeenGroup{300, {"web2", "/usr/bin/a", "SEGV"}, ""};
+  late.groups["1111222233334444"] = SeenGroup{0, {"web2", "/usr/bin/b", "ABRT"}, ""};
+  late.groups["5555666677778888"] = SeenGroup{400, {"web2", "/usr/bin/b", "ABRT"}, ""};
+  Seen unknown;
+  unknown.groups["1111222233334444"] = SeenGroup{0, {"web3", "/usr/bin/b", "ABRT"}, ""};
+  unknown.groups["5555666677778888"] = SeenGroup{0, {"web3", "/usr/bin/b", "ABRT"}, ""};
+  Seen merged = late;
+  merge_seen_groups(merged, early);
+  merge_seen_groups(merged, unknown);
+  CHECK(merged.groups.size() == 3);
+  CHECK(merged.groups.at("0123456789abcdef") == early.groups.at("0123456789abcdef"));
+  // A known first crash beats an unknown one.
+  CHECK(merged.groups.at("5555666677778888").first == 400);
+  CHECK(merged.groups.at("1111222233334444").first == 0);
+  CHECK(merged.new_counts.empty()); // counters are each store's own
+}
+
 TEST_CASE("hostile group files are refused", "[group_state]") {
   for (const char* text : {
            "",

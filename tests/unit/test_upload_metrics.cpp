@@ -30,13 +30,14 @@ TEST_CASE("upload metrics from the uploader's state files", "[upload_metrics]") 
     CHECK(exporter::upload_families(dir.string(), 1000).empty());
   }
   SECTION("counters, backlog and the oldest pending crash's age") {
-    std::ofstream(dir / ".counters.json") << R"({"record/ok": 5, "core/failed": 2, "x/y": 9})";
+    std::ofstream(dir / ".counters.json")
+        << R"({"record/ok": 5, "core/failed": 2, "groups/ok": 1, "x/y": 9})";
     std::ofstream(dir / ".status.json")
         << R"({"backlog": 3, "oldest_pending": 400, "last_sweep": 990})";
     const auto fs = exporter::upload_families(dir.string(), 1000);
     const auto* uploads = family(fs, "processcore_uploads_total");
     REQUIRE(uploads != nullptr);
-    REQUIRE(uploads->metric.size() == 4); // only the known kinds and results
+    REQUIRE(uploads->metric.size() == 6); // only the known kinds and results
     double record_ok = -1;
     double core_failed = -1;
     for (const auto& m : uploads->metric) {
