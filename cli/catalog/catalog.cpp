@@ -56,17 +56,25 @@ common::Expected<Crash> summarise(std::string_view text) {
   return c;
 }
 
-size_t abbrev_length(std::vector<std::string>& ids) {
+// Ids are 16 hex digits (common::is_record_id): kept as their value, 100,000 of them sort
+// without a string each. Anything else (only a forged index holds it) is no record's id.
+void add_id(std::vector<uint64_t>& ids, std::string_view id) {
+  if (common::is_record_id(id)) {
+    uint64_t v = 0;
+    std::from_chars(id.data(), id.data() + id.size(), v, 16);
+    ids.push_back(v);
+  }
+}
+
+// The shortest prefix (at least 8) that tells every two ids apart: one more hex digit than
+// the longest prefix two neighbours in order share, all 16 for an id found twice.
+size_t abbrev_length(std::vector<uint64_t>& ids) {
   std::sort(ids.begin(), ids.end());
   size_t need = 8;
   for (size_t i = 1; i < ids.size(); ++i) {
-    const auto& a = ids[i - 1];
-    const auto& b = ids[i];
-    size_t common_len = 0;
-    while (common_len < a.size() && common_len < b.size() && a[common_len] == b[common_len]) {
-      ++common_len;
-    }
-    need = std::max(need, std::min(common_len + 1, a.size()));
+    const uint64_t diff = ids[i - 1] ^ ids[i];
+    const size_t common_len = diff == 0 ? 16 : static_cast<size_t>(std::countl_zero(diff)) / 4;
+    need = std::max(need, std::min<size_t>(common_len + 1, 16));
   }
   return need;
 }
@@ -115,16 +123,6 @@ struct Known {
   const std::map<common::index::DirKey, common::index::IndexedDir>* indexed = nullptr;
   const SummaryCache* cache = nullptr;
 };
-
-// Ids are 16 hex digits (common::is_record_id): kept as their value, 100,000 of them sort
-// without a string each. Anything else (only a forged index holds it) is no record's id.
-void add_id(std::vector<uint64_t>& ids, std::string_view id) {
-  if (common::is_record_id(id)) {
-    uint64_t v = 0;
-    std::from_chars(id.data(), id.data() + id.size(), v, 16);
-    ids.push_back(v);
-  }
-}
 
 void first_problem(LoadProblems& p, const std::string& message) {
   if (p.first.empty()) {
@@ -304,19 +302,6 @@ void sort_by_time(std::vector<Crash>& crashes) {
     sorted.push_back(std::move(crashes[i]));
   }
   crashes = std::move(sorted);
-}
-
-// The shortest prefix (at least 8) that tells every two ids apart: one more hex digit than
-// the longest prefix two neighbours in order share, all 16 for an id found twice.
-size_t abbrev_length(std::vector<uint64_t>& ids) {
-  std::sort(ids.begin(), ids.end());
-  size_t need = 8;
-  for (size_t i = 1; i < ids.size(); ++i) {
-    const uint64_t diff = ids[i - 1] ^ ids[i];
-    const size_t common_len = diff == 0 ? 16 : static_cast<size_t>(std::countl_zero(diff)) / 4;
-    need = std::max(need, std::min<size_t>(common_len + 1, 16));
-  }
-  return need;
 }
 
 // True when the store root can be listed; a user who may only traverse it (o+x) reaches their

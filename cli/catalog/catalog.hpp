@@ -100,7 +100,9 @@ common::Expected<FullRecord> parse_full_record(std::string_view text, const Loca
 // The summary of a record's text, as the catalog reads each record.
 common::Expected<Crash> summarise(std::string_view text);
 
+// Adds a record id (16 hex digits) to `ids` as its value; anything else is no record's id.
+void add_id(std::vector<uint64_t>& ids, std::string_view id);
 // The id prefix length (at least 8) that tells every id of `ids` apart; sorts `ids`.
-size_t abbrev_length(std::vector<std::string>& ids);
+size_t abbrev_length(std::vector<uint64_t>& ids);
 
 } // namespace cli

@@ -398,7 +398,7 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
   m_everything = !filter.since && !filter.until;
   std::vector<Line> pending;
   std::vector<std::string> pending_nodes;
-  std::vector<std::string> ids;
+  std::vector<uint64_t> ids;
   auto add = [&](Crash&& c, bool core, const std::string& node, const std::string& where) {
     if (!common::is_safe_component(node)) {
       return;
@@ -411,7 +411,7 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
       }
       return;
     }
-    ids.push_back(c.id);
+    add_id(ids, c.id);
     if (filter.matches(c)) {
       cat.crashes.push_back(std::move(c));
     }

@@ -49,9 +49,10 @@ void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) 
   places.runtime_report = std::move(text);
 }
 
-// Prints one record of a bucket for info: its places are the objects', and the group's changes
-// (which would read every record of the group) are left out.
-void show_remote_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
+// Prints one record for info: as JSON, or as text with the places `places_of()` gives (only
+// then asked: they stat and read files or objects); `first` separates records with a blank line.
+template <typename Places>
+void print_record(Context& ctx, FullRecord& full, bool& first, Places places_of) {
   if (ctx.opts.json != JsonMode::off) {
     print_json(full.json, ctx.opts.json == JsonMode::pretty);
     return;
@@ -60,7 +61,14 @@ void show_remote_record(Context& ctx, const Located& where, FullRecord& full, bo
     std::fputs("\n", stdout);
   }
   first = false;
+  // With debuginfod servers configured, frames the handler could not name get names and
+  // lines here, after the fact (the handler never uses the network).
   enrich_with_debuginfod(full.record.crash, full.record.mappings);
+  print_info(ctx.term, full, places_of());
+}
+
+// A record of a bucket: its places are the objects'.
+InfoPlaces remote_places(const Context& ctx, const Located& where) {
   InfoPlaces places;
   places.core_file = ctx.remote->url_of(where, RemoteBucket::Suffix::core);
   places.core_file_exists = !places.core_file.empty() && ctx.remote->core_uploaded(where);
@@ -70,7 +78,21 @@ void show_remote_record(Context& ctx, const Located& where, FullRecord& full, bo
                              std::string::npos, common::k_core_suffix);
   }
   places.record_file = ctx.remote->url_of(where, RemoteBucket::Suffix::record);
-  print_info(ctx.term, full, places);
+  return places;
+}
+
+// A record of the store: its files, and the runtime's report kept beside it.
+InfoPlaces store_places(const Context& ctx, const Located& where) {
+  const std::string core = common::core_relpath(where.host_dir, where.exe_dir, where.id);
+  struct stat st {};
+  const std::string& root = ctx.store->root();
+  InfoPlaces places;
+  places.core_file = root + "/" + core;
+  places.core_file_exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  places.record_file = root + "/" + common::record_relpath(where.host_dir, where.exe_dir, where.id);
+  read_runtime_report(ctx.store->fd(),
+                      common::report_relpath(where.host_dir, where.exe_dir, where.id), places);
+  return places;
 }
 
 // A record without Python stacks whose process mapped a CPython (captured with
@@ -95,7 +117,8 @@ void add_python_from_core(const Context& ctx, const Located& where, FullRecord& 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
   if (ctx.remote) {
-    show_remote_record(ctx, where, full, first);
+    // The group's changes would read every record of the group: left out for a bucket.
+    print_record(ctx, full, first, [&] { return remote_places(ctx, where); });
     return;
   }
   add_python_from_core(ctx, where, full);
@@ -118,28 +141,7 @@ void show_record(Context& ctx, const Located& where, FullRecord& full, bool& fir
       full.json["changes"] = std::move(*changes);
     }
   }
-  if (ctx.opts.json != JsonMode::off) {
-    print_json(full.json, ctx.opts.json == JsonMode::pretty);
-    return;
-  }
-  if (!first) {
-    std::fputs("\n", stdout);
-  }
-  first = false;
-  const std::string core = common::core_relpath(where.host_dir, where.exe_dir, where.id);
-  struct stat st {};
-  const bool exists = ::fstatat(ctx.store->fd(), core.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
-  // With debuginfod servers configured, frames the handler could not name get names and
-  // lines here, after the fact (the handler never uses the network).
-  enrich_with_debuginfod(full.record.crash, full.record.mappings);
-  const std::string& root = ctx.store->root();
-  InfoPlaces places;
-  places.core_file = root + "/" + core;
-  places.core_file_exists = exists;
-  places.record_file = root + "/" + common::record_relpath(where.host_dir, where.exe_dir, where.id);
-  read_runtime_report(ctx.store->fd(),
-                      common::report_relpath(where.host_dir, where.exe_dir, where.id), places);
-  print_info(ctx.term, full, places);
+  print_record(ctx, full, first, [&] { return store_places(ctx, where); });
 }
 
 // info --file PATH: the core analysed here, shown as a record would be.
@@ -154,15 +156,13 @@ Exit show_loose_core(Context& ctx) {
     core->full.json["python"] = std::move(*py);
     ::lseek(core->fd.get(), 0, SEEK_SET);
   }
-  if (ctx.opts.json != JsonMode::off) {
-    print_json(core->full.json, ctx.opts.json == JsonMode::pretty);
-    return Exit::ok;
-  }
-  enrich_with_debuginfod(core->full.record.crash, core->full.record.mappings);
-  InfoPlaces places;
-  places.core_file = core->path;
-  places.core_file_exists = true;
-  print_info(ctx.term, core->full, places);
+  bool first = true;
+  print_record(ctx, core->full, first, [&] {
+    InfoPlaces places;
+    places.core_file = core->path;
+    places.core_file_exists = true;
+    return places;
+  });
   return Exit::ok;
 }
 

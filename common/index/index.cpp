@@ -472,21 +472,11 @@ Expected<std::map<DirKey, IndexedDir>> Index::load() const {
     exec(m_db, "COMMIT", "commit");
     return result;
   };
-  std::map<DirKey, IndexedDir> out;
-  {
-    Statement st(m_db, "SELECT host, exe, ino, mtime_ns, entries, malformed FROM dirs");
-    int rc = st.ok() ? SQLITE_ROW : SQLITE_ERROR;
-    while (st.ok() && (rc = st.step()) == SQLITE_ROW) {
-      auto& d = out[{st.text(0), st.text(1)}];
-      d.state =
-          DirState{static_cast<uint64_t>(st.i64(2)), st.i64(3), static_cast<uint64_t>(st.i64(4))};
-      d.malformed = static_cast<size_t>(st.i64(5));
-    }
-    if (rc != SQLITE_DONE) {
-      return done(Expected<std::map<DirKey, IndexedDir>>(
-          fail(sqlite_message(m_db, "Failed to read the index"))));
-    }
+  auto listed = dirs();
+  if (!listed) {
+    return done(std::move(listed));
   }
+  std::map<DirKey, IndexedDir> out = std::move(*listed);
   Statement st(m_db, select_records_sql("ORDER BY host, exe, id").c_str());
   int rc = st.ok() ? SQLITE_ROW : SQLITE_ERROR;
   IndexedDir* dir = nullptr;
