@@ -679,14 +679,14 @@ RemoteBucket::download_core(const Located& where, const common::Record& record, 
                                                      std::to_string(info->size)));
   }
   if (is_md5_etag(info->etag)) {
-    auto etag = common::s3::file_etag(fd->get(), info->size);
-    if (!etag) {
-      return std::unexpected(report(Exit::failure, etag.error().message));
+    auto etags = common::s3::file_etags(fd->get(), info->size);
+    if (!etags) {
+      return std::unexpected(report(Exit::failure, etags.error().message));
     }
-    if (*etag != info->etag) {
+    if (!etags->matches(info->etag)) {
       return std::unexpected(report(
           Exit::failure, "The core downloaded from " + common::quoted(url) + " has the ETag " +
-                             *etag + ", the bucket says " + common::printable(info->etag)));
+                             etags->upload + ", the bucket says " + common::printable(info->etag)));
     }
   } else if (!quiet) {
     std::fprintf(stderr,

@@ -246,7 +246,12 @@ Expected<Client::Response> Client::perform(Request& rq) {
     return fail("Failed to initialize libcurl");
   }
   curl_easy_reset(curl);
-  const std::string path = m_base_path + "/" + uri_encode(rq.key, Slash::keep);
+  // A request of the bucket itself (a listing) goes to "/BUCKET" in path style, as the AWS SDKs
+  // send it, not "/BUCKET/": servers that rebuild the path to check the signature (s3rver) sign
+  // it without the slash.
+  const std::string path = rq.key.empty() && !m_base_path.empty()
+                               ? m_base_path
+                               : m_base_path + "/" + uri_encode(rq.key, Slash::keep);
   const std::string query = canonical_query(rq.query);
   const std::string url = m_scheme_host + path + (query.empty() ? "" : "?" + query);
 
@@ -623,11 +628,12 @@ uint64_t part_size_for(uint64_t size) {
   return part_size;
 }
 
-Expected<std::string> file_etag(int fd, uint64_t size) {
+Expected<FileEtags> file_etags(int fd, uint64_t size) {
   const uint64_t part_size = part_size_for(size);
   // Read in pieces of at most 1 MiB, whatever the part size: memory stays flat.
   std::vector<std::byte> buf(static_cast<size_t>(std::min<uint64_t>(part_size, 1 << 20)));
   std::vector<std::array<uint8_t, 16>> md5s;
+  Md5 whole;
   uint64_t off = 0;
   do {
     const uint64_t part_end = std::min(size, off + part_size);
@@ -642,17 +648,22 @@ Expected<std::string> file_etag(int fd, uint64_t size) {
         return fail("The file shrank while its ETag was computed");
       }
       part.update(std::span(buf.data(), want));
+      whole.update(std::span(buf.data(), want));
       off += want;
     }
     md5s.push_back(part.finish());
   } while (off < size);
-  return size <= part_size ? digest_hex(md5s.front()) : multipart_etag(md5s);
+  FileEtags etags;
+  etags.md5 = digest_hex(whole.finish());
+  etags.upload = size <= part_size ? etags.md5 : multipart_etag(md5s);
+  return etags;
 }
 
 Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64_t size,
                                           const std::map<std::string, std::string>& metadata) {
   const uint64_t part_size = part_size_for(size);
   std::string expected;
+  std::string whole_md5; // a multipart upload's other valid ETag (file_etags())
   if (size <= part_size) {
     std::vector<std::byte> buf(size);
     auto n = pread_full(fd, buf, 0);
@@ -667,6 +678,7 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
       return std::unexpected(etag.error());
     }
     expected = digest_hex(md5(buf));
+    whole_md5 = expected;
   } else {
     auto id = create_multipart(key, metadata);
     if (!id) {
@@ -675,6 +687,7 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     std::vector<std::byte> buf(part_size);
     std::vector<std::string> etags;
     std::vector<std::array<uint8_t, 16>> md5s;
+    Md5 all;
     auto give_up = [&](const Error& e) -> std::unexpected<Error> {
       // Best effort: a lifecycle rule for incomplete uploads removes what this cannot.
       (void)abort_multipart(key, *id);
@@ -697,23 +710,25 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
       }
       etags.push_back(*etag);
       md5s.push_back(md5(part));
+      all.update(part);
     }
     if (auto c = complete_multipart(key, *id, etags); !c) {
       return give_up(c.error());
     }
     expected = multipart_etag(md5s);
+    whole_md5 = digest_hex(all.finish());
   }
   // A 200 is not proof: the object must be there, with our size and ETag.
   auto info = head(key);
   if (!info) {
     return fail("Uploaded " + quoted(key) + " but HEAD failed: " + info.error().message);
   }
-  if (info->size != size || info->etag != expected) {
+  if (info->size != size || (info->etag != expected && info->etag != whole_md5)) {
     return fail("Uploaded " + quoted(key) + " but the server holds " + std::to_string(info->size) +
                 " bytes with ETag " + quoted(info->etag) + ", not " + std::to_string(size) +
                 " bytes with " + quoted(expected));
   }
-  return expected;
+  return info->etag;
 }
 
 } // namespace common::s3

@@ -103,8 +103,9 @@ public:
 
   // Uploads the `size` bytes of `fd` from offset 0 to `key`: one PUT when small, else a
   // multipart upload read part by part (memory is one part whatever the size). Then HEAD must
-  // show the size and the ETag computed locally (the MD5 or the multipart ETag "md5-of-md5s-N");
-  // otherwise it fails, and a multipart upload given up is aborted. Returns the ETag.
+  // show the size and an ETag computed locally (the MD5 or the multipart ETag "md5-of-md5s-N",
+  // or the whole MD5 for a multipart upload: file_etags()); otherwise it fails, and a multipart
+  // upload given up is aborted. Returns the server's ETag.
   Expected<std::string> upload_file(const std::string& key, int fd, uint64_t size,
                                     const std::map<std::string, std::string>& metadata);
 
@@ -137,9 +138,16 @@ private:
 // The part size upload_file() uses for a file of `size` bytes.
 uint64_t part_size_for(uint64_t size);
 
-// The ETag upload_file() leaves for the `size` bytes of `fd` from offset 0: the hex MD5, or the
-// multipart ETag when the file is larger than one part. Reads the file once, in small pieces.
-Expected<std::string> file_etag(int fd, uint64_t size);
+// The ETags a server may hold for the `size` bytes of `fd` from offset 0: `upload`, the one
+// upload_file() leaves by S3's rule (the hex MD5, or the multipart ETag when the file is larger
+// than one part), and `md5`, the hex MD5 of the whole, which some S3 implementations (s3rver,
+// older gateways) give a multipart upload as well. Reads the file once, in small pieces.
+struct FileEtags {
+  std::string upload;
+  std::string md5;
+  bool matches(std::string_view etag) const { return etag == upload || etag == md5; }
+};
+Expected<FileEtags> file_etags(int fd, uint64_t size);
 
 // The multipart ETag of parts with these MD5s: hex MD5 of their concatenation, "-", their count.
 std::string multipart_etag(const std::vector<std::array<uint8_t, 16>>& part_md5s);

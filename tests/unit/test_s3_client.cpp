@@ -68,7 +68,7 @@ TEST_CASE("Multipart ETag: MD5 of the parts' MD5s and the count", "[s3]") {
   CHECK(multipart_etag({ma, mb}) == hex + "-2");
 }
 
-TEST_CASE("A file's ETag: its MD5 up to a part, the multipart ETag above", "[s3]") {
+TEST_CASE("A file's ETags: its MD5 up to a part, the multipart ETag or the MD5 above", "[s3]") {
   // MD5 fed piece by piece is MD5 of the whole.
   const std::string text = "The quick brown fox jumps over the lazy dog";
   Md5 pieces;
@@ -84,17 +84,32 @@ TEST_CASE("A file's ETag: its MD5 up to a part, the multipart ETag above", "[s3]
     body[i] = static_cast<char>((i * 7919) >> 5);
   }
   REQUIRE(::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()));
-  // Up to one part: the MD5 of the bytes.
+  // Up to one part: the MD5 of the bytes, whichever way it went up.
   const auto first = std::as_bytes(std::span(body.data(), k_part_size));
-  CHECK(file_etag(fd, k_part_size) == digest_hex(md5(first)));
-  CHECK(file_etag(fd, 0) == "d41d8cd98f00b204e9800998ecf8427e");
-  // Above: the ETag of the parts' MD5s, as upload_file() leaves it.
+  const auto one = file_etags(fd, k_part_size);
+  REQUIRE(one);
+  CHECK(one->upload == digest_hex(md5(first)));
+  CHECK(one->md5 == one->upload);
+  const auto none = file_etags(fd, 0);
+  REQUIRE(none);
+  CHECK(none->upload == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(none->md5 == none->upload);
+  // Above: the ETag of the parts' MD5s, as upload_file() leaves it by S3's rule, or the MD5 of
+  // the whole, as some servers give a multipart upload; nothing else matches.
   const auto rest = std::as_bytes(std::span(body.data() + k_part_size, 12345));
-  CHECK(file_etag(fd, body.size()) == multipart_etag({md5(first), md5(rest)}));
+  const auto big = file_etags(fd, body.size());
+  REQUIRE(big);
+  CHECK(big->upload == multipart_etag({md5(first), md5(rest)}));
+  CHECK(big->md5 == digest_hex(md5(std::as_bytes(std::span(body)))));
+  CHECK(big->matches(big->upload));
+  CHECK(big->matches(big->md5));
+  CHECK_FALSE(big->matches(digest_hex(md5(first))));
+  CHECK_FALSE(big->matches(""));
+  CHECK_FALSE(big->matches(digest_hex(md5(first)) + "-2"));
   CHECK(part_size_for(body.size()) == k_part_size);
   CHECK(part_size_for(k_part_size * k_max_parts) == 2 * k_part_size);
   // A file shorter than said is an error, not an ETag.
-  CHECK_FALSE(file_etag(fd, body.size() + 1));
+  CHECK_FALSE(file_etags(fd, body.size() + 1));
   ::close(fd);
 }
 
