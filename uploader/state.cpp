@@ -18,34 +18,10 @@ namespace uploader {
 
 namespace {
 
-constexpr size_t k_max_state_bytes = 64 << 10;
 constexpr int64_t k_backoff_first = 10;
 constexpr int64_t k_backoff_max = 3600;
 
-std::optional<CoreState> parse_core_state(std::string_view s) {
-  for (CoreState c : {CoreState::pending, CoreState::done, CoreState::skipped, CoreState::none}) {
-    if (to_string(c) == s) {
-      return c;
-    }
-  }
-  return std::nullopt;
-}
-
 } // namespace
-
-std::string_view to_string(CoreState s) {
-  switch (s) {
-  case CoreState::pending:
-    return "pending";
-  case CoreState::done:
-    return "done";
-  case CoreState::skipped:
-    return "skipped";
-  case CoreState::none:
-    return "none";
-  }
-  return "pending";
-}
 
 common::Expected<StateDir> StateDir::open(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -71,7 +47,7 @@ CrashState StateDir::load(const std::string& id, int64_t now) const {
   CrashState s;
   s.id = id;
   s.first_seen = now;
-  auto fd = common::open_at(m_fd, id + ".json", O_RDONLY);
+  auto fd = common::open_at(m_fd, id + ".json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!fd) {
     return s;
   }
@@ -79,7 +55,7 @@ CrashState StateDir::load(const std::string& id, int64_t now) const {
   char buf[4096];
   for (;;) {
     auto n = common::read_some(fd->get(), std::as_writable_bytes(std::span(buf)));
-    if (!n || *n == 0 || text.size() + *n > k_max_state_bytes) {
+    if (!n || *n == 0 || text.size() + *n > common::k_max_upload_state_bytes) {
       break;
     }
     text.append(buf, *n);
@@ -90,7 +66,7 @@ CrashState StateDir::load(const std::string& id, int64_t now) const {
   }
   s.record_done = j.value("record_done", false);
   s.indexed = j.value("indexed", false);
-  s.core = parse_core_state(j.value("core", "pending")).value_or(CoreState::pending);
+  s.core = common::parse_upload_core_state(j.value("core", "pending")).value_or(CoreState::pending);
   s.attempts = j.value("attempts", uint64_t{0});
   s.last_error = j.value("last_error", "");
   s.next_try = j.value("next_try", int64_t{0});

@@ -4,20 +4,15 @@
 #pragma once
 
 #include "common/base/error.hpp"
+#include "common/store/upload_state.hpp"
 
 #include <cstdint>
 #include <string>
 
 namespace uploader {
 
-// Where a crash's core stands.
-enum class CoreState {
-  pending, // still to upload
-  done,    // uploaded and verified
-  skipped, // by policy (upload_cores, privilege-changed process)
-  none,    // the record has no core (never stored, or removed by retention)
-};
-std::string_view to_string(CoreState s);
+// Where a crash's core stands; the format is shared with retention (common/store/upload_state).
+using CoreState = common::UploadCoreState;
 
 struct CrashState {
   std::string id;

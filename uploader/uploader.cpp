@@ -288,6 +288,11 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
       {"time", record->time},
       {"id", e.id}};
 
+  // Retention removed the core before it went up: the bucket's copy of the record still says the
+  // core is there, so the record is sent again (it now says core.removed_before_upload).
+  if (st.record_done && st.core == CoreState::pending && record->core.removed) {
+    st.record_done = false;
+  }
   // A finished record may have vanished from the server (a bucket emptied, a new cluster): the
   // core's retry checks it first.
   if (st.record_done && st.core == CoreState::pending) {

@@ -589,6 +589,7 @@ void print_info(const Term& term, const FullRecord& full, const InfoPlaces& plac
   std::string state;
   if (core.removed) {
     state = "removed by retention at " + printable(*core.removed) +
+            (core.removed_before_upload ? ", before it was uploaded" : "") +
             " (captured: " + std::string(common::to_string(core.reason)) + ")";
   } else if (core.present) {
     state = std::string(common::to_string(core.reason));

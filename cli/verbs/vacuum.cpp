@@ -5,13 +5,16 @@
 #include "cli/verbs/verbs.hpp"
 #include "common/store/ledger.hpp"
 #include "common/store/retention.hpp"
+#include "common/store/upload_state.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
 namespace cli {
 
@@ -35,6 +38,31 @@ const char* image_noun(const common::RetentionEntry& e) {
   return e.core_bytes > 0 ? "core" : "runtime report";
 }
 
+// What the uploader still has to send of one crash, when upload is configured (see
+// retention.hpp). `state_dir` is the uploader's state directory (nullopt: none yet, so nothing
+// is uploaded). Its files are the uploader's, read as untrusted: a missing or broken state is
+// "not uploaded", which only makes retention keep more.
+void mark_awaiting_upload(const common::Store& store, const common::Config& config,
+                          const std::optional<common::UniqueFd>& state_dir, const Crash& c,
+                          common::RetentionEntry& e) {
+  const auto progress = state_dir ? common::read_upload_progress(state_dir->get(), c.id)
+                                  : std::optional<common::UploadProgress>();
+  e.record_awaiting_upload = !progress || !progress->record_done;
+  // Only the core goes up (a runtime report alone never does), and only by the policy.
+  if (e.core_bytes == 0 || config.upload_cores == "never" ||
+      (progress && progress->core != common::UploadCoreState::pending)) {
+    return;
+  }
+  if (!config.upload_privileged_cores) {
+    // A root-only core is never sent then: read the record only for these few candidates.
+    auto full = read_record(store, {c.host_dir, c.exe_dir, c.id});
+    if (full && full->record.core.access == common::CoreAccess::root_only) {
+      return;
+    }
+  }
+  e.core_awaiting_upload = true;
+}
+
 } // namespace
 
 namespace {
@@ -52,7 +80,8 @@ common::RetentionPlan aimed_plan(const common::Store& store, const common::Confi
     plan.core_bytes_before += common::image_bytes(entries[i]);
     plan.record_bytes_before += entries[i].record_bytes;
     if (common::image_bytes(entries[i]) > 0 && selects(store, filter, cat.crashes[i])) {
-      plan.remove_cores.push_back({i, common::RemovalCause::asked});
+      plan.remove_cores.push_back(
+          {i, common::RemovalCause::asked, entries[i].core_awaiting_upload});
     } else {
       plan.core_bytes_after += common::image_bytes(entries[i]);
     }
@@ -90,6 +119,21 @@ Exit cmd_vacuum(Context& ctx) {
     return report(Exit::failure, space.error().message);
   }
   const std::string now_text = common::format_time(std::time(nullptr));
+
+  // With upload configured, what the uploader has not sent is spared (retention.hpp).
+  const bool uploading = !ctx.config.upload_url.empty();
+  std::optional<common::UniqueFd> upload_state;
+  if (uploading) {
+    if (auto d = common::open_upload_state_dir(ctx.config.upload_state_dir)) {
+      upload_state = std::move(*d);
+    } else if (d.error().sys_errno != ENOENT) {
+      // Unreadable is not "uploaded": every crash counts as still to send, the safe side.
+      std::fprintf(stderr,
+                   "corectl: warning: cannot read the upload state, counting nothing as "
+                   "uploaded: %s\n",
+                   printable(d.error().message).c_str());
+    }
+  }
 
   std::vector<common::RetentionEntry> entries;
   entries.reserve(cat.crashes.size());
@@ -135,6 +179,9 @@ Exit cmd_vacuum(Context& ctx) {
         e.report_bytes = 0;
       }
     }
+    if (uploading) {
+      mark_awaiting_upload(store, ctx.config, upload_state, c, e);
+    }
     entries.push_back(std::move(e));
   }
 
@@ -167,8 +214,9 @@ Exit cmd_vacuum(Context& ctx) {
   for (const auto& step : plan.retire) {
     const auto& e = entries[step.entry];
     const auto& c = cat.crashes[step.entry];
-    std::printf("%s record %s: %s\n", dry ? "Would retire" : "Retiring", describe(e, c).c_str(),
-                std::string(common::to_string(step.cause)).c_str());
+    std::printf("%s record %s: %s%s\n", dry ? "Would retire" : "Retiring", describe(e, c).c_str(),
+                std::string(common::to_string(step.cause)).c_str(),
+                step.before_upload ? " (before it was uploaded)" : "");
     auto full = read_record(store, {c.host_dir, c.exe_dir, c.id});
     if (!full) {
       result = report(Exit::failure, full.error().message + ", keeping it");
@@ -193,10 +241,13 @@ Exit cmd_vacuum(Context& ctx) {
   }
   for (const auto& step : plan.remove_cores) {
     const auto& e = entries[step.entry];
-    std::printf("%s %s %s: %s\n", dry ? "Would remove" : "Removing", image_noun(e),
+    std::printf("%s %s %s: %s%s\n", dry ? "Would remove" : "Removing", image_noun(e),
                 describe(e, cat.crashes[step.entry]).c_str(),
-                std::string(common::to_string(step.cause)).c_str());
-    if (auto r = dry ? common::Expected<void>() : common::remove_core(store, e, now_text); !r) {
+                std::string(common::to_string(step.cause)).c_str(),
+                step.before_upload ? " (before it was uploaded)" : "");
+    if (auto r = dry ? common::Expected<void>()
+                     : common::remove_core(store, e, now_text, step.before_upload);
+        !r) {
       result = report(Exit::failure, r.error().message);
     } else {
       policy_bytes += common::image_bytes(e);

@@ -91,9 +91,9 @@ constexpr std::array k_record_keys = {"schema",
                                       "packages",
                                       "runtime_report",
                                       "python"};
-constexpr std::array k_core_keys = {"present",     "reason",    "path",          "size",
-                                    "stored_size", "truncated", "expected_size", "access",
-                                    "compression", "error",     "removed"};
+constexpr std::array k_core_keys = {
+    "present",       "reason", "path",        "size",  "stored_size", "truncated",
+    "expected_size", "access", "compression", "error", "removed",     "removed_before_upload"};
 constexpr std::array k_handler_keys = {"version",  "duration_ms", "drained_ms", "analysis_ms",
                                        "analysis", "warnings",    "cut"};
 
@@ -213,6 +213,9 @@ json to_json(const Record& r) {
   }
   if (r.core.removed) {
     core["removed"] = *r.core.removed;
+  }
+  if (r.core.removed_before_upload) {
+    core["removed_before_upload"] = true;
   }
   json j = {
       {"schema", r.schema},
@@ -350,6 +353,9 @@ Expected<Record> record_from_json(const json& j) {
   r.core.access = access == "owner" ? CoreAccess::owner : CoreAccess::root_only;
   if (auto it = core.find("removed"); it != core.end() && it->is_string()) {
     r.core.removed = it->get<std::string>();
+  }
+  if (auto it = core.find("removed_before_upload"); it != core.end() && it->is_boolean()) {
+    r.core.removed_before_upload = it->get<bool>();
   }
   if (auto it = j.find("crash"); it != j.end() && it->is_object()) {
     r.crash = *it;

@@ -50,6 +50,9 @@ struct CoreInfo {
   // RFC 3339 time at which retention removed the stored core (corectl vacuum). `present` and
   // `reason` keep describing the capture, so series labels derived from them never change.
   std::optional<std::string> removed;
+  // Retention had to remove the core while the uploader still had it to send (the quota left no
+  // other core to take): the fleet will never see this core.
+  bool removed_before_upload = false;
   // Keys of `core` this version does not know (a later version's), written back unchanged.
   nlohmann::json unknown = nlohmann::json::object();
 };

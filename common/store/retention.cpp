@@ -213,7 +213,7 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
     }
   };
   auto retire = [&](size_t i, RemovalCause cause) {
-    plan.retire.push_back({i, cause});
+    plan.retire.push_back({i, cause, entries[i].record_awaiting_upload});
     gone[i] = true;
     drop_core(i);
     record_bytes -= entries[i].record_bytes;
@@ -224,8 +224,13 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
   const size_t excess = config.max_records > 0 && entries.size() > config.max_records
                             ? entries.size() - config.max_records
                             : 0;
+  // A record still to upload is kept until it is (the next vacuum after that retires it), and
+  // no newer record goes in its place: max_records keeps the newest.
   for (size_t k = 0; k < by_age.size(); ++k) {
     const size_t i = by_age[k];
+    if (entries[i].record_awaiting_upload) {
+      continue;
+    }
     if (k < excess) {
       retire(i, RemovalCause::max_records);
     } else if (config.max_record_age > 0 &&
@@ -244,39 +249,48 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
     }
     return std::nullopt;
   };
-  if (over()) {
+  // Each in two rounds: what is already uploaded (or never will be) first, and what is still to
+  // upload only if the quota is still not met.
+  for (const bool awaiting : {false, true}) {
+    if (!over()) {
+      break;
+    }
     std::vector<size_t> cores;
     for (size_t i : by_age) {
-      if (!gone[i] && image_bytes(entries[i]) > 0) {
+      if (!gone[i] && !core_gone[i] && image_bytes(entries[i]) > 0 &&
+          entries[i].core_awaiting_upload == awaiting) {
         cores.push_back(i);
       }
     }
     evict(
         entries, cores, [&](size_t i) { return image_bytes(entries[i]); }, over,
         [&](size_t i, RemovalCause cause) {
-          plan.remove_cores.push_back({i, cause});
+          plan.remove_cores.push_back({i, cause, awaiting});
           drop_core(i);
         });
   }
-  if (over()) {
+  for (const bool awaiting : {false, true}) {
+    if (!over()) {
+      break;
+    }
     std::vector<size_t> records;
     for (size_t i : by_age) {
-      if (!gone[i]) {
+      if (!gone[i] && entries[i].record_awaiting_upload == awaiting) {
         records.push_back(i);
       }
     }
     evict(
         entries, records, [&](size_t i) { return entries[i].record_bytes; }, over, retire);
-    // Retiring a record removes its core too: no separate step for it.
-    std::erase_if(plan.remove_cores, [&](const RetentionStep& s) { return gone[s.entry]; });
   }
+  // Retiring a record removes its core too: no separate step for it.
+  std::erase_if(plan.remove_cores, [&](const RetentionStep& s) { return gone[s.entry]; });
   plan.core_bytes_after = core_bytes;
   plan.record_bytes_after = record_bytes;
   return plan;
 }
 
 Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
-                           const std::string& removed_at) {
+                           const std::string& removed_at, bool before_upload) {
   // Root runs this in a directory tree the store user owns: each component is opened without
   // following symlinks, and the record is read and checked through one descriptor, so nothing can
   // be swapped in between the check and the read. O_NONBLOCK: a FIFO must not hang vacuum.
@@ -332,6 +346,9 @@ Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
   if (!core_marked || !report_marked) {
     if (!core_marked) {
       j["core"]["removed"] = removed_at;
+      if (before_upload) {
+        j["core"]["removed_before_upload"] = true;
+      }
     }
     if (!report_marked) {
       j["runtime_report"]["removed"] = removed_at;

@@ -15,6 +15,12 @@
 //    is down to one.
 // 3. Records too take disk: when the store is still over a limit with every core gone, records
 //    are retired (through the ledger, like 1) in the same order, by record bytes.
+// With upload configured (upload_url), what the uploader has not sent yet is spared, since the
+// store's copy is the only one: a record not yet uploaded is not retired by 1 (it is small, and
+// the next vacuum after its upload retires it); in 2 the cores already uploaded, or that the
+// upload policy never sends, go first, and a core still to upload goes only when the quota
+// cannot be met otherwise: its record then says `core.removed_before_upload`. In 3 likewise the
+// records already uploaded go first.
 #pragma once
 
 #include "common/base/error.hpp"
@@ -41,6 +47,11 @@ struct RetentionEntry {
   // Allocated bytes of <id>.report, the runtime's own crash report: it holds the process's
   // memory as the core does, so it is removed with the core and weighs with it.
   uint64_t report_bytes = 0;
+  // Upload is configured and the uploader is still to send this crash's core (it will, by its
+  // policy) or its record: see the header's rule. A missing or broken upload state counts as
+  // not sent.
+  bool core_awaiting_upload = false;
+  bool record_awaiting_upload = false;
 };
 
 // What removing an entry's core frees: the core and the runtime's report beside it.
@@ -62,6 +73,9 @@ std::string_view to_string(RemovalCause c);
 struct RetentionStep {
   size_t entry = 0; // index into the entries given to plan_retention
   RemovalCause cause = RemovalCause::max_use;
+  // What goes is still awaiting upload: a core (remove_core() marks its record so), or, among
+  // retirements, the record itself.
+  bool before_upload = false;
 };
 
 struct RetentionPlan {
@@ -83,13 +97,14 @@ RetentionPlan plan_retention(const Config& config, const std::vector<RetentionEn
                              const RetentionFacts& facts);
 
 // Removes one core and keeps its record: the record is first rewritten atomically with
-// core.removed = `removed_at` (owner, group, mode and ACL preserved, with no chown() when the
-// caller owns it; every other field unchanged), then the core is unlinked. Where the sandbox
-// keeps a new file from getting the old one's owner or ACL, the record is rewritten in place.
-// A crash in between leaves a record saying "removed" beside a core that the next vacuum
-// removes; never a record that points at a core that is gone.
+// core.removed = `removed_at` (and core.removed_before_upload = true when `before_upload`) (owner,
+// group, mode and ACL preserved, with no chown() when the caller owns it; every other field
+// unchanged), then the core is unlinked. Where the sandbox keeps a new file from getting the old
+// one's owner or ACL, the record is rewritten in place. A crash in between leaves a record saying
+// "removed" beside a core that the next vacuum removes; never a record that points at a core that
+// is gone.
 Expected<void> remove_core(const Store& store, const RetentionEntry& entry,
-                           const std::string& removed_at);
+                           const std::string& removed_at, bool before_upload = false);
 
 // A file retention removes that no record accounts for.
 struct Orphan {

@@ -190,7 +190,9 @@ def test_retention_timer_and_service_verify(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"^ExecStart=\S+ vacuum$", service, re.M)
     for key in ["User=process-core", "ProtectSystem=strict", "ReadWritePaths=/var/lib/process-core",
-                "NoNewPrivileges=yes", "PrivateNetwork=yes", "SystemCallFilter=@system-service"]:
+                "NoNewPrivileges=yes", "PrivateNetwork=yes", "SystemCallFilter=@system-service",
+                # the uploader's state, read to spare what is not uploaded yet
+                "ReadOnlyPaths=-/var/lib/process-core-uploader"]:
         assert key in service, key
     assert "Persistent=true" in timer.read_text()
     r = subprocess.run(["systemd-analyze", "calendar", "hourly"], capture_output=True, text=True)

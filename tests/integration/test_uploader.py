@@ -304,3 +304,54 @@ def test_tls_with_a_ca_file(tmp_path):
         assert len(gw.keys(PREFIX + "/node-t/")) == 2
     finally:
         gw.stop()
+
+
+def test_a_core_removed_before_upload_still_sends_its_record(tmp_path, gateway):
+    """Retention removes the uploaded core first and, forced by the quota, the ones still to
+    upload; their records say so and the uploader sends them, without a core: a record never
+    sent, and one sent while its core was still to go (sent again, now saying so)."""
+    store, config = make_host(tmp_path / "h", gateway, "node-r")
+    sent, _ = crash(config, store, "box", exe="/usr/bin/first")
+    half, _ = crash(config, store, "box", exe="/usr/bin/second")
+    assert run_once(config).returncode == 0
+    half_id = json.loads(half.read_text())["id"]
+    assert state_of(config.parent, half_id)["core"] == "done"
+    # As if the core's upload had failed after the record's: record sent, core still pending.
+    state_file = config.parent / "state" / f"{half_id}.json"
+    state_file.write_text(json.dumps({**state_of(config.parent, half_id), "core": "pending"}))
+    waiting, _ = crash(config, store, "box", exe="/usr/bin/third")  # not uploaded at all
+    pending = {json.loads(p.read_text())["id"]: p for p in (half, waiting)}
+
+    def allocated(p):
+        return p.stat().st_blocks * 512
+
+    def core_of(record):
+        return record.with_name(record.name[:-len(".json")] + ".core.zst")
+
+    # Room for the records alone: every core must go, the uploaded one first.
+    limit = sum(allocated(p) for p in store.glob("*/*/*.json"))
+    config.write_text(config.read_text() + f"keep_free = 0\nmax_use = {limit}\n")
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(config), "vacuum"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache")))
+    assert r.returncode == 0, r.stdout + r.stderr
+    removed = [l for l in r.stdout.splitlines() if l.startswith("Removing core")]
+    assert len(removed) == 3, r.stdout
+    assert removed[0].split()[2] == json.loads(sent.read_text())["id"]
+    assert "before it was uploaded" not in removed[0]
+    assert {l.split()[2] for l in removed[1:]} == set(pending), r.stdout
+    assert all(l.endswith("(before it was uploaded)") for l in removed[1:]), r.stdout
+    assert not any(core_of(p).exists() for p in (sent, half, waiting))
+    assert "removed_before_upload" not in json.loads(sent.read_text())["core"]
+    for record in pending.values():
+        doc = json.loads(record.read_text())
+        assert doc["core"]["removed"] and doc["core"]["removed_before_upload"] is True
+
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    keys = gateway.keys(PREFIX + "/node-r/")
+    for crash_id, record in pending.items():
+        _, body = gateway.get(remote_key("node-r", record, ".json"))
+        assert json.loads(body)["core"]["removed_before_upload"] is True, crash_id
+        assert state_of(config.parent, crash_id)["core"] == "none"
+    assert remote_key("node-r", waiting, ".core.zst") not in keys

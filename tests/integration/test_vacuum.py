@@ -108,3 +108,95 @@ def test_vacuum_aimed_by_filters_removes_only_those_cores(tmp_path):
     assert r.returncode == 0 and "Removed 0 record(s) and 0 core(s)" in r.stdout, r.stdout
     r = vacuum("--signal", "NOPE")
     assert r.returncode == 2 and "unknown signal" in r.stderr
+
+
+def allocated(path):
+    return path.stat().st_blocks * 512 if path.exists() else 0
+
+
+def test_cores_still_to_upload_go_last_and_say_so(tmp_path):
+    """With upload configured, vacuum takes the cores already uploaded (or that the policy never
+    sends) before any core still to upload; one of those goes only when the quota leaves no
+    choice, and its record then says so."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    state = tmp_path / "upload-state"
+    state.mkdir()
+    records = {d["id"]: pathlib.Path(d["_path"]) for d in pctest.records(store)}
+    cores = {i: p.with_name(i + ".core.zst") for i, p in records.items()}
+    cores = {i: p for i, p in cores.items() if p.exists()}
+    pending = {"c0ffee00a1b2c3d4", "7e57ab1e00000002"}  # the oldest, the default order's first
+    privileged = "0123456789abcdef"  # root's core: not sent with upload_privileged_cores = no
+    assert pending | {privileged} <= set(cores), cores
+    doc = json.loads(records[privileged].read_text())
+    doc["core"]["access"] = "root"  # as a setuid program's core is
+    records[privileged].write_text(json.dumps(doc))
+    assert all(json.loads(records[i].read_text())["core"]["access"] == "owner" for i in pending)
+    uploaded = set(cores) - pending - {privileged}
+    assert uploaded, cores
+    for i in uploaded:
+        (state / f"{i}.json").write_text(json.dumps({"id": i, "record_done": True, "core": "done"}))
+    # A broken state and a symbolic link in the uploader's directory count as "not uploaded".
+    (state / "c0ffee00a1b2c3d4.json").write_text('{"record_done": true, "core": "do')
+    (state / "elsewhere.json").write_text(json.dumps({"record_done": True, "core": "done"}))
+    (state / "7e57ab1e00000002.json").symlink_to(state / "elsewhere.json")
+
+    def image(i):
+        return allocated(cores[i]) + allocated(cores[i].with_name(i + ".report"))
+
+    total = sum(allocated(p) for p in records.values()) + sum(image(i) for i in cores)
+    spared = set(cores) - pending  # uploaded or never to be
+    base = pathlib.Path(config).read_text() + "keep_free = 0\n"
+    corectl = str(pctest.env_path("PC_CORECTL"))
+    env = dict(os.environ, TZ="UTC", XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def vacuum(max_use, upload=True, dry=True):
+        keys = f"max_use = {max_use}\n"
+        if upload:
+            keys += f"upload_url = s3://bucket/fleet\nupload_state_dir = {state}\n"
+        pathlib.Path(config).write_text(base + keys)
+        r = subprocess.run([corectl, "--config", str(config), "vacuum"] + (["--dry-run"] * dry),
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        verb = "Would remove core" if dry else "Removing core"
+        return {l.split()[len(verb.split())]: l.endswith("(before it was uploaded)")
+                for l in r.stdout.splitlines() if l.startswith(verb)}
+
+    # Exactly the spared cores' bytes to free: without upload the plain order takes the oldest
+    # core of the app's two first (so this test can tell), with it only the spared ones go.
+    limit = total - sum(image(i) for i in spared)
+    assert "c0ffee00a1b2c3d4" in vacuum(limit, upload=False)
+    assert vacuum(limit) == {i: False for i in spared}
+    # One byte less: a pending core must go too, the oldest of the two, and is said so.
+    assert vacuum(limit - 1) == {**{i: False for i in spared}, "c0ffee00a1b2c3d4": True}
+    assert vacuum(limit - 1, dry=False) == {**{i: False for i in spared}, "c0ffee00a1b2c3d4": True}
+    after = {d["id"]: d for d in pctest.records(store)}
+    assert len(after) == len(records)  # every record kept
+    assert after["c0ffee00a1b2c3d4"]["core"]["removed"]
+    assert after["c0ffee00a1b2c3d4"]["core"]["removed_before_upload"] is True
+    for i in spared:
+        assert after[i]["core"]["removed"] and "removed_before_upload" not in after[i]["core"]
+    assert cores["7e57ab1e00000002"].exists()
+    # corectl info says it too.
+    r = subprocess.run([corectl, "--config", str(config), "info", "c0ffee00a1b2c3d4"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "before it was uploaded" in r.stdout, r.stdout + r.stderr
+
+
+def test_records_still_to_upload_outlive_max_records(tmp_path):
+    """max_records retires the oldest records, but not one the uploader has still to send."""
+    store, config, _ = corefixture.build_store(tmp_path)
+    state = tmp_path / "upload-state"
+    state.mkdir()
+    ids = sorted(d["id"] for d in pctest.records(store))
+    for i in set(ids) - {"c0ffee00a1b2c3d4"}:  # the oldest crash is not uploaded yet
+        (state / f"{i}.json").write_text(json.dumps({"id": i, "record_done": True, "core": "done"}))
+    pathlib.Path(config).write_text(pathlib.Path(config).read_text() + "max_records = 3\n"
+                                    f"upload_url = s3://bucket/fleet\nupload_state_dir = {state}\n")
+    env = dict(os.environ, TZ="UTC", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(config), "vacuum"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    retired = [l.split()[2] for l in r.stdout.splitlines() if l.startswith("Retiring record")]
+    # Of the two oldest, only the uploaded one goes, and no newer record in the other's place.
+    assert retired == ["7e57ab1e00000002"], r.stdout
+    assert "c0ffee00a1b2c3d4" in {d["id"] for d in pctest.records(store)}

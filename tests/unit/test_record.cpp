@@ -1,6 +1,7 @@
 #include "common/store/record.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 using namespace common;
 
@@ -43,6 +44,23 @@ TEST_CASE("a record round-trips through JSON", "[record]") {
   CHECK(back->core.path == r.core.path);
   CHECK(back->crash["si_code_name"] == "SEGV_MAPERR");
   CHECK(back->handler.warnings == std::vector<std::string>{"w1"});
+}
+
+TEST_CASE("core.removed_before_upload is read, written back, and only when set", "[record]") {
+  Record r = sample();
+  CHECK(nlohmann::json::parse(to_json_text(r))["core"].count("removed_before_upload") == 0);
+  r.core.removed = "2026-01-01T00:00:00Z";
+  r.core.removed_before_upload = true;
+  auto back = parse_record(to_json_text(r));
+  REQUIRE(back);
+  CHECK(back->core.removed_before_upload);
+  CHECK(back->core.unknown.empty()); // a known key, not carried as an unknown one
+  // A value of another type (the store's owner wrote it) is not taken for true.
+  auto j = nlohmann::json::parse(to_json_text(r));
+  j["core"]["removed_before_upload"] = "yes";
+  back = parse_record(j.dump());
+  REQUIRE(back);
+  CHECK_FALSE(back->core.removed_before_upload);
 }
 
 TEST_CASE("the node section: written when known, read whatever older or hostile records hold",

@@ -1,6 +1,7 @@
 #include "common/config/config.hpp"
 #include "common/store/retention.hpp"
 #include "common/store/store.hpp"
+#include "common/store/upload_state.hpp"
 #include "test_support.hpp"
 
 #include <catch2/catch.hpp>
@@ -354,4 +355,139 @@ TEST_CASE("orphan cores and stale temporaries are removed, nothing else", "[rete
   CHECK(std::filesystem::exists(base / "2222222222222222.core.zst"));
   CHECK(std::filesystem::exists(base / "3333333333333333.core.zst"));
   CHECK(std::filesystem::exists(base / "notes.txt"));
+}
+
+namespace {
+
+// A crash whose core (and, when `record_too`, record) the uploader has still to send.
+RetentionEntry awaiting(RetentionEntry e, bool record_too = false) {
+  e.core_awaiting_upload = true;
+  e.record_awaiting_upload = record_too;
+  return e;
+}
+
+} // namespace
+
+TEST_CASE("cores still to upload go only when the quota needs them", "[retention][upload]") {
+  // Oldest first: a pending core, then two uploaded ones, then a pending one. Without the
+  // upload rule the oldest (a pending one) would go first.
+  const std::vector<RetentionEntry> e = {awaiting(core("a", 1, 100)), core("a", 2, 100),
+                                         core("b", 3, 100), awaiting(core("b", 4, 100))};
+  SECTION("the uploaded ones meet the quota: no pending core goes") {
+    const auto p = plan_retention(limits(200), e, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, e) == std::vector<std::string>{"id2", "id3"});
+    for (const auto& s : p.remove_cores) {
+      CHECK_FALSE(s.before_upload);
+    }
+  }
+  SECTION("only past every uploaded core does a pending one go, marked so") {
+    const auto p = plan_retention(limits(100), e, {1 << 20, 1 << 20, 10});
+    REQUIRE(removed_ids(p, e) == std::vector<std::string>{"id2", "id3", "id1"});
+    CHECK_FALSE(p.remove_cores[0].before_upload);
+    CHECK_FALSE(p.remove_cores[1].before_upload);
+    CHECK(p.remove_cores[2].before_upload);
+    CHECK(p.remove_cores[2].cause == RemovalCause::max_use);
+    CHECK(p.core_bytes_after == 100);
+  }
+  SECTION("keep_free forces them the same way") {
+    const auto p = plan_retention(limits(1 << 20, 1000), e, {1 << 20, 650, 10});
+    REQUIRE(removed_ids(p, e) == std::vector<std::string>{"id2", "id3", "id1", "id4"});
+    CHECK(p.remove_cores[3].before_upload);
+    CHECK(p.remove_cores[3].cause == RemovalCause::keep_free);
+  }
+  SECTION("without upload the policy is the plain one") {
+    const std::vector<RetentionEntry> plain = {core("a", 1, 100), core("a", 2, 100),
+                                               core("b", 3, 100), core("b", 4, 100)};
+    const auto p = plan_retention(limits(200), plain, {1 << 20, 1 << 20, 10});
+    CHECK(removed_ids(p, plain) == std::vector<std::string>{"id1", "id3"});
+  }
+}
+
+TEST_CASE("records still to upload are kept by count and age", "[retention][upload]") {
+  Config c = limits(1 << 20);
+  c.max_records = 2;
+  c.max_record_age = 100;
+  // now = 1000: ids 1 to 3 are past the age; 1 and 2 are beyond the count too.
+  std::vector<RetentionEntry> e = {core("a", 1, 0), core("a", 2, 0), core("a", 3, 0),
+                                   core("a", 950, 0)};
+  e[0].record_awaiting_upload = true;
+  e[2].record_awaiting_upload = true;
+  const auto p = plan_retention(c, e, {1 << 20, 1 << 20, 1000});
+  // id1 and id3 stay until they are uploaded; no newer record goes in their place.
+  CHECK(retired_ids(p, e) == std::vector<std::string>{"id2"});
+  e[0].record_awaiting_upload = false;
+  e[2].record_awaiting_upload = false;
+  CHECK(retired_ids(plan_retention(c, e, {1 << 20, 1 << 20, 1000}), e) ==
+        std::vector<std::string>{"id1", "id2", "id3"});
+}
+
+TEST_CASE("over quota with no core left, uploaded records go first", "[retention][upload]") {
+  std::vector<RetentionEntry> e = {crash_of(1, "a", 1, 0, 100), crash_of(1, "a", 2, 0, 100),
+                                   crash_of(1, "a", 3, 0, 100)};
+  e[0].record_awaiting_upload = true;
+  SECTION("met by the uploaded ones") {
+    const auto p = plan_retention(limits(100), e, {1 << 20, 1 << 20, 10});
+    CHECK(retired_ids(p, e) == std::vector<std::string>{"id2", "id3"});
+  }
+  SECTION("forced: the record not yet uploaded goes last, said so") {
+    const auto p = plan_retention(limits(50), e, {1 << 20, 1 << 20, 10});
+    REQUIRE(retired_ids(p, e) == std::vector<std::string>{"id2", "id3", "id1"});
+    CHECK(p.retire[2].before_upload);
+    CHECK_FALSE(p.retire[0].before_upload);
+  }
+}
+
+TEST_CASE("remove_core says when the core goes before its upload", "[retention][upload]") {
+  test::TempDir dir;
+  const auto folder = dir.path() / "h" / "e";
+  std::filesystem::create_directories(folder);
+  const std::string id = "0123456789abcdef";
+  test::spit(folder / (id + ".json"), R"({"id":"0123456789abcdef","core":{"present":true}})");
+  test::spit(folder / (id + ".core.zst"), "zstd bytes");
+  auto store = Store::open(dir.str());
+  REQUIRE(store);
+  const RetentionEntry e{"h", "e", id, 1, 4096};
+  REQUIRE(remove_core(*store, e, "2026-01-01T00:00:00Z", true));
+  CHECK_FALSE(std::filesystem::exists(folder / (id + ".core.zst")));
+  auto j = nlohmann::json::parse(test::slurp(folder / (id + ".json")));
+  CHECK(j["core"]["removed"] == "2026-01-01T00:00:00Z");
+  CHECK(j["core"]["removed_before_upload"] == true);
+  // An uploaded core's removal adds no such mark.
+  test::spit(folder / (id + ".json"), R"({"id":"0123456789abcdef","core":{"present":true}})");
+  test::spit(folder / (id + ".core.zst"), "zstd bytes");
+  REQUIRE(remove_core(*store, e, "2026-01-01T00:00:00Z"));
+  j = nlohmann::json::parse(test::slurp(folder / (id + ".json")));
+  CHECK(j["core"]["removed"] == "2026-01-01T00:00:00Z");
+  CHECK_FALSE(j["core"].contains("removed_before_upload"));
+}
+
+TEST_CASE("the upload state is read as untrusted", "[retention][upload]") {
+  test::TempDir dir;
+  auto fd = open_upload_state_dir(dir.str());
+  REQUIRE(fd);
+  const auto state = [&](const std::string& id) { return read_upload_progress(fd->get(), id); };
+  test::spit(dir.path() / "aaaa.json", R"({"id":"aaaa","record_done":true,"core":"done"})");
+  test::spit(dir.path() / "bbbb.json", R"({"id":"bbbb","record_done":false,"core":"pending"})");
+  test::spit(dir.path() / "cccc.json", R"({"record_done":"yes","core":"done"})");
+  test::spit(dir.path() / "dddd.json", R"({"record_done":true,"core":"uploaded?"})");
+  test::spit(dir.path() / "eeee.json", "not json");
+  test::spit(dir.path() / "ffff.json", std::string(k_max_upload_state_bytes + 1, ' ') + "{}");
+  std::filesystem::create_symlink(dir.path() / "aaaa.json", dir.path() / "link.json");
+  REQUIRE(::mkfifo((dir.path() / "fifo.json").c_str(), 0600) == 0);
+
+  const auto done = state("aaaa");
+  REQUIRE(done);
+  CHECK(done->record_done);
+  CHECK(done->core == UploadCoreState::done);
+  const auto pending = state("bbbb");
+  REQUIRE(pending);
+  CHECK_FALSE(pending->record_done);
+  CHECK(pending->core == UploadCoreState::pending);
+  for (const char* id : {"cccc", "dddd", "eeee", "ffff", "link", "fifo", "missing", "../x"}) {
+    INFO(id);
+    CHECK_FALSE(state(id)); // the caller counts it "not uploaded"
+  }
+  // The directory itself is not reached through a symbolic link either.
+  std::filesystem::create_directory_symlink(dir.path(), dir.path() / "dirlink");
+  CHECK_FALSE(open_upload_state_dir((dir.path() / "dirlink").string()));
 }
