@@ -57,15 +57,6 @@ std::string fit(std::string_view s, size_t width, bool keep_end) {
   return std::string(s.substr(0, offset_of_col(s, width - 1))) + "…";
 }
 
-std::string pad(const std::string& s, size_t width, bool right) {
-  const size_t w = width_of(s);
-  if (w >= width) {
-    return s;
-  }
-  const std::string fill(width - w, ' ');
-  return right ? fill + s : s + fill;
-}
-
 // A JSON scalar as text: strings as they are, numbers in decimal, anything else as JSON.
 std::string text(const json& j) {
   if (j.is_string()) {
@@ -268,26 +259,55 @@ void print_table(const Term& term, const std::vector<Column>& columns,
       }
     }
   }
+  // Lines go into one buffer written in large pieces: a list of 100,000 crashes is rendered
+  // without a string per cell.
+  std::string out;
+  constexpr size_t k_flush = 256 << 10;
   auto emit = [&](const std::vector<std::string>& cells, bool header) {
-    std::string line;
     for (size_t i = 0; i < columns.size(); ++i) {
-      const std::string& cell = i < cells.size() ? cells[i] : std::string();
+      static const std::string none;
+      const std::string& cell = i < cells.size() ? cells[i] : none;
       const bool last = i + 1 == columns.size();
-      std::string shown = fit(cell, widths[i], columns[i].keep_end);
-      // The last column is not padded: no trailing blanks in files and golden outputs.
-      shown = last && !columns[i].right ? shown : pad(shown, widths[i], columns[i].right);
+      std::string_view sgr;
       if (header) {
-        shown = term.paint("1", shown);
+        sgr = "1";
       } else if (columns[i].sgr != nullptr && cell != "-") {
-        shown = term.paint(columns[i].sgr(cell), shown);
+        sgr = columns[i].sgr(cell);
       }
-      line += shown;
+      const bool padded = !last || columns[i].right;
+      const size_t w = width_of(cell);
+      if (!sgr.empty() && term.colour) {
+        // Painted as before: the fitted and padded cell inside the SGR sequence.
+        std::string shown = fit(cell, widths[i], columns[i].keep_end);
+        const size_t sw = width_of(shown);
+        if (padded && sw < widths[i]) {
+          const std::string fill(widths[i] - sw, ' ');
+          shown = columns[i].right ? fill + shown : shown + fill;
+        }
+        out += term.paint(sgr, shown);
+      } else {
+        const size_t fill = padded && w < widths[i] ? widths[i] - w : 0;
+        if (columns[i].right) {
+          out.append(fill, ' ');
+        }
+        if (w <= widths[i]) {
+          out += cell;
+        } else {
+          out += fit(cell, widths[i], columns[i].keep_end);
+        }
+        if (!columns[i].right) {
+          out.append(fill, ' ');
+        }
+      }
       if (!last) {
-        line += "  ";
+        out += "  ";
       }
     }
-    line += '\n';
-    std::fwrite(line.data(), 1, line.size(), stdout);
+    out += '\n';
+    if (out.size() >= k_flush) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
   };
   std::vector<std::string> header;
   for (const auto& c : columns) {
@@ -299,6 +319,7 @@ void print_table(const Term& term, const std::vector<Column>& columns,
   for (const auto& row : rows) {
     emit(row, false);
   }
+  std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
 void print_list(const Term& term, const std::vector<Crash>& crashes, size_t id_abbrev,

@@ -2,6 +2,7 @@
 
 #include "common/base/hex.hpp"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace common {
@@ -80,6 +81,10 @@ std::string to_valid_utf8(std::string_view s) {
 }
 
 std::string printable(std::string_view s) {
+  // Most text is printable ASCII, which stays as it is: one scan, one copy.
+  if (std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; })) {
+    return std::string(s);
+  }
   const std::string valid = to_valid_utf8(s);
   std::string out;
   out.reserve(valid.size());

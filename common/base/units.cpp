@@ -72,6 +72,26 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 
 std::string human_size(uint64_t bytes) {
   static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  if (bytes < (uint64_t{1} << 53)) {
+    // In integers, exactly as printf's "%.1f" rounds bytes / 1024^u (a double that is exact
+    // below 2^53): to the nearest tenth, ties to even. A list prints one per crash.
+    size_t u = 0;
+    while (u + 1 < std::size(k_units) && bytes >> (10 * (u + 1)) != 0) {
+      ++u;
+    }
+    if (u == 0) {
+      return std::to_string(bytes) + " B";
+    }
+    const unsigned shift = static_cast<unsigned>(10 * u);
+    const uint64_t n = bytes * 10; // < 2^57
+    uint64_t tenths = n >> shift;
+    const uint64_t rest = n & ((uint64_t{1} << shift) - 1);
+    const uint64_t half = uint64_t{1} << (shift - 1);
+    if (rest > half || (rest == half && (tenths & 1) != 0)) {
+      ++tenths;
+    }
+    return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " " + k_units[u];
+  }
   double v = static_cast<double>(bytes);
   size_t u = 0;
   while (v >= 1024 && u + 1 < std::size(k_units)) {

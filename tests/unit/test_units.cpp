@@ -3,7 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <cstdio>
+#include <iterator>
 #include <string>
+#include <vector>
 
 using common::human_size;
 using common::parse_duration;
@@ -83,4 +87,57 @@ TEST_CASE("the configuration reads durations with the same rules", "[units][conf
   CHECK(r.warnings.empty());
   CHECK(r.config.capture_timeout == 120);
   CHECK(r.config.analysis_timeout == 90);
+}
+
+TEST_CASE("human sizes round as printf's %.1f of the binary units", "[units]") {
+  // The reference: the value in its unit as a double, printed by printf.
+  auto reference = [](uint64_t bytes) {
+    static constexpr const char* k_units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < std::size(k_units)) {
+      v /= 1024;
+      ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, k_units[u]);
+    return std::string(buf);
+  };
+  std::vector<uint64_t> sizes = {0,
+                                 1,
+                                 1023,
+                                 1024,
+                                 1025,
+                                 1075,
+                                 1076,
+                                 1126,
+                                 1536,
+                                 1587,
+                                 1588,
+                                 1048575,
+                                 1048576,
+                                 (1ULL << 40) - 1,
+                                 1ULL << 40,
+                                 1ULL << 50,
+                                 (1ULL << 53) - 1,
+                                 1ULL << 53,
+                                 UINT64_MAX};
+  // Ties: exactly halfway between two tenths, in every unit.
+  for (unsigned shift = 10; shift <= 40; shift += 10) {
+    for (uint64_t tenths = 0; tenths < 64; ++tenths) {
+      sizes.push_back(((2 * tenths + 1) << (shift - 1)) / 10);
+      sizes.push_back((((2 * tenths + 1) << (shift - 1)) + 9) / 10);
+    }
+  }
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 100000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    sizes.push_back(x >> (x % 64));
+  }
+  for (uint64_t bytes : sizes) {
+    INFO(bytes);
+    REQUIRE(common::human_size(bytes) == reference(bytes));
+  }
 }
