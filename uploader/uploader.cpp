@@ -65,6 +65,20 @@ common::Expected<std::string> read_bounded(int fd, size_t max) {
   }
 }
 
+// One of the state directory's own small JSON objects (counters, what was sent); missing,
+// unreadable or not an object reads as empty.
+nlohmann::json read_small_object(int dirfd, const std::string& name) {
+  if (auto fd = common::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)) {
+    if (auto text = read_bounded(fd->get(), 64 << 10)) {
+      auto j = nlohmann::json::parse(*text, nullptr, false);
+      if (j.is_object()) {
+        return j;
+      }
+    }
+  }
+  return nlohmann::json::object();
+}
+
 std::string join_key(const std::string& prefix, const std::string& rest) {
   return prefix.empty() ? rest : prefix + "/" + rest;
 }
@@ -179,15 +193,7 @@ std::string Uploader::key_base(const common::StoreEntry& e) const {
 void Uploader::count(std::string_view kind, std::string_view result) {
   // Counters live in the state directory, read by the exporter (upload_metrics); never lower.
   const std::string name = ".counters.json";
-  nlohmann::json j = nlohmann::json::object();
-  if (auto fd = common::open_at(m_state.fd(), name, O_RDONLY)) {
-    if (auto text = read_bounded(fd->get(), 64 << 10)) {
-      j = nlohmann::json::parse(*text, nullptr, false);
-      if (!j.is_object()) {
-        j = nlohmann::json::object();
-      }
-    }
-  }
+  nlohmann::json j = read_small_object(m_state.fd(), name);
   const std::string k = std::string(kind) + "/" + std::string(result);
   j[k] = j.value(k, uint64_t{0}) + 1;
   if (auto w = common::write_file_atomic(m_state.fd(), name, j.dump() + "\n", 0640,
@@ -405,15 +411,7 @@ void Uploader::upload_group_files() {
   // PREFIX/.groups/<node>/<name>: read as untrusted (the store's owner writes them), uploaded in
   // their checked form, and only when that changed since the last upload (.groups.json here).
   const std::string state_name = ".groups.json";
-  nlohmann::json sent = nlohmann::json::object();
-  if (auto fd = common::open_at(m_state.fd(), state_name, O_RDONLY)) {
-    if (auto text = read_bounded(fd->get(), 64 << 10)) {
-      sent = nlohmann::json::parse(*text, nullptr, false);
-      if (!sent.is_object()) {
-        sent = nlohmann::json::object();
-      }
-    }
-  }
+  nlohmann::json sent = read_small_object(m_state.fd(), state_name);
   // The checked form: nullopt when the file was never written.
   auto text_of = [](auto read, auto to_text) -> common::Expected<std::optional<std::string>> {
     if (!read) {

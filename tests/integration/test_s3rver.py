@@ -6,7 +6,6 @@ import json
 import os
 import pathlib
 import re
-import struct
 import subprocess
 
 import pytest
@@ -37,17 +36,6 @@ def server(request, package, tmp_path):
     srv.client_endpoint = srv.endpoint if request.param == "path" else srv.virtual_endpoint
     yield srv
     srv.stop()
-
-
-def big_core(size):
-    """An ELF core whose PT_LOAD holds `size` random bytes: they do not compress."""
-    core = bytearray(corefixture.elf_core())
-    phoff = struct.unpack_from("<Q", core, 32)[0]
-    load = phoff + 56  # the second program header, after PT_NOTE
-    assert struct.unpack_from("<I", core, load)[0] == 1
-    offset = struct.unpack_from("<Q", core, load + 8)[0]
-    struct.pack_into("<QQ", core, load + 32, size, size)
-    return bytes(core[:offset]) + os.urandom(size)
 
 
 def make_host(base, srv, node, creds=None):
@@ -93,7 +81,7 @@ def test_uploaded_and_read_back(tmp_path, server):
     node = f"node-{server.addressing}"
     store, config = make_host(tmp_path / "h", server, node)
     small = corefixture.elf_core()
-    big = big_core(12 << 20)
+    big = corefixture.random_core(12 << 20)
     records = {crash(config, store, "web-2", "/usr/bin/worker", small): small,
                crash(config, store, "web-2", "/usr/bin/loader", big): big}
     r = run_once(config)

@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import signal
-import struct
 import subprocess
 import time
 
@@ -157,21 +156,9 @@ def test_group_files_go_up_when_they_change(tmp_path, gateway):
     assert gateway.keys(f"{PREFIX}/.groups/") == [f"{PREFIX}/.groups/node-g/resolved.json"]
 
 
-def big_core(size=64 << 20):
-    """An ELF core whose PT_LOAD holds `size` random bytes: they do not compress, so the stored
-    core stays above 60 MiB, a multipart upload."""
-    core = bytearray(corefixture.elf_core())
-    phoff = struct.unpack_from("<Q", core, 32)[0]
-    load = phoff + 56  # the second program header, after PT_NOTE
-    assert struct.unpack_from("<I", core, load)[0] == 1
-    offset = struct.unpack_from("<Q", core, load + 8)[0]
-    struct.pack_into("<QQ", core, load + 32, size, size)
-    return bytes(core[:offset]) + os.urandom(size)
-
-
 def test_gateway_lost_mid_multipart(tmp_path, gateway):
     store, config = make_host(tmp_path / "h", gateway, "node-m", upload_max_rate="16M")
-    record, core = crash(config, store, "big", core=big_core())
+    record, core = crash(config, store, "big", core=corefixture.random_core(64 << 20))
     proc = subprocess.Popen([uploader_bin(), "--config", str(config), "--once"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pctest.wait_until(lambda: gateway.multipart_uploads() > 0, timeout=60,
@@ -199,7 +186,7 @@ def test_gateway_lost_mid_multipart(tmp_path, gateway):
 
 def test_uploader_killed_mid_upload(tmp_path, gateway):
     store, config = make_host(tmp_path / "h", gateway, "node-k", upload_max_rate="16M")
-    record, _ = crash(config, store, "big", core=big_core())
+    record, _ = crash(config, store, "big", core=corefixture.random_core(64 << 20))
     proc = subprocess.Popen([uploader_bin(), "--config", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

@@ -85,6 +85,18 @@ CRASHES = [
 _CORES = {}
 
 
+def random_core(size):
+    """An ELF core (elf_core()) whose PT_LOAD holds `size` random bytes: they do not compress, so
+    its stored core is as large (a multipart upload above 8 MiB)."""
+    core = bytearray(elf_core())
+    phoff = struct.unpack_from("<Q", core, 32)[0]
+    load = phoff + 56  # the second program header, after PT_NOTE
+    assert struct.unpack_from("<I", core, load)[0] == 1
+    offset = struct.unpack_from("<Q", core, load + 8)[0]
+    struct.pack_into("<QQ", core, load + 32, size, size)
+    return bytes(core[:offset]) + os.urandom(size)
+
+
 def crasher_core(mode):
     """A real core of pc_crasher dying in `mode` (segv, abort, fpe), made once per test process."""
     if mode not in _CORES:
