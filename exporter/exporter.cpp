@@ -134,8 +134,10 @@ bool scan_store(Context& ctx) {
   // at its start-up peak for good under MemoryMax.
   ::malloc_trim(0);
   const auto [from_index, dirs] = ctx.watcher->indexed_dirs();
-  spdlog::info("scanned {} records in {} in {:.3f} s ({} of {} directories from the index)",
-               records, common::quoted(ctx.config.store), seconds, from_index, dirs);
+  spdlog::info("scanned {} records in {} in {:.3f} s ({} of {} directories from the index, {} "
+               "records read for their groups)",
+               records, common::quoted(ctx.config.store), seconds, from_index, dirs,
+               ctx.watcher->group_reads());
   return true;
 }
 

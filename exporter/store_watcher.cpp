@@ -190,6 +190,7 @@ void StoreWatcher::observe_group(const std::string& group, int64_t time,
   // resolve mark), read again from its file (a row from the index has no text): bounded like
   // every record read, its size and depth checked before a DOM is built.
   if (groups.wants_details(group, time)) {
+    ++m_group_reads;
     const auto& [host, exe] = m_dirs[dir];
     auto fd =
         common::open_at(m_store.fd(), relpath(host, exe, id + std::string(common::k_record_suffix)),
@@ -212,8 +213,7 @@ void StoreWatcher::observe_group(const std::string& group, int64_t time,
                  std::move(refines), std::move(version));
 }
 
-void StoreWatcher::settle() {
-  m_state.settle();
+void StoreWatcher::load_group_files() {
   GroupTracker& groups = m_state.groups();
   if (!m_groups_loaded) {
     m_groups_loaded = true;
@@ -239,6 +239,12 @@ void StoreWatcher::settle() {
       m_marks_stamp = marks;
     }
   }
+}
+
+void StoreWatcher::settle() {
+  m_state.settle();
+  load_group_files();
+  GroupTracker& groups = m_state.groups();
   if (groups.settle()) {
     if (auto w = common::write_seen(m_store.fd(), groups.seen()); !w) {
       if (!m_seen_write_failed) {
@@ -460,6 +466,7 @@ double StoreWatcher::scan() {
   if (add_watch("", Watch{Kind::root, {}, 0}) && !rescan) {
     watch_parent();
   }
+  load_group_files();
   m_from_index = m_listed_dirs = 0;
   if (m_index) {
     watch_index();

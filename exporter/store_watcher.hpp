@@ -43,6 +43,8 @@ public:
   // Of the directories the last full scan listed, how many were counted from the index's rows
   // (the rest from their files).
   std::pair<size_t, size_t> indexed_dirs() const { return {m_from_index, m_listed_dirs}; }
+  // Whole records read for their groups' versions so far (new groups, crashes after a mark).
+  size_t group_reads() const { return m_group_reads; }
 
   // The inotify descriptor, to poll for readability.
   int fd() const { return m_inotify.get(); }
@@ -103,8 +105,12 @@ private:
   // (`id` in directory `dir`) is read again only when the tracker needs its details.
   void observe_group(const std::string& group, int64_t time, const common::SeriesKey& key,
                      uint32_t dir, const std::string& id);
-  // CrashState::settle(), then the groups: the seen-set read once, the marks reread when their
-  // file changed, the seen-set written when it changed (before the counts can be scraped).
+  // The group files: the seen-set read once, the marks reread when their file changed. Before
+  // a scan too: a group the seen-set knows needs no record read, and a crash after a mark is
+  // only told from one before it with the marks at hand.
+  void load_group_files();
+  // CrashState::settle(), then the groups: load_group_files(), the seen-set written when it
+  // changed (before the counts can be scraped).
   void settle();
   // Rereads the ledger when its file changed (or always, with `force`); `check_records` makes
   // set_ledger() verify that records of grown series still exist.
@@ -133,6 +139,7 @@ private:
   std::unique_ptr<IndexSync> m_index; // null without an index (UseIndex::no)
   std::optional<std::set<common::index::DirKey>> m_walk_present; // during a full scan
   size_t m_from_index = 0;
+  size_t m_group_reads = 0;
   size_t m_listed_dirs = 0;
   bool m_degraded = false;
   bool m_root_lost = false;

@@ -115,6 +115,12 @@ def from_index(ex):
     return int(k), int(n)
 
 
+def group_reads(ex):
+    """The "N records read for their groups" of the exporter's start."""
+    line = [l for l in ex.log().splitlines() if "records read for their groups" in l][0]
+    return int(line.split("records read for their groups")[0].split(",")[-1])
+
+
 def scrape_counts(store, config, tmp_path, extra=()):
     with Exporter(store, config, tmp_path, extra=list(extra)) as ex:
         return counts(ex.scrape()), ex
@@ -153,6 +159,22 @@ def test_metrics_identical_without_with_and_from_the_index(store, tmp_path):
     changed, ex = scrape_counts(store, config, tmp_path)
     assert changed == files
     assert from_index(ex) == (n - 1, n)
+
+
+def test_a_restart_reads_no_record_of_the_groups_it_has_seen(store, tmp_path):
+    store, config, files = store
+    # The first start with the seen-set of the files' run: its groups are known.
+    first, ex = scrape_counts(store, config, tmp_path)
+    assert first == files and group_reads(ex) == 0
+    # Without a seen-set, a record of every group (its versions); then it is kept, and the
+    # next start reads none.
+    (store / ".groups" / "seen.json").unlink()
+    again, ex = scrape_counts(store, config, tmp_path)
+    assert again == files and group_reads(ex) > 0
+    assert wait_indexed(store)
+    warm, ex = scrape_counts(store, config, tmp_path)
+    assert warm == files and group_reads(ex) == 0
+    assert from_index(ex)[0] == store_size(store)[0]
 
 
 def test_corectl_reads_the_exporters_rows_as_its_files(store, tmp_path):
