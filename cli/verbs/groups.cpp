@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <set>
+#include <thread>
 
 namespace cli {
 
@@ -33,6 +35,8 @@ constexpr size_t k_version_records = 32;
 constexpr size_t k_after_mark_records = 256;
 // The versions shown per group.
 constexpr size_t k_max_versions = 16;
+// Groups whose records are read at once.
+constexpr size_t k_life_threads = 4;
 
 // The group files, read once; a broken one is reported once and left out (the records still
 // give every group a state).
@@ -229,12 +233,40 @@ Exit cmd_groups(Context& ctx) {
   const int64_t now = ::time(nullptr);
   const auto window = static_cast<int64_t>(
       std::min<uint64_t>(ctx.config.new_group_window, static_cast<uint64_t>(INT64_MAX)));
+  // Each group's life from its records, a few groups at a time on a store (a group reads up to
+  // k_version_records whole records: cold, the reads dominate). A bucket's client is one
+  // connection: one group at a time there.
+  std::vector<Life> lives(groups.size());
+  {
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      static const std::vector<const Crash*> none;
+      for (size_t i = next++; i < groups.size(); i = next++) {
+        const auto m = members.find(groups[i].key); // no insertion: shared between threads
+        lives[i] = read_life(ctx, m != members.end() ? m->second : none,
+                             mark_of(files, groups[i].key, {}));
+      }
+    };
+    const size_t threads =
+        ctx.remote ? 1
+                   : std::min<size_t>({k_life_threads, groups.size(),
+                                       std::max(1U, std::thread::hardware_concurrency())});
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) {
+      pool.emplace_back(work);
+    }
+    work();
+    for (auto& t : pool) {
+      t.join();
+    }
+  }
   std::vector<json> marks_json;
-  for (Group& g : groups) {
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    Group& g = groups[gi];
     // The parent's mark is only known once the records named it: read first with the group's
     // own mark, again when the parent has one.
     const common::ResolveMark* own = mark_of(files, g.key, {});
-    Life life = read_life(ctx, members[g.key], own);
+    Life& life = lives[gi];
     const common::ResolveMark* mark = mark_of(files, g.key, life.parent);
     if (mark != own) {
       life = read_life(ctx, members[g.key], mark);
