@@ -21,7 +21,6 @@ namespace cli {
 inline constexpr size_t k_max_index_objects = 100000;       // node-days
 inline constexpr size_t k_max_index_bytes = 64ULL << 20;    // one index object
 inline constexpr uint64_t k_max_index_total = 1ULL << 30;   // all index objects read at once
-inline constexpr size_t k_max_index_line = 64 << 10;        // one line of it
 inline constexpr size_t k_max_summary_fetches = 20000;      // records GET'd for old index lines
 inline constexpr unsigned k_remote_connections = 4;         // requests in flight at once
 inline constexpr size_t k_max_group_nodes = 10000;          // nodes whose group files are read

@@ -235,6 +235,10 @@ def test_a_hostile_bucket_is_reported_and_skipped(fleet, tmp_path):
                  json.dumps(dict(first, id="2222222222222222")),
                  json.dumps(dict(first, id="3333333333333333", host="..")),
                  json.dumps(dict(first, id="4444444444444444", host="w\x1b[31m")),
+                 # A summary whose core_dump_size is not a number (it once threw out of corectl).
+                 json.dumps(dict(first, id="5555555555555555", signo=11, pid=1, uid=0, comm="w",
+                                 executable_deleted=False, core_present=False, core_removed=False,
+                                 core_reason="error", site="", core_dump_size="big")),
                  json.dumps(dict(first, id="1111111111111111",
                                  record=f"{PREFIX}/node-x/web-2/!usr!bin!worker/1111111111111111.json"))]
         put(gw, f"{PREFIX}/.index/node-x/2026-01-01.jsonl", "\n".join(lines).encode())
