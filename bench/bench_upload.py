@@ -68,14 +68,14 @@ def make_core(build, work, heap):
 
 
 def timed(argv, env, work):
-    """(wall seconds, peak RSS MiB) of argv; exits when it fails."""
+    """(wall seconds, peak RSS MiB, CPU seconds) of argv; exits when it fails."""
     out = work / "time.txt"
-    r = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", str(out), *argv],
+    r = subprocess.run(["/usr/bin/time", "-f", "%e %M %U %S", "-o", str(out), *argv],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     if r.returncode != 0:
         sys.exit(f"{argv[0]} failed: {r.stderr.decode(errors='replace')}")
-    wall, rss_kib = out.read_text().split()[-2:]
-    return float(wall), int(rss_kib) / 1024
+    wall, rss_kib, user, system = out.read_text().split()[-4:]
+    return float(wall), int(rss_kib) / 1024, float(user) + float(system)
 
 
 def aws_config(path, in_flight):
@@ -142,7 +142,7 @@ def main():
             size = core.stat().st_size
             subprocess.run(["cat", str(core)], stdout=subprocess.DEVNULL, check=True)  # page cache
             print(f"core: {raw_size / 2**20:.0f} MiB from gcore, stored {size / 2**20:.0f} MiB "
-                  f"({size // (PART_MIB << 20) + 1} parts of {PART_MIB} MiB)")
+                  f"({-(-size // (PART_MIB << 20))} parts of {PART_MIB} MiB)")
 
             env = dict(os.environ, AWS_ACCESS_KEY_ID=radosgw.ACCESS_KEY,
                        AWS_SECRET_ACCESS_KEY=radosgw.SECRET_KEY, AWS_DEFAULT_REGION="us-east-1",
@@ -175,23 +175,27 @@ def main():
 
             run_ours()  # warm-up of both: the gateway's first big writes are slower
             run_theirs(matched)
-            a, b, ratios, a_rss, b_rss = [], [], [], [], []
+            a, b, ratios, a_rss, b_rss, a_cpu, b_cpu = [], [], [], [], [], [], []
             for _ in range(runs):  # paired, in turn: a drifting machine moves both
-                t, m = run_ours()
+                t, m, c = run_ours()
                 a.append(t)
                 a_rss.append(m)
-                t, m = run_theirs(matched)
+                a_cpu.append(c)
+                t, m, c = run_theirs(matched)
                 b.append(t)
                 b_rss.append(m)
+                b_cpu.append(c)
                 ratios.append(a[-1] / b[-1])
-            td, md = run_theirs(defaults)
+            td, md, _ = run_theirs(defaults)
             load = open("/proc/loadavg").read().split()[:3]
             print(f"nproc: {os.cpu_count()}, load {' '.join(load)}, {runs} paired runs, "
                   "min/median/max")
             print(f"process-core-uploader --once ({IN_FLIGHT} part in flight)  "
-                  f"{stats(a, ' s')}   peak RSS {stats(a_rss, ' MiB', '{:.0f}')}")
+                  f"{stats(a, ' s')}   peak RSS {stats(a_rss, ' MiB', '{:.0f}')}   "
+                  f"CPU {stats(a_cpu, ' s')}")
             print(f"aws s3 cp ({IN_FLIGHT} in flight, {PART_MIB} MiB parts)       "
-                  f"{stats(b, ' s')}   peak RSS {stats(b_rss, ' MiB', '{:.0f}')}")
+                  f"{stats(b, ' s')}   peak RSS {stats(b_rss, ' MiB', '{:.0f}')}   "
+                  f"CPU {stats(b_cpu, ' s')}")
             print(f"ratio uploader/aws (pair by pair)          {stats(ratios)}")
             print(f"aws s3 cp at its defaults (10 in flight), once: {td:.2f} s, "
                   f"peak RSS {md:.0f} MiB; uploader median / this: "
