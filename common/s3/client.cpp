@@ -524,12 +524,18 @@ Expected<std::string> Client::create_multipart(const std::string& key,
 
 Expected<std::string> Client::upload_part(const std::string& key, const std::string& upload_id,
                                           unsigned part, std::span<const std::byte> data) {
+  return upload_part(key, upload_id, part, data, md5(data));
+}
+
+Expected<std::string> Client::upload_part(const std::string& key, const std::string& upload_id,
+                                          unsigned part, std::span<const std::byte> data,
+                                          const std::array<uint8_t, 16>& digest) {
   Request rq;
   rq.method = "PUT";
   rq.key = key;
   rq.body = data;
   rq.query = {{"partNumber", std::to_string(part)}, {"uploadId", upload_id}};
-  rq.headers.emplace_back("content-md5", base64(md5(data)));
+  rq.headers.emplace_back("content-md5", base64(digest));
   auto rs = perform(rq);
   if (!rs) {
     return std::unexpected(rs.error());
@@ -540,7 +546,7 @@ Expected<std::string> Client::upload_part(const std::string& key, const std::str
   }
   std::string etag = unquote(rs->headers["etag"]);
   // The part's ETag is its MD5 (no server-side encryption with KMS keys on our uploads).
-  if (etag != digest_hex(md5(data))) {
+  if (etag != digest_hex(digest)) {
     return fail("UploadPart " + std::to_string(part) + " of " + quoted(key) +
                 ": the server's ETag does not match the part's MD5");
   }
@@ -663,7 +669,6 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
                                           const std::map<std::string, std::string>& metadata) {
   const uint64_t part_size = part_size_for(size);
   std::string expected;
-  std::string whole_md5; // a multipart upload's other valid ETag (file_etags())
   if (size <= part_size) {
     std::vector<std::byte> buf(size);
     auto n = pread_full(fd, buf, 0);
@@ -678,7 +683,6 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
       return std::unexpected(etag.error());
     }
     expected = digest_hex(md5(buf));
-    whole_md5 = expected;
   } else {
     auto id = create_multipart(key, metadata);
     if (!id) {
@@ -687,7 +691,6 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     std::vector<std::byte> buf(part_size);
     std::vector<std::string> etags;
     std::vector<std::array<uint8_t, 16>> md5s;
-    Md5 all;
     auto give_up = [&](const Error& e) -> std::unexpected<Error> {
       // Best effort: a lifecycle rule for incomplete uploads removes what this cannot.
       (void)abort_multipart(key, *id);
@@ -704,26 +707,31 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
             Error{"The file to upload as " + quoted(key) + " shrank while it was read", 0});
       }
       const std::span<const std::byte> part(buf.data(), want);
-      auto etag = upload_part(key, *id, static_cast<unsigned>(etags.size() + 1), part);
+      md5s.push_back(md5(part));
+      auto etag = upload_part(key, *id, static_cast<unsigned>(etags.size() + 1), part, md5s.back());
       if (!etag) {
         return give_up(etag.error());
       }
       etags.push_back(*etag);
-      md5s.push_back(md5(part));
-      all.update(part);
     }
     if (auto c = complete_multipart(key, *id, etags); !c) {
       return give_up(c.error());
     }
     expected = multipart_etag(md5s);
-    whole_md5 = digest_hex(all.finish());
   }
   // A 200 is not proof: the object must be there, with our size and ETag.
   auto info = head(key);
   if (!info) {
     return fail("Uploaded " + quoted(key) + " but HEAD failed: " + info.error().message);
   }
-  if (info->size != size || (info->etag != expected && info->etag != whole_md5)) {
+  // Some servers (s3rver) give a multipart object the MD5 of the whole as its ETag: only then
+  // is the file read and hashed again.
+  bool same = info->size == size && info->etag == expected;
+  if (!same && info->size == size && size > part_size) {
+    auto etags = file_etags(fd, size);
+    same = etags && info->etag == etags->md5;
+  }
+  if (!same) {
     return fail("Uploaded " + quoted(key) + " but the server holds " + std::to_string(info->size) +
                 " bytes with ETag " + quoted(info->etag) + ", not " + std::to_string(size) +
                 " bytes with " + quoted(expected));

@@ -7,6 +7,7 @@
 #include "common/base/error.hpp"
 #include "common/s3/credentials.hpp"
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -114,6 +115,11 @@ public:
                                          const std::map<std::string, std::string>& metadata);
   Expected<std::string> upload_part(const std::string& key, const std::string& upload_id,
                                     unsigned part, std::span<const std::byte> data);
+  // The same with the part's MD5 already computed: it is the Content-MD5 header, the ETag the
+  // server must answer, and a term of the object's ETag, hashed once for all three.
+  Expected<std::string> upload_part(const std::string& key, const std::string& upload_id,
+                                    unsigned part, std::span<const std::byte> data,
+                                    const std::array<uint8_t, 16>& md5);
   Expected<void> complete_multipart(const std::string& key, const std::string& upload_id,
                                     const std::vector<std::string>& etags);
   Expected<void> abort_multipart(const std::string& key, const std::string& upload_id);
