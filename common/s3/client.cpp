@@ -241,6 +241,9 @@ Client& Client::operator=(Client&& o) noexcept {
 }
 
 Expected<Client::Response> Client::perform(Request& rq) {
+  // The last error is this request's or none: a failure of ours (an ETag that does not match)
+  // after an earlier S3 error must not be reported with that error's status.
+  m_last = S3Error{};
   CURL* curl = static_cast<CURL*>(m_curl);
   if (curl == nullptr) {
     return fail("Failed to initialize libcurl");
@@ -692,8 +695,11 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     std::vector<std::string> etags;
     std::vector<std::array<uint8_t, 16>> md5s;
     auto give_up = [&](const Error& e) -> std::unexpected<Error> {
-      // Best effort: a lifecycle rule for incomplete uploads removes what this cannot.
+      // Best effort: a lifecycle rule for incomplete uploads removes what this cannot. The
+      // error to report is the one that made us give up, not the abort's.
+      S3Error cause = m_last;
       (void)abort_multipart(key, *id);
+      m_last = std::move(cause);
       return std::unexpected(e);
     };
     for (uint64_t off = 0; off < size; off += part_size) {

@@ -124,7 +124,8 @@ public:
                                     const std::vector<std::string>& etags);
   Expected<void> abort_multipart(const std::string& key, const std::string& upload_id);
 
-  // The last S3 error seen (status and code), for the caller's counters.
+  // The S3 error of the last request (status and code; none when it did not fail in S3 or
+  // the transport), for the caller's counters and exit statuses.
   const S3Error& last_error() const { return m_last; }
 
 private:
