@@ -47,20 +47,12 @@ CrashState StateDir::load(const std::string& id, int64_t now) const {
   CrashState s;
   s.id = id;
   s.first_seen = now;
-  auto fd = common::open_at(m_fd, id + ".json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
-  if (!fd) {
+  // A regular file reached without a link, bounded, never a FIFO's wait (as retention reads it).
+  auto text = common::read_file(m_fd, id + ".json", common::k_max_upload_state_bytes);
+  if (!text) {
     return s;
   }
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    auto n = common::read_some(fd->get(), std::as_writable_bytes(std::span(buf)));
-    if (!n || *n == 0 || text.size() + *n > common::k_max_upload_state_bytes) {
-      break;
-    }
-    text.append(buf, *n);
-  }
-  const auto j = nlohmann::json::parse(text, nullptr, false);
+  const auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object()) {
     return s; // unreadable: start over; a retried upload leaves the same objects
   }

@@ -47,33 +47,13 @@ int64_t now() {
   return static_cast<int64_t>(time(nullptr));
 }
 
-common::Expected<std::string> read_bounded(int fd, size_t max) {
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    auto n = common::read_some(fd, std::as_writable_bytes(std::span(buf)));
-    if (!n) {
-      return std::unexpected(n.error());
-    }
-    if (*n == 0) {
-      return text;
-    }
-    if (text.size() + *n > max) {
-      return common::fail("larger than " + std::to_string(max) + " bytes");
-    }
-    text.append(buf, *n);
-  }
-}
-
 // One of the state directory's own small JSON objects (counters, what was sent); missing,
 // unreadable or not an object reads as empty.
 nlohmann::json read_small_object(int dirfd, const std::string& name) {
-  if (auto fd = common::open_at(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)) {
-    if (auto text = read_bounded(fd->get(), 64 << 10)) {
-      auto j = nlohmann::json::parse(*text, nullptr, false);
-      if (j.is_object()) {
-        return j;
-      }
+  if (auto text = common::read_file(dirfd, name, 64 << 10)) {
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_object()) {
+      return j;
     }
   }
   return nlohmann::json::object();
@@ -240,10 +220,9 @@ common::Expected<void> Uploader::add_to_index(const std::string& day, const std:
   const std::string name = day + ".jsonl";
   std::string text;
   if (auto fd = common::open_at(dirfd->get(), name, O_RDONLY)) {
-    auto t = read_bounded(fd->get(), 256ULL << 20);
+    auto t = common::read_fd(fd->get(), "the index " + name, 256ULL << 20);
     if (!t) {
-      return common::fail("Failed to read the index " + common::quoted(name) + ": " +
-                          t.error().message);
+      return std::unexpected(t.error());
     }
     text = std::move(*t);
   }
@@ -272,9 +251,9 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
   if (!rfd) {
     return common::fail("Failed to open the record: " + rfd.error().message);
   }
-  auto text = read_bounded(rfd->get(), common::k_max_record_bytes);
+  auto text = common::read_fd(rfd->get(), "the record", common::k_max_record_bytes);
   if (!text) {
-    return common::fail("Failed to read the record: " + text.error().message);
+    return std::unexpected(text.error());
   }
   auto record = common::parse_record(*text);
   if (!record) {
