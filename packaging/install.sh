@@ -7,9 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 1; }
 
+bash packaging/apt-install.sh packaging/build-deps.txt
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $(cat packaging/build-deps.txt) >/dev/null
 
 # dpkg-buildpackage writes into debian/ and puts the packages next to the source: build a copy.
 build=$(realpath -m "${BUILD_DIR:-build-deb}")

@@ -7,11 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" = 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  # Waits for a dpkg run of someone else (another suite installing its package) to finish.
-  apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends \
-    $(cat packaging/build-deps.txt packaging/test-deps.txt) >/dev/null
+  bash packaging/apt-install.sh packaging/build-deps.txt packaging/test-deps.txt
 fi
 
 build=${BUILD_DIR:-build-tests}
