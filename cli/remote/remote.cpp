@@ -109,6 +109,51 @@ void in_parallel(size_t n, const common::s3::ClientOptions& options,
   }
 }
 
+// An object PREFIX/<node>/<name>, as its listing names it.
+struct NodeObject {
+  std::string key;
+  std::string node;
+  std::string name;
+  uint64_t size = 0;
+};
+
+// The objects PREFIX/<node>/<name> whose name `wanted` accepts, at most `max_objects` of the
+// listing (a warning says where it stopped). A key outside the prefix, with a slash more, ".."
+// or an escape as its node, or a name not wanted, is warned about as `not_ours` and skipped.
+// Fails only when the listing does.
+common::Expected<std::vector<NodeObject>>
+list_node_objects(common::s3::Client& client, const std::string& bucket, const std::string& prefix,
+                  size_t max_objects, const std::function<bool(std::string_view)>& wanted,
+                  const std::string& not_ours, Warnings& warnings) {
+  std::vector<NodeObject> objects;
+  size_t listed = 0;
+  std::string token;
+  do {
+    auto page = client.list(prefix, token);
+    if (!page) {
+      return std::unexpected(page.error());
+    }
+    for (auto& entry : page->entries) {
+      if (++listed > max_objects) {
+        warnings.add("s3://" + bucket + "/" + prefix,
+                     "more than " + std::to_string(max_objects) + " objects");
+        return objects;
+      }
+      const std::string rest = entry.key.starts_with(prefix) ? entry.key.substr(prefix.size()) : "";
+      const size_t slash = rest.find('/');
+      std::string node = rest.substr(0, slash);
+      std::string name = slash == std::string::npos ? "" : rest.substr(slash + 1);
+      if (!entry.key.starts_with(prefix) || !common::is_safe_component(node) || !wanted(name)) {
+        warnings.add("s3://" + bucket + "/" + entry.key, not_ours);
+        continue;
+      }
+      objects.push_back({entry.key, std::move(node), std::move(name), entry.size});
+    }
+    token = page->next_token;
+  } while (!token.empty());
+  return objects;
+}
+
 // An index object: its key and what its name says.
 struct IndexObject {
   std::string key;
@@ -191,50 +236,35 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
   std::vector<IndexObject> objects;
   const std::string since_day = filter.since ? day_of(*filter.since - 86400) : std::string{};
   const std::string until_day = filter.until ? day_of(*filter.until + 86400) : std::string{};
-  std::string token;
-  size_t listed = 0;
-  do {
-    auto page = m_client->list(index_prefix, token);
-    if (!page) {
-      const Exit e = exit_of(m_client->last_error());
-      return std::unexpected(report(
-          e, "Failed to list " +
-                 common::quoted("s3://" + m_access.url.bucket + "/" + index_prefix) + ": " +
-                 page.error().message +
-                 (e == Exit::denied ? " (credentials from " + m_access.credentials_source + ")"
-                                    : std::string{})));
+  // <node>/<day>.jsonl and nothing else.
+  auto listed = list_node_objects(
+      *m_client, m_access.url.bucket, index_prefix, k_max_index_objects,
+      [](std::string_view name) {
+        const std::string_view day = name.substr(0, name.size() >= 6 ? name.size() - 6 : 0);
+        return name.ends_with(".jsonl") && (is_day(day) || day == "unknown");
+      },
+      "not an index object", warnings);
+  if (!listed) {
+    const Exit e = exit_of(m_client->last_error());
+    return std::unexpected(report(
+        e, "Failed to list " + common::quoted("s3://" + m_access.url.bucket + "/" + index_prefix) +
+               ": " + listed.error().message +
+               (e == Exit::denied ? " (credentials from " + m_access.credentials_source + ")"
+                                  : std::string{})));
+  }
+  for (NodeObject& o : *listed) {
+    const std::string day = o.name.substr(0, o.name.size() - 6);
+    if (is_day(day) &&
+        ((!since_day.empty() && day < since_day) || (!until_day.empty() && day > until_day))) {
+      continue; // a day the filter cannot select
     }
-    for (auto& entry : page->entries) {
-      if (++listed > k_max_index_objects) {
-        warnings.add("s3://" + m_access.url.bucket + "/" + index_prefix,
-                     "more than " + std::to_string(k_max_index_objects) + " index objects");
-        break;
-      }
-      // <node>/<day>.jsonl and nothing else: a key with "..", a slash more or an escape is not
-      // an index object of ours.
-      const std::string rest = entry.key.substr(index_prefix.size());
-      const size_t slash = rest.find('/');
-      const std::string node = rest.substr(0, slash);
-      const std::string name = slash == std::string::npos ? "" : rest.substr(slash + 1);
-      const std::string day = name.substr(0, name.size() >= 6 ? name.size() - 6 : 0);
-      if (!entry.key.starts_with(index_prefix) || !common::is_safe_component(node) ||
-          !name.ends_with(".jsonl") || (!is_day(day) && day != "unknown")) {
-        warnings.add("s3://" + m_access.url.bucket + "/" + entry.key, "not an index object");
-        continue;
-      }
-      if (is_day(day) &&
-          ((!since_day.empty() && day < since_day) || (!until_day.empty() && day > until_day))) {
-        continue; // a day the filter cannot select
-      }
-      if (entry.size > k_max_index_bytes) {
-        warnings.add("s3://" + m_access.url.bucket + "/" + entry.key,
-                     "an index object larger than " + std::to_string(k_max_index_bytes) + " bytes");
-        continue;
-      }
-      objects.push_back({entry.key, node, entry.size, {}, {}, {}});
+    if (o.size > k_max_index_bytes) {
+      warnings.add("s3://" + m_access.url.bucket + "/" + o.key,
+                   "an index object larger than " + std::to_string(k_max_index_bytes) + " bytes");
+      continue;
     }
-    token = listed > k_max_index_objects ? std::string{} : page->next_token;
-  } while (!token.empty());
+    objects.push_back({std::move(o.key), std::move(o.node), o.size, {}, {}, {}});
+  }
 
   // Within the budget of all index bytes, the newest days first: a bucket can hold more history
   // than one listing should read (--since reads less).
@@ -384,44 +414,30 @@ RemoteBucket::GroupFiles RemoteBucket::load_group_files() {
     std::string error;
   };
   std::vector<Object> objects;
+  // <node>/resolved.json or <node>/seen.json and nothing else.
+  auto listed = list_node_objects(
+      *m_client, m_access.url.bucket, prefix, 2 * k_max_group_nodes,
+      [](std::string_view name) {
+        return name == common::k_marks_name || name == common::k_seen_name;
+      },
+      "not a node's group file", warnings);
+  if (!listed) {
+    // The states then come from the records alone, as for a store without group files.
+    warnings.add("s3://" + m_access.url.bucket + "/" + prefix,
+                 "group files not listed: " + listed.error().message);
+  }
   uint64_t total = 0;
-  size_t listed = 0;
-  std::string token;
-  do {
-    auto page = m_client->list(prefix, token);
-    if (!page) {
-      // The states then come from the records alone, as for a store without group files.
-      warnings.add("s3://" + m_access.url.bucket + "/" + prefix,
-                   "group files not listed: " + page.error().message);
-      break;
+  std::vector<NodeObject> none;
+  for (NodeObject& o : listed ? *listed : none) {
+    if (o.size > common::k_groups_file_limit || (total += o.size) > k_max_group_total) {
+      warnings.add("s3://" + m_access.url.bucket + "/" + o.key,
+                   "beyond the " + std::to_string(k_max_group_total >> 20) +
+                       " MiB of group files read at once, or larger than " +
+                       std::to_string(common::k_groups_file_limit) + " bytes");
+      continue;
     }
-    for (auto& entry : page->entries) {
-      const std::string where = "s3://" + m_access.url.bucket + "/" + entry.key;
-      if (++listed > 2 * k_max_group_nodes) {
-        warnings.add("s3://" + m_access.url.bucket + "/" + prefix,
-                     "more than " + std::to_string(k_max_group_nodes) + " nodes' group files");
-        break;
-      }
-      // <node>/resolved.json or <node>/seen.json and nothing else.
-      const std::string rest = entry.key.substr(std::min(prefix.size(), entry.key.size()));
-      const size_t slash = rest.find('/');
-      const std::string node = rest.substr(0, slash);
-      const std::string name = slash == std::string::npos ? "" : rest.substr(slash + 1);
-      if (!entry.key.starts_with(prefix) || !common::is_safe_component(node) ||
-          (name != common::k_marks_name && name != common::k_seen_name)) {
-        warnings.add(where, "not a node's group file");
-        continue;
-      }
-      if (entry.size > common::k_groups_file_limit || (total += entry.size) > k_max_group_total) {
-        warnings.add(where, "beyond the " + std::to_string(k_max_group_total >> 20) +
-                                " MiB of group files read at once, or larger than " +
-                                std::to_string(common::k_groups_file_limit) + " bytes");
-        continue;
-      }
-      objects.push_back({entry.key, name == common::k_marks_name, {}, {}, {}});
-    }
-    token = listed > 2 * k_max_group_nodes ? std::string{} : page->next_token;
-  } while (!token.empty());
+    objects.push_back({std::move(o.key), o.name == common::k_marks_name, {}, {}, {}});
+  }
 
   // Each GET'd and checked as a store's file is (the same parsers and bounds).
   in_parallel(objects.size(), m_access.client, [&](common::s3::Client& client, size_t i) {
