@@ -6,7 +6,8 @@ Needs root; builds the package with dpkg-buildpackage from a copy of the source 
 (pctest.build_deb). When process-core is already installed here (packaging/install.sh, then
 tests/run.sh), that installation is set aside first — repacked with dpkg-repack, its store and
 /etc/process-core kept, then purged — and put back afterwards; the test then checks that it is
-exactly as it was (package files, settings, store, configuration, user, exporter). An upgrade from before 0.2.0
+exactly as it was (package files, settings, store, configuration, user, exporter). A run killed
+in between is put back by the next (tests/lib/machine_journal.py). An upgrade from before 0.2.0
 keeps the old default port (the built package relabelled as 0.1.0).
 """
 import contextlib
@@ -19,34 +20,26 @@ import grp
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 
 import pytest
 
+import host_installation
+import machine_journal
 import pctest
+from host_installation import SETTINGS, STORE, ETC, DROPIN, installed, unit_state, \
+    init_script_status
 
 if not pctest.can_set_core_pattern():
     pytest.skip("needs root and a writable core_pattern", allow_module_level=True)
 
-SETTINGS = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/core_pipe_limit",
-            "/proc/sys/fs/suid_dumpable"]
 WATCHED = ["/etc", "/lib/systemd", "/usr/lib/sysctl.d", "/usr/lib/tmpfiles.d",
            "/usr/lib/sysusers.d", "/usr/sbin", "/usr/bin", "/usr/share/process-core",
            "/usr/share/doc/process-core", "/usr/share/man/man1", "/usr/share/man/man8",
            "/var/lib/process-core", "/var/lib/systemd"]
 UNIT = "/lib/systemd/system/process-core-exporter.service"
-STORE = "/var/lib/process-core"
-ETC = "/etc/process-core"
-DROPIN = "/etc/sysctl.d/50-process-core.conf"
-
-
-def installed():
-    return subprocess.run(["dpkg-query", "-W", "-f", "${Status}", "process-core"],
-                          capture_output=True, text=True).stdout == "install ok installed"
 
 
 def tree(top):
@@ -69,21 +62,6 @@ def tree(top):
     return out
 
 
-def unit_state(verb):
-    if not os.path.isdir("/run/systemd/system"):
-        return None
-    return subprocess.run(["systemctl", verb, "process-core-exporter.service"],
-                          capture_output=True, text=True).stdout.strip()
-
-
-def init_script_status():
-    """The exit status of the init script's status action (0: running), where systemd is not."""
-    if os.path.isdir("/run/systemd/system") or not os.path.exists("/etc/init.d/process-core-exporter"):
-        return None
-    return subprocess.run(["/etc/init.d/process-core-exporter", "status"],
-                          capture_output=True).returncode
-
-
 def installation():
     """What an installation is made of, for an exact before/after comparison."""
     owned = subprocess.run(["dpkg-query", "-L", "process-core"], capture_output=True,
@@ -100,6 +78,7 @@ def installation():
         "store": tree(STORE),
         "user": [tuple(u) for u in pwd.getpwall() if u.pw_name == "process-core"],
         "group": [tuple(g) for g in grp.getgrall() if g.gr_name == "process-core"],
+        "account lines": host_installation.account_lines(),
         "exporter": (unit_state("is-active"), unit_state("is-enabled")),
         "init script": init_script_status(),
         "wants": {p: e for p, e in tree("/etc/systemd/system").items() if "process-core" in p},
@@ -107,68 +86,15 @@ def installation():
 
 
 @contextlib.contextmanager
-def installation_set_aside(tmp):
-    """Lets the test install and purge its own package on a host where process-core is installed.
-
-    The installed package is repacked, its store moved aside (a rename keeps every inode, owner
-    and time), /etc/process-core copied, then it is purged. Afterwards the user and group are
-    recreated with their old ids (the store's files are owned by them), the repacked package is
-    installed again, and the store, configuration and kernel settings are put back exactly."""
+def installation_set_aside():
+    """Lets the test install and purge its own package on a host where process-core is installed
+    (host_installation.set_aside), then checks that the installation is exactly as it was."""
     if not installed():
         yield
         return
     before = installation()
-    subprocess.run(["dpkg-repack", "process-core"], cwd=tmp, check=True, capture_output=True)
-    repacked = next(pathlib.Path(tmp).glob("process-core_*.deb"))
-    exporter_active = before["exporter"][0] == "active"
-    if exporter_active:
-        subprocess.run(["systemctl", "stop", "process-core-exporter.service"], check=True)
-    # Without systemd, the init script's exporter (stopped and started by its script).
-    init_active = before["init script"] == 0
-    if init_active:
-        subprocess.run(["/etc/init.d/process-core-exporter", "stop"], check=True)
-    aside = pathlib.Path(tempfile.mkdtemp(prefix=".process-core-tests-", dir="/var/lib"))
-    etc_copy = pathlib.Path(tmp) / "etc-process-core"
-    dropin_copy = pathlib.Path(tmp) / "dropin"
-    if os.path.lexists(STORE):
-        os.rename(STORE, aside / "store")
-    shutil.copytree(ETC, etc_copy, symlinks=True)
-    if os.path.lexists(DROPIN):
-        shutil.copy2(DROPIN, dropin_copy)
-    subprocess.run(["dpkg", "--purge", "process-core"], check=True, capture_output=True)
-    try:
+    with host_installation.set_aside():
         yield
-    finally:
-        (user,), (group,) = before["user"], before["group"]
-        if not any(g.gr_name == "process-core" for g in grp.getgrall()):
-            subprocess.run(["groupadd", "--system", "--gid", str(group[2]), "process-core"],
-                           check=True)
-        if not any(u.pw_name == "process-core" for u in pwd.getpwall()):
-            subprocess.run(["useradd", "--system", "--uid", str(user[2]), "--gid", str(user[3]),
-                            "--comment", user[4], "--home-dir", user[5], "--no-create-home",
-                            "--shell", user[6], "process-core"], check=True)
-        subprocess.run(["dpkg", "-i", str(repacked)], check=True, capture_output=True)
-        if unit_state("is-active") == "active":
-            subprocess.run(["systemctl", "stop", "process-core-exporter.service"], check=True)
-        if (aside / "store").exists():
-            shutil.rmtree(STORE, ignore_errors=True)
-            os.rename(aside / "store", STORE)
-        aside.rmdir()
-        shutil.rmtree(ETC)
-        shutil.copytree(etc_copy, ETC, symlinks=True)
-        shutil.copystat(etc_copy, ETC)
-        if dropin_copy.exists():  # corectl install (postinst) rewrote it: same text, new time
-            shutil.copy2(dropin_copy, DROPIN)
-        # deb-systemd-helper made the enablement links anew: give them their old times back.
-        for path, entry in before["wants"].items():
-            if os.path.islink(path):
-                os.utime(path, ns=(entry[-1], entry[-1]), follow_symlinks=False)
-        for path, value in before["settings"].items():
-            pathlib.Path(path).write_text(value)
-        if exporter_active:
-            subprocess.run(["systemctl", "start", "process-core-exporter.service"], check=True)
-        if init_active:
-            subprocess.run(["/etc/init.d/process-core-exporter", "start"], check=True)
     after = installation()
     for key in before:
         assert after[key] == before[key], key
@@ -267,14 +193,7 @@ def stop_init_script_exporter():
     if pid_file.exists() and os.path.exists("/etc/init.d/process-core-exporter"):
         subprocess.run(["/etc/init.d/process-core-exporter", "stop"], capture_output=True)
     # The host's own installation is set aside: an installed exporter still running is ours.
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            exe = os.readlink(f"/proc/{pid}/exe")
-        except OSError:
-            continue
-        if exe == "/usr/sbin/process-core-exporter":
-            os.kill(int(pid), signal.SIGKILL)
-            pctest.wait_until(lambda: not os.path.exists(f"/proc/{pid}"), timeout=10)
+    machine_journal.kill_programs([host_installation.EXPORTER])
 
 
 @contextlib.contextmanager
@@ -282,13 +201,17 @@ def fresh_host(tmp_path):
     """The machine without process-core for the duration (an installation is set aside); at the
     end the package is purged and the host must be exactly as before, settings restored
     whatever failed."""
-    with pctest.machine_lock(), installation_set_aside(tmp_path):
+    with pctest.machine_lock(), installation_set_aside(), machine_journal.kept_values(SETTINGS):
         before = snapshot()
+        # Whatever process-core is installed from here on is the test's: a killed run's is purged.
+        ours = machine_journal.add("package", name="process-core",
+                                   programs=[host_installation.EXPORTER])
         try:
             yield
         finally:
             stop_init_script_exporter()
             subprocess.run(["dpkg", "--purge", "process-core"], capture_output=True)
+            machine_journal.forget(ours)
             after = snapshot()
             # Never leave the machine changed, whatever failed above.
             for path, value in before["settings"].items():

@@ -20,6 +20,7 @@ import tempfile
 
 import pytest
 
+import machine_journal
 import pctest
 
 if not pctest.can_set_core_pattern():
@@ -277,6 +278,7 @@ def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
     if subprocess.run(["dpkg-query", "-W", PACKAGE], capture_output=True).returncode == 0:
         pytest.skip(f"{PACKAGE} is installed on this machine")
     debs = [build_deb(tmp_path / "v1", "1.0-1", 1), build_deb(tmp_path / "v2", "2.0-1", 2)]
+    installing = machine_journal.add("package", name=PACKAGE)  # purged should the run be killed
     try:
         records = []
         for deb in debs:
@@ -307,5 +309,6 @@ def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
         assert "changes" not in json.loads(corectl(rig, "info", "--json", first["id"]))
     finally:
         subprocess.run(["dpkg", "--purge", PACKAGE], stdout=subprocess.DEVNULL)
+        machine_journal.forget(installing)
     assert subprocess.run(["dpkg-query", "-W", PACKAGE], capture_output=True).returncode != 0
     assert not os.path.exists(LIB) and not os.path.exists(PROGRAM)

@@ -19,6 +19,8 @@ import tempfile
 import threading
 import time
 
+import machine_journal
+
 CORE_PATTERN = "/proc/sys/kernel/core_pattern"
 LOCK_PATH = "/run/lock/process-core-tests.lock" if os.path.isdir("/run/lock") else "/tmp/process-core-tests.lock"
 
@@ -40,10 +42,12 @@ def can_set_core_pattern():
 
 @contextlib.contextmanager
 def machine_lock():
-    """One lock for everything that changes machine-wide state (core_pattern, /dev/log)."""
+    """One lock for everything that changes machine-wide state (core_pattern, /dev/log). Whatever
+    a killed holder left changed is put back first (machine_journal)."""
     with open(LOCK_PATH, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
+            machine_journal.undo_leftovers()
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
@@ -89,6 +93,7 @@ def core_pattern(pattern):
     def restore(*_):
         pathlib.Path(CORE_PATTERN).write_text(previous + "\n")
 
+    kept = machine_journal.add("values", values={CORE_PATTERN: previous + "\n"})
     try:
         _on_signals(restore)
         pathlib.Path(CORE_PATTERN).write_text(pattern + "\n")
@@ -98,6 +103,7 @@ def core_pattern(pattern):
     finally:
         restore()
         _off_signals()
+        machine_journal.forget(kept)
 
 
 # The recommended core_pattern arguments (packaging/sysctl/50-process-core.conf).
@@ -202,6 +208,7 @@ def shipped_kernel_settings():
     values = shipped_sysctl()
     paths = {k: pathlib.Path("/proc/sys") / k.replace(".", "/") for k in values}
     previous = {k: p.read_text() for k, p in paths.items()}
+    kept = machine_journal.add("values", values={str(paths[k]): v for k, v in previous.items()})
 
     def restore():
         for k, p in paths.items():
@@ -215,17 +222,20 @@ def shipped_kernel_settings():
     finally:
         restore()
         _off_signals()
+        machine_journal.forget(kept)
 
 
 @contextlib.contextmanager
 def sysctl(path, value):
     """Sets a /proc/sys file for the duration, restoring the previous value (machine_lock())."""
     previous = pathlib.Path(path).read_text()
+    kept = machine_journal.add("values", values={str(path): previous})
     try:
         pathlib.Path(path).write_text(f"{value}\n")
         yield previous.rstrip("\n")
     finally:
         pathlib.Path(path).write_text(previous)
+        machine_journal.forget(kept)
 
 
 class SyslogCapture:
@@ -243,6 +253,7 @@ class SyslogCapture:
         if not is_root() or os.path.exists("/dev/log"):
             return self  # a real syslog daemon (or none we may replace): nothing to capture
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._kept = machine_journal.add("socket", path="/dev/log")
         self._sock.bind("/dev/log")
         os.chmod("/dev/log", 0o666)
         self._sock.settimeout(0.2)
@@ -275,6 +286,7 @@ class SyslogCapture:
             self._sock.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink("/dev/log")
+            machine_journal.forget(self._kept)
 
 
 @contextlib.contextmanager
