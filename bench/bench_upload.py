@@ -8,8 +8,8 @@ The core: pc_crasher with a heap of HEAP_MIB MiB (half compressible text, half r
 dumped with gcore and fed to the handler on stdin, as the kernel would; the stored .core.zst is
 the file both tools upload. Each uploader run starts from a fresh state dir and uploads that one
 crash with --once (record, core, the node's index object); each aws run copies the .core.zst to
-its own key with as many requests in flight as the uploader (one: it sends the parts one after
-the other) and the uploader's part size. Once more at awscli's defaults (10 in flight), for
+its own key with as many requests in flight as the uploader (upload_connections, its default 4)
+and the uploader's part size. Once more at awscli's defaults (10 in flight), for
 information. Every object is deleted, and the gateway's garbage collected, between runs. Wall
 time and peak RSS from /usr/bin/time. Needs Debian's ceph-mon, ceph-osd, radosgw, awscli and gdb
 (gcore); awscli is installed with apt-get when missing and we are root.
@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "lib"))
@@ -30,7 +29,7 @@ import radosgw  # noqa: E402
 PREFIX = "fleet"
 AWS = "/usr/bin/aws"  # Debian's awscli, not whatever else is first on PATH
 PART_MIB = 8  # common/s3/client.hpp k_part_size
-IN_FLIGHT = 1  # Client::upload_file sends one part at a time
+IN_FLIGHT = 4  # upload_connections, the uploader's default
 
 
 class BigGateway(radosgw.Radosgw):
@@ -127,7 +126,8 @@ def main():
                 "rate_limit_burst = 0", "keep_free = 0", "max_use = 100%",
                 f"upload_url = s3://{gw.bucket}/{PREFIX}", f"upload_endpoint = {gw.endpoint}",
                 f"upload_credentials = {creds}", "upload_node = bench",
-                "upload_privileged_cores = yes", f"upload_state_dir = {state}"]) + "\n")
+                "upload_privileged_cores = yes", f"upload_state_dir = {state}",
+                f"upload_connections = {IN_FLIGHT}"]) + "\n")
 
             raw = make_core(build, work, heap)
             with open(raw, "rb") as f:
@@ -190,7 +190,7 @@ def main():
             load = open("/proc/loadavg").read().split()[:3]
             print(f"nproc: {os.cpu_count()}, load {' '.join(load)}, {runs} paired runs, "
                   "min/median/max")
-            print(f"process-core-uploader --once ({IN_FLIGHT} part in flight)  "
+            print(f"process-core-uploader --once ({IN_FLIGHT} parts in flight) "
                   f"{stats(a, ' s')}   peak RSS {stats(a_rss, ' MiB', '{:.0f}')}   "
                   f"CPU {stats(a_cpu, ' s')}")
             print(f"aws s3 cp ({IN_FLIGHT} in flight, {PART_MIB} MiB parts)       "

@@ -132,6 +132,7 @@ common::Expected<Settings> settings_from_config(const common::Config& c) {
   s.client.ca_file = c.upload_ca_file;
   s.client.proxy = c.upload_proxy;
   s.client.max_send_bytes_per_second = c.upload_max_rate;
+  s.client.parts_in_flight = static_cast<unsigned>(c.upload_connections);
   auto policy = parse_core_policy(c.upload_cores);
   if (!policy) {
     return common::fail("upload_cores must be always, never or first:N (1 to 1000): " +

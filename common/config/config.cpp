@@ -139,6 +139,8 @@ constexpr std::array k_config_keys{
               "/var/lib/process-core-uploader", "uploader: its upload state, outside the store"},
     ConfigKey{"upload_max_rate", K::size, &Config::upload_max_rate, 0, k_any, R::none, "0",
               "uploader: bytes per second sent (0 = no limit)"},
+    ConfigKey{"upload_connections", K::number, &Config::upload_connections, 1, 16, R::none, "4",
+              "uploader: parts of a large core sent at once, a connection each (memory: 8 MiB each)"},
 };
 
 bool text_allowed(ConfigRule rule, std::string_view v) {

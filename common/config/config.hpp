@@ -68,6 +68,7 @@ struct Config {
   std::string upload_node;
   std::string upload_state_dir;
   uint64_t upload_max_rate = 0;
+  int upload_connections = 4;
 };
 
 // One key of the file. `kind` says how the value is read; numbers, sizes and durations must lie

@@ -9,10 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <mutex>
+#include <optional>
+#include <system_error>
+#include <thread>
 
 namespace common::s3 {
 
@@ -637,6 +641,13 @@ uint64_t part_size_for(uint64_t size) {
   return part_size;
 }
 
+unsigned parts_in_flight(const ClientOptions& options, uint64_t size, uint64_t part_size) {
+  const uint64_t parts = (size + part_size - 1) / part_size;
+  uint64_t n = std::clamp<uint64_t>(options.parts_in_flight, 1, k_max_parts_in_flight);
+  n = std::min(n, std::max<uint64_t>(1, k_upload_memory / part_size));
+  return static_cast<unsigned>(std::max<uint64_t>(1, std::min(n, parts)));
+}
+
 Expected<FileEtags> file_etags(int fd, uint64_t size) {
   const uint64_t part_size = part_size_for(size);
   // Read in pieces of at most 1 MiB, whatever the part size: memory stays flat.
@@ -691,9 +702,6 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     if (!id) {
       return std::unexpected(id.error());
     }
-    std::vector<std::byte> buf(part_size);
-    std::vector<std::string> etags;
-    std::vector<std::array<uint8_t, 16>> md5s;
     auto give_up = [&](const Error& e) -> std::unexpected<Error> {
       // Best effort: a lifecycle rule for incomplete uploads removes what this cannot. The
       // error to report is the one that made us give up, not the abort's.
@@ -702,23 +710,69 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
       m_last = std::move(cause);
       return std::unexpected(e);
     };
-    for (uint64_t off = 0; off < size; off += part_size) {
-      const size_t want = static_cast<size_t>(std::min(part_size, size - off));
-      auto n = pread_full(fd, std::span(buf.data(), want), off);
-      if (!n) {
-        return give_up(n.error());
+    const uint64_t parts = (size + part_size - 1) / part_size;
+    const unsigned in_flight = parts_in_flight(m_options, size, part_size);
+    std::vector<std::string> etags(parts);
+    std::vector<std::array<uint8_t, 16>> md5s(parts);
+    // The other connections' clients and every sender's buffer, made here: an allocation that
+    // fails throws before any thread runs. The rate limit is shared out between them.
+    ClientOptions others = m_options;
+    others.max_send_bytes_per_second =
+        m_options.max_send_bytes_per_second == 0
+            ? 0
+            : std::max<uint64_t>(1, m_options.max_send_bytes_per_second / in_flight);
+    std::vector<Client> clients;
+    for (unsigned i = 1; i < in_flight; ++i) {
+      clients.emplace_back(others);
+    }
+    std::vector<std::vector<std::byte>> bufs(
+        in_flight, std::vector<std::byte>(static_cast<size_t>(part_size)));
+    std::atomic<uint64_t> next{0};
+    std::atomic<bool> failed{false};
+    std::mutex mu;
+    std::optional<Error> error; // the first failure, and its S3 error
+    S3Error cause;
+    auto send = [&](Client& client, std::vector<std::byte>& buf) {
+      for (uint64_t i = next++; i < parts && !failed; i = next++) {
+        const uint64_t off = i * part_size;
+        const size_t want = static_cast<size_t>(std::min(part_size, size - off));
+        auto n = pread_full(fd, std::span(buf.data(), want), off);
+        Expected<std::string> etag = std::unexpected(Error{});
+        if (!n) {
+          etag = std::unexpected(n.error());
+        } else if (*n != want) {
+          etag = fail("The file to upload as " + quoted(key) + " shrank while it was read");
+        } else {
+          const std::span<const std::byte> part(buf.data(), want);
+          md5s[i] = md5(part);
+          etag = client.upload_part(key, *id, static_cast<unsigned>(i + 1), part, md5s[i]);
+        }
+        if (!etag) {
+          const std::lock_guard lock(mu);
+          if (!failed.exchange(true)) {
+            error = etag.error();
+            cause = client.m_last;
+          }
+          return;
+        }
+        etags[i] = std::move(*etag);
       }
-      if (*n != want) {
-        return give_up(
-            Error{"The file to upload as " + quoted(key) + " shrank while it was read", 0});
+    };
+    std::vector<std::thread> threads;
+    try {
+      for (unsigned i = 1; i < in_flight; ++i) {
+        threads.emplace_back(send, std::ref(clients[i - 1]), std::ref(bufs[i]));
       }
-      const std::span<const std::byte> part(buf.data(), want);
-      md5s.push_back(md5(part));
-      auto etag = upload_part(key, *id, static_cast<unsigned>(etags.size() + 1), part, md5s.back());
-      if (!etag) {
-        return give_up(etag.error());
-      }
-      etags.push_back(*etag);
+    } catch (const std::system_error&) {
+      // No thread to be had (a task limit): the parts go over the connections that started.
+    }
+    send(*this, bufs[0]);
+    for (auto& th : threads) {
+      th.join();
+    }
+    if (error) {
+      m_last = cause;
+      return give_up(*error);
     }
     if (auto c = complete_multipart(key, *id, etags); !c) {
       return give_up(c.error());

@@ -36,8 +36,11 @@ struct ClientOptions {
   Addressing addressing = Addressing::path;
   std::string ca_file; // empty: the system's CAs
   std::string proxy;   // empty: none (the environment's proxy variables are ignored)
-  uint64_t max_send_bytes_per_second = 0; // 0: no limit
-  unsigned timeout_seconds = 300;         // a whole request, from connecting to the last byte
+  uint64_t max_send_bytes_per_second = 0; // 0: no limit; shared by the parts in flight
+  // Parts of one multipart upload sent at once, each over a connection of its own and from a
+  // buffer of its own (memory: this many parts, within k_upload_memory).
+  unsigned parts_in_flight = 1;
+  unsigned timeout_seconds = 300; // a whole request, from connecting to the last byte
   Credentials credentials;
 };
 
@@ -73,6 +76,9 @@ struct S3Error {
 // for larger files).
 inline constexpr uint64_t k_part_size = 8ULL << 20;
 inline constexpr uint64_t k_max_parts = 10000;
+// At most this much memory holds parts in flight (one part is always sent, however large).
+inline constexpr uint64_t k_upload_memory = 64ULL << 20;
+inline constexpr unsigned k_max_parts_in_flight = 16;
 // The largest response body read into memory (listings, error bodies, small objects).
 inline constexpr size_t k_max_body_bytes = 32 << 20;
 
@@ -103,7 +109,8 @@ public:
                           unsigned max_keys = 1000, const std::string& delimiter = {});
 
   // Uploads the `size` bytes of `fd` from offset 0 to `key`: one PUT when small, else a
-  // multipart upload read part by part (memory is one part whatever the size). Then HEAD must
+  // multipart upload read part by part, parts_in_flight() at once (memory is that many parts
+  // whatever the size). Then HEAD must
   // show the size and an ETag computed locally (the MD5 or the multipart ETag "md5-of-md5s-N",
   // or the whole MD5 for a multipart upload: file_etags()); otherwise it fails, and a multipart
   // upload given up is aborted. Returns the server's ETag.
@@ -144,6 +151,10 @@ private:
 
 // The part size upload_file() uses for a file of `size` bytes.
 uint64_t part_size_for(uint64_t size);
+// How many of a file's parts of `part_size` upload_file() sends at once: what the options ask
+// (1 to k_max_parts_in_flight), fewer when that many would not fit in k_upload_memory, at
+// least one, never more than there are parts.
+unsigned parts_in_flight(const ClientOptions& options, uint64_t size, uint64_t part_size);
 
 // The ETags a server may hold for the `size` bytes of `fd` from offset 0: `upload`, the one
 // upload_file() leaves by S3's rule (the hex MD5, or the multipart ETag when the file is larger

@@ -1,7 +1,8 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
-uploader killed mid-upload; a wrong secret; credentials others can read; the store's group
+uploader killed mid-upload; a large core over several connections; a wrong secret; credentials others can read; the store's group
 files, uploaded when they change."""
+import contextlib
 import hashlib
 import json
 import os
@@ -154,6 +155,48 @@ def test_group_files_go_up_when_they_change(tmp_path, gateway):
     n, r = uploaded_groups()
     assert n == 2 and "Not uploading the store's seen.json" in r.stderr, r.stderr
     assert gateway.keys(f"{PREFIX}/.groups/") == [f"{PREFIX}/.groups/node-g/resolved.json"]
+
+
+def connections_to(pid, port):
+    """How many established TCP connections process `pid` holds to local port `port`."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[len("socket:["):-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            remote, state, inode = fields[2], fields[3], fields[9]
+            if state == "01" and int(remote.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.parametrize("connections", [1, 4])
+def test_a_large_core_goes_up_over_its_connections(tmp_path, gateway, connections):
+    """upload_connections parts of a multipart upload are in flight at once, each over a
+    connection of its own (and with 1, never more than one); the object is the stored file."""
+    store, config = make_host(tmp_path / "h", gateway, "node-p", upload_max_rate="16M",
+                              upload_connections=str(connections))
+    record, _ = crash(config, store, "big", core=corefixture.random_core(64 << 20))
+    proc = subprocess.Popen([uploader_bin(), "--config", str(config), "--once"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    most = 0
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            most = max(most, connections_to(proc.pid, gateway.port))
+        time.sleep(0.02)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert most == connections
+    core_key = remote_key("node-p", record, ".core.zst")
+    headers, body = gateway.get(core_key)
+    local = record.with_name(record.name[:-len(".json")] + ".core.zst").read_bytes()
+    assert body == local
+    assert headers["ETag"].strip('"').endswith(f"-{-(-len(local) // (8 << 20))}")
+    assert gateway.multipart_uploads() == 0
 
 
 def test_gateway_lost_mid_multipart(tmp_path, gateway):

@@ -206,7 +206,7 @@ TEST_CASE("analysis_memory_limit: a size between 1 MiB and 64 GiB", "[config]") 
 
 TEST_CASE("the table: one row per key, every default valid and what Config{} holds", "[config]") {
   const auto keys = config_keys();
-  REQUIRE(keys.size() == 37);
+  REQUIRE(keys.size() == 38);
   std::string all_defaults;
   for (size_t i = 0; i < keys.size(); ++i) {
     INFO(keys[i].name);

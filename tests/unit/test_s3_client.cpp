@@ -148,3 +148,25 @@ TEST_CASE("Credentials file: profiles and the permission rule", "[s3][credential
   CHECK_FALSE(load_credentials_file((dir / "link").string(), "default"));
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("Parts in flight: as asked, within the parts there are and the memory bound", "[s3]") {
+  ClientOptions options;
+  const uint64_t big = 100 * k_part_size;
+  options.parts_in_flight = 4;
+  CHECK(parts_in_flight(options, big, k_part_size) == 4);
+  // Never more than there are parts, never none.
+  CHECK(parts_in_flight(options, 2 * k_part_size, k_part_size) == 2);
+  CHECK(parts_in_flight(options, k_part_size + 1, k_part_size) == 2);
+  CHECK(parts_in_flight(options, 0, k_part_size) == 1);
+  // What the options ask, within 1 to k_max_parts_in_flight.
+  options.parts_in_flight = 0;
+  CHECK(parts_in_flight(options, big, k_part_size) == 1);
+  options.parts_in_flight = 1000;
+  CHECK(parts_in_flight(options, big, k_part_size) ==
+        std::min<uint64_t>(k_max_parts_in_flight, k_upload_memory / k_part_size));
+  // Larger parts (files above k_part_size * k_max_parts): fewer at once, at least one.
+  options.parts_in_flight = 16;
+  CHECK(parts_in_flight(options, big * 1000, 4 * k_part_size) ==
+        k_upload_memory / (4 * k_part_size));
+  CHECK(parts_in_flight(options, big * 1000, 2 * k_upload_memory) == 1);
+}
