@@ -37,6 +37,8 @@ struct RemoteBucket::Entry {
   std::string host;
   std::string exe;
   bool core = false; // the index names a core object
+  std::string signature;
+  int64_t time = 0;
 };
 
 namespace {
@@ -315,7 +317,8 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
     if (!common::is_safe_component(node)) {
       return;
     }
-    auto [it, inserted] = m_entries.try_emplace(c.id, Entry{node, c.host_dir, c.exe_dir, core});
+    auto [it, inserted] =
+        m_entries.try_emplace(c.id, Entry{node, c.host_dir, c.exe_dir, core, c.signature, c.time});
     if (!inserted) {
       if (it->second.node != node || it->second.host != c.host_dir || it->second.exe != c.exe_dir) {
         warnings.add(where,
@@ -365,7 +368,7 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
                                                            std::unexpected(std::string{}));
   in_parallel(pending.size(), m_access.client, [&](common::s3::Client& client, size_t i) {
     const Crash& c = pending[i].crash;
-    const Entry e{pending_nodes[i], c.host_dir, c.exe_dir, false};
+    const Entry e{pending_nodes[i], c.host_dir, c.exe_dir, false, {}, 0};
     auto text = client.get(key_of(e, c.id, Suffix::record), common::k_max_record_bytes);
     if (!text) {
       summaries[i] = std::unexpected(text.error().message);
@@ -385,7 +388,7 @@ std::expected<Catalog, Exit> RemoteBucket::load_catalog(const Filter& filter) {
     const Crash& line = pending[i].crash;
     const std::string where =
         "s3://" + m_access.url.bucket + "/" +
-        key_of(Entry{node, line.host_dir, line.exe_dir, false}, line.id, Suffix::record);
+        key_of(Entry{node, line.host_dir, line.exe_dir, false, {}, 0}, line.id, Suffix::record);
     if (!summaries[i]) {
       warnings.add(where, summaries[i].error());
       continue;
@@ -524,6 +527,22 @@ common::Expected<FullRecord> RemoteBucket::read_record(const Located& where) con
                         text.error().message);
   }
   return parse_full_record(*text, where, url);
+}
+
+Catalog RemoteBucket::group(const std::string& signature) const {
+  Catalog cat;
+  for (const auto& [id, e] : m_entries) {
+    if (!signature.empty() && e.signature == signature) {
+      Crash c;
+      c.host_dir = e.host;
+      c.exe_dir = e.exe;
+      c.id = id;
+      c.time = e.time;
+      c.signature = e.signature;
+      cat.crashes.push_back(std::move(c));
+    }
+  }
+  return cat;
 }
 
 bool RemoteBucket::core_uploaded(const Located& where) const {

@@ -73,6 +73,10 @@ public:
   // True when the core object of a crash is in the bucket (one HEAD).
   bool core_uploaded(const Located& where) const;
 
+  // The crashes of the last catalog loaded (load_ids() loads every one) whose signature is
+  // `signature`, with their places, ids, times and signatures: a group, for info's changes.
+  Catalog group(const std::string& signature) const;
+
 private:
   struct Entry;
   const Entry* entry(const Located& where) const;

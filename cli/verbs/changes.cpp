@@ -100,17 +100,35 @@ std::vector<std::string> package_manager_lines(const std::vector<std::string>& p
 
 } // namespace
 
-std::optional<nlohmann::json> group_changes(const common::Store& store, const Catalog& group,
-                                            const Located& where, const FullRecord& full) {
+GroupSource store_source(const common::Store& store) {
+  GroupSource source;
+  source.read_record = [&store](const Located& where) { return read_record(store, where); };
+  source.written = [&store](const Located& where) {
+    struct stat st {};
+    const std::string rel = common::record_relpath(where.host_dir, where.exe_dir, where.id);
+    if (::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return int64_t{0};
+    }
+    return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  };
+  return source;
+}
+
+std::string signature_of(const FullRecord& full) {
   const auto& crash = full.record.crash;
-  std::string signature;
   if (crash.is_object()) {
     if (auto it = crash.find("signature"); it != crash.end()) {
       if (const auto* text = it->get_ptr<const std::string*>()) {
-        signature = *text;
+        return *text;
       }
     }
   }
+  return {};
+}
+
+std::optional<nlohmann::json> group_changes(const GroupSource& source, const Catalog& group,
+                                            const Located& where, const FullRecord& full) {
+  const std::string signature = signature_of(full);
   if (signature.empty()) {
     return std::nullopt;
   }
@@ -118,21 +136,17 @@ std::optional<nlohmann::json> group_changes(const common::Store& store, const Ca
   const Crash* first = nullptr;
   const Crash* previous = nullptr;
   // Records carry whole seconds: crashes of one second are ordered by when their records were
-  // written (the handler writes the record last).
+  // written (the handler writes the record last), where that is known.
   auto written = [&](const std::string& host, const std::string& exe, const std::string& id) {
-    struct stat st {};
-    const std::string rel = common::record_relpath(host, exe, id);
-    if (::fstatat(store.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      return int64_t{0};
-    }
-    return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    return source.written ? source.written(Located{host, exe, id}) : int64_t{0};
   };
   const int64_t this_written = written(where.host_dir, where.exe_dir, where.id);
   for (const auto& c : group.crashes) {
     if (c.signature != signature || c.id == full.record.id || c.time > now) {
       continue;
     }
-    if (c.time == now && written(c.host_dir, c.exe_dir, c.id) >= this_written) {
+    if (c.time == now &&
+        (!source.written || written(c.host_dir, c.exe_dir, c.id) >= this_written)) {
       continue;
     }
     if (!first || c.time < first->time) {
@@ -148,7 +162,7 @@ std::optional<nlohmann::json> group_changes(const common::Store& store, const Ca
   nlohmann::json out = nlohmann::json::object();
   std::set<std::string> changed_packages;
   auto against = [&](const Crash& c, const char* key) {
-    auto other = read_record(store, Located{c.host_dir, c.exe_dir, c.id});
+    auto other = source.read_record(Located{c.host_dir, c.exe_dir, c.id});
     if (!other) {
       return;
     }
@@ -169,7 +183,7 @@ std::optional<nlohmann::json> group_changes(const common::Store& store, const Ca
   }
   // The host's package logs speak of the host's packages only: a container's crash, or one
   // uploaded from another host, has its own.
-  const bool host_root = !full.record.container.contains("container_id");
+  const bool host_root = source.host_logs && !full.record.container.contains("container_id");
   if (host_root && !changed_packages.empty()) {
     out["package_log"] =
         package_manager_lines({changed_packages.begin(), changed_packages.end()}, now);

@@ -116,32 +116,43 @@ void add_python_from_core(const Context& ctx, const Located& where, FullRecord& 
 
 // Prints one record for info; `first` separates records with a blank line.
 void show_record(Context& ctx, const Located& where, FullRecord& full, bool& first) {
-  if (ctx.remote) {
-    // The group's changes would read every record of the group: left out for a bucket.
-    print_record(ctx, full, first, [&] { return remote_places(ctx, where); });
-    return;
+  if (!ctx.remote) {
+    add_python_from_core(ctx, where, full);
   }
-  add_python_from_core(ctx, where, full);
   // What changed since the group's previous and first crash. Only records with a signature
-  // have a group: its crashes are those the signature selects (a prefix match, so a superset;
-  // group_changes() takes the equal ones), from the index or the per-user cache, once per group.
+  // have a group: its crashes are those the signature selects, once per group — from the
+  // store (a prefix match, so a superset; group_changes() takes the equal ones, from the index
+  // or the per-user cache), or from the bucket's index, which the id lookup loaded whole.
   static std::map<std::string, Catalog> groups;
-  const auto& crash = full.record.crash;
-  const auto sig = crash.is_object() ? crash.find("signature") : crash.end();
-  if (crash.is_object() && sig != crash.end() && sig->is_string() &&
-      !sig->get_ref<const std::string&>().empty()) {
-    const std::string& signature = sig->get_ref<const std::string&>();
+  if (const std::string signature = signature_of(full); !signature.empty()) {
     auto it = groups.find(signature);
     if (it == groups.end()) {
       Filter same;
       same.signatures = {signature};
-      it = groups.emplace(signature, load_catalog(*ctx.store, same)).first;
+      if (ctx.remote) {
+        (void)ctx.remote->load_ids(); // a failure leaves an empty group: no changes to show
+      }
+      it = groups
+               .emplace(signature,
+                        ctx.remote ? ctx.remote->group(signature) : load_catalog(*ctx.store, same))
+               .first;
     }
-    if (auto changes = group_changes(*ctx.store, it->second, where, full)) {
+    GroupSource source;
+    if (ctx.remote) {
+      source.read_record = [&ctx](const Located& other) { return ctx.remote->read_record(other); };
+      source.host_logs = false; // a bucket's crashes are other hosts'
+    } else {
+      source = store_source(*ctx.store);
+    }
+    if (auto changes = group_changes(source, it->second, where, full)) {
       full.json["changes"] = std::move(*changes);
     }
   }
-  print_record(ctx, full, first, [&] { return store_places(ctx, where); });
+  if (ctx.remote) {
+    print_record(ctx, full, first, [&] { return remote_places(ctx, where); });
+  } else {
+    print_record(ctx, full, first, [&] { return store_places(ctx, where); });
+  }
 }
 
 // info --file PATH: the core analysed here, shown as a record would be.

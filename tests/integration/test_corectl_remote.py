@@ -72,6 +72,10 @@ def make_fleet(gw, base):
                                      upload_endpoint=gw.endpoint, upload_credentials=creds,
                                      upload_node=node, upload_state_dir=hb / "state",
                                      upload_privileged_cores="yes")
+        # Marks are timed in seconds, and so are crashes: a bucket does not say which of two in
+        # one second came first (a store orders them by their records' times).
+        if node == "node-b":
+            time.sleep(1.1)
         # The same crash on both hosts (one signature), and one of each host's own.
         handler_crash(config, host, "/usr/bin/worker", corefixture.elf_core(), 11)
         own = corefixture.elf_core(signo=6, rip=0x402000 + len(cores) * 0x100,
@@ -82,8 +86,6 @@ def make_fleet(gw, base):
         # The hosts disagree about the common group: node-a marked it fixed in 2.0-1, node-b
         # later in 1.5-1 (the latest mark wins, whatever its version); node-b's exporter saw it
         # first, years ago, node-a's only now.
-        if node == "node-b":
-            time.sleep(1.1)  # marks are timed in seconds
         r = corectl("--config", str(config), "groups", "--json")
         common = [json.loads(line)["group"] for line in r.stdout.splitlines()
                   if json.loads(line)["executables"] == ["/usr/bin/worker"]]
@@ -131,14 +133,32 @@ def test_the_bucket_lists_as_the_union_store(fleet, args):
 def test_info_shows_the_records_and_their_objects(fleet):
     local, remote = both(fleet, "info", "--json", "--host", "web-2")
     assert remote.returncode == 0, remote.stderr
-    # The group's changes read the whole group's records: a store's info only.
-    strip = lambda text: [{k: v for k, v in json.loads(line).items() if k != "changes"}
-                          for line in text.splitlines()]
-    assert strip(remote.stdout) == strip(local.stdout) and len(strip(remote.stdout)) == 2
+    records = [json.loads(line) for line in remote.stdout.splitlines()]
+    assert records == [json.loads(line) for line in local.stdout.splitlines()]
+    assert len(records) == 2
     _, remote = both(fleet, "info", "--host", "web-2", "SIGNAL=ABRT")
     assert remote.returncode == 0, remote.stderr
     assert fleet["url"] + "/node-a/web-2/" in remote.stdout, remote.stdout
     assert "ABRT" in remote.stdout
+
+
+def test_info_says_what_changed_since_the_groups_crash_on_another_host(fleet):
+    """The common crash hit web-2 first, then worker-7: worker-7's says what changed since
+    web-2's, read from the bucket as from a store holding both (the package logs of the machine
+    corectl runs on are left out: the crashes are other hosts')."""
+    local, remote = both(fleet, "info", "--json", "--exe", "worker")
+    assert remote.returncode == 0, remote.stderr
+    records = [json.loads(line) for line in remote.stdout.splitlines()]
+    by_host = {r["hostname"]: r for r in records}
+    assert sorted(by_host) == ["web-2", "worker-7"]
+    assert "changes" not in by_host["web-2"]
+    changes = by_host["worker-7"]["changes"]
+    assert changes["previous"]["id"] == by_host["web-2"]["id"]
+    assert "package_log" not in changes
+    assert records == [json.loads(line) for line in local.stdout.splitlines()]
+    local, remote = both(fleet, "info", by_host["worker-7"]["id"])
+    assert remote.returncode == 0, remote.stderr
+    assert f"previous crash of this group ({by_host['web-2']['id']}" in remote.stdout, remote.stdout
 
 
 def test_both_hosts_and_the_merged_group(fleet):
