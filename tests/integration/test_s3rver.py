@@ -28,8 +28,9 @@ def package():
 
 @pytest.fixture(params=["path", "virtual"])
 def server(request, package, tmp_path):
-    # s3rver checks no signature of a virtual-hosted request correctly (s3rver.S3rver): those
-    # are checked on the path-style runs, the addressing on the virtual-hosted ones.
+    # s3rver checks no signature of a virtual-hosted request correctly (s3rver.S3rver): its
+    # signatures are checked on the path-style runs, the addressing on the virtual-hosted ones;
+    # the RADOS Gateway checks virtual-hosted signatures (integration_uploader).
     srv = s3rver.S3rver(tmp_path / "s3rver", verify_signatures=request.param == "path")
     srv.start(package)
     srv.addressing = request.param

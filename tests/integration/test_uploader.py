@@ -1,7 +1,7 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
-uploader killed mid-upload; a large core over several connections; a wrong secret; credentials others can read; the store's group
-files, uploaded when they change."""
+uploader killed mid-upload; a large core over several connections; virtual-hosted addressing; a
+wrong secret; credentials others can read; the store's group files, uploaded when they change."""
 import contextlib
 import hashlib
 import json
@@ -42,8 +42,9 @@ def make_host(base, gw, node, **keys):
     store = pctest.make_store(base)
     creds = radosgw.write_credentials(base / "credentials")
     keys.setdefault("upload_privileged_cores", "yes")
+    keys.setdefault("upload_endpoint", gw.endpoint)
     config = pctest.write_config(base / "c.conf", store, upload_url=f"s3://{gw.bucket}/{PREFIX}",
-                                 upload_endpoint=gw.endpoint, upload_credentials=creds,
+                                 upload_credentials=creds,
                                  upload_node=node, upload_state_dir=base / "state", **keys)
     return store, config
 
@@ -248,6 +249,37 @@ def test_uploader_killed_mid_upload(tmp_path, gateway):
     assert len([k for k in gateway.keys(PREFIX + "/node-k/") if k == core_key]) == 1
     _, body = gateway.get(core_key)
     assert body == record.with_name(record.name[:-len(".json")] + ".core.zst").read_bytes()
+
+
+def test_virtual_hosted_requests_are_signed_as_the_gateway_checks(tmp_path, gateway):
+    """upload_addressing = virtual: BUCKET.localhost (libcurl resolves *.localhost to loopback,
+    the gateway's `rgw dns name` is localhost), the bucket in the Host header and not in the
+    path. The gateway checks every signature: a wrong secret is refused the same way, and with
+    the right one the record and core go up, a multipart core too, and corectl reads them back."""
+    port = gateway.endpoint.rsplit(":", 1)[1]
+    store, config = make_host(tmp_path / "h", gateway, "node-v", upload_addressing="virtual",
+                              upload_endpoint=f"http://localhost:{port}")
+    creds = tmp_path / "h" / "credentials"
+    radosgw.write_credentials(creds, secret="not-the-secret-at-all")
+    record, _ = crash(config, store, "web")
+    big, _ = crash(config, store, "big", core=corefixture.random_core(20 << 20))
+    r = run_once(config)
+    assert r.returncode == 3 and "SignatureDoesNotMatch" in r.stderr, r.stderr
+    radosgw.write_credentials(creds)
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    # The gateway's access log: the bucket was in the Host header, never in a path.
+    log = (gateway.work / "log" / "client.rgw.log").read_text(errors="replace")
+    assert '"PUT /fleet/node-v/' in log and f'"PUT /{gateway.bucket}/' not in log
+    for rec in (record, big):
+        _, body = gateway.get(remote_key("node-v", rec, ".core.zst"))
+        assert body == rec.with_name(rec.name[:-len(".json")] + ".core.zst").read_bytes()
+    r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--no-pager", "--config", str(config),
+                        "--remote", f"s3://{gateway.bucket}/{PREFIX}", "list", "--no-legend"],
+                       capture_output=True, text=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2 and "big" in r.stdout and "web" in r.stdout, r.stdout
 
 
 def test_wrong_secret_then_fixed(tmp_path, gateway):
