@@ -19,7 +19,7 @@ using prometheus::MetricType;
 // Both files are a few hundred bytes; anything larger is not the uploader's.
 constexpr size_t k_max_file_bytes = 64 << 10;
 // Counter labels come from the file: only these pairs are exported.
-constexpr const char* k_kinds[] = {"record", "core", "groups"};
+constexpr const char* k_kinds[] = {"record", "report", "core", "groups"};
 constexpr const char* k_results[] = {"ok", "failed"};
 
 std::optional<nlohmann::json> read_json(const std::string& dir, const std::string& name) {

@@ -246,6 +246,31 @@ common::Expected<void> Uploader::add_to_index(const std::string& day, const std:
   return {};
 }
 
+common::Expected<bool> Uploader::upload_report(const common::StoreEntry& e, const std::string& base,
+                                               const std::map<std::string, std::string>& meta) {
+  auto fd = common::open_at(e.exe_dirfd, e.id + std::string(common::k_report_suffix),
+                            O_RDONLY | O_NONBLOCK);
+  if (!fd) {
+    if (fd.error().sys_errno == ENOENT) {
+      return false;
+    }
+    return common::fail("Failed to open the runtime's report: " + fd.error().message);
+  }
+  struct stat sb {};
+  if (fstat(fd->get(), &sb) != 0) {
+    return common::fail_errno("Failed to stat the runtime's report", errno);
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    return common::fail("The runtime's report is not a regular file");
+  }
+  auto up = m_client.upload_file(base + std::string(common::k_report_suffix), fd->get(),
+                                 static_cast<uint64_t>(sb.st_size), meta);
+  if (!up) {
+    return std::unexpected(up.error());
+  }
+  return true;
+}
+
 common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, CrashState& st,
                                               SweepResult& result) {
   auto rfd = common::open_at(e.exe_dirfd, e.id + std::string(common::k_record_suffix), O_RDONLY);
@@ -290,7 +315,20 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
       return std::unexpected(head.error());
     }
   }
+  const bool privileged = record->core.access == common::CoreAccess::root_only;
   if (!st.record_done) {
+    // The runtime's own report first, so that a record seen in the bucket has it: small text,
+    // as private as the core (its ACLs are the core's), so the same privilege rule applies but
+    // not upload_cores, which is about the cores' volume.
+    if (record->runtime_report.is_object() && record->runtime_report.contains("stored") &&
+        (!privileged || m_settings.privileged_cores)) {
+      if (auto sent = upload_report(e, base, meta); !sent) {
+        count("report", "failed");
+        return std::unexpected(sent.error());
+      } else if (*sent) {
+        count("report", "ok");
+      }
+    }
     auto up = m_client.upload_file(record_key, rfd->get(), text->size(), meta);
     if (!up) {
       count("record", "failed");
@@ -344,7 +382,7 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
     st.core = CoreState::none;
     return {};
   }
-  if (record->core.access == common::CoreAccess::root_only && !m_settings.privileged_cores) {
+  if (privileged && !m_settings.privileged_cores) {
     st.core = CoreState::skipped;
     return {};
   }

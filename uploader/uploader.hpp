@@ -69,6 +69,9 @@ private:
   common::Expected<void> upload_crash(const common::StoreEntry& entry, CrashState& state,
                                       SweepResult& result);
   common::Expected<bool> core_wanted(const std::string& signature);
+  // Sends <id>.report beside the record's key base; false when it is gone (retention).
+  common::Expected<bool> upload_report(const common::StoreEntry& entry, const std::string& base,
+                                       const std::map<std::string, std::string>& meta);
   // The store's group files, when they changed since they were last uploaded.
   void upload_group_files();
   common::Expected<void> add_to_index(const std::string& day, const std::string& line,

@@ -499,7 +499,10 @@ void print_runtime_report(const Term& term, const json& rr, const InfoPlaces& pl
     return;
   }
   if (!places.runtime_report) {
-    out += "  (the stored report is missing)\n";
+    out += "  (" +
+           (places.runtime_report_absent.empty() ? std::string("the stored report is missing")
+                                                 : printable(places.runtime_report_absent)) +
+           ")\n";
     return;
   }
   std::string_view rest = *places.runtime_report;

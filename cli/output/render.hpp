@@ -84,6 +84,7 @@ struct InfoPlaces {
   // of the file were not read; nullopt when none was found.
   std::optional<std::string> runtime_report;
   uint64_t runtime_report_rest = 0;
+  std::string runtime_report_absent; // why there is none to show ("" : the stored one is missing)
 };
 
 // Everything in a record, readable.

@@ -206,7 +206,9 @@ RemoteBucket& RemoteBucket::operator=(RemoteBucket&&) noexcept = default;
 
 std::string RemoteBucket::key_of(const Entry& e, const std::string& id, Suffix suffix) const {
   return join_key(m_access.url.prefix, e.node + "/" + e.host + "/" + e.exe + "/" + id) +
-         std::string(suffix == Suffix::record ? common::k_record_suffix : common::k_core_suffix);
+         std::string(suffix == Suffix::record ? common::k_record_suffix
+                     : suffix == Suffix::core ? common::k_core_suffix
+                                              : common::k_report_suffix);
 }
 
 std::string RemoteBucket::key(const Located& where, Suffix suffix) const {
@@ -543,6 +545,15 @@ Catalog RemoteBucket::group(const std::string& signature) const {
     }
   }
   return cat;
+}
+
+common::Expected<std::string> RemoteBucket::read_report(const Located& where,
+                                                        size_t max_bytes) const {
+  const std::string k = key(where, Suffix::report);
+  if (k.empty()) {
+    return common::fail_errno("No record " + where.id + " in the bucket's index", ENOENT);
+  }
+  return m_client->get(k, max_bytes);
 }
 
 bool RemoteBucket::core_uploaded(const Located& where) const {

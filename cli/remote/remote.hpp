@@ -58,6 +58,9 @@ public:
   // The record of a crash of the catalog, GET'd (bounded) and read as read_record() reads a
   // file: the id it names must be the id of its key.
   common::Expected<FullRecord> read_record(const Located& where) const;
+  // The runtime's own report of a crash (uploaded beside its record), at most `max_bytes`;
+  // ENOENT when the bucket has none.
+  common::Expected<std::string> read_report(const Located& where, size_t max_bytes) const;
 
   // The stored (zstd) core of a crash, downloaded into an unlinked 0600 temporary file and
   // checked against the object's size and ETag and the record's stored size; the descriptor is
@@ -67,7 +70,7 @@ public:
 
   // s3://BUCKET/KEY of a crash's record (Suffix::record) or core (Suffix::core); "" when the
   // crash is not in the catalog, or its index says it has no core.
-  enum class Suffix { record, core };
+  enum class Suffix { record, core, report };
   std::string url_of(const Located& where, Suffix suffix) const;
 
   // True when the core object of a crash is in the bucket (one HEAD).

@@ -28,6 +28,17 @@ namespace {
 // The first k_report_shown bytes of the stored runtime report, as untrusted as the record: no
 // link followed, a regular file only, never blocking.
 constexpr size_t k_report_shown = 64 << 10;
+// The largest report read from a bucket (the handler keeps at most 256 KiB).
+constexpr size_t k_remote_report_max = 1 << 20;
+
+// The part of a report shown, and how many bytes are left out.
+void show_report(std::string text, uint64_t size, InfoPlaces& places) {
+  if (text.size() > k_report_shown) {
+    text.resize(k_report_shown);
+  }
+  places.runtime_report_rest = size > text.size() ? size - text.size() : 0;
+  places.runtime_report = std::move(text);
+}
 
 void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) {
   const common::UniqueFd fd(
@@ -43,10 +54,7 @@ void read_runtime_report(int store, const std::string& rel, InfoPlaces& places) 
     return;
   }
   text.resize(*got);
-  places.runtime_report_rest = static_cast<uint64_t>(st.st_size) > text.size()
-                                   ? static_cast<uint64_t>(st.st_size) - text.size()
-                                   : 0;
-  places.runtime_report = std::move(text);
+  show_report(std::move(text), static_cast<uint64_t>(st.st_size), places);
 }
 
 // Prints one record for info: as JSON, or as text with the places `places_of()` gives (only
@@ -67,9 +75,22 @@ void print_record(Context& ctx, FullRecord& full, bool& first, Places places_of)
   print_info(ctx.term, full, places_of());
 }
 
-// A record of a bucket: its places are the objects'.
-InfoPlaces remote_places(const Context& ctx, const Located& where) {
+// A record of a bucket: its places are the objects', and the runtime's report uploaded beside
+// the record (when the record says one was kept).
+InfoPlaces remote_places(const Context& ctx, const Located& where, const FullRecord& full) {
   InfoPlaces places;
+  const auto& rr = full.record.runtime_report;
+  if (rr.is_object() && rr.contains("stored") && !rr.contains("removed")) {
+    if (auto text = ctx.remote->read_report(where, k_remote_report_max)) {
+      const size_t size = text->size();
+      show_report(std::move(*text), size, places);
+    } else if (text.error().sys_errno == ENOENT) {
+      places.runtime_report_absent =
+          "not in the bucket: a privileged process's stays on its host, as its core does";
+    } else {
+      places.runtime_report_absent = "not read: " + text.error().message;
+    }
+  }
   places.core_file = ctx.remote->url_of(where, RemoteBucket::Suffix::core);
   places.core_file_exists = !places.core_file.empty() && ctx.remote->core_uploaded(where);
   if (places.core_file.empty()) {
@@ -149,7 +170,7 @@ void show_record(Context& ctx, const Located& where, FullRecord& full, bool& fir
     }
   }
   if (ctx.remote) {
-    print_record(ctx, full, first, [&] { return remote_places(ctx, where); });
+    print_record(ctx, full, first, [&] { return remote_places(ctx, where, full); });
   } else {
     print_record(ctx, full, first, [&] { return store_places(ctx, where); });
   }

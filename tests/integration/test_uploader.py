@@ -1,7 +1,8 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
-uploader killed mid-upload; a large core over several connections; virtual-hosted addressing; a
-wrong secret; credentials others can read; the store's group files, uploaded when they change."""
+uploader killed mid-upload; a large core over several connections; virtual-hosted addressing;
+runtime reports; a wrong secret; credentials others can read; the store's group files, uploaded
+when they change."""
 import contextlib
 import hashlib
 import json
@@ -280,6 +281,51 @@ def test_virtual_hosted_requests_are_signed_as_the_gateway_checks(tmp_path, gate
                        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 2 and "big" in r.stdout and "web" in r.stdout, r.stdout
+
+
+def with_runtime_report(record, text, access):
+    """Gives a record the runtime's report the handler keeps beside it, and a core access."""
+    report = record.with_name(record.name[:-len(".json")] + ".report")
+    report.write_bytes(text)
+    data = json.loads(record.read_text())
+    data["runtime_report"] = {"runtime": "ruby", "path": "stderr", "size": len(text),
+                              "stored": f"{record.parent.parent.name}/{record.parent.name}/"
+                                        f"{report.name}", "truncated": False}
+    data["core"]["access"] = access
+    record.write_text(json.dumps(data))
+
+
+def test_runtime_reports_go_up_with_their_records(tmp_path, gateway):
+    """The runtime's own report goes up before its record, as private as the core: a
+    privileged process's stays home without upload_privileged_cores, whatever upload_cores says.
+    corectl --remote info shows it as info does on the host."""
+    store, config = make_host(tmp_path / "h", gateway, "node-r", upload_privileged_cores="no",
+                              upload_cores="never")
+    mine, _ = crash(config, store, "web")
+    privileged, _ = crash(config, store, "db")
+    report = b"[BUG] Segmentation fault at 0x0000000000000000\nruby 3.1.2p20\n\x1b[31mred\n"
+    with_runtime_report(mine, report, "owner")
+    with_runtime_report(privileged, b"secret heap words\n", "root")
+    r = run_once(config)
+    assert r.returncode == 0, r.stderr
+    _, body = gateway.get(remote_key("node-r", mine, ".report"))
+    assert body == report
+    assert remote_key("node-r", privileged, ".report") not in gateway.keys(PREFIX + "/")
+    counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
+    assert counters["report/ok"] == 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    remote = [str(pctest.env_path("PC_CORECTL")), "--no-pager", "--config", str(config),
+              "--remote", f"s3://{gateway.bucket}/{PREFIX}", "info"]
+    r = subprocess.run([*remote, json.loads(mine.read_text())["id"]], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "  [BUG] Segmentation fault at 0x0000000000000000\n  ruby 3.1.2p20\n" in r.stdout
+    assert "\x1b" not in r.stdout  # escaped, as every byte from the bucket
+    r = subprocess.run([*remote, json.loads(privileged.read_text())["id"]], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "not in the bucket: a privileged process's stays on its host" in r.stdout, r.stdout
+    assert "secret heap words" not in r.stdout
 
 
 def test_wrong_secret_then_fixed(tmp_path, gateway):

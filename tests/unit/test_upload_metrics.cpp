@@ -37,7 +37,7 @@ TEST_CASE("upload metrics from the uploader's state files", "[upload_metrics]") 
     const auto fs = exporter::upload_families(dir.string(), 1000);
     const auto* uploads = family(fs, "processcore_uploads_total");
     REQUIRE(uploads != nullptr);
-    REQUIRE(uploads->metric.size() == 6); // only the known kinds and results
+    REQUIRE(uploads->metric.size() == 8); // only the known kinds and results
     double record_ok = -1;
     double core_failed = -1;
     for (const auto& m : uploads->metric) {
