@@ -144,15 +144,15 @@ Expected<std::string> read_fd(int fd, const std::string& path, size_t limit) {
   return out;
 }
 
-Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
+Expected<RegularFile> open_regular(int dirfd, const std::string& path) {
   // O_NONBLOCK and a regular file only: a FIFO planted where a record is expected must not
   // stall a reader (root's corectl among them) forever. O_NOFOLLOW: the store's owner may plant
-  // "<id>.json -> /etc/shadow", and root must not read (and print) where it points.
+  // "<id>.json -> /etc/shadow", and root must not read (and print, or upload) where it points.
   auto fd = open_at(dirfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
   if (!fd) {
     if (fd.error().sys_errno == ELOOP) {
       return std::unexpected(
-          Error{"Failed to read " + quoted(path) + ": a symbolic link, not followed", ELOOP});
+          Error{"Failed to open " + quoted(path) + ": a symbolic link, not followed", ELOOP});
     }
     return std::unexpected(fd.error());
   }
@@ -162,9 +162,17 @@ Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit
   }
   if (!S_ISREG(st.st_mode)) {
     return std::unexpected(
-        Error{"Failed to read " + quoted(path) + ": not a regular file", EINVAL});
+        Error{"Failed to open " + quoted(path) + ": not a regular file", EINVAL});
   }
-  return read_fd(fd->get(), path, limit);
+  return RegularFile{std::move(*fd), static_cast<uint64_t>(st.st_size)};
+}
+
+Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit) {
+  auto f = open_regular(dirfd, path);
+  if (!f) {
+    return std::unexpected(f.error());
+  }
+  return read_fd(f->fd.get(), path, limit);
 }
 
 Expected<UniqueFd> open_or_make_dir(int dirfd, const std::string& path, unsigned mode,

@@ -37,6 +37,14 @@ Expected<std::string> read_fd(int fd, const std::string& path, size_t limit = 1 
 // errno ELOOP; see open_at); a FIFO or device is an error (EINVAL), never a wait.
 Expected<std::string> read_file(int dirfd, const std::string& path, size_t limit = 1 << 20);
 
+// A regular file opened for reading as read_file() opens it (no symbolic link on the way, no
+// wait on a FIFO or device: ELOOP, EINVAL), with its size from fstat.
+struct RegularFile {
+  UniqueFd fd;
+  uint64_t size = 0;
+};
+Expected<RegularFile> open_regular(int dirfd, const std::string& path);
+
 // Opens `path` relative to `dirfd` with O_CLOEXEC added to `flags`. With O_NOFOLLOW and a real
 // `dirfd`, no component may be a symbolic link and the path may not leave `dirfd` (ELOOP,
 // EXDEV), not only the last component.

@@ -8,7 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
+#include <string>
 
 using common::FollowLinks;
 using common::open_or_make_dir;
@@ -105,4 +107,40 @@ TEST_CASE("read_exact_at and write_all_at move exact ranges or say why not", "[i
   auto bad = common::read_exact_at(wronly.get(), std::as_writable_bytes(std::span(back)), 0);
   REQUIRE_FALSE(bad);
   CHECK(bad.error().sys_errno == EBADF);
+}
+
+TEST_CASE("open_regular opens a regular file only, and without waiting", "[io]") {
+  test::TempDir dir;
+  const auto dirfd = ::open(dir.str().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dirfd >= 0);
+  const common::UniqueFd dfd(dirfd);
+  {
+    auto f = ::open((dir.str() + "/file").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(f >= 0);
+    REQUIRE(::write(f, "12345", 5) == 5);
+    ::close(f);
+  }
+  auto file = common::open_regular(dfd.get(), "file");
+  REQUIRE(file);
+  CHECK(file->size == 5);
+  CHECK(file->fd.get() >= 0);
+
+  std::filesystem::create_symlink(dir.path() / "file", dir.path() / "link");
+  auto link = common::open_regular(dfd.get(), "link");
+  REQUIRE_FALSE(link);
+  CHECK(link.error().sys_errno == ELOOP);
+  CHECK(link.error().message.find("a symbolic link, not followed") != std::string::npos);
+
+  // A FIFO with no writer: opened for reading without O_NONBLOCK this would wait forever.
+  REQUIRE(::mkfifo((dir.str() + "/fifo").c_str(), 0600) == 0);
+  auto fifo = common::open_regular(dfd.get(), "fifo");
+  REQUIRE_FALSE(fifo);
+  CHECK(fifo.error().sys_errno == EINVAL);
+  CHECK(fifo.error().message.find("not a regular file") != std::string::npos);
+
+  std::filesystem::create_directory(dir.path() / "dir");
+  CHECK_FALSE(common::open_regular(dfd.get(), "dir"));
+  auto gone = common::open_regular(dfd.get(), "gone");
+  REQUIRE_FALSE(gone);
+  CHECK(gone.error().sys_errno == ENOENT);
 }
