@@ -20,6 +20,7 @@
 #pragma once
 
 #include "common/base/fd.hpp"
+#include "common/store/store.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -36,7 +37,7 @@ namespace handler {
 
 struct Context;
 
-inline constexpr size_t k_report_max = 256 << 10;
+inline constexpr size_t k_report_max = common::k_max_report_bytes;
 inline constexpr unsigned k_report_seconds = 2;
 
 // One file a runtime may have written.

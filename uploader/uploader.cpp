@@ -248,36 +248,43 @@ common::Expected<void> Uploader::add_to_index(const std::string& day, const std:
 
 common::Expected<bool> Uploader::upload_report(const common::StoreEntry& e, const std::string& base,
                                                const std::map<std::string, std::string>& meta) {
-  auto fd = common::open_at(e.exe_dirfd, e.id + std::string(common::k_report_suffix),
-                            O_RDONLY | O_NONBLOCK);
-  if (!fd) {
-    if (fd.error().sys_errno == ENOENT) {
-      return false;
+  // What the store holds is the store owner's to plant: a link, a FIFO or something larger than
+  // the handler ever writes is not sent, and costs the report only. The record goes up without
+  // it (and says where the report was), so a bad file here never holds a crash back. Only a
+  // failed upload is retried.
+  auto f = common::open_regular(e.exe_dirfd, e.id + std::string(common::k_report_suffix));
+  if (!f) {
+    if (f.error().sys_errno != ENOENT) {
+      spdlog::warn("Not uploading the runtime's report of {}: {}", e.id,
+                   common::printable(f.error().message));
+      count("report", "failed");
     }
-    return common::fail("Failed to open the runtime's report: " + fd.error().message);
+    return false;
   }
-  struct stat sb {};
-  if (fstat(fd->get(), &sb) != 0) {
-    return common::fail_errno("Failed to stat the runtime's report", errno);
+  if (f->size > common::k_max_report_bytes) {
+    spdlog::warn("Not uploading the runtime's report of {}: {} bytes, larger than the {} the "
+                 "handler keeps",
+                 e.id, f->size, common::k_max_report_bytes);
+    count("report", "failed");
+    return false;
   }
-  if (!S_ISREG(sb.st_mode)) {
-    return common::fail("The runtime's report is not a regular file");
-  }
-  auto up = m_client.upload_file(base + std::string(common::k_report_suffix), fd->get(),
-                                 static_cast<uint64_t>(sb.st_size), meta);
+  auto up =
+      m_client.upload_file(base + std::string(common::k_report_suffix), f->fd.get(), f->size, meta);
   if (!up) {
+    count("report", "failed");
     return std::unexpected(up.error());
   }
+  count("report", "ok");
   return true;
 }
 
 common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, CrashState& st,
                                               SweepResult& result) {
-  auto rfd = common::open_at(e.exe_dirfd, e.id + std::string(common::k_record_suffix), O_RDONLY);
+  auto rfd = common::open_regular(e.exe_dirfd, e.id + std::string(common::k_record_suffix));
   if (!rfd) {
     return common::fail("Failed to open the record: " + rfd.error().message);
   }
-  auto text = common::read_fd(rfd->get(), "the record", common::k_max_record_bytes);
+  auto text = common::read_fd(rfd->fd.get(), "the record", common::k_max_record_bytes);
   if (!text) {
     return std::unexpected(text.error());
   }
@@ -323,13 +330,10 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
     if (record->runtime_report.is_object() && record->runtime_report.contains("stored") &&
         (!privileged || m_settings.privileged_cores)) {
       if (auto sent = upload_report(e, base, meta); !sent) {
-        count("report", "failed");
         return std::unexpected(sent.error());
-      } else if (*sent) {
-        count("report", "ok");
       }
     }
-    auto up = m_client.upload_file(record_key, rfd->get(), text->size(), meta);
+    auto up = m_client.upload_file(record_key, rfd->fd.get(), text->size(), meta);
     if (!up) {
       count("record", "failed");
       return std::unexpected(up.error());
@@ -394,7 +398,7 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
     st.core = CoreState::skipped;
     return {};
   }
-  auto cfd = common::open_at(e.exe_dirfd, e.id + std::string(common::k_core_suffix), O_RDONLY);
+  auto cfd = common::open_regular(e.exe_dirfd, e.id + std::string(common::k_core_suffix));
   if (!cfd) {
     if (cfd.error().sys_errno == ENOENT) {
       st.core = CoreState::none; // removed since the record was written; the record went up
@@ -402,11 +406,7 @@ common::Expected<void> Uploader::upload_crash(const common::StoreEntry& e, Crash
     }
     return common::fail("Failed to open the core: " + cfd.error().message);
   }
-  struct stat sb {};
-  if (fstat(cfd->get(), &sb) != 0) {
-    return common::fail_errno("Failed to stat the core", errno);
-  }
-  auto up = m_client.upload_file(core_key, cfd->get(), static_cast<uint64_t>(sb.st_size), meta);
+  auto up = m_client.upload_file(core_key, cfd->fd.get(), cfd->size, meta);
   if (!up) {
     count("core", "failed");
     return std::unexpected(up.error());

@@ -69,7 +69,9 @@ private:
   common::Expected<void> upload_crash(const common::StoreEntry& entry, CrashState& state,
                                       SweepResult& result);
   common::Expected<bool> core_wanted(const std::string& signature);
-  // Sends <id>.report beside the record's key base; false when it is gone (retention).
+  // Sends <id>.report beside the record's key base; false when it is gone (retention) or not
+  // sent because of what the store holds (a link, a FIFO, too large: warned and counted). An
+  // error is a failed upload only, which the sweep retries.
   common::Expected<bool> upload_report(const common::StoreEntry& entry, const std::string& base,
                                        const std::map<std::string, std::string>& meta);
   // The store's group files, when they changed since they were last uploaded.

@@ -4,6 +4,7 @@
 #include "common/base/error.hpp"
 #include "common/base/fd.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -17,6 +18,8 @@ inline constexpr std::string_view k_record_suffix = ".json";
 // The runtime's own crash report kept beside the record (hs_err, RUBY_CRASH_REPORT…): the
 // core's mode and access. Not a record; it goes with its core and its record.
 inline constexpr std::string_view k_report_suffix = ".report";
+// The most of a runtime's report the handler keeps; a reader takes nothing larger from the store.
+inline constexpr size_t k_max_report_bytes = 256 << 10;
 inline constexpr const char* k_usage_name = ".usage";
 
 // The usage file's text, "<bytes> <epoch seconds of the last full walk>\n", as written by the

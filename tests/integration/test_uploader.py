@@ -1,7 +1,7 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
 uploader killed mid-upload; a large core over several connections; virtual-hosted addressing;
-runtime reports; a wrong secret; credentials others can read; the store's group files, uploaded
+runtime reports, and reports planted in the store; a wrong secret; credentials others can read; the store's group files, uploaded
 when they change."""
 import contextlib
 import hashlib
@@ -326,6 +326,45 @@ def test_runtime_reports_go_up_with_their_records(tmp_path, gateway):
     assert r.returncode == 0, r.stderr
     assert "not in the bucket: a privileged process's stays on its host" in r.stdout, r.stdout
     assert "secret heap words" not in r.stdout
+
+
+def test_a_planted_report_is_not_sent_and_holds_no_record_back(tmp_path, gateway):
+    """What the store holds beside a record is its owner's to plant: a link to a file only root
+    may read, a FIFO that would stall a reader, a file larger than the handler ever keeps. None
+    goes up, each is warned about and counted, and every record still goes up in the one run."""
+    store, config = make_host(tmp_path / "h", gateway, "node-p", upload_cores="never")
+    secret = tmp_path / "secret"
+    secret.write_text("root:$6$hash\n")
+    secret.chmod(0o600)
+    planted = {}
+    for host in ("link", "fifo", "large"):
+        record, _ = crash(config, store, host)
+        with_runtime_report(record, b"placeholder\n", "owner")
+        report = record.with_name(record.name[:-len(".json")] + ".report")
+        report.unlink()
+        if host == "link":
+            report.symlink_to(secret)
+        elif host == "fifo":
+            os.mkfifo(report)
+        else:
+            report.write_bytes(b"x" * ((256 << 10) + 1))
+        planted[host] = record
+    r = run_once(config, timeout=120)
+    assert r.returncode == 0, r.stderr
+    keys = gateway.keys(PREFIX + "/")
+    for host, record in planted.items():
+        assert remote_key("node-p", record, ".json") in keys, host
+        assert remote_key("node-p", record, ".report") not in keys, host
+    assert "a symbolic link, not followed" in r.stderr, r.stderr
+    assert "not a regular file" in r.stderr, r.stderr
+    assert "larger than the 262144 the handler keeps" in r.stderr, r.stderr
+    counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
+    assert counters["report/failed"] == 3 and counters.get("report/ok", 0) == 0
+    assert counters["record/ok"] == 3
+    # Nothing is retried: the next sweep finds nothing left to do.
+    r = run_once(config, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Not uploading" not in r.stderr, r.stderr
 
 
 def test_wrong_secret_then_fixed(tmp_path, gateway):
