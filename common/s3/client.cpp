@@ -13,10 +13,11 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <exception>
 #include <mutex>
 #include <optional>
-#include <system_error>
 #include <thread>
+#include <utility>
 
 namespace common::s3 {
 
@@ -715,15 +716,18 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     std::vector<std::string> etags(parts);
     std::vector<std::array<uint8_t, 16>> md5s(parts);
     // The other connections' clients and every sender's buffer, made here: an allocation that
-    // fails throws before any thread runs. The rate limit is shared out between them.
-    ClientOptions others = m_options;
-    others.max_send_bytes_per_second =
+    // fails throws before any thread runs. Each connection, this one included, gets its share
+    // of the rate limit, so together they keep to it (fewer, should some thread not start, keep
+    // below it). This client's own share lasts as long as the upload.
+    ClientOptions shared = m_options;
+    shared.max_send_bytes_per_second =
         m_options.max_send_bytes_per_second == 0
             ? 0
             : std::max<uint64_t>(1, m_options.max_send_bytes_per_second / in_flight);
     std::vector<Client> clients;
+    clients.reserve(in_flight - 1);
     for (unsigned i = 1; i < in_flight; ++i) {
-      clients.emplace_back(others);
+      clients.emplace_back(shared);
     }
     std::vector<std::vector<std::byte>> bufs(
         in_flight, std::vector<std::byte>(static_cast<size_t>(part_size)));
@@ -732,7 +736,14 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
     std::mutex mu;
     std::optional<Error> error; // the first failure, and its S3 error
     S3Error cause;
-    auto send = [&](Client& client, std::vector<std::byte>& buf) {
+    auto fail_with = [&](Error e, const S3Error& last) {
+      const std::lock_guard lock(mu);
+      if (!failed.exchange(true)) {
+        error = std::move(e);
+        cause = last;
+      }
+    };
+    auto send_parts = [&](Client& client, std::vector<std::byte>& buf) {
       for (uint64_t i = next++; i < parts && !failed; i = next++) {
         const uint64_t off = i * part_size;
         const size_t want = static_cast<size_t>(std::min(part_size, size - off));
@@ -748,27 +759,35 @@ Expected<std::string> Client::upload_file(const std::string& key, int fd, uint64
           etag = client.upload_part(key, *id, static_cast<unsigned>(i + 1), part, md5s[i]);
         }
         if (!etag) {
-          const std::lock_guard lock(mu);
-          if (!failed.exchange(true)) {
-            error = etag.error();
-            cause = client.m_last;
-          }
+          fail_with(etag.error(), client.m_last);
           return;
         }
         etags[i] = std::move(*etag);
       }
     };
-    std::vector<std::thread> threads;
-    try {
-      for (unsigned i = 1; i < in_flight; ++i) {
-        threads.emplace_back(send, std::ref(clients[i - 1]), std::ref(bufs[i]));
+    // Nothing may leave a sender's thread: an exception there would end the process.
+    auto send = [&](Client& client, std::vector<std::byte>& buf) noexcept {
+      try {
+        send_parts(client, buf);
+      } catch (const std::exception& e) {
+        fail_with(Error{std::string("Failed to send a part: ") + e.what(), 0}, S3Error{});
       }
-    } catch (const std::system_error&) {
-      // No thread to be had (a task limit): the parts go over the connections that started.
-    }
-    send(*this, bufs[0]);
-    for (auto& th : threads) {
-      th.join();
+    };
+    {
+      std::vector<std::jthread> threads; // joined when the block ends, however it ends
+      threads.reserve(in_flight - 1);
+      const uint64_t full_rate =
+          std::exchange(m_options.max_send_bytes_per_second, shared.max_send_bytes_per_second);
+      try {
+        for (unsigned i = 1; i < in_flight; ++i) {
+          threads.emplace_back(send, std::ref(clients[i - 1]), std::ref(bufs[i]));
+        }
+      } catch (const std::exception&) {
+        // No thread to be had (a task limit, no memory): the parts go over the connections that
+        // started.
+      }
+      send(*this, bufs[0]);
+      m_options.max_send_bytes_per_second = full_rate;
     }
     if (error) {
       m_last = cause;

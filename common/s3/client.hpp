@@ -77,7 +77,7 @@ struct S3Error {
 inline constexpr uint64_t k_part_size = 8ULL << 20;
 inline constexpr uint64_t k_max_parts = 10000;
 // At most this much memory holds parts in flight (one part is always sent, however large).
-inline constexpr uint64_t k_upload_memory = 64ULL << 20;
+inline constexpr uint64_t k_upload_memory = 128ULL << 20;
 inline constexpr unsigned k_max_parts_in_flight = 16;
 // The largest response body read into memory (listings, error bodies, small objects).
 inline constexpr size_t k_max_body_bytes = 32 << 20;

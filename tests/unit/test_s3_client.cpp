@@ -164,6 +164,9 @@ TEST_CASE("Parts in flight: as asked, within the parts there are and the memory 
   options.parts_in_flight = 1000;
   CHECK(parts_in_flight(options, big, k_part_size) ==
         std::min<uint64_t>(k_max_parts_in_flight, k_upload_memory / k_part_size));
+  // The whole documented range fits the memory bound at the usual part size.
+  options.parts_in_flight = k_max_parts_in_flight;
+  CHECK(parts_in_flight(options, big, k_part_size) == k_max_parts_in_flight);
   // Larger parts (files above k_part_size * k_max_parts): fewer at once, at least one.
   options.parts_in_flight = 16;
   CHECK(parts_in_flight(options, big * 1000, 4 * k_part_size) ==
