@@ -2,7 +2,7 @@
 changed; the next run that takes the machine lock puts it back from the machine journal
 (tests/lib/machine_journal.py): the kernel settings and core_pattern it set, the /dev/log socket
 it bound, and a package it was installing when dpkg itself was killed mid-configure (which makes
-apt refuse to run until `dpkg --configure -a`).
+apt refuse to run until `dpkg --configure -a`). What cannot be put back is kept for the next run.
 
 Needs root and a writable core_pattern (else skipped, exit code 77).
 """
@@ -65,6 +65,29 @@ def test_settings_and_socket_left_by_a_killed_run_are_put_back():
     finally:
         pathlib.Path(pctest.CORE_PATTERN).write_text(pattern)
         pathlib.Path(PIPE_LIMIT).write_text(limit)
+
+
+def test_an_entry_that_cannot_be_put_back_is_kept_for_the_next_run(capfd):
+    """What could not be put back is still changed: its entry stays (the machine state check
+    then fails the run) and the next run tries again; the entries beside it are undone."""
+    limit = pathlib.Path(PIPE_LIMIT).read_text()
+    with pctest.machine_lock():
+        pass  # whatever an earlier run left is undone before this test adds its own
+    missing = "/proc/sys/kernel/pc-tests-no-such-setting"
+    stuck = machine_journal.add("values", values={missing: "1\n"})
+    pathlib.Path(PIPE_LIMIT).write_text("9\n")
+    machine_journal.add("values", values={PIPE_LIMIT: limit})
+    try:
+        for _ in range(2):
+            with pctest.machine_lock():
+                assert pathlib.Path(PIPE_LIMIT).read_text() == limit
+                assert list(machine_journal.JOURNAL.glob("*.json")) == [stuck]
+            err = capfd.readouterr().err
+            assert f"could not undo {stuck.name}, kept for the next run" in err, err
+    finally:
+        machine_journal.forget(stuck)
+        pathlib.Path(PIPE_LIMIT).write_text(limit)
+    assert not machine_journal.JOURNAL.exists()
 
 
 def build_deb(tmp_path):

@@ -5,8 +5,9 @@ The installed package is repacked with dpkg-repack, its store moved aside (a ren
 inode, owner and time), /etc/process-core and the sysctl drop-in copied, then it is purged.
 Afterwards the user and group are put back as they were, lines of the account files at their
 places (the store's files are owned by their ids), the repacked package is installed again, and
-the store, configuration, kernel settings and exporter are put back. All of it is kept in a directory of the machine journal, so that a
-run killed in between is put back by the next one (machine_journal.undo_leftovers()).
+the store, configuration, kernel settings and exporter are put back. All of it is kept in a
+directory of the machine journal, so that a run killed in between is put back by the next one
+(machine_journal.undo_leftovers()).
 """
 import contextlib
 import json
@@ -14,6 +15,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
 
 import machine_journal
 
@@ -92,9 +94,10 @@ def set_aside():
     if not installed():
         yield
         return
-    aside = machine_journal.JOURNAL / f"installation-{os.getpid()}"
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir(parents=True, mode=0o700)
+    # A new directory each time: one a killed run left (its entry kept because putting it back
+    # failed) holds an installation still to be put back, and is never reused or removed here.
+    machine_journal.JOURNAL.mkdir(mode=0o700, exist_ok=True)
+    aside = pathlib.Path(tempfile.mkdtemp(prefix="installation-", dir=machine_journal.JOURNAL))
     subprocess.run(["dpkg-repack", "process-core"], cwd=aside, check=True, capture_output=True)
     meta = {
         "deb": next(aside.glob("process-core_*.deb")).name,
@@ -144,7 +147,8 @@ def put_back(aside):
             shutil.rmtree(ETC)
             shutil.copytree(aside / "etc", ETC, symlinks=True)
             shutil.copystat(aside / "etc", ETC)
-        if (aside / "dropin").exists():  # corectl install (postinst) rewrote it: same text, new time
+        # corectl install (postinst) rewrote the drop-in: the same text, a new time.
+        if (aside / "dropin").exists():
             shutil.copy2(aside / "dropin", DROPIN)
     if (aside / "store").exists():
         shutil.rmtree(STORE, ignore_errors=True)

@@ -121,5 +121,9 @@ def undo_leftovers():
                   f"({path.name}): putting it back", file=sys.stderr)
             _undo(entry)
         except Exception as e:  # one bad entry must not keep the others from being undone
-            print(f"machine_journal: could not undo {path.name}: {e}", file=sys.stderr)
+            # Kept: what it records is still changed, the next run tries again, and the machine
+            # state check (which compares /var/lib) fails this one rather than forget it.
+            print(f"machine_journal: could not undo {path.name}, kept for the next run: {e}",
+                  file=sys.stderr)
+            continue
         forget(path)
