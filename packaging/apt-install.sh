@@ -16,7 +16,9 @@ if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || [ -n "$(dpkg --audit 2
   echo "apt-install.sh: an earlier dpkg run did not finish: dpkg --configure -a" >&2
   waited=0
   until out=$(dpkg --force-confold --configure -a 2>&1); do
-    if ! grep -q "lock" <<<"$out" || [ "$waited" -ge "$lock_timeout" ]; then
+    # dpkg's own words for its lock held by another run; any other failure is reported at once.
+    if ! grep -qE "locked by another process|Another process has locked" <<<"$out" ||
+      [ "$waited" -ge "$lock_timeout" ]; then
       printf '%s\n' "$out" >&2
       echo "apt-install.sh: dpkg --configure -a failed" >&2
       exit 1
