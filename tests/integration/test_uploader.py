@@ -1,8 +1,8 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
 uploader killed mid-upload; a large core over several connections; virtual-hosted addressing;
-runtime reports, and reports planted in the store; a wrong secret; credentials others can read; the store's group files, uploaded
-when they change."""
+runtime reports, and reports planted in the store; a wrong secret; credentials others can read;
+the store's group files, uploaded when they change."""
 import contextlib
 import hashlib
 import json
