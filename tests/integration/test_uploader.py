@@ -2,7 +2,7 @@
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
 uploader killed mid-upload; a large core over several connections; virtual-hosted addressing;
 runtime reports, and reports planted in the store; a wrong secret; credentials others can read;
-the store's group files, uploaded when they change."""
+the store's group files, uploaded when they change; the first N cores of a signature."""
 import contextlib
 import hashlib
 import json
@@ -120,6 +120,37 @@ def test_privileged_cores_stay_home(tmp_path, gateway):
     assert run_once(config).returncode == 0
     assert gateway.keys(PREFIX + "/node-p/") == [remote_key("node-p", record, ".json")]
     assert state_of(config.parent, doc["id"])["core"] == "skipped"
+
+
+def test_first_n_cores_per_signature_across_the_fleet(tmp_path, gateway):
+    """upload_cores = first:2: the first two cores of a signature go up, from whichever hosts;
+    every record goes up; each uploaded core leaves a marker the other hosts count; a new
+    signature starts again."""
+    a_store, a_config = make_host(tmp_path / "a", gateway, "node-a", upload_cores="first:2")
+    b_store, b_config = make_host(tmp_path / "b", gateway, "node-b", upload_cores="first:2")
+    same = corefixture.elf_core()
+    a_records = [crash(a_config, a_store, "web", core=same)[0] for _ in range(3)]
+    b_same, _ = crash(b_config, b_store, "web", core=same)
+    b_other, _ = crash(b_config, b_store, "web", signo=6)  # another signal, another signature
+    signature = lambda r: json.loads(r.read_text())["crash"]["signature"]
+    sig, other_sig = signature(a_records[0]), signature(b_other)
+    assert sig and other_sig and other_sig != sig and signature(b_same) == sig
+    assert run_once(a_config).returncode == 0
+    assert run_once(b_config).returncode == 0  # node-a went first: its markers count here
+    keys = set(gateway.keys(PREFIX + "/"))
+    placed = [("node-a", tmp_path / "a", r) for r in a_records] + \
+             [("node-b", tmp_path / "b", r) for r in (b_same, b_other)]
+    core_state = {}
+    for node, base, record in placed:
+        assert remote_key(node, record, ".json") in keys  # every record goes up
+        uploaded = remote_key(node, record, ".core.zst") in keys
+        core_state[record] = state_of(base, json.loads(record.read_text())["id"])["core"]
+        assert (core_state[record] == "done") == uploaded, (record, core_state[record])
+    assert sorted(core_state[r] for r in a_records) == ["done", "done", "skipped"]
+    assert core_state[b_same] == "skipped" and core_state[b_other] == "done"
+    markers = gateway.keys(f"{PREFIX}/.signatures/{sig}/")
+    assert len(markers) == 2 and all(k.rsplit("/", 1)[1].startswith("node-a-") for k in markers)
+    assert len(gateway.keys(f"{PREFIX}/.signatures/{other_sig}/")) == 1
 
 
 def test_group_files_go_up_when_they_change(tmp_path, gateway):
