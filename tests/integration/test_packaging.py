@@ -204,6 +204,39 @@ def test_retention_timer_and_service_verify(tmp_path):
     assert "debhelper-compat (= 13)" in (DEBIAN / "control").read_text()
 
 
+def test_uploader_service_verify(tmp_path):
+    """The uploader's hardened unit passes systemd-analyze verify, reads the store without
+    writing it, takes its credentials through LoadCredential=, and leaves room for the parts in
+    flight: MemoryMax above the uploader's bound on part buffers, a task per connection."""
+    import shutil
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze not installed")
+    service = (SOURCE / "systemd" / "process-core-uploader.service").read_text()
+    unit = tmp_path / "process-core-uploader.service"
+    # verify checks that ExecStart exists: point it at the built binary.
+    unit.write_text(service.replace("/usr/sbin/process-core-uploader",
+                                    str(pctest.env_path("PC_UPLOADER"))))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^ExecStart=/usr/sbin/process-core-uploader --config \S+ "
+                     r"--credentials \$\{CREDENTIALS_DIRECTORY\}/s3$", service, re.M)
+    for key in ["User=process-core", "LoadCredential=s3:/etc/process-core/s3-credentials",
+                "ConditionPathExists=/etc/process-core/s3-credentials", "ProtectSystem=strict",
+                "ReadOnlyPaths=/var/lib/process-core\n", "StateDirectory=process-core-uploader",
+                "NoNewPrivileges=yes", "CapabilityBoundingSet=\n",
+                "SystemCallFilter=@system-service"]:
+        assert key in service, key
+    assert "ReadWritePaths=/var/lib/process-core\n" not in service
+    client = (SOURCE / "common" / "s3" / "client.hpp").read_text()
+    memory = int(re.search(r"k_upload_memory = (\d+)ULL << 20;", client)[1]) << 20
+    connections = int(re.search(r"k_max_parts_in_flight = (\d+);", client)[1])
+    memory_max = int(re.search(r"^MemoryMax=(\d+)M$", service, re.M)[1]) << 20
+    tasks_max = int(re.search(r"^TasksMax=(\d+)$", service, re.M)[1])
+    assert memory_max >= memory + (32 << 20), (memory_max, memory)
+    assert tasks_max >= connections + 8, (tasks_max, connections)
+    assert "process-core-uploader.service" in (SOURCE / "uploader" / "CMakeLists.txt").read_text()
+
+
 def test_removal_socket_and_service_verify(tmp_path):
     """The socket users' corectl remove talks to and its per-connection hardened service pass
     systemd-analyze verify, are installed and enabled by the package, and are removed with it."""
