@@ -122,6 +122,27 @@ def test_python_faulthandler(kernel):
     assert o["fault_address"] == "0x0" and o["symbol"] is not None
 
 
+@pytest.mark.skipif(not os.path.exists(PYTHON), reason="needs Debian's python3.11")
+def test_python_signature_is_the_same_with_or_without_faulthandler(kernel):
+    """faulthandler on by -X faulthandler or by PYTHONFAULTHANDLER (as under pytest) changes
+    neither the signature nor its chain: its handler and the trampoline are crash machinery."""
+    code = "import ctypes\ndef parse():\n    ctypes.string_at(0)\nparse()\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    runs = {"plain": ([PYTHON, "-c", code], env),
+            "-X faulthandler": ([PYTHON, "-X", "faulthandler", "-c", code], env),
+            "PYTHONFAULTHANDLER": ([PYTHON, "-c", code], dict(env, PYTHONFAULTHANDLER="1"))}
+    sigs = {}
+    for name, (argv, run_env) in runs.items():
+        _, record, core = crash(kernel.store, argv, env=run_env)
+        core.unlink()
+        c = record["crash"]
+        sigs[name] = (c["signature"], c["signature_chain"], c["signature_version"])
+        if name != "plain":
+            assert c["original_fault"]["si_signo"] == signal.SIGSEGV, name
+    assert len(set(sigs.values())) == 1, sigs
+    assert "faulthandler" not in sigs["plain"][1] and "__restore_rt" not in sigs["plain"][1]
+
+
 def test_seccomp_names_the_blocked_system_call(kernel):
     exe = pctest.env_path("PC_SIGFRAME")
     rc, record, core = crash(kernel.store, [exe, "seccomp"])
