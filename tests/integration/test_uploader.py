@@ -1,8 +1,9 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
-uploader killed mid-upload; a large core over several connections; virtual-hosted addressing;
-runtime reports, and reports planted in the store; a wrong secret; credentials others can read;
-the store's group files, uploaded when they change; the first N cores of a signature."""
+uploader killed mid-upload; a part failed through a proxy, and a 200 without the object; a large
+core over several connections; virtual-hosted addressing; runtime reports, and reports planted
+in the store; a wrong secret; credentials others can read; the store's group files, uploaded
+when they change; the first N cores of a signature."""
 import contextlib
 import hashlib
 import json
@@ -17,6 +18,7 @@ import pytest
 import corefixture
 import pctest
 import radosgw
+import s3proxy
 
 pytestmark = pytest.mark.skipif(radosgw.available() is not None,
                                 reason=f"Ceph: {radosgw.available()}")
@@ -258,6 +260,62 @@ def test_gateway_lost_mid_multipart(tmp_path, gateway):
     assert hashlib.sha256(body).digest() == hashlib.sha256(local).digest()
     assert headers["ETag"].strip('"').endswith(f"-{-(-len(local) // (8 << 20))}")
     assert gateway.multipart_uploads() == 0
+
+
+def test_a_failed_part_aborts_the_upload_through_the_proxy(tmp_path, gateway):
+    """Through upload_proxy (a forward proxy that sees every request): a part the gateway
+    fails ends the upload, which is aborted (no incomplete upload left to hold its parts), and
+    the next sweep sends the whole core again."""
+    with s3proxy.S3Proxy() as proxy:
+        store, config = make_host(tmp_path / "h", gateway, "node-x", upload_proxy=proxy.url,
+                                  upload_connections="1")
+        record, _ = crash(config, store, "big", core=corefixture.random_core(24 << 20))
+        local = record.with_name(record.name[:-len(".json")] + ".core.zst").read_bytes()
+        assert len(local) > 16 << 20  # three parts
+        proxy.fail_part = 2
+        r = run_once(config)
+        assert r.returncode == 3, r.stderr
+        assert "InternalError" in r.stderr, r.stderr
+        core_key = remote_key("node-x", record, ".core.zst")
+        # Every request went through the proxy: the record, the parts, the abort.
+        assert ("PUT", "/" + gateway.bucket + "/" + remote_key("node-x", record, ".json")) in \
+            proxy.requests
+        aborts = [p for m, p in proxy.requests if m == "DELETE" and "uploadId=" in p]
+        assert len(aborts) == 1 and aborts[0].startswith(f"/{gateway.bucket}/{core_key}?"), \
+            proxy.requests
+        assert gateway.multipart_uploads() == 0
+        assert core_key not in gateway.keys(PREFIX + "/")
+        crash_id = json.loads(record.read_text())["id"]
+        st = state_of(config.parent, crash_id)
+        assert st["record_done"] and st["core"] == "pending" and "InternalError" in st["last_error"]
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        _, body = gateway.get(core_key)
+        assert body == local
+        assert state_of(config.parent, crash_id)["core"] == "done"
+
+
+def test_a_200_without_the_object_is_a_failure(tmp_path, gateway):
+    """After the upload, HEAD must show the object with our size and ETag: a gateway that
+    answered 200 but holds something else (here, a proxy that changes HEAD's ETag) fails the
+    crash's core, which stays pending, and the next sweep sends it again."""
+    with s3proxy.S3Proxy() as proxy:
+        store, config = make_host(tmp_path / "h", gateway, "node-e", upload_proxy=proxy.url)
+        record, _ = crash(config, store, "web")
+        proxy.wrong_head_etag = ".core.zst"
+        r = run_once(config)
+        assert r.returncode == 3, r.stderr
+        assert "but the server holds" in r.stderr and "00000000000000000000000000000000-1" in \
+            r.stderr, r.stderr
+        crash_id = json.loads(record.read_text())["id"]
+        st = state_of(config.parent, crash_id)
+        assert st["record_done"] and st["core"] == "pending"
+        counters = json.loads((tmp_path / "h" / "state" / ".counters.json").read_text())
+        assert counters["core/failed"] == 1 and counters.get("core/ok", 0) == 0
+        proxy.wrong_head_etag = None
+        r = run_once(config)
+        assert r.returncode == 0, r.stderr
+        assert state_of(config.parent, crash_id)["core"] == "done"
 
 
 def test_uploader_killed_mid_upload(tmp_path, gateway):
