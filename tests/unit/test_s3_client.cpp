@@ -8,8 +8,10 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -146,6 +148,48 @@ TEST_CASE("Credentials file: profiles and the permission rule", "[s3][credential
   std::filesystem::create_symlink(path, dir / "link");
   chmod(path.c_str(), 0600);
   CHECK_FALSE(load_credentials_file((dir / "link").string(), "default"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("Credentials file: root's with the reader's group, mode 0640", "[s3][credentials]") {
+  // The uploader's unit reads /etc/process-core/s3-credentials as root:process-core 0640 where
+  // LoadCredential= is not used. Needs root to make such a file and a reader of another uid.
+  if (geteuid() != 0) {
+    SUCCEED("needs root");
+    return;
+  }
+  constexpr gid_t k_gid = 65534;
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("pc-cred-group-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  chmod(dir.c_str(), 0755);
+  const std::string path = (dir / "credentials").string();
+  { std::ofstream(path) << "[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n"; }
+  // Each case as uid/gid 65534 in a child: whether it loads (bit set) or is refused.
+  auto loads_as_nobody = [&](gid_t file_gid, mode_t mode) {
+    REQUIRE(chown(path.c_str(), 0, file_gid) == 0);
+    REQUIRE(chmod(path.c_str(), mode) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      if (setgroups(0, nullptr) != 0 || setresgid(k_gid, k_gid, k_gid) != 0 ||
+          setresuid(65534, 65534, 65534) != 0) {
+        _exit(2);
+      }
+      auto c = load_credentials_file(path, "default");
+      _exit(c && c->access_key == "AK" ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) != 2);
+    return WEXITSTATUS(status) == 0;
+  };
+  CHECK(loads_as_nobody(k_gid, 0640));
+  CHECK(loads_as_nobody(k_gid, 0440));
+  CHECK_FALSE(loads_as_nobody(k_gid, 0660)); // the group may change it
+  CHECK_FALSE(loads_as_nobody(k_gid, 0644)); // anyone may read it
+  CHECK_FALSE(loads_as_nobody(0, 0640));     // root's group, not the reader's
   std::filesystem::remove_all(dir);
 }
 
