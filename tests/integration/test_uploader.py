@@ -1,9 +1,9 @@
 """process-core-uploader against a real Ceph RADOS Gateway: records and cores of two hosts'
 stores in one bucket, byte-identical; a gateway lost in the middle of a multipart upload; the
 uploader killed mid-upload; a part failed through a proxy, and a 200 without the object; a large
-core over several connections; virtual-hosted addressing; runtime reports, and reports planted
-in the store; a wrong secret; credentials others can read; the store's group files, uploaded
-when they change; the first N cores of a signature."""
+core over several connections, within one rate limit; virtual-hosted addressing; runtime
+reports, and reports planted in the store; a wrong secret; credentials others can read; the
+store's group files, uploaded when they change; the first N cores of a signature."""
 import contextlib
 import hashlib
 import json
@@ -232,6 +232,25 @@ def test_a_large_core_goes_up_over_its_connections(tmp_path, gateway, connection
     assert body == local
     assert headers["ETag"].strip('"').endswith(f"-{-(-len(local) // (8 << 20))}")
     assert gateway.multipart_uploads() == 0
+
+
+def test_the_rate_limit_holds_for_all_connections_together(tmp_path, gateway):
+    """upload_max_rate bounds the upload, not each connection: three parts in flight at once
+    together take at least the time the limit allows for the whole core."""
+    rate = 4 << 20
+    store, config = make_host(tmp_path / "h", gateway, "node-l", upload_max_rate=str(rate),
+                              upload_connections="4")
+    record, _ = crash(config, store, "big", core=corefixture.random_core(24 << 20))
+    size = record.with_name(record.name[:-len(".json")] + ".core.zst").stat().st_size
+    assert size > 16 << 20  # three parts, all in flight
+    start = time.monotonic()
+    r = run_once(config)
+    elapsed = time.monotonic() - start
+    assert r.returncode == 0, r.stderr
+    assert remote_key("node-l", record, ".core.zst") in gateway.keys(PREFIX + "/")
+    # A lower bound only (a limit never makes an upload faster); each connection at the whole
+    # rate would take a third of it.
+    assert elapsed >= 0.8 * size / rate, (elapsed, size / rate)
 
 
 def test_gateway_lost_mid_multipart(tmp_path, gateway):
