@@ -3,7 +3,8 @@ stores in one bucket, byte-identical; a gateway lost in the middle of a multipar
 uploader killed mid-upload; a part failed through a proxy, and a 200 without the object; a large
 core over several connections, within one rate limit; virtual-hosted addressing; runtime
 reports, and reports planted in the store; a wrong secret; credentials others can read; the
-store's group files, uploaded when they change; the first N cores of a signature."""
+store's group files, uploaded when they change; the first N cores of a signature; the
+exporter's upload metrics."""
 import contextlib
 import hashlib
 import json
@@ -17,6 +18,7 @@ import pytest
 
 import corefixture
 import pctest
+import pcexporter
 import radosgw
 import s3proxy
 
@@ -500,6 +502,31 @@ def test_wrong_secret_then_fixed(tmp_path, gateway):
     assert counters["record/ok"] == 1 and counters["core/ok"] == 1
     status = json.loads((tmp_path / "h" / "state" / ".status.json").read_text())
     assert status["backlog"] == 0
+
+
+def test_the_exporter_serves_the_uploaders_state(tmp_path, gateway):
+    """The exporter, given the same configuration, serves what the uploader's state says: the
+    failures, the backlog and its age while the secret is wrong, then the uploads."""
+    store, config = make_host(tmp_path / "h", gateway, "node-q")
+    creds = tmp_path / "h" / "credentials"
+    radosgw.write_credentials(creds, secret="not-the-secret-at-all")
+    crash(config, store, "web")
+    assert run_once(config).returncode == 3
+    with pcexporter.Exporter(store, config, tmp_path) as exporter:
+        m = exporter.scrape()
+        assert pcexporter.value(m, "processcore_uploads_total", kind="record", result="failed") >= 1
+        assert pcexporter.value(m, "processcore_uploads_total", kind="record", result="ok") == 0
+        assert pcexporter.value(m, "processcore_upload_backlog") == 1
+        assert pcexporter.value(m, "processcore_upload_oldest_pending_seconds") >= 0
+        swept = pcexporter.value(m, "processcore_upload_last_sweep_timestamp_seconds")
+        assert abs(swept - time.time()) < 300, swept
+        radosgw.write_credentials(creds)
+        assert run_once(config).returncode == 0
+        m = exporter.scrape()  # read at each scrape: no restart
+        assert pcexporter.value(m, "processcore_uploads_total", kind="record", result="ok") == 1
+        assert pcexporter.value(m, "processcore_uploads_total", kind="core", result="ok") == 1
+        assert pcexporter.value(m, "processcore_upload_backlog") == 0
+        assert pcexporter.value(m, "processcore_upload_oldest_pending_seconds") == 0
 
 
 def test_credentials_readable_by_others_are_refused(tmp_path, gateway):
