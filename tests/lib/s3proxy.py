@@ -1,8 +1,8 @@
 """A forward HTTP proxy on loopback for the uploader's tests (upload_proxy = http://…): it passes
 every request to the server the absolute URI names, unchanged (so SigV4 signatures still hold),
 and records what went through. On demand it breaks what a faulty gateway or network would: the
-Nth UploadPart answered 500 without being sent on, or HEAD answers with another ETag (a 200 that
-left no such object)."""
+Nth UploadPart answered 500 without being sent on, HEAD answers with another ETag (a 200 that
+left no such object), or a download arrives damaged."""
 import http.client
 import http.server
 import threading
@@ -17,6 +17,7 @@ class S3Proxy:
         self.requests = []  # (method, decoded path with query) of every request seen
         self.fail_part = None  # fail the UploadPart with this part number, once
         self.wrong_head_etag = None  # a key suffix whose HEAD answers another ETag
+        self.corrupt_get = None  # a key suffix whose GET bodies arrive with one byte changed
         self._lock = threading.Lock()
         proxy = self
 
@@ -62,6 +63,9 @@ class S3Proxy:
                         v = '"00000000000000000000000000000000-1"'
                     self.send_header(k, v)
                 length = rs.getheader("Content-Length") if self.command == "HEAD" else None
+                if (self.command == "GET" and rs.status == 200 and data and proxy.corrupt_get and
+                        url.path.endswith(proxy.corrupt_get)):
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]  # damaged on the way
                 self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
