@@ -1,12 +1,15 @@
 """Crashes through the real kernel on two simulated hosts (UTS namespaces, two stores), uploaded
 by process-core-uploader to a real Ceph RADOS Gateway: every record and core in the bucket, the
 cores byte-identical after download and decompression, the metadata right; then corectl --remote
-lists both hosts, groups their common crash and opens gdb on the other host's core."""
+lists both hosts, groups their common crash and opens gdb on the other host's core, and on a
+machine without the crashed executable takes it from debuginfod."""
 import json
+import shutil
 import subprocess
 
 import pytest
 
+import debuginfod
 import pctest
 import radosgw
 
@@ -78,3 +81,54 @@ def test_two_hosts_through_the_kernel_into_one_bucket(tmp_path):
         assert "#0 " in debug.stdout
     finally:
         gw.stop()
+
+
+@pytest.mark.skipif(shutil.which("debuginfod") is None or shutil.which("gdb") is None,
+                    reason="needs debuginfod and gdb")
+def test_remote_debug_takes_the_executable_from_debuginfod(tmp_path):
+    """corectl --remote debug on a machine without the crashed executable: the core comes from
+    the bucket, the executable from a debuginfod server by the recorded build-id, and gdb
+    names the frames."""
+    gw = radosgw.Radosgw(tmp_path / "ceph").start()
+    try:
+        with pctest.kernel_rig("pcd-") as rig:
+            gone = rig.work / "pc-crasher-copy"
+            shutil.copy2(pctest.env_path("PC_CRASHER"), gone)
+            gone.chmod(0o755)
+            config = rig.config("u", upload_url=f"s3://{gw.bucket}/fleet",
+                                upload_endpoint=gw.endpoint,
+                                upload_credentials=radosgw.write_credentials(rig.work / "cr"),
+                                upload_node="node-d", upload_state_dir=rig.work / "state",
+                                upload_privileged_cores="yes")
+            proc = subprocess.run([str(gone), "segv"], preexec_fn=pctest.allow_cores,
+                                  capture_output=True)
+            assert proc.returncode != 0
+            record = json.loads(pctest.wait_until(lambda: list(rig.store.glob("*/*/*.json")),
+                                                  timeout=60, what="the record")[0].read_text())
+            up = subprocess.run([str(pctest.env_path("PC_UPLOADER")), "--config", str(config),
+                                 "--once"], capture_output=True, text=True, timeout=120)
+            assert up.returncode == 0, up.stderr
+            served = tmp_path / "served"
+            served.mkdir()
+            shutil.move(gone, served / gone.name)  # not on this machine any more
+        build_id = next(m["build_id"] for m in record["mappings"] if m["path"] == str(gone))
+        named = [f["symbol"]["name"] for f in record["crash"]["stacks"][0]["frames"]
+                 if f.get("module") == str(gone) and f.get("symbol")]
+        assert named, record["crash"]["stacks"][0]["frames"]
+        conf = tmp_path / "remote.conf"
+        conf.write_text(f"upload_endpoint = {gw.endpoint}\nupload_credentials = "
+                        f"{radosgw.write_credentials(tmp_path / 'credentials')}\n")
+        with debuginfod.serving(served, tmp_path, f"/buildid/{build_id}/executable") as url:
+            r = subprocess.run([str(pctest.env_path("PC_CORECTL")), "--config", str(conf),
+                                "--remote", f"s3://{gw.bucket}/fleet", "--no-pager", "debug",
+                                record["id"], "-A", "-batch -ex bt"],
+                               capture_output=True, text=True, timeout=300,
+                               env={"PATH": "/usr/bin:/bin", "TZ": "UTC", "TMPDIR": str(tmp_path),
+                                    "DEBUGINFOD_URLS": url, "NO_PROXY": "127.0.0.1",
+                                    "DEBUGINFOD_CACHE_PATH": str(tmp_path / "cache")})
+        assert r.returncode == 0, r.stderr
+        assert f"from debuginfod (build-id {build_id})" in r.stderr, r.stderr
+        assert named[0] in r.stdout, r.stdout  # gdb had the symbols of the served copy
+    finally:
+        gw.stop()
+

@@ -6,19 +6,16 @@ must name the same functions as gdb's `bt` on the same core, and every thread mu
 The stripped program is checked with scan_core and its separate debug directory (the handler
 looks only in the host's /usr/lib/debug). Skipped without root or a writable core_pattern.
 """
-import contextlib
 import json
 import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
 
+import debuginfod
 import pctest
 
 if not pctest.can_set_core_pattern():
@@ -188,37 +185,6 @@ def test_signatures_group_by_bug(kernel):
             assert not f.startswith("b:") or r is py
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def debuginfod(served, tmp_path, ready):
-    """A real debuginfod on 127.0.0.1 serving the directory `served`; yields its URL once it
-    serves `ready` (e.g. /buildid/<id>/debuginfo: the directory has been scanned)."""
-    url = f"http://127.0.0.1:{free_port()}"
-    server = subprocess.Popen(["debuginfod", "-F", "-p", url.rsplit(":", 1)[1], "-d",
-                               str(tmp_path / "db.sqlite"), str(served)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-
-    def serves():
-        try:
-            with direct.open(url + ready, timeout=2):
-                return True
-        except (urllib.error.URLError, ConnectionError):
-            return server.poll() is not None  # exited: fails below
-    try:
-        pctest.wait_until(serves, timeout=30, what=f"debuginfod serving {ready}")
-        assert server.poll() is None, f"debuginfod exited with {server.returncode}"
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
 @pytest.mark.skipif(shutil.which("debuginfod") is None, reason="needs debuginfod")
 def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     """The handler never uses the network; `corectl info` asks the servers DEBUGINFOD_URLS
@@ -231,7 +197,7 @@ def test_corectl_info_names_frames_from_debuginfod(kernel, tmp_path):
     served = tmp_path / "served"
     shutil.copytree(pctest.env_path("PC_ZOO_DEBUG_DIR"), served)
     build_id = record["crash"]["build_id"]
-    with debuginfod(served, tmp_path, f"/buildid/{build_id}/debuginfo") as url:
+    with debuginfod.serving(served, tmp_path, f"/buildid/{build_id}/debuginfo") as url:
         config = work / "c"
         env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
                    NO_COLOR="1", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
@@ -263,7 +229,7 @@ def test_corectl_debug_takes_the_executable_from_debuginfod(kernel, tmp_path):
     record, _ = crash(store, [gone, "segv"])
     gone.unlink()
     build_id = next(m["build_id"] for m in record["mappings"] if m["path"] == str(gone))
-    with debuginfod(served, tmp_path, f"/buildid/{build_id}/executable") as url:
+    with debuginfod.serving(served, tmp_path, f"/buildid/{build_id}/executable") as url:
         env = dict(os.environ, DEBUGINFOD_URLS=url, DEBUGINFOD_CACHE_PATH=str(tmp_path / "cache"),
                    NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
         out = subprocess.run([pctest.env_path("PC_CORECTL"), "--config", str(work / "c"), "debug",
