@@ -1,7 +1,7 @@
 """The runtime's own crash report kept beside the record, through the real kernel: the JVM's
-hs_err_pid<pid>.log, and a file named by RUBY_CRASH_REPORT (Debian's Ruby 3.1 does not write
-one, so a small crasher carries the variable and the test writes, or does not write, the file
-while it runs). The handler reads it with the crashing user's rights, never through a symbolic
+hs_err_pid<pid>.log (or its -XX:ErrorFile=), Node's diagnostic report on a fatal error, and a
+file named by RUBY_CRASH_REPORT (Debian's Ruby 3.1 does not write one, so a small crasher
+carries the variable and the test writes, or does not write, the file while it runs). The handler reads it with the crashing user's rights, never through a symbolic
 link, only a regular file of that user written since the process started; `corectl info` shows
 it. Skipped without root or a writable core_pattern.
 """
@@ -163,29 +163,67 @@ def test_a_report_that_was_not_written_is_recorded_as_missing(kernel, work):
     assert rr["path"] == "crash-%p.log" and rr["refused"] == "not found", rr
 
 
-def test_the_jvm_hs_err_report_is_kept_and_shown(kernel, work):
+@pytest.mark.parametrize("error_file", [None, "reports/jvm-%p.err"], ids=["default", "ErrorFile"])
+def test_the_jvm_hs_err_report_is_kept_and_shown(kernel, work, error_file):
+    """hs_err_pid<pid>.log in the working directory, or where -XX:ErrorFile= says (%p the pid)."""
     java = shutil.which("java")
     if java is None:
         pytest.skip("needs openjdk-17-jdk-headless (packaging/test-deps.txt)")
     src = work / "PutLong.java"
     shutil.copy(HERE.parent / "programs" / "runtimes" / "PutLong.java", src)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
-    proc = subprocess.Popen([java, "-Xint", "-XX:+CreateCoredumpOnCrash", str(src)],
+    options = []
+    if error_file:
+        (work / "reports").mkdir()
+        options = [f"-XX:ErrorFile={work / error_file}"]
+    proc = subprocess.Popen([java, "-Xint", "-XX:+CreateCoredumpOnCrash", *options, str(src)],
                             preexec_fn=pctest.allow_cores, env=env, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc.wait(timeout=180)
     assert proc.returncode < 0
     record = pctest.record_for(kernel.store, proc.pid, timeout=90)
-    hs_err = list(work.glob("hs_err_pid*.log"))
+    hs_err = list(work.glob("reports/jvm-*.err" if error_file else "hs_err_pid*.log"))
     assert hs_err, "the JVM wrote no hs_err report"
     rr = record["runtime_report"]
-    assert rr["runtime"] == "jvm" and rr["path"] == hs_err[0].name, rr
+    named = str(work / error_file) if error_file else hs_err[0].name
+    assert rr["runtime"] == "jvm" and rr["path"] == named, rr
     assert "refused" not in rr, rr
     kept = stored_report(kernel, record).read_bytes()
     assert kept == hs_err[0].read_bytes()[:256 << 10]
     assert b"Problematic frame" in kept
     shown = info(kernel, record["id"])
     assert "Runtime report" in shown and "Problematic frame" in shown
+
+
+def test_a_node_fatal_error_report_is_kept_and_shown(kernel, work):
+    """Node with --report-on-fatalerror and --report-directory: out of heap, it writes its
+    diagnostic report (report.<date>.<time>.<pid>.<thread>.<seq>.json) and aborts; the
+    handler finds the newest report of that pid in the directory."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs nodejs (packaging/test-deps.txt)")
+    reports = work / "node-reports"
+    reports.mkdir()
+    reports.chmod(0o777)
+    grow = "const a = []; for (;;) a.push(new Array(1e5).fill(a.length));"
+    proc = subprocess.Popen([node, "--report-on-fatalerror", f"--report-directory={reports}",
+                             "--max-old-space-size=24", "-e", grow],
+                            preexec_fn=as_user(NOBODY), env={"PATH": "/usr/bin:/bin"}, cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc.wait(timeout=180)
+    assert proc.returncode < 0, proc.returncode
+    record = pctest.record_for(kernel.store, proc.pid, timeout=90)
+    written = list(reports.glob(f"report.*.{proc.pid}.*.json"))
+    assert len(written) == 1, list(reports.iterdir())
+    rr = record["runtime_report"]
+    assert rr["runtime"] == "node" and "refused" not in rr, rr
+    # The path as searched for (the directory's newest report of that pid), and its size.
+    assert rr["path"] == str(reports / f"report.*.{proc.pid}.*.json"), rr
+    assert rr["file_size"] == written[0].stat().st_size, rr
+    kept = stored_report(kernel, record).read_bytes()
+    assert kept == written[0].read_bytes()[:256 << 10]
+    assert b'"event": "Allocation failed' in kept or b"heap out of memory" in kept, kept[:400]
+    assert "Runtime report" in info(kernel, record["id"])
 
 
 def test_a_path_that_is_not_text_is_recorded_escaped(kernel, work):
