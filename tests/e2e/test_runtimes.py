@@ -8,11 +8,11 @@ compared with gdb's `bt` on the stored core. Skipped without root or a writable 
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
 
 import pytest
 
+import pcexporter
 import pctest
 
 if not pctest.can_set_core_pattern():
@@ -39,7 +39,7 @@ def below_signal_frame(names):
     return names[names.index("<signal>") + 1:]
 
 
-def test_two_ruby_crashes_in_c_functions_get_two_signatures(kernel):
+def test_two_ruby_crashes_in_c_functions_get_two_signatures(kernel, tmp_path):
     ruby = shutil.which("ruby")
     if ruby is None:
         pytest.skip("needs ruby (packaging/test-deps.txt)")
@@ -70,7 +70,16 @@ def test_two_ruby_crashes_in_c_functions_get_two_signatures(kernel):
         for link, frame in zip(links[1:], mine[1:]):
             assert link == frame if frame != "??" else link.startswith("b:"), (chain, mine)
         runs[name] = record["crash"]["signature"]
+        # The SIGSEGV that started it is recorded; the process died of SIGABRT.
+        assert record["signal"] == 6 and record["crash"]["original_fault"]["si_signo"] == 11
     assert runs["memcpy"] != runs["strlen"], runs
+    # The exporter counts what the process died of: ABRT, as the kernel reported it.
+    config = pctest.write_config(tmp_path / "e.conf", kernel)
+    with pcexporter.Exporter(kernel, config, tmp_path) as exporter:
+        ruby_series = {k: v for k, v in pcexporter.crashes(exporter.scrape()).items()
+                       if "ruby" in k[1]}
+    assert sum(ruby_series.values()) == 2 and {k[2] for k in ruby_series} == {"ABRT"}, \
+        ruby_series
 
 
 def test_jvm_fatal_error_signature_is_the_problematic_frame(kernel):
