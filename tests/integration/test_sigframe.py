@@ -8,6 +8,7 @@ interrupted stack as gdb does on the same core, carry the fault the handler caug
 the same crash without a handler, and name the system call seccomp blocked. Skipped without
 root or a writable core_pattern.
 """
+import json
 import os
 import pathlib
 import shutil
@@ -141,6 +142,24 @@ def test_python_signature_is_the_same_with_or_without_faulthandler(kernel):
             assert c["original_fault"]["si_signo"] == signal.SIGSEGV, name
     assert len(set(sigs.values())) == 1, sigs
     assert "faulthandler" not in sigs["plain"][1] and "__restore_rt" not in sigs["plain"][1]
+
+
+@pytest.mark.skipif(not os.path.exists(PYTHON), reason="needs Debian's python3.11")
+def test_a_crash_under_pytest_is_the_tests_not_faulthandlers(kernel, tmp_path):
+    """pytest enables faulthandler for the run: a test that crashes in native code is recorded
+    below the handler's frames, with the test function as its Python caller."""
+    (tmp_path / "test_native.py").write_text(
+        "import ctypes\n\n\ndef test_parses():\n    ctypes.string_at(0)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    _, record, core = crash(kernel.store, [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                           str(tmp_path / "test_native.py")], env=env)
+    core.unlink()
+    c = record["crash"]
+    assert c["original_fault"]["si_signo"] == signal.SIGSEGV, c["original_fault"]
+    chain = c["signature_chain"]
+    assert "faulthandler" not in chain and "__restore_rt" not in chain, chain
+    assert c["signature_version"] == 3, c["signature_version"]
+    assert "test_parses" in json.dumps(record["python"]), record.get("python")
 
 
 def test_seccomp_names_the_blocked_system_call(kernel):
