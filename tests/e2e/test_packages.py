@@ -277,15 +277,16 @@ def test_a_python_frame_is_owned_by_its_distribution(rig):
 def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
     if subprocess.run(["dpkg-query", "-W", PACKAGE], capture_output=True).returncode == 0:
         pytest.skip(f"{PACKAGE} is installed on this machine")
-    debs = [build_deb(tmp_path / "v1", "1.0-1", 1), build_deb(tmp_path / "v2", "2.0-1", 2)]
+    debs = [build_deb(tmp_path / "v1", "1.0-1", 1), build_deb(tmp_path / "v2", "2.0-1", 2),
+            build_deb(tmp_path / "v3", "3.0-1", 3)]
     installing = machine_journal.add("package", name=PACKAGE)  # purged should the run be killed
     try:
         records = []
         for deb in debs:
             subprocess.run(["dpkg", "-i", str(deb)], check=True, stdout=subprocess.DEVNULL)
             records.append(pctest.record_for(rig.store, crash([PROGRAM])))
-        first, second = records
-        for r, version in ((first, "1.0-1"), (second, "2.0-1")):
+        first, second, third = records
+        for r, version in ((first, "1.0-1"), (second, "2.0-1"), (third, "3.0-1")):
             owner = owner_of(r, LIB)
             assert owner and owner["package"] == PACKAGE and owner["version"] == version, \
                 r.get("packages")
@@ -305,6 +306,17 @@ def test_upgrade_between_two_crashes_is_what_changed(rig, tmp_path):
         changes = j["changes"]["previous"]["changes"]
         assert {"kind": "package", "subject": PACKAGE, "from": "1.0-1", "to": "2.0-1"} in changes
         assert any(c["kind"] == "build_id" and c["subject"] == LIB for c in changes)
+        assert "first" not in j["changes"]  # the previous crash is the first
+        # The third against the previous (2.0-1) and, separately, against the group's first.
+        j = json.loads(corectl(rig, "info", "--json", third["id"]))
+        assert j["changes"]["previous"]["id"] == second["id"]
+        assert {"kind": "package", "subject": PACKAGE, "from": "2.0-1", "to": "3.0-1"} in \
+            j["changes"]["previous"]["changes"]
+        assert j["changes"]["first"]["id"] == first["id"]
+        assert {"kind": "package", "subject": PACKAGE, "from": "1.0-1", "to": "3.0-1"} in \
+            j["changes"]["first"]["changes"]
+        text = corectl(rig, "info", third["id"])
+        assert f"{PACKAGE} 2.0-1 → 3.0-1" in text and f"{PACKAGE} 1.0-1 → 3.0-1" in text, text
         # The group's first crash has nothing before it.
         assert "changes" not in json.loads(corectl(rig, "info", "--json", first["id"]))
     finally:
