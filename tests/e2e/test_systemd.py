@@ -1,6 +1,7 @@
 """The shipped units under a real systemd: the package installed into a Debian 12 container
 booted with systemd-nspawn (tests/lib/nspawn.py), the exporter serving, the vacuum timer's service
-removing a core under quota, and their sandboxes in force.
+removing a core under quota, the uploader waiting for its credentials, and their sandboxes in
+force.
 
 Needs root, debootstrap and systemd-nspawn (packages debootstrap, systemd-container) and the
 Debian mirror of this machine's apt sources the first time (the tree is cached). Every check of
@@ -20,6 +21,7 @@ import nspawn
 import pctest
 
 EXPORTER = "process-core-exporter.service"
+UPLOADER = "process-core-uploader.service"
 VACUUM = "process-core-vacuum.service"
 TIMER = "process-core-vacuum.timer"
 STORE = "/var/lib/process-core"
@@ -293,3 +295,62 @@ def test_a_user_removes_their_own_crash_through_the_shipped_socket(machine):
     # Root, directly (no service involved).
     r = m.sh(f"corectl --no-pager remove {ids[2002]}")
     assert f"Removed {ids[2002]}" in r.stdout, r.stdout + r.stderr
+
+
+def test_uploader_waits_for_credentials_then_runs_in_its_sandbox(machine):
+    """The uploader's unit does nothing until the credentials file exists; then it runs as the
+    store user with the credentials systemd copied for it alone (LoadCredential=), the store
+    read-only, its own state directory writable, in its seccomp filter. The container has no
+    network: the endpoint is a closed port, and the failure it logs is a connection's, never a
+    credentials' or a configuration's."""
+    m = machine
+    creds = "/etc/process-core/s3-credentials"
+    dropin = "/etc/process-core/process-core.conf.d/50-upload.conf"
+    m.nsenter(["systemctl", "start", UPLOADER], check=False)
+    props = m.show(UPLOADER, "ActiveState", "ConditionResult", "UnitFileState")
+    assert props["ActiveState"] == "inactive" and props["ConditionResult"] == "no", props
+    m.sh(f"mkdir -p {dropin.rsplit('/', 1)[0]} && printf 'upload_url = s3://crashes/fleet\n"
+         f"upload_endpoint = http://127.0.0.1:9\nupload_node = node-c\n' > {dropin} && "
+         f"printf '[default]\naws_access_key_id = AK\naws_secret_access_key = SK\n' > {creds} "
+         f"&& chmod 0600 {creds}")
+    try:
+        m.nsenter(["systemctl", "start", UPLOADER])
+        pctest.wait_until(lambda: m.show(UPLOADER, "ActiveState")["ActiveState"] == "active",
+                          timeout=30, what="the uploader to be active")
+        props = m.show(UPLOADER, "MainPID", "User", "NRestarts")
+        assert props["User"] == "process-core" and props["NRestarts"] == "0", props
+        status = pathlib.Path(f"/proc/{m.pid}/root/proc/{props['MainPID']}/status")
+        fields = {}
+
+        def executed():  # "active" comes with the fork; the sandbox is complete at the exec
+            fields.update(line.split(":", 1) for line in status.read_text().splitlines())
+            return fields["Name"].strip() == "process-core-up"  # the comm, 15 characters
+
+        pctest.wait_until(executed, timeout=30, what="the uploader's exec")
+        assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2"
+        assert int(fields["CapEff"], 16) == 0, fields["CapEff"]
+        # Its view: the credential systemd copied (0400, its user's), the store read-only.
+        view = m.nsenter(["nsenter", "-t", props["MainPID"], "-m", "--", "sh", "-c",
+                          "stat -c '%a %U' $(ls -d /run/credentials/*/s3); "
+                          f"touch {STORE}/.probe 2>/dev/null && echo store-writable || "
+                          "echo store-read-only"]).stdout.split("\n")
+        assert view[0] == "400 process-core", view
+        assert view[1] == "store-read-only", view
+        # A crash to send: the sweep tries, and fails on the network only.
+        inside = pathlib.Path(f"/proc/{m.pid}/root/root/core-upload")
+        inside.write_bytes(corefixture.elf_core())
+        r = m.run_unit(["sh", "-c", "exec /usr/sbin/process-core -P4242 -I4242 -u1000 -g1000 -d1 "
+                                    "-t$(date +%s) -- web1 11 '!usr!bin!up' < /root/core-upload"])
+        assert r.returncode == 0, r.stderr
+        failed = lambda: "Failed to upload crash" in unit_log(m, UPLOADER)
+        pctest.wait_until(failed, timeout=60, what="the uploader's attempt in the journal")
+        log = unit_log(m, UPLOADER)
+        assert "Refusing credentials" not in log and "Failed to open credentials" not in log, log
+        assert "SK" not in log.split(), log  # the secret never reaches the journal
+        assert m.show(UPLOADER, "ActiveState")["ActiveState"] == "active"
+        state = m.sh("ls /var/lib/process-core-uploader").stdout.split()
+        assert any(n.endswith(".json") for n in state), state
+    finally:
+        m.nsenter(["systemctl", "stop", UPLOADER], check=False)
+        m.sh(f"rm -f {creds} {dropin}")
+
